@@ -1,0 +1,48 @@
+# sfsync developer commands. `make test` is the one the README and CI use.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install test lint typecheck unit integration demo stack-up stack-down bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+# ruff, mypy, then every test. Integration tests use KAFKA_BOOTSTRAP_SERVERS / SCHEMA_REGISTRY_URL
+# when set, else start the project's own local stack (and stop it afterwards).
+test: lint typecheck
+	$(BIN)/pytest -ra
+
+unit: $(STAMP)
+	$(BIN)/pytest -ra tests/unit
+
+integration: $(STAMP)
+	$(BIN)/pytest -ra tests/integration
+
+stack-up: $(STAMP)
+	$(BIN)/sfsync stack up
+
+stack-down: $(STAMP)
+	$(BIN)/sfsync stack down
+
+bench: $(STAMP)
+	$(BIN)/python bench/produce.py
+
+demo: $(STAMP)
+	$(BIN)/sfsync demo
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info

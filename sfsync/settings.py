@@ -1,0 +1,139 @@
+"""Typed settings, one pydantic-settings object per component.
+
+Connection fields are shared through mixins so every component reads the same environment names
+(``KAFKA_BOOTSTRAP_SERVERS``, ``SCHEMA_REGISTRY_URL``, ...). :func:`load` turns a validation
+failure into one :class:`~sfsync.errors.ConfigError` that lists every problem at once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from sfsync.errors import ConfigError
+
+DEFAULT_KAFKA = "127.0.0.1:19092"
+DEFAULT_REGISTRY = "http://127.0.0.1:18081/apis/ccompat/v7"
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+class _Base(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+
+class KafkaConnection(_Base):
+    """Where Kafka is. Unset means the project's own local stack (``sfsync stack up``)."""
+
+    bootstrap_servers: str = Field(DEFAULT_KAFKA, validation_alias="KAFKA_BOOTSTRAP_SERVERS")
+    security_protocol: str = Field("PLAINTEXT", validation_alias="KAFKA_SECURITY_PROTOCOL")
+    sasl_mechanism: str | None = Field(None, validation_alias="KAFKA_SASL_MECHANISM")
+    sasl_username: str | None = Field(None, validation_alias="KAFKA_SASL_USERNAME")
+    sasl_password: SecretStr | None = Field(None, validation_alias="KAFKA_SASL_PASSWORD")
+    topic_prefix: str = Field("", validation_alias="SFSYNC_TOPIC_PREFIX")
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _host_port_list(cls, value: str) -> str:
+        for server in value.split(","):
+            host, sep, port = server.strip().rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise ValueError(f"expected host:port[,host:port...], got {server.strip()!r}")
+        return value
+
+    @field_validator("security_protocol")
+    @classmethod
+    def _protocol(cls, value: str) -> str:
+        allowed = {"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"}
+        if value.upper() not in allowed:
+            raise ValueError(f"must be one of {sorted(allowed)}")
+        return value.upper()
+
+    def kafka_client_config(self) -> dict[str, Any]:
+        """librdkafka properties for these connection settings (secrets in clear: never log them)."""
+        conf: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "security.protocol": self.security_protocol,
+        }
+        if self.sasl_mechanism:
+            conf["sasl.mechanism"] = self.sasl_mechanism
+        if self.sasl_username:
+            conf["sasl.username"] = self.sasl_username
+        if self.sasl_password:
+            conf["sasl.password"] = self.sasl_password.get_secret_value()
+        return conf
+
+
+class RegistryConnection(_Base):
+    """Where the Confluent-compatible schema registry is (Apicurio's ``/apis/ccompat/v7`` locally)."""
+
+    schema_registry_url: str = Field(DEFAULT_REGISTRY, validation_alias="SCHEMA_REGISTRY_URL")
+    schema_registry_username: str | None = Field(None, validation_alias="SCHEMA_REGISTRY_USERNAME")
+    schema_registry_password: SecretStr | None = Field(None, validation_alias="SCHEMA_REGISTRY_PASSWORD")
+    schema_registry_timeout_s: float = Field(
+        5.0, gt=0, le=120, validation_alias="SCHEMA_REGISTRY_TIMEOUT_S"
+    )
+
+    @field_validator("schema_registry_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"must start with http:// or https://, got {value!r}")
+        return value.rstrip("/")
+
+
+class PublisherSettings(KafkaConnection, RegistryConnection):
+    """The product-side publisher (``producers/``)."""
+
+    model_config = SettingsConfigDict(env_prefix="SFSYNC_PUBLISHER_", extra="ignore", populate_by_name=True)
+
+    linger_ms: int = Field(5, ge=0, le=10_000)
+    batch_size_bytes: int = Field(262_144, ge=1_024)
+    compression: str = Field("lz4")
+    delivery_timeout_s: float = Field(30.0, gt=0, le=3_600)
+    connect_timeout_s: float = Field(10.0, gt=0, le=300)
+    register_schemas: bool = True
+
+    @field_validator("compression")
+    @classmethod
+    def _codec(cls, value: str) -> str:
+        allowed = {"none", "gzip", "snappy", "lz4", "zstd"}
+        if value not in allowed:
+            raise ValueError(f"must be one of {sorted(allowed)}")
+        return value
+
+
+class StackSettings(_Base):
+    """The local single-node Kafka + Apicurio stack (``sfsync stack``)."""
+
+    model_config = SettingsConfigDict(env_prefix="SFSYNC_STACK_", extra="ignore", populate_by_name=True)
+
+    home: Path = Field(default_factory=lambda: Path.home() / ".cache" / "sfsync")
+    kafka_version: str = "4.4.0"
+    apicurio_version: str = "3.3.3"
+    host: str = "127.0.0.1"
+    kafka_port: int = Field(19092, ge=1, le=65535)
+    controller_port: int = Field(19093, ge=1, le=65535)
+    registry_port: int = Field(18081, ge=1, le=65535)
+    registry_management_port: int = Field(18091, ge=1, le=65535)
+    kafka_heap: str = "512m"
+    registry_heap: str = "384m"
+    start_timeout_s: float = Field(120.0, gt=0)
+    java_home: Path | None = Field(None, validation_alias=AliasChoices("SFSYNC_STACK_JAVA_HOME"))
+    external_kafka: str | None = Field(None, validation_alias="KAFKA_BOOTSTRAP_SERVERS")
+    external_registry: str | None = Field(None, validation_alias="SCHEMA_REGISTRY_URL")
+
+
+def load(settings_class: type[S], component: str, **overrides: Any) -> S:
+    """Build ``settings_class`` from the environment, reporting every invalid value at once."""
+    try:
+        return settings_class(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "settings"
+            problems.append(f"{where}: {err['msg']}")
+        raise ConfigError(component, problems) from None
