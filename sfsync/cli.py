@@ -31,8 +31,9 @@ app = typer.Typer(
 )
 stack_app = typer.Typer(help="Run a local single-node Kafka and schema registry.", no_args_is_help=True)
 topics_app = typer.Typer(help="Create and list sfsync's Kafka topics.", no_args_is_help=True)
-schemas_app = typer.Typer(help="Avro contracts: register, check compatibility, generate Python types.",
-                          no_args_is_help=True)
+schemas_app = typer.Typer(
+    help="Avro contracts: register, check compatibility, generate Python types.", no_args_is_help=True
+)
 app.add_typer(stack_app, name="stack")
 app.add_typer(topics_app, name="topics")
 app.add_typer(schemas_app, name="schemas")
@@ -72,9 +73,7 @@ def stack_up() -> None:
     typer.echo(f"kafka     {report.kafka}")
     typer.echo(f"registry  {report.registry}")
     typer.echo(f"logs      {stack.logs}")
-    typer.echo(
-        f"ready in {report.seconds:.1f}s (started: {started}; fetch {report.fetch_seconds:.1f}s)"
-    )
+    typer.echo(f"ready in {report.seconds:.1f}s (started: {started}; fetch {report.fetch_seconds:.1f}s)")
     typer.echo(f"export KAFKA_BOOTSTRAP_SERVERS={report.kafka} SCHEMA_REGISTRY_URL={report.registry}")
 
 
@@ -108,6 +107,151 @@ def stack_status() -> None:
         raise typer.Exit(1)
 
 
+# ---------------------------------------------------------------------- topics
+@topics_app.command("ensure")
+@reported
+def topics_ensure() -> None:
+    """Create every sfsync topic that does not exist yet (idempotent)."""
+    from sfsync.topics import ALL_TOPICS, ensure_topics
+
+    conn = cfg.load(cfg.KafkaConnection, "kafka")
+    created = ensure_topics(conn.kafka_client_config(), ALL_TOPICS, conn.topic_prefix)
+    typer.echo(f"created: {', '.join(created)}" if created else "all topics exist")
+
+
+@topics_app.command("list")
+@reported
+def topics_list() -> None:
+    """List sfsync's topics: name, key, and whether each exists."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    from sfsync.errors import ServiceUnavailableError
+    from sfsync.topics import ALL_TOPICS
+
+    conn = cfg.load(cfg.KafkaConnection, "kafka")
+    try:
+        existing = AdminClient(conn.kafka_client_config()).list_topics(timeout=10).topics
+    except KafkaException as exc:
+        raise ServiceUnavailableError(f"Kafka at {conn.bootstrap_servers} did not answer within 10s") from exc
+    for spec in ALL_TOPICS:
+        name = spec.name(conn.topic_prefix)
+        parts = len(existing[name].partitions) if name in existing else 0
+        state = f"{parts} partition(s)" if parts else "missing"
+        typer.echo(f"{name:<28} key={spec.key_doc:<22} {state}")
+
+
+# ---------------------------------------------------------------------- schemas
+def _registry() -> tuple[cfg.RegistryConnection, object]:
+    from sfsync.avro import SchemaRegistry
+
+    conn = cfg.load(cfg.RegistryConnection, "registry")
+    password = conn.schema_registry_password.get_secret_value() if conn.schema_registry_password else None
+    return conn, SchemaRegistry(
+        conn.schema_registry_url,
+        timeout_s=conn.schema_registry_timeout_s,
+        username=conn.schema_registry_username,
+        password=password,
+    )
+
+
+@schemas_app.command("register")
+@reported
+def schemas_register() -> None:
+    """Register each product topic's schema under `<topic>-value` with BACKWARD compatibility."""
+    from sfsync.avro import SchemaRegistry, load_topic_schema
+    from sfsync.topics import PRODUCT_TOPICS
+
+    _, registry = _registry()
+    assert isinstance(registry, SchemaRegistry)
+    prefix = cfg.load(cfg.KafkaConnection, "kafka").topic_prefix
+    for spec in PRODUCT_TOPICS:
+        subject = f"{spec.name(prefix)}-value"
+        schema = load_topic_schema(spec.base)
+        registry.set_compatibility(subject, "BACKWARD")
+        schema_id = registry.register(subject, schema.schema_str)
+        typer.echo(f"{subject:<32} id {schema_id}  ({len(schema.record_names)} record types)")
+
+
+@schemas_app.command("check")
+@reported
+def schemas_check() -> None:
+    """Check the working tree's schemas against the registry (BACKWARD); exit 1 on any break."""
+    from sfsync.avro import SchemaRegistry, load_topic_schema
+    from sfsync.topics import PRODUCT_TOPICS
+
+    _, registry = _registry()
+    assert isinstance(registry, SchemaRegistry)
+    prefix = cfg.load(cfg.KafkaConnection, "kafka").topic_prefix
+    broken = 0
+    for spec in PRODUCT_TOPICS:
+        subject = f"{spec.name(prefix)}-value"
+        ok = registry.is_compatible(subject, load_topic_schema(spec.base).schema_str)
+        broken += not ok
+        typer.echo(f"{subject:<32} {'compatible' if ok else 'BREAKS BACKWARD COMPATIBILITY'}")
+    if broken:
+        raise typer.Exit(1)
+
+
+@schemas_app.command("codegen")
+@reported
+def schemas_codegen(
+    check: Annotated[bool, typer.Option(help="Only check that producers/events.py is up to date.")] = False,
+) -> None:
+    """Regenerate producers/events.py (the typed events) from schemas/*.avsc."""
+    from pathlib import Path
+
+    import producers
+    from sfsync.codegen import generate
+
+    target = Path(producers.__file__).with_name("events.py")
+    source = generate()
+    if check:
+        if target.read_text() != source:
+            typer.echo(f"{target} is out of date: run `sfsync schemas codegen`", err=True)
+            raise typer.Exit(1)
+        typer.echo("up to date")
+        return
+    target.write_text(source)
+    typer.echo(f"wrote {target}")
+
+
+# ---------------------------------------------------------------------- produce
+@app.command("produce")
+@reported
+def produce(
+    fake: Annotated[int, typer.Option("--fake", help="Number of synthetic community events to publish.")],
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same stream).")] = 7,
+    workspace: Annotated[str, typer.Option(help="workspace_id of the events.")] = "ws-demo",
+    rate: Annotated[float, typer.Option(help="Events per second; 0 means as fast as possible.")] = 0.0,
+) -> None:
+    """Publish realistic synthetic activity: members joining and updating profiles, onboarding,
+    events published and updated, registrations, cancels, attendance, check-ins, forum posts."""
+    import collections
+    import time
+
+    from producers.fake import CommunitySimulator
+    from producers.publisher import Publisher
+    from sfsync.topics import ALL_TOPICS, ensure_topics
+
+    settings = cfg.load(cfg.PublisherSettings, "publisher")
+    ensure_topics(settings.kafka_client_config(), ALL_TOPICS, settings.topic_prefix)
+    counts: collections.Counter[str] = collections.Counter()
+    started = time.monotonic()
+    with Publisher(settings) as publisher:
+        for i, event in enumerate(CommunitySimulator(seed=seed, workspace_id=workspace).stream(fake)):
+            publisher.publish(event)
+            counts[event.RECORD_NAME] += 1
+            if rate > 0:
+                delay = started + (i + 1) / rate - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+    elapsed = time.monotonic() - started
+    typer.echo(f"published {fake} events in {elapsed:.1f}s ({fake / max(elapsed, 1e-9):,.0f}/s)")
+    for name, count in counts.most_common():
+        typer.echo(f"  {name:<26} {count}")
+
+
 # ---------------------------------------------------------------------- demo
 @app.command("demo")
 def demo() -> None:
@@ -122,5 +266,3 @@ def demo() -> None:
 
 def main() -> None:  # pragma: no cover - console entry point
     sys.exit(app())
-
-

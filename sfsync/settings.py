@@ -73,9 +73,7 @@ class RegistryConnection(_Base):
     schema_registry_url: str = Field(DEFAULT_REGISTRY, validation_alias="SCHEMA_REGISTRY_URL")
     schema_registry_username: str | None = Field(None, validation_alias="SCHEMA_REGISTRY_USERNAME")
     schema_registry_password: SecretStr | None = Field(None, validation_alias="SCHEMA_REGISTRY_PASSWORD")
-    schema_registry_timeout_s: float = Field(
-        5.0, gt=0, le=120, validation_alias="SCHEMA_REGISTRY_TIMEOUT_S"
-    )
+    schema_registry_timeout_s: float = Field(5.0, gt=0, le=120, validation_alias="SCHEMA_REGISTRY_TIMEOUT_S")
 
     @field_validator("schema_registry_url")
     @classmethod
@@ -112,6 +110,7 @@ class StackSettings(_Base):
     model_config = SettingsConfigDict(env_prefix="SFSYNC_STACK_", extra="ignore", populate_by_name=True)
 
     home: Path = Field(default_factory=lambda: Path.home() / ".cache" / "sfsync")
+    cache: Path | None = None  # downloads (default <home>/dist); share it between stacks
     kafka_version: str = "4.4.0"
     apicurio_version: str = "3.3.3"
     host: str = "127.0.0.1"

@@ -6,7 +6,8 @@ Maven Central with ``mvn`` (cached in ``~/.m2`` and under ``<home>/dist``). The 
 state in Kafka (``kafkasql`` storage), so the two can never disagree about schema ids after a
 restart; ``down --wipe`` clears both.
 
-Layout under ``home`` (``SFSYNC_STACK_HOME``, default ``~/.cache/sfsync``)::
+Layout under ``home`` (``SFSYNC_STACK_HOME``, default ``~/.cache/sfsync``); downloads go to
+``SFSYNC_STACK_CACHE`` (default ``<home>/dist``)::
 
     dist/kafka-<v>/libs/*.jar       dist/apicurio-<v>/quarkus-run.jar
     run/{kafka,registry}.pid        run/server.properties
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import logging
 import os
 import re
 import shutil
@@ -29,6 +31,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -65,7 +68,7 @@ class Stack:
         self.s = settings
         self.echo = echo
         self.home = settings.home.expanduser()
-        self.dist = self.home / "dist"
+        self.dist = (settings.cache or self.home / "dist").expanduser()
         self.run_dir = self.home / "run"
         self.data_dir = self.home / "data" / "kafka"
         self.logs = self.home / "logs"
@@ -103,8 +106,16 @@ class Stack:
             self.echo(f"fetching Apache Kafka {self.s.kafka_version} jars (once; cached after)...")
             self._mvn_into(
                 self.kafka_libs,
-                [mvn, "-B", "-q", "-f", str(pom), "dependency:copy-dependencies",
-                 f"-Dkafka.version={self.s.kafka_version}", "-DincludeScope=runtime"],
+                [
+                    mvn,
+                    "-B",
+                    "-q",
+                    "-f",
+                    str(pom),
+                    "dependency:copy-dependencies",
+                    f"-Dkafka.version={self.s.kafka_version}",
+                    "-DincludeScope=runtime",
+                ],
             )
         if need_registry:
             self.echo(f"fetching Apicurio Registry {self.s.apicurio_version} (once; cached after)...")
@@ -127,8 +138,11 @@ class Stack:
         partial.mkdir(parents=True)
         with (self.logs / "fetch.log").open("a") as log:
             done = subprocess.run(
-                [*command, f"-DoutputDirectory={partial}"], stdout=log, stderr=subprocess.STDOUT,
-                check=False, timeout=1800,
+                [*command, f"-DoutputDirectory={partial}"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                check=False,
+                timeout=1800,
             )
         if done.returncode != 0:
             raise StackError(f"maven could not fetch into {target.name}; see {self.logs / 'fetch.log'}")
@@ -179,10 +193,15 @@ class Stack:
         java = find_java(KAFKA_MIN_JAVA, self.s.java_home)
         props = self.run_dir / "server.properties"
         template = string.Template((DEPLOY_DIR / "server.properties.template").read_text())
-        props.write_text(template.substitute(
-            host=self.s.host, kafka_port=self.s.kafka_port, controller_port=self.s.controller_port,
-            data_dir=self.data_dir, run_dir=self.run_dir,
-        ))
+        props.write_text(
+            template.substitute(
+                host=self.s.host,
+                kafka_port=self.s.kafka_port,
+                controller_port=self.s.controller_port,
+                data_dir=self.data_dir,
+                run_dir=self.run_dir,
+            )
+        )
         classpath = f"{self.kafka_libs}/*"
         log4j = f"-Dlog4j2.configurationFile={DEPLOY_DIR / 'log4j2.properties'}"
         if not (self.data_dir / "meta.properties").exists():
@@ -190,17 +209,43 @@ class Stack:
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
             with (self.logs / "kafka.log").open("a") as log:
                 done = subprocess.run(
-                    [str(java), log4j, "-cp", classpath, "kafka.tools.StorageTool", "format",
-                     "-t", cluster_id, "-c", str(props), "--ignore-formatted"],
-                    stdout=log, stderr=subprocess.STDOUT, check=False, timeout=120,
+                    [
+                        str(java),
+                        log4j,
+                        "-cp",
+                        classpath,
+                        "kafka.tools.StorageTool",
+                        "format",
+                        "-t",
+                        cluster_id,
+                        "-c",
+                        str(props),
+                        "--ignore-formatted",
+                    ],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    check=False,
+                    timeout=120,
                 )
             if done.returncode != 0:
                 raise StackError(f"formatting KRaft storage failed; see {self.logs / 'kafka.log'}")
-        self._spawn("kafka", [
-            str(java), f"-Xms{self.s.kafka_heap}", f"-Xmx{self.s.kafka_heap}", "-XX:+UseG1GC",
-            "-XX:MaxGCPauseMillis=20", "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true", log4j,
-            "-cp", classpath, "kafka.Kafka", str(props),
-        ])
+        self._spawn(
+            "kafka",
+            [
+                str(java),
+                f"-Xms{self.s.kafka_heap}",
+                f"-Xmx{self.s.kafka_heap}",
+                "-XX:+UseG1GC",
+                "-XX:MaxGCPauseMillis=20",
+                "-XX:TieredStopAtLevel=1",
+                "-Djava.awt.headless=true",
+                log4j,
+                "-cp",
+                classpath,
+                "kafka.Kafka",
+                str(props),
+            ],
+        )
 
     def _start_registry(self) -> None:
         java = find_java(APICURIO_MIN_JAVA, self.s.java_home)
@@ -211,13 +256,23 @@ class Stack:
         )
         if self.s.external_kafka:
             self.echo("registry: in-memory storage (Kafka is external); schemas vanish when it stops")
-        self._spawn("registry", [
-            str(java), f"-Xmx{self.s.registry_heap}", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
-            f"-Dquarkus.http.host={self.s.host}", f"-Dquarkus.http.port={self.s.registry_port}",
-            f"-Dquarkus.management.host={self.s.host}",
-            f"-Dquarkus.management.port={self.s.registry_management_port}",
-            *storage, "-jar", str(self.apicurio_dir / "quarkus-run.jar"),
-        ], cwd=self.apicurio_dir)
+        self._spawn(
+            "registry",
+            [
+                str(java),
+                f"-Xmx{self.s.registry_heap}",
+                "-XX:+UseSerialGC",
+                "-XX:TieredStopAtLevel=1",
+                f"-Dquarkus.http.host={self.s.host}",
+                f"-Dquarkus.http.port={self.s.registry_port}",
+                f"-Dquarkus.management.host={self.s.host}",
+                f"-Dquarkus.management.port={self.s.registry_management_port}",
+                *storage,
+                "-jar",
+                str(self.apicurio_dir / "quarkus-run.jar"),
+            ],
+            cwd=self.apicurio_dir,
+        )
 
     def _spawn(self, name: str, command: list[str], cwd: Path | None = None) -> None:
         log_path = self.logs / f"{name}.log"
@@ -225,8 +280,12 @@ class Stack:
             log.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {name}\n".encode())
             log.flush()
             proc = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, cwd=cwd,
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd=cwd,
             )
         self._pid_file(name).write_text(str(proc.pid))
 
@@ -236,6 +295,7 @@ class Stack:
             if pid is not None and not pid_alive(pid):
                 tail = tail_lines(self.logs / f"{name}.log", 15)
                 raise ServiceUnavailableError(f"{name} exited while starting; last log lines:\n{tail}")
+
         return check
 
     def _running(self, name: str) -> bool:
@@ -253,9 +313,10 @@ class Stack:
                 )
 
     # ------------------------------------------------------------------ down
-    def down(self, wipe: bool = False, timeout_s: float = 30.0,
-             only: tuple[str, ...] = ("registry", "kafka")) -> list[str]:
-        stopped = []
+    def down(
+        self, wipe: bool = False, timeout_s: float = 30.0, only: tuple[str, ...] = ("registry", "kafka")
+    ) -> list[str]:
+        stopped: list[str] = []
         for name in ("registry", "kafka"):  # the registry's storage lives in Kafka: stop it first
             if name not in only:
                 continue
@@ -264,8 +325,7 @@ class Stack:
                 stop_process_group(pid, timeout_s)
                 stopped.append(name)
             self._pid_file(name).unlink(missing_ok=True)
-        ports = [self.s.kafka_port, self.s.controller_port, self.s.registry_port,
-                 self.s.registry_management_port]
+        ports = [self.s.kafka_port, self.s.controller_port, self.s.registry_port, self.s.registry_management_port]
         deadline = time.monotonic() + 10
         while any(port_in_use(self.s.host, p) for p in ports) and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -328,8 +388,9 @@ def java_major(home: Path) -> int | None:
     match = re.search(r'JAVA_VERSION="(\d+)(?:\.(\d+))?', text)
     if match is None:
         with contextlib.suppress(OSError, subprocess.SubprocessError):
-            done = subprocess.run([str(home / "bin" / "java"), "-version"], capture_output=True,
-                                  text=True, timeout=20, check=False)
+            done = subprocess.run(
+                [str(home / "bin" / "java"), "-version"], capture_output=True, text=True, timeout=20, check=False
+            )
             match = re.search(r'version "(\d+)(?:\.(\d+))?', done.stderr)
     if match is None:
         return None
@@ -430,7 +491,8 @@ def wait_kafka(bootstrap: str, timeout_s: float, check: Callable[[], None] = lam
     from confluent_kafka.admin import AdminClient
 
     deadline = time.monotonic() + max(timeout_s, 1.0)
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0, "logger": _quiet_logger()})
+    conf: dict[str, Any] = {"bootstrap.servers": bootstrap, "log_level": 0, "logger": _quiet_logger()}
+    admin = AdminClient(conf)
     last = "no answer"
     while time.monotonic() < deadline:
         check()
@@ -470,9 +532,7 @@ def set_default_compatibility(url: str, level: str) -> None:
         raise StackError(f"registry refused compatibility {level}: HTTP {response.status_code}")
 
 
-def _quiet_logger() -> object:
-    import logging
-
+def _quiet_logger() -> logging.Logger:
     logger = logging.getLogger("sfsync.kafka")
     logger.addHandler(logging.NullHandler())
     logger.propagate = False

@@ -1,0 +1,98 @@
+"""sfsync's topics (DESIGN.md §3): names, keys, which records they carry, and how they are created.
+
+The records a product topic may carry are not listed here: they are the union in
+``schemas/<topic>.avsc``, registered under ``<topic>-value`` (TopicNameStrategy), so the registry
+itself refuses a record type that does not belong on a topic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sfsync.errors import FatalError, ServiceUnavailableError
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """One topic: its base name (before the prefix), its key and its configuration."""
+
+    base: str
+    key_doc: str
+    key_path: tuple[str, ...] = ()
+    """Where the key lives in a value, for product topics (e.g. ``("member", "member_id")``)."""
+    partitions: int = 6
+    config: Mapping[str, str] = field(default_factory=dict)
+    avro_value: bool = True
+
+    def name(self, prefix: str = "") -> str:
+        return f"{prefix}{self.base}"
+
+    def key_of(self, value: Mapping[str, Any]) -> str:
+        """The record key of ``value`` (a product event as an Avro dict)."""
+        node: Any = value
+        for part in self.key_path:
+            node = node[part]
+        return str(node)
+
+
+MEMBERS = TopicSpec("product.members", "member id", ("member", "member_id"))
+EVENTS = TopicSpec("product.events", "event id", ("event", "id"))
+ATTENDANCE = TopicSpec("product.attendance", "member id", ("member", "member_id"))
+FORUM = TopicSpec("product.forum", "post id", ("post", "id"))
+WRITES = TopicSpec("sfsync.writes", "<sobject>:<identity>")
+RESULTS = TopicSpec("sfsync.results", "<sobject>:<identity>")
+CHANGES = TopicSpec("salesforce.changes", "<sobject>:<Id>")
+MEMBERS_INBOUND = TopicSpec("product.members.inbound", "member id")
+ERRORS = TopicSpec("sfsync.errors", "none", partitions=1, config={"retention.ms": str(30 * 86_400_000)})
+DLQ = TopicSpec(
+    "sfsync.dlq", "original key", partitions=1, avro_value=False, config={"retention.ms": str(30 * 86_400_000)}
+)
+
+PRODUCT_TOPICS: tuple[TopicSpec, ...] = (MEMBERS, EVENTS, ATTENDANCE, FORUM)
+ALL_TOPICS: tuple[TopicSpec, ...] = (*PRODUCT_TOPICS, WRITES, RESULTS, CHANGES, MEMBERS_INBOUND, ERRORS, DLQ)
+
+
+def by_base(base: str) -> TopicSpec:
+    for spec in ALL_TOPICS:
+        if spec.base == base:
+            return spec
+    raise KeyError(base)
+
+
+def ensure_topics(
+    kafka_config: Mapping[str, Any],
+    specs: Iterable[TopicSpec] = ALL_TOPICS,
+    prefix: str = "",
+    timeout_s: float = 15.0,
+) -> list[str]:
+    """Create the topics that do not exist yet; return the names created. Idempotent."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+    admin = AdminClient(dict(kafka_config))
+    try:
+        existing = set(admin.list_topics(timeout=timeout_s).topics)
+    except KafkaException as exc:
+        raise ServiceUnavailableError(
+            f"Kafka at {kafka_config.get('bootstrap.servers')} did not answer within {timeout_s:.0f}s"
+        ) from exc
+    wanted = [s for s in specs if s.name(prefix) not in existing]
+    if not wanted:
+        return []
+    futures = admin.create_topics(
+        [NewTopic(s.name(prefix), s.partitions, replication_factor=-1, config=dict(s.config)) for s in wanted],
+        operation_timeout=timeout_s,
+        request_timeout=timeout_s,
+    )
+    created = []
+    for name, future in futures.items():
+        try:
+            future.result()
+            created.append(name)
+        except KafkaException as exc:
+            if "TOPIC_ALREADY_EXISTS" in str(exc):
+                continue
+            raise FatalError(f"could not create topic {name}: {exc.args[0]}") from exc
+    return created
