@@ -89,6 +89,7 @@ def main() -> None:
         encoders[topic] = AvroEncoder(registry, topic, load_topic_schema(spec.base))
         for name in encoders[topic].schema.record_names:
             by_record[name] = (topic, spec)
+    registry.close()
     rows = []
     for event in events:
         topic, spec = by_record[event.RECORD_NAME]

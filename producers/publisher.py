@@ -100,11 +100,12 @@ class _Core:
             else None,
         )
         self.routes: dict[str, tuple[str, TopicSpec, AvroEncoder]] = {}
-        for spec in PRODUCT_TOPICS:
-            topic = spec.name(prefix)
-            encoder = AvroEncoder(registry, topic, load_topic_schema(spec.base), register=settings.register_schemas)
-            for record_name in encoder.schema.record_names:
-                self.routes[record_name] = (topic, spec, encoder)
+        with registry:  # schema ids are resolved once, here; the registry is not needed afterwards
+            for spec in PRODUCT_TOPICS:
+                topic = spec.name(prefix)
+                encoder = AvroEncoder(registry, topic, load_topic_schema(spec.base), register=settings.register_schemas)
+                for record_name in encoder.schema.record_names:
+                    self.routes[record_name] = (topic, spec, encoder)
 
     def prepare(self, record_name: str, value: Mapping[str, Any], typed: bool = True) -> tuple[str, str, bytes]:
         """(topic, key, bytes) for one event given as an Avro dict (``typed``: from ``to_avro()``)."""

@@ -139,6 +139,16 @@ class SchemaRegistry:
                 f"schema registry at {self.url} did not answer ({what}): {type(exc).__name__}"
             ) from exc
 
+    def close(self) -> None:
+        """Release the HTTP connections (schemas already fetched stay cached)."""
+        self._client.close()
+
+    def __enter__(self) -> SchemaRegistry:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def register(self, subject: str, schema_str: str) -> int:
         """Register (or find) ``schema_str`` under ``subject``; the registry enforces compatibility."""
         from confluent_kafka.schema_registry import Schema
@@ -202,6 +212,9 @@ class AvroEncoder:
         # without fastavro searching the union for the branch.
         self._strict = {n: (header + idx, branch) for n, (idx, branch, _) in schema.branches.items()}
         self._plain = {n: (header + idx, plain) for n, (idx, _, plain) in schema.branches.items()}
+        self._named: dict[str, Any] = {}
+        collect_named(schema.schema, self._named)
+        self._branch_schemas = {str(b["name"]).rsplit(".", 1)[-1]: b for b in schema.schema}
 
     def _unknown(self, record_name: str) -> RecordValidationError:
         return RecordValidationError(
@@ -214,10 +227,16 @@ class AvroEncoder:
         """Bytes for ``value`` as record ``record_name``; :class:`RecordValidationError` if it does not fit.
 
         Accepts logical-type values (aware ``datetime`` for timestamps, ``UUID`` or uuid strings).
+        The value is checked field by field first: fastavro alone would write a string given for
+        an array as its characters and silently drop unknown fields.
         """
         entry = self._strict.get(record_name)
         if entry is None:
             raise self._unknown(record_name)
+        problem = first_problem(self._branch_schemas[record_name], value, record_name, self._named)
+        if problem is not None:
+            path, reason = problem
+            raise RecordValidationError(record_name, path.split(".", 1)[1] if "." in path else path, reason)
         return self._write(entry, record_name, value)
 
     def encode_checked(self, record_name: str, value: Mapping[str, Any]) -> bytes:
@@ -262,13 +281,22 @@ class AvroDecoder:
         _, schema_id = HEADER.unpack_from(data)
         writer = self.registry.writer_schema(schema_id)
         try:
-            decoded = fastavro.schemaless_reader(io.BytesIO(data[HEADER.size :]), writer, None, return_record_name=True)
+            # Names only where a union holds several records (a topic's union); an optional enum or
+            # record comes back as its plain value.
+            decoded = fastavro.schemaless_reader(
+                io.BytesIO(data[HEADER.size :]),
+                writer,
+                None,
+                return_record_name=True,
+                return_record_name_override=True,
+            )
         except Exception as exc:
             raise SkippableRecordError(f"cannot decode with schema id {schema_id}: {exc}") from exc
         if isinstance(decoded, tuple):
             name, value = decoded
-        else:
-            name, value = writer.get("name", "?"), decoded
+        else:  # a single-record schema, or a union of one record
+            branches = writer if isinstance(writer, list) else [writer]
+            name, value = branches[0].get("name", "?"), decoded
         if not isinstance(value, dict):
             raise SkippableRecordError(f"schema id {schema_id} is not a record schema")
         return str(name).rsplit(".", 1)[-1], value

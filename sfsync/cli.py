@@ -9,12 +9,15 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
-from typing import Annotated, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
 
 import typer
 
 from sfsync import settings as cfg
 from sfsync.errors import SfsyncError
+
+if TYPE_CHECKING:
+    from sfsync.avro import SchemaRegistry
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -142,12 +145,12 @@ def topics_list() -> None:
 
 
 # ---------------------------------------------------------------------- schemas
-def _registry() -> tuple[cfg.RegistryConnection, object]:
+def _registry() -> SchemaRegistry:
     from sfsync.avro import SchemaRegistry
 
     conn = cfg.load(cfg.RegistryConnection, "registry")
     password = conn.schema_registry_password.get_secret_value() if conn.schema_registry_password else None
-    return conn, SchemaRegistry(
+    return SchemaRegistry(
         conn.schema_registry_url,
         timeout_s=conn.schema_registry_timeout_s,
         username=conn.schema_registry_username,
@@ -159,36 +162,34 @@ def _registry() -> tuple[cfg.RegistryConnection, object]:
 @reported
 def schemas_register() -> None:
     """Register each product topic's schema under `<topic>-value` with BACKWARD compatibility."""
-    from sfsync.avro import SchemaRegistry, load_topic_schema
+    from sfsync.avro import load_topic_schema
     from sfsync.topics import PRODUCT_TOPICS
 
-    _, registry = _registry()
-    assert isinstance(registry, SchemaRegistry)
     prefix = cfg.load(cfg.KafkaConnection, "kafka").topic_prefix
-    for spec in PRODUCT_TOPICS:
-        subject = f"{spec.name(prefix)}-value"
-        schema = load_topic_schema(spec.base)
-        registry.set_compatibility(subject, "BACKWARD")
-        schema_id = registry.register(subject, schema.schema_str)
-        typer.echo(f"{subject:<32} id {schema_id}  ({len(schema.record_names)} record types)")
+    with _registry() as registry:
+        for spec in PRODUCT_TOPICS:
+            subject = f"{spec.name(prefix)}-value"
+            schema = load_topic_schema(spec.base)
+            registry.set_compatibility(subject, "BACKWARD")
+            schema_id = registry.register(subject, schema.schema_str)
+            typer.echo(f"{subject:<32} id {schema_id}  ({len(schema.record_names)} record types)")
 
 
 @schemas_app.command("check")
 @reported
 def schemas_check() -> None:
     """Check the working tree's schemas against the registry (BACKWARD); exit 1 on any break."""
-    from sfsync.avro import SchemaRegistry, load_topic_schema
+    from sfsync.avro import load_topic_schema
     from sfsync.topics import PRODUCT_TOPICS
 
-    _, registry = _registry()
-    assert isinstance(registry, SchemaRegistry)
     prefix = cfg.load(cfg.KafkaConnection, "kafka").topic_prefix
     broken = 0
-    for spec in PRODUCT_TOPICS:
-        subject = f"{spec.name(prefix)}-value"
-        ok = registry.is_compatible(subject, load_topic_schema(spec.base).schema_str)
-        broken += not ok
-        typer.echo(f"{subject:<32} {'compatible' if ok else 'BREAKS BACKWARD COMPATIBILITY'}")
+    with _registry() as registry:
+        for spec in PRODUCT_TOPICS:
+            subject = f"{spec.name(prefix)}-value"
+            ok = registry.is_compatible(subject, load_topic_schema(spec.base).schema_str)
+            broken += not ok
+            typer.echo(f"{subject:<32} {'compatible' if ok else 'BREAKS BACKWARD COMPATIBILITY'}")
     if broken:
         raise typer.Exit(1)
 

@@ -1,0 +1,94 @@
+"""Shared fixtures.
+
+Integration tests need a real Kafka broker and schema registry. Where they come from, in order:
+1. ``KAFKA_BOOTSTRAP_SERVERS`` and ``SCHEMA_REGISTRY_URL`` (what ``.ci/run`` sets after
+   ``sfsync stack up``);
+2. testcontainers, only when a Docker daemon answers a ping;
+3. the project's own local stack (``sfsync.stack``), started here and stopped afterwards.
+If none works, integration tests fail under ``REQUIRE_KAFKA=1`` and are skipped otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+
+import pytest
+
+from sfsync.settings import StackSettings
+
+
+@dataclass(frozen=True)
+class Services:
+    bootstrap: str
+    registry: str
+    origin: str
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "/integration/" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+def _docker_answers() -> bool:
+    try:
+        import docker
+
+        client = docker.from_env(timeout=3)
+    except Exception:
+        return False
+    try:
+        return bool(client.ping())
+    except Exception:
+        return False
+    finally:
+        client.close()
+
+
+def _from_testcontainers(stack: ExitStack) -> Services:  # pragma: no cover - no Docker engine here
+    from testcontainers.core.container import DockerContainer
+    from testcontainers.core.waiting_utils import wait_for_logs
+    from testcontainers.kafka import KafkaContainer
+
+    kafka = stack.enter_context(KafkaContainer("confluentinc/cp-kafka:7.6.0").with_kraft())
+    registry = DockerContainer("apicurio/apicurio-registry:3.3.3").with_exposed_ports(8080)
+    stack.enter_context(registry)
+    wait_for_logs(registry, "Installed features", timeout=120)
+    url = f"http://{registry.get_container_host_ip()}:{registry.get_exposed_port(8080)}/apis/ccompat/v7"
+    return Services(kafka.get_bootstrap_server(), url, "testcontainers")
+
+
+@pytest.fixture(scope="session")
+def services() -> Iterator[Services]:
+    from sfsync.stack import running_stack, wait_kafka, wait_registry
+
+    required = os.environ.get("REQUIRE_KAFKA") == "1"
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    registry = os.environ.get("SCHEMA_REGISTRY_URL")
+    with ExitStack() as stack:
+        try:
+            if bootstrap and registry:
+                wait_kafka(bootstrap, 30)
+                wait_registry(registry, 30)
+                found = Services(bootstrap, registry.rstrip("/"), "environment")
+            elif _docker_answers():
+                found = _from_testcontainers(stack)
+            else:
+                report = stack.enter_context(running_stack(StackSettings()))
+                found = Services(report.kafka, report.registry, "local stack")
+        except Exception as exc:
+            message = f"no Kafka + schema registry for integration tests: {exc}"
+            if required:
+                pytest.fail(f"REQUIRE_KAFKA=1 and {message}")
+            pytest.skip(message)
+        yield found
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A topic prefix of this test's own, so tests never see each other's records."""
+    return f"t{uuid.uuid4().hex[:10]}."

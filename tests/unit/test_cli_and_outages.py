@@ -1,0 +1,70 @@
+"""The command line, and services that are down: clear, bounded errors, no traceback soup."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+from producers.publisher import Publisher
+from sfsync.avro import SchemaRegistry
+from sfsync.cli import app
+from sfsync.errors import ServiceUnavailableError
+from sfsync.settings import PublisherSettings
+
+runner = CliRunner()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_help_lists_the_commands_a_newcomer_needs() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("stack", "produce", "topics", "schemas", "demo"):
+        assert command in result.output
+    assert "sfsync stack up" in result.output
+
+
+def test_demo_says_it_is_not_there_yet() -> None:
+    result = runner.invoke(app, ["demo"])
+    assert result.exit_code == 1
+    assert "not there yet" in result.output
+
+
+def test_a_config_error_is_one_clear_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "nohostport")
+    result = runner.invoke(app, ["produce", "--fake", "1"])
+    assert result.exit_code == 2
+    assert result.output.startswith("error: invalid publisher settings")
+    assert "Traceback" not in result.output
+
+
+def test_a_broker_that_is_down_gives_a_bounded_error() -> None:
+    settings = PublisherSettings(bootstrap_servers=f"127.0.0.1:{free_port()}", connect_timeout_s=2)
+    started = time.monotonic()
+    with pytest.raises(ServiceUnavailableError, match="did not answer within 2s"):
+        Publisher(settings)
+    assert time.monotonic() - started < 6
+
+
+def test_a_registry_that_is_down_gives_a_bounded_error() -> None:
+    registry = SchemaRegistry(f"http://127.0.0.1:{free_port()}/apis/ccompat/v7", timeout_s=1)
+    started = time.monotonic()
+    with pytest.raises(ServiceUnavailableError, match="did not answer"):
+        registry.register("x-value", '"string"')
+    assert time.monotonic() - started < 10
+
+
+def test_cli_with_registry_down_exits_2_without_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCHEMA_REGISTRY_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("SCHEMA_REGISTRY_TIMEOUT_S", "1")
+    result = runner.invoke(app, ["schemas", "register"])
+    assert result.exit_code == 2
+    assert "did not answer" in result.output
+    assert "Traceback" not in result.output
