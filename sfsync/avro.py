@@ -27,6 +27,7 @@ from fastavro.schema import load_schema
 from schemas import SCHEMA_DIR
 from sfsync.errors import RecordValidationError, SchemaError, ServiceUnavailableError, SkippableRecordError
 
+RELEASED_DIR = SCHEMA_DIR / "released"
 MAGIC = 0
 HEADER = struct.Struct(">bI")
 NAMESPACE = "sfsync.product"

@@ -7,6 +7,7 @@ anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import functools
+import json
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
@@ -192,6 +193,23 @@ def schemas_check() -> None:
             typer.echo(f"{subject:<32} {'compatible' if ok else 'BREAKS BACKWARD COMPATIBILITY'}")
     if broken:
         raise typer.Exit(1)
+
+
+@schemas_app.command("snapshot")
+@reported
+def schemas_snapshot() -> None:
+    """Record the current topic schemas as the released contract (schemas/released/*.json).
+
+    Tests check every later schema against this snapshot for BACKWARD compatibility, so take a
+    snapshot when a schema version ships, and review any change to it like an API change."""
+    from sfsync.avro import RELEASED_DIR, load_topic_schema
+    from sfsync.topics import PRODUCT_TOPICS
+
+    RELEASED_DIR.mkdir(exist_ok=True)
+    for spec in PRODUCT_TOPICS:
+        target = RELEASED_DIR / f"{spec.base}.json"
+        target.write_text(json.dumps(load_topic_schema(spec.base).schema, indent=2) + "\n")
+        typer.echo(f"wrote {target}")
 
 
 @schemas_app.command("codegen")

@@ -39,6 +39,8 @@ from sfsync.errors import ServiceUnavailableError, StackError
 from sfsync.settings import StackSettings
 
 DEPLOY_DIR = Path(__file__).resolve().parents[1] / "deploy" / "local"
+# Services this process started, so stopping them can also reap them (no zombie, no warning).
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 KAFKA_MIN_JAVA = 17
 APICURIO_MIN_JAVA = 21  # Apicurio 3.3 is compiled for Java 21 (class file 65)
 
@@ -287,6 +289,7 @@ class Stack:
                 start_new_session=True,
                 cwd=cwd,
             )
+        _CHILDREN[proc.pid] = proc
         self._pid_file(name).write_text(str(proc.pid))
 
     def _exit_watch(self, name: str) -> Callable[[], None]:
@@ -434,9 +437,16 @@ def stop_process_group(pid: int, timeout_s: float) -> None:
             _reap(pid)
             time.sleep(0.05)
     _reap(pid)
+    child = _CHILDREN.pop(pid, None)
+    if child is not None:
+        child.wait(timeout=5)
 
 
 def _reap(pid: int) -> None:
+    child = _CHILDREN.get(pid)
+    if child is not None:
+        child.poll()
+        return
     with contextlib.suppress(ChildProcessError, OSError):
         os.waitpid(pid, os.WNOHANG)
 
