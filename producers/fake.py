@@ -144,6 +144,19 @@ class CommunitySimulator:
             self._registrations.pop(index)
         return None
 
+    def _toggle(self, current: list[str], names: tuple[str, ...], remove: bool) -> tuple[bool, ev.Group]:
+        """Leave one of ``current`` (when asked and possible) or join another of ``names``."""
+        if remove and current:
+            name = self.rng.choice(current)
+            current.remove(name)
+        else:
+            remove = False
+            name = self.rng.choice([n for n in names if n not in current] or list(names))
+            if name not in current:
+                current.append(name)
+        prefix = "sp" if names is SPACES else "cl"
+        return remove, ev.Group(id=f"{prefix}-{names.index(name)}", name=name)
+
     # ------------------------------------------------------------------ activity
     def new_member(self) -> ev.UserCreated:
         first, last = self.rng.choice(self.first_names), self.rng.choice(self.last_names)
@@ -256,39 +269,15 @@ class CommunitySimulator:
                 member=member.ref(), member_type=new_type, previous_member_type=previous_type, **self._envelope()
             )
         if kind in ("UserAddedToSpace", "UserRemovedFromSpace"):
-            if kind == "UserRemovedFromSpace" and member.spaces:
-                space = self.rng.choice(member.spaces)
-                member.spaces.remove(space)
-                cls: type[ev.UserAddedToSpace | ev.UserRemovedFromSpace] = ev.UserRemovedFromSpace
-            else:
-                space = self.rng.choice([s for s in SPACES if s not in member.spaces] or list(SPACES))
-                if space not in member.spaces:
-                    member.spaces.append(space)
-                cls = ev.UserAddedToSpace
+            leaving, space = self._toggle(member.spaces, SPACES, remove=kind == "UserRemovedFromSpace")
             member.profile = replace(member.profile, spaces=list(member.spaces))
-            return cls(
-                member=member.ref(),
-                space=ev.Group(id=f"sp-{SPACES.index(space)}", name=space),
-                spaces=list(member.spaces),
-                **self._envelope(),
-            )
+            space_cls = ev.UserRemovedFromSpace if leaving else ev.UserAddedToSpace
+            return space_cls(member=member.ref(), space=space, spaces=list(member.spaces), **self._envelope())
         if kind in ("UserJoinedClub", "UserLeftClub"):
-            if kind == "UserLeftClub" and member.clubs:
-                club = self.rng.choice(member.clubs)
-                member.clubs.remove(club)
-                club_cls: type[ev.UserJoinedClub | ev.UserLeftClub] = ev.UserLeftClub
-            else:
-                club = self.rng.choice([c for c in CLUBS if c not in member.clubs] or list(CLUBS))
-                if club not in member.clubs:
-                    member.clubs.append(club)
-                club_cls = ev.UserJoinedClub
+            leaving, club = self._toggle(member.clubs, CLUBS, remove=kind == "UserLeftClub")
             member.profile = replace(member.profile, clubs=list(member.clubs))
-            return club_cls(
-                member=member.ref(),
-                club=ev.Group(id=f"cl-{CLUBS.index(club)}", name=club),
-                clubs=list(member.clubs),
-                **self._envelope(),
-            )
+            club_cls = ev.UserLeftClub if leaving else ev.UserJoinedClub
+            return club_cls(member=member.ref(), club=club, clubs=list(member.clubs), **self._envelope())
         if kind == "UserJoinedWaitlist":
             return ev.UserJoinedWaitlist(
                 member=member.ref(), waitlist=ev.Group(id="wl-1", name="Beta program"), **self._envelope()
