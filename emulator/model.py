@@ -21,8 +21,21 @@ from typing import Any, Protocol
 
 Row = dict[str, Any]
 
-TEXT_TYPES = frozenset({"id", "string", "textarea", "email", "phone", "url", "picklist", "multipicklist",
-                        "reference", "combobox", "encryptedstring"})
+TEXT_TYPES = frozenset(
+    {
+        "id",
+        "string",
+        "textarea",
+        "email",
+        "phone",
+        "url",
+        "picklist",
+        "multipicklist",
+        "reference",
+        "combobox",
+        "encryptedstring",
+    }
+)
 NUMBER_TYPES = frozenset({"int", "double", "currency", "percent"})
 
 

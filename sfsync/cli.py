@@ -10,6 +10,7 @@ import functools
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
 
 import typer
@@ -271,6 +272,29 @@ def produce(
         typer.echo(f"  {name:<26} {count}")
 
 
+# ---------------------------------------------------------------------- emulator
+@app.command("emulator")
+@reported
+def emulator(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 18443,
+    tls: Annotated[bool, typer.Option("--tls", help="Serve HTTPS with a generated self-signed certificate.")] = False,
+    org: Annotated[Path | None, typer.Option(help="Org file (YAML): custom objects, fields, users.")] = None,
+    faults: Annotated[str | None, typer.Option(help='Fault injection, e.g. "503=0.05,lock=0.02,latency=20ms".')] = None,
+) -> None:
+    """Serve a local Salesforce org (REST API, OAuth, Bulk 2.0) for tests, the demo and benchmarks."""
+    from emulator.faults import Faults, FaultSpecError
+    from emulator.server import run_forever
+    from sfsync.errors import ConfigError
+
+    try:
+        Faults.parse(faults)
+    except FaultSpecError as exc:
+        raise ConfigError("emulator", [f"--faults: {exc}"]) from None
+    if org is not None and not org.exists():
+        raise ConfigError("emulator", [f"--org: {org} does not exist"])
+    run_forever(port, tls=tls, org_file=org, faults=faults)
+
+
 # ---------------------------------------------------------------------- demo
 @app.command("demo")
 def demo() -> None:
@@ -285,3 +309,7 @@ def demo() -> None:
 
 def main() -> None:  # pragma: no cover - console entry point
     sys.exit(app())
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m sfsync.cli`
+    main()

@@ -11,6 +11,7 @@ If none works, integration tests fail under ``REQUIRE_KAFKA=1`` and are skipped 
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -35,18 +36,27 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def _docker_answers() -> bool:
+    """Whether a Docker daemon answers ``GET /_ping`` (the client binary alone is not enough)."""
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
     try:
-        import docker
-
-        client = docker.from_env(timeout=3)
-    except Exception:
+        if host.startswith("unix://"):
+            if not os.path.exists(host[7:]):
+                return False
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            address: object = host[7:]
+        elif host.startswith("tcp://"):
+            name, _, port = host[6:].partition(":")
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            address = (name, int(port or 2375))
+        else:
+            return False
+        with sock:
+            sock.settimeout(3)
+            sock.connect(address)  # type: ignore[arg-type]
+            sock.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+            return b"200 OK" in sock.recv(1024)
+    except OSError:
         return False
-    try:
-        return bool(client.ping())
-    except Exception:
-        return False
-    finally:
-        client.close()
 
 
 def _from_testcontainers(stack: ExitStack) -> Services:  # pragma: no cover - no Docker engine here
