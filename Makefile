@@ -40,6 +40,7 @@ stack-down: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/produce.py
+	$(BIN)/python bench/emulator.py
 
 demo: $(STAMP)
 	$(BIN)/sfsync demo

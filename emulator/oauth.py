@@ -46,6 +46,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route
 
 from emulator.errors import ApiError, OAuthError
+from emulator.ids import normalize as normalize_id
 
 # authlib 1.9 announces authlib.jose's deprecation (in favour of joserfc) on import, and installs a global
 # "always" filter for it while doing so; keep both out of the process's warning state.
@@ -150,16 +151,8 @@ class OAuthConfig:
 
 
 def salesforce_id18(id15: str) -> str:
-    """The 18-character form of a 15-character Salesforce id (the 3-character case checksum appended)."""
-    if len(id15) == 18:
-        return id15
-    if len(id15) != 15:
-        raise ValueError("a Salesforce id has 15 or 18 characters")
-    suffix = ""
-    for start in (0, 5, 10):
-        bits = sum(1 << i for i, ch in enumerate(id15[start : start + 5]) if "A" <= ch <= "Z")
-        suffix += "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"[bits]
-    return id15 + suffix
+    """The 18-character form of a 15- or 18-character Salesforce id (see :func:`emulator.ids.normalize`)."""
+    return normalize_id(id15)
 
 
 class OrgUsers(Protocol):

@@ -24,6 +24,7 @@ from typing import Any
 from emulator import ids
 from emulator.errors import ApiError
 from emulator.model import FieldDef, ObjectDef, Row, Schema, parse_datetime
+from emulator.standard import ORGANIZATION_FLAGS
 
 UPDATED_WINDOW = dt.timedelta(days=30)
 DELETED_WINDOW = dt.timedelta(days=15)
@@ -365,22 +366,8 @@ class OrgStore:
                 CreatedById=self.integration_user_id,
                 LastModifiedById=self.integration_user_id,
             )
-            for flag in (
-                "ReceivesInfoEmails",
-                "ReceivesAdminInfoEmails",
-                "PreferencesRequireOpportunityProducts",
-                "PreferencesTransactionSecurityPolicy",
-                "PreferencesTerminateOldestSession",
-                "PreferencesConsentManagementEnabled",
-                "PreferencesAutoSelectIndividualOnMerge",
-                "PreferencesLightningLoginEnabled",
-                "PreferencesOnlyLLPermUserAllowed",
-                "UsesStartDateAsFiscalYearName",
-                "IsSandbox",
-                "IsReadOnly",
-            ):
-                row.setdefault(flag, False)
-                if row[flag] is None:
+            for flag in ORGANIZATION_FLAGS:
+                if row.get(flag) is None:
                     row[flag] = False
             table.live[self.org_id] = row
             self._owner[self.org_id] = table

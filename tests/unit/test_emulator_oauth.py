@@ -221,7 +221,7 @@ def assert_invalid_session(server: AuthServer, header: str | None) -> None:
 def test_salesforce_id18_matches_recorded_ids() -> None:
     for recorded in ("0015500001QdQWfAAN", "00U9H000000RzvRUAS", "a00D0000008pQRAIA2"):
         assert salesforce_id18(recorded[:15]) == recorded
-    with pytest.raises(ValueError, match="15 or 18"):
+    with pytest.raises(ValueError, match="malformed id"):
         salesforce_id18("001")
 
 

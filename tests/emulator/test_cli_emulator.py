@@ -1,0 +1,51 @@
+"""`sfsync emulator` as a user starts it: a separate process that serves, and clear errors."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+from typer.testing import CliRunner
+
+from emulator.server import free_port
+from sfsync.cli import app
+
+
+def test_the_command_serves_the_org_until_stopped() -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sfsync.cli", "emulator", "--port", str(port), "--faults", "latency=1ms"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/services/data/", timeout=1)
+                break
+            except httpx.HTTPError:
+                assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        assert response.status_code == 200
+        assert response.json()[-1]["url"].startswith("/services/data/v")
+        token = httpx.post(f"http://127.0.0.1:{port}/__admin/session", json={}).json()["access_token"]
+        limits = httpx.get(
+            f"http://127.0.0.1:{port}/services/data/v62.0/limits", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert limits.headers["Sforce-Limit-Info"].startswith("api-usage=1/")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=15)
+    assert f"127.0.0.1:{port}" in out.decode()
+
+
+def test_a_bad_fault_spec_is_one_clear_error() -> None:
+    result = CliRunner().invoke(app, ["emulator", "--faults", "503=often"])
+    assert result.exit_code == 2
+    assert "invalid emulator settings" in result.output
+    assert "503=often" in result.output
