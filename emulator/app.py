@@ -28,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
 
+from emulator import ids as ids_module
 from emulator.errors import ApiError
 from emulator.faults import Faults
 from emulator.model import ObjectDef, Row, json_row
@@ -257,6 +258,8 @@ class Emulator:
         r("GET", f"sobjects/{obj}/{rid}", "sobjects/{sobject}/{id}")(self.retrieve)
         r("PATCH", f"sobjects/{obj}/{rid}", "sobjects/{sobject}/{id}")(self.update)
         r("DELETE", f"sobjects/{obj}/{rid}", "sobjects/{sobject}/{id}")(self.delete)
+        for method in ("GET", "PATCH", "DELETE"):
+            r(method, rf"sobjects/{obj}/(?P<field>[^/]+)", "sobjects/{sobject}/{field}")(self.not_an_id)
         ext = r"(?P<field>\w+)/(?P<value>[^/]+)"
         r("PATCH", f"sobjects/{obj}/{ext}", "sobjects/{sobject}/{field}/{value}")(self.upsert)
         r("POST", f"sobjects/{obj}/{ext}", "sobjects/{sobject}/{field}/{value}")(self.upsert)
@@ -451,7 +454,7 @@ class Emulator:
                 obj.name, req.params["field"], req.params["value"], self._values(req), user_id=req.user_id
             )
         except MultipleMatches as exc:
-            return Resp(300, [f"/services/data/v{req.version}/sobjects/{obj.name}/{i}" for i in exc.ids])
+            return Resp(300, exc.urls(req.version))
         major = int(req.version.split(".")[0])
         if created:
             return Resp(201, {"id": record_id, "success": True, "errors": [], "created": True})
@@ -460,29 +463,42 @@ class Emulator:
         return Resp(204)
 
     def _by_external_id(self, obj: ObjectDef, field_name: str, value: str) -> Row:
-        definition = obj.field(field_name)
-        if definition is None or not (definition.external_id or definition.id_lookup):
-            raise ApiError(
-                404, "NOT_FOUND", f"Provided external ID field does not exist or is not accessible: {field_name}"
-            )
-        matches = [r for r in self.store.rows(obj.name) if _same(r.get(definition.name), value)]
-        if not matches:
-            raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
+        """The one live record with this external id value, matched as upsert matches (case-insensitively
+        unless the field is case-sensitive); several matches raise :class:`MultipleMatches` (300)."""
+        matches = self.store.match_external_id(obj.name, field_name, value)
         if len(matches) > 1:
-            raise ApiError(300, "MULTIPLE_CHOICES", f"Multiple records match {field_name}={value}")
-        return dict(matches[0])
+            definition = obj.field(field_name)
+            raise MultipleMatches(obj.name, definition.name if definition else field_name, matches)
+        row = self.store.get(obj.name, matches[0]) if matches else None
+        if row is None:
+            raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
+        return dict(row)
 
     def retrieve_by_external_id(self, req: Req) -> Resp:
         obj = self._object(req.params["sobject"])
-        row = self._by_external_id(obj, req.params["field"], req.params["value"])
+        try:
+            row = self._by_external_id(obj, req.params["field"], req.params["value"])
+        except MultipleMatches as exc:
+            return Resp(300, exc.urls(req.version))
         fields = [f for f in req.query.get("fields", "").split(",") if f] or None
         return Resp(200, self._record_json(obj, row, req.version, fields))
 
     def delete_by_external_id(self, req: Req) -> Resp:
         obj = self._object(req.params["sobject"])
-        row = self._by_external_id(obj, req.params["field"], req.params["value"])
+        try:
+            row = self._by_external_id(obj, req.params["field"], req.params["value"])
+        except MultipleMatches as exc:
+            return Resp(300, exc.urls(req.version))
         self.store.delete(obj.name, row["Id"], user_id=req.user_id)
         return Resp(204)
+
+    def not_an_id(self, req: Req) -> Resp:
+        """``/sobjects/{type}/{segment}`` where the segment is no record id: Salesforce reads it as an external
+        id field name with no value."""
+        self._object(req.params["sobject"])
+        raise ApiError(
+            404, "NOT_FOUND", f"Provided external ID field does not exist or is not accessible: {req.params['field']}"
+        )
 
     def _maybe_lock(self, req: Req) -> None:
         if req.lock_writes or self.faults.record_locked():
@@ -537,11 +553,24 @@ class Emulator:
         return records, bool(body.get("allOrNone", False))
 
     def _run_collection(
-        self, req: Req, items: list[Any], all_or_none: bool, write: Callable[[Any], dict[str, Any]]
+        self,
+        req: Req,
+        items: list[Any],
+        all_or_none: bool,
+        write: Callable[[Any], dict[str, Any]],
+        failed_id: Callable[[Any], str | None] = lambda _item: None,
     ) -> Resp:
+        """Per-item SaveResults in request order. A failed item has no ``id`` (a SaveResult's id is set only
+        on success) except where ``failed_id`` names the record attempted (DeleteResult keeps it)."""
         snapshot = self.store.snapshot() if all_or_none else None
         results: list[dict[str, Any]] = []
         failed = False
+
+        def failure(item: Any, error: dict[str, Any]) -> dict[str, Any]:
+            record_id = failed_id(item)
+            head = {"id": record_id} if record_id else {}
+            return {**head, "success": False, "errors": [error]}
+
         for item in items:
             try:
                 if req.lock_writes or self.faults.record_locked():
@@ -552,7 +581,7 @@ class Emulator:
             except ApiError as exc:
                 failed = True
                 error = {"statusCode": exc.error_code, "message": exc.message, "fields": exc.fields or []}
-                results.append({"id": None, "success": False, "errors": [error]})
+                results.append(failure(item, error))
         if failed and all_or_none and snapshot is not None:
             self.store.restore(snapshot)
             rolled = {
@@ -561,7 +590,7 @@ class Emulator:
                 "AllOrNone header",
                 "fields": [],
             }
-            results = [r if not r["success"] else {"id": None, "success": False, "errors": [rolled]} for r in results]
+            results = [r if not r["success"] else failure(item, rolled) for r, item in zip(results, items, strict=True)]
         return Resp(200, results)
 
     def collection_create(self, req: Req) -> Resp:
@@ -569,7 +598,7 @@ class Emulator:
 
         def write(record: Any) -> dict[str, Any]:
             obj = self._collection_object(record)
-            if record.get("Id"):
+            if any(k.lower() == "id" and v for k, v in record.items()):
                 raise ApiError(400, "INVALID_FIELD_FOR_INSERT_UPDATE", "cannot specify Id in an insert call", ["Id"])
             values = {k: v for k, v in record.items() if k != "attributes"}
             return {"id": self.store.create(obj.name, values, user_id=req.user_id)}
@@ -581,10 +610,14 @@ class Emulator:
 
         def write(record: Any) -> dict[str, Any]:
             obj = self._collection_object(record)
-            record_id = record.get("Id")
+            record_id = next((v for k, v in record.items() if k.lower() == "id"), None)
             if not record_id:
                 raise ApiError(400, "MISSING_ARGUMENT", "Id not specified in an update call", ["Id"])
-            values = {k: v for k, v in record.items() if k not in ("attributes", "Id")}
+            if not isinstance(record_id, str) or ids_module.try_normalize(record_id) is None:
+                raise ApiError(
+                    400, "MALFORMED_ID", f"{obj.label or obj.name} ID: id value of incorrect type: {record_id}", ["Id"]
+                )
+            values = {k: v for k, v in record.items() if k.lower() not in ("attributes", "id")}
             self.store.update(obj.name, record_id, values, user_id=req.user_id)
             return {"id": self._id18(record_id)}
 
@@ -607,17 +640,7 @@ class Emulator:
             value = values.pop(definition.name, None) if definition.name != "Id" else values.pop("Id", None)
             if value in (None, ""):
                 raise ApiError(400, "MISSING_ARGUMENT", f"{definition.name} not specified", [definition.name])
-            try:
-                record_id, created = self.store.upsert(
-                    obj.name, definition.name, str(value), values, user_id=req.user_id
-                )
-            except MultipleMatches:
-                raise ApiError(
-                    300,
-                    "DUPLICATE_EXTERNAL_ID",
-                    f"{definition.name}: more than one record found for external id field: [{value}]",
-                    [definition.name],
-                ) from None
+            record_id, created = self.store.upsert(obj.name, definition.name, str(value), values, user_id=req.user_id)
             return {"id": record_id, "created": created}
 
         resp = self._run_collection(req, records, all_or_none, write)
@@ -626,12 +649,20 @@ class Emulator:
             if not item["success"]:
                 item["created"] = False
         resp.body = [
-            {"id": i["id"], "success": i["success"], "errors": i["errors"], "created": i["created"]} for i in resp.body
+            {
+                **({"id": i["id"]} if "id" in i else {}),
+                "success": i["success"],
+                "errors": i["errors"],
+                "created": i["created"],
+            }
+            for i in resp.body
         ]
         return resp
 
     def collection_delete(self, req: Req) -> Resp:
         ids = [i for i in req.query.get("ids", "").split(",") if i]
+        if not ids:
+            raise ApiError(400, "REQUIRED_FIELD_MISSING", "At least 1 Id is required.")
         if len(ids) > 200:
             raise ApiError(
                 400, "EXCEEDED_ID_LIMIT", "record limit reached. cannot submit more than 200 records into this call"
@@ -639,16 +670,18 @@ class Emulator:
         all_or_none = req.query.get("allOrNone", "false").lower() == "true"
 
         def write(record_id: Any) -> dict[str, Any]:
+            if ids_module.try_normalize(record_id) is None:
+                raise ApiError(400, "MALFORMED_ID", f"malformed id {record_id}", [])
             found = self.store.row_by_id(record_id)
             if found is None:
-                raise ApiError(400, "INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id")
+                raise ApiError(400, "INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", [])
             obj, row = found
             if row.get("IsDeleted"):
-                raise ApiError(400, "ENTITY_IS_DELETED", "entity is deleted")
+                raise ApiError(400, "ENTITY_IS_DELETED", "entity is deleted", [])
             self.store.delete(obj.name, record_id, user_id=req.user_id)
             return {"id": self._id18(record_id)}
 
-        return self._run_collection(req, ids, all_or_none, write)
+        return self._run_collection(req, ids, all_or_none, write, failed_id=ids_module.try_normalize)
 
     def collection_retrieve(self, req: Req) -> Resp:
         obj = self._object(req.params["sobject"])

@@ -972,6 +972,24 @@ class OrgStore:
             body[definition.name] = ext_value
             return self._insert(table, self._changes(table, body, creating=True), user_id), True
 
+    def match_external_id(self, sobject: str, ext_field: str, ext_value: Any) -> list[str]:
+        """Ids of the live records whose external id (or idLookup) field equals ``ext_value``, matched as an
+        upsert matches: case-insensitively unless the field is case-sensitive. NOT_FOUND for other fields."""
+        with self._lock:
+            table = self._table(sobject)
+            definition = table.obj.field(ext_field)
+            if definition is None or not (definition.external_id or definition.id_lookup):
+                raise ApiError(
+                    404, "NOT_FOUND", f"Provided external ID field does not exist or is not accessible: {ext_field}"
+                )
+            if definition.name == "Id":
+                canonical = ids.try_normalize(ext_value)
+                return [canonical] if canonical is not None and canonical in table.live else []
+            typed = self._convert(table, definition, ext_value)
+            if typed is None:
+                return []
+            return sorted(table.indexes[definition.name].get(_index_key(definition, typed), ()))
+
     def delete(self, sobject: str, record_id: str, *, user_id: str | None = None) -> None:
         """Move a record (and its cascade-delete children) to the recycle bin."""
         with self._lock:

@@ -43,6 +43,10 @@ DEPLOY_DIR = Path(__file__).resolve().parents[1] / "deploy" / "local"
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 KAFKA_MIN_JAVA = 17
 APICURIO_MIN_JAVA = 21  # Apicurio 3.3 is compiled for Java 21 (class file 65)
+# Without a Java 21+, the newest Apicurio built for Java 17 (checked here: its ccompat API serves
+# confluent-kafka; it predates 3.3's compatibility-harness fixes, hence only a fallback).
+APICURIO_JAVA17_VERSION = "3.0.9"
+APICURIO_JARS = ("quarkus-run.jar", "apicurio-registry-app-*-runner.jar")
 
 
 @dataclass(frozen=True)
@@ -75,7 +79,33 @@ class Stack:
         self.data_dir = self.home / "data" / "kafka"
         self.logs = self.home / "logs"
         self.kafka_libs = self.dist / f"kafka-{settings.kafka_version}" / "libs"
-        self.apicurio_dir = self.dist / f"apicurio-{settings.apicurio_version}"
+        self._registry_choice: tuple[str, Path] | None = None
+
+    # ------------------------------------------------------------------ registry version
+    def registry_choice(self) -> tuple[str, Path]:
+        """(Apicurio version, java binary): the configured version on Java 21+, else the Java 17 build."""
+        if self._registry_choice is None:
+            try:
+                self._registry_choice = (self.s.apicurio_version, find_java(APICURIO_MIN_JAVA, self.s.java_home))
+            except StackError:
+                java17 = find_java(KAFKA_MIN_JAVA, self.s.java_home)
+                self.echo(
+                    f"registry: no Java {APICURIO_MIN_JAVA}+ found, so Apicurio {APICURIO_JAVA17_VERSION} "
+                    f"(built for Java 17) instead of {self.s.apicurio_version}"
+                )
+                self._registry_choice = (APICURIO_JAVA17_VERSION, java17)
+        return self._registry_choice
+
+    @property
+    def apicurio_dir(self) -> Path:
+        return self.dist / f"apicurio-{self.registry_choice()[0]}"
+
+    def registry_jar(self) -> Path:
+        for pattern in APICURIO_JARS:
+            found = next(self.apicurio_dir.glob(pattern), None)
+            if found is not None:
+                return found
+        raise StackError(f"no Apicurio runner jar in {self.apicurio_dir}; delete that folder to fetch it again")
 
     # ------------------------------------------------------------------ addresses
     @property
@@ -120,18 +150,22 @@ class Stack:
                 ],
             )
         if need_registry:
-            self.echo(f"fetching Apicurio Registry {self.s.apicurio_version} (once; cached after)...")
-            artifact = f"io.apicurio:apicurio-registry-app:{self.s.apicurio_version}:tar.gz:all"
+            version = self.registry_choice()[0]
+            self.echo(f"fetching Apicurio Registry {version} (once; cached after)...")
+            artifact = f"io.apicurio:apicurio-registry-app:{version}:tar.gz:all"
             self._mvn_into(
                 self.apicurio_dir,
-                [mvn, "-B", "-q", "-f", str(pom), "dependency:unpack", f"-Dartifact={artifact}"],
+                [
+                    mvn,
+                    "-B",
+                    "-q",
+                    "-f",
+                    str(pom),
+                    "dependency:unpack",
+                    f"-Dartifact={artifact}",
+                ],
             )
-            if not (self.apicurio_dir / "quarkus-run.jar").exists():
-                found = next(self.apicurio_dir.rglob("quarkus-run.jar"), None)
-                if found is None:
-                    raise StackError(f"no quarkus-run.jar in the Apicurio archive ({self.apicurio_dir})")
-                for child in found.parent.iterdir():
-                    child.rename(self.apicurio_dir / child.name)
+            self.registry_jar()  # fail now, with the folder named, if the archive changed its layout
         return time.monotonic() - started
 
     def _mvn_into(self, target: Path, command: list[str]) -> None:
@@ -139,8 +173,10 @@ class Stack:
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
         with (self.logs / "fetch.log").open("a") as log:
+            # Maven's own state (e.g. the unpack plugin's markers, which would skip a re-fetch)
+            # goes to a scratch folder, never into the checkout.
             done = subprocess.run(
-                [*command, f"-DoutputDirectory={partial}"],
+                [*command, f"-DoutputDirectory={partial}", f"-Dsfsync.build.dir={partial}.maven"],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 check=False,
@@ -148,6 +184,7 @@ class Stack:
             )
         if done.returncode != 0:
             raise StackError(f"maven could not fetch into {target.name}; see {self.logs / 'fetch.log'}")
+        shutil.rmtree(f"{partial}.maven", ignore_errors=True)
         (partial / ".complete").touch()
         shutil.rmtree(target, ignore_errors=True)
         partial.rename(target)
@@ -250,7 +287,7 @@ class Stack:
         )
 
     def _start_registry(self) -> None:
-        java = find_java(APICURIO_MIN_JAVA, self.s.java_home)
+        java = self.registry_choice()[1]
         storage = (
             ["-Dapicurio.storage.kind=kafkasql", f"-Dapicurio.kafkasql.bootstrap.servers={self.kafka_address}"]
             if not self.s.external_kafka
@@ -271,7 +308,7 @@ class Stack:
                 f"-Dquarkus.management.port={self.s.registry_management_port}",
                 *storage,
                 "-jar",
-                str(self.apicurio_dir / "quarkus-run.jar"),
+                str(self.registry_jar()),
             ],
             cwd=self.apicurio_dir,
         )

@@ -74,3 +74,44 @@ def test_a_taken_port_is_reported_with_its_holder(private_stack: Stack) -> None:
             private_stack.up()
     assert f"port 127.0.0.1:{BASE} is already taken by pid {os.getpid()}" in str(err.value)
     assert processes_under(private_stack.home) == []
+
+
+def java_exactly(major: int) -> Path:
+    from sfsync.stack import java_major
+
+    for home in sorted(Path("/usr/lib/jvm").iterdir()):
+        if (home / "bin" / "java").exists() and java_major(home) == major:
+            return home / "bin" / "java"
+    raise AssertionError(f"this machine has no Java {major} under /usr/lib/jvm")
+
+
+class Java17Machine(Stack):
+    """A stack on a machine whose newest Java is 17 (the registry must fall back)."""
+
+    def registry_choice(self) -> tuple[str, Path]:
+        from sfsync.stack import APICURIO_JAVA17_VERSION
+
+        return APICURIO_JAVA17_VERSION, java_exactly(17)
+
+
+def test_without_java_21_the_registry_falls_back_and_still_serves(tmp_path: Path) -> None:
+    from producers import events as ev
+    from sfsync.avro import AvroDecoder, AvroEncoder, SchemaRegistry, load_topic_schema
+
+    base = BASE + 10
+    stack = Java17Machine(StackSettings(
+        home=tmp_path / "stack", cache=StackSettings().home / "dist",
+        kafka_port=base, controller_port=base + 1, registry_port=base + 2, registry_management_port=base + 3,
+        external_kafka=None, external_registry=None,
+    ))
+    try:
+        report = stack.up()
+        assert "apicurio-3.0.9" in str(stack.registry_jar())
+        with SchemaRegistry(report.registry) as registry:
+            encoder = AvroEncoder(registry, "product.members", load_topic_schema("product.members"))
+            event = ev.UserDeleted(workspace_id="w", member=ev.MemberRef(member_id="u-1"))
+            name, value = AvroDecoder(registry).decode(encoder.encode_checked(event.RECORD_NAME, event.to_avro()))
+        assert (name, value["member"]["member_id"]) == ("UserDeleted", "u-1")
+    finally:
+        stack.down(timeout_s=10)
+    assert processes_under(stack.home) == []
