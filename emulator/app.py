@@ -225,22 +225,23 @@ class Emulator:
         return register
 
     def dispatch(self, req: Req, *, count: bool = False) -> Resp:
-        allowed = False
+        allowed: set[str] = set()
         for method, pattern, name, handler in self._routes:
             match = pattern.match(req.path)
             if match is None:
                 continue
             if method != req.method:
-                allowed = True
+                allowed.add(method)
                 continue
             req.params = {k: unquote(v) for k, v in match.groupdict().items()}
             if count:
                 self.calls_by_endpoint[f"{req.method} {name}"] += 1
             return handler(req)
         if allowed:
-            raise ApiError(
-                405, "METHOD_NOT_ALLOWED", f"HTTP Method '{req.method}' not allowed. Allowed are GET,PATCH,DELETE,POST"
-            )
+            if "GET" in allowed:
+                allowed.add("HEAD")
+            methods = ",".join(m for m in ("HEAD", "GET", "POST", "PATCH", "PUT", "DELETE") if m in allowed)
+            raise ApiError(405, "METHOD_NOT_ALLOWED", f"HTTP Method '{req.method}' not allowed. Allowed are {methods}")
         raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
 
     def _install_routes(self) -> None:
@@ -258,6 +259,7 @@ class Emulator:
         r("GET", f"sobjects/{obj}/{rid}", "sobjects/{sobject}/{id}")(self.retrieve)
         r("PATCH", f"sobjects/{obj}/{rid}", "sobjects/{sobject}/{id}")(self.update)
         r("DELETE", f"sobjects/{obj}/{rid}", "sobjects/{sobject}/{id}")(self.delete)
+        r("POST", f"sobjects/{obj}/(?P<field>[Ii][Dd])", "sobjects/{sobject}/Id")(self.create_by_null_id)
         for method in ("GET", "PATCH", "DELETE"):
             r(method, rf"sobjects/{obj}/(?P<field>[^/]+)", "sobjects/{sobject}/{field}")(self.not_an_id)
         ext = r"(?P<field>\w+)/(?P<value>[^/]+)"
@@ -491,6 +493,13 @@ class Emulator:
             return Resp(300, exc.urls(req.version))
         self.store.delete(obj.name, row["Id"], user_id=req.user_id)
         return Resp(204)
+
+    def create_by_null_id(self, req: Req) -> Resp:
+        """``POST /sobjects/{type}/Id``: an upsert on Id with no value, which always inserts (v37.0+)."""
+        obj = self._object(req.params["sobject"])
+        self._maybe_lock(req)
+        record_id, _ = self.store.upsert(obj.name, "Id", None, self._values(req), user_id=req.user_id)
+        return Resp(201, {"id": record_id, "success": True, "errors": [], "created": True})
 
     def not_an_id(self, req: Req) -> Resp:
         """``/sobjects/{type}/{segment}`` where the segment is no record id: Salesforce reads it as an external
@@ -744,6 +753,9 @@ class Emulator:
                 sub_body = sub.get("body")
                 if sub_body is not None:
                     sub_body = orjson.loads(_resolve_refs(orjson.dumps(sub_body).decode(), results))
+                collection = match.group(2).strip("/").startswith("composite/sobjects")
+                if all_or_none and collection and isinstance(sub_body, dict):
+                    sub_body["allOrNone"] = True  # the composite's allOrNone overrides its collections'
                 sub_req = Req(
                     method=method,
                     path=match.group(2).strip("/"),
@@ -767,11 +779,14 @@ class Emulator:
                     "referenceId": ref,
                 }
             )
-            if sub_resp.status >= 400 and all_or_none:
+            if all_or_none and (sub_resp.status >= 400 or _collection_failed(sub_resp.body)):
                 halted = True
         if halted and snapshot is not None:
             self.store.restore(snapshot)
-            responses = [r if r["httpStatusCode"] >= 400 else _halted(r["referenceId"]) for r in responses]
+            responses = [
+                r if r["httpStatusCode"] >= 400 or _collection_failed(r["body"]) else _halted(r["referenceId"])
+                for r in responses
+            ]
         return Resp(200, {"compositeResponse": responses})
 
     # ------------------------------------------------------------------ query
@@ -942,6 +957,7 @@ class Emulator:
             Route("/call-options", endpoint(lambda _p: list(self.call_options)), methods=["GET"]),
             Route("/edit", endpoint(self.admin_edit), methods=["POST"]),
             Route("/convert-lead", endpoint(self.admin_convert_lead), methods=["POST"]),
+            Route("/touch", endpoint(self.admin_touch), methods=["POST"]),
             Route("/faults", endpoint(self.admin_faults), methods=["POST"]),
             Route("/limits", endpoint(self.admin_limits), methods=["POST"]),
             Route("/sessions/expire", endpoint(lambda _p: {"expired": self.auth.expire_all()}), methods=["POST"]),
@@ -991,6 +1007,14 @@ class Emulator:
         self.store.edit_as(user, obj.name, payload["id"], payload["values"])
         return {"edited": payload["id"], "by": user}
 
+    def admin_touch(self, payload: Any) -> dict[str, Any]:
+        """An automated process (trigger, roll-up, system job) writes or just touches a record: SystemModstamp
+        moves, LastModifiedDate and LastModifiedById do not."""
+        obj = self._object(payload["sobject"])
+        self.store.system_touch(obj.name, payload["id"], payload.get("values"))
+        row = self.store.get(obj.name, payload["id"]) or {}
+        return {"touched": row.get("Id"), "SystemModstamp": json_row({"v": row.get("SystemModstamp")})["v"]}
+
     def admin_convert_lead(self, payload: Any) -> dict[str, Any]:
         account_id, contact_id = self.store.convert_lead(
             payload["lead_id"], contact_id=payload.get("contact_id"), account_id=payload.get("account_id")
@@ -1026,10 +1050,6 @@ def _json_response(status: int, body: Any, headers: Mapping[str, str] | None = N
     )
 
 
-def _same(stored: Any, wanted: str) -> bool:
-    return stored is not None and str(stored).lower() == wanted.lower()
-
-
 def _batch_size(options: str | None) -> int:
     if not options:
         return DEFAULT_BATCH
@@ -1037,6 +1057,11 @@ def _batch_size(options: str | None) -> int:
     if match is None:
         return DEFAULT_BATCH
     return max(200, min(int(match.group(1)), DEFAULT_BATCH))
+
+
+def _collection_failed(body: Any) -> bool:
+    """Whether an sObject Collections result (a list of SaveResults) has a failed item."""
+    return isinstance(body, list) and any(isinstance(i, dict) and i.get("success") is False for i in body)
 
 
 def _halted(ref: str) -> dict[str, Any]:
