@@ -44,6 +44,18 @@ app.add_typer(topics_app, name="topics")
 app.add_typer(schemas_app, name="schemas")
 
 
+def _register_subcommands() -> None:
+    from sfsync.cli_mappings import mappings_app
+    from sfsync.cli_ops import dlq_app, errors_app
+
+    app.add_typer(mappings_app, name="mappings")
+    app.add_typer(dlq_app, name="dlq")
+    app.add_typer(errors_app, name="errors")
+
+
+_register_subcommands()
+
+
 def _echo(message: str) -> None:
     typer.echo(message, err=True)
 

@@ -99,11 +99,18 @@ def test_without_java_21_the_registry_falls_back_and_still_serves(tmp_path: Path
     from sfsync.avro import AvroDecoder, AvroEncoder, SchemaRegistry, load_topic_schema
 
     base = BASE + 10
-    stack = Java17Machine(StackSettings(
-        home=tmp_path / "stack", cache=StackSettings().home / "dist",
-        kafka_port=base, controller_port=base + 1, registry_port=base + 2, registry_management_port=base + 3,
-        external_kafka=None, external_registry=None,
-    ))
+    stack = Java17Machine(
+        StackSettings(
+            home=tmp_path / "stack",
+            cache=StackSettings().home / "dist",
+            kafka_port=base,
+            controller_port=base + 1,
+            registry_port=base + 2,
+            registry_management_port=base + 3,
+            external_kafka=None,
+            external_registry=None,
+        )
+    )
     try:
         report = stack.up()
         assert "apicurio-3.0.9" in str(stack.registry_jar())

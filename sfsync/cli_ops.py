@@ -1,0 +1,140 @@
+"""``sfsync dlq`` and ``sfsync errors``: look at and act on what the sink could not write.
+
+Two Typer sub-apps, registered by :mod:`sfsync.cli`::
+
+    sfsync dlq list [--limit N]
+    sfsync dlq replay [--mapping M] [--code C] [--yes]
+    sfsync errors tail [--follow] [--category C] [--last N]
+
+Connection settings come from the environment like every other command (``KAFKA_BOOTSTRAP_SERVERS``,
+``SCHEMA_REGISTRY_URL``, ``SFSYNC_TOPIC_PREFIX``...). sfsync errors are one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
+
+import typer
+
+from sfsync import settings as cfg
+
+if TYPE_CHECKING:
+    from sfsync.avro import SchemaRegistry
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+dlq_app = typer.Typer(help="The dead letter queue: records Salesforce refused, parked with their reason.")
+errors_app = typer.Typer(help="The error log: connection, sync and rate-limit entries.", no_args_is_help=True)
+
+
+def _reported(func: Callable[P, R]) -> Callable[P, R]:
+    """:func:`sfsync.cli.reported`, looked up when the command runs (``sfsync.cli`` imports this module)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        from sfsync.cli import reported
+
+        return reported(func)(*args, **kwargs)
+
+    return wrapper
+
+
+def _kafka() -> tuple[dict[str, object], str]:
+    conn = cfg.load(cfg.KafkaConnection, "kafka")
+    return conn.kafka_client_config(), conn.topic_prefix
+
+
+def _registry() -> SchemaRegistry:
+    from sfsync.avro import SchemaRegistry
+
+    conn = cfg.load(cfg.RegistryConnection, "registry")
+    password = conn.schema_registry_password.get_secret_value() if conn.schema_registry_password else None
+    return SchemaRegistry(
+        conn.schema_registry_url,
+        timeout_s=conn.schema_registry_timeout_s,
+        username=conn.schema_registry_username,
+        password=password,
+    )
+
+
+def _short(text: str | None, width: int) -> str:
+    text = (text or "").replace("\n", " ")
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+@dlq_app.command("list")
+@_reported
+def dlq_list(
+    limit: Annotated[int, typer.Option(min=1, help="Show the N most recently parked records.")] = 20,
+) -> None:
+    """Show parked records: where they came from, why they were parked, whether they were replayed."""
+    from sinks.dlq import DeadLetterQueue
+
+    kafka, prefix = _kafka()
+    records = DeadLetterQueue(kafka, prefix=prefix).list_parked(last=limit)
+    if not records:
+        typer.echo("the DLQ is empty")
+        return
+    for r in records:
+        c = r.context
+        when = c.parked_at.strftime("%Y-%m-%dT%H:%M:%SZ") if c.parked_at else "?"
+        key = r.key.decode("utf-8", "replace") if r.key is not None else "-"
+        state = "replayed" if r.replayed else "parked"
+        typer.echo(
+            f"{r.dlq_partition}:{r.dlq_offset:<6} {when} {state:<8} {c.category:<10} {c.code:<28} "
+            f"mapping={c.mapping or '-'} field={c.field or '-'} key={key} "
+            f"from={c.topic}[{c.partition}]@{c.offset} {_short(c.message, 100)}"
+        )
+    typer.echo(f"{len(records)} record(s); replay with `sfsync dlq replay [--mapping M] [--code C]`")
+
+
+@dlq_app.command("replay")
+@_reported
+def dlq_replay(
+    mapping: Annotated[str | None, typer.Option(help="Only records parked by this mapping.")] = None,
+    code: Annotated[str | None, typer.Option(help="Only records with this error code.")] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Send parked records (not replayed yet) back to their original topic, byte for byte."""
+    from sinks.dlq import DeadLetterQueue, ReplayFilter
+
+    kafka, prefix = _kafka()
+    dlq = DeadLetterQueue(kafka, prefix=prefix)
+    where = ReplayFilter(mapping=mapping, code=code)
+    pending = dlq.replay(where, dry_run=True)
+    if not pending:
+        typer.echo("nothing to replay")
+        return
+    if not yes:
+        typer.confirm(f"replay {pending} parked record(s) to their original topics?", abort=True)
+    sent = dlq.replay(where)
+    dlq.close()
+    typer.echo(f"replayed {sent} record(s)")
+
+
+@errors_app.command("tail")
+@_reported
+def errors_tail(
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Wait for new entries (Ctrl-C stops).")] = False,
+    category: Annotated[
+        str | None, typer.Option(help="Only CONNECTION, SYNC or RATE_LIMIT entries.", case_sensitive=False)
+    ] = None,
+    last: Annotated[int, typer.Option(min=0, help="Start this many entries before the end.")] = 20,
+) -> None:
+    """Print the newest error-log entries, one line each."""
+    from sfsync.errors import ConfigError
+    from sinks.errorlog import Category, tail
+
+    wanted = None
+    if category is not None:
+        try:
+            wanted = Category(category.upper())
+        except ValueError:
+            raise ConfigError("errors tail", [f"--category: expected one of {', '.join(Category)}"]) from None
+    kafka, prefix = _kafka()
+    with _registry() as registry:
+        for entry in tail(kafka, registry, prefix=prefix, last=last, follow=follow, category=wanted):
+            typer.echo(entry.one_line())

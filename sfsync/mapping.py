@@ -1,0 +1,1369 @@
+"""The mapping model: which product fields go to which Salesforce fields, and how.
+
+A mapping file is YAML validated by pydantic (:class:`MappingFile`; JSON Schema from
+:func:`json_schema`). One mapping = one product entity to one Salesforce object. Each field takes
+its value from a product field (``from``, a dotted path into the event payload), a ``constant`` or
+a CEL ``expr`` (variables ``source``: the event payload, ``event``: its envelope ``type``,
+``event_id``, ``occurred_at``, ``workspace_id``).
+
+Checking happens in two phases, each reporting every problem at once:
+
+1. :func:`load_mappings` / :func:`parse_mappings`: YAML, ``${variable}`` substitution and the
+   pydantic shape, with line numbers; raises :class:`MappingError`.
+2. :func:`validate_against_describe`: the org's describe (unknown object or field, read-only
+   fields, type mismatches, picklist values, required fields on create), the constant rules, the
+   product fields named by ``from`` (against the Avro schemas in ``schemas/``) and CEL compile
+   errors. Returns the problems as strings.
+
+:func:`evaluate_fields` is the pure outbound rule: one product event in, the Salesforce field
+values of one mapping out (outbound filter, direction, update policy, defaults and value maps
+applied). Nothing here talks to Kafka or Salesforce.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import json
+import re
+from collections.abc import Iterable, Sequence
+from collections.abc import Mapping as MappingABC
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+import cel
+import cel.stdlib
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+
+from sfsync.errors import ConfigError, FatalError, SkippableRecordError
+
+DEFAULT_MAPPING_FILE = Path(__file__).with_name("mappings") / "default.yaml"
+
+Direction = Literal["to_salesforce", "to_product", "both"]
+Policy = Literal["always", "if_empty"]
+Conflict = Literal["last_write_wins", "product_wins", "salesforce_wins"]
+Entity = Literal["member", "event", "attendance", "forum"]
+DeleteAction = Literal["delete", "update", "ignore"]
+Action = Literal["upsert", "update", "delete", "ignore"]
+
+ENTITY_TOPICS: dict[str, str] = {
+    "member": "product.members",
+    "event": "product.events",
+    "attendance": "product.attendance",
+    "forum": "product.forum",
+}
+MAX_CONSTANTS = 5
+MAX_CONSTANT_LENGTH = 255
+TEXT_TYPES = frozenset(
+    {"string", "textarea", "email", "phone", "url", "picklist", "multipicklist", "combobox", "encryptedstring"}
+)
+PICKLIST_TYPES = frozenset({"picklist", "multipicklist"})
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+class MappingError(ConfigError):
+    """A mapping file that cannot be loaded; ``problems`` lists every problem found."""
+
+    def __init__(self, source: str, problems: Sequence[str]) -> None:
+        self.component = "mappings"
+        self.source = source
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        FatalError.__init__(self, f"invalid mapping file {source} ({len(self.problems)} problem(s)):\n{lines}")
+
+
+class MappingEvaluationError(SkippableRecordError):
+    """One event cannot be mapped (a CEL expression failed on it); names the mapping and field."""
+
+    def __init__(self, mapping: str, where: str, reason: str) -> None:
+        self.mapping = mapping
+        self.where = where
+        self.reason = reason
+        super().__init__(f"mapping {mapping}, {where}: {reason}")
+
+
+# ---------------------------------------------------------------------- the model
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class FieldMap(_Strict):
+    """One Salesforce field and where its value comes from (exactly one of from / constant / expr)."""
+
+    sf: str = Field(min_length=1, description="Salesforce field API name.")
+    from_: str | list[str] | None = Field(
+        None,
+        alias="from",
+        description="Dotted path into the event payload (e.g. member.email); a list: the first path the event carries.",
+    )
+    constant: str | int | float | bool | None = Field(
+        None, description="A fixed text or picklist value (towards Salesforce only; at most 5 per mapping)."
+    )
+    expr: str | None = Field(None, description="A CEL expression over `source` (the payload) and `event` (envelope).")
+    direction: Direction = "to_salesforce"
+    policy: Policy = Field("always", description="always: overwrite; if_empty: only fill an empty Salesforce field.")
+    default: str | None = Field(
+        None,
+        description="Written when the product value is empty; when the event does not carry the field at all, "
+        "only fills an empty Salesforce field (or a new record).",
+    )
+    value_map: dict[str, str] | None = Field(
+        None, description="Product value -> Salesforce value (e.g. enum symbols to picklist values)."
+    )
+    only_for: list[str] | None = Field(
+        None, description="Only when the mapping's target is one of these objects (e.g. [Lead])."
+    )
+    conflict: Conflict | None = Field(None, description="Overrides the mapping's conflict policy for this field.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> FieldMap:
+        given = [
+            k for k, v in (("from", self.from_), ("constant", self.constant), ("expr", self.expr)) if v is not None
+        ]
+        if len(given) != 1:
+            raise ValueError(f"field {self.sf}: give exactly one of from, constant, expr (got {given or 'none'})")
+        return self
+
+    @property
+    def paths(self) -> list[str]:
+        if self.from_ is None:
+            return []
+        return [self.from_] if isinstance(self.from_, str) else list(self.from_)
+
+    @property
+    def outbound(self) -> bool:
+        return self.direction in ("to_salesforce", "both")
+
+    @property
+    def inbound(self) -> bool:
+        return self.direction in ("to_product", "both")
+
+
+class MatchKey(_Strict):
+    """``field`` equals the value at ``from`` (or of ``expr``); with neither, ``field`` is one of the
+    mapping's parents (the parent record's Id)."""
+
+    field: str = Field(min_length=1)
+    from_: str | None = Field(None, alias="from")
+    expr: str | None = Field(None, description="CEL giving the value, when no single product field holds it.")
+
+    @model_validator(mode="after")
+    def _at_most_one(self) -> MatchKey:
+        if self.from_ is not None and self.expr is not None:
+            raise ValueError(f"match {self.field}: give from or expr, not both")
+        return self
+
+
+class ParentRef(_Strict):
+    """A lookup filled with the Id of the record another mapping matches for the same event."""
+
+    mapping: str
+    required: bool = Field(True, description="false: leave the lookup empty when the event has no such parent.")
+
+
+class DeletePolicy(_Strict):
+    """What product events that remove the entity do to its Salesforce record."""
+
+    when: list[str] = Field(min_length=1, description="Product event types, e.g. [EventUnpublished].")
+    action: DeleteAction = "delete"
+    fields: list[FieldMap] = Field(default_factory=list, description="Written when action is update.")
+
+
+class Mapping(_Strict):
+    """One product entity to one Salesforce object."""
+
+    name: str = Field(description="Unique name (lower_snake_case); parents refer to it.")
+    entity: Entity | list[Entity] = Field(description="Product entity (topic) or entities feeding this mapping.")
+    events: list[str] | None = Field(None, description="Event types that write; default: every type of the entity.")
+    target: str = Field(min_length=1, description="Salesforce object API name.")
+    enabled: bool = True
+    match: list[MatchKey | list[MatchKey]] = Field(
+        default_factory=list, description="Ordered alternatives; a list inside is a composite key."
+    )
+    create_if_missing: bool = True
+    record_type: str | None = Field(None, description="Record type developer name for created records.")
+    outbound_filter: str | None = Field(None, description="CEL; the mapping fires only when it is true.")
+    inbound_filter: str | None = Field(None, description="CEL over `record` (the Salesforce values).")
+    conflict: Conflict = "last_write_wins"
+    fields: list[FieldMap] = Field(default_factory=list)
+    parents: dict[str, ParentRef] = Field(default_factory=dict, description="Lookup field -> parent mapping.")
+    delete: DeletePolicy | None = None
+
+    _programs: dict[str, cel.Program] = PrivateAttr(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError("use lower_snake_case (a-z, 0-9, _)")
+        return value
+
+    @field_validator("record_type")
+    @classmethod
+    def _empty_is_none(cls, value: str | None) -> str | None:
+        return value or None
+
+    @property
+    def entities(self) -> list[str]:
+        return [self.entity] if isinstance(self.entity, str) else list(self.entity)
+
+    @property
+    def match_alternatives(self) -> list[list[MatchKey]]:
+        return [[m] if isinstance(m, MatchKey) else list(m) for m in self.match]
+
+    def event_types(self) -> list[str]:
+        """The event types that write through ``fields`` (``events``, else every type of the entities
+        except those of the delete policy)."""
+        if self.events is not None:
+            return list(self.events)
+        removing = set(self.delete.when) if self.delete else set()
+        return [t for t in entity_event_types(self.entities) if t not in removing]
+
+    def action_for(self, event_type: str) -> Action:
+        """upsert (``fields``), update (``delete.fields``), delete, or ignore (not this mapping's event)."""
+        if self.delete is not None and event_type in self.delete.when:
+            return "ignore" if self.delete.action == "ignore" else self.delete.action
+        return "upsert" if event_type in self.event_types() else "ignore"
+
+    def active_fields(self, fields: Iterable[FieldMap] | None = None) -> list[FieldMap]:
+        """The fields that apply to this mapping's target (``only_for``)."""
+        chosen = self.fields if fields is None else fields
+        target = self.target.lower()
+        return [f for f in chosen if f.only_for is None or target in {t.lower() for t in f.only_for}]
+
+    @property
+    def reads_before_write(self) -> bool:
+        """True when evaluating needs the record's current values (if_empty policies, defaults)."""
+        return any(f.outbound and (f.policy == "if_empty" or f.default is not None) for f in self.active_fields())
+
+    def program(self, expression: str) -> cel.Program:
+        """The compiled CEL program for ``expression`` (compiled once per mapping)."""
+        found = self._programs.get(expression)
+        if found is None:
+            found = cel.compile(expression)
+            self._programs[expression] = found
+        return found
+
+
+class MappingFile(_Strict):
+    """A mapping file: variables and mappings."""
+
+    version: Literal[1] = 1
+    connection: str = Field("default", description="Connection name; credentials come from settings, never here.")
+    variables: dict[str, str | int | float | bool | None] = Field(
+        default_factory=dict, description="Values substituted for ${name} anywhere else in the file."
+    )
+    mappings: list[Mapping] = Field(default_factory=list)
+
+    _source: str = PrivateAttr("<mappings>")
+    _lines: dict[tuple[str | int, ...], int] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> MappingFile:
+        names = [m.name for m in self.mappings]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"mapping names must be unique: {', '.join(duplicates)}")
+        return self
+
+    @property
+    def source(self) -> str:
+        return self._source
+
+    def get(self, name: str) -> Mapping | None:
+        return next((m for m in self.mappings if m.name == name), None)
+
+    def enabled(self) -> list[Mapping]:
+        return [m for m in self.mappings if m.enabled]
+
+    def for_event(self, event_type: str) -> list[Mapping]:
+        """The enabled mappings that act on ``event_type`` (upsert, update or delete), in file order."""
+        return [m for m in self.enabled() if m.action_for(event_type) != "ignore"]
+
+    def line_of(self, loc: Sequence[str | int]) -> int | None:
+        """The line (1-based) of the deepest known prefix of ``loc`` in the source file."""
+        for end in range(len(loc), 0, -1):
+            line = self._lines.get(tuple(loc[:end]))
+            if line is not None:
+                return line
+        return None
+
+
+# ---------------------------------------------------------------------- loading
+def _node_lines(node: yaml.Node, path: tuple[str | int, ...], out: dict[tuple[str | int, ...], int]) -> None:
+    out[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode):
+                out[(*path, key.value)] = key.start_mark.line + 1
+                _node_lines(value, (*path, key.value), out)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _node_lines(item, (*path, index), out)
+
+
+def _yaml_path(lines: dict[tuple[str | int, ...], int], loc: Sequence[str | int]) -> tuple[str | int, ...]:
+    """The part of a pydantic error location that exists in the file (skipping the union tags it adds)."""
+    path: tuple[str | int, ...] = ()
+    for part in loc:
+        if (*path, part) in lines:
+            path = (*path, part)
+    return path
+
+
+def _line_for(lines: dict[tuple[str | int, ...], int], loc: Sequence[str | int]) -> int | None:
+    return lines.get(_yaml_path(lines, loc))
+
+
+def _resolve_variables(
+    raw: MappingABC[str, Any], overrides: MappingABC[str, Any], problems: list[str], source: str
+) -> dict[str, Any]:
+    values: dict[str, Any] = {**raw, **overrides}
+    for _ in range(5):  # variables may refer to variables (e.g. "${prefix}Member_Id__c")
+        changed = False
+        for name, value in values.items():
+            if isinstance(value, str) and _VARIABLE.search(value):
+                new = _substitute(value, values, [], source, (), {})
+                changed |= new != value
+                values[name] = new
+        if not changed:
+            break
+    for name, value in values.items():
+        if isinstance(value, str) and _VARIABLE.search(value):
+            problems.append(f"{source}: variables.{name}: unresolved or circular reference in {value!r}")
+    return values
+
+
+def _substitute(
+    value: Any,
+    variables: MappingABC[str, Any],
+    problems: list[str],
+    source: str,
+    path: tuple[str | int, ...],
+    lines: dict[tuple[str | int, ...], int],
+) -> Any:
+    if isinstance(value, dict):
+        return {
+            _substitute(k, variables, problems, source, path, lines): _substitute(
+                v, variables, problems, source, (*path, k), lines
+            )
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_substitute(v, variables, problems, source, (*path, i), lines) for i, v in enumerate(value)]
+    if not isinstance(value, str) or "${" not in value:
+        return value
+    whole = _VARIABLE.fullmatch(value)
+    if whole and whole.group(1) in variables:
+        return variables[whole.group(1)]  # keeps the type: `enabled: ${tasks}` with tasks: false
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in variables:
+            line = lines.get(path)
+            where = f"{source}:{line}" if line else source
+            problems.append(f"{where}: {'.'.join(str(p) for p in path)}: unknown variable ${{{name}}}")
+            return match.group(0)
+        found = variables[name]
+        return "" if found is None else str(found).lower() if isinstance(found, bool) else str(found)
+
+    return _VARIABLE.sub(replace, value)
+
+
+def parse_mappings(
+    text: str, source: str = "<mappings>", *, variables: MappingABC[str, Any] | None = None
+) -> MappingFile:
+    """Parse a mapping file's text; ``variables`` override the file's. Raises :class:`MappingError`."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise MappingError(source, [f"not valid YAML: {exc}"]) from None
+    lines: dict[tuple[str | int, ...], int] = {}
+    if node is not None:
+        _node_lines(node, (), lines)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise MappingError(source, ["the file must be a YAML mapping with a `mappings:` list"])
+    problems: list[str] = []
+    raw_vars = data.get("variables") or {}
+    if not isinstance(raw_vars, dict):
+        raise MappingError(source, [f"{source}: variables must be a mapping of name -> value"])
+    resolved = _resolve_variables(raw_vars, variables or {}, problems, source)
+    body = {k: v for k, v in data.items() if k != "variables"}
+    substituted = _substitute(body, resolved, problems, source, (), lines)
+    substituted["variables"] = resolved
+    try:
+        model = MappingFile.model_validate(substituted)
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            line = _line_for(lines, loc)
+            where = ".".join(str(p) for p in _yaml_path(lines, loc))
+            prefix = f"{source}:{line}" if line else source
+            problems.append(f"{prefix}: {where or '<root>'}: {err['msg']}")
+        raise MappingError(source, problems) from None
+    if problems:
+        raise MappingError(source, problems)
+    model._source = source
+    model._lines = lines
+    return model
+
+
+def load_mappings(path: str | Path | None = None, *, variables: MappingABC[str, Any] | None = None) -> MappingFile:
+    """Read and parse a mapping file (None: the shipped default mapping)."""
+    file = Path(path) if path is not None else DEFAULT_MAPPING_FILE
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise MappingError(str(file), [f"cannot read: {exc.strerror or exc}"]) from None
+    return parse_mappings(text, file.name if path is None else str(file), variables=variables)
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema (draft 2020-12) of a mapping file, as editors and CI linters use it.
+
+    Booleans also accept a ``${variable}`` string, since substitution happens before validation.
+    """
+    schema = MappingFile.model_json_schema(by_alias=True)
+
+    def allow_variables(node: Any) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "boolean":
+                node.pop("type")
+                node["anyOf"] = [{"type": "boolean"}, {"type": "string", "pattern": r"^\$\{[A-Za-z_][A-Za-z0-9_]*\}$"}]
+                return
+            for value in node.values():
+                allow_variables(value)
+        elif isinstance(node, list):
+            for value in node:
+                allow_variables(value)
+
+    allow_variables(schema)
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://sfsync.dev/schemas/mappings.json",
+        **schema,
+        "title": "sfsync mapping file",
+    }
+
+
+# ---------------------------------------------------------------------- product types (Avro)
+@dataclass(frozen=True)
+class ProductType:
+    """What a product field holds, as far as type checks care."""
+
+    kind: str  # string, enum, boolean, number, timestamp, date, array, record, map, bytes
+    nullable: bool = False
+    symbols: tuple[str, ...] = ()
+
+
+@cache
+def _product_schemas() -> tuple[dict[str, Any], dict[str, Any], dict[str, list[str]]]:
+    """(record short name -> schema, full name -> named type, topic -> record short names)."""
+    from sfsync.avro import collect_named, load_topic_schema
+
+    records: dict[str, Any] = {}
+    named: dict[str, Any] = {}
+    topics: dict[str, list[str]] = {}
+    for topic in ENTITY_TOPICS.values():
+        schema = load_topic_schema(topic)
+        collect_named(schema.schema, named)
+        topics[topic] = list(schema.record_names)
+        for branch in schema.schema:
+            records[str(branch["name"]).rsplit(".", 1)[-1]] = branch
+    return records, named, topics
+
+
+def entity_event_types(entities: Iterable[str]) -> list[str]:
+    """Every product event type of these entities, in schema order."""
+    _, _, topics = _product_schemas()
+    return [name for entity in entities if entity in ENTITY_TOPICS for name in topics[ENTITY_TOPICS[entity]]]
+
+
+def _deref(node: Any, named: MappingABC[str, Any]) -> Any:
+    if isinstance(node, str) and node in named:
+        return named[node]
+    if isinstance(node, str) and f"sfsync.product.{node}" in named:
+        return named[f"sfsync.product.{node}"]
+    return node
+
+
+def _kind(node: Any, named: MappingABC[str, Any], nullable: bool) -> ProductType:
+    node = _deref(node, named)
+    if isinstance(node, list):
+        branches = [b for b in node if b != "null"]
+        kinds = {_kind(b, named, False).kind for b in branches}
+        kind = kinds.pop() if len(kinds) == 1 else "union"
+        return ProductType(kind, nullable or "null" in node)
+    if isinstance(node, dict):
+        logical = node.get("logicalType")
+        if logical in ("timestamp-millis", "timestamp-micros"):
+            return ProductType("timestamp", nullable)
+        if logical == "date":
+            return ProductType("date", nullable)
+        avro_type = node.get("type")
+        if avro_type == "enum":
+            return ProductType("enum", nullable, tuple(node.get("symbols", ())))
+        if avro_type in ("record", "array", "map"):
+            return ProductType(str(avro_type), nullable)
+        return _kind(avro_type, named, nullable)
+    if node in ("int", "long", "float", "double"):
+        return ProductType("number", nullable)
+    if node in ("string", "boolean", "bytes"):
+        return ProductType(str(node), nullable)
+    return ProductType(str(node), nullable)
+
+
+def product_field_type(event_type: str, path: str) -> ProductType | None:
+    """The type at dotted ``path`` in ``event_type``'s payload, or None when the event has no such field."""
+    records, named, _ = _product_schemas()
+    node: Any = records.get(event_type)
+    if node is None:
+        return None
+    nullable = False
+    for part in path.split("."):
+        node = _deref(node, named)
+        if isinstance(node, list):  # optional record: follow the non-null branch
+            nullable = nullable or "null" in node
+            records_in = [_deref(b, named) for b in node if b != "null"]
+            node = next((b for b in records_in if isinstance(b, dict) and b.get("type") == "record"), None)
+        if not isinstance(node, dict) or node.get("type") != "record":
+            return None
+        found = next((f for f in node["fields"] if f["name"] == part), None)
+        if found is None:
+            return None
+        node = found["type"]
+    return _kind(node, named, nullable)
+
+
+def _sample(node: Any, named: MappingABC[str, Any], text: str) -> Any:
+    """A value of this Avro type (for dry-running CEL); ``text`` fills strings."""
+    node = _deref(node, named)
+    if isinstance(node, list):
+        branches = [b for b in node if b != "null"]
+        return _sample(branches[0], named, text) if branches else None
+    if isinstance(node, dict):
+        logical = node.get("logicalType")
+        if logical in ("timestamp-millis", "timestamp-micros"):
+            return dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+        if logical == "date":
+            return dt.date(2026, 1, 2)
+        kind = node.get("type")
+        if kind == "record":
+            return {f["name"]: _sample(f["type"], named, text) for f in node["fields"]}
+        if kind == "enum":
+            return node["symbols"][0]
+        if kind == "array":
+            return [_sample(node["items"], named, text)]
+        if kind == "map":
+            return {text: _sample(node["values"], named, text)}
+        return _sample(kind, named, text)
+    return {"string": text, "boolean": True, "int": 1, "long": 1, "float": 1.5, "double": 1.5, "bytes": b""}.get(
+        str(node), text
+    )
+
+
+def sample_event(event_type: str, text: str = "sample") -> tuple[dict[str, Any], dict[str, Any]]:
+    """A synthetic (source, envelope) pair for ``event_type``, every optional field filled."""
+    records, named, _ = _product_schemas()
+    source = _sample(records[event_type], named, text)
+    return source, envelope_of(source, event_type)
+
+
+# ---------------------------------------------------------------------- CEL
+def _json_text(value: Any) -> str:
+    """Compact JSON with sorted keys: the same value always gives the same text (echo suppression
+    compares what was written)."""
+    return json.dumps(_jsonable(value), ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return format_datetime(value)
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value
+
+
+def _json_object(items: list[Any], key: str, value: str) -> str:
+    """``json_object(list, 'k', 'v')``: a JSON object {item.k: item.v} (later items win)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if isinstance(item, dict) and item.get(key) is not None:
+            out[str(item[key])] = _jsonable(item.get(value))
+    return json.dumps(out, ensure_ascii=False, separators=(",", ":"))
+
+
+def _date(value: Any) -> str | None:
+    """``date(ts)``: the UTC calendar date of a timestamp, as Salesforce date text."""
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).date().isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, int):
+        return dt.datetime.fromtimestamp(value / 1000, dt.UTC).date().isoformat()
+    return str(value)[:10]
+
+
+CEL_FUNCTIONS: dict[str, Any] = {
+    **cel.stdlib.STDLIB_FUNCTIONS,
+    "json": _json_text,
+    "json_object": _json_object,
+    "date": _date,
+}
+"""Functions available to mapping expressions: the cel-go extension libraries (strings, lists,
+math, sets, encoders) plus ``json(x)``, ``json_object(list, key, value)`` and ``date(ts)``."""
+
+
+def envelope_of(source: MappingABC[str, Any], event_type: str | None) -> dict[str, Any]:
+    """The ``event`` variable: type, event_id, occurred_at, workspace_id."""
+    return {
+        "type": event_type,
+        "event_id": source.get("event_id"),
+        "occurred_at": source.get("occurred_at"),
+        "workspace_id": source.get("workspace_id"),
+    }
+
+
+def run_cel(program: cel.Program, variables: MappingABC[str, Any]) -> Any:
+    """Evaluate a compiled expression with sfsync's functions. Raises what CEL raises."""
+    return program.execute(cel.Context(variables=dict(variables), functions=CEL_FUNCTIONS))
+
+
+def compile_problem(expression: str) -> str | None:
+    """Why ``expression`` does not compile, or None."""
+    try:
+        cel.compile(expression)
+    except (ValueError, RuntimeError, TypeError) as exc:
+        return str(exc).splitlines()[0]
+    return None
+
+
+# ---------------------------------------------------------------------- evaluation
+_ABSENT = object()
+
+
+def get_path(source: MappingABC[str, Any], path: str) -> Any:
+    """The value at dotted ``path``, or the ``_ABSENT`` marker when the payload does not carry it."""
+    node: Any = source
+    for part in path.split("."):
+        if not isinstance(node, MappingABC) or part not in node:
+            return _ABSENT
+        node = node[part]
+    return node
+
+
+def format_datetime(value: dt.datetime) -> str:
+    """Salesforce datetime text: ``2026-01-02T03:04:05.000Z`` (UTC, milliseconds)."""
+    value = value.astimezone(dt.UTC) if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def to_salesforce_value(value: Any) -> Any:
+    """A product/CEL value as Salesforce's REST API takes it: timestamps as UTC text, lists of
+    scalars as ``;``-separated text (the multi-select convention), maps and nested lists as JSON."""
+    if isinstance(value, dt.datetime):
+        return format_datetime(value)
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, list | tuple):
+        if not value:
+            return None
+        if all(isinstance(v, str | int | float) and not isinstance(v, bool) for v in value):
+            return ";".join(str(v) for v in value)
+        return _json_text(value)
+    if isinstance(value, dict):
+        return _json_text(value)
+    return value
+
+
+def _empty(value: Any) -> bool:
+    return value is None or value == "" or (isinstance(value, list | tuple) and not value)
+
+
+def _current_value(current: MappingABC[str, Any], field: str) -> Any:
+    if field in current:
+        return current[field]
+    lowered = field.lower()
+    return next((v for k, v in current.items() if k.lower() == lowered), None)
+
+
+def _mapped(value: Any, value_map: MappingABC[str, str] | None) -> Any:
+    if not value_map:
+        return value
+    if isinstance(value, list):
+        return [value_map.get(str(v), v) for v in value]
+    return value_map.get(str(value), value) if isinstance(value, str) else value
+
+
+def passes_outbound_filter(mapping: Mapping, source: MappingABC[str, Any], event: MappingABC[str, Any]) -> bool:
+    """Whether the mapping's outbound filter lets this event through (no filter: yes)."""
+    if not mapping.outbound_filter:
+        return True
+    try:
+        result = run_cel(mapping.program(mapping.outbound_filter), {"source": source, "event": event})
+    except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+        raise MappingEvaluationError(mapping.name, "outbound_filter", f"{type(exc).__name__}: {exc}") from exc
+    if not isinstance(result, bool):
+        raise MappingEvaluationError(mapping.name, "outbound_filter", f"must be true or false, got {result!r}")
+    return result
+
+
+def field_value(mapping: Mapping, field: FieldMap, source: MappingABC[str, Any], event: MappingABC[str, Any]) -> Any:
+    """One field's raw value for this event (before defaults and conversion); ``_ABSENT`` when the
+    event does not carry it (a ``from`` path it lacks, or a CEL expression reading a missing key)."""
+    if field.constant is not None:
+        return field.constant
+    if field.expr is not None:
+        try:
+            return run_cel(mapping.program(field.expr), {"source": source, "event": event})
+        except KeyError:
+            return _ABSENT
+        except (ValueError, TypeError, RuntimeError) as exc:
+            raise MappingEvaluationError(mapping.name, f"field {field.sf}", f"{type(exc).__name__}: {exc}") from exc
+    for path in field.paths:
+        found = get_path(source, path)
+        if found is not _ABSENT:
+            return found
+    return _ABSENT
+
+
+def _envelope(source: MappingABC[str, Any], event: MappingABC[str, Any] | str | None) -> dict[str, Any]:
+    envelope = dict(event) if isinstance(event, MappingABC) else envelope_of(source, event)
+    for key, value in envelope_of(source, None).items():
+        if envelope.get(key) is None:
+            envelope[key] = value
+    return envelope
+
+
+def evaluate_fields(
+    mapping: Mapping,
+    source: MappingABC[str, Any],
+    event: MappingABC[str, Any] | str | None = None,
+    *,
+    current: MappingABC[str, Any] | None = None,
+) -> dict[str, Any] | None:
+    """The Salesforce values ``mapping`` writes for one product event.
+
+    ``source`` is the decoded event payload; ``event`` its envelope (or just its type name). Returns
+    None when the mapping does not write for this event: not one of its event types, a delete or
+    ignore action (see :meth:`Mapping.action_for`), or the outbound filter said no. Otherwise
+    ``{sf_field: value}`` with values ready for the REST API.
+
+    Only ``to_salesforce`` / ``both`` fields count. A field the event does not carry is left out.
+    ``current`` is the existing record's values (None: a new record): ``if_empty`` fields are left
+    out when the record already has a value, and so is a ``default`` standing in for a field the
+    event does not carry at all.
+    """
+    envelope = _envelope(source, event)
+    event_type = envelope.get("type")
+    fields: list[FieldMap] = mapping.fields
+    if event_type is not None:
+        action = mapping.action_for(str(event_type))
+        if action in ("delete", "ignore"):
+            return None
+        if action == "update" and mapping.delete is not None:
+            fields = mapping.delete.fields
+    if not passes_outbound_filter(mapping, source, envelope):
+        return None
+    out: dict[str, Any] = {}
+    for field in mapping.active_fields(fields):
+        if not field.outbound:
+            continue
+        value = field_value(mapping, field, source, envelope)
+        policy = field.policy
+        if value is _ABSENT:
+            if field.default is None:
+                continue
+            value, policy = field.default, "if_empty"
+        value = _mapped(value, field.value_map)
+        if _empty(value) and field.default is not None:
+            value = field.default
+        if policy == "if_empty" and current is not None and not _empty(_current_value(current, field.sf)):
+            continue
+        out[field.sf] = to_salesforce_value(value)
+    return out
+
+
+def match_values(
+    mapping: Mapping, source: MappingABC[str, Any], event: MappingABC[str, Any] | str | None = None
+) -> list[dict[str, Any]]:
+    """The match alternatives this event can use, in order: ``{field: value}`` each. A key without
+    ``from`` (a parent lookup) maps to ``ParentLookup``; alternatives whose value is empty are left out."""
+    envelope = _envelope(source, event)
+    out: list[dict[str, Any]] = []
+    for keys in mapping.match_alternatives:
+        values: dict[str, Any] = {}
+        for key in keys:
+            if key.from_ is None and key.expr is None:
+                ref = mapping.parents.get(key.field)
+                values[key.field] = ParentLookup(ref.mapping if ref else key.field)
+                continue
+            if key.expr is not None:
+                try:
+                    found = run_cel(mapping.program(key.expr), {"source": source, "event": envelope})
+                except KeyError:
+                    found = _ABSENT
+                except (ValueError, TypeError, RuntimeError) as exc:
+                    raise MappingEvaluationError(mapping.name, f"match {key.field}", f"{exc}") from exc
+            else:
+                found = get_path(source, str(key.from_))
+            if found is _ABSENT or _empty(found):
+                break
+            values[key.field] = to_salesforce_value(found)
+        else:
+            out.append(values)
+    return out
+
+
+@dataclass(frozen=True)
+class ParentLookup:
+    """Stands for "the Id of the record mapping ``mapping`` matches for this event"."""
+
+    mapping: str
+
+
+def evaluate_inbound(mapping: Mapping, record: MappingABC[str, Any]) -> dict[str, Any] | None:
+    """Product field path -> value for a Salesforce record (``to_product`` / ``both`` fields with a
+    ``from`` path); None when the inbound filter (CEL over ``record``) says no."""
+    if mapping.inbound_filter:
+        try:
+            keep = run_cel(mapping.program(mapping.inbound_filter), {"record": dict(record)})
+        except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+            raise MappingEvaluationError(mapping.name, "inbound_filter", f"{type(exc).__name__}: {exc}") from exc
+        if keep is not True:
+            return None
+    out: dict[str, Any] = {}
+    for field in mapping.active_fields():
+        if not field.inbound or not field.paths:
+            continue
+        value = _current_value(record, field.sf)
+        if field.value_map:
+            reverse = {v: k for k, v in field.value_map.items()}
+            value = reverse.get(value, value) if isinstance(value, str) else value
+        out[field.paths[0]] = value
+    return out
+
+
+# ---------------------------------------------------------------------- validation
+_COMPATIBLE: dict[str, frozenset[str]] = {
+    "string": TEXT_TYPES | {"id", "reference"},
+    "enum": TEXT_TYPES,
+    "boolean": frozenset({"boolean", "string", "textarea"}),
+    "number": frozenset({"int", "double", "currency", "percent", "string", "textarea"}),
+    "timestamp": frozenset({"datetime", "date", "string", "textarea"}),
+    "date": frozenset({"date", "datetime", "string", "textarea"}),
+    "array": frozenset({"multipicklist", "string", "textarea"}),
+    "record": frozenset({"textarea", "string"}),
+    "map": frozenset({"textarea", "string"}),
+    "union": frozenset({"textarea", "string"}),
+}
+
+
+def _python_kind(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, dt.datetime):
+        return "timestamp"
+    if isinstance(value, dt.date):
+        return "date"
+    if isinstance(value, list | tuple):
+        return "array"
+    if isinstance(value, dict):
+        return "map"
+    return None
+
+
+def _parses_as(text: str, sf_type: str) -> bool:
+    try:
+        if sf_type == "date":
+            dt.date.fromisoformat(text)
+        else:
+            dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return True
+
+
+def _fields_by_name(describe: MappingABC[str, Any]) -> dict[str, dict[str, Any]]:
+    return {str(f["name"]).lower(): f for f in describe.get("fields", [])}
+
+
+def _picklist(field: MappingABC[str, Any]) -> list[str]:
+    return [str(v["value"]) for v in field.get("picklistValues", []) if v.get("active", True)]
+
+
+class _Checker:
+    """Collects problems for one mapping file against one org's describe."""
+
+    def __init__(self, file: MappingFile, describes: MappingABC[str, MappingABC[str, Any]]) -> None:
+        self.file = file
+        self.describes = {name.lower(): d for name, d in describes.items()}
+        self.problems: list[str] = []
+
+    def report(self, loc: tuple[str | int, ...], label: str, message: str) -> None:
+        line = self.file.line_of(loc)
+        where = f"{self.file.source}:{line}" if line else self.file.source
+        problem = f"{where}: {label}: {message}"
+        if problem not in self.problems:
+            self.problems.append(problem)
+
+    def run(self) -> list[str]:
+        known_events = set(_product_schemas()[0])
+        for index, mapping in enumerate(self.file.mappings):
+            if mapping.enabled:
+                self.check_mapping(index, mapping, known_events)
+        return self.problems
+
+    # ------------------------------------------------------------------ one mapping
+    def check_mapping(self, mi: int, mapping: Mapping, known_events: set[str]) -> None:
+        base: tuple[str | int, ...] = ("mappings", mi)
+        name = mapping.name
+        entity_types = set(entity_event_types(mapping.entities))
+        for key, listed in (
+            ("events", mapping.events or []),
+            ("delete", mapping.delete.when if mapping.delete else []),
+        ):
+            for i, event_type in enumerate(listed):
+                loc = (*base, key, i) if key == "events" else (*base, "delete", "when", i)
+                if event_type not in known_events:
+                    self.report(
+                        loc, name, f"unknown product event type {event_type}{_suggest(event_type, known_events)}"
+                    )
+                elif event_type not in entity_types:
+                    self.report(loc, name, f"{event_type} is not an event of {', '.join(mapping.entities)}")
+        event_types = [t for t in mapping.event_types() if t in known_events]
+        self.check_rules(mi, mapping)
+        for key in ("outbound_filter", "inbound_filter"):
+            expression = getattr(mapping, key)
+            if expression:
+                problem = compile_problem(expression)
+                if problem:
+                    self.report((*base, key), name, f"{key} does not compile: {problem}")
+                elif key == "outbound_filter":
+                    self.dry_run_filter(mi, mapping, expression, event_types)
+        describe = self.describes.get(mapping.target.lower())
+        if describe is None:
+            known = {d.get("name", k) for k, d in self.describes.items()}
+            self.report(
+                (*base, "target"), name, f"unknown Salesforce object {mapping.target}{_suggest(mapping.target, known)}"
+            )
+        fields = _fields_by_name(describe) if describe else {}
+        self.check_fields(mi, mapping, mapping.fields, ("fields",), fields, event_types)
+        if mapping.delete is not None and mapping.delete.action == "update":
+            removing = [t for t in mapping.delete.when if t in known_events]
+            self.check_fields(mi, mapping, mapping.delete.fields, ("delete", "fields"), fields, removing)
+        if describe is None:
+            return
+        self.check_record_type(mi, mapping, describe)
+        self.check_match(mi, mapping, fields, event_types)
+        self.check_parents(mi, mapping, fields, event_types)
+        if mapping.create_if_missing:
+            self.check_required(mi, mapping, fields)
+
+    def check_rules(self, mi: int, mapping: Mapping) -> None:
+        """The constant rules, and duplicate targets (no describe needed)."""
+        base: tuple[str | int, ...] = ("mappings", mi)
+        groups: list[tuple[tuple[str | int, ...], list[FieldMap]]] = [((*base, "fields"), mapping.fields)]
+        if mapping.delete is not None:
+            groups.append(((*base, "delete", "fields"), mapping.delete.fields))
+        constants = 0
+        for prefix, fields in groups:
+            seen: dict[str, int] = {}
+            for fi, field in enumerate(fields):
+                loc = (*prefix, fi)
+                label = f"{mapping.name}.{field.sf}"
+                applies = field in mapping.active_fields([field])
+                if applies and field.outbound:
+                    if field.sf.lower() in seen:
+                        self.report(loc, label, f"{field.sf} is mapped twice (also entry {seen[field.sf.lower()] + 1})")
+                    seen[field.sf.lower()] = fi
+                if field.constant is None:
+                    continue
+                constants += 1
+                if field.direction != "to_salesforce":
+                    self.report(
+                        (*loc, "direction"), label, f"constants only go to Salesforce (direction is {field.direction})"
+                    )
+                if not isinstance(field.constant, str):
+                    self.report(
+                        (*loc, "constant"), label, f"a constant must be text (got {type(field.constant).__name__})"
+                    )
+                elif len(field.constant) > MAX_CONSTANT_LENGTH:
+                    self.report(
+                        (*loc, "constant"),
+                        label,
+                        f"constant is {len(field.constant)} characters; at most {MAX_CONSTANT_LENGTH}",
+                    )
+        if constants > MAX_CONSTANTS:
+            self.report((*base, "fields"), mapping.name, f"{constants} constants; at most {MAX_CONSTANTS} per mapping")
+
+    def check_fields(
+        self,
+        mi: int,
+        mapping: Mapping,
+        fields: list[FieldMap],
+        where: tuple[str, ...],
+        describe_fields: MappingABC[str, MappingABC[str, Any]],
+        event_types: list[str],
+    ) -> None:
+        for fi, field in enumerate(fields):
+            if field not in mapping.active_fields([field]):
+                continue
+            loc: tuple[str | int, ...] = ("mappings", mi, *where, fi)
+            label = f"{mapping.name}.{field.sf}"
+            if field.expr is not None:
+                problem = compile_problem(field.expr)
+                if problem:
+                    self.report((*loc, "expr"), label, f"expression does not compile: {problem}")
+                    continue
+            product_types = self.check_paths(loc, label, field, event_types)
+            if not describe_fields and self.describes.get(mapping.target.lower()) is None:
+                continue
+            sf_field = describe_fields.get(field.sf.lower())
+            if sf_field is None:
+                self.report(
+                    (*loc, "sf"),
+                    label,
+                    f"{mapping.target} has no field {field.sf}{_suggest(field.sf, _names(describe_fields))}",
+                )
+                continue
+            self.check_one(loc, label, mapping, field, sf_field, product_types, event_types)
+
+    def check_paths(
+        self, loc: tuple[str | int, ...], label: str, field: FieldMap, event_types: list[str]
+    ) -> list[ProductType]:
+        found: list[ProductType] = []
+        for path in field.paths:
+            types = [t for t in (product_field_type(e, path) for e in event_types) if t is not None]
+            if not types and event_types:
+                self.report((*loc, "from"), label, f"no event of this mapping has a product field {path}")
+            found.extend(types)
+        return found
+
+    def check_one(
+        self,
+        loc: tuple[str | int, ...],
+        label: str,
+        mapping: Mapping,
+        field: FieldMap,
+        sf_field: MappingABC[str, Any],
+        product_types: list[ProductType],
+        event_types: list[str],
+    ) -> None:
+        sf_type = str(sf_field.get("type"))
+        sf_name = f"{mapping.target}.{sf_field.get('name', field.sf)}"
+        if field.outbound and not (sf_field.get("createable") or sf_field.get("updateable")):
+            self.report((*loc, "sf"), label, f"{sf_name} is read-only; it cannot be written")
+        picklist = _picklist(sf_field) if sf_type in PICKLIST_TYPES else []
+        if field.constant is not None:
+            if sf_type not in TEXT_TYPES:
+                self.report(
+                    (*loc, "constant"),
+                    label,
+                    f"constants only go to text and picklist fields; {sf_name} is {sf_type}",
+                )
+            elif isinstance(field.constant, str):
+                self.check_text(loc, "constant", label, sf_name, sf_field, picklist, field.constant)
+        if field.default is not None and sf_type in TEXT_TYPES:
+            self.check_text(loc, "default", label, sf_name, sf_field, picklist, field.default)
+        if field.value_map and picklist:
+            for value in field.value_map.values():
+                self.check_text(loc, "value_map", label, sf_name, sf_field, picklist, value)
+        for product_type in dict.fromkeys(product_types):
+            self.check_type((*loc, "from"), label, sf_name, sf_type, product_type.kind, "product field")
+            if product_type.kind == "enum" and picklist:
+                for symbol in product_type.symbols:
+                    value = (field.value_map or {}).get(symbol, symbol)
+                    if value not in picklist:
+                        self.report(
+                            (*loc, "from"),
+                            label,
+                            f"product value {symbol} becomes {value!r}, not a value of picklist {sf_name} "
+                            f"({', '.join(picklist)}); add it to value_map",
+                        )
+                        break
+        if field.expr is not None:
+            self.dry_run_field(loc, label, mapping, field, sf_name, sf_type, picklist, event_types)
+
+    def check_text(
+        self,
+        loc: tuple[str | int, ...],
+        key: str,
+        label: str,
+        sf_name: str,
+        sf_field: MappingABC[str, Any],
+        picklist: list[str],
+        value: str,
+    ) -> None:
+        if picklist:
+            choices = value.split(";") if sf_field.get("type") == "multipicklist" else [value]
+            bad = [c for c in choices if c not in picklist]
+            if bad:
+                close = difflib.get_close_matches(bad[0], picklist, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                self.report(
+                    (*loc, key),
+                    label,
+                    f"{key} {bad[0]!r} is not an active value of picklist {sf_name}{hint}; "
+                    f"values: {', '.join(picklist)}",
+                )
+            return
+        length = int(sf_field.get("length") or 0)
+        if length and len(value) > length:
+            self.report((*loc, key), label, f"{key} is {len(value)} characters; {sf_name} holds {length}")
+
+    def check_type(
+        self, loc: tuple[str | int, ...], label: str, sf_name: str, sf_type: str, kind: str, what: str
+    ) -> None:
+        allowed = _COMPATIBLE.get(kind)
+        if allowed is not None and sf_type not in allowed:
+            self.report(loc, label, f"type mismatch: {what} is {kind}, {sf_name} is {sf_type}")
+
+    def dry_run_filter(self, mi: int, mapping: Mapping, expression: str, event_types: list[str]) -> None:
+        for event_type in event_types:
+            source, envelope = sample_event(event_type)
+            try:
+                result = run_cel(mapping.program(expression), {"source": source, "event": envelope})
+            except (KeyError, ValueError, TypeError):
+                continue
+            except RuntimeError as exc:
+                self.report(("mappings", mi, "outbound_filter"), mapping.name, f"outbound_filter: {exc}")
+                return
+            if not isinstance(result, bool):
+                self.report(
+                    ("mappings", mi, "outbound_filter"),
+                    mapping.name,
+                    f"outbound_filter must give true or false (gives {type(result).__name__} on {event_type})",
+                )
+                return
+
+    def dry_run_field(
+        self,
+        loc: tuple[str | int, ...],
+        label: str,
+        mapping: Mapping,
+        field: FieldMap,
+        sf_name: str,
+        sf_type: str,
+        picklist: list[str],
+        event_types: list[str],
+    ) -> None:
+        """Run the expression on synthetic events: undefined functions, result types, and picklist
+        values the result takes whatever the text of the event (e.g. derived from event.type)."""
+        assert field.expr is not None
+        program = mapping.program(field.expr)
+        missing = 0
+        for event_type in event_types:
+            results = []
+            for text in ("sample", "other sample"):
+                source, envelope = sample_event(event_type, text)
+                try:
+                    results.append(run_cel(program, {"source": source, "event": envelope}))
+                except KeyError:
+                    missing += 1
+                    break
+                except (ValueError, TypeError):
+                    break
+                except RuntimeError as exc:
+                    self.report((*loc, "expr"), label, f"expression fails: {str(exc).splitlines()[0]}")
+                    return
+            if len(results) != 2:
+                continue
+            kind = _python_kind(results[0])
+            if kind == "string" and sf_type in ("date", "datetime"):  # text Salesforce parses, e.g. date(ts)
+                if not _parses_as(results[0], sf_type):
+                    self.report(
+                        (*loc, "expr"),
+                        label,
+                        f"expression gives {results[0]!r} on {event_type}, not {sf_type} text for {sf_name}",
+                    )
+                    return
+            elif kind is not None:
+                before = len(self.problems)
+                self.check_type((*loc, "expr"), label, sf_name, sf_type, kind, f"expression result (on {event_type})")
+                if len(self.problems) > before:
+                    return
+            value = _mapped(results[0], field.value_map)
+            if picklist and isinstance(value, str) and results[0] == results[1] and value not in picklist:
+                self.report(
+                    (*loc, "expr"),
+                    label,
+                    f"expression gives {value!r} on {event_type}, not a value of picklist {sf_name} "
+                    f"({', '.join(picklist)})",
+                )
+                return
+        if event_types and missing == len(event_types):
+            self.report((*loc, "expr"), label, "expression reads a product field that no event of this mapping has")
+
+    def check_record_type(self, mi: int, mapping: Mapping, describe: MappingABC[str, Any]) -> None:
+        if mapping.record_type is None:
+            return
+        infos = describe.get("recordTypeInfos", [])
+        names = {str(i.get("developerName")) for i in infos if i.get("active", True)}
+        names |= {str(i.get("name")) for i in infos if i.get("active", True)}
+        if mapping.record_type not in names:
+            self.report(
+                ("mappings", mi, "record_type"),
+                mapping.name,
+                f"{mapping.target} has no active record type {mapping.record_type} "
+                f"(has: {', '.join(sorted(n for n in names if n != 'None'))})",
+            )
+
+    def check_match(
+        self, mi: int, mapping: Mapping, fields: MappingABC[str, MappingABC[str, Any]], event_types: list[str]
+    ) -> None:
+        for ai, keys in enumerate(mapping.match_alternatives):
+            for ki, key in enumerate(keys):
+                loc: tuple[str | int, ...] = ("mappings", mi, "match", ai)
+                if not isinstance(mapping.match[ai], MatchKey):
+                    loc = (*loc, ki)
+                label = f"{mapping.name}.match"
+                sf_field = fields.get(key.field.lower())
+                if sf_field is None:
+                    self.report(
+                        (*loc, "field"),
+                        label,
+                        f"{mapping.target} has no field {key.field}{_suggest(key.field, _names(fields))}",
+                    )
+                    continue
+                if not (sf_field.get("filterable") or sf_field.get("externalId") or sf_field.get("idLookup")):
+                    self.report(
+                        (*loc, "field"), label, f"{mapping.target}.{key.field} cannot be matched on (not filterable)"
+                    )
+                if key.expr is not None:
+                    problem = compile_problem(key.expr)
+                    if problem:
+                        self.report((*loc, "expr"), label, f"expression does not compile: {problem}")
+                    continue
+                if key.from_ is None:
+                    if key.field not in mapping.parents:
+                        self.report(
+                            (*loc, "field"), label, f"{key.field} has no `from` and is not one of the mapping's parents"
+                        )
+                    continue
+                types = [t for t in (product_field_type(e, key.from_) for e in event_types) if t is not None]
+                if event_types and not types:
+                    self.report((*loc, "from"), label, f"no event of this mapping has a product field {key.from_}")
+                for product_type in types[:1]:
+                    self.check_type(
+                        (*loc, "from"), label, f"{mapping.target}.{key.field}", str(sf_field.get("type")),
+                        product_type.kind, "product field",
+                    )  # fmt: skip
+
+    def check_parents(
+        self, mi: int, mapping: Mapping, fields: MappingABC[str, MappingABC[str, Any]], event_types: list[str]
+    ) -> None:
+        for lookup, ref in mapping.parents.items():
+            loc: tuple[str | int, ...] = ("mappings", mi, "parents", lookup)
+            label = f"{mapping.name}.parents.{lookup}"
+            parent = self.file.get(ref.mapping)
+            if parent is None:
+                self.report(loc, label, f"no mapping named {ref.mapping}")
+                continue
+            if not parent.enabled:
+                self.report(loc, label, f"parent mapping {ref.mapping} is disabled")
+            sf_field = fields.get(lookup.lower())
+            if sf_field is None:
+                self.report(loc, label, f"{mapping.target} has no field {lookup}{_suggest(lookup, _names(fields))}")
+                continue
+            targets = {str(t).lower() for t in sf_field.get("referenceTo", [])}
+            if sf_field.get("type") != "reference":
+                self.report(loc, label, f"{mapping.target}.{lookup} is not a lookup ({sf_field.get('type')})")
+            elif parent.target.lower() not in targets:
+                self.report(
+                    loc,
+                    label,
+                    f"{mapping.target}.{lookup} points to {', '.join(sf_field.get('referenceTo', []))}, "
+                    f"not to {parent.target} (the target of {parent.name})",
+                )
+            if not (sf_field.get("createable") or sf_field.get("updateable")):
+                self.report(loc, label, f"{mapping.target}.{lookup} is read-only")
+            paths = [k.from_ for keys in parent.match_alternatives for k in keys if k.from_]
+            usable = [
+                e for e in event_types if any(p and product_field_type(e, p) is not None for p in paths)
+            ]  # fmt: skip
+            if event_types and paths and not usable:
+                self.report(
+                    loc, label, f"no event of this mapping carries {parent.name}'s match keys ({', '.join(paths)})"
+                )
+            elif ref.required and paths and len(usable) < len(event_types):
+                lacking = [e for e in event_types if e not in usable]
+                self.report(
+                    loc,
+                    label,
+                    f"{', '.join(lacking)} do not carry {parent.name}'s match keys; set required: false "
+                    "or remove them from events",
+                )
+
+    def check_required(self, mi: int, mapping: Mapping, fields: MappingABC[str, MappingABC[str, Any]]) -> None:
+        """On create, Salesforce needs every createable, non-nillable field without a default."""
+        written: dict[str, FieldMap | None] = {k.lower(): None for k in mapping.parents}
+        for keys in mapping.match_alternatives:
+            written.update({k.field.lower(): None for k in keys})
+        for field in mapping.active_fields():
+            if field.outbound:
+                written[field.sf.lower()] = field
+        event_types = mapping.event_types()
+        for name, sf_field in fields.items():
+            if not sf_field.get("createable") or sf_field.get("nillable", True) or sf_field.get("defaultedOnCreate"):
+                continue
+            label = f"{mapping.name}.{sf_field.get('name')}"
+            if name not in written:
+                self.report(
+                    ("mappings", mi, "fields"),
+                    mapping.name,
+                    f"{mapping.target}.{sf_field.get('name')} is required to create a record; map it "
+                    "(with a default for members who have none) or set create_if_missing: false",
+                )
+                continue
+            source = written[name]
+            if source is None or source.default is not None or not source.paths:
+                continue
+            types = [t for p in source.paths for t in (product_field_type(e, p) for e in event_types) if t is not None]
+            absent = [e for e in event_types if all(product_field_type(e, p) is None for p in source.paths)]
+            if any(t.nullable for t in types) or absent:
+                index = mapping.fields.index(source)
+                self.report(
+                    ("mappings", mi, "fields", index),
+                    label,
+                    f"{mapping.target}.{sf_field.get('name')} is required but the product value may be empty; "
+                    "give a default (a placeholder)",
+                )
+
+
+def _names(fields: MappingABC[str, MappingABC[str, Any]]) -> set[str]:
+    return {str(f.get("name")) for f in fields.values()}
+
+
+def _suggest(name: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.75)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def validate_against_describe(
+    mappings: MappingFile, describe_by_object: MappingABC[str, MappingABC[str, Any]]
+) -> list[str]:
+    """Every problem of the enabled mappings against the org's describe (object name -> the body of
+    ``GET /sobjects/{name}/describe``), as ``source:line: mapping.field: message`` lines. Empty: valid."""
+    return _Checker(mappings, describe_by_object).run()

@@ -1,0 +1,467 @@
+"""The sink's core against the real emulator, in process (httpx.ASGITransport, no sockets)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from emulator.app import Emulator
+from emulator.faults import Faults
+from emulator.server import build
+from salesforce import SalesforceClient, StaticTokenAuth
+from salesforce.settings import SalesforceSettings
+from sfsync.avro import load_topic_schema
+from sfsync.errors import FatalError, SfsyncError
+from sinks.core import BatchOutcome, ErrorEntry, IncomingWrite, SalesforceSink, merge_writes
+from sinks.settings import SinkSettings, load_sink_settings
+
+INSTANCE = "https://127.0.0.1"
+T0 = 1_700_000_000_000
+TOPIC = "sfsync.writes"
+
+
+@dataclass
+class Recorder:
+    parked: list[tuple[IncomingWrite, SfsyncError]] = field(default_factory=list)
+    entries: list[ErrorEntry] = field(default_factory=list)
+    sleeps: list[float] = field(default_factory=list)
+
+    async def park(self, write: IncomingWrite, error: SfsyncError) -> None:
+        self.parked.append((write, error))
+
+    async def entry(self, entry: ErrorEntry) -> None:
+        self.entries.append(entry)
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+
+
+@dataclass
+class Harness:
+    emulator: Emulator
+    client: SalesforceClient
+    sink: SalesforceSink
+    rec: Recorder
+    offset: int = 0
+
+    def incoming(self, *writes: dict[str, Any], partition: int = 0) -> list[IncomingWrite]:
+        out = []
+        for w in writes:
+            out.append(IncomingWrite(w, TOPIC, partition, self.offset, w["key"].encode(), b"raw"))
+            self.offset += 1
+        return out
+
+    async def put(self, *writes: dict[str, Any]) -> BatchOutcome:
+        return await self.sink.put(self.incoming(*writes))
+
+    async def query(self, soql: str) -> list[dict[str, Any]]:
+        return [r async for r in self.client.query(soql)]
+
+
+def make_sink(emulator: Emulator, rec: Recorder, **overrides: Any) -> tuple[SalesforceClient, SalesforceSink]:
+    token = emulator.auth.issue_session().access_token
+    client = SalesforceClient(
+        SalesforceSettings(
+            instance_url=INSTANCE,
+            auth_flow="access_token",
+            access_token=SecretStr(token),
+            backoff_base_s=0.01,
+            backoff_max_s=0.02,
+        ),
+        auth=StaticTokenAuth(access_token=SecretStr(token), instance_url=INSTANCE),
+        transport=httpx.ASGITransport(app=emulator.asgi()),
+        sleep=rec.sleep,
+    )
+    settings = SinkSettings(**{"backoff_base_s": 0.01, "backoff_max_s": 0.05, **overrides})
+    sink = SalesforceSink(
+        client,
+        settings=settings,
+        on_parked=rec.park,
+        on_error_entry=rec.entry,
+        clock=lambda: T0 / 1000,
+        sleep=rec.sleep,
+    )
+    return client, sink
+
+
+@pytest.fixture
+async def h() -> AsyncIterator[Harness]:
+    emulator = build()
+    rec = Recorder()
+    client, sink = make_sink(emulator, rec)
+    async with client:
+        yield Harness(emulator, client, sink, rec)
+
+
+def fv(value: Any, at: int = T0, policy: str = "ALWAYS") -> dict[str, Any]:
+    return {"value": value, "policy": policy, "updated_at": at}
+
+
+def write(
+    key: str,
+    sobject: str,
+    fields: dict[str, Any],
+    *,
+    n: int = 0,
+    mapping: str = "members",
+    match: list[tuple[str, str]] = (),  # type: ignore[assignment]
+    external_id: tuple[str, str] | None = None,
+    search_objects: list[str] = (),  # type: ignore[assignment]
+    parents: dict[str, tuple[str, str]] | None = None,
+    operation: str = "UPSERT",
+    create_if_missing: bool = True,
+) -> dict[str, Any]:
+    return {
+        "write_id": f"evt-{key}-{n}:{mapping}:0",
+        "key": key,
+        "mapping": mapping,
+        "sobject": sobject,
+        "operation": operation,
+        "external_id": {"field": external_id[0], "value": external_id[1]} if external_id else None,
+        "match": [{"field": f, "value": v} for f, v in match],
+        "search_objects": list(search_objects),
+        "create_if_missing": create_if_missing,
+        "fields": fields,
+        "parents": {k: {"key": pk, "sobject": ps} for k, (pk, ps) in (parents or {}).items()},
+        "workspace_id": "ws-1",
+        "source": {
+            "topic": "product.members",
+            "partition": 0,
+            "offset": n,
+            "event_id": f"evt-{key}-{n}",
+            "event_type": "UserCreated",
+            "occurred_at": datetime.fromtimestamp(T0 / 1000, UTC),
+        },
+    }
+
+
+def member(
+    i: int, *, email: str | None = None, last: str | None = None, at: int = T0, n: int = 0, **kw: Any
+) -> dict[str, Any]:
+    mail = email or f"member{i}@example.org"
+    return write(
+        f"Contact:Email:{mail}",
+        "Contact",
+        {"Email": fv(mail, at), "LastName": fv(last or f"Member{i}", at)},
+        match=[("Email", mail)],
+        n=n,
+        **kw,
+    )
+
+
+def writes_by(emulator: Emulator, method: str) -> int:
+    return emulator.calls_by_endpoint.get(f"{method} composite/sobjects", 0)
+
+
+async def count(h: Harness, soql: str) -> int:
+    return len(await h.query(soql))
+
+
+# ---------------------------------------------------------------------- API economy
+
+
+async def test_thousand_members_matched_by_email_cost_at_most_0_011_calls_per_record(h: Harness) -> None:
+    batches = [[member(i) for i in range(b, b + 200)] for b in range(0, 1000, 200)]
+    for batch in batches:  # first pass: creates (one match query + one create per 200)
+        outcome = await h.put(*batch)
+        assert not outcome.pending and not outcome.parked
+        assert all(r["created"] for r in outcome.results)
+    assert await count(h, "SELECT Id FROM Contact WHERE Email LIKE 'member%'") == 1000
+    before = h.emulator.api_calls
+    for batch in batches:  # steady state: all updates
+        changed = [
+            member(i, last=f"Renamed{i}", at=T0 + 1, n=1)
+            for i in (int(w["key"].split("member")[1].split("@")[0]) for w in batch)
+        ]
+        outcome = await h.put(*changed)
+        assert len(outcome.results) == 200 and not any(r["created"] for r in outcome.results)
+        assert outcome.api_calls == 2
+    used = h.emulator.api_calls - before
+    assert used / 1000 <= 0.011, used
+    assert await count(h, "SELECT Id FROM Contact WHERE LastName LIKE 'Renamed%'") == 1000
+    assert await count(h, "SELECT Id FROM Contact WHERE Email LIKE 'member%'") == 1000  # no duplicates
+
+
+async def test_every_write_carries_the_sfsync_client_call_option(h: Harness) -> None:
+    await h.put(*(member(i) for i in range(5)))
+    await h.put(*(member(i, last="X", at=T0 + 5) for i in range(5)))
+    assert h.emulator.call_options, "writes were recorded"
+    assert {c["client"] for c in h.emulator.call_options} == {"sfsync"}
+
+
+# ---------------------------------------------------------------------- merging and order
+
+
+def test_merge_keeps_the_newest_value_per_field_and_a_delete_wins() -> None:
+    a = member(1, last="New", at=T0 + 10)
+    b = member(1, last="Old", at=T0 + 5, n=1)
+    b["fields"]["Title"] = fv("CTO", T0 + 1)
+    incoming = [IncomingWrite(w, TOPIC, 0, i) for i, w in enumerate([a, b])]
+    (segments,) = merge_writes(incoming).values()
+    (seg,) = segments
+    assert seg.fields["LastName"].value == "New"  # the later-arriving but older value lost
+    assert seg.fields["Title"].value == "CTO"
+    assert [w.offset for w in seg.writes] == [0, 1]
+    d = member(1, operation="DELETE", n=2)
+    c = member(1, last="Again", at=T0 + 20, n=3)
+    incoming = [IncomingWrite(w, TOPIC, 0, i) for i, w in enumerate([a, d, c])]
+    (segments,) = merge_writes(incoming).values()
+    assert [s.op for s in segments] == ["DELETE", "UPSERT"]
+    assert len(segments[0].writes) == 2
+
+
+async def test_an_older_write_never_overwrites_a_newer_value_across_batches(h: Harness) -> None:
+    await h.put(member(1, last="Newest", at=T0 + 100))
+    outcome = await h.put(member(1, last="Stale", at=T0 + 1, n=1), member(1, last="Newer", at=T0 + 50, n=2))
+    (row,) = await h.query("SELECT LastName FROM Contact WHERE Email = 'member1@example.org'")
+    # within a batch the newest wins; across batches the processor's per-field timestamps are the contract
+    assert row["LastName"] == "Newer"
+    assert outcome.results[-1]["fields"]["LastName"] == "Newer"
+
+
+async def test_delete_after_upsert_in_one_batch_deletes(h: Harness) -> None:
+    await h.put(member(1))
+    outcome = await h.put(member(1, last="Changed", at=T0 + 1, n=1), member(1, operation="DELETE", n=2))
+    assert await count(h, "SELECT Id FROM Contact WHERE Email = 'member1@example.org'") == 0
+    assert len(outcome.results) == 1 and outcome.committed == {(TOPIC, 0): h.offset}
+
+
+# ---------------------------------------------------------------------- if_empty
+
+
+async def test_if_empty_reads_current_values_in_the_match_query_and_skips_filled_fields(h: Harness) -> None:
+    h.emulator.store.create("Contact", {"LastName": "Rep", "Email": "m@x.org", "Title": "Keep me"})
+    h.emulator.store.create("Contact", {"LastName": "Rep2", "Email": "n@x.org"})
+    one = member(1, email="M@X.ORG")  # matching is case-insensitive, as Salesforce's
+    one["fields"]["Title"] = fv("From product", policy="IF_EMPTY")
+    two = member(2, email="n@x.org")
+    two["fields"]["Title"] = fv("Filled", policy="IF_EMPTY")
+    before = h.emulator.calls_by_endpoint.get("GET query", 0)
+    outcome = await h.put(one, two)
+    assert h.emulator.calls_by_endpoint.get("GET query", 0) - before == 1
+    titles = {r["Email"].lower(): r["Title"] for r in await h.query("SELECT Email, Title FROM Contact")}
+    assert titles == {"m@x.org": "Keep me", "n@x.org": "Filled"}
+    assert [e.code for e in h.rec.entries] == ["LOOKUP_POLICY_SKIP"] and h.rec.entries[0].field == "Title"
+    assert not any(r["created"] for r in outcome.results)
+
+
+# ---------------------------------------------------------------------- Contacts then Leads
+
+
+async def test_contacts_then_leads_and_a_converted_lead_resolves_to_its_contact(h: Harness) -> None:
+    lead_id = h.emulator.store.create("Lead", {"LastName": "L", "Company": "Acme", "Email": "lead@x.org"})
+    conv_id = h.emulator.store.create("Lead", {"LastName": "C", "Company": "Acme", "Email": "conv@x.org"})
+    _, contact_id = h.emulator.store.convert_lead(conv_id)
+    contact_first = h.emulator.store.create("Contact", {"LastName": "K", "Email": "both@x.org"})
+    h.emulator.store.create("Lead", {"LastName": "K", "Company": "Acme", "Email": "both@x.org"})
+    writes = [
+        member(i, email=e, search_objects=["Contact", "Lead"])
+        for i, e in enumerate(["lead@x.org", "conv@x.org", "both@x.org", "new@x.org"])
+    ]
+    for w in writes:
+        w["fields"]["Title"] = fv("Member")
+    outcome = await h.put(*writes)
+    assert not outcome.parked and not outcome.pending
+    by_key = {r["key"]: r for r in outcome.results}
+    assert by_key["Contact:Email:lead@x.org"]["sobject"] == "Lead"
+    assert by_key["Contact:Email:lead@x.org"]["salesforce_id"][:15] == lead_id[:15]
+    assert by_key["Contact:Email:conv@x.org"]["sobject"] == "Contact"
+    assert by_key["Contact:Email:conv@x.org"]["salesforce_id"][:15] == contact_id[:15]
+    assert by_key["Contact:Email:both@x.org"]["salesforce_id"][:15] == contact_first[:15]
+    assert (
+        by_key["Contact:Email:new@x.org"]["created"] is True
+        and by_key["Contact:Email:new@x.org"]["sobject"] == "Contact"
+    )
+    (lead,) = await h.query(f"SELECT Title FROM Lead WHERE Id = '{lead_id}'")
+    assert lead["Title"] == "Member"
+    (contact,) = await h.query(f"SELECT Title FROM Contact WHERE Id = '{contact_id}'")
+    assert contact["Title"] == "Member"
+
+
+# ---------------------------------------------------------------------- parents
+
+
+def campaign(event: str, name: str = "Meetup", n: int = 0) -> dict[str, Any]:
+    return write(
+        f"Campaign:Event_Id__c:{event}",
+        "Campaign",
+        {"Name": fv(name)},
+        mapping="events",
+        external_id=("Event_Id__c", event),
+        n=n,
+    )
+
+
+def registration(event: str, email: str, status: str = "registered", n: int = 0) -> dict[str, Any]:
+    return write(
+        f"CampaignMember:{event}:{email}",
+        "CampaignMember",
+        {"Attendee_Status__c": fv(status, T0 + n)},
+        mapping="event_registrations",
+        match=[("CampaignId+ContactId", "")],
+        parents={
+            "CampaignId": (f"Campaign:Event_Id__c:{event}", "Campaign"),
+            "ContactId": (f"Contact:Email:{email}", "Contact"),
+        },
+        n=n,
+    )
+
+
+async def test_children_go_after_their_parents_and_a_replay_creates_nothing(h: Harness) -> None:
+    # the children come first in the batch; they still wait for their parents
+    batch = [registration("evt-1", "a@x.org"), registration("evt-1", "b@x.org"), campaign("evt-1")]
+    batch += [member(1, email="a@x.org"), member(2, email="b@x.org")]
+    outcome = await h.put(*batch)
+    assert not outcome.parked and not outcome.pending, outcome
+    assert [r["sobject"] for r in outcome.results][-2:] == ["CampaignMember", "CampaignMember"]
+    assert await count(h, "SELECT Id FROM Campaign") == 1
+    assert await count(h, "SELECT Id FROM CampaignMember") == 2
+    ids = {(r["sobject"], r["salesforce_id"]) for r in outcome.results}
+    # a replay after a crash (fresh sink: empty identity cache) updates what the first attempt made
+    rec = Recorder()
+    client, fresh = make_sink(h.emulator, rec)
+    async with client:
+        again = await fresh.put(h.incoming(*batch))
+    assert not again.parked and not rec.parked and not again.pending
+    assert not any(r["created"] for r in again.results)
+    assert {(r["sobject"], r["salesforce_id"]) for r in again.results} == ids
+    assert await count(h, "SELECT Id FROM Campaign") == 1
+    assert await count(h, "SELECT Id FROM CampaignMember") == 2
+    assert await count(h, "SELECT Id FROM Contact") == 2
+
+
+async def test_a_replayed_registration_updates_the_member_instead_of_duplicate_value(h: Harness) -> None:
+    await h.put(campaign("evt-2"), member(1, email="a@x.org"))
+    await h.put(registration("evt-2", "a@x.org"))
+    outcome = await h.put(registration("evt-2", "a@x.org", status="attended", n=1))
+    assert not outcome.parked
+    (row,) = await h.query("SELECT Attendee_Status__c FROM CampaignMember")
+    assert row["Attendee_Status__c"] == "attended"
+    assert not [e for e in h.rec.entries if e.code == "DUPLICATE_VALUE"]
+
+
+async def test_a_child_whose_parent_is_missing_waits_and_never_creates_a_second_parent(h: Harness) -> None:
+    rec = Recorder()
+    client, sink = make_sink(h.emulator, rec, max_parent_waits=2)
+    async with client:
+        child = h.incoming(registration("evt-9", "a@x.org"))
+        first = await sink.put(child)
+        assert first.pending == child and first.committed == {(TOPIC, 0): child[0].offset}
+        assert await count(h, "SELECT Id FROM Campaign") == 0
+        assert await count(h, "SELECT Id FROM CampaignMember") == 0
+        later = h.incoming(member(5, email="z@x.org"))
+        second = await sink.put([*first.pending, *later])
+        assert not second.pending and len(rec.parked) == 1
+        assert rec.parked[0][1].__class__.__name__ == "ParentNotFoundError"
+        assert second.committed == {(TOPIC, 0): later[0].offset + 1}
+
+
+async def test_a_parent_written_earlier_by_someone_else_is_found_by_its_key(h: Harness) -> None:
+    h.emulator.store.create("Campaign", {"Name": "Old", "Event_Id__c": "evt-3"})
+    h.emulator.store.create("Contact", {"LastName": "A", "Email": "a@x.org"})
+    outcome = await h.put(registration("evt-3", "a@x.org"))
+    assert not outcome.pending and outcome.results[0]["created"] is True
+    assert await count(h, "SELECT Id FROM Campaign") == 1
+
+
+# ---------------------------------------------------------------------- bad records and faults
+
+
+async def test_bad_records_are_parked_with_their_reason_while_the_rest_are_written(h: Harness) -> None:
+    missing = write(
+        "Contact:Email:nolast@x.org", "Contact", {"Email": fv("nolast@x.org")}, match=[("Email", "nolast@x.org")]
+    )
+    too_long = member(2, email="long@x.org", last="x" * 81)
+    bad_pick = write(
+        "Community_Activity__c:Event_Key__c:k1",
+        "Community_Activity__c",
+        {"Type__c": fv("NotAType")},
+        mapping="activities",
+        external_id=("Event_Key__c", "k1"),
+    )
+    good = [member(i) for i in range(10, 15)]
+    outcome = await h.put(missing, too_long, bad_pick, *good)
+    reasons = {w.write["key"]: getattr(e, "error_code", "") for w, e in h.rec.parked}
+    assert reasons == {
+        "Contact:Email:nolast@x.org": "REQUIRED_FIELD_MISSING",
+        "Contact:Email:long@x.org": "STRING_TOO_LONG",
+        "Community_Activity__c:Event_Key__c:k1": "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+    }
+    assert len(outcome.results) == 5 and not outcome.pending
+    assert outcome.committed == {(TOPIC, 0): h.offset}
+    sync = {e.record_key: e for e in h.rec.entries if e.severity == "ERROR"}
+    assert sync["Contact:Email:nolast@x.org"].field == "LastName"
+    assert sync["Contact:Email:long@x.org"].mapping == "members"
+    assert await count(h, "SELECT Id FROM Contact") == 5
+
+
+async def test_a_write_without_match_key_or_external_id_is_refused_not_created_blindly(h: Harness) -> None:
+    blind = write("Contact:anon", "Contact", {"LastName": fv("Anon")})
+    outcome = await h.put(blind, member(1))
+    assert [getattr(e, "error_code", "") for _, e in h.rec.parked] == ["NO_IDEMPOTENT_KEY"]
+    assert len(outcome.results) == 1 and await count(h, "SELECT Id FROM Contact") == 1
+
+
+async def test_lock_errors_are_retried_and_end_written_in_order(h: Harness) -> None:
+    h.emulator.faults = Faults.parse("lock=0.3,seed=1")
+    outcome = await h.put(*(member(i) for i in range(40)))
+    assert h.emulator.faults.injected.get("lock", 0) > 0
+    assert not outcome.parked and not outcome.pending
+    assert await count(h, "SELECT Id FROM Contact") == 40
+    assert h.rec.sleeps, "retries waited"
+    h.emulator.faults = Faults.parse("")
+
+
+async def test_retries_are_bounded_and_leave_the_offset_uncommitted(h: Harness) -> None:
+    rec = Recorder()
+    client, sink = make_sink(h.emulator, rec, max_retries=2)
+    h.emulator.faults = Faults.parse("lock=1")
+    async with client:
+        first = h.incoming(member(1))
+        outcome = await sink.put(first)
+    h.emulator.faults = Faults.parse("")
+    assert outcome.pending == first and outcome.committed == {(TOPIC, 0): first[0].offset}
+    assert not rec.parked and len(rec.sleeps) == 2
+
+
+async def test_upsert_by_external_id_costs_one_call_and_is_idempotent(h: Harness) -> None:
+    batch = [campaign(f"evt-{i}") for i in range(50)]
+    outcome = await h.put(*batch)
+    assert outcome.api_calls == 1 and all(r["created"] for r in outcome.results)
+    again = await h.put(*batch)
+    assert not any(r["created"] for r in again.results)
+    assert await count(h, "SELECT Id FROM Campaign") == 50
+
+
+async def test_fatal_errors_raise(h: Harness) -> None:
+    bad = write(
+        "Contact:Email:q@x.org",
+        "Contact",
+        {"No_Such_Field__c": fv("x"), "LastName": fv("Q")},
+        match=[("Email", "q@x.org")],
+    )
+    with pytest.raises(FatalError):
+        await h.put(bad)
+
+
+def test_settings_report_every_problem_at_once() -> None:
+    with pytest.raises(SfsyncError) as caught:
+        load_sink_settings(batch_size=500, batch_max_age_s=0)
+    text = str(caught.value)
+    assert "batch_size" in text and "batch_max_age_s" in text
+
+
+async def test_results_fit_the_write_result_contract(h: Harness) -> None:
+    from fastavro.validation import validate
+
+    outcome = await h.put(member(1), campaign("evt-c"))
+    branch = load_topic_schema("sfsync.results").branches["WriteResult"][1]
+    assert len(outcome.results) == 2
+    for result in outcome.results:
+        assert validate(result, branch, raise_errors=True)
