@@ -52,6 +52,10 @@ def _register_subcommands() -> None:
     app.add_typer(dlq_app, name="dlq")
     app.add_typer(errors_app, name="errors")
 
+    from sfsync.cli_sink import sink
+
+    app.command("sink")(sink)
+
 
 _register_subcommands()
 

@@ -245,7 +245,7 @@ class Stack:
         log4j = f"-Dlog4j2.configurationFile={DEPLOY_DIR / 'log4j2.properties'}"
         if not (self.data_dir / "meta.properties").exists():
             self.data_dir.mkdir(parents=True, exist_ok=True)
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+            cluster_id = new_cluster_id()
             with (self.logs / "kafka.log").open("a") as log:
                 done = subprocess.run(
                     [
@@ -392,6 +392,15 @@ class Stack:
 
 
 # ---------------------------------------------------------------------- helpers
+def new_cluster_id() -> str:
+    """A KRaft cluster id as `kafka-storage random-uuid` makes it: base64url of a uuid4, unpadded, and
+    never starting with "-" (the storage tool would read it as an option, as Kafka's Uuid avoids too)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def find_java(min_major: int, preferred: Path | None = None) -> Path:
     """The newest java binary of at least ``min_major`` among the usual places."""
     homes: list[Path] = []

@@ -81,3 +81,11 @@ def test_status_of_a_stack_never_started(tmp_path: Path) -> None:
     assert states["kafka"].state == "stopped"
     assert states["kafka"].log == tmp_path / "logs" / "kafka.log"
     assert stack.down() == []
+
+
+def test_cluster_ids_never_look_like_options() -> None:
+    from sfsync.stack import new_cluster_id
+
+    ids = {new_cluster_id() for _ in range(3000)}  # a leading "-" is 1 in 64 per draw
+    assert len(ids) == 3000
+    assert all(len(i) == 22 and not i.startswith("-") for i in ids)

@@ -1,0 +1,238 @@
+"""The sink process end to end: real Kafka + registry, the emulator over real HTTP (OAuth client credentials)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from confluent_kafka import Producer
+from prometheus_client import CollectorRegistry
+from pydantic import SecretStr
+
+from emulator.server import RunningEmulator, free_port, serve_in_thread
+from salesforce import SalesforceClient, SalesforceSettings, StaticTokenAuth
+from sfsync.avro import AvroDecoder, AvroEncoder, SchemaRegistry, load_topic_schema
+from sinks.dlq import DeadLetterQueue
+from sinks.errorlog import Category, tail
+from sinks.metrics import SinkMetrics
+from sinks.runner import GovernorSettings, SinkRunner, build_runner
+from sinks.settings import SinkSettings
+from tests.integration.helpers import consume_all, make_topics
+from tests.integration.test_sink_worker import committed
+from tests.unit.test_sink_core import campaign, fv, member, registration, write
+
+
+@pytest.fixture
+def running() -> Iterator[RunningEmulator]:
+    emulator = serve_in_thread()
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
+
+
+def salesforce_settings(running: RunningEmulator) -> SalesforceSettings:
+    app = running.emulator.auth.config.connected_apps[0]
+    return SalesforceSettings(
+        login_url=running.base_url,
+        auth_flow="client_credentials",
+        client_id=app.client_id,
+        client_secret=SecretStr(app.client_secret),
+        backoff_base_s=0.01,
+        backoff_max_s=0.05,
+    )
+
+
+def sink_settings(services: Any, prefix: str, group: str, **overrides: Any) -> SinkSettings:
+    return SinkSettings(
+        bootstrap_servers=services.bootstrap,
+        schema_registry_url=services.registry,
+        topic_prefix=prefix,
+        group_id=group,
+        batch_max_age_s=0.3,
+        poll_timeout_s=0.2,
+        max_parent_waits=1000,
+        backoff_base_s=0.01,
+        backoff_max_s=0.05,
+        **overrides,
+    )
+
+
+def produce(services: Any, registry: SchemaRegistry, prefix: str, records: list[dict[str, Any]]) -> None:
+    make_topics(services, prefix)
+    topic = prefix + "sfsync.writes"
+    encoder = AvroEncoder(registry, topic, load_topic_schema("sfsync.writes"))
+    producer = Producer({"bootstrap.servers": services.bootstrap, "enable.idempotence": True})
+    for record in records:
+        producer.produce(topic, key=record["key"].encode(), value=encoder.encode("Write", record))
+    assert producer.flush(30) == 0
+
+
+async def org_query(running: RunningEmulator, soql: str) -> list[dict[str, Any]]:
+    token = running.emulator.auth.issue_session().access_token
+    settings = SalesforceSettings(
+        instance_url=running.base_url, auth_flow="access_token", access_token=SecretStr(token)
+    )
+    auth = StaticTokenAuth(access_token=SecretStr(token), instance_url=running.base_url)
+    async with SalesforceClient(settings, auth=auth) as client:
+        return [r async for r in client.query(soql)]
+
+
+async def until(condition: Callable[[], bool], timeout_s: float = 45) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.1)
+
+
+def runner_for(
+    services: Any, prefix: str, group: str, running: RunningEmulator, registry: SchemaRegistry, **governor: Any
+) -> SinkRunner:
+    return build_runner(
+        sink_settings(services, prefix, group, batch_size=governor.pop("batch_size", 200), metrics_port=free_port()),
+        salesforce_settings(running),
+        governor_settings=GovernorSettings(**governor),
+        registry=registry,
+        metrics=SinkMetrics(CollectorRegistry()),
+    )
+
+
+async def test_the_sink_process_writes_the_org_publishes_results_parks_logs_and_serves_metrics(
+    services: Any, prefix: str, registry: SchemaRegistry, running: RunningEmulator
+) -> None:
+    bad = write("Contact:Email:bad@x.org", "Contact", {"Email": fv("bad@x.org")}, match=[("Email", "bad@x.org")])
+    records = [*(member(i) for i in range(10)), campaign("evt-1"), registration("evt-1", "member1@example.org"), bad]
+    produce(services, registry, prefix, records)
+    group = f"sink-{uuid.uuid4().hex[:8]}"
+    runner = runner_for(services, prefix, group, running, registry)
+    task = asyncio.create_task(runner.run(signals=False, idle_exit_s=60))
+    await until(lambda: runner.results >= 12 and runner.parked >= 1)
+    assert runner.metrics_server is not None
+    async with httpx.AsyncClient() as http:
+        exposed = (await http.get(f"http://127.0.0.1:{runner.metrics_server.port}/metrics")).text
+    runner.stop()
+    report = await asyncio.wait_for(task, 30)
+
+    assert report.results == 12 and report.parked == 1 and report.auth_failures == 0
+    assert len(await org_query(running, "SELECT Id FROM Contact")) == 10
+    assert len(await org_query(running, "SELECT Id FROM CampaignMember")) == 1
+    assert committed(services.bootstrap, group, prefix + "sfsync.writes") == len(records)
+
+    decoder = AvroDecoder(registry)
+    results = [decoder.decode(m.value()) for m in consume_all(services.bootstrap, [prefix + "sfsync.results"], 12)]
+    assert {name for name, _ in results} == {"WriteResult"}
+    assert {r["key"] for _, r in results} == {r["key"] for r in records if r is not bad}
+
+    kafka = {"bootstrap.servers": services.bootstrap}
+    parked = DeadLetterQueue(kafka, prefix=prefix).list_parked()
+    assert len(parked) == 1
+    ctx = parked[0].context
+    assert parked[0].key == bad["key"].encode() and decoder.decode(parked[0].value or b"")[1]["key"] == bad["key"]
+    assert (ctx.topic, ctx.mapping, ctx.field, ctx.code) == (
+        prefix + "sfsync.writes",
+        "members",
+        "LastName",
+        "REQUIRED_FIELD_MISSING",
+    )
+    assert ctx.stage == "TASK_PUT" and ctx.offset >= 0
+
+    entries = list(tail(kafka, registry, prefix=prefix, last=None))
+    about_bad = [e for e in entries if e.record_key == bad["key"]]
+    assert len(about_bad) == 1  # logged once (by the DLQ), not again by the sink's own entry
+    entry = about_bad[0]
+    assert (entry.category, entry.mapping, entry.field, entry.code) == (
+        Category.SYNC,
+        "members",
+        "LastName",
+        "REQUIRED_FIELD_MISSING",
+    )
+    assert entry.source is not None and entry.source.offset == ctx.offset
+
+    assert 'sfsync_writes_total{outcome="created",sobject="Contact"} 10.0' in exposed
+    assert 'sfsync_writes_total{outcome="parked",sobject="Contact"} 1.0' in exposed
+    assert 'sfsync_salesforce_api_calls_total{endpoint="composite/sobjects"}' in exposed
+    assert "sfsync_salesforce_api_usage_ratio " in exposed and "sfsync_batch_size_count" in exposed
+    assert "sfsync_end_to_end_latency_seconds_count" in exposed
+    calls = running.emulator.api_calls
+    assert report.api_calls <= calls  # every call counted came from this sink (the org also saw the test's)
+
+
+async def test_a_spent_daily_limit_pauses_the_sink_logs_rate_limit_and_commits_nothing_unwritten(
+    services: Any, prefix: str, registry: SchemaRegistry, running: RunningEmulator
+) -> None:
+    produce(services, registry, prefix, [member(i) for i in range(20)])
+    group = f"sink-{uuid.uuid4().hex[:8]}"
+    first = runner_for(services, prefix, group, running, registry, batch_size=5)
+    await asyncio.wait_for(first.run(signals=False, max_batches=1), 60)
+    written = len(await org_query(running, "SELECT Id FROM Contact"))
+    assert 0 < written <= 5
+    assert committed(services.bootstrap, group, prefix + "sfsync.writes") == written
+
+    # other integrations spend the rest of the day's allocation; the sink restarts and does not know
+    running.emulator.daily_limit = running.emulator.api_calls
+    second = runner_for(services, prefix, group, running, registry, batch_size=5, pause_s=120)
+    task = asyncio.create_task(second.run(signals=False))
+    await until(lambda: second.governor.pauses >= 1)
+    await asyncio.sleep(0.5)  # the sink keeps waiting (it is paused, not spinning or crashing)
+    assert not task.done()
+    second.stop()
+    report = await asyncio.wait_for(task, 30)
+
+    assert report.results == 0 and report.governor_pauses == 1
+    assert running.emulator.store.count("Contact") == written  # (an API query would be refused now)
+    assert committed(services.bootstrap, group, prefix + "sfsync.writes") == written
+    kafka = {"bootstrap.servers": services.bootstrap}
+    limits = list(tail(kafka, registry, prefix=prefix, last=None, category=Category.RATE_LIMIT))
+    assert [(e.code, e.details.get("trigger")) for e in limits] == [("RATE_LIMIT_PAUSE", "daily_limit")]
+
+
+async def test_a_refused_login_logs_a_connection_entry_pauses_and_commits_nothing(
+    services: Any, prefix: str, registry: SchemaRegistry, running: RunningEmulator
+) -> None:
+    produce(services, registry, prefix, [member(i) for i in range(3)])
+    group = f"sink-{uuid.uuid4().hex[:8]}"
+    settings = salesforce_settings(running).model_copy(update={"client_secret": SecretStr("wrong")})
+    runner = build_runner(
+        sink_settings(services, prefix, group, metrics_port=0),
+        settings,
+        governor_settings=GovernorSettings(auth_pause_s=0.2, auth_pause_max_s=0.4),
+        registry=registry,
+        metrics=SinkMetrics(CollectorRegistry()),
+    )
+    task = asyncio.create_task(runner.run(signals=False))
+    await until(lambda: runner.auth_failures >= 3)
+    assert not task.done()  # paused and tried again: no crash loop
+    runner.stop()
+    report = await asyncio.wait_for(task, 30)
+
+    assert report.results == 0 and running.emulator.store.count("Contact") == 0
+    assert committed(services.bootstrap, group, prefix + "sfsync.writes") == 0
+    kafka = {"bootstrap.servers": services.bootstrap}
+    entries = list(tail(kafka, registry, prefix=prefix, last=None, category=Category.CONNECTION))
+    assert len(entries) >= 3 and {e.code for e in entries} == {"AUTH_FAILED"}
+
+
+def test_governor_settings_report_every_problem_at_once() -> None:
+    from sfsync.errors import ConfigError
+    from sinks.runner import load_governor_settings
+
+    with pytest.raises(ConfigError) as caught:
+        load_governor_settings(reserve_ratio=1.5, slow_from_ratio=-1, pause_s=0)
+    assert len(caught.value.problems) == 3
+
+
+def test_a_pause_longer_than_the_poll_interval_is_refused(services: Any, prefix: str, running: RunningEmulator) -> None:
+    from sfsync.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="PAUSE_S"):
+        build_runner(
+            sink_settings(services, prefix, "g", max_poll_interval_ms=60_000),
+            salesforce_settings(running),
+            governor_settings=GovernorSettings(pause_s=120),
+            metrics=SinkMetrics(CollectorRegistry()),
+        )
