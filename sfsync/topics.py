@@ -71,7 +71,8 @@ def ensure_topics(
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-    admin = AdminClient(dict(kafka_config))
+    # librdkafka's own connection chatter stays out of the terminal; failures are reported below.
+    admin = AdminClient({"log_level": 0, **kafka_config})
     try:
         existing = set(admin.list_topics(timeout=timeout_s).topics)
     except KafkaException as exc:
