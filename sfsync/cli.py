@@ -52,9 +52,11 @@ def _register_subcommands() -> None:
     app.add_typer(dlq_app, name="dlq")
     app.add_typer(errors_app, name="errors")
 
+    from sfsync.cli_processor import processor
     from sfsync.cli_sink import sink
 
     app.command("sink")(sink)
+    app.command("processor")(processor)
 
 
 _register_subcommands()

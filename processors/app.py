@@ -1,0 +1,422 @@
+"""The outbound processor: ``product.*`` topics -> write plans on ``sfsync.writes`` (a Faust app).
+
+The Faust layer is thin; the work is :meth:`Processor.handle`, which needs no Kafka:
+
+1. decode the record's bytes (Confluent wire format, :class:`~sfsync.avro.AvroDecoder`);
+2. :func:`processors.plan.plan` the writes it causes, with what ``sfsync.results`` taught about
+   identities (``identity`` table: record key -> ``[sobject, salesforce_id]``);
+3. :func:`processors.plan.drop_stale` each write against its record's clock (``record_clock``
+   table: record key -> field -> ``updated_at``), so a late event never overwrites newer values;
+4. encode what is left for ``sfsync.writes`` (keyed by the write's record key).
+
+A record that cannot be decoded, a mapping that cannot evaluate the event (a plan's rejects) and a
+write that does not fit its schema are parked in the DLQ with the original bytes and why; the
+other writes of the event still go out. Transient faults (registry or Kafka down) stop the worker
+without committing, so the record replays on restart.
+
+:func:`build_app` wires one agent per product topic plus one on ``sfsync.results``; tables keep
+their state in changelog topics (Faust creates those, and its other internal topics; sfsync's own
+topics are created up front because auto-creation is off on the broker). With
+``exactly_once`` (the default) the writes, the table changelogs and the consumed offsets of an
+event commit in one Kafka transaction. :func:`run_processor` runs it (``sfsync processor``,
+``python -m processors.app``).
+
+Scaling note: the clock and identity tables are partitioned like the topics that feed them, which
+is exact for one worker; several workers would need a repartition by record key first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import ssl
+import sys
+from collections.abc import Collection, Iterable, MutableMapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from processors.plan import NO_IDENTITY, Identity, IdentityView, drop_stale, plan
+from processors.settings import ProcessorSettings, load_processor_settings
+from sfsync.avro import AvroDecoder, AvroEncoder, SchemaRegistry, load_topic_schema
+from sfsync.errors import SkippableRecordError
+from sfsync.mapping import MappingFile, load_mappings
+from sfsync.topics import DLQ, PRODUCT_TOPICS, RESULTS, WRITES, TopicSpec, ensure_topics
+from sinks.dlq import DeadLetterQueue, OriginalRecord, Stage
+
+if TYPE_CHECKING:
+    import faust
+
+__all__ = [
+    "COMPONENT",
+    "Handled",
+    "Parked",
+    "Processor",
+    "TableIdentity",
+    "build_app",
+    "identity_of_result",
+    "run_processor",
+]
+
+log = logging.getLogger(__name__)
+
+COMPONENT = "processors.OutboundProcessor"
+"""The class name the DLQ's context headers give for records parked here."""
+
+
+# ---------------------------------------------------------------------- the glue (no Kafka)
+@dataclass(frozen=True)
+class _Source:
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class Parked:
+    """A record to park in the DLQ, and why."""
+
+    original: OriginalRecord
+    reason: BaseException
+    stage: Stage
+    mapping: str | None = None
+    field: str | None = None
+
+
+class Handled(NamedTuple):
+    """What one product record causes: the writes to send (in order) and the records to park."""
+
+    writes: list[tuple[bytes, bytes]]
+    """(key, value) for ``sfsync.writes``: the record key and the Avro Write."""
+    parked: list[Parked]
+    planned: list[dict[str, Any]]
+    """The writes as dicts, after :func:`drop_stale` (what ``writes`` encodes)."""
+
+
+class TableIdentity:
+    """An :class:`~processors.plan.IdentityView` over a table of key -> ``[sobject, salesforce_id]``."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    def get(self, key: str) -> Identity | None:
+        value = self.table.get(key)
+        if not value:
+            return None
+        return Identity(str(value[0]), str(value[1]))
+
+
+def identity_of_result(result: dict[str, Any]) -> tuple[str, list[str]] | None:
+    """The identity table entry a WriteResult gives: (record key, [sobject, salesforce_id])."""
+    key, sobject, sf_id = result.get("key"), result.get("sobject"), result.get("salesforce_id")
+    if not key or not sobject or not sf_id:
+        return None
+    return str(key), [str(sobject), str(sf_id)]
+
+
+@dataclass
+class Processor:
+    """Decode, plan, order and encode one product record (see the module doc)."""
+
+    decoder: Any
+    """``decode(bytes) -> (record name, dict)``: :class:`~sfsync.avro.AvroDecoder`."""
+    encoder: Any
+    """``encode_checked("Write", dict) -> bytes``: :class:`~sfsync.avro.AvroEncoder` for sfsync.writes."""
+    mappings: MappingFile
+    external_ids: Collection[str] | None = None
+    counts: dict[str, int] = field(default_factory=lambda: {"events": 0, "writes": 0, "stale": 0, "parked": 0})
+
+    def handle(
+        self,
+        value: bytes | None,
+        topic: str,
+        partition: int,
+        offset: int,
+        *,
+        key: bytes | None = None,
+        headers: Iterable[tuple[str, bytes]] = (),
+        identity: IdentityView = NO_IDENTITY,
+        clock: MutableMapping[str, Any] | None = None,
+    ) -> Handled:
+        """Plan the writes of one record read at ``topic``/``partition``/``offset``.
+
+        ``clock`` (record key -> field -> ``updated_at``) is read and updated for every write
+        that goes out; None keeps no clock (no write is dropped as stale).
+        Raises only what is not the record's fault (e.g. the registry being unreachable).
+        """
+        original = OriginalRecord(topic, partition, offset, key, value, tuple(headers))
+        self.counts["events"] += 1
+        try:
+            if value is None:
+                raise SkippableRecordError("empty value (a tombstone is not a product event)")
+            event_type, event = self.decoder.decode(value)
+        except SkippableRecordError as exc:
+            self.counts["parked"] += 1
+            return Handled([], [Parked(original, exc, Stage.VALUE_CONVERTER)], [])
+        parked: list[Parked] = []
+        try:
+            planned = plan(
+                event_type, event, _Source(topic, partition, offset), self.mappings, identity,
+                external_ids=self.external_ids,
+            )  # fmt: skip
+        except Exception as exc:  # noqa: BLE001 - a bug in a rule parks the record, never blocks the stream
+            self.counts["parked"] += 1
+            return Handled([], [Parked(original, exc, Stage.TRANSFORMATION)], [])
+        for reject in planned.rejects:
+            parked.append(Parked(original, reject, Stage.TRANSFORMATION, mapping=reject.mapping))
+        writes: list[tuple[bytes, bytes]] = []
+        kept: list[dict[str, Any]] = []
+        for write in planned.writes:
+            record_key = str(write["key"])
+            before = (clock.get(record_key) if clock is not None else None) or {}
+            fresh, after = drop_stale(write, before)
+            if fresh is None:
+                self.counts["stale"] += 1
+                continue
+            try:
+                data = self.encoder.encode_checked("Write", fresh)
+            except SkippableRecordError as exc:
+                parked.append(Parked(original, exc, Stage.TRANSFORMATION, mapping=str(write.get("mapping") or "")))
+                continue
+            if clock is not None and after != before:
+                clock[record_key] = after
+            writes.append((record_key.encode(), data))
+            kept.append(fresh)
+        self.counts["writes"] += len(writes)
+        self.counts["parked"] += len(parked)
+        return Handled(writes, parked, kept)
+
+
+# ---------------------------------------------------------------------- the Faust app
+def _brokers(settings: ProcessorSettings) -> list[str]:
+    return [f"kafka://{server.strip()}" for server in settings.bootstrap_servers.split(",")]
+
+
+def _credentials(settings: ProcessorSettings) -> Any:
+    import faust
+
+    protocol = settings.security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    if protocol == "SSL":
+        return faust.SSLCredentials(ssl.create_default_context())
+    password = settings.sasl_password.get_secret_value() if settings.sasl_password else None
+    return faust.SASLCredentials(
+        username=settings.sasl_username,
+        password=password,
+        mechanism=settings.sasl_mechanism or "PLAIN",
+        ssl_context=ssl.create_default_context() if protocol == "SASL_SSL" else None,
+    )
+
+
+def _raw_topic(app: Any, spec: TopicSpec, prefix: str) -> Any:
+    return app.topic(
+        spec.name(prefix),
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=spec.partitions,
+    )
+
+
+def _headers(message: Any) -> list[tuple[str, bytes]]:
+    headers = message.headers or ()
+    items = headers.items() if isinstance(headers, dict) else headers
+    return [(str(k), bytes(v or b"")) for k, v in items]
+
+
+async def _park_all(dlq: DeadLetterQueue, parked: Sequence[Parked]) -> None:
+    for p in parked:
+        log.warning(
+            "parked %s[%d]@%d (%s%s): %s",
+            p.original.topic,
+            p.original.partition,
+            p.original.offset,
+            p.stage,
+            f", mapping {p.mapping}" if p.mapping else "",
+            p.reason,
+        )
+        await asyncio.to_thread(dlq.park, p.original, p.reason, stage=p.stage, mapping=p.mapping or None, field=p.field)
+
+
+def build_app(
+    settings: ProcessorSettings,
+    *,
+    registry: SchemaRegistry | None = None,
+    mappings: MappingFile | None = None,
+    external_ids: Collection[str] | None = None,
+) -> faust.App:
+    """The processor as a ``faust.App`` (not started). Creates sfsync's topics that are missing.
+
+    Raises:
+        ConfigError / MappingError: an invalid mapping file.
+        ServiceUnavailableError: Kafka or the registry did not answer.
+    """
+    return _build(settings, registry=registry, mappings=mappings, external_ids=external_ids).app
+
+
+class _Built(NamedTuple):
+    app: faust.App
+    processor: Processor
+    dlq: DeadLetterQueue
+
+
+def _build(
+    settings: ProcessorSettings,
+    *,
+    registry: SchemaRegistry | None,
+    mappings: MappingFile | None,
+    external_ids: Collection[str] | None,
+) -> _Built:
+    import faust
+
+    if mappings is None:
+        mappings = load_mappings(settings.mapping_file, variables=settings.mapping_variables)
+    if registry is None:
+        password = settings.schema_registry_password
+        registry = SchemaRegistry(
+            settings.schema_registry_url,
+            timeout_s=settings.schema_registry_timeout_s,
+            username=settings.schema_registry_username,
+            password=password.get_secret_value() if password else None,
+        )
+    prefix = settings.topic_prefix
+    kafka = settings.kafka_client_config()
+    ensure_topics(kafka, (*PRODUCT_TOPICS, WRITES, RESULTS, DLQ), prefix)
+    encoder = AvroEncoder(
+        registry, WRITES.name(prefix), load_topic_schema(WRITES.base), register=settings.register_schemas
+    )
+    processor = Processor(AvroDecoder(registry), encoder, mappings, external_ids=external_ids)
+    dlq = DeadLetterQueue(
+        kafka, prefix=prefix, component=COMPONENT, delivery_timeout_s=settings.producer_flush_timeout_s
+    )
+    app = faust.App(
+        settings.app_id,
+        broker=_brokers(settings),
+        broker_credentials=_credentials(settings),
+        store=settings.store,
+        processing_guarantee=settings.processing_guarantee,
+        web_enabled=settings.web_enabled,
+        web_port=settings.web_port,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=settings.heartbeat_interval_s,
+        broker_commit_interval=settings.commit_interval_s,
+        consumer_auto_offset_reset=settings.auto_offset_reset,
+        topic_partitions=WRITES.partitions,
+        topic_disable_leader=True,
+        autodiscover=False,
+    )
+    clock = app.Table("record_clock", default=None, key_type=str, partitions=WRITES.partitions)
+    identity_table = app.Table("identity", default=None, key_type=str, partitions=RESULTS.partitions)
+    identity = TableIdentity(identity_table)
+    writes_topic = _raw_topic(app, WRITES, prefix)
+
+    async def crash(exc: BaseException) -> None:
+        log.error("stopping: %s", exc)
+        await app.crash(exc)
+
+    def plan_agent(spec: TopicSpec) -> None:
+        async def planner(stream: Any) -> None:
+            async for event in stream.events():
+                message = event.message
+                try:
+                    handled = processor.handle(
+                        message.value,
+                        message.topic,
+                        message.partition,
+                        message.offset,
+                        key=message.key,
+                        headers=_headers(message),
+                        identity=identity,
+                        clock=clock,
+                    )
+                    for key, value in handled.writes:
+                        await writes_topic.send(key=key, value=value)
+                    await _park_all(dlq, handled.parked)
+                except Exception as exc:  # noqa: BLE001 - not the record's fault: stop, uncommitted
+                    await crash(exc)
+                    return
+
+        app.agent(_raw_topic(app, spec, prefix), name=f"plan_{spec.base.replace('.', '_')}")(planner)
+
+    for spec in PRODUCT_TOPICS:
+        plan_agent(spec)
+
+    decoder = AvroDecoder(registry)
+
+    async def identities(stream: Any) -> None:
+        async for event in stream.events():
+            message = event.message
+            try:
+                try:
+                    _, result = decoder.decode(message.value or b"")
+                except SkippableRecordError as exc:
+                    original = OriginalRecord(
+                        message.topic, message.partition, message.offset, message.key, message.value,
+                        tuple(_headers(message)),
+                    )  # fmt: skip
+                    await _park_all(dlq, [Parked(original, exc, Stage.VALUE_CONVERTER)])
+                    continue
+                entry = identity_of_result(result)
+                if entry is not None:
+                    identity_table[entry[0]] = entry[1]
+            except Exception as exc:  # noqa: BLE001
+                await crash(exc)
+                return
+
+    app.agent(_raw_topic(app, RESULTS, prefix), name="identities")(identities)
+    return _Built(app, processor, dlq)
+
+
+def run_processor(
+    settings: ProcessorSettings | None = None, *, max_seconds: float | None = None, loglevel: str = "info"
+) -> int:
+    """Build the app and run a Faust worker until SIGTERM/SIGINT (or ``max_seconds``); the exit status.
+
+    Startup problems (settings, mappings, Kafka or registry unreachable) raise sfsync errors
+    before the worker starts; a worker that crashes returns a non-zero status (logged, not raised).
+    Installs signal handlers: run it in the process's main thread.
+    """
+    import faust
+
+    settings = settings if settings is not None else load_processor_settings()
+    app, processor, dlq = _build(settings, registry=None, mappings=None, external_ids=None)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    worker = faust.Worker(app, loop=loop, loglevel=loglevel, override_logging=False, quiet=True)
+    if max_seconds is not None:
+        # The worker's own SIGTERM path: stops agents, commits, closes clients.
+        loop.call_later(max_seconds, os.kill, os.getpid(), signal.SIGTERM)
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else 1
+    else:  # pragma: no cover - execute_from_commandline always exits
+        code = 0
+    finally:
+        dlq.close()
+    if app.crash_reason is not None and code == 0:
+        code = 1
+    c = processor.counts
+    log.info("events %d  writes %d  stale %d  parked %d", c["events"], c["writes"], c["stale"], c["parked"])
+    return code
+
+
+def main() -> None:
+    """``python -m processors.app [max_seconds]``."""
+    from sfsync.errors import SfsyncError
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    max_seconds = float(sys.argv[1]) if len(sys.argv) > 1 else None
+    try:
+        code = run_processor(max_seconds=max_seconds)
+    except SfsyncError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        code = 2
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""The Faust processor end to end: product events on real Kafka -> write plans on sfsync.writes.
+
+The processor runs as its own process (``python -m processors.app``) with a fresh app id, so no
+group or changelog of another run is reused; it is stopped with SIGTERM (bounded by a hard timeout).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, Producer
+
+from processors.plan import plan
+from producers.fake import CommunitySimulator
+from sfsync.avro import AvroDecoder, SchemaRegistry
+from sfsync.mapping import load_mappings
+from sinks.dlq import H_STAGE, H_TOPIC
+from tests.integration.helpers import consume_all, normalize, open_publisher
+from tests.unit.test_plan import decoded
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def consume_committed(bootstrap: str, topic: str, expected: int, timeout_s: float) -> list[Any]:
+    """Like ``consume_all``, but only what committed transactions wrote (``read_committed``)."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"test-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+        }
+    )
+    consumer.subscribe([topic])
+    messages: list[Any] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(messages) < expected and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is not None and msg.error() is None:
+                messages.append(msg)
+    finally:
+        consumer.close()
+    return messages
+
+
+def member_events(count: int) -> list[Any]:
+    """The fake community's first ``count`` product.members events (each member's in time order)."""
+    return [e for e in CommunitySimulator(seed=11).stream(400) if e.TOPIC == "product.members"][:count]
+
+
+def test_processor_plans_product_events_onto_sfsync_writes(
+    services: Any, prefix: str, registry: SchemaRegistry, tmp_path: Path
+) -> None:
+    events = member_events(25)
+    publisher = open_publisher(services, prefix)
+    for event in events:
+        publisher.publish(event)
+    publisher.flush()
+    garbage_key = b"not-avro"
+    raw = Producer({"bootstrap.servers": services.bootstrap})
+    raw.produce(prefix + "product.members", value=b"\x07 definitely not avro", key=garbage_key)
+    assert raw.flush(30) == 0
+
+    mappings = load_mappings()
+
+    class Src:
+        topic, partition, offset = "", 0, 0
+
+    expected: dict[str, str] = {}  # write_id -> record key
+    for event in events:
+        planned = plan(event.RECORD_NAME, decoded(event), Src(), mappings)
+        assert not planned.rejects
+        expected.update({w["write_id"]: w["key"] for w in planned.writes})
+    assert len(expected) > len(events)
+
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": services.bootstrap,
+        "SCHEMA_REGISTRY_URL": services.registry,
+        "SFSYNC_TOPIC_PREFIX": prefix,
+        "SFSYNC_PROCESSOR_APP_ID": f"proc-{uuid.uuid4().hex[:10]}",
+        "SFSYNC_PROCESSOR_SESSION_TIMEOUT_S": "10",
+        "SFSYNC_PROCESSOR_COMMIT_INTERVAL_S": "0.5",
+    }
+    log_file = (tmp_path / "processor.log").open("wb")  # a file, not a pipe: a full pipe would block it
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "processors.app", "75"],
+        cwd=ROOT,
+        env=env,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        # exactly_once: the writes are visible once the processor's transactions committed
+        writes = consume_committed(services.bootstrap, prefix + "sfsync.writes", len(expected), timeout_s=60)
+        parked = consume_all(services.bootstrap, [prefix + "sfsync.dlq"], 1, timeout_s=10)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        log_file.close()
+    log = (tmp_path / "processor.log").read_text(errors="replace")
+    assert proc.returncode == 0, log[-3000:]
+    assert "Traceback" not in log, log[-3000:]
+
+    decoder = AvroDecoder(registry)
+    got = []
+    for message in writes:
+        name, write = decoder.decode(message.value())
+        assert name == "Write"
+        assert message.key().decode() == write["key"]
+        got.append((message.partition(), message.offset(), normalize(write)))
+    assert {w["write_id"]: w["key"] for _, _, w in got} == expected, log[-3000:]
+    # one record's writes share a partition, and follow their events' order
+    by_key: dict[str, list[tuple[int, int, int]]] = defaultdict(list)
+    for partition, _offset, write in sorted(got, key=lambda g: (g[0], g[1])):
+        by_key[write["key"]].append((partition, write["source"]["offset"], write["source"]["partition"]))
+    for key, seen in by_key.items():
+        assert len({p for p, _, _ in seen}) == 1, key  # keyed by record: one partition of sfsync.writes
+        assert len({sp for _, _, sp in seen}) == 1, key  # one member's events: one source partition
+        assert [o for _, o, _ in seen] == sorted(o for _, o, _ in seen), key  # in source order
+    assert {w["source"]["topic"] for _, _, w in got} == {prefix + "product.members"}
+
+    assert len(parked) == 1
+    headers = {k: v.decode() for k, v in parked[0].headers() or []}
+    assert parked[0].key() == garbage_key and parked[0].value() == b"\x07 definitely not avro"
+    assert headers[H_TOPIC] == prefix + "product.members" and headers[H_STAGE] == "VALUE_CONVERTER"
