@@ -257,7 +257,9 @@ def _fold(into: _Segment, later: _Segment) -> None:
     into.match = list(dict.fromkeys([*later.match, *into.match]))
     into.external_id = later.external_id or into.external_id
     into.search_objects = later.search_objects or into.search_objects
-    into.create_if_missing = later.create_if_missing
+    # A write that may create keeps that right when an update-only write follows in the same batch
+    # (e.g. an event published then unpublished): the record must exist for the update to land.
+    into.create_if_missing = into.create_if_missing or later.create_if_missing
     into.parents = {**into.parents, **later.parents}
     into.sobject, into.mapping = later.sobject, later.mapping
     into.writes.extend(later.writes)

@@ -225,6 +225,21 @@ async def test_an_older_write_never_overwrites_a_newer_value_across_batches(h: H
     assert outcome.results[-1]["fields"]["LastName"] == "Newer"
 
 
+async def test_a_create_then_an_update_only_write_in_one_batch_creates_the_record(h: Harness) -> None:
+    # e.g. NewEventPublished (may create) then EventUnpublished (update only) for one Campaign
+    created = member(1, last="Published", at=T0)
+    update_only = member(1, last="Unpublished", at=T0 + 5, n=1, create_if_missing=False)
+    outcome = await h.put(created, update_only)
+    (row,) = await h.query("SELECT LastName FROM Contact WHERE Email = 'member1@example.org'")
+    assert row["LastName"] == "Unpublished"
+    assert len(outcome.results) == 1 and outcome.results[0]["created"] is True
+
+
+async def test_an_update_only_write_alone_creates_nothing(h: Harness) -> None:
+    await h.put(member(2, create_if_missing=False))
+    assert await count(h, "SELECT Id FROM Contact WHERE Email = 'member2@example.org'") == 0
+
+
 async def test_delete_after_upsert_in_one_batch_deletes(h: Harness) -> None:
     await h.put(member(1))
     outcome = await h.put(member(1, last="Changed", at=T0 + 1, n=1), member(1, operation="DELETE", n=2))
