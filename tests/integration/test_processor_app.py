@@ -26,7 +26,6 @@ from sinks.dlq import H_STAGE, H_TOPIC
 from tests.integration.helpers import consume_all, normalize, open_publisher
 from tests.unit.test_plan import decoded
 
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def consume_committed(bootstrap: str, topic: str, expected: int, timeout_s: float) -> list[Any]:
@@ -95,7 +94,7 @@ def test_processor_plans_product_events_onto_sfsync_writes(
     log_file = (tmp_path / "processor.log").open("wb")  # a file, not a pipe: a full pipe would block it
     proc = subprocess.Popen(
         [sys.executable, "-m", "processors.app", "75"],
-        cwd=ROOT,
+        cwd=tmp_path,  # Faust writes its data folder into the working directory
         env=env,
         stdout=log_file,
         stderr=subprocess.STDOUT,
