@@ -27,7 +27,6 @@ from tests.integration.helpers import consume_all, normalize, open_publisher
 from tests.unit.test_plan import decoded
 
 
-
 def consume_committed(bootstrap: str, topic: str, expected: int, timeout_s: float) -> list[Any]:
     """Like ``consume_all``, but only what committed transactions wrote (``read_committed``)."""
     consumer = Consumer(
