@@ -275,13 +275,7 @@ def _build(
     if mappings is None:
         mappings = load_mappings(settings.mapping_file, variables=settings.mapping_variables)
     if registry is None:
-        password = settings.schema_registry_password
-        registry = SchemaRegistry(
-            settings.schema_registry_url,
-            timeout_s=settings.schema_registry_timeout_s,
-            username=settings.schema_registry_username,
-            password=password.get_secret_value() if password else None,
-        )
+        registry = SchemaRegistry.from_settings(settings)
     prefix = settings.topic_prefix
     kafka = settings.kafka_client_config()
     ensure_topics(kafka, (*PRODUCT_TOPICS, WRITES, RESULTS, DLQ), prefix)

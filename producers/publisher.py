@@ -91,14 +91,7 @@ class _Core:
                 f"topic(s) {', '.join(missing)} do not exist on {settings.bootstrap_servers}; "
                 "create them with `sfsync topics ensure`"
             )
-        registry = SchemaRegistry(
-            settings.schema_registry_url,
-            timeout_s=settings.schema_registry_timeout_s,
-            username=settings.schema_registry_username,
-            password=settings.schema_registry_password.get_secret_value()
-            if settings.schema_registry_password
-            else None,
-        )
+        registry = SchemaRegistry.from_settings(settings)
         self.routes: dict[str, tuple[str, TopicSpec, AvroEncoder]] = {}
         with registry:  # schema ids are resolved once, here; the registry is not needed afterwards
             for spec in PRODUCT_TOPICS:

@@ -26,6 +26,7 @@ from fastavro.schema import load_schema
 
 from schemas import SCHEMA_DIR
 from sfsync.errors import RecordValidationError, SchemaError, ServiceUnavailableError, SkippableRecordError
+from sfsync.settings import RegistryConnection
 
 RELEASED_DIR = SCHEMA_DIR / "released"
 MAGIC = 0
@@ -139,6 +140,17 @@ class SchemaRegistry:
             raise ServiceUnavailableError(
                 f"schema registry at {self.url} did not answer ({what}): {type(exc).__name__}"
             ) from exc
+
+    @classmethod
+    def from_settings(cls, conn: RegistryConnection) -> SchemaRegistry:
+        """The registry a component's settings point at (URL, timeout, basic auth)."""
+        password = conn.schema_registry_password
+        return cls(
+            conn.schema_registry_url,
+            timeout_s=conn.schema_registry_timeout_s,
+            username=conn.schema_registry_username,
+            password=password.get_secret_value() if password else None,
+        )
 
     def close(self) -> None:
         """Release the HTTP connections (schemas already fetched stay cached)."""

@@ -6,23 +6,19 @@ anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from sfsync import settings as cfg
-from sfsync.errors import SfsyncError
+from sfsync.reporting import reported
 
 if TYPE_CHECKING:
     from sfsync.avro import SchemaRegistry
 
-P = ParamSpec("P")
-R = TypeVar("R")
 
 app = typer.Typer(
     help=(
@@ -64,23 +60,6 @@ _register_subcommands()
 
 def _echo(message: str) -> None:
     typer.echo(message, err=True)
-
-
-def reported(func: Callable[P, R]) -> Callable[P, R]:
-    """Turn sfsync errors into one line on stderr and exit status 2."""
-
-    @functools.wraps(func)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return func(*args, **kwargs)
-        except SfsyncError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from None
-        except KeyboardInterrupt:
-            typer.echo("interrupted", err=True)
-            raise typer.Exit(130) from None
-
-    return wrapper
 
 
 # ---------------------------------------------------------------------- stack
@@ -168,14 +147,7 @@ def topics_list() -> None:
 def _registry() -> SchemaRegistry:
     from sfsync.avro import SchemaRegistry
 
-    conn = cfg.load(cfg.RegistryConnection, "registry")
-    password = conn.schema_registry_password.get_secret_value() if conn.schema_registry_password else None
-    return SchemaRegistry(
-        conn.schema_registry_url,
-        timeout_s=conn.schema_registry_timeout_s,
-        username=conn.schema_registry_username,
-        password=password,
-    )
+    return SchemaRegistry.from_settings(cfg.load(cfg.RegistryConnection, "registry"))
 
 
 @schemas_app.command("register")

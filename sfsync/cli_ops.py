@@ -12,34 +12,19 @@ Connection settings come from the environment like every other command (``KAFKA_
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from sfsync import settings as cfg
+from sfsync.reporting import reported
 
 if TYPE_CHECKING:
     from sfsync.avro import SchemaRegistry
 
-P = ParamSpec("P")
-R = TypeVar("R")
 
 dlq_app = typer.Typer(help="The dead letter queue: records Salesforce refused, parked with their reason.")
 errors_app = typer.Typer(help="The error log: connection, sync and rate-limit entries.", no_args_is_help=True)
-
-
-def _reported(func: Callable[P, R]) -> Callable[P, R]:
-    """:func:`sfsync.cli.reported`, looked up when the command runs (``sfsync.cli`` imports this module)."""
-
-    @functools.wraps(func)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        from sfsync.cli import reported
-
-        return reported(func)(*args, **kwargs)
-
-    return wrapper
 
 
 def _kafka() -> tuple[dict[str, object], str]:
@@ -50,14 +35,7 @@ def _kafka() -> tuple[dict[str, object], str]:
 def _registry() -> SchemaRegistry:
     from sfsync.avro import SchemaRegistry
 
-    conn = cfg.load(cfg.RegistryConnection, "registry")
-    password = conn.schema_registry_password.get_secret_value() if conn.schema_registry_password else None
-    return SchemaRegistry(
-        conn.schema_registry_url,
-        timeout_s=conn.schema_registry_timeout_s,
-        username=conn.schema_registry_username,
-        password=password,
-    )
+    return SchemaRegistry.from_settings(cfg.load(cfg.RegistryConnection, "registry"))
 
 
 def _short(text: str | None, width: int) -> str:
@@ -66,7 +44,7 @@ def _short(text: str | None, width: int) -> str:
 
 
 @dlq_app.command("list")
-@_reported
+@reported
 def dlq_list(
     limit: Annotated[int, typer.Option(min=1, help="Show the N most recently parked records.")] = 20,
 ) -> None:
@@ -92,7 +70,7 @@ def dlq_list(
 
 
 @dlq_app.command("replay")
-@_reported
+@reported
 def dlq_replay(
     mapping: Annotated[str | None, typer.Option(help="Only records parked by this mapping.")] = None,
     code: Annotated[str | None, typer.Option(help="Only records with this error code.")] = None,
@@ -116,7 +94,7 @@ def dlq_replay(
 
 
 @errors_app.command("tail")
-@_reported
+@reported
 def errors_tail(
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Wait for new entries (Ctrl-C stops).")] = False,
     category: Annotated[

@@ -7,30 +7,15 @@ processing guarantee, table store, web endpoint), ``KAFKA_BOOTSTRAP_SERVERS`` /
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import Callable
-from typing import Annotated, ParamSpec, TypeVar
+from typing import Annotated
 
 import typer
 
-P = ParamSpec("P")
-R = TypeVar("R")
+from sfsync.reporting import reported
 
 
-def _reported(func: Callable[P, R]) -> Callable[P, R]:
-    """:func:`sfsync.cli.reported`, looked up when the command runs (``sfsync.cli`` imports this module)."""
-
-    @functools.wraps(func)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        from sfsync.cli import reported
-
-        return reported(func)(*args, **kwargs)
-
-    return wrapper
-
-
-@_reported
+@reported
 def processor(
     max_seconds: Annotated[
         float | None,

@@ -8,30 +8,15 @@ Settings come from the environment: ``SFSYNC_SINK_*`` (batching, Kafka group, me
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
-from collections.abc import Callable
-from typing import Annotated, ParamSpec, TypeVar
+from typing import Annotated
 
 import typer
 
-P = ParamSpec("P")
-R = TypeVar("R")
+from sfsync.reporting import reported
 
 
-def _reported(func: Callable[P, R]) -> Callable[P, R]:
-    """:func:`sfsync.cli.reported`, looked up when the command runs (``sfsync.cli`` imports this module)."""
-
-    @functools.wraps(func)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        from sfsync.cli import reported
-
-        return reported(func)(*args, **kwargs)
-
-    return wrapper
-
-
-@_reported
+@reported
 def sink(
     max_batches: Annotated[
         int | None, typer.Option("--max-batches", min=1, help="Stop after this many batches (tests, demo).")

@@ -408,13 +408,7 @@ def build_runner(
     if problems:
         raise ConfigError("sink", problems)
     if registry is None:
-        password = sink_settings.schema_registry_password
-        registry = SchemaRegistry(
-            sink_settings.schema_registry_url,
-            timeout_s=sink_settings.schema_registry_timeout_s,
-            username=sink_settings.schema_registry_username,
-            password=password.get_secret_value() if password else None,
-        )
+        registry = SchemaRegistry.from_settings(sink_settings)
     metrics = metrics if metrics is not None else SinkMetrics()
     kafka = sink_settings.kafka_client_config()
     prefix = sink_settings.topic_prefix

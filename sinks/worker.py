@@ -128,13 +128,7 @@ class SinkWorker:
         from sfsync.avro import AvroDecoder, AvroEncoder, SchemaRegistry, load_topic_schema
 
         if registry is None:
-            password = settings.schema_registry_password
-            registry = SchemaRegistry(
-                settings.schema_registry_url,
-                timeout_s=settings.schema_registry_timeout_s,
-                username=settings.schema_registry_username,
-                password=password.get_secret_value() if password else None,
-            )
+            registry = SchemaRegistry.from_settings(settings)
         base = settings.kafka_client_config()
         try:
             consumer = Consumer(
