@@ -290,8 +290,8 @@ def emulator(
 def demo() -> None:
     """The whole pipeline on one machine (not built yet: see issue 6)."""
     typer.echo(
-        "`sfsync demo` / `make demo` is not there yet: the pipeline (processors, sink, poller) "
-        "lands in later issues. Today you can run `sfsync stack up` and `sfsync produce --fake N`.",
+        "`sfsync demo` / `make demo` is not there yet (it comes once the pipeline is complete, both ways). "
+        "Today: `sfsync stack up`, `sfsync emulator`, `sfsync produce --fake N`, `sfsync processor`, `sfsync sink`.",
         err=True,
     )
     raise typer.Exit(1)
