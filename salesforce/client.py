@@ -618,13 +618,20 @@ class SalesforceClient:
 
     async def describe(self, sobject: str, *, refresh: bool = False) -> SObjectDescribe:
         """``GET /sobjects/{sobject}/describe`` (cached; unknown object → :class:`MetadataError`)."""
+        data = await self.describe_body(sobject, refresh=refresh)
+        return self._model(SObjectDescribe, data, f"describe {sobject}")
+
+    async def describe_body(self, sobject: str, *, refresh: bool = False) -> dict[str, Any]:
+        """The describe as Salesforce sent it (every attribute; same cache as :meth:`describe`)."""
         try:
             data = await self._cached_get(f"describe:{sobject.lower()}", f"sobjects/{_name(sobject)}/describe", refresh)
         except SalesforceRecordError as exc:
             if exc.error_code == "NOT_FOUND":
                 raise MetadataError(f"unknown sObject {sobject}", error_code="NOT_FOUND", status=exc.status) from exc
             raise
-        return self._model(SObjectDescribe, data, f"describe {sobject}")
+        if not isinstance(data, dict):
+            raise UnexpectedResponse(f"describe {sobject}: expected a JSON object")
+        return data
 
     # -- single records -------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ a mapping file against an org's describe (reporting every problem at once).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,6 +15,7 @@ from sfsync.errors import ConfigError, SfsyncError
 from sfsync.mapping import (
     DEFAULT_MAPPING_FILE,
     MappingError,
+    MappingFile,
     json_schema,
     load_mappings,
     validate_against_describe,
@@ -39,6 +41,25 @@ def emulator_describes(org_file: Path | None = None) -> dict[str, dict[str, Any]
     except OSError as exc:
         raise ConfigError(f"org file {org_file}", [f"cannot read: {exc.strerror or exc}"]) from None
     return {obj.name: describe_sobject(obj, API_VERSION) for obj in store.schema}
+
+
+async def live_describes(mappings: MappingFile) -> dict[str, dict[str, Any]]:
+    """Object name -> describe body, from the org the ``SALESFORCE_*`` settings point at.
+
+    One describe call per object the enabled mappings write (cached by the client); an object the
+    org does not have is left out, so the check reports it as unknown like any other problem.
+    """
+    from salesforce import SalesforceClient, load_settings
+    from salesforce.errors import MetadataError
+
+    describes: dict[str, dict[str, Any]] = {}
+    async with SalesforceClient(load_settings()) as client:
+        for sobject in sorted({m.target for m in mappings.enabled()}):
+            try:
+                describes[sobject] = await client.describe_body(sobject)
+            except MetadataError:
+                continue
+    return describes
 
 
 def _variables(values: list[str]) -> dict[str, str]:
@@ -81,7 +102,9 @@ def validate_command(
         Path | None,
         typer.Option("--org", help="Emulator org file to validate against (default: the emulator's default org)."),
     ] = None,
-    live: Annotated[bool, typer.Option("--live", help="Validate against the configured Salesforce org.")] = False,
+    live: Annotated[
+        bool, typer.Option("--live", help="Validate against the org the SALESFORCE_* settings point at.")
+    ] = False,
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="Override a variable of the file: NAME=VALUE (repeatable).")
     ] = None,
@@ -89,17 +112,14 @@ def validate_command(
     """Check a mapping file against an org's describe; exit 1 listing every problem, 0 when valid."""
     if live and org is not None:
         raise _fail("error: give --org or --live, not both")
-    if live:
-        raise _fail(
-            "error: --live is not available yet: the live describe needs the Salesforce connection settings "
-            "of the sink; validate against an org file (--org) meanwhile"
-        )
     try:
         mappings = load_mappings(file, variables=_variables(set_ or []))
-        describes = emulator_describes(org)
+        describes = asyncio.run(live_describes(mappings)) if live else emulator_describes(org)
     except SfsyncError as exc:
         raise _fail(f"error: {exc}", 1 if isinstance(exc, MappingError) else 2) from None
     problems = validate_against_describe(mappings, describes)
+    if not mappings.enabled():
+        problems.append(f"{mappings.source}: no enabled mapping: nothing would be synced")
     enabled = ", ".join(m.name for m in mappings.enabled()) or "none"
     if problems:
         for problem in problems:

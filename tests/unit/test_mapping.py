@@ -479,11 +479,14 @@ def test_cli_validate_against_another_org_file(tmp_path: Any) -> None:
     assert "unknown Salesforce object Community_Activity__c" in result.output
 
 
-def test_cli_validate_default_and_live_not_yet() -> None:
+def test_cli_validate_default_and_live_needs_the_salesforce_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("SALESFORCE_AUTH_FLOW", "SALESFORCE_CLIENT_ID", "SALESFORCE_USERNAME", "SALESFORCE_PRIVATE_KEY"):
+        monkeypatch.delenv(name, raising=False)
     ok = runner.invoke(mappings_app, ["validate", "--set", "member_object=Lead"])
     assert ok.exit_code == 0, ok.output
     assert "valid" in ok.output
     live = runner.invoke(mappings_app, ["validate", "--live"])
-    assert live.exit_code == 2 and "not available yet" in live.output
+    assert live.exit_code == 2 and "invalid salesforce settings" in live.output
+    assert "needs SALESFORCE_CLIENT_ID" in live.output
     bad_set = runner.invoke(mappings_app, ["validate", "--set", "oops"])
     assert bad_set.exit_code == 2 and "expected NAME=VALUE" in bad_set.output
