@@ -40,7 +40,9 @@ stack-down: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/produce.py
+	$(BIN)/python bench/plan.py
 	$(BIN)/python bench/emulator.py
+	$(BIN)/python bench/outbound.py
 
 demo: $(STAMP)
 	$(BIN)/sfsync demo

@@ -5,6 +5,36 @@ and serves it as an ASGI app. REST calls go through one small router (:meth:`Emu
 which ``/composite`` reuses for its subrequests. Every ``/services/data/vXX.X`` response carries
 ``Sforce-Limit-Info``; each such call counts against the daily allocation, which is enforced
 (403 REQUEST_LIMIT_EXCEEDED) as a real org does.
+
+Transactions: every REST call is one store transaction (:meth:`emulator.store.OrgStore.transaction`),
+so the records one sObject Collections call writes share one SystemModstamp; ``/composite`` is one
+transaction with ``allOrNone`` and one per subrequest without; a Bulk job saves in chunks of 200.
+
+Admin API (JSON in, JSON out; ``user`` is a username or user id, default the integration user;
+every write action takes ``visibility_delay_ms`` to commit that transaction late):
+
+=========================  ==================================================================
+``POST /reset``            remove every record except users; zero the counters
+``POST /snapshot``         ``{"snapshot": key}``; ``POST /restore`` ``{"snapshot": key}`` goes back
+``GET /stats``             API calls (total, per endpoint), faults and how many were injected
+``GET /call-options``      the ``Sforce-Call-Options`` client of each write
+``POST /edit``             a user edits/creates in one transaction: ``{"user", "sobject", "id",
+                           "values"}`` or ``{"user", "records": [{"sobject", "id"?, "values"}]}``
+                           (no ``id``: create) -> ``{"ids", "by", "SystemModstamp"}``
+``POST /delete``           a user deletes to the recycle bin: ``{"user", "ids" | "id"}``
+``POST /undelete``         a user restores from the recycle bin: ``{"user", "ids" | "id"}``
+``POST /purge``            hard delete (gone from queryAll, still in getDeleted): ``{"ids" | "id"}``
+``POST /empty-recycle-bin``  purge the whole bin; ``{"truncate_delete_log": true}`` (default) also
+                           empties the delete log getDeleted reads (earliestDateAvailable = now)
+``POST /touch``            an automated process touches a record: SystemModstamp moves only
+``POST /convert-lead``     ``{"lead_id", "contact_id"?, "account_id"?}``
+``GET|POST /visibility``   the late-visibility rule ``{"delay_ms", "user", "sobject", "next",
+                           "rate"}`` (POST replaces it; ``delay_ms`` 0 = off) and the writes not
+                           yet visible (``pending``)
+``POST /faults``           ``{"spec": "..."}`` replaces every fault (see :mod:`emulator.faults`)
+``POST /limits``           ``{"daily_api_limit", "used"}``
+``POST /session``          a ready access token; ``POST /sessions/expire`` expires them all
+=========================  ==================================================================
 """
 
 from __future__ import annotations
@@ -18,6 +48,7 @@ import time
 import uuid
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -125,6 +156,7 @@ class Emulator:
         self.metadata_modified = int(clock())  # describes change only when the org file does
         self._routes: list[tuple[str, re.Pattern[str], str, Handler]] = []
         self._install_routes()
+        store.visibility_policy = self._late_commit
 
     # ------------------------------------------------------------------ ASGI
     def asgi(self) -> Starlette:
@@ -236,7 +268,10 @@ class Emulator:
             req.params = {k: unquote(v) for k, v in match.groupdict().items()}
             if count:
                 self.calls_by_endpoint[f"{req.method} {name}"] += 1
-            return handler(req)
+            if name == "composite" or name.startswith("jobs/"):
+                return handler(req)  # composite and Bulk jobs open their own transactions
+            with self.store.transaction(user_id=req.user_id):  # one call, one transaction, one timestamp
+                return handler(req)
         if allowed:
             if "GET" in allowed:
                 allowed.add("HEAD")
@@ -734,6 +769,12 @@ class Emulator:
         if len(subrequests) > 25:
             raise ApiError(400, "LIMIT_EXCEEDED", "Composite requests cannot have more than 25 subrequests")
         all_or_none = bool(body.get("allOrNone", False))
+        if not all_or_none:  # each subrequest is a transaction of its own
+            return self._composite(req, subrequests, all_or_none)
+        with self.store.transaction(user_id=req.user_id):  # allOrNone: one transaction, one timestamp
+            return self._composite(req, subrequests, all_or_none)
+
+    def _composite(self, req: Req, subrequests: list[Any], all_or_none: bool) -> Resp:
         snapshot = self.store.snapshot() if all_or_none else None
         results: dict[str, Any] = {}
         responses: list[dict[str, Any]] = []
@@ -956,6 +997,11 @@ class Emulator:
             Route("/stats", endpoint(lambda _p: self.admin_stats()), methods=["GET"]),
             Route("/call-options", endpoint(lambda _p: list(self.call_options)), methods=["GET"]),
             Route("/edit", endpoint(self.admin_edit), methods=["POST"]),
+            Route("/delete", endpoint(self.admin_delete), methods=["POST"]),
+            Route("/undelete", endpoint(self.admin_undelete), methods=["POST"]),
+            Route("/purge", endpoint(self.admin_purge), methods=["POST"]),
+            Route("/empty-recycle-bin", endpoint(self.admin_empty_recycle_bin), methods=["POST"]),
+            Route("/visibility", endpoint(self.admin_visibility), methods=["GET", "POST"]),
             Route("/convert-lead", endpoint(self.admin_convert_lead), methods=["POST"]),
             Route("/touch", endpoint(self.admin_touch), methods=["POST"]),
             Route("/faults", endpoint(self.admin_faults), methods=["POST"]),
@@ -1001,19 +1047,127 @@ class Emulator:
             "faults": self.faults.describe(),
         }
 
+    def _admin_transaction(self, payload: Any, user: str) -> AbstractContextManager[None]:
+        """One transaction for an admin action, committed ``visibility_delay_ms`` late when given
+        (otherwise as the visibility fault rule says)."""
+        delay = payload.get("visibility_delay_ms")
+        return self.store.transaction(
+            user_id=user, visibility_delay=dt.timedelta(milliseconds=float(delay)) if delay is not None else None
+        )
+
+    def _stamp_of(self, record_id: str) -> str | None:
+        found = self.store.row_by_id(record_id, visible_only=False)
+        return json_row({"v": found[1].get("SystemModstamp")})["v"] if found is not None else None
+
     def admin_edit(self, payload: Any) -> dict[str, Any]:
+        """A user (a sales rep in the UI; default the integration user) edits records in one transaction:
+        ``{"user", "sobject", "id", "values"}`` or ``{"user", "records": [{"sobject", "id", "values"}, ...]}``;
+        a record without ``id`` is created. They share one SystemModstamp; LastModifiedById is the user."""
         user = self._user_id(payload.get("user"))
-        obj = self._object(payload["sobject"])
-        self.store.edit_as(user, obj.name, payload["id"], payload["values"])
-        return {"edited": payload["id"], "by": user}
+        records = payload.get("records", [payload])
+        written: list[str] = []
+        with self._admin_transaction(payload, user):
+            for record in records:
+                obj = self._object(record.get("sobject") or payload["sobject"])
+                if record.get("id"):
+                    self.store.edit_as(user, obj.name, record["id"], record["values"])
+                    written.append(ids_module.normalize(record["id"]))
+                else:
+                    written.append(self.store.create(obj.name, record["values"], user_id=user))
+            stamp = self._stamp_of(written[-1]) if written else None
+        answer: dict[str, Any] = {"ids": written, "by": user, "SystemModstamp": stamp}
+        if "records" not in payload:
+            answer["edited"] = payload.get("id") or written[0]
+        return answer
+
+    def _admin_ids(self, payload: Any) -> list[str]:
+        given = payload["ids"] if "ids" in payload else [payload["id"]]
+        return [str(record_id) for record_id in given]
+
+    def admin_delete(self, payload: Any) -> dict[str, Any]:
+        """A user deletes records (to the recycle bin) in one transaction: ``{"user", "ids" | "id"}``."""
+        user = self._user_id(payload.get("user"))
+        record_ids = self._admin_ids(payload)
+        with self._admin_transaction(payload, user):
+            for record_id in record_ids:
+                self.store.delete(self._sobject_of(record_id), record_id, user_id=user)
+            stamp = self._stamp_of(record_ids[-1]) if record_ids else None
+        return {"deleted": [ids_module.normalize(i) for i in record_ids], "by": user, "SystemModstamp": stamp}
+
+    def admin_undelete(self, payload: Any) -> dict[str, Any]:
+        """A user restores records from the recycle bin in one transaction: ``{"user", "ids" | "id"}``."""
+        user = self._user_id(payload.get("user"))
+        record_ids = self._admin_ids(payload)
+        with self._admin_transaction(payload, user):
+            for record_id in record_ids:
+                self.store.undelete(record_id, user_id=user)
+            stamp = self._stamp_of(record_ids[-1]) if record_ids else None
+        return {"undeleted": [ids_module.normalize(i) for i in record_ids], "by": user, "SystemModstamp": stamp}
+
+    def admin_purge(self, payload: Any) -> dict[str, Any]:
+        """Hard delete (Bulk hardDelete / emptyRecycleBin(ids)): ``{"user", "ids" | "id"}``, live or in the
+        recycle bin. Gone from queryAll; getDeleted still lists them (see :mod:`emulator.store`)."""
+        user = self._user_id(payload.get("user"))
+        record_ids = self._admin_ids(payload)
+        with self._admin_transaction(payload, user):
+            for record_id in record_ids:
+                self.store.purge(record_id, user_id=user)
+        return {"purged": [ids_module.normalize(i) for i in record_ids], "by": user}
+
+    def admin_empty_recycle_bin(self, payload: Any) -> dict[str, Any]:
+        """An administrator empties the recycle bin: ``{"truncate_delete_log": true}`` (the default) also
+        drops the delete log, so getDeleted reports none of those deletes (earliestDateAvailable = now)."""
+        user = self._user_id(payload.get("user"))
+        truncate = bool(payload.get("truncate_delete_log", True))
+        purged = self.store.empty_recycle_bin(truncate_delete_log=truncate, user_id=user)
+        return {"purged": purged, "delete_log_truncated": truncate}
+
+    def admin_visibility(self, payload: Any) -> dict[str, Any]:
+        """GET: the late-visibility rule and the writes not yet visible. POST ``{"delay_ms", "user",
+        "sobject", "next", "rate"}``: replace the rule (``delay_ms`` 0 turns it off); other faults stay."""
+        from emulator.faults import Visibility
+        from emulator.model import format_datetime
+
+        if payload:
+            next_count = payload.get("next")
+            self.faults.visibility = Visibility(
+                delay_ms=float(payload.get("delay_ms", 0)),
+                user=payload.get("user"),
+                sobject=payload.get("sobject"),
+                remaining=int(next_count) if next_count is not None else None,
+                rate=float(payload.get("rate", 1.0)),
+            )
+        pending = [
+            {
+                "id": late["id"],
+                "SystemModstamp": format_datetime(late["SystemModstamp"]),
+                "visible_at": format_datetime(late["visible_at"]),
+            }
+            for late in self.store.pending_visibility()
+        ]
+        return {**self.faults.visibility.describe(), "pending": pending}
+
+    def _sobject_of(self, record_id: str) -> str:
+        found = self.store.row_by_id(record_id, visible_only=False)
+        if found is None:
+            raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
+        return found[0].name
+
+    def _late_commit(self, user_id: str, sobjects: frozenset[str]) -> dt.timedelta | None:
+        """The visibility policy the store asks when a write transaction commits (the faults' rule)."""
+        user = self.store.users.get(user_id) or {}
+        names = frozenset(str(n) for n in (user_id, user_id[:15], user.get("Username")) if n)
+        delay_ms = self.faults.late_commit_ms(names, sobjects)
+        return dt.timedelta(milliseconds=delay_ms) if delay_ms else None
 
     def admin_touch(self, payload: Any) -> dict[str, Any]:
         """An automated process (trigger, roll-up, system job) writes or just touches a record: SystemModstamp
         moves, LastModifiedDate and LastModifiedById do not."""
         obj = self._object(payload["sobject"])
-        self.store.system_touch(obj.name, payload["id"], payload.get("values"))
-        row = self.store.get(obj.name, payload["id"]) or {}
-        return {"touched": row.get("Id"), "SystemModstamp": json_row({"v": row.get("SystemModstamp")})["v"]}
+        with self._admin_transaction(payload, self.store.integration_user_id):
+            self.store.system_touch(obj.name, payload["id"], payload.get("values"))
+            stamp = self._stamp_of(payload["id"])
+        return {"touched": ids_module.normalize(payload["id"]), "SystemModstamp": stamp}
 
     def admin_convert_lead(self, payload: Any) -> dict[str, Any]:
         account_id, contact_id = self.store.convert_lead(

@@ -50,6 +50,7 @@ import string
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
@@ -70,6 +71,7 @@ __all__ = [
 ]
 
 JOB_KEY_PREFIX = "750"
+CHUNK_SIZE = 200  # records saved per transaction (one SystemModstamp each)
 INGEST_OPERATIONS = ("insert", "update", "upsert", "delete", "hardDelete")
 QUERY_OPERATIONS = ("query", "queryAll")
 COLUMN_DELIMITERS: dict[str, str] = {
@@ -466,15 +468,22 @@ class BulkService:
             self._fail(job, str(failure), rows)
             return
         lookups: dict[tuple[str, str], dict[str, list[str]]] = {}
-        for cells in rows:
-            outcome = self._process_row(job, columns, cells, lookups)
-            job.outcomes.append(outcome)
-            job.processed += 1
-            if outcome.error is not None:
-                job.failed += 1
+        for start in range(0, len(rows), CHUNK_SIZE):
+            with self._transaction():  # Salesforce saves a batch in chunks of 200 records, one transaction each
+                for cells in rows[start : start + CHUNK_SIZE]:
+                    outcome = self._process_row(job, columns, cells, lookups)
+                    job.outcomes.append(outcome)
+                    job.processed += 1
+                    if outcome.error is not None:
+                        job.failed += 1
         job.state = JOB_COMPLETE
         job.modified_at = self._clock()
         job.processing_ms = max(0, int((job.modified_at - started) * 1000))
+
+    def _transaction(self) -> AbstractContextManager[Any]:
+        """The store's transaction for one chunk (a store without transactions: none)."""
+        begin = getattr(self._store, "transaction", None)
+        return begin(user_id=self._user_id) if begin is not None else nullcontext()
 
     def _fail(self, job: _Job, message: str, unprocessed: list[list[str]]) -> None:
         job.state = FAILED

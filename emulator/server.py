@@ -105,12 +105,14 @@ def serve_in_thread(
     faults: str | None = None,
     port: int | None = None,
     log_level: str = "warning",
+    clock: Callable[[], dt.datetime] | None = None,
 ) -> RunningEmulator:
-    """Start an emulator on loopback in a daemon thread; returns once it accepts connections."""
+    """Start an emulator on loopback in a daemon thread; returns once it accepts connections.
+    ``clock``: the org's time for record timestamps (tests pin it to give many records one SystemModstamp)."""
     port = port or free_port()
     scheme = "https" if tls else "http"
     base_url = f"{scheme}://127.0.0.1:{port}"
-    emulator = build(org_file, faults, base_url)
+    emulator = build(org_file, faults, base_url, clock)
     ssl_args: dict[str, Any] = {}
     ca_file = None
     if tls:

@@ -8,6 +8,31 @@ Values arrive as REST JSON values and are stored typed (see :mod:`emulator.model
 is an :class:`emulator.errors.ApiError` with Salesforce's error code and wording. Stored rows are
 never mutated in place: a write replaces the row with a new dict, so a row handed to a reader stays
 a consistent version of the record.
+
+Transactions (:meth:`OrgStore.transaction`; every public write opens one, the app opens one per API
+call, Bulk per chunk of 200 rows). As in a real org, the timestamp is taken when the transaction
+starts, so every record it writes shares one ``SystemModstamp``/``LastModifiedDate`` (the
+getUpdated guide: while a long-running transaction is open, ``latestDateCovered`` is that
+transaction's start time). A record written twice in one transaction, or again within the same
+millisecond, still gets a strictly later stamp (+1 ms).
+
+Late visibility. A transaction may commit late (``visibility_delay``: a long trigger chain, a flow, a
+big DML): its rows carry the stamp of its start, but until the delay has passed every reader (SOQL
+query/queryAll, SOSL, Bulk query, retrieve, getUpdated, getDeleted) still sees the record as it was
+before the transaction (or not at all when it created the record) -- the 1-3 s late, below-the-cursor
+rows pollers miss. Once visible, the row has its old stamp. A later write to such a record commits the
+late one first (a real writer would wait for the row lock). getUpdated/getDeleted hold
+``latestDateCovered`` at the start minute of the oldest uncommitted transaction, as the guide says.
+
+Deletes. ``delete`` moves a record to the recycle bin (``IsDeleted`` = true in queryAll, an entry in
+the delete log that getDeleted reads); ``undelete`` restores it (its delete-log entry goes, it
+reappears in query with a new stamp); ``purge`` hard-deletes (Bulk ``hardDelete``,
+``emptyRecycleBin(ids)``): the row is gone from queryAll at once, while its delete-log entry stays, so
+getDeleted still lists it within the 15-day window (a real org may show emptied rows to queryAll for a
+while, typically 24 h -- the emulator takes the harder case). ``empty_recycle_bin`` purges every
+recycle-bin row and, per the getDeleted guide ("or earlier if an administrator has purged the Recycle
+Bin"), truncates the delete log: ``earliestDateAvailable`` moves to that moment and earlier deletes
+are no longer reported -- only an id-set reconciliation finds them.
 """
 
 from __future__ import annotations
@@ -16,7 +41,8 @@ import datetime as dt
 import math
 import re
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -198,6 +224,36 @@ class _DeleteEntry:
     deleted_at: dt.datetime
 
 
+VisibilityPolicy = Callable[[str, frozenset[str]], dt.timedelta | None]
+"""Decides a committing transaction's visibility delay from its user id and the objects it wrote."""
+
+
+@dataclass
+class _Before:
+    """A record as readers saw it before a transaction wrote it."""
+
+    table: _Table
+    row: Row | None  # None: the record did not exist
+    in_bin: bool  # ``row`` is a recycle-bin row
+
+
+@dataclass
+class _Transaction:
+    actor: str
+    now: dt.datetime  # its one timestamp
+    delay: dt.timedelta | None  # None: ask the visibility policy
+    written: dict[str, _Before] = field(default_factory=dict)
+
+
+@dataclass
+class _Pending:
+    """A committed-late write: readers see ``before`` until ``visible_at``."""
+
+    before: _Before
+    stamp: dt.datetime
+    visible_at: dt.datetime
+
+
 class OrgStore:
     """All records of one emulated org. Thread-safe (one lock); rows are replaced, never mutated."""
 
@@ -220,6 +276,8 @@ class OrgStore:
         self._lock = threading.RLock()
         self._duplicate_rules = [(name, tuple(fields)) for name, fields in duplicate_rules]
         self._initial_users: list[dict[str, Any]] = []
+        self._txn: _Transaction | None = None
+        self.visibility_policy: VisibilityPolicy | None = None
         self._compile()
         self._clear()
         self._put_user(
@@ -284,6 +342,7 @@ class OrgStore:
             n: {} for rules in self._rules_by_object.values() for n, _ in rules
         }
         self._last_stamp: dict[str, dt.datetime] = {}
+        self._pending: dict[str, _Pending] = {}
 
     def refresh_schema(self) -> None:
         """Recompile after the schema changed (fields added); keeps every record."""
@@ -390,40 +449,138 @@ class OrgStore:
         if table is None:
             return []
         with self._lock:
-            rows = list(table.live.values())
+            pending = self._late()
+            if not pending:
+                rows = list(table.live.values())
+                if include_deleted:
+                    rows.extend(table.deleted.values())
+                return rows
+            rows = [row for record_id, row in table.live.items() if record_id not in pending]
             if include_deleted:
-                rows.extend(table.deleted.values())
+                rows.extend(row for record_id, row in table.deleted.items() if record_id not in pending)
+            for late in pending.values():
+                before = late.before
+                if before.table is table and before.row is not None and (include_deleted or not before.in_bin):
+                    rows.append(before.row)
             return rows
 
-    def row_by_id(self, record_id: str) -> tuple[ObjectDef, Row] | None:
+    def row_by_id(self, record_id: str, *, visible_only: bool = True) -> tuple[ObjectDef, Row] | None:
+        """The row with this id (live or in the recycle bin) as readers see it; ``visible_only=False``: as
+        written, late-visible or not (what a writer holding the row sees)."""
         canonical = ids.try_normalize(record_id)
         if canonical is None:
             return None
-        table = self._owner.get(canonical)
-        if table is None:
-            return None
-        row = table.live.get(canonical) or table.deleted.get(canonical)
-        return (table.obj, row) if row is not None else None
+        with self._lock:
+            late = self._late().get(canonical) if visible_only else None
+            if late is not None:
+                before = late.before
+                return (before.table.obj, before.row) if before.row is not None else None
+            table = self._owner.get(canonical)
+            if table is None:
+                return None
+            row = table.live.get(canonical) or table.deleted.get(canonical)
+            return (table.obj, row) if row is not None else None
 
     def get(self, sobject: str, record_id: str) -> Row | None:
-        """The live (not deleted) row of ``sobject`` with this id, or None."""
+        """The live (not deleted) row of ``sobject`` with this id as readers see it, or None."""
         table = self._tables.get(sobject.lower())
         canonical = ids.try_normalize(record_id)
         if table is None or canonical is None:
             return None
-        return table.live.get(canonical)
+        with self._lock:
+            late = self._late().get(canonical)
+            if late is not None:
+                before = late.before
+                return before.row if before.table is table and not before.in_bin else None
+            return table.live.get(canonical)
 
     def count(self, sobject: str) -> int:
         table = self._tables.get(sobject.lower())
-        return len(table.live) if table is not None else 0
+        if table is None:
+            return 0
+        with self._lock:
+            return len(self.rows(sobject)) if self._late() else len(table.live)
+
+    # ----------------------------------------------------------------- transactions
+    @contextmanager
+    def transaction(
+        self, *, user_id: str | None = None, visibility_delay: dt.timedelta | None = None
+    ) -> Iterator[None]:
+        """One transaction: its writes share one timestamp (taken now) and become visible together, at
+        once or after ``visibility_delay`` (None: as :attr:`visibility_policy` decides). Nested
+        transactions join the enclosing one."""
+        with self._lock:
+            if self._txn is not None:
+                yield
+                return
+            actor = ids.normalize(user_id) if user_id else self.integration_user_id
+            self._txn = _Transaction(actor=actor, now=self.now(), delay=visibility_delay)
+            try:
+                yield
+            finally:
+                txn, self._txn = self._txn, None
+                self._commit(txn)
+
+    def _written(self, table: _Table, record_id: str) -> None:
+        """Note the state readers see before the open transaction first writes ``record_id``."""
+        txn = self._txn
+        if txn is None or record_id in txn.written:
+            return
+        self._pending.pop(record_id, None)  # a later write commits a late one first
+        if record_id in table.live:
+            txn.written[record_id] = _Before(table, table.live[record_id], in_bin=False)
+        elif record_id in table.deleted:
+            txn.written[record_id] = _Before(table, table.deleted[record_id], in_bin=True)
+        else:
+            txn.written[record_id] = _Before(table, None, in_bin=False)
+
+    def _commit(self, txn: _Transaction) -> None:
+        if not txn.written:
+            return
+        delay = txn.delay
+        if delay is None and self.visibility_policy is not None:
+            delay = self.visibility_policy(txn.actor, frozenset(b.table.obj.name for b in txn.written.values()))
+        if delay is None or delay <= dt.timedelta(0):
+            return
+        visible_at = _as_utc(self._clock()) + delay
+        for record_id, before in txn.written.items():
+            exists = record_id in before.table.live or record_id in before.table.deleted
+            if before.row is None and not exists:
+                continue  # created and purged in the same transaction: nothing to hide
+            self._pending[record_id] = _Pending(before, txn.now, visible_at)
+
+    def _late(self) -> dict[str, _Pending]:
+        """The late writes not yet visible (those whose time has come are dropped)."""
+        if not self._pending:
+            return self._pending
+        now = _as_utc(self._clock())
+        due = [record_id for record_id, late in self._pending.items() if late.visible_at <= now]
+        for record_id in due:
+            del self._pending[record_id]
+        return self._pending
+
+    def pending_visibility(self) -> list[dict[str, Any]]:
+        """The writes not yet visible: id, SystemModstamp and when they become visible."""
+        with self._lock:
+            return [
+                {"id": record_id, "SystemModstamp": late.stamp, "visible_at": late.visible_at}
+                for record_id, late in self._late().items()
+            ]
+
+    def _oldest_late_stamp(self) -> dt.datetime | None:
+        pending = self._late()
+        return min((late.stamp for late in pending.values()), default=None)
 
     # ----------------------------------------------------------------- clock
     def now(self) -> dt.datetime:
         return _floor_ms(_as_utc(self._clock()))
 
-    def _stamp(self, record_id: str) -> dt.datetime:
-        """A SystemModstamp for a write to ``record_id``: ms resolution, strictly increasing per record."""
-        now = self.now()
+    def _stamp(self, record_id: str, table: _Table | None = None) -> dt.datetime:
+        """A SystemModstamp for a write to ``record_id``: the open transaction's timestamp (or now), ms
+        resolution, strictly increasing per record."""
+        if table is not None:
+            self._written(table, record_id)
+        now = self._txn.now if self._txn is not None else self.now()
         previous = self._last_stamp.get(record_id)
         if previous is not None and now <= previous:
             now = previous + _MS
@@ -826,7 +983,7 @@ class OrgStore:
     # ----------------------------------------------------------------- writes
     def create(self, sobject: str, values: Mapping[str, Any], *, user_id: str | None = None) -> str:
         """Insert one record; its new 18-character Id."""
-        with self._lock:
+        with self.transaction(user_id=user_id):
             table = self._table(sobject)
             if not table.obj.createable:
                 raise ApiError(
@@ -847,7 +1004,7 @@ class OrgStore:
         record_id = ids.new_id(obj.key_prefix)
         row = dict(table.template)
         row.update(changes)
-        now = self._stamp(record_id)
+        now = self._stamp(record_id, table)
         row.update(
             Id=record_id,
             IsDeleted=False,
@@ -885,7 +1042,7 @@ class OrgStore:
 
     def update(self, sobject: str, record_id: str, values: Mapping[str, Any], *, user_id: str | None = None) -> None:
         """Update one record (fields set to None are cleared)."""
-        with self._lock:
+        with self.transaction(user_id=user_id):
             table = self._table(sobject)
             canonical, old = self._live_row(table, record_id)
             if table.obj.name == "Lead" and old.get("IsConverted"):
@@ -909,7 +1066,7 @@ class OrgStore:
                 400, "REQUIRED_FIELD_MISSING", f"Required fields are missing: [{', '.join(missing)}]", missing
             )
         row = {**old, **changes}
-        now = self._stamp(record_id)
+        now = self._stamp(record_id, table)
         row["SystemModstamp"] = now
         if bump_last_modified:
             row["LastModifiedDate"] = now
@@ -927,7 +1084,7 @@ class OrgStore:
     def system_touch(self, sobject: str, record_id: str, values: Mapping[str, Any] | None = None) -> None:
         """An automated process writes (or just touches) a record: SystemModstamp moves, LastModifiedDate
         and LastModifiedById do not. ``values`` bypass field-level security like a system context."""
-        with self._lock:
+        with self.transaction():
             table = self._table(sobject)
             canonical, old = self._live_row(table, record_id)
             changes: Row = {}
@@ -942,7 +1099,7 @@ class OrgStore:
         self, sobject: str, ext_field: str, ext_value: Any, values: Mapping[str, Any], *, user_id: str | None = None
     ) -> tuple[str, bool]:
         """Insert or update by an external id (or idLookup) field: ``(id, created)``."""
-        with self._lock:
+        with self.transaction(user_id=user_id):
             table = self._table(sobject)
             definition = table.obj.field(ext_field)
             if definition is None or not (definition.external_id or definition.id_lookup):
@@ -992,7 +1149,7 @@ class OrgStore:
 
     def delete(self, sobject: str, record_id: str, *, user_id: str | None = None) -> None:
         """Move a record (and its cascade-delete children) to the recycle bin."""
-        with self._lock:
+        with self.transaction(user_id=user_id):
             table = self._table(sobject)
             canonical, _ = self._live_row(table, record_id)
             if not table.obj.deletable:
@@ -1008,7 +1165,7 @@ class OrgStore:
             child_table = self._owner.get(child_id)
             if child_table is not None and child_id in child_table.live:
                 self._recycle(child_table, child_id, actor, cascaded_from=record_id)
-        now = self._stamp(record_id)
+        now = self._stamp(record_id, table)
         self._unindex(table, record_id)
         del table.live[record_id]
         table.deleted[record_id] = {
@@ -1024,7 +1181,7 @@ class OrgStore:
 
     def undelete(self, record_id: str, *, user_id: str | None = None) -> None:
         """Restore a record from the recycle bin (with the children its delete took along)."""
-        with self._lock:
+        with self.transaction(user_id=user_id):
             canonical = ids.try_normalize(record_id)
             table = self._owner.get(canonical) if canonical else None
             if canonical is None or table is None:
@@ -1036,7 +1193,7 @@ class OrgStore:
 
     def _restore_one(self, table: _Table, record_id: str, actor: str) -> None:
         row = table.deleted[record_id]
-        now = self._stamp(record_id)
+        now = self._stamp(record_id, table)
         restored = {
             **row,
             "IsDeleted": False,
@@ -1055,18 +1212,21 @@ class OrgStore:
                 child_table = self._owner[child_id]
                 self._restore_one(child_table, child_id, actor)
 
-    def purge(self, record_id: str) -> None:
-        """Hard delete: the record is gone for good (its delete-log entry stays for getDeleted)."""
-        with self._lock:
+    def purge(self, record_id: str, *, user_id: str | None = None) -> None:
+        """Hard delete (Bulk ``hardDelete``, ``emptyRecycleBin(ids)``): the record (live or in the recycle
+        bin) is gone for good, from queryAll too; its delete-log entry stays, so getDeleted still lists it."""
+        with self.transaction(user_id=user_id):
             canonical = ids.try_normalize(record_id)
             table = self._owner.get(canonical) if canonical else None
             if canonical is None or table is None:
                 raise _not_found()
             if canonical in table.live:
-                self._recycle(table, canonical, self.integration_user_id, cascaded_from=None)
+                actor = ids.normalize(user_id) if user_id else self.integration_user_id
+                self._recycle(table, canonical, actor, cascaded_from=None)
             self._purge_one(table, canonical)
 
     def _purge_one(self, table: _Table, record_id: str) -> None:
+        self._written(table, record_id)
         table.deleted.pop(record_id, None)
         self._owner.pop(record_id, None)
         self._cascaded.pop(record_id, None)
@@ -1078,13 +1238,17 @@ class OrgStore:
                 if child_table is not None:
                     self._purge_one(child_table, child_id)
 
-    def empty_recycle_bin(self) -> int:
-        """Purge every deleted record; how many were purged."""
-        with self._lock:
+    def empty_recycle_bin(self, *, truncate_delete_log: bool = True, user_id: str | None = None) -> int:
+        """An administrator empties the recycle bin: every deleted record is purged; how many. With
+        ``truncate_delete_log`` the delete log goes too (getDeleted's ``earliestDateAvailable`` becomes
+        now: "or earlier if an administrator has purged the Recycle Bin")."""
+        with self.transaction(user_id=user_id):
             doomed = [(t, i) for t in self._tables.values() for i in list(t.deleted)]
             for table, record_id in doomed:
                 if record_id in table.deleted:
                     self._purge_one(table, record_id)
+            if truncate_delete_log:
+                self.expire_delete_log(self._clock())
             return len(doomed)
 
     def convert_lead(
@@ -1097,7 +1261,7 @@ class OrgStore:
         user_id: str | None = None,
     ) -> tuple[str, str]:
         """Convert a lead (like SOAP ``convertLead``): ``(account_id, contact_id)``, creating what is not given."""
-        with self._lock:
+        with self.transaction(user_id=user_id):
             leads = self._tables["lead"]
             canonical, lead = self._live_row(leads, lead_id)
             if lead.get("IsConverted"):
@@ -1188,9 +1352,10 @@ class OrgStore:
         with self._lock:
             table = self._table(sobject)
             first, _, latest = self._window(start, end, UPDATED_WINDOW)
+            latest = self._hold_for_late(first, latest)
             hits = sorted(
-                (row["SystemModstamp"], record_id)
-                for record_id, row in table.live.items()
+                (row["SystemModstamp"], row["Id"])
+                for row in self.rows(table.obj.name)
                 if first <= row["SystemModstamp"] < latest
             )
             if len(hits) > ID_LIMIT:
@@ -1205,17 +1370,30 @@ class OrgStore:
         with self._lock:
             table = self._table(sobject)
             first, _, latest = self._window(start, end, None)
+            latest = self._hold_for_late(first, latest)
             earliest = _floor_minute(self.now() - DELETED_WINDOW)
             if self._log_expired_before is not None and self._log_expired_before > earliest:
                 earliest = _floor_minute(self._log_expired_before)
+            late = self._late()
             records = [
                 {"id": e.record_id, "deletedDate": e.deleted_at}
                 for e in self._delete_log
-                if e.sobject == table.obj.name and first <= e.deleted_at < latest and e.deleted_at >= earliest
+                if e.sobject == table.obj.name
+                and first <= e.deleted_at < latest
+                and e.deleted_at >= earliest
+                and not (e.record_id in late and e.deleted_at >= late[e.record_id].stamp)
             ]
             if len(records) > ID_LIMIT:
                 raise ApiError(400, "EXCEEDED_ID_LIMIT", "record limit reached. narrow the time range")
             return records, earliest, latest
+
+    def _hold_for_late(self, first: dt.datetime, latest: dt.datetime) -> dt.datetime:
+        """latestDateCovered while a transaction is still uncommitted: its start (minute), never before
+        ``first`` (the getUpdated guide: "the start time of that long-running transaction")."""
+        oldest = self._oldest_late_stamp()
+        if oldest is None:
+            return latest
+        return max(first, min(latest, _floor_minute(oldest)))
 
     def expire_delete_log(self, before: dt.datetime) -> None:
         """Drop delete-log entries older than ``before`` (as Salesforce's log purge does)."""
@@ -1237,6 +1415,8 @@ class OrgStore:
                 "log_expired_before": self._log_expired_before,
                 "counters": dict(self._counters),
                 "last_stamp": dict(self._last_stamp),
+                "pending": dict(self._pending),
+                "txn_written": dict(self._txn.written) if self._txn is not None else None,
             }
 
     def restore(self, snapshot: Mapping[str, Any]) -> None:
@@ -1272,6 +1452,19 @@ class OrgStore:
             self._log_expired_before = snapshot["log_expired_before"]
             self._counters = dict(snapshot["counters"])
             self._last_stamp = dict(snapshot["last_stamp"])
+            saved_pending: Mapping[str, _Pending] = snapshot.get("pending") or {}
+            self._pending = {
+                record_id: _Pending(self._rebind(late.before), late.stamp, late.visible_at)
+                for record_id, late in saved_pending.items()
+            }
+            if self._txn is not None:  # a rollback inside the open transaction
+                saved_written: Mapping[str, _Before] = snapshot.get("txn_written") or {}
+                self._txn.written = {record_id: self._rebind(b) for record_id, b in saved_written.items()}
+
+    def _rebind(self, before: _Before) -> _Before:
+        """``before`` pointing at the current table of its object (tables are rebuilt by refresh_schema)."""
+        table = self._tables.get(before.table.obj.name.lower(), before.table)
+        return before if table is before.table else _Before(table, before.row, before.in_bin)
 
     def _restore_full(self, saved_tables: Mapping[str, Any]) -> None:
         self._clear()

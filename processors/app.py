@@ -16,10 +16,18 @@ without committing, so the record replays on restart.
 
 :func:`build_app` wires one agent per product topic plus one on ``sfsync.results``; tables keep
 their state in changelog topics (Faust creates those, and its other internal topics; sfsync's own
-topics are created up front because auto-creation is off on the broker). With
-``exactly_once`` (the default) the writes, the table changelogs and the consumed offsets of an
-event commit in one Kafka transaction. :func:`run_processor` runs it (``sfsync processor``,
-``python -m processors.app``).
+topics are created up front because auto-creation is off on the broker). :func:`run_processor`
+runs it (``sfsync processor``, ``python -m processors.app``).
+
+Delivery: ``sfsync.writes`` is at least once. With ``exactly_once`` (the default) Faust commits
+the consumed offsets and the table changelogs in transactions, but the writes an agent sends to a
+topic it does not consume go out outside them, and an event's offset is committed only after the
+agent moved past it. So a worker killed mid-stream plans again the events after its last commit,
+and their writes can appear twice on ``sfsync.writes`` (``tests/integration/test_crash_recovery.py``
+measures it: 357 of 6,133 after one SIGKILL). That is harmless by design: every write is
+idempotent at the sink (upsert by external ID, or match then write; DESIGN §4.2), and the record
+clock keeps ties, so a re-planned event plans the same values. The test checks the org ends with
+zero duplicates.
 
 Scaling note: the clock and identity tables are partitioned like the topics that feed them, which
 is exact for one worker; several workers would need a repartition by record key first.
@@ -33,10 +41,12 @@ import os
 import signal
 import ssl
 import sys
+import time
 from collections.abc import Collection, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from processors.metrics import LagProbe, ProcessorMetrics
 from processors.plan import NO_IDENTITY, Identity, IdentityView, drop_stale, plan
 from processors.settings import ProcessorSettings, load_processor_settings
 from sfsync.avro import AvroDecoder, AvroEncoder, SchemaRegistry, load_topic_schema
@@ -126,6 +136,8 @@ class Processor:
     mappings: MappingFile
     external_ids: Collection[str] | None = None
     counts: dict[str, int] = field(default_factory=lambda: {"events": 0, "writes": 0, "stale": 0, "parked": 0})
+    metrics: ProcessorMetrics | None = None
+    """Observes each record handled (type, writes sent, stale writes, time); None: counts only."""
 
     def handle(
         self,
@@ -145,6 +157,7 @@ class Processor:
         that goes out; None keeps no clock (no write is dropped as stale).
         Raises only what is not the record's fault (e.g. the registry being unreachable).
         """
+        started = time.perf_counter()
         original = OriginalRecord(topic, partition, offset, key, value, tuple(headers))
         self.counts["events"] += 1
         try:
@@ -153,6 +166,7 @@ class Processor:
             event_type, event = self.decoder.decode(value)
         except SkippableRecordError as exc:
             self.counts["parked"] += 1
+            self._observe("unknown", [], [], started)
             return Handled([], [Parked(original, exc, Stage.VALUE_CONVERTER)], [])
         parked: list[Parked] = []
         try:
@@ -162,17 +176,20 @@ class Processor:
             )  # fmt: skip
         except Exception as exc:  # noqa: BLE001 - a bug in a rule parks the record, never blocks the stream
             self.counts["parked"] += 1
+            self._observe(event_type, [], [], started)
             return Handled([], [Parked(original, exc, Stage.TRANSFORMATION)], [])
         for reject in planned.rejects:
             parked.append(Parked(original, reject, Stage.TRANSFORMATION, mapping=reject.mapping))
         writes: list[tuple[bytes, bytes]] = []
         kept: list[dict[str, Any]] = []
+        stale: list[dict[str, Any]] = []
         for write in planned.writes:
             record_key = str(write["key"])
             before = (clock.get(record_key) if clock is not None else None) or {}
             fresh, after = drop_stale(write, before)
             if fresh is None:
                 self.counts["stale"] += 1
+                stale.append(write)
                 continue
             try:
                 data = self.encoder.encode_checked("Write", fresh)
@@ -185,7 +202,19 @@ class Processor:
             kept.append(fresh)
         self.counts["writes"] += len(writes)
         self.counts["parked"] += len(parked)
+        self._observe(event_type, kept, stale, started)
         return Handled(writes, parked, kept)
+
+    def _observe(
+        self, event_type: str, sent: list[dict[str, Any]], stale: list[dict[str, Any]], started: float
+    ) -> None:
+        if self.metrics is not None:
+            self.metrics.handled(
+                event_type,
+                [str(w.get("sobject") or "") for w in sent],
+                [str(w.get("sobject") or "") for w in stale],
+                time.perf_counter() - started,
+            )
 
 
 # ---------------------------------------------------------------------- the Faust app
@@ -227,7 +256,7 @@ def _headers(message: Any) -> list[tuple[str, bytes]]:
     return [(str(k), bytes(v or b"")) for k, v in items]
 
 
-async def _park_all(dlq: DeadLetterQueue, parked: Sequence[Parked]) -> None:
+async def _park_all(dlq: DeadLetterQueue, parked: Sequence[Parked], metrics: ProcessorMetrics | None = None) -> None:
     for p in parked:
         log.warning(
             "parked %s[%d]@%d (%s%s): %s",
@@ -239,6 +268,8 @@ async def _park_all(dlq: DeadLetterQueue, parked: Sequence[Parked]) -> None:
             p.reason,
         )
         await asyncio.to_thread(dlq.park, p.original, p.reason, stage=p.stage, mapping=p.mapping or None, field=p.field)
+        if metrics is not None:
+            metrics.parked(p.stage)
 
 
 def build_app(
@@ -261,6 +292,8 @@ class _Built(NamedTuple):
     app: faust.App
     processor: Processor
     dlq: DeadLetterQueue
+    metrics: ProcessorMetrics
+    lag_probe: LagProbe | None
 
 
 def _build(
@@ -269,8 +302,14 @@ def _build(
     registry: SchemaRegistry | None,
     mappings: MappingFile | None,
     external_ids: Collection[str] | None,
+    metrics: ProcessorMetrics | None = None,
 ) -> _Built:
+    """The app and what it holds; ``metrics`` default to a private registry (served by :func:`run_processor`)."""
     import faust
+    from prometheus_client import CollectorRegistry
+
+    if metrics is None:
+        metrics = ProcessorMetrics(CollectorRegistry())
 
     if mappings is None:
         mappings = load_mappings(settings.mapping_file, variables=settings.mapping_variables)
@@ -282,7 +321,7 @@ def _build(
     encoder = AvroEncoder(
         registry, WRITES.name(prefix), load_topic_schema(WRITES.base), register=settings.register_schemas
     )
-    processor = Processor(AvroDecoder(registry), encoder, mappings, external_ids=external_ids)
+    processor = Processor(AvroDecoder(registry), encoder, mappings, external_ids=external_ids, metrics=metrics)
     dlq = DeadLetterQueue(
         kafka, prefix=prefix, component=COMPONENT, delivery_timeout_s=settings.producer_flush_timeout_s
     )
@@ -328,7 +367,7 @@ def _build(
                     )
                     for key, value in handled.writes:
                         await writes_topic.send(key=key, value=value)
-                    await _park_all(dlq, handled.parked)
+                    await _park_all(dlq, handled.parked, metrics)
                 except Exception as exc:  # noqa: BLE001 - not the record's fault: stop, uncommitted
                     await crash(exc)
                     return
@@ -351,17 +390,38 @@ def _build(
                         message.topic, message.partition, message.offset, message.key, message.value,
                         tuple(_headers(message)),
                     )  # fmt: skip
-                    await _park_all(dlq, [Parked(original, exc, Stage.VALUE_CONVERTER)])
+                    await _park_all(dlq, [Parked(original, exc, Stage.VALUE_CONVERTER)], metrics)
                     continue
                 entry = identity_of_result(result)
                 if entry is not None:
+                    if identity_table.get(entry[0]) != entry[1]:
+                        metrics.identity_learnt(entry[1][0])
                     identity_table[entry[0]] = entry[1]
             except Exception as exc:  # noqa: BLE001
                 await crash(exc)
                 return
 
     app.agent(_raw_topic(app, RESULTS, prefix), name="identities")(identities)
-    return _Built(app, processor, dlq)
+
+    lag_probe = None
+    if settings.metrics_port:
+        # committed offsets vs end offsets of this worker's source partitions (see processors.metrics)
+        lag_probe = LagProbe(kafka, settings.app_id, reset=settings.auto_offset_reset)
+        probe = lag_probe
+        sources = {spec.name(prefix) for spec in (*PRODUCT_TOPICS, RESULTS)}
+
+        async def observe_lag() -> None:
+            try:
+                assigned = [(tp.topic, tp.partition) for tp in app.consumer.assignment() if tp.topic in sources]
+                lags = await asyncio.to_thread(probe.measure, assigned)
+            except Exception as exc:  # noqa: BLE001 - metrics never stop the processor
+                log.debug("consumer lag not observed: %s", exc)
+                return
+            if lags is not None:
+                metrics.set_lags(lags)
+
+        app.timer(settings.lag_interval_s, name="consumer_lag")(observe_lag)
+    return _Built(app, processor, dlq, metrics, lag_probe)
 
 
 def run_processor(
@@ -371,12 +431,22 @@ def run_processor(
 
     Startup problems (settings, mappings, Kafka or registry unreachable) raise sfsync errors
     before the worker starts; a worker that crashes returns a non-zero status (logged, not raised).
-    Installs signal handlers: run it in the process's main thread.
+    Installs signal handlers: run it in the process's main thread. Serves ``/metrics`` on
+    ``settings.metrics_port`` (see :mod:`processors.metrics`; a port that is taken is a FatalError).
     """
     import faust
 
     settings = settings if settings is not None else load_processor_settings()
-    app, processor, dlq = _build(settings, registry=None, mappings=None, external_ids=None)
+    metrics = ProcessorMetrics()  # the global registry: with the process_* and python_* collectors
+    server = metrics.serve(settings.metrics_port) if settings.metrics_port else None  # a taken port fails first
+    try:
+        app, processor, dlq, _, lag_probe = _build(
+            settings, registry=None, mappings=None, external_ids=None, metrics=metrics
+        )
+    except BaseException:
+        if server is not None:
+            server.stop()
+        raise
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     worker = faust.Worker(app, loop=loop, loglevel=loglevel, override_logging=False, quiet=True)
@@ -391,6 +461,10 @@ def run_processor(
         code = 0
     finally:
         dlq.close()
+        if lag_probe is not None:
+            lag_probe.close()
+        if server is not None:
+            server.stop()
     if app.crash_reason is not None and code == 0:
         code = 1
     c = processor.counts

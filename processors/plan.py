@@ -42,6 +42,7 @@ from sfsync.mapping import (
     MappingFile,
     ParentLookup,
     evaluate_fields,
+    evaluate_outbound,
     match_values,
     passes_outbound_filter,
     to_salesforce_value,
@@ -122,7 +123,7 @@ def event_millis(value: Any) -> int:
 def salesforce_datetime(text: str) -> str:
     """``2026-03-01T09:30:00.000Z`` -> ``2026-03-01T09:30:00.000+0000``: the form Salesforce returns,
     so what sfsync writes compares equal to what the poller reads back."""
-    return text[:-1] + "+0000" if _Z_DATETIME.match(text) else text
+    return text[:-1] + "+0000" if text[-1:] in ("Z", "\n") and _Z_DATETIME.match(text) else text
 
 
 def _wire_value(value: Any) -> Any:
@@ -143,6 +144,11 @@ def _json(values: Iterable[str]) -> str:
 
 def _plain(value: Any) -> Any:
     """The decoded payload with uuids as text (fastavro decodes the uuid logical type; CEL cannot)."""
+    kind = type(value)
+    if kind is dict:
+        return {k: _plain(v) for k, v in value.items()}
+    if kind is str or kind is int or kind is bool or kind is float or value is None:
+        return value
     if isinstance(value, uuid.UUID):
         return str(value)
     if isinstance(value, Mapping):
@@ -212,11 +218,13 @@ class _Planner:
         event_type: str | None = self.event_type if firing else None
         action = mapping.action_for(self.event_type) if firing else "upsert"
         ensure_only = not firing and mapping.delete is not None and self.event_type in mapping.delete.when
+        always: set[str] = set()
         if action == "delete" or ensure_only:
             passes = passes_outbound_filter(mapping, self.event, self._env(event_type))
             values: dict[str, Any] | None = {} if passes else None
         elif firing:
-            values = evaluate_fields(mapping, self.event, event_type)
+            evaluated = evaluate_outbound(mapping, self.event, event_type)
+            values, always = evaluated if evaluated is not None else (None, always)
         else:
             try:
                 values = evaluate_fields(mapping, self.event, None)
@@ -236,7 +244,7 @@ class _Planner:
         if ensure_only:
             return _Planned(key, mapping.target, written=False)
         if firing:
-            policies = self.policies(mapping, event_type, values)
+            policies = self.policies(mapping, values, always)
         else:  # ensuring a parent: fill what is empty, never overwrite what the parent's own events set
             values = {name: value for name, value in values.items() if value is not None}
             policies = dict.fromkeys(values, "IF_EMPTY")
@@ -350,14 +358,13 @@ class _Planner:
             order = [known.sobject, *(o for o in order if o != known.sobject)]
         return order
 
-    def policies(self, mapping: MappingRule, event_type: str | None, values: Mapping[str, Any]) -> dict[str, str]:
-        """ALWAYS, or IF_EMPTY for what the mapping leaves out when the record already has a value."""
-        if not mapping.reads_before_write or not values:
+    @staticmethod
+    def policies(mapping: MappingRule, values: Mapping[str, Any], always: Collection[str]) -> dict[str, str]:
+        """ALWAYS, or IF_EMPTY for what the mapping leaves out when the record already has a value
+        (``always``: the fields :func:`~sfsync.mapping.evaluate_outbound` writes over a filled record)."""
+        if not values or not mapping.reads_before_write:
             return dict.fromkeys(values, "ALWAYS")
-        every = [*mapping.fields, *(mapping.delete.fields if mapping.delete else [])]
-        filled = {f.sf: "(set)" for f in every}
-        kept = evaluate_fields(mapping, self.event, event_type, current=filled) or {}
-        return {name: "ALWAYS" if name in kept else "IF_EMPTY" for name in values}
+        return {name: "ALWAYS" if name in always else "IF_EMPTY" for name in values}
 
 
 def plan(
@@ -386,9 +393,12 @@ def drop_stale(write: Mapping[str, Any], clock: Mapping[str, int]) -> tuple[dict
 
     ``clock`` is the record's field -> ``updated_at`` of the newest value planned so far (plus
     :data:`DELETED`: when it was last deleted). A field older than the clock is dropped (ties are
-    kept: a replay writes the same value again). An UPSERT left with no field, whose fields were
-    all stale, becomes None; so does a DELETE older than a value already planned (a late cancel
-    must not delete a newer registration). Returns (the write or None, the new clock).
+    kept: a replay writes the same value again). IF_EMPTY values have their own entry
+    (``if_empty:<field>``), since they only fill an empty field: they never make an older event's
+    real value planned after them stale (a parent ensured by a child's event). An UPSERT
+    left with no field, whose fields were all stale, becomes None; so does a DELETE older than a
+    value already planned (a late cancel must not delete a newer registration). Returns (the write
+    or None, the new clock).
     """
     new_clock = dict(clock)
     occurred = int(write["source"]["occurred_at"])
@@ -404,8 +414,14 @@ def drop_stale(write: Mapping[str, Any], clock: Mapping[str, int]) -> tuple[dict
         at = int(value["updated_at"])
         if at < deleted_at or at < new_clock.get(name, -1):
             continue
+        if value.get("policy") == "IF_EMPTY":  # a fill is no newer value: an older real one still goes out
+            fill = f"if_empty:{name}"
+            if at < new_clock.get(fill, -1):
+                continue
+            new_clock[fill] = at
+        else:
+            new_clock[name] = at
         kept[name] = value
-        new_clock[name] = at
     if fields and not kept:
         return None, dict(clock)
     return {**write, "fields": kept}, new_clock

@@ -64,6 +64,10 @@ class ProcessorSettings(KafkaConnection, RegistryConnection):
     store: str = Field("memory://", pattern=r"^(memory|rocksdb|aerospike)://", description="Faust table store.")
     web_enabled: bool = Field(False, description="Serve Faust's web endpoint (health, /performance/).")
     web_port: int = Field(6066, ge=1, le=65535)
+    metrics_port: int = Field(
+        9465, ge=0, le=65535, description="Prometheus /metrics (not Faust's web server); 0 disables it."
+    )
+    lag_interval_s: float = Field(10.0, gt=0, le=3600, description="How often consumer lag is measured.")
     session_timeout_s: float = Field(30.0, ge=6, le=300, description="Consumer session timeout.")
     heartbeat_interval_s: float = Field(3.0, gt=0, le=60)
     commit_interval_s: float = Field(2.8, gt=0, le=60)

@@ -238,6 +238,28 @@ class CommunitySimulator:
         self.event_ids.append(event_id)
         return ev.NewEventPublished(event=event, **env)
 
+    def publish_event(self) -> ev.NewEventPublished:
+        """A new community event, published now (for scenarios that need a number of them)."""
+        return self._event_published()
+
+    def update_event(self, event_id: str) -> ev.EventUpdated:
+        """A change of the title, the description or the time of the published event ``event_id``."""
+        event = self.published[event_id]
+        changed = self.rng.choice(["title", "description", "start_at"])
+        if changed == "title":
+            updated = replace(event, title=f"{event.title} (updated)")
+        elif changed == "description":
+            updated = replace(event, description=f"{event.description} Agenda posted.")
+        else:
+            start = event.start_at + dt.timedelta(hours=1)
+            updated = replace(event, start_at=start, end_at=start + dt.timedelta(hours=2))
+        self.published[event_id] = updated
+        return ev.EventUpdated(
+            event=updated,
+            changed_fields=[changed] if changed != "start_at" else ["start_at", "end_at"],
+            **self._envelope(),
+        )
+
     def next_event(self) -> ev.ProductEvent:
         """One more event; activity whose preconditions are not met yet falls back to a sign-up."""
         kind = self.rng.choices(self._kinds, weights=self._weights)[0]
@@ -295,21 +317,7 @@ class CommunitySimulator:
         key = (member.profile.member_id, event.id)
         event_ref = ev.EventRef(id=event.id, title=event.title)
         if kind == "EventUpdated":
-            changed = self.rng.choice(["title", "description", "start_at"])
-            if changed == "title":
-                updated = replace(event, title=f"{event.title} (updated)")
-            elif changed == "description":
-                updated = replace(event, description=f"{event.description} Agenda posted.")
-            else:
-                start = event.start_at + dt.timedelta(hours=1)
-                updated = replace(event, start_at=start, end_at=start + dt.timedelta(hours=2))
-                changed = "start_at"
-            self.published[event.id] = updated
-            return ev.EventUpdated(
-                event=updated,
-                changed_fields=[changed] if changed != "start_at" else ["start_at", "end_at"],
-                **self._envelope(),
-            )
+            return self.update_event(event.id)
         if kind == "EventUnpublished" and len(self.event_ids) > 3:
             self.event_ids.remove(event.id)
             del self.published[event.id]

@@ -48,11 +48,15 @@ def _register_subcommands() -> None:
     app.add_typer(dlq_app, name="dlq")
     app.add_typer(errors_app, name="errors")
 
+    from sfsync.cli_inbound import inbound
+    from sfsync.cli_poller import poller
     from sfsync.cli_processor import processor
     from sfsync.cli_sink import sink
 
     app.command("sink")(sink)
     app.command("processor")(processor)
+    app.command("inbound")(inbound)
+    app.command("poller")(poller)
 
 
 _register_subcommands()
@@ -287,14 +291,36 @@ def emulator(
 
 # ---------------------------------------------------------------------- demo
 @app.command("demo")
-def demo() -> None:
-    """The whole pipeline on one machine (not built yet: see issue 6)."""
-    typer.echo(
-        "`sfsync demo` / `make demo` is not there yet (it comes once the pipeline is complete, both ways). "
-        "Today: `sfsync stack up`, `sfsync emulator`, `sfsync produce --fake N`, `sfsync processor`, `sfsync sink`.",
-        err=True,
+@reported
+def demo(
+    events: Annotated[
+        int, typer.Option(min=100, max=1_000_000, help="Community events to stream (plus 4 bad on purpose).")
+    ] = 3000,
+    pace: Annotated[str, typer.Option(help="Events per second, or 'fast' (as fast as Kafka takes them).")] = "50",
+    keep_running: Annotated[
+        bool, typer.Option("--keep-running", help="After the report, leave everything up until Ctrl-C.")
+    ] = False,
+    seed: Annotated[int, typer.Option(help="Random seed of the community (same seed, same stream).")] = 7,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the closing report as JSON to this file.")
+    ] = None,
+) -> None:
+    """The whole pipeline on one machine, both ways: Kafka, registry, emulated org, processors, sink
+    and poller; a day of community activity (a few records bad on purpose) while sales reps edit
+    Contacts and Campaigns; a live view, then a report in figures. Ctrl-C stops everything it started."""
+    from sfsync.demo import DemoOptions, parse_pace, run_demo
+    from sfsync.errors import ConfigError
+
+    try:
+        rate = parse_pace(pace)
+    except ValueError as exc:
+        raise ConfigError("demo", [str(exc)]) from None
+    code = run_demo(
+        DemoOptions(events=events, pace=rate, keep_running=keep_running, seed=seed, json_path=json_out),
+        echo=typer.echo,
     )
-    raise typer.Exit(1)
+    if code:
+        raise typer.Exit(code)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -3,7 +3,7 @@
 Two Typer sub-apps, registered by :mod:`sfsync.cli`::
 
     sfsync dlq list [--limit N]
-    sfsync dlq replay [--mapping M] [--code C] [--yes]
+    sfsync dlq replay [--mapping M] [--code C] [--as-parked] [--yes]
     sfsync errors tail [--follow] [--category C] [--last N]
 
 Connection settings come from the environment like every other command (``KAFKA_BOOTSTRAP_SERVERS``,
@@ -64,7 +64,8 @@ def dlq_list(
         typer.echo(
             f"{r.dlq_partition}:{r.dlq_offset:<6} {when} {state:<8} {c.category:<10} {c.code:<28} "
             f"mapping={c.mapping or '-'} field={c.field or '-'} key={key} "
-            f"from={c.topic}[{c.partition}]@{c.offset} {_short(c.message, 100)}"
+            f"from={c.topic}[{c.partition}]@{c.offset}{f' planned_from={c.source}' if c.source else ''} "
+            f"{_short(c.message, 100)}"
         )
     typer.echo(f"{len(records)} record(s); replay with `sfsync dlq replay [--mapping M] [--code C]`")
 
@@ -74,23 +75,51 @@ def dlq_list(
 def dlq_replay(
     mapping: Annotated[str | None, typer.Option(help="Only records parked by this mapping.")] = None,
     code: Annotated[str | None, typer.Option(help="Only records with this error code.")] = None,
+    as_parked: Annotated[
+        bool,
+        typer.Option(
+            "--as-parked",
+            help="Send the parked writes themselves (the org was fixed), not their source events "
+            "(the mapping was fixed: the processor plans them again).",
+        ),
+    ] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
-    """Send parked records (not replayed yet) back to their original topic, byte for byte."""
-    from sinks.dlq import DeadLetterQueue, ReplayFilter
+    """Send parked records (not replayed yet) back: by default a parked write's source product event
+    is re-published, so the processor plans it again with the current mapping; records parked by the
+    processor go back to their topic byte for byte."""
+    from sinks.dlq import DeadLetterQueue, ReplayFilter, ReplayTarget
 
     kafka, prefix = _kafka()
     dlq = DeadLetterQueue(kafka, prefix=prefix)
     where = ReplayFilter(mapping=mapping, code=code)
-    pending = dlq.replay(where, dry_run=True)
-    if not pending:
+    target = ReplayTarget.AS_PARKED if as_parked else ReplayTarget.SOURCE
+    pending = dlq.replay(where, target=target, dry_run=True)
+    if not pending.settled:
         typer.echo("nothing to replay")
         return
+    what = f"{pending.settled} parked record(s)"
+    if pending.republished:
+        what += (
+            f" ({pending.republished} source event(s) to re-publish, {pending.sent - pending.republished} as parked)"
+        )
     if not yes:
-        typer.confirm(f"replay {pending} parked record(s) to their original topics?", abort=True)
-    sent = dlq.replay(where)
+        typer.confirm(f"replay {what}?", abort=True)
+    report = dlq.replay(where, target=target)
     dlq.close()
-    typer.echo(f"replayed {sent} record(s)")
+    for missing in report.missing:
+        typer.echo(f"not replayed: source event {missing}", err=True)
+    typer.echo(
+        f"replayed {report.settled} record(s): sent {report.sent}, of which {report.republished} source event(s) "
+        "re-published"
+    )
+    if report.missing:
+        typer.echo(
+            f"{len(report.missing)} source event(s) could not be read; their parked writes stay in the DLQ "
+            "(`sfsync dlq replay --as-parked` sends them as they are)",
+            err=True,
+        )
+        raise typer.Exit(1)
 
 
 @errors_app.command("tail")

@@ -69,6 +69,8 @@ class _Gen:
         self.defs: dict[str, dict[str, Any]] = {}
         for path in sorted(schema_dir.glob("*.*.*.avsc")):
             schema = json.loads(path.read_text())
+            if isinstance(schema, list):  # a topic's union whose name has dots too (product.members.inbound)
+                continue
             full = f"{schema['namespace']}.{schema['name']}" if "namespace" in schema else schema["name"]
             self.defs[full] = schema
         self.topic_of: dict[str, str] = {}

@@ -118,7 +118,7 @@ class StackSettings(_Base):
     controller_port: int = Field(19093, ge=1, le=65535)
     registry_port: int = Field(18081, ge=1, le=65535)
     registry_management_port: int = Field(18091, ge=1, le=65535)
-    kafka_heap: str = "512m"
+    kafka_heap: str = "1g"
     registry_heap: str = "384m"
     start_timeout_s: float = Field(120.0, gt=0)
     java_home: Path | None = Field(None, validation_alias=AliasChoices("SFSYNC_STACK_JAVA_HOME"))

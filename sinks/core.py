@@ -249,10 +249,18 @@ def _segment(incoming: IncomingWrite) -> _Segment:
 
 
 def _fold(into: _Segment, later: _Segment) -> None:
-    """Merge ``later`` (an UPSERT) into ``into``: per field the newest ``updated_at`` wins (ties: the later write)."""
+    """Merge ``later`` (an UPSERT) into ``into``: per field the newest ``updated_at`` wins (ties: the later write).
+
+    A newer IF_EMPTY value does not displace an ALWAYS value: it would only have filled an empty
+    field, and the ALWAYS value (already in this batch) must still be written.
+    """
     for name, value in later.fields.items():
         old = into.fields.get(name)
         if old is None or value.updated_at >= old.updated_at:
+            if value.policy == "IF_EMPTY" and old is not None and old.policy != "IF_EMPTY":
+                if old.value not in _EMPTY:
+                    continue
+                value = _Field(value.value, old.policy, value.updated_at)  # fills what the older value cleared
             into.fields[name] = value
     into.match = list(dict.fromkeys([*later.match, *into.match]))
     into.external_id = later.external_id or into.external_id
@@ -525,7 +533,8 @@ class SalesforceSink:
 
     # -- matching -------------------------------------------------------------------------
     def _needs_query(self, seg: _Segment) -> bool:
-        if seg.op == "DELETE" or seg.match:
+        # An update-only write must find its record: an upsert on the external ID would create it.
+        if seg.op == "DELETE" or seg.match or not seg.create_if_missing:
             return True
         has_if_empty = any(f.policy == "IF_EMPTY" for f in seg.fields.values())
         return has_if_empty or len(seg.objects) > 1 or "Lead" in seg.objects

@@ -4,14 +4,32 @@
 headers in Kafka Connect's ``DeadLetterQueueReporter`` shape (``__connect.errors.topic``,
 ``.partition``, ``.offset``, ``.stage``, ``.class.name``, ``.exception.class.name``,
 ``.exception.message``, ``.exception.stacktrace``) and sfsync's own (``sfsync.errors.mapping``,
-``.field``, ``.code``, ``.category``, ``.attempts``, ``.parked_at``). It returns only once Kafka
-has acknowledged the record, so the caller may then commit the original offset (guarantee 1).
+``.field``, ``.code``, ``.category``, ``.attempts``, ``.parked_at``). A Write parked by the sink
+also names the product event it was planned from (``sfsync.errors.source.topic``, ``.partition``,
+``.offset``, from the Write's ``source``). :meth:`~DeadLetterQueue.park` returns only once Kafka has
+acknowledged the record, so the caller may then commit the original offset (guarantee 1).
 
-:meth:`DeadLetterQueue.replay` re-produces parked records to their original topic with a
-``sfsync.replayed_from`` header and remembers what it replayed in its own consumer group
-(committed offset plus, in the commit metadata, the offsets replayed beyond it), so running the
-same replay twice does not send a record twice. Replay is at-least-once: if the commit fails
-after the records were delivered, the next replay sends them again (sink writes are idempotent).
+:meth:`DeadLetterQueue.replay` sends parked records back, to one of two targets
+(:class:`ReplayTarget`):
+
+- ``SOURCE`` (default): a parked Write that names its source is settled by re-publishing that
+  product event, read from its topic at its offset byte for byte (key, value, headers), once per
+  event however many of its writes were parked. The processor plans it again with the mapping it
+  runs now, so a fixed mapping applies. Its per-field clock keeps ties, so the replayed event
+  re-plans every field that no newer event has changed since (newer values are not overwritten).
+  A source event no longer in its topic (retention, compaction) is reported in
+  :attr:`ReplayReport.missing` and its parked writes stay unreplayed (``AS_PARKED`` can send them);
+  the rest go on. Records parked by the processor (the product event itself) and writes without a
+  source go back to their original topic as they are.
+- ``AS_PARKED``: every parked record goes back to its original topic as it is (for when the org
+  was fixed instead of the mapping, e.g. a picklist value added).
+
+Every replayed record carries ``sfsync.replayed_from: <dlq topic>:<partition>:<offset>`` (several,
+comma-separated, for a source event that settles several parked writes). The replay remembers what
+it settled in its own consumer group (committed offset plus, in the commit metadata, the offsets
+settled beyond it), so running the same replay twice does not send a record twice. Replay is
+at-least-once: if the commit fails after the records were delivered, the next replay sends them
+again (sink writes are idempotent).
 """
 
 from __future__ import annotations
@@ -50,6 +68,9 @@ H_CODE = "sfsync.errors.code"
 H_CATEGORY = "sfsync.errors.category"
 H_ATTEMPTS = "sfsync.errors.attempts"
 H_PARKED_AT = "sfsync.errors.parked_at"
+H_SOURCE_TOPIC = "sfsync.errors.source.topic"
+H_SOURCE_PARTITION = "sfsync.errors.source.partition"
+H_SOURCE_OFFSET = "sfsync.errors.source.offset"
 REPLAYED_FROM = "sfsync.replayed_from"
 
 STACKTRACE_MAX_CHARS = 4000
@@ -84,6 +105,29 @@ class MessageLike(Protocol):
 
 
 Header = tuple[str, bytes]
+
+
+@dataclass(frozen=True, order=True)
+class SourceEvent:
+    """The product event a Write was planned from: where it sits in its topic."""
+
+    topic: str
+    partition: int
+    offset: int
+
+    @classmethod
+    def of_write(cls, write: Mapping[str, Any]) -> SourceEvent | None:
+        """From a decoded Write's ``source`` (None when it has none, or an incomplete one)."""
+        source = write.get("source")
+        if not isinstance(source, Mapping):
+            return None
+        topic, partition, offset = source.get("topic"), source.get("partition"), source.get("offset")
+        if not topic or not isinstance(partition, int) or not isinstance(offset, int):
+            return None
+        return cls(str(topic), partition, offset)
+
+    def __str__(self) -> str:
+        return f"{self.topic}[{self.partition}]@{self.offset}"
 
 
 @dataclass(frozen=True)
@@ -129,6 +173,8 @@ class ErrorContext:
     category: str
     attempts: int
     parked_at: dt.datetime | None
+    source: SourceEvent | None = None
+    """The product event a parked Write was planned from (None for anything else)."""
 
     @classmethod
     def from_headers(cls, headers: Mapping[str, bytes]) -> ErrorContext:
@@ -140,6 +186,13 @@ class ErrorContext:
             return int(raw) if raw.lstrip("-").isdigit() else -1
 
         parked = text(H_PARKED_AT)
+        source_topic, source_partition, source_offset = (
+            text(H_SOURCE_TOPIC),
+            number(H_SOURCE_PARTITION),
+            number(H_SOURCE_OFFSET),
+        )
+        ok = bool(source_topic) and source_partition >= 0 and source_offset >= 0
+        source = SourceEvent(source_topic, source_partition, source_offset) if ok else None
         return cls(
             topic=text(H_TOPIC),
             partition=number(H_PARTITION),
@@ -155,6 +208,7 @@ class ErrorContext:
             category=text(H_CATEGORY),
             attempts=max(number(H_ATTEMPTS), 0),
             parked_at=dt.datetime.fromisoformat(parked) if parked else None,
+            source=source,
         )
 
 
@@ -189,6 +243,83 @@ class ReplayFilter:
             and (self.category is None or ctx.category == self.category)
             and (self.topic is None or ctx.topic == self.topic)
         )
+
+
+class ReplayTarget(StrEnum):
+    """Where :meth:`DeadLetterQueue.replay` sends parked records (see the module doc)."""
+
+    SOURCE = "source"
+    """Re-publish the product event a parked Write was planned from (re-plans it with today's mapping)."""
+    AS_PARKED = "as-parked"
+    """Send every parked record itself back to its original topic."""
+
+
+@dataclass(frozen=True)
+class ReplaySend:
+    """One record a replay produces and the parked records it settles.
+
+    ``source`` set: re-publish that product event (read from its topic); None: send the one parked
+    record as it is to its original topic.
+    """
+
+    parked: tuple[ParkedRecord, ...]
+    source: SourceEvent | None = None
+
+    @property
+    def topic(self) -> str:
+        return self.source.topic if self.source is not None else self.parked[0].context.topic
+
+
+@dataclass(frozen=True)
+class MissingSource:
+    """A source event a replay could not read back, and the parked writes left unreplayed because of it."""
+
+    source: SourceEvent
+    reason: str
+    parked: tuple[ParkedRecord, ...]
+
+    def __str__(self) -> str:
+        at = ", ".join(f"{r.dlq_partition}:{r.dlq_offset}" for r in self.parked)
+        return f"{self.source}: {self.reason} (parked write(s) at {at} left in the DLQ)"
+
+
+@dataclass(frozen=True)
+class ReplayReport:
+    """What :meth:`DeadLetterQueue.replay` did (or, with ``dry_run``, would do)."""
+
+    settled: int = 0
+    """Parked records now marked as replayed."""
+    sent: int = 0
+    """Records produced: parked records as they are, plus source events re-published."""
+    republished: int = 0
+    """Of ``sent``, the source events re-published."""
+    missing: tuple[MissingSource, ...] = ()
+    """Source events no longer readable; their parked writes stay in the DLQ, unreplayed."""
+
+
+def plan_replay(chosen: Sequence[ParkedRecord], target: ReplayTarget) -> list[ReplaySend]:
+    """What to produce for ``chosen`` (in DLQ order), one send per source event at its first parked write.
+
+    With :attr:`ReplayTarget.SOURCE`, parked records that name their source event are grouped by
+    it; the others (and everything with :attr:`ReplayTarget.AS_PARKED`) are sent as they are.
+    """
+    sends: list[ReplaySend] = []
+    by_source: dict[SourceEvent, list[ParkedRecord]] = {}
+    for record in chosen:
+        source = record.context.source if target is ReplayTarget.SOURCE else None
+        if source is None:
+            sends.append(ReplaySend((record,)))
+        elif source in by_source:
+            by_source[source].append(record)
+        else:
+            by_source[source] = [record]
+            sends.append(ReplaySend((), source))
+    return [ReplaySend(tuple(by_source[s.source]), s.source) if s.source is not None else s for s in sends]
+
+
+def replay_headers(original: Sequence[Header], origins: Sequence[str]) -> list[Header]:
+    """``original`` without an earlier ``sfsync.replayed_from``, plus one naming ``origins``."""
+    return [h for h in original if h[0] != REPLAYED_FROM] + [(REPLAYED_FROM, ",".join(origins).encode())]
 
 
 @dataclass
@@ -274,8 +405,11 @@ class DeadLetterQueue:
             self._producer = new_producer(self._config, "sfsync-dlq", self._timeout_s)
         return self._producer
 
-    def _send(self, topic: str, key: bytes | None, value: bytes | None, headers: list[Header]) -> _Delivery:
-        """Produce one record; the delivery report is filled in by the next poll/flush."""
+    def _send(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: list[Header], partition: int | None = None
+    ) -> _Delivery:
+        """Produce one record (to ``partition``, else the key's); the delivery report is filled in by the next
+        poll/flush."""
         from confluent_kafka import KafkaException
 
         report = _Delivery()
@@ -290,7 +424,10 @@ class DeadLetterQueue:
         producer = self._get_producer()
         while True:
             try:
-                producer.produce(topic, value, key, headers=headers, on_delivery=on_delivery)
+                if partition is None:
+                    producer.produce(topic, value, key, headers=headers, on_delivery=on_delivery)
+                else:
+                    producer.produce(topic, value, key, partition, headers=headers, on_delivery=on_delivery)
                 return report
             except BufferError:
                 producer.poll(0.1)
@@ -313,8 +450,11 @@ class DeadLetterQueue:
         field: str | None = None,
         attempts: int = 1,
         now: dt.datetime | None = None,
+        source: SourceEvent | None = None,
     ) -> tuple[int, int]:
         """Park ``original`` because of ``reason``; return its (partition, offset) in the DLQ.
+
+        ``source``: the product event a parked Write was planned from (lets :meth:`replay` re-plan it).
 
         Returns only after Kafka acknowledged the record; raises
         :class:`~sfsync.errors.DeliveryError` otherwise (then do not commit the original offset).
@@ -344,6 +484,12 @@ class DeadLetterQueue:
             (H_ATTEMPTS, str(attempts)),
             (H_PARKED_AT, parked_at),
         ]
+        if source is not None:
+            context += [
+                (H_SOURCE_TOPIC, source.topic),
+                (H_SOURCE_PARTITION, str(source.partition)),
+                (H_SOURCE_OFFSET, str(source.offset)),
+            ]
         headers = [h for h in record.headers if not _is_context(h[0])]
         headers += [(name, val.encode()) for name, val in context]
         report = self._send(self.topic, record.key, record.value, headers)
@@ -399,13 +545,22 @@ class DeadLetterQueue:
         return found if last is None else found[-last:] if last > 0 else []
 
     # ------------------------------------------------------------------ replay
-    def replay(self, where: ReplayFilter | None = None, *, dry_run: bool = False) -> int:
-        """Send the parked records matching ``where`` (all when ``None``), not yet replayed, back
-        to their original topics; return how many were sent (or would be, with ``dry_run``).
+    def replay(
+        self,
+        where: ReplayFilter | None = None,
+        *,
+        target: ReplayTarget = ReplayTarget.SOURCE,
+        dry_run: bool = False,
+    ) -> ReplayReport:
+        """Send back the parked records matching ``where`` (all when ``None``) not replayed yet.
 
-        Each keeps its original key, value and headers plus ``sfsync.replayed_from:
-        <dlq topic>:<partition>:<offset>``. Delivery is confirmed before the replay group
-        records them as done.
+        ``target`` says where (see :class:`ReplayTarget` and the module doc). Delivery is confirmed
+        before the replay group records the parked records as settled. ``dry_run`` reports what
+        would be sent without reading source events (so ``missing`` stays empty).
+
+        Raises:
+            DeliveryError: a record was not acknowledged (nothing is recorded as settled).
+            ServiceUnavailableError: Kafka did not answer.
         """
         from confluent_kafka import KafkaException, TopicPartition
 
@@ -420,17 +575,35 @@ class DeadLetterQueue:
             ]
             chosen = [r for r in records if not r.replayed and where.matches(r) and r.context.topic]
             chosen, new_state = _plan(records, chosen, state)
-            if dry_run or not chosen:
-                return len(chosen)
+            sends = plan_replay(chosen, target)
+            if dry_run or not sends:
+                return _report(sends)
+            found, reasons = self._read_sources([s.source for s in sends if s.source is not None])
+            missing = tuple(
+                MissingSource(s.source, reasons[s.source], s.parked)
+                for s in sends
+                if s.source is not None and s.source in reasons
+            )
+            if missing:
+                left_out = {(r.dlq_partition, r.dlq_offset) for m in missing for r in m.parked}
+                chosen = [r for r in chosen if (r.dlq_partition, r.dlq_offset) not in left_out]
+                chosen, new_state = _plan(records, chosen, state)
+                sends = plan_replay(chosen, target)
             reports = []
-            for r in chosen:
-                origin = f"{self.topic}:{r.dlq_partition}:{r.dlq_offset}".encode()
-                headers = [h for h in r.headers if h[0] != REPLAYED_FROM] + [(REPLAYED_FROM, origin)]
-                reports.append((r, self._send(r.context.topic, r.key, r.value, headers)))
+            for send in sends:
+                origins = [f"{self.topic}:{r.dlq_partition}:{r.dlq_offset}" for r in send.parked]
+                if send.source is not None:  # back to its own partition: the key's order stays as it was
+                    event, partition = found[send.source], send.source.partition
+                    key, value, headers = event.key, event.value, event.headers
+                else:
+                    key, value, headers = send.parked[0].key, send.parked[0].value, send.parked[0].headers
+                    partition = None
+                delivery = self._send(send.topic, key, value, replay_headers(headers, origins), partition)
+                reports.append((send, key, delivery))
             self._flush()
             failed = [
-                (r.context.topic, _show_key(r.key), rep.error or "no delivery report")
-                for r, rep in reports
+                (send.topic, _show_key(key), rep.error or "no delivery report")
+                for send, key, rep in reports
                 if not rep.done or rep.error is not None
             ]
             if failed:
@@ -439,20 +612,93 @@ class DeadLetterQueue:
                 TopicPartition(self.topic, p, s.committed, metadata=encode_offsets(sorted(s.extra)))
                 for p, s in new_state.items()
             ]
+            report = _report(sends, missing)
             try:
                 consumer.commit(offsets=offsets, asynchronous=False)
             except KafkaException as exc:
                 raise ServiceUnavailableError(
-                    f"replayed {len(chosen)} record(s) but could not record it in group {self.replay_group}: {exc}; "
-                    "a new replay may send them again"
+                    f"replayed {report.settled} record(s) but could not record it in group {self.replay_group}: "
+                    f"{exc}; a new replay may send them again"
                 ) from exc
-            return len(chosen)
+            return report
         finally:
             consumer.close()
+
+    def _read_sources(
+        self, sources: Sequence[SourceEvent], timeout_s: float = 15.0
+    ) -> tuple[dict[SourceEvent, OriginalRecord], dict[SourceEvent, str]]:
+        """Read each source event at its offset: (found, why the others could not be read)."""
+        from confluent_kafka import KafkaException, TopicPartition
+
+        found: dict[SourceEvent, OriginalRecord] = {}
+        reasons: dict[SourceEvent, str] = {}
+        by_partition: dict[tuple[str, int], list[SourceEvent]] = {}
+        for source in sorted(set(sources)):
+            by_partition.setdefault((source.topic, source.partition), []).append(source)
+        if not by_partition:
+            return found, reasons
+        consumer = new_consumer({**self._config, "enable.partition.eof": True})
+        try:
+            for (topic, partition), wanted in by_partition.items():
+                tp = TopicPartition(topic, partition)
+                try:
+                    low, high = consumer.get_watermark_offsets(tp, timeout=timeout_s)
+                except KafkaException as exc:
+                    for source in wanted:
+                        reasons[source] = f"cannot read {topic}[{partition}]: {exc}"
+                    continue
+                for source in wanted:
+                    if source.offset < low:
+                        reasons[source] = f"no longer in the topic (retention: its first offset is now {low})"
+                    elif source.offset >= high:
+                        reasons[source] = f"not in the topic (its end offset is {high})"
+                    else:
+                        record = _read_at(consumer, TopicPartition(topic, partition, source.offset), timeout_s)
+                        if record is None:
+                            reasons[source] = "no longer in the topic (compacted or deleted)"
+                        else:
+                            found[source] = record
+        except KafkaException as exc:
+            raise ServiceUnavailableError(f"cannot read source events: {exc}") from exc
+        finally:
+            consumer.close()
+        return found, reasons
 
     def close(self) -> None:
         if self._producer is not None:
             self._flush()
+
+
+def _report(sends: Sequence[ReplaySend], missing: Sequence[MissingSource] = ()) -> ReplayReport:
+    return ReplayReport(
+        settled=sum(len(s.parked) for s in sends),
+        sent=len(sends),
+        republished=sum(1 for s in sends if s.source is not None),
+        missing=tuple(missing),
+    )
+
+
+def _read_at(consumer: Any, at: Any, timeout_s: float) -> OriginalRecord | None:
+    """The record at ``at`` (a TopicPartition with an offset), None when the partition has none there."""
+    import time
+
+    from confluent_kafka import KafkaError
+
+    consumer.assign([at])
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        msg = consumer.poll(0.5)
+        if msg is None:
+            continue
+        error = msg.error()
+        if error is not None:
+            if error.code() == KafkaError._PARTITION_EOF:
+                return None
+            raise ServiceUnavailableError(f"reading {at.topic}[{at.partition}] failed: {error.str()}")
+        if msg.offset() < at.offset:
+            continue
+        return OriginalRecord.of(msg) if msg.offset() == at.offset else None
+    raise ServiceUnavailableError(f"{at.topic}[{at.partition}]@{at.offset}: no answer in {timeout_s:g}s")
 
 
 def _plan(

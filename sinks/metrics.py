@@ -25,7 +25,7 @@ import datetime as dt
 import json
 import re
 import threading
-from typing import Any
+from typing import Any, Literal
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
@@ -57,6 +57,21 @@ def endpoint_of(path: str) -> str:
         else:
             parts.append(part)
     return "/".join(parts) or "/"
+
+
+def lag_of(committed: int, low: int, high: int, reset: Literal["earliest", "latest"] = "earliest") -> int | None:
+    """Records between ``committed`` (a group's committed offset, or a consumer's position) and the
+    partition's end ``high``; None if the end is unknown.
+
+    ``committed`` < 0 means the group committed nothing there yet: with ``earliest`` every record
+    still retained is pending, with ``latest`` none is. A committed offset below the low watermark
+    (records deleted by retention) counts from the low watermark, where the consumer resumes.
+    """
+    if high < 0:
+        return None
+    if committed < 0:
+        return max(high - max(low, 0), 0) if reset == "earliest" else 0
+    return max(high - max(committed, low), 0)
 
 
 class SinkMetrics:
@@ -143,13 +158,22 @@ class SinkMetrics:
 
     def serve(self, port: int, addr: str = "0.0.0.0") -> MetricsServer:  # noqa: S104 - a pod's metrics port
         """Serve ``/metrics`` on ``addr:port`` (0: any free port) in a daemon thread."""
-        from prometheus_client import start_http_server
+        return serve_registry(self.registry, port, addr)
 
-        try:
-            server, thread = start_http_server(port, addr, registry=self.registry)
-        except OSError as exc:
-            raise FatalError(f"cannot serve metrics on {addr}:{port}: {exc.strerror or exc}") from exc
-        return MetricsServer(int(server.server_port), server, thread)
+
+def serve_registry(registry: CollectorRegistry, port: int, addr: str = "0.0.0.0") -> MetricsServer:  # noqa: S104
+    """Serve ``registry`` as ``/metrics`` on ``addr:port`` (0: any free port) in a daemon thread.
+
+    Raises:
+        FatalError: the port cannot be bound.
+    """
+    from prometheus_client import start_http_server
+
+    try:
+        server, thread = start_http_server(port, addr, registry=registry)
+    except OSError as exc:
+        raise FatalError(f"cannot serve metrics on {addr}:{port}: {exc.strerror or exc}") from exc
+    return MetricsServer(int(server.server_port), server, thread)
 
 
 class MetricsServer:

@@ -55,7 +55,7 @@ from .core import BatchOutcome, ErrorEntry, IncomingWrite, SalesforceSink
 from .dlq import DeadLetterQueue
 from .errorlog import Category, ErrorLog, ErrorLogEntry, Level, SourceRef, entry_for
 from .governor import DAY_S, Governor
-from .metrics import MetricsServer, SinkMetrics
+from .metrics import MetricsServer, SinkMetrics, lag_of
 from .settings import SinkSettings
 from .worker import SinkWorker, dlq_parker
 
@@ -307,17 +307,26 @@ class SinkRunner:
             log.warning("error log: entries not stored: %s", exc)
 
     def _observe_lag(self) -> None:
-        from confluent_kafka import KafkaException
+        from confluent_kafka import KafkaException, TopicPartition
 
         consumer = self.worker.consumer
         try:
             assigned = consumer.assignment()
             if not assigned:
                 return
-            for tp in consumer.position(assigned):
-                _, high = consumer.get_watermark_offsets(tp, cached=True)
-                if high >= 0 and tp.offset >= 0:
-                    self.metrics.lag(tp.topic, tp.partition, high - tp.offset)
+            positions = consumer.position(assigned)
+            # a partition the sink consumed nothing from since its assignment has no position yet
+            # (an empty one, or one still waiting its turn): count from where the group committed
+            unknown = [tp for tp in positions if tp.offset < 0]
+            offsets = {(tp.topic, tp.partition): tp.offset for tp in positions if tp.offset >= 0}
+            if unknown:
+                for tp in consumer.committed(unknown, timeout=2.0):
+                    offsets[(tp.topic, tp.partition)] = tp.offset
+            for (topic, partition), offset in offsets.items():
+                low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
+                lag = lag_of(offset, low, high)
+                if lag is not None:
+                    self.metrics.lag(topic, partition, lag)
         except (KafkaException, RuntimeError) as exc:  # metrics never stop the sink
             log.debug("consumer lag not observed: %s", exc)
 

@@ -13,15 +13,32 @@ from pydantic_settings import SettingsConfigDict
 from salesforce.client import COLLECTION_MAX
 from sfsync.settings import KafkaConnection, RegistryConnection, load
 
+BATCH_MAX = 10 * COLLECTION_MAX
+"""Largest batch: its match queries and collections are split in Salesforce-sized calls anyway."""
+
 
 class SinkSettings(KafkaConnection, RegistryConnection):
     """How the sink batches, retries and talks to Kafka."""
 
     model_config = SettingsConfigDict(env_prefix="SFSYNC_SINK_", extra="ignore", populate_by_name=True)
 
-    batch_size: int = Field(200, ge=1, le=COLLECTION_MAX, description="Writes per batch (an sObject Collection).")
+    batch_size: int = Field(
+        2 * COLLECTION_MAX,
+        ge=1,
+        le=BATCH_MAX,
+        description=(
+            "Writes per batch. A batch spans objects (a member event writes a Contact and an activity); each "
+            "object and operation goes out in sObject Collections of <= 200, so 400 fills both of those."
+        ),
+    )
     batch_max_age_s: float = Field(
-        1.0, gt=0, le=600, description="Flush a partial batch this long after its first write."
+        2.0,
+        gt=0,
+        le=600,
+        description=(
+            "Flush a partial batch this long after its first write. Below ~200 writes/s batches close on age, "
+            "and every batch costs its queries and collections: longer means fewer API calls per record."
+        ),
     )
     max_retries: int = Field(5, ge=0, le=20, description="Retries of a record's retriable failure within one put.")
     backoff_base_s: float = Field(0.5, gt=0, le=60)

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from sfsync.errors import DeliveryError, FatalError, ServiceUnavailableError, SfsyncError, SkippableRecordError
 from sinks.core import BatchOutcome, ErrorEntry, IncomingWrite, OnParked, SalesforceSink, committed_offsets
+from sinks.dlq import SourceEvent
 from sinks.settings import SinkSettings
 
 __all__ = ["ResultEncoder", "SinkWorker", "SyncParker", "WriteDecoder", "dlq_parker", "log_error_entry"]
@@ -50,17 +51,29 @@ class SyncParker(Protocol):
     """``sinks.dlq.DeadLetterQueue.park``: blocks until the DLQ acknowledged the record."""
 
     def __call__(
-        self, original: Any, reason: BaseException, *, stage: str, mapping: str | None = None, field: str | None = None
+        self,
+        original: Any,
+        reason: BaseException,
+        *,
+        stage: str,
+        mapping: str | None = None,
+        field: str | None = None,
+        source: SourceEvent | None = None,
     ) -> object: ...
 
 
 def dlq_parker(park: SyncParker, *, stage: str = "TASK_PUT") -> OnParked:
-    """Adapt a blocking DLQ ``park`` to the sink's ``on_parked`` (run off the event loop)."""
+    """Adapt a blocking DLQ ``park`` to the sink's ``on_parked`` (run off the event loop).
+
+    The parked record names the product event its Write was planned from, so ``sfsync dlq replay``
+    can re-publish that event for the processor to plan again.
+    """
 
     async def on_parked(write: IncomingWrite, error: SfsyncError) -> None:
         fields = ", ".join(str(f) for f in getattr(error, "fields", [])) or None
         mapping = str(write.write.get("mapping") or "") or None
-        await asyncio.to_thread(park, write, error, stage=stage, mapping=mapping, field=fields)
+        source = SourceEvent.of_write(write.write)
+        await asyncio.to_thread(park, write, error, stage=stage, mapping=mapping, field=fields, source=source)
 
     return on_parked
 
@@ -115,6 +128,7 @@ class SinkWorker:
         self._carry: list[IncomingWrite] = []
         self._revoked: set[tuple[str, int]] = set()
         self._committed: dict[tuple[str, int], int] = {}
+        self._consumed: dict[tuple[str, int], int] = {}  # per partition: the offset after the last write read
         self.batches = 0
 
     # -- construction with real clients ----------------------------------------------------
@@ -190,6 +204,7 @@ class SinkWorker:
             key = (tp.topic, tp.partition)
             self._revoked.add(key)
             self._committed.pop(key, None)
+            self._consumed.pop(key, None)
         self._carry = [w for w in self._carry if (w.topic, w.partition) not in self._revoked]
 
     async def run(self, *, max_batches: int | None = None) -> None:
@@ -210,7 +225,7 @@ class SinkWorker:
                 real = [w for w in batch if w.write]  # tombstones and parked undecodables are done already
                 outcome = await self.sink.put(real) if real else BatchOutcome()
                 await self._deliver(outcome)
-                self._commit(committed_offsets(batch, outcome.pending))
+                self._commit(self._done_offsets(batch, outcome.pending))
                 self._carry = [w for w in outcome.pending if (w.topic, w.partition) not in self._revoked]
                 self.batches += 1
                 if outcome.pending and not outcome.results and not outcome.parked:
@@ -225,7 +240,10 @@ class SinkWorker:
 
         out: list[IncomingWrite] = []
         first_at: float | None = None
-        want = self.settings.batch_size - len(self._carry)
+        # Carried writes wait for parents that may sit further on in other partitions: always read
+        # fresh writes too, or a carry as large as a batch would stop the sink reading at all (and
+        # park the children after max_parent_waits batches without ever reading their parents).
+        want = max(self.settings.batch_size - len(self._carry), (self.settings.batch_size + 1) // 2)
         while len(out) < want and not self.stopping.is_set():
             timeout = self.settings.poll_timeout_s
             if first_at is not None or self._carry:
@@ -297,6 +315,23 @@ class SinkWorker:
             failures.append((self.results_topic, None, f"{remaining} result(s) unacknowledged"))
         if failures:
             raise DeliveryError(failures)
+
+    def _done_offsets(
+        self, batch: Sequence[IncomingWrite], pending: Sequence[IncomingWrite]
+    ) -> dict[tuple[str, int], int]:
+        """Per partition the offset to commit: every write read so far below it is done (not pending).
+
+        Not just this batch's: once a carried write is done, the writes read after it in earlier
+        batches (done then, but held back by it) are committed too, else the commit stalls below them.
+        """
+        for tp, offset in committed_offsets(batch, ()).items():
+            if tp not in self._revoked:
+                self._consumed[tp] = max(self._consumed.get(tp, 0), offset)
+        offsets = dict(self._consumed)
+        for w in pending:
+            tp = (w.topic, w.partition)
+            offsets[tp] = min(offsets.get(tp, w.offset), w.offset)
+        return offsets
 
     def _commit(self, offsets: dict[tuple[str, int], int]) -> None:
         from confluent_kafka import KafkaException, TopicPartition

@@ -21,6 +21,11 @@ import pytest
 
 from sfsync.settings import StackSettings
 
+# Processors, sinks and pollers started by tests (often as subprocesses, several at once) serve no
+# /metrics unless a test asks for a port: fixed default ports would collide between them.
+for _setting in ("SFSYNC_PROCESSOR_METRICS_PORT", "SFSYNC_SINK_METRICS_PORT", "SFSYNC_SOURCE_METRICS_PORT"):
+    os.environ.setdefault(_setting, "0")
+
 
 @dataclass(frozen=True)
 class Services:
@@ -99,6 +104,26 @@ def services() -> Iterator[Services]:
 
 
 @pytest.fixture
-def prefix() -> str:
-    """A topic prefix of this test's own, so tests never see each other's records."""
-    return f"t{uuid.uuid4().hex[:10]}."
+def prefix(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A topic prefix of this test's own, so tests never see each other's records.
+
+    The topics it created are deleted afterwards (best effort): a single-node broker holding
+    thousands of leftover test topics answers metadata requests slowly.
+    """
+    value = f"t{uuid.uuid4().hex[:10]}."
+    yield value
+    if "services" in request.fixturenames:
+        _delete_topics(request.getfixturevalue("services").bootstrap, value)
+
+
+def _delete_topics(bootstrap: str, prefix: str) -> None:
+    from confluent_kafka.admin import AdminClient
+
+    try:
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix)]
+        if names:
+            for future in admin.delete_topics(names, operation_timeout=30).values():
+                future.result(timeout=30)
+    except Exception:  # cleanup only; the test's outcome stands
+        pass

@@ -104,12 +104,12 @@ def test_park_list_replay_and_tail(services, prefix, registry, originals) -> Non
     )
 
     # ---- replay by filter, then the rest; never twice
-    assert dlq.replay(ReplayFilter(code="REQUIRED_FIELD_MISSING")) == 1
-    assert dlq.replay(ReplayFilter(code="REQUIRED_FIELD_MISSING")) == 0
+    assert dlq.replay(ReplayFilter(code="REQUIRED_FIELD_MISSING")).sent == 1
+    assert dlq.replay(ReplayFilter(code="REQUIRED_FIELD_MISSING")).sent == 0
     assert [r.replayed for r in dlq.list_parked()] == [True, False]
-    assert dlq.replay(ReplayFilter(mapping="nobody")) == 0
-    assert dlq.replay() == 1
-    assert dlq.replay() == 0
+    assert dlq.replay(ReplayFilter(mapping="nobody")).sent == 0
+    assert dlq.replay().sent == 1
+    assert dlq.replay().sent == 0
     assert [r.replayed for r in dlq.list_parked()] == [True, True]
 
     topic = consume_all(services.bootstrap, [MEMBERS.name(prefix)], expected=4)

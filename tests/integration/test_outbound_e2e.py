@@ -220,6 +220,7 @@ async def test_community_events_end_in_the_org_as_the_default_mapping_says_and_a
         "SFSYNC_PROCESSOR_APP_ID": app_id,
         "SFSYNC_PROCESSOR_SESSION_TIMEOUT_S": "10",
         "SFSYNC_PROCESSOR_COMMIT_INTERVAL_S": "0.5",
+        "SFSYNC_PROCESSOR_METRICS_PORT": "0",  # no fixed port: tests run side by side
     }
     log_path = tmp_path / "processor.log"
     writes_topic = prefix + "sfsync.writes"

@@ -89,6 +89,7 @@ def test_processor_plans_product_events_onto_sfsync_writes(
         "SFSYNC_PROCESSOR_APP_ID": f"proc-{uuid.uuid4().hex[:10]}",
         "SFSYNC_PROCESSOR_SESSION_TIMEOUT_S": "10",
         "SFSYNC_PROCESSOR_COMMIT_INTERVAL_S": "0.5",
+        "SFSYNC_PROCESSOR_METRICS_PORT": "0",  # no fixed port: tests run side by side
     }
     log_file = (tmp_path / "processor.log").open("wb")  # a file, not a pipe: a full pipe would block it
     proc = subprocess.Popen(

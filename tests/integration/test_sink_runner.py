@@ -158,6 +158,8 @@ async def test_the_sink_process_writes_the_org_publishes_results_parks_logs_and_
     assert 'sfsync_salesforce_api_calls_total{endpoint="composite/sobjects"}' in exposed
     assert "sfsync_salesforce_api_usage_ratio " in exposed and "sfsync_batch_size_count" in exposed
     assert "sfsync_end_to_end_latency_seconds_count" in exposed
+    for partition in range(6):  # lag of every partition of sfsync.writes, the empty ones too: all caught up
+        assert f'sfsync_consumer_lag{{partition="{partition}",topic="{prefix}sfsync.writes"}} 0.0' in exposed
     calls = running.emulator.api_calls
     assert report.api_calls <= calls  # every call counted came from this sink (the org also saw the test's)
 

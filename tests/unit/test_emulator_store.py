@@ -528,3 +528,33 @@ def test_rows_are_replaced_not_mutated(store: OrgStore) -> None:
     store.update("Contact", contact_id, {"LastName": "After"})
     assert before is not None and before["LastName"] == "Before"
     assert store.get("Contact", contact_id)["LastName"] == "After"  # type: ignore[index]
+
+
+# ---------------------------------------------------------------- transactions and late visibility
+
+
+def test_a_transaction_shares_one_stamp_and_can_commit_late(store: OrgStore, clock: Clock) -> None:
+    existing = store.create("Contact", {"LastName": "Existing", "Title": "Old"})
+    clock.advance(seconds=1)
+    with store.transaction(user_id=_rep(store), visibility_delay=dt.timedelta(seconds=2)):
+        created = store.create("Contact", {"LastName": "New"}, user_id=_rep(store))
+        clock.advance(milliseconds=300)  # a long transaction: the stamp is still its start
+        store.update("Contact", existing, {"Title": "New"}, user_id=_rep(store))
+    stamp = T0 + dt.timedelta(seconds=1)
+    assert store.get("Contact", created) is None
+    assert store.get("Contact", existing)["Title"] == "Old"  # type: ignore[index]
+    assert [r["Id"] for r in store.rows("Contact")] == [existing] and store.count("Contact") == 1
+    assert [p["id"] for p in store.pending_visibility()] == [created, existing]
+    clock.advance(seconds=2)
+    rows = {r["Id"]: r for r in store.rows("Contact")}
+    assert rows[created]["SystemModstamp"] == rows[existing]["SystemModstamp"] == stamp
+    assert rows[existing]["Title"] == "New" and store.pending_visibility() == []
+
+
+def test_a_later_write_commits_a_late_one_first(store: OrgStore, clock: Clock) -> None:
+    with store.transaction(visibility_delay=dt.timedelta(minutes=1)):
+        contact = store.create("Contact", {"LastName": "Late"})
+    assert store.get("Contact", contact) is None
+    clock.advance(seconds=1)
+    store.update("Contact", contact, {"Title": "Now"})
+    assert store.get("Contact", contact)["Title"] == "Now"  # type: ignore[index]

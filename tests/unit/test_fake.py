@@ -50,3 +50,16 @@ def test_members_look_like_people() -> None:
     assert all(e and "@" in e for e in emails)
     assert sum(1 for e in created if e.member.company) > len(created) / 2
     assert {e.member.member_type for e in created} == set(ev.MemberType)
+
+
+def test_a_scenario_can_publish_events_and_update_each_one() -> None:
+    sim = CommunitySimulator(seed=5)
+    published = [sim.publish_event() for _ in range(3)]
+    updates = [sim.update_event(e.event.id) for e in published for _ in range(2)]
+    assert len({e.event.id for e in published}) == 3
+    assert [u.event.id for u in updates] == [e.event.id for e in published for _ in range(2)]
+    for first, second in zip(updates[::2], updates[1::2], strict=True):
+        assert second.occurred_at > first.occurred_at
+        assert second.event != first.event and second.changed_fields
+        assert sim.published[second.event.id] == second.event  # later activity sees the update
+    assert all(u.event.published for u in updates)

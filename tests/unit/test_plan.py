@@ -358,3 +358,17 @@ def test_deletes_and_late_writes_are_ordered_by_occurrence() -> None:
     assert again is not None
     late_delete, _ = drop_stale(write({}, 250, "DELETE"), clock)
     assert late_delete is None  # a late cancel must not delete a newer registration
+
+
+def test_a_fill_if_empty_value_does_not_make_an_older_real_value_stale() -> None:
+    # a registration (t=300) ensures its Campaign with the title it knows, fill-if-empty; the
+    # EventUpdated (t=200) that set that title is planned later (another topic): it must go out
+    ensured = write({"Name": "Launch (updated)"}, 300)
+    ensured["fields"]["Name"]["policy"] = "IF_EMPTY"
+    kept, clock = drop_stale(ensured, {"Name": 100})
+    assert kept is not None and clock == {"Name": 100, "if_empty:Name": 300}
+    update, clock = drop_stale(write({"Name": "Launch (updated)"}, 200), clock)
+    assert update is not None and update["fields"]["Name"]["value"] == "Launch (updated)"
+    assert clock == {"Name": 200, "if_empty:Name": 300}
+    late_fill, _ = drop_stale(ensured | {"fields": {"Name": {**ensured["fields"]["Name"], "updated_at": 150}}}, clock)
+    assert late_fill is None  # older than a real value: nothing to fill

@@ -216,6 +216,19 @@ def test_merge_keeps_the_newest_value_per_field_and_a_delete_wins() -> None:
     assert len(segments[0].writes) == 2
 
 
+async def test_a_newer_fill_if_empty_value_in_the_batch_does_not_cancel_an_update(h: Harness) -> None:
+    # the Campaign exists; EventUpdated renames it, then a registration ensures it (fill if empty)
+    key, ext = "Campaign:Event_Id__c:evt-8", ("Event_Id__c", "evt-8")
+    await h.put(write(key, "Campaign", {"Name": fv("Launch")}, external_id=ext, mapping="events"))
+    renamed = write(key, "Campaign", {"Name": fv("Launch v2", T0 + 10)}, external_id=ext, mapping="events", n=1)
+    ensured = write(key, "Campaign", {"Name": fv("Launch v2", T0 + 20, "IF_EMPTY")}, external_id=ext, n=2)
+    (segments,) = merge_writes([IncomingWrite(w, TOPIC, 0, i) for i, w in enumerate([renamed, ensured])]).values()
+    assert segments[0].fields["Name"].policy == "ALWAYS"
+    await h.put(renamed, ensured)
+    (row,) = await h.query("SELECT Name FROM Campaign WHERE Event_Id__c = 'evt-8'")
+    assert row["Name"] == "Launch v2"
+
+
 async def test_an_older_write_never_overwrites_a_newer_value_across_batches(h: Harness) -> None:
     await h.put(member(1, last="Newest", at=T0 + 100))
     outcome = await h.put(member(1, last="Stale", at=T0 + 1, n=1), member(1, last="Newer", at=T0 + 50, n=2))
@@ -238,6 +251,27 @@ async def test_a_create_then_an_update_only_write_in_one_batch_creates_the_recor
 async def test_an_update_only_write_alone_creates_nothing(h: Harness) -> None:
     await h.put(member(2, create_if_missing=False))
     assert await count(h, "SELECT Id FROM Contact WHERE Email = 'member2@example.org'") == 0
+
+
+async def test_an_update_only_write_by_external_id_updates_a_record_of_an_earlier_batch(h: Harness) -> None:
+    # NewEventPublished, then in a later batch EventUnpublished (update only, no match key but the external ID)
+    key, ext = "Campaign:Event_Id__c:evt-9", ("Event_Id__c", "evt-9")
+    published = write(key, "Campaign", {"Name": fv("Launch"), "IsActive": fv(True)}, external_id=ext, mapping="events")
+    await h.put(published)
+    unpublished = write(
+        key,
+        "Campaign",
+        {"IsActive": fv(False, T0 + 5)},
+        external_id=ext,
+        mapping="events",
+        n=1,
+        create_if_missing=False,
+    )
+    outcome = await h.put(unpublished)
+    (row,) = await h.query("SELECT Name, IsActive FROM Campaign WHERE Event_Id__c = 'evt-9'")
+    assert (row["Name"], row["IsActive"]) == ("Launch", False)
+    assert len(outcome.results) == 1 and outcome.results[0]["created"] is False
+    assert not [e for e in h.rec.entries if e.code == "NO_MATCH_SKIP"]
 
 
 async def test_delete_after_upsert_in_one_batch_deletes(h: Harness) -> None:
@@ -467,7 +501,7 @@ async def test_fatal_errors_raise(h: Harness) -> None:
 
 def test_settings_report_every_problem_at_once() -> None:
     with pytest.raises(SfsyncError) as caught:
-        load_sink_settings(batch_size=500, batch_max_age_s=0)
+        load_sink_settings(batch_size=5000, batch_max_age_s=0)
     text = str(caught.value)
     assert "batch_size" in text and "batch_max_age_s" in text
 

@@ -1,0 +1,342 @@
+"""The inbound processor: ``salesforce.changes`` -> ``product.members.inbound`` (a Faust app).
+
+Thin agents around the pure rules of :mod:`processors.inbound`; :class:`InboundProcessor` does the
+work of one record without Kafka:
+
+- ``sfsync.results`` (what the sink wrote): :func:`~processors.inbound.apply_result` folds each
+  WriteResult into the ``inbound_written`` table (Salesforce Id -> member, mapping, the values
+  sfsync last wrote with their product times, the links sent), and sends ``salesforce:id`` when a
+  member's record is first known;
+- ``salesforce.changes`` (the poller's): :func:`~processors.inbound.decide` applies identity,
+  delete policy, unlinked policy, inbound filter, echo suppression and conflict rules against
+  that table and ``inbound_seen`` (what earlier changes showed, written by this agent only); the
+  records it gives go to ``product.members.inbound`` (keyed by member id; import candidates by
+  ``salesforce:<sobject>:<Id>``).
+
+A record that cannot be decoded, or whose inbound filter fails, is parked in the DLQ with its
+original bytes (as :mod:`processors.app` does); transient faults stop the worker uncommitted. With
+``exactly_once`` (the default) what a record sends, the table changelog and the consumed offsets
+commit in one Kafka transaction. Run it with ``sfsync inbound`` or ``python -m processors.inbound_app
+[max_seconds]``; its app id (``SFSYNC_INBOUND_APP_ID``) is its own, never the outbound processor's.
+
+Partitioning: results are keyed ``<sobject>:<identity>``, changes ``<sobject>:<Id>``, so the same
+record's result and change usually sit on different partition numbers, while both tables are keyed
+by Salesforce Id; each table is written by one agent, so its changelog keeps a record's entries in
+one partition and in order (a record whose write key changes, e.g. a new email as match key,
+may move partition). With one worker (every partition assigned to it) this is exact. Several
+workers would need the results re-keyed to ``<sobject>:<Id>`` through a repartition topic with the
+changes' partition count first, so that a record's results and changes meet on one worker.
+
+Known race: if the poller reads sfsync's own write before its WriteResult reaches this app, the
+echo is not recognised and goes out as an update (the sink produces the result right after
+Salesforce acknowledges; the poller runs on an interval, so this needs a result delayed by more
+than a poll).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Iterable, Mapping, MutableMapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from processors.app import Parked, _brokers, _credentials, _headers, _park_all, _raw_topic
+from processors.inbound import Decision, Output, apply_result, decide
+from processors.inbound_metrics import InboundMetrics, now_millis
+from processors.inbound_settings import InboundProcessorSettings, load_inbound_settings
+from sfsync.avro import AvroDecoder, AvroEncoder, SchemaRegistry, load_topic_schema
+from sfsync.errors import SkippableRecordError
+from sfsync.mapping import MappingFile, load_mappings
+from sfsync.topics import CHANGES, DLQ, MEMBERS_INBOUND, RESULTS, ensure_topics
+from sinks.dlq import DeadLetterQueue, OriginalRecord, Stage
+
+if TYPE_CHECKING:
+    import faust
+
+__all__ = ["COMPONENT", "InboundHandled", "InboundProcessor", "build_inbound_app", "run_inbound"]
+
+log = logging.getLogger(__name__)
+
+COMPONENT = "processors.InboundProcessor"
+"""The class name the DLQ's context headers give for records parked here."""
+
+
+class InboundHandled(NamedTuple):
+    """What one record causes: (key, value) pairs for ``product.members.inbound`` and records to park."""
+
+    sends: list[tuple[bytes, bytes]]
+    parked: list[Parked]
+    outputs: list[Output]
+
+
+@dataclass
+class InboundProcessor:
+    """Decode one record, apply the inbound rules against the record's state, encode what they give."""
+
+    decoder: Any
+    """``decode(bytes) -> (record name, dict)``: :class:`~sfsync.avro.AvroDecoder`."""
+    encoder: Any
+    """``encode(record name, dict) -> bytes``: :class:`~sfsync.avro.AvroEncoder` for product.members.inbound."""
+    mappings: MappingFile
+    counts: dict[str, int] = field(
+        default_factory=lambda: {"results": 0, "changes": 0, "sent": 0, "parked": 0, "echo": 0, "conflict": 0}
+    )
+    metrics: InboundMetrics | None = None
+    """Observes each record (what the rules decided, latency, DLQ); None: counts only."""
+
+    def _decode(self, value: bytes | None, original: OriginalRecord) -> tuple[dict[str, Any] | None, list[Parked]]:
+        try:
+            if value is None:
+                raise SkippableRecordError("empty value (a tombstone is not a record here)")
+            _, record = self.decoder.decode(value)
+        except SkippableRecordError as exc:
+            self.counts["parked"] += 1
+            return None, [Parked(original, exc, Stage.VALUE_CONVERTER)]
+        return record, []
+
+    def _encode(self, decision: Decision, original: OriginalRecord, mapping: str | None) -> InboundHandled:
+        sends: list[tuple[bytes, bytes]] = []
+        parked: list[Parked] = []
+        for output in decision.outputs:
+            try:
+                sends.append((output.key.encode(), self.encoder.encode(output.record, output.value)))
+            except SkippableRecordError as exc:
+                parked.append(Parked(original, exc, Stage.TRANSFORMATION, mapping=mapping))
+        for reason, n in decision.dropped.items():
+            kind = reason.split(":", 1)[0]
+            if kind in self.counts:
+                self.counts[kind] += n
+        self.counts["sent"] += len(sends)
+        self.counts["parked"] += len(parked)
+        self._observe_parked(parked)
+        return InboundHandled(sends, parked, decision.outputs)
+
+    def _observe_parked(self, parked: list[Parked]) -> None:
+        if self.metrics is not None:
+            for p in parked:
+                self.metrics.parked(p.stage)
+
+    def on_result(
+        self,
+        value: bytes | None,
+        original: OriginalRecord,
+        written: MutableMapping[str, Any],
+    ) -> InboundHandled:
+        """Fold one ``sfsync.results`` record into ``written`` (Salesforce Id -> written state)."""
+        self.counts["results"] += 1
+        result, parked = self._decode(value, original)
+        if result is None:
+            self._observe_parked(parked)
+            if self.metrics is not None:
+                self.metrics.result(None)
+            return InboundHandled([], parked, [])
+        sf_id = str(result.get("salesforce_id") or "")
+        if not sf_id:
+            return InboundHandled([], [], [])
+        decision = apply_result(written.get(sf_id), result, self.mappings)
+        if self.metrics is not None:
+            self.metrics.result(decision)
+        if decision.state is not None:
+            written[sf_id] = decision.state
+        return self._encode(decision, original, str(result.get("mapping") or "") or None)
+
+    def on_change(
+        self,
+        value: bytes | None,
+        original: OriginalRecord,
+        written: Mapping[str, Any],
+        seen: MutableMapping[str, Any],
+    ) -> InboundHandled:
+        """Apply the inbound rules to one ``salesforce.changes`` record (``written`` is only read;
+        ``seen``: Salesforce Id -> seen state, updated)."""
+        self.counts["changes"] += 1
+        change, parked = self._decode(value, original)
+        if change is None:
+            self._observe_parked(parked)
+            if self.metrics is not None:
+                self.metrics.decided(None, None)
+            return InboundHandled([], parked, [])
+        sf_id = str(change.get("id") or "")
+        try:
+            decision = decide(written.get(sf_id), seen.get(sf_id), change, self.mappings)
+        except SkippableRecordError as exc:  # the inbound filter failed on this record
+            self.counts["parked"] += 1
+            parked = [Parked(original, exc, Stage.TRANSFORMATION, mapping=getattr(exc, "mapping", None))]
+            self._observe_parked(parked)
+            return InboundHandled([], parked, [])
+        if self.metrics is not None:
+            self.metrics.decided(str(change.get("change_type") or ""), decision, now_millis())
+        if decision.state is not None:
+            seen[sf_id] = decision.state
+        return self._encode(decision, original, decision.state.get("mapping") if decision.state else None)
+
+
+def _original(message: Any) -> OriginalRecord:
+    return OriginalRecord(
+        message.topic, message.partition, message.offset, message.key, message.value, tuple(_headers(message))
+    )
+
+
+class _Built(NamedTuple):
+    app: faust.App
+    processor: InboundProcessor
+    dlq: DeadLetterQueue
+
+
+def build_inbound_app(
+    settings: InboundProcessorSettings,
+    *,
+    registry: SchemaRegistry | None = None,
+    mappings: MappingFile | None = None,
+) -> faust.App:
+    """The inbound processor as a ``faust.App`` (not started). Creates sfsync's topics that are missing.
+
+    Raises:
+        ConfigError / MappingError: an invalid mapping file.
+        ServiceUnavailableError: Kafka or the registry did not answer.
+    """
+    return _build(settings, registry=registry, mappings=mappings).app
+
+
+def _build(
+    settings: InboundProcessorSettings,
+    *,
+    registry: SchemaRegistry | None,
+    mappings: MappingFile | None,
+    metrics: InboundMetrics | None = None,
+) -> _Built:
+    """The app and what it holds; ``metrics`` default to a private registry (served by :func:`run_inbound`)."""
+    import faust
+    from prometheus_client import CollectorRegistry
+
+    if metrics is None:
+        metrics = InboundMetrics(CollectorRegistry())
+
+    if mappings is None:
+        mappings = load_mappings(settings.mapping_file, variables=settings.mapping_variables)
+    if registry is None:
+        registry = SchemaRegistry.from_settings(settings)
+    prefix = settings.topic_prefix
+    kafka = settings.kafka_client_config()
+    ensure_topics(kafka, (RESULTS, CHANGES, MEMBERS_INBOUND, DLQ), prefix)
+    encoder = AvroEncoder(
+        registry,
+        MEMBERS_INBOUND.name(prefix),
+        load_topic_schema(MEMBERS_INBOUND.base),
+        register=settings.register_schemas,
+    )
+    processor = InboundProcessor(AvroDecoder(registry), encoder, mappings, metrics=metrics)
+    dlq = DeadLetterQueue(
+        kafka, prefix=prefix, component=COMPONENT, delivery_timeout_s=settings.producer_flush_timeout_s
+    )
+    app = faust.App(
+        settings.app_id,
+        broker=_brokers(settings),
+        broker_credentials=_credentials(settings),
+        store=settings.store,
+        processing_guarantee=settings.processing_guarantee,
+        web_enabled=settings.web_enabled,
+        web_port=settings.web_port,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=settings.heartbeat_interval_s,
+        broker_commit_interval=settings.commit_interval_s,
+        consumer_auto_offset_reset=settings.auto_offset_reset,
+        topic_partitions=CHANGES.partitions,
+        topic_disable_leader=True,
+        autodiscover=False,
+    )
+    # One table per side, each written by one agent only: a record's entries then sit in one
+    # changelog partition (the partition its source records come from), in the order they were
+    # written, and commit in the transaction of the records that caused them (Faust's exactly_once
+    # model). The changes agent only reads the results' table.
+    written = app.Table("inbound_written", default=None, key_type=str, partitions=RESULTS.partitions)
+    seen = app.Table("inbound_seen", default=None, key_type=str, partitions=CHANGES.partitions)
+    out_topic = _raw_topic(app, MEMBERS_INBOUND, prefix)
+
+    def agent(handle: Any) -> Any:
+        async def run(stream: Any) -> None:
+            async for event in stream.events():
+                message = event.message
+                try:
+                    handled: InboundHandled = handle(message.value, _original(message))
+                    for key, value in handled.sends:
+                        await out_topic.send(key=key, value=value)
+                    await _park_all(dlq, handled.parked)
+                except Exception as exc:  # noqa: BLE001 - not the record's fault: stop, uncommitted
+                    log.error("stopping: %s", exc)
+                    await app.crash(exc)
+                    return
+
+        return run
+
+    app.agent(_raw_topic(app, RESULTS, prefix), name="inbound_results")(
+        agent(lambda value, original: processor.on_result(value, original, written))
+    )
+    app.agent(_raw_topic(app, CHANGES, prefix), name="inbound_changes")(
+        agent(lambda value, original: processor.on_change(value, original, written, seen))
+    )
+    return _Built(app, processor, dlq)
+
+
+def run_inbound(
+    settings: InboundProcessorSettings | None = None, *, max_seconds: float | None = None, loglevel: str = "info"
+) -> int:
+    """Build the app and run a Faust worker until SIGTERM/SIGINT (or ``max_seconds``); the exit status.
+
+    Startup problems raise sfsync errors before the worker starts; a crashed worker returns non-zero.
+    Installs signal handlers: run it in the process's main thread. Serves ``/metrics`` on
+    ``settings.metrics_port`` (:mod:`processors.inbound_metrics`).
+    """
+    import faust
+
+    settings = settings if settings is not None else load_inbound_settings()
+    metrics = InboundMetrics()  # the global registry: with the process_* and python_* collectors
+    server = metrics.serve(settings.metrics_port) if settings.metrics_port else None  # a taken port fails first
+    try:
+        app, processor, dlq = _build(settings, registry=None, mappings=None, metrics=metrics)
+    except BaseException:
+        if server is not None:
+            server.stop()
+        raise
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    worker = faust.Worker(app, loop=loop, loglevel=loglevel, override_logging=False, quiet=True)
+    if max_seconds is not None:
+        loop.call_later(max_seconds, os.kill, os.getpid(), signal.SIGTERM)
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else 1
+    else:  # pragma: no cover - execute_from_commandline always exits
+        code = 0
+    finally:
+        dlq.close()
+        if server is not None:
+            server.stop()
+    if app.crash_reason is not None and code == 0:
+        code = 1
+    log.info("inbound: %s", "  ".join(f"{k} {v}" for k, v in processor.counts.items()))
+    return code
+
+
+def main(argv: Iterable[str] | None = None) -> None:
+    """``python -m processors.inbound_app [max_seconds]``."""
+    from sfsync.errors import SfsyncError
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    max_seconds = float(args[0]) if args else None
+    try:
+        code = run_inbound(max_seconds=max_seconds)
+    except SfsyncError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        code = 2
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,642 @@
+"""The Salesforce poller as one process: Salesforce → ``salesforce.changes`` (``sfsync poller``).
+
+A thin loop around :mod:`sources.core`:
+
+- **Ownership.** Each object's checkpoint lives in one partition of a compacted checkpoint topic
+  (:func:`partition_for`). Replicas join one consumer group on that topic; a replica polls only
+  the objects whose checkpoint partition it is assigned, so each object has one active poller
+  even with two replicas. Taking an object over, a replica first calls ``init_transactions`` on
+  the object's transactional id (``<prefix><transactional_id_prefix>.<object>``), which fences a
+  zombie still holding it and aborts its open transaction, then reads the last committed checkpoint.
+- **Atomic checkpoints.** Every page of rows is one Kafka transaction: its change records and the
+  object's new checkpoint are committed together, so a crash anywhere neither skips a change nor
+  re-emits one (the checkpoint's de-duplication set covers the re-read lookback window).
+- **Salesforce budget.** Every Salesforce call waits for the shared :class:`~sinks.governor.Governor`
+  (``SFSYNC_GOVERNOR_*``: reserve, slow-down, pause); a daily-limit refusal pauses it.
+- **Pace.** ``poll_interval_s`` after a poll that found changes, growing by ``idle_backoff_factor``
+  up to ``max_idle_interval_s`` while polls find none.
+- **Deletes.** Soft deletes come with the incremental ``/queryAll`` (IsDeleted rows); the delete
+  log (getDeleted) every ``delete_log_interval_s``; purged records by id-set reconciliation every
+  ``reconcile_interval_s``.
+
+Test hook for late-visible records (helper H7's emulator feature): a record committed with a
+SystemModstamp below the cursor is found as long as it is within ``lookback_s``; a test sets the
+emulator's visibility delay below ``lookback_s`` and expects exactly one change per record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import signal
+import time
+import zlib
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, cast
+
+import httpx
+
+from salesforce import BudgetTracker, DailyLimitExceeded, SalesforceClient, SalesforceSettings
+from salesforce.auth import AuthProvider
+from sfsync.errors import FatalError, RetriableError, ServiceUnavailableError
+from sfsync.mapping import MappingFile, load_mappings
+from sfsync.topics import CHANGES, TopicSpec, ensure_topics
+from sinks.governor import Governor
+from sinks.runner import GovernorSettings, load_governor_settings
+
+from . import core
+from .metrics import SourceMetrics
+from .settings import SourceSettings
+
+__all__ = ["FencedError", "ObjectPoller", "Poller", "PollerReport", "partition_for", "read_checkpoint", "run_poller"]
+
+log = logging.getLogger(__name__)
+
+_API_PREFIXES = ("/services/data/", "/services/async/")
+
+
+def partition_for(sobject: str, partitions: int) -> int:
+    """The checkpoint partition of an object (stable across processes and versions)."""
+    return zlib.crc32(sobject.lower().encode()) % partitions
+
+
+def checkpoint_spec(settings: SourceSettings) -> TopicSpec:
+    return TopicSpec(
+        settings.checkpoint_topic,
+        "<sobject>",
+        partitions=settings.checkpoint_partitions,
+        config={"cleanup.policy": "compact"},
+        avro_value=False,
+    )
+
+
+@dataclass
+class PollerReport:
+    """What one run did."""
+
+    polls: int = 0
+    pages: int = 0
+    changes: int = 0
+    api_calls: int = 0
+    objects: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------- Kafka pieces
+def read_checkpoint(
+    kafka_config: dict[str, Any], topic: str, partition: int, sobject: str, timeout_s: float = 30.0
+) -> core.Checkpoint | None:
+    """The last committed checkpoint of ``sobject`` (read_committed, to the end of its partition)."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+
+    try:
+        consumer = Consumer(
+            {
+                **kafka_config,
+                "group.id": f"sfsync-checkpoint-reader-{time.monotonic_ns()}",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+                "enable.partition.eof": True,
+                "log_level": 3,
+            }
+        )
+    except KafkaException as exc:
+        raise ServiceUnavailableError(f"cannot create a Kafka consumer: {exc}") from exc
+    latest: dict[str, bytes] = {}
+    mine = (sobject, core.known_key(sobject, 0)[:-2])
+    deadline = time.monotonic() + timeout_s
+    try:
+        consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING)])
+        while True:
+            if time.monotonic() > deadline:
+                raise ServiceUnavailableError(f"reading checkpoints of {sobject} from {topic} took over {timeout_s}s")
+            msg = consumer.poll(0.5)
+            if msg is None:
+                continue
+            error = msg.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    break
+                raise ServiceUnavailableError(f"reading checkpoints from {topic}: {error}")
+            raw_key, value = msg.key(), msg.value()
+            key = raw_key.decode() if isinstance(raw_key, bytes) else str(raw_key)
+            if value is not None and (key == mine[0] or key.startswith(mine[1])):
+                latest[key] = value
+    except KafkaException as exc:
+        raise ServiceUnavailableError(f"reading checkpoints from {topic}: {exc}") from exc
+    finally:
+        consumer.close()
+    try:
+        return core.Checkpoint.from_records(sobject, latest)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise FatalError(f"checkpoint of {sobject} in {topic} cannot be read: {exc}") from exc
+
+
+class FencedError(FatalError):
+    """Another replica started transactions for the same object: this one must let it go."""
+
+
+class Transactions:
+    """One object's transactional producer: ``commit`` writes records atomically, or raises."""
+
+    def __init__(self, kafka_config: dict[str, Any], transactional_id: str, timeout_s: float) -> None:
+        from confluent_kafka import KafkaException, Producer
+
+        self.transactional_id = transactional_id
+        self._timeout_s = timeout_s
+        try:
+            self._producer = Producer(
+                {
+                    **kafka_config,
+                    "transactional.id": transactional_id,
+                    "enable.idempotence": True,
+                    "acks": "all",
+                    "linger.ms": 5,
+                    "transaction.timeout.ms": int(timeout_s * 1000),
+                    "log_level": 3,
+                }
+            )
+            self._producer.init_transactions(timeout_s)
+        except KafkaException as exc:
+            raise ServiceUnavailableError(f"cannot start transactions as {transactional_id}: {exc}") from exc
+
+    def commit(self, records: list[tuple[str, bytes, bytes, int | None]]) -> None:
+        """Produce ``(topic, key, value, partition)`` records in one transaction.
+
+        Raises:
+            FatalError: this producer was fenced (another replica took the object over) or failed for good.
+            RetriableError: the transaction was aborted; nothing of it is visible.
+        """
+        from confluent_kafka import KafkaError, KafkaException
+
+        fenced_codes = {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
+        try:
+            self._producer.begin_transaction()
+            for topic, key, value, partition in records:
+                if partition is None:
+                    self._producer.produce(topic, key=key, value=value)
+                else:
+                    self._producer.produce(topic, key=key, value=value, partition=partition)
+                self._producer.poll(0)
+            self._producer.commit_transaction(self._timeout_s)
+        except BufferError as exc:
+            self._abort()
+            raise RetriableError(f"{self.transactional_id}: producer queue full") from exc
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            if isinstance(error, KafkaError) and error.code() in fenced_codes:
+                raise FencedError(f"{self.transactional_id}: fenced by a newer producer: {error}") from exc
+            if isinstance(error, KafkaError) and error.fatal():
+                raise FatalError(f"{self.transactional_id}: the producer failed for good: {error}") from exc
+            self._abort()
+            raise RetriableError(f"{self.transactional_id}: transaction aborted: {error}") from exc
+
+    def _abort(self) -> None:
+        from confluent_kafka import KafkaException
+
+        with contextlib.suppress(KafkaException):
+            self._producer.abort_transaction(self._timeout_s)
+
+    def close(self) -> None:
+        self._producer.flush(1)
+
+
+class _ObservingTransport(httpx.AsyncBaseTransport):
+    """Counts Salesforce API calls per endpoint and spots the daily-limit refusal."""
+
+    def __init__(
+        self, inner: httpx.AsyncBaseTransport, on_response: Callable[[httpx.Request, httpx.Response], None]
+    ) -> None:
+        self._inner = inner
+        self._on_response = on_response
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self._inner.handle_async_request(request)
+        if request.url.path.startswith(_API_PREFIXES):
+            self._on_response(request, response)
+        return response
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+# ---------------------------------------------------------------------- one object
+class ObjectPoller:
+    """Polls one object: pages of rows → changes + checkpoint, one transaction per page."""
+
+    def __init__(
+        self,
+        plan: core.ObjectPlan,
+        checkpoint: core.Checkpoint,
+        *,
+        settings: SourceSettings,
+        client: SalesforceClient,
+        governor: Governor,
+        transactions: Transactions,
+        encode: Callable[[dict[str, Any]], bytes],
+        metrics: SourceMetrics,
+        checkpoint_partition: int,
+        between_pages: Callable[[], bool] = lambda: True,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
+        self.plan = plan
+        self.checkpoint = checkpoint
+        self.settings = settings
+        self.client = client
+        self.governor = governor
+        self.transactions = transactions
+        self.encode = encode
+        self.metrics = metrics
+        self.checkpoint_partition = checkpoint_partition
+        self.between_pages = between_pages
+        self.clock = clock
+        prefix = settings.topic_prefix
+        self.changes_topic = CHANGES.name(prefix)
+        self.checkpoint_topic = prefix + settings.checkpoint_topic
+        self.limits = core.Limits(
+            lookback_ms=int(settings.lookback_s * 1000),
+            max_seen=settings.max_seen,
+            max_tracked_ids=settings.max_tracked_ids,
+        )
+        self.interval_s = settings.poll_interval_s
+        self.next_due = 0.0
+        self.pages = 0
+        self.active = True
+
+    @property
+    def sobject(self) -> str:
+        return self.plan.sobject
+
+    def _now_ms(self) -> int:
+        return core.to_ms(self.clock())
+
+    async def _call(self) -> None:
+        await self.governor.before_call()
+
+    def _commit(self, changes: list[dict[str, Any]], checkpoint: core.Checkpoint) -> None:
+        records: list[tuple[str, bytes, bytes, int | None]] = [
+            (self.changes_topic, f"{c['sobject']}:{c['id']}".encode(), self.encode(c), None) for c in changes
+        ]
+        records += [
+            (self.checkpoint_topic, key.encode(), value, self.checkpoint_partition)
+            for key, value in checkpoint.records(self.checkpoint.known)
+        ]
+        self.transactions.commit(records)
+        self.checkpoint = checkpoint
+        now_ms = self._now_ms()
+        for change in changes:
+            self.metrics.changes.labels(sobject=self.sobject, change_type=change["change_type"]).inc()
+            self.metrics.inbound_latency.observe(max(0.0, (now_ms - change["system_modstamp"]) / 1000))
+
+    async def poll_once(self) -> int:
+        """One poll: every page since the window start, then the delete log and reconciliation when
+        due. Returns the number of changes committed."""
+        started = time.monotonic()
+        produced = rows_read = 0
+        soql = self.plan.poll_soql(self.checkpoint.window_start(self.limits.lookback_ms))
+        page: list[dict[str, Any]] = []
+        await self._call()
+        polled_ms = self._now_ms()
+        batch = self.settings.query_batch_size
+        rows = cast(
+            "AsyncGenerator[dict[str, Any], None]",
+            self.client.query(soql, batch_size=batch, include_deleted=True),
+        )
+        async with contextlib.aclosing(rows):
+            async for row in rows:
+                page.append(row)
+                rows_read += 1
+                if len(page) >= self.settings.page_size:
+                    produced += self._apply(page, polled_ms)
+                    page = []
+                    if not self.between_pages():
+                        break
+                if rows_read % batch == 0:  # the next row comes with another query page: an API call
+                    await self._call()
+                    polled_ms = self._now_ms()
+        if page and self.active:
+            produced += self._apply(page, polled_ms)
+        if self.active:
+            produced += await self._delete_log()
+        if self.active:
+            produced += await self._reconcile()
+        self.metrics.poll_duration.labels(sobject=self.sobject).observe(time.monotonic() - started)
+        self.metrics.records_per_poll.labels(sobject=self.sobject).observe(rows_read)
+        if self.checkpoint.cursor_ms is not None:
+            self.metrics.cursor_lag.labels(sobject=self.sobject).set(
+                max(0.0, (self._now_ms() - self.checkpoint.cursor_ms) / 1000)
+            )
+        return produced
+
+    def _apply(self, rows: list[dict[str, Any]], polled_ms: int) -> int:
+        result = core.apply_page(self.plan, self.checkpoint, rows, self.limits, polled_ms)
+        before, after = self.checkpoint, result.checkpoint
+        if result.changes or after.to_bytes() != before.to_bytes() or after.known != before.known:
+            self._commit(result.changes, result.checkpoint)
+            self.pages += 1
+        return len(result.changes)
+
+    async def _delete_log(self) -> int:
+        interval = self.settings.delete_log_interval_s
+        if interval <= 0:
+            return 0
+        now = self.clock()
+        start_ms = self.checkpoint.delete_log_ms
+        if start_ms is None:
+            start_ms = core.to_ms(now) - self.limits.lookback_ms
+        start = core.from_ms(start_ms)
+        due = start + dt.timedelta(seconds=max(interval, 61))
+        if now < due:
+            return 0
+        await self._call()
+        result = await self.client.get_deleted(self.sobject, start, now)
+        if result.earliest_date_available is not None and result.earliest_date_available > start:
+            log.warning(
+                "%s: the delete log starts at %s, after %s: reconciling ids for deletes it no longer holds",
+                self.sobject,
+                result.earliest_date_available,
+                start,
+            )
+            self.checkpoint.reconciled_ms = 0
+        changes, after = core.delete_log_changes(
+            self.sobject,
+            self.checkpoint,
+            ((r.id, r.deleted_date) for r in result.deleted_records),
+            result.latest_date_covered,
+            self._now_ms(),
+        )
+        self._commit(changes, after)
+        return len(changes)
+
+    async def _reconcile(self) -> int:
+        interval = self.settings.reconcile_interval_s
+        if interval <= 0 or self.checkpoint.tracking_overflow or self.checkpoint.cursor_ms is None:
+            return 0
+        last = self.checkpoint.reconciled_ms
+        if last is None or self._now_ms() - last < interval * 1000:
+            return 0
+        known_before = set(self.checkpoint.known)
+        await self._call()
+        present = {str(r["Id"]) async for r in self.client.query(self.plan.ids_soql(), include_deleted=True)}
+        changes, after = core.reconcile(self.sobject, self.checkpoint, known_before, present, self._now_ms())
+        self._commit(changes, after)
+        return len(changes)
+
+
+# ---------------------------------------------------------------------- the process
+class Poller:
+    """Every object this replica owns, polled in one asyncio loop (see the module docstring)."""
+
+    def __init__(
+        self,
+        settings: SourceSettings,
+        salesforce_settings: SalesforceSettings,
+        *,
+        governor_settings: GovernorSettings | None = None,
+        mappings: MappingFile | None = None,
+        auth: AuthProvider | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        registry: Any | None = None,
+        metrics: SourceMetrics | None = None,
+        after_page: Callable[[str, int], None] | None = None,
+    ) -> None:
+        from confluent_kafka import Consumer, KafkaException
+
+        from sfsync.avro import AvroEncoder, SchemaRegistry, load_topic_schema
+
+        self.settings = settings
+        mappings = mappings if mappings is not None else load_mappings(settings.mapping_file)
+        self.plans = {p.sobject: p for p in core.plans_from_mappings(mappings, settings.objects)}
+        if not self.plans:
+            raise FatalError(
+                "no mapping reads anything back from Salesforce (no to_product/both field or inbound_filter)"
+                + (f" for {', '.join(settings.objects)}" if settings.objects else "")
+            )
+        self.metrics = metrics if metrics is not None else SourceMetrics()
+        self.report = PollerReport()
+        self.kafka = settings.kafka_client_config()
+        ensure_topics(self.kafka, [CHANGES, checkpoint_spec(settings)], settings.topic_prefix)
+        self._owned_registry = registry is None
+        self.registry = registry if registry is not None else SchemaRegistry.from_settings(settings)
+        encoder = AvroEncoder(
+            self.registry,
+            CHANGES.name(settings.topic_prefix),
+            load_topic_schema(CHANGES.base),
+            register=settings.register_schemas,
+        )
+        self._encode: Callable[[dict[str, Any]], bytes] = lambda c: encoder.encode_checked("Change", c)
+        gs = governor_settings if governor_settings is not None else load_governor_settings()
+        self.budget = BudgetTracker()
+        self.governor = Governor(
+            self.budget,
+            reserve_ratio=gs.reserve_ratio,
+            slow_from_ratio=gs.slow_from_ratio,
+            pause_s=gs.pause_s,
+            window_s=gs.window_s,
+            max_sleep_s=gs.max_sleep_s,
+            sleep=self.sleep,
+            on_pause=lambda entry: log.warning("Salesforce API budget: %s", entry.message),
+        )
+        self.client = SalesforceClient(
+            salesforce_settings,
+            auth=auth,
+            transport=_ObservingTransport(transport or httpx.AsyncHTTPTransport(), self._on_response),
+            budget=self.budget,
+            sleep=self.sleep,
+        )
+        self.checkpoint_topic = settings.topic_prefix + settings.checkpoint_topic
+        try:
+            self.consumer = Consumer(
+                {
+                    **self.kafka,
+                    "group.id": settings.topic_prefix + settings.group_id,
+                    "enable.auto.commit": False,
+                    "auto.offset.reset": "latest",
+                    "session.timeout.ms": settings.session_timeout_ms,
+                    "log_level": 3,
+                }
+            )
+        except KafkaException as exc:
+            raise ServiceUnavailableError(f"cannot create the poller's group consumer: {exc}") from exc
+        self.objects: dict[str, ObjectPoller] = {}
+        self._assigned: set[int] | None = None
+        self._pending: set[int] | None = None
+        self._stopping = asyncio.Event()
+        self._after_page = after_page
+        self._metrics_server: Any = None
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _on_response(self, request: httpx.Request, response: httpx.Response) -> None:
+        self.report.api_calls += 1
+        self.metrics.api_call(request.url.path)
+
+    async def sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=max(0.0, seconds))
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
+        self._pending = {p.partition for p in partitions}
+
+    def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
+        revoked = {p.partition for p in partitions}
+        for name in [n for n, o in self.objects.items() if o.checkpoint_partition in revoked]:
+            self._release(name)
+        self._pending = set()
+
+    def _release(self, name: str) -> None:
+        poller = self.objects.pop(name)
+        poller.active = False
+        poller.transactions.close()
+        log.info("released %s", name)
+
+    def service_group(self) -> bool:
+        """Serve the group protocol (and apply a new assignment); False when this replica must stop
+        the object in hand (it was revoked)."""
+        from confluent_kafka import KafkaException
+
+        try:
+            self.consumer.poll(0)
+        except KafkaException as exc:
+            raise ServiceUnavailableError(f"poller group consumer: {exc}") from exc
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self._assign(pending)
+        self.metrics.assigned.set(len(self.objects))
+        return True
+
+    def _assign(self, partitions: set[int]) -> None:
+        self._assigned = partitions
+        count = self.settings.checkpoint_partitions
+        for name in [n for n, o in self.objects.items() if o.checkpoint_partition not in partitions]:
+            self._release(name)
+        for name, plan in self.plans.items():
+            partition = partition_for(name, count)
+            if partition not in partitions or name in self.objects:
+                continue
+            transactions = Transactions(
+                self.kafka,
+                f"{self.settings.topic_prefix}{self.settings.transactional_id_prefix}.{name}",
+                self.settings.transaction_timeout_s,
+            )
+            checkpoint = read_checkpoint(self.kafka, self.checkpoint_topic, partition, name) or core.Checkpoint(name)
+            self.objects[name] = ObjectPoller(
+                plan,
+                checkpoint,
+                settings=self.settings,
+                client=self.client,
+                governor=self.governor,
+                transactions=transactions,
+                encode=self._encode,
+                metrics=self.metrics,
+                checkpoint_partition=partition,
+                between_pages=partial(self._between_pages, name),
+            )
+            if name not in self.report.objects:
+                self.report.objects.append(name)
+            log.info("polling %s (checkpoint partition %d, cursor %s)", name, partition, checkpoint.cursor_ms)
+
+    def _between_pages(self, name: str) -> bool:
+        poller = self.objects.get(name)
+        if poller is not None and self._after_page is not None:
+            self._after_page(name, poller.pages)
+        self.service_group()
+        return name in self.objects and not self._stopping.is_set()
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    async def _poll(self, poller: ObjectPoller) -> int:
+        try:
+            found = await poller.poll_once()
+        except DailyLimitExceeded as exc:
+            self.governor.on_daily_limit(exc)
+            found = 0
+        except RetriableError as exc:
+            log.warning("%s: poll failed, retrying later: %s", poller.sobject, exc)
+            found = 0
+        except FencedError as exc:
+            log.warning("%s: another replica took it over: %s", poller.sobject, exc)
+            if poller.sobject in self.objects:
+                self._release(poller.sobject)
+            return 0
+        self.report.polls += 1
+        self.report.changes += found
+        self.report.pages = sum(o.pages for o in self.objects.values())
+        s = self.settings
+        poller.interval_s = core.next_interval(
+            poller.interval_s, found > 0, s.poll_interval_s, s.idle_backoff_factor, s.max_idle_interval_s
+        )
+        poller.next_due = time.monotonic() + poller.interval_s
+        return found
+
+    async def run(
+        self, *, max_polls: int | None = None, idle_exit_s: float | None = None, signals: bool = True
+    ) -> PollerReport:
+        """Poll until stopped (SIGTERM/SIGINT, :meth:`stop`), ``max_polls`` polls, or ``idle_exit_s``
+        seconds without a change once objects are assigned."""
+        loop = asyncio.get_running_loop()
+        if signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.stop)
+        if self.settings.metrics_port and self._metrics_server is None:
+            self._metrics_server = self.metrics.serve(self.settings.metrics_port)
+        self.consumer.subscribe([self.checkpoint_topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
+        last_change: float | None = None
+        try:
+            while not self._stopping.is_set():
+                self.service_group()
+                now = time.monotonic()
+                if self.objects and last_change is None:
+                    last_change = now
+                for poller in sorted(self.objects.values(), key=lambda o: o.next_due):
+                    if poller.next_due > time.monotonic() or self._stopping.is_set() or not poller.active:
+                        continue
+                    if await self._poll(poller):
+                        last_change = time.monotonic()
+                    if max_polls is not None and self.report.polls >= max_polls:
+                        return self.report
+                if idle_exit_s is not None and last_change is not None and time.monotonic() - last_change > idle_exit_s:
+                    return self.report
+                upcoming = min((o.next_due for o in self.objects.values()), default=now + 0.2)
+                await self.sleep(min(0.2, max(0.0, upcoming - time.monotonic())))
+            return self.report
+        finally:
+            if signals:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(sig)
+
+    async def close(self) -> None:
+        """Leave the group, close producers, the Salesforce client and the metrics endpoint."""
+        for name in list(self.objects):
+            self._release(name)
+        with contextlib.suppress(Exception):
+            self.consumer.close()
+        await self.client.aclose()
+        if self._metrics_server is not None:
+            self._metrics_server.stop()
+            self._metrics_server = None
+        if self._owned_registry:
+            self.registry.close()
+
+
+async def run_poller(
+    settings: SourceSettings,
+    salesforce_settings: SalesforceSettings,
+    *,
+    max_polls: int | None = None,
+    idle_exit_s: float | None = None,
+    signals: bool = True,
+    **wiring: Any,
+) -> PollerReport:
+    """Build the poller, run it until stopped (or bounded), close it; returns what it did."""
+    poller = Poller(settings, salesforce_settings, **wiring)
+    try:
+        return await poller.run(max_polls=max_polls, idle_exit_s=idle_exit_s, signals=signals)
+    finally:
+        await poller.close()

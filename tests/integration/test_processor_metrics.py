@@ -1,0 +1,163 @@
+"""The processor's /metrics on real Kafka: a running ``python -m processors.app`` scraped over HTTP,
+and the lag probe against a consumer group's real committed offsets."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+from confluent_kafka import Consumer, Producer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
+
+from processors.metrics import LagProbe
+from processors.plan import plan
+from producers.fake import CommunitySimulator
+from sfsync.mapping import load_mappings
+from sfsync.topics import PRODUCT_TOPICS, RESULTS, TopicSpec, ensure_topics
+from tests.integration.helpers import open_publisher
+from tests.unit.test_cli_and_outages import free_port
+from tests.unit.test_plan import decoded
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def scrape(url: str) -> Samples:
+    """Every sample of a /metrics page: (name, sorted labels) -> value."""
+    text = httpx.get(url, timeout=5).text
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def by_label(samples: Samples, name: str, label: str) -> dict[str, float]:
+    return {dict(labels)[label]: value for (n, labels), value in samples.items() if n == name}
+
+
+def lags(samples: Samples) -> dict[tuple[str, int], float]:
+    return {
+        (dict(labels)["topic"], int(dict(labels)["partition"])): value
+        for (n, labels), value in samples.items()
+        if n == "sfsync_consumer_lag"
+    }
+
+
+def test_the_processor_serves_events_writes_and_consumer_lag_per_partition(
+    services: Any, prefix: str, tmp_path: Path
+) -> None:
+    events = list(CommunitySimulator(seed=5).stream(60))
+    per_type = Counter(e.RECORD_NAME for e in events)
+    assert len({e.TOPIC for e in events}) >= 2 and len(per_type) >= 3
+    publisher = open_publisher(services, prefix)
+    for event in events:
+        publisher.publish(event)
+    publisher.flush()
+    publisher.close()
+
+    mappings = load_mappings()
+
+    class Src:
+        topic, partition, offset = "", 0, 0
+
+    per_sobject: Counter[str] = Counter()
+    for event in events:
+        planned = plan(event.RECORD_NAME, decoded(event), Src(), mappings)
+        assert not planned.rejects
+        per_sobject.update(str(w["sobject"]) for w in planned.writes)
+    assert len(per_sobject) >= 2
+
+    port = free_port()
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": services.bootstrap,
+        "SCHEMA_REGISTRY_URL": services.registry,
+        "SFSYNC_TOPIC_PREFIX": prefix,
+        "SFSYNC_PROCESSOR_APP_ID": f"proc-{uuid.uuid4().hex[:10]}",
+        "SFSYNC_PROCESSOR_SESSION_TIMEOUT_S": "10",
+        "SFSYNC_PROCESSOR_COMMIT_INTERVAL_S": "0.5",
+        "SFSYNC_PROCESSOR_METRICS_PORT": str(port),
+        "SFSYNC_PROCESSOR_LAG_INTERVAL_S": "1",
+    }
+    every_partition = {(spec.name(prefix), p) for spec in (*PRODUCT_TOPICS, RESULTS) for p in range(spec.partitions)}
+    url = f"http://127.0.0.1:{port}/metrics"
+    log_path = tmp_path / "processor.log"
+    samples: Samples = {}
+    with log_path.open("wb") as log_file:  # a file, not a pipe: a full pipe would block the processor
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "processors.app", "120"],
+            cwd=tmp_path,  # Faust's data directory lands here
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline and proc.poll() is None:
+                time.sleep(1)
+                try:
+                    samples = scrape(url)
+                except httpx.HTTPError:
+                    continue  # not serving yet
+                done = sum(by_label(samples, "sfsync_processor_events_in_total", "event_type").values()) == len(events)
+                caught_up = set(lags(samples)) == every_partition and not any(lags(samples).values())
+                if done and caught_up:
+                    break
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+    log = log_path.read_text(errors="replace")
+    assert proc.returncode == 0, log[-3000:]
+
+    assert by_label(samples, "sfsync_processor_events_in_total", "event_type") == dict(per_type), log[-3000:]
+    planned = by_label(samples, "sfsync_processor_writes_planned_total", "sobject")
+    stale = by_label(samples, "sfsync_processor_stale_writes_dropped_total", "sobject")
+    assert {s: planned.get(s, 0) + stale.get(s, 0) for s in per_sobject} == dict(per_sobject)
+    assert sum(planned.values()) > 0
+    assert samples[("sfsync_processor_planning_seconds_count", ())] == len(events)
+    # lag per partition of every topic the processor reads, all caught up (committed = end offset)
+    assert lags(samples) == dict.fromkeys(every_partition, 0.0), log[-3000:]
+
+
+def test_the_lag_probe_reads_committed_offsets_against_end_offsets(services: Any, prefix: str) -> None:
+    spec = TopicSpec("lagprobe", "none", partitions=2)
+    topic = spec.name(prefix)
+    ensure_topics({"bootstrap.servers": services.bootstrap}, (spec,), prefix)
+    producer = Producer({"bootstrap.servers": services.bootstrap})
+    for i in range(5):
+        producer.produce(topic, value=b"x%d" % i, partition=0)
+    for i in range(2):
+        producer.produce(topic, value=b"y%d" % i, partition=1)
+    assert producer.flush(30) == 0
+    group = f"lag-{uuid.uuid4().hex[:8]}"
+    committer = Consumer({"bootstrap.servers": services.bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        committer.commit(offsets=[TopicPartition(topic, 0, 2)], asynchronous=False)
+    finally:
+        committer.close()
+
+    probe = LagProbe({"bootstrap.servers": services.bootstrap}, group)
+    try:
+        assert probe.measure([(topic, 0), (topic, 1)]) == {(topic, 0): 3, (topic, 1): 2}
+        assert probe.measure([]) == {}
+    finally:
+        probe.close()
+    latest = LagProbe({"bootstrap.servers": services.bootstrap}, group, reset="latest")
+    try:
+        assert latest.measure([(topic, 1)]) == {(topic, 1): 0}  # nothing committed, would start at the end
+    finally:
+        latest.close()

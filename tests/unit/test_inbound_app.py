@@ -1,0 +1,156 @@
+"""The inbound processor's glue without Kafka: decode, rules against the state table, encode, park."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from typing import Any
+
+import fastavro
+
+from processors.inbound_app import InboundProcessor
+from processors.inbound_settings import load_inbound_settings
+from sfsync.avro import load_topic_schema
+from sfsync.errors import SkippableRecordError
+from sfsync.mapping import load_mappings
+from sinks.dlq import OriginalRecord, Stage
+
+T0 = dt.datetime(2026, 3, 1, 9, 30, tzinfo=dt.UTC)
+WRITTEN = {"FirstName": "Ada", "Title": "Engineer", "Member_Id__c": "u-1"}
+
+
+class Decoder:
+    """Bytes -> the record registered under them (anything else is not Avro)."""
+
+    def __init__(self) -> None:
+        self.records: dict[bytes, tuple[str, dict[str, Any]]] = {}
+
+    def add(self, name: str, value: dict[str, Any]) -> bytes:
+        data = f"rec-{len(self.records)}".encode()
+        self.records[data] = (name, value)
+        return data
+
+    def decode(self, data: bytes) -> tuple[str, dict[str, Any]]:
+        if data not in self.records:
+            raise SkippableRecordError("not Confluent wire format")
+        return self.records[data]
+
+
+class Encoder:
+    """Writes with the topic's real schema (so a value that does not fit fails as it would)."""
+
+    def __init__(self) -> None:
+        self.topic = load_topic_schema("product.members.inbound")
+
+    def encode(self, record: str, value: dict[str, Any]) -> bytes:
+        buf = io.BytesIO()
+        try:
+            fastavro.schemaless_writer(buf, self.topic.branches[record][1], value)
+        except Exception as exc:
+            raise SkippableRecordError(str(exc)) from exc
+        return record.encode() + b"|" + buf.getvalue()
+
+
+def original(offset: int = 0) -> OriginalRecord:
+    return OriginalRecord("salesforce.changes", 0, offset, b"k", b"v", ())
+
+
+def result() -> dict[str, Any]:
+    return {
+        "write_id": "e-1:members:0", "key": "Contact:Email:ada@example.com", "mapping": "members",
+        "sobject": "Contact", "salesforce_id": "003A", "created": True, "fields": WRITTEN,
+        "acknowledged_at": T0, "workspace_id": "w-1",
+        "source": {"topic": "t", "partition": 0, "offset": 0, "event_id": "e", "event_type": "UserCreated",
+                   "occurred_at": T0},
+    }  # fmt: skip
+
+
+def change(fields: dict[str, Any], minutes: int = 1) -> dict[str, Any]:
+    at = T0 + dt.timedelta(minutes=minutes)
+    return {
+        "change_id": f"Contact:003A:{minutes}", "sobject": "Contact", "id": "003A", "change_type": "UPDATE",
+        "fields": fields, "system_modstamp": at, "last_modified_date": at, "last_modified_by_id": "005A",
+        "polled_at": at,
+    }  # fmt: skip
+
+
+def test_results_fill_the_table_and_changes_are_judged_against_it() -> None:
+    decoder = Decoder()
+    processor = InboundProcessor(decoder, Encoder(), load_mappings())
+    written: dict[str, Any] = {}
+    seen: dict[str, Any] = {}
+    linked = processor.on_result(decoder.add("WriteResult", result()), original(), written)
+    assert written["003A"]["member_id"] == "u-1"
+    assert [k for k, _ in linked.sends] == [b"u-1"] and linked.sends[0][1].startswith(b"MemberIdentityLink|")
+
+    echo = processor.on_change(decoder.add("Change", change(dict(WRITTEN))), original(1), written, seen)
+    assert echo.sends == [] and processor.counts["echo"] == 2  # FirstName, Title
+    edit = processor.on_change(
+        decoder.add("Change", change({**WRITTEN, "Title": "Countess"}, 2)), original(2), written, seen
+    )
+    assert [v.split(b"|")[0] for _, v in edit.sends] == [b"MemberFieldUpdate"]
+    assert seen["003A"]["seen"]["Title"]["value"] == "Countess"
+    assert "seen" not in written["003A"]  # each side keeps its own table
+    assert processor.counts["sent"] == 2
+
+
+def test_undecodable_records_are_parked_for_the_dlq() -> None:
+    processor = InboundProcessor(Decoder(), Encoder(), load_mappings())
+    for handled in (
+        processor.on_change(b"\x07 garbage", original(), {}, {}),
+        processor.on_result(b"\x07 garbage", original(), {}),
+    ):
+        assert handled.sends == [] and [p.stage for p in handled.parked] == [Stage.VALUE_CONVERTER]
+        assert handled.parked[0].original.value == b"v"
+    assert processor.counts["parked"] == 2
+
+
+def test_a_failing_inbound_filter_parks_the_change_with_its_mapping() -> None:
+    mappings = load_mappings()
+    members = mappings.get("members")
+    assert members is not None
+    members.inbound_filter = "record.Missing__c == true"  # reads a field the record does not have
+    decoder = Decoder()
+    processor = InboundProcessor(decoder, Encoder(), mappings)
+    written: dict[str, Any] = {}
+    processor.on_result(decoder.add("WriteResult", result()), original(), written)
+    handled = processor.on_change(decoder.add("Change", change({"Title": "x"})), original(1), written, {})
+    assert handled.sends == []
+    assert [(p.stage, p.mapping) for p in handled.parked] == [(Stage.TRANSFORMATION, "members")]
+
+
+def test_settings_have_their_own_prefix_and_app_id(monkeypatch: Any) -> None:
+    monkeypatch.setenv("SFSYNC_PROCESSOR_APP_ID", "outbound-app")
+    monkeypatch.setenv("SFSYNC_INBOUND_COMMIT_INTERVAL_S", "0.5")
+    settings = load_inbound_settings()
+    assert settings.app_id == "sfsync-inbound" and settings.commit_interval_s == 0.5
+    assert settings.processing_guarantee == "exactly_once"
+
+
+def test_metrics_count_echoes_conflicts_outputs_and_latency() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from processors.inbound_metrics import InboundMetrics
+
+    registry = CollectorRegistry()
+    decoder = Decoder()
+    processor = InboundProcessor(decoder, Encoder(), load_mappings(), metrics=InboundMetrics(registry))
+    written: dict[str, Any] = {}
+    seen: dict[str, Any] = {}
+    processor.on_result(decoder.add("WriteResult", result()), original(), written)
+    processor.on_change(decoder.add("Change", change(dict(WRITTEN))), original(1), written, seen)
+    processor.on_change(decoder.add("Change", change({**WRITTEN, "Title": "Countess"}, 2)), original(2), written, seen)
+    processor.on_change(b"garbage", original(3), written, seen)
+
+    def value(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, labels)
+
+    assert value("sfsync_inbound_results_in_total") == 1
+    assert value("sfsync_inbound_changes_in_total", change_type="UPDATE") == 2
+    assert value("sfsync_inbound_changes_in_total", change_type="unknown") == 1
+    assert value("sfsync_inbound_echoes_suppressed_total") == 2
+    assert value("sfsync_inbound_conflicts_total", policy="last_write_wins", winner="salesforce") == 1
+    assert value("sfsync_inbound_records_out_total", record="MemberFieldUpdate") == 1
+    assert value("sfsync_inbound_records_out_total", record="MemberIdentityLink") == 1
+    assert value("sfsync_inbound_latency_seconds_count") == 1
+    assert value("sfsync_inbound_dlq_records_total", stage="VALUE_CONVERTER") == 1

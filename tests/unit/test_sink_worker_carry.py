@@ -1,0 +1,157 @@
+"""The sink worker's batching with carried writes: fake Kafka clients, the real sink core on the emulator in process."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from emulator.server import build
+from sinks.core import IncomingWrite
+from sinks.settings import SinkSettings
+from sinks.worker import SinkWorker
+from tests.unit.test_sink_core import TOPIC, Recorder, campaign, make_sink, member, registration
+
+
+@dataclass
+class FakeMessage:
+    write: dict[str, Any]
+    partition_: int
+    offset_: int
+
+    def value(self) -> bytes:
+        return self.write["key"].encode()
+
+    def key(self) -> bytes:
+        return self.write["key"].encode()
+
+    def topic(self) -> str:
+        return TOPIC
+
+    def partition(self) -> int:
+        return self.partition_
+
+    def offset(self) -> int:
+        return self.offset_
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        return []
+
+    def error(self) -> None:
+        return None
+
+
+@dataclass
+class FakeConsumer:
+    """Hands out whole partitions in turn, like a fetch from one partition at a time."""
+
+    messages: list[FakeMessage]
+    commits: dict[int, int] = field(default_factory=dict)
+    on_idle: Any = None
+
+    def subscribe(self, topics: list[str], **callbacks: Any) -> None:
+        pass
+
+    def consume(self, num_messages: int, timeout: float) -> list[FakeMessage]:
+        out, self.messages = self.messages[:num_messages], self.messages[num_messages:]
+        if not out and self.on_idle is not None:
+            self.on_idle()
+        return out
+
+    def commit(self, offsets: list[Any], asynchronous: bool) -> None:
+        for tp in offsets:
+            self.commits[tp.partition] = tp.offset
+
+    def close(self) -> None:
+        pass
+
+
+class FakeProducer:
+    def __init__(self) -> None:
+        self.produced: list[bytes] = []
+
+    def produce(self, topic: str, key: bytes, value: bytes, on_delivery: Any) -> None:
+        self.produced.append(key)
+
+    def poll(self, timeout: float) -> int:
+        return 0
+
+    def flush(self, timeout: float) -> int:
+        return 0
+
+
+@dataclass
+class ByKey:
+    """Decodes the fake value (the record key) back to its Write; encodes a result as its key."""
+
+    writes: dict[bytes, dict[str, Any]]
+
+    def decode(self, data: bytes) -> tuple[str, dict[str, Any]]:
+        return "Write", self.writes[data]
+
+    def encode(self, record_name: str, value: Any) -> bytes:
+        return str(value["key"]).encode()
+
+
+async def run_worker(
+    messages: list[FakeMessage], writes: list[dict[str, Any]], batch_size: int = 4
+) -> tuple[FakeConsumer, FakeProducer, Recorder, SinkWorker]:
+    """Run a worker over ``messages`` until it read them all and carries nothing."""
+    consumer, producer = FakeConsumer(messages), FakeProducer()
+    rec = Recorder()
+    client, sink = make_sink(build(), rec, max_parent_waits=50)
+    settings = SinkSettings(batch_size=batch_size, batch_max_age_s=0.01, poll_timeout_s=0.01, max_parent_waits=50)
+
+    async def no_sleep(seconds: float) -> None:
+        pass
+
+    async def on_parked(write: IncomingWrite, error: Any) -> None:
+        raise AssertionError(f"parked {write.write['key']}: {error}")
+
+    async with client:
+        worker = SinkWorker(
+            sink,
+            settings=settings,
+            consumer=consumer,
+            producer=producer,
+            decoder=ByKey({w["key"].encode(): w for w in writes}),
+            encoder=ByKey({}),
+            on_parked=on_parked,
+            sleep=no_sleep,
+        )
+
+        def stop_when_done() -> None:
+            if not worker._carry:
+                worker.stopping.set()
+
+        consumer.on_idle = stop_when_done
+        await asyncio.wait_for(worker.run(max_batches=20), 30)
+    return consumer, producer, rec, worker
+
+
+async def test_a_carry_as_large_as_a_batch_does_not_stop_the_worker_reading_the_parents() -> None:
+    # A full batch of children (partition 0) whose parents only come later (partition 1): the
+    # worker must keep reading fresh writes next to the carried ones, or it never sees the parents.
+    children = [registration("evt-1", f"member{i}@example.org") for i in range(4)]
+    parents = [campaign("evt-1"), *(member(i) for i in range(4))]
+    messages = [FakeMessage(w, 0, n) for n, w in enumerate(children)]
+    messages += [FakeMessage(w, 1, n) for n, w in enumerate(parents)]
+    consumer, producer, rec, worker = await run_worker(messages, children + parents)
+    assert not rec.parked
+    assert sorted(producer.produced) == sorted(w["key"].encode() for w in children + parents)
+    assert consumer.commits == {0: len(children), 1: len(parents)}
+    assert not worker._carry
+
+
+async def test_writes_done_behind_a_carried_write_are_committed_once_it_is_done() -> None:
+    # Batch 1 reads a child (waiting for its parents) and two members after it on partition 0: the
+    # commit stays at the child. Batch 2 reads the parents and writes the child: partition 0 must now
+    # be committed past the members too, though batch 2 holds none of them.
+    child = registration("evt-1", "member0@example.org")
+    later = [member(5), member(6)]
+    parents = [campaign("evt-1"), member(0)]
+    messages = [FakeMessage(w, 0, n) for n, w in enumerate([child, *later])]
+    messages += [FakeMessage(w, 1, n) for n, w in enumerate(parents)]
+    consumer, producer, rec, _ = await run_worker(messages, [child, *later, *parents], batch_size=3)
+    assert not rec.parked and len(producer.produced) == 5
+    assert consumer.commits == {0: 3, 1: 2}
