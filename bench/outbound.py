@@ -123,7 +123,9 @@ def start_emulator(port: int, log: Any) -> subprocess.Popen[bytes]:
     raise SystemExit("emulator did not start")
 
 
-def start_processor(prefix: str, app_id: str, workdir: Path, log: Any) -> subprocess.Popen[bytes]:
+def start_processor(
+    prefix: str, app_id: str, workdir: Path, log: Any, max_seconds: float = 900
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
@@ -134,7 +136,7 @@ def start_processor(prefix: str, app_id: str, workdir: Path, log: Any) -> subpro
         "SFSYNC_PROCESSOR_METRICS_PORT": "0",
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "processors.app", "900"],  # stops by itself should this process die
+        [sys.executable, "-m", "processors.app", str(max_seconds)],  # stops by itself should this process die
         cwd=workdir,  # Faust's table data directory lands here
         env=env,
         stdout=log,

@@ -1,0 +1,283 @@
+"""The inbound processor end to end on real Kafka and registry: WriteResults and Salesforce changes
+in (Avro, produced directly), ``product.members.inbound`` out.
+
+The app runs as its own process (``python -m processors.inbound_app``) with a fresh app id and the
+shipped default mapping (members -> Contact, last_write_wins). 1,000 records sfsync wrote come back
+from the poller unchanged (in Salesforce's own JSON formats): no update may come out. Then a rep
+edits the same records: every edit is delivered. Records whose product value is newer than the
+rep's edit keep it (last_write_wins, Salesforce first). Identity links come out once per record.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from sfsync.avro import AvroDecoder, AvroEncoder, SchemaRegistry, load_topic_schema
+from sinks.dlq import H_STAGE, H_TOPIC
+from tests.integration.helpers import consume_all, make_topics
+
+T0 = dt.datetime(2026, 3, 1, 9, 30, tzinfo=dt.UTC)
+ECHOED = 1000
+LATE = 20  # records whose product change is newer than the rep's edit
+
+
+def sf_id(i: int) -> str:
+    return f"003{i:012d}AAA"
+
+
+def written(i: int) -> dict[str, Any]:
+    return {
+        "FirstName": f"First{i}",
+        "LastName": f"Last{i}",
+        "Email": f"m{i}@example.com",
+        "Title": "Engineer",
+        "Member_Id__c": f"u-{i}",
+        "Joined_At__c": "2026-03-01T09:30:00.000Z",
+    }
+
+
+def result(i: int, occurred_at: dt.datetime) -> dict[str, Any]:
+    return {
+        "write_id": f"e-{i}:members:0",
+        "key": f"Contact:Email:m{i}@example.com",
+        "mapping": "members",
+        "sobject": "Contact",
+        "salesforce_id": sf_id(i),
+        "created": True,
+        "fields": written(i),
+        "acknowledged_at": occurred_at + dt.timedelta(seconds=1),
+        "workspace_id": "ws-1",
+        "source": {
+            "topic": "product.members", "partition": 0, "offset": i, "event_id": str(uuid.uuid4()),
+            "event_type": "UserCreated", "occurred_at": occurred_at,
+        },
+    }  # fmt: skip
+
+
+def change(i: int, fields: dict[str, Any], modified: dt.datetime) -> dict[str, Any]:
+    return {
+        "change_id": f"Contact:{sf_id(i)}:{int(modified.timestamp() * 1000)}",
+        "sobject": "Contact",
+        "id": sf_id(i),
+        "change_type": "UPDATE",
+        "fields": fields,
+        "system_modstamp": modified,
+        "last_modified_date": modified,
+        "last_modified_by_id": "005000000000001AAA",
+        "polled_at": modified + dt.timedelta(seconds=1),
+    }
+
+
+def as_salesforce_returns(i: int) -> dict[str, Any]:
+    """What the poller reads back after sfsync's write: the same values in Salesforce's JSON."""
+    values = written(i)
+    values["Joined_At__c"] = "2026-03-01T09:30:00.000+0000"
+    return {**values, "OwnerId": "005000000000001AAA", "AccountId": None}
+
+
+class App:
+    """``python -m processors.inbound_app`` in its own process (Faust's data folder in ``cwd``)."""
+
+    def __init__(self, env: dict[str, str], cwd: Path, codes: list[int]) -> None:
+        self.codes = codes
+        cwd.mkdir(parents=True, exist_ok=True)
+        self.log = (cwd / "inbound.log").open("wb")  # a file, not a pipe: a full pipe would block it
+        self.proc: subprocess.Popen[bytes] | None = subprocess.Popen(
+            [sys.executable, "-m", "processors.inbound_app", "200"],
+            cwd=cwd,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        self.log.close()
+        self.codes.append(proc.returncode)
+
+
+def caught_up(bootstrap: str, group: str, topic: str, timeout_s: float) -> bool:
+    """Whether ``group`` committed every partition of ``topic`` up to its end (waits up to ``timeout_s``)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    partitions = [TopicPartition(topic, p) for p in range(6)]
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            ends = [consumer.get_watermark_offsets(tp, timeout=10, cached=False)[1] for tp in partitions]
+            committed = [tp.offset for tp in consumer.committed(partitions, timeout=10)]
+            if all(c >= e for c, e in zip(committed, ends, strict=True)):
+                return True
+            time.sleep(0.5)
+        return False
+    finally:
+        consumer.close()
+
+
+def unexpected_tracebacks(log: str) -> list[str]:
+    """Tracebacks in a worker log, except Faust's cancelled agents on shutdown (``CancelledError``)."""
+    blocks = re.split(r"\n(?=\d{4}-\d{2}-\d{2} )", log)
+    return [b for b in blocks if "Traceback" in b and not b.rstrip().endswith("CancelledError")]
+
+
+class Reader:
+    """One read_committed consumer over a topic, read in phases."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"test-{uuid.uuid4().hex}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+            }
+        )
+        self.consumer.subscribe([topic])
+        self.messages: list[Any] = []
+
+    def until(self, total: int, timeout_s: float) -> int:
+        deadline = time.monotonic() + timeout_s
+        while len(self.messages) < total and time.monotonic() < deadline:
+            msg = self.consumer.poll(0.5)
+            if msg is not None and msg.error() is None:
+                self.messages.append(msg)
+        return len(self.messages)
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def test_echoes_are_dropped_edits_delivered_conflicts_resolved(
+    services: Any, prefix: str, registry: SchemaRegistry, tmp_path: Path
+) -> None:
+    make_topics(services, prefix)
+    results = AvroEncoder(registry, prefix + "sfsync.results", load_topic_schema("sfsync.results"))
+    changes = AvroEncoder(registry, prefix + "salesforce.changes", load_topic_schema("salesforce.changes"))
+    producer = Producer({"bootstrap.servers": services.bootstrap, "linger.ms": 20})
+
+    def send(topic: str, key: str, value: bytes) -> None:
+        producer.produce(prefix + topic, key=key.encode(), value=value)
+        producer.poll(0)
+
+    total = ECHOED + LATE
+    for i in range(ECHOED):
+        send("sfsync.results", f"Contact:Email:m{i}@example.com", results.encode("WriteResult", result(i, T0)))
+    for i in range(ECHOED, total):  # the product changed these an hour after the rep will have
+        late = T0 + dt.timedelta(hours=2)
+        send("sfsync.results", f"Contact:Email:m{i}@example.com", results.encode("WriteResult", result(i, late)))
+    assert producer.flush(30) == 0
+
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": services.bootstrap,
+        "SCHEMA_REGISTRY_URL": services.registry,
+        "SFSYNC_TOPIC_PREFIX": prefix,
+        "SFSYNC_INBOUND_APP_ID": f"inbound-{uuid.uuid4().hex[:10]}",
+        "SFSYNC_INBOUND_SESSION_TIMEOUT_S": "10",
+        "SFSYNC_INBOUND_COMMIT_INTERVAL_S": "0.5",
+        "SFSYNC_INBOUND_METRICS_PORT": "0",  # other tests may run processes on the shared machine
+    }
+    codes: list[int] = []
+    app = App(env, tmp_path / "first", codes)
+    reader = Reader(services.bootstrap, prefix + "product.members.inbound")
+    try:
+        # 1. every result makes the member's salesforce:id known
+        assert reader.until(total, timeout_s=120) == total
+        # 2. the poller reads back what sfsync wrote: only the owner links are new, no update
+        for i in range(ECHOED):
+            echo = change(i, as_salesforce_returns(i), T0 + dt.timedelta(seconds=5))
+            send("salesforce.changes", f"Contact:{sf_id(i)}", changes.encode("Change", echo))
+        producer.produce(prefix + "salesforce.changes", key=b"Contact:garbage", value=b"\x07 not avro")
+        # 3. right after, a rep edits the same records (and the late ones, whose product value is newer)
+        for i in range(total):
+            edited = {**as_salesforce_returns(i), "Title": "Countess"}
+            modified = T0 + dt.timedelta(minutes=10 + i % 7)
+            send("salesforce.changes", f"Contact:{sf_id(i)}", changes.encode("Change", change(i, edited, modified)))
+        assert producer.flush(30) == 0
+        expected = total + total + ECHOED  # links (results), owner links, the rep's edits
+        reader.until(expected, timeout_s=150)
+        assert caught_up(services.bootstrap, env["SFSYNC_INBOUND_APP_ID"], prefix + "salesforce.changes", 90)
+        reader.until(len(reader.messages) + 1, timeout_s=3)  # anything more (a replay) comes now
+        parked = consume_all(services.bootstrap, [prefix + "sfsync.dlq"], 1, timeout_s=15)
+        first_run = list(reader.messages)
+        app.stop()
+
+        # 4. restarted (same app id), the table comes back from its changelog: the poller's re-read
+        # of the edited records is no news, while one more edit is
+        app = App(env, tmp_path / "second", codes)
+        for i in range(50):
+            again = change(i, {**as_salesforce_returns(i), "Title": "Countess"}, T0 + dt.timedelta(minutes=30))
+            send("salesforce.changes", f"Contact:{sf_id(i)}", changes.encode("Change", again))
+        newer = change(0, {**as_salesforce_returns(0), "Title": "Duchess"}, T0 + dt.timedelta(minutes=31))
+        send("salesforce.changes", f"Contact:{sf_id(0)}", changes.encode("Change", newer))
+        assert producer.flush(30) == 0
+        reader.until(len(first_run) + 1, timeout_s=120)
+        assert caught_up(services.bootstrap, env["SFSYNC_INBOUND_APP_ID"], prefix + "salesforce.changes", 90)
+        reader.until(len(reader.messages) + 1, timeout_s=2)
+    finally:
+        reader.close()
+        app.stop()
+    first_log = (tmp_path / "first" / "inbound.log").read_text(errors="replace")
+    log = (tmp_path / "second" / "inbound.log").read_text(errors="replace")
+    assert codes == [0, 0], log[-3000:]
+    for run in (first_log, log):
+        assert unexpected_tracebacks(run) == [], run[-3000:]
+
+    decoder = AvroDecoder(registry)
+
+    def distinct(messages: list[Any]) -> list[tuple[str, str, dict[str, Any]]]:
+        """What the product applies: each inbound_id once (Faust may send a record again after an
+        aborted transaction; the rules then resend it with the same inbound_id)."""
+        out: dict[tuple[str, str], tuple[str, str, dict[str, Any]]] = {}
+        for m in messages:
+            name, value = decoder.decode(m.value())
+            out.setdefault((name, value["inbound_id"]), (m.key().decode(), name, value))
+        return list(out.values())
+
+    decoded = distinct(first_run)
+    kinds = Counter(name for _, name, _ in decoded)
+    assert kinds == {"MemberIdentityLink": 2 * total, "MemberFieldUpdate": ECHOED}, (kinds, log[-2000:])
+
+    updates = [(key, value) for key, name, value in decoded if name == "MemberFieldUpdate"]
+    # no echo: each update is the rep's Title, nothing of what sfsync wrote, and only for records
+    # whose product value was older than the edit
+    assert sorted(key for key, _ in updates) == sorted(f"u-{i}" for i in range(ECHOED))
+    for key, value in updates:
+        assert value["fields"] == {"member.title": "Countess"}, value
+        assert value["member_id"] == key and value["workspace_id"] == "ws-1"
+        assert value["last_modified_by_id"] == "005000000000001AAA"
+    links = [value["links"] for _, name, value in decoded if name == "MemberIdentityLink"]
+    assert sum(1 for link in links if "salesforce:id" in link) == total
+    assert sum(1 for link in links if link.get("salesforce:owner_id") == "005000000000001AAA") == total
+    assert not any("salesforce:account_id" in link for link in links)  # a null AccountId links nothing
+
+    restarted = distinct(reader.messages[len(first_run) :])
+    assert [(name, value["member_id"], value.get("fields")) for _, name, value in restarted] == [
+        ("MemberFieldUpdate", "u-0", {"member.title": "Duchess"})
+    ]
+
+    assert len(parked) == 1
+    headers = {k: v.decode() for k, v in parked[0].headers() or []}
+    assert headers[H_TOPIC] == prefix + "salesforce.changes" and headers[H_STAGE] == "VALUE_CONVERTER"
