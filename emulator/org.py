@@ -10,7 +10,12 @@ objects:
     fields:
       - {name: Type__c, type: picklist, values: [A, B], restricted: true}
       - {name: Contact__c, type: reference, to: Contact, relationship: Contact__r}
-  Contact: {fields: [{name: Member_Id__c, type: string, length: 64, external_id: true, unique: true}]}
+  Contact:
+    fields: [{name: Member_Id__c, type: string, length: 64, external_id: true, unique: true}]
+    record_types:                       # optional; the object then gets a RecordTypeId field
+      - {name: Business_Contact, label: Business Contact, default: true}   # default: new records get it
+      - {name: Community_Member, label: Community Member}
+      - {name: Legacy, active: false}
 duplicate_rules: [{object: Contact, fields: [Email]}]
 ```
 
@@ -68,6 +73,8 @@ _TYPE_ALIASES = {
     "richtextarea": "textarea",
 }
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]*(_[A-Za-z0-9]+)*__c$")
+_DEVELOPER_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]*(_[A-Za-z0-9]+)*$")
+_NO_RECORD_TYPES = frozenset({"user", "organization", "recordtype"})
 _EXTERNAL_ID_TYPES = frozenset({"string", "email", "int", "double"})
 
 
@@ -134,12 +141,20 @@ class NameFieldSpec(_Strict):
     start: int = Field(default=1, ge=0)
 
 
+class RecordTypeSpec(_Strict):
+    name: str  # the developer name
+    label: str | None = None
+    active: bool = True
+    default: bool = False  # the record type of records created without RecordTypeId (else: the first active)
+
+
 class ObjectSpec(_Strict):
     label: str | None = None
     plural_label: str | None = None
     key_prefix: str | None = Field(default=None, min_length=3, max_length=3)
     name_field: NameFieldSpec = NameFieldSpec()
     fields: list[FieldSpec] = []
+    record_types: list[RecordTypeSpec] = []
 
 
 class DuplicateRuleSpec(_Strict):
@@ -331,6 +346,44 @@ def _custom_object(name: str, spec: ObjectSpec, prefix: str) -> ObjectDef:
     return standard.make_object(name, prefix, label, plural, fields, custom=True)
 
 
+def _record_types(obj: ObjectDef, specs: list[RecordTypeSpec], errors: list[str]) -> None:
+    """Give ``obj`` its record types: describe entries (the master last) and the RecordTypeId field."""
+    where = f"objects.{obj.name}.record_types"
+    if obj.name.lower() in _NO_RECORD_TYPES:
+        errors.append(f"{where}: {obj.name} has no record types")
+        return
+    seen: set[str] = set()
+    for spec in specs:
+        if not _DEVELOPER_NAME.match(spec.name) or len(spec.name) > 80:
+            errors.append(f"{where}.{spec.name}: developer names are letters, digits and single underscores")
+        if spec.name.lower() in seen or spec.name.lower() == "master":
+            errors.append(f"{where}.{spec.name}: declared twice / reserved")
+        seen.add(spec.name.lower())
+        if spec.default and not spec.active:
+            errors.append(f"{where}.{spec.name}: an inactive record type cannot be the default")
+    if sum(spec.default for spec in specs) > 1:
+        errors.append(f"{where}: only one default record type")
+    active = [spec for spec in specs if spec.active]
+    default = next((spec for spec in active if spec.default), active[0] if active else None)
+    obj.record_type_infos = [
+        {
+            "active": spec.active,
+            "available": spec.active,
+            "defaultRecordTypeMapping": spec is default,
+            "developerName": spec.name,
+            "master": False,
+            "name": spec.label or standard._label_of(spec.name),
+            "recordTypeId": ids.stable_id("012", f"RecordType:{obj.name}.{spec.name}"),
+        }
+        for spec in specs
+    ]
+    obj.record_type_infos.append(standard.master_record_type(only=default is None))
+    fields = list(obj.fields.values())
+    at = next((i + 1 for i, f in enumerate(fields) if f.name in ("MasterRecordId", "IsDeleted")), 1)
+    fields.insert(at, standard.record_type_field())
+    obj.fields = {f.name.lower(): f for f in fields}
+
+
 def build(spec: OrgFile, source: str = "<org file>") -> OrgDefinition:
     """Turn a parsed org file into a schema, users and rules; OrgFileError lists every problem."""
     errors: list[str] = []
@@ -366,6 +419,8 @@ def build(spec: OrgFile, source: str = "<org file>") -> OrgDefinition:
             definition = _field(field_spec, name, obj.label_plural, errors, names)
             if definition is not None:
                 obj.add(definition)
+        if obj_spec.record_types:
+            _record_types(obj, obj_spec.record_types, errors)
     for rule in spec.duplicate_rules:
         obj = schema.get(rule.object)
         if obj is None:
@@ -380,6 +435,7 @@ def build(spec: OrgFile, source: str = "<org file>") -> OrgDefinition:
     if errors:
         raise OrgFileError(source, errors)
     standard.link_children(schema)
+    standard.list_sobject_types(schema)
     rules: list[tuple[str, tuple[str, ...]]] = []
     for rule in spec.duplicate_rules:
         obj = schema.objects[rule.object.lower()]

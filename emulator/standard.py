@@ -9,7 +9,7 @@ consumer of the shared model can keep treating it as a plain ``FieldDef``.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from emulator.model import ChildRelationship, FieldDef, ObjectDef, Schema
@@ -164,11 +164,15 @@ def make_object(
     return obj
 
 
-def master_record_type() -> dict[str, Any]:
+def master_record_type(*, only: bool = True) -> dict[str, Any]:
+    """The master record type's describe entry; ``only``: the object has no other (active) record type.
+
+    Once an object has record types, the master stays listed but is neither the default nor available.
+    """
     return {
         "active": True,
-        "available": True,
-        "defaultRecordTypeMapping": True,
+        "available": only,
+        "defaultRecordTypeMapping": only,
         "developerName": "Master",
         "master": True,
         "name": "Master",
@@ -713,6 +717,34 @@ def user() -> ObjectDef:
     )
 
 
+def record_type() -> ObjectDef:
+    """RecordType (key prefix 012): one read-only row per record type an org file declares (not the master)."""
+    read_only: dict[str, Any] = {"createable": False, "updateable": False}
+    obj = make_object(
+        "RecordType",
+        "012",
+        "Record Type",
+        "Record Types",
+        [
+            *(f for f in system_fields("Record Type") if f.name != "IsDeleted"),
+            text("Name", 80, label="Record Type Label", nillable=False, name_field=True, **read_only),
+            text("DeveloperName", 80, label="Record Type Name", nillable=False, **read_only),
+            text("NamespacePrefix", 15, label="Namespace Prefix", **read_only),
+            textarea("Description", 255, **read_only),
+            picklist("SobjectType", (), label="SObject Type Name", length=40, nillable=False, **read_only),
+            boolean("IsActive", label="Active", **read_only),
+        ],
+        searchable=False,
+    )
+    obj.createable = obj.updateable = obj.deletable = False
+    return obj
+
+
+def record_type_field() -> SFField:
+    """``RecordTypeId``: the reference field an object has once record types are defined for it."""
+    return reference("RecordTypeId", ["RecordType"], "RecordType", label="Record Type ID")
+
+
 STANDARD_OBJECTS = (account, contact, lead, opportunity, campaign, campaign_member, case, task, user)
 
 
@@ -824,10 +856,19 @@ def organization() -> ObjectDef:
     return obj
 
 
+def list_sobject_types(schema: Schema) -> None:
+    """(Re)fill the values of ``RecordType.SobjectType`` (a picklist of every object) from ``schema``."""
+    obj = schema.get("RecordType")
+    definition = obj.field("SobjectType") if obj is not None else None
+    if obj is not None and isinstance(definition, SFField):
+        obj.add(replace(definition, picklist_values=tuple(sorted(o.name for o in schema))))
+
+
 def standard_schema() -> Schema:
     """A fresh schema with the standard objects and their child relationships."""
     schema = Schema()
-    for build in (*STANDARD_OBJECTS, organization):
+    for build in (*STANDARD_OBJECTS, organization, record_type):
         schema.add(build())
     link_children(schema)
+    list_sobject_types(schema)
     return schema

@@ -291,6 +291,7 @@ class OrgStore:
             }
         )
         self._put_organization()
+        self._put_record_types()
 
     # ----------------------------------------------------------------- construction
     @classmethod
@@ -431,6 +432,36 @@ class OrgStore:
             table.live[self.org_id] = row
             self._owner[self.org_id] = table
             self._index(table, row)
+
+    def _put_record_types(self) -> None:
+        """One read-only RecordType row per record type of the schema (the master has none, as in a real org)."""
+        table = self._tables.get("recordtype")
+        if table is None:
+            return
+        with self._lock:
+            for obj in self.schema:
+                for info in obj.record_type_infos:
+                    if info.get("master"):
+                        continue
+                    record_id = ids.normalize(str(info["recordTypeId"]))
+                    now = self._stamp(record_id)
+                    row = dict(table.template)
+                    row.update(
+                        Id=record_id,
+                        Name=info["name"],
+                        DeveloperName=info["developerName"],
+                        SobjectType=obj.name,
+                        IsActive=bool(info["active"]),
+                        CreatedDate=now,
+                        LastModifiedDate=now,
+                        SystemModstamp=now,
+                        CreatedById=self.integration_user_id,
+                        LastModifiedById=self.integration_user_id,
+                    )
+                    self._unindex(table, record_id)
+                    table.live[record_id] = row
+                    self._owner[record_id] = table
+                    self._index(table, row)
 
     @property
     def users(self) -> dict[str, Row]:
@@ -674,6 +705,8 @@ class OrgStore:
                 f"value {value} or value is invalid or request may be missing a required field",
             )
         if kind == "reference":
+            if definition.name == "RecordTypeId":
+                return self._record_type(table.obj, definition, value)
             return self._reference(definition, value)
         return value
 
@@ -749,6 +782,29 @@ class OrgStore:
                 raise ApiError(400, "ENTITY_IS_DELETED", "entity is deleted", [definition.name])
             raise ApiError(400, "INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", [definition.name])
         return canonical
+
+    def _record_type(self, obj: ObjectDef, definition: FieldDef, value: Any) -> str:
+        """An active record type of ``obj`` (not the master, once the object has record types)."""
+        canonical = ids.try_normalize(value) if isinstance(value, str) else None
+        if canonical is None:
+            raise ApiError(
+                400, "MALFORMED_ID", f"{_label(definition)}: id value of incorrect type: {value}", [definition.name]
+            )
+        valid = {ids.normalize(str(i["recordTypeId"])) for i in obj.record_type_infos if i["active"] and i["available"]}
+        if canonical not in valid:
+            raise ApiError(
+                400,
+                "INVALID_CROSS_REFERENCE_KEY",
+                f"Record Type ID: this ID value isn't valid for the user: {value}",
+                [definition.name],
+            )
+        return canonical
+
+    @staticmethod
+    def _default_record_type(obj: ObjectDef) -> str | None:
+        """The record type of records created without one (None: the master)."""
+        info = next((i for i in obj.record_type_infos if i["defaultRecordTypeMapping"] and not i["master"]), None)
+        return ids.normalize(str(info["recordTypeId"])) if info is not None else None
 
     def _foreign_key(self, definition: FieldDef, value: Any) -> str:
         """Resolve ``{"attributes": {"type": T}, "Ext__c": v}`` given under a relationship name."""
@@ -1016,6 +1072,8 @@ class OrgStore:
         )
         if "OwnerId" in row and row["OwnerId"] is None:
             row["OwnerId"] = actor
+        if "RecordTypeId" in row and row["RecordTypeId"] is None:
+            row["RecordTypeId"] = self._default_record_type(obj)
         if obj.name == "User":
             row.pop("IsDeleted", None)
         for definition in table.auto_numbers:
@@ -1489,3 +1547,4 @@ class OrgStore:
             for values in users:
                 self._put_user(values)
             self._put_organization()
+            self._put_record_types()

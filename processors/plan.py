@@ -259,6 +259,7 @@ class _Planner:
             "match": [{"field": f, "value": v} for f, v in self.own_match(mapping, alternatives, external)],
             "search_objects": self.search_objects(mapping.target, key),
             "create_if_missing": mapping.create_if_missing and action == "upsert",
+            "record_type": mapping.record_type if action == "upsert" else None,
             "fields": {
                 name: {"value": _wire_value(value), "policy": policies[name], "updated_at": at}
                 for name, value in values.items()

@@ -1422,15 +1422,15 @@ class _Checker:
     def check_record_type(self, mi: int, mapping: Mapping, describe: MappingABC[str, Any]) -> None:
         if mapping.record_type is None:
             return
-        infos = describe.get("recordTypeInfos", [])
-        names = {str(i.get("developerName")) for i in infos if i.get("active", True)}
-        names |= {str(i.get("name")) for i in infos if i.get("active", True)}
+        # the master is no record type a record can be given (an object without others has no RecordTypeId)
+        infos = [i for i in describe.get("recordTypeInfos", []) if i.get("active", True) and not i.get("master")]
+        names = {str(i.get("developerName")) for i in infos} | {str(i.get("name")) for i in infos}
         if mapping.record_type not in names:
             self.report(
                 ("mappings", mi, "record_type"),
                 mapping.name,
                 f"{mapping.target} has no active record type {mapping.record_type} "
-                f"(has: {', '.join(sorted(n for n in names if n != 'None'))})",
+                f"(has: {', '.join(sorted(n for n in names if n != 'None')) or 'none but the master'})",
             )
 
     def check_match(

@@ -50,6 +50,7 @@ from salesforce.errors import (
     SalesforceFatalError,
     SalesforceRecordError,
     SalesforceRetriableError,
+    classify,
 )
 from salesforce.soql import Condition, field_name, literal, select, soql_in
 from sfsync.errors import FatalError, SfsyncError, SkippableRecordError
@@ -196,6 +197,7 @@ class _Segment:
     search_objects: list[str]
     create_if_missing: bool
     parents: dict[str, tuple[str, str]]
+    record_type: str | None = None
     attempts: int = 0
     rematched: bool = False
     blocked: bool = False
@@ -245,6 +247,7 @@ def _segment(incoming: IncomingWrite) -> _Segment:
         search_objects=[str(o) for o in (w.get("search_objects") or [])],
         create_if_missing=bool(w.get("create_if_missing", True)),
         parents={str(k): (str(p["key"]), str(p["sobject"])) for k, p in (w.get("parents") or {}).items()},
+        record_type=str(w["record_type"]) if w.get("record_type") else None,
     )
 
 
@@ -269,6 +272,7 @@ def _fold(into: _Segment, later: _Segment) -> None:
     # (e.g. an event published then unpublished): the record must exist for the update to land.
     into.create_if_missing = into.create_if_missing or later.create_if_missing
     into.parents = {**into.parents, **later.parents}
+    into.record_type = later.record_type or into.record_type
     into.sobject, into.mapping = later.sobject, later.mapping
     into.writes.extend(later.writes)
 
@@ -342,6 +346,8 @@ class _Plan:
     body: dict[str, Any]
     ext_field: str | None = None
     record_id: str | None = None
+    refused: SalesforceError | None = None
+    """Set when the record cannot be sent at all (e.g. an unknown record type): parked as is."""
 
 
 # ---------------------------------------------------------------------- the sink
@@ -382,6 +388,7 @@ class SalesforceSink:
         self._identities: OrderedDict[str, tuple[str, str]] = OrderedDict()
         self._parent_waits: dict[str, int] = {}
         self._describes: dict[str, frozenset[str]] = {}
+        self._record_types: dict[str, dict[str, str]] = {}
         self._calls = 0
 
     # -- identity cache -------------------------------------------------------------------
@@ -536,6 +543,8 @@ class SalesforceSink:
         # An update-only write must find its record: an upsert on the external ID would create it.
         if seg.op == "DELETE" or seg.match or not seg.create_if_missing:
             return True
+        if seg.record_type is not None:
+            return True  # the record type is for records sfsync creates: an upsert would re-type existing ones
         has_if_empty = any(f.policy == "IF_EMPTY" for f in seg.fields.values())
         return has_if_empty or len(seg.objects) > 1 or "Lead" in seg.objects
 
@@ -639,6 +648,18 @@ class SalesforceSink:
             await self._call("describe")
             described = await self.client.describe(obj)
             self._describes[obj] = frozenset(f.name.lower() for f in described.fields)
+            self._record_types[obj] = {
+                name.lower(): info.record_type_id
+                for info in described.record_type_infos
+                if info.active and not info.master  # never assignable; no RecordTypeId without others
+                for name in (info.developer_name, info.name)
+                if name
+            }
+
+    async def _record_type_id(self, obj: str, record_type: str) -> str | None:
+        """The Id of ``obj``'s active record type called ``record_type`` (developer name or label), or None."""
+        await self._describe(obj)
+        return self._record_types.get(obj, {}).get(record_type.lower())
 
     async def _select(
         self, obj: str, fields: Sequence[str], _shape: Sequence[tuple[str, ...]], keys: Sequence[tuple[Any, ...]]
@@ -723,10 +744,22 @@ class SalesforceSink:
         for fields_text, key_value in seg.match:
             if "+" not in fields_text and fields_text not in seg.parents and key_value:
                 body.setdefault(fields_text, key_value)  # so a replay finds what this create made
+        refused: SalesforceError | None = None
+        if seg.record_type and obj == seg.sobject:
+            record_type_id = await self._record_type_id(obj, seg.record_type)
+            if record_type_id is None:
+                refused = classify(
+                    400,
+                    "INVALID_CROSS_REFERENCE_KEY",
+                    f"{obj} has no active record type {seg.record_type} (mapping {seg.mapping})",
+                    fields=["RecordTypeId"],
+                )
+            else:
+                body["RecordTypeId"] = record_type_id
         if seg.external_id:
             body[seg.external_id[0]] = seg.external_id[1]
-            return _Plan(seg, "upsert", obj, body, ext_field=seg.external_id[0])
-        return _Plan(seg, "create", obj, body)
+            return _Plan(seg, "upsert", obj, body, ext_field=seg.external_id[0], refused=refused)
+        return _Plan(seg, "create", obj, body, refused=refused)
 
     async def _write(self, ready: list[_Segment], outcome: BatchOutcome) -> list[_Segment]:
         finished: list[_Segment] = []
@@ -738,6 +771,10 @@ class SalesforceSink:
                 finished.append(seg)
             elif plan is not False:
                 assert isinstance(plan, _Plan)
+                if plan.refused is not None:
+                    if await self._settle(plan, RecordResult(0, None, False, None, [plan.refused]), outcome):
+                        finished.append(seg)
+                    continue
                 plans.append(plan)
         groups: dict[tuple[str, str, str | None], list[_Plan]] = {}
         for plan in plans:

@@ -116,3 +116,21 @@ def test_a_file_that_syncs_nothing_is_not_valid(tmp_path: Path) -> None:
     result = runner.invoke(mappings_app, ["validate", str(path)])
     assert result.exit_code == 1, result.output
     assert "no enabled mapping: nothing would be synced" in result.output
+
+
+def test_the_member_record_type_must_be_an_active_record_type_of_the_org() -> None:
+    valid = runner.invoke(mappings_app, ["validate", "--set", "member_record_type=Community_Member"])
+    assert valid.exit_code == 0, valid.output
+    by_label = runner.invoke(mappings_app, ["validate", "--set", "member_record_type=Community Member"])
+    assert by_label.exit_code == 0, by_label.output
+    for name in ("Community_Membr", "Partner_Contact", "Master"):  # unknown; inactive; never assignable
+        result = runner.invoke(mappings_app, ["validate", "--set", f"member_record_type={name}"])
+        assert result.exit_code == 1, result.output
+        assert f"members: Contact has no active record type {name}" in result.output
+        assert "Business_Contact" in result.output and "Community_Member" in result.output  # what the org has
+    # the default org's Leads have only the master record type
+    lead = runner.invoke(
+        mappings_app, ["validate", "--set", "member_object=Lead", "--set", "member_record_type=Community_Member"]
+    )
+    assert lead.exit_code == 1 and "Lead has no active record type Community_Member" in lead.output
+    assert "(has: none but the master)" in lead.output

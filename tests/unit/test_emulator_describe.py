@@ -192,6 +192,7 @@ def test_standard_schema_is_fresh_each_time() -> None:
         "Task": "00T",
         "User": "005",
         "Organization": "00D",
+        "RecordType": "012",
     }
 
 

@@ -558,3 +558,156 @@ def test_a_later_write_commits_a_late_one_first(store: OrgStore, clock: Clock) -
     clock.advance(seconds=1)
     store.update("Contact", contact, {"Title": "Now"})
     assert store.get("Contact", contact)["Title"] == "Now"  # type: ignore[index]
+
+
+# ---------------------------------------------------------------- record types
+
+_RECORD_TYPE_ORG = {
+    "objects": {
+        "Contact": {
+            "record_types": [
+                {"name": "Business_Contact", "label": "Business Contact"},
+                {"name": "Community_Member", "label": "Community Member", "default": True},
+                {"name": "Retired", "active": False},
+            ]
+        },
+        "Lead": {"record_types": [{"name": "Community_Lead"}]},
+    }
+}
+
+
+def _record_type_store(clock: Clock) -> OrgStore:
+    definition = org.parse(_RECORD_TYPE_ORG)
+    return OrgStore(
+        definition.schema, org_id="00D8d0000000001", integration_user_id=definition.integration_user_id, clock=clock
+    )
+
+
+def _record_type_ids(store: OrgStore) -> dict[str, str]:
+    return {f"{r['SobjectType']}.{r['DeveloperName']}": r["Id"] for r in store.rows("RecordType")}
+
+
+def test_record_types_are_queryable_rows_with_describe_entries_and_a_record_type_id_field(clock: Clock) -> None:
+    from emulator.describe import describe_sobject
+    from emulator.soql import run_query
+
+    store = _record_type_store(clock)
+    result = run_query(
+        store,
+        "SELECT Id, SobjectType, DeveloperName, Name, IsActive FROM RecordType ORDER BY DeveloperName",
+        include_deleted=False,
+        api_version="59.0",
+        now=T0,
+    )
+    rows = [(r["SobjectType"], r["DeveloperName"], r["Name"], r["IsActive"]) for r in result.records]
+    assert rows == [
+        ("Contact", "Business_Contact", "Business Contact", True),
+        ("Lead", "Community_Lead", "Community Lead", True),
+        ("Contact", "Community_Member", "Community Member", True),
+        ("Contact", "Retired", "Retired", False),
+    ]
+    assert all(r["Id"].startswith("012") and len(r["Id"]) == 18 for r in result.records)
+    ids_by_name = _record_type_ids(store)
+    contact = store.schema.get("Contact")
+    assert contact is not None
+    infos = describe_sobject(contact, "59.0")["recordTypeInfos"]
+    assert [(i["developerName"], i["active"], i["defaultRecordTypeMapping"], i["master"]) for i in infos] == [
+        ("Business_Contact", True, False, False),
+        ("Community_Member", True, True, False),
+        ("Retired", False, False, False),
+        ("Master", True, False, True),  # listed last, no longer the default once record types exist
+    ]
+    assert infos[1]["recordTypeId"] == ids_by_name["Contact.Community_Member"]
+    field = next(f for f in describe_sobject(contact, "59.0")["fields"] if f["name"] == "RecordTypeId")
+    assert (field["type"], field["referenceTo"], field["relationshipName"]) == (
+        "reference",
+        ["RecordType"],
+        "RecordType",
+    )
+    # objects without record types have no RecordTypeId field and only the master
+    account = store.schema.get("Account")
+    assert account is not None and account.field("RecordTypeId") is None
+    assert [i["developerName"] for i in describe_sobject(account, "59.0")["recordTypeInfos"]] == ["Master"]
+    # the relationship resolves in SOQL
+    store.create("Contact", {"LastName": "Rel"})
+    (row,) = run_query(
+        store, "SELECT RecordType.DeveloperName FROM Contact", include_deleted=False, api_version="59.0", now=T0
+    ).records
+    assert row["RecordType"]["DeveloperName"] == "Community_Member"
+
+
+def test_a_created_record_gets_its_record_type_or_the_default(clock: Clock) -> None:
+    store = _record_type_store(clock)
+    ids_by_name = _record_type_ids(store)
+    business = ids_by_name["Contact.Business_Contact"]
+    chosen = store.create("Contact", {"LastName": "A", "RecordTypeId": business[:15]})  # 15 characters do
+    defaulted = store.create("Contact", {"LastName": "B"})
+    assert store.get("Contact", chosen)["RecordTypeId"] == business  # type: ignore[index]
+    assert store.get("Contact", defaulted)["RecordTypeId"] == ids_by_name["Contact.Community_Member"]  # type: ignore[index]
+    # the only record type is the default; objects without record types have no RecordTypeId
+    lead = store.create("Lead", {"LastName": "L", "Company": "Acme"})
+    assert store.get("Lead", lead)["RecordTypeId"] == ids_by_name["Lead.Community_Lead"]  # type: ignore[index]
+    assert "RecordTypeId" not in store.get("Account", store.create("Account", {"Name": "Acme"}))  # type: ignore[operator]
+    # an update may switch to another active record type
+    store.update("Contact", defaulted, {"RecordTypeId": business})
+    assert store.get("Contact", defaulted)["RecordTypeId"] == business  # type: ignore[index]
+
+
+@pytest.mark.parametrize("which", ["Contact.Retired", "Lead.Community_Lead", "unknown", "master"])
+def test_an_inactive_unknown_master_or_other_objects_record_type_is_refused(clock: Clock, which: str) -> None:
+    store = _record_type_store(clock)
+    record_type_id = {
+        **_record_type_ids(store),
+        "unknown": ids.stable_id("012", "no such record type"),
+        "master": "012000000000000AAA",
+    }[which]
+    error = _raises(store.create, "Contact", {"LastName": "A", "RecordTypeId": record_type_id})
+    assert error.error_code == "INVALID_CROSS_REFERENCE_KEY"
+    assert error.message == f"Record Type ID: this ID value isn't valid for the user: {record_type_id}"
+    assert error.fields == ["RecordTypeId"]
+    existing = store.create("Contact", {"LastName": "B"})
+    error = _raises(store.update, "Contact", existing, {"RecordTypeId": record_type_id})
+    assert error.error_code == "INVALID_CROSS_REFERENCE_KEY"
+    assert store.count("Contact") == 1
+
+
+def test_record_types_survive_reset_and_are_read_only(clock: Clock) -> None:
+    store = _record_type_store(clock)
+    before = _record_type_ids(store)
+    store.reset()
+    assert _record_type_ids(store) == before
+    error = _raises(store.create, "RecordType", {"Name": "X", "DeveloperName": "X", "SobjectType": "Contact"})
+    assert error.error_code == "INVALID_TYPE_FOR_OPERATION"
+
+
+def test_the_default_org_gives_contacts_record_types(store: OrgStore) -> None:
+    ids_by_name = _record_type_ids(store)
+    assert set(ids_by_name) == {"Contact.Business_Contact", "Contact.Community_Member", "Contact.Partner_Contact"}
+    created = store.create("Contact", {"LastName": "D"})
+    assert store.get("Contact", created)["RecordTypeId"] == ids_by_name["Contact.Business_Contact"]  # type: ignore[index]
+
+
+def test_org_file_record_type_errors_are_reported_at_once() -> None:
+    with pytest.raises(org.OrgFileError) as info:
+        org.parse(
+            {
+                "objects": {
+                    "Contact": {
+                        "record_types": [
+                            {"name": "Member", "default": True},
+                            {"name": "member"},
+                            {"name": "Old", "active": False, "default": True},
+                            {"name": "Bad Name"},
+                        ]
+                    },
+                    "User": {"record_types": [{"name": "Staff"}]},
+                }
+            }
+        )
+    text = "\n".join(info.value.errors)
+    assert len(info.value.errors) == 5, text
+    assert "Contact.record_types.member: declared twice" in text
+    assert "Old: an inactive record type cannot be the default" in text
+    assert "Contact.record_types: only one default record type" in text
+    assert "Bad Name: developer names are letters" in text
+    assert "User.record_types: User has no record types" in text

@@ -268,6 +268,21 @@ def test_contacts_then_leads_and_lead_placeholders_follow_the_variables() -> Non
     assert no_external["external_id"] is None and no_external["match"] == [{"field": "Member_Id__c", "value": "u-3"}]
 
 
+def test_the_mapping_record_type_rides_on_its_upserts_and_a_delete_carries_none() -> None:
+    typed = mappings(member_record_type="Community_Member")
+    person, activity = run("UserCreated", mappings=typed)
+    assert (person["mapping"], person["record_type"]) == ("members", "Community_Member")
+    assert activity["record_type"] is None  # the activities mapping names no record type
+    assert_valid_writes([person, activity])
+    registration = run("EventRegistration", mappings=typed)
+    assert [w["record_type"] for w in registration] == ["Community_Member", None, None, None]
+    assert [w["record_type"] for w in run("UserCreated")] == [None, None]  # "" = the org's default
+    deleting = mappings(member_record_type="Community_Member", member_deleted="delete")
+    (delete,) = run("UserDeleted", mappings=deleting)
+    assert (delete["operation"], delete["record_type"]) == ("DELETE", None)
+    assert_valid_writes([delete])
+
+
 def test_policies_come_from_the_mapping() -> None:
     member = run("UserCreated")[0]["fields"]
     assert member["LeadSource"]["policy"] == "IF_EMPTY" and member["Email"]["policy"] == "ALWAYS"

@@ -116,6 +116,7 @@ def write(
     parents: dict[str, tuple[str, str]] | None = None,
     operation: str = "UPSERT",
     create_if_missing: bool = True,
+    record_type: str | None = None,
 ) -> dict[str, Any]:
     return {
         "write_id": f"evt-{key}-{n}:{mapping}:0",
@@ -127,6 +128,7 @@ def write(
         "match": [{"field": f, "value": v} for f, v in match],
         "search_objects": list(search_objects),
         "create_if_missing": create_if_missing,
+        "record_type": record_type,
         "fields": fields,
         "parents": {k: {"key": pk, "sobject": ps} for k, (pk, ps) in (parents or {}).items()},
         "workspace_id": "ws-1",
@@ -417,6 +419,92 @@ async def test_a_parent_written_earlier_by_someone_else_is_found_by_its_key(h: H
     outcome = await h.put(registration("evt-3", "a@x.org"))
     assert not outcome.pending and outcome.results[0]["created"] is True
     assert await count(h, "SELECT Id FROM Campaign") == 1
+
+
+# ---------------------------------------------------------------------- record types
+
+
+async def record_types(h: Harness, email: str) -> list[str]:
+    rows = await h.query(f"SELECT RecordType.DeveloperName FROM Contact WHERE Email = '{email}'")
+    return [r["RecordType"]["DeveloperName"] for r in rows]
+
+
+async def test_an_external_id_upsert_with_a_record_type_never_re_types_an_existing_record(h: Harness) -> None:
+    h.emulator.store.create("Contact", {"LastName": "Sales", "Email": "old@x.org", "Member_Id__c": "u-7"})
+    by_member_id = {"external_id": ("Member_Id__c", "u-7"), "record_type": "Community_Member"}
+    outcome = await h.put(
+        write("Contact:Member_Id__c:u-7", "Contact", {"LastName": fv("Seven", T0)}, **by_member_id),  # type: ignore[arg-type]
+        write("Contact:Member_Id__c:u-8", "Contact", {"LastName": fv("Eight", T0)}, external_id=("Member_Id__c", "u-8"),
+              record_type="Community_Member"),
+    )  # fmt: skip
+    assert [r["created"] for r in outcome.results] == [False, True] and not outcome.parked
+    assert await record_types(h, "old@x.org") == ["Business_Contact"]  # updated, not re-typed
+    rows = await h.query("SELECT LastName, RecordType.DeveloperName FROM Contact WHERE Member_Id__c = 'u-8'")
+    assert [(r["LastName"], r["RecordType"]["DeveloperName"]) for r in rows] == [("Eight", "Community_Member")]
+
+
+async def test_a_created_record_gets_the_mapping_record_type_and_later_updates_keep_it(h: Harness) -> None:
+    outcome = await h.put(member(1, record_type="Community_Member"), member(2))
+    assert [r["created"] for r in outcome.results] == [True, True]
+    assert await record_types(h, "member1@example.org") == ["Community_Member"]
+    assert await record_types(h, "member2@example.org") == ["Business_Contact"]  # none asked: the org's default
+    # a person sales created (the default record type) is matched and updated, never re-typed
+    h.emulator.store.create("Contact", {"LastName": "Sales", "Email": "sales@x.org"})
+    renamed = [
+        member(1, last="Renamed", at=T0 + 5, n=1, record_type="Community_Member"),
+        member(3, email="sales@x.org", last="Member", at=T0 + 5, n=1, record_type="Community_Member"),
+    ]
+    outcome = await h.put(*renamed)
+    assert not any(r["created"] for r in outcome.results) and not outcome.parked
+    assert await record_types(h, "member1@example.org") == ["Community_Member"]
+    assert await record_types(h, "sales@x.org") == ["Business_Contact"]
+    (row,) = await h.query("SELECT LastName FROM Contact WHERE Email = 'sales@x.org'")
+    assert row["LastName"] == "Member"
+
+
+async def test_a_record_type_named_by_its_label_resolves_too(h: Harness) -> None:
+    await h.put(member(1, record_type="Community Member"))
+    assert await record_types(h, "member1@example.org") == ["Community_Member"]
+
+
+async def test_an_unknown_or_inactive_record_type_parks_the_record_and_the_rest_is_written(h: Harness) -> None:
+    unknown = member(1, email="unknown@x.org", record_type="No_Such_Type")
+    inactive = member(2, email="inactive@x.org", record_type="Partner_Contact")
+    master = member(3, email="master@x.org", record_type="Master")  # never assignable once others exist
+    no_field = campaign("evt-rt")  # Campaign has no record types (and no RecordTypeId): upserted by external id
+    no_field["record_type"] = "Master"
+    good = [member(i, record_type="Community_Member") for i in range(10, 13)]
+    outcome = await h.put(unknown, inactive, master, no_field, *good, campaign("evt-ok"))
+    reasons = {w.write["key"]: getattr(e, "error_code", "") for w, e in h.rec.parked}
+    assert reasons == {
+        "Contact:Email:unknown@x.org": "INVALID_CROSS_REFERENCE_KEY",
+        "Contact:Email:inactive@x.org": "INVALID_CROSS_REFERENCE_KEY",
+        "Contact:Email:master@x.org": "INVALID_CROSS_REFERENCE_KEY",
+        "Campaign:Event_Id__c:evt-rt": "INVALID_CROSS_REFERENCE_KEY",
+    }
+    assert len(outcome.results) == 4 and not outcome.pending
+    assert outcome.committed == {(TOPIC, 0): h.offset}
+    sync = {e.record_key: e for e in h.rec.entries if e.severity == "ERROR"}
+    assert sync["Contact:Email:unknown@x.org"].field == "RecordTypeId"
+    assert "No_Such_Type" in sync["Contact:Email:unknown@x.org"].message
+    assert await count(h, "SELECT Id FROM Contact") == 3
+    assert await count(h, "SELECT Id FROM Contact WHERE RecordType.DeveloperName = 'Community_Member'") == 3
+
+
+def test_merging_keeps_the_record_type_of_either_write() -> None:
+    typed = member(1, record_type="Community_Member")
+    untyped = member(1, last="Later", at=T0 + 1, n=1)
+    for order in ([typed, untyped], [untyped, typed]):
+        (segments,) = merge_writes([IncomingWrite(w, TOPIC, 0, i) for i, w in enumerate(order)]).values()
+        (seg,) = segments
+        assert seg.record_type == "Community_Member"
+        assert seg.fields["LastName"].value == "Later"
+
+
+async def test_a_merged_batch_creates_the_record_with_its_record_type(h: Harness) -> None:
+    outcome = await h.put(member(1, record_type="Community_Member"), member(1, last="Later", at=T0 + 1, n=1))
+    assert len(outcome.results) == 1 and outcome.results[0]["created"] is True
+    assert await record_types(h, "member1@example.org") == ["Community_Member"]
 
 
 # ---------------------------------------------------------------------- bad records and faults
