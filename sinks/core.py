@@ -389,6 +389,7 @@ class SalesforceSink:
         self._parent_waits: dict[str, int] = {}
         self._describes: dict[str, frozenset[str]] = {}
         self._record_types: dict[str, dict[str, str]] = {}
+        self._if_empty_skips: dict[tuple[str, str, str], list[Any]] = {}
         self._calls = 0
 
     # -- identity cache -------------------------------------------------------------------
@@ -451,6 +452,7 @@ class SalesforceSink:
             if not finished and not any(s.again and not s.blocked for s in ready):
                 break
         await self._park_orphans(queues, outcome)
+        await self._report_if_empty_skips()
         for queue in queues.values():
             for seg in queue:
                 outcome.pending.extend(seg.writes)
@@ -719,7 +721,7 @@ class SalesforceSink:
             if value.policy == "IF_EMPTY" and seg.target is not None:
                 current = seg.current.get(name)
                 if current not in _EMPTY and current is not None:
-                    await self._info(seg, "LOOKUP_POLICY_SKIP", f"{obj}.{name} already has a value; if_empty", name)
+                    self._skip_if_empty(seg, obj, name)
                     continue
             body[name] = value.value
         matched_on = set(seg.current.get("__matched_on__", ()))
@@ -877,6 +879,22 @@ class SalesforceSink:
                 salesforce_id=seg.target[1] if seg.target else None,
             )
         )
+
+    def _skip_if_empty(self, seg: _Segment, obj: str, name: str) -> None:
+        """Count an ``if_empty`` value left out because the record already has one (reported per batch)."""
+        entry = self._if_empty_skips.get((seg.mapping, obj, name))
+        if entry is None:
+            self._if_empty_skips[(seg.mapping, obj, name)] = [1, seg]
+        else:
+            entry[0] += 1
+
+    async def _report_if_empty_skips(self) -> None:
+        """One INFO entry per (mapping, object, field) and batch: an if_empty skip is the policy working,
+        and one entry per record would flood the error log (the first record is named as a sample)."""
+        skips, self._if_empty_skips = self._if_empty_skips, {}
+        for (_, obj, name), (count, seg) in skips.items():
+            others = f" (and {count - 1} more record(s) of this batch)" if count > 1 else ""
+            await self._info(seg, "LOOKUP_POLICY_SKIP", f"{obj}.{name} already has a value; if_empty{others}", name)
 
     async def _info(self, seg: _Segment, code: str, message: str, name: str | None) -> None:
         await self._on_error_entry(

@@ -302,6 +302,19 @@ async def test_if_empty_reads_current_values_in_the_match_query_and_skips_filled
     assert not any(r["created"] for r in outcome.results)
 
 
+async def test_if_empty_skips_are_reported_once_per_field_and_batch_not_per_record(h: Harness) -> None:
+    for i in range(5):
+        h.emulator.store.create("Contact", {"LastName": f"Rep{i}", "Email": f"member{i}@example.org", "Title": "Set"})
+    batch = [member(i) for i in range(5)]
+    for w in batch:
+        w["fields"]["Title"] = fv("From product", policy="IF_EMPTY")
+    await h.put(*batch)
+    assert [(e.code, e.field) for e in h.rec.entries] == [("LOOKUP_POLICY_SKIP", "Title")]
+    assert "and 4 more record(s) of this batch" in h.rec.entries[0].message
+    await h.put(*[member(i, n=1) | {"fields": {"Title": fv("Again", policy="IF_EMPTY")}} for i in range(2)])
+    assert len(h.rec.entries) == 2  # the next batch reports its own
+
+
 # ---------------------------------------------------------------------- Contacts then Leads
 
 
