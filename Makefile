@@ -43,6 +43,9 @@ bench: $(STAMP)
 	$(BIN)/python bench/plan.py
 	$(BIN)/python bench/emulator.py
 	$(BIN)/python bench/outbound.py
+	$(BIN)/python bench/processor_peer.py
+	$(BIN)/python bench/e2e.py
+	$(BIN)/python bench/inbound.py
 
 demo: $(STAMP)
 	$(BIN)/sfsync demo

@@ -19,15 +19,23 @@ their state in changelog topics (Faust creates those, and its other internal top
 topics are created up front because auto-creation is off on the broker). :func:`run_processor`
 runs it (``sfsync processor``, ``python -m processors.app``).
 
-Delivery: ``sfsync.writes`` is at least once. With ``exactly_once`` (the default) Faust commits
-the consumed offsets and the table changelogs in transactions, but the writes an agent sends to a
-topic it does not consume go out outside them, and an event's offset is committed only after the
-agent moved past it. So a worker killed mid-stream plans again the events after its last commit,
+Delivery: ``sfsync.writes`` is at least once, whatever the guarantee. With ``exactly_once`` Faust
+commits the consumed offsets and the table changelogs in transactions, but the writes an agent sends
+to a topic it does not consume go out outside them, and an event's offset is committed only after
+the agent moved past it. So a worker killed mid-stream plans again the events after its last commit,
 and their writes can appear twice on ``sfsync.writes`` (``tests/integration/test_crash_recovery.py``
 measures it: 357 of 6,133 after one SIGKILL). That is harmless by design: every write is
 idempotent at the sink (upsert by external ID, or match then write; DESIGN §4.2), and the record
 clock keeps ties, so a re-planned event plans the same values. The test checks the org ends with
 zero duplicates.
+
+The default is therefore ``at_least_once``: the transactions bought nothing for the writes, and
+cost ~10-20 % more processor CPU per event and ~10-25 % more broker CPU (a transactional producer
+per partition, commit markers; measured with ``bench/e2e.py``). Without them the ``record_clock``
+changelog can run ahead of the committed offsets after a crash; the replayed events then meet
+clock entries of their own (ties: written again) or of later events that replay too (older
+fields: dropped, as the later event writes newer ones), so the org ends the same (the crash test's
+scenario run under ``at_least_once``: the org exact, 29 writes twice).
 
 Scaling note: the clock and identity tables are partitioned like the topics that feed them, which
 is exact for one worker; several workers would need a repartition by record key first.
@@ -47,10 +55,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from processors.metrics import LagProbe, ProcessorMetrics
-from processors.plan import NO_IDENTITY, Identity, IdentityView, drop_stale, plan
+from processors.plan import NO_IDENTITY, PERSON_OBJECTS, Identity, IdentityView, drop_stale, plan
 from processors.settings import ProcessorSettings, load_processor_settings
 from sfsync.avro import AvroDecoder, AvroEncoder, SchemaRegistry, load_topic_schema
 from sfsync.errors import SkippableRecordError
+from sfsync.mapping import Mapping as MappingRule
 from sfsync.mapping import MappingFile, load_mappings
 from sfsync.topics import DLQ, PRODUCT_TOPICS, RESULTS, WRITES, TopicSpec, ensure_topics
 from sinks.dlq import DeadLetterQueue, OriginalRecord, Stage
@@ -66,6 +75,7 @@ __all__ = [
     "TableIdentity",
     "build_app",
     "identity_of_result",
+    "per_event_mappings",
     "run_processor",
 ]
 
@@ -117,10 +127,46 @@ class TableIdentity:
         return Identity(str(value[0]), str(value[1]))
 
 
+def per_event_mappings(mappings: MappingFile) -> frozenset[str]:
+    """Mappings whose records only their own event writes: every identity is the product event's ``event_id``.
+
+    Such a record (e.g. the activity record of each event) needs no clock: no other event can
+    write it, and a replay plans the same values. Keeping one would only grow the ``record_clock``
+    table (and its changelog) by a key per event. A mapping is left out when another mapping
+    matches the same object and field from something else (it could write the same record).
+    """
+
+    def sources(mapping: MappingRule) -> list[tuple[str, str | None]]:
+        return [(key.field, key.from_) for keys in mapping.match_alternatives for key in keys]
+
+    enabled = [m for m in mappings.mappings if m.enabled]
+    out = set()
+    for mapping in enabled:
+        keys = sources(mapping)
+        if not keys or any(len(alt) != 1 for alt in mapping.match_alternatives):
+            continue
+        if any(source != "event_id" for _, source in keys):
+            continue
+        fields = {f for f, _ in keys}
+        shared = any(
+            other.target == mapping.target and any(f in fields and src != "event_id" for f, src in sources(other))
+            for other in enabled
+            if other is not mapping
+        )
+        if not shared:
+            out.add(mapping.name)
+    return frozenset(out)
+
+
 def identity_of_result(result: dict[str, Any]) -> tuple[str, list[str]] | None:
-    """The identity table entry a WriteResult gives: (record key, [sobject, salesforce_id])."""
+    """The identity table entry a WriteResult gives: (record key, [sobject, salesforce_id]).
+
+    Only for person records (a key of a Contact or Lead mapping): planning reads identities only to
+    order a person's ``search_objects``, and keeping the others (an activity record per event) would
+    grow the table and its changelog without end.
+    """
     key, sobject, sf_id = result.get("key"), result.get("sobject"), result.get("salesforce_id")
-    if not key or not sobject or not sf_id:
+    if not key or not sobject or not sf_id or str(key).split(":", 1)[0] not in PERSON_OBJECTS:
         return None
     return str(key), [str(sobject), str(sf_id)]
 
@@ -138,6 +184,11 @@ class Processor:
     counts: dict[str, int] = field(default_factory=lambda: {"events": 0, "writes": 0, "stale": 0, "parked": 0})
     metrics: ProcessorMetrics | None = None
     """Observes each record handled (type, writes sent, stale writes, time); None: counts only."""
+    unclocked: frozenset[str] = field(init=False)
+    """:func:`per_event_mappings`: their writes skip the clock."""
+
+    def __post_init__(self) -> None:
+        self.unclocked = per_event_mappings(self.mappings)
 
     def handle(
         self,
@@ -154,7 +205,8 @@ class Processor:
         """Plan the writes of one record read at ``topic``/``partition``/``offset``.
 
         ``clock`` (record key -> field -> ``updated_at``) is read and updated for every write
-        that goes out; None keeps no clock (no write is dropped as stale).
+        that goes out, except those of :func:`per_event_mappings`; None keeps no clock (no write
+        is dropped as stale).
         Raises only what is not the record's fault (e.g. the registry being unreachable).
         """
         started = time.perf_counter()
@@ -185,7 +237,8 @@ class Processor:
         stale: list[dict[str, Any]] = []
         for write in planned.writes:
             record_key = str(write["key"])
-            before = (clock.get(record_key) if clock is not None else None) or {}
+            clocked = clock if write.get("mapping") not in self.unclocked else None
+            before = (clocked.get(record_key) if clocked is not None else None) or {}
             fresh, after = drop_stale(write, before)
             if fresh is None:
                 self.counts["stale"] += 1
@@ -196,8 +249,8 @@ class Processor:
             except SkippableRecordError as exc:
                 parked.append(Parked(original, exc, Stage.TRANSFORMATION, mapping=str(write.get("mapping") or "")))
                 continue
-            if clock is not None and after != before:
-                clock[record_key] = after
+            if clocked is not None and after != before:
+                clocked[record_key] = after
             writes.append((record_key.encode(), data))
             kept.append(fresh)
         self.counts["writes"] += len(writes)
@@ -336,6 +389,10 @@ def _build(
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=settings.heartbeat_interval_s,
         broker_commit_interval=settings.commit_interval_s,
+        broker_commit_every=settings.broker_commit_every,
+        producer_linger=settings.producer_linger_ms / 1000,
+        producer_max_batch_size=settings.producer_max_batch_size,
+        stream_buffer_maxsize=settings.stream_buffer_maxsize,
         consumer_auto_offset_reset=settings.auto_offset_reset,
         topic_partitions=WRITES.partitions,
         topic_disable_leader=True,
@@ -393,9 +450,9 @@ def _build(
                     await _park_all(dlq, [Parked(original, exc, Stage.VALUE_CONVERTER)], metrics)
                     continue
                 entry = identity_of_result(result)
-                if entry is not None:
-                    if identity_table.get(entry[0]) != entry[1]:
-                        metrics.identity_learnt(entry[1][0])
+                # an identity already known is not set again: each set is a changelog record
+                if entry is not None and identity_table.get(entry[0]) != entry[1]:
+                    metrics.identity_learnt(entry[1][0])
                     identity_table[entry[0]] = entry[1]
             except Exception as exc:  # noqa: BLE001
                 await crash(exc)

@@ -43,6 +43,17 @@ The rules, per change:
    value sfsync wrote — a tie goes to the product. A field sfsync never wrote has no conflict:
    the Salesforce value applies under every policy (``product_wins`` protects what the product
    set, not fields it never had).
+
+Echo race (:func:`hold_until`, :func:`hold_wait_ms`): the poller may read sfsync's own write
+before that write's WriteResult has reached the inbound processor; judged then, the echo would
+look like a rep's edit. A change made by a user sfsync writes as (``writers``: configured, or
+learned from echoes by :func:`echo_writer`) that no known result covers yet (no field
+acknowledged at or after the change's SystemModstamp) is held until one does, or until
+``polled_at + hold_ms`` has passed and the results stream has caught up with what it held when
+the change was looked at (a backlog after a restart folds its results first), and only then
+judged; never longer than ``hold_ms`` after it was first looked at. Held in vain (a flow running
+as the integration user: no result ever covers it), it is judged by the same rules and
+delivered: the bound costs latency, never a change.
 """
 
 from __future__ import annotations
@@ -50,6 +61,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+from collections.abc import Collection
 from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,9 +73,13 @@ __all__ = [
     "Output",
     "apply_result",
     "decide",
+    "echo_writer",
+    "hold_until",
+    "hold_wait_ms",
     "inbound_mapping",
     "member_mappings",
     "millis",
+    "same_user",
     "same_value",
 ]
 
@@ -452,3 +468,85 @@ def decide(
 def _entry(entries: MappingABC[str, Any], name: str) -> MappingABC[str, Any] | None:
     found = _get(entries, name)
     return found if isinstance(found, MappingABC) else None
+
+
+# ---------------------------------------------------------------------- the echo race
+def same_user(user_id: str | None, users: Collection[str]) -> bool:
+    """Whether ``user_id`` is one of ``users`` (Salesforce Ids: 15 and 18 characters compare on the first 15)."""
+    if not user_id:
+        return False
+    short = user_id[:15]
+    return any(u[:15] == short for u in users if u)
+
+
+def acknowledged_until(written_state: MappingABC[str, Any] | None) -> int | None:
+    """The latest time (epoch ms) a result of the record was acknowledged; None: no result known."""
+    entries = (written_state or {}).get("written") or {}
+    times = [int(e.get("written_at") or 0) for e in entries.values() if isinstance(e, MappingABC)]
+    return max(times) if times else None
+
+
+def hold_until(
+    written_state: MappingABC[str, Any] | None,
+    change: MappingABC[str, Any],
+    writers: Collection[str],
+    hold_ms: int,
+) -> int | None:
+    """Until when (epoch ms) to hold ``change`` before :func:`decide` judges it; None: judge it now.
+
+    Held: a change (not a delete) whose ``last_modified_by_id`` is one of ``writers`` (the users
+    sfsync writes as) while no WriteResult of the record was acknowledged at or after its
+    SystemModstamp: it may be sfsync's own write whose result is still on its way. The bound is
+    ``polled_at + hold_ms`` (a replayed change long past it is judged at once). ``hold_ms`` 0 or no
+    writers: never held."""
+    if hold_ms <= 0 or not same_user(change.get("last_modified_by_id"), writers):
+        return None
+    if str(change.get("change_type") or "UPDATE") == "DELETE":
+        return None
+    modstamp = millis(change.get("system_modstamp")) or 0
+    acknowledged = acknowledged_until(written_state)
+    if acknowledged is not None and acknowledged >= modstamp:
+        return None
+    polled = millis(change.get("polled_at")) or modstamp
+    return polled + hold_ms
+
+
+HOLD_RECHECK_MS = 200
+"""How often a held change past its deadline looks again whether the results stream caught up."""
+
+
+def hold_wait_ms(
+    deadline_ms: int | None, now_ms: int, first_seen_ms: int, hold_ms: int, results_caught_up: bool
+) -> int | None:
+    """How long a held change waits before it is looked at again (None: judge it now).
+
+    Until ``deadline_ms`` (:func:`hold_until`; None: not held, or covered by a result now) it
+    waits for its result. Past it (a replay, or a backlog read after a restart) it waits only
+    until the results stream has caught up with the results that existed when it looked
+    (``results_caught_up``), so a result already in Kafka is folded first; never beyond
+    ``first_seen_ms + hold_ms``."""
+    if deadline_ms is None:
+        return None
+    cap = first_seen_ms + hold_ms
+    if now_ms >= cap:
+        return None
+    if now_ms < deadline_ms:
+        return min(deadline_ms, cap) - now_ms
+    return None if results_caught_up else min(HOLD_RECHECK_MS, cap - now_ms)
+
+
+def echo_writer(
+    written_state: MappingABC[str, Any] | None, change: MappingABC[str, Any], decision: Decision
+) -> str | None:
+    """The user a judged change shows sfsync writes as, or None: the change was an echo (every
+    field dropped as ``echo`` or ``unchanged``) of a write acknowledged at or after its SystemModstamp,
+    i.e. the write itself. A rep who re-types the same value after sfsync's write changes the
+    record later than the acknowledgement, so is not taken for sfsync."""
+    user = change.get("last_modified_by_id")
+    if not user or not decision.dropped.get("echo") or set(decision.dropped) - {"echo", "unchanged"}:
+        return None  # a field that differs (sent, or lost a conflict) is somebody's edit
+    if decision.conflicts or any(o.record == "MemberFieldUpdate" for o in decision.outputs):
+        return None
+    acknowledged = acknowledged_until(written_state)
+    modstamp = millis(change.get("system_modstamp")) or 0
+    return str(user) if acknowledged is not None and acknowledged >= modstamp else None

@@ -27,25 +27,41 @@ may move partition). With one worker (every partition assigned to it) this is ex
 workers would need the results re-keyed to ``<sobject>:<Id>`` through a repartition topic with the
 changes' partition count first, so that a record's results and changes meet on one worker.
 
-Known race: if the poller reads sfsync's own write before its WriteResult reaches this app, the
-echo is not recognised and goes out as an update (the sink produces the result right after
-Salesforce acknowledges; the poller runs on an interval, so this needs a result delayed by more
-than a poll).
+Echo race: the poller may read sfsync's own write before its WriteResult reaches this app. A
+change made by a user sfsync writes as (``SFSYNC_INBOUND_WRITER_USER_IDS``, plus users learned from
+recognised echoes) that no result covers yet waits in the changes agent (:class:`EchoHold`) until a
+result arrives that covers it, or until ``SFSYNC_INBOUND_ECHO_HOLD_S`` after its poll has passed
+and the results agent has folded in every result that was in Kafka when the change was looked at
+(:class:`ResultsProgress`: after a restart, a backlog's results come first), at most
+``SFSYNC_INBOUND_ECHO_HOLD_S`` after it was looked at (:func:`~processors.inbound.hold_wait_ms`).
+Its offset is not committed while it waits, so a crash loses nothing. Changes behind it wait too
+(one stream), at most as long.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 import sys
-from collections.abc import Iterable, Mapping, MutableMapping
+import time
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from processors.app import Parked, _brokers, _credentials, _headers, _park_all, _raw_topic
-from processors.inbound import Decision, Output, apply_result, decide
+from processors.inbound import (
+    Decision,
+    Output,
+    apply_result,
+    decide,
+    echo_writer,
+    hold_until,
+    hold_wait_ms,
+    same_user,
+)
 from processors.inbound_metrics import InboundMetrics, now_millis
 from processors.inbound_settings import InboundProcessorSettings, load_inbound_settings
 from sfsync.avro import AvroDecoder, AvroEncoder, SchemaRegistry, load_topic_schema
@@ -57,7 +73,15 @@ from sinks.dlq import DeadLetterQueue, OriginalRecord, Stage
 if TYPE_CHECKING:
     import faust
 
-__all__ = ["COMPONENT", "InboundHandled", "InboundProcessor", "build_inbound_app", "run_inbound"]
+__all__ = [
+    "COMPONENT",
+    "EchoHold",
+    "InboundHandled",
+    "InboundProcessor",
+    "ResultsProgress",
+    "build_inbound_app",
+    "run_inbound",
+]
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +107,16 @@ class InboundProcessor:
     """``encode(record name, dict) -> bytes``: :class:`~sfsync.avro.AvroEncoder` for product.members.inbound."""
     mappings: MappingFile
     counts: dict[str, int] = field(
-        default_factory=lambda: {"results": 0, "changes": 0, "sent": 0, "parked": 0, "echo": 0, "conflict": 0}
-    )
+        default_factory=lambda: {
+            "results": 0, "changes": 0, "sent": 0, "parked": 0, "echo": 0, "conflict": 0, "held": 0,
+        }
+    )  # fmt: skip
     metrics: InboundMetrics | None = None
     """Observes each record (what the rules decided, latency, DLQ); None: counts only."""
+    writers: set[str] = field(default_factory=set)
+    """Salesforce user ids sfsync writes as (configured, then learned from recognised echoes)."""
+    hold_ms: int = 0
+    """Longest wait of a writer's change for the result that covers it (0: never wait)."""
 
     def _decode(self, value: bytes | None, original: OriginalRecord) -> tuple[dict[str, Any] | None, list[Parked]]:
         try:
@@ -152,14 +182,34 @@ class InboundProcessor:
         seen: MutableMapping[str, Any],
     ) -> InboundHandled:
         """Apply the inbound rules to one ``salesforce.changes`` record (``written`` is only read;
-        ``seen``: Salesforce Id -> seen state, updated)."""
+        ``seen``: Salesforce Id -> seen state, updated), without waiting (see :meth:`hold_until`)."""
+        change, handled = self.decode_change(value, original)
+        return handled if change is None else self.judge(change, original, written, seen)
+
+    def decode_change(
+        self, value: bytes | None, original: OriginalRecord
+    ) -> tuple[dict[str, Any] | None, InboundHandled]:
+        """The decoded change, or None and what parks the undecodable record."""
         self.counts["changes"] += 1
         change, parked = self._decode(value, original)
         if change is None:
             self._observe_parked(parked)
             if self.metrics is not None:
                 self.metrics.decided(None, None)
-            return InboundHandled([], parked, [])
+        return change, InboundHandled([], parked, [])
+
+    def hold_until(self, change: Mapping[str, Any], written: Mapping[str, Any]) -> int | None:
+        """Until when (epoch ms) the change waits for its WriteResult (:func:`~processors.inbound.hold_until`)."""
+        return hold_until(written.get(str(change.get("id") or "")), change, self.writers, self.hold_ms)
+
+    def judge(
+        self,
+        change: dict[str, Any],
+        original: OriginalRecord,
+        written: Mapping[str, Any],
+        seen: MutableMapping[str, Any],
+    ) -> InboundHandled:
+        """The rules on one decoded change; a recognised echo teaches which user sfsync writes as."""
         sf_id = str(change.get("id") or "")
         try:
             decision = decide(written.get(sf_id), seen.get(sf_id), change, self.mappings)
@@ -170,9 +220,100 @@ class InboundProcessor:
             return InboundHandled([], parked, [])
         if self.metrics is not None:
             self.metrics.decided(str(change.get("change_type") or ""), decision, now_millis())
+        writer = echo_writer(written.get(sf_id), change, decision)
+        if writer is not None and not same_user(writer, self.writers):
+            self.writers.add(writer)
+            log.info("sfsync writes as Salesforce user %s (learned from an echo)", writer)
         if decision.state is not None:
             seen[sf_id] = decision.state
         return self._encode(decision, original, decision.state.get("mapping") if decision.state else None)
+
+
+class ResultsProgress:
+    """How far the results agent got in each ``sfsync.results`` partition, against the partitions'
+    end offsets (``consumer``: Faust's, with ``assignment()``, ``highwaters()`` and ``position()``)."""
+
+    def __init__(self, consumer: Callable[[], Any], topic: str) -> None:
+        self._consumer = consumer
+        self.topic = topic
+        self.read: dict[int, int] = {}
+        """Partition -> the offset after the last result folded in."""
+
+    def folded(self, partition: int, offset: int) -> None:
+        self.read[partition] = max(self.read.get(partition, 0), offset + 1)
+
+    async def end_offsets(self) -> dict[Any, int]:
+        """The end offset of each assigned results partition now ({} when they cannot be read)."""
+        consumer = self._consumer()
+        try:
+            mine = [tp for tp in consumer.assignment() if tp.topic == self.topic]
+            return {tp: int(end) for tp, end in (await consumer.highwaters(*mine)).items()} if mine else {}
+        except Exception as exc:  # noqa: BLE001 - a rebalance or a broker hiccup: do not wait on it
+            log.debug("results end offsets not read: %s", exc)
+            return {}
+
+    async def reached(self, target: Mapping[Any, int]) -> bool:
+        """Whether every result before ``target`` was folded in (a partition none of whose results
+        was folded in this run counts where the consumer stands)."""
+        consumer = self._consumer()
+        for tp, end in target.items():
+            done = self.read.get(tp.partition)
+            if done is None:
+                try:
+                    done = await consumer.position(tp)
+                except Exception as exc:  # noqa: BLE001 - no position: do not wait on it
+                    log.debug("results position not read: %s", exc)
+                    continue
+            if (done or 0) < end:
+                return False
+        return True
+
+
+class EchoHold:
+    """Holds a change of sfsync's writer until the WriteResult covering it is folded in, within the
+    bounds of :func:`~processors.inbound.hold_wait_ms`; woken by every result (:meth:`notify`)."""
+
+    def __init__(
+        self,
+        processor: InboundProcessor,
+        written: Mapping[str, Any],
+        results: ResultsProgress | None = None,
+        now_ms: Callable[[], int] = now_millis,
+    ) -> None:
+        self.processor = processor
+        self.written = written
+        self.results = results
+        self._now_ms = now_ms
+        self._event = asyncio.Event()
+
+    def notify(self, partition: int | None = None, offset: int | None = None) -> None:
+        """A result (at ``partition``/``offset`` of sfsync.results) was folded in: look again."""
+        if self.results is not None and partition is not None and offset is not None:
+            self.results.folded(partition, offset)
+        event, self._event = self._event, asyncio.Event()
+        event.set()
+
+    async def hold(self, change: Mapping[str, Any]) -> bool:
+        """Wait until ``change`` may be judged; True when it waited at all."""
+        first_seen = self._now_ms()
+        hold_ms = self.processor.hold_ms
+        target: dict[Any, int] | None = None
+        waited = False
+        while True:
+            now = self._now_ms()
+            deadline = self.processor.hold_until(change, self.written)
+            caught_up = True
+            if deadline is not None and deadline <= now < first_seen + hold_ms and self.results is not None:
+                if target is None:  # the results there are now: they are folded in before it is judged
+                    target = await self.results.end_offsets()
+                caught_up = await self.results.reached(target)
+            wait_ms = hold_wait_ms(deadline, now, first_seen, hold_ms, caught_up)
+            if wait_ms is None:
+                return waited
+            waited = True
+            event = self._event
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), min(wait_ms, 1000) / 1000)
 
 
 def _original(message: Any) -> OriginalRecord:
@@ -229,7 +370,14 @@ def _build(
         load_topic_schema(MEMBERS_INBOUND.base),
         register=settings.register_schemas,
     )
-    processor = InboundProcessor(AvroDecoder(registry), encoder, mappings, metrics=metrics)
+    processor = InboundProcessor(
+        AvroDecoder(registry),
+        encoder,
+        mappings,
+        metrics=metrics,
+        writers=set(settings.writer_user_ids),
+        hold_ms=int(settings.echo_hold_s * 1000),
+    )
     dlq = DeadLetterQueue(
         kafka, prefix=prefix, component=COMPONENT, delivery_timeout_s=settings.producer_flush_timeout_s
     )
@@ -257,12 +405,29 @@ def _build(
     seen = app.Table("inbound_seen", default=None, key_type=str, partitions=CHANGES.partitions)
     out_topic = _raw_topic(app, MEMBERS_INBOUND, prefix)
 
+    echo_hold = EchoHold(processor, written, ResultsProgress(lambda: app.consumer, RESULTS.name(prefix)))
+
+    async def on_result(value: bytes | None, original: OriginalRecord) -> InboundHandled:
+        handled = processor.on_result(value, original, written)
+        echo_hold.notify(original.partition, original.offset)
+        return handled
+
+    async def on_change(value: bytes | None, original: OriginalRecord) -> InboundHandled:
+        change, handled = processor.decode_change(value, original)
+        if change is None:
+            return handled
+        started = time.monotonic()
+        if await echo_hold.hold(change):
+            processor.counts["held"] += 1
+            metrics.held(time.monotonic() - started, covered=processor.hold_until(change, written) is None)
+        return processor.judge(change, original, written, seen)
+
     def agent(handle: Any) -> Any:
         async def run(stream: Any) -> None:
             async for event in stream.events():
                 message = event.message
                 try:
-                    handled: InboundHandled = handle(message.value, _original(message))
+                    handled: InboundHandled = await handle(message.value, _original(message))
                     for key, value in handled.sends:
                         await out_topic.send(key=key, value=value)
                     await _park_all(dlq, handled.parked)
@@ -273,12 +438,8 @@ def _build(
 
         return run
 
-    app.agent(_raw_topic(app, RESULTS, prefix), name="inbound_results")(
-        agent(lambda value, original: processor.on_result(value, original, written))
-    )
-    app.agent(_raw_topic(app, CHANGES, prefix), name="inbound_changes")(
-        agent(lambda value, original: processor.on_change(value, original, written, seen))
-    )
+    app.agent(_raw_topic(app, RESULTS, prefix), name="inbound_results")(agent(on_result))
+    app.agent(_raw_topic(app, CHANGES, prefix), name="inbound_changes")(agent(on_change))
     return _Built(app, processor, dlq)
 
 

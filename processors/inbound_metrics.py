@@ -16,6 +16,8 @@ sfsync_inbound_fields_dropped_total            counter    reason (unchanged, fil
 sfsync_inbound_conflicts_total                 counter    policy, winner (product | salesforce)
 sfsync_inbound_latency_seconds                 histogram  - (Salesforce modification -> update sent)
 sfsync_inbound_dlq_records_total               counter    stage
+sfsync_inbound_echo_holds_total                counter    outcome (covered: its result came; expired)
+sfsync_inbound_echo_hold_seconds               histogram  - (how long a writer's change waited)
 =============================================  =========  ===========================================
 """
 
@@ -78,6 +80,23 @@ class InboundMetrics:
             ["stage"],
             registry=r,
         )
+        self.echo_holds = Counter(
+            "sfsync_inbound_echo_holds_total",
+            "Changes by the user sfsync writes as that waited for their WriteResult, by outcome.",
+            ["outcome"],
+            registry=r,
+        )
+        self.echo_hold = Histogram(
+            "sfsync_inbound_echo_hold_seconds",
+            "How long such a change waited for its WriteResult.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+
+    def held(self, seconds: float, *, covered: bool) -> None:
+        """A change of sfsync's writer waited ``seconds`` for its WriteResult (``covered``: it came)."""
+        self.echo_holds.labels(outcome="covered" if covered else "expired").inc()
+        self.echo_hold.observe(seconds)
 
     def decided(self, change_type: str | None, decision: Decision | None, now_ms: int | None = None) -> None:
         """One change: its type and what the rules made of it (None: it could not be decoded)."""

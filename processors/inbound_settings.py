@@ -4,19 +4,28 @@ The same knobs as the outbound processor's (:class:`~processors.settings.Process
 mapping file and variables, processing guarantee, table store, timeouts) under their own prefix and
 app id, so the two apps never share a consumer group or a table changelog. Load with
 :func:`load_inbound_settings`, which reports every invalid value at once.
+
+The echo race (:func:`processors.inbound.hold_until`): ``SFSYNC_INBOUND_WRITER_USER_IDS`` names the
+Salesforce users sfsync writes as (the sink's integration user; comma-separated or a JSON list);
+changes they made wait up to ``SFSYNC_INBOUND_ECHO_HOLD_S`` after their poll for the WriteResult
+that covers them. Users are also learned from the echoes recognised while running.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import json
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
-from pydantic_settings import SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from processors.settings import ProcessorSettings
 from sfsync.settings import load
 
 __all__ = ["InboundProcessorSettings", "load_inbound_settings"]
+
+_USER_ID = r"^[a-zA-Z0-9]{15}(?:[a-zA-Z0-9]{3})?$"
 
 
 class InboundProcessorSettings(ProcessorSettings):
@@ -31,9 +40,43 @@ class InboundProcessorSettings(ProcessorSettings):
         description="Faust app id: consumer group, and the prefix of its table changelog topics.",
     )
     web_port: int = Field(6067, ge=1, le=65535)
+    processing_guarantee: Literal["exactly_once", "at_least_once"] = Field(
+        "exactly_once",
+        description="exactly_once (the inbound default, unlike the outbound processor's): what a change sends, "
+        "the state tables and the offsets commit together; the volume is a poller's, not the product's.",
+    )
     metrics_port: int = Field(
         9466, ge=0, le=65535, description="Prometheus /metrics (processors.inbound_metrics); 0 disables it."
     )
+    writer_user_ids: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Salesforce user ids sfsync writes as (the sink's integration user): their changes wait "
+        "for the WriteResult that covers them, so an echo read before its result is still recognised.",
+    )
+    echo_hold_s: float = Field(
+        30.0,
+        ge=0,
+        le=300,
+        description="Longest wait (from the change's poll) for that WriteResult; then the change is judged "
+        "as it is. 0: never wait.",
+    )
+
+    @field_validator("writer_user_ids", mode="before")
+    @classmethod
+    def _user_ids(cls, value: Any) -> list[str]:
+        if value is None or value == "":
+            return []
+        items: Any = value
+        if isinstance(value, str):
+            text = value.strip()
+            items = json.loads(text) if text.startswith("[") else text.split(",")
+        if not isinstance(items, list):
+            raise ValueError("expected user ids, comma-separated or a JSON list")
+        ids = [str(i).strip() for i in items if str(i).strip()]
+        bad = [i for i in ids if not re.match(_USER_ID, i)]
+        if bad:
+            raise ValueError(f"not Salesforce user ids (15 or 18 characters): {', '.join(bad)}")
+        return ids
 
 
 def load_inbound_settings(**overrides: Any) -> InboundProcessorSettings:

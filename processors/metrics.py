@@ -35,9 +35,9 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 
-from sinks.metrics import MetricsServer, lag_of, serve_registry
+from sinks.metrics import MetricsServer, consumer_lag_gauge, lag_of, serve_registry
 
 __all__ = ["PLANNING_BUCKETS", "LagProbe", "ProcessorMetrics", "lag_of"]
 
@@ -85,9 +85,7 @@ class ProcessorMetrics:
             ["sobject"],
             registry=r,
         )
-        self.consumer_lag = Gauge(
-            "sfsync_consumer_lag", "Records behind the end of each partition.", ["topic", "partition"], registry=r
-        )
+        self.consumer_lag = consumer_lag_gauge(r)
         self._lag_seen: set[Partition] = set()
         self._lock = threading.Lock()
 

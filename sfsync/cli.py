@@ -157,13 +157,14 @@ def _registry() -> SchemaRegistry:
 @schemas_app.command("register")
 @reported
 def schemas_register() -> None:
-    """Register each product topic's schema under `<topic>-value` with BACKWARD compatibility."""
+    """Register each product-facing topic's schema (the four product topics and product.members.inbound)
+    under `<topic>-value` with BACKWARD compatibility."""
     from sfsync.avro import load_topic_schema
-    from sfsync.topics import PRODUCT_TOPICS
+    from sfsync.topics import CONTRACT_TOPICS
 
     prefix = cfg.load(cfg.KafkaConnection, "kafka").topic_prefix
     with _registry() as registry:
-        for spec in PRODUCT_TOPICS:
+        for spec in CONTRACT_TOPICS:
             subject = f"{spec.name(prefix)}-value"
             schema = load_topic_schema(spec.base)
             registry.set_compatibility(subject, "BACKWARD")
@@ -176,12 +177,12 @@ def schemas_register() -> None:
 def schemas_check() -> None:
     """Check the working tree's schemas against the registry (BACKWARD); exit 1 on any break."""
     from sfsync.avro import load_topic_schema
-    from sfsync.topics import PRODUCT_TOPICS
+    from sfsync.topics import CONTRACT_TOPICS
 
     prefix = cfg.load(cfg.KafkaConnection, "kafka").topic_prefix
     broken = 0
     with _registry() as registry:
-        for spec in PRODUCT_TOPICS:
+        for spec in CONTRACT_TOPICS:
             subject = f"{spec.name(prefix)}-value"
             ok = registry.is_compatible(subject, load_topic_schema(spec.base).schema_str)
             broken += not ok
@@ -198,10 +199,10 @@ def schemas_snapshot() -> None:
     Tests check every later schema against this snapshot for BACKWARD compatibility, so take a
     snapshot when a schema version ships, and review any change to it like an API change."""
     from sfsync.avro import RELEASED_DIR, load_topic_schema
-    from sfsync.topics import PRODUCT_TOPICS
+    from sfsync.topics import CONTRACT_TOPICS
 
     RELEASED_DIR.mkdir(exist_ok=True)
-    for spec in PRODUCT_TOPICS:
+    for spec in CONTRACT_TOPICS:
         target = RELEASED_DIR / f"{spec.base}.json"
         target.write_text(json.dumps(load_topic_schema(spec.base).schema, indent=2) + "\n")
         typer.echo(f"wrote {target}")
@@ -308,7 +309,8 @@ def demo(
     """The whole pipeline on one machine, both ways: Kafka, registry, emulated org, processors, sink
     and poller; a day of community activity (a few records bad on purpose) while sales reps edit
     Contacts and Campaigns; a live view, then a report in figures. Ctrl-C stops everything it started."""
-    from sfsync.demo import DemoOptions, parse_pace, run_demo
+    from sfsync.demo import DemoOptions, run_demo
+    from sfsync.demo_scenario import parse_pace
     from sfsync.errors import ConfigError
 
     try:

@@ -7,6 +7,7 @@ itself refuses a record type that does not belong on a topic.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,6 +52,9 @@ DLQ = TopicSpec(
 )
 
 PRODUCT_TOPICS: tuple[TopicSpec, ...] = (MEMBERS, EVENTS, ATTENDANCE, FORUM)
+CONTRACT_TOPICS: tuple[TopicSpec, ...] = (*PRODUCT_TOPICS, MEMBERS_INBOUND)
+"""The topics the product reads or writes: their schemas are a released contract (``schemas/released``),
+evolved BACKWARD-compatibly (``sfsync schemas register/check/snapshot``)."""
 ALL_TOPICS: tuple[TopicSpec, ...] = (*PRODUCT_TOPICS, WRITES, RESULTS, CHANGES, MEMBERS_INBOUND, ERRORS, DLQ)
 
 
@@ -96,4 +100,30 @@ def ensure_topics(
             if "TOPIC_ALREADY_EXISTS" in str(exc):
                 continue
             raise FatalError(f"could not create topic {name}: {exc.args[0]}") from exc
+    _wait_until_visible(admin, [s.name(prefix) for s in wanted], timeout_s)
     return created
+
+
+def _wait_until_visible(admin: Any, names: list[str], timeout_s: float) -> None:
+    """Return once the broker's metadata lists every topic in ``names`` with a leader for each partition.
+
+    A create is acknowledged by the controller before every broker's metadata has the topic, so a
+    client that asks right away can be told it does not exist (the tests saw this on a busy broker).
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            topics = admin.list_topics(timeout=max(0.5, deadline - time.monotonic())).topics
+        except Exception:  # noqa: BLE001 - retried until the deadline, then reported below
+            topics = {}
+        pending = [
+            n for n in names
+            if n not in topics or not topics[n].partitions or any(p.leader < 0 for p in topics[n].partitions.values())
+        ]  # fmt: skip
+        if not pending:
+            return
+        if time.monotonic() >= deadline:
+            raise ServiceUnavailableError(
+                f"topic(s) {', '.join(pending)} not visible in {timeout_s:.0f}s after creation"
+            )
+        time.sleep(0.1)

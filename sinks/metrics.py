@@ -74,6 +74,13 @@ def lag_of(committed: int, low: int, high: int, reset: Literal["earliest", "late
     return max(high - max(committed, low), 0)
 
 
+def consumer_lag_gauge(registry: CollectorRegistry) -> Gauge:
+    """``sfsync_consumer_lag`` (topic, partition): one name, help and labels in every process that consumes."""
+    return Gauge(
+        "sfsync_consumer_lag", "Records behind the end of each partition.", ["topic", "partition"], registry=registry
+    )
+
+
 class SinkMetrics:
     """The sink's series; ``registry`` defaults to prometheus-client's global one."""
 
@@ -106,9 +113,7 @@ class SinkMetrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
-        self.consumer_lag = Gauge(
-            "sfsync_consumer_lag", "Records behind the end of each partition.", ["topic", "partition"], registry=r
-        )
+        self.consumer_lag = consumer_lag_gauge(r)
         self.dlq_records = Counter(
             "sfsync_dlq_records_total", "Records parked in the DLQ.", ["mapping", "code"], registry=r
         )

@@ -92,7 +92,8 @@ class ObjectPlan:
 
     sobject: str
     fields: tuple[str, ...]
-    """Mapped inbound fields, relationship paths (``Account.Name``) and fields the filters read."""
+    """What the inbound rules read (``Mapping.inbound_read_fields``: inbound fields, relationship paths
+    such as ``Account.Name``, the member id field, link fields) and the fields the filters read."""
     mappings: tuple[SyncMapping, ...] = ()
 
     def __post_init__(self) -> None:
@@ -131,15 +132,19 @@ def filter_fields(expression: str) -> list[str]:
 
 def plans_from_mappings(mappings: MappingFile, only: Iterable[str] | None = None) -> list[ObjectPlan]:
     """One plan per target object of the enabled mappings that read anything back (a ``to_product``
-    / ``both`` field, or an inbound filter); ``only``: restrict to these objects."""
+    / ``both`` field, or an inbound filter); ``only``: restrict to these objects.
+
+    A mapping's fields are :meth:`~sfsync.mapping.Mapping.inbound_read_fields` (what the inbound
+    rules read: the inbound fields, the member id field, the link fields) plus what its inbound
+    filter reads: one definition for the poller and the processor."""
     wanted = {o.lower() for o in only} if only is not None else None
     by_object: dict[str, tuple[str, dict[str, str], list[SyncMapping]]] = {}
     for mapping in mappings.enabled():
-        inbound = [f.sf for f in mapping.active_fields() if f.inbound]
+        if not mapping.inbound_fields() and not mapping.inbound_filter:
+            continue
+        inbound = mapping.inbound_read_fields()
         if mapping.inbound_filter:
             inbound += filter_fields(mapping.inbound_filter)
-        if not inbound and not mapping.inbound_filter:
-            continue
         key = mapping.target.lower()
         if wanted is not None and key not in wanted:
             continue

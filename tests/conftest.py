@@ -23,7 +23,12 @@ from sfsync.settings import StackSettings
 
 # Processors, sinks and pollers started by tests (often as subprocesses, several at once) serve no
 # /metrics unless a test asks for a port: fixed default ports would collide between them.
-for _setting in ("SFSYNC_PROCESSOR_METRICS_PORT", "SFSYNC_SINK_METRICS_PORT", "SFSYNC_SOURCE_METRICS_PORT"):
+for _setting in (
+    "SFSYNC_PROCESSOR_METRICS_PORT",
+    "SFSYNC_SINK_METRICS_PORT",
+    "SFSYNC_SOURCE_METRICS_PORT",
+    "SFSYNC_INBOUND_METRICS_PORT",
+):
     os.environ.setdefault(_setting, "0")
 
 

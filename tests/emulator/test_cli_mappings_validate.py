@@ -11,25 +11,10 @@ from typer.testing import CliRunner
 
 from emulator.server import RunningEmulator, serve_in_thread
 from sfsync.cli_mappings import mappings_app
+from tests.unit.test_mapping import BAD_MAPPING
 
 runner = CliRunner()
 
-BAD_MAPPING = f"""\
-mappings:
-  - name: members
-    entity: member
-    target: Contact
-    match: [{{field: Email, from: member.email}}]
-    create_if_missing: false
-    fields:
-      - {{sf: Department, constant: Community}}
-      - {{sf: LeadSource, constant: web}}
-      - {{sf: Birthdate, constant: "2020-01-01"}}
-      - {{sf: DoNotCall, constant: "true"}}
-      - {{sf: Description, constant: "{"x" * 256}"}}
-      - {{sf: Title, constant: Member, direction: both}}
-      - {{sf: Titel, from: member.title}}
-"""
 # (line in BAD_MAPPING, field, what the problem says)
 EXPECTED = [
     (8, "members", "6 constants; at most 5 per mapping"),

@@ -1,17 +1,25 @@
-"""Helpers for integration tests: settings for a test's own topics, consuming what was published."""
+"""Helpers for integration tests: settings for a test's own topics, consuming what was published,
+a group's committed offsets, waiting for a condition."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
 import uuid
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
+from pydantic import SecretStr
 
+from emulator.server import RunningEmulator
 from producers.publisher import Publisher
+from salesforce import SalesforceSettings
 from sfsync.settings import PublisherSettings
 from sfsync.topics import ALL_TOPICS, ensure_topics
+
+PARTITIONS = 6
 
 
 def publisher_settings(services: Any, prefix: str, **overrides: Any) -> PublisherSettings:
@@ -32,16 +40,46 @@ def open_publisher(services: Any, prefix: str, **overrides: Any) -> Publisher:
     return Publisher(publisher_settings(services, prefix, **overrides))
 
 
-def consume_all(bootstrap: str, topics: list[str], expected: int, timeout_s: float = 30) -> list[Any]:
-    """Read ``expected`` messages from the start of ``topics`` with confluent-kafka (bounded)."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"test-{uuid.uuid4().hex}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
+def publish_all(services: Any, prefix: str, events: Iterable[Any]) -> dict[str, int]:
+    """Publish ``events`` (product events) to the test's topics and wait until Kafka has them all;
+    how many went to each topic (by its full name)."""
+    publisher = open_publisher(services, prefix)
+    per_topic: dict[str, int] = {}
+    for event in events:
+        publisher.publish(event)
+        per_topic[prefix + event.TOPIC] = per_topic.get(prefix + event.TOPIC, 0) + 1
+    publisher.flush()
+    publisher.close()
+    return per_topic
+
+
+def salesforce_settings(running: RunningEmulator) -> SalesforceSettings:
+    """The emulated org's first connected app (OAuth client credentials), with short backoffs."""
+    app = running.emulator.auth.config.connected_apps[0]
+    return SalesforceSettings(
+        login_url=running.base_url,
+        auth_flow="client_credentials",
+        client_id=app.client_id,
+        client_secret=SecretStr(app.client_secret),
+        backoff_base_s=0.01,
+        backoff_max_s=0.05,
     )
+
+
+def consume_all(
+    bootstrap: str, topics: list[str], expected: int, timeout_s: float = 30, *, read_committed: bool = False
+) -> list[Any]:
+    """Read ``expected`` messages from the start of ``topics`` with confluent-kafka (bounded);
+    ``read_committed``: only what committed transactions wrote."""
+    config = {
+        "bootstrap.servers": bootstrap,
+        "group.id": f"test-{uuid.uuid4().hex}",
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+    }
+    if read_committed:
+        config["isolation.level"] = "read_committed"
+    consumer = Consumer(config)
     consumer.subscribe(topics)
     messages = []
     deadline = time.monotonic() + timeout_s
@@ -55,12 +93,80 @@ def consume_all(bootstrap: str, topics: list[str], expected: int, timeout_s: flo
     return messages
 
 
-def end_offsets(bootstrap: str, topic: str, partitions: int = 6) -> int:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "offsets"})
-    try:
-        return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(partitions))
-    finally:
-        consumer.close()
+class Offsets:
+    """A group's committed offsets and the end offsets of topics, through one consumer that never joins
+    the group (``close()`` it, or use ``with``)."""
+
+    def __init__(self, bootstrap: str, group: str, partitions: int = PARTITIONS) -> None:
+        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+        self.partitions = partitions
+
+    def by_partition(self, topic: str) -> list[int]:
+        """Committed offsets per partition (0 where the group committed nothing)."""
+        tps = [TopicPartition(topic, p) for p in range(self.partitions)]
+        return [max(tp.offset, 0) for tp in self.consumer.committed(tps, timeout=10)]
+
+    def committed(self, topic: str) -> int:
+        return sum(self.by_partition(topic))
+
+    def ends(self, topic: str) -> list[int]:
+        """End offsets per partition."""
+        return [
+            self.consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(self.partitions)
+        ]
+
+    def end(self, topic: str) -> int:
+        return sum(self.ends(topic))
+
+    def caught_up(self, topic: str) -> bool:
+        """Whether the group committed every partition of ``topic`` up to its end."""
+        return all(c >= e for c, e in zip(self.by_partition(topic), self.ends(topic), strict=True))
+
+    def close(self) -> None:
+        self.consumer.close()
+
+    def __enter__(self) -> Offsets:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def end_offsets(bootstrap: str, topic: str, partitions: int = PARTITIONS) -> int:
+    with Offsets(bootstrap, "offsets", partitions) as offsets:
+        return offsets.end(topic)
+
+
+def group_offsets(bootstrap: str, group: str, topic: str) -> tuple[list[int], list[int]]:
+    """``group``'s committed offsets and the end offsets of ``topic``, per partition."""
+    with Offsets(bootstrap, group) as offsets:
+        return offsets.by_partition(topic), offsets.ends(topic)
+
+
+def caught_up(bootstrap: str, group: str, topic: str, timeout_s: float = 0) -> bool:
+    """Whether ``group`` committed every partition of ``topic`` up to its end (asking every 0.5 s for up
+    to ``timeout_s``)."""
+    with Offsets(bootstrap, group) as offsets:
+        deadline = time.monotonic() + timeout_s
+        while not offsets.caught_up(topic):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.5)
+        return True
+
+
+def processed_all(bootstrap: str, group: str, expected: Mapping[str, int]) -> bool:
+    """Whether ``group`` committed at least ``expected[topic]`` records of each topic."""
+    with Offsets(bootstrap, group) as offsets:
+        return all(offsets.committed(topic) >= count for topic, count in expected.items())
+
+
+async def wait_until(condition: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.25) -> None:
+    """Check ``condition`` every ``interval_s`` until it holds; fail the test after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"not in {timeout_s:.0f}s: {what}"
+        await asyncio.sleep(interval_s)
 
 
 def normalize(value: Any) -> Any:

@@ -16,14 +16,9 @@ the test). The sink then writes everything and the org holds what the events imp
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,12 +32,11 @@ from producers.fake import CommunitySimulator
 from sfsync.avro import AvroDecoder, AvroEncoder, SchemaRegistry, load_topic_schema
 from sfsync.mapping import load_mappings
 from sfsync.topics import PRODUCT_TOPICS
-from tests.integration.helpers import make_topics, open_publisher
+from tests.integration.helpers import PARTITIONS, Offsets, make_topics, publish_all, wait_until
+from tests.integration.processes import Spawned, pipeline_env, processor_env, salesforce_env
 from tests.integration.test_outbound_e2e import ACTIVITY_EVENTS, _drain, actual_org, expected_org
 from tests.integration.test_sink_runner import runner_for
 
-ROOT = Path(__file__).resolve().parents[2]
-PARTITIONS = 6
 SINK_EVENTS = 400
 PROCESSOR_EVENTS = 2500
 KILL_AFTER = 400  # events the processor committed before it is killed
@@ -52,66 +46,6 @@ WRITE_CALLS = ("POST composite/sobjects", "PATCH composite/sobjects", "DELETE co
 
 
 # ---------------------------------------------------------------------- helpers
-def _env(services: Any, prefix: str, **extra: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-        "KAFKA_BOOTSTRAP_SERVERS": services.bootstrap,
-        "SCHEMA_REGISTRY_URL": services.registry,
-        "SFSYNC_TOPIC_PREFIX": prefix,
-        **extra,
-    }
-
-
-def _spawn(args: list[str], env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:  # a file, not a pipe: a full pipe would block the child
-        return subprocess.Popen(args, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def _kill(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=10)
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-
-
-class Offsets:
-    """Committed offsets of a group and end offsets of topics, through one long-lived consumer."""
-
-    def __init__(self, bootstrap: str, group: str) -> None:
-        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
-
-    def by_partition(self, topic: str) -> list[int]:
-        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-        return [max(tp.offset, 0) for tp in self.consumer.committed(tps, timeout=10)]
-
-    def committed(self, topic: str) -> int:
-        return sum(self.by_partition(topic))
-
-    def end(self, topic: str) -> int:
-        return sum(
-            self.consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(PARTITIONS)
-        )
-
-    def close(self) -> None:
-        self.consumer.close()
-
-
-async def _wait(condition: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.1) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"not in {timeout_s:.0f}s: {what}"
-        await asyncio.sleep(interval_s)
-
-
 def _assert_org(running: RunningEmulator, events: list[Any]) -> dict[str, int]:
     """The org holds exactly what ``events`` imply, and no object twice; the record counts."""
     got = actual_org(running)
@@ -177,9 +111,8 @@ async def test_sink_killed_mid_batch_three_times_ends_in_the_state_the_events_im
     total = _plan_writes(services, registry, prefix, events)
     writes_topic = prefix + "sfsync.writes"
     running = serve_in_thread(faults=f"latency={LATENCY_MS}ms")
-    app = running.emulator.auth.config.connected_apps[0]
     group = f"sink-{uuid.uuid4().hex[:8]}"
-    env = _env(
+    env = pipeline_env(
         services,
         prefix,
         SFSYNC_SINK_GROUP_ID=group,
@@ -191,18 +124,14 @@ async def test_sink_killed_mid_batch_three_times_ends_in_the_state_the_events_im
         SFSYNC_SINK_BACKOFF_BASE_S="0.01",
         SFSYNC_SINK_BACKOFF_MAX_S="0.05",
         SFSYNC_SINK_METRICS_PORT="0",
-        SALESFORCE_LOGIN_URL=running.base_url,
-        SALESFORCE_AUTH_FLOW="client_credentials",
-        SALESFORCE_CLIENT_ID=app.client_id,
-        SALESFORCE_CLIENT_SECRET=app.client_secret,
+        **salesforce_env(running),
         SALESFORCE_BACKOFF_BASE_S="0.01",
         SALESFORCE_BACKOFF_MAX_S="0.05",
     )
     log = tmp_path / "sink.log"
-    args = [sys.executable, "-m", "sfsync.cli", "sink"]
     offsets = Offsets(services.bootstrap, group)
     kills: list[Kill] = []
-    proc = _spawn(args, env, tmp_path, log)
+    proc = Spawned("sfsync.cli", "sink", env=env, log=log)
     try:
         # Kill when the emulator served `needed` collection calls of a batch the group has not committed.
         while len(kills) < KILLS:
@@ -210,7 +139,7 @@ async def test_sink_killed_mid_batch_three_times_ends_in_the_state_the_events_im
             base_committed, base_calls = offsets.committed(writes_topic), _write_calls(running)
             deadline = time.monotonic() + 60
             while True:
-                assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
+                assert proc.running, proc.log_tail()
                 assert time.monotonic() < deadline, f"no batch reached {needed} write calls; kills so far {kills}"
                 committed = offsets.committed(writes_topic)
                 assert committed < total, f"the sink finished before kill {len(kills) + 1}: {kills}"
@@ -221,14 +150,14 @@ async def test_sink_killed_mid_batch_three_times_ends_in_the_state_the_events_im
                     break  # (after a restart, once it committed a batch: each kill cuts a later batch)
                 await asyncio.sleep(0.02)
             rows_at_kill = _rows(running)
-            _kill(proc)
+            proc.kill()
             # nothing can commit any more: the batch was really cut in the middle
             if offsets.committed(writes_topic) != base_committed:
-                proc = _spawn(args, env, tmp_path, log)  # a commit slipped in before the kill: try again
+                proc = Spawned("sfsync.cli", "sink", env=env, log=log)  # a commit slipped in before the kill: again
                 continue
             await asyncio.sleep(2 * LATENCY_MS / 1000)  # a collection call in flight lands now, unacknowledged
             kills.append(Kill(base_committed, _write_calls(running) - base_calls, rows_at_kill, _rows(running)))
-            proc = _spawn(args, env, tmp_path, log)
+            proc = Spawned("sfsync.cli", "sink", env=env, log=log)
 
         # the last restart finishes at full speed (the latency only served to catch calls in flight)
         httpx.post(f"{running.base_url}/__admin/faults", json={"spec": ""}, timeout=10).raise_for_status()
@@ -236,17 +165,14 @@ async def test_sink_killed_mid_batch_three_times_ends_in_the_state_the_events_im
         while offsets.committed(writes_topic) < total:
             assert time.monotonic() < deadline, (
                 f"restarted sink committed {offsets.committed(writes_topic)}/{total} writes in 90s; kills {kills}\n"
-                + log.read_text(errors="replace")[-4000:]
+                + proc.log_tail(4000)
             )
             await asyncio.sleep(0.5)
-        assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
-        _stop(proc)
-        assert proc.returncode == 0, log.read_text(errors="replace")[-3000:]
+        assert proc.running, proc.log_tail()
+        assert proc.stop() == 0, proc.log_tail()
         counts = _assert_org(running, events)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        proc.kill()
         offsets.close()
         running.stop()
     assert len(kills) == KILLS and all(k.committed < total and k.write_calls >= 1 for k in kills)
@@ -299,21 +225,16 @@ async def test_processor_killed_mid_stream_and_restarted_plans_every_event_once(
     services: Any, prefix: str, registry: SchemaRegistry, tmp_path: Path
 ) -> None:
     events = list(CommunitySimulator(seed=7070).stream(PROCESSOR_EVENTS))
-    publisher = open_publisher(services, prefix)
-    for event in events:
-        publisher.publish(event)
-    publisher.close()
+    publish_all(services, prefix, events)
     app_id = f"proc-{uuid.uuid4().hex[:10]}"
-    env = _env(
+    env = processor_env(
         services,
         prefix,
-        SFSYNC_PROCESSOR_APP_ID=app_id,
+        app_id,
         SFSYNC_PROCESSOR_PROCESSING_GUARANTEE="exactly_once",
         SFSYNC_PROCESSOR_SESSION_TIMEOUT_S="6",
         SFSYNC_PROCESSOR_HEARTBEAT_INTERVAL_S="1",
-        SFSYNC_PROCESSOR_COMMIT_INTERVAL_S="0.5",
     )
-    args = [sys.executable, "-m", "processors.app", "150"]
     log = tmp_path / "processor.log"
     offsets = Offsets(services.bootstrap, app_id)
     topics = [spec.name(prefix) for spec in PRODUCT_TOPICS]
@@ -321,29 +242,26 @@ async def test_processor_killed_mid_stream_and_restarted_plans_every_event_once(
     def planned() -> int:
         return sum(offsets.committed(topic) for topic in topics)
 
-    proc = _spawn(args, env, tmp_path, log)
+    proc = Spawned("processors.app", "150", env=env, log=log)
     try:
-        await _wait(lambda: planned() >= KILL_AFTER or proc.poll() is not None, 90, f"{KILL_AFTER} events planned")
-        assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
-        _kill(proc)
+        await wait_until(lambda: planned() >= KILL_AFTER or not proc.running, 90, f"{KILL_AFTER} events planned", 0.1)
+        assert proc.running, proc.log_tail()
+        proc.kill()
         at_kill = planned()
         replay_from = {(topic, p): offset for topic in topics for p, offset in enumerate(offsets.by_partition(topic))}
         assert 0 < at_kill < len(events), f"not killed mid-stream: {at_kill}/{len(events)} events committed"
-        proc = _spawn(args, env, tmp_path, log)  # same app id: same group, same transactional ids
+        proc = Spawned("processors.app", "150", env=env, log=log)  # same app id: same group, transactional ids
         deadline = time.monotonic() + 120
         while planned() < len(events):
-            assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
+            assert proc.running, proc.log_tail()
             assert time.monotonic() < deadline, f"restarted processor planned {planned()}/{len(events)} in 120s"
             await asyncio.sleep(0.5)
-        running_log = log.read_text(errors="replace")
-        assert "Traceback" not in running_log, _problems(log)
+        assert "Traceback" not in proc.output(), _problems(log)
         # Faust's own shutdown sometimes crashes on a changelog send still buffered when its producer
         # stops ("Producer service not yet started", exit 1): every offset was committed by then.
-        _stop(proc)
+        proc.stop()
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        proc.kill()
         offsets.close()
 
     # read_committed: every event before its partition's committed offset at the kill has its writes

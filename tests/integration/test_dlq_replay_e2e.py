@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -47,8 +44,9 @@ from sinks.dlq import (
     Stage,
 )
 from sinks.errorlog import Category, Level, tail
-from tests.integration.helpers import consume_all, make_topics, open_publisher
-from tests.integration.test_outbound_e2e import ROOT, _drain, _offsets, _stop, _wait
+from tests.integration.helpers import consume_all, group_offsets, make_topics, open_publisher, wait_until
+from tests.integration.processes import ROOT, Spawned, processor_env
+from tests.integration.test_outbound_e2e import _drain
 from tests.integration.test_sink_runner import runner_for
 
 EMULATOR_ORG = ROOT / "emulator" / "default_org.yaml"
@@ -139,27 +137,11 @@ def restricted_org(tmp_path: Path) -> Path:
     return path
 
 
-def start_processor(services: Any, prefix: str, app_id: str, mapping: Path, cwd: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-        "KAFKA_BOOTSTRAP_SERVERS": services.bootstrap,
-        "SCHEMA_REGISTRY_URL": services.registry,
-        "SFSYNC_TOPIC_PREFIX": prefix,
-        "SFSYNC_PROCESSOR_APP_ID": app_id,
-        "SFSYNC_PROCESSOR_MAPPING_FILE": str(mapping),
-        "SFSYNC_PROCESSOR_SESSION_TIMEOUT_S": "10",
-        "SFSYNC_PROCESSOR_COMMIT_INTERVAL_S": "0.5",
-    }
-    with (cwd / f"processor-{mapping.stem}.log").open("ab") as log_file:
-        return subprocess.Popen(
-            [sys.executable, "-m", "processors.app", "200"],
-            cwd=cwd,  # Faust's table data directory lands here; the same one for both runs
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+def start_processor(services: Any, prefix: str, app_id: str, mapping: Path, cwd: Path) -> Spawned:
+    """The processor with ``mapping``, logging to ``processor-<mapping>.log``; Faust's table data
+    directory lands in ``cwd``, the same one for both runs."""
+    env = processor_env(services, prefix, app_id, SFSYNC_PROCESSOR_MAPPING_FILE=str(mapping))
+    return Spawned("processors.app", "200", env=env, log=cwd / f"processor-{mapping.stem}.log")
 
 
 def contacts(running: Any) -> dict[str, dict[str, Any]]:
@@ -191,14 +173,13 @@ async def test_refused_records_park_with_their_reason_and_replay_writes_them_onc
     try:
 
         def planned(count: int) -> bool:
-            return sum(_offsets(services.bootstrap, app_id, members_topic)[0]) >= count
+            return sum(group_offsets(services.bootstrap, app_id, members_topic)[0]) >= count
 
         # ---- first run: the bad mapping
-        await _wait(lambda: planned(len(members)), 90, "the processor planned every member", 0.5)
-        await _wait(lambda: runner.results + runner.parked >= len(members), 60, "the sink wrote or parked all")
+        await wait_until(lambda: planned(len(members)), 90, "the processor planned every member", 0.5)
+        await wait_until(lambda: runner.results + runner.parked >= len(members), 60, "the sink wrote or parked all")
         await _drain(runner, services.bootstrap, group, writes_topic)
-        _stop(proc)
-        assert proc.returncode == 0, (tmp_path / "processor-bad.log").read_text(errors="replace")[-3000:]
+        assert proc.stop(timeout_s=20) == 0, proc.log_tail()
         assert (runner.results, runner.parked) == (len(MEMBERS_OK), len(REFUSED))
 
         org = contacts(running)
@@ -245,8 +226,10 @@ async def test_refused_records_park_with_their_reason_and_replay_writes_them_onc
         assert replayed.exit_code == 0, replayed.output
         assert "replayed 3 record(s): sent 3, of which 3 source event(s) re-published" in replayed.output
 
-        await _wait(lambda: planned(len(members) + len(REFUSED)), 90, "the processor planned the replayed events", 0.5)
-        await _wait(lambda: len(contacts(running)) == len(members), 60, "the refused members reached the org")
+        await wait_until(
+            lambda: planned(len(members) + len(REFUSED)), 90, "the processor planned the replayed events", 0.5
+        )
+        await wait_until(lambda: len(contacts(running)) == len(members), 60, "the refused members reached the org")
         await _drain(runner, services.bootstrap, group, writes_topic)
         org = contacts(running)
         for email, values in FIXED_VALUES.items():
@@ -272,11 +255,11 @@ async def test_refused_records_park_with_their_reason_and_replay_writes_them_onc
         assert again.exit_code == 0 and "nothing to replay" in again.output
         assert all(r.replayed for r in dlq.list_parked())
     finally:
-        _stop(proc)
+        proc.stop(timeout_s=20)
         runner.stop()
         await asyncio.wait_for(sink, 30)
         running.stop()
-    log = (tmp_path / "processor-fixed.log").read_text(errors="replace")
+    log = proc.output()
     assert proc.returncode == 0, log[-3000:]
     assert "Traceback" not in log, log[-3000:]
 

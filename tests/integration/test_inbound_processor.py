@@ -11,22 +11,19 @@ rep's edit keep it (last_write_wins, Salesforce first). Identity links come out 
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, Producer
 
 from sfsync.avro import AvroDecoder, AvroEncoder, SchemaRegistry, load_topic_schema
 from sinks.dlq import H_STAGE, H_TOPIC
-from tests.integration.helpers import consume_all, make_topics
+from tests.integration.helpers import caught_up, consume_all, make_topics
+from tests.integration.processes import Spawned, pipeline_env
 
 T0 = dt.datetime(2026, 3, 1, 9, 30, tzinfo=dt.UTC)
 ECHOED = 1000
@@ -87,52 +84,10 @@ def as_salesforce_returns(i: int) -> dict[str, Any]:
     return {**values, "OwnerId": "005000000000001AAA", "AccountId": None}
 
 
-class App:
+def start_app(env: dict[str, str], cwd: Path) -> Spawned:
     """``python -m processors.inbound_app`` in its own process (Faust's data folder in ``cwd``)."""
-
-    def __init__(self, env: dict[str, str], cwd: Path, codes: list[int]) -> None:
-        self.codes = codes
-        cwd.mkdir(parents=True, exist_ok=True)
-        self.log = (cwd / "inbound.log").open("wb")  # a file, not a pipe: a full pipe would block it
-        self.proc: subprocess.Popen[bytes] | None = subprocess.Popen(
-            [sys.executable, "-m", "processors.inbound_app", "200"],
-            cwd=cwd,
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def stop(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-        self.log.close()
-        self.codes.append(proc.returncode)
-
-
-def caught_up(bootstrap: str, group: str, topic: str, timeout_s: float) -> bool:
-    """Whether ``group`` committed every partition of ``topic`` up to its end (waits up to ``timeout_s``)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
-    partitions = [TopicPartition(topic, p) for p in range(6)]
-    deadline = time.monotonic() + timeout_s
-    try:
-        while time.monotonic() < deadline:
-            ends = [consumer.get_watermark_offsets(tp, timeout=10, cached=False)[1] for tp in partitions]
-            committed = [tp.offset for tp in consumer.committed(partitions, timeout=10)]
-            if all(c >= e for c, e in zip(committed, ends, strict=True)):
-                return True
-            time.sleep(0.5)
-        return False
-    finally:
-        consumer.close()
+    cwd.mkdir(parents=True, exist_ok=True)
+    return Spawned("processors.inbound_app", "200", env=env, log=cwd / "inbound.log")
 
 
 def unexpected_tracebacks(log: str) -> list[str]:
@@ -189,18 +144,16 @@ def test_echoes_are_dropped_edits_delivered_conflicts_resolved(
         send("sfsync.results", f"Contact:Email:m{i}@example.com", results.encode("WriteResult", result(i, late)))
     assert producer.flush(30) == 0
 
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": services.bootstrap,
-        "SCHEMA_REGISTRY_URL": services.registry,
-        "SFSYNC_TOPIC_PREFIX": prefix,
-        "SFSYNC_INBOUND_APP_ID": f"inbound-{uuid.uuid4().hex[:10]}",
-        "SFSYNC_INBOUND_SESSION_TIMEOUT_S": "10",
-        "SFSYNC_INBOUND_COMMIT_INTERVAL_S": "0.5",
-        "SFSYNC_INBOUND_METRICS_PORT": "0",  # other tests may run processes on the shared machine
-    }
+    env = pipeline_env(
+        services,
+        prefix,
+        SFSYNC_INBOUND_APP_ID=f"inbound-{uuid.uuid4().hex[:10]}",
+        SFSYNC_INBOUND_SESSION_TIMEOUT_S="10",
+        SFSYNC_INBOUND_COMMIT_INTERVAL_S="0.5",
+        SFSYNC_INBOUND_METRICS_PORT="0",  # other tests may run processes on the shared machine
+    )
     codes: list[int] = []
-    app = App(env, tmp_path / "first", codes)
+    app = start_app(env, tmp_path / "first")
     reader = Reader(services.bootstrap, prefix + "product.members.inbound")
     try:
         # 1. every result makes the member's salesforce:id known
@@ -222,11 +175,11 @@ def test_echoes_are_dropped_edits_delivered_conflicts_resolved(
         reader.until(len(reader.messages) + 1, timeout_s=3)  # anything more (a replay) comes now
         parked = consume_all(services.bootstrap, [prefix + "sfsync.dlq"], 1, timeout_s=15)
         first_run = list(reader.messages)
-        app.stop()
+        codes.append(app.stop())
 
         # 4. restarted (same app id), the table comes back from its changelog: the poller's re-read
         # of the edited records is no news, while one more edit is
-        app = App(env, tmp_path / "second", codes)
+        app = start_app(env, tmp_path / "second")
         for i in range(50):
             again = change(i, {**as_salesforce_returns(i), "Title": "Countess"}, T0 + dt.timedelta(minutes=30))
             send("salesforce.changes", f"Contact:{sf_id(i)}", changes.encode("Change", again))
@@ -238,7 +191,7 @@ def test_echoes_are_dropped_edits_delivered_conflicts_resolved(
         reader.until(len(reader.messages) + 1, timeout_s=2)
     finally:
         reader.close()
-        app.stop()
+        codes.append(app.stop())
     first_log = (tmp_path / "first" / "inbound.log").read_text(errors="replace")
     log = (tmp_path / "second" / "inbound.log").read_text(errors="replace")
     assert codes == [0, 0], log[-3000:]

@@ -9,30 +9,22 @@ sink with a new consumer group replays every write and must leave the org exactl
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
-
 from emulator.server import RunningEmulator, serve_in_thread
 from producers.fake import CommunitySimulator
 from sfsync.avro import SchemaRegistry
-from sfsync.topics import PRODUCT_TOPICS
 from sinks.runner import SinkRunner
-from tests.integration.helpers import open_publisher
+from tests.integration.helpers import caught_up, group_offsets, processed_all, publish_all, wait_until
+from tests.integration.processes import Spawned, processor_env
 from tests.integration.test_sink_runner import runner_for
 
-ROOT = Path(__file__).resolve().parents[2]
 SEED = 20261125
 EVENT_COUNT = 300
-PARTITIONS = 6
 MEMBER_EVENTS = {
     "UserCreated",
     "UserOnboarding",
@@ -52,30 +44,6 @@ AUDIT_FIELDS = {"LastModifiedDate", "SystemModstamp", "LastModifiedById", "LastV
 
 
 # ---------------------------------------------------------------------- Kafka bookkeeping
-def _offsets(bootstrap: str, group: str, topic: str) -> tuple[list[int], list[int]]:
-    """``group``'s committed offsets and the end offsets of ``topic``, per partition."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
-    try:
-        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-        done = [max(tp.offset, 0) for tp in consumer.committed(tps, timeout=10)]
-        ends = [consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in tps]
-        return done, ends
-    finally:
-        consumer.close()
-
-
-def _caught_up(bootstrap: str, group: str, topic: str) -> bool:
-    done, ends = _offsets(bootstrap, group, topic)
-    return done == ends
-
-
-async def _wait(condition: Any, timeout_s: float, what: str, interval_s: float = 0.25) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"not in {timeout_s:.0f}s: {what}"
-        await asyncio.sleep(interval_s)
-
-
 async def _drain(runner: SinkRunner, bootstrap: str, group: str, writes_topic: str, timeout_s: float = 60) -> None:
     """Until the sink's results stopped growing for 3 s and its group committed every write."""
     deadline = time.monotonic() + timeout_s
@@ -83,11 +51,11 @@ async def _drain(runner: SinkRunner, bootstrap: str, group: str, writes_topic: s
     while True:
         if runner.results != seen:
             seen, since = runner.results, time.monotonic()
-        elif time.monotonic() - since >= 3 and _caught_up(bootstrap, group, writes_topic):
+        elif time.monotonic() - since >= 3 and caught_up(bootstrap, group, writes_topic):
             return
         assert time.monotonic() < deadline, (
             f"sink not drained in {timeout_s:.0f}s: results {runner.results}, "
-            f"committed/end {_offsets(bootstrap, group, writes_topic)}"
+            f"committed/end {group_offsets(bootstrap, group, writes_topic)}"
         )
         await asyncio.sleep(0.2)
 
@@ -189,104 +157,64 @@ def org_snapshot(running: RunningEmulator) -> dict[str, dict[str, dict[str, Any]
 
 
 # ---------------------------------------------------------------------- the test
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-
-
 async def test_community_events_end_in_the_org_as_the_default_mapping_says_and_a_replay_changes_nothing(
     services: Any, prefix: str, registry: SchemaRegistry, tmp_path: Path
 ) -> None:
     events = list(CommunitySimulator(seed=SEED).stream(EVENT_COUNT))
-    publisher = open_publisher(services, prefix)
-    for event in events:
-        publisher.publish(event)
-    publisher.flush()
-    publisher.close()
-    per_topic = Counter(e.TOPIC for e in events)
+    per_topic = publish_all(services, prefix, events)
 
     app_id = f"proc-{uuid.uuid4().hex[:10]}"
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-        "KAFKA_BOOTSTRAP_SERVERS": services.bootstrap,
-        "SCHEMA_REGISTRY_URL": services.registry,
-        "SFSYNC_TOPIC_PREFIX": prefix,
-        "SFSYNC_PROCESSOR_APP_ID": app_id,
-        "SFSYNC_PROCESSOR_SESSION_TIMEOUT_S": "10",
-        "SFSYNC_PROCESSOR_COMMIT_INTERVAL_S": "0.5",
-        "SFSYNC_PROCESSOR_METRICS_PORT": "0",  # no fixed port: tests run side by side
-    }
-    log_path = tmp_path / "processor.log"
     writes_topic = prefix + "sfsync.writes"
     running = None
-    with log_path.open("wb") as log_file:  # a file, not a pipe: a full pipe would block the processor
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "processors.app", "240"],
-            cwd=tmp_path,  # Faust's table data directory lands here, not in the checkout
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc = Spawned("processors.app", "240", env=processor_env(services, prefix, app_id), log=tmp_path / "processor.log")
+    try:
+        running = serve_in_thread()
+        group = f"sink-{uuid.uuid4().hex[:8]}"
+        runner = runner_for(services, prefix, group, running, registry)
+        task = asyncio.create_task(runner.run(signals=False))
         try:
-            running = serve_in_thread()
-            group = f"sink-{uuid.uuid4().hex[:8]}"
-            runner = runner_for(services, prefix, group, running, registry)
-            task = asyncio.create_task(runner.run(signals=False))
-            try:
-
-                def planned_everything() -> bool:
-                    for spec in PRODUCT_TOPICS:
-                        topic = spec.name(prefix)
-                        done, _ = _offsets(services.bootstrap, app_id, topic)
-                        if sum(done) < per_topic.get(spec.base, 0):
-                            return False
-                    return True
-
-                await _wait(planned_everything, 50, "the processor committed every product event", 0.5)
-                assert proc.poll() is None, log_path.read_text(errors="replace")[-3000:]
-                await _drain(runner, services.bootstrap, group, writes_topic)
-            finally:
-                runner.stop()
-                report = await asyncio.wait_for(task, 30)
-            assert report.parked == 0 and report.auth_failures == 0
-
-            expected = expected_org(events)
-            got = actual_org(running)
-            counts = got.pop("counts")
-            for name, counter in counts.items():
-                duplicated = {k: n for k, n in counter.items() if n > 1}
-                assert not duplicated, f"{name}: more than one record for {duplicated}"
-            assert got["contacts"] == expected["contacts"]
-            assert got["campaigns"] == expected["campaigns"]
-            assert got["members"] == expected["members"]
-            assert got["cases"] == expected["cases"]
-            assert got["activities"] == expected["activities"]
-
-            # a second sink replays every write from the start: the org must not change at all
-            before = org_snapshot(running)
-            again = f"sink-{uuid.uuid4().hex[:8]}"
-            replay = runner_for(services, prefix, again, running, registry)
-            task = asyncio.create_task(replay.run(signals=False))
-            try:
-                await _drain(replay, services.bootstrap, again, writes_topic)
-            finally:
-                replay.stop()
-                replayed = await asyncio.wait_for(task, 30)
-            assert replayed.parked == 0 and replayed.auth_failures == 0
-            after = org_snapshot(running)
-            assert {s: len(r) for s, r in after.items()} == {s: len(r) for s, r in before.items()}
-            assert after == before
+            await wait_until(
+                lambda: processed_all(services.bootstrap, app_id, per_topic),
+                50,
+                "the processor committed every product event",
+                0.5,
+            )
+            assert proc.running, proc.log_tail()
+            await _drain(runner, services.bootstrap, group, writes_topic)
         finally:
-            _stop(proc)
-            if running is not None:
-                running.stop()
-    log = log_path.read_text(errors="replace")
-    assert proc.returncode == 0, log[-3000:]
-    assert "Traceback" not in log, log[-3000:]
+            runner.stop()
+            report = await asyncio.wait_for(task, 30)
+        assert report.parked == 0 and report.auth_failures == 0
+
+        expected = expected_org(events)
+        got = actual_org(running)
+        counts = got.pop("counts")
+        for name, counter in counts.items():
+            duplicated = {k: n for k, n in counter.items() if n > 1}
+            assert not duplicated, f"{name}: more than one record for {duplicated}"
+        assert got["contacts"] == expected["contacts"]
+        assert got["campaigns"] == expected["campaigns"]
+        assert got["members"] == expected["members"]
+        assert got["cases"] == expected["cases"]
+        assert got["activities"] == expected["activities"]
+
+        # a second sink replays every write from the start: the org must not change at all
+        before = org_snapshot(running)
+        again = f"sink-{uuid.uuid4().hex[:8]}"
+        replay = runner_for(services, prefix, again, running, registry)
+        task = asyncio.create_task(replay.run(signals=False))
+        try:
+            await _drain(replay, services.bootstrap, again, writes_topic)
+        finally:
+            replay.stop()
+            replayed = await asyncio.wait_for(task, 30)
+        assert replayed.parked == 0 and replayed.auth_failures == 0
+        after = org_snapshot(running)
+        assert {s: len(r) for s, r in after.items()} == {s: len(r) for s, r in before.items()}
+        assert after == before
+    finally:
+        proc.stop(timeout_s=20)
+        if running is not None:
+            running.stop()
+    assert proc.returncode == 0, proc.log_tail()
+    assert "Traceback" not in proc.output(), proc.log_tail()

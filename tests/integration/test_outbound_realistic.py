@@ -14,10 +14,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import os
 import re
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -30,36 +27,18 @@ from emulator.server import RunningEmulator, serve_in_thread
 from producers import events as ev
 from producers.fake import CommunitySimulator
 from sfsync.avro import SchemaRegistry
-from sfsync.topics import PRODUCT_TOPICS
 from sinks.runner import SinkRunner
-from tests.integration.helpers import open_publisher
-from tests.integration.test_outbound_e2e import PARTITIONS, _caught_up, _offsets, _stop, _wait
+from tests.integration.helpers import PARTITIONS, caught_up, group_offsets, processed_all, publish_all, wait_until
+from tests.integration.processes import Spawned, processor_env
 from tests.integration.test_sink_runner import runner_for
+from tests.unit.test_default_mapping import ACTIVITY_TYPES as DEFAULT_ACTIVITY_TYPES
 
-ROOT = Path(__file__).resolve().parents[2]
 SEED = 4_2026
 MEMBERS = 2_000
 COMMUNITY_EVENTS = 50
 TAIL = 3_000
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-ACTIVITY_TYPES = {
-    "UserCreated",
-    "UserOnboarding",
-    "UserApprovalChange",
-    "UserProfileUpdate",
-    "UserTypeChange",
-    "UserAddedToSpace",
-    "UserRemovedFromSpace",
-    "UserJoinedClub",
-    "UserLeftClub",
-    "UserJoinedWaitlist",
-    "EventRegistration",
-    "EventRegistrationCancel",
-    "EventAttend",
-    "EventCheckIn",
-    "EventUnCheckIn",
-    "NewEventPublished",
-}
+ACTIVITY_TYPES = set(DEFAULT_ACTIVITY_TYPES)  # the events the default mapping logs as activities
 MEMBER_TYPES = {"GUEST": "Guest", "STANDARD": "Standard", "LIMITED_APPROVAL": "Limited Approval"}
 APPROVALS = {"APPROVED": "approved", "PENDING": "pending", "UNAPPROVED": "unapproved"}
 CONTACT_FIELDS = (
@@ -140,11 +119,11 @@ async def _drain(runner: SinkRunner, bootstrap: str, group: str, topic: str, tim
             seen, since = runner.results, time.monotonic()
         elif time.monotonic() - since >= 3:
             ends = ends or _data_ends(bootstrap, topic)
-            done, _ = _offsets(bootstrap, group, topic)
+            done, _ = group_offsets(bootstrap, group, topic)
             if all(d >= e for d, e in zip(done, ends, strict=True)):
                 return
         assert time.monotonic() < deadline, f"sink not drained in {timeout_s:.0f}s: results {runner.results}, " + (
-            f"committed {_offsets(bootstrap, group, topic)[0]}, last writes {ends}"
+            f"committed {group_offsets(bootstrap, group, topic)[0]}, last writes {ends}"
         )
         await asyncio.sleep(0.2)
 
@@ -439,77 +418,47 @@ async def test_a_realistic_community_stream_ends_in_the_org_exactly_as_computed_
 ) -> None:
     started = time.monotonic()
     events = realistic_stream()
-    publisher = open_publisher(services, prefix)
-    for event in events:
-        publisher.publish(event)
-    publisher.flush()
-    publisher.close()
-    per_topic = Counter(e.TOPIC for e in events)
+    per_topic = publish_all(services, prefix, events)
     published_s = time.monotonic() - started
 
     app_id = f"proc-{uuid.uuid4().hex[:10]}"
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-        "KAFKA_BOOTSTRAP_SERVERS": services.bootstrap,
-        "SCHEMA_REGISTRY_URL": services.registry,
-        "SFSYNC_TOPIC_PREFIX": prefix,
-        "SFSYNC_PROCESSOR_APP_ID": app_id,
-        "SFSYNC_PROCESSOR_SESSION_TIMEOUT_S": "10",
-        "SFSYNC_PROCESSOR_COMMIT_INTERVAL_S": "0.5",
-        "SFSYNC_PROCESSOR_METRICS_PORT": "0",  # no fixed port: tests run side by side
-    }
-    log_path = tmp_path / "processor.log"
     writes_topic = prefix + "sfsync.writes"
     running = None
-    with log_path.open("wb") as log_file:  # a file, not a pipe: a full pipe would block the processor
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "processors.app", "280"],
-            cwd=tmp_path,
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc = Spawned("processors.app", "280", env=processor_env(services, prefix, app_id), log=tmp_path / "processor.log")
+    try:
+        running = serve_in_thread()
+        group = f"sink-{uuid.uuid4().hex[:8]}"
+        runner = runner_for(services, prefix, group, running, registry)
+        task = asyncio.create_task(runner.run(signals=False))
         try:
-            running = serve_in_thread()
-            group = f"sink-{uuid.uuid4().hex[:8]}"
-            runner = runner_for(services, prefix, group, running, registry)
-            task = asyncio.create_task(runner.run(signals=False))
-            try:
 
-                def planned_everything() -> bool:
-                    assert proc.poll() is None, log_path.read_text(errors="replace")[-3000:]
-                    for spec in PRODUCT_TOPICS:
-                        done, _ = _offsets(services.bootstrap, app_id, spec.name(prefix))
-                        if sum(done) < per_topic.get(spec.base, 0):
-                            return False
-                    return True
+            def planned_everything() -> bool:
+                assert proc.running, proc.log_tail()
+                return processed_all(services.bootstrap, app_id, per_topic)
 
-                await _wait(planned_everything, 180, "the processor committed every product event", 1.0)
-                planned_s = time.monotonic() - started
-                assert proc.poll() is None, log_path.read_text(errors="replace")[-3000:]
-                await _drain(runner, services.bootstrap, group, writes_topic, timeout_s=120)
-                synced_s = time.monotonic() - started
-                # let the processor read every result into its identity table before it is stopped
-                results_topic = prefix + "sfsync.results"
-                await _wait(
-                    lambda: _caught_up(services.bootstrap, app_id, results_topic), 60, "identities caught up", 1.0
-                )
-            finally:
-                runner.stop()
-                report = await asyncio.wait_for(task, 30)
-            assert report.parked == 0 and report.auth_failures == 0
-
-            expected = expected_org(events)
-            got = actual_org(running)
+            await wait_until(planned_everything, 180, "the processor committed every product event", 1.0)
+            planned_s = time.monotonic() - started
+            assert proc.running, proc.log_tail()
+            await _drain(runner, services.bootstrap, group, writes_topic, timeout_s=120)
+            synced_s = time.monotonic() - started
+            # let the processor read every result into its identity table before it is stopped
+            results_topic = prefix + "sfsync.results"
+            await wait_until(
+                lambda: caught_up(services.bootstrap, app_id, results_topic), 60, "identities caught up", 1.0
+            )
         finally:
-            _stop(proc)
-            if running is not None:
-                running.stop()
-    log = log_path.read_text(errors="replace")
-    assert proc.returncode == 0, log[-3000:]
-    assert "Traceback" not in log, log[-3000:]
+            runner.stop()
+            report = await asyncio.wait_for(task, 30)
+        assert report.parked == 0 and report.auth_failures == 0
+
+        expected = expected_org(events)
+        got = actual_org(running)
+    finally:
+        proc.stop(timeout_s=20)
+        if running is not None:
+            running.stop()
+    assert proc.returncode == 0, proc.log_tail()
+    assert "Traceback" not in proc.output(), proc.log_tail()
 
     figures = {
         "events": len(events),

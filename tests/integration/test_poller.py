@@ -7,10 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
-import signal
-import subprocess
-import sys
 import textwrap
 import time
 import uuid
@@ -22,16 +18,16 @@ import httpx
 import pytest
 from confluent_kafka import Consumer
 from prometheus_client import CollectorRegistry
-from pydantic import SecretStr
 
 from emulator.server import RunningEmulator, serve_in_thread
-from salesforce import SalesforceSettings
 from sfsync.avro import AvroDecoder, SchemaRegistry
 from sinks.runner import GovernorSettings
 from sources.core import to_ms
 from sources.metrics import SourceMetrics
 from sources.poller import Poller, partition_for, read_checkpoint
 from sources.settings import SourceSettings
+from tests.integration.helpers import consume_all, salesforce_settings
+from tests.integration.processes import Spawned, pipeline_env, salesforce_env
 
 pytestmark = pytest.mark.integration
 
@@ -89,18 +85,6 @@ def mapping_file(tmp_path: Path) -> Path:
     path = tmp_path / "mappings.yaml"
     path.write_text(MAPPING)
     return path
-
-
-def salesforce_settings(running: RunningEmulator) -> SalesforceSettings:
-    app = running.emulator.auth.config.connected_apps[0]
-    return SalesforceSettings(
-        login_url=running.base_url,
-        auth_flow="client_credentials",
-        client_id=app.client_id,
-        client_secret=SecretStr(app.client_secret),
-        backoff_base_s=0.01,
-        backoff_max_s=0.05,
-    )
 
 
 def source_settings(services: Any, prefix: str, mapping_file: Path, **overrides: Any) -> SourceSettings:
@@ -283,37 +267,24 @@ async def test_poller_killed_mid_stream_restarts_without_loss_or_duplicates(
         ids += [store.create("Contact", {"LastName": f"K{len(ids)}"}) for _ in range(25)]
         clock.release()
         time.sleep(0.01)
-    app = running.emulator.auth.config.connected_apps[0]
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": services.bootstrap,
-        "SCHEMA_REGISTRY_URL": services.registry,
-        "SFSYNC_TOPIC_PREFIX": prefix,
-        "SFSYNC_SOURCE_MAPPING_FILE": str(mapping_file),
-        "SFSYNC_SOURCE_PAGE_SIZE": "2",
-        "SFSYNC_SOURCE_METRICS_PORT": "0",
-        "SFSYNC_SOURCE_SESSION_TIMEOUT_MS": "6000",
-        "SALESFORCE_LOGIN_URL": running.base_url,
-        "SALESFORCE_AUTH_FLOW": "client_credentials",
-        "SALESFORCE_CLIENT_ID": app.client_id,
-        "SALESFORCE_CLIENT_SECRET": app.client_secret,
-    }
-    changes = Changes(services, registry, prefix)
-    log_file = (tmp_path / "poller.log").open("w")
-    child = subprocess.Popen(
-        [sys.executable, "-m", "sfsync.cli", "poller"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=log_file,
+    env = pipeline_env(
+        services,
+        prefix,
+        SFSYNC_SOURCE_MAPPING_FILE=str(mapping_file),
+        SFSYNC_SOURCE_PAGE_SIZE="2",
+        SFSYNC_SOURCE_METRICS_PORT="0",
+        SFSYNC_SOURCE_SESSION_TIMEOUT_MS="6000",
+        **salesforce_env(running),
     )
+    changes = Changes(services, registry, prefix)
+    child = Spawned("sfsync.cli", "poller", env=env, log=tmp_path / "poller.log")
     try:
         await changes.until(lambda rs: len(rs) >= 16, timeout_s=90)
-        child.send_signal(signal.SIGKILL)
-        child.wait(10)
+        child.kill()
         changes.drain()
         before = len(changes.records)
         assert before < len(ids), "the poller finished before it was killed: the test proves nothing"
-        assert "polling Contact" in (tmp_path / "poller.log").read_text()
+        assert "polling Contact" in child.output()
         poller = new_poller(services, prefix, running, mapping_file, page_size=2)
         report = await poller.run(idle_exit_s=3, signals=False)
         await poller.close()
@@ -333,10 +304,7 @@ async def test_poller_killed_mid_stream_restarts_without_loss_or_duplicates(
         assert checkpoint is not None and checkpoint.known == set(ids)  # the known-id buckets survived the kill
         assert checkpoint.cursor_ms == max(to_ms(r["system_modstamp"]) for r in changes.records)
     finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait(10)
-        log_file.close()
+        child.kill()
         changes.close()
 
 
@@ -436,22 +404,7 @@ def test_a_zombie_producer_is_fenced_by_its_successor(services, prefix) -> None:
     with pytest.raises(FencedError, match="fenced"):
         zombie.commit([(topic, b"k", b"zombie", None)])
     successor.commit([(topic, b"k", b"after", None)])
-    consumer = Consumer(
-        {
-            "bootstrap.servers": services.bootstrap,
-            "group.id": f"test-{uuid.uuid4().hex}",
-            "auto.offset.reset": "earliest",
-            "isolation.level": "read_committed",
-        }
-    )
-    consumer.subscribe([topic])
-    values: list[bytes] = []
-    deadline = time.monotonic() + 30
-    while len(values) < 2 and time.monotonic() < deadline:
-        msg = consumer.poll(0.2)
-        if msg is not None and msg.error() is None:
-            values.append(msg.value())
-    consumer.close()
+    values = [m.value() for m in consume_all(services.bootstrap, [topic], 2, timeout_s=30, read_committed=True)]
     assert values == [b"before", b"after"]
 
 

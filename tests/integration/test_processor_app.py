@@ -6,17 +6,12 @@ group or changelog of another run is reused; it is stopped with SIGTERM (bounded
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
 import uuid
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Producer
 
 from processors.plan import plan
 from producers.fake import CommunitySimulator
@@ -24,31 +19,8 @@ from sfsync.avro import AvroDecoder, SchemaRegistry
 from sfsync.mapping import load_mappings
 from sinks.dlq import H_STAGE, H_TOPIC
 from tests.integration.helpers import consume_all, normalize, open_publisher
+from tests.integration.processes import Spawned, processor_env
 from tests.unit.test_plan import decoded
-
-
-def consume_committed(bootstrap: str, topic: str, expected: int, timeout_s: float) -> list[Any]:
-    """Like ``consume_all``, but only what committed transactions wrote (``read_committed``)."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"test-{uuid.uuid4().hex}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-        }
-    )
-    consumer.subscribe([topic])
-    messages: list[Any] = []
-    deadline = time.monotonic() + timeout_s
-    try:
-        while len(messages) < expected and time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is not None and msg.error() is None:
-                messages.append(msg)
-    finally:
-        consumer.close()
-    return messages
 
 
 def member_events(count: int) -> list[Any]:
@@ -81,39 +53,17 @@ def test_processor_plans_product_events_onto_sfsync_writes(
         expected.update({w["write_id"]: w["key"] for w in planned.writes})
     assert len(expected) > len(events)
 
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": services.bootstrap,
-        "SCHEMA_REGISTRY_URL": services.registry,
-        "SFSYNC_TOPIC_PREFIX": prefix,
-        "SFSYNC_PROCESSOR_APP_ID": f"proc-{uuid.uuid4().hex[:10]}",
-        "SFSYNC_PROCESSOR_SESSION_TIMEOUT_S": "10",
-        "SFSYNC_PROCESSOR_COMMIT_INTERVAL_S": "0.5",
-        "SFSYNC_PROCESSOR_METRICS_PORT": "0",  # no fixed port: tests run side by side
-    }
-    log_file = (tmp_path / "processor.log").open("wb")  # a file, not a pipe: a full pipe would block it
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "processors.app", "75"],
-        cwd=tmp_path,  # Faust writes its data folder into the working directory
-        env=env,
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    env = processor_env(services, prefix, f"proc-{uuid.uuid4().hex[:10]}")
+    proc = Spawned("processors.app", "75", env=env, log=tmp_path / "processor.log")
     try:
         # exactly_once: the writes are visible once the processor's transactions committed
-        writes = consume_committed(services.bootstrap, prefix + "sfsync.writes", len(expected), timeout_s=60)
+        writes = consume_all(
+            services.bootstrap, [prefix + "sfsync.writes"], len(expected), timeout_s=60, read_committed=True
+        )
         parked = consume_all(services.bootstrap, [prefix + "sfsync.dlq"], 1, timeout_s=10)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-        log_file.close()
-    log = (tmp_path / "processor.log").read_text(errors="replace")
+        proc.stop(timeout_s=20)
+    log = proc.output()
     assert proc.returncode == 0, log[-3000:]
     assert "Traceback" not in log, log[-3000:]
 

@@ -3,10 +3,6 @@ and the lag probe against a consumer group's real committed offsets."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -22,7 +18,8 @@ from processors.plan import plan
 from producers.fake import CommunitySimulator
 from sfsync.mapping import load_mappings
 from sfsync.topics import PRODUCT_TOPICS, RESULTS, TopicSpec, ensure_topics
-from tests.integration.helpers import open_publisher
+from tests.integration.helpers import publish_all
+from tests.integration.processes import Spawned, processor_env
 from tests.unit.test_cli_and_outages import free_port
 from tests.unit.test_plan import decoded
 
@@ -57,11 +54,7 @@ def test_the_processor_serves_events_writes_and_consumer_lag_per_partition(
     events = list(CommunitySimulator(seed=5).stream(60))
     per_type = Counter(e.RECORD_NAME for e in events)
     assert len({e.TOPIC for e in events}) >= 2 and len(per_type) >= 3
-    publisher = open_publisher(services, prefix)
-    for event in events:
-        publisher.publish(event)
-    publisher.flush()
-    publisher.close()
+    publish_all(services, prefix, events)
 
     mappings = load_mappings()
 
@@ -76,51 +69,32 @@ def test_the_processor_serves_events_writes_and_consumer_lag_per_partition(
     assert len(per_sobject) >= 2
 
     port = free_port()
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": services.bootstrap,
-        "SCHEMA_REGISTRY_URL": services.registry,
-        "SFSYNC_TOPIC_PREFIX": prefix,
-        "SFSYNC_PROCESSOR_APP_ID": f"proc-{uuid.uuid4().hex[:10]}",
-        "SFSYNC_PROCESSOR_SESSION_TIMEOUT_S": "10",
-        "SFSYNC_PROCESSOR_COMMIT_INTERVAL_S": "0.5",
-        "SFSYNC_PROCESSOR_METRICS_PORT": str(port),
-        "SFSYNC_PROCESSOR_LAG_INTERVAL_S": "1",
-    }
+    env = processor_env(
+        services,
+        prefix,
+        f"proc-{uuid.uuid4().hex[:10]}",
+        SFSYNC_PROCESSOR_METRICS_PORT=str(port),
+        SFSYNC_PROCESSOR_LAG_INTERVAL_S="1",
+    )
     every_partition = {(spec.name(prefix), p) for spec in (*PRODUCT_TOPICS, RESULTS) for p in range(spec.partitions)}
     url = f"http://127.0.0.1:{port}/metrics"
-    log_path = tmp_path / "processor.log"
     samples: Samples = {}
-    with log_path.open("wb") as log_file:  # a file, not a pipe: a full pipe would block the processor
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "processors.app", "120"],
-            cwd=tmp_path,  # Faust's data directory lands here
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            deadline = time.monotonic() + 90
-            while time.monotonic() < deadline and proc.poll() is None:
-                time.sleep(1)
-                try:
-                    samples = scrape(url)
-                except httpx.HTTPError:
-                    continue  # not serving yet
-                done = sum(by_label(samples, "sfsync_processor_events_in_total", "event_type").values()) == len(events)
-                caught_up = set(lags(samples)) == every_partition and not any(lags(samples).values())
-                if done and caught_up:
-                    break
-        finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
+    proc = Spawned("processors.app", "120", env=env, log=tmp_path / "processor.log")
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and proc.running:
+            time.sleep(1)
             try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
-    log = log_path.read_text(errors="replace")
+                samples = scrape(url)
+            except httpx.HTTPError:
+                continue  # not serving yet
+            done = sum(by_label(samples, "sfsync_processor_events_in_total", "event_type").values()) == len(events)
+            caught_up = set(lags(samples)) == every_partition and not any(lags(samples).values())
+            if done and caught_up:
+                break
+    finally:
+        proc.stop()
+    log = proc.output()
     assert proc.returncode == 0, log[-3000:]
 
     assert by_label(samples, "sfsync_processor_events_in_total", "event_type") == dict(per_type), log[-3000:]

@@ -15,7 +15,7 @@ import pytest
 
 from sfsync.avro import RELEASED_DIR, load_topic_schema
 from sfsync.errors import SchemaError
-from sfsync.topics import PRODUCT_TOPICS
+from sfsync.topics import CONTRACT_TOPICS
 
 
 def released(topic_base: str) -> str:
@@ -29,7 +29,7 @@ def subject_with_release(registry, prefix: str, topic_base: str) -> str:
     return subject
 
 
-@pytest.mark.parametrize("spec", PRODUCT_TOPICS, ids=lambda s: s.base)
+@pytest.mark.parametrize("spec", CONTRACT_TOPICS, ids=lambda s: s.base)
 def test_working_tree_schemas_are_backward_compatible_with_the_release(registry, prefix, spec) -> None:
     subject = subject_with_release(registry, prefix, spec.base)
     current = load_topic_schema(spec.base).schema_str
@@ -111,3 +111,28 @@ def test_a_compatible_change_is_accepted(registry, prefix, mutate: Callable[[lis
     assert registry.is_compatible(subject, changed)
     first = registry.register(subject, released("product.members"))
     assert registry.register(subject, changed) != first
+
+
+def test_the_schemas_commands_cover_the_inbound_contract(services, registry, prefix, monkeypatch) -> None:
+    """``sfsync schemas register/check`` handle product.members.inbound with the product topics: a
+    breaking change to what the product reads back from Salesforce is caught like one to its events."""
+    from typer.testing import CliRunner
+
+    from sfsync.cli import app
+
+    monkeypatch.setenv("SFSYNC_TOPIC_PREFIX", prefix)
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", services.bootstrap)
+    monkeypatch.setenv("SCHEMA_REGISTRY_URL", services.registry)
+    cli = CliRunner()
+    registered = cli.invoke(app, ["schemas", "register"])
+    assert registered.exit_code == 0, registered.output
+    subjects = [line.split()[0] for line in registered.output.splitlines() if line.strip()]
+    assert subjects == [f"{prefix}{spec.base}-value" for spec in CONTRACT_TOPICS]
+    assert f"{prefix}product.members.inbound-value" in subjects
+    checked = cli.invoke(app, ["schemas", "check"])
+    assert checked.exit_code == 0 and checked.output.count("compatible") == len(CONTRACT_TOPICS), checked.output
+
+    schema = json.loads(released("product.members.inbound"))  # the product relies on member_id: retype it
+    update = next(b for b in schema if b["name"].endswith("MemberFieldUpdate"))
+    next(f for f in update["fields"] if f["name"] == "member_id")["type"] = "long"
+    assert not registry.is_compatible(f"{prefix}product.members.inbound-value", json.dumps(schema))

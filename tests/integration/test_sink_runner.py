@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -22,7 +21,7 @@ from sinks.errorlog import Category, tail
 from sinks.metrics import SinkMetrics
 from sinks.runner import GovernorSettings, SinkRunner, build_runner
 from sinks.settings import SinkSettings
-from tests.integration.helpers import consume_all, make_topics
+from tests.integration.helpers import consume_all, make_topics, salesforce_settings, wait_until
 from tests.integration.test_sink_worker import committed
 from tests.unit.test_sink_core import campaign, fv, member, registration, write
 
@@ -34,18 +33,6 @@ def running() -> Iterator[RunningEmulator]:
         yield emulator
     finally:
         emulator.stop()
-
-
-def salesforce_settings(running: RunningEmulator) -> SalesforceSettings:
-    app = running.emulator.auth.config.connected_apps[0]
-    return SalesforceSettings(
-        login_url=running.base_url,
-        auth_flow="client_credentials",
-        client_id=app.client_id,
-        client_secret=SecretStr(app.client_secret),
-        backoff_base_s=0.01,
-        backoff_max_s=0.05,
-    )
 
 
 def sink_settings(services: Any, prefix: str, group: str, **overrides: Any) -> SinkSettings:
@@ -84,10 +71,7 @@ async def org_query(running: RunningEmulator, soql: str) -> list[dict[str, Any]]
 
 
 async def until(condition: Callable[[], bool], timeout_s: float = 45) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.1)
+    await wait_until(condition, timeout_s, "condition met", 0.1)
 
 
 def runner_for(

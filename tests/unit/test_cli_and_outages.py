@@ -31,10 +31,12 @@ def test_help_lists_the_commands_a_newcomer_needs() -> None:
     assert "sfsync stack up" in result.output
 
 
-def test_demo_says_it_is_not_there_yet() -> None:
-    result = runner.invoke(app, ["demo"])
-    assert result.exit_code == 1
-    assert "not there yet" in result.output
+def test_demo_rejects_a_bad_pace_with_one_clear_message_before_starting_anything() -> None:
+    result = runner.invoke(app, ["demo", "--pace", "quick"])
+    assert result.exit_code == 2
+    assert result.output.startswith("error: invalid demo settings")
+    assert "--pace: expected 'fast' or events per second" in result.output
+    assert "Traceback" not in result.output
 
 
 def test_a_config_error_is_one_clear_message(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import io
+import time
 from typing import Any
 
 import fastavro
+import pytest
 
-from processors.inbound_app import InboundProcessor
+from processors.inbound_app import EchoHold, InboundProcessor, ResultsProgress
 from processors.inbound_settings import load_inbound_settings
 from sfsync.avro import load_topic_schema
 from sfsync.errors import SkippableRecordError
@@ -154,3 +157,143 @@ def test_metrics_count_echoes_conflicts_outputs_and_latency() -> None:
     assert value("sfsync_inbound_records_out_total", record="MemberIdentityLink") == 1
     assert value("sfsync_inbound_latency_seconds_count") == 1
     assert value("sfsync_inbound_dlq_records_total", stage="VALUE_CONVERTER") == 1
+
+
+def test_writer_user_ids_come_comma_separated_or_as_json_and_are_checked(monkeypatch: Any) -> None:
+    from sfsync.errors import ConfigError
+
+    monkeypatch.setenv("SFSYNC_INBOUND_WRITER_USER_IDS", "005000000000007AAA, 005000000000008")
+    assert load_inbound_settings().writer_user_ids == ["005000000000007AAA", "005000000000008"]
+    monkeypatch.setenv("SFSYNC_INBOUND_WRITER_USER_IDS", '["005000000000007AAA"]')
+    assert load_inbound_settings().writer_user_ids == ["005000000000007AAA"]
+    monkeypatch.setenv("SFSYNC_INBOUND_WRITER_USER_IDS", "integration@sfsync")
+    with pytest.raises(ConfigError, match="writer_user_ids"):
+        load_inbound_settings()
+
+
+WRITER = "005000000000007AAA"
+
+
+def writers_change(fields: dict[str, Any], at: dt.datetime) -> dict[str, Any]:
+    return {
+        "change_id": f"Contact:003A:{at.timestamp()}", "sobject": "Contact", "id": "003A", "change_type": "UPDATE",
+        "fields": fields, "system_modstamp": at, "last_modified_date": at, "last_modified_by_id": WRITER,
+        "polled_at": at,
+    }  # fmt: skip
+
+
+async def test_a_held_change_is_judged_as_soon_as_its_result_arrives() -> None:
+    decoder = Decoder()
+    processor = InboundProcessor(decoder, Encoder(), load_mappings(), writers={WRITER}, hold_ms=20_000)
+    written: dict[str, Any] = {}
+    signal = EchoHold(processor, written)
+    now = dt.datetime.now(dt.UTC)
+    echo, handled = processor.decode_change(decoder.add("Change", writers_change(dict(WRITTEN), now)), original(1))
+    assert echo is not None and handled.sends == []
+    assert processor.hold_until(echo, written) is not None  # no result yet: it may be sfsync's own write
+
+    async def result_arrives() -> None:
+        await asyncio.sleep(0.2)
+        late = {**result(), "acknowledged_at": now + dt.timedelta(milliseconds=50)}
+        processor.on_result(decoder.add("WriteResult", late), original(), written)
+        signal.notify()
+
+    started = time.monotonic()
+    arrival = asyncio.create_task(result_arrives())
+    assert await signal.hold(echo) is True
+    await arrival
+    assert time.monotonic() - started < 5  # woken by the result, not by the 20 s bound
+    judged = processor.judge(echo, original(1), written, {})
+    assert judged.sends == [] and processor.counts["echo"] == 2  # recognised as sfsync's own write
+
+
+async def test_a_held_change_whose_result_never_comes_is_judged_at_the_bound_and_delivered() -> None:
+    decoder = Decoder()
+    processor = InboundProcessor(decoder, Encoder(), load_mappings(), writers={WRITER}, hold_ms=300)
+    written: dict[str, Any] = {}
+    processor.on_result(decoder.add("WriteResult", result()), original(), written)  # acknowledged at T0
+    flow = writers_change({**WRITTEN, "Title": "Set by a flow"}, dt.datetime.now(dt.UTC))
+    started = time.monotonic()
+    assert await EchoHold(processor, written).hold(flow) is True
+    assert 0.2 < time.monotonic() - started < 5
+    judged = processor.judge(flow, original(1), written, {})
+    assert [v.split(b"|")[0] for _, v in judged.sends] == [b"MemberFieldUpdate"]
+    assert WRITER in processor.writers
+
+
+def test_the_writer_is_learned_from_a_recognised_echo() -> None:
+    decoder = Decoder()
+    processor = InboundProcessor(decoder, Encoder(), load_mappings(), hold_ms=30_000)
+    written: dict[str, Any] = {}
+    processor.on_result(decoder.add("WriteResult", result()), original(), written)  # acknowledged at T0
+    echo = writers_change(dict(WRITTEN), T0 - dt.timedelta(milliseconds=200))
+    assert processor.hold_until(echo, written) is None  # nobody known to write as sfsync yet
+    processor.on_change(decoder.add("Change", echo), original(1), written, {})
+    assert processor.writers == {WRITER}
+    later = writers_change({**WRITTEN, "Title": "x"}, T0 + dt.timedelta(minutes=5))
+    assert processor.hold_until(later, written) is not None  # now the writer's next change waits
+
+
+class TP:
+    def __init__(self, topic: str, partition: int) -> None:
+        self.topic, self.partition = topic, partition
+
+
+class FakeConsumer:
+    """Faust's consumer as EchoHold reads it: two results partitions and one changes partition."""
+
+    def __init__(self, ends: dict[int, int], positions: dict[int, int]) -> None:
+        self.tps = [TP("sfsync.results", p) for p in ends] + [TP("salesforce.changes", 0)]
+        self.ends, self.positions = ends, positions
+
+    def assignment(self) -> set[Any]:
+        return set(self.tps)
+
+    async def highwaters(self, *tps: Any) -> dict[Any, int]:
+        assert all(tp.topic == "sfsync.results" for tp in tps)
+        return {tp: self.ends[tp.partition] for tp in tps}
+
+    async def position(self, tp: Any) -> int:
+        return self.positions[tp.partition]
+
+
+async def test_a_backlog_change_past_its_bound_waits_for_the_results_already_in_kafka() -> None:
+    """After a restart, a change polled long ago comes with its result still unread in the results
+    backlog: it waits for that backlog (not for the bound), then is judged an echo."""
+    decoder = Decoder()
+    processor = InboundProcessor(decoder, Encoder(), load_mappings(), writers={WRITER}, hold_ms=10_000)
+    written: dict[str, Any] = {}
+    consumer = FakeConsumer(ends={0: 40, 1: 7}, positions={0: 12, 1: 7})  # partition 1: nothing left to read
+    results = ResultsProgress(lambda: consumer, "sfsync.results")
+    hold = EchoHold(processor, written, results)
+    polled = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+    old = writers_change(dict(WRITTEN), polled)
+    assert processor.hold_until(old, written) is not None  # uncovered, its bound long past
+
+    async def backlog() -> None:
+        for offset in range(12, 40):  # the results agent works through partition 0
+            await asyncio.sleep(0.01)
+            if offset == 30:  # this one covers the change
+                late = {**result(), "acknowledged_at": polled + dt.timedelta(milliseconds=50)}
+                processor.on_result(decoder.add("WriteResult", late), original(offset), written)
+            hold.notify(0, offset)
+
+    started = time.monotonic()
+    task = asyncio.create_task(backlog())
+    assert await hold.hold(old) is True
+    await task
+    assert time.monotonic() - started < 5
+    assert results.read[0] >= 31  # released by the covering result, not by the bound
+    assert processor.judge(old, original(1), written, {}).sends == []  # its result came first: an echo
+    assert await results.reached({TP("sfsync.results", 1): 7})  # never read this run: where the consumer stands
+    assert not await results.reached({TP("sfsync.results", 0): 41})
+
+
+async def test_a_past_bound_change_with_no_results_behind_is_judged_at_once() -> None:
+    processor = InboundProcessor(Decoder(), Encoder(), load_mappings(), writers={WRITER}, hold_ms=10_000)
+    consumer = FakeConsumer(ends={0: 5}, positions={0: 5})
+    hold = EchoHold(processor, {}, ResultsProgress(lambda: consumer, "sfsync.results"))
+    old = writers_change(dict(WRITTEN), dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5))
+    started = time.monotonic()
+    assert await hold.hold(old) is False
+    assert time.monotonic() - started < 1

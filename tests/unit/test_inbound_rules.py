@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from processors.inbound import apply_result, decide, same_value
+from processors.inbound import apply_result, decide, echo_writer, hold_until, hold_wait_ms, same_user, same_value
 from sfsync.mapping import MappingEvaluationError, MappingFile, parse_mappings
 
 T0 = dt.datetime(2026, 3, 1, 9, 30, tzinfo=dt.UTC)
@@ -432,3 +432,63 @@ def test_a_replayed_result_sends_its_link_again_and_an_older_write_does_not_win(
     assert links(first) == [{"salesforce:id": SF_ID}]
     other = apply_result(newer.state, result(WRITTEN, write_id="e-3"), m)
     assert links(other) == []  # a new write of a known record: no link
+
+
+# ---------------------------------------------------------------------- the echo race
+WRITER = "005000000000007AAA"  # the user sfsync writes as
+REP = "005000000000009AAA"
+
+
+def by(user: str, fields: dict[str, Any], at: dt.datetime) -> dict[str, Any]:
+    return {**change(fields, at=at), "last_modified_by_id": user}
+
+
+def test_a_writers_change_no_result_covers_yet_is_held_until_its_poll_plus_the_bound() -> None:
+    m = mappings()
+    echo = by(WRITER, dict(WRITTEN), T0)  # sfsync's write read back before its result arrived
+    assert hold_until(None, echo, {WRITER}, 30_000) == ms(T0 + dt.timedelta(seconds=1)) + 30_000  # polled_at + bound
+    assert hold_until(None, echo, {WRITER[:15]}, 30_000) is not None  # 15- and 18-character ids are one user
+    # only an earlier write (Title "Intern") is known; the write read back set "Engineer"
+    older = written_state(m, {**WRITTEN, "Title": "Intern"}, at=T0 - dt.timedelta(minutes=5))
+    assert hold_until(older, echo, {WRITER}, 30_000) is not None
+    # its result arrives (acknowledged after the modstamp): judged now, and it is an echo
+    folded = apply_result(older, result(WRITTEN, at=T0), m)
+    covering = folded.state
+    assert covering is not None
+    assert hold_until(covering, echo, {WRITER}, 30_000) is None
+    assert updates(decide(covering, None, echo, m)) == []
+    # judged before its result, the same change would have gone out as an update: what the hold prevents
+    assert updates(decide(older, None, echo, m)) != []
+
+
+def test_others_changes_deletes_and_a_zero_bound_are_never_held() -> None:
+    m = mappings()
+    older = written_state(m, at=T0 - dt.timedelta(minutes=5))
+    assert hold_until(older, by(REP, {"Title": "Countess"}, T0), {WRITER}, 30_000) is None
+    assert hold_until(older, by(WRITER, {}, T0) | {"change_type": "DELETE"}, {WRITER}, 30_000) is None
+    assert hold_until(older, by(WRITER, dict(WRITTEN), T0), {WRITER}, 0) is None
+    assert hold_until(older, by(WRITER, dict(WRITTEN), T0), set(), 30_000) is None
+    assert not same_user(None, {WRITER}) and same_user(WRITER[:15], {WRITER})
+
+
+def test_the_writer_is_learned_from_an_echo_of_a_covered_write_not_from_a_rep() -> None:
+    m = mappings()
+    covering = written_state(m, at=T0)  # acknowledged at T0 + 1 s
+    echo = by(WRITER, dict(WRITTEN), T0)
+    assert echo_writer(covering, echo, decide(covering, None, echo, m)) == WRITER
+    # a rep re-typing sfsync's value after the acknowledgement is an echo too, but not the writer
+    retyped = by(REP, dict(WRITTEN), T0 + dt.timedelta(seconds=5))
+    assert decide(covering, None, retyped, m).dropped.get("echo")
+    assert echo_writer(covering, retyped, decide(covering, None, retyped, m)) is None
+    edit = by(REP, {**WRITTEN, "Title": "Countess"}, T0)
+    assert echo_writer(covering, edit, decide(covering, None, edit, m)) is None  # an update went out
+
+
+def test_hold_waits_for_the_deadline_then_only_for_the_results_stream_and_never_past_its_bound() -> None:
+    first_seen, hold = 1_000_000, 30_000
+    assert hold_wait_ms(None, first_seen, first_seen, hold, False) is None  # not held (or covered now)
+    assert hold_wait_ms(first_seen + 2_000, first_seen, first_seen, hold, False) == 2_000  # before the deadline
+    assert hold_wait_ms(first_seen + 2_000, first_seen + 2_000, first_seen, hold, True) is None  # past: results in
+    assert hold_wait_ms(first_seen + 2_000, first_seen + 2_000, first_seen, hold, False) == 200  # results behind
+    assert hold_wait_ms(first_seen + 2_000, first_seen + hold, first_seen, hold, False) is None  # the bound
+    assert hold_wait_ms(first_seen + 99_000, first_seen, first_seen, hold, False) == hold  # capped at the bound

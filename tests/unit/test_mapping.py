@@ -27,6 +27,23 @@ from sfsync.mapping import (
 
 runner = CliRunner()
 T0 = dt.datetime(2026, 3, 1, 9, 30, tzinfo=dt.UTC)
+# every constant rule broken once, and an unknown field (also run through ``sfsync mappings validate``)
+BAD_MAPPING = f"""\
+mappings:
+  - name: members
+    entity: member
+    target: Contact
+    match: [{{field: Email, from: member.email}}]
+    create_if_missing: false
+    fields:
+      - {{sf: Department, constant: Community}}
+      - {{sf: LeadSource, constant: web}}
+      - {{sf: Birthdate, constant: "2020-01-01"}}
+      - {{sf: DoNotCall, constant: "true"}}
+      - {{sf: Description, constant: "{"x" * 256}"}}
+      - {{sf: Title, constant: Member, direction: both}}
+      - {{sf: Titel, from: member.title}}
+"""
 
 
 @pytest.fixture(scope="module")
@@ -121,26 +138,7 @@ def test_invalid_yaml_is_one_clear_problem() -> None:
 
 # ---------------------------------------------------------------------- validation
 def test_every_constant_rule_and_an_unknown_field_are_reported_in_one_run(describes: dict[str, Any]) -> None:
-    long_text = "x" * 256
-    problems = problems_of(
-        f"""
-        mappings:
-          - name: members
-            entity: member
-            target: Contact
-            match: [{{field: Email, from: member.email}}]
-            create_if_missing: false
-            fields:
-              - {{sf: Department, constant: Community}}
-              - {{sf: LeadSource, constant: web}}
-              - {{sf: Birthdate, constant: "2020-01-01"}}
-              - {{sf: DoNotCall, constant: "true"}}
-              - {{sf: Description, constant: "{long_text}"}}
-              - {{sf: Title, constant: Member, direction: both}}
-              - {{sf: Titel, from: member.title}}
-        """,
-        describes,
-    )
+    problems = problems_of(BAD_MAPPING, describes)
     text = "\n".join(problems)
     assert "6 constants; at most 5 per mapping" in text
     assert "'web' is not an active value of picklist Contact.LeadSource (did you mean 'Web'?)" in text
@@ -149,7 +147,7 @@ def test_every_constant_rule_and_an_unknown_field_are_reported_in_one_run(descri
     assert "constant is 256 characters; at most 255" in text
     assert "constants only go to Salesforce (direction is both)" in text
     assert "Contact has no field Titel (did you mean Title?)" in text
-    assert "test.yaml:15: members.Titel:" in text  # each problem points at its line
+    assert "test.yaml:14: members.Titel:" in text  # each problem points at its line
     assert len(problems) == 7
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from sfsync.mapping import MappingEvaluationError, parse_mappings
+from sfsync.mapping import MappingEvaluationError, load_mappings, parse_mappings
 from sources import core
 from sources.core import Checkpoint, Limits, ObjectPlan
 
@@ -78,6 +78,22 @@ def test_plans_read_only_inbound_fields_relationships_and_filter_fields() -> Non
     assert set(select[6:]) == {"Email", "FirstName", "Account.Name", "Sync_To_Product__c"}
     assert "Title" not in select  # to_salesforce only
     assert core.plans_from_mappings(parse_mappings(MAPPINGS, "test.yaml"), only=["Lead"]) == []
+
+
+@pytest.mark.parametrize("member_object", ["Contact", "Lead"])
+def test_plans_select_what_the_inbound_rules_read(member_object: str) -> None:
+    """The poller and the inbound processor share one definition: Mapping.inbound_read_fields."""
+    mappings = load_mappings(variables={"member_object": member_object})
+    plans = {p.sobject: p for p in core.plans_from_mappings(mappings)}
+    assert set(plans) == {member_object}  # campaigns, activities and cases map nothing back
+    select = {name.lower() for name in plans[member_object].select_list()}
+    members = mappings.get("members")
+    assert members is not None
+    read = members.inbound_read_fields()
+    assert {name.lower() for name in read} <= select
+    assert {"member_id__c", "ownerid"} <= select  # identity: the member id field and the owner link
+    assert ("accountid" in select) == (member_object == "Contact")  # the account link is Contact-only
+    assert "email" not in select  # to_salesforce only
 
 
 def test_poll_soql_reads_the_window_in_cursor_order() -> None:

@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
-from processors.app import Processor, TableIdentity, identity_of_result
+from processors.app import Processor, TableIdentity, identity_of_result, per_event_mappings
 from processors.settings import ProcessorSettings, parse_variables
 from producers.fake import CommunitySimulator
 from sfsync.avro import AvroDecoder, AvroEncoder, load_topic_schema
 from sfsync.errors import ConfigError, ServiceUnavailableError
-from sfsync.mapping import load_mappings, parse_mappings
+from sfsync.mapping import MatchKey, load_mappings, parse_mappings
 from sinks.dlq import Stage
 from tests.unit.test_avro_codec import FakeRegistry
 from tests.unit.test_plan import BROKEN
@@ -91,6 +91,32 @@ def test_without_a_clock_nothing_is_dropped() -> None:
         assert [w["mapping"] for w in rig.writes(handled)] == ["members", "activities"]
 
 
+def test_records_only_their_own_event_writes_keep_no_clock() -> None:
+    rig = Rig()
+    assert per_event_mappings(rig.processor.mappings) == {"activities"}  # keyed by the product event's id
+    event = user_created()
+    person, activity = rig.writes(rig.handle(rig.members.encode_checked("UserCreated", event), 1))
+    assert activity["key"].endswith(event["event_id"])
+    assert set(rig.clock) == {person["key"]}  # the record_clock table does not grow by a key per event
+    # a replay (same times) still plans the activity record again, with the same values
+    again = rig.writes(rig.handle(rig.members.encode_checked("UserCreated", event), 1))
+    assert [w["key"] for w in again] == [person["key"], activity["key"]]
+    assert again[1]["fields"] == activity["fields"]
+
+
+def test_a_per_event_record_another_mapping_also_writes_keeps_its_clock() -> None:
+    mappings = load_mappings()
+    activities = next(m for m in mappings.mappings if m.name == "activities")
+    field = activities.match_alternatives[0][0].field
+    by_member = activities.model_copy(
+        update={
+            "name": "activities_by_member",
+            "match": [MatchKey.model_validate({"field": field, "from": "member.member_id"})],
+        }
+    )
+    assert per_event_mappings(mappings.model_copy(update={"mappings": [*mappings.mappings, by_member]})) == set()
+
+
 def test_undecodable_bytes_are_parked_with_their_original_bytes_and_nothing_is_written() -> None:
     rig = Rig()
     handled = rig.handle(b"\x07junk", 9, headers=[("trace", b"abc")])
@@ -134,6 +160,9 @@ def test_results_feed_the_identity_that_planning_reads() -> None:
     assert entry is not None
     table[entry[0]] = entry[1]
     assert identity_of_result({"key": key, "sobject": "Lead", "salesforce_id": ""}) is None
+    # planning reads person identities only: the others (a record per event) are not kept
+    activity = {"key": "Community_Activity__c:Event_Key__c:e-1", "sobject": "Community_Activity__c"}
+    assert identity_of_result({**activity, "salesforce_id": "a00000000000001"}) is None
     handled = rig.handle(rig.members.encode_checked("UserCreated", event), 5, identity=TableIdentity(table))
     assert rig.writes(handled)[0]["search_objects"] == ["Lead", "Contact"]  # the known object first
     assert TableIdentity({}).get(key) is None
@@ -141,7 +170,8 @@ def test_results_feed_the_identity_that_planning_reads() -> None:
 
 def test_settings_defaults_and_mapping_variables() -> None:
     settings = ProcessorSettings()
-    assert settings.processing_guarantee == "exactly_once" and settings.store == "memory://"
+    assert settings.processing_guarantee == "at_least_once" and settings.store == "memory://"
+    assert settings.producer_linger_ms == 0 and settings.broker_commit_every == 10_000
     assert settings.web_enabled is False
     assert parse_variables('{"prefix": "Acme_", "n": 2}') == {"prefix": "Acme_", "n": "2"}
     assert parse_variables("prefix=Acme_, source=Community") == {"prefix": "Acme_", "source": "Community"}

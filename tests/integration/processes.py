@@ -1,0 +1,98 @@
+"""Child processes of integration tests: sfsync's components run as ``python -m module`` against the
+test's own topics, each in its own session with its output in a log file, stopped as a pod is."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def pipeline_env(services: Any, prefix: str, **extra: str) -> dict[str, str]:
+    """This process's environment pointed at the test's Kafka, registry and topic prefix, plus ``extra``."""
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        "KAFKA_BOOTSTRAP_SERVERS": services.bootstrap,
+        "SCHEMA_REGISTRY_URL": services.registry,
+        "SFSYNC_TOPIC_PREFIX": prefix,
+        **extra,
+    }
+
+
+def processor_env(services: Any, prefix: str, app_id: str, **extra: str) -> dict[str, str]:
+    """:func:`pipeline_env` for ``processors.app`` as ``app_id``: a 10 s session timeout, commits every
+    half second, no fixed metrics port (tests run side by side); ``extra`` adds or overrides settings."""
+    settings = {
+        "SFSYNC_PROCESSOR_APP_ID": app_id,
+        "SFSYNC_PROCESSOR_SESSION_TIMEOUT_S": "10",
+        "SFSYNC_PROCESSOR_COMMIT_INTERVAL_S": "0.5",
+        "SFSYNC_PROCESSOR_METRICS_PORT": "0",
+    }
+    return pipeline_env(services, prefix, **{**settings, **extra})
+
+
+def salesforce_env(running: Any) -> dict[str, str]:
+    """``SALESFORCE_*`` settings for the emulated org ``running`` (its first connected app, client credentials)."""
+    app = running.emulator.auth.config.connected_apps[0]
+    return {
+        "SALESFORCE_LOGIN_URL": running.base_url,
+        "SALESFORCE_AUTH_FLOW": "client_credentials",
+        "SALESFORCE_CLIENT_ID": app.client_id,
+        "SALESFORCE_CLIENT_SECRET": app.client_secret,
+    }
+
+
+class Spawned:
+    """``python -m module *args`` in a session of its own, stdout and stderr appended to ``log`` (a file,
+    not a pipe: a full pipe would block the child). It runs in ``cwd``, by default the log's folder
+    (where Faust puts its table data, out of the checkout)."""
+
+    def __init__(self, module: str, *args: str, env: dict[str, str], log: Path, cwd: Path | None = None) -> None:
+        self.log = log
+        with log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", module, *args],
+                cwd=cwd or log.parent,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    @property
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.returncode
+
+    def stop(self, timeout_s: float = 30) -> int:
+        """SIGTERM, then wait up to ``timeout_s`` (SIGKILL to the whole session after that); the exit status."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            return self.proc.wait(timeout=10)
+
+    def kill(self) -> None:
+        """SIGKILL to the whole session, as a crash or an evicted pod: nothing is flushed or committed."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def output(self) -> str:
+        """Everything the child wrote (to ``log``, with what earlier runs appended to it)."""
+        return self.log.read_text(errors="replace")
+
+    def log_tail(self, chars: int = 3000) -> str:
+        """The end of the log, for assertion messages."""
+        return self.output()[-chars:]
