@@ -41,9 +41,11 @@ class InboundProcessorSettings(ProcessorSettings):
     )
     web_port: int = Field(6067, ge=1, le=65535)
     processing_guarantee: Literal["exactly_once", "at_least_once"] = Field(
-        "exactly_once",
-        description="exactly_once (the inbound default, unlike the outbound processor's): what a change sends, "
-        "the state tables and the offsets commit together; the volume is a poller's, not the product's.",
+        "at_least_once",
+        description="at_least_once (as the outbound processor): after a crash a change may be sent again, "
+        "under the same inbound_id, which the product applies idempotently. exactly_once is offered, but "
+        "Faust's table recovery can then wait for the transaction marker that ends a changelog (a restart "
+        "hung on 'need offset N, have N-1' in CI).",
     )
     metrics_port: int = Field(
         9466, ge=0, le=65535, description="Prometheus /metrics (processors.inbound_metrics); 0 disables it."

@@ -152,14 +152,20 @@ def caught_up(bootstrap: str, group: str, topic: str, transactional: bool) -> bo
     finally:
         consumer.close()
     marker = 1 if transactional else 0
-    return all(end == 0 or done >= end - marker for done, end in zip(committed, ends, strict=True))
+    done = all(end == 0 or at >= end - marker for at, end in zip(committed, ends, strict=True))
+    if not done:
+        LAST_OFFSETS[topic] = list(zip(committed, ends, strict=True))  # named when a wait gives up
+    return done
+
+
+LAST_OFFSETS: dict[str, list[tuple[int, int]]] = {}
 
 
 async def until(condition: Any, timeout_s: float, what: str) -> None:
     """Until ``condition()`` (checked in a thread when it is blocking: the sink and poller share this loop)."""
     deadline = time.monotonic() + timeout_s
     while not (await condition() if inspect.iscoroutinefunction(condition) else condition()):
-        assert time.monotonic() < deadline, f"not in {timeout_s:.0f}s: {what}"
+        assert time.monotonic() < deadline, f"not in {timeout_s:.0f}s: {what} (committed/end: {LAST_OFFSETS})"
         await asyncio.sleep(0.25)
 
 
@@ -259,9 +265,9 @@ async def test_sfsyncs_own_writes_never_echo_while_rep_edits_are_delivered_per_l
                 )
             )
 
-        await until(quiet, 90, "the inbound app caught up with the poller and the sink")
+        await until(quiet, 150, "the inbound app caught up with the poller and the sink")
         await asyncio.sleep(2)  # the poller's last polls of the lookback window
-        await until(quiet, 60, "the inbound app caught up again")
+        await until(quiet, 120, "the inbound app caught up again")
         echo_phase = await asyncio.to_thread(drain, reader)
 
         # 3. right after, a rep edits the Title of every record
@@ -278,7 +284,7 @@ async def test_sfsyncs_own_writes_never_echo_while_rep_edits_are_delivered_per_l
         rep_id = reply.json()["by"]
         delivered = MEMBERS - PRODUCT_LATER
         await asyncio.to_thread(reader.until, echo_phase + delivered, 90)
-        await until(quiet, 60, "the inbound app caught up with the rep's edits")
+        await until(quiet, 120, "the inbound app caught up with the rep's edits")
         rep_phase_end = await asyncio.to_thread(drain, reader)  # anything more comes now
 
         # 4. the inbound app is down while sfsync writes again; restarted, it finds changes polled
@@ -297,7 +303,7 @@ async def test_sfsyncs_own_writes_never_echo_while_rep_edits_are_delivered_per_l
         restarted = spawn(
             "processors.inbound_app", {**inbound_env, "SFSYNC_INBOUND_ECHO_HOLD_S": "2"}, tmp_path / "restarted"
         )
-        await until(quiet, 90, "the restarted inbound app caught up")
+        await until(quiet, 150, "the restarted inbound app caught up")
         await asyncio.to_thread(drain, reader)
     finally:
         poller.stop()

@@ -127,7 +127,7 @@ def test_settings_have_their_own_prefix_and_app_id(monkeypatch: Any) -> None:
     monkeypatch.setenv("SFSYNC_INBOUND_COMMIT_INTERVAL_S", "0.5")
     settings = load_inbound_settings()
     assert settings.app_id == "sfsync-inbound" and settings.commit_interval_s == 0.5
-    assert settings.processing_guarantee == "exactly_once"
+    assert settings.processing_guarantee == "at_least_once"
 
 
 def test_metrics_count_echoes_conflicts_outputs_and_latency() -> None:
