@@ -22,6 +22,7 @@ the closing report reads ``sfsync.results``, ``product.members.inbound``, ``sfsy
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import dataclasses
 import datetime as dt
@@ -333,7 +334,7 @@ def topic_partitions(consumer: Any, topics: Sequence[str], timeout_s: float = 30
         time.sleep(0.5)
 
 
-class _Watcher(threading.Thread):
+class _Watcher(threading.Thread, abc.ABC):
     """A daemon thread whose failure the main loop sees (:attr:`error`) instead of a silent death."""
 
     def __init__(self, name: str) -> None:
@@ -347,8 +348,9 @@ class _Watcher(threading.Thread):
         except Exception as exc:  # noqa: BLE001 - handed to the main thread, which reports it
             self.error = exc
 
+    @abc.abstractmethod
     def work(self) -> None:
-        raise NotImplementedError
+        """The thread's job; runs until it returns or raises."""
 
 
 class Reader(_Watcher):
