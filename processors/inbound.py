@@ -6,7 +6,8 @@ record's states in order):
 
 - :func:`apply_result` folds one ``sfsync.results`` WriteResult into the record's *written*
   state ``{"mapping", "sobject", "salesforce_id", "member_id", "workspace_id", "links",
-  "written": {sf_field: {"value", "product_at", "written_at"}}}``: which member the record is
+  "acknowledged_at", "written": {sf_field: {"value", "product_at", "written_at", "first_written_at",
+  "earlier"}}}``: which member the record is
   (the mapping's member id field in the values written, or the write key when it is that field),
   and per field the value sfsync last wrote, the product time it comes from (the write's
   ``source.occurred_at``) and when Salesforce acknowledged it;
@@ -30,7 +31,11 @@ The rules, per change:
 6. *Echo suppression*, per field: a value equal (:func:`same_value`, which knows Salesforce's
    JSON formats) to the latest known value is dropped — what was last seen from Salesforce, if
    seen (SystemModstamp) no earlier than sfsync's last write of the field was acknowledged, else
-   what sfsync last wrote. A change whose every field is dropped sends no update.
+   what sfsync last wrote, or an earlier value sfsync wrote and Salesforce acknowledged at or after
+   the change's SystemModstamp (:func:`is_echo`: the changes stream may run behind the results
+   stream, so a change is judged after a later write's result). A change whose every field is
+   dropped sends no update. An empty value of a field neither written by sfsync before the change
+   nor seen before (a record sfsync created without that field) tells nothing: dropped as ``empty``.
    A field value older (SystemModstamp) than the one seen is dropped as stale; the very change
    seen last, seen again (Faust replays records after an aborted transaction, while its in-memory
    tables keep what the aborted attempt did), is sent again with the same ``inbound_id``, so a
@@ -77,6 +82,7 @@ __all__ = [
     "hold_until",
     "hold_wait_ms",
     "inbound_mapping",
+    "is_echo",
     "member_mappings",
     "millis",
     "same_user",
@@ -289,7 +295,17 @@ def apply_result(state: MappingABC[str, Any] | None, result: MappingABC[str, Any
         if before is not None and int(before.get("written_at") or 0) > (written_at or 0):
             decision.drop("stale")  # a later write of this field is known (a replay, or out of order)
             continue
-        new["written"][name] = {"value": value, "product_at": product_at, "written_at": written_at}
+        new["written"][name] = {
+            "value": value,
+            "product_at": product_at,
+            "written_at": written_at,
+            "first_written_at": written_at
+            if before is None
+            else before.get("first_written_at", before.get("written_at")),
+            "earlier": _earlier_values(before, written_at),
+        }
+    if written_at is not None:  # a write of no field still touches the record (and its SystemModstamp)
+        new["acknowledged_at"] = max(int(new.get("acknowledged_at") or 0), written_at)
     sf_id = str(result.get("salesforce_id") or "")
     new.update(mapping=mapping.name, sobject=result.get("sobject"), workspace_id=result.get("workspace_id"))
     new["salesforce_id"] = sf_id
@@ -306,6 +322,43 @@ def apply_result(state: MappingABC[str, Any] | None, result: MappingABC[str, Any
         if link is not None:
             decision.outputs.append(link)
     return decision
+
+
+ECHO_HISTORY = 4
+"""How many earlier values sfsync wrote to a field are kept beside the last one (see :func:`is_echo`)."""
+ECHO_HISTORY_MS = 10 * 60 * 1000
+"""...and for how long (before the last write's acknowledgement): a change older than that is not an echo."""
+
+
+def _earlier_values(before: MappingABC[str, Any] | None, written_at: int | None) -> list[dict[str, Any]]:
+    """The field's recent earlier writes ``[{"value", "written_at"}]``, newest first, bounded."""
+    if before is None:
+        return []
+    horizon = (written_at or 0) - ECHO_HISTORY_MS
+    entries = [{"value": before.get("value"), "written_at": before.get("written_at")}, *(before.get("earlier") or [])]
+    return [e for e in entries if int(e.get("written_at") or 0) >= horizon][:ECHO_HISTORY]
+
+
+def _written_before(written: MappingABC[str, Any] | None, modstamp: int) -> bool:
+    """Whether sfsync's first known write of the field was acknowledged before ``modstamp``."""
+    if written is None:
+        return False
+    first = written.get("first_written_at", written.get("written_at"))
+    return first is not None and int(first) < modstamp
+
+
+def is_echo(written: MappingABC[str, Any], value: Any, modstamp: int) -> bool:
+    """Whether a field value Salesforce shows at ``modstamp`` is what sfsync wrote: the value it last
+    wrote, or an earlier value of a write acknowledged at or after ``modstamp`` (that write's own
+    echo, read by the poller before sfsync's next write of the field; judged after the next write's
+    result was folded in, e.g. when the changes stream runs behind the results stream)."""
+    if same_value(written.get("value"), value):
+        return True
+    return any(
+        int(e.get("written_at") or 0) >= modstamp and same_value(e.get("value"), value)
+        for e in written.get("earlier") or ()
+        if isinstance(e, MappingABC)
+    )
 
 
 def _base(
@@ -424,7 +477,10 @@ def decide(
                 decision.drop("unchanged")
             continue
         new["seen"][fmap.sf] = {"value": value, "at": modstamp, "sent": False}
-        if not seen_is_latest and written is not None and same_value(written.get("value"), value):
+        if seen is None and value in (None, "") and not _written_before(written, modstamp):
+            decision.drop("empty")  # e.g. a field of a record sfsync created without it: nothing to tell
+            continue
+        if not seen_is_latest and written is not None and is_echo(written, value, modstamp):
             decision.drop("echo")
             continue
         if written is not None:
@@ -483,6 +539,8 @@ def acknowledged_until(written_state: MappingABC[str, Any] | None) -> int | None
     """The latest time (epoch ms) a result of the record was acknowledged; None: no result known."""
     entries = (written_state or {}).get("written") or {}
     times = [int(e.get("written_at") or 0) for e in entries.values() if isinstance(e, MappingABC)]
+    if (written_state or {}).get("acknowledged_at") is not None:
+        times.append(int((written_state or {})["acknowledged_at"]))
     return max(times) if times else None
 
 
@@ -491,6 +549,7 @@ def hold_until(
     change: MappingABC[str, Any],
     writers: Collection[str],
     hold_ms: int,
+    mappings: MappingFile,
 ) -> int | None:
     """Until when (epoch ms) to hold ``change`` before :func:`decide` judges it; None: judge it now.
 
@@ -498,8 +557,12 @@ def hold_until(
     sfsync writes as) while no WriteResult of the record was acknowledged at or after its
     SystemModstamp: it may be sfsync's own write whose result is still on its way. The bound is
     ``polled_at + hold_ms`` (a replayed change long past it is judged at once). ``hold_ms`` 0 or no
-    writers: never held."""
+    writers: never held. Nor is a change of an object no member mapping reads back (e.g. a Campaign):
+    no result would ever cover it, and :func:`decide` drops it anyway."""
     if hold_ms <= 0 or not same_user(change.get("last_modified_by_id"), writers):
+        return None
+    known = (written_state or {}).get("mapping")
+    if inbound_mapping(mappings, str(change.get("sobject") or ""), str(known) if known else None) is None:
         return None
     if str(change.get("change_type") or "UPDATE") == "DELETE":
         return None

@@ -200,7 +200,7 @@ class InboundProcessor:
 
     def hold_until(self, change: Mapping[str, Any], written: Mapping[str, Any]) -> int | None:
         """Until when (epoch ms) the change waits for its WriteResult (:func:`~processors.inbound.hold_until`)."""
-        return hold_until(written.get(str(change.get("id") or "")), change, self.writers, self.hold_ms)
+        return hold_until(written.get(str(change.get("id") or "")), change, self.writers, self.hold_ms, self.mappings)
 
     def judge(
         self,
@@ -233,9 +233,12 @@ class ResultsProgress:
     """How far the results agent got in each ``sfsync.results`` partition, against the partitions'
     end offsets (``consumer``: Faust's, with ``assignment()``, ``highwaters()`` and ``position()``)."""
 
-    def __init__(self, consumer: Callable[[], Any], topic: str) -> None:
+    def __init__(self, consumer: Callable[[], Any], topic: str, ask_timeout_s: float = 2.0) -> None:
         self._consumer = consumer
         self.topic = topic
+        self.ask_timeout_s = ask_timeout_s
+        """How long to wait for the consumer's answer (end offsets, positions): a hold never hangs on it
+        (a ``position()`` of aiokafka waits, unbounded, for a partition's position to become valid)."""
         self.read: dict[int, int] = {}
         """Partition -> the offset after the last result folded in."""
 
@@ -247,26 +250,37 @@ class ResultsProgress:
         consumer = self._consumer()
         try:
             mine = [tp for tp in consumer.assignment() if tp.topic == self.topic]
-            return {tp: int(end) for tp, end in (await consumer.highwaters(*mine)).items()} if mine else {}
+            if not mine:
+                return {}
+            ends = await asyncio.wait_for(consumer.highwaters(*mine), self.ask_timeout_s)
+            return {tp: int(end) for tp, end in ends.items()}
+        except TimeoutError:
+            log.warning("the consumer gave no results end offsets in %.0fs: not waiting on them", self.ask_timeout_s)
+            return {}
         except Exception as exc:  # noqa: BLE001 - a rebalance or a broker hiccup: do not wait on it
             log.debug("results end offsets not read: %s", exc)
             return {}
 
     async def reached(self, target: Mapping[Any, int]) -> bool:
         """Whether every result before ``target`` was folded in (a partition none of whose results
-        was folded in this run counts where the consumer stands)."""
+        was folded in this run counts where the consumer stands; unanswered in time: not waited on)."""
+        unread = [tp for tp in target if tp.partition not in self.read]
+        if any(self.read[tp.partition] < end for tp, end in target.items() if tp.partition in self.read):
+            return False
+        if not unread:
+            return True
         consumer = self._consumer()
-        for tp, end in target.items():
-            done = self.read.get(tp.partition)
-            if done is None:
-                try:
-                    done = await consumer.position(tp)
-                except Exception as exc:  # noqa: BLE001 - no position: do not wait on it
-                    log.debug("results position not read: %s", exc)
-                    continue
-            if (done or 0) < end:
-                return False
-        return True
+        try:
+            positions = await asyncio.wait_for(
+                asyncio.gather(*(consumer.position(tp) for tp in unread), return_exceptions=True), self.ask_timeout_s
+            )
+        except TimeoutError:
+            log.warning("the consumer gave no results position in %.0fs: not waiting on it", self.ask_timeout_s)
+            return True
+        return all(
+            isinstance(done, BaseException) or int(done or 0) >= target[tp]
+            for tp, done in zip(unread, positions, strict=True)
+        )
 
 
 class EchoHold:
@@ -419,7 +433,11 @@ def _build(
         started = time.monotonic()
         if await echo_hold.hold(change):
             processor.counts["held"] += 1
-            metrics.held(time.monotonic() - started, covered=processor.hold_until(change, written) is None)
+            waited, covered = time.monotonic() - started, processor.hold_until(change, written) is None
+            metrics.held(waited, covered=covered)
+            if waited >= 1.0:
+                why = "its result arrived" if covered else "no result covers it"
+                log.info("held %s %s for %.1fs: %s", change.get("sobject"), change.get("id"), waited, why)
         return processor.judge(change, original, written, seen)
 
     def agent(handle: Any) -> Any:

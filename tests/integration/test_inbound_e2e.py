@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from confluent_kafka import Consumer, TopicPartition
 from prometheus_client import CollectorRegistry
 
@@ -306,11 +305,9 @@ async def test_sfsyncs_own_writes_never_echo_while_rep_edits_are_delivered_per_l
         )
         try:
             await until(quiet, 150, "the restarted inbound app caught up")
-        except AssertionError as exc:  # the phases above have passed their assertions by now
-            pytest.xfail(
-                "known defect (issue 5, open): an inbound app restarted with the same app id sometimes "
-                f"does not commit every change of the backlog in time: {exc}"
-            )
+        except AssertionError as exc:  # name what the restarted app was doing (it once hung in a hold)
+            notes = [line for line in restarted.output().splitlines() if "__main__" in line or "WARNING" in line]
+            raise AssertionError(f"{exc}\n" + "\n".join(notes[-30:])) from None
         await asyncio.to_thread(drain, reader)
     finally:
         poller.stop()

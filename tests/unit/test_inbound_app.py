@@ -297,3 +297,33 @@ async def test_a_past_bound_change_with_no_results_behind_is_judged_at_once() ->
     started = time.monotonic()
     assert await hold.hold(old) is False
     assert time.monotonic() - started < 1
+
+
+class SilentConsumer(FakeConsumer):
+    """A consumer that never answers: aiokafka's ``position()`` waits, unbounded, for a valid position."""
+
+    async def highwaters(self, *tps: Any) -> dict[Any, int]:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    async def position(self, tp: Any) -> int:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+async def test_a_consumer_that_does_not_answer_never_holds_a_change_up() -> None:
+    """The restarted inbound app of the e2e test stopped judging changes: its hold waited on the consumer."""
+    consumer = SilentConsumer(ends={0: 5, 1: 9}, positions={})
+    results = ResultsProgress(lambda: consumer, "sfsync.results", ask_timeout_s=0.2)
+    started = time.monotonic()
+    assert await results.end_offsets() == {}  # unanswered: nothing to wait for
+    assert await results.reached({TP("sfsync.results", 0): 5, TP("sfsync.results", 1): 9})  # not waited on
+    results.folded(0, 1)
+    assert not await results.reached({TP("sfsync.results", 0): 5})  # what was folded still counts, without asking
+    assert time.monotonic() - started < 2
+    processor = InboundProcessor(Decoder(), Encoder(), load_mappings(), writers={WRITER}, hold_ms=1_500)
+    hold = EchoHold(processor, {}, ResultsProgress(lambda: consumer, "sfsync.results", ask_timeout_s=0.2))
+    old = writers_change(dict(WRITTEN), dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5))
+    started = time.monotonic()
+    assert await hold.hold(old) is False  # past its bound, no results known to wait for: judged now
+    assert time.monotonic() - started < 1

@@ -187,6 +187,64 @@ def test_a_value_seen_before_is_not_sent_again_but_a_later_write_resets_it() -> 
     assert [u["fields"] for u in updates(news)] == [{"member.title": "Countess"}]
 
 
+def test_an_echo_of_an_earlier_write_judged_after_the_next_write_is_folded_is_still_an_echo() -> None:
+    """The demo's leak: sfsync writes Title "Engineer" (acknowledged T0+1 s), the poller reads it back
+    (modstamp T0+0.5 s), sfsync writes "Architect" (acknowledged T0+4 s); the changes stream runs
+    behind the results stream, so the first change is judged against "Architect"."""
+    m = mappings()
+    first = written_state(m)  # Engineer, acknowledged T0 + 1 s
+    second = apply_result(first, result({"Title": "Architect"}, at=T0 + dt.timedelta(seconds=3)), m).state
+    old_echo = decide(second, None, change(dict(WRITTEN), at=T0 + dt.timedelta(milliseconds=500)), m)
+    assert updates(old_echo) == [] and old_echo.dropped["echo"] == 2  # FirstName, Title
+    new_echo = decide(
+        second, old_echo.state, change({**WRITTEN, "Title": "Architect"}, at=T0 + dt.timedelta(seconds=3.5)), m
+    )
+    assert updates(new_echo) == []
+    # a rep who sets the earlier value back after sfsync's later write is not an echo: delivered
+    rep = decide(second, new_echo.state, change({**WRITTEN, "Title": "Engineer"}, at=T0 + dt.timedelta(minutes=1)), m)
+    assert [u["fields"] for u in updates(rep)] == [{"member.title": "Engineer"}]
+    # nor is a value from a write acknowledged before the change (the change shows a rep's edit)
+    late = decide(first, None, change({**WRITTEN, "Title": "Engineer"}, at=T0 + dt.timedelta(seconds=2)), m)
+    assert updates(late) == []  # equal to the last write: an echo whatever its time
+
+
+def test_empty_fields_of_a_record_sfsync_created_without_them_send_nothing_in_time_or_late() -> None:
+    """The demo's other leak: a registration creates the Contact with name and email only; its CREATE
+    shows Title and MailingCity null. Judged before or after sfsync's later write of Title, nothing goes out."""
+    m = mappings()
+    created = written_state(m, {"FirstName": "Ada", "Email": "ada@example.com", "Member_Id__c": "u-1"})
+    create = change({"FirstName": "Ada", "Title": None, "Department": None}, at=T0 + dt.timedelta(milliseconds=500))
+    in_time = decide(created, None, create, m)
+    assert updates(in_time) == [] and in_time.dropped["empty"] == 2
+    later = apply_result(created, result({"Title": "Engineer"}, at=T0 + dt.timedelta(seconds=3)), m).state
+    late = decide(later, None, create, m)
+    assert updates(late) == [] and late.dropped["empty"] == 2
+    # a rep clearing a value seen before, or a value sfsync wrote before the change, is news
+    rep_clears = decide(later, None, change({"Title": None}, at=T0 + dt.timedelta(minutes=1)), m)
+    assert [u["fields"] for u in updates(rep_clears)] == [{"member.title": None}]
+
+
+def test_a_result_that_wrote_no_field_still_covers_the_change_it_caused() -> None:
+    m = mappings()
+    first = written_state(m)  # acknowledged T0 + 1 s
+    touch = apply_result(first, result({}, at=T0 + dt.timedelta(seconds=9)), m).state  # acknowledged T0 + 10 s
+    echo = by(WRITER, dict(WRITTEN), T0 + dt.timedelta(seconds=9, milliseconds=500))
+    assert hold_until(first, echo, {WRITER}, 30_000, m) is not None
+    assert hold_until(touch, echo, {WRITER}, 30_000, m) is None
+    assert updates(decide(touch, None, echo, m)) == []
+
+
+def test_the_earlier_values_kept_per_field_are_bounded_in_number_and_age() -> None:
+    m = mappings()
+    state = written_state(m)
+    for n in range(1, 10):
+        state = apply_result(state, result({"Title": f"T{n}"}, at=T0 + dt.timedelta(seconds=n)), m).state
+    earlier = state["written"]["Title"]["earlier"]
+    assert [e["value"] for e in earlier] == ["T8", "T7", "T6", "T5"]
+    much_later = apply_result(state, result({"Title": "Now"}, at=T0 + dt.timedelta(hours=1)), m).state
+    assert [e["value"] for e in much_later["written"]["Title"]["earlier"]] == []  # all older than 10 minutes
+
+
 def test_fields_without_inbound_direction_are_ignored() -> None:
     m = mappings()
     state = written_state(m)
@@ -446,16 +504,16 @@ def by(user: str, fields: dict[str, Any], at: dt.datetime) -> dict[str, Any]:
 def test_a_writers_change_no_result_covers_yet_is_held_until_its_poll_plus_the_bound() -> None:
     m = mappings()
     echo = by(WRITER, dict(WRITTEN), T0)  # sfsync's write read back before its result arrived
-    assert hold_until(None, echo, {WRITER}, 30_000) == ms(T0 + dt.timedelta(seconds=1)) + 30_000  # polled_at + bound
-    assert hold_until(None, echo, {WRITER[:15]}, 30_000) is not None  # 15- and 18-character ids are one user
+    assert hold_until(None, echo, {WRITER}, 30_000, m) == ms(T0 + dt.timedelta(seconds=1)) + 30_000  # polled_at + bound
+    assert hold_until(None, echo, {WRITER[:15]}, 30_000, m) is not None  # 15- and 18-character ids are one user
     # only an earlier write (Title "Intern") is known; the write read back set "Engineer"
     older = written_state(m, {**WRITTEN, "Title": "Intern"}, at=T0 - dt.timedelta(minutes=5))
-    assert hold_until(older, echo, {WRITER}, 30_000) is not None
+    assert hold_until(older, echo, {WRITER}, 30_000, m) is not None
     # its result arrives (acknowledged after the modstamp): judged now, and it is an echo
     folded = apply_result(older, result(WRITTEN, at=T0), m)
     covering = folded.state
     assert covering is not None
-    assert hold_until(covering, echo, {WRITER}, 30_000) is None
+    assert hold_until(covering, echo, {WRITER}, 30_000, m) is None
     assert updates(decide(covering, None, echo, m)) == []
     # judged before its result, the same change would have gone out as an update: what the hold prevents
     assert updates(decide(older, None, echo, m)) != []
@@ -464,10 +522,13 @@ def test_a_writers_change_no_result_covers_yet_is_held_until_its_poll_plus_the_b
 def test_others_changes_deletes_and_a_zero_bound_are_never_held() -> None:
     m = mappings()
     older = written_state(m, at=T0 - dt.timedelta(minutes=5))
-    assert hold_until(older, by(REP, {"Title": "Countess"}, T0), {WRITER}, 30_000) is None
-    assert hold_until(older, by(WRITER, {}, T0) | {"change_type": "DELETE"}, {WRITER}, 30_000) is None
-    assert hold_until(older, by(WRITER, dict(WRITTEN), T0), {WRITER}, 0) is None
-    assert hold_until(older, by(WRITER, dict(WRITTEN), T0), set(), 30_000) is None
+    assert hold_until(older, by(REP, {"Title": "Countess"}, T0), {WRITER}, 30_000, m) is None
+    assert hold_until(older, by(WRITER, {}, T0) | {"change_type": "DELETE"}, {WRITER}, 30_000, m) is None
+    assert hold_until(older, by(WRITER, dict(WRITTEN), T0), {WRITER}, 0, m) is None
+    assert hold_until(older, by(WRITER, dict(WRITTEN), T0), set(), 30_000, m) is None
+    # a Campaign sfsync wrote: no member mapping reads it back, no result would ever cover it
+    campaign = {**by(WRITER, {"Name": "Meetup"}, T0), "sobject": "Campaign"}
+    assert hold_until(None, campaign, {WRITER}, 30_000, m) is None
     assert not same_user(None, {WRITER}) and same_user(WRITER[:15], {WRITER})
 
 
