@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from processors.app import Parked, _brokers, _credentials, _headers, _park_all, _raw_topic
+from processors.changelogs import ensure_changelogs
 from processors.inbound import (
     Decision,
     Output,
@@ -458,6 +459,7 @@ def _build(
 
     app.agent(_raw_topic(app, RESULTS, prefix), name="inbound_results")(agent(on_result))
     app.agent(_raw_topic(app, CHANGES, prefix), name="inbound_changes")(agent(on_change))
+    ensure_changelogs(app, kafka)
     return _Built(app, processor, dlq)
 
 
