@@ -69,6 +69,7 @@ from producers.fake import CommunitySimulator  # noqa: E402
 from producers.publisher import Publisher  # noqa: E402
 from sfsync.avro import AvroDecoder, SchemaRegistry  # noqa: E402
 from sfsync.settings import PublisherSettings, load  # noqa: E402
+from sfsync.stack import listening_pid  # noqa: E402
 from sfsync.topics import ALL_TOPICS, MEMBERS, RESULTS, WRITES, TopicSpec, ensure_topics  # noqa: E402
 from sinks.settings import SinkSettings  # noqa: E402
 
@@ -196,24 +197,7 @@ def cpu_seconds(pid: int) -> float:
 
 def broker_pid(port: int) -> int | None:
     """The process listening on ``port`` (the Kafka broker when it runs here), if /proc tells."""
-    inodes: set[str] = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(OSError):
-            for line in Path(table).read_text().splitlines()[1:]:
-                parts = line.split()
-                if parts[3] == "0A" and int(parts[1].rsplit(":", 1)[1], 16) == port:
-                    inodes.add(parts[9])
-    if not inodes:
-        return None
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            for fd in (proc / "fd").iterdir():
-                link = os.readlink(fd)
-                if link.startswith("socket:[") and link[8:-1] in inodes:
-                    return int(proc.name)
-    return None
+    return listening_pid(port)
 
 
 class Sampler(threading.Thread):

@@ -28,6 +28,8 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 import httpx  # noqa: E402
 
 from emulator.server import free_port  # noqa: E402
+from sfsync.errors import ServiceUnavailableError  # noqa: E402
+from sfsync.stack import wait_http  # noqa: E402
 
 
 def start_emulator(port: int) -> subprocess.Popen[bytes]:
@@ -37,15 +39,12 @@ def start_emulator(port: int) -> subprocess.Popen[bytes]:
         stderr=subprocess.PIPE,
         start_new_session=True,
     )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/services/data/", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.kill()
-    raise SystemExit(f"emulator did not start: {proc.stderr.read().decode() if proc.stderr else ''}")
+    try:
+        wait_http(f"http://127.0.0.1:{port}/services/data/", 30, what="the emulator")
+    except ServiceUnavailableError as exc:
+        proc.kill()
+        raise SystemExit(f"{exc}: {proc.stderr.read().decode() if proc.stderr else ''}") from None
+    return proc
 
 
 async def upserts(client: httpx.AsyncClient, records: int, concurrency: int) -> float:

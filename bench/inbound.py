@@ -37,7 +37,6 @@ import json
 import os
 import random
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -59,7 +58,8 @@ from confluent_kafka import Consumer  # noqa: E402
 from emulator.server import free_port  # noqa: E402
 from sfsync.avro import AvroDecoder, SchemaRegistry  # noqa: E402
 from sfsync.settings import KafkaConnection, RegistryConnection, load  # noqa: E402
-from sfsync.topics import ALL_TOPICS, ensure_topics  # noqa: E402
+from sfsync.stack import stop_process_group  # noqa: E402
+from sfsync.topics import ALL_TOPICS, delete_topics, ensure_topics  # noqa: E402
 
 GOAL_P99_S = 3.0
 REP = "rep@acme.test"
@@ -74,27 +74,6 @@ def start(args: list[str], env: dict[str, str], cwd: Path, log: Any) -> subproce
     return subprocess.Popen(
         [sys.executable, *args], env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-
-
-def delete_topics(kafka: dict[str, Any], prefixes: Sequence[str]) -> None:
-    """Delete this run's topics (ours and the inbound app's changelogs) from the shared broker."""
-    from confluent_kafka.admin import AdminClient
-
-    admin = AdminClient(kafka)
-    names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(tuple(prefixes))]
-    for future in admin.delete_topics(names, operation_timeout=30).values() if names else ():
-        with contextlib.suppress(Exception):
-            future.result(timeout=30)
 
 
 class Updates:
@@ -249,11 +228,12 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     finally:
         updates.close()
         for proc in reversed(procs):
-            stop(proc)
+            stop_process_group(proc.pid, 20)
         for log in logs.values():
             log.close()
         registry.close()
-        delete_topics(kafka, (prefix, app_id))
+        with contextlib.suppress(Exception):  # cleanup only
+            delete_topics(kafka, (prefix, app_id))
 
     latency, visible, delivered = [], [], set()
     duplicates = 0

@@ -62,7 +62,6 @@ import json
 import os
 import random
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -89,9 +88,11 @@ from producers import events as ev  # noqa: E402
 from producers.fake import CommunitySimulator  # noqa: E402
 from producers.publisher import Publisher  # noqa: E402
 from salesforce import SalesforceSettings  # noqa: E402
+from sfsync.errors import ServiceUnavailableError  # noqa: E402
 from sfsync.mapping import load_mappings  # noqa: E402
 from sfsync.settings import PublisherSettings, load  # noqa: E402
-from sfsync.topics import ALL_TOPICS, ensure_topics  # noqa: E402
+from sfsync.stack import stop_process_group, wait_http  # noqa: E402
+from sfsync.topics import ALL_TOPICS, delete_topics, ensure_topics  # noqa: E402
 from sinks.core import BatchOutcome, IncomingWrite  # noqa: E402
 from sinks.metrics import SinkMetrics  # noqa: E402
 from sinks.runner import SinkRunner, build_runner, load_governor_settings  # noqa: E402
@@ -112,15 +113,12 @@ def start_emulator(port: int, log: Any) -> subprocess.Popen[bytes]:
         start_new_session=True,
         cwd=ROOT,
     )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/services/data/", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    stop(proc)
-    raise SystemExit("emulator did not start")
+    try:
+        wait_http(f"http://127.0.0.1:{port}/services/data/", 30, what="the emulator")
+    except ServiceUnavailableError as exc:
+        stop_process_group(proc.pid, 10)
+        raise SystemExit(str(exc)) from None
+    return proc
 
 
 def start_processor(
@@ -143,27 +141,6 @@ def start_processor(
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-
-
-def delete_topics(kafka: dict[str, Any], prefixes: Sequence[str]) -> None:
-    """Delete this run's topics (ours and the processor's changelogs) from the shared broker."""
-    from confluent_kafka.admin import AdminClient
-
-    admin = AdminClient(kafka)
-    names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(tuple(prefixes))]
-    for future in admin.delete_topics(names, operation_timeout=30).values() if names else ():
-        with contextlib.suppress(Exception):
-            future.result(timeout=30)
 
 
 # ---------------------------------------------------------------------- events
@@ -462,7 +439,7 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 await admin.post("/__admin/limits", json={"daily_api_limit": 10_000_000})
             processor = start_processor(prefix, app_id, work, proc_log)
             pipeline, offsets = await ours(base, token, prefix, members, updates, [emulator, processor], work)
-            stop(processor)
+            stop_process_group(processor.pid, 20)
             base_figures = await baseline(base, token, updates, offsets, args.baseline_concurrency)
         except BaseException:
             tail = (work / "processor.log").read_text(errors="replace")[-2000:]
@@ -470,9 +447,10 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             raise
         finally:
             if processor is not None:
-                stop(processor)
-            stop(emulator)
-            delete_topics(publisher_settings.kafka_client_config(), (prefix, app_id))
+                stop_process_group(processor.pid, 20)
+            stop_process_group(emulator.pid, 20)
+            with contextlib.suppress(Exception):  # cleanup only
+                delete_topics(publisher_settings.kafka_client_config(), (prefix, app_id))
     meets = pipeline["api_calls_per_record"] <= GOAL
     return {
         "bench": "outbound",

@@ -503,8 +503,8 @@ def port_in_use(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-def port_holder(port: int) -> str | None:
-    """Which process listens on ``port`` ("pid N: command line"), read from /proc (Linux)."""
+def listening_pid(port: int) -> int | None:
+    """The process listening on TCP ``port`` on this machine, read from /proc (Linux); None: none found."""
     inodes: set[str] = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         with contextlib.suppress(OSError):
@@ -521,9 +521,20 @@ def port_holder(port: int) -> str | None:
             for fd in (proc / "fd").iterdir():
                 target = os.readlink(fd)
                 if target.startswith("socket:[") and target[8:-1] in inodes:
-                    cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-                    return f"pid {proc.name}: {cmd.strip()[:160]}"
-    return "a process this user cannot inspect"
+                    return int(proc.name)
+    return None
+
+
+def port_holder(port: int) -> str | None:
+    """Which process listens on ``port`` ("pid N: command line"), read from /proc (Linux)."""
+    pid = listening_pid(port)
+    if pid is None:
+        return None
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        cmd = "?"
+    return f"pid {pid}: {cmd.strip()[:160]}"
 
 
 def tail_lines(path: Path, count: int) -> str:
@@ -562,20 +573,25 @@ def wait_kafka(bootstrap: str, timeout_s: float, check: Callable[[], None] = lam
     raise ServiceUnavailableError(f"Kafka at {bootstrap} did not answer within {timeout_s:.0f}s ({last})")
 
 
-def wait_registry(url: str, timeout_s: float, check: Callable[[], None] = lambda: None) -> None:
-    """Wait until the registry lists its subjects (bounded)."""
+def wait_http(url: str, timeout_s: float, check: Callable[[], None] = lambda: None, what: str = "") -> None:
+    """Wait until ``url`` answers 200 to a GET (bounded); ``check`` raises when waiting is pointless."""
     deadline = time.monotonic() + max(timeout_s, 1.0)
     last = "no answer"
     with httpx.Client(timeout=2.0) as client:
         while time.monotonic() < deadline:
             check()
             try:
-                if client.get(f"{url}/subjects").status_code == 200:
+                if client.get(url).status_code == 200:
                     return
             except httpx.HTTPError as exc:
                 last = type(exc).__name__
-            time.sleep(0.2)
-    raise ServiceUnavailableError(f"schema registry at {url} did not answer within {timeout_s:.0f}s ({last})")
+            time.sleep(0.1)
+    raise ServiceUnavailableError(f"{what or url} did not answer within {timeout_s:.0f}s ({last})")
+
+
+def wait_registry(url: str, timeout_s: float, check: Callable[[], None] = lambda: None) -> None:
+    """Wait until the registry lists its subjects (bounded)."""
+    wait_http(f"{url}/subjects", timeout_s, check, f"schema registry at {url}")
 
 
 def set_default_compatibility(url: str, level: str) -> None:

@@ -127,3 +127,16 @@ def _wait_until_visible(admin: Any, names: list[str], timeout_s: float) -> None:
                 f"topic(s) {', '.join(pending)} not visible in {timeout_s:.0f}s after creation"
             )
         time.sleep(0.1)
+
+
+def delete_topics(kafka_config: Mapping[str, Any], prefixes: Iterable[str], timeout_s: float = 30.0) -> list[str]:
+    """Delete every topic whose name starts with one of ``prefixes`` (a run's topics and its apps'
+    changelogs); the names deleted. Raises what the admin client raises when a deletion fails."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"log_level": 0, **kafka_config})
+    starts = tuple(prefixes)
+    names = [t for t in admin.list_topics(timeout=10).topics if starts and t.startswith(starts)]
+    for future in admin.delete_topics(names, operation_timeout=timeout_s).values() if names else ():
+        future.result(timeout=timeout_s)
+    return names

@@ -10,6 +10,7 @@ If none works, integration tests fail under ``REQUIRE_KAFKA=1`` and are skipped 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import uuid
@@ -122,13 +123,7 @@ def prefix(request: pytest.FixtureRequest) -> Iterator[str]:
 
 
 def _delete_topics(bootstrap: str, prefix: str) -> None:
-    from confluent_kafka.admin import AdminClient
+    from sfsync.topics import delete_topics
 
-    try:
-        admin = AdminClient({"bootstrap.servers": bootstrap})
-        names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix)]
-        if names:
-            for future in admin.delete_topics(names, operation_timeout=30).values():
-                future.result(timeout=30)
-    except Exception:  # cleanup only; the test's outcome stands
-        pass
+    with contextlib.suppress(Exception):  # cleanup only; the test's outcome stands
+        delete_topics({"bootstrap.servers": bootstrap}, [prefix])
