@@ -43,9 +43,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import signal
-import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
@@ -65,6 +62,7 @@ from processors.inbound import (
 )
 from processors.inbound_metrics import InboundMetrics, now_millis
 from processors.inbound_settings import InboundProcessorSettings, load_inbound_settings
+from processors.worker import command_main, run_faust_worker
 from sfsync.avro import AvroDecoder, AvroEncoder, SchemaRegistry, load_topic_schema
 from sfsync.errors import SkippableRecordError
 from sfsync.mapping import MappingFile, load_mappings
@@ -472,8 +470,6 @@ def run_inbound(
     Installs signal handlers: run it in the process's main thread. Serves ``/metrics`` on
     ``settings.metrics_port`` (:mod:`processors.inbound_metrics`).
     """
-    import faust
-
     settings = settings if settings is not None else load_inbound_settings()
     metrics = InboundMetrics()  # the global registry: with the process_* and python_* collectors
     server = metrics.serve(settings.metrics_port) if settings.metrics_port else None  # a taken port fails first
@@ -483,40 +479,15 @@ def run_inbound(
         if server is not None:
             server.stop()
         raise
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    worker = faust.Worker(app, loop=loop, loglevel=loglevel, override_logging=False, quiet=True)
-    if max_seconds is not None:
-        loop.call_later(max_seconds, os.kill, os.getpid(), signal.SIGTERM)
-    try:
-        worker.execute_from_commandline()
-    except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else 1
-    else:  # pragma: no cover - execute_from_commandline always exits
-        code = 0
-    finally:
-        dlq.close()
-        if server is not None:
-            server.stop()
-    if app.crash_reason is not None and code == 0:
-        code = 1
+    closers = [dlq.close] + ([server.stop] if server is not None else [])
+    code = run_faust_worker(app, max_seconds=max_seconds, loglevel=loglevel, closers=closers)
     log.info("inbound: %s", "  ".join(f"{k} {v}" for k, v in processor.counts.items()))
     return code
 
 
 def main(argv: Iterable[str] | None = None) -> None:
     """``python -m processors.inbound_app [max_seconds]``."""
-    from sfsync.errors import SfsyncError
-
-    args = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    max_seconds = float(args[0]) if args else None
-    try:
-        code = run_inbound(max_seconds=max_seconds)
-    except SfsyncError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        code = 2
-    sys.exit(code)
+    command_main(run_inbound, argv)
 
 
 if __name__ == "__main__":
