@@ -6,7 +6,7 @@ record's states in order):
 
 - :func:`apply_result` folds one ``sfsync.results`` WriteResult into the record's *written*
   state ``{"mapping", "sobject", "salesforce_id", "member_id", "workspace_id", "links",
-  "acknowledged_at", "written": {sf_field: {"value", "product_at", "written_at", "first_written_at",
+  "acknowledged_at", "key", "written": {sf_field: {"value", "product_at", "written_at", "first_written_at",
   "earlier"}}}``: which member the record is
   (the mapping's member id field in the values written, or the write key when it is that field),
   and per field the value sfsync last wrote, the product time it comes from (the write's
@@ -48,6 +48,10 @@ The rules, per change:
    value sfsync wrote — a tie goes to the product. A field sfsync never wrote has no conflict:
    the Salesforce value applies under every policy (``product_wins`` protects what the product
    set, not fields it never had).
+8. *Both ways*: a delivered update of a record sfsync writes also gives a ``SalesforceEdit`` (keyed
+   by the record's write key, for ``sfsync.salesforce_edits``): the outbound processor's record clock
+   learns the edit's time, so a product event stamped before it, still in flight, does not
+   overwrite it in Salesforce (:func:`processors.plan.learn_salesforce_edit`).
 
 Echo race (:func:`hold_until`, :func:`hold_wait_ms`): the poller may read sfsync's own write
 before that write's WriteResult has reached the inbound processor; judged then, the echo would
@@ -305,6 +309,8 @@ def apply_result(state: MappingABC[str, Any] | None, result: MappingABC[str, Any
             "earlier": _earlier_values(before, written_at),
         }
     if written_at is not None:  # a write of no field still touches the record (and its SystemModstamp)
+        if written_at >= int(new.get("acknowledged_at") or 0) and result.get("key"):
+            new["key"] = str(result["key"])  # the record's write key, for SalesforceEdit
         new["acknowledged_at"] = max(int(new.get("acknowledged_at") or 0), written_at)
     sf_id = str(result.get("salesforce_id") or "")
     new.update(mapping=mapping.name, sobject=result.get("sobject"), workspace_id=result.get("workspace_id"))
@@ -517,6 +523,14 @@ def decide(
                 **base, "inbound_id": inbound_id, "fields": updates, "salesforce_fields": sf_updates,
             })
         )  # fmt: skip
+        edited = sorted(f.sf for f in fields if f.sf in sf_updates and mapping.conflict_for(f) != "product_wins")
+        if known.get("key") and edited:  # the outbound record clock learns it: an older product value no longer wins
+            decision.outputs.append(
+                Output(str(known["key"]), "SalesforceEdit", {
+                    "edit_id": inbound_id, "key": known["key"], "mapping": mapping.name, "sobject": sobject,
+                    "salesforce_id": sf_id, "fields": edited, "edited_at": salesforce_at,
+                })
+            )  # fmt: skip
     decision.state = new
     return decision
 

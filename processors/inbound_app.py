@@ -66,7 +66,7 @@ from processors.worker import command_main, run_faust_worker
 from sfsync.avro import AvroDecoder, AvroEncoder, SchemaRegistry, load_topic_schema
 from sfsync.errors import SkippableRecordError
 from sfsync.mapping import MappingFile, load_mappings
-from sfsync.topics import CHANGES, DLQ, MEMBERS_INBOUND, RESULTS, ensure_topics
+from sfsync.topics import CHANGES, DLQ, MEMBERS_INBOUND, RESULTS, SALESFORCE_EDITS, ensure_topics
 from sinks.dlq import DeadLetterQueue, OriginalRecord, Stage
 
 if TYPE_CHECKING:
@@ -89,11 +89,13 @@ COMPONENT = "processors.InboundProcessor"
 
 
 class InboundHandled(NamedTuple):
-    """What one record causes: (key, value) pairs for ``product.members.inbound`` and records to park."""
+    """What one record causes: (key, value) pairs for ``product.members.inbound``, records to park,
+    and (key, value) pairs for ``sfsync.salesforce_edits``."""
 
     sends: list[tuple[bytes, bytes]]
     parked: list[Parked]
     outputs: list[Output]
+    edits: list[tuple[bytes, bytes]] = []
 
 
 @dataclass
@@ -116,6 +118,8 @@ class InboundProcessor:
     """Salesforce user ids sfsync writes as (configured, then learned from recognised echoes)."""
     hold_ms: int = 0
     """Longest wait of a writer's change for the result that covers it (0: never wait)."""
+    edits_encoder: Any = None
+    """``encode(record name, dict) -> bytes`` for ``sfsync.salesforce_edits``; None: edits are not sent."""
 
     def _decode(self, value: bytes | None, original: OriginalRecord) -> tuple[dict[str, Any] | None, list[Parked]]:
         try:
@@ -129,9 +133,14 @@ class InboundProcessor:
 
     def _encode(self, decision: Decision, original: OriginalRecord, mapping: str | None) -> InboundHandled:
         sends: list[tuple[bytes, bytes]] = []
+        edits: list[tuple[bytes, bytes]] = []
         parked: list[Parked] = []
         for output in decision.outputs:
             try:
+                if output.record == "SalesforceEdit":
+                    if self.edits_encoder is not None:
+                        edits.append((output.key.encode(), self.edits_encoder.encode(output.record, output.value)))
+                    continue
                 sends.append((output.key.encode(), self.encoder.encode(output.record, output.value)))
             except SkippableRecordError as exc:
                 parked.append(Parked(original, exc, Stage.TRANSFORMATION, mapping=mapping))
@@ -142,7 +151,7 @@ class InboundProcessor:
         self.counts["sent"] += len(sends)
         self.counts["parked"] += len(parked)
         self._observe_parked(parked)
-        return InboundHandled(sends, parked, decision.outputs)
+        return InboundHandled(sends, parked, decision.outputs, edits)
 
     def _observe_parked(self, parked: list[Parked]) -> None:
         if self.metrics is not None:
@@ -376,7 +385,7 @@ def _build(
         registry = SchemaRegistry.from_settings(settings)
     prefix = settings.topic_prefix
     kafka = settings.kafka_client_config()
-    ensure_topics(kafka, (RESULTS, CHANGES, MEMBERS_INBOUND, DLQ), prefix)
+    ensure_topics(kafka, (RESULTS, CHANGES, MEMBERS_INBOUND, SALESFORCE_EDITS, DLQ), prefix)
     encoder = AvroEncoder(
         registry,
         MEMBERS_INBOUND.name(prefix),
@@ -390,6 +399,12 @@ def _build(
         metrics=metrics,
         writers=set(settings.writer_user_ids),
         hold_ms=int(settings.echo_hold_s * 1000),
+        edits_encoder=AvroEncoder(
+            registry,
+            SALESFORCE_EDITS.name(prefix),
+            load_topic_schema(SALESFORCE_EDITS.base),
+            register=settings.register_schemas,
+        ),
     )
     dlq = DeadLetterQueue(
         kafka, prefix=prefix, component=COMPONENT, delivery_timeout_s=settings.producer_flush_timeout_s
@@ -417,6 +432,7 @@ def _build(
     written = app.Table("inbound_written", default=None, key_type=str, partitions=RESULTS.partitions)
     seen = app.Table("inbound_seen", default=None, key_type=str, partitions=CHANGES.partitions)
     out_topic = _raw_topic(app, MEMBERS_INBOUND, prefix)
+    edits_topic = _raw_topic(app, SALESFORCE_EDITS, prefix)
 
     echo_hold = EchoHold(processor, written, ResultsProgress(lambda: app.consumer, RESULTS.name(prefix)))
 
@@ -447,6 +463,8 @@ def _build(
                     handled: InboundHandled = await handle(message.value, _original(message))
                     for key, value in handled.sends:
                         await out_topic.send(key=key, value=value)
+                    for key, value in handled.edits:
+                        await edits_topic.send(key=key, value=value)
                     await _park_all(dlq, handled.parked)
                 except Exception as exc:  # noqa: BLE001 - not the record's fault: stop, uncommitted
                     log.error("stopping: %s", exc)

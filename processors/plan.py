@@ -57,6 +57,7 @@ __all__ = [
     "SourceLike",
     "drop_stale",
     "event_millis",
+    "learn_salesforce_edit",
     "plan",
     "record_key",
     "salesforce_datetime",
@@ -426,3 +427,14 @@ def drop_stale(write: Mapping[str, Any], clock: Mapping[str, int]) -> tuple[dict
     if fields and not kept:
         return None, dict(clock)
     return {**write, "fields": kept}, new_clock
+
+
+def learn_salesforce_edit(clock: Mapping[str, int], fields: Iterable[str], edited_at: int) -> dict[str, int]:
+    """The record's clock after a Salesforce-side edit of ``fields`` at ``edited_at`` (epoch ms) that
+    the inbound side delivered to the product (a ``SalesforceEdit``): a product value of those fields
+    stamped before the edit is then stale for :func:`drop_stale` — last write wins both ways. A
+    field's newer product time stays; a replayed edit changes nothing."""
+    learned = dict(clock)
+    for name in fields:
+        learned[name] = max(learned.get(name, -1), int(edited_at))
+    return learned

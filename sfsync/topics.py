@@ -46,6 +46,8 @@ WRITES = TopicSpec("sfsync.writes", "<sobject>:<identity>")
 RESULTS = TopicSpec("sfsync.results", "<sobject>:<identity>")
 CHANGES = TopicSpec("salesforce.changes", "<sobject>:<Id>")
 MEMBERS_INBOUND = TopicSpec("product.members.inbound", "member id")
+SALESFORCE_EDITS = TopicSpec("sfsync.salesforce_edits", "<sobject>:<identity>")
+"""Salesforce-side edits the inbound processor delivered, for the outbound processor's record clock."""
 ERRORS = TopicSpec("sfsync.errors", "none", partitions=1, config={"retention.ms": str(30 * 86_400_000)})
 DLQ = TopicSpec(
     "sfsync.dlq", "original key", partitions=1, avro_value=False, config={"retention.ms": str(30 * 86_400_000)}
@@ -55,7 +57,9 @@ PRODUCT_TOPICS: tuple[TopicSpec, ...] = (MEMBERS, EVENTS, ATTENDANCE, FORUM)
 CONTRACT_TOPICS: tuple[TopicSpec, ...] = (*PRODUCT_TOPICS, MEMBERS_INBOUND)
 """The topics the product reads or writes: their schemas are a released contract (``schemas/released``),
 evolved BACKWARD-compatibly (``sfsync schemas register/check/snapshot``)."""
-ALL_TOPICS: tuple[TopicSpec, ...] = (*PRODUCT_TOPICS, WRITES, RESULTS, CHANGES, MEMBERS_INBOUND, ERRORS, DLQ)
+ALL_TOPICS: tuple[TopicSpec, ...] = (
+    *PRODUCT_TOPICS, WRITES, RESULTS, CHANGES, MEMBERS_INBOUND, SALESFORCE_EDITS, ERRORS, DLQ,
+)  # fmt: skip
 
 
 def by_base(base: str) -> TopicSpec:

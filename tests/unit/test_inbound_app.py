@@ -42,8 +42,8 @@ class Decoder:
 class Encoder:
     """Writes with the topic's real schema (so a value that does not fit fails as it would)."""
 
-    def __init__(self) -> None:
-        self.topic = load_topic_schema("product.members.inbound")
+    def __init__(self, topic: str = "product.members.inbound") -> None:
+        self.topic = load_topic_schema(topic)
 
     def encode(self, record: str, value: dict[str, Any]) -> bytes:
         buf = io.BytesIO()
@@ -95,6 +95,19 @@ def test_results_fill_the_table_and_changes_are_judged_against_it() -> None:
     assert seen["003A"]["seen"]["Title"]["value"] == "Countess"
     assert "seen" not in written["003A"]  # each side keeps its own table
     assert processor.counts["sent"] == 2
+    assert edit.edits == []  # no encoder for sfsync.salesforce_edits: not sent
+
+
+def test_a_delivered_edit_goes_to_the_salesforce_edits_topic_under_the_records_write_key() -> None:
+    decoder = Decoder()
+    processor = InboundProcessor(decoder, Encoder(), load_mappings(), edits_encoder=Encoder("sfsync.salesforce_edits"))
+    written: dict[str, Any] = {}
+    processor.on_result(decoder.add("WriteResult", result()), original(), written)
+    edit = processor.on_change(
+        decoder.add("Change", change({**WRITTEN, "Title": "Countess"}, 2)), original(2), written, {}
+    )
+    assert [v.split(b"|")[0] for _, v in edit.sends] == [b"MemberFieldUpdate"]
+    assert [(k, v.split(b"|")[0]) for k, v in edit.edits] == [(b"Contact:Email:ada@example.com", b"SalesforceEdit")]
 
 
 def test_undecodable_records_are_parked_for_the_dlq() -> None:

@@ -17,7 +17,7 @@ from schemas import SCHEMA_DIR
 from sfsync.avro import RELEASED_DIR, load_topic_schema
 from sfsync.cli_mappings import emulator_describes
 from sfsync.mapping import MappingError, load_mappings, parse_mappings, validate_against_describe
-from sfsync.topics import MEMBERS_INBOUND
+from sfsync.topics import MEMBERS_INBOUND, SALESFORCE_EDITS
 
 RECORDS = ("MemberFieldUpdate", "MemberIdentityLink", "MemberDelete", "ImportCandidate")
 T0 = dt.datetime(2026, 3, 1, 9, 30, tzinfo=dt.UTC)
@@ -47,8 +47,8 @@ def test_released_snapshot_is_the_current_schema() -> None:
     assert released == load_topic_schema(MEMBERS_INBOUND.base).schema
 
 
-def _round_trip(record: str, value: dict[str, Any]) -> dict[str, Any]:
-    topic = load_topic_schema(MEMBERS_INBOUND.base)
+def _round_trip(record: str, value: dict[str, Any], topic_base: str = MEMBERS_INBOUND.base) -> dict[str, Any]:
+    topic = load_topic_schema(topic_base)
     _, branch, _ = topic.branches[record]
     buf = io.BytesIO()
     fastavro.schemaless_writer(buf, branch, value)
@@ -81,8 +81,16 @@ def test_what_the_rules_produce_fits_the_schemas() -> None:
     outputs += edited.outputs
     outputs += decide(state.state, edited.state, change("003A", {}, "DELETE"), mappings).outputs
     outputs += decide(None, None, change("003B", {"FirstName": "Grace", "Title": None}), mappings).outputs
-    assert {o.record for o in outputs} == set(RECORDS)
+    assert {o.record for o in outputs} == {*RECORDS, "SalesforceEdit"}
+    (edit,) = [o for o in outputs if o.record == "SalesforceEdit"]  # for sfsync.salesforce_edits
+    assert _round_trip("SalesforceEdit", edit.value, SALESFORCE_EDITS.base) == {
+        **edit.value,
+        "edited_at": T0 + dt.timedelta(minutes=1),
+    }
+    assert edit.key == "Contact:Email:ada@example.com"
     for output in outputs:
+        if output.record == "SalesforceEdit":
+            continue
         decoded = _round_trip(output.record, output.value)
         assert decoded["member_id"] == output.value["member_id"]
         assert output.key in (output.value["member_id"], f"salesforce:Contact:{output.value['salesforce_id']}")

@@ -245,6 +245,32 @@ def test_the_earlier_values_kept_per_field_are_bounded_in_number_and_age() -> No
     assert [e["value"] for e in much_later["written"]["Title"]["earlier"]] == []  # all older than 10 minutes
 
 
+def edits(decision) -> list[tuple[str, dict[str, Any]]]:
+    return [(o.key, o.value) for o in decision.outputs if o.record == "SalesforceEdit"]
+
+
+def test_a_delivered_edit_tells_the_outbound_record_clock_its_time() -> None:
+    m = mappings()
+    state = written_state(m)
+    rep_at = T0 + dt.timedelta(minutes=5)
+    decision = decide(state, None, change({**WRITTEN, "Title": "Countess", "Department": "R&D"}, at=rep_at), m)
+    ((key, edit),) = edits(decision)
+    assert key == edit["key"] == "Contact:Email:ada@example.com"  # the record's write key: its clock's key
+    assert edit["fields"] == ["Department", "Title"] and edit["edited_at"] == ms(rep_at)
+    assert edit["edit_id"] == updates(decision)[0]["inbound_id"] and edit["salesforce_id"] == SF_ID
+    # nothing delivered (an echo, a conflict the product won), or a record sfsync never wrote: no edit
+    assert edits(decide(state, None, change(dict(WRITTEN), at=rep_at), m)) == []
+    lost = decide(written_state(m, at=rep_at + dt.timedelta(hours=1)), None, change({"Title": "X"}, at=rep_at), m)
+    assert updates(lost) == [] and edits(lost) == []
+    unknown = decide(None, None, change({"Title": "X", "Member_Id__c": "u-9"}, at=rep_at), m)
+    assert updates(unknown) != [] and edits(unknown) == []
+    # under product_wins, the product's values stand: its older events still go out
+    pw = mappings(conflict="product_wins")
+    assert edits(decide(written_state(pw), None, change({"Title": "Countess"}, at=rep_at), pw)) == []
+    fresh = decide(written_state(pw), None, change({"Department": "R&D"}, at=rep_at), pw)
+    assert updates(fresh) != [] and edits(fresh) == []
+
+
 def test_fields_without_inbound_direction_are_ignored() -> None:
     m = mappings()
     state = written_state(m)
@@ -394,7 +420,7 @@ def test_undelete_clears_the_flag_and_applies_the_values() -> None:
     undeleted = decide(
         state, None, change({**WRITTEN, "Title": "Countess"}, change_type="UNDELETE", at=T0 + dt.timedelta(1)), m
     )
-    assert [o.record for o in undeleted.outputs] == ["MemberDelete", "MemberFieldUpdate"]  # the link: known
+    assert [o.record for o in undeleted.outputs] == ["MemberDelete", "MemberFieldUpdate", "SalesforceEdit"]
     assert undeleted.outputs[0].value["action"] == "UNFLAG"
 
 

@@ -12,7 +12,7 @@ import fastavro
 import pytest
 from fastavro.validation import validate
 
-from processors.plan import DELETED, Identity, drop_stale, plan
+from processors.plan import DELETED, Identity, drop_stale, learn_salesforce_edit, plan
 from producers import events as ev
 from producers.fake import CommunitySimulator
 from sfsync.avro import load_topic_schema
@@ -353,6 +353,18 @@ def test_an_older_event_never_overwrites_a_newer_value() -> None:
     assert clock2 == {"Title": 200, "Phone": 200, "City": 100}
     stale, clock3 = drop_stale(write({"Title": "Intern"}, 150), clock2)
     assert stale is None and clock3 == clock2
+
+
+def test_a_salesforce_edit_makes_older_product_values_of_its_fields_stale() -> None:
+    """A rep edits Title at 300; a product event stamped 250, in flight, must not overwrite it."""
+    _, clock = drop_stale(write({"Title": "CTO", "Phone": "1"}, 200), {})
+    learned = learn_salesforce_edit(clock, ["Title", "MailingCity"], 300)
+    assert learned == {"Title": 300, "Phone": 200, "MailingCity": 300} and clock["Title"] == 200
+    in_flight, _ = drop_stale(write({"Title": "Engineer", "Phone": "2"}, 250), learned)
+    assert in_flight is not None and set(in_flight["fields"]) == {"Phone"}  # Title stays the rep's
+    later, _ = drop_stale(write({"Title": "VP"}, 350), learned)
+    assert later is not None and set(later["fields"]) == {"Title"}  # a newer product change wins again
+    assert learn_salesforce_edit(learned, ["Title"], 100) == learned  # older, or a replay: nothing changes
 
 
 def test_events_in_order_all_pass_and_a_replay_writes_again() -> None:
