@@ -57,6 +57,7 @@ from collections.abc import Collection, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from processors.edits import learn_edit
 from processors.metrics import LagProbe, ProcessorMetrics
 from processors.plan import NO_IDENTITY, PERSON_OBJECTS, Identity, IdentityView, drop_stale, plan
 from processors.settings import ProcessorSettings, load_processor_settings
@@ -64,7 +65,7 @@ from sfsync.avro import AvroDecoder, AvroEncoder, SchemaRegistry, load_topic_sch
 from sfsync.errors import SkippableRecordError
 from sfsync.mapping import Mapping as MappingRule
 from sfsync.mapping import MappingFile, load_mappings
-from sfsync.topics import DLQ, PRODUCT_TOPICS, RESULTS, WRITES, TopicSpec, ensure_topics
+from sfsync.topics import DLQ, PRODUCT_TOPICS, RESULTS, SALESFORCE_EDITS, WRITES, TopicSpec, ensure_topics
 from sinks.dlq import DeadLetterQueue, OriginalRecord, Stage
 
 if TYPE_CHECKING:
@@ -373,7 +374,7 @@ def _build(
         registry = SchemaRegistry.from_settings(settings)
     prefix = settings.topic_prefix
     kafka = settings.kafka_client_config()
-    ensure_topics(kafka, (*PRODUCT_TOPICS, WRITES, RESULTS, DLQ), prefix)
+    ensure_topics(kafka, (*PRODUCT_TOPICS, WRITES, RESULTS, SALESFORCE_EDITS, DLQ), prefix)
     encoder = AvroEncoder(
         registry, WRITES.name(prefix), load_topic_schema(WRITES.base), register=settings.register_schemas
     )
@@ -463,12 +464,30 @@ def _build(
 
     app.agent(_raw_topic(app, RESULTS, prefix), name="identities")(identities)
 
+    async def salesforce_edits(stream: Any) -> None:
+        """Salesforce-side edits the product accepted: on the record clock (processors.edits)."""
+        async for event in stream.events():
+            message = event.message
+            try:
+                if not learn_edit(decoder, message.value, clock):
+                    original = OriginalRecord(
+                        message.topic, message.partition, message.offset, message.key, message.value,
+                        tuple(_headers(message)),
+                    )  # fmt: skip
+                    reason = SkippableRecordError("not a decodable SalesforceEdit")
+                    await _park_all(dlq, [Parked(original, reason, Stage.VALUE_CONVERTER)], metrics)
+            except Exception as exc:  # noqa: BLE001
+                await crash(exc)
+                return
+
+    app.agent(_raw_topic(app, SALESFORCE_EDITS, prefix), name="salesforce_edits")(salesforce_edits)
+
     lag_probe = None
     if settings.metrics_port:
         # committed offsets vs end offsets of this worker's source partitions (see processors.metrics)
         lag_probe = LagProbe(kafka, settings.app_id, reset=settings.auto_offset_reset)
         probe = lag_probe
-        sources = {spec.name(prefix) for spec in (*PRODUCT_TOPICS, RESULTS)}
+        sources = {spec.name(prefix) for spec in (*PRODUCT_TOPICS, RESULTS, SALESFORCE_EDITS)}
 
         async def observe_lag() -> None:
             try:

@@ -15,6 +15,10 @@ the product's change is older than the rep's edit (product first) the rep's valu
 where the product stamped its change later than the rep's edit (Salesforce first: 20 members
 whose update carries an ``occurred_at`` an hour ahead) the product's value stands and nothing is sent.
 
+Then both ways: product changes of 100 of those records, still in flight, arrive; those stamped
+before the rep's edit must not overwrite it in Salesforce (the outbound processor learned the edits
+from ``sfsync.salesforce_edits``), those stamped after it must.
+
 Last, the inbound app is stopped while sfsync updates 200 records, and restarted with a 2 s bound:
 the changes it finds were polled long before, their results wait in Kafka beside them; it folds
 the results first (it waits for the results stream to catch up) and sends no update.
@@ -54,6 +58,7 @@ PRODUCT_LATER = 20  # members 0..19: the product's update is stamped an hour aft
 RESULT_DELAY_S = 1.5
 REP = "rep@acme.test"
 BACKLOG_FROM, BACKLOG_TO = 100, 300  # members updated while the inbound app is down
+OLDER_IN_FLIGHT, NEWER_AFTER = range(400, 450), range(450, 500)  # product changes stamped before / after the rep's
 
 
 class DelayedResults:
@@ -271,6 +276,7 @@ async def test_sfsyncs_own_writes_never_echo_while_rep_edits_are_delivered_per_l
         echo_phase = await asyncio.to_thread(drain, reader)
 
         # 3. right after, a rep edits the Title of every record
+        edits_started = dt.datetime.now(dt.UTC)
         by_member = {r["Member_Id__c"]: r["Id"] for r in running.emulator.store.rows("Contact")}
         assert len(by_member) == MEMBERS
         async with httpx.AsyncClient(base_url=running.base_url) as http:
@@ -287,6 +293,27 @@ async def test_sfsyncs_own_writes_never_echo_while_rep_edits_are_delivered_per_l
         await until(quiet, 120, "the inbound app caught up with the rep's edits")
         rep_phase_end = await asyncio.to_thread(drain, reader)  # anything more comes now
 
+        # 3b. last write wins both ways: product changes still in flight but stamped before the rep's
+        # edits must not overwrite them in Salesforce (the processor learned the edits from
+        # sfsync.salesforce_edits); changes stamped after them must
+        edits_topic = prefix + "sfsync.salesforce_edits"
+
+        async def learned() -> bool:
+            return await asyncio.to_thread(caught_up, services.bootstrap, outbound_id, edits_topic, False)
+
+        await until(learned, 60, "the processor learned the rep's edits")
+        before_edits, after_edits = edits_started - dt.timedelta(seconds=5), dt.datetime.now(dt.UTC)
+        for i in [*OLDER_IN_FLIGHT, *NEWER_AFTER]:
+            at = before_edits if i in OLDER_IN_FLIGHT else after_edits
+            update = ev.UserProfileUpdate(workspace_id="ws-1", occurred_at=at, member=profile(i, f"Product {i}", at))
+            publisher.publish(update)
+        publisher.flush()
+        both_ways = MEMBERS + UPDATED + len(OLDER_IN_FLIGHT) + len(NEWER_AFTER)
+        await until(lambda: sink.results >= both_ways, 120, "the in-flight product changes written")
+        titles = {r["Member_Id__c"]: r["Title"] for r in running.emulator.store.rows("Contact")}
+        assert [titles[member_id(i)] for i in OLDER_IN_FLIGHT] == [f"Rep {i}" for i in OLDER_IN_FLIGHT]
+        assert [titles[member_id(i)] for i in NEWER_AFTER] == [f"Product {i}" for i in NEWER_AFTER]
+
         # 4. the inbound app is down while sfsync writes again; restarted, it finds changes polled
         # long past their bound (2 s here) and their results both waiting in Kafka: still no echo
         codes["inbound"] = inbound.stop()
@@ -297,7 +324,7 @@ async def test_sfsyncs_own_writes_never_echo_while_rep_edits_are_delivered_per_l
             )
             publisher.publish(update)
         publisher.flush()
-        written = MEMBERS + UPDATED + BACKLOG_TO - BACKLOG_FROM
+        written = both_ways + BACKLOG_TO - BACKLOG_FROM
         await until(lambda: sink.results >= written, 120, "the backlog written")
         await asyncio.sleep(3)  # the poller reads them back, and their bound passes
         restarted = spawn(

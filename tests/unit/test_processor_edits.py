@@ -1,0 +1,69 @@
+"""processors/edits.py: a SalesforceEdit on the outbound record clock (no Kafka)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from processors.edits import learn_edit
+from processors.plan import drop_stale
+from sfsync.errors import SkippableRecordError
+
+T0 = dt.datetime(2026, 3, 1, 9, 30, tzinfo=dt.UTC)
+KEY = "Contact:Email:ada@example.com"
+
+
+class Decoder:
+    """Decodes what ``add`` stored (the registry's wire format is tested elsewhere)."""
+
+    def __init__(self) -> None:
+        self.values: dict[bytes, tuple[str, dict[str, Any]]] = {}
+
+    def add(self, name: str, value: dict[str, Any]) -> bytes:
+        raw = f"{len(self.values)}".encode()
+        self.values[raw] = (name, value)
+        return raw
+
+    def decode(self, raw: bytes) -> tuple[str, dict[str, Any]]:
+        if raw not in self.values:
+            raise SkippableRecordError("not Avro")
+        return self.values[raw]
+
+
+def edit(fields: list[str], at: dt.datetime) -> dict[str, Any]:
+    return {"edit_id": "Contact:003A:1:members", "key": KEY, "mapping": "members", "sobject": "Contact",
+            "salesforce_id": "003A", "fields": fields, "edited_at": at}  # fmt: skip
+
+
+def write(title: str, at: dt.datetime) -> dict[str, Any]:
+    ms = int(at.timestamp() * 1000)
+    return {"key": KEY, "operation": "UPSERT", "source": {"occurred_at": ms},
+            "fields": {"Title": {"value": title, "policy": "ALWAYS", "updated_at": ms}}}  # fmt: skip
+
+
+def test_an_edit_on_the_clock_stops_an_older_product_value_and_lets_a_newer_one_through() -> None:
+    decoder = Decoder()
+    clock: dict[str, Any] = {}
+    rep_at = T0 + dt.timedelta(minutes=5)
+    assert learn_edit(decoder, decoder.add("sfsync.pipeline.SalesforceEdit", edit(["Title"], rep_at)), clock)
+    assert clock == {KEY: {"Title": int(rep_at.timestamp() * 1000)}}
+    assert drop_stale(write("Engineer", rep_at - dt.timedelta(seconds=30)), clock[KEY])[0] is None
+    assert drop_stale(write("CTO", rep_at + dt.timedelta(seconds=30)), clock[KEY])[0] is not None
+
+
+def test_a_replay_sets_nothing_and_undecodable_records_are_refused() -> None:
+    decoder = Decoder()
+
+    class Recording(dict[str, Any]):
+        sets = 0
+
+        def __setitem__(self, key: str, value: Any) -> None:
+            Recording.sets += 1
+            super().__setitem__(key, value)
+
+    clock = Recording()
+    raw = decoder.add("SalesforceEdit", edit(["Title"], T0))
+    assert learn_edit(decoder, raw, clock) and learn_edit(decoder, raw, clock)
+    assert Recording.sets == 1  # a table set is a changelog record: the replay costs none
+    assert not learn_edit(decoder, b"garbage", clock)
+    assert not learn_edit(decoder, decoder.add("WriteResult", {"key": KEY}), clock)
