@@ -16,6 +16,7 @@ from sfsync.mapping import (
     DEFAULT_MAPPING_FILE,
     MappingError,
     MappingFile,
+    describes_needed_for_reads,
     json_schema,
     load_mappings,
     validate_against_describe,
@@ -46,19 +47,26 @@ def emulator_describes(org_file: Path | None = None) -> dict[str, dict[str, Any]
 async def live_describes(mappings: MappingFile) -> dict[str, dict[str, Any]]:
     """Object name -> describe body, from the org the ``SALESFORCE_*`` settings point at.
 
-    One describe call per object the enabled mappings write (cached by the client); an object the
-    org does not have is left out, so the check reports it as unknown like any other problem.
+    One describe call per object the enabled mappings write, and per parent their relationship
+    paths read back (``Account.Name``); an object the org does not have is left out, so the check
+    reports it as unknown like any other problem.
     """
     from salesforce import SalesforceClient, load_settings
     from salesforce.errors import MetadataError
 
     describes: dict[str, dict[str, Any]] = {}
+    paths = {m.name: [f.sf for f in m.inbound_fields() if "." in f.sf] for m in mappings.enabled()}
+    tried: set[str] = set()
     async with SalesforceClient(load_settings()) as client:
-        for sobject in sorted({m.target for m in mappings.enabled()}):
-            try:
-                describes[sobject] = await client.describe_body(sobject)
-            except MetadataError:
-                continue
+        needed = {m.target for m in mappings.enabled()}
+        while needed:
+            for sobject in sorted(needed):
+                tried.add(sobject.lower())
+                try:
+                    describes[sobject] = await client.describe_body(sobject)
+                except MetadataError:
+                    continue
+            needed = {o for o in describes_needed_for_reads(mappings, paths, describes) if o.lower() not in tried}
     return describes
 
 

@@ -4,6 +4,10 @@ Settings come from the environment: ``SFSYNC_SOURCE_*`` (mapping file, objects, 
 lookback window, checkpoint topic, group, metrics port), ``SFSYNC_GOVERNOR_*`` (API budget),
 ``SALESFORCE_*`` (the org and its credentials), ``KAFKA_BOOTSTRAP_SERVERS`` /
 ``SCHEMA_REGISTRY_URL`` / ``SFSYNC_TOPIC_PREFIX``.
+
+Before polling, the mapping file is checked against the org's describe: a field the poller would
+select that the org lacks (or hides from the integration user) stops it at once, exit status 2, with
+every such problem listed. Governor pauses and retried Salesforce errors go to ``sfsync.errors``.
 """
 
 from __future__ import annotations

@@ -1231,6 +1231,13 @@ class _Checker:
             product_types = self.check_paths(loc, label, field, event_types)
             if not describe_fields and self.describes.get(mapping.target.lower()) is None:
                 continue
+            if "." in field.sf and not field.outbound:  # a relationship path read back (Account.Name)
+                problem, missing = _resolve_read(self.describes, mapping.target, field.sf)
+                if missing:
+                    problem = f"cannot check it, {', '.join(sorted(missing))} could not be described"
+                if problem:
+                    self.report((*loc, "sf"), label, problem)
+                continue
             sf_field = describe_fields.get(field.sf.lower())
             if sf_field is None:
                 self.report(
@@ -1570,3 +1577,104 @@ def validate_against_describe(
     """Every problem of the enabled mappings against the org's describe (object name -> the body of
     ``GET /sobjects/{name}/describe``), as ``source:line: mapping.field: message`` lines. Empty: valid."""
     return _Checker(mappings, describe_by_object).run()
+
+
+# ---------------------------------------------------------------------- what a reader selects
+def _resolve_read(
+    describes: MappingABC[str, MappingABC[str, Any]], sobject: str, path: str
+) -> tuple[str | None, set[str]]:
+    """Whether ``path`` (a field, or a relationship path such as ``Account.Owner.Name``) can be read on
+    ``sobject``: (the problem or None, the objects whose describe is needed and missing)."""
+    objects, parts = [sobject], path.split(".")
+    for depth, part in enumerate(parts):
+        missing = {o for o in objects if o.lower() not in describes}
+        if missing:
+            return None, missing
+        through = f" (through {'.'.join(parts[:depth])} on {sobject})" if depth else ""
+        owner = "/".join(objects)
+        bodies = [describes[o.lower()] for o in objects]
+        if depth == len(parts) - 1:
+            fields = {k: f for d in bodies for k, f in _fields_by_name(d).items() if not f.get("deprecatedAndHidden")}
+            if part.lower() in fields:
+                return None, set()
+            hint = _suggest(part, _names(fields))
+            return f"{owner} has no field {part} the integration user can read{through}{hint}", set()
+        relationships = {
+            str(f.get("relationshipName")).lower(): f
+            for d in bodies
+            for f in d.get("fields", [])
+            if f.get("relationshipName")
+        }
+        link = relationships.get(part.lower())
+        if link is None or not link.get("referenceTo"):
+            hint = _suggest(part, {str(f.get("relationshipName")) for f in relationships.values()})
+            return f"{owner} has no relationship {part}{through}{hint}", set()
+        objects = [str(o) for o in link["referenceTo"]]
+    return None, set()
+
+
+def validate_reads(
+    mappings: MappingFile,
+    reads: MappingABC[str, Sequence[str]],
+    describe_by_object: MappingABC[str, MappingABC[str, Any]],
+) -> list[str]:
+    """Every field a reader of Salesforce (the poller) would SELECT that the org cannot give, as
+    ``source:line: mapping.field: message`` lines like :func:`validate_against_describe` (pure).
+
+    ``reads``: mapping name -> the fields and relationship paths (``Account.Name``) it reads on its
+    target; ``describe_by_object``: object name -> describe body, including the objects relationship
+    paths lead to (:func:`describes_needed_for_reads` says which). A field the integration user may
+    not read is absent from the describe, so it is reported like a missing one. Empty: readable."""
+    checker = _Checker(mappings, describe_by_object)
+    for index, mapping in enumerate(mappings.mappings):
+        if mapping.name not in reads:
+            continue
+        base: tuple[str | int, ...] = ("mappings", index)
+        describe = checker.describes.get(mapping.target.lower())
+        if describe is None:
+            checker.report((*base, "target"), mapping.name, f"unknown Salesforce object {mapping.target}")
+            continue
+        if describe.get("queryable") is False:
+            checker.report((*base, "target"), mapping.name, f"{mapping.target} cannot be queried")
+            continue
+        for name in reads[mapping.name]:
+            problem, missing = _resolve_read(checker.describes, mapping.target, name)
+            if missing:
+                problem = f"{name}: cannot check it, {', '.join(sorted(missing))} could not be described"
+            if problem:
+                checker.report(_read_loc(mapping, index, name), f"{mapping.name}.{name}", problem)
+    return checker.problems
+
+
+def describes_needed_for_reads(
+    mappings: MappingFile,
+    reads: MappingABC[str, Sequence[str]],
+    describe_by_object: MappingABC[str, MappingABC[str, Any]],
+) -> set[str]:
+    """The objects whose describe :func:`validate_reads` still needs (targets, then the objects each
+    relationship path leads to, one level per round); empty once it has all it can use."""
+    describes = {k.lower(): v for k, v in describe_by_object.items()}
+    needed: set[str] = set()
+    for mapping in mappings.mappings:
+        if mapping.name not in reads:
+            continue
+        if mapping.target.lower() not in describes:
+            needed.add(mapping.target)
+            continue
+        for name in reads[mapping.name]:
+            needed |= _resolve_read(describes, mapping.target, name)[1]
+    return needed
+
+
+def _read_loc(mapping: Mapping, index: int, name: str) -> tuple[str | int, ...]:
+    """Where in the file a read field comes from: its field entry, the inbound options, or the filter."""
+    base: tuple[str | int, ...] = ("mappings", index)
+    for fi, field in enumerate(mapping.fields):
+        if field.sf.lower() == name.lower():
+            return (*base, "fields", fi, "sf")
+    if name.lower() in {
+        (mapping.inbound.member_id_field or "").lower(),
+        *(k.sf.lower() for k in mapping.active_links()),
+    }:
+        return (*base, "inbound")
+    return (*base, "inbound_filter")

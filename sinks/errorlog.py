@@ -178,6 +178,7 @@ class ErrorLogEntry:
                 ("field", self.field),
                 ("key", self.record_key),
                 ("id", self.salesforce_id),
+                ("component", self.details.get("component")),
             )
             if val
         ]

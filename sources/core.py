@@ -43,7 +43,13 @@ from typing import Any, Literal
 import orjson
 
 from sfsync.mapping import Mapping as SyncMapping
-from sfsync.mapping import MappingEvaluationError, MappingFile, run_cel
+from sfsync.mapping import (
+    MappingEvaluationError,
+    MappingFile,
+    describes_needed_for_reads,
+    run_cel,
+    validate_reads,
+)
 
 ChangeType = Literal["CREATE", "UPDATE", "DELETE", "UNDELETE"]
 
@@ -119,15 +125,33 @@ class ObjectPlan:
         return f"SELECT Id FROM {self.sobject}"  # noqa: S608 - a checked API name
 
     def passes(self, record: Mapping[str, Any]) -> bool:
-        """Whether any mapping of this object lets the record in (a mapping without a filter does)."""
+        """Whether any mapping of this object lets the record in (a mapping without a filter does).
+
+        A filter that fails on the record (a value of an unexpected type...) lets it in: the inbound
+        processor evaluates the same filter and parks the change in the DLQ with the reason, so one
+        bad record neither stops the poller nor vanishes."""
         if not self.mappings:
             return True
-        return any(passes_inbound_filter(m, record) for m in self.mappings)
+        for mapping in self.mappings:
+            try:
+                if passes_inbound_filter(mapping, record):
+                    return True
+            except MappingEvaluationError:
+                return True
+        return False
 
 
 def filter_fields(expression: str) -> list[str]:
-    """The Salesforce fields an inbound filter reads (``record.Field`` / ``record.Parent.Field``)."""
-    return list(dict.fromkeys(_RECORD_PATH.findall(expression)))
+    """The Salesforce fields an inbound filter reads (``record.Field`` / ``record.Parent.Field``); a
+    method called on one (``record.Email.endsWith('x')``) is no field."""
+    found = []
+    for match in _RECORD_PATH.finditer(expression):
+        path = match.group(1)
+        if expression[match.end() :].lstrip().startswith("("):
+            path = path.rpartition(".")[0]
+        if path:
+            found.append(path)
+    return list(dict.fromkeys(found))
 
 
 def plans_from_mappings(mappings: MappingFile, only: Iterable[str] | None = None) -> list[ObjectPlan]:
@@ -142,9 +166,7 @@ def plans_from_mappings(mappings: MappingFile, only: Iterable[str] | None = None
     for mapping in mappings.enabled():
         if not mapping.inbound_fields() and not mapping.inbound_filter:
             continue
-        inbound = mapping.inbound_read_fields()
-        if mapping.inbound_filter:
-            inbound += filter_fields(mapping.inbound_filter)
+        inbound = mapping_reads(mapping)
         key = mapping.target.lower()
         if wanted is not None and key not in wanted:
             continue
@@ -158,6 +180,47 @@ def plans_from_mappings(mappings: MappingFile, only: Iterable[str] | None = None
         ObjectPlan(name, tuple(fields.values()), tuple(owners))
         for name, fields, owners in (by_object[k] for k in sorted(by_object))
     ]
+
+
+def mapping_reads(mapping: SyncMapping) -> list[str]:
+    """The Salesforce fields and relationship paths one mapping makes the poller select on its target."""
+    names = mapping.inbound_read_fields()
+    if mapping.inbound_filter:
+        names += filter_fields(mapping.inbound_filter)
+    return list(dict.fromkeys(names))
+
+
+def plan_reads(plans: Iterable[ObjectPlan]) -> dict[str, list[str]]:
+    """Mapping name -> what it makes the poller select, for the mappings of ``plans``."""
+    return {m.name: mapping_reads(m) for plan in plans for m in plan.mappings}
+
+
+def describes_needed(
+    mappings: MappingFile, plans: Sequence[ObjectPlan], describes: Mapping[str, Mapping[str, Any]]
+) -> set[str]:
+    """The objects to describe before :func:`org_problems` can judge ``plans`` (polled objects, then
+    the parents their relationship paths read); empty once every describe it can use is there."""
+    needed = {p.sobject for p in plans if p.sobject.lower() not in {k.lower() for k in describes}}
+    return needed | describes_needed_for_reads(mappings, plan_reads(plans), describes)
+
+
+def org_problems(
+    mappings: MappingFile, plans: Sequence[ObjectPlan], describes: Mapping[str, Mapping[str, Any]]
+) -> list[str]:
+    """Every reason the org cannot answer the poller's queries (pure): a selected field or relationship
+    path it lacks or hides from the integration user, an unknown or unqueryable object, a missing
+    system field (:data:`SYSTEM_FIELDS`). Lines like ``sfsync mappings validate`` prints; empty: fine."""
+    problems = validate_reads(mappings, plan_reads(plans), describes)
+    by_name = {k.lower(): v for k, v in describes.items()}
+    for plan in plans:
+        describe = by_name.get(plan.sobject.lower())
+        if describe is None:
+            continue
+        present = {str(f.get("name", "")).lower() for f in describe.get("fields", [])}
+        for name in SYSTEM_FIELDS:
+            if name.lower() not in present:
+                problems.append(f"{mappings.source}: {plan.sobject}: no field {name}; the poller cannot read it")
+    return problems
 
 
 def passes_inbound_filter(mapping: SyncMapping, record: Mapping[str, Any]) -> bool:

@@ -11,8 +11,17 @@ A thin loop around :mod:`sources.core`:
 - **Atomic checkpoints.** Every page of rows is one Kafka transaction: its change records and the
   object's new checkpoint are committed together, so a crash anywhere neither skips a change nor
   re-emits one (the checkpoint's de-duplication set covers the re-read lookback window).
+- **The org first.** Before polling anything, :func:`check_org` describes each polled object (and
+  the parents its relationship paths read), once each, and refuses to start with a
+  :class:`~sfsync.mapping.MappingError` listing every selected field the org lacks or hides from the
+  integration user (:func:`sources.core.org_problems`), instead of failing every poll on INVALID_FIELD.
 - **Salesforce budget.** Every Salesforce call waits for the shared :class:`~sinks.governor.Governor`
-  (``SFSYNC_GOVERNOR_*``: reserve, slow-down, pause); a daily-limit refusal pauses it.
+  (``SFSYNC_GOVERNOR_*``: reserve, slow-down, pause); a daily-limit refusal pauses it (at most
+  ``pause_s``, then one probe call).
+- **Error log.** Governor pauses (RATE_LIMIT ``RATE_LIMIT_PAUSE``), failed polls that will be retried
+  (CONNECTION, or RATE_LIMIT for the concurrent-request limit; once per failure streak of an object)
+  and the fatal error that stops the poller go to ``sfsync.errors`` like the sink's, with
+  ``details.component`` = :data:`COMPONENT`.
 - **Pace.** ``poll_interval_s`` after a poll that found changes, growing by ``idle_backoff_factor``
   up to ``max_idle_interval_s`` while polls find none.
 - **Deletes.** Soft deletes come with the incremental ``/queryAll`` (IsDeleted rows); the delete
@@ -33,8 +42,8 @@ import logging
 import signal
 import time
 import zlib
-from collections.abc import AsyncGenerator, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, cast
 
@@ -42,9 +51,11 @@ import httpx
 
 from salesforce import BudgetTracker, DailyLimitExceeded, SalesforceClient, SalesforceSettings
 from salesforce.auth import AuthProvider
-from sfsync.errors import FatalError, RetriableError, ServiceUnavailableError
-from sfsync.mapping import MappingFile, load_mappings
-from sfsync.topics import CHANGES, TopicSpec, ensure_topics
+from salesforce.errors import MetadataError
+from sfsync.errors import FatalError, RetriableError, ServiceUnavailableError, SfsyncError
+from sfsync.mapping import MappingError, MappingFile, load_mappings
+from sfsync.topics import CHANGES, ERRORS, TopicSpec, ensure_topics
+from sinks.errorlog import ErrorLog, ErrorLogEntry, Level, entry_for
 from sinks.governor import Governor
 from sinks.runner import GovernorSettings, load_governor_settings
 
@@ -52,7 +63,20 @@ from . import core
 from .metrics import SourceMetrics
 from .settings import SourceSettings
 
-__all__ = ["FencedError", "ObjectPoller", "Poller", "PollerReport", "partition_for", "read_checkpoint", "run_poller"]
+__all__ = [
+    "COMPONENT",
+    "FencedError",
+    "ObjectPoller",
+    "Poller",
+    "PollerReport",
+    "check_org",
+    "partition_for",
+    "read_checkpoint",
+    "run_poller",
+]
+
+COMPONENT = "sources.SalesforcePoller"
+"""How the poller names itself in ``sfsync.errors`` entries (``details.component``)."""
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +161,38 @@ def read_checkpoint(
 
 class FencedError(FatalError):
     """Another replica started transactions for the same object: this one must let it go."""
+
+
+class StoppingError(RetriableError):
+    """The poller is stopping: a governor pause was cut short; nothing of the poll in hand is committed."""
+
+
+async def check_org(
+    client: SalesforceClient,
+    mappings: MappingFile,
+    plans: list[core.ObjectPlan],
+    before_call: Callable[[], Awaitable[object]],
+) -> dict[str, dict[str, Any]]:
+    """Describe what the poller will read (each object once; the client caches) and return the
+    describes; raises :class:`~sfsync.mapping.MappingError` listing every problem
+    :func:`sources.core.org_problems` finds. An object the org does not have is reported, not raised."""
+    describes: dict[str, dict[str, Any]] = {}
+    tried: set[str] = set()
+    while True:
+        needed = sorted(o for o in core.describes_needed(mappings, plans, describes) if o.lower() not in tried)
+        if not needed:
+            break
+        for sobject in needed:
+            tried.add(sobject.lower())
+            await before_call()
+            try:
+                describes[sobject] = await client.describe_body(sobject)
+            except MetadataError:
+                continue  # unknown (or invisible) object: org_problems names it
+    problems = core.org_problems(mappings, plans, describes)
+    if problems:
+        raise MappingError(f"{mappings.source} (against the org)", problems)
+    return describes
 
 
 class Transactions:
@@ -265,6 +321,8 @@ class ObjectPoller:
         self.next_due = 0.0
         self.pages = 0
         self.active = True
+        self.failing: str | None = None
+        """The error code of the current streak of failed polls (recorded once), None after a good poll."""
 
     @property
     def sobject(self) -> str:
@@ -409,6 +467,7 @@ class Poller:
 
         self.settings = settings
         mappings = mappings if mappings is not None else load_mappings(settings.mapping_file)
+        self.mappings = mappings
         self.plans = {p.sobject: p for p in core.plans_from_mappings(mappings, settings.objects)}
         if not self.plans:
             raise FatalError(
@@ -418,7 +477,7 @@ class Poller:
         self.metrics = metrics if metrics is not None else SourceMetrics()
         self.report = PollerReport()
         self.kafka = settings.kafka_client_config()
-        ensure_topics(self.kafka, [CHANGES, checkpoint_spec(settings)], settings.topic_prefix)
+        ensure_topics(self.kafka, [CHANGES, ERRORS, checkpoint_spec(settings)], settings.topic_prefix)
         self._owned_registry = registry is None
         self.registry = registry if registry is not None else SchemaRegistry.from_settings(settings)
         encoder = AvroEncoder(
@@ -428,6 +487,9 @@ class Poller:
             register=settings.register_schemas,
         )
         self._encode: Callable[[dict[str, Any]], bytes] = lambda c: encoder.encode_checked("Change", c)
+        self.error_log = ErrorLog(
+            self.kafka, self.registry, prefix=settings.topic_prefix, register=settings.register_schemas
+        )
         gs = governor_settings if governor_settings is not None else load_governor_settings()
         self.budget = BudgetTracker()
         self.governor = Governor(
@@ -437,8 +499,8 @@ class Poller:
             pause_s=gs.pause_s,
             window_s=gs.window_s,
             max_sleep_s=gs.max_sleep_s,
-            sleep=self.sleep,
-            on_pause=lambda entry: log.warning("Salesforce API budget: %s", entry.message),
+            sleep=self._governed_sleep,
+            on_pause=self.record,
         )
         self.client = SalesforceClient(
             salesforce_settings,
@@ -467,6 +529,7 @@ class Poller:
         self._stopping = asyncio.Event()
         self._after_page = after_page
         self._metrics_server: Any = None
+        self._org_checked = False
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -478,8 +541,29 @@ class Poller:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), timeout=max(0.0, seconds))
 
+    async def _governed_sleep(self, seconds: float) -> None:
+        """A governor wait, cut short by :meth:`stop` (then :class:`StoppingError`)."""
+        await self.sleep(seconds)
+        if self._stopping.is_set():
+            raise StoppingError("stopping")
+
     def stop(self) -> None:
         self._stopping.set()
+
+    def record(self, entry: ErrorLogEntry) -> None:
+        """Queue an ``sfsync.errors`` entry naming the poller; a failure to queue is logged, never raised."""
+        entry = replace(entry, details={**entry.details, "component": COMPONENT})
+        try:
+            self.error_log.record(entry)
+        except SfsyncError as exc:
+            log.warning("error log: could not record %s %s: %s", entry.category, entry.code, exc)
+        (log.info if entry.level is Level.INFO else log.warning)("%s", entry.one_line())
+
+    async def check_org(self) -> None:
+        """:func:`check_org` for every object of this poller's mappings (once per process)."""
+        if not self._org_checked:
+            await check_org(self.client, self.mappings, list(self.plans.values()), self.governor.before_call)
+            self._org_checked = True
 
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
         self._pending = {p.partition for p in partitions}
@@ -554,17 +638,33 @@ class Poller:
     async def _poll(self, poller: ObjectPoller) -> int:
         try:
             found = await poller.poll_once()
+            poller.failing = None
+        except StoppingError:
+            return 0
         except DailyLimitExceeded as exc:
+            # Salesforce sends no Retry-After (the client's default is an hour): pause at most pause_s,
+            # then one probe call looks again. The governor records the pause (on_pause).
+            pause_s = self.governor.policy.pause_s
+            if exc.retry_after is None or exc.retry_after > pause_s:
+                exc.retry_after = pause_s
             self.governor.on_daily_limit(exc)
             found = 0
         except RetriableError as exc:
-            log.warning("%s: poll failed, retrying later: %s", poller.sobject, exc)
+            entry = entry_for(exc, sobject=poller.sobject)
+            if poller.failing != entry.code:  # once per streak, not on every poll of an outage
+                poller.failing = entry.code
+                self.record(replace(entry, details={**entry.details, "retrying": "next poll"}))
+            else:
+                log.warning("%s: poll failed again, retrying later: %s", poller.sobject, exc)
             found = 0
         except FencedError as exc:
             log.warning("%s: another replica took it over: %s", poller.sobject, exc)
             if poller.sobject in self.objects:
                 self._release(poller.sobject)
             return 0
+        except FatalError as exc:
+            self.record(entry_for(exc, sobject=poller.sobject))
+            raise
         self.report.polls += 1
         self.report.changes += found
         self.report.pages = sum(o.pages for o in self.objects.values())
@@ -586,6 +686,10 @@ class Poller:
                 loop.add_signal_handler(sig, self.stop)
         if self.settings.metrics_port and self._metrics_server is None:
             self._metrics_server = self.metrics.serve(self.settings.metrics_port)
+        try:
+            await self.check_org()
+        except StoppingError:
+            return self.report
         self.consumer.subscribe([self.checkpoint_topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
         last_change: float | None = None
         try:
@@ -618,6 +722,10 @@ class Poller:
         with contextlib.suppress(Exception):
             self.consumer.close()
         await self.client.aclose()
+        try:
+            self.error_log.flush(10)
+        except SfsyncError as exc:
+            log.warning("error log: %s", exc)
         if self._metrics_server is not None:
             self._metrics_server.stop()
             self._metrics_server = None

@@ -280,8 +280,14 @@ def test_inbound_filter_drops_records_but_not_deletes() -> None:
     assert (rid(2), ms(1)) in result.checkpoint.seen  # not evaluated again on the re-read
     broken = parse_mappings(MAPPINGS.replace("record.Sync_To_Product__c != false", "record.Missing__c"), "t.yaml")
     (bad_plan,) = core.plans_from_mappings(broken)
+    # a filter that fails on a record lets it through: the inbound processor evaluates the same filter
+    # and parks the change in the DLQ with the reason, so the poller neither stops nor loses it
+    passed = core.apply_page(
+        ObjectPlan("Contact", (), bad_plan.mappings), Checkpoint("Contact"), rows[:1], Limits(1), 0
+    )
+    assert [c["id"] for c in passed.changes] == [rid(1)] and passed.filtered == 0
     with pytest.raises(MappingEvaluationError, match="inbound_filter"):
-        core.apply_page(ObjectPlan("Contact", (), bad_plan.mappings), Checkpoint("Contact"), rows[:1], Limits(1), 0)
+        core.passes_inbound_filter(bad_plan.mappings[0], rows[0])
 
 
 def test_checkpoint_round_trips_through_bytes() -> None:
