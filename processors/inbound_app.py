@@ -11,7 +11,8 @@ work of one record without Kafka:
   delete policy, unlinked policy, inbound filter, echo suppression and conflict rules against
   that table and ``inbound_seen`` (what earlier changes showed, written by this agent only); the
   records it gives go to ``product.members.inbound`` (keyed by member id; import candidates by
-  ``salesforce:<sobject>:<Id>``).
+  ``salesforce:<sobject>:<Id>``), and the edits it delivered to ``sfsync.salesforce_edits`` (keyed by
+  the record's write key) for the outbound processor's record clock (last write wins both ways).
 
 A record that cannot be decoded, or whose inbound filter fails, is parked in the DLQ with its
 original bytes (as :mod:`processors.app` does); transient faults stop the worker uncommitted. With
