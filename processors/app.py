@@ -19,15 +19,22 @@ their state in changelog topics (Faust creates those, and its other internal top
 topics are created up front because auto-creation is off on the broker). :func:`run_processor`
 runs it (``sfsync processor``, ``python -m processors.app``).
 
-Delivery: ``sfsync.writes`` is at least once, whatever the guarantee. With ``exactly_once`` Faust
-commits the consumed offsets and the table changelogs in transactions, but the writes an agent sends
-to a topic it does not consume go out outside them, and an event's offset is committed only after
-the agent moved past it. So a worker killed mid-stream plans again the events after its last commit,
-and their writes can appear twice on ``sfsync.writes`` (``tests/integration/test_crash_recovery.py``
-measures it: 357 of 6,133 after one SIGKILL). That is harmless by design: every write is
-idempotent at the sink (upsert by external ID, or match then write; DESIGN §4.2), and the record
-clock keeps ties, so a re-planned event plans the same values. The test checks the org ends with
-zero duplicates.
+Delivery: ``sfsync.writes`` is at least once, whatever the guarantee. The writes go out through a
+librdkafka producer of their own (:mod:`processors.writes`: queued in C per write, no Faust or
+aiokafka work per message), outside Faust's transactions; before every offset commit (timer,
+rebalance, stop) the processor waits until Kafka acknowledged every write queued so far
+(:mod:`processors.commit`), and a failed delivery commits nothing and stops the worker. An event's
+offset is committed only after the agent moved past it, so a worker killed mid-stream plans again
+the events after its last commit, and their writes can appear twice on ``sfsync.writes``
+(``tests/integration/test_crash_recovery.py`` measures it). That is harmless by design: every
+write is idempotent at the sink (upsert by external ID, or match then write; DESIGN §4.2), and the
+record clock keeps ties, so a re-planned event plans the same values. The test checks the org ends
+with zero duplicates.
+
+Tables: ``record_clock`` and ``identity`` change at once in memory, but their changelogs get each
+changed key's value once per commit, sent just before the offsets commit (in the same transaction
+under ``exactly_once``) rather than a record per set (:class:`processors.commit.CoalescedTable`):
+the changelog holds every key's value as of the committed offsets, or newer.
 
 ``at_least_once`` is the faster choice: the transactions buy nothing for the writes, and cost
 ~10-20 % more processor CPU per event and ~10-25 % more broker CPU (a transactional producer per
@@ -53,7 +60,7 @@ import signal
 import ssl
 import sys
 import time
-from collections.abc import Collection, Iterable, MutableMapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -61,6 +68,7 @@ from processors.edits import learn_edit
 from processors.metrics import LagProbe, ProcessorMetrics
 from processors.plan import NO_IDENTITY, PERSON_OBJECTS, Identity, IdentityView, drop_stale, plan
 from processors.settings import ProcessorSettings, load_processor_settings
+from processors.writes import WritesProducer
 from sfsync.avro import AvroDecoder, AvroEncoder, SchemaRegistry, load_topic_schema
 from sfsync.errors import SkippableRecordError
 from sfsync.mapping import Mapping as MappingRule
@@ -307,6 +315,14 @@ def _raw_topic(app: Any, spec: TopicSpec, prefix: str) -> Any:
     )
 
 
+def _coalesced_table(app: Any, name: str, partitions: int) -> Any:
+    """``app.Table(name, ...)`` as a :class:`processors.commit.CoalescedTable` (record key -> value, None: unknown)."""
+    from processors.commit import CoalescedTable
+
+    table = CoalescedTable(app, name=name, default=None, key_type=str, partitions=partitions, beacon=app.tables.beacon)
+    return app.tables.add(table)
+
+
 def _headers(message: Any) -> list[tuple[str, bytes]]:
     headers = message.headers or ()
     items = headers.items() if isinstance(headers, dict) else headers
@@ -349,6 +365,7 @@ class _Built(NamedTuple):
     app: faust.App
     processor: Processor
     dlq: DeadLetterQueue
+    writes: WritesProducer
     metrics: ProcessorMetrics
     lag_probe: LagProbe | None
 
@@ -364,6 +381,8 @@ def _build(
     """The app and what it holds; ``metrics`` default to a private registry (served by :func:`run_processor`)."""
     import faust
     from prometheus_client import CollectorRegistry
+
+    from processors.commit import install_before_commit
 
     if metrics is None:
         metrics = ProcessorMetrics(CollectorRegistry())
@@ -402,17 +421,32 @@ def _build(
         topic_disable_leader=True,
         autodiscover=False,
     )
-    clock = app.Table("record_clock", default=None, key_type=str, partitions=WRITES.partitions)
-    identity_table = app.Table("identity", default=None, key_type=str, partitions=RESULTS.partitions)
+    clock = _coalesced_table(app, "record_clock", WRITES.partitions)
+    identity_table = _coalesced_table(app, "identity", RESULTS.partitions)
     identity = TableIdentity(identity_table)
-    writes_topic = _raw_topic(app, WRITES, prefix)
+    writes = WritesProducer(kafka, WRITES.name(prefix), delivery_timeout_s=settings.producer_flush_timeout_s)
 
     async def crash(exc: BaseException) -> None:
         log.error("stopping: %s", exc)
         await app.crash(exc)
 
+    async def before_commit(offsets: Mapping[Any, int]) -> None:
+        """Deliver the writes and send the tables' changes before ``offsets`` commit (processors.commit)."""
+        try:
+            writes.flush()  # blocks the loop: no event is handled (nor acked) until every write is in
+            changes = [(table, table.take_changes()) for table in (clock, identity_table)]
+            for table, changed in changes:
+                await table.send_changes(changed)
+        except Exception as exc:
+            log.error("not committing %d partition(s): %s", len(offsets), exc)
+            await crash(exc)
+            raise
+
+    install_before_commit(app, before_commit)
+
     def plan_agent(spec: TopicSpec) -> None:
         async def planner(stream: Any) -> None:
+            send = writes.send
             async for event in stream.events():
                 message = event.message
                 try:
@@ -427,8 +461,9 @@ def _build(
                         clock=clock,
                     )
                     for key, value in handled.writes:
-                        await writes_topic.send(key=key, value=value)
-                    await _park_all(dlq, handled.parked, metrics)
+                        send(key, value)
+                    if handled.parked:
+                        await _park_all(dlq, handled.parked, metrics)
                 except Exception as exc:  # noqa: BLE001 - not the record's fault: stop, uncommitted
                     await crash(exc)
                     return
@@ -500,7 +535,7 @@ def _build(
                 metrics.set_lags(lags)
 
         app.timer(settings.lag_interval_s, name="consumer_lag")(observe_lag)
-    return _Built(app, processor, dlq, metrics, lag_probe)
+    return _Built(app, processor, dlq, writes, metrics, lag_probe)
 
 
 def run_processor(
@@ -519,7 +554,7 @@ def run_processor(
     metrics = ProcessorMetrics()  # the global registry: with the process_* and python_* collectors
     server = metrics.serve(settings.metrics_port) if settings.metrics_port else None  # a taken port fails first
     try:
-        app, processor, dlq, _, lag_probe = _build(
+        app, processor, dlq, writes, _, lag_probe = _build(
             settings, registry=None, mappings=None, external_ids=None, metrics=metrics
         )
     except BaseException:
@@ -539,6 +574,7 @@ def run_processor(
     else:  # pragma: no cover - execute_from_commandline always exits
         code = 0
     finally:
+        writes.close()
         dlq.close()
         if lag_probe is not None:
             lag_probe.close()

@@ -88,16 +88,30 @@ class ProcessorMetrics:
         self.consumer_lag = consumer_lag_gauge(r)
         self._lag_seen: set[Partition] = set()
         self._lock = threading.Lock()
+        # labelled children, looked up once per label value: ``labels()`` costs more than ``inc()`` itself
+        self._events_in: dict[str, Any] = {}
+        self._planned: dict[str, Any] = {}
+        self._stale: dict[str, Any] = {}
 
-    # Processor.handle calls this once per record
+    # Processor.handle calls this once per record: keep it cheap
     def handled(self, event_type: str, written: Iterable[str], stale: Iterable[str], seconds: float) -> None:
         """One product record: its type, the objects of the writes sent and of those dropped as stale."""
-        self.events_in.labels(event_type=event_type).inc()
+        child = self._events_in.get(event_type)
+        if child is None:
+            child = self._events_in[event_type] = self.events_in.labels(event_type=event_type)
+        child.inc()
+        planned = self._planned
         for sobject in written:
-            self.writes_planned.labels(sobject=sobject).inc()
+            child = planned.get(sobject)
+            if child is None:
+                child = planned[sobject] = self.writes_planned.labels(sobject=sobject)
+            child.inc()
         for sobject in stale:
-            self.stale_writes.labels(sobject=sobject).inc()
-        self.planning.observe(max(seconds, 0.0))
+            child = self._stale.get(sobject)
+            if child is None:
+                child = self._stale[sobject] = self.stale_writes.labels(sobject=sobject)
+            child.inc()
+        self.planning.observe(seconds if seconds > 0.0 else 0.0)
 
     def parked(self, stage: str) -> None:
         self.dlq_records.labels(stage=str(stage)).inc()

@@ -80,7 +80,7 @@ class ProcessorSettings(KafkaConnection, RegistryConnection):
     commit_interval_s: float = Field(2.8, gt=0, le=60)
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     producer_linger_ms: int = Field(
-        0, ge=0, le=10_000, description="How long Faust's producer waits to fill a batch (sfsync.writes, changelogs)."
+        0, ge=0, le=10_000, description="How long Faust's producer waits to fill a batch (table changelogs)."
     )
     producer_max_batch_size: int = Field(16_384, ge=1_024, le=16_777_216, description="Faust producer batch, bytes.")
     stream_buffer_maxsize: int = Field(4096, ge=1, le=1_000_000, description="Records an agent's stream buffers.")
@@ -88,7 +88,12 @@ class ProcessorSettings(KafkaConnection, RegistryConnection):
         10_000, ge=1, description="Commit after this many records, whichever comes first with commit_interval_s."
     )
     register_schemas: bool = True
-    producer_flush_timeout_s: float = Field(30.0, gt=0, le=600, description="DLQ delivery timeout.")
+    producer_flush_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        le=600,
+        description="Delivery timeout of a write (sfsync.writes, checked before each commit) or a DLQ record.",
+    )
 
     @field_validator("mapping_variables", mode="before")
     @classmethod

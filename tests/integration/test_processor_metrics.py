@@ -17,7 +17,7 @@ from processors.metrics import LagProbe
 from processors.plan import plan
 from producers.fake import CommunitySimulator
 from sfsync.mapping import load_mappings
-from sfsync.topics import PRODUCT_TOPICS, RESULTS, TopicSpec, ensure_topics
+from sfsync.topics import PRODUCT_TOPICS, RESULTS, SALESFORCE_EDITS, TopicSpec, ensure_topics
 from tests.integration.helpers import publish_all
 from tests.integration.processes import Spawned, processor_env
 from tests.unit.test_cli_and_outages import free_port
@@ -76,7 +76,9 @@ def test_the_processor_serves_events_writes_and_consumer_lag_per_partition(
         SFSYNC_PROCESSOR_METRICS_PORT=str(port),
         SFSYNC_PROCESSOR_LAG_INTERVAL_S="1",
     )
-    every_partition = {(spec.name(prefix), p) for spec in (*PRODUCT_TOPICS, RESULTS) for p in range(spec.partitions)}
+    every_partition = {
+        (spec.name(prefix), p) for spec in (*PRODUCT_TOPICS, RESULTS, SALESFORCE_EDITS) for p in range(spec.partitions)
+    }
     url = f"http://127.0.0.1:{port}/metrics"
     samples: Samples = {}
     proc = Spawned("processors.app", "120", env=env, log=tmp_path / "processor.log")
