@@ -55,10 +55,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import signal
 import ssl
-import sys
 import time
 from collections.abc import Collection, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
@@ -68,6 +65,7 @@ from processors.edits import learn_edit
 from processors.metrics import LagProbe, ProcessorMetrics
 from processors.plan import NO_IDENTITY, PERSON_OBJECTS, Identity, IdentityView, drop_stale, plan
 from processors.settings import ProcessorSettings, load_processor_settings
+from processors.worker import command_main, run_faust_worker
 from processors.writes import WritesProducer
 from sfsync.avro import AvroDecoder, AvroEncoder, SchemaRegistry, load_topic_schema
 from sfsync.errors import SkippableRecordError
@@ -548,8 +546,6 @@ def run_processor(
     Installs signal handlers: run it in the process's main thread. Serves ``/metrics`` on
     ``settings.metrics_port`` (see :mod:`processors.metrics`; a port that is taken is a FatalError).
     """
-    import faust
-
     settings = settings if settings is not None else load_processor_settings()
     metrics = ProcessorMetrics()  # the global registry: with the process_* and python_* collectors
     server = metrics.serve(settings.metrics_port) if settings.metrics_port else None  # a taken port fails first
@@ -561,27 +557,12 @@ def run_processor(
         if server is not None:
             server.stop()
         raise
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    worker = faust.Worker(app, loop=loop, loglevel=loglevel, override_logging=False, quiet=True)
-    if max_seconds is not None:
-        # The worker's own SIGTERM path: stops agents, commits, closes clients.
-        loop.call_later(max_seconds, os.kill, os.getpid(), signal.SIGTERM)
-    try:
-        worker.execute_from_commandline()
-    except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else 1
-    else:  # pragma: no cover - execute_from_commandline always exits
-        code = 0
-    finally:
-        writes.close()
-        dlq.close()
-        if lag_probe is not None:
-            lag_probe.close()
-        if server is not None:
-            server.stop()
-    if app.crash_reason is not None and code == 0:
-        code = 1
+    closers = [writes.close, dlq.close]
+    if lag_probe is not None:
+        closers.append(lag_probe.close)
+    if server is not None:
+        closers.append(server.stop)
+    code = run_faust_worker(app, max_seconds=max_seconds, loglevel=loglevel, closers=closers)
     c = processor.counts
     log.info("events %d  writes %d  stale %d  parked %d", c["events"], c["writes"], c["stale"], c["parked"])
     return code
@@ -589,16 +570,7 @@ def run_processor(
 
 def main() -> None:
     """``python -m processors.app [max_seconds]``."""
-    from sfsync.errors import SfsyncError
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    max_seconds = float(sys.argv[1]) if len(sys.argv) > 1 else None
-    try:
-        code = run_processor(max_seconds=max_seconds)
-    except SfsyncError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        code = 2
-    sys.exit(code)
+    command_main(run_processor)
 
 
 if __name__ == "__main__":
