@@ -88,6 +88,16 @@ def _without_logical_types(node: Any) -> Any:
     return node
 
 
+def storage_schema(node: Any) -> Any:
+    """``node`` (a JSON schema) with every ``logicalType`` annotation dropped: the same bytes, read and
+    written in Avro's storage form (a timestamp as its long, a decimal as its bytes or fixed)."""
+    if isinstance(node, dict):
+        return {k: (v if k == "default" else storage_schema(v)) for k, v in node.items() if k != "logicalType"}
+    if isinstance(node, list):
+        return [storage_schema(v) for v in node]
+    return node
+
+
 def _zigzag_varint(n: int) -> bytes:
     """Avro's encoding of an int (here: a union branch index)."""
     z = (n << 1) ^ (n >> 63)
@@ -283,16 +293,38 @@ def _lookup(registry: SchemaRegistry, subject: str, schema_str: str) -> int:
 
 
 class AvroDecoder:
-    """Decodes Confluent-wire-format Avro from any topic into ``(record short name, dict)``."""
+    """Decodes Confluent-wire-format Avro from any topic into ``(record short name, dict)``.
 
-    def __init__(self, registry: SchemaRegistry) -> None:
+    ``logical_types=False`` leaves logical-type values in Avro's storage form instead of converting
+    each one (timestamps stay epoch milliseconds/microseconds, dates days since the epoch, uuids
+    strings, decimals bytes): for a consumer that wants the numbers anyway (the sink). Every other
+    value is the same either way.
+    """
+
+    def __init__(self, registry: SchemaRegistry, *, logical_types: bool = True) -> None:
         self.registry = registry
+        self.logical_types = logical_types
+        self._storage: dict[int, tuple[Any, list[tuple[str, Any]] | None]] = {}
+        """schema id -> (writer schema without logical types, its record branches when read one by one)"""
+
+    def _storage_schema(self, schema_id: int) -> tuple[Any, list[tuple[str, Any]] | None]:
+        cached = self._storage.get(schema_id)
+        if cached is None:
+            plain = fastavro.parse_schema(storage_schema(_strip_private(self.registry.writer_schema(schema_id))))
+            cached = plain, _record_branches(plain)
+            self._storage[schema_id] = cached
+        return cached
 
     def decode(self, data: bytes) -> tuple[str, dict[str, Any]]:
         if len(data) < HEADER.size or data[0] != MAGIC:
             raise SkippableRecordError("not Confluent wire format (missing magic byte 0 and schema id)")
         _, schema_id = HEADER.unpack_from(data)
-        writer = self.registry.writer_schema(schema_id)
+        if self.logical_types:
+            writer = self.registry.writer_schema(schema_id)
+        else:
+            writer, records = self._storage_schema(schema_id)
+            if records is not None:
+                return _read_branch(data, schema_id, records)
         try:
             # Names only where a union holds several records (a topic's union); an optional enum or
             # record comes back as its plain value.
@@ -313,6 +345,55 @@ class AvroDecoder:
         if not isinstance(value, dict):
             raise SkippableRecordError(f"schema id {schema_id} is not a record schema")
         return str(name).rsplit(".", 1)[-1], value
+
+
+def _record_branches(schema: Any) -> list[tuple[str, Any]] | None:
+    """(short name, branch) of a union of records, when each branch may be read on its own: no union
+    inside holds several records (a record name would be returned there). None otherwise."""
+    if not isinstance(schema, list) or not all(isinstance(b, dict) and b.get("type") == "record" for b in schema):
+        return None
+    named: dict[str, Any] = {}
+    collect_named(schema, named)
+
+    def is_record(node: Any) -> bool:
+        node = named.get(node, node) if isinstance(node, str) else node
+        return isinstance(node, dict) and node.get("type") == "record"
+
+    def has_record_choice(node: Any) -> bool:
+        if isinstance(node, list):
+            return sum(map(is_record, node)) > 1 or any(has_record_choice(b) for b in node)
+        if isinstance(node, dict):
+            return any(has_record_choice(f["type"]) for f in node.get("fields", ())) or any(
+                has_record_choice(node[k]) for k in ("items", "values") if k in node
+            )
+        return False
+
+    if any(has_record_choice(f["type"]) for b in schema for f in b["fields"]):
+        return None
+    return [(str(b["name"]).rsplit(".", 1)[-1], b) for b in schema]
+
+
+def _read_branch(data: bytes, schema_id: int, branches: list[tuple[str, Any]]) -> tuple[str, dict[str, Any]]:
+    """Read the union index, then that record alone: what ``schemaless_reader`` of the union gives with
+    record names, without looking for a record name in every union inside."""
+    try:
+        pos, shift, z = HEADER.size, 0, 0
+        while True:
+            byte = data[pos]
+            z |= (byte & 0x7F) << shift
+            pos += 1
+            shift += 7
+            if not byte & 0x80:
+                break
+        index = (z >> 1) ^ -(z & 1)
+        if not 0 <= index < len(branches):
+            raise IndexError(f"union index {index} out of range")
+        name, branch = branches[index]
+        value = fastavro.schemaless_reader(io.BytesIO(data[pos:]), branch, None)
+    except Exception as exc:
+        raise SkippableRecordError(f"cannot decode with schema id {schema_id}: {exc}") from exc
+    assert isinstance(value, dict)  # every branch is a record
+    return name, value
 
 
 # ---------------------------------------------------------------------- validation messages

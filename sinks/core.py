@@ -41,7 +41,7 @@ from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 from urllib.parse import quote
 
 from salesforce.client import COLLECTION_MAX, RecordResult, SalesforceClient
@@ -74,6 +74,7 @@ Value = str | bool | int | float | None
 _EMPTY: tuple[Any, ...] = (None, "")
 _LEAD_EXTRA = ("IsConverted", "ConvertedContactId")
 _SEPARATOR_COST = len(quote(", ", safe=""))
+_API_NAMES_KEPT = 10_000
 
 
 # ---------------------------------------------------------------------- public types
@@ -175,14 +176,13 @@ def committed_offsets(
 
 
 # ---------------------------------------------------------------------- merging (pure)
-@dataclass(frozen=True)
-class _Field:
+class _Field(NamedTuple):
     value: Value
     policy: str
     updated_at: int
 
 
-@dataclass
+@dataclass(slots=True)
 class _Segment:
     """Consecutive writes to one key, merged; executed as one Salesforce record operation."""
 
@@ -219,6 +219,10 @@ class _Segment:
 
 
 def _millis(value: Any) -> int:
+    """A timestamp-millis value as epoch milliseconds: the int itself (the sink decodes timestamps as
+    ints), or an aware datetime (a naive one is taken as UTC)."""
+    if type(value) is int:
+        return value
     if isinstance(value, datetime):
         aware = value if value.tzinfo else value.replace(tzinfo=UTC)
         return int(aware.timestamp() * 1000)
@@ -227,6 +231,22 @@ def _millis(value: Any) -> int:
 
 def _enum(value: Any, default: str) -> str:
     return str(value) if value is not None else default
+
+
+def _fields(raw: Mapping[str, Mapping[str, Any]] | None) -> dict[str, _Field]:
+    """A Write's ``fields`` as :class:`_Field` values (this runs for every field of every write)."""
+    out: dict[str, _Field] = {}
+    if not raw:
+        return out
+    for name, fv in raw.items():
+        policy = fv.get("policy")
+        at = fv.get("updated_at")
+        out[name if type(name) is str else str(name)] = _Field(
+            fv.get("value"),
+            policy if type(policy) is str else _enum(policy, "ALWAYS"),
+            at if type(at) is int else _millis(at),
+        )
+    return out
 
 
 def _segment(incoming: IncomingWrite) -> _Segment:
@@ -238,10 +258,7 @@ def _segment(incoming: IncomingWrite) -> _Segment:
         writes=[incoming],
         sobject=str(w["sobject"]),
         mapping=str(w.get("mapping", "")),
-        fields={
-            str(name): _Field(fv.get("value"), _enum(fv.get("policy"), "ALWAYS"), _millis(fv.get("updated_at")))
-            for name, fv in (w.get("fields") or {}).items()
-        },
+        fields=_fields(w.get("fields")),
         match=[(str(m["field"]), str(m["value"])) for m in (w.get("match") or [])],
         external_id=(str(ext["field"]), str(ext["value"])) if ext else None,
         search_objects=[str(o) for o in (w.get("search_objects") or [])],
@@ -391,6 +408,7 @@ class SalesforceSink:
         self._record_types: dict[str, dict[str, str]] = {}
         self._if_empty_skips: dict[tuple[str, str, str], list[Any]] = {}
         self._calls = 0
+        self._api_names: set[str] = set()  # names that passed field_name (the same few, write after write)
 
     # -- identity cache -------------------------------------------------------------------
     def identity(self, key: str) -> tuple[str, str] | None:
@@ -468,11 +486,16 @@ class SalesforceSink:
         names = [*seg.fields, *seg.parents, *(f for f, _ in seg.match for f in f.split("+"))]
         if seg.external_id:
             names.append(seg.external_id[0])
+        valid = self._api_names
         for name in [seg.sobject, *seg.objects, *names]:
+            if name in valid:
+                continue
             try:
                 field_name(name)
             except ValueError:
                 return UnsafeWriteError(f"{name!r} is not a Salesforce API name", code="INVALID_NAME", fields=[name])
+            if len(valid) < _API_NAMES_KEPT:
+                valid.add(name)
         for lookup, (parent_key, _) in seg.parents.items():
             if not parent_key:
                 return UnsafeWriteError(f"parent {lookup} has no key", fields=[lookup])
@@ -715,8 +738,9 @@ class SalesforceSink:
         if obj != seg.sobject:
             await self._describe(obj)
         body: dict[str, Any] = {}
+        known = self._describes.get(obj)  # what _on looks at, once per segment rather than per field
         for name, value in seg.fields.items():
-            if not self._on(obj, name):
+            if known is not None and name.lower() not in known:
                 continue
             if value.policy == "IF_EMPTY" and seg.target is not None:
                 current = seg.current.get(name)

@@ -38,6 +38,7 @@ LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1
 _VERSION = re.compile(r"^/?services/(data|async)/v\d+\.\d+/?")
 _SF_ID = re.compile(r"^[a-zA-Z0-9]{15}(?:[a-zA-Z0-9]{3})?$")
 _HAS_DIGIT = re.compile(r"\d")
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 def endpoint_of(path: str) -> str:
@@ -137,9 +138,18 @@ class SinkMetrics:
     def batch(self, size: int) -> None:
         self.batch_size.observe(size)
 
-    def acknowledged(self, occurred_at: dt.datetime, now: dt.datetime | None = None) -> float:
-        """Observe the end-to-end latency of one write; returns it in seconds (never negative)."""
-        seconds = max(((now or dt.datetime.now(dt.UTC)) - occurred_at).total_seconds(), 0.0)
+    def acknowledged(self, occurred_at: dt.datetime | int, now: dt.datetime | None = None) -> float:
+        """Observe the end-to-end latency of one write; returns it in seconds (never negative).
+
+        ``occurred_at``: a datetime (naive ones are UTC) or epoch milliseconds (as the sink decodes it).
+        """
+        now = now or dt.datetime.now(dt.UTC)
+        if isinstance(occurred_at, dt.datetime):
+            aware = occurred_at if occurred_at.tzinfo else occurred_at.replace(tzinfo=dt.UTC)
+            seconds = (now - aware).total_seconds()
+        else:
+            seconds = (now - _EPOCH).total_seconds() - occurred_at / 1000
+        seconds = max(seconds, 0.0)
         self.end_to_end_latency.observe(seconds)
         return seconds
 

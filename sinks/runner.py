@@ -293,9 +293,9 @@ class SinkRunner:
             else:
                 kind = "created" if result.get("created") else "updated"
             m.write(str(result.get("sobject") or ""), kind)
-            occurred = (result.get("source") or {}).get("occurred_at")
-            if isinstance(occurred, dt.datetime):
-                m.acknowledged(occurred if occurred.tzinfo else occurred.replace(tzinfo=dt.UTC), now)
+            occurred = (result.get("source") or {}).get("occurred_at")  # epoch ms as the worker decodes it
+            if isinstance(occurred, dt.datetime) or (isinstance(occurred, int) and not isinstance(occurred, bool)):
+                m.acknowledged(occurred, now)
         for parked in outcome.parked:
             m.write(str(parked.write.write.get("sobject") or ""), "parked")
         self.results += len(outcome.results)
