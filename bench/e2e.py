@@ -69,8 +69,8 @@ from producers.fake import CommunitySimulator  # noqa: E402
 from producers.publisher import Publisher  # noqa: E402
 from sfsync.avro import AvroDecoder, SchemaRegistry  # noqa: E402
 from sfsync.settings import PublisherSettings, load  # noqa: E402
-from sfsync.stack import listening_pid  # noqa: E402
-from sfsync.topics import ALL_TOPICS, MEMBERS, RESULTS, WRITES, TopicSpec, ensure_topics  # noqa: E402
+from sfsync.stack import listening_pid, stop_process_group  # noqa: E402
+from sfsync.topics import ALL_TOPICS, MEMBERS, RESULTS, WRITES, TopicSpec, delete_topics, ensure_topics  # noqa: E402
 from sinks.settings import SinkSettings  # noqa: E402
 
 
@@ -87,8 +87,8 @@ def _outbound() -> Any:
 
 
 outbound = _outbound()
-start_emulator, start_processor, stop = outbound.start_emulator, outbound.start_processor, outbound.stop
-delete_topics, percentile, free_port = outbound.delete_topics, outbound.percentile, outbound.free_port
+start_emulator, start_processor = outbound.start_emulator, outbound.start_processor
+percentile, free_port = outbound.percentile, outbound.free_port
 
 GOAL_EVENTS_PER_S = 5_000
 GOAL_RATIO = 0.3
@@ -569,13 +569,14 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     finally:
         for name in ("processor", "sink", "emulator"):
             if name in procs:
-                stop(procs[name])
+                stop_process_group(procs[name].pid, 20)
         for log_file in logs.values():
             log_file.close()
         offsets.close()
         with contextlib.suppress(Exception):
             registry.close()
-        delete_topics(kafka, (prefix, app_id))
+        with contextlib.suppress(Exception):  # cleanup only
+            delete_topics(kafka, (prefix, app_id))
 
 
 def main() -> None:
