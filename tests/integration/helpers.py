@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from pydantic import SecretStr
 
 from emulator.server import RunningEmulator
@@ -93,6 +93,10 @@ def consume_all(
     return messages
 
 
+_SETTLING = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.LEADER_NOT_AVAILABLE}
+"""Errors a partition created a moment ago answers with until its leader has taken it over."""
+
+
 class Offsets:
     """A group's committed offsets and the end offsets of topics, through one consumer that never joins
     the group (``close()`` it, or use ``with``)."""
@@ -110,10 +114,18 @@ class Offsets:
         return sum(self.by_partition(topic))
 
     def ends(self, topic: str) -> list[int]:
-        """End offsets per partition."""
-        return [
-            self.consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(self.partitions)
-        ]
+        """End offsets per partition (asked again while a just-created partition's leader settles)."""
+        return [self._end(TopicPartition(topic, p)) for p in range(self.partitions)]
+
+    def _end(self, tp: TopicPartition, attempts: int = 20) -> int:
+        for attempt in range(attempts):
+            try:
+                return int(self.consumer.get_watermark_offsets(tp, timeout=10)[1])
+            except KafkaException as exc:  # NOT_LEADER_FOR_PARTITION right after creation, on a busy broker
+                if attempt == attempts - 1 or exc.args[0].code() not in _SETTLING:
+                    raise
+                time.sleep(0.25)
+        raise AssertionError("unreachable")
 
     def end(self, topic: str) -> int:
         return sum(self.ends(topic))

@@ -38,7 +38,8 @@ def test_secrets_stay_out_of_repr_and_errors(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_defaults_point_at_the_local_stack(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("KAFKA_BOOTSTRAP_SERVERS", "SCHEMA_REGISTRY_URL"):
+    moved = ("SFSYNC_STACK_KAFKA_PORT", "SFSYNC_STACK_REGISTRY_PORT")  # the defaults, not a CI run's moved stack
+    for name in ("KAFKA_BOOTSTRAP_SERVERS", "SCHEMA_REGISTRY_URL", *moved):
         monkeypatch.delenv(name, raising=False)
     settings = load(PublisherSettings, "publisher")
     stack = load(StackSettings, "stack")
