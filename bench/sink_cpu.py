@@ -31,11 +31,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import datetime as dt
 import gc
 import json
 import platform
-import random
 import sys
 import threading
 import time
@@ -48,13 +46,10 @@ BENCH = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH]
 sys.path.insert(0, str(ROOT))
 
-import fastavro  # noqa: E402
 from pydantic import SecretStr  # noqa: E402
 
 from emulator.server import serve_in_thread  # noqa: E402
 from processors.plan import drop_stale, plan  # noqa: E402
-from producers import events as ev  # noqa: E402
-from producers.fake import CommunitySimulator  # noqa: E402
 from salesforce import SalesforceClient, StaticTokenAuth  # noqa: E402
 from salesforce.settings import SalesforceSettings  # noqa: E402
 from sfsync.avro import AvroDecoder, AvroEncoder, load_topic_schema  # noqa: E402
@@ -68,20 +63,20 @@ RESULTS_TOPIC = "sfsync.results"
 MEMBERS_TOPIC = "product.members"
 
 
-class MemoryRegistry:
-    """Hands out schema ids and serves the parsed schemas back by id (what AvroEncoder/Decoder use)."""
+def _sibling(name: str) -> Any:
+    """bench/<name>.py's helpers (the bench folder is not a package)."""
+    import importlib.util
 
-    def __init__(self) -> None:
-        self.subjects: dict[str, int] = {}
-        self.schemas: dict[int, Any] = {}
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
-    def register(self, subject: str, schema_str: str) -> int:
-        schema_id = self.subjects.setdefault(subject, 1 + len(self.subjects))
-        self.schemas[schema_id] = fastavro.parse_schema(json.loads(schema_str))
-        return schema_id
 
-    def writer_schema(self, schema_id: int) -> Any:
-        return self.schemas[schema_id]
+MemoryRegistry = _sibling("plan").MemoryRegistry
+make_events = _sibling("outbound").make_events  # sign-ups, then profile updates of random members
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,28 +84,6 @@ class _Source:
     topic: str
     partition: int
     offset: int
-
-
-def make_events(members: int, count: int, seed: int = 42) -> tuple[list[Any], list[Any]]:
-    """``members`` sign-ups, then ``count`` profile updates of random existing members (as bench/outbound.py)."""
-    sim = CommunitySimulator(seed=seed)
-    created = [sim.new_member() for _ in range(members)]
-    rng = random.Random(seed)
-    profiles = [c.member for c in created]
-    updates = []
-    for i in range(count):
-        n = rng.randrange(members)
-        p = profiles[n]
-        changed = rng.sample(["company", "last_login_at", "title"], k=rng.randint(1, 2))
-        if "title" in changed:
-            p = dataclasses.replace(p, title=f"{rng.choice(sim.titles)}"[:80])
-        if "company" in changed:
-            p = dataclasses.replace(p, company=rng.choice(sim.companies))
-        if "last_login_at" in changed:
-            p = dataclasses.replace(p, last_login_at=sim.clock + dt.timedelta(seconds=i))
-        profiles[n] = p
-        updates.append(ev.UserProfileUpdate(workspace_id=sim.workspace_id, member=p, changed_fields=sorted(changed)))
-    return created, updates
 
 
 def planned_writes(
