@@ -7,7 +7,8 @@ member id). Then, one after the other, each side reads the whole topic with a co
 own:
 
 - ``sfsync``: the outbound processor as it runs in production, ``python -m processors.app`` (Faust,
-  its own process), default settings (``exactly_once``) except the commit interval (``--commit-interval``,
+  its own process), default settings except the processing guarantee (``--guarantee``, the same on
+  both sides; default ``at_least_once``, sfsync's default) and the commit interval (``--commit-interval``,
   default: the production default) and ``SFSYNC_PROCESSOR_METRICS_PORT=0``; its writes go to the
   run's ``sfsync.writes``.
 - ``quixstreams``: a Quix Streams ``Application`` (this file with ``--peer-worker``, run by the
@@ -17,8 +18,8 @@ own:
   default mapping, :func:`processors.plan.drop_stale` against a record clock kept in Quix state
   (RocksDB + changelog topic, keyed by member id: exact for this topic, where every record a member
   event writes is that member's Contact or the event's own activity), encode each Write and produce
-  it to an output topic of its own, keyed by the write's record key; ``processing_guarantee
-  exactly-once`` and the same commit interval as ours. Neither side knows any identity (no
+  it to an output topic of its own, keyed by the write's record key; the same processing guarantee
+  and commit interval as ours. Neither side knows any identity (no
   ``sfsync.results``): both plan the same writes, checked by counting them.
 
 Timing, the same for both and taken from outside: from the first record on the side's output topic
@@ -427,13 +428,16 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 "input": source,
                 "output": output.name(prefix),
                 "dlq": dlq.name(prefix),
-                "guarantee": "exactly-once",
+                "guarantee": args.guarantee.replace("_", "-"),
                 "commit_interval_s": commit_interval,
                 "state_dir": str(work / "quix-state"),
                 "schemas": {str(latest.schema_id): latest.schema.schema_str},
                 "subjects": {out_subject: registry.register(out_subject, load_topic_schema(WRITES.base).schema_str)},
             }
-        ours = run_ours(kafka, prefix, app_id, commit_interval, work, args.timeout)
+        ours = run_ours(
+            kafka, prefix, app_id, commit_interval, work, args.timeout,
+            extra_env={"SFSYNC_PROCESSOR_PROCESSING_GUARANTEE": args.guarantee},
+        )  # fmt: skip
         peer = run_peer(python, kafka, peer_cfg, work, args.timeout)
     finally:
         delete_topics(kafka, (prefix, app_id, group))
@@ -447,13 +451,13 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "sfsync": {
             **mine,
             "runtime": f"faust-streaming {installed_version(Path(sys.executable), 'faust-streaming')}",
-            "processing_guarantee": "exactly_once",
+            "processing_guarantee": args.guarantee,
             "commit_interval_s": commit_interval,
         },
         "quixstreams": {
             **theirs,
             "runtime": f"quixstreams {installed_version(python, 'quixstreams')}",
-            "processing_guarantee": "exactly-once",
+            "processing_guarantee": args.guarantee.replace("_", "-"),
             "commit_interval_s": commit_interval,
         },
         "same_writes": mine["writes"] == theirs["writes"],
@@ -471,6 +475,12 @@ def main() -> None:
         "--commit-interval", type=float, default=0.0, help="seconds, both sides (default: the processor's default)"
     )
     parser.add_argument("--timeout", type=float, default=150.0, help="seconds per side")
+    parser.add_argument(
+        "--guarantee",
+        choices=("at_least_once", "exactly_once"),
+        default="at_least_once",
+        help="both sides run under it (sfsync's default: at_least_once)",
+    )
     parser.add_argument("--peer-worker", metavar="CONFIG", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.peer_worker:
