@@ -42,7 +42,9 @@ bench: $(STAMP)
 	$(BIN)/python bench/produce.py
 	$(BIN)/python bench/plan.py
 	$(BIN)/python bench/emulator.py
+	$(BIN)/python bench/sink_cpu.py
 	$(BIN)/python bench/outbound.py
+	$(BIN)/python bench/inbound.py
 	$(BIN)/python bench/processor_peer.py
 	$(BIN)/python bench/e2e.py
 	$(BIN)/python bench/inbound.py
