@@ -809,7 +809,9 @@ def _run(state: _Run) -> DemoReport:
     from confluent_kafka import Producer
 
     raw_producer = Producer({**kafka_config, "log_level": 0})
-    with View(interactive, echo) as view, Publisher(publisher_settings) as publisher:
+    # librdkafka quiet, as the raw producer: a delivery failure still raises (DeliveryError on flush), and
+    # its last connection attempts after the demo stopped the stack it started are no news
+    with View(interactive, echo) as view, Publisher(publisher_settings, {"log_level": 0}) as publisher:
         actors = Actors(sim, publisher, raw_producer, prefix, reps, caught_up=lambda: _caught_up(sampler))
         progress.phase = "streaming"
         produced = 0
