@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from emulator.server import RunningEmulator, serve_in_thread
 from sfsync.avro import SchemaRegistry
 
 
@@ -13,3 +14,13 @@ from sfsync.avro import SchemaRegistry
 def registry(services) -> Iterator[SchemaRegistry]:
     with SchemaRegistry(services.registry) as client:
         yield client
+
+
+@pytest.fixture
+def running() -> Iterator[RunningEmulator]:
+    """An emulated org on loopback (real HTTP), in this process, stopped after the test."""
+    emulator = serve_in_thread()
+    try:
+        yield emulator
+    finally:
+        emulator.stop()

@@ -9,14 +9,14 @@ import asyncio
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 
-from emulator.server import RunningEmulator, serve_in_thread
+from emulator.server import RunningEmulator
 from sfsync.avro import SchemaRegistry
 from sfsync.mapping import MappingError
 from sinks.errorlog import Category, ErrorLogEntry, tail
@@ -32,15 +32,6 @@ pytestmark = pytest.mark.integration
 BROKEN = MAPPING.replace("{sf: Title,", "{sf: Titel,").replace("Account.Name", "Account.Nme") + (
     "      - {sf: Nickname__c, from: member.title, direction: to_product}\n"
 )
-
-
-@pytest.fixture
-def running() -> Iterator[RunningEmulator]:
-    emulator = serve_in_thread()
-    try:
-        yield emulator
-    finally:
-        emulator.stop()
 
 
 def mapping_file(tmp_path: Path, text: str) -> Path:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -13,7 +13,7 @@ from confluent_kafka import Producer
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
-from emulator.server import RunningEmulator, free_port, serve_in_thread
+from emulator.server import RunningEmulator, free_port
 from salesforce import SalesforceClient, SalesforceSettings, StaticTokenAuth
 from sfsync.avro import AvroDecoder, AvroEncoder, SchemaRegistry, load_topic_schema
 from sinks.dlq import DeadLetterQueue
@@ -24,15 +24,6 @@ from sinks.settings import SinkSettings
 from tests.integration.helpers import consume_all, make_topics, salesforce_settings, wait_until
 from tests.integration.test_sink_worker import committed
 from tests.unit.test_sink_core import campaign, fv, member, registration, write
-
-
-@pytest.fixture
-def running() -> Iterator[RunningEmulator]:
-    emulator = serve_in_thread()
-    try:
-        yield emulator
-    finally:
-        emulator.stop()
 
 
 def sink_settings(services: Any, prefix: str, group: str, **overrides: Any) -> SinkSettings:
