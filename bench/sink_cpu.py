@@ -108,16 +108,14 @@ def planned_writes(
 
 
 def write_decoder(registry: MemoryRegistry) -> Any:
-    """The decoder the sink worker uses (``sinks.worker.write_decoder`` once it exists)."""
-    make = getattr(sink_worker, "write_decoder", None)
-    return make(registry) if make is not None else AvroDecoder(registry)  # type: ignore[arg-type]
+    """The decoder the sink worker uses."""
+    return sink_worker.write_decoder(registry)
 
 
 def result_encoder(registry: MemoryRegistry) -> Any:
-    """The encoder the sink worker uses for WriteResults (``sinks.worker.WriteResultEncoder`` once it exists)."""
+    """The encoder the sink worker uses for WriteResults."""
     avro = AvroEncoder(registry, RESULTS_TOPIC, load_topic_schema(RESULTS_TOPIC))  # type: ignore[arg-type]
-    wrap = getattr(sink_worker, "WriteResultEncoder", None)
-    return wrap(avro) if wrap is not None else avro
+    return sink_worker.WriteResultEncoder(avro)
 
 
 async def _noop_park(write: IncomingWrite, error: Exception) -> None:

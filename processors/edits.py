@@ -9,11 +9,10 @@ rep's value in Salesforce.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import MutableMapping
 from typing import Any
 
-from processors.plan import learn_salesforce_edit
+from processors.plan import event_millis, learn_salesforce_edit
 from sfsync.errors import SkippableRecordError
 
 __all__ = ["learn_edit"]
@@ -29,8 +28,7 @@ def learn_edit(decoder: Any, value: bytes | None, clock: MutableMapping[str, Any
         return False
     if name.rsplit(".", 1)[-1] != "SalesforceEdit":
         return False
-    at = edit["edited_at"]
-    millis = int(at.timestamp() * 1000) if isinstance(at, dt.datetime) else int(at)
+    millis = event_millis(edit["edited_at"])
     key = str(edit["key"])
     before = clock.get(key) or {}
     after = learn_salesforce_edit(before, edit.get("fields") or (), millis)

@@ -72,20 +72,9 @@ def load_topic_schema(topic_base: str, schema_dir: Path = SCHEMA_DIR) -> TopicSc
     if not isinstance(expanded, list):
         raise SchemaError(f"{path.name}: a topic schema is a union (JSON array) of record names")
     names = tuple(str(b["name"]).rsplit(".", 1)[-1] for b in expanded)
-    plain = fastavro.parse_schema(_without_logical_types(expanded))
+    plain = fastavro.parse_schema(storage_schema(expanded))
     branches = {name: (_zigzag_varint(i), parsed[i], plain[i]) for i, name in enumerate(names)}
     return TopicSchema(topic_base, expanded, json.dumps(expanded, separators=(",", ":")), parsed, names, branches)
-
-
-def _without_logical_types(node: Any) -> Any:
-    """The same schema with logical types removed: identical bytes, no per-value conversion."""
-    if isinstance(node, dict):
-        if "logicalType" in node and isinstance(node.get("type"), str):
-            return node["type"]
-        return {k: _without_logical_types(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_without_logical_types(v) for v in node]
-    return node
 
 
 def storage_schema(node: Any) -> Any:

@@ -219,10 +219,8 @@ class _Segment:
 
 
 def _millis(value: Any) -> int:
-    """A timestamp-millis value as epoch milliseconds: the int itself (the sink decodes timestamps as
-    ints), or an aware datetime (a naive one is taken as UTC)."""
-    if type(value) is int:
-        return value
+    """A timestamp-millis value that is not already an int (the sink decodes timestamps as ints; see
+    ``_fields``) as epoch milliseconds: an aware datetime (a naive one is taken as UTC), else ``int(value or 0)``."""
     if isinstance(value, datetime):
         aware = value if value.tzinfo else value.replace(tzinfo=UTC)
         return int(aware.timestamp() * 1000)

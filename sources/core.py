@@ -200,7 +200,8 @@ def describes_needed(
 ) -> set[str]:
     """The objects to describe before :func:`org_problems` can judge ``plans`` (polled objects, then
     the parents their relationship paths read); empty once every describe it can use is there."""
-    needed = {p.sobject for p in plans if p.sobject.lower() not in {k.lower() for k in describes}}
+    have = {k.lower() for k in describes}
+    needed = {p.sobject for p in plans if p.sobject.lower() not in have}
     return needed | describes_needed_for_reads(mappings, plan_reads(plans), describes)
 
 
