@@ -36,17 +36,16 @@ changed key's value once per commit, sent just before the offsets commit (in the
 under ``exactly_once``) rather than a record per set (:class:`processors.commit.CoalescedTable`):
 the changelog holds every key's value as of the committed offsets, or newer.
 
-``at_least_once`` is the default: the transactions of ``exactly_once`` buy nothing for the writes
-(the sink's idempotence is the guarantee), and cost ~30 % more processor CPU per event and twice the
-broker CPU (a transactional producer per partition, commit markers): ``bench/e2e.py`` measured 773
-vs 505 events/s through the whole pipeline. Since the writes are flushed before every commit (above),
-a restarted processor plans every event whose offset was not committed; the earlier doubt (a
-restarted processor under ``at_least_once`` once handled 2 of 3 events ``sfsync dlq replay``
-re-published, with writes sent through Faust's buffer) has not come back in the replay and crash
-tests since. Without transactions the ``record_clock`` changelog can run ahead of the committed
-offsets after a crash; the replayed events then meet clock entries of their own (ties: written
-again) or of later events that replay too (older fields: dropped, as the later event writes newer
-ones), so the org ends the same (``tests/integration/test_crash_recovery.py`` runs under both).
+``at_least_once`` is the faster choice: the transactions buy nothing for the writes, and cost
+~10-20 % more processor CPU per event and ~10-25 % more broker CPU (a transactional producer per
+partition, commit markers; measured with ``bench/e2e.py``). It is not the default yet: in one CI
+run under it, a processor restarted with the same app id handled 2 of 3 events re-published to
+its topic (``tests/integration/test_dlq_replay_e2e.py``), not understood yet; exactly_once has
+passed every run. Without transactions the ``record_clock``
+changelog can run ahead of the committed offsets after a crash; the replayed events then meet
+clock entries of their own (ties: written again) or of later events that replay too (older
+fields: dropped, as the later event writes newer ones), so the org ends the same (the crash test's
+scenario run under ``at_least_once``: the org exact, 29 writes twice).
 
 Scaling note: the clock and identity tables are partitioned like the topics that feed them, which
 is exact for one worker; several workers would need a repartition by record key first.
