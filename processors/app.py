@@ -381,6 +381,7 @@ def _build(
     from prometheus_client import CollectorRegistry
 
     from processors.commit import install_before_commit
+    from processors.recovery import SeekFirstTableManager
 
     if metrics is None:
         metrics = ProcessorMetrics(CollectorRegistry())
@@ -418,6 +419,7 @@ def _build(
         topic_partitions=WRITES.partitions,
         topic_disable_leader=True,
         autodiscover=False,
+        TableManager=SeekFirstTableManager,  # no record lost when a (re)start recovers the tables
     )
     clock = _coalesced_table(app, "record_clock", WRITES.partitions)
     identity_table = _coalesced_table(app, "identity", RESULTS.partitions)

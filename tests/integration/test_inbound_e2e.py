@@ -29,7 +29,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import inspect
+import os
 import re
+import signal
 import time
 import uuid
 from collections import Counter
@@ -37,7 +39,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from confluent_kafka import Consumer, TopicPartition
 from prometheus_client import CollectorRegistry
 
@@ -333,13 +334,10 @@ async def test_sfsyncs_own_writes_never_echo_while_rep_edits_are_delivered_per_l
         )
         try:
             await until(quiet, 150, "the restarted inbound app caught up")
-        except AssertionError as exc:  # the phases above have passed their assertions by now
-            notes = [line for line in restarted.output().splitlines() if "__main__" in line or "WARNING" in line]
-            pytest.xfail(
-                "known defect (issue 5, open): an inbound app restarted on a backlog sometimes handles every "
-                "record but stops committing offsets (Faust's producer buffer overflowed at start-up with the "
-                f"tables' changelog sends): {exc}\n" + "\n".join(notes[-10:])
-            )
+        except AssertionError as exc:
+            os.kill(restarted.proc.pid, signal.SIGUSR1)  # mode's worker dumps every thread and task
+            await asyncio.sleep(3)
+            raise AssertionError(f"{exc}\n{restarted.log_tail(20000)}") from None
         await asyncio.to_thread(drain, reader)
     finally:
         poller.stop()
