@@ -24,8 +24,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from faust.tables.table import Table
-from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP
+
+from processors.recovery import SnapshotConsumer, SnapshotTransport
 
 __all__ = ["BeforeCommit", "CoalescedTable", "HookedTransport", "install_before_commit"]
 
@@ -35,7 +36,7 @@ BeforeCommit = Callable[[Mapping[TP, int]], Awaitable[None]]
 """``before_commit(offsets)``: called with the offsets about to be committed; raising stops the commit."""
 
 
-class _HookedConsumer(aiokafka_driver.Consumer):
+class _HookedConsumer(SnapshotConsumer):
     """Faust's aiokafka consumer, awaiting its transport's ``before_commit`` before each commit."""
 
     async def _handle_attached(self, commit_offsets: Mapping[TP, int]) -> None:
@@ -45,7 +46,7 @@ class _HookedConsumer(aiokafka_driver.Consumer):
         await super()._handle_attached(commit_offsets)
 
 
-class HookedTransport(aiokafka_driver.Transport):
+class HookedTransport(SnapshotTransport):
     """Faust's aiokafka transport with :class:`_HookedConsumer`; set ``before_commit`` on it."""
 
     Consumer = _HookedConsumer

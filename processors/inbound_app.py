@@ -377,7 +377,7 @@ def _build(
     import faust
     from prometheus_client import CollectorRegistry
 
-    from processors.recovery import SeekFirstTableManager
+    from processors.recovery import SeekFirstTableManager, install_snapshot_consumer
 
     if metrics is None:
         metrics = InboundMetrics(CollectorRegistry())
@@ -489,6 +489,7 @@ def _build(
 
     app.agent(_raw_topic(app, RESULTS, prefix), name="inbound_results")(agent(on_result))
     app.agent(_raw_topic(app, CHANGES, prefix), name="inbound_changes")(agent(on_change))
+    install_snapshot_consumer(app)
     ensure_changelogs(app, kafka)
     return _Built(app, processor, dlq)
 

@@ -19,6 +19,15 @@ sought to its beginning too, else its first records would never be handled.
 
 :class:`SeekFirstRecovery` seeks while the input partitions are still paused, then resumes them;
 :class:`SeekFirstTableManager` is the table manager that uses it (``faust.App(TableManager=...)``).
+
+One more way a restart lost records (the processor under ``at_least_once``: a replayed event never
+handled): Faust hands its *live* set of active partitions to the aiokafka thread, which waits up
+to a second for records. When recovery ends, Faust pauses the changelog partitions while the input
+ones are still paused; the set is then empty, and aiokafka reads an empty set as "every
+partition": it hands over, and moves its position past, records of the paused input partitions,
+which Faust then drops as not active. :class:`SnapshotConsumer` gives aiokafka a copy of the set
+as it was when the fetch started, and fetches nothing while it is empty;
+:func:`install_snapshot_consumer` gives an app a transport with it.
 """
 
 from __future__ import annotations
@@ -28,9 +37,17 @@ from typing import Any
 
 from faust.tables.manager import TableManager
 from faust.tables.recovery import Recovery
+from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.transport.drivers.aiokafka import ensure_aiokafka_TPset
+from faust.types import TP
 
-__all__ = ["SeekFirstRecovery", "SeekFirstTableManager"]
+__all__ = [
+    "SeekFirstRecovery",
+    "SeekFirstTableManager",
+    "SnapshotConsumer",
+    "SnapshotTransport",
+    "install_snapshot_consumer",
+]
 
 
 class SeekFirstRecovery(Recovery):
@@ -108,3 +125,27 @@ class SeekFirstTableManager(TableManager):
         if self._recovery is None:
             self._recovery = SeekFirstRecovery(self.app, self, beacon=self.beacon, loop=self.loop)
         return self._recovery
+
+
+class SnapshotConsumer(aiokafka_driver.Consumer):
+    """Faust's aiokafka consumer, fetching for a snapshot of its active partitions (see the module doc)."""
+
+    async def _getmany(self, active_partitions: set[TP] | None, timeout: float) -> Any:
+        if active_partitions is None:  # a client-only app: every partition
+            return await super()._getmany(active_partitions, timeout)
+        snapshot = set(active_partitions)
+        if not snapshot:  # aiokafka would read an empty set as "all of them"
+            await asyncio.sleep(min(timeout, 0.1))
+            return {}
+        return await super()._getmany(snapshot, timeout)
+
+
+class SnapshotTransport(aiokafka_driver.Transport):
+    """Faust's aiokafka transport with :class:`SnapshotConsumer`."""
+
+    Consumer = SnapshotConsumer
+
+
+def install_snapshot_consumer(app: Any) -> None:
+    """Give ``app`` (a ``faust.App`` whose consumer does not exist yet) a :class:`SnapshotConsumer`."""
+    app.transport = SnapshotTransport(app.conf.broker_consumer, app)

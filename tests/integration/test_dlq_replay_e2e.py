@@ -21,6 +21,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
 import typer
 import yaml
 from confluent_kafka import Producer, TopicPartition
@@ -137,10 +138,16 @@ def restricted_org(tmp_path: Path) -> Path:
     return path
 
 
-def start_processor(services: Any, prefix: str, app_id: str, mapping: Path, cwd: Path) -> Spawned:
-    """The processor with ``mapping``, logging to ``processor-<mapping>.log``; Faust's table data
-    directory lands in ``cwd``, the same one for both runs."""
-    env = processor_env(services, prefix, app_id, SFSYNC_PROCESSOR_MAPPING_FILE=str(mapping))
+def start_processor(services: Any, prefix: str, app_id: str, mapping: Path, cwd: Path, guarantee: str) -> Spawned:
+    """The processor with ``mapping`` under ``guarantee``, logging to ``processor-<mapping>.log``; Faust's
+    table data directory lands in ``cwd``, the same one for both runs."""
+    env = processor_env(
+        services,
+        prefix,
+        app_id,
+        SFSYNC_PROCESSOR_MAPPING_FILE=str(mapping),
+        SFSYNC_PROCESSOR_PROCESSING_GUARANTEE=guarantee,
+    )
     return Spawned("processors.app", "200", env=env, log=cwd / f"processor-{mapping.stem}.log")
 
 
@@ -149,8 +156,11 @@ def contacts(running: Any) -> dict[str, dict[str, Any]]:
     return {r["Email"]: r for r in rows}
 
 
+# at_least_once too: a restart there once lost the replayed events (aiokafka read the empty set of
+# active partitions at the end of table recovery as "all of them"; processors.recovery.SnapshotConsumer)
+@pytest.mark.parametrize("guarantee", ["exactly_once", "at_least_once"])
 async def test_refused_records_park_with_their_reason_and_replay_writes_them_once_the_mapping_is_fixed(
-    services: Any, prefix: str, registry: SchemaRegistry, tmp_path: Path
+    services: Any, prefix: str, registry: SchemaRegistry, tmp_path: Path, guarantee: str
 ) -> None:
     bad_mapping, fixed_mapping = tmp_path / "bad.yaml", tmp_path / "fixed.yaml"
     bad_mapping.write_text(BAD_MAPPING)
@@ -169,7 +179,7 @@ async def test_refused_records_park_with_their_reason_and_replay_writes_them_onc
     running = serve_in_thread(restricted_org(tmp_path))
     runner = runner_for(services, prefix, group, running, registry)
     sink = asyncio.create_task(runner.run(signals=False))
-    proc = start_processor(services, prefix, app_id, bad_mapping, tmp_path)
+    proc = start_processor(services, prefix, app_id, bad_mapping, tmp_path, guarantee)
     try:
 
         def planned(count: int) -> bool:
@@ -214,7 +224,7 @@ async def test_refused_records_park_with_their_reason_and_replay_writes_them_onc
 
         # ---- fix the mapping, restart the processor with it, replay through the CLI
         before = {email: dict(row) for email, row in contacts(running).items()}
-        proc = start_processor(services, prefix, app_id, fixed_mapping, tmp_path)
+        proc = start_processor(services, prefix, app_id, fixed_mapping, tmp_path, guarantee)
         app = typer.Typer()
         app.add_typer(dlq_app, name="dlq")
         env = {"KAFKA_BOOTSTRAP_SERVERS": services.bootstrap, "SCHEMA_REGISTRY_URL": services.registry}
