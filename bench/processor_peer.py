@@ -8,7 +8,7 @@ own:
 
 - ``sfsync``: the outbound processor as it runs in production, ``python -m processors.app`` (Faust,
   its own process), default settings except the processing guarantee (``--guarantee``, the same on
-  both sides; default ``exactly_once``, sfsync's default) and the commit interval (``--commit-interval``,
+  both sides; default ``at_least_once``, sfsync's default) and the commit interval (``--commit-interval``,
   default: the production default) and ``SFSYNC_PROCESSOR_METRICS_PORT=0``; its writes go to the
   run's ``sfsync.writes``.
 - ``quixstreams``: a Quix Streams ``Application`` (this file with ``--peer-worker``, run by the
@@ -478,8 +478,8 @@ def main() -> None:
     parser.add_argument(
         "--guarantee",
         choices=("at_least_once", "exactly_once"),
-        default="exactly_once",
-        help="both sides run under it (default: exactly_once, sfsync's default)",
+        default="at_least_once",
+        help="both sides run under it (sfsync's default: at_least_once)",
     )
     parser.add_argument("--peer-worker", metavar="CONFIG", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -36,16 +36,17 @@ changed key's value once per commit, sent just before the offsets commit (in the
 under ``exactly_once``) rather than a record per set (:class:`processors.commit.CoalescedTable`):
 the changelog holds every key's value as of the committed offsets, or newer.
 
-``at_least_once`` is the faster choice: the transactions buy nothing for the writes, and cost
-~10-20 % more processor CPU per event and ~10-25 % more broker CPU (a transactional producer per
-partition, commit markers; measured with ``bench/e2e.py``). It is not the default yet: in one CI
-run under it, a processor restarted with the same app id handled 2 of 3 events re-published to
-its topic (``tests/integration/test_dlq_replay_e2e.py``), not understood yet; exactly_once has
-passed every run. Without transactions the ``record_clock``
-changelog can run ahead of the committed offsets after a crash; the replayed events then meet
-clock entries of their own (ties: written again) or of later events that replay too (older
-fields: dropped, as the later event writes newer ones), so the org ends the same (the crash test's
-scenario run under ``at_least_once``: the org exact, 29 writes twice).
+``at_least_once`` is the default: the transactions of ``exactly_once`` buy nothing for the writes
+(the sink's idempotence is the guarantee), and cost ~30 % more processor CPU per event and twice the
+broker CPU (a transactional producer per partition, commit markers): ``bench/e2e.py`` measured 773
+vs 505 events/s through the whole pipeline. Since the writes are flushed before every commit (above),
+a restarted processor plans every event whose offset was not committed. Restarts once lost records
+or stopped committing (2 of 3 events ``sfsync dlq replay`` re-published handled; a crash test that
+planned 2,297 of 2,500): two races of Faust's table recovery, closed by :mod:`processors.recovery`
+(the DLQ replay and crash tests run under both guarantees). Without transactions the
+``record_clock`` changelog can run ahead of the committed offsets after a crash; the replayed
+events then meet clock entries of their own (ties: written again) or of later events that replay
+too (older fields: dropped, as the later event writes newer ones), so the org ends the same.
 
 Scaling note: the clock and identity tables are partitioned like the topics that feed them, which
 is exact for one worker; several workers would need a repartition by record key first.

@@ -6,11 +6,12 @@ emulator has served some of the batch's collection calls but the group has not c
 again after the kill, when nothing can commit any more). Restarted each time, then left to finish, the org
 must hold exactly what the events imply, with no duplicate of any object.
 
-Processor: ``python -m processors.app`` (exactly_once) is killed while it is still planning a stream of a few
-thousand events and restarted with the same app id. Read with ``isolation.level=read_committed``, the writes
-of every event before the committed offsets at the kill are in ``sfsync.writes`` exactly once; events after
-them are planned again and their writes may appear twice (Faust does not put them in its transactions; see
-the test). The sink then writes everything and the org holds what the events imply, zero duplicates.
+Processor: ``python -m processors.app`` (under each guarantee: at_least_once, the default, and exactly_once)
+is killed while it is still planning a stream of a few thousand events and restarted with the same app
+id. Read with ``isolation.level=read_committed``, the writes of every event before the committed offsets
+at the kill are in ``sfsync.writes`` exactly once; events after them are planned again and their writes
+may appear twice (see the test). The sink then writes everything and the org holds what the events
+imply, zero duplicates.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
 from emulator.server import RunningEmulator, serve_in_thread
@@ -221,8 +223,9 @@ def _read_writes(bootstrap: str, topic: str, isolation: str, decoder: AvroDecode
         consumer.close()
 
 
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
 async def test_processor_killed_mid_stream_and_restarted_plans_every_event_once(
-    services: Any, prefix: str, registry: SchemaRegistry, tmp_path: Path
+    services: Any, prefix: str, registry: SchemaRegistry, tmp_path: Path, guarantee: str
 ) -> None:
     events = list(CommunitySimulator(seed=7070).stream(PROCESSOR_EVENTS))
     publish_all(services, prefix, events)
@@ -231,7 +234,7 @@ async def test_processor_killed_mid_stream_and_restarted_plans_every_event_once(
         services,
         prefix,
         app_id,
-        SFSYNC_PROCESSOR_PROCESSING_GUARANTEE="exactly_once",
+        SFSYNC_PROCESSOR_PROCESSING_GUARANTEE=guarantee,
         SFSYNC_PROCESSOR_SESSION_TIMEOUT_S="6",
         SFSYNC_PROCESSOR_HEARTBEAT_INTERVAL_S="1",
     )

@@ -56,7 +56,7 @@ def test_processor_plans_product_events_onto_sfsync_writes(
     env = processor_env(services, prefix, f"proc-{uuid.uuid4().hex[:10]}")
     proc = Spawned("processors.app", "75", env=env, log=tmp_path / "processor.log")
     try:
-        # exactly_once: the writes are visible once the processor's transactions committed
+        # read_committed: what a transactional (exactly_once) processor wrote shows once committed
         writes = consume_all(
             services.bootstrap, [prefix + "sfsync.writes"], len(expected), timeout_s=60, read_committed=True
         )
