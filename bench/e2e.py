@@ -1,7 +1,7 @@
 """Outbound end to end: events/s through the whole pipeline vs raw confluent-kafka, latency, and RSS.
 
 Every worker runs in its own process, as in production: the Faust processor (``python -m
-processors.app``), the sink (``sfsync sink``) and the emulated org (``sfsync emulator``); this process
+sfsync.processors.outbound.app``), the sink (``sfsync sink``) and the emulated org (``sfsync emulator``); this process
 publishes, measures and samples. Workload: the default mapping over ``product.members`` (pieces of
 ``bench/outbound.py``): ``--members`` UserCreated events, then UserProfileUpdate events of those
 members in turn (each event: one Contact write matched by Email + one Community_Activity__c upsert).
@@ -63,15 +63,15 @@ if str(ROOT) not in sys.path:
 import httpx  # noqa: E402
 from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
 
-from processors.settings import ProcessorSettings  # noqa: E402
-from producers import events as ev  # noqa: E402
-from producers.fake import CommunitySimulator  # noqa: E402
-from producers.publisher import Publisher  # noqa: E402
 from sfsync.avro import AvroDecoder, SchemaRegistry  # noqa: E402
+from sfsync.devtools.stack import listening_pid, stop_process_group  # noqa: E402
+from sfsync.processors.outbound.settings import ProcessorSettings  # noqa: E402
+from sfsync.producers import events as ev  # noqa: E402
+from sfsync.producers.fake import CommunitySimulator  # noqa: E402
+from sfsync.producers.publisher import Publisher  # noqa: E402
 from sfsync.settings import PublisherSettings, load  # noqa: E402
-from sfsync.stack import listening_pid, stop_process_group  # noqa: E402
+from sfsync.sinks.settings import SinkSettings  # noqa: E402
 from sfsync.topics import ALL_TOPICS, MEMBERS, RESULTS, WRITES, TopicSpec, delete_topics, ensure_topics  # noqa: E402
-from sinks.settings import SinkSettings  # noqa: E402
 
 
 def _outbound() -> Any:
@@ -159,7 +159,7 @@ def start_sink(prefix: str, group: str, base: str, token: str, log: Any) -> subp
         "SALESFORCE_ACCESS_TOKEN": token,
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "sfsync.cli", "sink"],
+        [sys.executable, "-m", "sfsync.cli.main", "sink"],
         cwd=ROOT,
         env=env,
         stdout=log,

@@ -27,14 +27,14 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 import httpx  # noqa: E402
 
-from emulator.server import free_port  # noqa: E402
+from sfsync.devtools.stack import wait_http  # noqa: E402
+from sfsync.emulator.server import free_port  # noqa: E402
 from sfsync.errors import ServiceUnavailableError  # noqa: E402
-from sfsync.stack import wait_http  # noqa: E402
 
 
 def start_emulator(port: int) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sfsync.cli", "emulator", "--port", str(port)],
+        [sys.executable, "-m", "sfsync.cli.main", "emulator", "--port", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         start_new_session=True,

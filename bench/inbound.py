@@ -2,7 +2,7 @@
 
 Every part is its own process, as deployed: the emulated org (``sfsync emulator``), the poller
 (``sfsync poller``, poll interval ``--poll-interval`` s, idle backoff capped at the same value) and
-the inbound app (``python -m processors.inbound_app``); Kafka and the registry are the stack's.
+the inbound app (``python -m sfsync.processors.inbound.app``); Kafka and the registry are the stack's.
 Mapping: the shipped default (members -> Contact; FirstName, LastName, Title, Mailing* flow back).
 
 1. Seed: ``--records`` Contacts carrying a member id (``Member_Id__c``), created in the org by the
@@ -55,10 +55,10 @@ if str(ROOT) not in sys.path:
 import httpx  # noqa: E402
 from confluent_kafka import Consumer  # noqa: E402
 
-from emulator.server import free_port  # noqa: E402
 from sfsync.avro import AvroDecoder, SchemaRegistry  # noqa: E402
+from sfsync.devtools.stack import stop_process_group  # noqa: E402
+from sfsync.emulator.server import free_port  # noqa: E402
 from sfsync.settings import KafkaConnection, RegistryConnection, load  # noqa: E402
-from sfsync.stack import stop_process_group  # noqa: E402
 from sfsync.topics import ALL_TOPICS, delete_topics, ensure_topics  # noqa: E402
 
 GOAL_P99_S = 3.0
@@ -136,7 +136,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     updates = Updates(kafka, prefix + "product.members.inbound", AvroDecoder(registry))
     logs = {name: (work / f"{name}.log").open("wb") for name in ("emulator", "poller", "inbound")}
     try:
-        procs.append(start(["-m", "sfsync.cli", "emulator", "--port", str(port)], env, ROOT, logs["emulator"]))
+        procs.append(start(["-m", "sfsync.cli.main", "emulator", "--port", str(port)], env, ROOT, logs["emulator"]))
         admin = httpx.Client(base_url=base, timeout=30)
         deadline = time.monotonic() + 30
         while True:
@@ -161,7 +161,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         ).json()["ids"]
         procs.append(
             start(
-                ["-m", "processors.inbound_app", str(args.max_seconds)],
+                ["-m", "sfsync.processors.inbound.app", str(args.max_seconds)],
                 {
                     **env,
                     "SFSYNC_INBOUND_APP_ID": app_id,
@@ -174,7 +174,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         )
         procs.append(
             start(
-                ["-m", "sfsync.cli", "poller"],
+                ["-m", "sfsync.cli.main", "poller"],
                 {
                     **env,
                     "SALESFORCE_AUTH_FLOW": "access_token",

@@ -1,8 +1,8 @@
 """Outbound sync cost and speed: API calls per synced record, events/s and latency, vs a per-event baseline.
 
-Our side is the real pipeline: member events published with :class:`producers.publisher.Publisher`
-(Avro, real Kafka + registry) -> the Faust processor (``python -m processors.app``, its own process)
--> the sink (:func:`sinks.runner.build_runner`, in this process; default settings unless
+Our side is the real pipeline: member events published with :class:`sfsync.producers.publisher.Publisher`
+(Avro, real Kafka + registry) -> the Faust processor (``python -m sfsync.processors.outbound.app``, its own process)
+-> the sink (:func:`sfsync.sinks.main.build_runner`, in this process; default settings unless
 ``SFSYNC_SINK_*`` says otherwise) -> the emulated org (``sfsync emulator``, its own process, so the
 load generator does not share its GIL). Mapping: the shipped default (members -> Contact matched by
 Email, plus one Community_Activity__c per event).
@@ -83,20 +83,20 @@ import httpx  # noqa: E402
 from prometheus_client import CollectorRegistry  # noqa: E402
 from pydantic import SecretStr  # noqa: E402
 
-from emulator.server import free_port  # noqa: E402
-from producers import events as ev  # noqa: E402
-from producers.fake import CommunitySimulator  # noqa: E402
-from producers.publisher import Publisher  # noqa: E402
-from salesforce import SalesforceSettings  # noqa: E402
+from sfsync.devtools.stack import stop_process_group, wait_http  # noqa: E402
+from sfsync.emulator.server import free_port  # noqa: E402
 from sfsync.errors import ServiceUnavailableError  # noqa: E402
 from sfsync.mapping import load_mappings  # noqa: E402
+from sfsync.producers import events as ev  # noqa: E402
+from sfsync.producers.fake import CommunitySimulator  # noqa: E402
+from sfsync.producers.publisher import Publisher  # noqa: E402
+from sfsync.salesforce import SalesforceSettings  # noqa: E402
 from sfsync.settings import PublisherSettings, load  # noqa: E402
-from sfsync.stack import stop_process_group, wait_http  # noqa: E402
+from sfsync.sinks.main import SinkRunner, build_runner, load_governor_settings  # noqa: E402
+from sfsync.sinks.metrics import SinkMetrics  # noqa: E402
+from sfsync.sinks.settings import load_sink_settings  # noqa: E402
+from sfsync.sinks.writer import BatchOutcome, IncomingWrite  # noqa: E402
 from sfsync.topics import ALL_TOPICS, delete_topics, ensure_topics  # noqa: E402
-from sinks.core import BatchOutcome, IncomingWrite  # noqa: E402
-from sinks.metrics import SinkMetrics  # noqa: E402
-from sinks.runner import SinkRunner, build_runner, load_governor_settings  # noqa: E402
-from sinks.settings import load_sink_settings  # noqa: E402
 
 API = "/services/data/v62.0"
 GOAL = 0.011
@@ -107,7 +107,7 @@ APPROVAL = {"APPROVED": "approved", "PENDING": "pending", "UNAPPROVED": "unappro
 # ---------------------------------------------------------------------- processes
 def start_emulator(port: int, log: Any) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sfsync.cli", "emulator", "--port", str(port)],
+        [sys.executable, "-m", "sfsync.cli.main", "emulator", "--port", str(port)],
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -134,7 +134,12 @@ def start_processor(
         "SFSYNC_PROCESSOR_METRICS_PORT": "0",
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "processors.app", str(max_seconds)],  # stops by itself should this process die
+        [
+            sys.executable,
+            "-m",
+            "sfsync.processors.outbound.app",
+            str(max_seconds),
+        ],  # stops by itself should this process die
         cwd=workdir,  # Faust's table data directory lands here
         env=env,
         stdout=log,

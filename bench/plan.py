@@ -29,15 +29,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-# This file is named like a module it measures (processors.plan): keep its own folder off the path.
+# This file is named like a module it measures (sfsync.processors.outbound.plan): keep its own folder off the path.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import fastavro  # noqa: E402
 
-from processors.app import Processor  # noqa: E402
-from producers.fake import CommunitySimulator  # noqa: E402
 from sfsync.avro import HEADER, AvroDecoder, AvroEncoder, load_topic_schema  # noqa: E402
 from sfsync.mapping import load_mappings  # noqa: E402
+from sfsync.processors.outbound.app import Processor  # noqa: E402
+from sfsync.producers.fake import CommunitySimulator  # noqa: E402
 from sfsync.topics import PRODUCT_TOPICS, WRITES  # noqa: E402
 
 GOAL_US_PER_EVENT = 150.0

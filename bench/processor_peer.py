@@ -2,11 +2,11 @@
 
 The input: ``--events`` CommunitySimulator events of ``product.members`` (sign-ups, profile updates,
 onboarding, spaces, clubs...), Avro in the Confluent wire format, published beforehand with
-:class:`producers.publisher.Publisher` to a topic of this run's own prefix (6 partitions, keyed by
+:class:`sfsync.producers.publisher.Publisher` to a topic of this run's own prefix (6 partitions, keyed by
 member id). Then, one after the other, each side reads the whole topic with a consumer group of its
 own:
 
-- ``sfsync``: the outbound processor as it runs in production, ``python -m processors.app`` (Faust,
+- ``sfsync``: the outbound processor as it runs in production, ``python -m sfsync.processors.outbound.app`` (Faust,
   its own process), default settings except the processing guarantee (``--guarantee``, the same on
   both sides; default ``at_least_once``, sfsync's default) and the commit interval (``--commit-interval``,
   default: the production default) and ``SFSYNC_PROCESSOR_METRICS_PORT=0``; its writes go to the
@@ -14,8 +14,8 @@ own:
 - ``quixstreams``: a Quix Streams ``Application`` (this file with ``--peer-worker``, run by the
   interpreter of its own virtual environment: quixstreams pins confluent-kafka < 2.13, sfsync 2.16)
   doing what ``Processor.handle`` does: decode with the same Avro decoder (the writer schemas fetched
-  from the registry once, here, and handed over), :func:`processors.plan.plan` with the shipped
-  default mapping, :func:`processors.plan.drop_stale` against a record clock kept in Quix state
+  from the registry once, here, and handed over), :func:`sfsync.processors.outbound.plan.plan` with the shipped
+  default mapping, :func:`sfsync.processors.outbound.plan.drop_stale` against a record clock kept in Quix state
   (RocksDB + changelog topic, keyed by member id: exact for this topic, where every record a member
   event writes is that member's Contact or the event's own activity), encode each Write and produce
   it to an output topic of its own, keyed by the write's record key; the same processing guarantee
@@ -60,7 +60,7 @@ PEER_OUTPUT_BASE = "peer.writes"
 PEER_DLQ_BASE = "peer.dlq"
 QUIX_VENV = Path(os.environ.get("SFSYNC_QUIX_VENV", Path.home() / ".cache" / "sfsync" / "venvs" / "quixstreams"))
 # quixstreams pins pydantic < 2.14 and pydantic-settings < 2.16 itself; the rest is what sfsync's pure
-# planning code imports (sfsync.mapping, sfsync.avro, processors.plan), at sfsync's versions.
+# planning code imports (sfsync.mapping, sfsync.avro, sfsync.processors.outbound.plan), at sfsync's versions.
 QUIX_REQUIREMENTS = (
     "quixstreams==3.28.1",
     "fastavro==1.13.1",
@@ -106,10 +106,10 @@ def peer_worker(config_path: str) -> None:
     """The Quix Streams application (run by the Quix venv's interpreter; sfsync's checkout on PYTHONPATH)."""
     from quixstreams import Application, message_context
 
-    from processors.plan import drop_stale, plan
     from sfsync.avro import AvroDecoder, AvroEncoder, load_topic_schema
     from sfsync.errors import SkippableRecordError
     from sfsync.mapping import load_mappings
+    from sfsync.processors.outbound.plan import drop_stale, plan
     from sfsync.topics import WRITES
 
     cfg = json.loads(Path(config_path).read_text())
@@ -193,7 +193,7 @@ def installed_version(python: Path, package: str) -> str:
 
 def member_events(count: int, seed: int) -> list[Any]:
     """The first ``count`` events of a seeded community that go to ``product.members``."""
-    from producers.fake import CommunitySimulator
+    from sfsync.producers.fake import CommunitySimulator
 
     sim = CommunitySimulator(seed=seed)
     events: list[Any] = []
@@ -206,8 +206,8 @@ def member_events(count: int, seed: int) -> list[Any]:
 
 def open_publisher(settings: Any) -> Any:
     """A Publisher, once the topics just created show in the broker's metadata."""
-    from producers.publisher import Publisher
     from sfsync.errors import FatalError
+    from sfsync.producers.publisher import Publisher
 
     deadline = time.monotonic() + 15
     while True:
@@ -325,7 +325,7 @@ def run_ours(
     work: Path,
     timeout_s: float,
     *,
-    command: tuple[str, ...] = ("-m", "processors.app"),
+    command: tuple[str, ...] = ("-m", "sfsync.processors.outbound.app"),
     extra_env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Run the processor (``command`` after the interpreter) until it committed the whole input topic."""
@@ -398,8 +398,8 @@ def figures(side: dict[str, Any], events: int) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    from processors.settings import ProcessorSettings
     from sfsync.avro import SchemaRegistry, load_topic_schema
+    from sfsync.processors.outbound.settings import ProcessorSettings
     from sfsync.settings import PublisherSettings, load
     from sfsync.topics import PRODUCT_TOPICS, WRITES, TopicSpec, ensure_topics
 

@@ -25,9 +25,9 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from producers.fake import CommunitySimulator
-from producers.publisher import Publisher
 from sfsync.avro import AvroEncoder, SchemaRegistry, load_topic_schema
+from sfsync.producers.fake import CommunitySimulator
+from sfsync.producers.publisher import Publisher
 from sfsync.settings import PublisherSettings, load
 from sfsync.topics import ALL_TOPICS, PRODUCT_TOPICS, ensure_topics
 

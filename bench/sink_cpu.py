@@ -2,16 +2,16 @@
 
 Workload: the shipped default mapping over ``product.members`` (as ``bench/e2e.py``): ``--members``
 UserCreated events, then ``--events`` UserProfileUpdate events of random existing members, planned
-by the processor's pure planner (:func:`processors.plan.plan` + ``drop_stale``) and Avro-encoded
+by the processor's pure planner (:func:`sfsync.processors.outbound.plan.plan` + ``drop_stale``) and Avro-encoded
 as the processor sends them (about two writes per event: the Contact update matched by Email and
 a Community_Activity__c upsert). No Kafka and no registry server (an in-memory registry serves the
 schemas); the org is the emulator, served over loopback HTTP from a thread of this process.
 
 Warm-up (untimed): the sign-ups' writes (Contacts created, the sink's describe cache warm). Then
 ``--rounds`` rounds over the update writes, each in batches of ``--batch-size`` as the worker hands
-them over: per batch, decode every record as the worker does (``sinks.worker.write_decoder`` when
+them over: per batch, decode every record as the worker does (``sfsync.sinks.loop.write_decoder`` when
 it exists, else ``AvroDecoder``), ``await sink.put``, encode every WriteResult as the worker does
-(``sinks.worker.WriteResultEncoder`` when it exists, else ``AvroEncoder``). The CPU time is this
+(``sfsync.sinks.loop.WriteResultEncoder`` when it exists, else ``AvroEncoder``). The CPU time is this
 thread's (``time.thread_time``): the sink's own work, httpx included, the emulator's thread left
 out. The best round is kept (the machine is shared); the split (decode / put / encode) is from it.
 ``gc_us_per_write`` is the part of it spent in this thread's garbage collections: the emulator's
@@ -48,15 +48,15 @@ sys.path.insert(0, str(ROOT))
 
 from pydantic import SecretStr  # noqa: E402
 
-from emulator.server import serve_in_thread  # noqa: E402
-from processors.plan import drop_stale, plan  # noqa: E402
-from salesforce import SalesforceClient, StaticTokenAuth  # noqa: E402
-from salesforce.settings import SalesforceSettings  # noqa: E402
 from sfsync.avro import AvroDecoder, AvroEncoder, load_topic_schema  # noqa: E402
+from sfsync.emulator.server import serve_in_thread  # noqa: E402
 from sfsync.mapping import load_mappings  # noqa: E402
-from sinks import worker as sink_worker  # noqa: E402
-from sinks.core import ErrorEntry, IncomingWrite, SalesforceSink  # noqa: E402
-from sinks.settings import SinkSettings  # noqa: E402
+from sfsync.processors.outbound.plan import drop_stale, plan  # noqa: E402
+from sfsync.salesforce import SalesforceClient, StaticTokenAuth  # noqa: E402
+from sfsync.salesforce.settings import SalesforceSettings  # noqa: E402
+from sfsync.sinks import loop as sink_worker  # noqa: E402
+from sfsync.sinks.settings import SinkSettings  # noqa: E402
+from sfsync.sinks.writer import ErrorEntry, IncomingWrite, SalesforceSink  # noqa: E402
 
 WRITES_TOPIC = "sfsync.writes"
 RESULTS_TOPIC = "sfsync.results"
@@ -233,7 +233,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "encode_us_per_write": round(best["encode"] / n * 1e6, 1),
         "gc_us_per_write": round(best["gc"] / n * 1e6, 1),
         "all_rounds_us_per_write": [round((s["decode"] + s["put"] + s["encode"]) / n * 1e6, 1) for s in rounds],
-        "decoder": "sinks.worker.write_decoder" if hasattr(sink_worker, "write_decoder") else "AvroDecoder",
+        "decoder": "sfsync.sinks.loop.write_decoder" if hasattr(sink_worker, "write_decoder") else "AvroDecoder",
         "encoder": type(encoder).__name__,
         "python": platform.python_version(),
     }

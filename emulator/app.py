@@ -6,7 +6,7 @@ which ``/composite`` reuses for its subrequests. Every ``/services/data/vXX.X`` 
 ``Sforce-Limit-Info``; each such call counts against the daily allocation, which is enforced
 (403 REQUEST_LIMIT_EXCEEDED) as a real org does.
 
-Transactions: every REST call is one store transaction (:meth:`emulator.store.OrgStore.transaction`),
+Transactions: every REST call is one store transaction (:meth:`sfsync.emulator.store.OrgStore.transaction`),
 so the records one sObject Collections call writes share one SystemModstamp; ``/composite`` is one
 transaction with ``allOrNone`` and one per subrequest without; a Bulk job saves in chunks of 200.
 
@@ -31,7 +31,7 @@ every write action takes ``visibility_delay_ms`` to commit that transaction late
 ``GET|POST /visibility``   the late-visibility rule ``{"delay_ms", "user", "sobject", "next",
                            "rate"}`` (POST replaces it; ``delay_ms`` 0 = off) and the writes not
                            yet visible (``pending``)
-``POST /faults``           ``{"spec": "..."}`` replaces every fault (see :mod:`emulator.faults`)
+``POST /faults``           ``{"spec": "..."}`` replaces every fault (see :mod:`sfsync.emulator.faults`)
 ``POST /limits``           ``{"daily_api_limit", "used"}``
 ``POST /session``          a ready access token; ``POST /sessions/expire`` expires them all
 =========================  ==================================================================
@@ -59,12 +59,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
 
-from emulator import ids as ids_module
-from emulator.errors import ApiError
-from emulator.faults import Faults
-from emulator.model import ObjectDef, Row, json_row
-from emulator.oauth import AuthServer
-from emulator.store import MultipleMatches, OrgStore
+from sfsync.emulator import ids as ids_module
+from sfsync.emulator.errors import ApiError
+from sfsync.emulator.faults import Faults
+from sfsync.emulator.model import ObjectDef, Row, json_row
+from sfsync.emulator.oauth import AuthServer
+from sfsync.emulator.store import MultipleMatches, OrgStore
 
 MIN_VERSION = 31
 MAX_VERSION = 64
@@ -136,7 +136,7 @@ class Emulator:
         daily_limit: int | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        from emulator.bulk import BulkService
+        from sfsync.emulator.bulk import BulkService
 
         self.store = store
         self.auth = auth
@@ -435,18 +435,18 @@ class Emulator:
         return Resp(200, make(), headers)
 
     def describe_global(self, req: Req) -> Resp:
-        from emulator.describe import describe_global
+        from sfsync.emulator.describe import describe_global
 
         return self._conditional(req, lambda: describe_global(self.store.schema, req.version))
 
     def describe(self, req: Req) -> Resp:
-        from emulator.describe import describe_sobject
+        from sfsync.emulator.describe import describe_sobject
 
         obj = self._object(req.params["sobject"])
         return self._conditional(req, lambda: describe_sobject(obj, req.version))
 
     def sobject_info(self, req: Req) -> Resp:
-        from emulator.describe import describe_global
+        from sfsync.emulator.describe import describe_global
 
         obj = self._object(req.params["sobject"])
         entry = next(s for s in describe_global(self.store.schema, req.version)["sobjects"] if s["name"] == obj.name)
@@ -550,7 +550,7 @@ class Emulator:
 
     # ------------------------------------------------------------------ replication
     def _window(self, req: Req) -> tuple[dt.datetime, dt.datetime]:
-        from emulator.model import parse_datetime
+        from sfsync.emulator.model import parse_datetime
 
         try:
             return parse_datetime(req.query["start"]), parse_datetime(req.query["end"])
@@ -562,7 +562,7 @@ class Emulator:
             ) from None
 
     def get_updated(self, req: Req) -> Resp:
-        from emulator.model import format_datetime
+        from sfsync.emulator.model import format_datetime
 
         obj = self._object(req.params["sobject"])
         start, end = self._window(req)
@@ -570,7 +570,7 @@ class Emulator:
         return Resp(200, {"ids": ids, "latestDateCovered": format_datetime(latest)})
 
     def get_deleted(self, req: Req) -> Resp:
-        from emulator.model import format_datetime
+        from sfsync.emulator.model import format_datetime
 
         obj = self._object(req.params["sobject"])
         start, end = self._window(req)
@@ -756,7 +756,7 @@ class Emulator:
 
     @staticmethod
     def _id18(record_id: str) -> str:
-        from emulator.ids import normalize
+        from sfsync.emulator.ids import normalize
 
         return normalize(record_id)
 
@@ -832,7 +832,7 @@ class Emulator:
 
     # ------------------------------------------------------------------ query
     def _run_soql(self, soql: str, include_deleted: bool, version: str) -> Any:
-        from emulator.soql import run_query
+        from sfsync.emulator.soql import run_query
 
         return run_query(
             self.store,
@@ -900,7 +900,7 @@ class Emulator:
         return page
 
     def search(self, req: Req) -> Resp:
-        from emulator.sosl import run_search
+        from sfsync.emulator.sosl import run_search
 
         sosl = req.query.get("q")
         if not sosl:
@@ -908,7 +908,7 @@ class Emulator:
         return Resp(200, run_search(self.store, sosl, api_version=req.version))
 
     def parameterized_search(self, req: Req) -> Resp:
-        from emulator.sosl import run_parameterized_search
+        from sfsync.emulator.sosl import run_parameterized_search
 
         params: dict[str, Any] = dict(req.query) if req.method == "GET" else (req.json() or {})
         return Resp(200, run_parameterized_search(self.store, params, api_version=req.version))
@@ -1106,7 +1106,7 @@ class Emulator:
 
     def admin_purge(self, payload: Any) -> dict[str, Any]:
         """Hard delete (Bulk hardDelete / emptyRecycleBin(ids)): ``{"user", "ids" | "id"}``, live or in the
-        recycle bin. Gone from queryAll; getDeleted still lists them (see :mod:`emulator.store`)."""
+        recycle bin. Gone from queryAll; getDeleted still lists them (see :mod:`sfsync.emulator.store`)."""
         user = self._user_id(payload.get("user"))
         record_ids = self._admin_ids(payload)
         with self._admin_transaction(payload, user):
@@ -1125,8 +1125,8 @@ class Emulator:
     def admin_visibility(self, payload: Any) -> dict[str, Any]:
         """GET: the late-visibility rule and the writes not yet visible. POST ``{"delay_ms", "user",
         "sobject", "next", "rate"}``: replace the rule (``delay_ms`` 0 turns it off); other faults stay."""
-        from emulator.faults import Visibility
-        from emulator.model import format_datetime
+        from sfsync.emulator.faults import Visibility
+        from sfsync.emulator.model import format_datetime
 
         if payload:
             next_count = payload.get("next")

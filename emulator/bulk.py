@@ -21,7 +21,7 @@ The HTTP layer maps requests onto :class:`BulkService` methods and serializes wh
                                                              ``Sforce-Locator``, ``Sforce-NumberOfRecords``)
 ==========================================================  ==========================================
 
-Errors are raised as :class:`~emulator.errors.ApiError`. Behaviour follows the Bulk API 2.0 Developer
+Errors are raised as :class:`~sfsync.emulator.errors.ApiError`. Behaviour follows the Bulk API 2.0 Developer
 Guide: job states ``Open -> UploadComplete -> InProgress -> JobComplete | Failed`` (or ``Aborted``), a
 job can be deleted only in ``UploadComplete``, ``JobComplete``, ``Aborted`` or ``Failed``, result CSVs
 carry ``sf__Id``/``sf__Created`` and ``sf__Id``/``sf__Error`` before the uploaded columns, an empty cell
@@ -54,8 +54,8 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
-from emulator.errors import ApiError
-from emulator.model import NUMBER_TYPES, FieldDef, ObjectDef, Row, Schema, format_datetime, to_json_value
+from sfsync.emulator.errors import ApiError
+from sfsync.emulator.model import NUMBER_TYPES, FieldDef, ObjectDef, Row, Schema, format_datetime, to_json_value
 
 __all__ = [
     "COLUMN_DELIMITERS",

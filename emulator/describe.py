@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from emulator.model import FieldDef, ObjectDef, Schema
+from sfsync.emulator.model import FieldDef, ObjectDef, Schema
 
 _SOAP_TYPES = {
     "id": "tns:ID",

@@ -45,8 +45,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from emulator.errors import ApiError, OAuthError
-from emulator.ids import normalize as normalize_id
+from sfsync.emulator.errors import ApiError, OAuthError
+from sfsync.emulator.ids import normalize as normalize_id
 
 # authlib 1.9 announces authlib.jose's deprecation (in favour of joserfc) on import, and installs a global
 # "always" filter for it while doing so; keep both out of the process's warning state.
@@ -151,12 +151,12 @@ class OAuthConfig:
 
 
 def salesforce_id18(id15: str) -> str:
-    """The 18-character form of a 15- or 18-character Salesforce id (see :func:`emulator.ids.normalize`)."""
+    """The 18-character form of a 15- or 18-character Salesforce id (see :func:`sfsync.emulator.ids.normalize`)."""
     return normalize_id(id15)
 
 
 class OrgUsers(Protocol):
-    """What :func:`default_config` reads from an org store (``emulator.store.OrgStore`` has it)."""
+    """What :func:`default_config` reads from an org store (``sfsync.emulator.store.OrgStore`` has it)."""
 
     org_id: str
     integration_user_id: str

@@ -33,9 +33,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from emulator import ids, standard
-from emulator.model import FieldDef, ObjectDef, Schema
-from emulator.standard import SFField
+from sfsync.emulator import ids, standard
+from sfsync.emulator.model import FieldDef, ObjectDef, Schema
+from sfsync.emulator.standard import SFField
 
 DEFAULT_ORG_FILE = Path(__file__).with_name("default_org.yaml")
 

@@ -21,8 +21,8 @@ from typing import Any
 
 import uvicorn
 
-from emulator.app import Emulator
-from emulator.faults import Faults
+from sfsync.emulator.app import Emulator
+from sfsync.emulator.faults import Faults
 
 
 @dataclass
@@ -84,8 +84,8 @@ def build(
     clock: Callable[[], dt.datetime] | None = None,
 ) -> Emulator:
     """An :class:`Emulator` for ``org_file`` (None: the default community org)."""
-    from emulator.oauth import AuthServer, default_config
-    from emulator.store import OrgStore
+    from sfsync.emulator.oauth import AuthServer, default_config
+    from sfsync.emulator.store import OrgStore
 
     store = OrgStore.from_org_file(org_file, clock=clock)
     config = default_config(store=store, instance_url=base_url)

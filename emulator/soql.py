@@ -28,8 +28,8 @@ from typing import Any
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
-from emulator.errors import ApiError
-from emulator.model import NUMBER_TYPES, FieldDef, ObjectDef, RecordSource, Row, to_json_value
+from sfsync.emulator.errors import ApiError
+from sfsync.emulator.model import NUMBER_TYPES, FieldDef, ObjectDef, RecordSource, Row, to_json_value
 
 __all__ = ["MAX_OFFSET", "Engine", "QueryResult", "normalize_id", "parse_query", "run_query", "warm_up"]
 
@@ -73,7 +73,7 @@ KEYWORDS = (
     "END",
 )
 
-# The SOQL grammar. SOSL adds its own top rule and keywords to it (see emulator.sosl).
+# The SOQL grammar. SOSL adds its own top rule and keywords to it (see sfsync.emulator.sosl).
 GRAMMAR = r"""
 query: select_clause from_clause using_clause? where_clause? with_clause? group_clause? having_clause? \
        order_clause? limit_clause? offset_clause? for_clause? update_clause?

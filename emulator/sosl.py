@@ -22,9 +22,9 @@ from typing import Any
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
-from emulator.errors import ApiError
-from emulator.model import ObjectDef, RecordSource, Row
-from emulator.soql import (
+from sfsync.emulator.errors import ApiError
+from sfsync.emulator.model import ObjectDef, RecordSource, Row
+from sfsync.emulator.soql import (
     GRAMMAR,
     KEYWORDS,
     MAX_OFFSET,

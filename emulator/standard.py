@@ -1,7 +1,7 @@
 """The standard objects of the emulated org (Contact, Lead, Account, Opportunity, Campaign,
 CampaignMember, Case, Task, User) with the field attributes a real org's describe reports.
 
-:class:`SFField` extends :class:`emulator.model.FieldDef` with the few describe attributes the
+:class:`SFField` extends :class:`sfsync.emulator.model.FieldDef` with the few describe attributes the
 shared model does not carry (auto-number format, compound field, child relationship name...); every
 consumer of the shared model can keep treating it as a plain ``FieldDef``.
 """
@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from emulator.model import ChildRelationship, FieldDef, ObjectDef, Schema
+from sfsync.emulator.model import ChildRelationship, FieldDef, ObjectDef, Schema
 
 MASTER_RECORD_TYPE_ID = "012000000000000AAA"
 

@@ -1,11 +1,11 @@
 """The emulated org's records: an in-memory store that validates writes the way Salesforce does.
 
-:class:`OrgStore` implements :class:`emulator.model.RecordSource` (what SOQL, SOSL and Bulk read) plus
+:class:`OrgStore` implements :class:`sfsync.emulator.model.RecordSource` (what SOQL, SOSL and Bulk read) plus
 the writes the REST API performs: create, update, upsert by external id, delete to the recycle bin,
 undelete, hard delete, lead conversion, and the replication feeds (getUpdated / getDeleted).
 
-Values arrive as REST JSON values and are stored typed (see :mod:`emulator.model`). Every rejection
-is an :class:`emulator.errors.ApiError` with Salesforce's error code and wording. Stored rows are
+Values arrive as REST JSON values and are stored typed (see :mod:`sfsync.emulator.model`). Every rejection
+is an :class:`sfsync.emulator.errors.ApiError` with Salesforce's error code and wording. Stored rows are
 never mutated in place: a write replaces the row with a new dict, so a row handed to a reader stays
 a consistent version of the record.
 
@@ -47,10 +47,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from emulator import ids
-from emulator.errors import ApiError
-from emulator.model import FieldDef, ObjectDef, Row, Schema, parse_datetime
-from emulator.standard import ORGANIZATION_FLAGS
+from sfsync.emulator import ids
+from sfsync.emulator.errors import ApiError
+from sfsync.emulator.model import FieldDef, ObjectDef, Row, Schema, parse_datetime
+from sfsync.emulator.standard import ORGANIZATION_FLAGS
 
 UPDATED_WINDOW = dt.timedelta(days=30)
 DELETED_WINDOW = dt.timedelta(days=15)
@@ -266,7 +266,7 @@ class OrgStore:
         clock: Callable[[], dt.datetime] | None = None,
         duplicate_rules: Iterable[tuple[str, tuple[str, ...]]] = (),
     ) -> None:
-        from emulator.org import OrgSettings
+        from sfsync.emulator.org import OrgSettings
 
         self.schema = schema
         self.org_id = ids.normalize(org_id)
@@ -299,7 +299,7 @@ class OrgStore:
         cls, path: str | Path | None = None, *, clock: Callable[[], dt.datetime] | None = None
     ) -> OrgStore:
         """A store for the org declared in ``path`` (None: the shipped ``default_org.yaml``)."""
-        from emulator import org
+        from sfsync.emulator import org
 
         definition = org.load(path)
         store = cls(

@@ -18,7 +18,7 @@ from typing import TypedDict
 
 from faker import Faker
 
-from producers import events as ev
+from sfsync.producers import events as ev
 
 QUESTIONS: tuple[tuple[str, str, tuple[str, ...] | None], ...] = (
     ("q-role", "What best describes your role?", ("Engineer", "Product", "Marketing", "Sales", "Founder")),

@@ -14,7 +14,7 @@ sent. A broker or registry that does not answer gives a bounded
 
 Example::
 
-    from producers import Publisher, events
+    from sfsync.producers import Publisher, events
     with Publisher() as pub:
         pub.publish(events.UserDeleted(workspace_id="w1", member=events.MemberRef(member_id="u1")))
 """
@@ -36,7 +36,7 @@ from sfsync.topics import PRODUCT_TOPICS, TopicSpec
 
 
 class Event(Protocol):
-    """What the publisher needs of an event: the generated classes in :mod:`producers.events`."""
+    """What the publisher needs of an event: the generated classes in :mod:`sfsync.producers.events`."""
 
     RECORD_NAME: ClassVar[str]
     TOPIC: ClassVar[str]

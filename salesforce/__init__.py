@@ -2,17 +2,17 @@
 
 Everything a caller needs is importable from here; the submodules are the implementation::
 
-    from salesforce import SalesforceClient, load_settings, select
+    from sfsync.salesforce import SalesforceClient, load_settings, select
 
     async with SalesforceClient(load_settings()) as sf:
         async for contact in sf.query(select("Id", "Email").from_("Contact")):
             ...
 
-Errors are :mod:`salesforce.errors` classes, each also a kind of the sfsync taxonomy
+Errors are :mod:`sfsync.salesforce.errors` classes, each also a kind of the sfsync taxonomy
 (``RetriableError`` / ``SkippableRecordError`` / ``FatalError``).
 """
 
-from salesforce.auth import (
+from sfsync.salesforce.auth import (
     AuthorizationCodeAuth,
     AuthorizationRequest,
     AuthProvider,
@@ -28,7 +28,7 @@ from salesforce.auth import (
     generate_session_key,
     provider_from_settings,
 )
-from salesforce.client import (
+from sfsync.salesforce.client import (
     ApiVersion,
     BulkFailure,
     BulkIngestResult,
@@ -51,7 +51,7 @@ from salesforce.client import (
     UpsertResult,
     records_to_csv,
 )
-from salesforce.errors import (
+from sfsync.salesforce.errors import (
     AuthenticationError,
     DailyLimitExceeded,
     MetadataError,
@@ -67,9 +67,9 @@ from salesforce.errors import (
     UnexpectedResponse,
     classify,
 )
-from salesforce.limits import ApiBudget, AppUsage, BudgetTracker, parse_limit_info
-from salesforce.settings import SalesforceSettings, load_settings
-from salesforce.soql import (
+from sfsync.salesforce.limits import ApiBudget, AppUsage, BudgetTracker, parse_limit_info
+from sfsync.salesforce.settings import SalesforceSettings, load_settings
+from sfsync.salesforce.soql import (
     Condition,
     DateLiteral,
     Query,

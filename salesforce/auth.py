@@ -39,7 +39,7 @@ from cryptography.fernet import Fernet, InvalidToken
 from joserfc.jwk import RSAKey
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
-from salesforce.errors import (
+from sfsync.salesforce.errors import (
     AuthenticationError,
     SalesforceError,
     SalesforceFatalError,
@@ -47,7 +47,7 @@ from salesforce.errors import (
     classify,
     parse_error_body,
 )
-from salesforce.settings import SalesforceSettings
+from sfsync.salesforce.settings import SalesforceSettings
 
 JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 JWT_LIFETIME_S = 180

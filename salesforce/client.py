@@ -9,7 +9,7 @@ One :class:`SalesforceClient` per org. It owns an ``httpx.AsyncClient`` with exp
   (waits longer than ``max_retry_wait_s`` — e.g. the daily limit — are raised, not slept);
 - read timeouts on non-idempotent calls (POST) are raised, not replayed, to avoid duplicate writes;
 - ``Sforce-Limit-Info`` of every response fed to :attr:`SalesforceClient.budget`;
-- only :mod:`salesforce.errors` exceptions escape (httpx/authlib ones are wrapped with ``from``).
+- only :mod:`sfsync.salesforce.errors` exceptions escape (httpx/authlib ones are wrapped with ``from``).
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
-from salesforce.auth import AuthProvider, Session, provider_from_settings
-from salesforce.errors import (
+from sfsync.salesforce.auth import AuthProvider, Session, provider_from_settings
+from sfsync.salesforce.errors import (
     MetadataError,
     MultipleMatches,
     SalesforceError,
@@ -48,9 +48,9 @@ from salesforce.errors import (
     parse_bulk_error,
     parse_error_body,
 )
-from salesforce.limits import LIMIT_INFO_HEADER, BudgetTracker, budget_from_limits
-from salesforce.settings import SalesforceSettings
-from salesforce.soql import Condition, Query, select
+from sfsync.salesforce.limits import LIMIT_INFO_HEADER, BudgetTracker, budget_from_limits
+from sfsync.salesforce.settings import SalesforceSettings
+from sfsync.salesforce.soql import Condition, Query, select
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
@@ -718,7 +718,7 @@ class SalesforceClient:
         return await self.count(query)
 
     async def search(self, sosl: str) -> list[Record]:
-        """``GET /search?q=`` (build ``sosl`` with :func:`salesforce.soql.sosl_find`)."""
+        """``GET /search?q=`` (build ``sosl`` with :func:`sfsync.salesforce.soql.sosl_find`)."""
         data = await self._json("GET", "search/", params={"q": sosl})
         records = data.get("searchRecords", []) if isinstance(data, dict) else data
         return list(records or [])

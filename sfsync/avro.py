@@ -24,8 +24,8 @@ from typing import Any
 import fastavro
 from fastavro.schema import load_schema
 
-from schemas import SCHEMA_DIR
 from sfsync.errors import RecordValidationError, SchemaError, ServiceUnavailableError, SkippableRecordError
+from sfsync.schemas import SCHEMA_DIR
 from sfsync.settings import RegistryConnection
 
 RELEASED_DIR = SCHEMA_DIR / "released"

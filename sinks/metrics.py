@@ -29,8 +29,8 @@ from typing import Any, Literal
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
-from salesforce.limits import ApiBudget
 from sfsync.errors import FatalError
+from sfsync.salesforce.limits import ApiBudget
 
 BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 150, 200, 500, 1000, 2000, 5000, 10000)
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)

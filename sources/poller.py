@@ -1,6 +1,6 @@
 """The Salesforce poller as one process: Salesforce → ``salesforce.changes`` (``sfsync poller``).
 
-A thin loop around :mod:`sources.core`:
+A thin loop around :mod:`sfsync.sources.rules`:
 
 - **Ownership.** Each object's checkpoint lives in one partition of a compacted checkpoint topic
   (:func:`partition_for`). Replicas join one consumer group on that topic; a replica polls only
@@ -14,8 +14,8 @@ A thin loop around :mod:`sources.core`:
 - **The org first.** Before polling anything, :func:`check_org` describes each polled object (and
   the parents its relationship paths read), once each, and refuses to start with a
   :class:`~sfsync.mapping.MappingError` listing every selected field the org lacks or hides from the
-  integration user (:func:`sources.core.org_problems`), instead of failing every poll on INVALID_FIELD.
-- **Salesforce budget.** Every Salesforce call waits for the shared :class:`~sinks.governor.Governor`
+  integration user (:func:`sfsync.sources.rules.org_problems`), instead of failing every poll on INVALID_FIELD.
+- **Salesforce budget.** Every Salesforce call waits for the shared :class:`~sfsync.salesforce.governor.Governor`
   (``SFSYNC_GOVERNOR_*``: reserve, slow-down, pause); a daily-limit refusal pauses it (at most
   ``pause_s``, then one probe call).
 - **Error log.** Governor pauses (RATE_LIMIT ``RATE_LIMIT_PAUSE``), failed polls that will be retried
@@ -49,19 +49,18 @@ from typing import Any, cast
 
 import httpx
 
-from salesforce import BudgetTracker, DailyLimitExceeded, SalesforceClient, SalesforceSettings
-from salesforce.auth import AuthProvider
-from salesforce.errors import MetadataError
 from sfsync.errors import FatalError, RetriableError, ServiceUnavailableError, SfsyncError
 from sfsync.mapping import MappingError, MappingFile, load_mappings
+from sfsync.ops.errorlog import ErrorLog, ErrorLogEntry, Level, entry_for
+from sfsync.salesforce import BudgetTracker, DailyLimitExceeded, SalesforceClient, SalesforceSettings
+from sfsync.salesforce.auth import AuthProvider
+from sfsync.salesforce.errors import MetadataError
+from sfsync.salesforce.governor import Governor
+from sfsync.sinks.main import GovernorSettings, load_governor_settings
+from sfsync.sources import rules as core
+from sfsync.sources.metrics import SourceMetrics
+from sfsync.sources.settings import SourceSettings
 from sfsync.topics import CHANGES, ERRORS, TopicSpec, ensure_topics
-from sinks.errorlog import ErrorLog, ErrorLogEntry, Level, entry_for
-from sinks.governor import Governor
-from sinks.runner import GovernorSettings, load_governor_settings
-
-from . import core
-from .metrics import SourceMetrics
-from .settings import SourceSettings
 
 __all__ = [
     "COMPONENT",
@@ -175,7 +174,7 @@ async def check_org(
 ) -> dict[str, dict[str, Any]]:
     """Describe what the poller will read (each object once; the client caches) and return the
     describes; raises :class:`~sfsync.mapping.MappingError` listing every problem
-    :func:`sources.core.org_problems` finds. An object the org does not have is reported, not raised."""
+    :func:`sfsync.sources.rules.org_problems` finds. An object the org does not have is reported, not raised."""
     describes: dict[str, dict[str, Any]] = {}
     tried: set[str] = set()
     while True:

@@ -4,7 +4,7 @@ Integration tests need a real Kafka broker and schema registry. Where they come 
 1. ``KAFKA_BOOTSTRAP_SERVERS`` and ``SCHEMA_REGISTRY_URL`` (what ``.ci/run`` sets after
    ``sfsync stack up``);
 2. testcontainers, only when a Docker daemon answers a ping;
-3. the project's own local stack (``sfsync.stack``), started here and stopped afterwards.
+3. the project's own local stack (``sfsync.devtools.stack``), started here and stopped afterwards.
 If none works, integration tests fail under ``REQUIRE_KAFKA=1`` and are skipped otherwise.
 """
 
@@ -85,7 +85,7 @@ def _from_testcontainers(stack: ExitStack) -> Services:  # pragma: no cover - no
 
 @pytest.fixture(scope="session")
 def services() -> Iterator[Services]:
-    from sfsync.stack import running_stack, wait_kafka, wait_registry
+    from sfsync.devtools.stack import running_stack, wait_kafka, wait_registry
 
     required = os.environ.get("REQUIRE_KAFKA") == "1"
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from emulator.app import Emulator
-from emulator.server import build
+from sfsync.emulator.app import Emulator
+from sfsync.emulator.server import build
 
 # shared/ lies beside the checkout (here and in CI's fresh clone)
 FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "salesforce"

@@ -10,14 +10,14 @@ import time
 import httpx
 from typer.testing import CliRunner
 
-from emulator.server import free_port
-from sfsync.cli import app
+from sfsync.cli.main import app
+from sfsync.emulator.server import free_port
 
 
 def test_the_command_serves_the_org_until_stopped() -> None:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sfsync.cli", "emulator", "--port", str(port), "--faults", "latency=1ms"],
+        [sys.executable, "-m", "sfsync.cli.main", "emulator", "--port", str(port), "--faults", "latency=1ms"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )

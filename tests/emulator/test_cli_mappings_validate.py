@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from emulator.server import RunningEmulator, serve_in_thread
-from sfsync.cli_mappings import mappings_app
+from sfsync.cli.mappings import mappings_app
+from sfsync.emulator.server import RunningEmulator, serve_in_thread
 from tests.unit.test_mapping import BAD_MAPPING
 
 runner = CliRunner()

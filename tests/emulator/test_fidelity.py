@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from emulator.server import build
+from sfsync.emulator.server import build
 
 from .conftest import Org, V
 

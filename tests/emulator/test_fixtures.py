@@ -7,7 +7,7 @@ import datetime as dt
 import json
 from pathlib import Path
 
-from emulator.server import build
+from sfsync.emulator.server import build
 
 from .conftest import FIXTURES, Org, V, fixture, same_shape
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from emulator.faults import Faults, FaultSpecError
-from emulator.model import format_datetime
-from emulator.server import build
+from sfsync.emulator.faults import Faults, FaultSpecError
+from sfsync.emulator.model import format_datetime
+from sfsync.emulator.server import build
 
 from .conftest import Org, V
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from emulator.faults import Faults, FaultSpecError
+from sfsync.emulator.faults import Faults, FaultSpecError
 
 from .conftest import Org, V
 

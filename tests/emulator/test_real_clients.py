@@ -11,9 +11,9 @@ import requests
 from pydantic import SecretStr
 from simple_salesforce import Salesforce
 
-from emulator.server import RunningEmulator, serve_in_thread
-from salesforce import ClientCredentialsAuth, DailyLimitExceeded, SalesforceClient
-from salesforce.settings import SalesforceSettings
+from sfsync.emulator.server import RunningEmulator, serve_in_thread
+from sfsync.salesforce import ClientCredentialsAuth, DailyLimitExceeded, SalesforceClient
+from sfsync.salesforce.settings import SalesforceSettings
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,9 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from pydantic import SecretStr
 
-from emulator.server import RunningEmulator
-from producers.publisher import Publisher
-from salesforce import SalesforceSettings
+from sfsync.emulator.server import RunningEmulator
+from sfsync.producers.publisher import Publisher
+from sfsync.salesforce import SalesforceSettings
 from sfsync.settings import PublisherSettings
 from sfsync.topics import ALL_TOPICS, ensure_topics
 

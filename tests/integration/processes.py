@@ -26,7 +26,7 @@ def pipeline_env(services: Any, prefix: str, **extra: str) -> dict[str, str]:
 
 
 def processor_env(services: Any, prefix: str, app_id: str, **extra: str) -> dict[str, str]:
-    """:func:`pipeline_env` for ``processors.app`` as ``app_id``: a 10 s session timeout, commits every
+    """:func:`pipeline_env` for ``sfsync.processors.outbound.app`` as ``app_id``: a 10 s session timeout, commits every
     half second, no fixed metrics port (tests run side by side); ``extra`` adds or overrides settings."""
     settings = {
         "SFSYNC_PROCESSOR_APP_ID": app_id,

@@ -1,5 +1,5 @@
 """A Faust app's table changelog topics exist, compacted and with the table's partitions, before
-its worker starts (processors/changelogs.py): a worker that creates them lazily can crash with
+its worker starts (processors/faust_runtime/changelogs.py): a worker that creates them lazily can crash with
 PartitionsMismatch on its first start."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from typing import Any
 
 from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[attr-defined]
 
-from processors.inbound_app import build_inbound_app
-from processors.inbound_settings import InboundProcessorSettings
 from sfsync.avro import SchemaRegistry
+from sfsync.processors.inbound.app import build_inbound_app
+from sfsync.processors.inbound.settings import InboundProcessorSettings
 from sfsync.topics import CHANGES, RESULTS
 
 

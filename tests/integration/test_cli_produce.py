@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typer.testing import CliRunner
 
-from sfsync.cli import app
+from sfsync.cli.main import app
 from sfsync.topics import PRODUCT_TOPICS
 
 from .helpers import end_offsets

@@ -6,7 +6,8 @@ emulator has served some of the batch's collection calls but the group has not c
 again after the kill, when nothing can commit any more). Restarted each time, then left to finish, the org
 must hold exactly what the events imply, with no duplicate of any object.
 
-Processor: ``python -m processors.app`` (under each guarantee: at_least_once, the default, and exactly_once)
+Processor: ``python -m sfsync.processors.outbound.app`` (under each guarantee:
+at_least_once, the default, and exactly_once)
 is killed while it is still planning a stream of a few thousand events and restarted with the same app
 id. Read with ``isolation.level=read_committed``, the writes of every event before the committed offsets
 at the kill are in ``sfsync.writes`` exactly once; events after them are planned again and their writes
@@ -28,11 +29,11 @@ import httpx
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
-from emulator.server import RunningEmulator, serve_in_thread
-from processors.app import Processor
-from producers.fake import CommunitySimulator
 from sfsync.avro import AvroDecoder, AvroEncoder, SchemaRegistry, load_topic_schema
+from sfsync.emulator.server import RunningEmulator, serve_in_thread
 from sfsync.mapping import load_mappings
+from sfsync.processors.outbound.app import Processor
+from sfsync.producers.fake import CommunitySimulator
 from sfsync.topics import PRODUCT_TOPICS
 from tests.integration.helpers import PARTITIONS, Offsets, make_topics, publish_all, wait_until
 from tests.integration.processes import Spawned, pipeline_env, processor_env, salesforce_env
@@ -133,7 +134,7 @@ async def test_sink_killed_mid_batch_three_times_ends_in_the_state_the_events_im
     log = tmp_path / "sink.log"
     offsets = Offsets(services.bootstrap, group)
     kills: list[Kill] = []
-    proc = Spawned("sfsync.cli", "sink", env=env, log=log)
+    proc = Spawned("sfsync.cli.main", "sink", env=env, log=log)
     try:
         # Kill when the emulator served `needed` collection calls of a batch the group has not committed.
         while len(kills) < KILLS:
@@ -155,11 +156,13 @@ async def test_sink_killed_mid_batch_three_times_ends_in_the_state_the_events_im
             proc.kill()
             # nothing can commit any more: the batch was really cut in the middle
             if offsets.committed(writes_topic) != base_committed:
-                proc = Spawned("sfsync.cli", "sink", env=env, log=log)  # a commit slipped in before the kill: again
+                proc = Spawned(
+                    "sfsync.cli.main", "sink", env=env, log=log
+                )  # a commit slipped in before the kill: again
                 continue
             await asyncio.sleep(2 * LATENCY_MS / 1000)  # a collection call in flight lands now, unacknowledged
             kills.append(Kill(base_committed, _write_calls(running) - base_calls, rows_at_kill, _rows(running)))
-            proc = Spawned("sfsync.cli", "sink", env=env, log=log)
+            proc = Spawned("sfsync.cli.main", "sink", env=env, log=log)
 
         # the last restart finishes at full speed (the latency only served to catch calls in flight)
         httpx.post(f"{running.base_url}/__admin/faults", json={"spec": ""}, timeout=10).raise_for_status()
@@ -245,7 +248,7 @@ async def test_processor_killed_mid_stream_and_restarted_plans_every_event_once(
     def planned() -> int:
         return sum(offsets.committed(topic) for topic in topics)
 
-    proc = Spawned("processors.app", "150", env=env, log=log)
+    proc = Spawned("sfsync.processors.outbound.app", "150", env=env, log=log)
     try:
         await wait_until(lambda: planned() >= KILL_AFTER or not proc.running, 90, f"{KILL_AFTER} events planned", 0.1)
         assert proc.running, proc.log_tail()
@@ -253,7 +256,9 @@ async def test_processor_killed_mid_stream_and_restarted_plans_every_event_once(
         at_kill = planned()
         replay_from = {(topic, p): offset for topic in topics for p, offset in enumerate(offsets.by_partition(topic))}
         assert 0 < at_kill < len(events), f"not killed mid-stream: {at_kill}/{len(events)} events committed"
-        proc = Spawned("processors.app", "150", env=env, log=log)  # same app id: same group, transactional ids
+        proc = Spawned(
+            "sfsync.processors.outbound.app", "150", env=env, log=log
+        )  # same app id: same group, transactional ids
         deadline = time.monotonic() + 120
         while planned() < len(events):
             assert proc.running, proc.log_tail()

@@ -46,7 +46,18 @@ def test_the_demo_shows_both_directions_parks_the_bad_records_and_leaves_nothing
     report_file = tmp_path / "report.json"
     started = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-m", "sfsync.cli", "demo", "--events", "400", "--pace", "fast", "--json", str(report_file)],
+        [
+            sys.executable,
+            "-m",
+            "sfsync.cli.main",
+            "demo",
+            "--events",
+            "400",
+            "--pace",
+            "fast",
+            "--json",
+            str(report_file),
+        ],
         env=_env(services, tmp_path / "home"),
         cwd=tmp_path,
         capture_output=True,
@@ -92,7 +103,7 @@ def test_the_demo_shows_both_directions_parks_the_bad_records_and_leaves_nothing
 
 def test_ctrl_c_stops_everything_the_demo_started_without_a_traceback(services: Any, tmp_path: Path) -> None:
     demo = subprocess.Popen(
-        [sys.executable, "-m", "sfsync.cli", "demo", "--events", "3000", "--pace", "40"],
+        [sys.executable, "-m", "sfsync.cli.main", "demo", "--events", "3000", "--pace", "40"],
         env=_env(services, tmp_path / "home"),
         cwd=tmp_path,
         stdout=subprocess.PIPE,

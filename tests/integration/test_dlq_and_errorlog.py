@@ -10,12 +10,12 @@ from confluent_kafka import Producer
 from prometheus_client import CollectorRegistry
 from typer.testing import CliRunner
 
-from salesforce.errors import classify
-from sfsync.cli_ops import dlq_app, errors_app
+from sfsync.cli.ops import dlq_app, errors_app
+from sfsync.ops.dlq import REPLAYED_FROM, DeadLetterQueue, ReplayFilter, Stage
+from sfsync.ops.errorlog import Category, ErrorLog, Level, lookup_policy_skip, tail
+from sfsync.salesforce.errors import classify
+from sfsync.sinks.metrics import SinkMetrics
 from sfsync.topics import DLQ, MEMBERS
-from sinks.dlq import REPLAYED_FROM, DeadLetterQueue, ReplayFilter, Stage
-from sinks.errorlog import Category, ErrorLog, Level, lookup_policy_skip, tail
-from sinks.metrics import SinkMetrics
 
 from .helpers import consume_all, make_topics
 
@@ -67,7 +67,7 @@ def test_park_list_replay_and_tail(services, prefix, registry, originals) -> Non
     )
     assert ctx.stage == "TASK_PUT"
     assert ctx.class_name == "sinks.SalesforceSink"
-    assert ctx.exception_class == "salesforce.errors.SalesforceRecordError"
+    assert ctx.exception_class == "sfsync.salesforce.errors.SalesforceRecordError"
     assert ctx.message == "Required fields are missing: [LastName]"
     assert "SalesforceRecordError" in ctx.stacktrace
     assert (ctx.mapping, ctx.field, ctx.code, ctx.category) == ("members", "LastName", "REQUIRED_FIELD_MISSING", "SYNC")

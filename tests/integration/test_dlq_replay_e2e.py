@@ -1,6 +1,6 @@
 """A mapping Salesforce refuses, then fixed: DLQ, error log and ``sfsync dlq replay`` end to end.
 
-Real Kafka + registry, the processor in its own process (``python -m processors.app``) and the sink
+Real Kafka + registry, the processor in its own process (``python -m sfsync.processors.outbound.app``) and the sink
 writing to the emulated org over HTTP. The first mapping sends a value outside a restricted
 picklist, a title longer than ``Contact.Title`` and an empty ``LastName``: Salesforce refuses those
 three Contacts (each with its own error), the DLQ and the error log say why, every other member is
@@ -28,13 +28,10 @@ from confluent_kafka import Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from typer.testing import CliRunner
 
-from emulator.server import serve_in_thread
-from producers.events import MemberProfile, MemberType, UserCreated
-from salesforce.errors import classify
 from sfsync.avro import SchemaRegistry
-from sfsync.cli_ops import dlq_app
-from sfsync.topics import DLQ, MEMBERS, WRITES
-from sinks.dlq import (
+from sfsync.cli.ops import dlq_app
+from sfsync.emulator.server import serve_in_thread
+from sfsync.ops.dlq import (
     H_SOURCE_OFFSET,
     H_SOURCE_PARTITION,
     H_SOURCE_TOPIC,
@@ -44,7 +41,10 @@ from sinks.dlq import (
     SourceEvent,
     Stage,
 )
-from sinks.errorlog import Category, Level, tail
+from sfsync.ops.errorlog import Category, Level, tail
+from sfsync.producers.events import MemberProfile, MemberType, UserCreated
+from sfsync.salesforce.errors import classify
+from sfsync.topics import DLQ, MEMBERS, WRITES
 from tests.integration.helpers import consume_all, group_offsets, make_topics, open_publisher, wait_until
 from tests.integration.processes import ROOT, Spawned, processor_env
 from tests.integration.test_outbound_e2e import _drain
@@ -148,7 +148,7 @@ def start_processor(services: Any, prefix: str, app_id: str, mapping: Path, cwd:
         SFSYNC_PROCESSOR_MAPPING_FILE=str(mapping),
         SFSYNC_PROCESSOR_PROCESSING_GUARANTEE=guarantee,
     )
-    return Spawned("processors.app", "200", env=env, log=cwd / f"processor-{mapping.stem}.log")
+    return Spawned("sfsync.processors.outbound.app", "200", env=env, log=cwd / f"processor-{mapping.stem}.log")
 
 
 def contacts(running: Any) -> dict[str, dict[str, Any]]:
@@ -157,7 +157,8 @@ def contacts(running: Any) -> dict[str, dict[str, Any]]:
 
 
 # at_least_once too: a restart there once lost the replayed events (aiokafka read the empty set of
-# active partitions at the end of table recovery as "all of them"; processors.recovery.SnapshotConsumer)
+# active partitions at the end of table recovery as "all of them";
+# sfsync.processors.faust_runtime.recovery.SnapshotConsumer)
 @pytest.mark.parametrize("guarantee", ["exactly_once", "at_least_once"])
 async def test_refused_records_park_with_their_reason_and_replay_writes_them_once_the_mapping_is_fixed(
     services: Any, prefix: str, registry: SchemaRegistry, tmp_path: Path, guarantee: str

@@ -42,13 +42,13 @@ import httpx
 from confluent_kafka import Consumer, TopicPartition
 from prometheus_client import CollectorRegistry
 
-from emulator.server import serve_in_thread
-from producers import events as ev
 from sfsync.avro import AvroDecoder, SchemaRegistry
-from sinks.runner import GovernorSettings
-from sources.metrics import SourceMetrics
-from sources.poller import Poller
-from sources.settings import SourceSettings
+from sfsync.emulator.server import serve_in_thread
+from sfsync.producers import events as ev
+from sfsync.sinks.main import GovernorSettings
+from sfsync.sources.metrics import SourceMetrics
+from sfsync.sources.poller import Poller
+from sfsync.sources.settings import SourceSettings
 from tests.integration.helpers import open_publisher, salesforce_settings
 from tests.integration.processes import Spawned, pipeline_env
 from tests.integration.test_inbound_processor import Reader, unexpected_tracebacks
@@ -193,7 +193,7 @@ async def test_sfsyncs_own_writes_never_echo_while_rep_edits_are_delivered_per_l
     base = pipeline_env(services, prefix)
     outbound_id, inbound_id = f"proc-{uuid.uuid4().hex[:10]}", f"inbound-{uuid.uuid4().hex[:10]}"
     processor = spawn(
-        "processors.app",
+        "sfsync.processors.outbound.app",
         {
             **base,
             "SFSYNC_PROCESSOR_APP_ID": outbound_id,
@@ -214,7 +214,7 @@ async def test_sfsyncs_own_writes_never_echo_while_rep_edits_are_delivered_per_l
         "SFSYNC_INBOUND_WRITER_USER_IDS": integration_user,
         "SFSYNC_INBOUND_ECHO_HOLD_S": "30",
     }
-    inbound = spawn("processors.inbound_app", inbound_env, tmp_path / "inbound")
+    inbound = spawn("sfsync.processors.inbound.app", inbound_env, tmp_path / "inbound")
     restarted: Spawned | None = None
     sink = runner_for(services, prefix, f"sink-{uuid.uuid4().hex[:8]}", running, registry)
     sink.worker.producer = DelayedResults(sink.worker.producer, RESULT_DELAY_S)
@@ -330,7 +330,7 @@ async def test_sfsyncs_own_writes_never_echo_while_rep_edits_are_delivered_per_l
         await until(lambda: sink.results >= written, 120, "the backlog written")
         await asyncio.sleep(3)  # the poller reads them back, and their bound passes
         restarted = spawn(
-            "processors.inbound_app", {**inbound_env, "SFSYNC_INBOUND_ECHO_HOLD_S": "2"}, tmp_path / "restarted"
+            "sfsync.processors.inbound.app", {**inbound_env, "SFSYNC_INBOUND_ECHO_HOLD_S": "2"}, tmp_path / "restarted"
         )
         try:
             await until(quiet, 150, "the restarted inbound app caught up")

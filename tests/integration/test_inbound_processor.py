@@ -1,7 +1,7 @@
 """The inbound processor end to end on real Kafka and registry: WriteResults and Salesforce changes
 in (Avro, produced directly), ``product.members.inbound`` out.
 
-The app runs as its own process (``python -m processors.inbound_app``) with a fresh app id and the
+The app runs as its own process (``python -m sfsync.processors.inbound.app``) with a fresh app id and the
 shipped default mapping (members -> Contact, last_write_wins). 1,000 records sfsync wrote come back
 from the poller unchanged (in Salesforce's own JSON formats): no update may come out. Then a rep
 edits the same records: every edit is delivered. Records whose product value is newer than the
@@ -21,7 +21,7 @@ from typing import Any
 from confluent_kafka import Consumer, Producer
 
 from sfsync.avro import AvroDecoder, AvroEncoder, SchemaRegistry, load_topic_schema
-from sinks.dlq import H_STAGE, H_TOPIC
+from sfsync.ops.dlq import H_STAGE, H_TOPIC
 from tests.integration.helpers import caught_up, consume_all, make_topics
 from tests.integration.processes import Spawned, pipeline_env
 
@@ -85,9 +85,9 @@ def as_salesforce_returns(i: int) -> dict[str, Any]:
 
 
 def start_app(env: dict[str, str], cwd: Path) -> Spawned:
-    """``python -m processors.inbound_app`` in its own process (Faust's data folder in ``cwd``)."""
+    """``python -m sfsync.processors.inbound.app`` in its own process (Faust's data folder in ``cwd``)."""
     cwd.mkdir(parents=True, exist_ok=True)
-    return Spawned("processors.inbound_app", "200", env=env, log=cwd / "inbound.log")
+    return Spawned("sfsync.processors.inbound.app", "200", env=env, log=cwd / "inbound.log")
 
 
 def unexpected_tracebacks(log: str) -> list[str]:

@@ -1,6 +1,6 @@
 """Outbound end to end: fake community events -> processor (Faust, own process) -> sink -> org.
 
-300 events of a seeded community are published on real Kafka, planned by ``python -m processors.app``
+300 events of a seeded community are published on real Kafka, planned by ``python -m sfsync.processors.outbound.app``
 and written by the sink into an emulated org over real HTTP. The org is then compared with the state
 the default mapping implies, worked out here from the events alone (``plan()`` is not used); a second
 sink with a new consumer group replays every write and must leave the org exactly as it was.
@@ -15,10 +15,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from emulator.server import RunningEmulator, serve_in_thread
-from producers.fake import CommunitySimulator
 from sfsync.avro import SchemaRegistry
-from sinks.runner import SinkRunner
+from sfsync.emulator.server import RunningEmulator, serve_in_thread
+from sfsync.producers.fake import CommunitySimulator
+from sfsync.sinks.main import SinkRunner
 from tests.integration.helpers import caught_up, group_offsets, processed_all, publish_all, wait_until
 from tests.integration.processes import Spawned, processor_env
 from tests.integration.test_sink_runner import runner_for
@@ -166,7 +166,12 @@ async def test_community_events_end_in_the_org_as_the_default_mapping_says_and_a
     app_id = f"proc-{uuid.uuid4().hex[:10]}"
     writes_topic = prefix + "sfsync.writes"
     running = None
-    proc = Spawned("processors.app", "240", env=processor_env(services, prefix, app_id), log=tmp_path / "processor.log")
+    proc = Spawned(
+        "sfsync.processors.outbound.app",
+        "240",
+        env=processor_env(services, prefix, app_id),
+        log=tmp_path / "processor.log",
+    )
     try:
         running = serve_in_thread()
         group = f"sink-{uuid.uuid4().hex[:8]}"

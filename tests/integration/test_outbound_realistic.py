@@ -3,7 +3,7 @@
 A seeded community (``CommunitySimulator``) signs up more than 2,000 members amid their everyday
 activity (profile updates, onboarding, approvals, spaces, clubs), publishes 50 community events and
 updates each one, then lives on: registrations, cancels, attendance, check-ins and their undoing,
-forum posts. Every event goes through real Kafka and the registry, ``python -m processors.app`` and
+forum posts. Every event goes through real Kafka and the registry, ``python -m sfsync.processors.outbound.app`` and
 the sink into an emulated org over real HTTP. The org must then hold exactly what this module works
 out from the events with plain Python (neither ``plan()`` nor the mapping code is used): every field
 the default mapping writes, for every record, and no duplicate, no orphan, no lost write.
@@ -23,11 +23,11 @@ from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
-from emulator.server import RunningEmulator, serve_in_thread
-from producers import events as ev
-from producers.fake import CommunitySimulator
 from sfsync.avro import SchemaRegistry
-from sinks.runner import SinkRunner
+from sfsync.emulator.server import RunningEmulator, serve_in_thread
+from sfsync.producers import events as ev
+from sfsync.producers.fake import CommunitySimulator
+from sfsync.sinks.main import SinkRunner
 from tests.integration.helpers import PARTITIONS, caught_up, group_offsets, processed_all, publish_all, wait_until
 from tests.integration.processes import Spawned, processor_env
 from tests.integration.test_sink_runner import runner_for
@@ -424,7 +424,12 @@ async def test_a_realistic_community_stream_ends_in_the_org_exactly_as_computed_
     app_id = f"proc-{uuid.uuid4().hex[:10]}"
     writes_topic = prefix + "sfsync.writes"
     running = None
-    proc = Spawned("processors.app", "280", env=processor_env(services, prefix, app_id), log=tmp_path / "processor.log")
+    proc = Spawned(
+        "sfsync.processors.outbound.app",
+        "280",
+        env=processor_env(services, prefix, app_id),
+        log=tmp_path / "processor.log",
+    )
     try:
         running = serve_in_thread()
         group = f"sink-{uuid.uuid4().hex[:8]}"

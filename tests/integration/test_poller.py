@@ -19,13 +19,13 @@ import pytest
 from confluent_kafka import Consumer
 from prometheus_client import CollectorRegistry
 
-from emulator.server import RunningEmulator, serve_in_thread
 from sfsync.avro import AvroDecoder, SchemaRegistry
-from sinks.runner import GovernorSettings
-from sources.core import to_ms
-from sources.metrics import SourceMetrics
-from sources.poller import Poller, partition_for, read_checkpoint
-from sources.settings import SourceSettings
+from sfsync.emulator.server import RunningEmulator, serve_in_thread
+from sfsync.sinks.main import GovernorSettings
+from sfsync.sources.metrics import SourceMetrics
+from sfsync.sources.poller import Poller, partition_for, read_checkpoint
+from sfsync.sources.rules import to_ms
+from sfsync.sources.settings import SourceSettings
 from tests.integration.helpers import consume_all, salesforce_settings
 from tests.integration.processes import Spawned, pipeline_env, salesforce_env
 
@@ -277,7 +277,7 @@ async def test_poller_killed_mid_stream_restarts_without_loss_or_duplicates(
         **salesforce_env(running),
     )
     changes = Changes(services, registry, prefix)
-    child = Spawned("sfsync.cli", "poller", env=env, log=tmp_path / "poller.log")
+    child = Spawned("sfsync.cli.main", "poller", env=env, log=tmp_path / "poller.log")
     try:
         await changes.until(lambda rs: len(rs) >= 16, timeout_s=90)
         child.kill()
@@ -392,8 +392,8 @@ async def test_two_replicas_share_objects_one_poller_each_and_fail_over(
 
 
 def test_a_zombie_producer_is_fenced_by_its_successor(services, prefix) -> None:
+    from sfsync.sources.poller import FencedError, Transactions
     from sfsync.topics import TopicSpec, ensure_topics
-    from sources.poller import FencedError, Transactions
 
     kafka = {"bootstrap.servers": services.bootstrap}
     topic = prefix + "fencing"

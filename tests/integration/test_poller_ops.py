@@ -16,13 +16,13 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from emulator.server import RunningEmulator
 from sfsync.avro import SchemaRegistry
+from sfsync.emulator.server import RunningEmulator
 from sfsync.mapping import MappingError
-from sinks.errorlog import Category, ErrorLogEntry, tail
-from sinks.runner import GovernorSettings
-from sources.metrics import SourceMetrics
-from sources.poller import COMPONENT, Poller
+from sfsync.ops.errorlog import Category, ErrorLogEntry, tail
+from sfsync.sinks.main import GovernorSettings
+from sfsync.sources.metrics import SourceMetrics
+from sfsync.sources.poller import COMPONENT, Poller
 from tests.integration.helpers import salesforce_settings
 from tests.integration.processes import pipeline_env, salesforce_env
 from tests.integration.test_poller import MAPPING, Changes, admin, source_settings
@@ -86,7 +86,7 @@ async def test_the_poller_refuses_fields_the_org_lacks_before_polling(
     # The command exits at once, listing every problem (a supervisor sees one clear failure).
     env = pipeline_env(services, prefix, SFSYNC_SOURCE_MAPPING_FILE=str(path), **salesforce_env(running))
     done = subprocess.run(
-        [sys.executable, "-m", "sfsync.cli", "poller"], env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "sfsync.cli.main", "poller"], env=env, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 2, done.stderr
     for name in ("members.Titel", "members.Account.Nme", "members.Nickname__c", "3 problem(s)"):

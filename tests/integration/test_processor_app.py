@@ -1,6 +1,6 @@
 """The Faust processor end to end: product events on real Kafka -> write plans on sfsync.writes.
 
-The processor runs as its own process (``python -m processors.app``) with a fresh app id, so no
+The processor runs as its own process (``python -m sfsync.processors.outbound.app``) with a fresh app id, so no
 group or changelog of another run is reused; it is stopped with SIGTERM (bounded by a hard timeout).
 """
 
@@ -13,11 +13,11 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from processors.plan import plan
-from producers.fake import CommunitySimulator
 from sfsync.avro import AvroDecoder, SchemaRegistry
 from sfsync.mapping import load_mappings
-from sinks.dlq import H_STAGE, H_TOPIC
+from sfsync.ops.dlq import H_STAGE, H_TOPIC
+from sfsync.processors.outbound.plan import plan
+from sfsync.producers.fake import CommunitySimulator
 from tests.integration.helpers import consume_all, normalize, open_publisher
 from tests.integration.processes import Spawned, processor_env
 from tests.unit.test_plan import decoded
@@ -54,7 +54,7 @@ def test_processor_plans_product_events_onto_sfsync_writes(
     assert len(expected) > len(events)
 
     env = processor_env(services, prefix, f"proc-{uuid.uuid4().hex[:10]}")
-    proc = Spawned("processors.app", "75", env=env, log=tmp_path / "processor.log")
+    proc = Spawned("sfsync.processors.outbound.app", "75", env=env, log=tmp_path / "processor.log")
     try:
         # read_committed: what a transactional (exactly_once) processor wrote shows once committed
         writes = consume_all(

@@ -1,6 +1,8 @@
-"""What the processor settles before it commits offsets (processors.commit): delivered writes, coalesced changelogs.
+"""What the processor settles before it commits offsets
+(sfsync.processors.faust_runtime.commit): delivered writes, coalesced changelogs.
 
-The processor runs as its own process (``python -m processors.app``) on real Kafka, under either guarantee:
+The processor runs as its own process (``python -m sfsync.processors.outbound.app``)
+on real Kafka, under either guarantee:
 
 1. ``sfsync.writes`` refuses every record (its ``max.message.bytes`` set below any write's size):
    no delivery succeeds, so no offset may commit; the processor stops without committing any.
@@ -21,10 +23,10 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
 
-from processors.app import Processor
-from producers.fake import CommunitySimulator
 from sfsync.avro import AvroDecoder, AvroEncoder, SchemaRegistry, load_topic_schema
 from sfsync.mapping import load_mappings
+from sfsync.processors.outbound.app import Processor
+from sfsync.producers.fake import CommunitySimulator
 from tests.integration.helpers import Offsets, consume_all, publish_all, wait_until
 from tests.integration.processes import Spawned, processor_env
 
@@ -114,7 +116,7 @@ async def test_no_offset_commits_before_its_writes_are_delivered_and_the_clock_c
     try:
         # 1. Kafka refuses every write: nothing commits, the processor stops
         _set_max_message_bytes(services.bootstrap, writes_topic, 64)
-        proc = Spawned("processors.app", "60", env=env, log=log)
+        proc = Spawned("sfsync.processors.outbound.app", "60", env=env, log=log)
         try:
             await wait_until(lambda: "not committing" in log.read_text(errors="replace"), 60, "a refused commit")
             await wait_until(lambda: not proc.running, 60, "the processor to stop")
@@ -126,7 +128,9 @@ async def test_no_offset_commits_before_its_writes_are_delivered_and_the_clock_c
         # 2. writes accepted again: the restart plans every event again, every write arrives
         _set_max_message_bytes(services.bootstrap, writes_topic, 1_048_588)
         # commits 5 s apart: planning the events spans at most two, each sending a changed key once
-        proc = Spawned("processors.app", "90", env={**env, "SFSYNC_PROCESSOR_COMMIT_INTERVAL_S": "5"}, log=log)
+        proc = Spawned(
+            "sfsync.processors.outbound.app", "90", env={**env, "SFSYNC_PROCESSOR_COMMIT_INTERVAL_S": "5"}, log=log
+        )
         try:
             await wait_until(lambda: offsets.caught_up(source) or not proc.running, 90, "every event planned")
             assert proc.running, log.read_text(errors="replace")[-3000:]

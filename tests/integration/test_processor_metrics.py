@@ -1,4 +1,4 @@
-"""The processor's /metrics on real Kafka: a running ``python -m processors.app`` scraped over HTTP,
+"""The processor's /metrics on real Kafka: a running ``python -m sfsync.processors.outbound.app`` scraped over HTTP,
 and the lag probe against a consumer group's real committed offsets."""
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import httpx
 from confluent_kafka import Consumer, Producer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
-from processors.metrics import LagProbe
-from processors.plan import plan
-from producers.fake import CommunitySimulator
 from sfsync.mapping import load_mappings
+from sfsync.processors.outbound.metrics import LagProbe
+from sfsync.processors.outbound.plan import plan
+from sfsync.producers.fake import CommunitySimulator
 from sfsync.topics import PRODUCT_TOPICS, RESULTS, SALESFORCE_EDITS, TopicSpec, ensure_topics
 from tests.integration.helpers import publish_all
 from tests.integration.processes import Spawned, processor_env
@@ -81,7 +81,7 @@ def test_the_processor_serves_events_writes_and_consumer_lag_per_partition(
     }
     url = f"http://127.0.0.1:{port}/metrics"
     samples: Samples = {}
-    proc = Spawned("processors.app", "120", env=env, log=tmp_path / "processor.log")
+    proc = Spawned("sfsync.processors.outbound.app", "120", env=env, log=tmp_path / "processor.log")
     try:
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline and proc.running:

@@ -118,7 +118,7 @@ def test_the_schemas_commands_cover_the_inbound_contract(services, registry, pre
     breaking change to what the product reads back from Salesforce is caught like one to its events."""
     from typer.testing import CliRunner
 
-    from sfsync.cli import app
+    from sfsync.cli.main import app
 
     monkeypatch.setenv("SFSYNC_TOPIC_PREFIX", prefix)
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", services.bootstrap)

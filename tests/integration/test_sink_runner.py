@@ -13,14 +13,14 @@ from confluent_kafka import Producer
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
-from emulator.server import RunningEmulator, free_port
-from salesforce import SalesforceClient, SalesforceSettings, StaticTokenAuth
 from sfsync.avro import AvroDecoder, AvroEncoder, SchemaRegistry, load_topic_schema
-from sinks.dlq import DeadLetterQueue
-from sinks.errorlog import Category, tail
-from sinks.metrics import SinkMetrics
-from sinks.runner import GovernorSettings, SinkRunner, build_runner
-from sinks.settings import SinkSettings
+from sfsync.emulator.server import RunningEmulator, free_port
+from sfsync.ops.dlq import DeadLetterQueue
+from sfsync.ops.errorlog import Category, tail
+from sfsync.salesforce import SalesforceClient, SalesforceSettings, StaticTokenAuth
+from sfsync.sinks.main import GovernorSettings, SinkRunner, build_runner
+from sfsync.sinks.metrics import SinkMetrics
+from sfsync.sinks.settings import SinkSettings
 from tests.integration.helpers import consume_all, make_topics, salesforce_settings, wait_until
 from tests.integration.test_sink_worker import committed
 from tests.unit.test_sink_core import campaign, fv, member, registration, write
@@ -196,7 +196,7 @@ async def test_a_refused_login_logs_a_connection_entry_pauses_and_commits_nothin
 
 def test_governor_settings_report_every_problem_at_once() -> None:
     from sfsync.errors import ConfigError
-    from sinks.runner import load_governor_settings
+    from sfsync.sinks.main import load_governor_settings
 
     with pytest.raises(ConfigError) as caught:
         load_governor_settings(reserve_ratio=1.5, slow_from_ratio=-1, pause_s=0)

@@ -8,12 +8,12 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from emulator.server import build
 from sfsync.avro import AvroDecoder, AvroEncoder, SchemaRegistry, load_topic_schema
+from sfsync.emulator.server import build
 from sfsync.errors import SfsyncError
-from sinks.core import IncomingWrite
-from sinks.settings import SinkSettings
-from sinks.worker import SinkWorker
+from sfsync.sinks.loop import SinkWorker
+from sfsync.sinks.settings import SinkSettings
+from sfsync.sinks.writer import IncomingWrite
 from tests.integration.helpers import consume_all, make_topics
 from tests.unit.test_sink_core import Recorder, campaign, make_sink, member, registration, write
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from sfsync.devtools.stack import Stack, pid_alive, port_in_use
 from sfsync.errors import StackError
 from sfsync.settings import StackSettings
-from sfsync.stack import Stack, pid_alive, port_in_use
 
 BASE = 29100  # far from the default ports, so the shared stack keeps running beside this one
 
@@ -77,7 +77,7 @@ def test_a_taken_port_is_reported_with_its_holder(private_stack: Stack) -> None:
 
 
 def java_exactly(major: int) -> Path:
-    from sfsync.stack import java_major
+    from sfsync.devtools.stack import java_major
 
     for home in sorted(Path("/usr/lib/jvm").iterdir()):
         if (home / "bin" / "java").exists() and java_major(home) == major:
@@ -89,14 +89,14 @@ class Java17Machine(Stack):
     """A stack on a machine whose newest Java is 17 (the registry must fall back)."""
 
     def registry_choice(self) -> tuple[str, Path]:
-        from sfsync.stack import APICURIO_JAVA17_VERSION
+        from sfsync.devtools.stack import APICURIO_JAVA17_VERSION
 
         return APICURIO_JAVA17_VERSION, java_exactly(17)
 
 
 def test_without_java_21_the_registry_falls_back_and_still_serves(tmp_path: Path) -> None:
-    from producers import events as ev
     from sfsync.avro import AvroDecoder, AvroEncoder, SchemaRegistry, load_topic_schema
+    from sfsync.producers import events as ev
 
     base = BASE + 10
     stack = Java17Machine(

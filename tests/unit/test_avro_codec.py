@@ -7,9 +7,9 @@ import struct
 
 import pytest
 
-from producers import events as ev
 from sfsync.avro import AvroDecoder, AvroEncoder, load_topic_schema
 from sfsync.errors import RecordValidationError, SkippableRecordError
+from sfsync.producers import events as ev
 
 
 class FakeRegistry:

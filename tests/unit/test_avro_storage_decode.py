@@ -12,9 +12,9 @@ from typing import Any
 import fastavro
 import pytest
 
-from producers.fake import CommunitySimulator
 from sfsync.avro import AvroDecoder, AvroEncoder, load_topic_schema, storage_schema
 from sfsync.errors import SkippableRecordError
+from sfsync.producers.fake import CommunitySimulator
 from sfsync.topics import PRODUCT_TOPICS
 
 T0 = dt.datetime(2026, 3, 1, 9, 30, 0, 123000, tzinfo=dt.UTC)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from sfsync.cli_mappings import emulator_describes
+from sfsync.cli.mappings import emulator_describes
 from sfsync.mapping import (
     DEFAULT_MAPPING_FILE,
     Mapping,

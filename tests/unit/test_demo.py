@@ -14,13 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from emulator.errors import ApiError
-from emulator.store import OrgStore
-from producers import events as ev
-from producers.fake import CommunitySimulator
 from sfsync.avro import AvroDecoder, SchemaRegistry
-from sfsync.demo import Child, stop_children
-from sfsync.demo_report import (
+from sfsync.devtools.demo import Child, stop_children
+from sfsync.devtools.demo_report import (
     DemoReport,
     ParkedView,
     contact_edits_back,
@@ -32,7 +28,7 @@ from sfsync.demo_report import (
     percentile,
     render_report,
 )
-from sfsync.demo_scenario import (
+from sfsync.devtools.demo_scenario import (
     CONTACT_BAD,
     RepEdit,
     bad_positions,
@@ -40,7 +36,11 @@ from sfsync.demo_scenario import (
     parse_pace,
     rep_edit_schedule,
 )
+from sfsync.emulator.errors import ApiError
+from sfsync.emulator.store import OrgStore
 from sfsync.errors import SkippableRecordError
+from sfsync.producers import events as ev
+from sfsync.producers.fake import CommunitySimulator
 
 NOW = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from salesforce.errors import classify
-from sinks.core import IncomingWrite
-from sinks.dlq import (
+from sfsync.ops.dlq import (
     H_CODE,
     H_SOURCE_OFFSET,
     H_SOURCE_PARTITION,
@@ -21,7 +19,9 @@ from sinks.dlq import (
     plan_replay,
     replay_headers,
 )
-from sinks.worker import dlq_parker
+from sfsync.salesforce.errors import classify
+from sfsync.sinks.loop import dlq_parker
+from sfsync.sinks.writer import IncomingWrite
 
 MEMBERS = "product.members"
 WRITES = "sfsync.writes"

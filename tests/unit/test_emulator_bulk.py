@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from emulator.bulk import BulkService, BulkStore, QueryPage, format_row_error
-from emulator.errors import ApiError
-from emulator.model import FieldDef, ObjectDef, Row, Schema
+from sfsync.emulator.bulk import BulkService, BulkStore, QueryPage, format_row_error
+from sfsync.emulator.errors import ApiError
+from sfsync.emulator.model import FieldDef, ObjectDef, Row, Schema
 
 FIXTURES = Path("/work/shared/fixtures/salesforce")
 USER_ID = "005000000000001AAA"

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from emulator import org, standard
-from emulator.describe import describe_global, describe_sobject
-from emulator.model import Schema
+from sfsync.emulator import org, standard
+from sfsync.emulator.describe import describe_global, describe_sobject
+from sfsync.emulator.model import Schema
 
 FIXTURES = Path("/work/shared/fixtures/salesforce")
 

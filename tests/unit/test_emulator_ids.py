@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from emulator import ids
+from sfsync.emulator import ids
 
 # Published pairs (see research/salesforce-api.md, IDs section) and ids recorded from real orgs.
 KNOWN = [

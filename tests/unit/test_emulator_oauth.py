@@ -27,8 +27,8 @@ from cryptography.x509.oid import NameOID
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from emulator.errors import ApiError
-from emulator.oauth import (
+from sfsync.emulator.errors import ApiError
+from sfsync.emulator.oauth import (
     GRANT_JWT_BEARER,
     AuthServer,
     ConnectedApp,

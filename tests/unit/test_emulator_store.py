@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from emulator import ids, org
-from emulator.errors import ApiError
-from emulator.store import DuplicatesDetected, MultipleMatches, OrgStore
+from sfsync.emulator import ids, org
+from sfsync.emulator.errors import ApiError
+from sfsync.emulator.store import DuplicatesDetected, MultipleMatches, OrgStore
 
 T0 = dt.datetime(2026, 11, 25, 10, 0, 0, tzinfo=dt.UTC)
 
@@ -588,8 +588,8 @@ def _record_type_ids(store: OrgStore) -> dict[str, str]:
 
 
 def test_record_types_are_queryable_rows_with_describe_entries_and_a_record_type_id_field(clock: Clock) -> None:
-    from emulator.describe import describe_sobject
-    from emulator.soql import run_query
+    from sfsync.emulator.describe import describe_sobject
+    from sfsync.emulator.soql import run_query
 
     store = _record_type_store(clock)
     result = run_query(

@@ -9,11 +9,9 @@ import json
 import fastavro
 import pytest
 
-from salesforce.errors import classify
-from schemas import SCHEMA_DIR
 from sfsync.avro import load_topic_schema
 from sfsync.errors import DeliveryError, RecordValidationError, ServiceUnavailableError, SkippableRecordError
-from sinks.dlq import (
+from sfsync.ops.dlq import (
     H_EXC_MESSAGE,
     H_PARKED_AT,
     ErrorContext,
@@ -21,7 +19,7 @@ from sinks.dlq import (
     encode_offsets,
     short_stacktrace,
 )
-from sinks.errorlog import (
+from sfsync.ops.errorlog import (
     AUTH_FAILED,
     LOOKUP_POLICY_SKIP,
     SOURCE_OF_TRUTH_CONFLICT,
@@ -34,6 +32,8 @@ from sinks.errorlog import (
     rate_limit_pause,
     source_of_truth_conflict,
 )
+from sfsync.salesforce.errors import classify
+from sfsync.schemas import SCHEMA_DIR
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, 0, 123000, tzinfo=dt.UTC)
 

@@ -9,12 +9,12 @@ import uuid
 import fastavro
 import pytest
 
-import producers
-from producers import events as ev
-from producers.fake import CommunitySimulator
+from sfsync import producers
 from sfsync.avro import load_topic_schema
-from sfsync.codegen import generate
+from sfsync.devtools.codegen import generate
 from sfsync.errors import RecordValidationError
+from sfsync.producers import events as ev
+from sfsync.producers.fake import CommunitySimulator
 from sfsync.topics import PRODUCT_TOPICS
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from producers import events as ev
-from producers.fake import CommunitySimulator
+from sfsync.producers import events as ev
+from sfsync.producers.fake import CommunitySimulator
 
 
 def test_every_event_type_occurs_and_the_stream_is_reproducible() -> None:

@@ -7,11 +7,11 @@ import datetime as dt
 
 import pytest
 
-from salesforce.errors import classify
-from salesforce.limits import ApiBudget, BudgetTracker
 from sfsync.errors import ConfigError
-from sinks.errorlog import RATE_LIMIT_PAUSE, Category, ErrorLogEntry
-from sinks.governor import Action, Governor, Policy, decide
+from sfsync.ops.errorlog import RATE_LIMIT_PAUSE, Category, ErrorLogEntry
+from sfsync.salesforce.errors import classify
+from sfsync.salesforce.governor import Action, Governor, Policy, decide
+from sfsync.salesforce.limits import ApiBudget, BudgetTracker
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 

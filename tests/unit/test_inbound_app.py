@@ -11,12 +11,12 @@ from typing import Any
 import fastavro
 import pytest
 
-from processors.inbound_app import EchoHold, InboundProcessor, ResultsProgress
-from processors.inbound_settings import load_inbound_settings
 from sfsync.avro import load_topic_schema
 from sfsync.errors import SkippableRecordError
 from sfsync.mapping import load_mappings
-from sinks.dlq import OriginalRecord, Stage
+from sfsync.ops.dlq import OriginalRecord, Stage
+from sfsync.processors.inbound.app import EchoHold, InboundProcessor, ResultsProgress
+from sfsync.processors.inbound.settings import load_inbound_settings
 
 T0 = dt.datetime(2026, 3, 1, 9, 30, tzinfo=dt.UTC)
 WRITTEN = {"FirstName": "Ada", "Title": "Engineer", "Member_Id__c": "u-1"}
@@ -146,7 +146,7 @@ def test_settings_have_their_own_prefix_and_app_id(monkeypatch: Any) -> None:
 def test_metrics_count_echoes_conflicts_outputs_and_latency() -> None:
     from prometheus_client import CollectorRegistry
 
-    from processors.inbound_metrics import InboundMetrics
+    from sfsync.processors.inbound.metrics import InboundMetrics
 
     registry = CollectorRegistry()
     decoder = Decoder()

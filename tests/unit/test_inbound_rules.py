@@ -1,4 +1,4 @@
-"""The inbound rules (processors/inbound.py), without Kafka: echo suppression, conflicts in both
+"""The inbound rules (processors/inbound/rules.py), without Kafka: echo suppression, conflicts in both
 orders, direction, identity and links, delete policy, unlinked records, the inbound filter."""
 
 from __future__ import annotations
@@ -9,8 +9,16 @@ from typing import Any
 
 import pytest
 
-from processors.inbound import apply_result, decide, echo_writer, hold_until, hold_wait_ms, same_user, same_value
 from sfsync.mapping import MappingEvaluationError, MappingFile, parse_mappings
+from sfsync.processors.inbound.rules import (
+    apply_result,
+    decide,
+    echo_writer,
+    hold_until,
+    hold_wait_ms,
+    same_user,
+    same_value,
+)
 
 T0 = dt.datetime(2026, 3, 1, 9, 30, tzinfo=dt.UTC)
 SF_ID = "003000000000001AAA"

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from sfsync.cli_mappings import emulator_describes, mappings_app
+from sfsync.cli.mappings import emulator_describes, mappings_app
 from sfsync.errors import ConfigError, SkippableRecordError
 from sfsync.mapping import (
     MappingError,

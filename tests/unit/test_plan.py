@@ -1,4 +1,4 @@
-"""processors.plan over the shipped default mapping and the fake community's events (no services)."""
+"""sfsync.processors.outbound.plan over the shipped default mapping and the fake community's events (no services)."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ import fastavro
 import pytest
 from fastavro.validation import validate
 
-from processors.plan import DELETED, Identity, drop_stale, learn_salesforce_edit, plan
-from producers import events as ev
-from producers.fake import CommunitySimulator
 from sfsync.avro import load_topic_schema
 from sfsync.mapping import MappingEvaluationError, MappingFile, load_mappings, parse_mappings
+from sfsync.processors.outbound.plan import DELETED, Identity, drop_stale, learn_salesforce_edit, plan
+from sfsync.producers import events as ev
+from sfsync.producers.fake import CommunitySimulator
 
 
 class Src(NamedTuple):

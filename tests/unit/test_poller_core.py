@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from sfsync.mapping import MappingEvaluationError, load_mappings, parse_mappings
-from sources import core
-from sources.core import Checkpoint, Limits, ObjectPlan
+from sfsync.sources import rules as core
+from sfsync.sources.rules import Checkpoint, Limits, ObjectPlan
 
 MAPPINGS = textwrap.dedent(
     """

@@ -13,13 +13,13 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
-from salesforce import BudgetTracker, SalesforceClient, SalesforceSettings
 from sfsync.errors import ConfigError
-from sinks.governor import Governor
-from sources import core
-from sources.metrics import SourceMetrics
-from sources.poller import ObjectPoller, partition_for
-from sources.settings import SourceSettings, load_source_settings
+from sfsync.salesforce import BudgetTracker, SalesforceClient, SalesforceSettings
+from sfsync.salesforce.governor import Governor
+from sfsync.sources import rules as core
+from sfsync.sources.metrics import SourceMetrics
+from sfsync.sources.poller import ObjectPoller, partition_for
+from sfsync.sources.settings import SourceSettings, load_source_settings
 from tests.unit.test_poller_core import ms, rid, row
 
 INSTANCE = "https://org.example.test"

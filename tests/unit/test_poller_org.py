@@ -10,10 +10,10 @@ from typing import Any
 import httpx
 import pytest
 
-from salesforce import SalesforceClient, SalesforceSettings
 from sfsync.mapping import MappingError, parse_mappings
-from sources import core
-from sources.poller import check_org
+from sfsync.salesforce import SalesforceClient, SalesforceSettings
+from sfsync.sources import rules as core
+from sfsync.sources.poller import check_org
 
 INSTANCE = "https://org.example.test"
 
@@ -198,7 +198,7 @@ async def test_check_org_refuses_a_mapping_the_org_cannot_answer_before_any_quer
 
 @pytest.mark.parametrize("member_object", ["Contact", "Lead"])
 def test_the_default_mapping_fits_the_emulated_org(member_object: str) -> None:
-    from sfsync.cli_mappings import emulator_describes
+    from sfsync.cli.mappings import emulator_describes
     from sfsync.mapping import load_mappings
 
     file = load_mappings(None, variables={"member_object": member_object})
@@ -228,8 +228,8 @@ def test_mappings_validate_follows_relationship_paths_read_back(
     back is fine, ``Account.Nme`` is not (it used to report both as unknown Contact fields)."""
     from typer.testing import CliRunner
 
-    from emulator.server import serve_in_thread
-    from sfsync.cli_mappings import mappings_app
+    from sfsync.cli.mappings import mappings_app
+    from sfsync.emulator.server import serve_in_thread
 
     path = tmp_path / "rel.yaml"
     path.write_text(RELATIONSHIPS)

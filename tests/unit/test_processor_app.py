@@ -7,13 +7,13 @@ from typing import Any
 
 import pytest
 
-from processors.app import Processor, TableIdentity, identity_of_result, per_event_mappings
-from processors.settings import ProcessorSettings, parse_variables
-from producers.fake import CommunitySimulator
 from sfsync.avro import AvroDecoder, AvroEncoder, load_topic_schema
 from sfsync.errors import ConfigError, ServiceUnavailableError
 from sfsync.mapping import MatchKey, load_mappings, parse_mappings
-from sinks.dlq import Stage
+from sfsync.ops.dlq import Stage
+from sfsync.processors.outbound.app import Processor, TableIdentity, identity_of_result, per_event_mappings
+from sfsync.processors.outbound.settings import ProcessorSettings, parse_variables
+from sfsync.producers.fake import CommunitySimulator
 from tests.unit.test_avro_codec import FakeRegistry
 from tests.unit.test_plan import BROKEN
 
@@ -180,7 +180,7 @@ def test_settings_defaults_and_mapping_variables() -> None:
 
 
 def test_invalid_settings_are_reported_together(monkeypatch: pytest.MonkeyPatch) -> None:
-    from processors.settings import load_processor_settings
+    from sfsync.processors.outbound.settings import load_processor_settings
 
     monkeypatch.setenv("SFSYNC_PROCESSOR_MAPPING_VARIABLES", "novalue")
     monkeypatch.setenv("SFSYNC_PROCESSOR_PROCESSING_GUARANTEE", "maybe")

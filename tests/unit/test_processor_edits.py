@@ -1,13 +1,13 @@
-"""processors/edits.py: a SalesforceEdit on the outbound record clock (no Kafka)."""
+"""processors/outbound/edits.py: a SalesforceEdit on the outbound record clock (no Kafka)."""
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import Any
 
-from processors.edits import learn_edit
-from processors.plan import drop_stale
 from sfsync.errors import SkippableRecordError
+from sfsync.processors.outbound.edits import learn_edit
+from sfsync.processors.outbound.plan import drop_stale
 
 T0 = dt.datetime(2026, 3, 1, 9, 30, tzinfo=dt.UTC)
 KEY = "Contact:Email:ada@example.com"

@@ -10,11 +10,11 @@ from collections import Counter
 import pytest
 from prometheus_client import CollectorRegistry
 
-from processors.metrics import LagProbe, ProcessorMetrics, lag_of
-from processors.settings import ProcessorSettings
 from sfsync.errors import ConfigError, FatalError
+from sfsync.ops.dlq import Stage
+from sfsync.processors.outbound.metrics import LagProbe, ProcessorMetrics, lag_of
+from sfsync.processors.outbound.settings import ProcessorSettings
 from sfsync.settings import load
-from sinks.dlq import Stage
 from tests.unit.test_processor_app import Rig, user_created
 
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from processors.writes import WritesProducer
 from sfsync.errors import DeliveryError, RetriableError
+from sfsync.processors.outbound.writes import WritesProducer
 
 
 class FakeError:

@@ -16,7 +16,7 @@ from joserfc import jwt
 from joserfc.jwk import RSAKey
 from pydantic import SecretStr
 
-from salesforce.auth import (
+from sfsync.salesforce.auth import (
     AuthorizationCodeAuth,
     ClientCredentialsAuth,
     JwtBearerAuth,
@@ -32,8 +32,8 @@ from salesforce.auth import (
     provider_from_settings,
     token_signature,
 )
-from salesforce.errors import AuthenticationError, SalesforceRetriableError
-from salesforce.settings import SalesforceSettings
+from sfsync.salesforce.errors import AuthenticationError, SalesforceRetriableError
+from sfsync.salesforce.settings import SalesforceSettings
 
 FIXTURES = Path("/work/shared/fixtures/salesforce")
 TOKEN_URL = "https://login.salesforce.com/services/oauth2/token"

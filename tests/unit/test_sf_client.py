@@ -13,7 +13,9 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from salesforce import (
+from sfsync import salesforce
+from sfsync.errors import ConfigError
+from sfsync.salesforce import (
     BudgetTracker,
     CompositeSubrequest,
     DailyLimitExceeded,
@@ -32,12 +34,11 @@ from salesforce import (
     parse_limit_info,
     select,
 )
-from salesforce.auth import RefreshTokenAuth, token_signature
-from salesforce.client import records_to_csv
-from salesforce.errors import AuthenticationError, RolledBack
-from salesforce.limits import ApiBudget
-from salesforce.settings import SalesforceSettings
-from sfsync.errors import ConfigError
+from sfsync.salesforce.auth import RefreshTokenAuth, token_signature
+from sfsync.salesforce.client import records_to_csv
+from sfsync.salesforce.errors import AuthenticationError, RolledBack
+from sfsync.salesforce.limits import ApiBudget
+from sfsync.salesforce.settings import SalesforceSettings
 
 FIXTURES = Path("/work/shared/fixtures/salesforce")
 INSTANCE = "https://na1.salesforce.com"
@@ -871,7 +872,6 @@ def test_settings_report_every_problem_at_once():
 
 
 def test_public_api_is_curated():
-    import salesforce
 
     assert salesforce.__all__ == sorted(salesforce.__all__)
     assert all(hasattr(salesforce, name) for name in salesforce.__all__)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from salesforce.errors import (
+from sfsync.errors import FatalError, RetriableError, SkippableRecordError
+from sfsync.salesforce.errors import (
     DAILY_LIMIT_RETRY_AFTER_S,
     RULES,
     AuthenticationError,
@@ -29,7 +30,6 @@ from salesforce.errors import (
     redact,
     rule_for,
 )
-from sfsync.errors import FatalError, RetriableError, SkippableRecordError
 
 FIXTURES = Path("/work/shared/fixtures/salesforce")
 

@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 import pytest
 
-from salesforce.soql import (
+from sfsync.salesforce.soql import (
     DateLiteral,
     chunk_in,
     chunk_values,

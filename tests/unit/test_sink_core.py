@@ -11,15 +11,15 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from emulator.app import Emulator
-from emulator.faults import Faults
-from emulator.server import build
-from salesforce import SalesforceClient, StaticTokenAuth
-from salesforce.settings import SalesforceSettings
 from sfsync.avro import load_topic_schema
+from sfsync.emulator.app import Emulator
+from sfsync.emulator.faults import Faults
+from sfsync.emulator.server import build
 from sfsync.errors import FatalError, SfsyncError
-from sinks.core import BatchOutcome, ErrorEntry, IncomingWrite, SalesforceSink, merge_writes
-from sinks.settings import SinkSettings, load_sink_settings
+from sfsync.salesforce import SalesforceClient, StaticTokenAuth
+from sfsync.salesforce.settings import SalesforceSettings
+from sfsync.sinks.settings import SinkSettings, load_sink_settings
+from sfsync.sinks.writer import BatchOutcome, ErrorEntry, IncomingWrite, SalesforceSink, merge_writes
 
 INSTANCE = "https://127.0.0.1"
 T0 = 1_700_000_000_000

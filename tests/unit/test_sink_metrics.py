@@ -8,8 +8,8 @@ import urllib.request
 
 from prometheus_client import CollectorRegistry
 
-from salesforce.limits import ApiBudget
-from sinks.metrics import SinkMetrics, endpoint_of
+from sfsync.salesforce.limits import ApiBudget
+from sfsync.sinks.metrics import SinkMetrics, endpoint_of
 
 T0 = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
 

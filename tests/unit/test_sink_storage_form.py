@@ -8,14 +8,14 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from emulator.server import build
 from sfsync.avro import AvroDecoder, AvroEncoder, load_topic_schema
+from sfsync.emulator.server import build
 from sfsync.errors import RecordValidationError
-from sinks.core import BatchOutcome, IncomingWrite, _millis, merge_writes
-from sinks.metrics import SinkMetrics
-from sinks.runner import GovernorSettings, SinkRunner
-from sinks.settings import SinkSettings
-from sinks.worker import WriteResultEncoder, write_decoder
+from sfsync.sinks.loop import WriteResultEncoder, write_decoder
+from sfsync.sinks.main import GovernorSettings, SinkRunner
+from sfsync.sinks.metrics import SinkMetrics
+from sfsync.sinks.settings import SinkSettings
+from sfsync.sinks.writer import BatchOutcome, IncomingWrite, _millis, merge_writes
 from tests.unit.test_avro_storage_decode import FakeRegistry
 from tests.unit.test_sink_core import TOPIC, Recorder, fv, make_sink, member
 

@@ -6,10 +6,10 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from emulator.server import build
-from sinks.core import IncomingWrite
-from sinks.settings import SinkSettings
-from sinks.worker import SinkWorker
+from sfsync.emulator.server import build
+from sfsync.sinks.loop import SinkWorker
+from sfsync.sinks.settings import SinkSettings
+from sfsync.sinks.writer import IncomingWrite
 from tests.unit.test_sink_core import TOPIC, Recorder, campaign, make_sink, member, registration
 
 

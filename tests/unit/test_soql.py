@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from emulator.errors import ApiError
-from emulator.model import ChildRelationship, FieldDef, ObjectDef, Row, Schema
-from emulator.soql import QueryResult, normalize_id, parse_query, run_query
+from sfsync.emulator.errors import ApiError
+from sfsync.emulator.model import ChildRelationship, FieldDef, ObjectDef, Row, Schema
+from sfsync.emulator.soql import QueryResult, normalize_id, parse_query, run_query
 
 FIXTURES = Path("/work/shared/fixtures/salesforce")
 NOW = dt.datetime(2026, 11, 25, 10, 0, tzinfo=dt.UTC)  # a Wednesday; the week began on Sunday 2026-11-22

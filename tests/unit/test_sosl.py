@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from emulator.errors import ApiError
-from emulator.sosl import run_parameterized_search, run_search
+from sfsync.emulator.errors import ApiError
+from sfsync.emulator.sosl import run_parameterized_search, run_search
 from tests.unit.test_soql import FIXTURES, IDS, NOW, Org, build_org, make_id
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from sfsync.devtools.stack import Stack, find_java, java_major, pid_alive, port_holder, stop_process_group
 from sfsync.errors import StackError
 from sfsync.settings import StackSettings
-from sfsync.stack import Stack, find_java, java_major, pid_alive, port_holder, stop_process_group
 
 SPAWN_CHILD_THEN_SLEEP = (
     "import subprocess, sys, time\n"
@@ -84,7 +84,7 @@ def test_status_of_a_stack_never_started(tmp_path: Path) -> None:
 
 
 def test_cluster_ids_never_look_like_options() -> None:
-    from sfsync.stack import new_cluster_id
+    from sfsync.devtools.stack import new_cluster_id
 
     ids = {new_cluster_id() for _ in range(3000)}  # a leading "-" is 1 in 64 per draw
     assert len(ids) == 3000

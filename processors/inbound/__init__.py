@@ -1,0 +1,1 @@
+"""The inbound processor: ``salesforce.changes`` -> identity, echo and conflict rules -> ``product.*.inbound``."""

@@ -1,0 +1,1 @@
+"""The outbound processor: product events -> mapping rules -> ``sfsync.writes``."""

@@ -1,0 +1,247 @@
+"""The API governor: keeps the sink inside the org's daily Salesforce API allocation (guarantee 7).
+
+Every Salesforce response's ``Sforce-Limit-Info`` feeds a :class:`~sfsync.salesforce.limits.BudgetTracker`;
+before each call the governor reads the newest :class:`~sfsync.salesforce.limits.ApiBudget` and decides:
+
+- **go** while usage is below ``slow_from_ratio`` of the usable budget (the allocation minus the
+  ``reserve_ratio`` kept for the org's other integrations);
+- **slow**: above that, calls are spaced so the calls left would last a whole rolling window;
+- **pause**: once the usable budget is spent (or Salesforce answered ``REQUEST_LIMIT_EXCEEDED``
+  for ``TotalRequests``), no call for ``pause_s``; then one probe call refreshes the budget.
+
+A pause is reported once (``on_pause`` gets a RATE_LIMIT error-log entry when it starts), not per
+call. :func:`decide` is the pure rule; :meth:`Governor.before_call` is the thin async loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from sfsync.errors import ConfigError
+from sfsync.ops.errorlog import ErrorLogEntry, rate_limit_pause
+from sfsync.salesforce.errors import SalesforceError
+from sfsync.salesforce.limits import ApiBudget, BudgetTracker
+
+DAY_S = 86_400.0
+PROBE_TIMEOUT_S = 30.0
+"""While a probe call is out, other callers wait at most this long for its answer."""
+
+
+class Action(StrEnum):
+    GO = "go"
+    SLOW = "slow"
+    PAUSE = "pause"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do before the next call: ``wait_s`` seconds first (0 for go)."""
+
+    action: Action
+    wait_s: float
+    reason: str
+    probe: bool = False
+    """A go after a pause, to learn the current budget (no call means no fresh Sforce-Limit-Info)."""
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The governor's settings (validated; see :class:`Governor`)."""
+
+    reserve_ratio: float = 0.1
+    slow_from_ratio: float = 0.8
+    pause_s: float = 900.0
+    window_s: float = DAY_S
+
+    def problems(self) -> list[str]:
+        found = []
+        if not 0.0 <= self.reserve_ratio < 1.0:
+            found.append(f"reserve_ratio: must be in [0, 1), got {self.reserve_ratio}")
+        if not 0.0 <= self.slow_from_ratio <= 1.0:
+            found.append(f"slow_from_ratio: must be in [0, 1], got {self.slow_from_ratio}")
+        if self.pause_s <= 0:
+            found.append(f"pause_s: must be > 0, got {self.pause_s}")
+        if self.window_s <= 0:
+            found.append(f"window_s: must be > 0, got {self.window_s}")
+        return found
+
+
+def usable(budget: ApiBudget, reserve_ratio: float) -> int:
+    """Calls the sink may use of the allocation, the reserve kept aside."""
+    return int(budget.limit * (1.0 - reserve_ratio))
+
+
+def decide(
+    budget: ApiBudget | None,
+    now: dt.datetime,
+    policy: Policy,
+    *,
+    paused_until: dt.datetime | None = None,
+    next_slot: dt.datetime | None = None,
+) -> Decision:
+    """The decision before one call (pure).
+
+    ``paused_until``: the end of the current pause, if any; ``next_slot``: the earliest time the
+    pacing allows the next call (the previous call's slot plus the interval).
+    """
+    if paused_until is not None and now < paused_until:
+        return Decision(Action.PAUSE, (paused_until - now).total_seconds(), "paused")
+    if budget is None:
+        return Decision(Action.GO, 0.0, "no budget observed yet")
+    allowed = usable(budget, policy.reserve_ratio)
+    left = allowed - budget.used
+    shown = f"{budget.used}/{budget.limit} API calls used, {policy.reserve_ratio:.0%} reserve kept"
+    if paused_until is not None and budget.observed_at < paused_until:
+        return Decision(Action.GO, 0.0, f"probe after a pause ({shown} before it)", probe=True)
+    if left <= 0:
+        return Decision(Action.PAUSE, policy.pause_s, shown)
+    if budget.used >= policy.slow_from_ratio * allowed:
+        interval = policy.window_s / left
+        wait = max(0.0, (next_slot - now).total_seconds()) if next_slot is not None else 0.0
+        return Decision(Action.SLOW, wait, f"{shown}; one call per {interval:.1f}s")
+    return Decision(Action.GO, 0.0, shown)
+
+
+def interval_s(budget: ApiBudget | None, policy: Policy) -> float:
+    """Seconds between calls in the slow zone (0 outside it)."""
+    if budget is None:
+        return 0.0
+    allowed = usable(budget, policy.reserve_ratio)
+    left = allowed - budget.used
+    if left <= 0 or budget.used < policy.slow_from_ratio * allowed:
+        return 0.0
+    return policy.window_s / left
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Governor:
+    """Decides, before each Salesforce call, whether to go, slow down or pause.
+
+    Args:
+        budget: where the newest :class:`ApiBudget` is (the client's tracker).
+        reserve_ratio: share of the daily allocation never used by the sink (default 10 %).
+        slow_from_ratio: share of the usable budget after which calls are spread out.
+        pause_s: how long a pause lasts before a probe call (when Salesforce gives no Retry-After).
+        clock: the current UTC time (injectable for tests); sleep: an awaitable sleep.
+        on_pause: called with a RATE_LIMIT entry each time a pause starts (e.g. ``ErrorLog.record``).
+        max_sleep_s: the longest single sleep, so a long pause still notices cancellation promptly.
+
+    Raises:
+        ConfigError: listing every invalid setting at once.
+    """
+
+    def __init__(
+        self,
+        budget: BudgetTracker,
+        *,
+        reserve_ratio: float = 0.1,
+        slow_from_ratio: float = 0.8,
+        pause_s: float = 900.0,
+        window_s: float = DAY_S,
+        clock: Callable[[], dt.datetime] = _utcnow,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        on_pause: Callable[[ErrorLogEntry], None] | None = None,
+        max_sleep_s: float = 60.0,
+    ) -> None:
+        self.policy = Policy(reserve_ratio, slow_from_ratio, pause_s, window_s)
+        problems = self.policy.problems()
+        if max_sleep_s <= 0:
+            problems.append(f"max_sleep_s: must be > 0, got {max_sleep_s}")
+        if problems:
+            raise ConfigError("governor", problems)
+        self.budget = budget
+        self._clock = clock
+        self._sleep = sleep
+        self._on_pause = on_pause
+        self._max_sleep_s = max_sleep_s
+        self._paused_until: dt.datetime | None = None
+        self._next_slot: dt.datetime | None = None
+        self._pausing = False
+        self._probing_since: dt.datetime | None = None
+        self.pauses = 0
+
+    @property
+    def paused_until(self) -> dt.datetime | None:
+        return self._paused_until
+
+    def decide(self) -> Decision:
+        """The pure decision for now, from the newest budget and this governor's state."""
+        return decide(
+            self.budget.latest,
+            self._clock(),
+            self.policy,
+            paused_until=self._paused_until,
+            next_slot=self._next_slot,
+        )
+
+    def _start_pause(self, until: dt.datetime, message: str, trigger: str) -> None:
+        self._paused_until = until
+        self._probing_since = None
+        if self._pausing:
+            return  # the same pause goes on (a probe found the budget still spent): no new entry
+        self._pausing = True
+        self.pauses += 1
+        if self._on_pause is not None:
+            details = {"trigger": trigger, "reserve_ratio": f"{self.policy.reserve_ratio:g}"}
+            latest = self.budget.latest
+            if latest is not None:
+                details.update(used=str(latest.used), limit=str(latest.limit))
+            self._on_pause(rate_limit_pause(message, until=until, details=details, now=self._clock()))
+
+    async def before_call(self) -> Decision:
+        """Wait until a Salesforce call may go out; returns the decision that let it go."""
+        while True:
+            now = self._clock()
+            decision = self.decide()
+            if decision.action is Action.PAUSE:
+                if self._paused_until is None or now >= self._paused_until:
+                    until = now + dt.timedelta(seconds=decision.wait_s)
+                    self._start_pause(
+                        until, f"pausing Salesforce calls until {until:%H:%M:%S} UTC: {decision.reason}", "reserve"
+                    )
+                await self._sleep(min(decision.wait_s, self._max_sleep_s))
+                continue
+            if decision.probe:
+                latest = self.budget.latest
+                probing = self._probing_since
+                if (
+                    probing is not None
+                    and (now - probing).total_seconds() < PROBE_TIMEOUT_S
+                    and (latest is None or latest.observed_at < probing)
+                ):
+                    await self._sleep(min(1.0, self._max_sleep_s))  # one probe at a time
+                    continue
+                self._probing_since = now
+                return decision
+            self._pausing = False
+            self._paused_until = None
+            self._probing_since = None
+            if decision.action is Action.SLOW:
+                slot = max(now, self._next_slot or now)
+                self._next_slot = slot + dt.timedelta(seconds=interval_s(self.budget.latest, self.policy))
+                wait = (slot - now).total_seconds()
+                if wait > 0:
+                    await self._sleep(wait)
+                return decision
+            self._next_slot = None
+            return decision
+
+    def on_daily_limit(self, error: SalesforceError) -> None:
+        """Salesforce refused a call: the daily allocation is spent (``REQUEST_LIMIT_EXCEEDED``,
+        ``TotalRequests``). Pause for its Retry-After, or ``pause_s``."""
+        retry_after = getattr(error, "retry_after", None)
+        wait = float(retry_after) if isinstance(retry_after, int | float) and retry_after > 0 else self.policy.pause_s
+        until = self._clock() + dt.timedelta(seconds=wait)
+        self._start_pause(
+            until,
+            f"Salesforce refused a call, daily API limit reached ({error.error_code}); "
+            f"pausing Salesforce calls until {until:%H:%M:%S} UTC",
+            "daily_limit",
+        )

@@ -1,0 +1,51 @@
+"""``sfsync sink``: run the Salesforce sink (``sfsync.writes`` -> Salesforce -> ``sfsync.results``).
+
+Settings come from the environment: ``SFSYNC_SINK_*`` (batching, Kafka group, metrics port),
+``SFSYNC_GOVERNOR_*`` (API budget), ``SALESFORCE_*`` (the org and its credentials),
+``KAFKA_BOOTSTRAP_SERVERS`` / ``SCHEMA_REGISTRY_URL`` / ``SFSYNC_TOPIC_PREFIX``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Annotated
+
+import typer
+
+from sfsync.cli.reporting import reported
+
+
+@reported
+def sink(
+    max_batches: Annotated[
+        int | None, typer.Option("--max-batches", min=1, help="Stop after this many batches (tests, demo).")
+    ] = None,
+    idle_exit_s: Annotated[
+        float | None,
+        typer.Option("--idle-exit-s", min=0.1, help="Stop once no write arrived for this many seconds."),
+    ] = None,
+) -> None:
+    """Run the Salesforce sink: sfsync.writes → Salesforce → sfsync.results."""
+    from sfsync.salesforce import load_settings
+    from sfsync.sinks.main import load_governor_settings, run_sink
+    from sfsync.sinks.settings import load_sink_settings
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    sink_settings = load_sink_settings()
+    salesforce_settings = load_settings()
+    governor_settings = load_governor_settings()
+    report = asyncio.run(
+        run_sink(
+            sink_settings,
+            salesforce_settings,
+            governor_settings=governor_settings,
+            max_batches=max_batches,
+            idle_exit_s=idle_exit_s,
+        )
+    )
+    typer.echo(
+        f"batches {report.batches}  written {report.results}  parked {report.parked}  "
+        f"api calls {report.api_calls}  governor pauses {report.governor_pauses}  "
+        f"refused logins {report.auth_failures}"
+    )

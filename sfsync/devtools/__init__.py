@@ -1,0 +1,1 @@
+"""Tools for a developer's machine: the local Kafka + registry stack, schema codegen, the demo."""

@@ -1,0 +1,460 @@
+"""The error log: one Avro ``ErrorLogEntry`` per failure or notable decision, on ``sfsync.errors``.
+
+- :func:`entry_for` (pure) turns an error of sfsync's taxonomy or a classified Salesforce error
+  into an entry: category (CONNECTION / SYNC / RATE_LIMIT), code, level, retryable.
+- :func:`lookup_policy_skip`, :func:`source_of_truth_conflict`, :func:`rate_limit_pause` build the
+  informational and governor entries.
+- :class:`ErrorLog` publishes entries (``record()`` queues, ``flush()`` confirms delivery).
+- :func:`tail` reads them back.
+
+Messages are redacted (tokens, bearer headers, JWTs, URL credentials) before they are kept.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from dataclasses import field as dc_field
+from enum import StrEnum
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+from sfsync.errors import (
+    ConfigError,
+    DeliveryError,
+    FatalError,
+    RecordValidationError,
+    RetriableError,
+    SchemaError,
+    ServiceUnavailableError,
+    SfsyncError,
+    SkippableRecordError,
+)
+from sfsync.kafka.clients import new_producer, read_messages
+from sfsync.salesforce.errors import (
+    AuthenticationError,
+    DailyLimitExceeded,
+    MetadataError,
+    PermissionDenied,
+    RequestLimitExceeded,
+    RolledBack,
+    SalesforceError,
+    SalesforceRecordError,
+    SalesforceRetriableError,
+    SessionExpired,
+    redact,
+)
+from sfsync.topics import ERRORS
+
+if TYPE_CHECKING:
+    from sfsync.avro import SchemaRegistry
+    from sfsync.sinks.metrics import SinkMetrics
+
+RECORD_NAME = "ErrorLogEntry"
+
+# sfsync's own codes (Salesforce's errorCode is used as is otherwise).
+AUTH_FAILED = "AUTH_FAILED"
+RATE_LIMIT_PAUSE = "RATE_LIMIT_PAUSE"
+LOOKUP_POLICY_SKIP = "LOOKUP_POLICY_SKIP"
+SOURCE_OF_TRUTH_CONFLICT = "SOURCE_OF_TRUTH_CONFLICT"
+
+_URL_CREDENTIALS = re.compile(r"(?i)(\b[a-z][a-z0-9+.\-]*://)[^/\s:@]+:[^/\s@]+@")
+
+
+def scrub(text: str) -> str:
+    """``text`` without tokens, bearer headers, JWTs or ``user:password@`` in URLs."""
+    return redact(_URL_CREDENTIALS.sub(r"\1[redacted]@", text))
+
+
+class Level(StrEnum):
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+
+
+class Category(StrEnum):
+    CONNECTION = "CONNECTION"
+    SYNC = "SYNC"
+    RATE_LIMIT = "RATE_LIMIT"
+
+
+@dataclass(frozen=True)
+class SourceRef:
+    """The Kafka record (and product event) an entry is about."""
+
+    topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+    event_id: str | None = None
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _new_id() -> str:
+    return str(uuid.uuid4())
+
+
+@dataclass(frozen=True)
+class ErrorLogEntry:
+    """One record of ``sfsync.errors`` (``schemas/sfsync.ops.ErrorLogEntry.avsc``)."""
+
+    category: Category
+    code: str
+    message: str
+    level: Level = Level.ERROR
+    mapping: str | None = None
+    sobject: str | None = None
+    field: str | None = None
+    record_key: str | None = None
+    salesforce_id: str | None = None
+    source: SourceRef | None = None
+    retryable: bool = False
+    details: Mapping[str, str] = dc_field(default_factory=dict)
+    entry_id: str = dc_field(default_factory=_new_id)
+    occurred_at: dt.datetime = dc_field(default_factory=_now)
+
+    def to_avro(self) -> dict[str, Any]:
+        src = self.source or SourceRef()
+        return {
+            "entry_id": self.entry_id,
+            "occurred_at": self.occurred_at,
+            "level": str(self.level),
+            "category": str(self.category),
+            "code": self.code,
+            "message": self.message,
+            "mapping": self.mapping,
+            "sobject": self.sobject,
+            "field": self.field,
+            "record_key": self.record_key,
+            "salesforce_id": self.salesforce_id,
+            "source_topic": src.topic,
+            "source_partition": src.partition,
+            "source_offset": src.offset,
+            "source_event_id": src.event_id,
+            "retryable": self.retryable,
+            "details": dict(self.details),
+        }
+
+    @classmethod
+    def from_avro(cls, value: Mapping[str, Any]) -> ErrorLogEntry:
+        """The entry a decoded ``ErrorLogEntry`` dict describes."""
+        refs = (value.get("source_topic"), value.get("source_partition"), value.get("source_offset"))
+        event_id = value.get("source_event_id")
+        source = SourceRef(*refs, event_id) if any(r is not None for r in (*refs, event_id)) else None
+        occurred = value["occurred_at"]
+        if isinstance(occurred, int):
+            occurred = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(milliseconds=occurred)
+        return cls(
+            category=Category(value["category"]),
+            code=value["code"],
+            message=value["message"],
+            level=Level(value["level"]),
+            mapping=value.get("mapping"),
+            sobject=value.get("sobject"),
+            field=value.get("field"),
+            record_key=value.get("record_key"),
+            salesforce_id=value.get("salesforce_id"),
+            source=source,
+            retryable=bool(value.get("retryable", False)),
+            details=dict(value.get("details") or {}),
+            entry_id=str(value["entry_id"]),
+            occurred_at=occurred,
+        )
+
+    def one_line(self) -> str:
+        """A log line: time, level, category, code, where, message."""
+        where = [
+            f"{name}={val}"
+            for name, val in (
+                ("mapping", self.mapping),
+                ("sobject", self.sobject),
+                ("field", self.field),
+                ("key", self.record_key),
+                ("id", self.salesforce_id),
+                ("component", self.details.get("component")),
+            )
+            if val
+        ]
+        if self.source and self.source.topic:
+            where.append(f"at={self.source.topic}[{self.source.partition}]@{self.source.offset}")
+        stamp = self.occurred_at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        return f"{stamp} {self.level:<7} {self.category:<10} {self.code} {' '.join(where)} {self.message}".replace(
+            "  ", " "
+        ).rstrip()
+
+
+# ---------------------------------------------------------------------- classification
+def _classify(error: BaseException) -> tuple[Category, str, Level, bool]:
+    """(category, code, level, retryable) for one error; Salesforce classes before the taxonomy."""
+    if isinstance(error, SalesforceError):
+        code = error.error_code
+        if isinstance(error, DailyLimitExceeded):
+            return Category.RATE_LIMIT, code, Level.ERROR, True
+        if isinstance(error, RequestLimitExceeded):
+            return Category.RATE_LIMIT, code, Level.WARNING, True
+        if isinstance(error, SessionExpired):
+            return Category.CONNECTION, code, Level.WARNING, True
+        if isinstance(error, RolledBack):
+            return Category.SYNC, code, Level.WARNING, True
+        if isinstance(error, SalesforceRetriableError):
+            transport = error.status == 0 or error.status >= 500
+            return (Category.CONNECTION if transport else Category.SYNC), code, Level.WARNING, True
+        if isinstance(error, SalesforceRecordError | MetadataError):
+            return Category.SYNC, code, Level.ERROR, False
+        if isinstance(error, AuthenticationError):
+            return Category.CONNECTION, AUTH_FAILED, Level.ERROR, False
+        if isinstance(error, PermissionDenied):
+            return Category.CONNECTION, code, Level.ERROR, False
+        return Category.CONNECTION, code, Level.ERROR, False  # UnexpectedResponse and any other
+    own = getattr(error, "code", None)
+    if isinstance(error, RecordValidationError):
+        return Category.SYNC, own or "RECORD_VALIDATION", Level.ERROR, False
+    if isinstance(error, SkippableRecordError):
+        return Category.SYNC, own or "RECORD_SKIPPED", Level.ERROR, False
+    if isinstance(error, DeliveryError):
+        return Category.CONNECTION, own or "KAFKA_DELIVERY_FAILED", Level.WARNING, True
+    if isinstance(error, RetriableError):
+        return Category.CONNECTION, own or "TRANSIENT", Level.WARNING, True
+    if isinstance(error, ServiceUnavailableError):
+        return Category.CONNECTION, own or "SERVICE_UNAVAILABLE", Level.ERROR, False
+    if isinstance(error, ConfigError):
+        return Category.CONNECTION, own or "CONFIG_INVALID", Level.ERROR, False
+    if isinstance(error, SchemaError):
+        return Category.SYNC, own or "SCHEMA_ERROR", Level.ERROR, False
+    if isinstance(error, FatalError):
+        return Category.CONNECTION, own or "FATAL", Level.ERROR, False
+    return Category.SYNC, own if isinstance(own, str) else "ERROR", Level.ERROR, False
+
+
+def category_and_code(error: BaseException) -> tuple[Category, str]:
+    """The error-log category and code of ``error`` (what DLQ headers and metrics carry)."""
+    category, code, _, _ = _classify(error)
+    return category, code
+
+
+def entry_for(
+    error: SfsyncError,
+    *,
+    mapping: str | None = None,
+    sobject: str | None = None,
+    field: str | None = None,
+    key: str | None = None,
+    refs: SourceRef | None = None,
+    salesforce_id: str | None = None,
+    now: dt.datetime | None = None,
+) -> ErrorLogEntry:
+    """The error-log entry for ``error`` (pure).
+
+    Salesforce errors keep Salesforce's ``errorCode`` as the code (an OAuth refusal becomes
+    ``AUTH_FAILED``, with Salesforce's code under ``details["salesforce_code"]``); the field
+    defaults to the first one Salesforce named. sfsync errors use their ``code`` attribute when
+    they have one, else a code for their kind (``RECORD_VALIDATION``, ``SERVICE_UNAVAILABLE``...).
+    """
+    category, code, level, retryable = _classify(error)
+    details: dict[str, str] = {"error_class": type(error).__name__}
+    if isinstance(error, SalesforceError):
+        message = error.message or str(error)
+        details["http_status"] = str(error.status)
+        if code != error.error_code:
+            details["salesforce_code"] = error.error_code
+        if field is None and error.fields:
+            field = error.fields[0]
+        if len(error.fields) > 1:
+            details["fields"] = ",".join(error.fields)
+    else:
+        message = str(error)
+        if field is None and isinstance(error, RecordValidationError):
+            field = error.field
+    retry_after = getattr(error, "retry_after", None)
+    if isinstance(retry_after, int | float):
+        details["retry_after_s"] = f"{retry_after:g}"
+    return ErrorLogEntry(
+        category=category,
+        code=code,
+        message=scrub(message)[:2000],
+        level=level,
+        mapping=mapping,
+        sobject=sobject,
+        field=field,
+        record_key=key,
+        salesforce_id=salesforce_id,
+        source=refs,
+        retryable=retryable,
+        details=details,
+        occurred_at=now or _now(),
+    )
+
+
+def lookup_policy_skip(
+    message: str,
+    *,
+    mapping: str,
+    sobject: str | None = None,
+    field: str | None = None,
+    key: str | None = None,
+    refs: SourceRef | None = None,
+    now: dt.datetime | None = None,
+) -> ErrorLogEntry:
+    """INFO: a write was skipped on purpose by a mapping's lookup policy (e.g. parent not found)."""
+    return ErrorLogEntry(
+        Category.SYNC,
+        LOOKUP_POLICY_SKIP,
+        scrub(message),
+        Level.INFO,
+        mapping=mapping,
+        sobject=sobject,
+        field=field,
+        record_key=key,
+        source=refs,
+        occurred_at=now or _now(),
+    )
+
+
+def source_of_truth_conflict(
+    message: str,
+    *,
+    mapping: str,
+    sobject: str | None = None,
+    field: str | None = None,
+    key: str | None = None,
+    salesforce_id: str | None = None,
+    refs: SourceRef | None = None,
+    now: dt.datetime | None = None,
+) -> ErrorLogEntry:
+    """INFO: a value was not written because the other side owns the field (conflict policy)."""
+    return ErrorLogEntry(
+        Category.SYNC,
+        SOURCE_OF_TRUTH_CONFLICT,
+        scrub(message),
+        Level.INFO,
+        mapping=mapping,
+        sobject=sobject,
+        field=field,
+        record_key=key,
+        salesforce_id=salesforce_id,
+        source=refs,
+        occurred_at=now or _now(),
+    )
+
+
+def rate_limit_pause(
+    message: str, *, until: dt.datetime, details: Mapping[str, str] | None = None, now: dt.datetime | None = None
+) -> ErrorLogEntry:
+    """WARNING: the governor paused Salesforce calls until ``until`` to keep the API reserve."""
+    return ErrorLogEntry(
+        Category.RATE_LIMIT,
+        RATE_LIMIT_PAUSE,
+        message,
+        Level.WARNING,
+        retryable=True,
+        details={"paused_until": until.astimezone(dt.UTC).isoformat(timespec="seconds"), **(details or {})},
+        occurred_at=now or _now(),
+    )
+
+
+# ---------------------------------------------------------------------- publishing
+class ErrorLog:
+    """Publishes :class:`ErrorLogEntry` records to ``<prefix>sfsync.errors``.
+
+    ``record()`` queues (and counts the entry in ``sfsync_errors_total`` when metrics are given);
+    ``flush()`` waits for Kafka's acknowledgement and raises
+    :class:`~sfsync.errors.DeliveryError` for entries that were not stored.
+    """
+
+    def __init__(
+        self,
+        kafka_config: Mapping[str, Any],
+        registry: SchemaRegistry,
+        *,
+        prefix: str = "",
+        register: bool = True,
+        metrics: SinkMetrics | None = None,
+        delivery_timeout_s: float = 30.0,
+    ) -> None:
+        from sfsync.avro import AvroEncoder, load_topic_schema
+
+        self.topic = ERRORS.name(prefix)
+        self._metrics = metrics
+        self._timeout_s = delivery_timeout_s
+        self._failures: list[tuple[str, str | None, str]] = []
+        self._encoder = AvroEncoder(registry, self.topic, load_topic_schema(ERRORS.base), register=register)
+        self._producer = new_producer(kafka_config, "sfsync-errorlog", delivery_timeout_s)
+
+    def _on_delivery(self, err: Any, msg: Any) -> None:
+        if err is not None:
+            self._failures.append((self.topic, None, str(err.str())))
+
+    def record(self, entry: ErrorLogEntry) -> None:
+        """Queue ``entry``; raises RecordValidationError if it does not fit the schema."""
+        from confluent_kafka import KafkaException
+
+        data = self._encoder.encode(RECORD_NAME, entry.to_avro())
+        while True:
+            try:
+                self._producer.produce(self.topic, data, on_delivery=self._on_delivery)
+                break
+            except BufferError:
+                self._producer.poll(0.1)
+            except KafkaException as exc:  # unknown topic, message too large...
+                raise DeliveryError([(self.topic, None, str(exc))]) from exc
+        self._producer.poll(0)
+        if self._metrics is not None:
+            self._metrics.error(entry.category, entry.code)
+
+    def flush(self, timeout_s: float | None = None) -> None:
+        """Wait until every queued entry is stored; DeliveryError otherwise."""
+        timeout = self._timeout_s + 5 if timeout_s is None else timeout_s
+        remaining = self._producer.flush(timeout)
+        failures, self._failures = self._failures, []
+        if remaining:
+            failures.append((self.topic, None, f"{remaining} entr(y/ies) unacknowledged after {timeout:.0f}s"))
+        if failures:
+            raise DeliveryError(failures)
+
+    def close(self) -> None:
+        self.flush()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self._producer.flush(5)
+
+
+# ---------------------------------------------------------------------- reading
+def tail(
+    kafka_config: Mapping[str, Any],
+    registry: SchemaRegistry,
+    *,
+    prefix: str = "",
+    last: int | None = 20,
+    follow: bool = False,
+    category: Category | str | None = None,
+    poll_s: float = 0.5,
+    stop: Callable[[], bool] = lambda: False,
+) -> Iterator[ErrorLogEntry]:
+    """Entries of ``<prefix>sfsync.errors``, oldest first.
+
+    ``last``: start that many records before the end (``None``: from the beginning). Without
+    ``follow`` the iterator ends at the end of the log as it was when called; with it, it waits
+    for new entries until ``stop()`` returns True. Never joins or commits a consumer group.
+    """
+    from sfsync.avro import AvroDecoder
+
+    wanted = Category(category) if category is not None else None
+    decoder = AvroDecoder(registry)
+    for msg in read_messages(kafka_config, ERRORS.name(prefix), last=last, follow=follow, poll_s=poll_s, stop=stop):
+        _, value = decoder.decode(msg.value())
+        entry = ErrorLogEntry.from_avro(value)
+        if wanted is None or entry.category == wanted:
+            yield entry

@@ -1,0 +1,433 @@
+"""The thin loop around :class:`sfsync.sinks.writer.SalesforceSink`: Kafka in, Salesforce, Kafka out, commit.
+
+Per batch: consume ``sfsync.writes`` (manual commits, ``read_committed``) until ``batch_size`` or
+``batch_max_age_s``; decode (:func:`write_decoder`: timestamps stay epoch milliseconds; undecodable
+records are parked); ``await sink.put``; produce the results (:class:`WriteResultEncoder`) to
+``sfsync.results`` with an idempotent producer and flush; only then commit the offsets the outcome
+says are done. Writes still pending (a missing parent, retries exhausted) are carried
+into the next batch; their offsets stay uncommitted, so a crash replays them.
+
+SIGTERM/SIGINT finish the batch in hand, commit and close. On a rebalance the revoked partitions'
+records (in hand or carried) are dropped without committing: their new owner replays them.
+A fatal error stops the loop without committing; the process exits and is restarted (by then a
+human fixed the mapping, the permissions or the credentials).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+from sfsync.errors import DeliveryError, FatalError, ServiceUnavailableError, SfsyncError, SkippableRecordError
+from sfsync.ops.dlq import SourceEvent
+from sfsync.sinks.settings import SinkSettings
+from sfsync.sinks.writer import BatchOutcome, ErrorEntry, IncomingWrite, OnParked, SalesforceSink, committed_offsets
+
+if TYPE_CHECKING:
+    from sfsync.avro import AvroDecoder, AvroEncoder, SchemaRegistry
+
+__all__ = [
+    "ResultEncoder",
+    "SinkWorker",
+    "SyncParker",
+    "WriteDecoder",
+    "WriteResultEncoder",
+    "dlq_parker",
+    "log_error_entry",
+    "write_decoder",
+]
+
+log = logging.getLogger(__name__)
+
+WRITES = "sfsync.writes"
+RESULTS = "sfsync.results"
+
+
+class WriteDecoder(Protocol):
+    """Decodes one Kafka value (``sfsync.avro.AvroDecoder``)."""
+
+    def decode(self, data: bytes) -> tuple[str, dict[str, Any]]: ...
+
+
+class ResultEncoder(Protocol):
+    """Encodes a WriteResult (``sfsync.avro.AvroEncoder`` for ``sfsync.results``)."""
+
+    def encode(self, record_name: str, value: Any) -> bytes: ...
+
+
+def write_decoder(registry: SchemaRegistry) -> AvroDecoder:
+    """The sink's decoder of ``sfsync.writes``: timestamps stay epoch milliseconds (``updated_at``,
+    ``source.occurred_at``), which is what the sink computes with, instead of datetimes made per value."""
+    from sfsync.avro import AvroDecoder
+
+    return AvroDecoder(registry, logical_types=False)
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MILLISECOND = dt.timedelta(milliseconds=1)
+
+
+def _epoch_millis(value: object) -> int | None:
+    """A timestamp-millis value in Avro's storage form (what fastavro would write), None if not one."""
+    if type(value) is int:
+        return value
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        return (value - _EPOCH) // _MILLISECOND
+    return None
+
+
+class WriteResultEncoder:
+    """Encodes the sink's WriteResults for ``sfsync.results``: the bytes of ``AvroEncoder.encode``, for less.
+
+    ``encode`` checks every value field by field before writing, which is over half its time. The
+    sink builds each WriteResult itself, from a decoded Write and Salesforce's answer: when one has
+    exactly the WriteResult's fields (and its ``source`` exactly SourceRef's) and ``created`` is a
+    bool, its timestamps are put in storage form and it goes to ``encode_checked``, which checks only
+    to explain a value fastavro refused. Anything else goes to ``encode``, as before.
+    """
+
+    def __init__(self, avro: AvroEncoder) -> None:
+        from sfsync.avro import collect_named
+
+        self.avro = avro
+        named: dict[str, Any] = {}
+        collect_named(avro.schema.schema, named)
+        result = named.get("sfsync.pipeline.WriteResult")
+        self._keys: frozenset[str] = frozenset()
+        self._source_keys: frozenset[str] = frozenset()
+        if result is not None:
+            self._keys = frozenset(str(f["name"]) for f in result["fields"])
+            source = next((f["type"] for f in result["fields"] if f["name"] == "source"), None)
+            source = named.get(source, source) if isinstance(source, str) else source
+            if isinstance(source, dict):
+                self._source_keys = frozenset(str(f["name"]) for f in source["fields"])
+
+    def encode(self, record_name: str, value: Any) -> bytes:
+        stored = self._storage_form(value) if record_name == "WriteResult" else None
+        if stored is None:
+            return self.avro.encode(record_name, value)
+        return self.avro.encode_checked(record_name, stored)
+
+    def _storage_form(self, value: Any) -> dict[str, Any] | None:
+        if not isinstance(value, Mapping) or value.keys() != self._keys or type(value["created"]) is not bool:
+            return None
+        source = value["source"]
+        if not isinstance(source, Mapping) or source.keys() != self._source_keys:
+            return None
+        acknowledged = _epoch_millis(value["acknowledged_at"])
+        occurred = _epoch_millis(source["occurred_at"])
+        if acknowledged is None or occurred is None:
+            return None
+        if type(source["occurred_at"]) is not int:
+            source = {**source, "occurred_at": occurred}
+        return {**value, "acknowledged_at": acknowledged, "source": source}
+
+
+class SyncParker(Protocol):
+    """``sfsync.ops.dlq.DeadLetterQueue.park``: blocks until the DLQ acknowledged the record."""
+
+    def __call__(
+        self,
+        original: Any,
+        reason: BaseException,
+        *,
+        stage: str,
+        mapping: str | None = None,
+        field: str | None = None,
+        source: SourceEvent | None = None,
+    ) -> object: ...
+
+
+def dlq_parker(park: SyncParker, *, stage: str = "TASK_PUT") -> OnParked:
+    """Adapt a blocking DLQ ``park`` to the sink's ``on_parked`` (run off the event loop).
+
+    The parked record names the product event its Write was planned from, so ``sfsync dlq replay``
+    can re-publish that event for the processor to plan again.
+    """
+
+    async def on_parked(write: IncomingWrite, error: SfsyncError) -> None:
+        fields = ", ".join(str(f) for f in getattr(error, "fields", [])) or None
+        mapping = str(write.write.get("mapping") or "") or None
+        source = SourceEvent.of_write(write.write)
+        await asyncio.to_thread(park, write, error, stage=stage, mapping=mapping, field=fields, source=source)
+
+    return on_parked
+
+
+async def log_error_entry(entry: ErrorEntry) -> None:
+    """A default ``on_error_entry``: the process log (wire ``sfsync.ops.errorlog`` in production)."""
+    level = logging.INFO if entry.severity == "INFO" else logging.WARNING
+    log.log(
+        level,
+        "%s %s %s [%s] %s: %s",
+        entry.category,
+        entry.code,
+        entry.mapping,
+        entry.field,
+        entry.record_key,
+        entry.message,
+    )
+
+
+def _kafka_error(what: str, exc: Exception) -> SfsyncError:
+    return ServiceUnavailableError(f"Kafka: {what} failed: {type(exc).__name__}: {exc}")
+
+
+class SinkWorker:
+    """Runs the sink over a consumer and a producer (confluent-kafka, or fakes with the same methods)."""
+
+    def __init__(
+        self,
+        sink: SalesforceSink,
+        *,
+        settings: SinkSettings,
+        consumer: Any,
+        producer: Any,
+        decoder: WriteDecoder,
+        encoder: ResultEncoder,
+        on_parked: OnParked,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.sink = sink
+        self.settings = settings
+        self.consumer = consumer
+        self.producer = producer
+        self.decoder = decoder
+        self.encoder = encoder
+        self._on_parked = on_parked
+        self._clock = clock
+        self._sleep = sleep
+        self.writes_topic = settings.topic_prefix + WRITES
+        self.results_topic = settings.topic_prefix + RESULTS
+        self.stopping = asyncio.Event()
+        self._carry: list[IncomingWrite] = []
+        self._revoked: set[tuple[str, int]] = set()
+        self._committed: dict[tuple[str, int], int] = {}
+        self._consumed: dict[tuple[str, int], int] = {}  # per partition: the offset after the last write read
+        self.batches = 0
+
+    # -- construction with real clients ----------------------------------------------------
+    @classmethod
+    def connect(
+        cls, sink: SalesforceSink, *, settings: SinkSettings, on_parked: OnParked, registry: Any | None = None
+    ) -> SinkWorker:
+        """A worker with confluent-kafka clients and Avro codecs built from ``settings``."""
+        from confluent_kafka import Consumer, KafkaException, Producer
+
+        from sfsync.avro import AvroEncoder, SchemaRegistry, load_topic_schema
+
+        if registry is None:
+            registry = SchemaRegistry.from_settings(settings)
+        base = settings.kafka_client_config()
+        try:
+            consumer = Consumer(
+                {
+                    **base,
+                    "group.id": settings.group_id,
+                    "client.id": settings.client_id,
+                    "enable.auto.commit": False,
+                    "enable.auto.offset.store": False,
+                    "auto.offset.reset": "earliest",
+                    "isolation.level": "read_committed",
+                    "session.timeout.ms": settings.session_timeout_ms,
+                    "max.poll.interval.ms": settings.max_poll_interval_ms,
+                    "log_level": 3,
+                }
+            )
+            producer = Producer(
+                {
+                    **base,
+                    "client.id": settings.client_id,
+                    "enable.idempotence": True,
+                    "acks": "all",
+                    "linger.ms": 5,
+                    "log_level": 3,
+                }
+            )
+        except KafkaException as exc:
+            raise _kafka_error("creating clients", exc) from exc
+        encoder = AvroEncoder(
+            registry,
+            settings.topic_prefix + RESULTS,
+            load_topic_schema(RESULTS),
+            register=settings.register_schemas,
+        )
+        return cls(
+            sink,
+            settings=settings,
+            consumer=consumer,
+            producer=producer,
+            decoder=write_decoder(registry),
+            encoder=WriteResultEncoder(encoder),
+            on_parked=on_parked,
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def install_signal_handlers(self) -> None:
+        """SIGTERM / SIGINT: finish the batch in hand, commit, close."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.stopping.set)
+
+    def _on_assign(self, consumer: Any, partitions: Sequence[Any]) -> None:
+        for tp in partitions:
+            self._revoked.discard((tp.topic, tp.partition))
+
+    def _on_revoke(self, consumer: Any, partitions: Sequence[Any]) -> None:
+        for tp in partitions:
+            key = (tp.topic, tp.partition)
+            self._revoked.add(key)
+            self._committed.pop(key, None)
+            self._consumed.pop(key, None)
+        self._carry = [w for w in self._carry if (w.topic, w.partition) not in self._revoked]
+
+    async def run(self, *, max_batches: int | None = None) -> None:
+        """Consume and sync until :attr:`stopping` is set (or ``max_batches`` batches ran)."""
+        from confluent_kafka import KafkaException
+
+        try:
+            self.consumer.subscribe([self.writes_topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
+        except KafkaException as exc:
+            raise _kafka_error("subscribe", exc) from exc
+        try:
+            while not self.stopping.is_set() and (max_batches is None or self.batches < max_batches):
+                fresh = await self._collect()
+                batch = [*self._carry, *fresh]
+                self._carry = []
+                if not batch:
+                    continue
+                real = [w for w in batch if w.write]  # tombstones and parked undecodables are done already
+                outcome = await self.sink.put(real) if real else BatchOutcome()
+                await self._deliver(outcome)
+                self._commit(self._done_offsets(batch, outcome.pending))
+                self._carry = [w for w in outcome.pending if (w.topic, w.partition) not in self._revoked]
+                self.batches += 1
+                if outcome.pending and not outcome.results and not outcome.parked:
+                    await self._sleep(self.settings.backoff_base_s)  # nothing moved: do not spin
+        finally:
+            with contextlib.suppress(Exception):
+                self.consumer.close()
+
+    async def _collect(self) -> list[IncomingWrite]:
+        """Up to ``batch_size`` decoded writes, waiting at most ``batch_max_age_s`` after the first."""
+        from confluent_kafka import KafkaException
+
+        out: list[IncomingWrite] = []
+        first_at: float | None = None
+        # Carried writes wait for parents that may sit further on in other partitions: always read
+        # fresh writes too, or a carry as large as a batch would stop the sink reading at all (and
+        # park the children after max_parent_waits batches without ever reading their parents).
+        want = max(self.settings.batch_size - len(self._carry), (self.settings.batch_size + 1) // 2)
+        while len(out) < want and not self.stopping.is_set():
+            timeout = self.settings.poll_timeout_s
+            if first_at is not None or self._carry:
+                start = first_at if first_at is not None else self._clock()
+                first_at = start
+                timeout = min(timeout, self.settings.batch_max_age_s - (self._clock() - start))
+                if timeout <= 0:
+                    break
+            try:
+                messages = await asyncio.to_thread(self.consumer.consume, want - len(out), timeout)
+            except KafkaException as exc:
+                raise _kafka_error("consume", exc) from exc
+            for message in messages:
+                if message.error() is not None:
+                    if message.error().fatal():
+                        raise FatalError(f"Kafka consumer: {message.error()}")
+                    continue
+                incoming = await self._decode(message)
+                if incoming is not None:
+                    out.append(incoming)
+                    first_at = first_at if first_at is not None else self._clock()
+            if not messages and first_at is None and not self._carry:
+                break  # idle: let the caller check for shutdown
+        revoked = self._revoked
+        return [w for w in out if (w.topic, w.partition) not in revoked]
+
+    async def _decode(self, message: Any) -> IncomingWrite | None:
+        value = message.value()
+        coords = {
+            "topic": str(message.topic()),
+            "partition": int(message.partition()),
+            "offset": int(message.offset()),
+            "key": message.key(),
+            "value": value,
+            "headers": tuple(message.headers() or ()),
+        }
+        if value is None:
+            return IncomingWrite(write={}, **coords)  # tombstone: nothing to write, offset is done
+        try:
+            name, decoded = self.decoder.decode(value)
+            if name != "Write":
+                raise SkippableRecordError(f"{coords['topic']} carries {name}, not Write")
+        except SkippableRecordError as error:
+            key = coords["key"].decode(errors="replace") if isinstance(coords["key"], bytes) else ""
+            await self._on_parked(IncomingWrite(write={"key": key, "mapping": ""}, **coords), error)
+            return IncomingWrite(write={}, **coords)
+        return IncomingWrite(write=decoded, **coords)
+
+    async def _deliver(self, outcome: BatchOutcome) -> None:
+        """Produce every result and wait for Kafka's acknowledgement (before any commit)."""
+        from confluent_kafka import KafkaException
+
+        failures: list[tuple[str, str | None, str]] = []
+
+        def report(err: Any, msg: Any) -> None:
+            if err is not None:
+                key = msg.key().decode(errors="replace") if msg.key() else None
+                failures.append((self.results_topic, key, str(err)))
+
+        try:
+            for result in outcome.results:
+                value = self.encoder.encode("WriteResult", result)
+                self.producer.produce(self.results_topic, key=result["key"].encode(), value=value, on_delivery=report)
+                self.producer.poll(0)
+            remaining = await asyncio.to_thread(self.producer.flush, self.settings.producer_flush_timeout_s)
+        except (KafkaException, BufferError) as exc:
+            raise _kafka_error("producing results", exc) from exc
+        if remaining:
+            failures.append((self.results_topic, None, f"{remaining} result(s) unacknowledged"))
+        if failures:
+            raise DeliveryError(failures)
+
+    def _done_offsets(
+        self, batch: Sequence[IncomingWrite], pending: Sequence[IncomingWrite]
+    ) -> dict[tuple[str, int], int]:
+        """Per partition the offset to commit: every write read so far below it is done (not pending).
+
+        Not just this batch's: once a carried write is done, the writes read after it in earlier
+        batches (done then, but held back by it) are committed too, else the commit stalls below them.
+        """
+        for tp, offset in committed_offsets(batch, ()).items():
+            if tp not in self._revoked:
+                self._consumed[tp] = max(self._consumed.get(tp, 0), offset)
+        offsets = dict(self._consumed)
+        for w in pending:
+            tp = (w.topic, w.partition)
+            offsets[tp] = min(offsets.get(tp, w.offset), w.offset)
+        return offsets
+
+    def _commit(self, offsets: dict[tuple[str, int], int]) -> None:
+        from confluent_kafka import KafkaException, TopicPartition
+
+        advance = [
+            TopicPartition(topic, partition, offset)
+            for (topic, partition), offset in offsets.items()
+            if (topic, partition) not in self._revoked and offset > self._committed.get((topic, partition), -1)
+        ]
+        if not advance:
+            return
+        try:
+            self.consumer.commit(offsets=advance, asynchronous=False)
+        except KafkaException as exc:
+            raise _kafka_error("commit", exc) from exc
+        for tp in advance:
+            self._committed[(tp.topic, tp.partition)] = tp.offset

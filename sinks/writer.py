@@ -1,0 +1,956 @@
+"""The heart of the Salesforce sink: turn a batch of ``sfsync.writes`` into sObject Collection calls.
+
+Like Kafka Connect's ``SinkTask.put``: the worker hands over decoded writes with their Kafka
+coordinates; :meth:`SalesforceSink.put` returns what was written, what was parked and which offsets
+are now safe to commit. It never imports Kafka.
+
+One ``put`` runs in *rounds*. Each round takes the oldest unfinished piece of work of every record
+key (a *segment*: the key's consecutive writes merged in order), so a later write to a key always
+waits for the earlier one, and:
+
+1. resolves parents (identity cache fed by this sink's own results, else one SOQL per parent
+   object and key field); a child whose parent is in the same batch waits for a later round, one
+   whose parent is nowhere stays pending (retried next batch, parked after ``max_parent_waits``);
+2. matches: for every (object, key fields) one ``SELECT Id, <key>, <if_empty fields>[, IsConverted,
+   ConvertedContactId] FROM X WHERE key IN (...)``; strategies in order, objects in order
+   (Contacts then Leads); a converted Lead resolves to its Contact;
+3. writes with sObject Collections: ``upsert_many`` by external ID, ``update_many`` for matches,
+   ``create_many`` only when a match key guarantees a replay finds the record, ``delete_many``;
+4. classifies every record's result: success → a WriteResult; retriable → next round after a
+   jittered backoff (bounded); skippable → parked (awaited) with a SYNC error entry; fatal → raised.
+
+At steady state a batch of 200 updates matched by Email costs two API calls (one query, one
+collection): 0.01 calls per record.
+
+Record keys are ``<sobject>:<identity>``; a parent's identity is ``<field>:<value>`` (e.g.
+``Campaign:Event_Id__c:evt-7``) so the sink can find a parent that it did not write itself.
+
+A match key's ``field`` may name several fields joined by ``+`` (``CampaignId+ContactId``, all of
+which must match). A component that is one of the write's ``parents`` takes the parent's resolved
+Id; the others take ``value`` (a JSON array of strings when there are several of them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import random
+import time
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, NamedTuple, Protocol
+from urllib.parse import quote
+
+from sfsync.errors import FatalError, SfsyncError, SkippableRecordError
+from sfsync.salesforce.client import COLLECTION_MAX, RecordResult, SalesforceClient
+from sfsync.salesforce.errors import (
+    SalesforceError,
+    SalesforceFatalError,
+    SalesforceRecordError,
+    SalesforceRetriableError,
+    classify,
+)
+from sfsync.salesforce.soql import Condition, field_name, literal, select, soql_in
+from sfsync.sinks.settings import SinkSettings
+
+__all__ = [
+    "BatchOutcome",
+    "ErrorEntry",
+    "IncomingWrite",
+    "OnErrorEntry",
+    "OnParked",
+    "ParentNotFoundError",
+    "ParkedWrite",
+    "SalesforceSink",
+    "UnsafeWriteError",
+    "committed_offsets",
+    "merge_writes",
+]
+
+Value = str | bool | int | float | None
+_EMPTY: tuple[Any, ...] = (None, "")
+_LEAD_EXTRA = ("IsConverted", "ConvertedContactId")
+_SEPARATOR_COST = len(quote(", ", safe=""))
+_API_NAMES_KEPT = 10_000
+
+
+# ---------------------------------------------------------------------- public types
+@dataclass(frozen=True)
+class IncomingWrite:
+    """One ``sfsync.writes`` record: the decoded Write and where it came from (raw bytes for the DLQ)."""
+
+    write: Mapping[str, Any]
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None = None
+    value: bytes | None = None
+    headers: Sequence[tuple[str, bytes]] = ()
+
+
+@dataclass(frozen=True)
+class ErrorEntry:
+    """An error-log entry (``sfsync.errors``): SYNC for record problems, INFO severity for policy skips."""
+
+    category: Literal["SYNC", "CONNECTION", "RATE_LIMIT"]
+    severity: Literal["INFO", "WARNING", "ERROR"]
+    code: str
+    message: str
+    mapping: str
+    record_key: str
+    write_id: str
+    sobject: str
+    field: str | None = None
+    salesforce_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ParkedWrite:
+    """A write sent to the DLQ, and why."""
+
+    write: IncomingWrite
+    error: SfsyncError
+
+
+@dataclass
+class BatchOutcome:
+    """What one :meth:`SalesforceSink.put` did.
+
+    ``committed`` maps (topic, partition) to the offset to commit (the next one to read): every
+    write of this batch below it was acknowledged by Salesforce or parked. ``pending`` are the
+    writes not done yet (a missing parent, retries exhausted): hand them to the next ``put``.
+    """
+
+    results: list[dict[str, Any]] = field(default_factory=list)
+    parked: list[ParkedWrite] = field(default_factory=list)
+    pending: list[IncomingWrite] = field(default_factory=list)
+    committed: dict[tuple[str, int], int] = field(default_factory=dict)
+    api_calls: int = 0
+
+
+class OnParked(Protocol):
+    """Parks one write in the DLQ (e.g. ``DeadLetterQueue.park``); must be durable when it returns."""
+
+    def __call__(self, write: IncomingWrite, error: SfsyncError) -> Awaitable[None]: ...
+
+
+class OnErrorEntry(Protocol):
+    """Records one error-log entry."""
+
+    def __call__(self, entry: ErrorEntry) -> Awaitable[None]: ...
+
+
+class UnsafeWriteError(SkippableRecordError):
+    """A write the sink refuses: it could not be replayed without creating a duplicate, or it is malformed."""
+
+    def __init__(self, message: str, *, code: str = "CONFIG", fields: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.error_code = code
+        self.fields = list(fields)
+
+
+class ParentNotFoundError(SkippableRecordError):
+    """A child's parent never appeared in Salesforce within ``max_parent_waits`` batches."""
+
+    def __init__(self, message: str, *, fields: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.error_code = "PARENT_NOT_FOUND"
+        self.fields = list(fields)
+
+
+def committed_offsets(
+    consumed: Iterable[IncomingWrite], pending: Iterable[IncomingWrite]
+) -> dict[tuple[str, int], int]:
+    """Per (topic, partition) the offset to commit: below it every consumed write is done (not pending)."""
+    done: dict[tuple[str, int], int] = {}
+    for w in consumed:
+        tp = (w.topic, w.partition)
+        done[tp] = max(done.get(tp, w.offset + 1), w.offset + 1)
+    for w in pending:
+        tp = (w.topic, w.partition)
+        done[tp] = min(done[tp], w.offset) if tp in done else w.offset
+    return done
+
+
+# ---------------------------------------------------------------------- merging (pure)
+class _Field(NamedTuple):
+    value: Value
+    policy: str
+    updated_at: int
+
+
+@dataclass(slots=True)
+class _Segment:
+    """Consecutive writes to one key, merged; executed as one Salesforce record operation."""
+
+    key: str
+    op: str
+    writes: list[IncomingWrite]
+    sobject: str
+    mapping: str
+    fields: dict[str, _Field]
+    match: list[tuple[str, str]]
+    external_id: tuple[str, str] | None
+    search_objects: list[str]
+    create_if_missing: bool
+    parents: dict[str, tuple[str, str]]
+    record_type: str | None = None
+    attempts: int = 0
+    rematched: bool = False
+    blocked: bool = False
+    orphan: bool = False
+    again: bool = False
+    # per round
+    parent_ids: dict[str, tuple[str, str]] = field(default_factory=dict)
+    parents_from_cache: list[str] = field(default_factory=list)
+    target: tuple[str, str] | None = None
+    current: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def last(self) -> Mapping[str, Any]:
+        return self.writes[-1].write
+
+    @property
+    def objects(self) -> list[str]:
+        return list(dict.fromkeys(self.search_objects or [self.sobject]))
+
+
+def _millis(value: Any) -> int:
+    """A timestamp-millis value that is not already an int (the sink decodes timestamps as ints; see
+    ``_fields``) as epoch milliseconds: an aware datetime (a naive one is taken as UTC), else ``int(value or 0)``."""
+    if isinstance(value, datetime):
+        aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return int(aware.timestamp() * 1000)
+    return int(value or 0)
+
+
+def _enum(value: Any, default: str) -> str:
+    return str(value) if value is not None else default
+
+
+def _fields(raw: Mapping[str, Mapping[str, Any]] | None) -> dict[str, _Field]:
+    """A Write's ``fields`` as :class:`_Field` values (this runs for every field of every write)."""
+    out: dict[str, _Field] = {}
+    if not raw:
+        return out
+    for name, fv in raw.items():
+        policy = fv.get("policy")
+        at = fv.get("updated_at")
+        out[name if type(name) is str else str(name)] = _Field(
+            fv.get("value"),
+            policy if type(policy) is str else _enum(policy, "ALWAYS"),
+            at if type(at) is int else _millis(at),
+        )
+    return out
+
+
+def _segment(incoming: IncomingWrite) -> _Segment:
+    w = incoming.write
+    ext = w.get("external_id")
+    return _Segment(
+        key=str(w["key"]),
+        op=_enum(w.get("operation"), "UPSERT"),
+        writes=[incoming],
+        sobject=str(w["sobject"]),
+        mapping=str(w.get("mapping", "")),
+        fields=_fields(w.get("fields")),
+        match=[(str(m["field"]), str(m["value"])) for m in (w.get("match") or [])],
+        external_id=(str(ext["field"]), str(ext["value"])) if ext else None,
+        search_objects=[str(o) for o in (w.get("search_objects") or [])],
+        create_if_missing=bool(w.get("create_if_missing", True)),
+        parents={str(k): (str(p["key"]), str(p["sobject"])) for k, p in (w.get("parents") or {}).items()},
+        record_type=str(w["record_type"]) if w.get("record_type") else None,
+    )
+
+
+def _fold(into: _Segment, later: _Segment) -> None:
+    """Merge ``later`` (an UPSERT) into ``into``: per field the newest ``updated_at`` wins (ties: the later write).
+
+    A newer IF_EMPTY value does not displace an ALWAYS value: it would only have filled an empty
+    field, and the ALWAYS value (already in this batch) must still be written.
+    """
+    for name, value in later.fields.items():
+        old = into.fields.get(name)
+        if old is None or value.updated_at >= old.updated_at:
+            if value.policy == "IF_EMPTY" and old is not None and old.policy != "IF_EMPTY":
+                if old.value not in _EMPTY:
+                    continue
+                value = _Field(value.value, old.policy, value.updated_at)  # fills what the older value cleared
+            into.fields[name] = value
+    into.match = list(dict.fromkeys([*later.match, *into.match]))
+    into.external_id = later.external_id or into.external_id
+    into.search_objects = later.search_objects or into.search_objects
+    # A write that may create keeps that right when an update-only write follows in the same batch
+    # (e.g. an event published then unpublished): the record must exist for the update to land.
+    into.create_if_missing = into.create_if_missing or later.create_if_missing
+    into.parents = {**into.parents, **later.parents}
+    into.record_type = later.record_type or into.record_type
+    into.sobject, into.mapping = later.sobject, later.mapping
+    into.writes.extend(later.writes)
+
+
+def merge_writes(writes: Iterable[IncomingWrite]) -> OrderedDict[str, deque[_Segment]]:
+    """Group writes by record key (first-seen order) and merge each key's writes in order.
+
+    UPSERTs merge field by field (an older value never overwrites a newer one). A DELETE absorbs
+    the UPSERTs before it (they would be deleted anyway); an UPSERT after a DELETE starts a new
+    segment that runs only once the delete is done. Within a partition writes arrive in offset
+    order; ``writes`` is taken in the order given.
+    """
+    out: OrderedDict[str, deque[_Segment]] = OrderedDict()
+    for incoming in writes:
+        seg = _segment(incoming)
+        queue = out.setdefault(seg.key, deque())
+        tail = queue[-1] if queue else None
+        if tail is None or (tail.op == "DELETE" and seg.op == "UPSERT"):
+            queue.append(seg)
+        elif seg.op == "DELETE":
+            seg.writes = [*tail.writes, *seg.writes]
+            seg.match = list(dict.fromkeys([*seg.match, *tail.match]))
+            seg.external_id = seg.external_id or tail.external_id
+            if tail.op == "DELETE":
+                seg.search_objects = seg.search_objects or tail.search_objects
+            queue[-1] = seg
+        else:
+            _fold(tail, seg)
+    return out
+
+
+# ---------------------------------------------------------------------- helpers
+def _norm(value: Any) -> Any:
+    return value.casefold() if isinstance(value, str) else value
+
+
+def _key_identity(key: str) -> tuple[str, str, str] | None:
+    """``Campaign:Event_Id__c:evt-7`` → ("Campaign", "Event_Id__c", "evt-7")."""
+    parts = key.split(":", 2)
+    if len(parts) != 3 or not all(parts):
+        return None
+    try:
+        field_name(parts[1])
+    except ValueError:
+        return None
+    return parts[0], parts[1], parts[2]
+
+
+def _swap_lookup(lookup: str, declared: str, actual: str) -> str:
+    """``ContactId`` → ``LeadId`` when the parent turned out to be a Lead (Contacts then Leads)."""
+    if actual != declared and lookup.startswith(declared):
+        return actual + lookup[len(declared) :]
+    return lookup
+
+
+def _error_code(error: BaseException) -> str:
+    return str(getattr(error, "error_code", type(error).__name__))
+
+
+def _error_fields(error: BaseException) -> list[str]:
+    return [str(f) for f in getattr(error, "fields", [])]
+
+
+@dataclass
+class _Plan:
+    """The planned operation of one segment this round."""
+
+    seg: _Segment
+    kind: Literal["update", "create", "upsert", "delete"]
+    sobject: str
+    body: dict[str, Any]
+    ext_field: str | None = None
+    record_id: str | None = None
+    refused: SalesforceError | None = None
+    """Set when the record cannot be sent at all (e.g. an unknown record type): parked as is."""
+
+
+# ---------------------------------------------------------------------- the sink
+class SalesforceSink:
+    """Writes batches of ``sfsync.writes`` to Salesforce (see the module docstring for the algorithm).
+
+    Args:
+        client: the Salesforce client; every call it makes carries ``Sforce-Call-Options: client=...``.
+        settings: batching and retry settings.
+        on_parked: parks a write in the DLQ; awaited before its offset counts as done.
+        on_error_entry: records an error-log entry (SYNC errors, INFO policy skips).
+        before_call: awaited before every Salesforce call with its kind (``query``/``update``/...),
+            e.g. the API-budget governor; it may sleep or raise.
+        clock: epoch seconds, for ``acknowledged_at``.
+        sleep: how to wait between retry rounds (tests pass a fake).
+    """
+
+    def __init__(
+        self,
+        client: SalesforceClient,
+        *,
+        settings: SinkSettings,
+        on_parked: OnParked,
+        on_error_entry: OnErrorEntry,
+        before_call: Callable[[str], Awaitable[None]] | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.client = client
+        self.settings = settings
+        self._on_parked = on_parked
+        self._on_error_entry = on_error_entry
+        self._before_call = before_call
+        self._clock = clock
+        self._sleep = sleep
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self._identities: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        self._parent_waits: dict[str, int] = {}
+        self._describes: dict[str, frozenset[str]] = {}
+        self._record_types: dict[str, dict[str, str]] = {}
+        self._if_empty_skips: dict[tuple[str, str, str], list[Any]] = {}
+        self._calls = 0
+        self._api_names: set[str] = set()  # names that passed field_name (the same few, write after write)
+
+    # -- identity cache -------------------------------------------------------------------
+    def identity(self, key: str) -> tuple[str, str] | None:
+        """(sobject, Id) this sink last wrote or found for ``key``."""
+        return self._identities.get(key)
+
+    def remember(self, key: str, sobject: str, record_id: str) -> None:
+        """Feed the identity cache (e.g. from ``sfsync.results`` at start-up)."""
+        if self.settings.identity_cache_size <= 0:
+            return
+        self._identities[key] = (sobject, record_id)
+        self._identities.move_to_end(key)
+        while len(self._identities) > self.settings.identity_cache_size:
+            self._identities.popitem(last=False)
+
+    def forget(self, key: str) -> None:
+        self._identities.pop(key, None)
+
+    # -- put ------------------------------------------------------------------------------
+    async def put(self, writes: Sequence[IncomingWrite]) -> BatchOutcome:
+        """Write ``writes`` (plus any ``pending`` from the previous outcome) and say what is done.
+
+        Raises:
+            FatalError: a configuration, permission or metadata problem (the worker pauses; nothing
+                of this batch is committed, so it replays once fixed).
+        """
+        self._calls = 0
+        outcome = BatchOutcome()
+        queues = merge_writes(sorted(writes, key=lambda w: (w.topic, w.partition, w.offset)))
+        for queue in queues.values():
+            for seg in list(queue):
+                problem = self._unsafe(seg)
+                if problem is not None:
+                    queue.remove(seg)
+                    await self._park(seg, problem, outcome)
+        rounds = 2 * len(writes) + self.settings.max_retries + 4
+        for _ in range(rounds):
+            heads = [q[0] for q in queues.values() if q and not q[0].blocked]
+            if not heads:
+                break
+            retrying = [s.attempts for s in heads if s.again and s.attempts]
+            if retrying:
+                await self._sleep(self._delay(max(retrying)))
+            for seg in heads:
+                seg.parent_ids, seg.parents_from_cache, seg.target, seg.current = {}, [], None, {}
+                seg.again = False
+            try:
+                ready = await self._resolve_parents(heads, queues)
+                await self._match(ready)
+            except SalesforceRetriableError:
+                for seg in heads:  # the query failed after the client's own retries: try the round again
+                    self._retry(seg)
+                continue
+            finished = await self._write(ready, outcome)
+            for seg in finished:
+                queues[seg.key].popleft()
+                for w in seg.writes:
+                    self._parent_waits.pop(str(w.write.get("write_id")), None)
+            if not finished and not any(s.again and not s.blocked for s in ready):
+                break
+        await self._park_orphans(queues, outcome)
+        await self._report_if_empty_skips()
+        for queue in queues.values():
+            for seg in queue:
+                outcome.pending.extend(seg.writes)
+        outcome.committed = committed_offsets(writes, outcome.pending)
+        outcome.api_calls = self._calls
+        return outcome
+
+    def _delay(self, attempt: int) -> float:
+        ceiling = min(self.settings.backoff_max_s, self.settings.backoff_base_s * (2.0 ** (attempt - 1)))
+        return ceiling / 2 + self._rng.uniform(0, ceiling / 2)
+
+    def _unsafe(self, seg: _Segment) -> UnsafeWriteError | None:
+        names = [*seg.fields, *seg.parents, *(f for f, _ in seg.match for f in f.split("+"))]
+        if seg.external_id:
+            names.append(seg.external_id[0])
+        valid = self._api_names
+        for name in [seg.sobject, *seg.objects, *names]:
+            if name in valid:
+                continue
+            try:
+                field_name(name)
+            except ValueError:
+                return UnsafeWriteError(f"{name!r} is not a Salesforce API name", code="INVALID_NAME", fields=[name])
+            if len(valid) < _API_NAMES_KEPT:
+                valid.add(name)
+        for lookup, (parent_key, _) in seg.parents.items():
+            if not parent_key:
+                return UnsafeWriteError(f"parent {lookup} has no key", fields=[lookup])
+        if seg.external_id is None and not any(self._usable(seg, m) for m in seg.match):
+            return UnsafeWriteError(
+                f"{seg.key}: the write has no match key and no external ID, so a replay would create a "
+                f"duplicate; give mapping {seg.mapping!r} a match strategy or an external ID",
+                code="NO_IDEMPOTENT_KEY",
+            )
+        return None
+
+    @staticmethod
+    def _usable(seg: _Segment, match: tuple[str, str]) -> bool:
+        fields, value = match
+        own = [f for f in fields.split("+") if f not in seg.parents]
+        return not own or value != ""
+
+    # -- parents --------------------------------------------------------------------------
+    async def _resolve_parents(self, heads: list[_Segment], queues: Mapping[str, deque[_Segment]]) -> list[_Segment]:
+        """Heads whose parents all have an Id; the others wait (in-batch parent) or stay pending."""
+        unresolved: dict[str, tuple[str, str, str]] = {}
+        for seg in heads:
+            for parent_key, _ in seg.parents.values():
+                if self.identity(parent_key) is None and not queues.get(parent_key):
+                    ident = _key_identity(parent_key)
+                    if ident is not None:
+                        unresolved[parent_key] = ident
+        if unresolved:
+            await self._lookup_parents(unresolved)
+        ready: list[_Segment] = []
+        for seg in heads:
+            waiting = False
+            for lookup, (parent_key, declared) in seg.parents.items():
+                if queues.get(parent_key):
+                    waiting = True  # the parent is written first, in an earlier round of this batch
+                    continue
+                found = self.identity(parent_key)
+                if found is None:
+                    waiting = True
+                    seg.blocked = seg.orphan = True  # nowhere yet: try again next batch
+                    continue
+                seg.parent_ids[lookup] = (_swap_lookup(lookup, declared, found[0]), found[1])
+                seg.parents_from_cache.append(parent_key)
+            if not waiting:
+                ready.append(seg)
+        return ready
+
+    async def _lookup_parents(self, wanted: Mapping[str, tuple[str, str, str]]) -> None:
+        groups: dict[tuple[str, str], dict[Any, list[str]]] = {}
+        for parent_key, (sobject, key_field, value) in wanted.items():
+            groups.setdefault((sobject, key_field), {}).setdefault(_norm(value), []).append(parent_key)
+        for (sobject, key_field), by_value in groups.items():
+            extra = _LEAD_EXTRA if sobject == "Lead" else ()
+            originals = [wanted[keys[0]][2] for keys in by_value.values()]
+            rows = await self._select(sobject, [key_field, *extra], [(key_field,)], [(v,) for v in originals])
+            for row in sorted(rows, key=lambda r: str(r["Id"]), reverse=True):
+                keys = by_value.get(_norm(row.get(key_field)), [])
+                target = self._converted(sobject, row) or (sobject, str(row["Id"]))
+                for parent_key in keys:
+                    self.remember(parent_key, *target)
+
+    @staticmethod
+    def _converted(sobject: str, row: Mapping[str, Any]) -> tuple[str, str] | None:
+        if sobject == "Lead" and row.get("IsConverted") and row.get("ConvertedContactId"):
+            return "Contact", str(row["ConvertedContactId"])
+        return None
+
+    # -- matching -------------------------------------------------------------------------
+    def _needs_query(self, seg: _Segment) -> bool:
+        # An update-only write must find its record: an upsert on the external ID would create it.
+        if seg.op == "DELETE" or seg.match or not seg.create_if_missing:
+            return True
+        if seg.record_type is not None:
+            return True  # the record type is for records sfsync creates: an upsert would re-type existing ones
+        has_if_empty = any(f.policy == "IF_EMPTY" for f in seg.fields.values())
+        return has_if_empty or len(seg.objects) > 1 or "Lead" in seg.objects
+
+    def _candidates(self, seg: _Segment) -> list[tuple[str, tuple[str, ...], tuple[Any, ...]]]:
+        """(object, key fields, key values) to try in order; parent components are resolved Ids."""
+        strategies: list[tuple[str, str]] = []
+        if seg.external_id:
+            strategies.append(seg.external_id)
+        strategies += [m for m in seg.match if self._usable(seg, m)]
+        out: list[tuple[str, tuple[str, ...], tuple[Any, ...]]] = []
+        for obj in seg.objects:
+            for fields_text, value in strategies:
+                components = fields_text.split("+")
+                own = [c for c in components if c not in seg.parents]
+                own_values: list[Any] = [value]
+                if len(own) > 1:
+                    try:
+                        own_values = [str(v) for v in json.loads(value)]
+                    except (ValueError, TypeError):
+                        continue
+                    if len(own_values) != len(own):
+                        continue
+                values_by_field = dict(zip(own, own_values, strict=False))
+                names: list[str] = []
+                values: list[Any] = []
+                for comp in components:
+                    if comp in seg.parents:
+                        name, parent_id = seg.parent_ids[comp]
+                        names.append(name)
+                        values.append(parent_id)
+                    else:
+                        names.append(comp)
+                        values.append(values_by_field[comp])
+                out.append((obj, tuple(names), tuple(values)))
+        return out
+
+    async def _match(self, ready: list[_Segment]) -> None:
+        """Set ``target`` and ``current`` of every ready segment that a record matches."""
+        todo = {id(s): (s, self._candidates(s)) for s in ready if self._needs_query(s)}
+        step = 0
+        while todo:
+            groups: dict[tuple[str, tuple[str, ...]], list[tuple[_Segment, tuple[Any, ...]]]] = {}
+            for seg, candidates in list(todo.values()):
+                if step >= len(candidates):
+                    del todo[id(seg)]
+                    continue
+                obj, names, values = candidates[step]
+                groups.setdefault((obj, names), []).append((seg, values))
+            for (obj, names), members in groups.items():
+                wanted = self._if_empty_fields(obj, [s for s, _ in members])
+                if obj == "Lead":
+                    wanted += [f for f in _LEAD_EXTRA if f not in wanted]
+                rows = await self._select(obj, [*names, *wanted], [names], [v for _, v in members])
+                index: dict[tuple[Any, ...], Mapping[str, Any]] = {}
+                for row in sorted(rows, key=lambda r: str(r["Id"]), reverse=True):
+                    index[tuple(_norm(row.get(n)) for n in names)] = row  # the smallest Id wins
+                for seg, values in members:
+                    hit = index.get(tuple(_norm(v) for v in values))
+                    if hit is None:
+                        continue
+                    seg.target = self._converted(obj, hit) or (obj, str(hit["Id"]))
+                    seg.current = {k: v for k, v in hit.items() if k != "attributes"}
+                    seg.current["__matched_on__"] = names
+                    del todo[id(seg)]
+            step += 1
+        await self._reload_converted(ready)
+
+    async def _reload_converted(self, segments: list[_Segment]) -> None:
+        """A converted Lead resolved to its Contact: read the Contact's values that if_empty needs."""
+        moved = [
+            s for s in segments if s.target is not None and s.target[0] == "Contact" and s.current.get("IsConverted")
+        ]
+        if not moved:
+            return
+        for seg in moved:
+            seg.current = {"__matched_on__": ()}
+        wanted = self._if_empty_fields("Contact", moved)
+        if not wanted:
+            return
+        ids = [(s.target[1],) for s in moved if s.target is not None]
+        rows = await self._select("Contact", wanted, [("Id",)], ids)
+        by_id = {str(r["Id"]): r for r in rows}
+        for seg in moved:
+            assert seg.target is not None
+            seg.current = {**by_id.get(seg.target[1], {}), "__matched_on__": ()}
+
+    def _if_empty_fields(self, obj: str, segments: Iterable[_Segment]) -> list[str]:
+        names: dict[str, None] = {}
+        for seg in segments:
+            for name, value in seg.fields.items():
+                if value.policy == "IF_EMPTY" and (obj == seg.sobject or self._on(obj, name)):
+                    names[name] = None
+        return list(names)
+
+    def _on(self, obj: str, name: str) -> bool:
+        known = self._describes.get(obj)
+        return known is None or name.lower() in known
+
+    async def _describe(self, obj: str) -> None:
+        if obj not in self._describes:
+            await self._call("describe")
+            described = await self.client.describe(obj)
+            self._describes[obj] = frozenset(f.name.lower() for f in described.fields)
+            self._record_types[obj] = {
+                name.lower(): info.record_type_id
+                for info in described.record_type_infos
+                if info.active and not info.master  # never assignable; no RecordTypeId without others
+                for name in (info.developer_name, info.name)
+                if name
+            }
+
+    async def _record_type_id(self, obj: str, record_type: str) -> str | None:
+        """The Id of ``obj``'s active record type called ``record_type`` (developer name or label), or None."""
+        await self._describe(obj)
+        return self._record_types.get(obj, {}).get(record_type.lower())
+
+    async def _select(
+        self, obj: str, fields: Sequence[str], _shape: Sequence[tuple[str, ...]], keys: Sequence[tuple[Any, ...]]
+    ) -> list[dict[str, Any]]:
+        """``SELECT Id, fields FROM obj WHERE k1 IN (...) [AND k2 IN (...)]`` over ``keys`` in URL-sized chunks."""
+        names = _shape[0]
+        columns = list(dict.fromkeys(["Id", *fields]))
+        rows: list[dict[str, Any]] = []
+        for chunk in self._chunks(keys):
+            condition: Condition | None = None
+            for i, name in enumerate(names):
+                part = Condition(soql_in(name, [k[i] for k in chunk]))
+                condition = part if condition is None else condition & part
+            assert condition is not None
+            query = select(*columns).from_(obj).where(condition)
+            await self._call("query")
+            async for row in self.client.query(query):
+                rows.append(row)
+        return rows
+
+    def _chunks(self, keys: Sequence[tuple[Any, ...]]) -> Iterable[list[tuple[Any, ...]]]:
+        budget = self.settings.query_max_chars
+        chunk: list[tuple[Any, ...]] = []
+        size = 0
+        for key in dict.fromkeys(keys):
+            cost = sum(len(quote(literal(v), safe="")) + _SEPARATOR_COST for v in key)
+            if chunk and size + cost > budget:
+                yield chunk
+                chunk, size = [], 0
+            chunk.append(key)
+            size += cost
+        if chunk:
+            yield chunk
+
+    async def _call(self, kind: str, count: int = 1) -> None:
+        if self._before_call is not None:
+            await self._before_call(kind)
+        self._calls += count
+
+    # -- planning and writing -----------------------------------------------------------------
+    async def _plan(self, seg: _Segment, claimed: set[Any]) -> _Plan | bool | None:
+        """The operation for ``seg``; None: nothing to do (done); False: wait for the next round."""
+        if seg.op == "DELETE":
+            if seg.target is None:
+                return None
+            if ("id", seg.target[1]) in claimed:
+                return False
+            claimed.add(("id", seg.target[1]))
+            return _Plan(seg, "delete", seg.target[0], {}, record_id=seg.target[1])
+        obj = seg.target[0] if seg.target else seg.sobject
+        if obj != seg.sobject:
+            await self._describe(obj)
+        body: dict[str, Any] = {}
+        known = self._describes.get(obj)  # what _on looks at, once per segment rather than per field
+        for name, value in seg.fields.items():
+            if known is not None and name.lower() not in known:
+                continue
+            if value.policy == "IF_EMPTY" and seg.target is not None:
+                current = seg.current.get(name)
+                if current not in _EMPTY and current is not None:
+                    self._skip_if_empty(seg, obj, name)
+                    continue
+            body[name] = value.value
+        matched_on = set(seg.current.get("__matched_on__", ()))
+        for name, parent_id in seg.parent_ids.values():
+            if seg.target is not None and name in matched_on:
+                continue  # equal by construction, and often create-only (CampaignMember.CampaignId)
+            body[name] = parent_id
+        if seg.target is not None:
+            if ("id", seg.target[1]) in claimed:
+                return False
+            claimed.add(("id", seg.target[1]))
+            if seg.external_id and self._on(obj, seg.external_id[0]):
+                body.setdefault(seg.external_id[0], seg.external_id[1])
+            return _Plan(seg, "update", obj, body, record_id=seg.target[1])
+        if not seg.create_if_missing:
+            await self._info(seg, "NO_MATCH_SKIP", f"no {seg.sobject} matches and create_if_missing is false", None)
+            return None
+        identities = {("key", names, tuple(_norm(v) for v in values)) for _, names, values in self._candidates(seg)}
+        if identities & claimed:
+            return False  # another key creates the same record this round: match it next round
+        claimed.update(identities)
+        for fields_text, key_value in seg.match:
+            if "+" not in fields_text and fields_text not in seg.parents and key_value:
+                body.setdefault(fields_text, key_value)  # so a replay finds what this create made
+        refused: SalesforceError | None = None
+        if seg.record_type and obj == seg.sobject:
+            record_type_id = await self._record_type_id(obj, seg.record_type)
+            if record_type_id is None:
+                refused = classify(
+                    400,
+                    "INVALID_CROSS_REFERENCE_KEY",
+                    f"{obj} has no active record type {seg.record_type} (mapping {seg.mapping})",
+                    fields=["RecordTypeId"],
+                )
+            else:
+                body["RecordTypeId"] = record_type_id
+        if seg.external_id:
+            body[seg.external_id[0]] = seg.external_id[1]
+            return _Plan(seg, "upsert", obj, body, ext_field=seg.external_id[0], refused=refused)
+        return _Plan(seg, "create", obj, body, refused=refused)
+
+    async def _write(self, ready: list[_Segment], outcome: BatchOutcome) -> list[_Segment]:
+        finished: list[_Segment] = []
+        claimed: set[Any] = set()
+        plans: list[_Plan] = []
+        for seg in ready:
+            plan = await self._plan(seg, claimed)
+            if plan is None:
+                finished.append(seg)
+            elif plan is not False:
+                assert isinstance(plan, _Plan)
+                if plan.refused is not None:
+                    if await self._settle(plan, RecordResult(0, None, False, None, [plan.refused]), outcome):
+                        finished.append(seg)
+                    continue
+                plans.append(plan)
+        groups: dict[tuple[str, str, str | None], list[_Plan]] = {}
+        for plan in plans:
+            groups.setdefault((plan.kind, plan.sobject, plan.ext_field), []).append(plan)
+        for (kind, obj, ext_field), members in groups.items():
+            try:
+                results = await self._send(kind, obj, ext_field, members)
+            except SalesforceRetriableError:
+                for plan in members:
+                    self._retry(plan.seg)
+                continue
+            except SalesforceRecordError as exc:
+                results = [RecordResult(i, None, False, None, [exc]) for i in range(len(members))]
+            for plan, result in zip(members, results, strict=True):
+                if await self._settle(plan, result, outcome):
+                    finished.append(plan.seg)
+        return finished
+
+    async def _send(self, kind: str, obj: str, ext_field: str | None, plans: list[_Plan]) -> list[RecordResult]:
+        await self._call(kind, math.ceil(len(plans) / COLLECTION_MAX))
+        if kind == "delete":
+            return await self.client.delete_many([p.record_id or "" for p in plans])
+        if kind == "update":
+            return await self.client.update_many(obj, [{"Id": p.record_id, **p.body} for p in plans])
+        if kind == "upsert":
+            assert ext_field is not None
+            return await self.client.upsert_many(obj, ext_field, [p.body for p in plans])
+        return await self.client.create_many(obj, [p.body for p in plans])
+
+    def _retry(self, seg: _Segment) -> None:
+        seg.again = True
+        seg.attempts += 1
+        if seg.attempts > self.settings.max_retries:
+            seg.blocked = True
+
+    async def _settle(self, plan: _Plan, result: RecordResult, outcome: BatchOutcome) -> bool:
+        """Account for one record's result; True when the segment is done (written or parked)."""
+        seg = plan.seg
+        if result.success:
+            record_id = result.id or plan.record_id or ""
+            if plan.kind == "delete":
+                self.forget(seg.key)
+            else:
+                self.remember(seg.key, plan.sobject, record_id)
+            created = bool(result.created) if plan.kind == "upsert" else plan.kind == "create"
+            outcome.results.append(self._result(seg, plan, record_id, created))
+            return True
+        error: SalesforceError = (
+            result.errors[0]
+            if result.errors
+            else SalesforceRecordError("failed without an error", error_code="UNKNOWN")
+        )
+        if isinstance(error, SalesforceRetriableError):
+            self._retry(seg)
+            return False
+        if isinstance(error, SalesforceRecordError) and not seg.rematched:
+            stale_parent = error.error_code in {"ENTITY_IS_DELETED", "INVALID_CROSS_REFERENCE_KEY"}
+            duplicate = plan.kind == "create" and error.error_code in {"DUPLICATE_VALUE", "DUPLICATES_DETECTED"}
+            if (stale_parent and seg.parents_from_cache) or duplicate or (stale_parent and plan.kind == "update"):
+                seg.rematched = seg.again = True  # already there / gone meanwhile: match again first
+                for parent_key in seg.parents_from_cache:
+                    self.forget(parent_key)
+                return False
+        if isinstance(error, SalesforceFatalError | FatalError):
+            raise error
+        await self._park(seg, error, outcome)
+        return True
+
+    def _result(self, seg: _Segment, plan: _Plan, record_id: str, created: bool) -> dict[str, Any]:
+        last = seg.last
+        return {
+            "write_id": str(last["write_id"]),
+            "key": seg.key,
+            "mapping": seg.mapping,
+            "sobject": plan.sobject,
+            "salesforce_id": record_id,
+            "created": created,
+            "fields": {k: v for k, v in plan.body.items()},
+            "acknowledged_at": datetime.fromtimestamp(self._clock(), UTC),
+            "workspace_id": str(last.get("workspace_id", "")),
+            "source": last.get("source"),
+        }
+
+    async def _park(self, seg: _Segment, error: SfsyncError, outcome: BatchOutcome) -> None:
+        fields = _error_fields(error)
+        for w in seg.writes:
+            await self._on_parked(w, error)
+            outcome.parked.append(ParkedWrite(w, error))
+        await self._on_error_entry(
+            ErrorEntry(
+                category="SYNC",
+                severity="ERROR",
+                code=_error_code(error),
+                message=str(getattr(error, "message", None) or error),
+                mapping=seg.mapping,
+                record_key=seg.key,
+                write_id=str(seg.last.get("write_id", "")),
+                sobject=seg.target[0] if seg.target else seg.sobject,
+                field=", ".join(fields) or None,
+                salesforce_id=seg.target[1] if seg.target else None,
+            )
+        )
+
+    def _skip_if_empty(self, seg: _Segment, obj: str, name: str) -> None:
+        """Count an ``if_empty`` value left out because the record already has one (reported per batch)."""
+        entry = self._if_empty_skips.get((seg.mapping, obj, name))
+        if entry is None:
+            self._if_empty_skips[(seg.mapping, obj, name)] = [1, seg]
+        else:
+            entry[0] += 1
+
+    async def _report_if_empty_skips(self) -> None:
+        """One INFO entry per (mapping, object, field) and batch: an if_empty skip is the policy working,
+        and one entry per record would flood the error log (the first record is named as a sample)."""
+        skips, self._if_empty_skips = self._if_empty_skips, {}
+        for (_, obj, name), (count, seg) in skips.items():
+            others = f" (and {count - 1} more record(s) of this batch)" if count > 1 else ""
+            await self._info(seg, "LOOKUP_POLICY_SKIP", f"{obj}.{name} already has a value; if_empty{others}", name)
+
+    async def _info(self, seg: _Segment, code: str, message: str, name: str | None) -> None:
+        await self._on_error_entry(
+            ErrorEntry(
+                category="SYNC",
+                severity="INFO",
+                code=code,
+                message=message,
+                mapping=seg.mapping,
+                record_key=seg.key,
+                write_id=str(seg.last.get("write_id", "")),
+                sobject=seg.target[0] if seg.target else seg.sobject,
+                field=name,
+                salesforce_id=seg.target[1] if seg.target else None,
+            )
+        )
+
+    async def _park_orphans(self, queues: Mapping[str, deque[_Segment]], outcome: BatchOutcome) -> None:
+        """A child whose parent is nowhere waits ``max_parent_waits`` batches, then it is parked."""
+        for queue in queues.values():
+            if not queue or not queue[0].orphan:
+                continue
+            seg = queue[0]
+            write_id = str(seg.writes[0].write.get("write_id"))
+            waits = self._parent_waits.get(write_id, 0) + 1
+            if waits < self.settings.max_parent_waits:
+                self._parent_waits[write_id] = waits
+                continue
+            self._parent_waits.pop(write_id, None)
+            queue.popleft()
+            missing = [k for k, (parent_key, _) in seg.parents.items() if self.identity(parent_key) is None]
+            parents = ", ".join(seg.parents[k][0] for k in missing)
+            await self._park(
+                seg,
+                ParentNotFoundError(f"{seg.key}: parent {parents} not found after {waits} batches", fields=missing),
+                outcome,
+            )
