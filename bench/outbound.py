@@ -91,8 +91,9 @@ from sfsync.producers import events as ev  # noqa: E402
 from sfsync.producers.fake import CommunitySimulator  # noqa: E402
 from sfsync.producers.publisher import Publisher  # noqa: E402
 from sfsync.salesforce import SalesforceSettings  # noqa: E402
+from sfsync.salesforce.governor import load_governor_settings  # noqa: E402
 from sfsync.settings import PublisherSettings, load  # noqa: E402
-from sfsync.sinks.main import SinkRunner, build_runner, load_governor_settings  # noqa: E402
+from sfsync.sinks.main import SinkRunner, build_runner  # noqa: E402
 from sfsync.sinks.metrics import SinkMetrics  # noqa: E402
 from sfsync.sinks.settings import load_sink_settings  # noqa: E402
 from sfsync.sinks.writer import BatchOutcome, IncomingWrite  # noqa: E402

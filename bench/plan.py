@@ -34,10 +34,11 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 import fastavro  # noqa: E402
 
-from sfsync.avro import HEADER, AvroDecoder, AvroEncoder, load_topic_schema  # noqa: E402
 from sfsync.mapping import load_mappings  # noqa: E402
 from sfsync.processors.outbound.app import Processor  # noqa: E402
 from sfsync.producers.fake import CommunitySimulator  # noqa: E402
+from sfsync.serde.codec import HEADER, AvroDecoder, AvroEncoder  # noqa: E402
+from sfsync.serde.schema import load_topic_schema  # noqa: E402
 from sfsync.topics import PRODUCT_TOPICS, WRITES  # noqa: E402
 
 GOAL_US_PER_EVENT = 150.0

@@ -60,7 +60,7 @@ PEER_OUTPUT_BASE = "peer.writes"
 PEER_DLQ_BASE = "peer.dlq"
 QUIX_VENV = Path(os.environ.get("SFSYNC_QUIX_VENV", Path.home() / ".cache" / "sfsync" / "venvs" / "quixstreams"))
 # quixstreams pins pydantic < 2.14 and pydantic-settings < 2.16 itself; the rest is what sfsync's pure
-# planning code imports (sfsync.mapping, sfsync.avro, sfsync.processors.outbound.plan), at sfsync's versions.
+# planning code imports (sfsync.mapping, sfsync.serde, sfsync.processors.outbound.plan), at sfsync's versions.
 QUIX_REQUIREMENTS = (
     "quixstreams==3.28.1",
     "fastavro==1.13.1",
@@ -106,10 +106,11 @@ def peer_worker(config_path: str) -> None:
     """The Quix Streams application (run by the Quix venv's interpreter; sfsync's checkout on PYTHONPATH)."""
     from quixstreams import Application, message_context
 
-    from sfsync.avro import AvroDecoder, AvroEncoder, load_topic_schema
     from sfsync.errors import SkippableRecordError
     from sfsync.mapping import load_mappings
     from sfsync.processors.outbound.plan import drop_stale, plan
+    from sfsync.serde.codec import AvroDecoder, AvroEncoder
+    from sfsync.serde.schema import load_topic_schema
     from sfsync.topics import WRITES
 
     cfg = json.loads(Path(config_path).read_text())
@@ -398,8 +399,9 @@ def figures(side: dict[str, Any], events: int) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    from sfsync.avro import SchemaRegistry, load_topic_schema
     from sfsync.processors.outbound.settings import ProcessorSettings
+    from sfsync.serde.registry import SchemaRegistry
+    from sfsync.serde.schema import load_topic_schema
     from sfsync.settings import PublisherSettings, load
     from sfsync.topics import PRODUCT_TOPICS, WRITES, TopicSpec, ensure_topics
 

@@ -25,9 +25,11 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from sfsync.avro import AvroEncoder, SchemaRegistry, load_topic_schema
 from sfsync.producers.fake import CommunitySimulator
 from sfsync.producers.publisher import Publisher
+from sfsync.serde.codec import AvroEncoder
+from sfsync.serde.registry import SchemaRegistry
+from sfsync.serde.schema import load_topic_schema
 from sfsync.settings import PublisherSettings, load
 from sfsync.topics import ALL_TOPICS, PRODUCT_TOPICS, ensure_topics
 

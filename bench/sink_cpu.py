@@ -48,12 +48,13 @@ sys.path.insert(0, str(ROOT))
 
 from pydantic import SecretStr  # noqa: E402
 
-from sfsync.avro import AvroDecoder, AvroEncoder, load_topic_schema  # noqa: E402
 from sfsync.emulator.server import serve_in_thread  # noqa: E402
 from sfsync.mapping import load_mappings  # noqa: E402
 from sfsync.processors.outbound.plan import drop_stale, plan  # noqa: E402
 from sfsync.salesforce import SalesforceClient, StaticTokenAuth  # noqa: E402
 from sfsync.salesforce.settings import SalesforceSettings  # noqa: E402
+from sfsync.serde.codec import AvroDecoder, AvroEncoder  # noqa: E402
+from sfsync.serde.schema import load_topic_schema  # noqa: E402
 from sfsync.sinks import loop as sink_worker  # noqa: E402
 from sfsync.sinks.settings import SinkSettings  # noqa: E402
 from sfsync.sinks.writer import ErrorEntry, IncomingWrite, SalesforceSink  # noqa: E402

@@ -29,8 +29,10 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ClassVar, Protocol, Self
 
-from sfsync.avro import AvroEncoder, SchemaRegistry, load_topic_schema
 from sfsync.errors import DeliveryError, FatalError, RecordValidationError, ServiceUnavailableError
+from sfsync.serde.codec import AvroEncoder
+from sfsync.serde.registry import SchemaRegistry
+from sfsync.serde.schema import load_topic_schema
 from sfsync.settings import PublisherSettings, load
 from sfsync.topics import PRODUCT_TOPICS, TopicSpec
 

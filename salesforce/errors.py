@@ -29,12 +29,12 @@ Messages never carry secrets: :func:`redact` strips anything shaped like an acce
 # ruff: noqa: N818 - DailyLimitExceeded, SessionExpired... name the condition, as the brief and callers expect
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from sfsync.errors import FatalError, RetriableError, SfsyncError, SkippableRecordError
+from sfsync.errors import Category, FatalError, Level, RetriableError, SfsyncError, SkippableRecordError
+from sfsync.redaction import redact
 
 DAILY_LIMIT_RETRY_AFTER_S = 3600.0
 """How long to wait when the daily allocation is spent and Salesforce does not say (rolling window)."""
@@ -44,19 +44,6 @@ CONCURRENT_LIMIT_RETRY_AFTER_S = 5.0
 
 NO_RESPONSE = 0
 """Pseudo HTTP status for failures where Salesforce never answered (timeouts, connection errors)."""
-
-_TOKEN_SHAPES = (
-    re.compile(r"00D\w{12,15}![\w.\-]+"),  # Salesforce opaque access token (sfdx-core's regex, widened)
-    re.compile(r"(?i)bearer\s+[\w.\-!~+/=]+"),
-    re.compile(r"eyJ[\w\-]+\.[\w\-]+\.[\w\-]*"),  # JWTs (assertions, id_tokens)
-)
-
-
-def redact(text: str) -> str:
-    """``text`` with anything shaped like an access token, bearer header or JWT replaced."""
-    for shape in _TOKEN_SHAPES:
-        text = shape.sub("[redacted]", text)
-    return text
 
 
 class SalesforceError(SfsyncError):
@@ -68,6 +55,25 @@ class SalesforceError(SfsyncError):
         fields: API names of the fields concerned, when Salesforce names them.
         status: HTTP status of the response (or of the collection item); 0 when none came back.
     """
+
+    category = Category.CONNECTION
+
+    def log_code(self) -> str:
+        """Salesforce's own ``errorCode``."""
+        return self.error_code
+
+    def log_message(self) -> str:
+        return self.message or str(self)
+
+    def log_fields(self) -> Sequence[str]:
+        return self.fields
+
+    def log_details(self) -> dict[str, str]:
+        """The HTTP status, and Salesforce's ``errorCode`` when the entry's code is another."""
+        details = {"http_status": str(self.status)}
+        if self.log_code() != self.error_code:
+            details["salesforce_code"] = self.error_code
+        return details
 
     def __init__(
         self,
@@ -94,6 +100,12 @@ class SalesforceError(SfsyncError):
 class SalesforceRetriableError(SalesforceError, RetriableError):
     """A transient Salesforce fault: locks, 5xx, timeouts, limits."""
 
+    level = Level.WARNING
+
+    def log_category(self) -> Category:
+        """CONNECTION when the transport or Salesforce's servers failed (no status, 5xx), else SYNC."""
+        return Category.CONNECTION if self.status == 0 or self.status >= 500 else Category.SYNC
+
     def __init__(
         self,
         message: str,
@@ -110,21 +122,40 @@ class SalesforceRetriableError(SalesforceError, RetriableError):
 class RequestLimitExceeded(SalesforceRetriableError):
     """Too many concurrent requests (``ConcurrentPerOrgLongTxn``) or HTTP 429: back off and retry."""
 
+    category = Category.RATE_LIMIT
+
+    def log_category(self) -> Category:
+        return self.category
+
 
 class DailyLimitExceeded(SalesforceRetriableError):
     """The org's rolling 24-hour API allocation is spent; ``retry_after`` says when to look again."""
+
+    category = Category.RATE_LIMIT
+    level = Level.ERROR
+
+    def log_category(self) -> Category:
+        return self.category
 
 
 class SessionExpired(SalesforceRetriableError):
     """``INVALID_SESSION_ID``: the access token expired or was revoked; refresh and retry once."""
 
+    def log_category(self) -> Category:
+        return Category.CONNECTION
+
 
 class RolledBack(SalesforceRetriableError):
     """This item was fine but rolled back with a failing sibling (all-or-none); resend it alone."""
 
+    def log_category(self) -> Category:
+        return Category.SYNC
+
 
 class SalesforceRecordError(SalesforceError, SkippableRecordError):
     """Salesforce refused this record's data; park the record and go on."""
+
+    category = Category.SYNC
 
 
 class MultipleMatches(SalesforceRecordError):
@@ -142,6 +173,9 @@ class SalesforceFatalError(SalesforceError, FatalError):
 class AuthenticationError(SalesforceFatalError):
     """The login was refused (bad credentials, unapproved app, expired refresh token...)."""
 
+    def log_code(self) -> str:
+        return "AUTH_FAILED"
+
 
 class PermissionDenied(SalesforceFatalError):
     """The integration user lacks access, or the API is disabled for the org."""
@@ -149,6 +183,8 @@ class PermissionDenied(SalesforceFatalError):
 
 class MetadataError(SalesforceFatalError):
     """An object, field or query the org does not know (the mapping or the code is wrong)."""
+
+    category = Category.SYNC
 
 
 class UnexpectedResponse(SalesforceFatalError):

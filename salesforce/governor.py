@@ -20,15 +20,58 @@ import datetime as dt
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any, Self
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sfsync.errors import ConfigError
 from sfsync.ops.errorlog import ErrorLogEntry, rate_limit_pause
 from sfsync.salesforce.errors import SalesforceError
 from sfsync.salesforce.limits import ApiBudget, BudgetTracker
+from sfsync.settings import load
 
 DAY_S = 86_400.0
+DEFAULT_RESERVE_RATIO = 0.1
+DEFAULT_SLOW_FROM_RATIO = 0.8
+DEFAULT_PAUSE_S = 300.0
+DEFAULT_MAX_SLEEP_S = 60.0
 PROBE_TIMEOUT_S = 30.0
 """While a probe call is out, other callers wait at most this long for its answer."""
+
+
+class GovernorSettings(BaseSettings):
+    """How the API governor spends the org's daily allocation (env prefix ``SFSYNC_GOVERNOR_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="SFSYNC_GOVERNOR_", extra="ignore", populate_by_name=True)
+
+    reserve_ratio: float = Field(
+        DEFAULT_RESERVE_RATIO, ge=0.0, lt=1.0, description="Share of the daily allocation never used."
+    )
+    slow_from_ratio: float = Field(
+        DEFAULT_SLOW_FROM_RATIO,
+        ge=0.0,
+        le=1.0,
+        description="Share of the usable budget after which calls are spread out.",
+    )
+    pause_s: float = Field(
+        DEFAULT_PAUSE_S, gt=0, le=DAY_S, description="A pause's length when Salesforce gives no Retry-After."
+    )
+    window_s: float = Field(DAY_S, gt=0, le=7 * DAY_S, description="The rolling window the allocation covers.")
+    max_sleep_s: float = Field(DEFAULT_MAX_SLEEP_S, gt=0, le=3600, description="Longest single sleep of a pause.")
+    auth_pause_s: float = Field(30.0, gt=0, le=3600, description="First pause after a refused login.")
+    auth_pause_max_s: float = Field(300.0, gt=0, le=3600, description="Longest pause after refused logins.")
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Self:
+        if self.auth_pause_max_s < self.auth_pause_s:
+            raise ValueError("auth_pause_max_s must be >= auth_pause_s")
+        return self
+
+
+def load_governor_settings(**overrides: Any) -> GovernorSettings:
+    """:class:`GovernorSettings` from the environment (and ``overrides``); a ConfigError lists every problem."""
+    return load(GovernorSettings, "governor", **overrides)
 
 
 class Action(StrEnum):
@@ -52,9 +95,9 @@ class Decision:
 class Policy:
     """The governor's settings (validated; see :class:`Governor`)."""
 
-    reserve_ratio: float = 0.1
-    slow_from_ratio: float = 0.8
-    pause_s: float = 900.0
+    reserve_ratio: float = DEFAULT_RESERVE_RATIO
+    slow_from_ratio: float = DEFAULT_SLOW_FROM_RATIO
+    pause_s: float = DEFAULT_PAUSE_S
     window_s: float = DAY_S
 
     def problems(self) -> list[str]:
@@ -137,18 +180,41 @@ class Governor:
         ConfigError: listing every invalid setting at once.
     """
 
+    @classmethod
+    def from_settings(
+        cls,
+        budget: BudgetTracker,
+        settings: GovernorSettings,
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        on_pause: Callable[[ErrorLogEntry], None] | None = None,
+        clock: Callable[[], dt.datetime] | None = None,
+    ) -> Governor:
+        """A governor with ``settings``' policy (what the sink and the poller run)."""
+        return cls(
+            budget,
+            reserve_ratio=settings.reserve_ratio,
+            slow_from_ratio=settings.slow_from_ratio,
+            pause_s=settings.pause_s,
+            window_s=settings.window_s,
+            max_sleep_s=settings.max_sleep_s,
+            sleep=sleep,
+            on_pause=on_pause,
+            **({"clock": clock} if clock is not None else {}),
+        )
+
     def __init__(
         self,
         budget: BudgetTracker,
         *,
-        reserve_ratio: float = 0.1,
-        slow_from_ratio: float = 0.8,
-        pause_s: float = 900.0,
+        reserve_ratio: float = DEFAULT_RESERVE_RATIO,
+        slow_from_ratio: float = DEFAULT_SLOW_FROM_RATIO,
+        pause_s: float = DEFAULT_PAUSE_S,
         window_s: float = DAY_S,
         clock: Callable[[], dt.datetime] = _utcnow,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         on_pause: Callable[[ErrorLogEntry], None] | None = None,
-        max_sleep_s: float = 60.0,
+        max_sleep_s: float = DEFAULT_MAX_SLEEP_S,
     ) -> None:
         self.policy = Policy(reserve_ratio, slow_from_ratio, pause_s, window_s)
         problems = self.policy.problems()

@@ -124,3 +124,27 @@ class BudgetTracker:
         budget = parse_limit_info(header, observed_at)
         self.update(budget)
         return budget
+
+
+_VERSION_PREFIX = re.compile(r"^/?services/(data|async)/v\d+\.\d+/?")
+_SF_ID = re.compile(r"^[a-zA-Z0-9]{15}(?:[a-zA-Z0-9]{3})?$")
+_HAS_DIGIT = re.compile(r"\d")
+
+
+def endpoint_of(path: str) -> str:
+    """A low-cardinality endpoint label for a Salesforce REST path.
+
+    ``/services/data/v62.0/sobjects/Contact/003xx...`` -> ``sobjects/Contact/{id}``;
+    ``/services/data/v62.0/composite/sobjects`` -> ``composite/sobjects``; query strings dropped.
+    """
+    path = path.split("?", 1)[0]
+    path = _VERSION_PREFIX.sub("", path).strip("/")
+    parts = []
+    for part in path.split("/"):
+        if _SF_ID.match(part) and _HAS_DIGIT.search(part):
+            parts.append("{id}")
+        elif part.isdigit():
+            parts.append("{n}")
+        else:
+            parts.append(part)
+    return "/".join(parts) or "/"

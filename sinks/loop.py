@@ -30,7 +30,8 @@ from sfsync.sinks.settings import SinkSettings
 from sfsync.sinks.writer import BatchOutcome, ErrorEntry, IncomingWrite, OnParked, SalesforceSink, committed_offsets
 
 if TYPE_CHECKING:
-    from sfsync.avro import AvroDecoder, AvroEncoder, SchemaRegistry
+    from sfsync.serde.codec import AvroDecoder, AvroEncoder
+    from sfsync.serde.registry import SchemaRegistry
 
 __all__ = [
     "ResultEncoder",
@@ -50,13 +51,13 @@ RESULTS = "sfsync.results"
 
 
 class WriteDecoder(Protocol):
-    """Decodes one Kafka value (``sfsync.avro.AvroDecoder``)."""
+    """Decodes one Kafka value (``sfsync.serde.codec.AvroDecoder``)."""
 
     def decode(self, data: bytes) -> tuple[str, dict[str, Any]]: ...
 
 
 class ResultEncoder(Protocol):
-    """Encodes a WriteResult (``sfsync.avro.AvroEncoder`` for ``sfsync.results``)."""
+    """Encodes a WriteResult (``sfsync.serde.codec.AvroEncoder`` for ``sfsync.results``)."""
 
     def encode(self, record_name: str, value: Any) -> bytes: ...
 
@@ -64,7 +65,7 @@ class ResultEncoder(Protocol):
 def write_decoder(registry: SchemaRegistry) -> AvroDecoder:
     """The sink's decoder of ``sfsync.writes``: timestamps stay epoch milliseconds (``updated_at``,
     ``source.occurred_at``), which is what the sink computes with, instead of datetimes made per value."""
-    from sfsync.avro import AvroDecoder
+    from sfsync.serde.codec import AvroDecoder
 
     return AvroDecoder(registry, logical_types=False)
 
@@ -93,7 +94,7 @@ class WriteResultEncoder:
     """
 
     def __init__(self, avro: AvroEncoder) -> None:
-        from sfsync.avro import collect_named
+        from sfsync.serde.schema import collect_named
 
         self.avro = avro
         named: dict[str, Any] = {}
@@ -221,7 +222,9 @@ class SinkWorker:
         """A worker with confluent-kafka clients and Avro codecs built from ``settings``."""
         from confluent_kafka import Consumer, KafkaException, Producer
 
-        from sfsync.avro import AvroEncoder, SchemaRegistry, load_topic_schema
+        from sfsync.serde.codec import AvroEncoder
+        from sfsync.serde.registry import SchemaRegistry
+        from sfsync.serde.schema import load_topic_schema
 
         if registry is None:
             registry = SchemaRegistry.from_settings(settings)

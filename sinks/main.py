@@ -31,16 +31,15 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any
 
 import httpx
 import orjson
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from sfsync.errors import ConfigError, DeliveryError, RetriableError, SfsyncError
+from sfsync.errors import Category, ConfigError, DeliveryError, Level, RetriableError, SfsyncError
 from sfsync.ops.dlq import DeadLetterQueue
-from sfsync.ops.errorlog import Category, ErrorLog, ErrorLogEntry, Level, SourceRef, entry_for
+from sfsync.ops.errorlog import ErrorLog, ErrorLogEntry, SourceRef, entry_for
+from sfsync.ops.metrics import MetricsServer, lag_of
 from sfsync.salesforce import (
     AuthenticationError,
     BudgetTracker,
@@ -50,54 +49,24 @@ from sfsync.salesforce import (
 )
 from sfsync.salesforce.auth import AuthProvider
 from sfsync.salesforce.errors import parse_error_body
-from sfsync.salesforce.governor import DAY_S, Governor
+from sfsync.salesforce.governor import Governor, GovernorSettings, load_governor_settings
 from sfsync.salesforce.limits import LIMIT_INFO_HEADER, parse_limit_info
-from sfsync.settings import load
 from sfsync.sinks.loop import SinkWorker, dlq_parker
-from sfsync.sinks.metrics import MetricsServer, SinkMetrics, lag_of
+from sfsync.sinks.metrics import SinkMetrics
 from sfsync.sinks.settings import SinkSettings
 from sfsync.sinks.writer import BatchOutcome, ErrorEntry, IncomingWrite, SalesforceSink
 
 __all__ = [
-    "GovernorSettings",
     "RunReport",
     "SinkRunner",
     "StoppingError",
     "build_runner",
-    "load_governor_settings",
     "run_sink",
 ]
 
 log = logging.getLogger(__name__)
 
 _API_PREFIXES = ("/services/data/", "/services/async/", "/services/apexrest/")
-
-
-class GovernorSettings(BaseSettings):
-    """How the API governor spends the org's daily allocation (env prefix ``SFSYNC_GOVERNOR_``)."""
-
-    model_config = SettingsConfigDict(env_prefix="SFSYNC_GOVERNOR_", extra="ignore", populate_by_name=True)
-
-    reserve_ratio: float = Field(0.1, ge=0.0, lt=1.0, description="Share of the daily allocation never used.")
-    slow_from_ratio: float = Field(
-        0.8, ge=0.0, le=1.0, description="Share of the usable budget after which calls are spread out."
-    )
-    pause_s: float = Field(300.0, gt=0, le=DAY_S, description="A pause's length when Salesforce gives no Retry-After.")
-    window_s: float = Field(DAY_S, gt=0, le=7 * DAY_S, description="The rolling window the allocation covers.")
-    max_sleep_s: float = Field(60.0, gt=0, le=3600, description="Longest single sleep of a pause.")
-    auth_pause_s: float = Field(30.0, gt=0, le=3600, description="First pause after a refused login.")
-    auth_pause_max_s: float = Field(300.0, gt=0, le=3600, description="Longest pause after refused logins.")
-
-    @model_validator(mode="after")
-    def _coherent(self) -> Self:
-        if self.auth_pause_max_s < self.auth_pause_s:
-            raise ValueError("auth_pause_max_s must be >= auth_pause_s")
-        return self
-
-
-def load_governor_settings(**overrides: Any) -> GovernorSettings:
-    """:class:`GovernorSettings` from the environment (and ``overrides``); a ConfigError lists every problem."""
-    return load(GovernorSettings, "governor", **overrides)
 
 
 class StoppingError(RetriableError):
@@ -401,7 +370,7 @@ def build_runner(
         ConfigError: settings that do not fit together (every problem at once).
         ServiceUnavailableError: Kafka clients could not be created.
     """
-    from sfsync.avro import SchemaRegistry
+    from sfsync.serde.registry import SchemaRegistry
 
     owned = registry is None
     gs = governor_settings if governor_settings is not None else load_governor_settings()
@@ -454,16 +423,7 @@ def build_runner(
         budget=budget,
         sleep=sleep,
     )
-    governor = Governor(
-        budget,
-        reserve_ratio=gs.reserve_ratio,
-        slow_from_ratio=gs.slow_from_ratio,
-        pause_s=gs.pause_s,
-        window_s=gs.window_s,
-        max_sleep_s=gs.max_sleep_s,
-        sleep=sleep,
-        on_pause=on_pause,
-    )
+    governor = Governor.from_settings(budget, gs, sleep=sleep, on_pause=on_pause)
     runner = SinkRunner(
         settings=sink_settings,
         governor_settings=gs,

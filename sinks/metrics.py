@@ -23,63 +23,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
-import threading
-from typing import Any, Literal
+from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
-from sfsync.errors import FatalError
-from sfsync.salesforce.limits import ApiBudget
+from sfsync.ops.metrics import BATCH_BUCKETS, LATENCY_BUCKETS, MetricsServer, consumer_lag_gauge, serve_registry
+from sfsync.salesforce.limits import ApiBudget, endpoint_of
 
-BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 150, 200, 500, 1000, 2000, 5000, 10000)
-LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
-
-_VERSION = re.compile(r"^/?services/(data|async)/v\d+\.\d+/?")
-_SF_ID = re.compile(r"^[a-zA-Z0-9]{15}(?:[a-zA-Z0-9]{3})?$")
-_HAS_DIGIT = re.compile(r"\d")
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-
-
-def endpoint_of(path: str) -> str:
-    """A low-cardinality endpoint label for a Salesforce REST path.
-
-    ``/services/data/v62.0/sobjects/Contact/003xx...`` -> ``sobjects/Contact/{id}``;
-    ``/services/data/v62.0/composite/sobjects`` -> ``composite/sobjects``; query strings dropped.
-    """
-    path = path.split("?", 1)[0]
-    path = _VERSION.sub("", path).strip("/")
-    parts = []
-    for part in path.split("/"):
-        if _SF_ID.match(part) and _HAS_DIGIT.search(part):
-            parts.append("{id}")
-        elif part.isdigit():
-            parts.append("{n}")
-        else:
-            parts.append(part)
-    return "/".join(parts) or "/"
-
-
-def lag_of(committed: int, low: int, high: int, reset: Literal["earliest", "latest"] = "earliest") -> int | None:
-    """Records between ``committed`` (a group's committed offset, or a consumer's position) and the
-    partition's end ``high``; None if the end is unknown.
-
-    ``committed`` < 0 means the group committed nothing there yet: with ``earliest`` every record
-    still retained is pending, with ``latest`` none is. A committed offset below the low watermark
-    (records deleted by retention) counts from the low watermark, where the consumer resumes.
-    """
-    if high < 0:
-        return None
-    if committed < 0:
-        return max(high - max(low, 0), 0) if reset == "earliest" else 0
-    return max(high - max(committed, low), 0)
-
-
-def consumer_lag_gauge(registry: CollectorRegistry) -> Gauge:
-    """``sfsync_consumer_lag`` (topic, partition): one name, help and labels in every process that consumes."""
-    return Gauge(
-        "sfsync_consumer_lag", "Records behind the end of each partition.", ["topic", "partition"], registry=registry
-    )
 
 
 class SinkMetrics:
@@ -174,32 +125,3 @@ class SinkMetrics:
     def serve(self, port: int, addr: str = "0.0.0.0") -> MetricsServer:  # noqa: S104 - a pod's metrics port
         """Serve ``/metrics`` on ``addr:port`` (0: any free port) in a daemon thread."""
         return serve_registry(self.registry, port, addr)
-
-
-def serve_registry(registry: CollectorRegistry, port: int, addr: str = "0.0.0.0") -> MetricsServer:  # noqa: S104
-    """Serve ``registry`` as ``/metrics`` on ``addr:port`` (0: any free port) in a daemon thread.
-
-    Raises:
-        FatalError: the port cannot be bound.
-    """
-    from prometheus_client import start_http_server
-
-    try:
-        server, thread = start_http_server(port, addr, registry=registry)
-    except OSError as exc:
-        raise FatalError(f"cannot serve metrics on {addr}:{port}: {exc.strerror or exc}") from exc
-    return MetricsServer(int(server.server_port), server, thread)
-
-
-class MetricsServer:
-    """A running ``/metrics`` endpoint: its ``port``, and ``stop()``."""
-
-    def __init__(self, port: int, server: Any, thread: threading.Thread) -> None:
-        self.port = port
-        self._server = server
-        self._thread = thread
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)

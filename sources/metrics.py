@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
-from sfsync.sinks.metrics import LATENCY_BUCKETS, MetricsServer, endpoint_of
+from sfsync.ops.metrics import LATENCY_BUCKETS, MetricsServer
+from sfsync.salesforce.limits import endpoint_of
 
 RECORD_BUCKETS = (0, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2000, 5000, 10000)
 DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)

@@ -49,14 +49,13 @@ from typing import Any, cast
 
 import httpx
 
-from sfsync.errors import FatalError, RetriableError, ServiceUnavailableError, SfsyncError
+from sfsync.errors import FatalError, Level, RetriableError, ServiceUnavailableError, SfsyncError
 from sfsync.mapping import MappingError, MappingFile, load_mappings
-from sfsync.ops.errorlog import ErrorLog, ErrorLogEntry, Level, entry_for
+from sfsync.ops.errorlog import ErrorLog, ErrorLogEntry, entry_for
 from sfsync.salesforce import BudgetTracker, DailyLimitExceeded, SalesforceClient, SalesforceSettings
 from sfsync.salesforce.auth import AuthProvider
 from sfsync.salesforce.errors import MetadataError
-from sfsync.salesforce.governor import Governor
-from sfsync.sinks.main import GovernorSettings, load_governor_settings
+from sfsync.salesforce.governor import Governor, GovernorSettings, load_governor_settings
 from sfsync.sources import rules as core
 from sfsync.sources.metrics import SourceMetrics
 from sfsync.sources.settings import SourceSettings
@@ -462,7 +461,9 @@ class Poller:
     ) -> None:
         from confluent_kafka import Consumer, KafkaException
 
-        from sfsync.avro import AvroEncoder, SchemaRegistry, load_topic_schema
+        from sfsync.serde.codec import AvroEncoder
+        from sfsync.serde.registry import SchemaRegistry
+        from sfsync.serde.schema import load_topic_schema
 
         self.settings = settings
         mappings = mappings if mappings is not None else load_mappings(settings.mapping_file)
@@ -491,16 +492,7 @@ class Poller:
         )
         gs = governor_settings if governor_settings is not None else load_governor_settings()
         self.budget = BudgetTracker()
-        self.governor = Governor(
-            self.budget,
-            reserve_ratio=gs.reserve_ratio,
-            slow_from_ratio=gs.slow_from_ratio,
-            pause_s=gs.pause_s,
-            window_s=gs.window_s,
-            max_sleep_s=gs.max_sleep_s,
-            sleep=self._governed_sleep,
-            on_pause=self.record,
-        )
+        self.governor = Governor.from_settings(self.budget, gs, sleep=self._governed_sleep, on_pause=self.record)
         self.client = SalesforceClient(
             salesforce_settings,
             auth=auth,

@@ -49,7 +49,6 @@ from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from sfsync.avro import AvroDecoder, AvroEncoder, SchemaRegistry, load_topic_schema
 from sfsync.errors import SkippableRecordError
 from sfsync.mapping import MappingFile, load_mappings
 from sfsync.ops.dlq import DeadLetterQueue, OriginalRecord, Stage
@@ -68,6 +67,9 @@ from sfsync.processors.inbound.rules import (
 )
 from sfsync.processors.inbound.settings import InboundProcessorSettings, load_inbound_settings
 from sfsync.processors.outbound.app import Parked, _brokers, _credentials, _headers, _park_all, _raw_topic
+from sfsync.serde.codec import AvroDecoder, AvroEncoder
+from sfsync.serde.registry import SchemaRegistry
+from sfsync.serde.schema import load_topic_schema
 from sfsync.topics import CHANGES, DLQ, MEMBERS_INBOUND, RESULTS, SALESFORCE_EDITS, ensure_topics
 
 if TYPE_CHECKING:
@@ -104,9 +106,9 @@ class InboundProcessor:
     """Decode one record, apply the inbound rules against the record's state, encode what they give."""
 
     decoder: Any
-    """``decode(bytes) -> (record name, dict)``: :class:`~sfsync.avro.AvroDecoder`."""
+    """``decode(bytes) -> (record name, dict)``: :class:`~sfsync.serde.codec.AvroDecoder`."""
     encoder: Any
-    """``encode(record name, dict) -> bytes``: :class:`~sfsync.avro.AvroEncoder` for product.members.inbound."""
+    """``encode(record name, dict) -> bytes``: :class:`~sfsync.serde.codec.AvroEncoder` for product.members.inbound."""
     mappings: MappingFile
     counts: dict[str, int] = field(
         default_factory=lambda: {

@@ -28,12 +28,12 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 
+from sfsync.ops.metrics import serve_registry
 from sfsync.processors.inbound.rules import millis
-from sfsync.sinks.metrics import serve_registry
 
 if TYPE_CHECKING:
+    from sfsync.ops.metrics import MetricsServer
     from sfsync.processors.inbound.rules import Decision
-    from sfsync.sinks.metrics import MetricsServer
 
 __all__ = ["LATENCY_BUCKETS", "InboundMetrics", "now_millis"]
 

@@ -2,7 +2,7 @@
 
 The Faust layer is thin; the work is :meth:`Processor.handle`, which needs no Kafka:
 
-1. decode the record's bytes (Confluent wire format, :class:`~sfsync.avro.AvroDecoder`);
+1. decode the record's bytes (Confluent wire format, :class:`~sfsync.serde.codec.AvroDecoder`);
 2. :func:`sfsync.processors.outbound.plan.plan` the writes it causes, with what ``sfsync.results`` taught about
    identities (``identity`` table: record key -> ``[sobject, salesforce_id]``);
 3. :func:`sfsync.processors.outbound.plan.drop_stale` each write against its record's clock (``record_clock``
@@ -62,7 +62,6 @@ from collections.abc import Collection, Iterable, Mapping, MutableMapping, Seque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from sfsync.avro import AvroDecoder, AvroEncoder, SchemaRegistry, load_topic_schema
 from sfsync.errors import SkippableRecordError
 from sfsync.mapping import Mapping as MappingRule
 from sfsync.mapping import MappingFile, load_mappings
@@ -73,6 +72,9 @@ from sfsync.processors.outbound.metrics import LagProbe, ProcessorMetrics
 from sfsync.processors.outbound.plan import NO_IDENTITY, PERSON_OBJECTS, Identity, IdentityView, drop_stale, plan
 from sfsync.processors.outbound.settings import ProcessorSettings, load_processor_settings
 from sfsync.processors.outbound.writes import WritesProducer
+from sfsync.serde.codec import AvroDecoder, AvroEncoder
+from sfsync.serde.registry import SchemaRegistry
+from sfsync.serde.schema import load_topic_schema
 from sfsync.topics import DLQ, PRODUCT_TOPICS, RESULTS, SALESFORCE_EDITS, WRITES, TopicSpec, ensure_topics
 
 if TYPE_CHECKING:
@@ -187,9 +189,9 @@ class Processor:
     """Decode, plan, order and encode one product record (see the module doc)."""
 
     decoder: Any
-    """``decode(bytes) -> (record name, dict)``: :class:`~sfsync.avro.AvroDecoder`."""
+    """``decode(bytes) -> (record name, dict)``: :class:`~sfsync.serde.codec.AvroDecoder`."""
     encoder: Any
-    """``encode_checked("Write", dict) -> bytes``: :class:`~sfsync.avro.AvroEncoder` for sfsync.writes."""
+    """``encode_checked("Write", dict) -> bytes``: :class:`~sfsync.serde.codec.AvroEncoder` for sfsync.writes."""
     mappings: MappingFile
     external_ids: Collection[str] | None = None
     counts: dict[str, int] = field(default_factory=lambda: {"events": 0, "writes": 0, "stale": 0, "parked": 0})

@@ -37,7 +37,7 @@ from typing import Any, Literal
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 
-from sfsync.sinks.metrics import MetricsServer, consumer_lag_gauge, lag_of, serve_registry
+from sfsync.ops.metrics import MetricsServer, consumer_lag_gauge, lag_of, serve_registry
 
 __all__ = ["PLANNING_BUCKETS", "LagProbe", "ProcessorMetrics", "lag_of"]
 

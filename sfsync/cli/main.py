@@ -17,7 +17,7 @@ from sfsync import settings as cfg
 from sfsync.cli.reporting import reported
 
 if TYPE_CHECKING:
-    from sfsync.avro import SchemaRegistry
+    from sfsync.serde.registry import SchemaRegistry
 
 
 app = typer.Typer(
@@ -149,7 +149,7 @@ def topics_list() -> None:
 
 # ---------------------------------------------------------------------- schemas
 def _registry() -> SchemaRegistry:
-    from sfsync.avro import SchemaRegistry
+    from sfsync.serde.registry import SchemaRegistry
 
     return SchemaRegistry.from_settings(cfg.load(cfg.RegistryConnection, "registry"))
 
@@ -159,7 +159,7 @@ def _registry() -> SchemaRegistry:
 def schemas_register() -> None:
     """Register each product-facing topic's schema (the four product topics and product.members.inbound)
     under `<topic>-value` with BACKWARD compatibility."""
-    from sfsync.avro import load_topic_schema
+    from sfsync.serde.schema import load_topic_schema
     from sfsync.topics import CONTRACT_TOPICS
 
     prefix = cfg.load(cfg.KafkaConnection, "kafka").topic_prefix
@@ -176,7 +176,7 @@ def schemas_register() -> None:
 @reported
 def schemas_check() -> None:
     """Check the working tree's schemas against the registry (BACKWARD); exit 1 on any break."""
-    from sfsync.avro import load_topic_schema
+    from sfsync.serde.schema import load_topic_schema
     from sfsync.topics import CONTRACT_TOPICS
 
     prefix = cfg.load(cfg.KafkaConnection, "kafka").topic_prefix
@@ -198,7 +198,7 @@ def schemas_snapshot() -> None:
 
     Tests check every later schema against this snapshot for BACKWARD compatibility, so take a
     snapshot when a schema version ships, and review any change to it like an API change."""
-    from sfsync.avro import RELEASED_DIR, load_topic_schema
+    from sfsync.serde.schema import RELEASED_DIR, load_topic_schema
     from sfsync.topics import CONTRACT_TOPICS
 
     RELEASED_DIR.mkdir(exist_ok=True)

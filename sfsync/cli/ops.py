@@ -20,7 +20,7 @@ from sfsync import settings as cfg
 from sfsync.cli.reporting import reported
 
 if TYPE_CHECKING:
-    from sfsync.avro import SchemaRegistry
+    from sfsync.serde.registry import SchemaRegistry
 
 
 dlq_app = typer.Typer(help="The dead letter queue: records Salesforce refused, parked with their reason.")
@@ -33,7 +33,7 @@ def _kafka() -> tuple[dict[str, object], str]:
 
 
 def _registry() -> SchemaRegistry:
-    from sfsync.avro import SchemaRegistry
+    from sfsync.serde.registry import SchemaRegistry
 
     return SchemaRegistry.from_settings(cfg.load(cfg.RegistryConnection, "registry"))
 
@@ -132,8 +132,8 @@ def errors_tail(
     last: Annotated[int, typer.Option(min=0, help="Start this many entries before the end.")] = 20,
 ) -> None:
     """Print the newest error-log entries, one line each."""
-    from sfsync.errors import ConfigError
-    from sfsync.ops.errorlog import Category, tail
+    from sfsync.errors import Category, ConfigError
+    from sfsync.ops.errorlog import tail
 
     wanted = None
     if category is not None:

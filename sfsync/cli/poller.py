@@ -33,7 +33,7 @@ def poller(
 ) -> None:
     """Run the Salesforce poller: Salesforce → salesforce.changes (checkpoints in Kafka)."""
     from sfsync.salesforce import load_settings
-    from sfsync.sinks.main import load_governor_settings
+    from sfsync.salesforce.governor import load_governor_settings
     from sfsync.sources.poller import run_poller
     from sfsync.sources.settings import load_source_settings
 

@@ -28,7 +28,8 @@ def sink(
 ) -> None:
     """Run the Salesforce sink: sfsync.writes → Salesforce → sfsync.results."""
     from sfsync.salesforce import load_settings
-    from sfsync.sinks.main import load_governor_settings, run_sink
+    from sfsync.salesforce.governor import load_governor_settings
+    from sfsync.sinks.main import run_sink
     from sfsync.sinks.settings import load_sink_settings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")

@@ -366,7 +366,8 @@ class Reader(_Watcher):
     def work(self) -> None:
         from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-        from sfsync.avro import AvroDecoder, SchemaRegistry
+        from sfsync.serde.codec import AvroDecoder
+        from sfsync.serde.registry import SchemaRegistry
         from sfsync.topics import CHANGES, ERRORS, MEMBERS_INBOUND, RESULTS
 
         consumer = Consumer(
@@ -990,8 +991,9 @@ def _report(
     kafka_config: Mapping[str, Any],
     registry_url: str,
 ) -> DemoReport:
-    from sfsync.avro import AvroDecoder, SchemaRegistry
     from sfsync.ops.dlq import DeadLetterQueue
+    from sfsync.serde.codec import AvroDecoder
+    from sfsync.serde.registry import SchemaRegistry
 
     assert state.org is not None
     assert state.reps is not None

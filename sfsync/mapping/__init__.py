@@ -559,7 +559,7 @@ class ProductType:
 @cache
 def _product_schemas() -> tuple[dict[str, Any], dict[str, Any], dict[str, list[str]]]:
     """(record short name -> schema, full name -> named type, topic -> record short names)."""
-    from sfsync.avro import collect_named, load_topic_schema
+    from sfsync.serde.schema import collect_named, load_topic_schema
 
     records: dict[str, Any] = {}
     named: dict[str, Any] = {}

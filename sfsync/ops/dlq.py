@@ -49,7 +49,7 @@ from sfsync.topics import DLQ
 
 if TYPE_CHECKING:
     from sfsync.ops.errorlog import ErrorLog
-    from sfsync.sinks.metrics import SinkMetrics
+    from sfsync.ops.metrics import ParkedCounter
 
 CONNECT_PREFIX = "__connect.errors."
 SFSYNC_PREFIX = "sfsync.errors."
@@ -386,7 +386,7 @@ class DeadLetterQueue:
         prefix: str = "",
         component: str = "sinks.SalesforceSink",
         error_log: ErrorLog | None = None,
-        metrics: SinkMetrics | None = None,
+        metrics: ParkedCounter | None = None,
         delivery_timeout_s: float = 30.0,
         replay_group: str | None = None,
     ) -> None:

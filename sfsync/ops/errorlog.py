@@ -18,40 +18,23 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from dataclasses import field as dc_field
-from enum import StrEnum
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 from sfsync.errors import (
-    ConfigError,
+    Category,
     DeliveryError,
-    FatalError,
-    RecordValidationError,
+    Level,
     RetriableError,
-    SchemaError,
-    ServiceUnavailableError,
     SfsyncError,
-    SkippableRecordError,
 )
 from sfsync.kafka.clients import new_producer, read_messages
-from sfsync.salesforce.errors import (
-    AuthenticationError,
-    DailyLimitExceeded,
-    MetadataError,
-    PermissionDenied,
-    RequestLimitExceeded,
-    RolledBack,
-    SalesforceError,
-    SalesforceRecordError,
-    SalesforceRetriableError,
-    SessionExpired,
-    redact,
-)
+from sfsync.redaction import redact
 from sfsync.topics import ERRORS
 
 if TYPE_CHECKING:
-    from sfsync.avro import SchemaRegistry
-    from sfsync.sinks.metrics import SinkMetrics
+    from sfsync.ops.metrics import ErrorCounter
+    from sfsync.serde.registry import SchemaRegistry
 
 RECORD_NAME = "ErrorLogEntry"
 
@@ -67,18 +50,6 @@ _URL_CREDENTIALS = re.compile(r"(?i)(\b[a-z][a-z0-9+.\-]*://)[^/\s:@]+:[^/\s@]+@
 def scrub(text: str) -> str:
     """``text`` without tokens, bearer headers, JWTs or ``user:password@`` in URLs."""
     return redact(_URL_CREDENTIALS.sub(r"\1[redacted]@", text))
-
-
-class Level(StrEnum):
-    INFO = "INFO"
-    WARNING = "WARNING"
-    ERROR = "ERROR"
-
-
-class Category(StrEnum):
-    CONNECTION = "CONNECTION"
-    SYNC = "SYNC"
-    RATE_LIMIT = "RATE_LIMIT"
 
 
 @dataclass(frozen=True)
@@ -190,44 +161,10 @@ class ErrorLogEntry:
 
 # ---------------------------------------------------------------------- classification
 def _classify(error: BaseException) -> tuple[Category, str, Level, bool]:
-    """(category, code, level, retryable) for one error; Salesforce classes before the taxonomy."""
-    if isinstance(error, SalesforceError):
-        code = error.error_code
-        if isinstance(error, DailyLimitExceeded):
-            return Category.RATE_LIMIT, code, Level.ERROR, True
-        if isinstance(error, RequestLimitExceeded):
-            return Category.RATE_LIMIT, code, Level.WARNING, True
-        if isinstance(error, SessionExpired):
-            return Category.CONNECTION, code, Level.WARNING, True
-        if isinstance(error, RolledBack):
-            return Category.SYNC, code, Level.WARNING, True
-        if isinstance(error, SalesforceRetriableError):
-            transport = error.status == 0 or error.status >= 500
-            return (Category.CONNECTION if transport else Category.SYNC), code, Level.WARNING, True
-        if isinstance(error, SalesforceRecordError | MetadataError):
-            return Category.SYNC, code, Level.ERROR, False
-        if isinstance(error, AuthenticationError):
-            return Category.CONNECTION, AUTH_FAILED, Level.ERROR, False
-        if isinstance(error, PermissionDenied):
-            return Category.CONNECTION, code, Level.ERROR, False
-        return Category.CONNECTION, code, Level.ERROR, False  # UnexpectedResponse and any other
+    """(category, code, level, retryable) for one error, as the error's own class states them."""
+    if isinstance(error, SfsyncError):
+        return error.log_category(), error.log_code(), error.log_level(), isinstance(error, RetriableError)
     own = getattr(error, "code", None)
-    if isinstance(error, RecordValidationError):
-        return Category.SYNC, own or "RECORD_VALIDATION", Level.ERROR, False
-    if isinstance(error, SkippableRecordError):
-        return Category.SYNC, own or "RECORD_SKIPPED", Level.ERROR, False
-    if isinstance(error, DeliveryError):
-        return Category.CONNECTION, own or "KAFKA_DELIVERY_FAILED", Level.WARNING, True
-    if isinstance(error, RetriableError):
-        return Category.CONNECTION, own or "TRANSIENT", Level.WARNING, True
-    if isinstance(error, ServiceUnavailableError):
-        return Category.CONNECTION, own or "SERVICE_UNAVAILABLE", Level.ERROR, False
-    if isinstance(error, ConfigError):
-        return Category.CONNECTION, own or "CONFIG_INVALID", Level.ERROR, False
-    if isinstance(error, SchemaError):
-        return Category.SYNC, own or "SCHEMA_ERROR", Level.ERROR, False
-    if isinstance(error, FatalError):
-        return Category.CONNECTION, own or "FATAL", Level.ERROR, False
     return Category.SYNC, own if isinstance(own, str) else "ERROR", Level.ERROR, False
 
 
@@ -250,26 +187,23 @@ def entry_for(
 ) -> ErrorLogEntry:
     """The error-log entry for ``error`` (pure).
 
-    Salesforce errors keep Salesforce's ``errorCode`` as the code (an OAuth refusal becomes
-    ``AUTH_FAILED``, with Salesforce's code under ``details["salesforce_code"]``); the field
-    defaults to the first one Salesforce named. sfsync errors use their ``code`` attribute when
-    they have one, else a code for their kind (``RECORD_VALIDATION``, ``SERVICE_UNAVAILABLE``...).
+    The category, code, level, message, fields and details are the error's own
+    (:meth:`sfsync.errors.SfsyncError.log_category` and its siblings): Salesforce errors keep
+    Salesforce's ``errorCode`` (an OAuth refusal becomes ``AUTH_FAILED``, with Salesforce's code
+    under ``details["salesforce_code"]``); the field defaults to the first one the error names.
     """
     category, code, level, retryable = _classify(error)
     details: dict[str, str] = {"error_class": type(error).__name__}
-    if isinstance(error, SalesforceError):
-        message = error.message or str(error)
-        details["http_status"] = str(error.status)
-        if code != error.error_code:
-            details["salesforce_code"] = error.error_code
-        if field is None and error.fields:
-            field = error.fields[0]
-        if len(error.fields) > 1:
-            details["fields"] = ",".join(error.fields)
+    if isinstance(error, SfsyncError):
+        message = error.log_message()
+        details.update(error.log_details())
+        fields = list(error.log_fields())
     else:
-        message = str(error)
-        if field is None and isinstance(error, RecordValidationError):
-            field = error.field
+        message, fields = str(error), []
+    if field is None and fields:
+        field = fields[0]
+    if len(fields) > 1:
+        details["fields"] = ",".join(fields)
     retry_after = getattr(error, "retry_after", None)
     if isinstance(retry_after, int | float):
         details["retry_after_s"] = f"{retry_after:g}"
@@ -373,10 +307,11 @@ class ErrorLog:
         *,
         prefix: str = "",
         register: bool = True,
-        metrics: SinkMetrics | None = None,
+        metrics: ErrorCounter | None = None,
         delivery_timeout_s: float = 30.0,
     ) -> None:
-        from sfsync.avro import AvroEncoder, load_topic_schema
+        from sfsync.serde.codec import AvroEncoder
+        from sfsync.serde.schema import load_topic_schema
 
         self.topic = ERRORS.name(prefix)
         self._metrics = metrics
@@ -449,7 +384,7 @@ def tail(
     ``follow`` the iterator ends at the end of the log as it was when called; with it, it waits
     for new entries until ``stop()`` returns True. Never joins or commits a consumer group.
     """
-    from sfsync.avro import AvroDecoder
+    from sfsync.serde.codec import AvroDecoder
 
     wanted = Category(category) if category is not None else None
     decoder = AvroDecoder(registry)

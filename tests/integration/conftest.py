@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from sfsync.avro import SchemaRegistry
 from sfsync.emulator.server import RunningEmulator, serve_in_thread
+from sfsync.serde.registry import SchemaRegistry
 
 
 @pytest.fixture

@@ -9,9 +9,9 @@ from typing import Any
 
 from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[attr-defined]
 
-from sfsync.avro import SchemaRegistry
 from sfsync.processors.inbound.app import build_inbound_app
 from sfsync.processors.inbound.settings import InboundProcessorSettings
+from sfsync.serde.registry import SchemaRegistry
 from sfsync.topics import CHANGES, RESULTS
 
 

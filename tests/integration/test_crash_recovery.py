@@ -29,11 +29,13 @@ import httpx
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
-from sfsync.avro import AvroDecoder, AvroEncoder, SchemaRegistry, load_topic_schema
 from sfsync.emulator.server import RunningEmulator, serve_in_thread
 from sfsync.mapping import load_mappings
 from sfsync.processors.outbound.app import Processor
 from sfsync.producers.fake import CommunitySimulator
+from sfsync.serde.codec import AvroDecoder, AvroEncoder
+from sfsync.serde.registry import SchemaRegistry
+from sfsync.serde.schema import load_topic_schema
 from sfsync.topics import PRODUCT_TOPICS
 from tests.integration.helpers import PARTITIONS, Offsets, make_topics, publish_all, wait_until
 from tests.integration.processes import Spawned, pipeline_env, processor_env, salesforce_env

@@ -11,8 +11,9 @@ from prometheus_client import CollectorRegistry
 from typer.testing import CliRunner
 
 from sfsync.cli.ops import dlq_app, errors_app
+from sfsync.errors import Category, Level
 from sfsync.ops.dlq import REPLAYED_FROM, DeadLetterQueue, ReplayFilter, Stage
-from sfsync.ops.errorlog import Category, ErrorLog, Level, lookup_policy_skip, tail
+from sfsync.ops.errorlog import ErrorLog, lookup_policy_skip, tail
 from sfsync.salesforce.errors import classify
 from sfsync.sinks.metrics import SinkMetrics
 from sfsync.topics import DLQ, MEMBERS

@@ -28,9 +28,9 @@ from confluent_kafka import Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from typer.testing import CliRunner
 
-from sfsync.avro import SchemaRegistry
 from sfsync.cli.ops import dlq_app
 from sfsync.emulator.server import serve_in_thread
+from sfsync.errors import Category, Level
 from sfsync.ops.dlq import (
     H_SOURCE_OFFSET,
     H_SOURCE_PARTITION,
@@ -41,9 +41,10 @@ from sfsync.ops.dlq import (
     SourceEvent,
     Stage,
 )
-from sfsync.ops.errorlog import Category, Level, tail
+from sfsync.ops.errorlog import tail
 from sfsync.producers.events import MemberProfile, MemberType, UserCreated
 from sfsync.salesforce.errors import classify
+from sfsync.serde.registry import SchemaRegistry
 from sfsync.topics import DLQ, MEMBERS, WRITES
 from tests.integration.helpers import consume_all, group_offsets, make_topics, open_publisher, wait_until
 from tests.integration.processes import ROOT, Spawned, processor_env

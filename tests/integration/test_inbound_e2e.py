@@ -42,10 +42,11 @@ import httpx
 from confluent_kafka import Consumer, TopicPartition
 from prometheus_client import CollectorRegistry
 
-from sfsync.avro import AvroDecoder, SchemaRegistry
 from sfsync.emulator.server import serve_in_thread
 from sfsync.producers import events as ev
-from sfsync.sinks.main import GovernorSettings
+from sfsync.salesforce.governor import GovernorSettings
+from sfsync.serde.codec import AvroDecoder
+from sfsync.serde.registry import SchemaRegistry
 from sfsync.sources.metrics import SourceMetrics
 from sfsync.sources.poller import Poller
 from sfsync.sources.settings import SourceSettings

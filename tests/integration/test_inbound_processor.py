@@ -20,8 +20,10 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer
 
-from sfsync.avro import AvroDecoder, AvroEncoder, SchemaRegistry, load_topic_schema
 from sfsync.ops.dlq import H_STAGE, H_TOPIC
+from sfsync.serde.codec import AvroDecoder, AvroEncoder
+from sfsync.serde.registry import SchemaRegistry
+from sfsync.serde.schema import load_topic_schema
 from tests.integration.helpers import caught_up, consume_all, make_topics
 from tests.integration.processes import Spawned, pipeline_env
 

@@ -15,9 +15,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from sfsync.avro import SchemaRegistry
 from sfsync.emulator.server import RunningEmulator, serve_in_thread
 from sfsync.producers.fake import CommunitySimulator
+from sfsync.serde.registry import SchemaRegistry
 from sfsync.sinks.main import SinkRunner
 from tests.integration.helpers import caught_up, group_offsets, processed_all, publish_all, wait_until
 from tests.integration.processes import Spawned, processor_env

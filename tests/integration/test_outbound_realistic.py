@@ -23,10 +23,10 @@ from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
-from sfsync.avro import SchemaRegistry
 from sfsync.emulator.server import RunningEmulator, serve_in_thread
 from sfsync.producers import events as ev
 from sfsync.producers.fake import CommunitySimulator
+from sfsync.serde.registry import SchemaRegistry
 from sfsync.sinks.main import SinkRunner
 from tests.integration.helpers import PARTITIONS, caught_up, group_offsets, processed_all, publish_all, wait_until
 from tests.integration.processes import Spawned, processor_env

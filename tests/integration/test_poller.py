@@ -19,9 +19,10 @@ import pytest
 from confluent_kafka import Consumer
 from prometheus_client import CollectorRegistry
 
-from sfsync.avro import AvroDecoder, SchemaRegistry
 from sfsync.emulator.server import RunningEmulator, serve_in_thread
-from sfsync.sinks.main import GovernorSettings
+from sfsync.salesforce.governor import GovernorSettings
+from sfsync.serde.codec import AvroDecoder
+from sfsync.serde.registry import SchemaRegistry
 from sfsync.sources.metrics import SourceMetrics
 from sfsync.sources.poller import Poller, partition_for, read_checkpoint
 from sfsync.sources.rules import to_ms

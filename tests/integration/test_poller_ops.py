@@ -16,11 +16,12 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from sfsync.avro import SchemaRegistry
 from sfsync.emulator.server import RunningEmulator
+from sfsync.errors import Category
 from sfsync.mapping import MappingError
-from sfsync.ops.errorlog import Category, ErrorLogEntry, tail
-from sfsync.sinks.main import GovernorSettings
+from sfsync.ops.errorlog import ErrorLogEntry, tail
+from sfsync.salesforce.governor import GovernorSettings
+from sfsync.serde.registry import SchemaRegistry
 from sfsync.sources.metrics import SourceMetrics
 from sfsync.sources.poller import COMPONENT, Poller
 from tests.integration.helpers import salesforce_settings

@@ -13,11 +13,12 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from sfsync.avro import AvroDecoder, SchemaRegistry
 from sfsync.mapping import load_mappings
 from sfsync.ops.dlq import H_STAGE, H_TOPIC
 from sfsync.processors.outbound.plan import plan
 from sfsync.producers.fake import CommunitySimulator
+from sfsync.serde.codec import AvroDecoder
+from sfsync.serde.registry import SchemaRegistry
 from tests.integration.helpers import consume_all, normalize, open_publisher
 from tests.integration.processes import Spawned, processor_env
 from tests.unit.test_plan import decoded

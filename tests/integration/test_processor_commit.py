@@ -23,10 +23,12 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
 
-from sfsync.avro import AvroDecoder, AvroEncoder, SchemaRegistry, load_topic_schema
 from sfsync.mapping import load_mappings
 from sfsync.processors.outbound.app import Processor
 from sfsync.producers.fake import CommunitySimulator
+from sfsync.serde.codec import AvroDecoder, AvroEncoder
+from sfsync.serde.registry import SchemaRegistry
+from sfsync.serde.schema import load_topic_schema
 from tests.integration.helpers import Offsets, consume_all, publish_all, wait_until
 from tests.integration.processes import Spawned, processor_env
 

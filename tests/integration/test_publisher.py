@@ -8,11 +8,11 @@ import datetime as dt
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from sfsync.avro import AvroDecoder
 from sfsync.errors import DeliveryError, RecordValidationError
 from sfsync.producers import events as ev
 from sfsync.producers.fake import CommunitySimulator
 from sfsync.producers.publisher import AsyncPublisher
+from sfsync.serde.codec import AvroDecoder
 
 from .helpers import consume_all, end_offsets, make_topics, open_publisher, publisher_settings
 

@@ -13,9 +13,9 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from sfsync.avro import AvroDecoder
 from sfsync.producers import events as ev
 from sfsync.producers.fake import CommunitySimulator
+from sfsync.serde.codec import AvroDecoder
 from sfsync.topics import PRODUCT_TOPICS, by_base
 
 from .helpers import consume_all, normalize, open_publisher

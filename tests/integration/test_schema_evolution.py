@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from sfsync.avro import RELEASED_DIR, load_topic_schema
 from sfsync.errors import SchemaError
+from sfsync.serde.schema import RELEASED_DIR, load_topic_schema
 from sfsync.topics import CONTRACT_TOPICS
 
 

@@ -13,12 +13,16 @@ from confluent_kafka import Producer
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
-from sfsync.avro import AvroDecoder, AvroEncoder, SchemaRegistry, load_topic_schema
 from sfsync.emulator.server import RunningEmulator, free_port
+from sfsync.errors import Category
 from sfsync.ops.dlq import DeadLetterQueue
-from sfsync.ops.errorlog import Category, tail
+from sfsync.ops.errorlog import tail
 from sfsync.salesforce import SalesforceClient, SalesforceSettings, StaticTokenAuth
-from sfsync.sinks.main import GovernorSettings, SinkRunner, build_runner
+from sfsync.salesforce.governor import GovernorSettings
+from sfsync.serde.codec import AvroDecoder, AvroEncoder
+from sfsync.serde.registry import SchemaRegistry
+from sfsync.serde.schema import load_topic_schema
+from sfsync.sinks.main import SinkRunner, build_runner
 from sfsync.sinks.metrics import SinkMetrics
 from sfsync.sinks.settings import SinkSettings
 from tests.integration.helpers import consume_all, make_topics, salesforce_settings, wait_until
@@ -196,7 +200,7 @@ async def test_a_refused_login_logs_a_connection_entry_pauses_and_commits_nothin
 
 def test_governor_settings_report_every_problem_at_once() -> None:
     from sfsync.errors import ConfigError
-    from sfsync.sinks.main import load_governor_settings
+    from sfsync.salesforce.governor import load_governor_settings
 
     with pytest.raises(ConfigError) as caught:
         load_governor_settings(reserve_ratio=1.5, slow_from_ratio=-1, pause_s=0)

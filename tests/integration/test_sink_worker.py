@@ -8,9 +8,11 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from sfsync.avro import AvroDecoder, AvroEncoder, SchemaRegistry, load_topic_schema
 from sfsync.emulator.server import build
 from sfsync.errors import SfsyncError
+from sfsync.serde.codec import AvroDecoder, AvroEncoder
+from sfsync.serde.registry import SchemaRegistry
+from sfsync.serde.schema import load_topic_schema
 from sfsync.sinks.loop import SinkWorker
 from sfsync.sinks.settings import SinkSettings
 from sfsync.sinks.writer import IncomingWrite

@@ -95,8 +95,10 @@ class Java17Machine(Stack):
 
 
 def test_without_java_21_the_registry_falls_back_and_still_serves(tmp_path: Path) -> None:
-    from sfsync.avro import AvroDecoder, AvroEncoder, SchemaRegistry, load_topic_schema
     from sfsync.producers import events as ev
+    from sfsync.serde.codec import AvroDecoder, AvroEncoder
+    from sfsync.serde.registry import SchemaRegistry
+    from sfsync.serde.schema import load_topic_schema
 
     base = BASE + 10
     stack = Java17Machine(

@@ -7,9 +7,10 @@ import struct
 
 import pytest
 
-from sfsync.avro import AvroDecoder, AvroEncoder, load_topic_schema
 from sfsync.errors import RecordValidationError, SkippableRecordError
 from sfsync.producers import events as ev
+from sfsync.serde.codec import AvroDecoder, AvroEncoder
+from sfsync.serde.schema import load_topic_schema
 
 
 class FakeRegistry:

@@ -12,9 +12,10 @@ from typing import Any
 import fastavro
 import pytest
 
-from sfsync.avro import AvroDecoder, AvroEncoder, load_topic_schema, storage_schema
 from sfsync.errors import SkippableRecordError
 from sfsync.producers.fake import CommunitySimulator
+from sfsync.serde.codec import AvroDecoder, AvroEncoder
+from sfsync.serde.schema import load_topic_schema, storage_schema
 from sfsync.topics import PRODUCT_TOPICS
 
 T0 = dt.datetime(2026, 3, 1, 9, 30, 0, 123000, tzinfo=dt.UTC)

@@ -8,10 +8,10 @@ import time
 import pytest
 from typer.testing import CliRunner
 
-from sfsync.avro import SchemaRegistry
 from sfsync.cli.main import app
 from sfsync.errors import ServiceUnavailableError
 from sfsync.producers.publisher import Publisher
+from sfsync.serde.registry import SchemaRegistry
 from sfsync.settings import PublisherSettings
 
 runner = CliRunner()

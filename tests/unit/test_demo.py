@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from sfsync.avro import AvroDecoder, SchemaRegistry
 from sfsync.devtools.demo import Child, stop_children
 from sfsync.devtools.demo_report import (
     DemoReport,
@@ -41,6 +40,8 @@ from sfsync.emulator.store import OrgStore
 from sfsync.errors import SkippableRecordError
 from sfsync.producers import events as ev
 from sfsync.producers.fake import CommunitySimulator
+from sfsync.serde.codec import AvroDecoder
+from sfsync.serde.registry import SchemaRegistry
 
 NOW = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
 

@@ -9,8 +9,14 @@ import json
 import fastavro
 import pytest
 
-from sfsync.avro import load_topic_schema
-from sfsync.errors import DeliveryError, RecordValidationError, ServiceUnavailableError, SkippableRecordError
+from sfsync.errors import (
+    Category,
+    DeliveryError,
+    Level,
+    RecordValidationError,
+    ServiceUnavailableError,
+    SkippableRecordError,
+)
 from sfsync.ops.dlq import (
     H_EXC_MESSAGE,
     H_PARKED_AT,
@@ -23,9 +29,7 @@ from sfsync.ops.errorlog import (
     AUTH_FAILED,
     LOOKUP_POLICY_SKIP,
     SOURCE_OF_TRUTH_CONFLICT,
-    Category,
     ErrorLogEntry,
-    Level,
     SourceRef,
     entry_for,
     lookup_policy_skip,
@@ -34,6 +38,7 @@ from sfsync.ops.errorlog import (
 )
 from sfsync.salesforce.errors import classify
 from sfsync.schemas import SCHEMA_DIR
+from sfsync.serde.schema import load_topic_schema
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, 0, 123000, tzinfo=dt.UTC)
 

@@ -10,11 +10,11 @@ import fastavro
 import pytest
 
 from sfsync import producers
-from sfsync.avro import load_topic_schema
 from sfsync.devtools.codegen import generate
 from sfsync.errors import RecordValidationError
 from sfsync.producers import events as ev
 from sfsync.producers.fake import CommunitySimulator
+from sfsync.serde.schema import load_topic_schema
 from sfsync.topics import PRODUCT_TOPICS
 
 

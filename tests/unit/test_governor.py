@@ -7,8 +7,8 @@ import datetime as dt
 
 import pytest
 
-from sfsync.errors import ConfigError
-from sfsync.ops.errorlog import RATE_LIMIT_PAUSE, Category, ErrorLogEntry
+from sfsync.errors import Category, ConfigError
+from sfsync.ops.errorlog import RATE_LIMIT_PAUSE, ErrorLogEntry
 from sfsync.salesforce.errors import classify
 from sfsync.salesforce.governor import Action, Governor, Policy, decide
 from sfsync.salesforce.limits import ApiBudget, BudgetTracker

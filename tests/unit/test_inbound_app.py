@@ -11,12 +11,12 @@ from typing import Any
 import fastavro
 import pytest
 
-from sfsync.avro import load_topic_schema
 from sfsync.errors import SkippableRecordError
 from sfsync.mapping import load_mappings
 from sfsync.ops.dlq import OriginalRecord, Stage
 from sfsync.processors.inbound.app import EchoHold, InboundProcessor, ResultsProgress
 from sfsync.processors.inbound.settings import load_inbound_settings
+from sfsync.serde.schema import load_topic_schema
 
 T0 = dt.datetime(2026, 3, 1, 9, 30, tzinfo=dt.UTC)
 WRITTEN = {"FirstName": "Ada", "Title": "Engineer", "Member_Id__c": "u-1"}

@@ -12,11 +12,11 @@ from typing import Any
 import fastavro
 import pytest
 
-from sfsync.avro import RELEASED_DIR, load_topic_schema
 from sfsync.cli.mappings import emulator_describes
 from sfsync.mapping import MappingError, load_mappings, parse_mappings, validate_against_describe
 from sfsync.processors.inbound.rules import apply_result, decide
 from sfsync.schemas import SCHEMA_DIR
+from sfsync.serde.schema import RELEASED_DIR, load_topic_schema
 from sfsync.topics import MEMBERS_INBOUND, SALESFORCE_EDITS
 
 RECORDS = ("MemberFieldUpdate", "MemberIdentityLink", "MemberDelete", "ImportCandidate")

@@ -12,11 +12,11 @@ import fastavro
 import pytest
 from fastavro.validation import validate
 
-from sfsync.avro import load_topic_schema
 from sfsync.mapping import MappingEvaluationError, MappingFile, load_mappings, parse_mappings
 from sfsync.processors.outbound.plan import DELETED, Identity, drop_stale, learn_salesforce_edit, plan
 from sfsync.producers import events as ev
 from sfsync.producers.fake import CommunitySimulator
+from sfsync.serde.schema import load_topic_schema
 
 
 class Src(NamedTuple):

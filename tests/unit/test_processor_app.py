@@ -7,13 +7,14 @@ from typing import Any
 
 import pytest
 
-from sfsync.avro import AvroDecoder, AvroEncoder, load_topic_schema
 from sfsync.errors import ConfigError, ServiceUnavailableError
 from sfsync.mapping import MatchKey, load_mappings, parse_mappings
 from sfsync.ops.dlq import Stage
 from sfsync.processors.outbound.app import Processor, TableIdentity, identity_of_result, per_event_mappings
 from sfsync.processors.outbound.settings import ProcessorSettings, parse_variables
 from sfsync.producers.fake import CommunitySimulator
+from sfsync.serde.codec import AvroDecoder, AvroEncoder
+from sfsync.serde.schema import load_topic_schema
 from tests.unit.test_avro_codec import FakeRegistry
 from tests.unit.test_plan import BROKEN
 

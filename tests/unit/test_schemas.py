@@ -7,8 +7,8 @@ import json
 import fastavro
 import pytest
 
-from sfsync.avro import load_topic_schema
 from sfsync.schemas import SCHEMA_DIR
+from sfsync.serde.schema import load_topic_schema
 from sfsync.topics import PRODUCT_TOPICS
 
 # DESIGN.md §3: the contract the schemas must implement.

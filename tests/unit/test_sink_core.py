@@ -11,13 +11,13 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from sfsync.avro import load_topic_schema
 from sfsync.emulator.app import Emulator
 from sfsync.emulator.faults import Faults
 from sfsync.emulator.server import build
 from sfsync.errors import FatalError, SfsyncError
 from sfsync.salesforce import SalesforceClient, StaticTokenAuth
 from sfsync.salesforce.settings import SalesforceSettings
+from sfsync.serde.schema import load_topic_schema
 from sfsync.sinks.settings import SinkSettings, load_sink_settings
 from sfsync.sinks.writer import BatchOutcome, ErrorEntry, IncomingWrite, SalesforceSink, merge_writes
 

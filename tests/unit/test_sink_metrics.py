@@ -8,8 +8,8 @@ import urllib.request
 
 from prometheus_client import CollectorRegistry
 
-from sfsync.salesforce.limits import ApiBudget
-from sfsync.sinks.metrics import SinkMetrics, endpoint_of
+from sfsync.salesforce.limits import ApiBudget, endpoint_of
+from sfsync.sinks.metrics import SinkMetrics
 
 T0 = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
 

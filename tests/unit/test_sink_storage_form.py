@@ -8,11 +8,13 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from sfsync.avro import AvroDecoder, AvroEncoder, load_topic_schema
 from sfsync.emulator.server import build
 from sfsync.errors import RecordValidationError
+from sfsync.salesforce.governor import GovernorSettings
+from sfsync.serde.codec import AvroDecoder, AvroEncoder
+from sfsync.serde.schema import load_topic_schema
 from sfsync.sinks.loop import WriteResultEncoder, write_decoder
-from sfsync.sinks.main import GovernorSettings, SinkRunner
+from sfsync.sinks.main import SinkRunner
 from sfsync.sinks.metrics import SinkMetrics
 from sfsync.sinks.settings import SinkSettings
 from sfsync.sinks.writer import BatchOutcome, IncomingWrite, _millis, merge_writes

@@ -1,0 +1,1 @@
+"""Avro in the Confluent wire format: topic schemas, the schema registry, and the codecs."""

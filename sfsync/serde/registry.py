@@ -1,0 +1,116 @@
+"""A Confluent-compatible schema registry: confluent-kafka's client, with its errors turned into sfsync's."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import fastavro
+
+from sfsync.errors import SchemaError, ServiceUnavailableError
+from sfsync.settings import RegistryConnection
+
+
+# ---------------------------------------------------------------------- registry
+class SchemaRegistry:
+    """A Confluent-compatible registry (Apicurio's ccompat API here). Errors become sfsync's."""
+
+    def __init__(
+        self, url: str, *, timeout_s: float = 5.0, username: str | None = None, password: str | None = None
+    ) -> None:
+        from confluent_kafka.schema_registry import SchemaRegistryClient
+
+        conf: dict[str, Any] = {
+            "url": url,
+            "timeout": timeout_s,
+            "max.retries": 2,
+            "retries.wait.ms": 200,
+            "retries.max.wait.ms": 1000,
+        }
+        if username:
+            conf["basic.auth.user.info"] = f"{username}:{password or ''}"
+        self.url = url
+        self._client = SchemaRegistryClient(conf)
+        self._by_id: dict[int, Any] = {}
+
+    def _call(self, what: str, func: Any, *args: Any) -> Any:
+        from confluent_kafka.schema_registry.error import SchemaRegistryError
+
+        try:
+            return func(*args)
+        except SchemaRegistryError as exc:
+            if exc.http_status_code == 409:
+                raise SchemaError(f"registry refused {what}: not compatible ({exc.error_message})") from exc
+            if exc.http_status_code in (422, 400):
+                raise SchemaError(f"registry refused {what}: {exc.error_message}") from exc
+            if exc.http_status_code >= 500:
+                raise ServiceUnavailableError(
+                    f"schema registry at {self.url} failed on {what}: HTTP {exc.http_status_code}"
+                ) from exc
+            raise SchemaError(f"registry: {what}: HTTP {exc.http_status_code} {exc.error_message}") from exc
+        except Exception as exc:
+            raise ServiceUnavailableError(
+                f"schema registry at {self.url} did not answer ({what}): {type(exc).__name__}"
+            ) from exc
+
+    @classmethod
+    def from_settings(cls, conn: RegistryConnection) -> SchemaRegistry:
+        """The registry a component's settings point at (URL, timeout, basic auth)."""
+        password = conn.schema_registry_password
+        return cls(
+            conn.schema_registry_url,
+            timeout_s=conn.schema_registry_timeout_s,
+            username=conn.schema_registry_username,
+            password=password.get_secret_value() if password else None,
+        )
+
+    def close(self) -> None:
+        """Release the HTTP connections (schemas already fetched stay cached)."""
+        self._client.close()
+
+    def __enter__(self) -> SchemaRegistry:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def register(self, subject: str, schema_str: str) -> int:
+        """Register (or find) ``schema_str`` under ``subject``; the registry enforces compatibility."""
+        from confluent_kafka.schema_registry import Schema
+
+        return int(
+            self._call(f"registering {subject}", self._client.register_schema, subject, Schema(schema_str, "AVRO"))
+        )
+
+    def is_compatible(self, subject: str, schema_str: str) -> bool:
+        """Whether ``schema_str`` may be registered under ``subject`` (True when the subject is new)."""
+        from confluent_kafka.schema_registry import Schema
+        from confluent_kafka.schema_registry.error import SchemaRegistryError
+
+        try:
+            return bool(self._client.test_compatibility(subject, Schema(schema_str, "AVRO")))
+        except SchemaRegistryError as exc:
+            if exc.http_status_code == 404:
+                return True
+            raise SchemaError(f"registry: compatibility check of {subject}: {exc.error_message}") from exc
+        except Exception as exc:
+            raise ServiceUnavailableError(f"schema registry at {self.url} did not answer") from exc
+
+    def set_compatibility(self, subject: str, level: str) -> None:
+        from confluent_kafka.schema_registry import ConfigCompatibilityLevel, ServerConfig
+
+        self._call(
+            f"setting compatibility of {subject}",
+            self._client.set_config,
+            subject,
+            ServerConfig(compatibility=ConfigCompatibilityLevel(level)),
+        )
+
+    def writer_schema(self, schema_id: int) -> Any:
+        """The parsed writer schema of ``schema_id`` (fetched once, then cached)."""
+        parsed = self._by_id.get(schema_id)
+        if parsed is None:
+            schema = self._call(f"fetching schema id {schema_id}", self._client.get_schema, schema_id)
+            parsed = fastavro.parse_schema(json.loads(schema.schema_str))
+            self._by_id[schema_id] = parsed
+        return parsed
