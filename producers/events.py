@@ -14,12 +14,10 @@ from enum import StrEnum
 from typing import Any, ClassVar
 
 from sfsync.errors import RecordValidationError
+from sfsync.time import EPOCH, is_aware
+from sfsync.time import utcnow as _now
 
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+_MILLISECOND = dt.timedelta(milliseconds=1)
 
 
 def _uuid() -> str:
@@ -28,11 +26,11 @@ def _uuid() -> str:
 
 def _ms(value: dt.datetime) -> int:
     """timestamp-millis as Avro stores it (the encoder's fast path writes plain longs)."""
-    return (value - _EPOCH) // dt.timedelta(milliseconds=1)
+    return (value - EPOCH) // _MILLISECOND
 
 
 def _check_time(record: str, name: str, value: object) -> None:
-    if value is not None and (not isinstance(value, dt.datetime) or value.tzinfo is None):
+    if value is not None and (not isinstance(value, dt.datetime) or not is_aware(value)):
         raise RecordValidationError(record, name, "expected a timezone-aware datetime (UTC)")
 
 

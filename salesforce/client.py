@@ -66,15 +66,6 @@ _IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "PATCH", "OPTIONS"})
 _BULK_DONE = frozenset({"JobComplete", "Failed", "Aborted"})
 
 
-def parse_datetime(value: str) -> datetime:
-    """Parse Salesforce's ``2013-05-08T21:20:00.000+0000`` (or any ISO-8601) into an aware datetime."""
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        parsed = datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%f%z")
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
 def _name(value: str, what: str = "sObject") -> str:
     if not _NAME_RE.match(value):
         raise ValueError(f"not a valid {what} API name: {value!r}")

@@ -30,6 +30,7 @@ from sfsync.ops.errorlog import ErrorLogEntry, rate_limit_pause
 from sfsync.salesforce.errors import SalesforceError
 from sfsync.salesforce.limits import ApiBudget, BudgetTracker
 from sfsync.settings import load
+from sfsync.time import utcnow
 
 DAY_S = 86_400.0
 DEFAULT_RESERVE_RATIO = 0.1
@@ -160,10 +161,6 @@ def interval_s(budget: ApiBudget | None, policy: Policy) -> float:
     return policy.window_s / left
 
 
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 class Governor:
     """Decides, before each Salesforce call, whether to go, slow down or pause.
 
@@ -211,7 +208,7 @@ class Governor:
         slow_from_ratio: float = DEFAULT_SLOW_FROM_RATIO,
         pause_s: float = DEFAULT_PAUSE_S,
         window_s: float = DAY_S,
-        clock: Callable[[], dt.datetime] = _utcnow,
+        clock: Callable[[], dt.datetime] = utcnow,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         on_pause: Callable[[ErrorLogEntry], None] | None = None,
         max_sleep_s: float = DEFAULT_MAX_SLEEP_S,

@@ -55,6 +55,7 @@ from sfsync.salesforce.errors import (
 )
 from sfsync.salesforce.soql import Condition, field_name, literal, select, soql_in
 from sfsync.sinks.settings import SinkSettings
+from sfsync.time import to_millis
 
 __all__ = [
     "BatchOutcome",
@@ -220,11 +221,8 @@ class _Segment:
 
 def _millis(value: Any) -> int:
     """A timestamp-millis value that is not already an int (the sink decodes timestamps as ints; see
-    ``_fields``) as epoch milliseconds: an aware datetime (a naive one is taken as UTC), else ``int(value or 0)``."""
-    if isinstance(value, datetime):
-        aware = value if value.tzinfo else value.replace(tzinfo=UTC)
-        return int(aware.timestamp() * 1000)
-    return int(value or 0)
+    ``_fields``) as epoch milliseconds: a datetime (naive = UTC), else ``int(value or 0)``."""
+    return to_millis(value) or 0
 
 
 def _enum(value: Any, default: str) -> str:

@@ -30,6 +30,7 @@ from sfsync.errors import (
 )
 from sfsync.kafka.clients import new_producer, read_messages
 from sfsync.redaction import redact
+from sfsync.time import utcnow
 from sfsync.topics import ERRORS
 
 if TYPE_CHECKING:
@@ -62,10 +63,6 @@ class SourceRef:
     event_id: str | None = None
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 def _new_id() -> str:
     return str(uuid.uuid4())
 
@@ -87,7 +84,7 @@ class ErrorLogEntry:
     retryable: bool = False
     details: Mapping[str, str] = dc_field(default_factory=dict)
     entry_id: str = dc_field(default_factory=_new_id)
-    occurred_at: dt.datetime = dc_field(default_factory=_now)
+    occurred_at: dt.datetime = dc_field(default_factory=utcnow)
 
     def to_avro(self) -> dict[str, Any]:
         src = self.source or SourceRef()
@@ -220,7 +217,7 @@ def entry_for(
         source=refs,
         retryable=retryable,
         details=details,
-        occurred_at=now or _now(),
+        occurred_at=now or utcnow(),
     )
 
 
@@ -245,7 +242,7 @@ def lookup_policy_skip(
         field=field,
         record_key=key,
         source=refs,
-        occurred_at=now or _now(),
+        occurred_at=now or utcnow(),
     )
 
 
@@ -272,7 +269,7 @@ def source_of_truth_conflict(
         record_key=key,
         salesforce_id=salesforce_id,
         source=refs,
-        occurred_at=now or _now(),
+        occurred_at=now or utcnow(),
     )
 
 
@@ -287,7 +284,7 @@ def rate_limit_pause(
         Level.WARNING,
         retryable=True,
         details={"paused_until": until.astimezone(dt.UTC).isoformat(timespec="seconds"), **(details or {})},
-        occurred_at=now or _now(),
+        occurred_at=now or utcnow(),
     )
 
 
