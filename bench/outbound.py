@@ -93,10 +93,10 @@ from sfsync.producers.publisher import Publisher  # noqa: E402
 from sfsync.salesforce import SalesforceSettings  # noqa: E402
 from sfsync.salesforce.governor import load_governor_settings  # noqa: E402
 from sfsync.settings import PublisherSettings, load  # noqa: E402
+from sfsync.sinks.contract import BatchOutcome, IncomingWrite  # noqa: E402
 from sfsync.sinks.main import SinkRunner, build_runner  # noqa: E402
 from sfsync.sinks.metrics import SinkMetrics  # noqa: E402
 from sfsync.sinks.settings import load_sink_settings  # noqa: E402
-from sfsync.sinks.writer import BatchOutcome, IncomingWrite  # noqa: E402
 from sfsync.topics import ALL_TOPICS, delete_topics, ensure_topics  # noqa: E402
 
 API = "/services/data/v62.0"

@@ -56,8 +56,9 @@ from sfsync.salesforce.settings import SalesforceSettings  # noqa: E402
 from sfsync.serde.codec import AvroDecoder, AvroEncoder  # noqa: E402
 from sfsync.serde.schema import load_topic_schema  # noqa: E402
 from sfsync.sinks import loop as sink_worker  # noqa: E402
+from sfsync.sinks.contract import ErrorEntry, IncomingWrite  # noqa: E402
 from sfsync.sinks.settings import SinkSettings  # noqa: E402
-from sfsync.sinks.writer import ErrorEntry, IncomingWrite, SalesforceSink  # noqa: E402
+from sfsync.sinks.writer import SalesforceSink  # noqa: E402
 
 WRITES_TOPIC = "sfsync.writes"
 RESULTS_TOPIC = "sfsync.results"

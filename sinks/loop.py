@@ -1,4 +1,4 @@
-"""The thin loop around :class:`sfsync.sinks.writer.SalesforceSink`: Kafka in, Salesforce, Kafka out, commit.
+"""The thin loop around a :class:`~sfsync.sinks.contract.Sink`: Kafka in, Salesforce, Kafka out, commit.
 
 Per batch: consume ``sfsync.writes`` (manual commits, ``read_committed``) until ``batch_size`` or
 ``batch_max_age_s``; decode (:func:`write_decoder`: timestamps stay epoch milliseconds; undecodable
@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from sfsync.errors import DeliveryError, FatalError, ServiceUnavailableError, SfsyncError, SkippableRecordError
 from sfsync.ops.dlq import SourceEvent
+from sfsync.sinks.contract import BatchOutcome, ErrorEntry, IncomingWrite, OnParked, Sink, committed_offsets
 from sfsync.sinks.settings import SinkSettings
-from sfsync.sinks.writer import BatchOutcome, ErrorEntry, IncomingWrite, OnParked, SalesforceSink, committed_offsets
 
 if TYPE_CHECKING:
     from sfsync.serde.codec import AvroDecoder, AvroEncoder
@@ -185,7 +185,7 @@ class SinkWorker:
 
     def __init__(
         self,
-        sink: SalesforceSink,
+        sink: Sink,
         *,
         settings: SinkSettings,
         consumer: Any,
@@ -217,7 +217,7 @@ class SinkWorker:
     # -- construction with real clients ----------------------------------------------------
     @classmethod
     def connect(
-        cls, sink: SalesforceSink, *, settings: SinkSettings, on_parked: OnParked, registry: Any | None = None
+        cls, sink: Sink, *, settings: SinkSettings, on_parked: OnParked, registry: Any | None = None
     ) -> SinkWorker:
         """A worker with confluent-kafka clients and Avro codecs built from ``settings``."""
         from confluent_kafka import Consumer, KafkaException, Producer

@@ -51,10 +51,11 @@ from sfsync.salesforce.auth import AuthProvider
 from sfsync.salesforce.errors import parse_error_body
 from sfsync.salesforce.governor import Governor, GovernorSettings, load_governor_settings
 from sfsync.salesforce.limits import LIMIT_INFO_HEADER, parse_limit_info
+from sfsync.sinks.contract import BatchOutcome, ErrorEntry, IncomingWrite
 from sfsync.sinks.loop import SinkWorker, dlq_parker
 from sfsync.sinks.metrics import SinkMetrics
 from sfsync.sinks.settings import SinkSettings
-from sfsync.sinks.writer import BatchOutcome, ErrorEntry, IncomingWrite, SalesforceSink
+from sfsync.sinks.writer import SalesforceSink
 
 __all__ = [
     "RunReport",

@@ -39,12 +39,12 @@ import random
 import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal, NamedTuple, Protocol
+from typing import Any, Literal
 from urllib.parse import quote
 
-from sfsync.errors import FatalError, SfsyncError, SkippableRecordError
+from sfsync.errors import FatalError, SfsyncError
 from sfsync.salesforce.client import COLLECTION_MAX, RecordResult, SalesforceClient
 from sfsync.salesforce.errors import (
     SalesforceError,
@@ -54,267 +54,29 @@ from sfsync.salesforce.errors import (
     classify,
 )
 from sfsync.salesforce.soql import Condition, field_name, literal, select, soql_in
+from sfsync.sinks.contract import (
+    BatchOutcome,
+    ErrorEntry,
+    IncomingWrite,
+    OnErrorEntry,
+    OnParked,
+    ParentNotFoundError,
+    ParkedWrite,
+    UnsafeWriteError,
+    committed_offsets,
+)
+from sfsync.sinks.merge import (
+    _EMPTY,
+    _Segment,
+    merge_writes,
+)
 from sfsync.sinks.settings import SinkSettings
-from sfsync.time import to_millis
 
-__all__ = [
-    "BatchOutcome",
-    "ErrorEntry",
-    "IncomingWrite",
-    "OnErrorEntry",
-    "OnParked",
-    "ParentNotFoundError",
-    "ParkedWrite",
-    "SalesforceSink",
-    "UnsafeWriteError",
-    "committed_offsets",
-    "merge_writes",
-]
+__all__ = ["SalesforceSink"]
 
-Value = str | bool | int | float | None
-_EMPTY: tuple[Any, ...] = (None, "")
 _LEAD_EXTRA = ("IsConverted", "ConvertedContactId")
 _SEPARATOR_COST = len(quote(", ", safe=""))
 _API_NAMES_KEPT = 10_000
-
-
-# ---------------------------------------------------------------------- public types
-@dataclass(frozen=True)
-class IncomingWrite:
-    """One ``sfsync.writes`` record: the decoded Write and where it came from (raw bytes for the DLQ)."""
-
-    write: Mapping[str, Any]
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None = None
-    value: bytes | None = None
-    headers: Sequence[tuple[str, bytes]] = ()
-
-
-@dataclass(frozen=True)
-class ErrorEntry:
-    """An error-log entry (``sfsync.errors``): SYNC for record problems, INFO severity for policy skips."""
-
-    category: Literal["SYNC", "CONNECTION", "RATE_LIMIT"]
-    severity: Literal["INFO", "WARNING", "ERROR"]
-    code: str
-    message: str
-    mapping: str
-    record_key: str
-    write_id: str
-    sobject: str
-    field: str | None = None
-    salesforce_id: str | None = None
-
-
-@dataclass(frozen=True)
-class ParkedWrite:
-    """A write sent to the DLQ, and why."""
-
-    write: IncomingWrite
-    error: SfsyncError
-
-
-@dataclass
-class BatchOutcome:
-    """What one :meth:`SalesforceSink.put` did.
-
-    ``committed`` maps (topic, partition) to the offset to commit (the next one to read): every
-    write of this batch below it was acknowledged by Salesforce or parked. ``pending`` are the
-    writes not done yet (a missing parent, retries exhausted): hand them to the next ``put``.
-    """
-
-    results: list[dict[str, Any]] = field(default_factory=list)
-    parked: list[ParkedWrite] = field(default_factory=list)
-    pending: list[IncomingWrite] = field(default_factory=list)
-    committed: dict[tuple[str, int], int] = field(default_factory=dict)
-    api_calls: int = 0
-
-
-class OnParked(Protocol):
-    """Parks one write in the DLQ (e.g. ``DeadLetterQueue.park``); must be durable when it returns."""
-
-    def __call__(self, write: IncomingWrite, error: SfsyncError) -> Awaitable[None]: ...
-
-
-class OnErrorEntry(Protocol):
-    """Records one error-log entry."""
-
-    def __call__(self, entry: ErrorEntry) -> Awaitable[None]: ...
-
-
-class UnsafeWriteError(SkippableRecordError):
-    """A write the sink refuses: it could not be replayed without creating a duplicate, or it is malformed."""
-
-    def __init__(self, message: str, *, code: str = "CONFIG", fields: Sequence[str] = ()) -> None:
-        super().__init__(message)
-        self.error_code = code
-        self.fields = list(fields)
-
-
-class ParentNotFoundError(SkippableRecordError):
-    """A child's parent never appeared in Salesforce within ``max_parent_waits`` batches."""
-
-    def __init__(self, message: str, *, fields: Sequence[str] = ()) -> None:
-        super().__init__(message)
-        self.error_code = "PARENT_NOT_FOUND"
-        self.fields = list(fields)
-
-
-def committed_offsets(
-    consumed: Iterable[IncomingWrite], pending: Iterable[IncomingWrite]
-) -> dict[tuple[str, int], int]:
-    """Per (topic, partition) the offset to commit: below it every consumed write is done (not pending)."""
-    done: dict[tuple[str, int], int] = {}
-    for w in consumed:
-        tp = (w.topic, w.partition)
-        done[tp] = max(done.get(tp, w.offset + 1), w.offset + 1)
-    for w in pending:
-        tp = (w.topic, w.partition)
-        done[tp] = min(done[tp], w.offset) if tp in done else w.offset
-    return done
-
-
-# ---------------------------------------------------------------------- merging (pure)
-class _Field(NamedTuple):
-    value: Value
-    policy: str
-    updated_at: int
-
-
-@dataclass(slots=True)
-class _Segment:
-    """Consecutive writes to one key, merged; executed as one Salesforce record operation."""
-
-    key: str
-    op: str
-    writes: list[IncomingWrite]
-    sobject: str
-    mapping: str
-    fields: dict[str, _Field]
-    match: list[tuple[str, str]]
-    external_id: tuple[str, str] | None
-    search_objects: list[str]
-    create_if_missing: bool
-    parents: dict[str, tuple[str, str]]
-    record_type: str | None = None
-    attempts: int = 0
-    rematched: bool = False
-    blocked: bool = False
-    orphan: bool = False
-    again: bool = False
-    # per round
-    parent_ids: dict[str, tuple[str, str]] = field(default_factory=dict)
-    parents_from_cache: list[str] = field(default_factory=list)
-    target: tuple[str, str] | None = None
-    current: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def last(self) -> Mapping[str, Any]:
-        return self.writes[-1].write
-
-    @property
-    def objects(self) -> list[str]:
-        return list(dict.fromkeys(self.search_objects or [self.sobject]))
-
-
-def _millis(value: Any) -> int:
-    """A timestamp-millis value that is not already an int (the sink decodes timestamps as ints; see
-    ``_fields``) as epoch milliseconds: a datetime (naive = UTC), else ``int(value or 0)``."""
-    return to_millis(value) or 0
-
-
-def _enum(value: Any, default: str) -> str:
-    return str(value) if value is not None else default
-
-
-def _fields(raw: Mapping[str, Mapping[str, Any]] | None) -> dict[str, _Field]:
-    """A Write's ``fields`` as :class:`_Field` values (this runs for every field of every write)."""
-    out: dict[str, _Field] = {}
-    if not raw:
-        return out
-    for name, fv in raw.items():
-        policy = fv.get("policy")
-        at = fv.get("updated_at")
-        out[name if type(name) is str else str(name)] = _Field(
-            fv.get("value"),
-            policy if type(policy) is str else _enum(policy, "ALWAYS"),
-            at if type(at) is int else _millis(at),
-        )
-    return out
-
-
-def _segment(incoming: IncomingWrite) -> _Segment:
-    w = incoming.write
-    ext = w.get("external_id")
-    return _Segment(
-        key=str(w["key"]),
-        op=_enum(w.get("operation"), "UPSERT"),
-        writes=[incoming],
-        sobject=str(w["sobject"]),
-        mapping=str(w.get("mapping", "")),
-        fields=_fields(w.get("fields")),
-        match=[(str(m["field"]), str(m["value"])) for m in (w.get("match") or [])],
-        external_id=(str(ext["field"]), str(ext["value"])) if ext else None,
-        search_objects=[str(o) for o in (w.get("search_objects") or [])],
-        create_if_missing=bool(w.get("create_if_missing", True)),
-        parents={str(k): (str(p["key"]), str(p["sobject"])) for k, p in (w.get("parents") or {}).items()},
-        record_type=str(w["record_type"]) if w.get("record_type") else None,
-    )
-
-
-def _fold(into: _Segment, later: _Segment) -> None:
-    """Merge ``later`` (an UPSERT) into ``into``: per field the newest ``updated_at`` wins (ties: the later write).
-
-    A newer IF_EMPTY value does not displace an ALWAYS value: it would only have filled an empty
-    field, and the ALWAYS value (already in this batch) must still be written.
-    """
-    for name, value in later.fields.items():
-        old = into.fields.get(name)
-        if old is None or value.updated_at >= old.updated_at:
-            if value.policy == "IF_EMPTY" and old is not None and old.policy != "IF_EMPTY":
-                if old.value not in _EMPTY:
-                    continue
-                value = _Field(value.value, old.policy, value.updated_at)  # fills what the older value cleared
-            into.fields[name] = value
-    into.match = list(dict.fromkeys([*later.match, *into.match]))
-    into.external_id = later.external_id or into.external_id
-    into.search_objects = later.search_objects or into.search_objects
-    # A write that may create keeps that right when an update-only write follows in the same batch
-    # (e.g. an event published then unpublished): the record must exist for the update to land.
-    into.create_if_missing = into.create_if_missing or later.create_if_missing
-    into.parents = {**into.parents, **later.parents}
-    into.record_type = later.record_type or into.record_type
-    into.sobject, into.mapping = later.sobject, later.mapping
-    into.writes.extend(later.writes)
-
-
-def merge_writes(writes: Iterable[IncomingWrite]) -> OrderedDict[str, deque[_Segment]]:
-    """Group writes by record key (first-seen order) and merge each key's writes in order.
-
-    UPSERTs merge field by field (an older value never overwrites a newer one). A DELETE absorbs
-    the UPSERTs before it (they would be deleted anyway); an UPSERT after a DELETE starts a new
-    segment that runs only once the delete is done. Within a partition writes arrive in offset
-    order; ``writes`` is taken in the order given.
-    """
-    out: OrderedDict[str, deque[_Segment]] = OrderedDict()
-    for incoming in writes:
-        seg = _segment(incoming)
-        queue = out.setdefault(seg.key, deque())
-        tail = queue[-1] if queue else None
-        if tail is None or (tail.op == "DELETE" and seg.op == "UPSERT"):
-            queue.append(seg)
-        elif seg.op == "DELETE":
-            seg.writes = [*tail.writes, *seg.writes]
-            seg.match = list(dict.fromkeys([*seg.match, *tail.match]))
-            seg.external_id = seg.external_id or tail.external_id
-            if tail.op == "DELETE":
-                seg.search_objects = seg.search_objects or tail.search_objects
-            queue[-1] = seg
-        else:
-            _fold(tail, seg)
-    return out
 
 
 # ---------------------------------------------------------------------- helpers

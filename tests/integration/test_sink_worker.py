@@ -13,9 +13,9 @@ from sfsync.errors import SfsyncError
 from sfsync.serde.codec import AvroDecoder, AvroEncoder
 from sfsync.serde.registry import SchemaRegistry
 from sfsync.serde.schema import load_topic_schema
+from sfsync.sinks.contract import IncomingWrite
 from sfsync.sinks.loop import SinkWorker
 from sfsync.sinks.settings import SinkSettings
-from sfsync.sinks.writer import IncomingWrite
 from tests.integration.helpers import consume_all, make_topics
 from tests.unit.test_sink_core import Recorder, campaign, make_sink, member, registration, write
 

@@ -20,8 +20,8 @@ from sfsync.ops.dlq import (
     replay_headers,
 )
 from sfsync.salesforce.errors import classify
+from sfsync.sinks.contract import IncomingWrite
 from sfsync.sinks.loop import dlq_parker
-from sfsync.sinks.writer import IncomingWrite
 
 MEMBERS = "product.members"
 WRITES = "sfsync.writes"

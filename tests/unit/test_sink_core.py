@@ -18,8 +18,10 @@ from sfsync.errors import FatalError, SfsyncError
 from sfsync.salesforce import SalesforceClient, StaticTokenAuth
 from sfsync.salesforce.settings import SalesforceSettings
 from sfsync.serde.schema import load_topic_schema
+from sfsync.sinks.contract import BatchOutcome, ErrorEntry, IncomingWrite
+from sfsync.sinks.merge import merge_writes
 from sfsync.sinks.settings import SinkSettings, load_sink_settings
-from sfsync.sinks.writer import BatchOutcome, ErrorEntry, IncomingWrite, SalesforceSink, merge_writes
+from sfsync.sinks.writer import SalesforceSink
 
 INSTANCE = "https://127.0.0.1"
 T0 = 1_700_000_000_000

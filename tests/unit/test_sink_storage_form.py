@@ -13,11 +13,12 @@ from sfsync.errors import RecordValidationError
 from sfsync.salesforce.governor import GovernorSettings
 from sfsync.serde.codec import AvroDecoder, AvroEncoder
 from sfsync.serde.schema import load_topic_schema
+from sfsync.sinks.contract import BatchOutcome, IncomingWrite
 from sfsync.sinks.loop import WriteResultEncoder, write_decoder
 from sfsync.sinks.main import SinkRunner
+from sfsync.sinks.merge import _millis, merge_writes
 from sfsync.sinks.metrics import SinkMetrics
 from sfsync.sinks.settings import SinkSettings
-from sfsync.sinks.writer import BatchOutcome, IncomingWrite, _millis, merge_writes
 from tests.unit.test_avro_storage_decode import FakeRegistry
 from tests.unit.test_sink_core import TOPIC, Recorder, fv, make_sink, member
 

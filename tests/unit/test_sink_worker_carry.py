@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sfsync.emulator.server import build
+from sfsync.sinks.contract import IncomingWrite
 from sfsync.sinks.loop import SinkWorker
 from sfsync.sinks.settings import SinkSettings
-from sfsync.sinks.writer import IncomingWrite
 from tests.unit.test_sink_core import TOPIC, Recorder, campaign, make_sink, member, registration
 
 

@@ -1,0 +1,128 @@
+"""The sink's contract, as Kafka Connect's ``SinkTask.put`` states one: what goes in and out, what a raise means.
+
+:class:`Sink` is what the loop (:mod:`sfsync.sinks.loop`) drives. ``put(writes)`` is handed decoded
+``sfsync.writes`` records with their Kafka coordinates and returns a :class:`BatchOutcome`:
+
+- ``results``: one WriteResult per write Salesforce acknowledged (for ``sfsync.results``);
+- ``parked``: the writes that were bad as they are (a :class:`~sfsync.errors.SkippableRecordError`),
+  each already handed to ``on_parked`` (the DLQ) and awaited;
+- ``pending``: writes not done yet (a transient fault, a parent not there yet): the loop hands them
+  to the next ``put`` and does not commit past them;
+- ``committed``: per (topic, partition), the offset below which every write is acknowledged or
+  parked — the only offsets the loop may commit.
+
+Transient faults do not escape ``put``: the writes they hit come back as ``pending``. Anything
+``put`` raises (a :class:`~sfsync.errors.FatalError`: credentials, permissions, metadata) means
+nothing of the batch may be committed: the loop stops, and the batch replays after a restart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from sfsync.errors import SfsyncError, SkippableRecordError
+
+
+@dataclass(frozen=True)
+class IncomingWrite:
+    """One ``sfsync.writes`` record: the decoded Write and where it came from (raw bytes for the DLQ)."""
+
+    write: Mapping[str, Any]
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None = None
+    value: bytes | None = None
+    headers: Sequence[tuple[str, bytes]] = ()
+
+
+@dataclass(frozen=True)
+class ErrorEntry:
+    """An error-log entry (``sfsync.errors``): SYNC for record problems, INFO severity for policy skips."""
+
+    category: Literal["SYNC", "CONNECTION", "RATE_LIMIT"]
+    severity: Literal["INFO", "WARNING", "ERROR"]
+    code: str
+    message: str
+    mapping: str
+    record_key: str
+    write_id: str
+    sobject: str
+    field: str | None = None
+    salesforce_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ParkedWrite:
+    """A write sent to the DLQ, and why."""
+
+    write: IncomingWrite
+    error: SfsyncError
+
+
+@dataclass
+class BatchOutcome:
+    """What one :meth:`SalesforceSink.put` did.
+
+    ``committed`` maps (topic, partition) to the offset to commit (the next one to read): every
+    write of this batch below it was acknowledged by Salesforce or parked. ``pending`` are the
+    writes not done yet (a missing parent, retries exhausted): hand them to the next ``put``.
+    """
+
+    results: list[dict[str, Any]] = field(default_factory=list)
+    parked: list[ParkedWrite] = field(default_factory=list)
+    pending: list[IncomingWrite] = field(default_factory=list)
+    committed: dict[tuple[str, int], int] = field(default_factory=dict)
+    api_calls: int = 0
+
+
+class OnParked(Protocol):
+    """Parks one write in the DLQ (e.g. ``DeadLetterQueue.park``); must be durable when it returns."""
+
+    def __call__(self, write: IncomingWrite, error: SfsyncError) -> Awaitable[None]: ...
+
+
+class OnErrorEntry(Protocol):
+    """Records one error-log entry."""
+
+    def __call__(self, entry: ErrorEntry) -> Awaitable[None]: ...
+
+
+class UnsafeWriteError(SkippableRecordError):
+    """A write the sink refuses: it could not be replayed without creating a duplicate, or it is malformed."""
+
+    def __init__(self, message: str, *, code: str = "CONFIG", fields: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.error_code = code
+        self.fields = list(fields)
+
+
+class ParentNotFoundError(SkippableRecordError):
+    """A child's parent never appeared in Salesforce within ``max_parent_waits`` batches."""
+
+    def __init__(self, message: str, *, fields: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.error_code = "PARENT_NOT_FOUND"
+        self.fields = list(fields)
+
+
+def committed_offsets(
+    consumed: Iterable[IncomingWrite], pending: Iterable[IncomingWrite]
+) -> dict[tuple[str, int], int]:
+    """Per (topic, partition) the offset to commit: below it every consumed write is done (not pending)."""
+    done: dict[tuple[str, int], int] = {}
+    for w in consumed:
+        tp = (w.topic, w.partition)
+        done[tp] = max(done.get(tp, w.offset + 1), w.offset + 1)
+    for w in pending:
+        tp = (w.topic, w.partition)
+        done[tp] = min(done[tp], w.offset) if tp in done else w.offset
+    return done
+
+
+class Sink(Protocol):
+    """What the loop drives: see the module's contract."""
+
+    async def put(self, writes: Sequence[IncomingWrite]) -> BatchOutcome: ...

@@ -1,0 +1,160 @@
+"""Merging a batch's writes per record key, in order (pure: no Salesforce, no Kafka).
+
+A record key's consecutive writes become one *segment*, executed as one Salesforce record
+operation: UPSERTs merge field by field (an older value never overwrites a newer one); a DELETE
+absorbs the UPSERTs before it; an UPSERT after a DELETE starts a new segment that runs only once
+the delete is done.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from sfsync.sinks.contract import IncomingWrite
+from sfsync.time import to_millis
+
+Value = str | bool | int | float | None
+_EMPTY: tuple[Any, ...] = (None, "")
+
+
+class _Field(NamedTuple):
+    value: Value
+    policy: str
+    updated_at: int
+
+
+@dataclass(slots=True)
+class _Segment:
+    """Consecutive writes to one key, merged; executed as one Salesforce record operation."""
+
+    key: str
+    op: str
+    writes: list[IncomingWrite]
+    sobject: str
+    mapping: str
+    fields: dict[str, _Field]
+    match: list[tuple[str, str]]
+    external_id: tuple[str, str] | None
+    search_objects: list[str]
+    create_if_missing: bool
+    parents: dict[str, tuple[str, str]]
+    record_type: str | None = None
+    attempts: int = 0
+    rematched: bool = False
+    blocked: bool = False
+    orphan: bool = False
+    again: bool = False
+    # per round
+    parent_ids: dict[str, tuple[str, str]] = field(default_factory=dict)
+    parents_from_cache: list[str] = field(default_factory=list)
+    target: tuple[str, str] | None = None
+    current: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def last(self) -> Mapping[str, Any]:
+        return self.writes[-1].write
+
+    @property
+    def objects(self) -> list[str]:
+        return list(dict.fromkeys(self.search_objects or [self.sobject]))
+
+
+def _millis(value: Any) -> int:
+    """A timestamp-millis value that is not already an int (the sink decodes timestamps as ints; see
+    ``_fields``) as epoch milliseconds: a datetime (naive = UTC), else ``int(value or 0)``."""
+    return to_millis(value) or 0
+
+
+def _enum(value: Any, default: str) -> str:
+    return str(value) if value is not None else default
+
+
+def _fields(raw: Mapping[str, Mapping[str, Any]] | None) -> dict[str, _Field]:
+    """A Write's ``fields`` as :class:`_Field` values (this runs for every field of every write)."""
+    out: dict[str, _Field] = {}
+    if not raw:
+        return out
+    for name, fv in raw.items():
+        policy = fv.get("policy")
+        at = fv.get("updated_at")
+        out[name if type(name) is str else str(name)] = _Field(
+            fv.get("value"),
+            policy if type(policy) is str else _enum(policy, "ALWAYS"),
+            at if type(at) is int else _millis(at),
+        )
+    return out
+
+
+def _segment(incoming: IncomingWrite) -> _Segment:
+    w = incoming.write
+    ext = w.get("external_id")
+    return _Segment(
+        key=str(w["key"]),
+        op=_enum(w.get("operation"), "UPSERT"),
+        writes=[incoming],
+        sobject=str(w["sobject"]),
+        mapping=str(w.get("mapping", "")),
+        fields=_fields(w.get("fields")),
+        match=[(str(m["field"]), str(m["value"])) for m in (w.get("match") or [])],
+        external_id=(str(ext["field"]), str(ext["value"])) if ext else None,
+        search_objects=[str(o) for o in (w.get("search_objects") or [])],
+        create_if_missing=bool(w.get("create_if_missing", True)),
+        parents={str(k): (str(p["key"]), str(p["sobject"])) for k, p in (w.get("parents") or {}).items()},
+        record_type=str(w["record_type"]) if w.get("record_type") else None,
+    )
+
+
+def _fold(into: _Segment, later: _Segment) -> None:
+    """Merge ``later`` (an UPSERT) into ``into``: per field the newest ``updated_at`` wins (ties: the later write).
+
+    A newer IF_EMPTY value does not displace an ALWAYS value: it would only have filled an empty
+    field, and the ALWAYS value (already in this batch) must still be written.
+    """
+    for name, value in later.fields.items():
+        old = into.fields.get(name)
+        if old is None or value.updated_at >= old.updated_at:
+            if value.policy == "IF_EMPTY" and old is not None and old.policy != "IF_EMPTY":
+                if old.value not in _EMPTY:
+                    continue
+                value = _Field(value.value, old.policy, value.updated_at)  # fills what the older value cleared
+            into.fields[name] = value
+    into.match = list(dict.fromkeys([*later.match, *into.match]))
+    into.external_id = later.external_id or into.external_id
+    into.search_objects = later.search_objects or into.search_objects
+    # A write that may create keeps that right when an update-only write follows in the same batch
+    # (e.g. an event published then unpublished): the record must exist for the update to land.
+    into.create_if_missing = into.create_if_missing or later.create_if_missing
+    into.parents = {**into.parents, **later.parents}
+    into.record_type = later.record_type or into.record_type
+    into.sobject, into.mapping = later.sobject, later.mapping
+    into.writes.extend(later.writes)
+
+
+def merge_writes(writes: Iterable[IncomingWrite]) -> OrderedDict[str, deque[_Segment]]:
+    """Group writes by record key (first-seen order) and merge each key's writes in order.
+
+    UPSERTs merge field by field (an older value never overwrites a newer one). A DELETE absorbs
+    the UPSERTs before it (they would be deleted anyway); an UPSERT after a DELETE starts a new
+    segment that runs only once the delete is done. Within a partition writes arrive in offset
+    order; ``writes`` is taken in the order given.
+    """
+    out: OrderedDict[str, deque[_Segment]] = OrderedDict()
+    for incoming in writes:
+        seg = _segment(incoming)
+        queue = out.setdefault(seg.key, deque())
+        tail = queue[-1] if queue else None
+        if tail is None or (tail.op == "DELETE" and seg.op == "UPSERT"):
+            queue.append(seg)
+        elif seg.op == "DELETE":
+            seg.writes = [*tail.writes, *seg.writes]
+            seg.match = list(dict.fromkeys([*seg.match, *tail.match]))
+            seg.external_id = seg.external_id or tail.external_id
+            if tail.op == "DELETE":
+                seg.search_objects = seg.search_objects or tail.search_objects
+            queue[-1] = seg
+        else:
+            _fold(tail, seg)
+    return out
