@@ -5,18 +5,18 @@ the writes the REST API performs: create, update, upsert by external id, delete 
 undelete, hard delete, lead conversion, and the replication feeds (getUpdated / getDeleted). It is a
 facade over the parts that do the work, one concern each:
 
-==================================  ===========================================================
-:mod:`~sfsync.emulator.tables`      the rows of every object, their indexes, the shared lock
-:mod:`~sfsync.emulator.matching`    duplicate rules and campaign membership
+====================================  ===========================================================
+:mod:`~sfsync.emulator.tables`        the rows of every object, their indexes, the shared lock
+:mod:`~sfsync.emulator.matching`      duplicate rules and campaign membership
 :mod:`~sfsync.emulator.transactions`  transactions, timestamps, late visibility, what readers see
-:mod:`~sfsync.emulator.values`      REST JSON values checked and converted to stored values
-:mod:`~sfsync.emulator.derived`     fields the org computes on save, auto numbers
-:mod:`~sfsync.emulator.writes`      create, update, upsert, system touch
-:mod:`~sfsync.emulator.leads`       lead conversion
-:mod:`~sfsync.emulator.recycle_bin`  delete, undelete, purge, the delete log
-:mod:`~sfsync.emulator.replication`  getUpdated, getDeleted
-:mod:`~sfsync.emulator.seed`        the org's users, Organization and RecordType rows
-==================================  ===========================================================
+:mod:`~sfsync.emulator.values`        REST JSON values checked and converted to stored values
+:mod:`~sfsync.emulator.derived`       fields the org computes on save, auto numbers
+:mod:`~sfsync.emulator.writes`        create, update, upsert, system touch
+:mod:`~sfsync.emulator.leads`         lead conversion
+:mod:`~sfsync.emulator.recycle_bin`   delete, undelete, purge, the delete log
+:mod:`~sfsync.emulator.replication`   getUpdated, getDeleted
+:mod:`~sfsync.emulator.seed`          the org's users, Organization and RecordType rows
+====================================  ===========================================================
 
 Values arrive as REST JSON values and are stored typed (see :mod:`sfsync.emulator.model`). Every rejection
 is an :class:`sfsync.emulator.errors.ApiError` with Salesforce's error code and wording
