@@ -3,9 +3,9 @@
 Each public call is one store transaction (joining the caller's when one is open) and raises
 :class:`sfsync.emulator.errors.ApiError` as Salesforce answers:
 
-- create: INVALID_TYPE_FOR_OPERATION (object not createable), REQUIRED_FIELD_MISSING (required
-  fields, and a CampaignMember's ContactId/LeadId), then whatever the values raise (see
-  :mod:`sfsync.emulator.values`) or a duplicate (see :meth:`sfsync.emulator.tables.Tables.check_unique`);
+- create: INVALID_TYPE_FOR_OPERATION (object not createable), what the values raise (see
+  :mod:`sfsync.emulator.values`), REQUIRED_FIELD_MISSING (required fields, and a CampaignMember's
+  ContactId/LeadId), a duplicate (see :meth:`sfsync.emulator.tables.Tables.check_unique`);
 - update: MALFORMED_ID, NOT_FOUND, ENTITY_IS_DELETED, CANNOT_UPDATE_CONVERTED_LEAD,
   REQUIRED_FIELD_MISSING (a required field set to null);
 - upsert: NOT_FOUND (not an external id / idLookup field), MISSING_ARGUMENT (no value),
