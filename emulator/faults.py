@@ -21,7 +21,7 @@ A spec is a comma-separated list (``sfsync emulator --faults "503=0.05,lock=0.02
 ``visibility_rate=R``     each matching transaction with probability R (default 1)
 ============  ======================================================================
 
-The same rule is set and read as JSON through ``/__admin/visibility`` (see :mod:`sfsync.emulator.app`).
+The same rule is set and read as JSON through ``/__admin/visibility`` (see :mod:`sfsync.emulator.admin`).
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ Every part of the emulator (the data store, SOQL/SOSL, Bulk, the HTTP app) share
   ``"a;b"``), ``bool``, ``int`` / ``float`` (int, double, currency, percent), ``datetime.date``
   (date), aware ``datetime.datetime`` in UTC (datetime), or ``None``.
 - :class:`RecordSource`: what query engines read (rows per object, a row by id).
-- :func:`to_json_value` / :func:`parse_datetime`: Salesforce's wire formats for values.
+- :func:`to_json_value` / :func:`parse_datetime`: Salesforce's wire formats for values;
+  :func:`as_utc` / :func:`floor_ms`: a datetime as the org stores it (UTC, millisecond resolution).
 """
 
 from __future__ import annotations
@@ -170,6 +171,16 @@ def parse_datetime(text: str) -> dt.datetime:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.UTC)
     return parsed.astimezone(dt.UTC)
+
+
+def as_utc(value: dt.datetime) -> dt.datetime:
+    """``value`` in UTC; a naive datetime is taken to be UTC already."""
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def floor_ms(value: dt.datetime) -> dt.datetime:
+    """``value`` truncated to whole milliseconds (the resolution of Salesforce's datetimes)."""
+    return value.replace(microsecond=value.microsecond // 1000 * 1000)
 
 
 def to_json_value(value: Any) -> Any:

@@ -20,9 +20,15 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from sfsync.emulator.app import Emulator
 from sfsync.emulator.faults import Faults
+from sfsync.emulator.oauth import AuthServer, default_config
+from sfsync.emulator.store import OrgStore
 
 
 @dataclass
@@ -46,11 +52,6 @@ class RunningEmulator:
 
 def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
     """A fresh key and self-signed certificate for 127.0.0.1 / localhost (valid 30 days)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sfsync emulator")])
     now = dt.datetime.now(dt.UTC)
@@ -84,9 +85,6 @@ def build(
     clock: Callable[[], dt.datetime] | None = None,
 ) -> Emulator:
     """An :class:`Emulator` for ``org_file`` (None: the default community org)."""
-    from sfsync.emulator.oauth import AuthServer, default_config
-    from sfsync.emulator.store import OrgStore
-
     store = OrgStore.from_org_file(org_file, clock=clock)
     config = default_config(store=store, instance_url=base_url)
     return Emulator(store, AuthServer(config), faults=Faults.parse(faults))

@@ -1,0 +1,287 @@
+"""The emulator's own admin API on ``/__admin``: what tests, the demo and the benchmarks do to the org
+from outside Salesforce's API (users acting in the UI, automated processes, an administrator) and
+the emulator's controls (faults, limits, resets, snapshots, ready sessions).
+
+JSON in, JSON out; ``user`` is a username or user id, default the integration user (404 NOT_FOUND
+for an unknown one); every write action takes ``visibility_delay_ms`` to commit that transaction late.
+An :class:`sfsync.emulator.errors.ApiError` is answered with its status and Salesforce's error list, a
+missing or ill-typed argument with 400 ``{"error": "bad admin request: ..."}``. None of these calls
+counts against the API limits.
+
+=========================  ==================================================================
+``POST /reset``            remove every record except users; zero the counters
+``POST /snapshot``         ``{"snapshot": key}``; ``POST /restore`` ``{"snapshot": key}`` goes back
+``GET /stats``             API calls (total, per endpoint), faults and how many were injected
+``GET /call-options``      the ``Sforce-Call-Options`` client of each write
+``POST /edit``             a user edits/creates in one transaction: ``{"user", "sobject", "id",
+                           "values"}`` or ``{"user", "records": [{"sobject", "id"?, "values"}]}``
+                           (no ``id``: create) -> ``{"ids", "by", "SystemModstamp"}``
+``POST /delete``           a user deletes to the recycle bin: ``{"user", "ids" | "id"}``
+``POST /undelete``         a user restores from the recycle bin: ``{"user", "ids" | "id"}``
+``POST /purge``            hard delete (gone from queryAll, still in getDeleted): ``{"ids" | "id"}``
+``POST /empty-recycle-bin``  purge the whole bin; ``{"truncate_delete_log": true}`` (default) also
+                           empties the delete log getDeleted reads (earliestDateAvailable = now)
+``POST /touch``            an automated process touches a record: SystemModstamp moves only
+``POST /convert-lead``     ``{"lead_id", "contact_id"?, "account_id"?}``
+``GET|POST /visibility``   the late-visibility rule ``{"delay_ms", "user", "sobject", "next",
+                           "rate"}`` (POST replaces it; ``delay_ms`` 0 = off) and the writes not
+                           yet visible (``pending``)
+``POST /faults``           ``{"spec": "..."}`` replaces every fault (see :mod:`sfsync.emulator.faults`)
+``POST /limits``           ``{"daily_api_limit", "used"}``
+``POST /session``          a ready access token; ``POST /sessions/expire`` expires them all
+=========================  ==================================================================
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from sfsync.emulator import ids
+from sfsync.emulator.errors import ApiError, not_found
+from sfsync.emulator.faults import Faults, Visibility
+from sfsync.emulator.model import format_datetime, json_row
+from sfsync.emulator.rest import RestApi, json_response
+from sfsync.emulator.rest_routing import ServedOrg, object_named
+
+
+def _endpoint(handler: Callable[[Any], Any]) -> Callable[[Request], Awaitable[Response]]:
+    """An admin handler (JSON payload -> JSON answer) as a Starlette endpoint."""
+
+    async def run(request: Request) -> Response:
+        body = await request.body()
+        payload = orjson.loads(body) if body else {}
+        try:
+            return json_response(200, handler(payload))
+        except ApiError as exc:
+            return json_response(exc.status, exc.body())
+        except (KeyError, TypeError, ValueError) as exc:
+            return json_response(400, {"error": f"bad admin request: {exc}"})
+
+    return run
+
+
+def _ids(payload: Any) -> list[str]:
+    given = payload["ids"] if "ids" in payload else [payload["id"]]
+    return [str(record_id) for record_id in given]
+
+
+class AdminApi:
+    """The admin actions on ``org``; ``rest`` is the REST API whose query locators a reset drops."""
+
+    def __init__(self, org: ServedOrg, rest: RestApi) -> None:
+        self._org = org
+        self._rest = rest
+        self.snapshots: dict[str, Any] = {}
+
+    def routes(self) -> list[Route]:
+        """The Starlette routes, relative to ``/__admin``."""
+        return [
+            Route("/reset", _endpoint(self.reset), methods=["POST"]),
+            Route("/snapshot", _endpoint(self.snapshot), methods=["POST"]),
+            Route("/restore", _endpoint(self.restore), methods=["POST"]),
+            Route("/stats", _endpoint(lambda _p: self.stats()), methods=["GET"]),
+            Route("/call-options", _endpoint(lambda _p: list(self._org.usage.call_options)), methods=["GET"]),
+            Route("/edit", _endpoint(self.edit), methods=["POST"]),
+            Route("/delete", _endpoint(self.delete), methods=["POST"]),
+            Route("/undelete", _endpoint(self.undelete), methods=["POST"]),
+            Route("/purge", _endpoint(self.purge), methods=["POST"]),
+            Route("/empty-recycle-bin", _endpoint(self.empty_recycle_bin), methods=["POST"]),
+            Route("/visibility", _endpoint(self.visibility), methods=["GET", "POST"]),
+            Route("/convert-lead", _endpoint(self.convert_lead), methods=["POST"]),
+            Route("/touch", _endpoint(self.touch), methods=["POST"]),
+            Route("/faults", _endpoint(self.faults), methods=["POST"]),
+            Route("/limits", _endpoint(self.limits), methods=["POST"]),
+            Route("/sessions/expire", _endpoint(lambda _p: {"expired": self._org.auth.expire_all()}), methods=["POST"]),
+            Route("/session", _endpoint(self.session), methods=["POST"]),
+        ]
+
+    # ------------------------------------------------------------------ the emulator's controls
+    def session(self, payload: Any) -> dict[str, Any]:
+        """A ready session for local tools and benches (what `sf org display` gives for a real org)."""
+        session = self._org.auth.issue_session(username=payload.get("username"))
+        return {
+            "access_token": session.access_token,
+            "instance_url": session.instance_url,
+            "user_id": session.user_id,
+            "username": session.username,
+        }
+
+    def reset(self, _payload: Any = None) -> dict[str, Any]:
+        """Remove every record except the users; zero the API counters; drop the query locators."""
+        self._org.store.reset()
+        self._org.usage.reset()
+        self._rest.queries.forget_cursors()
+        return {"reset": True}
+
+    def snapshot(self, _payload: Any) -> dict[str, Any]:
+        """Save the org's records under a new key: ``{"snapshot": key}``."""
+        key = uuid.uuid4().hex
+        self.snapshots[key] = self._org.store.snapshot()
+        return {"snapshot": key}
+
+    def restore(self, payload: Any) -> dict[str, Any]:
+        """Go back to the records saved under ``payload["snapshot"]``."""
+        self._org.store.restore(self.snapshots[payload["snapshot"]])
+        return {"restored": payload["snapshot"]}
+
+    def stats(self) -> dict[str, Any]:
+        """API calls (total and per endpoint), the daily limit, and the faults with how many were injected."""
+        usage = self._org.usage
+        return {
+            "api_calls": usage.api_calls,
+            "daily_limit": usage.daily_limit,
+            "by_endpoint": dict(usage.calls_by_endpoint),
+            "faults": self._org.faults.describe(),
+        }
+
+    def faults(self, payload: Any) -> dict[str, Any]:
+        """Replace every fault with ``payload["spec"]`` (FaultSpecError, a ValueError, for a bad one)."""
+        self._org.faults = Faults.parse(payload.get("spec", ""))
+        return self._org.faults.describe()
+
+    def limits(self, payload: Any) -> dict[str, Any]:
+        """Set the daily API limit and/or the calls used so far."""
+        usage = self._org.usage
+        usage.set(
+            daily_limit=int(payload["daily_api_limit"]) if "daily_api_limit" in payload else None,
+            used=int(payload["used"]) if "used" in payload else None,
+        )
+        return {"daily_limit": usage.daily_limit, "used": usage.api_calls}
+
+    def visibility(self, payload: Any) -> dict[str, Any]:
+        """GET: the late-visibility rule and the writes not yet visible. POST ``{"delay_ms", "user",
+        "sobject", "next", "rate"}``: replace the rule (``delay_ms`` 0 turns it off); other faults stay."""
+        faults = self._org.faults
+        if payload:
+            next_count = payload.get("next")
+            faults.visibility = Visibility(
+                delay_ms=float(payload.get("delay_ms", 0)),
+                user=payload.get("user"),
+                sobject=payload.get("sobject"),
+                remaining=int(next_count) if next_count is not None else None,
+                rate=float(payload.get("rate", 1.0)),
+            )
+        pending = [
+            {
+                "id": late["id"],
+                "SystemModstamp": format_datetime(late["SystemModstamp"]),
+                "visible_at": format_datetime(late["visible_at"]),
+            }
+            for late in self._org.store.pending_visibility()
+        ]
+        return {**faults.visibility.describe(), "pending": pending}
+
+    # ------------------------------------------------------------------ people and processes acting on records
+    def edit(self, payload: Any) -> dict[str, Any]:
+        """A user (a sales rep in the UI; default the integration user) edits records in one transaction:
+        ``{"user", "sobject", "id", "values"}`` or ``{"user", "records": [{"sobject", "id", "values"}, ...]}``;
+        a record without ``id`` is created. They share one SystemModstamp; LastModifiedById is the user."""
+        store = self._org.store
+        user = self._user_id(payload.get("user"))
+        records = payload.get("records", [payload])
+        written: list[str] = []
+        with self._transaction(payload, user):
+            for record in records:
+                obj = object_named(store.schema, record.get("sobject") or payload["sobject"])
+                if record.get("id"):
+                    store.edit_as(user, obj.name, record["id"], record["values"])
+                    written.append(ids.normalize(record["id"]))
+                else:
+                    written.append(store.create(obj.name, record["values"], user_id=user))
+            stamp = self._stamp_of(written[-1]) if written else None
+        answer: dict[str, Any] = {"ids": written, "by": user, "SystemModstamp": stamp}
+        if "records" not in payload:
+            answer["edited"] = payload.get("id") or written[0]
+        return answer
+
+    def delete(self, payload: Any) -> dict[str, Any]:
+        """A user deletes records (to the recycle bin) in one transaction: ``{"user", "ids" | "id"}``."""
+        user = self._user_id(payload.get("user"))
+        record_ids = _ids(payload)
+        with self._transaction(payload, user):
+            for record_id in record_ids:
+                self._org.store.delete(self._sobject_of(record_id), record_id, user_id=user)
+            stamp = self._stamp_of(record_ids[-1]) if record_ids else None
+        return {"deleted": [ids.normalize(i) for i in record_ids], "by": user, "SystemModstamp": stamp}
+
+    def undelete(self, payload: Any) -> dict[str, Any]:
+        """A user restores records from the recycle bin in one transaction: ``{"user", "ids" | "id"}``."""
+        user = self._user_id(payload.get("user"))
+        record_ids = _ids(payload)
+        with self._transaction(payload, user):
+            for record_id in record_ids:
+                self._org.store.undelete(record_id, user_id=user)
+            stamp = self._stamp_of(record_ids[-1]) if record_ids else None
+        return {"undeleted": [ids.normalize(i) for i in record_ids], "by": user, "SystemModstamp": stamp}
+
+    def purge(self, payload: Any) -> dict[str, Any]:
+        """Hard delete (Bulk hardDelete / emptyRecycleBin(ids)): ``{"user", "ids" | "id"}``, live or in the
+        recycle bin. Gone from queryAll; getDeleted still lists them (see :mod:`sfsync.emulator.recycle_bin`)."""
+        user = self._user_id(payload.get("user"))
+        record_ids = _ids(payload)
+        with self._transaction(payload, user):
+            for record_id in record_ids:
+                self._org.store.purge(record_id, user_id=user)
+        return {"purged": [ids.normalize(i) for i in record_ids], "by": user}
+
+    def empty_recycle_bin(self, payload: Any) -> dict[str, Any]:
+        """An administrator empties the recycle bin: ``{"truncate_delete_log": true}`` (the default) also
+        drops the delete log, so getDeleted reports none of those deletes (earliestDateAvailable = now)."""
+        user = self._user_id(payload.get("user"))
+        truncate = bool(payload.get("truncate_delete_log", True))
+        purged = self._org.store.empty_recycle_bin(truncate_delete_log=truncate, user_id=user)
+        return {"purged": purged, "delete_log_truncated": truncate}
+
+    def touch(self, payload: Any) -> dict[str, Any]:
+        """An automated process (trigger, roll-up, system job) writes or just touches a record: SystemModstamp
+        moves, LastModifiedDate and LastModifiedById do not."""
+        store = self._org.store
+        obj = object_named(store.schema, payload["sobject"])
+        with self._transaction(payload, store.integration_user_id):
+            store.system_touch(obj.name, payload["id"], payload.get("values"))
+            stamp = self._stamp_of(payload["id"])
+        return {"touched": ids.normalize(payload["id"]), "SystemModstamp": stamp}
+
+    def convert_lead(self, payload: Any) -> dict[str, Any]:
+        """Convert a lead: ``{"lead_id", "contact_id"?, "account_id"?}`` -> ``{"accountId", "contactId"}``."""
+        account_id, contact_id = self._org.store.convert_lead(
+            payload["lead_id"], contact_id=payload.get("contact_id"), account_id=payload.get("account_id")
+        )
+        return {"accountId": account_id, "contactId": contact_id}
+
+    # ------------------------------------------------------------------ helpers
+    def _transaction(self, payload: Any, user: str) -> AbstractContextManager[None]:
+        """One transaction for an admin action, committed ``visibility_delay_ms`` late when given
+        (otherwise as the visibility fault rule says)."""
+        delay = payload.get("visibility_delay_ms")
+        return self._org.store.transaction(
+            user_id=user, visibility_delay=dt.timedelta(milliseconds=float(delay)) if delay is not None else None
+        )
+
+    def _stamp_of(self, record_id: str) -> str | None:
+        found = self._org.store.row_by_id(record_id, visible_only=False)
+        return json_row({"v": found[1].get("SystemModstamp")})["v"] if found is not None else None
+
+    def _sobject_of(self, record_id: str) -> str:
+        found = self._org.store.row_by_id(record_id, visible_only=False)
+        if found is None:
+            raise not_found()
+        return found[0].name
+
+    def _user_id(self, user: Any) -> str:
+        store = self._org.store
+        if user is None:
+            return str(store.integration_user_id)
+        for user_id, info in store.users.items():
+            if user in (user_id, info.get("username"), info.get("Username")):
+                return str(user_id)
+        raise ApiError(404, "NOT_FOUND", f"no such user: {user}")

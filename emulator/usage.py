@@ -1,0 +1,69 @@
+"""The org's API usage: REST calls against the daily allocation, calls per endpoint, and the client each
+write named.
+
+Every ``/services/data/vXX.X`` call is charged (:meth:`ApiUsage.charge`) before it is served; once
+the daily allocation is used up a call is refused with 403 REQUEST_LIMIT_EXCEEDED ("TotalRequests
+Limit exceeded."), as a real org does. The REST API reports the usage in each response's
+``Sforce-Limit-Info`` header (:meth:`ApiUsage.limit_info`) and in ``/limits``; the admin API reads
+and sets it. Thread-safe.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from typing import Any
+
+from sfsync.emulator.errors import ApiError
+
+
+class ApiUsage:
+    """API calls made today against ``daily_limit``, per endpoint, and each write's ``Sforce-Call-Options``
+    client."""
+
+    def __init__(self, daily_limit: int) -> None:
+        self.daily_limit = daily_limit
+        self.api_calls = 0
+        self.calls_by_endpoint: Counter[str] = Counter()  # "<METHOD> <route name>" -> calls
+        self.call_options: list[dict[str, Any]] = []  # {"method", "path", "client", "at"} per write
+        self._lock = threading.Lock()
+
+    def charge(self) -> None:
+        """Count one API call; REQUEST_LIMIT_EXCEEDED (403) when the daily allocation is used up."""
+        with self._lock:
+            if self.api_calls >= self.daily_limit:
+                raise ApiError(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
+            self.api_calls += 1
+
+    def count(self, endpoint: str) -> None:
+        """Count one call of ``endpoint`` (``"<METHOD> <route name>"``)."""
+        self.calls_by_endpoint[endpoint] += 1
+
+    def record_call_options(self, method: str, path: str, options: str, at: float) -> None:
+        """Note the ``client`` a write named in its ``Sforce-Call-Options`` header (None when none)."""
+        client = None
+        for part in options.split(","):
+            key, _, value = part.strip().partition("=")
+            if key.strip().lower() == "client":
+                client = value.strip()
+        with self._lock:
+            self.call_options.append({"method": method, "path": path, "client": client, "at": at})
+
+    def limit_info(self) -> str:
+        """The ``Sforce-Limit-Info`` header value: ``api-usage=<used>/<daily limit>``."""
+        return f"api-usage={self.api_calls}/{self.daily_limit}"
+
+    def set(self, *, daily_limit: int | None = None, used: int | None = None) -> None:
+        """Change the daily allocation and/or the calls used so far."""
+        with self._lock:
+            if daily_limit is not None:
+                self.daily_limit = daily_limit
+            if used is not None:
+                self.api_calls = used
+
+    def reset(self) -> None:
+        """No calls made, none counted per endpoint, no call options recorded."""
+        with self._lock:
+            self.api_calls = 0
+            self.calls_by_endpoint.clear()
+            self.call_options.clear()
