@@ -5,7 +5,7 @@ mapping file and variables, processing guarantee, table store, timeouts) under t
 app id, so the two apps never share a consumer group or a table changelog. Load with
 :func:`load_inbound_settings`, which reports every invalid value at once.
 
-The echo race (:func:`sfsync.processors.inbound.rules.hold_until`): ``SFSYNC_INBOUND_WRITER_USER_IDS`` names the
+The echo race (:func:`sfsync.processors.inbound.echo.hold_until`): ``SFSYNC_INBOUND_WRITER_USER_IDS`` names the
 Salesforce users sfsync writes as (the sink's integration user; comma-separated or a JSON list);
 changes they made wait up to ``SFSYNC_INBOUND_ECHO_HOLD_S`` after their poll for the WriteResult
 that covers them. Users are also learned from the echoes recognised while running.
