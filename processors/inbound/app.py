@@ -37,7 +37,7 @@ and the results agent has folded in every result that was in Kafka when the chan
 (:class:`ResultsProgress`: after a restart, a backlog's results come first), at most
 ``SFSYNC_INBOUND_ECHO_HOLD_S`` after it was looked at (:func:`~sfsync.processors.inbound.echo.hold_wait_ms`).
 Its offset is not committed while it waits, so a crash loses nothing. Changes behind it wait too
-(one stream), at most as long.
+(one stream), at most as long (docs/decisions/0004-inbound-echo-hold.md).
 """
 
 from __future__ import annotations
@@ -429,7 +429,7 @@ def _build(
         # On stop, commit what was judged and go: a change held for its result (EchoHold) is
         # neither judged nor committed, and is read again after the restart. Faust's default waits
         # for every change taken from the consumer to be judged, and with the results agent
-        # stopped each held one would wait its full hold (SIGKILLed in CI after 30 s).
+        # stopped each held one would wait its full hold (docs/decisions/0004-inbound-echo-hold.md).
         stream_wait_empty=False,
         autodiscover=False,
         TableManager=SeekFirstTableManager,  # no record lost when a (re)start recovers the tables

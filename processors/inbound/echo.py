@@ -18,7 +18,7 @@ acknowledged at or after the change's SystemModstamp) is held until one does, or
 the change was looked at (a backlog after a restart folds its results first), and only then
 judged; never longer than ``hold_ms`` after it was first looked at. Held in vain (a flow running
 as the integration user: no result ever covers it), it is judged by the same rules and
-delivered: the bound costs latency, never a change.
+delivered: the bound costs latency, never a change (docs/decisions/0004-inbound-echo-hold.md).
 """
 
 from __future__ import annotations

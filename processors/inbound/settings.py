@@ -44,8 +44,8 @@ class InboundProcessorSettings(ProcessorSettings):
         "at_least_once",
         description="at_least_once (as the outbound processor): after a crash a change may be sent again, "
         "under the same inbound_id, which the product applies idempotently. exactly_once is offered, but "
-        "Faust's table recovery can then wait for the transaction marker that ends a changelog (a restart "
-        "hung on 'need offset N, have N-1' in CI).",
+        "Faust's table recovery can then wait for the transaction marker that ends a changelog, and a restart "
+        "hang on 'need offset N, have N-1'.",
     )
     metrics_port: int = Field(
         9466, ge=0, le=65535, description="Prometheus /metrics (sfsync.processors.inbound.metrics); 0 disables it."
