@@ -81,7 +81,7 @@ def _written_before(written: WrittenField | None, modstamp: int) -> bool:
     """Whether sfsync's first known write of the field was acknowledged before ``modstamp``."""
     if written is None:
         return False
-    first = written.get("first_written_at", written.get("written_at"))
+    first = written.get("first_written_at", written["written_at"])
     return first is not None and int(first) < modstamp
 
 
@@ -101,7 +101,7 @@ def decide(
     decision: Decision[SeenState] = Decision()
     sobject, sf_id = change["sobject"], change["id"]
     known = copy_written(written_state)
-    seen_mapping = seen_state.get("mapping") if seen_state else None
+    seen_mapping = seen_state["mapping"] if seen_state else None
     mapping = inbound_mapping(mappings, sobject, known["mapping"] or seen_mapping)
     if mapping is None:
         decision.drop("no_mapping")
@@ -168,13 +168,13 @@ def decide(
             continue
         written = field_entry(known["written"], fmap.sf)
         seen = field_entry(new["seen"], fmap.sf)
-        seen_at = int(seen.get("at") or 0) if seen is not None else -1
-        seen_is_latest = seen is not None and (written is None or seen_at >= int(written.get("written_at") or 0))
+        seen_at = int(seen["at"] or 0) if seen is not None else -1
+        seen_is_latest = seen is not None and (written is None or seen_at >= int(written["written_at"] or 0))
         if seen is not None and modstamp < seen_at:
             decision.drop("stale")  # a newer value of this field was seen already (a replay, or out of order)
             continue
-        if seen_is_latest and seen is not None and same_value(seen.get("value"), value):
-            if modstamp == seen_at and seen.get("sent"):  # this very change again (a replay): send it again
+        if seen_is_latest and seen is not None and same_value(seen["value"], value):
+            if modstamp == seen_at and seen["sent"]:  # this very change again (a replay): send it again
                 updates[fmap.paths[0]] = converted.get(fmap.paths[0])
                 sf_updates[fmap.sf] = value
                 decision.drop("replayed")
@@ -190,7 +190,7 @@ def decide(
             continue
         if written is not None:
             policy = mapping.conflict_for(fmap)
-            wins = salesforce_wins(policy, salesforce_at, written.get("product_at"))
+            wins = salesforce_wins(policy, salesforce_at, written["product_at"])
             decision.conflicts.append((policy, "salesforce" if wins else "product"))
             if not wins:
                 decision.drop(f"conflict:{policy}")
@@ -207,7 +207,7 @@ def decide(
     link_update = links_update(new["links"], known["links"], current, base, f"{inbound_id}:links")
     if link_update is not None:
         new["links_sent"] = {"at": modstamp, "links": link_update["links"]}
-    elif last and last.get("at") == modstamp and last.get("links"):  # this very change again (a replay): again
+    elif last and last["at"] == modstamp and last["links"]:  # this very change again (a replay): again
         link_update = {**base, "inbound_id": f"{inbound_id}:links", "links": dict(last["links"])}
     if link_update is not None:  # the link first: the product may need it to apply the update
         decision.outputs.append(Output(member, "MemberIdentityLink", link_update))

@@ -68,10 +68,10 @@ def earlier_writes(before: WrittenField | None, written_at: int | None) -> list[
         return []
     horizon = (written_at or 0) - ECHO_HISTORY_MS
     entries: list[EarlierWrite] = [
-        {"value": before.get("value"), "written_at": before.get("written_at")},
+        {"value": before["value"], "written_at": before["written_at"]},
         *(before.get("earlier") or []),
     ]
-    return [e for e in entries if int(e.get("written_at") or 0) >= horizon][:ECHO_HISTORY]
+    return [e for e in entries if int(e["written_at"] or 0) >= horizon][:ECHO_HISTORY]
 
 
 def is_echo(written: WrittenField, value: FieldValue, modstamp: int) -> bool:
@@ -79,10 +79,10 @@ def is_echo(written: WrittenField, value: FieldValue, modstamp: int) -> bool:
     wrote, or an earlier value of a write acknowledged at or after ``modstamp`` (that write's own
     echo, read by the poller before sfsync's next write of the field; judged after the next write's
     result was folded in, e.g. when the changes stream runs behind the results stream)."""
-    if same_value(written.get("value"), value):
+    if same_value(written["value"], value):
         return True
     return any(
-        int(e.get("written_at") or 0) >= modstamp and same_value(e.get("value"), value)
+        int(e["written_at"] or 0) >= modstamp and same_value(e["value"], value)
         for e in written.get("earlier") or ()
         if isinstance(e, Mapping)
     )
@@ -101,8 +101,8 @@ def acknowledged_until(written_state: WrittenState | None) -> int | None:
     """The latest time (epoch ms) a result of the record was acknowledged; None: no result known."""
     if not written_state:
         return None
-    entries = written_state.get("written") or {}
-    times = [int(e.get("written_at") or 0) for e in entries.values() if isinstance(e, Mapping)]
+    entries = written_state["written"] or {}
+    times = [int(e["written_at"] or 0) for e in entries.values() if isinstance(e, Mapping)]
     acknowledged = written_state.get("acknowledged_at")
     if acknowledged is not None:
         times.append(int(acknowledged))
@@ -127,7 +127,7 @@ def hold_until(
     no result would ever cover it, and :func:`~sfsync.processors.inbound.decide.decide` drops it anyway."""
     if hold_ms <= 0 or not same_user(change["last_modified_by_id"], writers):
         return None
-    known = written_state.get("mapping") if written_state else None
+    known = written_state["mapping"] if written_state else None
     if inbound_mapping(mappings, change["sobject"] or "", known or None) is None:
         return None
     if (change["change_type"] or "UPDATE") == "DELETE":

@@ -108,21 +108,18 @@ def apply_result(state: WrittenState | None, result: WriteResult, mappings: Mapp
             member = _key_value(result["key"] or "", member_field)
         if member not in (None, "", ABSENT):
             new["member_id"] = str(member)
-    source = result["source"] or {}
-    product_at = millis(source.get("occurred_at"))
+    product_at = millis(result["source"]["occurred_at"])
     written_at = millis(result["acknowledged_at"])
     for name, value in values.items():
         before = field_entry(new["written"], name)
-        if before is not None and int(before.get("written_at") or 0) > (written_at or 0):
+        if before is not None and int(before["written_at"] or 0) > (written_at or 0):
             decision.drop("stale")  # a later write of this field is known (a replay, or out of order)
             continue
         new["written"][name] = {
             "value": value,
             "product_at": product_at,
             "written_at": written_at,
-            "first_written_at": written_at
-            if before is None
-            else before.get("first_written_at", before.get("written_at")),
+            "first_written_at": written_at if before is None else before.get("first_written_at", before["written_at"]),
             "earlier": earlier_writes(before, written_at),
         }
     if written_at is not None:  # a write of no field still touches the record (and its SystemModstamp)
