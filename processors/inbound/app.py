@@ -1,13 +1,14 @@
 """The inbound processor: ``salesforce.changes`` -> ``product.members.inbound`` (a Faust app).
 
-Thin agents around the pure rules of :mod:`sfsync.processors.inbound.rules`; :class:`InboundProcessor` does the
-work of one record without Kafka:
+Thin agents around the pure rules (:mod:`~sfsync.processors.inbound.identity`,
+:mod:`~sfsync.processors.inbound.decide`, :mod:`~sfsync.processors.inbound.echo`, over the records of
+:mod:`~sfsync.processors.inbound.state`); :class:`InboundProcessor` does the work of one record without Kafka:
 
-- ``sfsync.results`` (what the sink wrote): :func:`~sfsync.processors.inbound.rules.apply_result` folds each
+- ``sfsync.results`` (what the sink wrote): :func:`~sfsync.processors.inbound.identity.apply_result` folds each
   WriteResult into the ``inbound_written`` table (Salesforce Id -> member, mapping, the values
   sfsync last wrote with their product times, the links sent), and sends ``salesforce:id`` when a
   member's record is first known;
-- ``salesforce.changes`` (the poller's): :func:`~sfsync.processors.inbound.rules.decide` applies identity,
+- ``salesforce.changes`` (the poller's): :func:`~sfsync.processors.inbound.decide.decide` applies identity,
   delete policy, unlinked policy, inbound filter, echo suppression and conflict rules against
   that table and ``inbound_seen`` (what earlier changes showed, written by this agent only); the
   records it gives go to ``product.members.inbound`` (keyed by member id; import candidates by
@@ -34,9 +35,9 @@ recognised echoes) that no result covers yet waits in the changes agent (:class:
 result arrives that covers it, or until ``SFSYNC_INBOUND_ECHO_HOLD_S`` after its poll has passed
 and the results agent has folded in every result that was in Kafka when the change was looked at
 (:class:`ResultsProgress`: after a restart, a backlog's results come first), at most
-``SFSYNC_INBOUND_ECHO_HOLD_S`` after it was looked at (:func:`~sfsync.processors.inbound.rules.hold_wait_ms`).
+``SFSYNC_INBOUND_ECHO_HOLD_S`` after it was looked at (:func:`~sfsync.processors.inbound.echo.hold_wait_ms`).
 Its offset is not committed while it waits, so a crash loses nothing. Changes behind it wait too
-(one stream), at most as long.
+(one stream), at most as long (docs/decisions/0004-inbound-echo-hold.md).
 """
 
 from __future__ import annotations
@@ -47,25 +48,19 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from sfsync.errors import SkippableRecordError
 from sfsync.mapping import MappingFile, load_mappings
 from sfsync.ops.dlq import DeadLetterQueue, OriginalRecord, Stage
 from sfsync.processors.faust_runtime.changelogs import ensure_changelogs
 from sfsync.processors.faust_runtime.worker import command_main, run_faust_worker
+from sfsync.processors.inbound.decide import decide
+from sfsync.processors.inbound.echo import echo_writer, hold_until, hold_wait_ms, same_user
+from sfsync.processors.inbound.identity import apply_result
 from sfsync.processors.inbound.metrics import InboundMetrics, now_millis
-from sfsync.processors.inbound.rules import (
-    Decision,
-    Output,
-    apply_result,
-    decide,
-    echo_writer,
-    hold_until,
-    hold_wait_ms,
-    same_user,
-)
 from sfsync.processors.inbound.settings import InboundProcessorSettings, load_inbound_settings
+from sfsync.processors.inbound.state import Change, Decision, Output, SeenState, WriteResult, WrittenState
 from sfsync.processors.outbound.app import Parked, _brokers, _credentials, _headers, _park_all, _raw_topic
 from sfsync.serde.codec import AvroDecoder, AvroEncoder
 from sfsync.serde.registry import SchemaRegistry
@@ -124,7 +119,8 @@ class InboundProcessor:
     edits_encoder: Any = None
     """``encode(record name, dict) -> bytes`` for ``sfsync.salesforce_edits``; None: edits are not sent."""
 
-    def _decode(self, value: bytes | None, original: OriginalRecord) -> tuple[dict[str, Any] | None, list[Parked]]:
+    def _decode(self, value: bytes | None, original: OriginalRecord) -> tuple[object, list[Parked]]:
+        """The decoded record (None: parked), whose shape is its topic's Avro schema."""
         try:
             if value is None:
                 raise SkippableRecordError("empty value (a tombstone is not a record here)")
@@ -134,7 +130,9 @@ class InboundProcessor:
             return None, [Parked(original, exc, Stage.VALUE_CONVERTER)]
         return record, []
 
-    def _encode(self, decision: Decision, original: OriginalRecord, mapping: str | None) -> InboundHandled:
+    def _encode(
+        self, decision: Decision[WrittenState] | Decision[SeenState], original: OriginalRecord, mapping: str | None
+    ) -> InboundHandled:
         sends: list[tuple[bytes, bytes]] = []
         edits: list[tuple[bytes, bytes]] = []
         parked: list[Parked] = []
@@ -165,17 +163,18 @@ class InboundProcessor:
         self,
         value: bytes | None,
         original: OriginalRecord,
-        written: MutableMapping[str, Any],
+        written: MutableMapping[str, WrittenState],
     ) -> InboundHandled:
         """Fold one ``sfsync.results`` record into ``written`` (Salesforce Id -> written state)."""
         self.counts["results"] += 1
-        result, parked = self._decode(value, original)
+        decoded, parked = self._decode(value, original)
+        result = cast("WriteResult | None", decoded)
         if result is None:
             self._observe_parked(parked)
             if self.metrics is not None:
                 self.metrics.result(None)
             return InboundHandled([], parked, [])
-        sf_id = str(result.get("salesforce_id") or "")
+        sf_id = result["salesforce_id"] or ""
         if not sf_id:
             return InboundHandled([], [], [])
         decision = apply_result(written.get(sf_id), result, self.mappings)
@@ -183,45 +182,44 @@ class InboundProcessor:
             self.metrics.result(decision)
         if decision.state is not None:
             written[sf_id] = decision.state
-        return self._encode(decision, original, str(result.get("mapping") or "") or None)
+        return self._encode(decision, original, result["mapping"] or None)
 
     def on_change(
         self,
         value: bytes | None,
         original: OriginalRecord,
-        written: Mapping[str, Any],
-        seen: MutableMapping[str, Any],
+        written: Mapping[str, WrittenState],
+        seen: MutableMapping[str, SeenState],
     ) -> InboundHandled:
         """Apply the inbound rules to one ``salesforce.changes`` record (``written`` is only read;
         ``seen``: Salesforce Id -> seen state, updated), without waiting (see :meth:`hold_until`)."""
         change, handled = self.decode_change(value, original)
         return handled if change is None else self.judge(change, original, written, seen)
 
-    def decode_change(
-        self, value: bytes | None, original: OriginalRecord
-    ) -> tuple[dict[str, Any] | None, InboundHandled]:
+    def decode_change(self, value: bytes | None, original: OriginalRecord) -> tuple[Change | None, InboundHandled]:
         """The decoded change, or None and what parks the undecodable record."""
         self.counts["changes"] += 1
-        change, parked = self._decode(value, original)
+        decoded, parked = self._decode(value, original)
+        change = cast("Change | None", decoded)
         if change is None:
             self._observe_parked(parked)
             if self.metrics is not None:
                 self.metrics.decided(None, None)
         return change, InboundHandled([], parked, [])
 
-    def hold_until(self, change: Mapping[str, Any], written: Mapping[str, Any]) -> int | None:
-        """Until when (epoch ms) the change waits for its WriteResult (:func:`~.rules.hold_until`)."""
-        return hold_until(written.get(str(change.get("id") or "")), change, self.writers, self.hold_ms, self.mappings)
+    def hold_until(self, change: Change, written: Mapping[str, WrittenState]) -> int | None:
+        """Until when (epoch ms) the change waits for its WriteResult (:func:`~.echo.hold_until`)."""
+        return hold_until(written.get(change["id"] or ""), change, self.writers, self.hold_ms, self.mappings)
 
     def judge(
         self,
-        change: dict[str, Any],
+        change: Change,
         original: OriginalRecord,
-        written: Mapping[str, Any],
-        seen: MutableMapping[str, Any],
+        written: Mapping[str, WrittenState],
+        seen: MutableMapping[str, SeenState],
     ) -> InboundHandled:
         """The rules on one decoded change; a recognised echo teaches which user sfsync writes as."""
-        sf_id = str(change.get("id") or "")
+        sf_id = change["id"] or ""
         try:
             decision = decide(written.get(sf_id), seen.get(sf_id), change, self.mappings)
         except SkippableRecordError as exc:  # the inbound filter failed on this record
@@ -230,14 +228,14 @@ class InboundProcessor:
             self._observe_parked(parked)
             return InboundHandled([], parked, [])
         if self.metrics is not None:
-            self.metrics.decided(str(change.get("change_type") or ""), decision, now_millis())
+            self.metrics.decided(change["change_type"] or "", decision, now_millis())
         writer = echo_writer(written.get(sf_id), change, decision)
         if writer is not None and not same_user(writer, self.writers):
             self.writers.add(writer)
             log.info("sfsync writes as Salesforce user %s (learned from an echo)", writer)
         if decision.state is not None:
             seen[sf_id] = decision.state
-        return self._encode(decision, original, decision.state.get("mapping") if decision.state else None)
+        return self._encode(decision, original, decision.state["mapping"] if decision.state else None)
 
 
 class ResultsProgress:
@@ -296,12 +294,12 @@ class ResultsProgress:
 
 class EchoHold:
     """Holds a change of sfsync's writer until the WriteResult covering it is folded in, within the
-    bounds of :func:`~sfsync.processors.inbound.rules.hold_wait_ms`; woken by every result (:meth:`notify`)."""
+    bounds of :func:`~sfsync.processors.inbound.echo.hold_wait_ms`; woken by every result (:meth:`notify`)."""
 
     def __init__(
         self,
         processor: InboundProcessor,
-        written: Mapping[str, Any],
+        written: Mapping[str, WrittenState],
         results: ResultsProgress | None = None,
         now_ms: Callable[[], int] = now_millis,
     ) -> None:
@@ -318,7 +316,7 @@ class EchoHold:
         event, self._event = self._event, asyncio.Event()
         event.set()
 
-    async def hold(self, change: Mapping[str, Any]) -> bool:
+    async def hold(self, change: Change) -> bool:
         """Wait until ``change`` may be judged; True when it waited at all."""
         first_seen = self._now_ms()
         hold_ms = self.processor.hold_ms
@@ -431,7 +429,7 @@ def _build(
         # On stop, commit what was judged and go: a change held for its result (EchoHold) is
         # neither judged nor committed, and is read again after the restart. Faust's default waits
         # for every change taken from the consumer to be judged, and with the results agent
-        # stopped each held one would wait its full hold (SIGKILLed in CI after 30 s).
+        # stopped each held one would wait its full hold (docs/decisions/0004-inbound-echo-hold.md).
         stream_wait_empty=False,
         autodiscover=False,
         TableManager=SeekFirstTableManager,  # no record lost when a (re)start recovers the tables
@@ -463,7 +461,7 @@ def _build(
             metrics.held(waited, covered=covered)
             if waited >= 1.0:
                 why = "its result arrived" if covered else "no result covers it"
-                log.info("held %s %s for %.1fs: %s", change.get("sobject"), change.get("id"), waited, why)
+                log.info("held %s %s for %.1fs: %s", change["sobject"], change["id"], waited, why)
         return processor.judge(change, original, written, seen)
 
     def agent(handle: Any) -> Any:

@@ -29,11 +29,11 @@ from typing import TYPE_CHECKING
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 
 from sfsync.ops.metrics import serve_registry
-from sfsync.processors.inbound.rules import millis
+from sfsync.processors.inbound.values import millis
 
 if TYPE_CHECKING:
     from sfsync.ops.metrics import MetricsServer
-    from sfsync.processors.inbound.rules import Decision
+    from sfsync.processors.inbound.state import Decision, SeenState, WrittenState
 
 __all__ = ["LATENCY_BUCKETS", "InboundMetrics", "now_millis"]
 
@@ -98,23 +98,24 @@ class InboundMetrics:
         self.echo_holds.labels(outcome="covered" if covered else "expired").inc()
         self.echo_hold.observe(seconds)
 
-    def decided(self, change_type: str | None, decision: Decision | None, now_ms: int | None = None) -> None:
+    def decided(self, change_type: str | None, decision: Decision[SeenState] | None, now_ms: int | None = None) -> None:
         """One change: its type and what the rules made of it (None: it could not be decoded)."""
         self.changes_in.labels(change_type=change_type or "unknown").inc()
         if decision is not None:
             self._observe(decision, now_ms)
 
-    def result(self, decision: Decision | None) -> None:
+    def result(self, decision: Decision[WrittenState] | None) -> None:
         self.results_in.inc()
         if decision is not None:
             self._observe(decision, None)
 
-    def _observe(self, decision: Decision, now_ms: int | None) -> None:
+    def _observe(self, decision: Decision[SeenState] | Decision[WrittenState], now_ms: int | None) -> None:
         for output in decision.outputs:
             self.records_out.labels(record=output.record).inc()
-            modstamp = millis(output.value.get("system_modstamp"))
-            if now_ms is not None and output.record == "MemberFieldUpdate" and modstamp is not None:
-                self.latency.observe(max(now_ms - modstamp, 0) / 1000)
+            if now_ms is not None and output.record == "MemberFieldUpdate" and "system_modstamp" in output.value:
+                modstamp = millis(output.value["system_modstamp"])
+                if modstamp is not None:
+                    self.latency.observe(max(now_ms - modstamp, 0) / 1000)
         for reason, n in decision.dropped.items():
             if reason == "echo":
                 self.echoes.inc(n)

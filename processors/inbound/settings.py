@@ -5,7 +5,7 @@ mapping file and variables, processing guarantee, table store, timeouts) under t
 app id, so the two apps never share a consumer group or a table changelog. Load with
 :func:`load_inbound_settings`, which reports every invalid value at once.
 
-The echo race (:func:`sfsync.processors.inbound.rules.hold_until`): ``SFSYNC_INBOUND_WRITER_USER_IDS`` names the
+The echo race (:func:`sfsync.processors.inbound.echo.hold_until`): ``SFSYNC_INBOUND_WRITER_USER_IDS`` names the
 Salesforce users sfsync writes as (the sink's integration user; comma-separated or a JSON list);
 changes they made wait up to ``SFSYNC_INBOUND_ECHO_HOLD_S`` after their poll for the WriteResult
 that covers them. Users are also learned from the echoes recognised while running.
@@ -44,8 +44,8 @@ class InboundProcessorSettings(ProcessorSettings):
         "at_least_once",
         description="at_least_once (as the outbound processor): after a crash a change may be sent again, "
         "under the same inbound_id, which the product applies idempotently. exactly_once is offered, but "
-        "Faust's table recovery can then wait for the transaction marker that ends a changelog (a restart "
-        "hung on 'need offset N, have N-1' in CI).",
+        "Faust's table recovery can then wait for the transaction marker that ends a changelog, and a restart "
+        "hang on 'need offset N, have N-1'.",
     )
     metrics_port: int = Field(
         9466, ge=0, le=65535, description="Prometheus /metrics (sfsync.processors.inbound.metrics); 0 disables it."

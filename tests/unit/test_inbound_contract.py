@@ -14,7 +14,8 @@ import pytest
 
 from sfsync.cli.mappings import emulator_describes
 from sfsync.mapping import MappingError, load_mappings, parse_mappings, validate_against_describe
-from sfsync.processors.inbound.rules import apply_result, decide
+from sfsync.processors.inbound.decide import decide
+from sfsync.processors.inbound.identity import apply_result
 from sfsync.schemas import SCHEMA_DIR
 from sfsync.serde.schema import RELEASED_DIR, load_topic_schema
 from sfsync.topics import MEMBERS_INBOUND, SALESFORCE_EDITS

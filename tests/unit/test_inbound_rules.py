@@ -10,15 +10,10 @@ from typing import Any
 import pytest
 
 from sfsync.mapping import MappingEvaluationError, MappingFile, parse_mappings
-from sfsync.processors.inbound.rules import (
-    apply_result,
-    decide,
-    echo_writer,
-    hold_until,
-    hold_wait_ms,
-    same_user,
-    same_value,
-)
+from sfsync.processors.inbound.decide import decide
+from sfsync.processors.inbound.echo import echo_writer, hold_until, hold_wait_ms, same_user
+from sfsync.processors.inbound.identity import apply_result
+from sfsync.processors.inbound.values import same_value
 
 T0 = dt.datetime(2026, 3, 1, 9, 30, tzinfo=dt.UTC)
 SF_ID = "003000000000001AAA"
