@@ -58,13 +58,14 @@ from sfsync.processors.faust_runtime.worker import command_main, run_faust_worke
 from sfsync.processors.inbound.decide import decide
 from sfsync.processors.inbound.echo import echo_writer, hold_until, hold_wait_ms, same_user
 from sfsync.processors.inbound.identity import apply_result
-from sfsync.processors.inbound.metrics import InboundMetrics, now_millis
+from sfsync.processors.inbound.metrics import InboundMetrics
 from sfsync.processors.inbound.settings import InboundProcessorSettings, load_inbound_settings
 from sfsync.processors.inbound.state import Change, Decision, Output, SeenState, WriteResult, WrittenState
 from sfsync.processors.outbound.app import Parked, _brokers, _credentials, _headers, _park_all, _raw_topic
 from sfsync.serde.codec import AvroDecoder, AvroEncoder
 from sfsync.serde.registry import SchemaRegistry
 from sfsync.serde.schema import load_topic_schema
+from sfsync.time import now_millis
 from sfsync.topics import CHANGES, DLQ, MEMBERS_INBOUND, RESULTS, SALESFORCE_EDITS, ensure_topics
 
 if TYPE_CHECKING:

@@ -23,13 +23,13 @@ sfsync_inbound_echo_hold_seconds               histogram  - (how long a writer's
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 
 from sfsync.ops.metrics import serve_registry
 from sfsync.processors.inbound.values import millis
+from sfsync.time import now_millis
 
 if TYPE_CHECKING:
     from sfsync.ops.metrics import MetricsServer
@@ -130,8 +130,3 @@ class InboundMetrics:
     def serve(self, port: int, addr: str = "0.0.0.0") -> MetricsServer:  # noqa: S104 - a pod's metrics port
         """Serve ``/metrics`` on ``addr:port`` (0: any free port) in a daemon thread (FatalError if it cannot)."""
         return serve_registry(self.registry, port, addr)
-
-
-def now_millis() -> int:
-    """The wall clock in epoch milliseconds (what inbound latency is measured against)."""
-    return int(time.time() * 1000)

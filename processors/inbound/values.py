@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 from typing import Final, Literal, TypeVar
 
-from sfsync.processors.inbound.state import Timestamp
+from sfsync.time import to_millis as millis
 
 __all__ = ["ABSENT", "Absent", "field_entry", "field_value", "millis", "same_value"]
 
@@ -36,16 +36,6 @@ E = TypeVar("E", bound=Mapping[str, object])
 _DATETIME = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?\s*(Z|[+-]\d{2}:?\d{2})?$"
 )
-
-
-def millis(value: Timestamp | None) -> int | None:
-    """Epoch milliseconds of a datetime (naive = UTC) or an int; None for None."""
-    if value is None:
-        return None
-    if isinstance(value, dt.datetime):
-        aware = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-        return (aware - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(milliseconds=1)
-    return int(value)
 
 
 def _datetime_millis(text: str) -> int | None:

@@ -1,7 +1,7 @@
 """The outbound processor's half of last-write-wins both ways: ``sfsync.salesforce_edits`` in.
 
 The inbound processor sends a ``SalesforceEdit`` for each Salesforce-side edit it delivered to the
-product (:func:`sfsync.processors.inbound.rules.decide`); :func:`learn_edit` puts its time on the record's clock
+product (:func:`sfsync.processors.inbound.decide.decide`); :func:`learn_edit` puts its time on the record's clock
 (:func:`sfsync.processors.outbound.plan.learn_salesforce_edit`), so that a product event stamped before the edit,
 planned after it, drops those fields (:func:`sfsync.processors.outbound.plan.drop_stale`) instead of overwriting the
 rep's value in Salesforce.
