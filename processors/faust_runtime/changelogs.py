@@ -1,9 +1,9 @@
 """Create a Faust app's table changelog topics before its worker starts.
 
 A Faust worker creates them itself, lazily, but its first partition assignment can run on metadata
-that does not yet list a topic created ~100 ms earlier; the table then has no changelog partitions
-and the app crashes with ``PartitionsMismatch`` at its first record (seen in 2 of 6 demo runs when
-every process started at once). Created here first, compacted, with the table's partition count.
+that does not list a topic created a moment earlier; the table then has no changelog partitions
+and the app stops with ``PartitionsMismatch`` at its first record. :func:`ensure_changelogs`
+creates them first: compacted, with the table's partition count.
 """
 
 from __future__ import annotations

@@ -1,33 +1,27 @@
-"""Faust's end of table recovery, in the order that loses no record (imports Faust: load it lazily).
+"""Patches of faust-streaming 0.15.3's end of table recovery, so that a restart loses no record.
 
-After a rebalance (a start is one) Faust keeps the input partitions paused while it reads the
-tables' changelogs, then, in ``Recovery.on_recovery_completed`` of the pinned faust-streaming
-0.15.3, *resumes* the input partitions and only then seeks them back to their committed offsets,
-and then resumes the flow, which clears every stream's queue. While the seek awaits the broker,
-the running fetcher reads the resumed partitions: those records advance the consumer's read
-offset, land in a stream queue and are cleared from it unhandled; the records the seek makes the
-broker send again are then older than the read offset, and Faust drops them as already read. The
-offsets of the lost records are never acked, so no later offset of their partition is ever
-committed: the worker handles every new record and commits nothing more (seen in CI as an inbound
-app, restarted on a backlog, that stopped committing; upstream: faust-streaming/faust#596, and
-#217, which fixed the same order in the no-table path only).
+Imports Faust: the apps load this module only when they build a worker.
 
-A partition with no committed offset yet (a first start, or a stop before the first commit) is
-not moved by that seek, while the fetcher may already have read past its first records during
-recovery (Faust drops records of paused partitions): under ``auto_offset_reset="earliest"`` it is
-sought to its beginning too, else its first records would never be handled.
-
+**Seek before resume** (upstream: faust-streaming/faust#596; #217 fixed the same order in the
+no-table path only). After a rebalance (a start is one) Faust keeps the input partitions paused
+while it reads the tables' changelogs; its ``Recovery.on_recovery_completed`` then *resumes* the
+input partitions and only afterwards seeks them back to their committed offsets. While the seek
+awaits the broker the fetcher reads the resumed partitions; those records are cleared from the
+stream queues unhandled, and the records the seek makes the broker send again are dropped as
+already read. Their offsets are never acked, so nothing later on their partitions is committed.
 :class:`SeekFirstRecovery` seeks while the input partitions are still paused, then resumes them;
 :class:`SeekFirstTableManager` is the table manager that uses it (``faust.App(TableManager=...)``).
+A partition with no committed offset yet is sought to its beginning (under
+``auto_offset_reset="earliest"``), since the fetcher may already have read past its first records.
 
-One more way a restart lost records (the processor under ``at_least_once``: a replayed event never
-handled): Faust hands its *live* set of active partitions to the aiokafka thread, which waits up
-to a second for records. When recovery ends, Faust pauses the changelog partitions while the input
-ones are still paused; the set is then empty, and aiokafka reads an empty set as "every
-partition": it hands over, and moves its position past, records of the paused input partitions,
-which Faust then drops as not active. :class:`SnapshotConsumer` gives aiokafka a copy of the set
-as it was when the fetch started, and fetches nothing while it is empty;
-:func:`install_snapshot_consumer` gives an app a transport with it.
+**A snapshot of the active partitions** (no upstream issue yet). Faust hands its *live* set of
+active partitions to the aiokafka thread. At the end of recovery that set is briefly empty, and
+aiokafka reads an empty set as "every partition": it hands over, and moves its position past,
+records of the paused input partitions, which Faust then drops as not active.
+:class:`SnapshotConsumer` gives aiokafka a copy of the set as it was when the fetch started, and
+fetches nothing while it is empty; :func:`install_snapshot_consumer` gives an app a transport with it.
+
+Why these exist and how they were found: docs/decisions/0005-faust-patches.md.
 """
 
 from __future__ import annotations

@@ -274,11 +274,9 @@ FAUST_TABLES = {
 
 
 def create_changelogs(kafka_config: Mapping[str, Any], children: Sequence[Child], prefix: str) -> None:
-    """Create the Faust apps' table changelog topics before the apps start.
-
-    Workaround: a Faust worker creates them itself, but its first partition assignment can run on
-    metadata that does not list a topic created ~100 ms earlier; the table then has no changelog
-    partitions and the app crashes (PartitionsMismatch) at its first record. Seen in 2 of 6 demo runs."""
+    """Create the Faust apps' table changelog topics before the apps start (as
+    :mod:`sfsync.processors.faust_runtime.changelogs` does for one app: a lazily created changelog can
+    be missing from the worker's first assignment)."""
     from sfsync.topics import TopicSpec, ensure_topics
 
     run = prefix.rstrip(".")
