@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,8 +13,8 @@ import pytest
 from sfsync.emulator.bulk import BulkService, BulkStore, QueryPage, format_row_error
 from sfsync.emulator.errors import ApiError
 from sfsync.emulator.model import FieldDef, ObjectDef, Row, Schema
+from tests.kit import recorded_json
 
-FIXTURES = Path("/work/shared/fixtures/salesforce")
 USER_ID = "005000000000001AAA"
 DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}\+0000$")
 
@@ -214,11 +212,6 @@ def service(store: FakeStore, runner: FakeRunner, clock: Clock) -> BulkService:
     return BulkService(store, runner, api_version_default="59.0", clock=clock, user_id=USER_ID)
 
 
-def _fixture(name: str) -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads((FIXTURES / name).read_text())
-    return loaded
-
-
 def _run_ingest(service: BulkService, body: dict[str, Any], *uploads: bytes) -> str:
     job_id: str = service.create_ingest_job(body, "59.0")["id"]
     for upload in uploads:
@@ -241,7 +234,7 @@ def _raises(call: Any, *args: Any) -> ApiError:
 
 
 def test_ingest_job_info_has_the_fixture_keys_and_types(service: BulkService, clock: Clock) -> None:
-    fixture = _fixture("restforce_bulk2_ingest_create_job.json")
+    fixture = recorded_json("restforce_bulk2_ingest_create_job.json")
     info = service.create_ingest_job({"object": "Account", "operation": "insert", "contentType": "CSV"}, "v46.0")
 
     assert list(info) == list(fixture)
@@ -256,7 +249,7 @@ def test_ingest_job_info_has_the_fixture_keys_and_types(service: BulkService, cl
 
 
 def test_query_job_info_has_the_fixture_keys_and_types(service: BulkService) -> None:
-    fixture = _fixture("airbyte_bulk2_query_job_info.json")
+    fixture = recorded_json("airbyte_bulk2_query_job_info.json")
     info = service.create_query_job({"operation": "queryAll", "query": "SELECT Id FROM account"}, "57.0")
 
     assert list(info) == list(fixture)

@@ -3,8 +3,6 @@ standard objects' attributes clients derive required fields and upsert keys from
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,12 +10,7 @@ import pytest
 from sfsync.emulator import org, standard
 from sfsync.emulator.describe import describe_global, describe_sobject
 from sfsync.emulator.model import Schema
-
-FIXTURES = Path("/work/shared/fixtures/salesforce")
-
-
-def _fixture(name: str) -> Any:
-    return json.loads((FIXTURES / name).read_text())
+from tests.kit import recorded_json
 
 
 def _json_type(value: Any) -> str:
@@ -41,7 +34,7 @@ def _real_field_types() -> dict[str, set[str]]:
     """The JSON types each field key takes across every field of both recorded describes."""
     types: dict[str, set[str]] = {}
     for name in ("cci_describe_lead.json", "cci_describe_custom_object.json"):
-        for entry in _fixture(name)["fields"]:
+        for entry in recorded_json(name)["fields"]:
             for key, value in entry.items():
                 types.setdefault(key, set()).add(_json_type(value))
     # Keys whose value is null on the recorded fields but a string on others (e.g. a lookup's relationshipName).
@@ -72,7 +65,7 @@ def _assert_same_shape(ours: dict[str, Any], real: dict[str, Any]) -> None:
 
 
 def test_lead_describe_has_the_real_keys_and_types(schema: Schema) -> None:
-    real = _fixture("cci_describe_lead.json")
+    real = recorded_json("cci_describe_lead.json")
     lead = schema.get("Lead")
     assert lead is not None
     ours = describe_sobject(lead, "59.0")
@@ -88,7 +81,7 @@ def test_lead_describe_has_the_real_keys_and_types(schema: Schema) -> None:
 
 
 def test_lead_field_attributes_match_the_recorded_org(schema: Schema) -> None:
-    real = {f["name"]: f for f in _fixture("cci_describe_lead.json")["fields"]}
+    real = {f["name"]: f for f in recorded_json("cci_describe_lead.json")["fields"]}
     lead = schema.get("Lead")
     assert lead is not None
     ours = {f["name"]: f for f in describe_sobject(lead, "59.0")["fields"]}
@@ -139,7 +132,7 @@ def test_required_on_create_as_clients_compute_it(schema: Schema) -> None:
 
 
 def test_custom_object_describe_has_the_real_keys_and_types(schema: Schema) -> None:
-    real = _fixture("cci_describe_custom_object.json")
+    real = recorded_json("cci_describe_custom_object.json")
     activity = schema.get("Community_Activity__c")
     assert activity is not None
     ours = describe_sobject(activity, "59.0")
@@ -197,7 +190,7 @@ def test_standard_schema_is_fresh_each_time() -> None:
 
 
 def test_describe_global_matches_the_recorded_entries(schema: Schema) -> None:
-    real = _fixture("cci_describe_global_EXCERPT.json")
+    real = recorded_json("cci_describe_global_EXCERPT.json")
     ours = describe_global(schema, "52.0")
     assert set(ours) == set(real)
     assert ours["encoding"] == "UTF-8" and ours["maxBatchSize"] == 200

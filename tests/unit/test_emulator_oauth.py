@@ -14,7 +14,6 @@ import json
 import logging
 import re
 import urllib.parse
-from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -38,8 +37,8 @@ from sfsync.emulator.oauth import (
     default_config,
     salesforce_id18,
 )
+from tests.kit import recorded_json
 
-FIXTURES = Path("/work/shared/fixtures/salesforce")
 BASE = "http://testserver"
 ORG = salesforce_id18("00D5e000000TsTo")
 SECRET = "s3cr3t-consumer-secret-value"
@@ -48,10 +47,6 @@ CALLBACK = "https://client.example/callback"
 ALICE_PASSWORD = "alice-pass-1"
 ALICE_TOKEN = "AliceSecurityToken9"
 SDFC_TOKEN = re.compile(r"^(00D\w{12,15})![.\w]*$")  # sfdx-core's matchesAccessToken
-
-
-def fixture(name: str) -> Any:
-    return json.loads((FIXTURES / name).read_text())
 
 
 class Clock:
@@ -212,7 +207,7 @@ def assert_invalid_session(server: AuthServer, header: str | None) -> None:
     with pytest.raises(ApiError) as err:
         server.authenticate(header)
     assert err.value.status == 401
-    assert err.value.body() == fixture("restforce_error_invalid_session_id.json")
+    assert err.value.body() == recorded_json("restforce_error_invalid_session_id.json")
 
 
 # --------------------------------------------------------------------------------------------- config
@@ -317,7 +312,7 @@ def test_token_response_has_the_documented_shape(client: TestClient, clock: Cloc
     assert response.headers["content-type"] == "application/json;charset=UTF-8"
     assert "no-store" in response.headers["cache-control"]
     body = response.json()
-    recorded = fixture("restforce_oauth_token_success.json")
+    recorded = recorded_json("restforce_oauth_token_success.json")
     assert set(recorded) <= set(body)
     assert set(body) - set(recorded) == {"scope", "token_type"}  # no refresh_token for the password grant
     assert {k: type(body[k]) for k in recorded} == {k: type(v) for k, v in recorded.items()}
@@ -365,7 +360,7 @@ def test_token_endpoint_is_post_only(client: TestClient) -> None:
 def test_password_grant_needs_password_plus_security_token(client: TestClient, server: AuthServer) -> None:
     body = password_login(client, username="ALICE@example.org").json()  # usernames are case-insensitive
     assert server.authenticate(f"Bearer {body['access_token']}").username == "alice@example.org"
-    recorded_shape = fixture("restforce_oauth_token_error_invalid_grant.json")
+    recorded_shape = recorded_json("restforce_oauth_token_error_invalid_grant.json")
     for password in (ALICE_PASSWORD, ALICE_PASSWORD + "wrong", ALICE_TOKEN + ALICE_PASSWORD, ""):
         response = password_login(client, password=password)
         assert set(response.json()) == set(recorded_shape)
@@ -553,7 +548,7 @@ def test_revoking_the_refresh_token_revokes_its_access_tokens(client: TestClient
     assert response.status_code == 200
     expired = refresh(client, first["refresh_token"])
     assert expired.status_code == 400
-    assert expired.json() == fixture("restforce_oauth_refresh_error_expired.json")
+    assert expired.json() == recorded_json("restforce_oauth_refresh_error_expired.json")
     assert_invalid_session(server, f"Bearer {first['access_token']}")
     assert_invalid_session(server, f"Bearer {second['access_token']}")
     assert server.authenticate(f"Bearer {bystander['access_token']}").username == "alice@example.org"

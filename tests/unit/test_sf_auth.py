@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -34,18 +33,14 @@ from sfsync.salesforce.auth import (
 )
 from sfsync.salesforce.errors import AuthenticationError, SalesforceRetriableError
 from sfsync.salesforce.settings import SalesforceSettings
+from tests.kit import recorded_text
 
-FIXTURES = Path("/work/shared/fixtures/salesforce")
 TOKEN_URL = "https://login.salesforce.com/services/oauth2/token"
 SECRET = "client-secret-123"
 
 
-def fixture_text(name: str) -> str:
-    return (FIXTURES / name).read_text()
-
-
 def signed_success(secret: str = SECRET, **extra: str) -> dict[str, str]:
-    body = json.loads(fixture_text("restforce_oauth_token_success.json"))
+    body = json.loads(recorded_text("restforce_oauth_token_success.json"))
     body.update(extra)
     body["signature"] = token_signature(secret, body["id"], body["issued_at"])
     return body
@@ -86,7 +81,7 @@ def rsa_pem() -> tuple[str, RSAKey]:
 
 async def test_jwt_bearer_posts_an_rs256_assertion_with_salesforce_claims(rsa_pem):
     pem, public = rsa_pem
-    endpoint = TokenEndpoint((200, json.loads(fixture_text("restforce_oauth_token_success.json"))))
+    endpoint = TokenEndpoint((200, json.loads(recorded_text("restforce_oauth_token_success.json"))))
     auth = JwtBearerAuth(
         client_id="3MVG9-consumer",
         username="integration@example.org",
@@ -195,7 +190,7 @@ async def test_refresh_token_is_kept_unless_rotated():
 
 async def test_invalid_grant_fixture_is_fatal_and_5xx_is_retriable():
     endpoint = TokenEndpoint(
-        (400, fixture_text("restforce_oauth_refresh_error_expired.json")), (503, "<html>down</html>")
+        (400, recorded_text("restforce_oauth_refresh_error_expired.json")), (503, "<html>down</html>")
     )
     auth = RefreshTokenAuth(client_id="cid", refresh_token=SecretStr("r1"), token_url=TOKEN_URL)
     async with http_for(endpoint) as http:

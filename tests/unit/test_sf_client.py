@@ -6,7 +6,6 @@ import json
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -39,15 +38,11 @@ from sfsync.salesforce.client import records_to_csv
 from sfsync.salesforce.errors import AuthenticationError, RolledBack
 from sfsync.salesforce.limits import ApiBudget
 from sfsync.salesforce.settings import SalesforceSettings
+from tests.kit import recorded_json
 
-FIXTURES = Path("/work/shared/fixtures/salesforce")
 INSTANCE = "https://na1.salesforce.com"
 V = "/services/data/v62.0"
 LIMIT_INFO = {"Sforce-Limit-Info": "api-usage=18/5000"}
-
-
-def fx(name: str) -> Any:
-    return json.loads((FIXTURES / name).read_text())
 
 
 Answer = httpx.Response | Callable[[httpx.Request], httpx.Response]
@@ -151,7 +146,7 @@ async def test_invalid_session_refreshes_once_and_replays():
         .on(
             "GET",
             f"{V}/sobjects/Account/001A",
-            httpx.Response(401, json=fx("restforce_error_invalid_session_id.json")),
+            httpx.Response(401, json=recorded_json("restforce_error_invalid_session_id.json")),
             ok({"Id": "001A"}),
         )
     )
@@ -184,7 +179,7 @@ async def test_invalid_session_refreshes_once_and_replays():
 
 
 async def test_a_second_invalid_session_is_raised_not_looped():
-    expired = httpx.Response(401, json=fx("restforce_error_invalid_session_id.json"))
+    expired = httpx.Response(401, json=recorded_json("restforce_error_invalid_session_id.json"))
     org = FakeOrg().on("GET", f"{V}/limits", expired)
     calls = 0
 
@@ -203,7 +198,9 @@ async def test_a_second_invalid_session_is_raised_not_looped():
 
 
 async def test_static_token_expiry_is_fatal():
-    org = FakeOrg().on("GET", f"{V}/limits", httpx.Response(401, json=fx("restforce_error_invalid_session_id.json")))
+    org = FakeOrg().on(
+        "GET", f"{V}/limits", httpx.Response(401, json=recorded_json("restforce_error_invalid_session_id.json"))
+    )
     async with client(org) as sf:
         with pytest.raises(AuthenticationError):
             await sf.limits()
@@ -211,7 +208,9 @@ async def test_static_token_expiry_is_fatal():
 
 async def test_retriable_errors_back_off_with_bounded_jitter_then_succeed():
     unavailable = httpx.Response(503, json=[{"errorCode": "SERVER_UNAVAILABLE", "message": "maintenance"}])
-    org = FakeOrg().on("GET", f"{V}/limits", unavailable, unavailable, unavailable, ok(fx("camel_limits.json")))
+    org = FakeOrg().on(
+        "GET", f"{V}/limits", unavailable, unavailable, unavailable, ok(recorded_json("camel_limits.json"))
+    )
     rec = Recorder()
     async with client(org, rec) as sf:
         limits = await sf.limits()
@@ -235,7 +234,7 @@ async def test_retries_are_bounded():
 
 async def test_retry_after_header_is_honoured():
     org = FakeOrg().on(
-        "GET", f"{V}/limits", httpx.Response(429, headers={"Retry-After": "7"}), ok(fx("camel_limits.json"))
+        "GET", f"{V}/limits", httpx.Response(429, headers={"Retry-After": "7"}), ok(recorded_json("camel_limits.json"))
     )
     rec = Recorder()
     async with client(org, rec) as sf:
@@ -257,7 +256,7 @@ async def test_daily_limit_is_raised_at_once_for_the_governor():
 
 async def test_concurrency_limit_is_retried():
     body = [{"errorCode": "REQUEST_LIMIT_EXCEEDED", "message": "ConcurrentPerOrgLongTxn Limit exceeded."}]
-    org = FakeOrg().on("GET", f"{V}/limits", httpx.Response(403, json=body), ok(fx("camel_limits.json")))
+    org = FakeOrg().on("GET", f"{V}/limits", httpx.Response(403, json=body), ok(recorded_json("camel_limits.json")))
     rec = Recorder()
     async with client(org, rec) as sf:
         await sf.limits()
@@ -271,7 +270,7 @@ async def test_connect_errors_retry_even_for_post_but_read_timeouts_do_not():
         attempts["n"] += 1
         if attempts["n"] == 1:
             raise httpx.ConnectError("refused", request=request)
-        return ok(fx("cci_sobject_create_account_201.json"), status=201)
+        return ok(recorded_json("cci_sobject_create_account_201.json"), status=201)
 
     def slow(request: httpx.Request) -> httpx.Response:
         raise httpx.ReadTimeout("slow", request=request)
@@ -303,7 +302,7 @@ async def test_non_json_success_body_is_wrapped():
 
 
 async def test_versions_needs_no_session():
-    org = FakeOrg().on("GET", "/services/data/", ok(fx("restforce_versions.json")))
+    org = FakeOrg().on("GET", "/services/data/", ok(recorded_json("restforce_versions.json")))
     auth = StaticTokenAuth(access_token=SecretStr("00Dx0000000BV7z!t"), instance_url=INSTANCE)
     async with SalesforceClient(settings(), auth=auth, transport=httpx.MockTransport(org)) as sf:
         versions = await sf.versions()
@@ -313,8 +312,8 @@ async def test_versions_needs_no_session():
 
 
 async def test_limits_update_the_budget_and_record_counts():
-    org = FakeOrg().on("GET", f"{V}/limits", httpx.Response(200, json=fx("camel_limits.json")))
-    org.on("GET", f"{V}/limits/recordCount", ok(fx("cci_limits_record_count.json")))
+    org = FakeOrg().on("GET", f"{V}/limits", httpx.Response(200, json=recorded_json("camel_limits.json")))
+    org.on("GET", f"{V}/limits/recordCount", ok(recorded_json("cci_limits_record_count.json")))
     async with client(org) as sf:
         await sf.limits()
         budget = sf.budget.latest
@@ -326,7 +325,7 @@ async def test_limits_update_the_budget_and_record_counts():
 
 
 async def test_describe_is_cached_revalidated_and_invalidated():
-    lead = fx("cci_describe_lead.json")
+    lead = recorded_json("cci_describe_lead.json")
     org = FakeOrg().on(
         "GET",
         f"{V}/sobjects/Lead/describe",
@@ -356,8 +355,8 @@ async def test_describe_is_cached_revalidated_and_invalidated():
 
 
 async def test_describe_global_and_unknown_object():
-    not_found = fx("cci_composite_subrequest_not_found.json")["compositeResponse"][0]["body"]
-    org = FakeOrg().on("GET", f"{V}/sobjects", ok(fx("cci_describe_global_EXCERPT.json")))
+    not_found = recorded_json("cci_composite_subrequest_not_found.json")["compositeResponse"][0]["body"]
+    org = FakeOrg().on("GET", f"{V}/sobjects", ok(recorded_json("cci_describe_global_EXCERPT.json")))
     org.on("GET", f"{V}/sobjects/Foo/describe", httpx.Response(404, json=not_found))
     async with client(org) as sf:
         world = await sf.describe_global()
@@ -373,8 +372,12 @@ async def test_describe_global_and_unknown_object():
 async def test_single_record_crud():
     org = (
         FakeOrg()
-        .on("POST", f"{V}/sobjects/Account/", ok(fx("cci_sobject_create_account_201.json"), status=201))
-        .on("GET", f"{V}/sobjects/Organization/00D0xORGID00000000", ok(fx("cci_sobject_get_organization.json")))
+        .on("POST", f"{V}/sobjects/Account/", ok(recorded_json("cci_sobject_create_account_201.json"), status=201))
+        .on(
+            "GET",
+            f"{V}/sobjects/Organization/00D0xORGID00000000",
+            ok(recorded_json("cci_sobject_get_organization.json")),
+        )
         .on("PATCH", f"{V}/sobjects/Account/0015500001QdQWfAAN", httpx.Response(204, headers=LIMIT_INFO))
         .on("DELETE", f"{V}/sobjects/Account/0015500001QdQWfAAN", httpx.Response(204, headers=LIMIT_INFO))
     )
@@ -402,12 +405,12 @@ async def test_upsert_semantics():
         ok(created, status=201),
         ok(updated),
         httpx.Response(204, headers=LIMIT_INFO),
-        httpx.Response(300, json=fx("restforce_upsert_300_multiple_choices.json")),
+        httpx.Response(300, json=recorded_json("restforce_upsert_300_multiple_choices.json")),
     )
     org.on(
         "PATCH",
         f"{V}/sobjects/Contact/Namez/x",
-        httpx.Response(404, json=fx("restforce_upsert_404_bad_extid_field.json")),
+        httpx.Response(404, json=recorded_json("restforce_upsert_404_bad_extid_field.json")),
     )
     async with client(org) as sf:
         first = await sf.upsert("Contact", "Email", "a@b.org/x", {"LastName": "B"})
@@ -421,7 +424,7 @@ async def test_upsert_semantics():
     assert (first.id, first.created) == ("003A", True)
     assert (second.id, second.created) == ("003A", False)
     assert (legacy.id, legacy.created) == (None, False)
-    assert many.value.urls == fx("restforce_upsert_300_multiple_choices.json")
+    assert many.value.urls == recorded_json("restforce_upsert_300_multiple_choices.json")
     assert isinstance(many.value, SalesforceRecordError)
 
 
@@ -446,7 +449,7 @@ async def test_record_level_errors_are_skippable():
 
 
 async def test_query_follows_next_records_url_with_batch_size():
-    page1 = fx("restforce_query_page1_nextRecordsUrl.json")
+    page1 = recorded_json("restforce_query_page1_nextRecordsUrl.json")
     page2 = {"totalSize": 2, "done": True, "records": [{"attributes": {"type": "Whizbang"}, "Text_Label": "Last Page"}]}
     org = FakeOrg().on("GET", f"{V}/query", ok(page1)).on("GET", "/services/data/v26.0/query/01gD", ok(page2))
     q = select("Text_Label").from_("Whizbang").where("Text_Label", "!=", "it's")
@@ -460,8 +463,8 @@ async def test_query_follows_next_records_url_with_batch_size():
 
 
 async def test_query_all_relationships_and_counts():
-    org = FakeOrg().on("GET", f"{V}/queryAll", ok(fx("cci_query_parent_to_child_subquery.json")))
-    count_body = fx("cci_composite_count_and_invalid_type.json")["compositeResponse"][0]["body"]
+    org = FakeOrg().on("GET", f"{V}/queryAll", ok(recorded_json("cci_query_parent_to_child_subquery.json")))
+    count_body = recorded_json("cci_composite_count_and_invalid_type.json")["compositeResponse"][0]["body"]
     org.on("GET", f"{V}/query", ok(count_body))
     async with client(org) as sf:
         rows = [r async for r in sf.query_all("select FirstName, (select Name from Opportunities) from Contact")]
@@ -492,7 +495,7 @@ async def test_search_and_parameterized_search():
 
 async def test_malformed_search_is_fatal():
     org = FakeOrg().on(
-        "GET", f"{V}/search/", httpx.Response(400, json=fx("restforce_search_error_malformed_search.json"))
+        "GET", f"{V}/search/", httpx.Response(400, json=recorded_json("restforce_search_error_malformed_search.json"))
     )
     async with client(org) as sf:
         with pytest.raises(MetadataError):
@@ -500,8 +503,8 @@ async def test_malformed_search_is_fatal():
 
 
 async def test_get_updated_and_get_deleted():
-    org = FakeOrg().on("GET", f"{V}/sobjects/Contact/updated/", ok(fx("restforce_sobject_get_updated.json")))
-    org.on("GET", f"{V}/sobjects/Contact/deleted/", ok(fx("restforce_sobject_get_deleted.json")))
+    org = FakeOrg().on("GET", f"{V}/sobjects/Contact/updated/", ok(recorded_json("restforce_sobject_get_updated.json")))
+    org.on("GET", f"{V}/sobjects/Contact/deleted/", ok(recorded_json("restforce_sobject_get_deleted.json")))
     start = datetime(2015, 8, 18, tzinfo=UTC)
     async with client(org) as sf:
         updated = await sf.get_updated("Contact", start, start + timedelta(days=1))
@@ -554,8 +557,8 @@ async def test_create_many_chunks_by_200_and_keeps_indices():
 
 
 async def test_create_many_fixture_and_all_or_none_limits():
-    org = FakeOrg().on("POST", f"{V}/composite/sobjects", ok(fx("cci_collections_create_leads.json")))
-    request_body = fx("cci_collections_create_leads.request.json")
+    org = FakeOrg().on("POST", f"{V}/composite/sobjects", ok(recorded_json("cci_collections_create_leads.json")))
+    request_body = recorded_json("cci_collections_create_leads.request.json")
     records = [{k: v for k, v in r.items() if k != "attributes"} for r in request_body["records"]]
     async with client(org) as sf:
         out = await sf.create_many("Lead", records)
@@ -567,9 +570,11 @@ async def test_create_many_fixture_and_all_or_none_limits():
 
 async def test_upsert_many_reports_created_per_record():
     org = FakeOrg().on(
-        "PATCH", f"{V}/composite/sobjects/Contact/Email", ok(fx("cci_collections_upsert_contact_by_email.json"))
+        "PATCH",
+        f"{V}/composite/sobjects/Contact/Email",
+        ok(recorded_json("cci_collections_upsert_contact_by_email.json")),
     )
-    request_body = fx("cci_collections_upsert_contact_by_email.request.json")
+    request_body = recorded_json("cci_collections_upsert_contact_by_email.request.json")
     async with client(org) as sf:
         out = await sf.upsert_many("Contact", "Email", request_body["records"])
     assert json.loads(org.requests[0].content) == request_body
@@ -626,7 +631,7 @@ async def test_delete_many_and_retrieve_many():
 
 
 async def test_composite_with_references_and_per_subrequest_errors():
-    org = FakeOrg().on("POST", f"{V}/composite", ok(fx("cci_composite_count_and_invalid_type.json")))
+    org = FakeOrg().on("POST", f"{V}/composite", ok(recorded_json("cci_composite_count_and_invalid_type.json")))
     subrequests = [
         CompositeSubrequest("GET", "query/?q=select count() from Account", "refAccount"),
         CompositeSubrequest("GET", "/services/data/v62.0/query/?q=select count() from XYZZY", "refXYZZY"),
@@ -653,7 +658,7 @@ async def test_composite_with_references_and_per_subrequest_errors():
 
 
 async def test_composite_304_subresponses_have_no_error():
-    org = FakeOrg().on("POST", f"{V}/composite", ok(fx("cci_composite_304_if_modified_since.json")))
+    org = FakeOrg().on("POST", f"{V}/composite", ok(recorded_json("cci_composite_304_if_modified_since.json")))
     async with client(org) as sf:
         out = await sf.composite(
             [
@@ -671,7 +676,7 @@ async def test_composite_304_subresponses_have_no_error():
 
 
 async def test_bulk_ingest_lifecycle():
-    job = fx("restforce_bulk2_ingest_create_job.json")
+    job = recorded_json("restforce_bulk2_ingest_create_job.json")
     jid = job["id"]
     base = f"{V}/jobs/ingest/{jid}"
     in_progress = {**job, "state": "InProgress"}
@@ -718,7 +723,7 @@ async def test_bulk_ingest_lifecycle():
 
 
 async def test_bulk_ingest_failed_job_fetches_unprocessed_rows():
-    job = fx("restforce_bulk2_ingest_create_job.json")
+    job = recorded_json("restforce_bulk2_ingest_create_job.json")
     base = f"{V}/jobs/ingest/{job['id']}"
     org = (
         FakeOrg()
@@ -738,7 +743,7 @@ async def test_bulk_ingest_failed_job_fetches_unprocessed_rows():
 
 
 async def test_bulk_upload_that_is_not_201_aborts_the_job():
-    job = fx("restforce_bulk2_ingest_create_job.json")
+    job = recorded_json("restforce_bulk2_ingest_create_job.json")
     base = f"{V}/jobs/ingest/{job['id']}"
     org = (
         FakeOrg()
@@ -753,7 +758,7 @@ async def test_bulk_upload_that_is_not_201_aborts_the_job():
 
 
 async def test_bulk_poll_is_bounded_by_the_timeout():
-    job = fx("restforce_bulk2_ingest_create_job.json")
+    job = recorded_json("restforce_bulk2_ingest_create_job.json")
     org = FakeOrg().on("GET", f"{V}/jobs/ingest/{job['id']}", ok({**job, "state": "InProgress"}))
     async with client(org, bulk_timeout_s=10.0, bulk_poll_initial_s=2.0, bulk_poll_max_s=4.0) as sf:
         with pytest.raises(SalesforceRetriableError, match="still InProgress"):
@@ -762,7 +767,7 @@ async def test_bulk_poll_is_bounded_by_the_timeout():
 
 
 async def test_bulk_query_pages_by_locator():
-    info = fx("airbyte_bulk2_query_job_info.json")
+    info = recorded_json("airbyte_bulk2_query_job_info.json")
     base = f"{V}/jobs/query/{info['id']}"
     org = (
         FakeOrg()

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 
 from sfsync.errors import FatalError, RetriableError, SkippableRecordError
@@ -30,13 +27,7 @@ from sfsync.salesforce.errors import (
     redact,
     rule_for,
 )
-
-FIXTURES = Path("/work/shared/fixtures/salesforce")
-
-
-def fixture(name: str) -> object:
-    return json.loads((FIXTURES / name).read_text())
-
+from tests.kit import recorded_json
 
 ANY = object()
 
@@ -200,28 +191,30 @@ def test_error_carries_code_message_fields_status():
 
 
 def test_fixture_rest_error_bodies():
-    session = parse_error_body(401, fixture("restforce_error_invalid_session_id.json"))
+    session = parse_error_body(401, recorded_json("restforce_error_invalid_session_id.json"))
     assert isinstance(session, SessionExpired)
-    invalid = parse_error_body(400, fixture("restforce_error_invalid_field.json"))
+    invalid = parse_error_body(400, recorded_json("restforce_error_invalid_field.json"))
     assert isinstance(invalid, MetadataError)
     assert invalid.error_code == "INVALID_FIELD"
-    bad_ext = parse_error_body(404, fixture("restforce_upsert_404_bad_extid_field.json"))
+    bad_ext = parse_error_body(404, recorded_json("restforce_upsert_404_bad_extid_field.json"))
     assert isinstance(bad_ext, MetadataError)
-    search = parse_error_body(400, fixture("restforce_search_error_malformed_search.json"))
+    search = parse_error_body(400, recorded_json("restforce_search_error_malformed_search.json"))
     assert isinstance(search, MetadataError)
     assert search.error_code == "MALFORMED_SEARCH"
 
 
 def test_fixture_oauth_error_bodies():
-    grant = parse_error_body(400, fixture("restforce_oauth_token_error_invalid_grant.json"))
+    grant = parse_error_body(400, recorded_json("restforce_oauth_token_error_invalid_grant.json"))
     assert isinstance(grant, AuthenticationError)
     assert grant.error_code == "invalid_grant"
     assert grant.message == "authentication failure - Invalid Password"
-    assert isinstance(parse_error_body(400, fixture("restforce_oauth_refresh_error_expired.json")), AuthenticationError)
+    assert isinstance(
+        parse_error_body(400, recorded_json("restforce_oauth_refresh_error_expired.json")), AuthenticationError
+    )
 
 
 def test_fixture_composite_rollback_items():
-    items = fixture("camel_composite_response_failure.json")["compositeResponse"]  # type: ignore[index]
+    items = recorded_json("camel_composite_response_failure.json")["compositeResponse"]
     halted, culprit = (parse_error_body(i["httpStatusCode"], i["body"]) for i in items)
     assert isinstance(halted, RolledBack)
     assert isinstance(culprit, SalesforceRecordError)  # foreign-key external ID not found: data, not mapping

@@ -6,7 +6,6 @@ import datetime as dt
 import json
 import time
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,8 +13,8 @@ import pytest
 from sfsync.emulator.errors import ApiError
 from sfsync.emulator.model import ChildRelationship, FieldDef, ObjectDef, Row, Schema
 from sfsync.emulator.soql import QueryResult, normalize_id, parse_query, run_query
+from tests.kit import recorded_json
 
-FIXTURES = Path("/work/shared/fixtures/salesforce")
 NOW = dt.datetime(2026, 11, 25, 10, 0, tzinfo=dt.UTC)  # a Wednesday; the week began on Sunday 2026-11-22
 _SUFFIX = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 
@@ -438,7 +437,7 @@ def test_parent_paths_nest_with_attributes_and_null_lookups(org: Org) -> None:
 
 
 def test_custom_relationships_match_restforce_fixture_shape(org: Org) -> None:
-    fixture = json.loads((FIXTURES / "restforce_query_relationships.json").read_text())["records"][0]
+    fixture = recorded_json("restforce_query_relationships.json")["records"][0]
     record = q(
         org,
         "SELECT Name, ParentWhizbang__r.Name, ParentWhizbang__r.Text_Label__c, "
@@ -456,7 +455,7 @@ def test_custom_relationships_match_restforce_fixture_shape(org: Org) -> None:
 
 
 def test_child_subquery_matches_cci_fixture(org: Org) -> None:
-    fixture = json.loads((FIXTURES / "cci_query_parent_to_child_subquery.json").read_text())
+    fixture = recorded_json("cci_query_parent_to_child_subquery.json")
     result = q(org, "select FirstName,(select Name from Opportunities) from Contact")
     assert result.total_size == 5
     by_name = {r["FirstName"]: r for r in result.records}
@@ -534,7 +533,7 @@ def test_fields_functions(org: Org) -> None:
 
 
 def test_count_returns_total_and_no_records(org: Org) -> None:
-    fixture = json.loads((FIXTURES / "cci_composite_count_and_invalid_type.json").read_text())
+    fixture = recorded_json("cci_composite_count_and_invalid_type.json")
     body = fixture["compositeResponse"][0]["body"]
     result = q(org, "select count() from Account")
     assert result.total_size == 6
@@ -545,14 +544,14 @@ def test_count_returns_total_and_no_records(org: Org) -> None:
 
 
 def test_count_id_matches_cci_fixture_exactly(org: Org) -> None:
-    fixture = json.loads((FIXTURES / "cci_query_count_id_aggregate.json").read_text())
+    fixture = recorded_json("cci_query_count_id_aggregate.json")
     result = q(org, "select count(Id) from Account")
     assert result.total_size == fixture["totalSize"]
     assert result.records == fixture["records"]
 
 
 def test_group_by_sum_matches_restforce_fixture_shape(org: Org) -> None:
-    fixture = json.loads((FIXTURES / "restforce_query_group_by_aggregate.json").read_text())
+    fixture = recorded_json("restforce_query_group_by_aggregate.json")
     result = q(org, "SELECT CampaignId, SUM(Amount) FROM Opportunity GROUP BY CampaignId")
     assert result.total_size == 3
     assert [list(r) for r in result.records] == [list(r) for r in fixture["records"]]
@@ -958,7 +957,7 @@ def test_invalid_field_in_where_order_and_relationship(org: Org) -> None:
 
 
 def test_invalid_type_matches_cci_fixture(org: Org) -> None:
-    fixture = json.loads((FIXTURES / "cci_composite_count_and_invalid_type.json").read_text())
+    fixture = recorded_json("cci_composite_count_and_invalid_type.json")
     expected = fixture["compositeResponse"][1]["body"]
     err = error(org, "select count() from XYZZY")
     assert err.body() == expected

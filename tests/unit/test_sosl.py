@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
 
 from sfsync.emulator.errors import ApiError
 from sfsync.emulator.sosl import run_parameterized_search, run_search
-from tests.unit.test_soql import FIXTURES, IDS, NOW, Org, build_org, make_id
+from tests.kit import recorded_json
+from tests.unit.test_soql import IDS, NOW, Org, build_org, make_id
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +147,7 @@ def test_search_groups(org: Org) -> None:
 
 
 def test_missing_braces_matches_restforce_fixture(org: Org) -> None:
-    expected = json.loads((FIXTURES / "restforce_search_error_malformed_search.json").read_text())
+    expected = recorded_json("restforce_search_error_malformed_search.json")
     for sosl in ("FIND john RETURNING Contact", "FIND 'john'", "find", 'FIND "john" RETURNING Contact(Name)'):
         assert search_error(org, sosl).body() == expected, sosl
 

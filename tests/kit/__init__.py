@@ -1,0 +1,11 @@
+"""The one test kit: fakes and builders every test suite shares (import them from here, never copy them).
+
+Plain modules, no pytest fixtures: each test builds the fakes with the parameters it needs (a start
+time, a tick, an error to inject) and keeps its own fixtures next to the tests that use them.
+"""
+
+from __future__ import annotations
+
+from tests.kit.salesforce import RECORDED, recorded_json, recorded_text
+
+__all__ = ["RECORDED", "recorded_json", "recorded_text"]
