@@ -6,6 +6,16 @@ time, a tick, an error to inject) and keeps its own fixtures next to the tests t
 
 from __future__ import annotations
 
+from tests.kit.clock import EPOCH_2026, Clock, EpochClock, WallClock, recent_minute
 from tests.kit.salesforce import RECORDED, recorded_json, recorded_text
 
-__all__ = ["RECORDED", "recorded_json", "recorded_text"]
+__all__ = [
+    "EPOCH_2026",
+    "RECORDED",
+    "Clock",
+    "EpochClock",
+    "WallClock",
+    "recent_minute",
+    "recorded_json",
+    "recorded_text",
+]

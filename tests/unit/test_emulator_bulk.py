@@ -13,7 +13,7 @@ import pytest
 from sfsync.emulator.bulk import BulkService, BulkStore, QueryPage, format_row_error
 from sfsync.emulator.errors import ApiError
 from sfsync.emulator.model import FieldDef, ObjectDef, Row, Schema
-from tests.kit import recorded_json
+from tests.kit import EpochClock, recorded_json
 
 USER_ID = "005000000000001AAA"
 DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}\+0000$")
@@ -184,14 +184,6 @@ class FakeRunner:
         return records
 
 
-class Clock:
-    def __init__(self, now: float = 1_767_225_600.0) -> None:  # 2026-01-01T00:00:00Z
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def store() -> FakeStore:
     return FakeStore()
@@ -203,12 +195,12 @@ def runner(store: FakeStore) -> FakeRunner:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> EpochClock:
+    return EpochClock()
 
 
 @pytest.fixture
-def service(store: FakeStore, runner: FakeRunner, clock: Clock) -> BulkService:
+def service(store: FakeStore, runner: FakeRunner, clock: EpochClock) -> BulkService:
     return BulkService(store, runner, api_version_default="59.0", clock=clock, user_id=USER_ID)
 
 
@@ -233,7 +225,7 @@ def _raises(call: Any, *args: Any) -> ApiError:
 # ------------------------------------------------------------------------------------ JobInfo shape
 
 
-def test_ingest_job_info_has_the_fixture_keys_and_types(service: BulkService, clock: Clock) -> None:
+def test_ingest_job_info_has_the_fixture_keys_and_types(service: BulkService, clock: EpochClock) -> None:
     fixture = recorded_json("restforce_bulk2_ingest_create_job.json")
     info = service.create_ingest_job({"object": "Account", "operation": "insert", "contentType": "CSV"}, "v46.0")
 
@@ -396,7 +388,7 @@ def test_results_are_refused_while_the_job_is_open(service: BulkService) -> None
         assert _raises(call, job_id).status == 400
 
 
-def test_timer_moves_jobs_through_in_progress(store: FakeStore, runner: FakeRunner, clock: Clock) -> None:
+def test_timer_moves_jobs_through_in_progress(store: FakeStore, runner: FakeRunner, clock: EpochClock) -> None:
     service = BulkService(store, runner, api_version_default="59.0", clock=clock, user_id=USER_ID, process_delay=2.0)
     job_id = _run_ingest(service, {"object": "Account", "operation": "insert"}, b"Name\nAcme\n")
     assert service.get_job(job_id)["state"] == "UploadComplete"
@@ -719,7 +711,7 @@ def test_query_errors(service: BulkService, runner: FakeRunner) -> None:
     assert _raises(service.query_results, job_id, None, 0).status == 400
 
 
-def test_query_job_abort_and_delete(store: FakeStore, runner: FakeRunner, clock: Clock) -> None:
+def test_query_job_abort_and_delete(store: FakeStore, runner: FakeRunner, clock: EpochClock) -> None:
     service = BulkService(store, runner, api_version_default="59.0", clock=clock, user_id=USER_ID, process_delay=10.0)
     job_id = service.create_query_job({"operation": "query", "query": "SELECT Id FROM Account"})["id"]
 

@@ -37,7 +37,7 @@ from sfsync.emulator.oauth import (
     default_config,
     salesforce_id18,
 )
-from tests.kit import recorded_json
+from tests.kit import EpochClock, recorded_json
 
 BASE = "http://testserver"
 ORG = salesforce_id18("00D5e000000TsTo")
@@ -47,17 +47,6 @@ CALLBACK = "https://client.example/callback"
 ALICE_PASSWORD = "alice-pass-1"
 ALICE_TOKEN = "AliceSecurityToken9"
 SDFC_TOKEN = re.compile(r"^(00D\w{12,15})![.\w]*$")  # sfdx-core's matchesAccessToken
-
-
-class Clock:
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def b64url(data: bytes) -> str:
@@ -101,8 +90,8 @@ def certificate_pem(signing_key: rsa.RSAPrivateKey) -> str:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> EpochClock:
+    return EpochClock(1_700_000_000.0)
 
 
 @pytest.fixture
@@ -147,7 +136,7 @@ def config(certificate_pem: str) -> OAuthConfig:
 
 
 @pytest.fixture
-def server(config: OAuthConfig, clock: Clock) -> AuthServer:
+def server(config: OAuthConfig, clock: EpochClock) -> AuthServer:
     return AuthServer(config, clock=clock)
 
 
@@ -285,7 +274,7 @@ class FakeStore:
         return self._users
 
 
-def test_default_config_from_a_store_uses_its_org_and_users(clock: Clock) -> None:
+def test_default_config_from_a_store_uses_its_org_and_users(clock: EpochClock) -> None:
     store = FakeStore()
     config = default_config(store=store, instance_url=BASE)
     assert config.org_id == ORG and config.session_timeout_s == 900
@@ -306,7 +295,7 @@ def test_default_config_from_a_store_uses_its_org_and_users(clock: Clock) -> Non
 # --------------------------------------------------------------------------------------------- token shape
 
 
-def test_token_response_has_the_documented_shape(client: TestClient, clock: Clock, config: OAuthConfig) -> None:
+def test_token_response_has_the_documented_shape(client: TestClient, clock: EpochClock, config: OAuthConfig) -> None:
     response = password_login(client)
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json;charset=UTF-8"
@@ -477,7 +466,7 @@ def test_pkce_mismatch_refused_and_burns_the_code(client: TestClient) -> None:
     )
 
 
-def test_code_exchange_errors(client: TestClient, clock: Clock) -> None:
+def test_code_exchange_errors(client: TestClient, clock: EpochClock) -> None:
     code = callback_params(authorize(client))["code"]
     mismatch = code_exchange(client, code, redirect_uri="https://client.example/other")
     assert_oauth_error(mismatch, "redirect_uri_mismatch", "redirect_uri must match configuration")
@@ -564,7 +553,7 @@ def test_revoking_an_access_token_leaves_the_refresh_token(client: TestClient, s
     )
 
 
-def test_refresh_errors(client: TestClient, clock: Clock, config: OAuthConfig) -> None:
+def test_refresh_errors(client: TestClient, clock: EpochClock, config: OAuthConfig) -> None:
     first = web_login(client)
     expired = ("invalid_grant", "expired access/refresh token")
     assert_oauth_error(refresh(client, "5Aep861" + "x" * 80), *expired)
@@ -614,7 +603,7 @@ def test_authenticate_refuses_with_the_invalid_session_shape(client: TestClient,
 
 
 def test_session_times_out_after_inactivity_and_activity_extends_it(
-    client: TestClient, server: AuthServer, clock: Clock
+    client: TestClient, server: AuthServer, clock: EpochClock
 ) -> None:
     token = password_login(client).json()["access_token"]
     clock.advance(7199)
@@ -627,7 +616,7 @@ def test_session_times_out_after_inactivity_and_activity_extends_it(
     assert_invalid_session(server, f"Bearer {token}")
 
 
-def test_refresh_restores_access_after_a_timeout(client: TestClient, server: AuthServer, clock: Clock) -> None:
+def test_refresh_restores_access_after_a_timeout(client: TestClient, server: AuthServer, clock: EpochClock) -> None:
     first = web_login(client)
     clock.advance(7200)
     assert_invalid_session(server, f"Bearer {first['access_token']}")
@@ -656,7 +645,7 @@ def test_issue_session_mints_a_usable_token(server: AuthServer) -> None:
         server.issue_session("ghost@example.org")
 
 
-def test_session_timeout_is_configurable(config: OAuthConfig, clock: Clock) -> None:
+def test_session_timeout_is_configurable(config: OAuthConfig, clock: EpochClock) -> None:
     config.session_timeout_s = 900
     server = AuthServer(config, clock=clock)
     session = server.issue_session()
@@ -667,7 +656,7 @@ def test_session_timeout_is_configurable(config: OAuthConfig, clock: Clock) -> N
 # --------------------------------------------------------------------------------------------- JWT bearer
 
 
-def jwt_claims(clock: Clock, **overrides: Any) -> dict[str, Any]:
+def jwt_claims(clock: EpochClock, **overrides: Any) -> dict[str, Any]:
     claims: dict[str, Any] = {
         "iss": "app-1",
         "sub": "bob@example.org",
@@ -683,7 +672,7 @@ def jwt_login(client: TestClient, assertion: str) -> Any:
 
 
 def test_jwt_bearer_happy_path(
-    client: TestClient, server: AuthServer, clock: Clock, signing_key: rsa.RSAPrivateKey
+    client: TestClient, server: AuthServer, clock: EpochClock, signing_key: rsa.RSAPrivateKey
 ) -> None:
     for aud in ("https://login.salesforce.com", "https://test.salesforce.com/", BASE, ["x", BASE]):
         response = jwt_login(client, sign_rs256(signing_key, jwt_claims(clock, aud=aud)))
@@ -694,7 +683,7 @@ def test_jwt_bearer_happy_path(
         assert server.authenticate(f"Bearer {body['access_token']}").username == "bob@example.org"
 
 
-def test_jwt_bearer_refusals(client: TestClient, clock: Clock, signing_key: rsa.RSAPrivateKey) -> None:
+def test_jwt_bearer_refusals(client: TestClient, clock: EpochClock, signing_key: rsa.RSAPrivateKey) -> None:
     other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     invalid = ("invalid_grant", "invalid assertion")
     assert_oauth_error(jwt_login(client, sign_rs256(other_key, jwt_claims(clock))), *invalid)
@@ -718,7 +707,7 @@ def test_jwt_bearer_refusals(client: TestClient, clock: Clock, signing_key: rsa.
 
 
 def test_jwt_bearer_refuses_unsigned_and_algorithm_confusion(
-    client: TestClient, clock: Clock, certificate_pem: str, signing_key: rsa.RSAPrivateKey
+    client: TestClient, clock: EpochClock, certificate_pem: str, signing_key: rsa.RSAPrivateKey
 ) -> None:
     unsigned = jwt_segments({"alg": "none", "typ": "JWT"}, jwt_claims(clock)) + "."
     assert_oauth_error(jwt_login(client, unsigned), "invalid_grant", "invalid assertion")
@@ -732,7 +721,7 @@ def test_jwt_bearer_refuses_unsigned_and_algorithm_confusion(
 
 
 def test_jwt_bearer_accepts_a_bare_public_key(
-    config: OAuthConfig, clock: Clock, signing_key: rsa.RSAPrivateKey
+    config: OAuthConfig, clock: EpochClock, signing_key: rsa.RSAPrivateKey
 ) -> None:
     public_pem = signing_key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -759,7 +748,7 @@ def test_userinfo(client: TestClient, config: OAuthConfig) -> None:
     assert info["urls"]["sobjects"] == f"{BASE}/services/data/v{{version}}/sobjects/"
 
 
-def test_userinfo_and_identity_answer_403_for_bad_tokens(client: TestClient, clock: Clock) -> None:
+def test_userinfo_and_identity_answer_403_for_bad_tokens(client: TestClient, clock: EpochClock) -> None:
     token = password_login(client).json()["access_token"]
     clock.advance(7200)
     for path in ("/services/oauth2/userinfo", f"/id/{ORG}/{salesforce_id18('0055e000001AlIc')}"):
@@ -814,7 +803,7 @@ def introspect(client: TestClient, token: str, secret: str = SECRET, client_id: 
     return client.post("/services/oauth2/introspect", data={"token": token}, auth=(client_id, secret))
 
 
-def test_introspect(client: TestClient, clock: Clock) -> None:
+def test_introspect(client: TestClient, clock: EpochClock) -> None:
     tokens = web_login(client)
     access = introspect(client, tokens["access_token"]).json()
     assert access["active"] is True and access["token_type"] == "access_token"
@@ -832,7 +821,7 @@ def test_introspect(client: TestClient, clock: Clock) -> None:
     assert introspect(client, tokens["access_token"]).json() == {"active": False}
 
 
-def test_introspect_does_not_extend_the_session(client: TestClient, server: AuthServer, clock: Clock) -> None:
+def test_introspect_does_not_extend_the_session(client: TestClient, server: AuthServer, clock: EpochClock) -> None:
     token = password_login(client).json()["access_token"]
     clock.advance(7000)
     assert introspect(client, token).json()["active"] is True
@@ -844,7 +833,7 @@ def test_introspect_does_not_extend_the_session(client: TestClient, server: Auth
 
 
 def test_tokens_and_secrets_stay_out_of_logs_and_reprs(
-    client: TestClient, server: AuthServer, clock: Clock, caplog: pytest.LogCaptureFixture
+    client: TestClient, server: AuthServer, clock: EpochClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     tokens = web_login(client)

@@ -11,24 +11,14 @@ import pytest
 from sfsync.emulator import ids, org
 from sfsync.emulator.errors import ApiError
 from sfsync.emulator.store import DuplicatesDetected, MultipleMatches, OrgStore
+from tests.kit import Clock
 
 T0 = dt.datetime(2026, 11, 25, 10, 0, 0, tzinfo=dt.UTC)
 
 
-class Clock:
-    def __init__(self, start: dt.datetime = T0) -> None:
-        self.now = start
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += dt.timedelta(**delta)
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(T0)
 
 
 @pytest.fixture

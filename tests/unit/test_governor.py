@@ -12,34 +12,19 @@ from sfsync.ops.errorlog import RATE_LIMIT_PAUSE, ErrorLogEntry
 from sfsync.salesforce.errors import classify
 from sfsync.salesforce.governor import Action, Governor, Policy, decide
 from sfsync.salesforce.limits import ApiBudget, BudgetTracker
+from tests.kit import Clock
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 
 
-class FakeTime:
-    def __init__(self) -> None:
-        self.now = T0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> dt.datetime:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        """Yield to other tasks (as a real sleep does), then wake at start + seconds."""
-        self.sleeps.append(seconds)
-        wake = self.now + dt.timedelta(seconds=seconds)
-        await asyncio.sleep(0)
-        self.now = max(self.now, wake)
-
-
-def make(time: FakeTime, **kwargs):
+def make(time: Clock, **kwargs):
     tracker = BudgetTracker()
     entries: list[ErrorLogEntry] = []
-    gov = Governor(tracker, clock=time.clock, sleep=time.sleep, on_pause=entries.append, **kwargs)
+    gov = Governor(tracker, clock=time, sleep=time.sleep, on_pause=entries.append, **kwargs)
     return gov, tracker, entries
 
 
-def seen(time: FakeTime, used: int, limit: int = 1000) -> ApiBudget:
+def seen(time: Clock, used: int, limit: int = 1000) -> ApiBudget:
     return ApiBudget(used=used, limit=limit, observed_at=time.now)
 
 
@@ -57,7 +42,7 @@ def test_pure_decision_zones() -> None:
 
 
 async def test_goes_without_waiting_below_the_slow_zone() -> None:
-    time = FakeTime()
+    time = Clock(T0)
     gov, tracker, entries = make(time)
     tracker.update(seen(time, 100))
     for _ in range(5):
@@ -67,7 +52,7 @@ async def test_goes_without_waiting_below_the_slow_zone() -> None:
 
 
 async def test_slow_zone_spreads_the_remaining_budget_over_the_window() -> None:
-    time = FakeTime()
+    time = Clock(T0)
     gov, tracker, _ = make(time)
     tracker.update(seen(time, 750))  # usable 900, 150 left -> one call per 86400/150 = 576 s
     decisions = [await gov.before_call() for _ in range(3)]
@@ -76,7 +61,7 @@ async def test_slow_zone_spreads_the_remaining_budget_over_the_window() -> None:
 
 
 async def test_concurrent_callers_get_distinct_slots() -> None:
-    time = FakeTime()
+    time = Clock(T0)
     gov, tracker, _ = make(time)
     tracker.update(seen(time, 750))
     released: list[float] = []
@@ -91,7 +76,7 @@ async def test_concurrent_callers_get_distinct_slots() -> None:
 
 
 async def test_pauses_before_the_limit_and_reports_once_per_pause() -> None:
-    time = FakeTime()
+    time = Clock(T0)
     gov, tracker, entries = make(time, pause_s=900, max_sleep_s=60)
     tracker.update(seen(time, 900))
     probe = await gov.before_call()
@@ -121,7 +106,7 @@ async def test_pauses_before_the_limit_and_reports_once_per_pause() -> None:
 
 
 async def test_one_probe_at_a_time_after_a_pause() -> None:
-    time = FakeTime()
+    time = Clock(T0)
     gov, tracker, _ = make(time, pause_s=100, max_sleep_s=100)
     tracker.update(seen(time, 900))
     assert (await gov.before_call()).probe
@@ -132,7 +117,7 @@ async def test_one_probe_at_a_time_after_a_pause() -> None:
 
 
 async def test_daily_limit_response_pauses_for_retry_after_even_if_the_budget_looked_fine() -> None:
-    time = FakeTime()
+    time = Clock(T0)
     gov, tracker, entries = make(time, pause_s=900, max_sleep_s=600)
     tracker.update(seen(time, 10))  # stale and optimistic
     error = classify(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.", retry_after=120)

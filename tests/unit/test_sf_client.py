@@ -38,7 +38,7 @@ from sfsync.salesforce.client import records_to_csv
 from sfsync.salesforce.errors import AuthenticationError, RolledBack
 from sfsync.salesforce.limits import ApiBudget
 from sfsync.salesforce.settings import SalesforceSettings
-from tests.kit import recorded_json
+from tests.kit import EpochClock, recorded_json
 
 INSTANCE = "https://na1.salesforce.com"
 V = "/services/data/v62.0"
@@ -81,19 +81,6 @@ def csv_answer(text: str, headers: dict[str, str] | None = None) -> httpx.Respon
     return httpx.Response(200, text=text, headers={"Content-Type": "text/csv", **LIMIT_INFO, **(headers or {})})
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.sleeps: list[float] = []
-        self.now = 1000.0
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-    def clock(self) -> float:
-        return self.now
-
-
 def settings(**overrides: Any) -> SalesforceSettings:
     base: dict[str, Any] = {
         "auth_flow": "access_token",
@@ -106,9 +93,9 @@ def settings(**overrides: Any) -> SalesforceSettings:
     return SalesforceSettings(**{**base, **overrides})
 
 
-def client(org: FakeOrg, rec: Recorder | None = None, **overrides: Any) -> SalesforceClient:
-    rec = rec or Recorder()
-    return SalesforceClient(settings(**overrides), transport=httpx.MockTransport(org), sleep=rec.sleep, clock=rec.clock)
+def client(org: FakeOrg, rec: EpochClock | None = None, **overrides: Any) -> SalesforceClient:
+    rec = rec or EpochClock(1000.0)
+    return SalesforceClient(settings(**overrides), transport=httpx.MockTransport(org), sleep=rec.sleep, clock=rec)
 
 
 # -- transport guarantees -------------------------------------------------------------------------
@@ -157,7 +144,7 @@ async def test_invalid_session_refreshes_once_and_replays():
     first = await StaticTokenAuth(access_token=SecretStr("00Dx0000000BV7z!first"), instance_url=INSTANCE).authenticate(
         None
     )  # type: ignore[arg-type]
-    rec = Recorder()
+    rec = EpochClock(1000.0)
     seen: list[str] = []
 
     async def remember(session):
@@ -211,7 +198,7 @@ async def test_retriable_errors_back_off_with_bounded_jitter_then_succeed():
     org = FakeOrg().on(
         "GET", f"{V}/limits", unavailable, unavailable, unavailable, ok(recorded_json("camel_limits.json"))
     )
-    rec = Recorder()
+    rec = EpochClock(1000.0)
     async with client(org, rec) as sf:
         limits = await sf.limits()
     assert limits["DailyApiRequests"].remaining == 14998
@@ -224,7 +211,7 @@ async def test_retriable_errors_back_off_with_bounded_jitter_then_succeed():
 
 async def test_retries_are_bounded():
     org = FakeOrg().on("GET", f"{V}/limits", httpx.Response(500, text="oops"))
-    rec = Recorder()
+    rec = EpochClock(1000.0)
     async with client(org, rec, max_retries=2) as sf:
         with pytest.raises(SalesforceRetriableError):
             await sf.limits()
@@ -236,7 +223,7 @@ async def test_retry_after_header_is_honoured():
     org = FakeOrg().on(
         "GET", f"{V}/limits", httpx.Response(429, headers={"Retry-After": "7"}), ok(recorded_json("camel_limits.json"))
     )
-    rec = Recorder()
+    rec = EpochClock(1000.0)
     async with client(org, rec) as sf:
         await sf.limits()
     assert rec.sleeps[0] >= 7.0
@@ -245,7 +232,7 @@ async def test_retry_after_header_is_honoured():
 async def test_daily_limit_is_raised_at_once_for_the_governor():
     body = [{"errorCode": "REQUEST_LIMIT_EXCEEDED", "message": "TotalRequests Limit exceeded."}]
     org = FakeOrg().on("GET", f"{V}/limits", httpx.Response(403, json=body))
-    rec = Recorder()
+    rec = EpochClock(1000.0)
     async with client(org, rec) as sf:
         with pytest.raises(DailyLimitExceeded) as info:
             await sf.limits()
@@ -257,7 +244,7 @@ async def test_daily_limit_is_raised_at_once_for_the_governor():
 async def test_concurrency_limit_is_retried():
     body = [{"errorCode": "REQUEST_LIMIT_EXCEEDED", "message": "ConcurrentPerOrgLongTxn Limit exceeded."}]
     org = FakeOrg().on("GET", f"{V}/limits", httpx.Response(403, json=body), ok(recorded_json("camel_limits.json")))
-    rec = Recorder()
+    rec = EpochClock(1000.0)
     async with client(org, rec) as sf:
         await sf.limits()
     assert rec.sleeps and rec.sleeps[0] >= 5.0
@@ -277,7 +264,7 @@ async def test_connect_errors_retry_even_for_post_but_read_timeouts_do_not():
 
     org = FakeOrg().on("POST", f"{V}/sobjects/Account/", flaky).on("POST", f"{V}/sobjects/Contact/", slow)
     org.on("GET", f"{V}/sobjects/Contact/003A", slow)
-    rec = Recorder()
+    rec = EpochClock(1000.0)
     async with client(org, rec) as sf:
         assert await sf.create("Account", {"Name": "Acme"}) == "0015500001QdQWfAAN"
         with pytest.raises(SalesforceRetriableError) as post_timeout:
@@ -333,7 +320,7 @@ async def test_describe_is_cached_revalidated_and_invalidated():
         httpx.Response(304, headers=LIMIT_INFO),
         ok(lead),
     )
-    rec = Recorder()
+    rec = EpochClock(1000.0)
     async with client(org, rec, describe_ttl_s=60) as sf:
         first = await sf.describe("Lead")
         await sf.describe("lead")  # cached, case-insensitive
@@ -437,7 +424,7 @@ async def test_record_level_errors_are_skippable():
         }
     ]
     org = FakeOrg().on("POST", f"{V}/sobjects/Contact/", httpx.Response(400, json=body))
-    rec = Recorder()
+    rec = EpochClock(1000.0)
     async with client(org, rec) as sf:
         with pytest.raises(SalesforceRecordError) as info:
             await sf.create("Contact", {"FirstName": "X"})
@@ -700,7 +687,7 @@ async def test_bulk_ingest_lifecycle():
             ),
         )
     )
-    rec = Recorder()
+    rec = EpochClock(1000.0)
     async with client(org, rec, bulk_poll_initial_s=1.0, bulk_poll_max_s=1.5) as sf:
         result = await sf.bulk_ingest(
             "Account", "insert", [{"Name": "Foo Bar", "Site": None}, {"Name": "", "Site": "x"}]
