@@ -7,6 +7,7 @@ time, a tick, an error to inject) and keeps its own fixtures next to the tests t
 from __future__ import annotations
 
 from tests.kit.clock import EPOCH_2026, Clock, EpochClock, WallClock, recent_minute
+from tests.kit.registry import FakeRegistry
 from tests.kit.salesforce import RECORDED, recorded_json, recorded_text
 
 __all__ = [
@@ -14,6 +15,7 @@ __all__ = [
     "RECORDED",
     "Clock",
     "EpochClock",
+    "FakeRegistry",
     "WallClock",
     "recent_minute",
     "recorded_json",

@@ -11,26 +11,7 @@ from sfsync.errors import RecordValidationError, SkippableRecordError
 from sfsync.producers import events as ev
 from sfsync.serde.codec import AvroDecoder, AvroEncoder
 from sfsync.serde.schema import load_topic_schema
-
-
-class FakeRegistry:
-    """Stands in for the registry: hands out ids and serves schemas back by id."""
-
-    def __init__(self) -> None:
-        self.subjects: dict[str, int] = {}
-        self.schemas: dict[int, object] = {}
-
-    def register(self, subject: str, schema_str: str) -> int:
-        import json
-
-        import fastavro
-
-        schema_id = self.subjects.setdefault(subject, 40 + len(self.subjects))
-        self.schemas[schema_id] = fastavro.parse_schema(json.loads(schema_str))
-        return schema_id
-
-    def writer_schema(self, schema_id: int) -> object:
-        return self.schemas[schema_id]
+from tests.kit import FakeRegistry
 
 
 @pytest.fixture

@@ -17,25 +17,10 @@ from sfsync.producers.fake import CommunitySimulator
 from sfsync.serde.codec import AvroDecoder, AvroEncoder
 from sfsync.serde.schema import load_topic_schema, storage_schema
 from sfsync.topics import PRODUCT_TOPICS
+from tests.kit import FakeRegistry
 
 T0 = dt.datetime(2026, 3, 1, 9, 30, 0, 123000, tzinfo=dt.UTC)
 T0_MS = 1772357400123
-
-
-class FakeRegistry:
-    """Hands out ids and serves the parsed schemas back by id."""
-
-    def __init__(self) -> None:
-        self.subjects: dict[str, int] = {}
-        self.schemas: dict[int, Any] = {}
-
-    def register(self, subject: str, schema_str: str) -> int:
-        schema_id = self.subjects.setdefault(subject, 40 + len(self.subjects))
-        self.schemas[schema_id] = fastavro.parse_schema(json.loads(schema_str))
-        return schema_id
-
-    def writer_schema(self, schema_id: int) -> Any:
-        return self.schemas[schema_id]
 
 
 def a_write() -> dict[str, Any]:

@@ -15,7 +15,7 @@ from sfsync.processors.outbound.settings import ProcessorSettings, parse_variabl
 from sfsync.producers.fake import CommunitySimulator
 from sfsync.serde.codec import AvroDecoder, AvroEncoder
 from sfsync.serde.schema import load_topic_schema
-from tests.unit.test_avro_codec import FakeRegistry
+from tests.kit import FakeRegistry
 from tests.unit.test_plan import BROKEN
 
 TOPIC = "t.product.members"

@@ -18,7 +18,7 @@ from sfsync.sinks.main import SinkRunner
 from sfsync.sinks.metrics import SinkMetrics
 from sfsync.sinks.settings import SinkSettings
 from sfsync.sinks.writer import BatchOutcome, IncomingWrite, _millis, merge_writes
-from tests.unit.test_avro_storage_decode import FakeRegistry
+from tests.kit import FakeRegistry
 from tests.unit.test_sink_core import TOPIC, Recorder, fv, make_sink, member
 
 T0 = 1_700_000_000_000
