@@ -7,6 +7,7 @@ time, a tick, an error to inject) and keeps its own fixtures next to the tests t
 from __future__ import annotations
 
 from tests.kit.clock import EPOCH_2026, Clock, EpochClock, WallClock, recent_minute
+from tests.kit.kafka import FakeConsumer, FakeKafkaError, FakeMessage, FakeProducer
 from tests.kit.registry import FakeRegistry
 from tests.kit.salesforce import RECORDED, recorded_json, recorded_text
 
@@ -15,6 +16,10 @@ __all__ = [
     "RECORDED",
     "Clock",
     "EpochClock",
+    "FakeConsumer",
+    "FakeKafkaError",
+    "FakeMessage",
+    "FakeProducer",
     "FakeRegistry",
     "WallClock",
     "recent_minute",

@@ -9,55 +9,7 @@ import pytest
 
 from sfsync.errors import DeliveryError, RetriableError
 from sfsync.processors.outbound.writes import WritesProducer
-
-
-class FakeError:
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-    def str(self) -> str:
-        return self.text
-
-
-class FakeMessage:
-    def __init__(self, key: bytes) -> None:
-        self._key = key
-
-    def key(self) -> bytes:
-        return self._key
-
-
-class FakeProducer:
-    """Records produce() calls; ``full`` BufferErrors first; flush() reports ``fail`` keys and ``stuck`` records."""
-
-    def __init__(self, on_delivery: Callable[[Any, Any], None], *, full: int = 0) -> None:
-        self.on_delivery = on_delivery
-        self.produced: list[tuple[str, bytes, bytes]] = []
-        self.full = full
-        self.polls = 0
-        self.fail: list[bytes] = []
-        self.stuck = 0
-
-    def produce(self, topic: str, value: bytes, key: bytes) -> None:
-        if self.full:
-            self.full -= 1
-            raise BufferError("queue full")
-        self.produced.append((topic, key, value))
-
-    def poll(self, timeout: float) -> int:
-        self.polls += 1
-        return 0
-
-    def flush(self, timeout: float) -> int:
-        for key in self.fail:
-            self.on_delivery(FakeError("Broker: Message size too large"), FakeMessage(key))
-        self.on_delivery(None, FakeMessage(b"delivered"))  # success reports (if any) are ignored
-        self.fail = []
-        stuck, self.stuck = self.stuck, 0
-        return stuck
-
-    def __len__(self) -> int:
-        return self.stuck
+from tests.kit import FakeProducer
 
 
 def rig(**kwargs: Any) -> tuple[WritesProducer, FakeProducer]:

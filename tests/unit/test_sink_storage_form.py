@@ -18,7 +18,7 @@ from sfsync.sinks.main import SinkRunner
 from sfsync.sinks.metrics import SinkMetrics
 from sfsync.sinks.settings import SinkSettings
 from sfsync.sinks.writer import BatchOutcome, IncomingWrite, _millis, merge_writes
-from tests.kit import FakeRegistry
+from tests.kit import FakeConsumer, FakeRegistry
 from tests.unit.test_sink_core import TOPIC, Recorder, fv, make_sink, member
 
 T0 = 1_700_000_000_000
@@ -215,13 +215,8 @@ class _Log:
         return None
 
 
-class _Consumer:
-    def assignment(self) -> list[Any]:
-        return []
-
-
 class _Worker:
-    consumer = _Consumer()
+    consumer = FakeConsumer()
 
 
 def test_the_runner_observes_latency_of_writes_decoded_with_int_timestamps() -> None:

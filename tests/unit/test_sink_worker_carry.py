@@ -3,81 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sfsync.emulator.server import build
 from sfsync.sinks.loop import SinkWorker
 from sfsync.sinks.settings import SinkSettings
 from sfsync.sinks.writer import IncomingWrite
+from tests.kit import FakeConsumer, FakeMessage, FakeProducer
 from tests.unit.test_sink_core import TOPIC, Recorder, campaign, make_sink, member, registration
 
 
-@dataclass
-class FakeMessage:
-    write: dict[str, Any]
-    partition_: int
-    offset_: int
-
-    def value(self) -> bytes:
-        return self.write["key"].encode()
-
-    def key(self) -> bytes:
-        return self.write["key"].encode()
-
-    def topic(self) -> str:
-        return TOPIC
-
-    def partition(self) -> int:
-        return self.partition_
-
-    def offset(self) -> int:
-        return self.offset_
-
-    def headers(self) -> list[tuple[str, bytes]]:
-        return []
-
-    def error(self) -> None:
-        return None
-
-
-@dataclass
-class FakeConsumer:
-    """Hands out whole partitions in turn, like a fetch from one partition at a time."""
-
-    messages: list[FakeMessage]
-    commits: dict[int, int] = field(default_factory=dict)
-    on_idle: Any = None
-
-    def subscribe(self, topics: list[str], **callbacks: Any) -> None:
-        pass
-
-    def consume(self, num_messages: int, timeout: float) -> list[FakeMessage]:
-        out, self.messages = self.messages[:num_messages], self.messages[num_messages:]
-        if not out and self.on_idle is not None:
-            self.on_idle()
-        return out
-
-    def commit(self, offsets: list[Any], asynchronous: bool) -> None:
-        for tp in offsets:
-            self.commits[tp.partition] = tp.offset
-
-    def close(self) -> None:
-        pass
-
-
-class FakeProducer:
-    def __init__(self) -> None:
-        self.produced: list[bytes] = []
-
-    def produce(self, topic: str, key: bytes, value: bytes, on_delivery: Any) -> None:
-        self.produced.append(key)
-
-    def poll(self, timeout: float) -> int:
-        return 0
-
-    def flush(self, timeout: float) -> int:
-        return 0
+def message(write: dict[str, Any], partition: int, offset: int) -> FakeMessage:
+    """A record of ``sfsync.writes`` whose value is its key (``ByKey`` decodes it back to ``write``)."""
+    key = write["key"].encode()
+    return FakeMessage(value=key, key=key, topic=TOPIC, partition=partition, offset=offset)
 
 
 @dataclass
@@ -134,11 +74,11 @@ async def test_a_carry_as_large_as_a_batch_does_not_stop_the_worker_reading_the_
     # worker must keep reading fresh writes next to the carried ones, or it never sees the parents.
     children = [registration("evt-1", f"member{i}@example.org") for i in range(4)]
     parents = [campaign("evt-1"), *(member(i) for i in range(4))]
-    messages = [FakeMessage(w, 0, n) for n, w in enumerate(children)]
-    messages += [FakeMessage(w, 1, n) for n, w in enumerate(parents)]
+    messages = [message(w, 0, n) for n, w in enumerate(children)]
+    messages += [message(w, 1, n) for n, w in enumerate(parents)]
     consumer, producer, rec, worker = await run_worker(messages, children + parents)
     assert not rec.parked
-    assert sorted(producer.produced) == sorted(w["key"].encode() for w in children + parents)
+    assert sorted(producer.keys()) == sorted(w["key"].encode() for w in children + parents)
     assert consumer.commits == {0: len(children), 1: len(parents)}
     assert not worker._carry
 
@@ -150,8 +90,8 @@ async def test_writes_done_behind_a_carried_write_are_committed_once_it_is_done(
     child = registration("evt-1", "member0@example.org")
     later = [member(5), member(6)]
     parents = [campaign("evt-1"), member(0)]
-    messages = [FakeMessage(w, 0, n) for n, w in enumerate([child, *later])]
-    messages += [FakeMessage(w, 1, n) for n, w in enumerate(parents)]
+    messages = [message(w, 0, n) for n, w in enumerate([child, *later])]
+    messages += [message(w, 1, n) for n, w in enumerate(parents)]
     consumer, producer, rec, _ = await run_worker(messages, [child, *later, *parents], batch_size=3)
     assert not rec.parked and len(producer.produced) == 5
     assert consumer.commits == {0: 3, 1: 2}
