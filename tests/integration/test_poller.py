@@ -28,7 +28,7 @@ from sfsync.sources.rules import to_ms
 from sfsync.sources.settings import SourceSettings
 from tests.integration.helpers import consume_all, salesforce_settings
 from tests.integration.processes import Spawned, pipeline_env, salesforce_env
-from tests.kit import WallClock
+from tests.kit import WallClock, write_mappings
 
 pytestmark = pytest.mark.integration
 
@@ -67,9 +67,7 @@ def running(clock: WallClock) -> Iterator[RunningEmulator]:
 
 @pytest.fixture
 def mapping_file(tmp_path: Path) -> Path:
-    path = tmp_path / "mappings.yaml"
-    path.write_text(MAPPING)
-    return path
+    return write_mappings(tmp_path, MAPPING)
 
 
 def source_settings(services: Any, prefix: str, mapping_file: Path, **overrides: Any) -> SourceSettings:

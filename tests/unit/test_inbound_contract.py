@@ -6,18 +6,18 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
-import textwrap
 from typing import Any
 
 import fastavro
 import pytest
 
 from sfsync.cli.mappings import emulator_describes
-from sfsync.mapping import MappingError, load_mappings, parse_mappings, validate_against_describe
+from sfsync.mapping import MappingError, load_mappings, validate_against_describe
 from sfsync.processors.inbound.rules import apply_result, decide
 from sfsync.schemas import SCHEMA_DIR
 from sfsync.serde.schema import RELEASED_DIR, load_topic_schema
 from sfsync.topics import MEMBERS_INBOUND, SALESFORCE_EDITS
+from tests.kit import mappings_from, members_yaml
 
 RECORDS = ("MemberFieldUpdate", "MemberIdentityLink", "MemberDelete", "ImportCandidate")
 T0 = dt.datetime(2026, 3, 1, 9, 30, tzinfo=dt.UTC)
@@ -97,24 +97,15 @@ def test_what_the_rules_produce_fits_the_schemas() -> None:
 
 
 # ---------------------------------------------------------------------- mapping options
-MAPPING = """
-version: 1
-mappings:
-  - name: members
-    entity: member
-    target: {target}
-    match: [{{field: Email, from: member.email}}]
-    inbound: {inbound}
-    fields:
-      - {{sf: LastName, from: member.last_name, default: x, direction: both}}
-      - {{sf: Email, from: member.email}}
-      - {{sf: Member_Id__c, from: member.member_id}}
-"""
+FIELDS = [
+    "{sf: LastName, from: member.last_name, default: x, direction: both}",
+    "{sf: Email, from: member.email}",
+    "{sf: Member_Id__c, from: member.member_id}",
+]
 
 
 def parse(inbound: str, target: str = "Contact") -> Any:
-    text = textwrap.dedent(MAPPING).replace("{target}", target).replace("{inbound}", inbound)
-    return parse_mappings(text.replace("{{", "{").replace("}}", "}"), "t.yaml")
+    return mappings_from(members_yaml(FIELDS, target=target, inbound=inbound), "t.yaml")
 
 
 def test_inbound_defaults_ignore_deletes_and_unlinked_records() -> None:

@@ -19,6 +19,7 @@ from sfsync.processors.inbound.rules import (
     same_user,
     same_value,
 )
+from tests.kit import fill, mappings_from
 
 T0 = dt.datetime(2026, 3, 1, 9, 30, tzinfo=dt.UTC)
 SF_ID = "003000000000001AAA"
@@ -59,8 +60,7 @@ mappings:
 
 
 def mappings(conflict: str = "last_write_wins", delete: str = "ignore", unlinked: str = "ignore") -> MappingFile:
-    text = MAPPINGS.replace("{conflict}", conflict).replace("{delete}", delete).replace("{unlinked}", unlinked)
-    return parse_mappings(textwrap.dedent(text.replace("{{", "{").replace("}}", "}")), "test.yaml")
+    return mappings_from(fill(MAPPINGS, conflict=conflict, delete=delete, unlinked=unlinked))
 
 
 def ms(moment: dt.datetime) -> int:

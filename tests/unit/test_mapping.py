@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import textwrap
 from typing import Any
 
 import pytest
@@ -20,10 +19,10 @@ from sfsync.mapping import (
     evaluate_inbound,
     json_schema,
     match_values,
-    parse_mappings,
     product_field_type,
     validate_against_describe,
 )
+from tests.kit import mappings_from
 
 runner = CliRunner()
 T0 = dt.datetime(2026, 3, 1, 9, 30, tzinfo=dt.UTC)
@@ -51,12 +50,8 @@ def describes() -> dict[str, dict[str, Any]]:
     return emulator_describes()
 
 
-def parse(text: str, **variables: Any) -> Any:
-    return parse_mappings(textwrap.dedent(text), "test.yaml", variables=variables or None)
-
-
 def problems_of(text: str, describes: dict[str, dict[str, Any]], **variables: Any) -> list[str]:
-    return validate_against_describe(parse(text, **variables), describes)
+    return validate_against_describe(mappings_from(text, **variables), describes)
 
 
 def member_event(**member: Any) -> dict[str, Any]:
@@ -85,7 +80,7 @@ def member_event(**member: Any) -> dict[str, Any]:
 # ---------------------------------------------------------------------- loading
 def test_shape_errors_are_all_reported_with_line_numbers() -> None:
     with pytest.raises(MappingError) as caught:
-        parse(
+        mappings_from(
             """
             mappings:
               - name: members
@@ -120,20 +115,20 @@ def test_variables_are_substituted_typed_and_unknown_ones_reported() -> None:
             fields:
               - {sf: "${id_field}", from: member.member_id}
     """
-    mappings = parse(text)
+    mappings = mappings_from(text)
     members = mappings.mappings[0]
     assert members.target == "Contact"
     assert members.enabled is False  # a whole-value variable keeps its YAML type
     assert members.fields[0].sf == "acme__Member_Id__c"  # variables may use variables
-    assert parse(text, person="Lead", tasks=True).mappings[0].target == "Lead"
+    assert mappings_from(text, person="Lead", tasks=True).mappings[0].target == "Lead"
     with pytest.raises(MappingError) as caught:
-        parse(text.replace("${person}", "${persn}"))
+        mappings_from(text.replace("${person}", "${persn}"))
     assert any("test.yaml:6:" in p and "unknown variable ${persn}" in p for p in caught.value.problems)
 
 
 def test_invalid_yaml_is_one_clear_problem() -> None:
     with pytest.raises(MappingError, match="not valid YAML"):
-        parse("mappings: [unclosed")
+        mappings_from("mappings: [unclosed")
 
 
 # ---------------------------------------------------------------------- validation
@@ -319,7 +314,7 @@ MEMBERS = """
 
 
 def test_evaluate_fields_applies_sources_direction_and_conversions() -> None:
-    mapping = parse(MEMBERS).mappings[0]
+    mapping = mappings_from(MEMBERS).mappings[0]
     values = evaluate_fields(mapping, member_event(spaces=["Makers", "Writers"]), "UserCreated")
     assert values == {
         "FirstName": "Ada",  # both: goes out
@@ -335,7 +330,7 @@ def test_evaluate_fields_applies_sources_direction_and_conversions() -> None:
 
 
 def test_fields_an_event_does_not_carry_are_left_out() -> None:
-    mapping = parse(MEMBERS).mappings[0]
+    mapping = mappings_from(MEMBERS).mappings[0]
     change = {
         "event_id": "e-2",
         "occurred_at": T0,
@@ -351,7 +346,7 @@ def test_fields_an_event_does_not_carry_are_left_out() -> None:
 
 
 def test_if_empty_policy_keeps_what_salesforce_already_has() -> None:
-    mapping = parse(MEMBERS).mappings[0]
+    mapping = mappings_from(MEMBERS).mappings[0]
     existing = evaluate_fields(mapping, member_event(), "UserProfileUpdate", current={"title": "CEO"})
     assert existing is not None and "Title" not in existing and existing["FirstName"] == "Ada"
     empty = evaluate_fields(mapping, member_event(), "UserProfileUpdate", current={"Title": None})
@@ -360,18 +355,18 @@ def test_if_empty_policy_keeps_what_salesforce_already_has() -> None:
 
 
 def test_outbound_filter_decides_whether_the_mapping_fires() -> None:
-    mapping = parse(MEMBERS).mappings[0]
+    mapping = mappings_from(MEMBERS).mappings[0]
     assert evaluate_fields(mapping, member_event(email="ada@elsewhere.org"), "UserCreated") is None
     assert evaluate_fields(mapping, member_event(email=None), "UserCreated") is None
     assert evaluate_fields(mapping, member_event(), "UserCreated") is not None
-    broken = parse(MEMBERS.replace("source.member.email != null && ", "")).mappings[0]
+    broken = mappings_from(MEMBERS.replace("source.member.email != null && ", "")).mappings[0]
     with pytest.raises(MappingEvaluationError, match="outbound_filter") as caught:
         evaluate_fields(broken, member_event(email=None), "UserCreated")
     assert isinstance(caught.value, SkippableRecordError)  # one bad record is parked, not fatal
 
 
 def test_event_types_and_delete_actions() -> None:
-    mapping = parse(
+    mapping = mappings_from(
         """
         mappings:
           - name: events
@@ -395,7 +390,7 @@ def test_event_types_and_delete_actions() -> None:
 
 
 def test_a_failing_expression_names_the_mapping_and_field() -> None:
-    mapping = parse(
+    mapping = mappings_from(
         """
         mappings:
           - name: members
@@ -409,7 +404,7 @@ def test_a_failing_expression_names_the_mapping_and_field() -> None:
 
 
 def test_match_values_in_order_skipping_empty_keys() -> None:
-    mapping = parse(MEMBERS).mappings[0]
+    mapping = mappings_from(MEMBERS).mappings[0]
     assert match_values(mapping, member_event(), "UserCreated") == [
         {"Email": "ada@example.com"},
         {"Member_Id__c": "u-1"},
@@ -418,7 +413,7 @@ def test_match_values_in_order_skipping_empty_keys() -> None:
 
 
 def test_inbound_fields_map_back_to_product_paths() -> None:
-    mapping = parse(
+    mapping = mappings_from(
         MEMBERS.replace("        fields:", '        inbound_filter: "record.Email != null"\n        fields:')
     )
     members = mapping.mappings[0]

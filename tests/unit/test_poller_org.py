@@ -4,16 +4,16 @@ check describes each object once and queries nothing when the mapping does not f
 
 from __future__ import annotations
 
-import textwrap
 from typing import Any
 
 import httpx
 import pytest
 
-from sfsync.mapping import MappingError, parse_mappings
+from sfsync.mapping import MappingError
 from sfsync.salesforce import SalesforceClient, SalesforceSettings
 from sfsync.sources import rules as core
 from sfsync.sources.poller import check_org
+from tests.kit import mappings_from, members_yaml
 
 INSTANCE = "https://org.example.test"
 
@@ -52,20 +52,7 @@ DESCRIBES: dict[str, dict[str, Any]] = {
 
 
 def mappings(fields: str, inbound_filter: str | None = None, target: str = "Contact") -> Any:
-    text = textwrap.dedent(
-        f"""
-        version: 1
-        mappings:
-          - name: members
-            entity: member
-            target: {target}
-            match: [{{field: Email, from: member.email}}]
-        """
-    )
-    if inbound_filter:
-        text += f'    inbound_filter: "{inbound_filter}"\n'
-    text += "    fields:\n" + "".join(f"      - {line}\n" for line in fields.strip().splitlines())
-    return parse_mappings(text, "m.yaml")
+    return mappings_from(members_yaml(fields, target=target, inbound_filter=inbound_filter), "m.yaml")
 
 
 def problems(file: Any, describes: dict[str, dict[str, Any]] = DESCRIBES) -> list[str]:
