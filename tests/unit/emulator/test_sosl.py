@@ -9,7 +9,7 @@ import pytest
 from sfsync.emulator.errors import ApiError
 from sfsync.emulator.sosl import run_parameterized_search, run_search
 from tests.kit import recorded_json
-from tests.unit.test_soql import IDS, NOW, Org, build_org, make_id
+from tests.unit.emulator.test_soql import IDS, NOW, Org, build_org, make_id
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from sfsync.ops.dlq import Stage
 from sfsync.processors.outbound.metrics import LagProbe, ProcessorMetrics, lag_of
 from sfsync.processors.outbound.settings import ProcessorSettings
 from sfsync.settings import load
-from tests.unit.test_processor_app import Rig, user_created
+from tests.unit.processors.outbound.test_processor_app import Rig, user_created
 
 
 def test_series_are_recorded_under_their_names() -> None:

@@ -16,7 +16,7 @@ from sfsync.producers.fake import CommunitySimulator
 from sfsync.serde.codec import AvroDecoder, AvroEncoder
 from sfsync.serde.schema import load_topic_schema
 from tests.kit import FakeRegistry
-from tests.unit.test_plan import BROKEN
+from tests.unit.processors.outbound.test_plan import BROKEN
 
 TOPIC = "t.product.members"
 

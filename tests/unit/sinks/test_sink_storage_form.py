@@ -19,7 +19,7 @@ from sfsync.sinks.metrics import SinkMetrics
 from sfsync.sinks.settings import SinkSettings
 from sfsync.sinks.writer import BatchOutcome, IncomingWrite, _millis, merge_writes
 from tests.kit import FakeConsumer, FakeRegistry
-from tests.unit.test_sink_core import TOPIC, Recorder, fv, make_sink, member
+from tests.unit.sinks.test_sink_core import TOPIC, Recorder, fv, make_sink, member
 
 T0 = 1_700_000_000_000
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
