@@ -68,10 +68,10 @@ class FakeKafkaError:
     def __init__(self, text: str) -> None:
         self.text = text
 
-    def str(self) -> str:
+    def __str__(self) -> str:
         return self.text
 
-    def __str__(self) -> str:
+    def str(self) -> str:  # what confluent-kafka's KafkaError calls it
         return self.text
 
 
