@@ -1,8 +1,8 @@
 """The outbound processor's per-record cost: ``Processor.handle`` vs bare fastavro decode + encode, in one run.
 
 Both sides get the same CommunitySimulator events (the simulator's mix of all product event types),
-Avro-encoded in the Confluent wire format before timing; no Kafka and no registry server (an
-in-memory registry serves the schemas):
+Avro-encoded in the Confluent wire format before timing; no Kafka and no registry server (the test
+kit's in-memory registry, tests/kit/registry.py, serves the schemas):
 
 - ``bare``: fastavro ``schemaless_reader`` of each product record, then ``schemaless_writer`` of
   the ``Write`` records that record causes (taken from a warm-up pass): the codec work alone, the
@@ -29,8 +29,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+ROOT = Path(__file__).resolve().parents[1]
 # This file is named like a module it measures (sfsync.processors.outbound.plan): keep its own folder off the path.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # the test kit's in-memory registry (tests/kit/registry.py)
 
 import fastavro  # noqa: E402
 
@@ -40,31 +43,16 @@ from sfsync.producers.fake import CommunitySimulator  # noqa: E402
 from sfsync.serde.codec import HEADER, AvroDecoder, AvroEncoder  # noqa: E402
 from sfsync.serde.schema import load_topic_schema  # noqa: E402
 from sfsync.topics import PRODUCT_TOPICS, WRITES  # noqa: E402
+from tests.kit.registry import FakeRegistry  # noqa: E402
 
 GOAL_US_PER_EVENT = 150.0
-
-
-class MemoryRegistry:
-    """Hands out schema ids and serves the parsed schemas back by id (what AvroEncoder/Decoder use)."""
-
-    def __init__(self) -> None:
-        self.subjects: dict[str, int] = {}
-        self.schemas: dict[int, Any] = {}
-
-    def register(self, subject: str, schema_str: str) -> int:
-        schema_id = self.subjects.setdefault(subject, 1 + len(self.subjects))
-        self.schemas[schema_id] = fastavro.parse_schema(json.loads(schema_str))
-        return schema_id
-
-    def writer_schema(self, schema_id: int) -> Any:
-        return self.schemas[schema_id]
 
 
 Record = tuple[bytes, str, int, int]
 """(value, topic, partition, offset)"""
 
 
-def records(registry: MemoryRegistry, count: int) -> list[Record]:
+def records(registry: FakeRegistry, count: int) -> list[Record]:
     by_record: dict[str, tuple[str, AvroEncoder]] = {}
     for spec in PRODUCT_TOPICS:
         topic = spec.name("")
@@ -111,7 +99,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
-    registry = MemoryRegistry()
+    registry = FakeRegistry()
     rows = records(registry, args.events)
     writes_encoder = AvroEncoder(registry, WRITES.name(""), load_topic_schema(WRITES.base))  # type: ignore[arg-type]
     processor = Processor(AvroDecoder(registry), writes_encoder, load_mappings())  # type: ignore[arg-type]

@@ -4,8 +4,9 @@ Workload: the shipped default mapping over ``product.members`` (as ``bench/e2e.p
 UserCreated events, then ``--events`` UserProfileUpdate events of random existing members, planned
 by the processor's pure planner (:func:`sfsync.processors.outbound.plan.plan` + ``drop_stale``) and Avro-encoded
 as the processor sends them (about two writes per event: the Contact update matched by Email and
-a Community_Activity__c upsert). No Kafka and no registry server (an in-memory registry serves the
-schemas); the org is the emulator, served over loopback HTTP from a thread of this process.
+a Community_Activity__c upsert). No Kafka and no registry server (the test kit's in-memory registry,
+tests/kit/registry.py, serves the schemas); the org is the emulator, served over loopback HTTP from a
+thread of this process.
 
 Warm-up (untimed): the sign-ups' writes (Contacts created, the sink's describe cache warm). Then
 ``--rounds`` rounds over the update writes, each in batches of ``--batch-size`` as the worker hands
@@ -59,6 +60,7 @@ from sfsync.sinks import loop as sink_worker  # noqa: E402
 from sfsync.sinks.contract import ErrorEntry, IncomingWrite  # noqa: E402
 from sfsync.sinks.settings import SinkSettings  # noqa: E402
 from sfsync.sinks.writer import SalesforceSink  # noqa: E402
+from tests.kit.registry import FakeRegistry  # noqa: E402
 
 WRITES_TOPIC = "sfsync.writes"
 RESULTS_TOPIC = "sfsync.results"
@@ -77,7 +79,6 @@ def _sibling(name: str) -> Any:
     return module
 
 
-MemoryRegistry = _sibling("plan").MemoryRegistry
 make_events = _sibling("outbound").make_events  # sign-ups, then profile updates of random members
 
 
@@ -88,9 +89,7 @@ class _Source:
     offset: int
 
 
-def planned_writes(
-    registry: MemoryRegistry, events: list[Any], clock: dict[str, Any], first_offset: int
-) -> list[bytes]:
+def planned_writes(registry: FakeRegistry, events: list[Any], clock: dict[str, Any], first_offset: int) -> list[bytes]:
     """The encoded Write records the processor sends for ``events`` (read at offsets from ``first_offset``)."""
     members = AvroEncoder(registry, MEMBERS_TOPIC, load_topic_schema(MEMBERS_TOPIC))  # type: ignore[arg-type]
     writes = AvroEncoder(registry, WRITES_TOPIC, load_topic_schema(WRITES_TOPIC))  # type: ignore[arg-type]
@@ -109,12 +108,12 @@ def planned_writes(
     return out
 
 
-def write_decoder(registry: MemoryRegistry) -> Any:
+def write_decoder(registry: FakeRegistry) -> Any:
     """The decoder the sink worker uses."""
     return sink_worker.write_decoder(registry)
 
 
-def result_encoder(registry: MemoryRegistry) -> Any:
+def result_encoder(registry: FakeRegistry) -> Any:
     """The encoder the sink worker uses for WriteResults."""
     avro = AvroEncoder(registry, RESULTS_TOPIC, load_topic_schema(RESULTS_TOPIC))  # type: ignore[arg-type]
     return sink_worker.WriteResultEncoder(avro)
@@ -188,7 +187,7 @@ async def _batches(
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    registry = MemoryRegistry()
+    registry = FakeRegistry()
     created, updates = make_events(args.members, args.events)
     clock: dict[str, Any] = {}
     warm = planned_writes(registry, created, clock, 0)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,13 +11,7 @@ from starlette.testclient import TestClient
 from sfsync.emulator.app import Emulator
 from sfsync.emulator.server import build
 
-# shared/ lies beside the checkout (here and in CI's fresh clone)
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "salesforce"
 V = "/services/data/v62.0"
-
-
-def fixture(name: str) -> Any:
-    return json.loads((FIXTURES / name).read_text())
 
 
 class Org:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from sfsync.emulator.server import build
+from tests.kit import Clock
 
 from .conftest import Org, V
 
@@ -167,14 +168,6 @@ def test_external_id_lookups_honour_a_case_sensitive_field(case_org: Org) -> Non
 
 
 # ---------------------------------------------------------------------- SystemModstamp
-class Clock:
-    def __init__(self) -> None:
-        self.now = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0) - dt.timedelta(minutes=30)
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-
 def test_a_system_touch_moves_system_modstamp_only_and_replication_sees_it() -> None:
     clock = Clock()
     emulator = build(clock=clock)

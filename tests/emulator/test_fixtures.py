@@ -1,4 +1,4 @@
-"""Every recorded Salesforce response in shared/fixtures has a twin here: the same request to the
+"""Every recorded Salesforce response in tests/fixtures/salesforce has a twin here: the same request to the
 emulator answers with the same shape (keys, JSON types, status codes, the headers that matter)."""
 
 from __future__ import annotations
@@ -8,18 +8,19 @@ import json
 from pathlib import Path
 
 from sfsync.emulator.server import build
+from tests.kit import RECORDED, recorded_json, recorded_text
 
-from .conftest import FIXTURES, Org, V, fixture, same_shape
+from .conftest import Org, V, same_shape
 
 
 def request_of(name: str, version: str = "62.0") -> dict:
-    text = (FIXTURES / name).read_text().replace("vxx.0", f"v{version}").replace("v49.0", f"v{version}")
+    text = recorded_text(name).replace("vxx.0", f"v{version}").replace("v49.0", f"v{version}")
     return json.loads(text)
 
 
 def test_every_fixture_has_a_test_here() -> None:
     source = Path(__file__).read_text()
-    names = sorted(p.name for p in FIXTURES.glob("*.json"))
+    names = sorted(p.name for p in RECORDED.glob("*.json"))
     assert len(names) >= 30
     untested = [n for n in names if n.removesuffix(".json").removesuffix(".request") not in source]
     assert untested == []
@@ -28,21 +29,21 @@ def test_every_fixture_has_a_test_here() -> None:
 def test_versions(org: Org) -> None:  # restforce_versions
     response = org.http.get("/services/data/")
     assert response.status_code == 200
-    same_shape(response.json(), fixture("restforce_versions.json"))
+    same_shape(response.json(), recorded_json("restforce_versions.json"))
     assert {"version": "62.0", "url": "/services/data/v62.0", "label": "Winter '25"} in response.json()
 
 
 def test_create_answers_201_with_id(org: Org) -> None:  # cci_sobject_create_account_201
     response = org.post("sobjects/Account/", {"Name": "Acme"})
     assert response.status_code == 201
-    same_shape(response.json(), fixture("cci_sobject_create_account_201.json"))
+    same_shape(response.json(), recorded_json("cci_sobject_create_account_201.json"))
     assert response.json()["id"].startswith("001") and len(response.json()["id"]) == 18
 
 
 def test_collection_create(org: Org) -> None:  # cci_collections_create_leads
     response = org.post("composite/sobjects", request_of("cci_collections_create_leads.request.json"))
     assert response.status_code == 200
-    expected = fixture("cci_collections_create_leads.json")
+    expected = recorded_json("cci_collections_create_leads.json")
     same_shape(response.json(), expected)
     assert [r["success"] for r in response.json()] == [r["success"] for r in expected]
     assert all(r["id"].startswith("00Q") for r in response.json())
@@ -50,7 +51,7 @@ def test_collection_create(org: Org) -> None:  # cci_collections_create_leads
 
 def test_collection_upsert_by_email(org: Org) -> None:  # cci_collections_upsert_contact_by_email
     body = request_of("cci_collections_upsert_contact_by_email.request.json")
-    expected = fixture("cci_collections_upsert_contact_by_email.json")
+    expected = recorded_json("cci_collections_upsert_contact_by_email.json")
     for record, outcome in zip(body["records"], expected, strict=True):
         if not outcome["created"]:
             org.create("Contact", LastName=record["LastName"], Email=record["Email"].lower())
@@ -64,7 +65,7 @@ def test_parent_to_child_subquery_is_null_when_empty(org: Org) -> None:  # cci_q
     org.create("Contact", FirstName="Ada", LastName="Lovelace")
     response = org.get("query/", params={"q": "select FirstName,(select Name from Opportunities) from Contact"})
     assert response.status_code == 200
-    expected = fixture("cci_query_parent_to_child_subquery.json")
+    expected = recorded_json("cci_query_parent_to_child_subquery.json")
     same_shape(response.json(), expected)
     assert response.json()["records"][0]["Opportunities"] is None
 
@@ -72,7 +73,7 @@ def test_parent_to_child_subquery_is_null_when_empty(org: Org) -> None:  # cci_q
 def test_count_id_aggregate(org: Org) -> None:  # cci_query_count_id_aggregate
     org.create("Account", Name="A")
     response = org.get("query/", params={"q": "select count(Id) from Account"})
-    same_shape(response.json(), fixture("cci_query_count_id_aggregate.json"))
+    same_shape(response.json(), recorded_json("cci_query_count_id_aggregate.json"))
     assert response.json()["records"][0]["expr0"] == 1
 
 
@@ -80,7 +81,7 @@ def test_record_count(org: Org) -> None:  # cci_limits_record_count
     org.create("Account", Name="A")
     response = org.get("limits/recordCount", params={"sObjects": "Account"})
     assert response.json() == {"sObjects": [{"count": 1, "name": "Account"}]}
-    same_shape(response.json(), fixture("cci_limits_record_count.json"))
+    same_shape(response.json(), recorded_json("cci_limits_record_count.json"))
 
 
 def test_typeof_polymorphic_who(org: Org) -> None:  # cci_query_typeof_polymorphic_who
@@ -92,13 +93,13 @@ def test_typeof_polymorphic_who(org: Org) -> None:  # cci_query_typeof_polymorph
     who = response.json()["records"][0]["Who"]
     assert who["attributes"]["type"] == "Contact"
     assert who["LastName"] == "Bluth"
-    assert fixture("cci_query_typeof_polymorphic_who.json")["records"][0]["Who"]["attributes"]["type"]
+    assert recorded_json("cci_query_typeof_polymorphic_who.json")["records"][0]["Who"]["attributes"]["type"]
 
 
 def test_composite_subrequest_not_found(org: Org) -> None:  # cci_composite_subrequest_not_found
     response = org.post("composite", request_of("cci_composite_subrequest_not_found.request.json"))
     assert response.status_code == 200
-    expected = fixture("cci_composite_subrequest_not_found.json")
+    expected = recorded_json("cci_composite_subrequest_not_found.json")
     same_shape(response.json(), expected)
     assert response.json()["compositeResponse"][0]["httpStatusCode"] == 404
     assert response.json()["compositeResponse"][0]["body"][0]["errorCode"] == "NOT_FOUND"
@@ -107,7 +108,7 @@ def test_composite_subrequest_not_found(org: Org) -> None:  # cci_composite_subr
 def test_composite_count_and_invalid_type(org: Org) -> None:  # cci_composite_count_and_invalid_type
     org.create("Account", Name="A")
     response = org.post("composite", request_of("cci_composite_count_and_invalid_type.request.json"))
-    expected = fixture("cci_composite_count_and_invalid_type.json")
+    expected = recorded_json("cci_composite_count_and_invalid_type.json")
     same_shape(response.json(), expected)
     first, second = response.json()["compositeResponse"]
     assert first["body"]["totalSize"] == 1 and first["body"]["records"] == []
@@ -119,7 +120,7 @@ def test_composite_304_if_modified_since(org: Org) -> None:  # cci_composite_304
     for sub in body["compositeRequest"]:
         sub["httpHeaders"]["If-Modified-Since"] = "Thu, 03 Sep 2099 21:35:07 GMT"
     response = org.post("composite", body)
-    expected = fixture("cci_composite_304_if_modified_since.json")
+    expected = recorded_json("cci_composite_304_if_modified_since.json")
     same_shape(response.json(), expected)
     assert [r["httpStatusCode"] for r in response.json()["compositeResponse"]] == [304, 304, 304]
     assert set(response.json()["compositeResponse"][0]["httpHeaders"]) == {"ETag", "Last-Modified"}
@@ -129,7 +130,7 @@ def test_composite_304_if_modified_since(org: Org) -> None:  # cci_composite_304
 
 def test_describe_lead(org: Org) -> None:  # cci_describe_lead
     response = org.get("sobjects/Lead/describe")
-    expected = fixture("cci_describe_lead.json")
+    expected = recorded_json("cci_describe_lead.json")
     assert set(response.json()) == set(expected)
     assert set(response.json()["fields"][0]) == set(expected["fields"][0])
     assert response.json()["keyPrefix"] == "00Q"
@@ -137,14 +138,14 @@ def test_describe_lead(org: Org) -> None:  # cci_describe_lead
 
 def test_describe_custom_object(org: Org) -> None:  # cci_describe_custom_object
     response = org.get("sobjects/Community_Activity__c/describe")
-    expected = fixture("cci_describe_custom_object.json")
+    expected = recorded_json("cci_describe_custom_object.json")
     assert set(response.json()) == set(expected)
     assert response.json()["custom"] is True
 
 
 def test_describe_global(org: Org) -> None:  # cci_describe_global_EXCERPT
     response = org.get("sobjects")
-    expected = fixture("cci_describe_global_EXCERPT.json")
+    expected = recorded_json("cci_describe_global_EXCERPT.json")
     assert set(expected) <= set(response.json())
     names = {s["name"] for s in response.json()["sobjects"]}
     assert {s["name"] for s in expected["sobjects"] if not s["name"].endswith("__c")} <= names
@@ -155,7 +156,7 @@ def test_get_organization(org: Org) -> None:  # cci_sobject_get_organization
     response = org.get("query/", params={"q": "SELECT Id, Name FROM Organization"})
     assert response.status_code == 200, response.text
     record = response.json()["records"][0]
-    expected = fixture("cci_sobject_get_organization.json")
+    expected = recorded_json("cci_sobject_get_organization.json")
     full = org.get(f"sobjects/Organization/{record['Id']}").json()
     missing = {k for k in expected if k not in full}
     assert missing == set(), f"Organization lacks {sorted(missing)}"
@@ -176,7 +177,7 @@ def test_oauth_token_success_shape(org: Org) -> None:  # restforce_oauth_token_s
         },
     )
     assert response.status_code == 200
-    expected = fixture("restforce_oauth_token_success.json")
+    expected = recorded_json("restforce_oauth_token_success.json")
     same_shape(response.json(), expected, optional=frozenset({"scope", "token_type"}))
     assert "expires_in" not in response.json()
     assert response.json()["issued_at"].isdigit()
@@ -195,7 +196,7 @@ def test_oauth_invalid_grant(org: Org) -> None:  # restforce_oauth_token_error_i
         },
     )
     assert response.status_code == 400
-    same_shape(response.json(), fixture("restforce_oauth_token_error_invalid_grant.json"))
+    same_shape(response.json(), recorded_json("restforce_oauth_token_error_invalid_grant.json"))
     assert response.json() == {"error": "invalid_grant", "error_description": "authentication failure"}
 
 
@@ -211,13 +212,13 @@ def test_oauth_refresh_expired(org: Org) -> None:  # restforce_oauth_refresh_err
         },
     )
     assert response.status_code == 400
-    assert response.json() == fixture("restforce_oauth_refresh_error_expired.json")
+    assert response.json() == recorded_json("restforce_oauth_refresh_error_expired.json")
 
 
 def test_invalid_session(org: Org) -> None:  # restforce_error_invalid_session_id
     response = org.http.get(f"{V}/sobjects", headers={"Authorization": "Bearer 00Dxx!nope"})
     assert response.status_code == 401
-    assert response.json() == fixture("restforce_error_invalid_session_id.json")
+    assert response.json() == recorded_json("restforce_error_invalid_session_id.json")
 
 
 def test_get_updated_and_deleted() -> None:  # restforce_sobject_get_updated, restforce_sobject_get_deleted
@@ -231,11 +232,11 @@ def test_get_updated_and_deleted() -> None:  # restforce_sobject_get_updated, re
     window = {"start": (moments[0] - dt.timedelta(hours=1)).isoformat(), "end": moments[0].isoformat()}
     updated = org.get("sobjects/Contact/updated/", params=window)
     assert updated.status_code == 200, updated.text
-    same_shape(updated.json(), fixture("restforce_sobject_get_updated.json"))
+    same_shape(updated.json(), recorded_json("restforce_sobject_get_updated.json"))
     assert kept in updated.json()["ids"]
     deleted = org.get("sobjects/Contact/deleted/", params=window)
     assert deleted.status_code == 200, deleted.text
-    same_shape(deleted.json(), fixture("restforce_sobject_get_deleted.json"))
+    same_shape(deleted.json(), recorded_json("restforce_sobject_get_deleted.json"))
     assert [r["id"] for r in deleted.json()["deletedRecords"]] == [contact]
 
 
@@ -247,7 +248,7 @@ def test_query_pages_with_next_records_url(org: Org) -> None:  # restforce_query
     )
     same_shape(
         first.json(),
-        fixture("restforce_query_page1_nextRecordsUrl.json"),
+        recorded_json("restforce_query_page1_nextRecordsUrl.json"),
         optional=frozenset({"Text_Label", "LastName"}),
     )
     assert first.json()["done"] is False and len(first.json()["records"]) == 200
@@ -261,7 +262,7 @@ def test_query_relationships(org: Org) -> None:  # restforce_query_relationships
     org.create("Contact", LastName="Child", AccountId=account)
     response = org.get("query/", params={"q": "SELECT Name, (SELECT LastName FROM Contacts) FROM Account"})
     record = response.json()["records"][0]
-    expected = fixture("restforce_query_relationships.json")["records"][0]
+    expected = recorded_json("restforce_query_relationships.json")["records"][0]
     same_shape(record["Contacts"], expected["Whizbangs__r"], optional=frozenset({"Name", "LastName"}))
     child = org.get("query/", params={"q": "SELECT LastName, Account.Name FROM Contact"}).json()["records"][0]
     same_shape(child["Account"], {"attributes": expected["ParentWhizbang__r"]["attributes"], "Name": "x"})
@@ -277,7 +278,7 @@ def test_group_by_aggregate(org: Org) -> None:  # restforce_query_group_by_aggre
     assert response.status_code == 200, response.text
     same_shape(
         response.json(),
-        fixture("restforce_query_group_by_aggregate.json"),
+        recorded_json("restforce_query_group_by_aggregate.json"),
         optional=frozenset({"CampaignId", "AccountId"}),
     )
     assert response.json()["records"][0]["expr0"] == 300
@@ -288,33 +289,33 @@ def test_upsert_multiple_matches_is_300(org: Org) -> None:  # restforce_upsert_3
     org.create("Contact", LastName="B", Email="twin@example.com")
     response = org.patch("sobjects/Contact/Email/twin@example.com", {"LastName": "C"})
     assert response.status_code == 300
-    same_shape(response.json(), fixture("restforce_upsert_300_multiple_choices.json"))
+    same_shape(response.json(), recorded_json("restforce_upsert_300_multiple_choices.json"))
     assert all(url.startswith(f"{V}/sobjects/Contact/003") for url in response.json())
 
 
 def test_upsert_unknown_external_id_field_is_404(org: Org) -> None:  # restforce_upsert_404_bad_extid_field
     response = org.patch("sobjects/Contact/Namez/x", {"LastName": "C"})
     assert response.status_code == 404
-    assert response.json() == fixture("restforce_upsert_404_bad_extid_field.json")
+    assert response.json() == recorded_json("restforce_upsert_404_bad_extid_field.json")
 
 
 def test_unknown_field_is_invalid_field(org: Org) -> None:  # restforce_error_invalid_field
     response = org.post("sobjects/Contact/", {"LastName": "X", "foo": 1})
     assert response.status_code == 400
-    same_shape(response.json(), fixture("restforce_error_invalid_field.json"), optional=frozenset({"fields"}))
+    same_shape(response.json(), recorded_json("restforce_error_invalid_field.json"), optional=frozenset({"fields"}))
     assert response.json()[0]["message"] == "No such column 'foo' on sobject of type Contact"
 
 
 def test_search_without_braces(org: Org) -> None:  # restforce_search_error_malformed_search
     response = org.get("search/", params={"q": "FIND Acme"})
     assert response.status_code == 400
-    assert response.json() == fixture("restforce_search_error_malformed_search.json")
+    assert response.json() == recorded_json("restforce_search_error_malformed_search.json")
 
 
 def test_bulk_ingest_job(org: Org) -> None:  # restforce_bulk2_ingest_create_job
     response = org.post("jobs/ingest", {"object": "Contact", "operation": "insert", "lineEnding": "LF"})
     assert response.status_code == 200
-    same_shape(response.json(), fixture("restforce_bulk2_ingest_create_job.json"))
+    same_shape(response.json(), recorded_json("restforce_bulk2_ingest_create_job.json"))
     job = response.json()["id"]
     upload = org.http.put(
         f"{V}/jobs/ingest/{job}/batches",
@@ -332,7 +333,7 @@ def test_bulk_query_job(org: Org) -> None:  # airbyte_bulk2_query_job_info
     org.create("Contact", LastName="Q")
     response = org.post("jobs/query", {"operation": "queryAll", "query": "SELECT Id, LastName FROM Contact"})
     assert response.status_code == 200
-    same_shape(response.json(), fixture("airbyte_bulk2_query_job_info.json"), optional=frozenset({"jobType"}))
+    same_shape(response.json(), recorded_json("airbyte_bulk2_query_job_info.json"), optional=frozenset({"jobType"}))
     results = org.get(f"jobs/query/{response.json()['id']}/results")
     assert results.headers["Sforce-Locator"] == "null"
     assert results.headers["Sforce-NumberOfRecords"] == "1"
@@ -347,7 +348,7 @@ def test_composite_all_or_none_rolls_back(org: Org) -> None:  # camel_composite_
         ],
     }
     response = org.post("composite", body)
-    expected = fixture("camel_composite_response_failure.json")
+    expected = recorded_json("camel_composite_response_failure.json")
     same_shape(response.json(), expected, optional=frozenset({"fields"}))
     first, second = response.json()["compositeResponse"]
     assert first["body"][0]["errorCode"] == "PROCESSING_HALTED"
@@ -357,7 +358,7 @@ def test_composite_all_or_none_rolls_back(org: Org) -> None:  # camel_composite_
 
 def test_limits(org: Org) -> None:  # camel_limits
     response = org.get("limits")
-    expected = fixture("camel_limits.json")
+    expected = recorded_json("camel_limits.json")
     assert set(expected) <= set(response.json())
     same_shape({k: response.json()[k] for k in expected}, expected)
     assert response.headers["Sforce-Limit-Info"] == f"api-usage=1/{org.emulator.daily_limit}"

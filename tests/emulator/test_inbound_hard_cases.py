@@ -17,26 +17,11 @@ import pytest
 from sfsync.emulator.faults import Faults, FaultSpecError
 from sfsync.emulator.model import format_datetime
 from sfsync.emulator.server import build
+from tests.kit import Clock
 
 from .conftest import Org, V
 
 REP = "rep@acme.test"
-
-
-class Clock:
-    """A settable clock; ``tick`` moves it on by that much at every reading (distinct transactions then get
-    distinct timestamps, as on a real server)."""
-
-    def __init__(self, tick: dt.timedelta = dt.timedelta(0)) -> None:
-        self.now = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0) - dt.timedelta(minutes=30)
-        self.tick = tick
-
-    def __call__(self) -> dt.datetime:
-        self.now += self.tick
-        return self.now
-
-    def advance(self, **kw: float) -> None:
-        self.now += dt.timedelta(**kw)
 
 
 @pytest.fixture

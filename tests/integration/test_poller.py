@@ -6,7 +6,6 @@ a poller SIGKILLed mid-stream and restarted loses nothing and repeats nothing.""
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import textwrap
 import time
 import uuid
@@ -29,6 +28,7 @@ from sfsync.sources.rules import to_ms
 from sfsync.sources.settings import SourceSettings
 from tests.integration.helpers import consume_all, salesforce_settings
 from tests.integration.processes import Spawned, pipeline_env, salesforce_env
+from tests.kit import WallClock, write_mappings
 
 pytestmark = pytest.mark.integration
 
@@ -51,29 +51,13 @@ MAPPING = textwrap.dedent(
 )
 
 
-class Clock:
-    """The emulated org's time: real time, or pinned (so many writes share one SystemModstamp)."""
-
-    def __init__(self) -> None:
-        self.pinned: dt.datetime | None = None
-
-    def __call__(self) -> dt.datetime:
-        return self.pinned or dt.datetime.now(dt.UTC)
-
-    def pin(self) -> None:
-        self.pinned = dt.datetime.now(dt.UTC)
-
-    def release(self) -> None:
-        self.pinned = None
+@pytest.fixture
+def clock() -> WallClock:
+    return WallClock()
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def running(clock: Clock) -> Iterator[RunningEmulator]:
+def running(clock: WallClock) -> Iterator[RunningEmulator]:
     emulator = serve_in_thread(clock=clock, faults="latency=15ms")
     try:
         yield emulator
@@ -83,9 +67,7 @@ def running(clock: Clock) -> Iterator[RunningEmulator]:
 
 @pytest.fixture
 def mapping_file(tmp_path: Path) -> Path:
-    path = tmp_path / "mappings.yaml"
-    path.write_text(MAPPING)
-    return path
+    return write_mappings(tmp_path, MAPPING)
 
 
 def source_settings(services: Any, prefix: str, mapping_file: Path, **overrides: Any) -> SourceSettings:

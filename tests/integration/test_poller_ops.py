@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,18 +26,13 @@ from sfsync.sources.poller import COMPONENT, Poller
 from tests.integration.helpers import salesforce_settings
 from tests.integration.processes import pipeline_env, salesforce_env
 from tests.integration.test_poller import MAPPING, Changes, admin, source_settings
+from tests.kit import write_mappings
 
 pytestmark = pytest.mark.integration
 
 BROKEN = MAPPING.replace("{sf: Title,", "{sf: Titel,").replace("Account.Name", "Account.Nme") + (
     "      - {sf: Nickname__c, from: member.title, direction: to_product}\n"
 )
-
-
-def mapping_file(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "mappings.yaml"
-    path.write_text(text)
-    return path
 
 
 def error_entries(services: Any, registry: SchemaRegistry, prefix: str) -> list[ErrorLogEntry]:
@@ -64,7 +58,7 @@ def query_calls(running: RunningEmulator) -> int:
 async def test_the_poller_refuses_fields_the_org_lacks_before_polling(
     services, prefix, registry, running, tmp_path
 ) -> None:
-    path = mapping_file(tmp_path, BROKEN)
+    path = write_mappings(tmp_path, BROKEN)
     running.emulator.store.create("Contact", {"LastName": "Ada"})
     poller = Poller(
         source_settings(services, prefix, path),
@@ -102,7 +96,7 @@ async def test_pauses_and_retried_errors_reach_the_error_log_and_nothing_is_lost
     ids = [store.create("Contact", {"LastName": f"R{n}", "Email": f"r{n}@acme.test"}) for n in range(3)]
     changes = Changes(services, registry, prefix)
     poller = Poller(
-        source_settings(services, prefix, mapping_file(tmp_path, MAPPING), reconcile_interval_s=0),
+        source_settings(services, prefix, write_mappings(tmp_path, MAPPING), reconcile_interval_s=0),
         salesforce_settings(running).model_copy(update={"max_retries": 1}),
         governor_settings=GovernorSettings(reserve_ratio=0.0, pause_s=1.5, max_sleep_s=0.2),
         metrics=SourceMetrics(CollectorRegistry()),

@@ -1,0 +1,33 @@
+"""The one test kit: fakes and builders every test suite shares (import them from here, never copy them).
+
+Plain modules, no pytest fixtures: each test builds the fakes with the parameters it needs (a start
+time, a tick, an error to inject) and keeps its own fixtures next to the tests that use them.
+"""
+
+from __future__ import annotations
+
+from tests.kit.clock import EPOCH_2026, Clock, EpochClock, WallClock, recent_minute
+from tests.kit.kafka import FakeConsumer, FakeKafkaError, FakeMessage, FakeProducer
+from tests.kit.mappings import fill, mappings_from, members_yaml, write_mappings
+from tests.kit.registry import FakeRegistry
+from tests.kit.salesforce import RECORDED, recorded_json, recorded_text
+
+__all__ = [
+    "EPOCH_2026",
+    "RECORDED",
+    "Clock",
+    "EpochClock",
+    "FakeConsumer",
+    "FakeKafkaError",
+    "FakeMessage",
+    "FakeProducer",
+    "FakeRegistry",
+    "WallClock",
+    "fill",
+    "mappings_from",
+    "members_yaml",
+    "recent_minute",
+    "recorded_json",
+    "recorded_text",
+    "write_mappings",
+]

@@ -1,0 +1,242 @@
+"""The sink with Writes decoded in storage form (timestamps as epoch-ms ints), and its WriteResult encoder."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from sfsync.emulator.server import build
+from sfsync.errors import RecordValidationError
+from sfsync.salesforce.governor import GovernorSettings
+from sfsync.serde.codec import AvroDecoder, AvroEncoder
+from sfsync.serde.schema import load_topic_schema
+from sfsync.sinks.contract import BatchOutcome, IncomingWrite
+from sfsync.sinks.loop import WriteResultEncoder, write_decoder
+from sfsync.sinks.main import SinkRunner
+from sfsync.sinks.merge import _millis, merge_writes
+from sfsync.sinks.metrics import SinkMetrics
+from sfsync.sinks.settings import SinkSettings
+from tests.kit import FakeConsumer, FakeRegistry
+from tests.unit.sinks.test_sink_core import TOPIC, Recorder, fv, make_sink, member
+
+T0 = 1_700_000_000_000
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def at(ms: int | dt.datetime) -> dt.datetime:
+    return ms if isinstance(ms, dt.datetime) else EPOCH + dt.timedelta(milliseconds=ms)
+
+
+def with_datetimes(write: dict[str, Any]) -> dict[str, Any]:
+    """``write`` as the default decoder gives it: every timestamp a datetime."""
+    fields = {k: {**v, "updated_at": at(v["updated_at"])} for k, v in write["fields"].items()}
+    return {**write, "fields": fields, "source": {**write["source"], "occurred_at": at(write["source"]["occurred_at"])}}
+
+
+def storage_form(write: dict[str, Any]) -> dict[str, Any]:
+    return {**write, "source": {**write["source"], "occurred_at": T0 - 250}}
+
+
+def results_encoder() -> tuple[FakeRegistry, AvroEncoder]:
+    registry = FakeRegistry()
+    return registry, AvroEncoder(registry, "sfsync.results", load_topic_schema("sfsync.results"))  # type: ignore[arg-type]
+
+
+def a_result(**overrides: Any) -> dict[str, Any]:
+    return {
+        "write_id": "e1:members:0",
+        "key": "Contact:Email:a@example.com",
+        "mapping": "members",
+        "sobject": "Contact",
+        "salesforce_id": "003000000000001AAA",
+        "created": True,
+        "fields": {"LastName": "Lovelace", "NumberOfEmployees": 12, "HasOptedOutOfEmail": False, "Title": None},
+        "acknowledged_at": at(T0 + 1_234),
+        "workspace_id": "w1",
+        "source": {
+            "topic": "product.members",
+            "partition": 1,
+            "offset": 9,
+            "event_id": "e1",
+            "event_type": "UserCreated",
+            "occurred_at": T0,
+        },
+        **overrides,
+    }
+
+
+class Recording:
+    """The real encoder, noting which of its methods ran."""
+
+    def __init__(self, avro: AvroEncoder) -> None:
+        self.avro = avro
+        self.schema = avro.schema
+        self.calls: list[str] = []
+
+    def encode(self, record_name: str, value: Any) -> bytes:
+        self.calls.append("encode")
+        return self.avro.encode(record_name, value)
+
+    def encode_checked(self, record_name: str, value: Any) -> bytes:
+        self.calls.append("encode_checked")
+        return self.avro.encode_checked(record_name, value)
+
+
+# ---------------------------------------------------------------------- core
+def test_millis_takes_ints_as_they_are_and_datetimes_as_before() -> None:
+    assert _millis(T0) == T0 and type(_millis(T0)) is int
+    assert _millis(at(T0)) == T0
+    assert _millis(at(T0).replace(tzinfo=None)) == T0  # naive: UTC
+    assert _millis(None) == 0
+
+
+def test_merging_int_timestamps_gives_what_datetimes_gave() -> None:
+    older = member(1, last="Old", at=T0 + 5)
+    newer = member(1, last="New", at=T0 + 6, n=1)  # one millisecond newer: wins
+    newer["fields"]["Title"] = fv("CTO", T0 + 1, "IF_EMPTY")
+    late = member(1, last="Late but older", at=T0 + 4, n=2)
+
+    def merged(writes: list[dict[str, Any]]) -> Any:
+        (queue,) = merge_writes([IncomingWrite(w, TOPIC, 0, i) for i, w in enumerate(writes)]).values()
+        return [(s.op, s.fields, [w.offset for w in s.writes]) for s in queue]
+
+    ints = merged([older, newer, late])
+    assert ints == merged([with_datetimes(w) for w in (older, newer, late)])
+    ((_, fields, offsets),) = ints
+    assert fields["LastName"] == ("New", "ALWAYS", T0 + 6) and offsets == [0, 1, 2]
+    assert fields["Title"].policy == "IF_EMPTY" and type(fields["Title"].updated_at) is int
+
+
+async def test_put_passes_int_timestamps_through_to_the_result() -> None:
+    rec = Recorder()
+    client, sink = make_sink(build(), rec)
+    async with client:
+        outcome = await sink.put([IncomingWrite(storage_form(member(1)), TOPIC, 0, 0)])
+    (result,) = outcome.results
+    assert result["source"]["occurred_at"] == T0 - 250 and result["created"] is True
+    _, avro = results_encoder()
+    data = WriteResultEncoder(avro).encode("WriteResult", result)
+    as_before = {**result, "source": {**result["source"], "occurred_at": at(T0 - 250)}}
+    assert data == avro.encode("WriteResult", as_before)  # the bytes the datetime form gave
+
+
+async def test_names_are_checked_on_every_write_though_valid_ones_are_remembered() -> None:
+    rec = Recorder()
+    client, sink = make_sink(build(), rec)
+    bad = member(2, n=1)
+    bad["fields"]["Title) FROM User --"] = fv("x")
+    async with client:
+        for batch in range(2):
+            writes = [member(1, n=2 * batch), {**bad, "write_id": f"bad-{batch}"}]
+            outcome = await sink.put([IncomingWrite(w, TOPIC, 0, 2 * batch + i) for i, w in enumerate(writes)])
+            assert [r["key"] for r in outcome.results] == ["Contact:Email:member1@example.org"]
+            assert [p.write.write["write_id"] for p in outcome.parked] == [f"bad-{batch}"]
+            assert getattr(outcome.parked[0].error, "error_code", None) == "INVALID_NAME"
+
+
+# ---------------------------------------------------------------------- worker codecs
+def test_the_worker_decodes_writes_with_int_timestamps() -> None:
+    registry = FakeRegistry()
+    writes = AvroEncoder(registry, "sfsync.writes", load_topic_schema("sfsync.writes"))  # type: ignore[arg-type]
+    data = writes.encode("Write", with_datetimes(member(1, at=T0 + 7)))
+    decoder = write_decoder(registry)  # type: ignore[arg-type]
+    name, write = decoder.decode(data)
+    assert name == "Write"
+    assert write["fields"]["LastName"]["updated_at"] == T0 + 7 and write["source"]["occurred_at"] == T0
+    assert write == {**member(1, at=T0 + 7), "source": {**member(1)["source"], "occurred_at": T0}}
+    assert AvroDecoder(registry).decode(data)[1]["source"]["occurred_at"] == at(T0)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "result",
+    [
+        a_result(),
+        a_result(source={**a_result()["source"], "occurred_at": at(T0)}),
+        a_result(acknowledged_at=T0 + 1_234, fields={}),
+        a_result(acknowledged_at=at(-1_500)),  # before the epoch: rounds down like fastavro
+    ],
+    ids=["int-occurred_at", "datetime-occurred_at", "int-acknowledged_at", "pre-epoch"],
+)
+def test_results_skip_the_upfront_check_and_keep_their_bytes(result: dict[str, Any]) -> None:
+    registry, avro = results_encoder()
+    recording = Recording(avro)
+    data = WriteResultEncoder(recording).encode("WriteResult", result)  # type: ignore[arg-type]
+    assert recording.calls == ["encode_checked"]
+    assert data == avro.encode("WriteResult", result)
+    decoded = AvroDecoder(registry).decode(data)[1]  # type: ignore[arg-type]
+    assert decoded["salesforce_id"] == "003000000000001AAA" and decoded["fields"] == result["fields"]
+
+
+@pytest.mark.parametrize(
+    ("result", "field", "reason"),
+    [
+        (a_result(extra="x"), "extra", "not a field of this record"),
+        (a_result(created="yes"), "created", "expected boolean"),
+        (a_result(acknowledged_at=at(T0).replace(tzinfo=None)), "acknowledged_at", "timezone-aware"),
+        (a_result(source={**a_result()["source"], "shard": 1}), "source.shard", "not a field of this record"),
+    ],
+    ids=["unknown-field", "created-not-bool", "naive-datetime", "unknown-source-field"],
+)
+def test_results_the_check_would_refuse_still_go_through_it(result: dict[str, Any], field: str, reason: str) -> None:
+    _, avro = results_encoder()
+    recording = Recording(avro)
+    with pytest.raises(RecordValidationError) as raised:
+        WriteResultEncoder(recording).encode("WriteResult", result)  # type: ignore[arg-type]
+    assert recording.calls == ["encode"]
+    assert raised.value.field == field and reason in raised.value.reason
+
+
+def test_a_value_fastavro_refuses_is_explained_like_before() -> None:
+    _, avro = results_encoder()
+    bad = a_result(fields={"LastName": ["not", "a", "scalar"]})
+    with pytest.raises(RecordValidationError) as fast:
+        WriteResultEncoder(avro).encode("WriteResult", bad)
+    with pytest.raises(RecordValidationError) as strict:
+        avro.encode("WriteResult", bad)
+    assert (fast.value.field, fast.value.reason) == (strict.value.field, strict.value.reason)
+    assert fast.value.field == "fields['LastName']"
+
+
+# ---------------------------------------------------------------------- latency metric
+def test_latency_from_epoch_millis_matches_latency_from_a_datetime() -> None:
+    m = SinkMetrics(CollectorRegistry())
+    now = at(T0 + 2_500)
+    assert m.acknowledged(T0, now=now) == 2.5
+    assert m.acknowledged(at(T0), now=now) == 2.5
+    assert m.acknowledged(at(T0).replace(tzinfo=None), now=now) == 2.5
+    assert m.acknowledged(T0 + 9_000, now=now) == 0.0  # clock skew is not negative latency
+    assert m.registry.get_sample_value("sfsync_end_to_end_latency_seconds_bucket", {"le": "2.5"}) == 4
+
+
+class _Log:
+    def flush(self, timeout_s: float) -> None:
+        return None
+
+
+class _Worker:
+    consumer = FakeConsumer()
+
+
+def test_the_runner_observes_latency_of_writes_decoded_with_int_timestamps() -> None:
+    metrics = SinkMetrics(CollectorRegistry())
+    runner = SinkRunner(
+        settings=SinkSettings(),
+        governor_settings=GovernorSettings(),
+        client=None,  # type: ignore[arg-type]
+        governor=None,  # type: ignore[arg-type]
+        metrics=metrics,
+        error_log=_Log(),  # type: ignore[arg-type]
+        dlq=None,  # type: ignore[arg-type]
+    )
+    runner.worker = _Worker()  # type: ignore[assignment]
+    write = storage_form(member(1))
+    ago = int((dt.datetime.now(dt.UTC) - EPOCH).total_seconds() * 1000) - 3_000
+    result = a_result(source={**write["source"], "occurred_at": ago}, write_id=write["write_id"])
+    runner.after_batch([IncomingWrite(write, TOPIC, 0, 0)], BatchOutcome(results=[result]))
+    get = metrics.registry.get_sample_value
+    assert get("sfsync_end_to_end_latency_seconds_count") == 1
+    assert 2.9 <= (get("sfsync_end_to_end_latency_seconds_sum") or 0) < 60
+    assert get("sfsync_writes_total", {"sobject": "Contact", "outcome": "created"}) == 1

@@ -1,0 +1,97 @@
+"""The sink worker's batching with carried writes: fake Kafka clients, the real sink core on the emulator in process."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from sfsync.emulator.server import build
+from sfsync.sinks.contract import IncomingWrite
+from sfsync.sinks.loop import SinkWorker
+from sfsync.sinks.settings import SinkSettings
+from tests.kit import FakeConsumer, FakeMessage, FakeProducer
+from tests.unit.sinks.test_sink_core import TOPIC, Recorder, campaign, make_sink, member, registration
+
+
+def message(write: dict[str, Any], partition: int, offset: int) -> FakeMessage:
+    """A record of ``sfsync.writes`` whose value is its key (``ByKey`` decodes it back to ``write``)."""
+    key = write["key"].encode()
+    return FakeMessage(value=key, key=key, topic=TOPIC, partition=partition, offset=offset)
+
+
+@dataclass
+class ByKey:
+    """Decodes the fake value (the record key) back to its Write; encodes a result as its key."""
+
+    writes: dict[bytes, dict[str, Any]]
+
+    def decode(self, data: bytes) -> tuple[str, dict[str, Any]]:
+        return "Write", self.writes[data]
+
+    def encode(self, record_name: str, value: Any) -> bytes:
+        return str(value["key"]).encode()
+
+
+async def run_worker(
+    messages: list[FakeMessage], writes: list[dict[str, Any]], batch_size: int = 4
+) -> tuple[FakeConsumer, FakeProducer, Recorder, SinkWorker]:
+    """Run a worker over ``messages`` until it read them all and carries nothing."""
+    consumer, producer = FakeConsumer(messages), FakeProducer()
+    rec = Recorder()
+    client, sink = make_sink(build(), rec, max_parent_waits=50)
+    settings = SinkSettings(batch_size=batch_size, batch_max_age_s=0.01, poll_timeout_s=0.01, max_parent_waits=50)
+
+    async def no_sleep(seconds: float) -> None:
+        pass
+
+    async def on_parked(write: IncomingWrite, error: Any) -> None:
+        raise AssertionError(f"parked {write.write['key']}: {error}")
+
+    async with client:
+        worker = SinkWorker(
+            sink,
+            settings=settings,
+            consumer=consumer,
+            producer=producer,
+            decoder=ByKey({w["key"].encode(): w for w in writes}),
+            encoder=ByKey({}),
+            on_parked=on_parked,
+            sleep=no_sleep,
+        )
+
+        def stop_when_done() -> None:
+            if not worker._carry:
+                worker.stopping.set()
+
+        consumer.on_idle = stop_when_done
+        await asyncio.wait_for(worker.run(max_batches=20), 30)
+    return consumer, producer, rec, worker
+
+
+async def test_a_carry_as_large_as_a_batch_does_not_stop_the_worker_reading_the_parents() -> None:
+    # A full batch of children (partition 0) whose parents only come later (partition 1): the
+    # worker must keep reading fresh writes next to the carried ones, or it never sees the parents.
+    children = [registration("evt-1", f"member{i}@example.org") for i in range(4)]
+    parents = [campaign("evt-1"), *(member(i) for i in range(4))]
+    messages = [message(w, 0, n) for n, w in enumerate(children)]
+    messages += [message(w, 1, n) for n, w in enumerate(parents)]
+    consumer, producer, rec, worker = await run_worker(messages, children + parents)
+    assert not rec.parked
+    assert sorted(producer.keys()) == sorted(w["key"].encode() for w in children + parents)
+    assert consumer.commits == {0: len(children), 1: len(parents)}
+    assert not worker._carry
+
+
+async def test_writes_done_behind_a_carried_write_are_committed_once_it_is_done() -> None:
+    # Batch 1 reads a child (waiting for its parents) and two members after it on partition 0: the
+    # commit stays at the child. Batch 2 reads the parents and writes the child: partition 0 must now
+    # be committed past the members too, though batch 2 holds none of them.
+    child = registration("evt-1", "member0@example.org")
+    later = [member(5), member(6)]
+    parents = [campaign("evt-1"), member(0)]
+    messages = [message(w, 0, n) for n, w in enumerate([child, *later])]
+    messages += [message(w, 1, n) for n, w in enumerate(parents)]
+    consumer, producer, rec, _ = await run_worker(messages, [child, *later, *parents], batch_size=3)
+    assert not rec.parked and len(producer.produced) == 5
+    assert consumer.commits == {0: 3, 1: 2}
