@@ -1,5 +1,5 @@
-"""The inbound rules (processors/inbound/: decide, echo, identity, values), without Kafka: echo suppression, conflicts in both
-orders, direction, identity and links, delete policy, unlinked records, the inbound filter."""
+"""The inbound rules (processors/inbound/: decide, echo, identity, values), without Kafka: echo suppression,
+conflicts in both orders, direction, identity and links, delete policy, unlinked records, the inbound filter."""
 
 from __future__ import annotations
 
