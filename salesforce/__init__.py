@@ -41,7 +41,6 @@ from sfsync.salesforce.client import (
     DescribeGlobal,
     FieldDescribe,
     Limit,
-    Record,
     RecordResult,
     SalesforceClient,
     SearchObject,
@@ -68,6 +67,7 @@ from sfsync.salesforce.errors import (
     classify,
 )
 from sfsync.salesforce.limits import ApiBudget, AppUsage, BudgetTracker, parse_limit_info
+from sfsync.salesforce.rest import Record
 from sfsync.salesforce.settings import SalesforceSettings, load_settings
 from sfsync.salesforce.soql import (
     Condition,

@@ -18,7 +18,6 @@ import asyncio
 import csv
 import io
 import random
-import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,8 +30,7 @@ from urllib.parse import quote
 
 import httpx
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from pydantic.alias_generators import to_camel
+from pydantic import Field
 
 from sfsync.salesforce.auth import AuthProvider, Session, provider_from_settings
 from sfsync.salesforce.errors import (
@@ -49,27 +47,18 @@ from sfsync.salesforce.errors import (
     parse_error_body,
 )
 from sfsync.salesforce.limits import LIMIT_INFO_HEADER, BudgetTracker, budget_from_limits
+from sfsync.salesforce.rest import API_NAME_RE, ApiModel, Record, api_name, parse_model
 from sfsync.salesforce.settings import SalesforceSettings
 from sfsync.salesforce.soql import Condition, Query, select
 
-M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
 
-Record = dict[str, Any]
-"""An sObject record as Salesforce returns it (``attributes`` plus field values)."""
 
 COLLECTION_MAX = 200
 RETRIEVE_MAX = 2000
 COMPOSITE_MAX = 25
-_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "PATCH", "OPTIONS"})
 _BULK_DONE = frozenset({"JobComplete", "Failed", "Aborted"})
-
-
-def _name(value: str, what: str = "sObject") -> str:
-    if not _NAME_RE.match(value):
-        raise ValueError(f"not a valid {what} API name: {value!r}")
-    return value
 
 
 def _json_default(value: object) -> object:
@@ -82,11 +71,7 @@ def _dumps(value: object) -> bytes:
     return orjson.dumps(value, default=_json_default)
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore", alias_generator=to_camel, populate_by_name=True)
-
-
-class ApiVersion(_Model):
+class ApiVersion(ApiModel):
     """One entry of ``GET /services/data/``."""
 
     version: str
@@ -94,14 +79,14 @@ class ApiVersion(_Model):
     label: str
 
 
-class Limit(_Model):
+class Limit(ApiModel):
     """One ``/limits`` entry."""
 
     max: int = Field(alias="Max")
     remaining: int = Field(alias="Remaining")
 
 
-class SObjectSummary(_Model):
+class SObjectSummary(ApiModel):
     """One sObject of describeGlobal."""
 
     name: str
@@ -116,7 +101,7 @@ class SObjectSummary(_Model):
     searchable: bool = False
 
 
-class DescribeGlobal(_Model):
+class DescribeGlobal(ApiModel):
     """``GET /sobjects``."""
 
     encoding: str = "UTF-8"
@@ -124,14 +109,14 @@ class DescribeGlobal(_Model):
     sobjects: list[SObjectSummary]
 
 
-class PicklistValue(_Model):
+class PicklistValue(ApiModel):
     value: str
     label: str | None = None
     active: bool = True
     default_value: bool = False
 
 
-class FieldDescribe(_Model):
+class FieldDescribe(ApiModel):
     """One field of an sObject describe (the attributes a sync needs; others are dropped)."""
 
     name: str
@@ -157,7 +142,7 @@ class FieldDescribe(_Model):
         return self.createable and not self.nillable and not self.defaulted_on_create
 
 
-class RecordTypeInfo(_Model):
+class RecordTypeInfo(ApiModel):
     record_type_id: str
     developer_name: str | None = None
     name: str
@@ -167,7 +152,7 @@ class RecordTypeInfo(_Model):
     default_record_type_mapping: bool = False
 
 
-class SObjectDescribe(_Model):
+class SObjectDescribe(ApiModel):
     """``GET /sobjects/{name}/describe``."""
 
     name: str
@@ -238,19 +223,19 @@ class SearchObject:
     where: str | None = None
 
 
-class UpdatedResult(_Model):
+class UpdatedResult(ApiModel):
     """``GET /sobjects/{name}/updated``: ids changed in the window, and how far it was covered."""
 
     ids: list[str]
     latest_date_covered: datetime
 
 
-class DeletedRecord(_Model):
+class DeletedRecord(ApiModel):
     id: str
     deleted_date: datetime
 
 
-class DeletedResult(_Model):
+class DeletedResult(ApiModel):
     """``GET /sobjects/{name}/deleted``; resync if ``earliest_date_available`` is after your start."""
 
     deleted_records: list[DeletedRecord]
@@ -258,7 +243,7 @@ class DeletedResult(_Model):
     latest_date_covered: datetime
 
 
-class BulkJob(_Model):
+class BulkJob(ApiModel):
     """A Bulk API 2.0 job (ingest or query)."""
 
     id: str
@@ -298,7 +283,7 @@ class BulkIngestResult:
     unprocessed: list[dict[str, str]]
 
 
-class _QueryPage(_Model):
+class _QueryPage(ApiModel):
     total_size: int
     done: bool
     next_records_url: str | None = None
@@ -545,13 +530,6 @@ class SalesforceClient:
                 status=response.status_code,
             ) from exc
 
-    @staticmethod
-    def _model(model: type[M], data: object, what: str) -> M:
-        try:
-            return model.model_validate(data)
-        except ValidationError as exc:
-            raise UnexpectedResponse(f"{what}: unexpected response shape ({exc.error_count()} problem(s))") from None
-
     # -- org ----------------------------------------------------------------------------------
 
     async def versions(self) -> list[ApiVersion]:
@@ -559,20 +537,20 @@ class SalesforceClient:
         data = await self._json("GET", "/services/data/", authenticated=False)
         if not isinstance(data, list):
             raise UnexpectedResponse("versions: expected a JSON array")
-        return [self._model(ApiVersion, v, "versions") for v in data]
+        return [parse_model(ApiVersion, v, "versions") for v in data]
 
     async def limits(self) -> dict[str, Limit]:
         """``GET /limits``; also refreshes :attr:`budget` from ``DailyApiRequests``."""
         data = await self._json("GET", "limits")
         if not isinstance(data, dict):
             raise UnexpectedResponse("limits: expected a JSON object")
-        result = {name: self._model(Limit, entry, "limits") for name, entry in data.items() if isinstance(entry, dict)}
+        result = {name: parse_model(Limit, entry, "limits") for name, entry in data.items() if isinstance(entry, dict)}
         self.budget.update(budget_from_limits({k: {"Max": v.max, "Remaining": v.remaining} for k, v in result.items()}))
         return result
 
     async def record_counts(self, *sobjects: str) -> dict[str, int]:
         """``GET /limits/recordCount``: approximate record counts per object (no SOQL needed)."""
-        params = {"sObjects": ",".join(_name(s) for s in sobjects)} if sobjects else None
+        params = {"sObjects": ",".join(api_name(s) for s in sobjects)} if sobjects else None
         data = await self._json("GET", "limits/recordCount", params=params)
         return {str(item["name"]): int(item["count"]) for item in (data or {}).get("sObjects", [])}
 
@@ -605,17 +583,19 @@ class SalesforceClient:
     async def describe_global(self, *, refresh: bool = False) -> DescribeGlobal:
         """``GET /sobjects`` (cached for ``describe_ttl_s``, revalidated with If-Modified-Since)."""
         data = await self._cached_get("global", "sobjects", refresh)
-        return self._model(DescribeGlobal, data, "describeGlobal")
+        return parse_model(DescribeGlobal, data, "describeGlobal")
 
     async def describe(self, sobject: str, *, refresh: bool = False) -> SObjectDescribe:
         """``GET /sobjects/{sobject}/describe`` (cached; unknown object → :class:`MetadataError`)."""
         data = await self.describe_body(sobject, refresh=refresh)
-        return self._model(SObjectDescribe, data, f"describe {sobject}")
+        return parse_model(SObjectDescribe, data, f"describe {sobject}")
 
     async def describe_body(self, sobject: str, *, refresh: bool = False) -> dict[str, Any]:
         """The describe as Salesforce sent it (every attribute; same cache as :meth:`describe`)."""
         try:
-            data = await self._cached_get(f"describe:{sobject.lower()}", f"sobjects/{_name(sobject)}/describe", refresh)
+            data = await self._cached_get(
+                f"describe:{sobject.lower()}", f"sobjects/{api_name(sobject)}/describe", refresh
+            )
         except SalesforceRecordError as exc:
             if exc.error_code == "NOT_FOUND":
                 raise MetadataError(f"unknown sObject {sobject}", error_code="NOT_FOUND", status=exc.status) from exc
@@ -628,7 +608,7 @@ class SalesforceClient:
 
     async def create(self, sobject: str, fields: Mapping[str, Any]) -> str:
         """``POST /sobjects/{sobject}/`` → the new record id (201)."""
-        data = await self._json("POST", f"sobjects/{_name(sobject)}/", json=dict(fields), ok=(201,))
+        data = await self._json("POST", f"sobjects/{api_name(sobject)}/", json=dict(fields), ok=(201,))
         if not isinstance(data, dict) or not data.get("success") or not data.get("id"):
             errors = data.get("errors") if isinstance(data, dict) else None
             raise parse_error_body(400, errors) if errors else UnexpectedResponse("create: no id in the response")
@@ -636,8 +616,8 @@ class SalesforceClient:
 
     async def retrieve(self, sobject: str, record_id: str, *, fields: Sequence[str] | None = None) -> Record:
         """``GET /sobjects/{sobject}/{id}[?fields=...]``; a missing record raises (skippable) NOT_FOUND."""
-        params = {"fields": ",".join(_name(f, "field") for f in fields)} if fields else None
-        data = await self._json("GET", f"sobjects/{_name(sobject)}/{quote(record_id, safe='')}", params=params)
+        params = {"fields": ",".join(api_name(f, "field") for f in fields)} if fields else None
+        data = await self._json("GET", f"sobjects/{api_name(sobject)}/{quote(record_id, safe='')}", params=params)
         if not isinstance(data, dict):
             raise UnexpectedResponse("retrieve: expected a JSON object")
         return data
@@ -645,16 +625,16 @@ class SalesforceClient:
     async def update(self, sobject: str, record_id: str, fields: Mapping[str, Any]) -> None:
         """``PATCH /sobjects/{sobject}/{id}`` (204)."""
         await self.request(
-            "PATCH", f"sobjects/{_name(sobject)}/{quote(record_id, safe='')}", json=dict(fields), ok=(200, 204)
+            "PATCH", f"sobjects/{api_name(sobject)}/{quote(record_id, safe='')}", json=dict(fields), ok=(200, 204)
         )
 
     async def delete(self, sobject: str, record_id: str) -> None:
         """``DELETE /sobjects/{sobject}/{id}`` (204)."""
-        await self.request("DELETE", f"sobjects/{_name(sobject)}/{quote(record_id, safe='')}", ok=(204,))
+        await self.request("DELETE", f"sobjects/{api_name(sobject)}/{quote(record_id, safe='')}", ok=(204,))
 
     async def upsert(self, sobject: str, ext_field: str, value: str, fields: Mapping[str, Any]) -> UpsertResult:
         """``PATCH /sobjects/{sobject}/{ext_field}/{value}``: 201 created, 200/204 updated, 300 several matches."""
-        path = f"sobjects/{_name(sobject)}/{_name(ext_field, 'field')}/{quote(str(value), safe='')}"
+        path = f"sobjects/{api_name(sobject)}/{api_name(ext_field, 'field')}/{quote(str(value), safe='')}"
         response = await self.request("PATCH", path, json=dict(fields), ok=(200, 201, 204, 300))
         if response.status_code == 204:
             return UpsertResult(id=None, created=False)
@@ -684,7 +664,7 @@ class SalesforceClient:
         resource = "queryAll" if include_deleted else "query"
         data = await self._json("GET", resource, params={"q": str(soql)}, headers=headers)
         while True:
-            page = self._model(_QueryPage, data, resource)
+            page = parse_model(_QueryPage, data, resource)
             for record in page.records:
                 yield record
             if page.done or not page.next_records_url:
@@ -699,7 +679,7 @@ class SalesforceClient:
     async def count(self, soql: str | Query, *, include_deleted: bool = False) -> int:
         """``totalSize`` of a query (use ``SELECT COUNT() FROM ...`` so no rows are transferred)."""
         data = await self._json("GET", "queryAll" if include_deleted else "query", params={"q": str(soql)})
-        return self._model(_QueryPage, data, "count").total_size
+        return parse_model(_QueryPage, data, "count").total_size
 
     async def count_records(self, sobject: str, *conditions: Condition) -> int:
         """``SELECT COUNT() FROM sobject WHERE ...`` built safely."""
@@ -726,12 +706,12 @@ class SalesforceClient:
         """``POST /parameterizedSearch`` (plain text ``q``: no SOSL escaping needed)."""
         body: dict[str, Any] = {"q": q}
         if fields:
-            body["fields"] = [_name(f, "field") for f in fields]
+            body["fields"] = [api_name(f, "field") for f in fields]
         if sobjects:
             body["sobjects"] = [
                 {
-                    "name": _name(o.name),
-                    **({"fields": [_name(f, "field") for f in o.fields]} if o.fields else {}),
+                    "name": api_name(o.name),
+                    **({"fields": [api_name(f, "field") for f in o.fields]} if o.fields else {}),
                     **({"limit": o.limit} if o.limit is not None else {}),
                     **({"where": o.where} if o.where else {}),
                 }
@@ -756,13 +736,13 @@ class SalesforceClient:
 
     async def get_updated(self, sobject: str, start: datetime, end: datetime) -> UpdatedResult:
         """``GET /sobjects/{sobject}/updated/`` (≤ 30 days back; minute granularity)."""
-        data = await self._json("GET", f"sobjects/{_name(sobject)}/updated/", params=self._window(start, end))
-        return self._model(UpdatedResult, data, "getUpdated")
+        data = await self._json("GET", f"sobjects/{api_name(sobject)}/updated/", params=self._window(start, end))
+        return parse_model(UpdatedResult, data, "getUpdated")
 
     async def get_deleted(self, sobject: str, start: datetime, end: datetime) -> DeletedResult:
         """``GET /sobjects/{sobject}/deleted/`` (≤ 15 days back)."""
-        data = await self._json("GET", f"sobjects/{_name(sobject)}/deleted/", params=self._window(start, end))
-        return self._model(DeletedResult, data, "getDeleted")
+        data = await self._json("GET", f"sobjects/{api_name(sobject)}/deleted/", params=self._window(start, end))
+        return parse_model(DeletedResult, data, "getDeleted")
 
     # -- sObject Collections ----------------------------------------------------------------------
 
@@ -798,7 +778,7 @@ class SalesforceClient:
         self, sobject: str, records: Sequence[Mapping[str, Any]], *, all_or_none: bool = False
     ) -> list[RecordResult]:
         """``POST /composite/sobjects`` in chunks of 200; results in request order."""
-        _name(sobject)
+        api_name(sobject)
         self._check_all_or_none(len(records), all_or_none)
         results: list[RecordResult] = []
         for offset, chunk in self._chunks(records, COLLECTION_MAX):
@@ -811,7 +791,7 @@ class SalesforceClient:
         self, sobject: str, records: Sequence[Mapping[str, Any]], *, all_or_none: bool = False
     ) -> list[RecordResult]:
         """``PATCH /composite/sobjects``; every record needs its ``Id``."""
-        _name(sobject)
+        api_name(sobject)
         self._check_all_or_none(len(records), all_or_none)
         if any(not (r.get("Id") or r.get("id")) for r in records):
             raise ValueError("update_many: every record needs an Id")
@@ -826,7 +806,7 @@ class SalesforceClient:
         self, sobject: str, ext_field: str, records: Sequence[Mapping[str, Any]], *, all_or_none: bool = False
     ) -> list[RecordResult]:
         """``PATCH /composite/sobjects/{sobject}/{ext_field}``; ``created`` tells insert from update."""
-        path = f"composite/sobjects/{_name(sobject)}/{_name(ext_field, 'field')}"
+        path = f"composite/sobjects/{api_name(sobject)}/{api_name(ext_field, 'field')}"
         self._check_all_or_none(len(records), all_or_none)
         results: list[RecordResult] = []
         for offset, chunk in self._chunks(records, COLLECTION_MAX):
@@ -847,8 +827,8 @@ class SalesforceClient:
 
     async def retrieve_many(self, sobject: str, ids: Sequence[str], fields: Sequence[str]) -> list[Record | None]:
         """``POST /composite/sobjects/{sobject}`` (≤ 2000 ids a call); ``None`` where an id was not found."""
-        path = f"composite/sobjects/{_name(sobject)}"
-        wanted = [_name(f, "field") for f in fields]
+        path = f"composite/sobjects/{api_name(sobject)}"
+        wanted = [api_name(f, "field") for f in fields]
         out: list[Record | None] = []
         for _, chunk in self._chunks(ids, RETRIEVE_MAX):
             data = await self._json("POST", path, json={"ids": list(chunk), "fields": wanted}, idempotent=True)
@@ -870,7 +850,7 @@ class SalesforceClient:
         if not 1 <= len(subrequests) <= COMPOSITE_MAX:
             raise ValueError(f"composite takes 1 to {COMPOSITE_MAX} subrequests")
         refs = [s.reference_id for s in subrequests]
-        if len(set(refs)) != len(refs) or not all(_NAME_RE.match(r) for r in refs):
+        if len(set(refs)) != len(refs) or not all(API_NAME_RE.match(r) for r in refs):
             raise ValueError("referenceIds must be unique identifiers (letters, digits, _)")
         items = []
         for sub in subrequests:
@@ -917,15 +897,15 @@ class SalesforceClient:
         if operation == "upsert" and not external_id_field:
             raise ValueError("an upsert job needs external_id_field")
         body: dict[str, Any] = {
-            "object": _name(sobject),
+            "object": api_name(sobject),
             "operation": operation,
             "contentType": "CSV",
             "lineEnding": line_ending,
             "columnDelimiter": "COMMA",
         }
         if external_id_field:
-            body["externalIdFieldName"] = _name(external_id_field, "field")
-        return self._model(BulkJob, await self._json("POST", "jobs/ingest", json=body), "bulk job")
+            body["externalIdFieldName"] = api_name(external_id_field, "field")
+        return parse_model(BulkJob, await self._json("POST", "jobs/ingest", json=body), "bulk job")
 
     async def upload_job_data(self, job_id: str, data: str | bytes) -> None:
         """``PUT /jobs/ingest/{id}/batches`` with CSV; Salesforce answers exactly 201, no body."""
@@ -937,7 +917,7 @@ class SalesforceClient:
 
     async def _set_ingest_state(self, job_id: str, state: str) -> BulkJob:
         data = await self._json("PATCH", f"jobs/ingest/{quote(job_id, safe='')}", json={"state": state})
-        return self._model(BulkJob, data, "bulk job")
+        return parse_model(BulkJob, data, "bulk job")
 
     async def close_ingest_job(self, job_id: str) -> BulkJob:
         """``PATCH {"state": "UploadComplete"}``: nothing is processed before this."""
@@ -948,7 +928,7 @@ class SalesforceClient:
 
     async def get_job(self, job_id: str, *, kind: Literal["ingest", "query"] = "ingest") -> BulkJob:
         data = await self._json("GET", f"jobs/{kind}/{quote(job_id, safe='')}")
-        return self._model(BulkJob, data, "bulk job")
+        return parse_model(BulkJob, data, "bulk job")
 
     async def wait_for_job(self, job_id: str, *, kind: Literal["ingest", "query"] = "ingest") -> BulkJob:
         """Poll until JobComplete/Failed/Aborted, backing off from ``bulk_poll_initial_s`` to ``bulk_poll_max_s``."""
@@ -1027,7 +1007,7 @@ class SalesforceClient:
     ) -> AsyncIterator[dict[str, str]]:
         """A Bulk API 2.0 query job, yielding CSV rows page by page (``Sforce-Locator`` until ``"null"``)."""
         body = {"operation": "queryAll" if include_deleted else "query", "query": str(soql)}
-        job = self._model(BulkJob, await self._json("POST", "jobs/query", json=body), "bulk query job")
+        job = parse_model(BulkJob, await self._json("POST", "jobs/query", json=body), "bulk query job")
         job = await self.wait_for_job(job.id, kind="query")
         if job.state != "JobComplete":
             raise SalesforceFatalError(
