@@ -28,12 +28,9 @@ from sfsync.salesforce.auth import (
     generate_session_key,
     provider_from_settings,
 )
+from sfsync.salesforce.bulk import BulkFailure, BulkIngestResult, BulkJob, BulkSuccess, records_to_csv
 from sfsync.salesforce.client import (
     ApiVersion,
-    BulkFailure,
-    BulkIngestResult,
-    BulkJob,
-    BulkSuccess,
     CompositeSubrequest,
     CompositeSubresponse,
     DeletedRecord,
@@ -48,7 +45,6 @@ from sfsync.salesforce.client import (
     SObjectSummary,
     UpdatedResult,
     UpsertResult,
-    records_to_csv,
 )
 from sfsync.salesforce.errors import (
     AuthenticationError,
