@@ -40,7 +40,6 @@ from sfsync.salesforce.client import (
     Limit,
     RecordResult,
     SalesforceClient,
-    SearchObject,
     SObjectDescribe,
     SObjectSummary,
     UpdatedResult,
@@ -63,6 +62,7 @@ from sfsync.salesforce.errors import (
     classify,
 )
 from sfsync.salesforce.limits import ApiBudget, AppUsage, BudgetTracker, parse_limit_info
+from sfsync.salesforce.query import SearchObject
 from sfsync.salesforce.rest import Record
 from sfsync.salesforce.settings import SalesforceSettings, load_settings
 from sfsync.salesforce.soql import (

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -44,9 +44,9 @@ from sfsync.salesforce.errors import (
     parse_error_body,
 )
 from sfsync.salesforce.limits import LIMIT_INFO_HEADER, BudgetTracker, budget_from_limits
+from sfsync.salesforce.query import QueryApi
 from sfsync.salesforce.rest import API_NAME_RE, ApiModel, Record, api_name, parse_model
 from sfsync.salesforce.settings import SalesforceSettings
-from sfsync.salesforce.soql import Condition, Query, select
 
 T = TypeVar("T")
 
@@ -209,16 +209,6 @@ class CompositeSubresponse:
     error: SalesforceError | None
 
 
-@dataclass(frozen=True)
-class SearchObject:
-    """One object of a parameterized search (``sobjects[]``)."""
-
-    name: str
-    fields: Sequence[str] = ()
-    limit: int | None = None
-    where: str | None = None
-
-
 class UpdatedResult(ApiModel):
     """``GET /sobjects/{name}/updated``: ids changed in the window, and how far it was covered."""
 
@@ -237,13 +227,6 @@ class DeletedResult(ApiModel):
     deleted_records: list[DeletedRecord]
     earliest_date_available: datetime | None = None
     latest_date_covered: datetime
-
-
-class _QueryPage(ApiModel):
-    total_size: int
-    done: bool
-    next_records_url: str | None = None
-    records: list[Record]
 
 
 @dataclass
@@ -284,7 +267,7 @@ def _never_reached_server(exc: Exception) -> bool:
     return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
 
 
-class SalesforceClient(BulkApi):
+class SalesforceClient(QueryApi, BulkApi):
     """Typed async client for one Salesforce org. Use as ``async with SalesforceClient(settings) as sf:``."""
 
     def __init__(
@@ -574,83 +557,6 @@ class SalesforceClient(BulkApi):
         if not data.get("success", True):
             raise parse_error_body(400, data.get("errors") or [])
         return UpsertResult(id=data.get("id"), created=bool(data.get("created", response.status_code == 201)))
-
-    # -- queries ----------------------------------------------------------------------------------
-
-    async def query(
-        self, soql: str | Query, *, batch_size: int | None = None, include_deleted: bool = False
-    ) -> AsyncIterator[Record]:
-        """Every record of a SOQL query, following ``nextRecordsUrl``.
-
-        ``batch_size`` (200-2000) is sent as ``Sforce-Query-Options: batchSize=N``;
-        ``include_deleted`` uses ``/queryAll`` (deleted and archived rows too).
-        """
-        if batch_size is not None and not 200 <= batch_size <= 2000:
-            raise ValueError("batch_size must be between 200 and 2000")
-        headers = {"Sforce-Query-Options": f"batchSize={batch_size}"} if batch_size else {}
-        resource = "queryAll" if include_deleted else "query"
-        data = await self._json("GET", resource, params={"q": str(soql)}, headers=headers)
-        while True:
-            page = parse_model(_QueryPage, data, resource)
-            for record in page.records:
-                yield record
-            if page.done or not page.next_records_url:
-                return
-            data = await self._json("GET", page.next_records_url, headers=headers)
-
-    async def query_all(self, soql: str | Query, *, batch_size: int | None = None) -> AsyncIterator[Record]:
-        """Like :meth:`query` via ``/queryAll``: includes deleted (``IsDeleted = true``) and archived rows."""
-        async for record in self.query(soql, batch_size=batch_size, include_deleted=True):
-            yield record
-
-    async def count(self, soql: str | Query, *, include_deleted: bool = False) -> int:
-        """``totalSize`` of a query (use ``SELECT COUNT() FROM ...`` so no rows are transferred)."""
-        data = await self._json("GET", "queryAll" if include_deleted else "query", params={"q": str(soql)})
-        return parse_model(_QueryPage, data, "count").total_size
-
-    async def count_records(self, sobject: str, *conditions: Condition) -> int:
-        """``SELECT COUNT() FROM sobject WHERE ...`` built safely."""
-        query = select("COUNT()").from_(sobject)
-        for condition in conditions:
-            query = query.where(condition)
-        return await self.count(query)
-
-    async def search(self, sosl: str) -> list[Record]:
-        """``GET /search?q=`` (build ``sosl`` with :func:`sfsync.salesforce.soql.sosl_find`)."""
-        data = await self._json("GET", "search/", params={"q": sosl})
-        records = data.get("searchRecords", []) if isinstance(data, dict) else data
-        return list(records or [])
-
-    async def parameterized_search(
-        self,
-        q: str,
-        *,
-        sobjects: Sequence[SearchObject] = (),
-        fields: Sequence[str] = (),
-        overall_limit: int | None = None,
-        in_: Literal["ALL", "NAME", "EMAIL", "PHONE", "SIDEBAR"] | None = None,
-    ) -> list[Record]:
-        """``POST /parameterizedSearch`` (plain text ``q``: no SOSL escaping needed)."""
-        body: dict[str, Any] = {"q": q}
-        if fields:
-            body["fields"] = [api_name(f, "field") for f in fields]
-        if sobjects:
-            body["sobjects"] = [
-                {
-                    "name": api_name(o.name),
-                    **({"fields": [api_name(f, "field") for f in o.fields]} if o.fields else {}),
-                    **({"limit": o.limit} if o.limit is not None else {}),
-                    **({"where": o.where} if o.where else {}),
-                }
-                for o in sobjects
-            ]
-        if overall_limit is not None:
-            body["overallLimit"] = overall_limit
-        if in_ is not None:
-            body["in"] = in_
-        data = await self._json("POST", "parameterizedSearch/", json=body, idempotent=True)
-        records = data.get("searchRecords", []) if isinstance(data, dict) else data
-        return list(records or [])
 
     # -- replication ------------------------------------------------------------------------------
 
