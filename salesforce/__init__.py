@@ -31,20 +31,18 @@ from sfsync.salesforce.auth import (
 from sfsync.salesforce.bulk import BulkFailure, BulkIngestResult, BulkJob, BulkSuccess, records_to_csv
 from sfsync.salesforce.client import (
     ApiVersion,
-    CompositeSubrequest,
-    CompositeSubresponse,
     DeletedRecord,
     DeletedResult,
     DescribeGlobal,
     FieldDescribe,
     Limit,
-    RecordResult,
     SalesforceClient,
     SObjectDescribe,
     SObjectSummary,
     UpdatedResult,
     UpsertResult,
 )
+from sfsync.salesforce.composite import CompositeSubrequest, CompositeSubresponse, RecordResult
 from sfsync.salesforce.errors import (
     AuthenticationError,
     DailyLimitExceeded,

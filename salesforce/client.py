@@ -18,12 +18,12 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
 from types import TracebackType
-from typing import Any, Literal, Self, TypeVar
+from typing import Any, Self
 from urllib.parse import quote
 
 import httpx
@@ -32,6 +32,7 @@ from pydantic import Field
 
 from sfsync.salesforce.auth import AuthProvider, Session, provider_from_settings
 from sfsync.salesforce.bulk import BulkApi
+from sfsync.salesforce.composite import CompositeApi
 from sfsync.salesforce.errors import (
     MetadataError,
     MultipleMatches,
@@ -45,15 +46,9 @@ from sfsync.salesforce.errors import (
 )
 from sfsync.salesforce.limits import LIMIT_INFO_HEADER, BudgetTracker, budget_from_limits
 from sfsync.salesforce.query import QueryApi
-from sfsync.salesforce.rest import API_NAME_RE, ApiModel, Record, api_name, parse_model
+from sfsync.salesforce.rest import ApiModel, Record, api_name, parse_model
 from sfsync.salesforce.settings import SalesforceSettings
 
-T = TypeVar("T")
-
-
-COLLECTION_MAX = 200
-RETRIEVE_MAX = 2000
-COMPOSITE_MAX = 25
 _IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "PATCH", "OPTIONS"})
 
 
@@ -169,44 +164,11 @@ class SObjectDescribe(ApiModel):
 
 
 @dataclass(frozen=True)
-class RecordResult:
-    """The outcome of one record of a collection call, in request order (``index``)."""
-
-    index: int
-    id: str | None
-    success: bool
-    created: bool | None
-    errors: list[SalesforceError] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
 class UpsertResult:
     """A single upsert: the record id (``None`` on API ≤ 45.0 updates) and whether it was created."""
 
     id: str | None
     created: bool
-
-
-@dataclass(frozen=True)
-class CompositeSubrequest:
-    """One subrequest of ``/composite``; ``url`` may be relative to ``/services/data/vXX.X/``."""
-
-    method: Literal["GET", "POST", "PATCH", "PUT", "DELETE"]
-    url: str
-    reference_id: str
-    body: Mapping[str, Any] | None = None
-    http_headers: Mapping[str, str] | None = None
-
-
-@dataclass(frozen=True)
-class CompositeSubresponse:
-    """One subresponse; ``error`` is the classified error when ``status >= 400``."""
-
-    reference_id: str
-    status: int
-    body: Any
-    headers: dict[str, str]
-    error: SalesforceError | None
 
 
 class UpdatedResult(ApiModel):
@@ -267,7 +229,7 @@ def _never_reached_server(exc: Exception) -> bool:
     return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
 
 
-class SalesforceClient(QueryApi, BulkApi):
+class SalesforceClient(CompositeApi, QueryApi, BulkApi):
     """Typed async client for one Salesforce org. Use as ``async with SalesforceClient(settings) as sf:``."""
 
     def __init__(
@@ -576,142 +538,3 @@ class SalesforceClient(QueryApi, BulkApi):
         """``GET /sobjects/{sobject}/deleted/`` (≤ 15 days back)."""
         data = await self._json("GET", f"sobjects/{api_name(sobject)}/deleted/", params=self._window(start, end))
         return parse_model(DeletedResult, data, "getDeleted")
-
-    # -- sObject Collections ----------------------------------------------------------------------
-
-    @staticmethod
-    def _chunks(items: Sequence[T], size: int) -> Iterable[tuple[int, Sequence[T]]]:
-        for offset in range(0, len(items), size):
-            yield offset, items[offset : offset + size]
-
-    @staticmethod
-    def _results(data: object, offset: int, created_default: bool | None) -> list[RecordResult]:
-        if not isinstance(data, list):
-            raise UnexpectedResponse("collections: expected a JSON array of results")
-        results = []
-        for i, item in enumerate(data):
-            if not isinstance(item, dict):
-                raise UnexpectedResponse("collections: result item is not an object")
-            success = bool(item.get("success"))
-            errors = [parse_error_body(400, e) for e in item.get("errors") or []]
-            created = item.get("created", created_default if success else None)
-            results.append(RecordResult(offset + i, item.get("id"), success, created, errors))
-        return results
-
-    @staticmethod
-    def _check_all_or_none(count: int, all_or_none: bool, size: int = COLLECTION_MAX) -> None:
-        if all_or_none and count > size:
-            raise ValueError(f"all_or_none needs one transaction: at most {size} records")
-
-    @staticmethod
-    def _typed(sobject: str, record: Mapping[str, Any]) -> dict[str, Any]:
-        return {"attributes": {"type": sobject}, **{k: v for k, v in record.items() if k != "attributes"}}
-
-    async def create_many(
-        self, sobject: str, records: Sequence[Mapping[str, Any]], *, all_or_none: bool = False
-    ) -> list[RecordResult]:
-        """``POST /composite/sobjects`` in chunks of 200; results in request order."""
-        api_name(sobject)
-        self._check_all_or_none(len(records), all_or_none)
-        results: list[RecordResult] = []
-        for offset, chunk in self._chunks(records, COLLECTION_MAX):
-            body = {"allOrNone": all_or_none, "records": [self._typed(sobject, r) for r in chunk]}
-            data = await self._json("POST", "composite/sobjects", json=body)
-            results += self._results(data, offset, True)
-        return results
-
-    async def update_many(
-        self, sobject: str, records: Sequence[Mapping[str, Any]], *, all_or_none: bool = False
-    ) -> list[RecordResult]:
-        """``PATCH /composite/sobjects``; every record needs its ``Id``."""
-        api_name(sobject)
-        self._check_all_or_none(len(records), all_or_none)
-        if any(not (r.get("Id") or r.get("id")) for r in records):
-            raise ValueError("update_many: every record needs an Id")
-        results: list[RecordResult] = []
-        for offset, chunk in self._chunks(records, COLLECTION_MAX):
-            body = {"allOrNone": all_or_none, "records": [self._typed(sobject, r) for r in chunk]}
-            data = await self._json("PATCH", "composite/sobjects", json=body)
-            results += self._results(data, offset, False)
-        return results
-
-    async def upsert_many(
-        self, sobject: str, ext_field: str, records: Sequence[Mapping[str, Any]], *, all_or_none: bool = False
-    ) -> list[RecordResult]:
-        """``PATCH /composite/sobjects/{sobject}/{ext_field}``; ``created`` tells insert from update."""
-        path = f"composite/sobjects/{api_name(sobject)}/{api_name(ext_field, 'field')}"
-        self._check_all_or_none(len(records), all_or_none)
-        results: list[RecordResult] = []
-        for offset, chunk in self._chunks(records, COLLECTION_MAX):
-            body = {"allOrNone": all_or_none, "records": [self._typed(sobject, r) for r in chunk]}
-            data = await self._json("PATCH", path, json=body)
-            results += self._results(data, offset, None)
-        return results
-
-    async def delete_many(self, ids: Sequence[str], *, all_or_none: bool = False) -> list[RecordResult]:
-        """``DELETE /composite/sobjects?ids=...`` in chunks of 200."""
-        self._check_all_or_none(len(ids), all_or_none)
-        results: list[RecordResult] = []
-        for offset, chunk in self._chunks(ids, COLLECTION_MAX):
-            params = {"ids": ",".join(chunk), "allOrNone": "true" if all_or_none else "false"}
-            data = await self._json("DELETE", "composite/sobjects", params=params)
-            results += self._results(data, offset, False)
-        return results
-
-    async def retrieve_many(self, sobject: str, ids: Sequence[str], fields: Sequence[str]) -> list[Record | None]:
-        """``POST /composite/sobjects/{sobject}`` (≤ 2000 ids a call); ``None`` where an id was not found."""
-        path = f"composite/sobjects/{api_name(sobject)}"
-        wanted = [api_name(f, "field") for f in fields]
-        out: list[Record | None] = []
-        for _, chunk in self._chunks(ids, RETRIEVE_MAX):
-            data = await self._json("POST", path, json={"ids": list(chunk), "fields": wanted}, idempotent=True)
-            if not isinstance(data, list):
-                raise UnexpectedResponse("retrieve_many: expected a JSON array")
-            out += [r if isinstance(r, dict) else None for r in data]
-        return out
-
-    # -- composite ----------------------------------------------------------------------------------
-
-    async def composite(
-        self,
-        subrequests: Sequence[CompositeSubrequest],
-        *,
-        all_or_none: bool = False,
-        collate_subrequests: bool | None = None,
-    ) -> list[CompositeSubresponse]:
-        """``POST /composite`` (≤ 25 subrequests, one API call); ``@{refId.field}`` references allowed."""
-        if not 1 <= len(subrequests) <= COMPOSITE_MAX:
-            raise ValueError(f"composite takes 1 to {COMPOSITE_MAX} subrequests")
-        refs = [s.reference_id for s in subrequests]
-        if len(set(refs)) != len(refs) or not all(API_NAME_RE.match(r) for r in refs):
-            raise ValueError("referenceIds must be unique identifiers (letters, digits, _)")
-        items = []
-        for sub in subrequests:
-            url = sub.url if sub.url.startswith("/") else f"{self.api_path}/{sub.url}"
-            item: dict[str, Any] = {"method": sub.method, "url": url, "referenceId": sub.reference_id}
-            if sub.body is not None:
-                item["body"] = dict(sub.body)
-            if sub.http_headers:
-                item["httpHeaders"] = dict(sub.http_headers)
-            items.append(item)
-        body: dict[str, Any] = {"allOrNone": all_or_none, "compositeRequest": items}
-        if collate_subrequests is not None:
-            body["collateSubrequests"] = collate_subrequests
-        data = await self._json("POST", "composite", json=body)
-        if not isinstance(data, dict) or not isinstance(data.get("compositeResponse"), list):
-            raise UnexpectedResponse("composite: expected compositeResponse")
-        out = []
-        for item in data["compositeResponse"]:
-            status = int(item.get("httpStatusCode", 0))
-            sub_body = item.get("body")
-            error = parse_error_body(status, sub_body) if status >= 400 else None
-            out.append(
-                CompositeSubresponse(
-                    reference_id=str(item.get("referenceId")),
-                    status=status,
-                    body=sub_body,
-                    headers=dict(item.get("httpHeaders") or {}),
-                    error=error,
-                )
-            )
-        return out
