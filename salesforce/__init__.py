@@ -29,19 +29,7 @@ from sfsync.salesforce.auth import (
     provider_from_settings,
 )
 from sfsync.salesforce.bulk import BulkFailure, BulkIngestResult, BulkJob, BulkSuccess, records_to_csv
-from sfsync.salesforce.client import (
-    ApiVersion,
-    DeletedRecord,
-    DeletedResult,
-    DescribeGlobal,
-    FieldDescribe,
-    Limit,
-    SalesforceClient,
-    SObjectDescribe,
-    SObjectSummary,
-    UpdatedResult,
-    UpsertResult,
-)
+from sfsync.salesforce.client import ApiVersion, Limit, SalesforceClient
 from sfsync.salesforce.composite import CompositeSubrequest, CompositeSubresponse, RecordResult
 from sfsync.salesforce.errors import (
     AuthenticationError,
@@ -63,6 +51,16 @@ from sfsync.salesforce.limits import ApiBudget, AppUsage, BudgetTracker, parse_l
 from sfsync.salesforce.query import SearchObject
 from sfsync.salesforce.rest import Record
 from sfsync.salesforce.settings import SalesforceSettings, load_settings
+from sfsync.salesforce.sobjects import (
+    DeletedRecord,
+    DeletedResult,
+    DescribeGlobal,
+    FieldDescribe,
+    SObjectDescribe,
+    SObjectSummary,
+    UpdatedResult,
+    UpsertResult,
+)
 from sfsync.salesforce.soql import (
     Condition,
     DateLiteral,

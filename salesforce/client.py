@@ -17,14 +17,12 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Any, Self
-from urllib.parse import quote
 
 import httpx
 import orjson
@@ -34,10 +32,7 @@ from sfsync.salesforce.auth import AuthProvider, Session, provider_from_settings
 from sfsync.salesforce.bulk import BulkApi
 from sfsync.salesforce.composite import CompositeApi
 from sfsync.salesforce.errors import (
-    MetadataError,
-    MultipleMatches,
     SalesforceError,
-    SalesforceRecordError,
     SalesforceRetriableError,
     SessionExpired,
     UnexpectedResponse,
@@ -46,8 +41,9 @@ from sfsync.salesforce.errors import (
 )
 from sfsync.salesforce.limits import LIMIT_INFO_HEADER, BudgetTracker, budget_from_limits
 from sfsync.salesforce.query import QueryApi
-from sfsync.salesforce.rest import ApiModel, Record, api_name, parse_model
+from sfsync.salesforce.rest import ApiModel, api_name, parse_model
 from sfsync.salesforce.settings import SalesforceSettings
+from sfsync.salesforce.sobjects import SObjectsApi
 
 _IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "PATCH", "OPTIONS"})
 
@@ -75,127 +71,6 @@ class Limit(ApiModel):
 
     max: int = Field(alias="Max")
     remaining: int = Field(alias="Remaining")
-
-
-class SObjectSummary(ApiModel):
-    """One sObject of describeGlobal."""
-
-    name: str
-    label: str
-    key_prefix: str | None = None
-    custom: bool = False
-    createable: bool = False
-    updateable: bool = False
-    deletable: bool = False
-    queryable: bool = False
-    replicateable: bool = False
-    searchable: bool = False
-
-
-class DescribeGlobal(ApiModel):
-    """``GET /sobjects``."""
-
-    encoding: str = "UTF-8"
-    max_batch_size: int = 200
-    sobjects: list[SObjectSummary]
-
-
-class PicklistValue(ApiModel):
-    value: str
-    label: str | None = None
-    active: bool = True
-    default_value: bool = False
-
-
-class FieldDescribe(ApiModel):
-    """One field of an sObject describe (the attributes a sync needs; others are dropped)."""
-
-    name: str
-    label: str
-    type: str
-    length: int = 0
-    nillable: bool = True
-    createable: bool = False
-    updateable: bool = False
-    defaulted_on_create: bool = False
-    external_id: bool = False
-    id_lookup: bool = False
-    unique: bool = False
-    calculated: bool = False
-    restricted_picklist: bool = False
-    picklist_values: list[PicklistValue] = []
-    reference_to: list[str] = []
-    relationship_name: str | None = None
-
-    @property
-    def required_on_create(self) -> bool:
-        """What clients compute as "required": createable, not nillable, not defaulted."""
-        return self.createable and not self.nillable and not self.defaulted_on_create
-
-
-class RecordTypeInfo(ApiModel):
-    record_type_id: str
-    developer_name: str | None = None
-    name: str
-    master: bool = False
-    active: bool = True
-    available: bool = True
-    default_record_type_mapping: bool = False
-
-
-class SObjectDescribe(ApiModel):
-    """``GET /sobjects/{name}/describe``."""
-
-    name: str
-    label: str
-    key_prefix: str | None = None
-    custom: bool = False
-    createable: bool = False
-    updateable: bool = False
-    deletable: bool = False
-    queryable: bool = False
-    fields: list[FieldDescribe]
-    record_type_infos: list[RecordTypeInfo] = []
-
-    def field(self, name: str) -> FieldDescribe | None:
-        """The field called ``name`` (case-insensitive, as Salesforce is)."""
-        lowered = name.lower()
-        return next((f for f in self.fields if f.name.lower() == lowered), None)
-
-
-@dataclass(frozen=True)
-class UpsertResult:
-    """A single upsert: the record id (``None`` on API ≤ 45.0 updates) and whether it was created."""
-
-    id: str | None
-    created: bool
-
-
-class UpdatedResult(ApiModel):
-    """``GET /sobjects/{name}/updated``: ids changed in the window, and how far it was covered."""
-
-    ids: list[str]
-    latest_date_covered: datetime
-
-
-class DeletedRecord(ApiModel):
-    id: str
-    deleted_date: datetime
-
-
-class DeletedResult(ApiModel):
-    """``GET /sobjects/{name}/deleted``; resync if ``earliest_date_available`` is after your start."""
-
-    deleted_records: list[DeletedRecord]
-    earliest_date_available: datetime | None = None
-    latest_date_covered: datetime
-
-
-@dataclass
-class _Cached:
-    value: Any
-    fetched_at: float
-    last_modified: str | None
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -229,7 +104,7 @@ def _never_reached_server(exc: Exception) -> bool:
     return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
 
 
-class SalesforceClient(CompositeApi, QueryApi, BulkApi):
+class SalesforceClient(SObjectsApi, CompositeApi, QueryApi, BulkApi):
     """Typed async client for one Salesforce org. Use as ``async with SalesforceClient(settings) as sf:``."""
 
     def __init__(
@@ -255,7 +130,7 @@ class SalesforceClient(CompositeApi, QueryApi, BulkApi):
         self._sleep = sleep
         self._clock = clock
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
-        self._cache: dict[str, _Cached] = {}
+        self._cache = {}
 
     async def __aenter__(self) -> Self:
         return self
@@ -425,116 +300,3 @@ class SalesforceClient(CompositeApi, QueryApi, BulkApi):
         params = {"sObjects": ",".join(api_name(s) for s in sobjects)} if sobjects else None
         data = await self._json("GET", "limits/recordCount", params=params)
         return {str(item["name"]): int(item["count"]) for item in (data or {}).get("sObjects", [])}
-
-    # -- describe (cached) -----------------------------------------------------------------------
-
-    async def _cached_get(self, key: str, path: str, force: bool) -> Any:
-        entry = self._cache.get(key)
-        now = self._clock()
-        if entry is not None and not force and now - entry.fetched_at < self.settings.describe_ttl_s:
-            return entry.value
-        headers = {"If-Modified-Since": entry.last_modified} if entry is not None and entry.last_modified else {}
-        response = await self.request("GET", path, headers=headers, ok=(200, 304))
-        if response.status_code == 304 and entry is not None:
-            entry.fetched_at = now
-            return entry.value
-        try:
-            value = orjson.loads(response.content)
-        except orjson.JSONDecodeError as exc:
-            raise UnexpectedResponse(f"GET {path}: expected JSON", status=response.status_code) from exc
-        self._cache[key] = _Cached(value, now, response.headers.get("Last-Modified"))
-        return value
-
-    def invalidate(self, sobject: str | None = None) -> None:
-        """Forget cached describes: one object's, or all (incl. describeGlobal) when ``None``."""
-        if sobject is None:
-            self._cache.clear()
-        else:
-            self._cache.pop(f"describe:{sobject.lower()}", None)
-
-    async def describe_global(self, *, refresh: bool = False) -> DescribeGlobal:
-        """``GET /sobjects`` (cached for ``describe_ttl_s``, revalidated with If-Modified-Since)."""
-        data = await self._cached_get("global", "sobjects", refresh)
-        return parse_model(DescribeGlobal, data, "describeGlobal")
-
-    async def describe(self, sobject: str, *, refresh: bool = False) -> SObjectDescribe:
-        """``GET /sobjects/{sobject}/describe`` (cached; unknown object → :class:`MetadataError`)."""
-        data = await self.describe_body(sobject, refresh=refresh)
-        return parse_model(SObjectDescribe, data, f"describe {sobject}")
-
-    async def describe_body(self, sobject: str, *, refresh: bool = False) -> dict[str, Any]:
-        """The describe as Salesforce sent it (every attribute; same cache as :meth:`describe`)."""
-        try:
-            data = await self._cached_get(
-                f"describe:{sobject.lower()}", f"sobjects/{api_name(sobject)}/describe", refresh
-            )
-        except SalesforceRecordError as exc:
-            if exc.error_code == "NOT_FOUND":
-                raise MetadataError(f"unknown sObject {sobject}", error_code="NOT_FOUND", status=exc.status) from exc
-            raise
-        if not isinstance(data, dict):
-            raise UnexpectedResponse(f"describe {sobject}: expected a JSON object")
-        return data
-
-    # -- single records -------------------------------------------------------------------------
-
-    async def create(self, sobject: str, fields: Mapping[str, Any]) -> str:
-        """``POST /sobjects/{sobject}/`` → the new record id (201)."""
-        data = await self._json("POST", f"sobjects/{api_name(sobject)}/", json=dict(fields), ok=(201,))
-        if not isinstance(data, dict) or not data.get("success") or not data.get("id"):
-            errors = data.get("errors") if isinstance(data, dict) else None
-            raise parse_error_body(400, errors) if errors else UnexpectedResponse("create: no id in the response")
-        return str(data["id"])
-
-    async def retrieve(self, sobject: str, record_id: str, *, fields: Sequence[str] | None = None) -> Record:
-        """``GET /sobjects/{sobject}/{id}[?fields=...]``; a missing record raises (skippable) NOT_FOUND."""
-        params = {"fields": ",".join(api_name(f, "field") for f in fields)} if fields else None
-        data = await self._json("GET", f"sobjects/{api_name(sobject)}/{quote(record_id, safe='')}", params=params)
-        if not isinstance(data, dict):
-            raise UnexpectedResponse("retrieve: expected a JSON object")
-        return data
-
-    async def update(self, sobject: str, record_id: str, fields: Mapping[str, Any]) -> None:
-        """``PATCH /sobjects/{sobject}/{id}`` (204)."""
-        await self.request(
-            "PATCH", f"sobjects/{api_name(sobject)}/{quote(record_id, safe='')}", json=dict(fields), ok=(200, 204)
-        )
-
-    async def delete(self, sobject: str, record_id: str) -> None:
-        """``DELETE /sobjects/{sobject}/{id}`` (204)."""
-        await self.request("DELETE", f"sobjects/{api_name(sobject)}/{quote(record_id, safe='')}", ok=(204,))
-
-    async def upsert(self, sobject: str, ext_field: str, value: str, fields: Mapping[str, Any]) -> UpsertResult:
-        """``PATCH /sobjects/{sobject}/{ext_field}/{value}``: 201 created, 200/204 updated, 300 several matches."""
-        path = f"sobjects/{api_name(sobject)}/{api_name(ext_field, 'field')}/{quote(str(value), safe='')}"
-        response = await self.request("PATCH", path, json=dict(fields), ok=(200, 201, 204, 300))
-        if response.status_code == 204:
-            return UpsertResult(id=None, created=False)
-        data = orjson.loads(response.content) if response.content else None
-        if response.status_code == 300:
-            urls = [str(u) for u in data] if isinstance(data, list) else []
-            raise MultipleMatches(f"{sobject}.{ext_field}={value!r} matches {len(urls)} records", urls=urls)
-        if not isinstance(data, dict):
-            raise UnexpectedResponse("upsert: expected a JSON object", status=response.status_code)
-        if not data.get("success", True):
-            raise parse_error_body(400, data.get("errors") or [])
-        return UpsertResult(id=data.get("id"), created=bool(data.get("created", response.status_code == 201)))
-
-    # -- replication ------------------------------------------------------------------------------
-
-    @staticmethod
-    def _window(start: datetime, end: datetime) -> dict[str, str]:
-        if start.tzinfo is None or end.tzinfo is None:
-            raise ValueError("start and end must be timezone-aware")
-        fmt = "%Y-%m-%dT%H:%M:%S+00:00"
-        return {"start": start.astimezone(UTC).strftime(fmt), "end": end.astimezone(UTC).strftime(fmt)}
-
-    async def get_updated(self, sobject: str, start: datetime, end: datetime) -> UpdatedResult:
-        """``GET /sobjects/{sobject}/updated/`` (≤ 30 days back; minute granularity)."""
-        data = await self._json("GET", f"sobjects/{api_name(sobject)}/updated/", params=self._window(start, end))
-        return parse_model(UpdatedResult, data, "getUpdated")
-
-    async def get_deleted(self, sobject: str, start: datetime, end: datetime) -> DeletedResult:
-        """``GET /sobjects/{sobject}/deleted/`` (≤ 15 days back)."""
-        data = await self._json("GET", f"sobjects/{api_name(sobject)}/deleted/", params=self._window(start, end))
-        return parse_model(DeletedResult, data, "getDeleted")
