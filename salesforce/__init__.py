@@ -29,7 +29,7 @@ from sfsync.salesforce.auth import (
     provider_from_settings,
 )
 from sfsync.salesforce.bulk import BulkFailure, BulkIngestResult, BulkJob, BulkSuccess, records_to_csv
-from sfsync.salesforce.client import ApiVersion, Limit, SalesforceClient
+from sfsync.salesforce.client import SalesforceClient
 from sfsync.salesforce.composite import CompositeSubrequest, CompositeSubresponse, RecordResult
 from sfsync.salesforce.errors import (
     AuthenticationError,
@@ -48,6 +48,7 @@ from sfsync.salesforce.errors import (
     classify,
 )
 from sfsync.salesforce.limits import ApiBudget, AppUsage, BudgetTracker, parse_limit_info
+from sfsync.salesforce.org import ApiVersion, Limit
 from sfsync.salesforce.query import SearchObject
 from sfsync.salesforce.rest import Record
 from sfsync.salesforce.settings import SalesforceSettings, load_settings

@@ -1,4 +1,4 @@
-"""The async Salesforce REST client.
+"""The async Salesforce REST client: :class:`SalesforceClient`, and the REST core every call goes through.
 
 One :class:`SalesforceClient` per org. It owns an ``httpx.AsyncClient`` with explicit timeouts
 (tests inject ``transport=httpx.MockTransport(handler)``) and guarantees, on every call:
@@ -10,6 +10,23 @@ One :class:`SalesforceClient` per org. It owns an ``httpx.AsyncClient`` with exp
 - read timeouts on non-idempotent calls (POST) are raised, not replayed, to avoid duplicate writes;
 - ``Sforce-Limit-Info`` of every response fed to :attr:`SalesforceClient.budget`;
 - only :mod:`sfsync.salesforce.errors` exceptions escape (httpx/authlib ones are wrapped with ``from``).
+
+Composition: the calls are grouped by concern into mixin classes that :class:`SalesforceClient`
+inherits, so callers keep one object (``client.create_many(...)``, ``client.query(...)``):
+
+- :class:`~sfsync.salesforce.org.OrgApi` — API versions, ``/limits``, record counts;
+- :class:`~sfsync.salesforce.sobjects.SObjectsApi` — describes (cached), single-record CRUD and
+  upsert, getUpdated / getDeleted;
+- :class:`~sfsync.salesforce.composite.CompositeApi` — sObject Collections (``*_many``), ``/composite``;
+- :class:`~sfsync.salesforce.query.QueryApi` — SOQL (``/query``, ``/queryAll``, paging), search;
+- :class:`~sfsync.salesforce.bulk.BulkApi` — Bulk API 2.0 ingest and query jobs.
+
+Each mixin subclasses the :class:`~sfsync.salesforce.rest.RestCaller` protocol (``request``,
+``_json``, ``settings``, ``budget``, the clock and the sleep) and reaches Salesforce only through
+:meth:`SalesforceClient.request`, implemented here; mypy refuses to instantiate a client that
+misses a protocol member. Retrying lives in one place: the loop of :meth:`SalesforceClient.request`
+and its policy, :meth:`SalesforceClient._may_retry` and :meth:`SalesforceClient._delay` (the only
+other wait, :meth:`~sfsync.salesforce.bulk.BulkApi.wait_for_job`, polls a job; it retries nothing).
 """
 
 from __future__ import annotations
@@ -26,7 +43,6 @@ from typing import Any, Self
 
 import httpx
 import orjson
-from pydantic import Field
 
 from sfsync.salesforce.auth import AuthProvider, Session, provider_from_settings
 from sfsync.salesforce.bulk import BulkApi
@@ -39,9 +55,9 @@ from sfsync.salesforce.errors import (
     classify,
     parse_error_body,
 )
-from sfsync.salesforce.limits import LIMIT_INFO_HEADER, BudgetTracker, budget_from_limits
+from sfsync.salesforce.limits import LIMIT_INFO_HEADER, BudgetTracker
+from sfsync.salesforce.org import OrgApi
 from sfsync.salesforce.query import QueryApi
-from sfsync.salesforce.rest import ApiModel, api_name, parse_model
 from sfsync.salesforce.settings import SalesforceSettings
 from sfsync.salesforce.sobjects import SObjectsApi
 
@@ -56,21 +72,6 @@ def _json_default(value: object) -> object:
 
 def _dumps(value: object) -> bytes:
     return orjson.dumps(value, default=_json_default)
-
-
-class ApiVersion(ApiModel):
-    """One entry of ``GET /services/data/``."""
-
-    version: str
-    url: str
-    label: str
-
-
-class Limit(ApiModel):
-    """One ``/limits`` entry."""
-
-    max: int = Field(alias="Max")
-    remaining: int = Field(alias="Remaining")
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -104,8 +105,13 @@ def _never_reached_server(exc: Exception) -> bool:
     return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
 
 
-class SalesforceClient(SObjectsApi, CompositeApi, QueryApi, BulkApi):
-    """Typed async client for one Salesforce org. Use as ``async with SalesforceClient(settings) as sf:``."""
+class SalesforceClient(OrgApi, SObjectsApi, CompositeApi, QueryApi, BulkApi):
+    """Typed async client for one Salesforce org. Use as ``async with SalesforceClient(settings) as sf:``.
+
+    ``auth`` defaults to the provider the settings name; ``session`` starts from a known session
+    (``on_session`` is awaited with every new one, e.g. to persist it); ``budget`` is shared with
+    whoever paces calls; ``sleep``, ``clock`` and ``rng`` are injectable for tests.
+    """
 
     def __init__(
         self,
@@ -149,12 +155,17 @@ class SalesforceClient(SObjectsApi, CompositeApi, QueryApi, BulkApi):
 
     @property
     def api_path(self) -> str:
+        """``/services/data/vXX.X`` for the configured API version."""
         return f"/services/data/v{self.settings.api_version}"
 
     # -- session ------------------------------------------------------------------------------
 
     async def session(self) -> Session:
-        """The current session, logging in first if needed."""
+        """The current session, logging in first if needed.
+
+        A login is not retried: the provider's error escapes as is (:class:`AuthenticationError` when
+        the credentials are refused, a retriable error when the token endpoint cannot be reached).
+        """
         if self._session is None:
             async with self._session_lock:
                 if self._session is None:
@@ -181,6 +192,16 @@ class SalesforceClient(SObjectsApi, CompositeApi, QueryApi, BulkApi):
             return instance_url + path
         return f"{instance_url}{self.api_path}/{path}"
 
+    def _error_from(self, response: httpx.Response) -> SalesforceError:
+        body: object
+        try:
+            body = orjson.loads(response.content) if response.content else ""
+        except orjson.JSONDecodeError:
+            body = response.text
+        return parse_error_body(response.status_code, body, retry_after=_retry_after(response))
+
+    # -- retries: the policy and the one loop that applies it -----------------------------------
+
     def _delay(self, error: SalesforceRetriableError, attempt: int) -> float:
         ceiling = min(self.settings.backoff_max_s, self.settings.backoff_base_s * (2.0**attempt))
         jittered = ceiling / 2 + self._rng.uniform(0, ceiling / 2)
@@ -192,14 +213,6 @@ class SalesforceClient(SObjectsApi, CompositeApi, QueryApi, BulkApi):
         if attempt >= self.settings.max_retries:
             return False
         return error.retry_after is None or error.retry_after <= self.settings.max_retry_wait_s
-
-    def _error_from(self, response: httpx.Response) -> SalesforceError:
-        body: object
-        try:
-            body = orjson.loads(response.content) if response.content else ""
-        except orjson.JSONDecodeError:
-            body = response.text
-        return parse_error_body(response.status_code, body, retry_after=_retry_after(response))
 
     async def request(
         self,
@@ -217,7 +230,17 @@ class SalesforceClient(SObjectsApi, CompositeApi, QueryApi, BulkApi):
         """Send one REST call with auth, call options, refresh-once and bounded retries.
 
         ``path`` is absolute (``/services/...``), a full URL, or relative to ``/services/data/vXX.X/``.
-        Statuses in ``ok`` are returned; anything else is raised as a classified error.
+        ``json`` is sent as JSON (``Decimal`` as a string), else ``content`` as is; ``headers`` add to
+        (or override) ``Accept: application/json`` and the call options. ``authenticated=False``
+        sends no session unless one is already held.
+
+        Statuses in ``ok`` are returned; anything else is raised as a classified
+        :mod:`sfsync.salesforce.errors` error. ``INVALID_SESSION_ID`` refreshes the session and
+        replays the call once. Retriable errors are retried up to ``max_retries`` times, after a
+        jittered exponential backoff of at least their ``retry_after``, unless that ``retry_after``
+        is over ``max_retry_wait_s`` (then raised at once). An error answer is retried whatever the
+        method; a transport failure only if the call is replay-safe (``idempotent``; by default
+        every method but POST) or never reached the server (connect errors, pool timeouts).
         """
         accepted = set(ok)
         method = method.upper()
@@ -266,6 +289,7 @@ class SalesforceClient(SObjectsApi, CompositeApi, QueryApi, BulkApi):
             raise error
 
     async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        """:meth:`request`, then the body parsed as JSON (``None`` if empty; not JSON: :class:`UnexpectedResponse`)."""
         response = await self.request(method, path, **kwargs)
         if not response.content:
             return None
@@ -276,27 +300,3 @@ class SalesforceClient(SObjectsApi, CompositeApi, QueryApi, BulkApi):
                 f"{method} {path}: expected JSON, got {response.headers.get('Content-Type', 'no content type')}",
                 status=response.status_code,
             ) from exc
-
-    # -- org ----------------------------------------------------------------------------------
-
-    async def versions(self) -> list[ApiVersion]:
-        """``GET /services/data/`` (free: does not count against the API allocation)."""
-        data = await self._json("GET", "/services/data/", authenticated=False)
-        if not isinstance(data, list):
-            raise UnexpectedResponse("versions: expected a JSON array")
-        return [parse_model(ApiVersion, v, "versions") for v in data]
-
-    async def limits(self) -> dict[str, Limit]:
-        """``GET /limits``; also refreshes :attr:`budget` from ``DailyApiRequests``."""
-        data = await self._json("GET", "limits")
-        if not isinstance(data, dict):
-            raise UnexpectedResponse("limits: expected a JSON object")
-        result = {name: parse_model(Limit, entry, "limits") for name, entry in data.items() if isinstance(entry, dict)}
-        self.budget.update(budget_from_limits({k: {"Max": v.max, "Remaining": v.remaining} for k, v in result.items()}))
-        return result
-
-    async def record_counts(self, *sobjects: str) -> dict[str, int]:
-        """``GET /limits/recordCount``: approximate record counts per object (no SOQL needed)."""
-        params = {"sObjects": ",".join(api_name(s) for s in sobjects)} if sobjects else None
-        data = await self._json("GET", "limits/recordCount", params=params)
-        return {str(item["name"]): int(item["count"]) for item in (data or {}).get("sObjects", [])}
