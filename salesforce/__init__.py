@@ -28,29 +28,9 @@ from sfsync.salesforce.auth import (
     generate_session_key,
     provider_from_settings,
 )
-from sfsync.salesforce.client import (
-    ApiVersion,
-    BulkFailure,
-    BulkIngestResult,
-    BulkJob,
-    BulkSuccess,
-    CompositeSubrequest,
-    CompositeSubresponse,
-    DeletedRecord,
-    DeletedResult,
-    DescribeGlobal,
-    FieldDescribe,
-    Limit,
-    Record,
-    RecordResult,
-    SalesforceClient,
-    SearchObject,
-    SObjectDescribe,
-    SObjectSummary,
-    UpdatedResult,
-    UpsertResult,
-    records_to_csv,
-)
+from sfsync.salesforce.bulk import BulkFailure, BulkIngestResult, BulkJob, BulkSuccess, records_to_csv
+from sfsync.salesforce.client import SalesforceClient
+from sfsync.salesforce.composite import CompositeSubrequest, CompositeSubresponse, RecordResult
 from sfsync.salesforce.errors import (
     AuthenticationError,
     DailyLimitExceeded,
@@ -68,7 +48,20 @@ from sfsync.salesforce.errors import (
     classify,
 )
 from sfsync.salesforce.limits import ApiBudget, AppUsage, BudgetTracker, parse_limit_info
+from sfsync.salesforce.org import ApiVersion, Limit
+from sfsync.salesforce.query import SearchObject
+from sfsync.salesforce.rest import Record
 from sfsync.salesforce.settings import SalesforceSettings, load_settings
+from sfsync.salesforce.sobjects import (
+    DeletedRecord,
+    DeletedResult,
+    DescribeGlobal,
+    FieldDescribe,
+    SObjectDescribe,
+    SObjectSummary,
+    UpdatedResult,
+    UpsertResult,
+)
 from sfsync.salesforce.soql import (
     Condition,
     DateLiteral,

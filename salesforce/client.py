@@ -1,4 +1,4 @@
-"""The async Salesforce REST client.
+"""The async Salesforce REST client: :class:`SalesforceClient`, and the REST core every call goes through.
 
 One :class:`SalesforceClient` per org. It owns an ``httpx.AsyncClient`` with explicit timeouts
 (tests inject ``transport=httpx.MockTransport(handler)``) and guarantees, on every call:
@@ -10,66 +10,58 @@ One :class:`SalesforceClient` per org. It owns an ``httpx.AsyncClient`` with exp
 - read timeouts on non-idempotent calls (POST) are raised, not replayed, to avoid duplicate writes;
 - ``Sforce-Limit-Info`` of every response fed to :attr:`SalesforceClient.budget`;
 - only :mod:`sfsync.salesforce.errors` exceptions escape (httpx/authlib ones are wrapped with ``from``).
+
+Composition: the calls are grouped by concern into mixin classes that :class:`SalesforceClient`
+inherits, so callers keep one object (``client.create_many(...)``, ``client.query(...)``):
+
+- :class:`~sfsync.salesforce.org.OrgApi` — API versions, ``/limits``, record counts;
+- :class:`~sfsync.salesforce.sobjects.SObjectsApi` — describes (cached), single-record CRUD and
+  upsert, getUpdated / getDeleted;
+- :class:`~sfsync.salesforce.composite.CompositeApi` — sObject Collections (``*_many``), ``/composite``;
+- :class:`~sfsync.salesforce.query.QueryApi` — SOQL (``/query``, ``/queryAll``, paging), search;
+- :class:`~sfsync.salesforce.bulk.BulkApi` — Bulk API 2.0 ingest and query jobs.
+
+Each mixin subclasses the :class:`~sfsync.salesforce.rest.RestCaller` protocol (``request``,
+``_json``, ``settings``, ``budget``, the clock and the sleep) and reaches Salesforce only through
+:meth:`SalesforceClient.request`, implemented here; mypy refuses to instantiate a client that
+misses a protocol member. Retrying lives in one place: the loop of :meth:`SalesforceClient.request`
+and its policy, :meth:`SalesforceClient._may_retry` and :meth:`SalesforceClient._delay` (the only
+other wait, :meth:`~sfsync.salesforce.bulk.BulkApi.wait_for_job`, polls a job; it retries nothing).
 """
 
 from __future__ import annotations
 
 import asyncio
-import csv
-import io
 import random
-import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
 from types import TracebackType
-from typing import Any, Literal, Self, TypeVar
-from urllib.parse import quote
+from typing import Any, Self
 
 import httpx
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from pydantic.alias_generators import to_camel
 
 from sfsync.salesforce.auth import AuthProvider, Session, provider_from_settings
+from sfsync.salesforce.bulk import BulkApi
+from sfsync.salesforce.composite import CompositeApi
 from sfsync.salesforce.errors import (
-    MetadataError,
-    MultipleMatches,
     SalesforceError,
-    SalesforceFatalError,
-    SalesforceRecordError,
     SalesforceRetriableError,
     SessionExpired,
     UnexpectedResponse,
     classify,
-    parse_bulk_error,
     parse_error_body,
 )
-from sfsync.salesforce.limits import LIMIT_INFO_HEADER, BudgetTracker, budget_from_limits
+from sfsync.salesforce.limits import LIMIT_INFO_HEADER, BudgetTracker
+from sfsync.salesforce.org import OrgApi
+from sfsync.salesforce.query import QueryApi
 from sfsync.salesforce.settings import SalesforceSettings
-from sfsync.salesforce.soql import Condition, Query, select
+from sfsync.salesforce.sobjects import SObjectsApi
 
-M = TypeVar("M", bound=BaseModel)
-T = TypeVar("T")
-
-Record = dict[str, Any]
-"""An sObject record as Salesforce returns it (``attributes`` plus field values)."""
-
-COLLECTION_MAX = 200
-RETRIEVE_MAX = 2000
-COMPOSITE_MAX = 25
-_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "PATCH", "OPTIONS"})
-_BULK_DONE = frozenset({"JobComplete", "Failed", "Aborted"})
-
-
-def _name(value: str, what: str = "sObject") -> str:
-    if not _NAME_RE.match(value):
-        raise ValueError(f"not a valid {what} API name: {value!r}")
-    return value
 
 
 def _json_default(value: object) -> object:
@@ -80,265 +72,6 @@ def _json_default(value: object) -> object:
 
 def _dumps(value: object) -> bytes:
     return orjson.dumps(value, default=_json_default)
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore", alias_generator=to_camel, populate_by_name=True)
-
-
-class ApiVersion(_Model):
-    """One entry of ``GET /services/data/``."""
-
-    version: str
-    url: str
-    label: str
-
-
-class Limit(_Model):
-    """One ``/limits`` entry."""
-
-    max: int = Field(alias="Max")
-    remaining: int = Field(alias="Remaining")
-
-
-class SObjectSummary(_Model):
-    """One sObject of describeGlobal."""
-
-    name: str
-    label: str
-    key_prefix: str | None = None
-    custom: bool = False
-    createable: bool = False
-    updateable: bool = False
-    deletable: bool = False
-    queryable: bool = False
-    replicateable: bool = False
-    searchable: bool = False
-
-
-class DescribeGlobal(_Model):
-    """``GET /sobjects``."""
-
-    encoding: str = "UTF-8"
-    max_batch_size: int = 200
-    sobjects: list[SObjectSummary]
-
-
-class PicklistValue(_Model):
-    value: str
-    label: str | None = None
-    active: bool = True
-    default_value: bool = False
-
-
-class FieldDescribe(_Model):
-    """One field of an sObject describe (the attributes a sync needs; others are dropped)."""
-
-    name: str
-    label: str
-    type: str
-    length: int = 0
-    nillable: bool = True
-    createable: bool = False
-    updateable: bool = False
-    defaulted_on_create: bool = False
-    external_id: bool = False
-    id_lookup: bool = False
-    unique: bool = False
-    calculated: bool = False
-    restricted_picklist: bool = False
-    picklist_values: list[PicklistValue] = []
-    reference_to: list[str] = []
-    relationship_name: str | None = None
-
-    @property
-    def required_on_create(self) -> bool:
-        """What clients compute as "required": createable, not nillable, not defaulted."""
-        return self.createable and not self.nillable and not self.defaulted_on_create
-
-
-class RecordTypeInfo(_Model):
-    record_type_id: str
-    developer_name: str | None = None
-    name: str
-    master: bool = False
-    active: bool = True
-    available: bool = True
-    default_record_type_mapping: bool = False
-
-
-class SObjectDescribe(_Model):
-    """``GET /sobjects/{name}/describe``."""
-
-    name: str
-    label: str
-    key_prefix: str | None = None
-    custom: bool = False
-    createable: bool = False
-    updateable: bool = False
-    deletable: bool = False
-    queryable: bool = False
-    fields: list[FieldDescribe]
-    record_type_infos: list[RecordTypeInfo] = []
-
-    def field(self, name: str) -> FieldDescribe | None:
-        """The field called ``name`` (case-insensitive, as Salesforce is)."""
-        lowered = name.lower()
-        return next((f for f in self.fields if f.name.lower() == lowered), None)
-
-
-@dataclass(frozen=True)
-class RecordResult:
-    """The outcome of one record of a collection call, in request order (``index``)."""
-
-    index: int
-    id: str | None
-    success: bool
-    created: bool | None
-    errors: list[SalesforceError] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class UpsertResult:
-    """A single upsert: the record id (``None`` on API ≤ 45.0 updates) and whether it was created."""
-
-    id: str | None
-    created: bool
-
-
-@dataclass(frozen=True)
-class CompositeSubrequest:
-    """One subrequest of ``/composite``; ``url`` may be relative to ``/services/data/vXX.X/``."""
-
-    method: Literal["GET", "POST", "PATCH", "PUT", "DELETE"]
-    url: str
-    reference_id: str
-    body: Mapping[str, Any] | None = None
-    http_headers: Mapping[str, str] | None = None
-
-
-@dataclass(frozen=True)
-class CompositeSubresponse:
-    """One subresponse; ``error`` is the classified error when ``status >= 400``."""
-
-    reference_id: str
-    status: int
-    body: Any
-    headers: dict[str, str]
-    error: SalesforceError | None
-
-
-@dataclass(frozen=True)
-class SearchObject:
-    """One object of a parameterized search (``sobjects[]``)."""
-
-    name: str
-    fields: Sequence[str] = ()
-    limit: int | None = None
-    where: str | None = None
-
-
-class UpdatedResult(_Model):
-    """``GET /sobjects/{name}/updated``: ids changed in the window, and how far it was covered."""
-
-    ids: list[str]
-    latest_date_covered: datetime
-
-
-class DeletedRecord(_Model):
-    id: str
-    deleted_date: datetime
-
-
-class DeletedResult(_Model):
-    """``GET /sobjects/{name}/deleted``; resync if ``earliest_date_available`` is after your start."""
-
-    deleted_records: list[DeletedRecord]
-    earliest_date_available: datetime | None = None
-    latest_date_covered: datetime
-
-
-class BulkJob(_Model):
-    """A Bulk API 2.0 job (ingest or query)."""
-
-    id: str
-    operation: str
-    object: str = Field(alias="object")
-    state: str
-    content_type: str | None = None
-    content_url: str | None = None
-    api_version: float | None = None
-    external_id_field_name: str | None = None
-    line_ending: str | None = None
-    column_delimiter: str | None = None
-    number_records_processed: int = 0
-    number_records_failed: int = 0
-    error_message: str | None = None
-
-
-@dataclass(frozen=True)
-class BulkSuccess:
-    id: str
-    created: bool
-    row: dict[str, str]
-
-
-@dataclass(frozen=True)
-class BulkFailure:
-    id: str | None
-    error: SalesforceError
-    row: dict[str, str]
-
-
-@dataclass(frozen=True)
-class BulkIngestResult:
-    job: BulkJob
-    successful: list[BulkSuccess]
-    failed: list[BulkFailure]
-    unprocessed: list[dict[str, str]]
-
-
-class _QueryPage(_Model):
-    total_size: int
-    done: bool
-    next_records_url: str | None = None
-    records: list[Record]
-
-
-@dataclass
-class _Cached:
-    value: Any
-    fetched_at: float
-    last_modified: str | None
-
-
-def records_to_csv(records: Sequence[Mapping[str, Any]]) -> str:
-    """CSV for Bulk API 2.0: header = union of keys in first-seen order; ``None`` → ``#N/A`` (null)."""
-    columns: list[str] = []
-    for record in records:
-        for key in record:
-            if key != "attributes" and key not in columns:
-                columns.append(key)
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(columns)
-    for record in records:
-        writer.writerow([_csv_cell(record.get(c, "")) for c in columns])
-    return out.getvalue()
-
-
-def _csv_cell(value: object) -> str:
-    if value is None:
-        return "#N/A"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-    return str(value)
-
-
-def _parse_csv(text: str) -> list[dict[str, str]]:
-    return list(csv.DictReader(io.StringIO(text)))
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -372,8 +105,13 @@ def _never_reached_server(exc: Exception) -> bool:
     return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
 
 
-class SalesforceClient:
-    """Typed async client for one Salesforce org. Use as ``async with SalesforceClient(settings) as sf:``."""
+class SalesforceClient(OrgApi, SObjectsApi, CompositeApi, QueryApi, BulkApi):
+    """Typed async client for one Salesforce org. Use as ``async with SalesforceClient(settings) as sf:``.
+
+    ``auth`` defaults to the provider the settings name; ``session`` starts from a known session
+    (``on_session`` is awaited with every new one, e.g. to persist it); ``budget`` is shared with
+    whoever paces calls; ``sleep``, ``clock`` and ``rng`` are injectable for tests.
+    """
 
     def __init__(
         self,
@@ -398,7 +136,7 @@ class SalesforceClient:
         self._sleep = sleep
         self._clock = clock
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
-        self._cache: dict[str, _Cached] = {}
+        self._cache = {}
 
     async def __aenter__(self) -> Self:
         return self
@@ -417,12 +155,17 @@ class SalesforceClient:
 
     @property
     def api_path(self) -> str:
+        """``/services/data/vXX.X`` for the configured API version."""
         return f"/services/data/v{self.settings.api_version}"
 
     # -- session ------------------------------------------------------------------------------
 
     async def session(self) -> Session:
-        """The current session, logging in first if needed."""
+        """The current session, logging in first if needed.
+
+        A login is not retried: the provider's error escapes as is (:class:`AuthenticationError` when
+        the credentials are refused, a retriable error when the token endpoint cannot be reached).
+        """
         if self._session is None:
             async with self._session_lock:
                 if self._session is None:
@@ -449,6 +192,16 @@ class SalesforceClient:
             return instance_url + path
         return f"{instance_url}{self.api_path}/{path}"
 
+    def _error_from(self, response: httpx.Response) -> SalesforceError:
+        body: object
+        try:
+            body = orjson.loads(response.content) if response.content else ""
+        except orjson.JSONDecodeError:
+            body = response.text
+        return parse_error_body(response.status_code, body, retry_after=_retry_after(response))
+
+    # -- retries: the policy and the one loop that applies it -----------------------------------
+
     def _delay(self, error: SalesforceRetriableError, attempt: int) -> float:
         ceiling = min(self.settings.backoff_max_s, self.settings.backoff_base_s * (2.0**attempt))
         jittered = ceiling / 2 + self._rng.uniform(0, ceiling / 2)
@@ -460,14 +213,6 @@ class SalesforceClient:
         if attempt >= self.settings.max_retries:
             return False
         return error.retry_after is None or error.retry_after <= self.settings.max_retry_wait_s
-
-    def _error_from(self, response: httpx.Response) -> SalesforceError:
-        body: object
-        try:
-            body = orjson.loads(response.content) if response.content else ""
-        except orjson.JSONDecodeError:
-            body = response.text
-        return parse_error_body(response.status_code, body, retry_after=_retry_after(response))
 
     async def request(
         self,
@@ -485,7 +230,17 @@ class SalesforceClient:
         """Send one REST call with auth, call options, refresh-once and bounded retries.
 
         ``path`` is absolute (``/services/...``), a full URL, or relative to ``/services/data/vXX.X/``.
-        Statuses in ``ok`` are returned; anything else is raised as a classified error.
+        ``json`` is sent as JSON (``Decimal`` as a string), else ``content`` as is; ``headers`` add to
+        (or override) ``Accept: application/json`` and the call options. ``authenticated=False``
+        sends no session unless one is already held.
+
+        Statuses in ``ok`` are returned; anything else is raised as a classified
+        :mod:`sfsync.salesforce.errors` error. ``INVALID_SESSION_ID`` refreshes the session and
+        replays the call once. Retriable errors are retried up to ``max_retries`` times, after a
+        jittered exponential backoff of at least their ``retry_after``, unless that ``retry_after``
+        is over ``max_retry_wait_s`` (then raised at once). An error answer is retried whatever the
+        method; a transport failure only if the call is replay-safe (``idempotent``; by default
+        every method but POST) or never reached the server (connect errors, pool timeouts).
         """
         accepted = set(ok)
         method = method.upper()
@@ -534,6 +289,7 @@ class SalesforceClient:
             raise error
 
     async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        """:meth:`request`, then the body parsed as JSON (``None`` if empty; not JSON: :class:`UnexpectedResponse`)."""
         response = await self.request(method, path, **kwargs)
         if not response.content:
             return None
@@ -544,506 +300,3 @@ class SalesforceClient:
                 f"{method} {path}: expected JSON, got {response.headers.get('Content-Type', 'no content type')}",
                 status=response.status_code,
             ) from exc
-
-    @staticmethod
-    def _model(model: type[M], data: object, what: str) -> M:
-        try:
-            return model.model_validate(data)
-        except ValidationError as exc:
-            raise UnexpectedResponse(f"{what}: unexpected response shape ({exc.error_count()} problem(s))") from None
-
-    # -- org ----------------------------------------------------------------------------------
-
-    async def versions(self) -> list[ApiVersion]:
-        """``GET /services/data/`` (free: does not count against the API allocation)."""
-        data = await self._json("GET", "/services/data/", authenticated=False)
-        if not isinstance(data, list):
-            raise UnexpectedResponse("versions: expected a JSON array")
-        return [self._model(ApiVersion, v, "versions") for v in data]
-
-    async def limits(self) -> dict[str, Limit]:
-        """``GET /limits``; also refreshes :attr:`budget` from ``DailyApiRequests``."""
-        data = await self._json("GET", "limits")
-        if not isinstance(data, dict):
-            raise UnexpectedResponse("limits: expected a JSON object")
-        result = {name: self._model(Limit, entry, "limits") for name, entry in data.items() if isinstance(entry, dict)}
-        self.budget.update(budget_from_limits({k: {"Max": v.max, "Remaining": v.remaining} for k, v in result.items()}))
-        return result
-
-    async def record_counts(self, *sobjects: str) -> dict[str, int]:
-        """``GET /limits/recordCount``: approximate record counts per object (no SOQL needed)."""
-        params = {"sObjects": ",".join(_name(s) for s in sobjects)} if sobjects else None
-        data = await self._json("GET", "limits/recordCount", params=params)
-        return {str(item["name"]): int(item["count"]) for item in (data or {}).get("sObjects", [])}
-
-    # -- describe (cached) -----------------------------------------------------------------------
-
-    async def _cached_get(self, key: str, path: str, force: bool) -> Any:
-        entry = self._cache.get(key)
-        now = self._clock()
-        if entry is not None and not force and now - entry.fetched_at < self.settings.describe_ttl_s:
-            return entry.value
-        headers = {"If-Modified-Since": entry.last_modified} if entry is not None and entry.last_modified else {}
-        response = await self.request("GET", path, headers=headers, ok=(200, 304))
-        if response.status_code == 304 and entry is not None:
-            entry.fetched_at = now
-            return entry.value
-        try:
-            value = orjson.loads(response.content)
-        except orjson.JSONDecodeError as exc:
-            raise UnexpectedResponse(f"GET {path}: expected JSON", status=response.status_code) from exc
-        self._cache[key] = _Cached(value, now, response.headers.get("Last-Modified"))
-        return value
-
-    def invalidate(self, sobject: str | None = None) -> None:
-        """Forget cached describes: one object's, or all (incl. describeGlobal) when ``None``."""
-        if sobject is None:
-            self._cache.clear()
-        else:
-            self._cache.pop(f"describe:{sobject.lower()}", None)
-
-    async def describe_global(self, *, refresh: bool = False) -> DescribeGlobal:
-        """``GET /sobjects`` (cached for ``describe_ttl_s``, revalidated with If-Modified-Since)."""
-        data = await self._cached_get("global", "sobjects", refresh)
-        return self._model(DescribeGlobal, data, "describeGlobal")
-
-    async def describe(self, sobject: str, *, refresh: bool = False) -> SObjectDescribe:
-        """``GET /sobjects/{sobject}/describe`` (cached; unknown object → :class:`MetadataError`)."""
-        data = await self.describe_body(sobject, refresh=refresh)
-        return self._model(SObjectDescribe, data, f"describe {sobject}")
-
-    async def describe_body(self, sobject: str, *, refresh: bool = False) -> dict[str, Any]:
-        """The describe as Salesforce sent it (every attribute; same cache as :meth:`describe`)."""
-        try:
-            data = await self._cached_get(f"describe:{sobject.lower()}", f"sobjects/{_name(sobject)}/describe", refresh)
-        except SalesforceRecordError as exc:
-            if exc.error_code == "NOT_FOUND":
-                raise MetadataError(f"unknown sObject {sobject}", error_code="NOT_FOUND", status=exc.status) from exc
-            raise
-        if not isinstance(data, dict):
-            raise UnexpectedResponse(f"describe {sobject}: expected a JSON object")
-        return data
-
-    # -- single records -------------------------------------------------------------------------
-
-    async def create(self, sobject: str, fields: Mapping[str, Any]) -> str:
-        """``POST /sobjects/{sobject}/`` → the new record id (201)."""
-        data = await self._json("POST", f"sobjects/{_name(sobject)}/", json=dict(fields), ok=(201,))
-        if not isinstance(data, dict) or not data.get("success") or not data.get("id"):
-            errors = data.get("errors") if isinstance(data, dict) else None
-            raise parse_error_body(400, errors) if errors else UnexpectedResponse("create: no id in the response")
-        return str(data["id"])
-
-    async def retrieve(self, sobject: str, record_id: str, *, fields: Sequence[str] | None = None) -> Record:
-        """``GET /sobjects/{sobject}/{id}[?fields=...]``; a missing record raises (skippable) NOT_FOUND."""
-        params = {"fields": ",".join(_name(f, "field") for f in fields)} if fields else None
-        data = await self._json("GET", f"sobjects/{_name(sobject)}/{quote(record_id, safe='')}", params=params)
-        if not isinstance(data, dict):
-            raise UnexpectedResponse("retrieve: expected a JSON object")
-        return data
-
-    async def update(self, sobject: str, record_id: str, fields: Mapping[str, Any]) -> None:
-        """``PATCH /sobjects/{sobject}/{id}`` (204)."""
-        await self.request(
-            "PATCH", f"sobjects/{_name(sobject)}/{quote(record_id, safe='')}", json=dict(fields), ok=(200, 204)
-        )
-
-    async def delete(self, sobject: str, record_id: str) -> None:
-        """``DELETE /sobjects/{sobject}/{id}`` (204)."""
-        await self.request("DELETE", f"sobjects/{_name(sobject)}/{quote(record_id, safe='')}", ok=(204,))
-
-    async def upsert(self, sobject: str, ext_field: str, value: str, fields: Mapping[str, Any]) -> UpsertResult:
-        """``PATCH /sobjects/{sobject}/{ext_field}/{value}``: 201 created, 200/204 updated, 300 several matches."""
-        path = f"sobjects/{_name(sobject)}/{_name(ext_field, 'field')}/{quote(str(value), safe='')}"
-        response = await self.request("PATCH", path, json=dict(fields), ok=(200, 201, 204, 300))
-        if response.status_code == 204:
-            return UpsertResult(id=None, created=False)
-        data = orjson.loads(response.content) if response.content else None
-        if response.status_code == 300:
-            urls = [str(u) for u in data] if isinstance(data, list) else []
-            raise MultipleMatches(f"{sobject}.{ext_field}={value!r} matches {len(urls)} records", urls=urls)
-        if not isinstance(data, dict):
-            raise UnexpectedResponse("upsert: expected a JSON object", status=response.status_code)
-        if not data.get("success", True):
-            raise parse_error_body(400, data.get("errors") or [])
-        return UpsertResult(id=data.get("id"), created=bool(data.get("created", response.status_code == 201)))
-
-    # -- queries ----------------------------------------------------------------------------------
-
-    async def query(
-        self, soql: str | Query, *, batch_size: int | None = None, include_deleted: bool = False
-    ) -> AsyncIterator[Record]:
-        """Every record of a SOQL query, following ``nextRecordsUrl``.
-
-        ``batch_size`` (200-2000) is sent as ``Sforce-Query-Options: batchSize=N``;
-        ``include_deleted`` uses ``/queryAll`` (deleted and archived rows too).
-        """
-        if batch_size is not None and not 200 <= batch_size <= 2000:
-            raise ValueError("batch_size must be between 200 and 2000")
-        headers = {"Sforce-Query-Options": f"batchSize={batch_size}"} if batch_size else {}
-        resource = "queryAll" if include_deleted else "query"
-        data = await self._json("GET", resource, params={"q": str(soql)}, headers=headers)
-        while True:
-            page = self._model(_QueryPage, data, resource)
-            for record in page.records:
-                yield record
-            if page.done or not page.next_records_url:
-                return
-            data = await self._json("GET", page.next_records_url, headers=headers)
-
-    async def query_all(self, soql: str | Query, *, batch_size: int | None = None) -> AsyncIterator[Record]:
-        """Like :meth:`query` via ``/queryAll``: includes deleted (``IsDeleted = true``) and archived rows."""
-        async for record in self.query(soql, batch_size=batch_size, include_deleted=True):
-            yield record
-
-    async def count(self, soql: str | Query, *, include_deleted: bool = False) -> int:
-        """``totalSize`` of a query (use ``SELECT COUNT() FROM ...`` so no rows are transferred)."""
-        data = await self._json("GET", "queryAll" if include_deleted else "query", params={"q": str(soql)})
-        return self._model(_QueryPage, data, "count").total_size
-
-    async def count_records(self, sobject: str, *conditions: Condition) -> int:
-        """``SELECT COUNT() FROM sobject WHERE ...`` built safely."""
-        query = select("COUNT()").from_(sobject)
-        for condition in conditions:
-            query = query.where(condition)
-        return await self.count(query)
-
-    async def search(self, sosl: str) -> list[Record]:
-        """``GET /search?q=`` (build ``sosl`` with :func:`sfsync.salesforce.soql.sosl_find`)."""
-        data = await self._json("GET", "search/", params={"q": sosl})
-        records = data.get("searchRecords", []) if isinstance(data, dict) else data
-        return list(records or [])
-
-    async def parameterized_search(
-        self,
-        q: str,
-        *,
-        sobjects: Sequence[SearchObject] = (),
-        fields: Sequence[str] = (),
-        overall_limit: int | None = None,
-        in_: Literal["ALL", "NAME", "EMAIL", "PHONE", "SIDEBAR"] | None = None,
-    ) -> list[Record]:
-        """``POST /parameterizedSearch`` (plain text ``q``: no SOSL escaping needed)."""
-        body: dict[str, Any] = {"q": q}
-        if fields:
-            body["fields"] = [_name(f, "field") for f in fields]
-        if sobjects:
-            body["sobjects"] = [
-                {
-                    "name": _name(o.name),
-                    **({"fields": [_name(f, "field") for f in o.fields]} if o.fields else {}),
-                    **({"limit": o.limit} if o.limit is not None else {}),
-                    **({"where": o.where} if o.where else {}),
-                }
-                for o in sobjects
-            ]
-        if overall_limit is not None:
-            body["overallLimit"] = overall_limit
-        if in_ is not None:
-            body["in"] = in_
-        data = await self._json("POST", "parameterizedSearch/", json=body, idempotent=True)
-        records = data.get("searchRecords", []) if isinstance(data, dict) else data
-        return list(records or [])
-
-    # -- replication ------------------------------------------------------------------------------
-
-    @staticmethod
-    def _window(start: datetime, end: datetime) -> dict[str, str]:
-        if start.tzinfo is None or end.tzinfo is None:
-            raise ValueError("start and end must be timezone-aware")
-        fmt = "%Y-%m-%dT%H:%M:%S+00:00"
-        return {"start": start.astimezone(UTC).strftime(fmt), "end": end.astimezone(UTC).strftime(fmt)}
-
-    async def get_updated(self, sobject: str, start: datetime, end: datetime) -> UpdatedResult:
-        """``GET /sobjects/{sobject}/updated/`` (≤ 30 days back; minute granularity)."""
-        data = await self._json("GET", f"sobjects/{_name(sobject)}/updated/", params=self._window(start, end))
-        return self._model(UpdatedResult, data, "getUpdated")
-
-    async def get_deleted(self, sobject: str, start: datetime, end: datetime) -> DeletedResult:
-        """``GET /sobjects/{sobject}/deleted/`` (≤ 15 days back)."""
-        data = await self._json("GET", f"sobjects/{_name(sobject)}/deleted/", params=self._window(start, end))
-        return self._model(DeletedResult, data, "getDeleted")
-
-    # -- sObject Collections ----------------------------------------------------------------------
-
-    @staticmethod
-    def _chunks(items: Sequence[T], size: int) -> Iterable[tuple[int, Sequence[T]]]:
-        for offset in range(0, len(items), size):
-            yield offset, items[offset : offset + size]
-
-    @staticmethod
-    def _results(data: object, offset: int, created_default: bool | None) -> list[RecordResult]:
-        if not isinstance(data, list):
-            raise UnexpectedResponse("collections: expected a JSON array of results")
-        results = []
-        for i, item in enumerate(data):
-            if not isinstance(item, dict):
-                raise UnexpectedResponse("collections: result item is not an object")
-            success = bool(item.get("success"))
-            errors = [parse_error_body(400, e) for e in item.get("errors") or []]
-            created = item.get("created", created_default if success else None)
-            results.append(RecordResult(offset + i, item.get("id"), success, created, errors))
-        return results
-
-    @staticmethod
-    def _check_all_or_none(count: int, all_or_none: bool, size: int = COLLECTION_MAX) -> None:
-        if all_or_none and count > size:
-            raise ValueError(f"all_or_none needs one transaction: at most {size} records")
-
-    @staticmethod
-    def _typed(sobject: str, record: Mapping[str, Any]) -> dict[str, Any]:
-        return {"attributes": {"type": sobject}, **{k: v for k, v in record.items() if k != "attributes"}}
-
-    async def create_many(
-        self, sobject: str, records: Sequence[Mapping[str, Any]], *, all_or_none: bool = False
-    ) -> list[RecordResult]:
-        """``POST /composite/sobjects`` in chunks of 200; results in request order."""
-        _name(sobject)
-        self._check_all_or_none(len(records), all_or_none)
-        results: list[RecordResult] = []
-        for offset, chunk in self._chunks(records, COLLECTION_MAX):
-            body = {"allOrNone": all_or_none, "records": [self._typed(sobject, r) for r in chunk]}
-            data = await self._json("POST", "composite/sobjects", json=body)
-            results += self._results(data, offset, True)
-        return results
-
-    async def update_many(
-        self, sobject: str, records: Sequence[Mapping[str, Any]], *, all_or_none: bool = False
-    ) -> list[RecordResult]:
-        """``PATCH /composite/sobjects``; every record needs its ``Id``."""
-        _name(sobject)
-        self._check_all_or_none(len(records), all_or_none)
-        if any(not (r.get("Id") or r.get("id")) for r in records):
-            raise ValueError("update_many: every record needs an Id")
-        results: list[RecordResult] = []
-        for offset, chunk in self._chunks(records, COLLECTION_MAX):
-            body = {"allOrNone": all_or_none, "records": [self._typed(sobject, r) for r in chunk]}
-            data = await self._json("PATCH", "composite/sobjects", json=body)
-            results += self._results(data, offset, False)
-        return results
-
-    async def upsert_many(
-        self, sobject: str, ext_field: str, records: Sequence[Mapping[str, Any]], *, all_or_none: bool = False
-    ) -> list[RecordResult]:
-        """``PATCH /composite/sobjects/{sobject}/{ext_field}``; ``created`` tells insert from update."""
-        path = f"composite/sobjects/{_name(sobject)}/{_name(ext_field, 'field')}"
-        self._check_all_or_none(len(records), all_or_none)
-        results: list[RecordResult] = []
-        for offset, chunk in self._chunks(records, COLLECTION_MAX):
-            body = {"allOrNone": all_or_none, "records": [self._typed(sobject, r) for r in chunk]}
-            data = await self._json("PATCH", path, json=body)
-            results += self._results(data, offset, None)
-        return results
-
-    async def delete_many(self, ids: Sequence[str], *, all_or_none: bool = False) -> list[RecordResult]:
-        """``DELETE /composite/sobjects?ids=...`` in chunks of 200."""
-        self._check_all_or_none(len(ids), all_or_none)
-        results: list[RecordResult] = []
-        for offset, chunk in self._chunks(ids, COLLECTION_MAX):
-            params = {"ids": ",".join(chunk), "allOrNone": "true" if all_or_none else "false"}
-            data = await self._json("DELETE", "composite/sobjects", params=params)
-            results += self._results(data, offset, False)
-        return results
-
-    async def retrieve_many(self, sobject: str, ids: Sequence[str], fields: Sequence[str]) -> list[Record | None]:
-        """``POST /composite/sobjects/{sobject}`` (≤ 2000 ids a call); ``None`` where an id was not found."""
-        path = f"composite/sobjects/{_name(sobject)}"
-        wanted = [_name(f, "field") for f in fields]
-        out: list[Record | None] = []
-        for _, chunk in self._chunks(ids, RETRIEVE_MAX):
-            data = await self._json("POST", path, json={"ids": list(chunk), "fields": wanted}, idempotent=True)
-            if not isinstance(data, list):
-                raise UnexpectedResponse("retrieve_many: expected a JSON array")
-            out += [r if isinstance(r, dict) else None for r in data]
-        return out
-
-    # -- composite ----------------------------------------------------------------------------------
-
-    async def composite(
-        self,
-        subrequests: Sequence[CompositeSubrequest],
-        *,
-        all_or_none: bool = False,
-        collate_subrequests: bool | None = None,
-    ) -> list[CompositeSubresponse]:
-        """``POST /composite`` (≤ 25 subrequests, one API call); ``@{refId.field}`` references allowed."""
-        if not 1 <= len(subrequests) <= COMPOSITE_MAX:
-            raise ValueError(f"composite takes 1 to {COMPOSITE_MAX} subrequests")
-        refs = [s.reference_id for s in subrequests]
-        if len(set(refs)) != len(refs) or not all(_NAME_RE.match(r) for r in refs):
-            raise ValueError("referenceIds must be unique identifiers (letters, digits, _)")
-        items = []
-        for sub in subrequests:
-            url = sub.url if sub.url.startswith("/") else f"{self.api_path}/{sub.url}"
-            item: dict[str, Any] = {"method": sub.method, "url": url, "referenceId": sub.reference_id}
-            if sub.body is not None:
-                item["body"] = dict(sub.body)
-            if sub.http_headers:
-                item["httpHeaders"] = dict(sub.http_headers)
-            items.append(item)
-        body: dict[str, Any] = {"allOrNone": all_or_none, "compositeRequest": items}
-        if collate_subrequests is not None:
-            body["collateSubrequests"] = collate_subrequests
-        data = await self._json("POST", "composite", json=body)
-        if not isinstance(data, dict) or not isinstance(data.get("compositeResponse"), list):
-            raise UnexpectedResponse("composite: expected compositeResponse")
-        out = []
-        for item in data["compositeResponse"]:
-            status = int(item.get("httpStatusCode", 0))
-            sub_body = item.get("body")
-            error = parse_error_body(status, sub_body) if status >= 400 else None
-            out.append(
-                CompositeSubresponse(
-                    reference_id=str(item.get("referenceId")),
-                    status=status,
-                    body=sub_body,
-                    headers=dict(item.get("httpHeaders") or {}),
-                    error=error,
-                )
-            )
-        return out
-
-    # -- Bulk API 2.0 -----------------------------------------------------------------------------
-
-    async def create_ingest_job(
-        self,
-        sobject: str,
-        operation: Literal["insert", "update", "upsert", "delete", "hardDelete"],
-        *,
-        external_id_field: str | None = None,
-        line_ending: Literal["LF", "CRLF"] = "LF",
-    ) -> BulkJob:
-        """``POST /jobs/ingest`` → an Open job."""
-        if operation == "upsert" and not external_id_field:
-            raise ValueError("an upsert job needs external_id_field")
-        body: dict[str, Any] = {
-            "object": _name(sobject),
-            "operation": operation,
-            "contentType": "CSV",
-            "lineEnding": line_ending,
-            "columnDelimiter": "COMMA",
-        }
-        if external_id_field:
-            body["externalIdFieldName"] = _name(external_id_field, "field")
-        return self._model(BulkJob, await self._json("POST", "jobs/ingest", json=body), "bulk job")
-
-    async def upload_job_data(self, job_id: str, data: str | bytes) -> None:
-        """``PUT /jobs/ingest/{id}/batches`` with CSV; Salesforce answers exactly 201, no body."""
-        content = data.encode() if isinstance(data, str) else data
-        await self.request(
-            "PUT", f"jobs/ingest/{quote(job_id, safe='')}/batches", content=content,
-            headers={"Content-Type": "text/csv"}, ok=(201,),
-        )  # fmt: skip
-
-    async def _set_ingest_state(self, job_id: str, state: str) -> BulkJob:
-        data = await self._json("PATCH", f"jobs/ingest/{quote(job_id, safe='')}", json={"state": state})
-        return self._model(BulkJob, data, "bulk job")
-
-    async def close_ingest_job(self, job_id: str) -> BulkJob:
-        """``PATCH {"state": "UploadComplete"}``: nothing is processed before this."""
-        return await self._set_ingest_state(job_id, "UploadComplete")
-
-    async def abort_ingest_job(self, job_id: str) -> BulkJob:
-        return await self._set_ingest_state(job_id, "Aborted")
-
-    async def get_job(self, job_id: str, *, kind: Literal["ingest", "query"] = "ingest") -> BulkJob:
-        data = await self._json("GET", f"jobs/{kind}/{quote(job_id, safe='')}")
-        return self._model(BulkJob, data, "bulk job")
-
-    async def wait_for_job(self, job_id: str, *, kind: Literal["ingest", "query"] = "ingest") -> BulkJob:
-        """Poll until JobComplete/Failed/Aborted, backing off from ``bulk_poll_initial_s`` to ``bulk_poll_max_s``."""
-        deadline = self._clock() + self.settings.bulk_timeout_s
-        delay = self.settings.bulk_poll_initial_s
-        while True:
-            job = await self.get_job(job_id, kind=kind)
-            if job.state in _BULK_DONE:
-                return job
-            if self._clock() + delay > deadline:
-                raise SalesforceRetriableError(
-                    f"bulk job {job_id} still {job.state} after {self.settings.bulk_timeout_s:.0f}s",
-                    error_code="BULK_TIMEOUT",
-                )
-            await self._sleep(delay)
-            delay = min(delay * 2, self.settings.bulk_poll_max_s)
-
-    async def _csv(self, path: str, params: Mapping[str, str | int] | None = None) -> httpx.Response:
-        return await self.request("GET", path, params=params, headers={"Accept": "text/csv"})
-
-    async def successful_results(self, job_id: str) -> list[BulkSuccess]:
-        """``successfulResults/``: ``sf__Id``, ``sf__Created`` and the original columns."""
-        response = await self._csv(f"jobs/ingest/{quote(job_id, safe='')}/successfulResults/")
-        return [
-            BulkSuccess(
-                id=row.pop("sf__Id", ""),
-                created=row.pop("sf__Created", "false").lower() == "true",
-                row=row,
-            )
-            for row in _parse_csv(response.text)
-        ]
-
-    async def failed_results(self, job_id: str) -> list[BulkFailure]:
-        """``failedResults/``: ``sf__Error`` (``CODE:message:fields--``) classified like any error."""
-        response = await self._csv(f"jobs/ingest/{quote(job_id, safe='')}/failedResults/")
-        out = []
-        for row in _parse_csv(response.text):
-            record_id = row.pop("sf__Id", "") or None
-            error = parse_bulk_error(row.pop("sf__Error", ""))
-            out.append(BulkFailure(id=record_id, error=error, row=row))
-        return out
-
-    async def unprocessed_records(self, job_id: str) -> list[dict[str, str]]:
-        """``unprocessedrecords/``: rows never processed (job aborted or failed)."""
-        response = await self._csv(f"jobs/ingest/{quote(job_id, safe='')}/unprocessedrecords/")
-        return _parse_csv(response.text)
-
-    async def bulk_ingest(
-        self,
-        sobject: str,
-        operation: Literal["insert", "update", "upsert", "delete", "hardDelete"],
-        records: Sequence[Mapping[str, Any]] | str,
-        *,
-        external_id_field: str | None = None,
-    ) -> BulkIngestResult:
-        """Create a job, upload, close, wait, then fetch successful/failed/unprocessed rows.
-
-        A job that ends ``Failed``/``Aborted`` still returns its results (``job.state`` says so);
-        the caller decides. Upload failures abort the job before re-raising.
-        """
-        job = await self.create_ingest_job(sobject, operation, external_id_field=external_id_field)
-        try:
-            await self.upload_job_data(job.id, records if isinstance(records, str) else records_to_csv(records))
-        except SalesforceError:
-            await self.abort_ingest_job(job.id)
-            raise
-        await self.close_ingest_job(job.id)
-        job = await self.wait_for_job(job.id)
-        successful = await self.successful_results(job.id)
-        failed = await self.failed_results(job.id)
-        unprocessed = await self.unprocessed_records(job.id) if job.state != "JobComplete" else []
-        return BulkIngestResult(job=job, successful=successful, failed=failed, unprocessed=unprocessed)
-
-    async def bulk_query(
-        self, soql: str | Query, *, include_deleted: bool = False, max_records: int | None = None
-    ) -> AsyncIterator[dict[str, str]]:
-        """A Bulk API 2.0 query job, yielding CSV rows page by page (``Sforce-Locator`` until ``"null"``)."""
-        body = {"operation": "queryAll" if include_deleted else "query", "query": str(soql)}
-        job = self._model(BulkJob, await self._json("POST", "jobs/query", json=body), "bulk query job")
-        job = await self.wait_for_job(job.id, kind="query")
-        if job.state != "JobComplete":
-            raise SalesforceFatalError(
-                f"bulk query job {job.id} ended {job.state}: {job.error_message or 'no message'}",
-                error_code="BULK_JOB_FAILED",
-            )
-        locator: str | None = None
-        while True:
-            params: dict[str, str | int] = {}
-            if max_records:
-                params["maxRecords"] = max_records
-            if locator:
-                params["locator"] = locator
-            response = await self._csv(f"jobs/query/{quote(job.id, safe='')}/results", params or None)
-            for row in _parse_csv(response.text):
-                yield row
-            locator = response.headers.get("Sforce-Locator")
-            if not locator or locator == "null":
-                return

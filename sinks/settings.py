@@ -10,7 +10,7 @@ from typing import Any, Self
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from sfsync.salesforce.client import COLLECTION_MAX
+from sfsync.salesforce.composite import COLLECTION_MAX
 from sfsync.settings import KafkaConnection, RegistryConnection, load
 
 BATCH_MAX = 10 * COLLECTION_MAX

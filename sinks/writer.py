@@ -45,7 +45,8 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 from sfsync.errors import FatalError, SfsyncError
-from sfsync.salesforce.client import COLLECTION_MAX, RecordResult, SalesforceClient
+from sfsync.salesforce.client import SalesforceClient
+from sfsync.salesforce.composite import COLLECTION_MAX, RecordResult
 from sfsync.salesforce.errors import (
     SalesforceError,
     SalesforceFatalError,

@@ -34,7 +34,7 @@ from sfsync.salesforce import (
     select,
 )
 from sfsync.salesforce.auth import RefreshTokenAuth, token_signature
-from sfsync.salesforce.client import records_to_csv
+from sfsync.salesforce.bulk import records_to_csv
 from sfsync.salesforce.errors import AuthenticationError, RolledBack
 from sfsync.salesforce.limits import ApiBudget
 from sfsync.salesforce.settings import SalesforceSettings

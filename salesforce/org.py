@@ -1,0 +1,58 @@
+"""Org-level reads: API versions, ``/limits`` (which also refresh the budget), record counts.
+
+Every call goes through :meth:`SalesforceClient.request <sfsync.salesforce.client.SalesforceClient.request>`:
+all are GETs, so they are retried on transport and retriable errors, and they raise only
+:mod:`sfsync.salesforce.errors` kinds; a body of an unexpected shape raises :class:`UnexpectedResponse`.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from sfsync.salesforce.errors import UnexpectedResponse
+from sfsync.salesforce.limits import budget_from_limits
+from sfsync.salesforce.rest import ApiModel, RestCaller, api_name, parse_model
+
+
+class ApiVersion(ApiModel):
+    """One entry of ``GET /services/data/``."""
+
+    version: str
+    url: str
+    label: str
+
+
+class Limit(ApiModel):
+    """One ``/limits`` entry."""
+
+    max: int = Field(alias="Max")
+    remaining: int = Field(alias="Remaining")
+
+
+class OrgApi(RestCaller):
+    """The org-level calls of :class:`~sfsync.salesforce.client.SalesforceClient`."""
+
+    async def versions(self) -> list[ApiVersion]:
+        """``GET /services/data/`` without a session (free: does not count against the API allocation)."""
+        data = await self._json("GET", "/services/data/", authenticated=False)
+        if not isinstance(data, list):
+            raise UnexpectedResponse("versions: expected a JSON array")
+        return [parse_model(ApiVersion, v, "versions") for v in data]
+
+    async def limits(self) -> dict[str, Limit]:
+        """``GET /limits``, keyed by limit name; also refreshes :attr:`budget` from ``DailyApiRequests``."""
+        data = await self._json("GET", "limits")
+        if not isinstance(data, dict):
+            raise UnexpectedResponse("limits: expected a JSON object")
+        result = {name: parse_model(Limit, entry, "limits") for name, entry in data.items() if isinstance(entry, dict)}
+        self.budget.update(budget_from_limits({k: {"Max": v.max, "Remaining": v.remaining} for k, v in result.items()}))
+        return result
+
+    async def record_counts(self, *sobjects: str) -> dict[str, int]:
+        """``GET /limits/recordCount[?sObjects=...]``: approximate record counts per object (no SOQL needed).
+
+        A name that is not an API name raises :class:`ValueError` before anything is sent.
+        """
+        params = {"sObjects": ",".join(api_name(s) for s in sobjects)} if sobjects else None
+        data = await self._json("GET", "limits/recordCount", params=params)
+        return {str(item["name"]): int(item["count"]) for item in (data or {}).get("sObjects", [])}

@@ -1,0 +1,118 @@
+"""SOQL queries (``/query``, ``/queryAll``, paged by ``nextRecordsUrl``) and SOSL / parameterized search.
+
+Every call goes through :meth:`SalesforceClient.request <sfsync.salesforce.client.SalesforceClient.request>`,
+so each page is retried on its own (a failure mid-query does not replay the pages already
+yielded) and only :mod:`sfsync.salesforce.errors` kinds are raised: a malformed query is a
+:class:`MetadataError` (fatal), a page of an unexpected shape an :class:`UnexpectedResponse`.
+Build SOQL with :mod:`sfsync.salesforce.soql` so values are escaped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sfsync.salesforce.rest import ApiModel, Record, RestCaller, api_name, parse_model
+from sfsync.salesforce.soql import Condition, Query, select
+
+
+@dataclass(frozen=True)
+class SearchObject:
+    """One object of a parameterized search (``sobjects[]``)."""
+
+    name: str
+    fields: Sequence[str] = ()
+    limit: int | None = None
+    where: str | None = None
+
+
+class _QueryPage(ApiModel):
+    total_size: int
+    done: bool
+    next_records_url: str | None = None
+    records: list[Record]
+
+
+class QueryApi(RestCaller):
+    """The query and search calls of :class:`~sfsync.salesforce.client.SalesforceClient`."""
+
+    async def query(
+        self, soql: str | Query, *, batch_size: int | None = None, include_deleted: bool = False
+    ) -> AsyncIterator[Record]:
+        """Every record of a SOQL query: ``GET /query?q=``, then each ``nextRecordsUrl`` until ``done``.
+
+        ``batch_size`` (200-2000, else :class:`ValueError`) is sent as
+        ``Sforce-Query-Options: batchSize=N``; ``include_deleted`` uses ``/queryAll`` (deleted and
+        archived rows too).
+        """
+        if batch_size is not None and not 200 <= batch_size <= 2000:
+            raise ValueError("batch_size must be between 200 and 2000")
+        headers = {"Sforce-Query-Options": f"batchSize={batch_size}"} if batch_size else {}
+        resource = "queryAll" if include_deleted else "query"
+        data = await self._json("GET", resource, params={"q": str(soql)}, headers=headers)
+        while True:
+            page = parse_model(_QueryPage, data, resource)
+            for record in page.records:
+                yield record
+            if page.done or not page.next_records_url:
+                return
+            data = await self._json("GET", page.next_records_url, headers=headers)
+
+    async def query_all(self, soql: str | Query, *, batch_size: int | None = None) -> AsyncIterator[Record]:
+        """Like :meth:`query` via ``/queryAll``: includes deleted (``IsDeleted = true``) and archived rows."""
+        async for record in self.query(soql, batch_size=batch_size, include_deleted=True):
+            yield record
+
+    async def count(self, soql: str | Query, *, include_deleted: bool = False) -> int:
+        """``totalSize`` of one ``GET /query`` (use ``SELECT COUNT() FROM ...`` so no rows are transferred)."""
+        data = await self._json("GET", "queryAll" if include_deleted else "query", params={"q": str(soql)})
+        return parse_model(_QueryPage, data, "count").total_size
+
+    async def count_records(self, sobject: str, *conditions: Condition) -> int:
+        """``SELECT COUNT() FROM sobject WHERE ...`` built safely, sent as :meth:`count`."""
+        query = select("COUNT()").from_(sobject)
+        for condition in conditions:
+            query = query.where(condition)
+        return await self.count(query)
+
+    async def search(self, sosl: str) -> list[Record]:
+        """``GET /search?q=`` → ``searchRecords`` (build ``sosl`` with :func:`sfsync.salesforce.soql.sosl_find`)."""
+        data = await self._json("GET", "search/", params={"q": sosl})
+        records = data.get("searchRecords", []) if isinstance(data, dict) else data
+        return list(records or [])
+
+    async def parameterized_search(
+        self,
+        q: str,
+        *,
+        sobjects: Sequence[SearchObject] = (),
+        fields: Sequence[str] = (),
+        overall_limit: int | None = None,
+        in_: Literal["ALL", "NAME", "EMAIL", "PHONE", "SIDEBAR"] | None = None,
+    ) -> list[Record]:
+        """``POST /parameterizedSearch`` (plain text ``q``: no SOSL escaping needed) → ``searchRecords``.
+
+        It only reads, so it is retried like a GET. Names that are not API names raise
+        :class:`ValueError` before anything is sent.
+        """
+        body: dict[str, Any] = {"q": q}
+        if fields:
+            body["fields"] = [api_name(f, "field") for f in fields]
+        if sobjects:
+            body["sobjects"] = [
+                {
+                    "name": api_name(o.name),
+                    **({"fields": [api_name(f, "field") for f in o.fields]} if o.fields else {}),
+                    **({"limit": o.limit} if o.limit is not None else {}),
+                    **({"where": o.where} if o.where else {}),
+                }
+                for o in sobjects
+            ]
+        if overall_limit is not None:
+            body["overallLimit"] = overall_limit
+        if in_ is not None:
+            body["in"] = in_
+        data = await self._json("POST", "parameterizedSearch/", json=body, idempotent=True)
+        records = data.get("searchRecords", []) if isinstance(data, dict) else data
+        return list(records or [])
