@@ -15,8 +15,9 @@ sfsync_poller_assigned_objects                 gauge      -
 
 from __future__ import annotations
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from sfsync.errors import FatalError
 from sfsync.ops.metrics import LATENCY_BUCKETS, MetricsServer
 from sfsync.salesforce.limits import endpoint_of
 
@@ -68,9 +69,6 @@ class SourceMetrics:
 
     def serve(self, port: int, addr: str = "0.0.0.0") -> MetricsServer:  # noqa: S104 - a pod's metrics port
         """Serve ``/metrics`` on ``addr:port`` (0: any free port) in a daemon thread."""
-        from prometheus_client import start_http_server
-
-        from sfsync.errors import FatalError
 
         try:
             server, thread = start_http_server(port, addr, registry=self.registry)

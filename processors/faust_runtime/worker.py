@@ -15,6 +15,10 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+import faust
+
+from sfsync.errors import SfsyncError
+
 __all__ = ["command_main", "run_faust_worker"]
 
 
@@ -25,7 +29,6 @@ def run_faust_worker(
 
     Installs signal handlers: call it in the process's main thread. ``closers`` run afterwards, in
     order, whatever happened (producers outside Faust, the metrics server...)."""
-    import faust
 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
@@ -50,7 +53,6 @@ def run_faust_worker(
 def command_main(run: Callable[..., int], argv: Iterable[str] | None = None) -> None:
     """``python -m <module> [max_seconds]``: log to stderr, run, exit with the status (2: sfsync's
     own start-up error, printed as one line)."""
-    from sfsync.errors import SfsyncError
 
     args = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from confluent_kafka.admin import AdminClient
 
 from sfsync.errors import ServiceUnavailableError, StackError
 from sfsync.settings import StackSettings
@@ -555,7 +556,6 @@ def wait_tcp(host: str, port: int, timeout_s: float, check: Callable[[], None] =
 
 def wait_kafka(bootstrap: str, timeout_s: float, check: Callable[[], None] = lambda: None) -> None:
     """Wait until a Kafka cluster answers a metadata request (bounded)."""
-    from confluent_kafka.admin import AdminClient
 
     deadline = time.monotonic() + max(timeout_s, 1.0)
     conf: dict[str, Any] = {"bootstrap.servers": bootstrap, "log_level": 0, "logger": _quiet_logger()}

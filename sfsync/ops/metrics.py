@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Literal, Protocol
 
-from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
 from sfsync.errors import FatalError
 
@@ -58,7 +58,6 @@ def serve_registry(registry: CollectorRegistry, port: int, addr: str = "0.0.0.0"
     Raises:
         FatalError: the port cannot be bound.
     """
-    from prometheus_client import start_http_server
 
     try:
         server, thread = start_http_server(port, addr, registry=registry)

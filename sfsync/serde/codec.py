@@ -44,7 +44,7 @@ class AvroEncoder:
         if register:
             self.schema_id = registry.register(subject, schema.schema_str)
         else:
-            self.schema_id = _lookup(registry, subject, schema.schema_str)
+            self.schema_id = registry.lookup(subject, schema.schema_str)
         header = HEADER.pack(MAGIC, self.schema_id)
         # Writing the chosen union branch directly gives the same bytes as writing the union,
         # without fastavro searching the union for the branch.
@@ -96,15 +96,6 @@ class AvroEncoder:
         except Exception as exc:  # noqa: BLE001 - fastavro raises ValueError/TypeError/AttributeError...
             raise explain_invalid(self.schema, record_name, value, exc) from None
         return buf.getvalue()
-
-
-def _lookup(registry: SchemaRegistry, subject: str, schema_str: str) -> int:
-    from confluent_kafka.schema_registry import Schema
-
-    registered = registry._call(
-        f"looking up {subject}", registry._client.lookup_schema, subject, Schema(schema_str, "AVRO")
-    )
-    return int(registered.schema_id)
 
 
 class AvroDecoder:

@@ -6,6 +6,8 @@ import json
 from typing import Any
 
 import fastavro
+from confluent_kafka.schema_registry import ConfigCompatibilityLevel, Schema, SchemaRegistryClient, ServerConfig
+from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from sfsync.errors import SchemaError, ServiceUnavailableError
 from sfsync.settings import RegistryConnection
@@ -18,7 +20,6 @@ class SchemaRegistry:
     def __init__(
         self, url: str, *, timeout_s: float = 5.0, username: str | None = None, password: str | None = None
     ) -> None:
-        from confluent_kafka.schema_registry import SchemaRegistryClient
 
         conf: dict[str, Any] = {
             "url": url,
@@ -34,7 +35,6 @@ class SchemaRegistry:
         self._by_id: dict[int, Any] = {}
 
     def _call(self, what: str, func: Any, *args: Any) -> Any:
-        from confluent_kafka.schema_registry.error import SchemaRegistryError
 
         try:
             return func(*args)
@@ -74,9 +74,15 @@ class SchemaRegistry:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def lookup(self, subject: str, schema_str: str) -> int:
+        """The id under which ``schema_str`` is registered for ``subject``; raises if it is not registered."""
+        registered = self._call(
+            f"looking up {subject}", self._client.lookup_schema, subject, Schema(schema_str, "AVRO")
+        )
+        return int(registered.schema_id)
+
     def register(self, subject: str, schema_str: str) -> int:
         """Register (or find) ``schema_str`` under ``subject``; the registry enforces compatibility."""
-        from confluent_kafka.schema_registry import Schema
 
         return int(
             self._call(f"registering {subject}", self._client.register_schema, subject, Schema(schema_str, "AVRO"))
@@ -84,8 +90,6 @@ class SchemaRegistry:
 
     def is_compatible(self, subject: str, schema_str: str) -> bool:
         """Whether ``schema_str`` may be registered under ``subject`` (True when the subject is new)."""
-        from confluent_kafka.schema_registry import Schema
-        from confluent_kafka.schema_registry.error import SchemaRegistryError
 
         try:
             return bool(self._client.test_compatibility(subject, Schema(schema_str, "AVRO")))
@@ -97,7 +101,6 @@ class SchemaRegistry:
             raise ServiceUnavailableError(f"schema registry at {self.url} did not answer") from exc
 
     def set_compatibility(self, subject: str, level: str) -> None:
-        from confluent_kafka.schema_registry import ConfigCompatibilityLevel, ServerConfig
 
         self._call(
             f"setting compatibility of {subject}",
