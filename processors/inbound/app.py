@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sfsync.errors import SkippableRecordError
+from sfsync.kafka.admin import ensure_topics
 from sfsync.mapping import MappingFile, load_mappings
 from sfsync.ops.dlq import DeadLetterQueue, OriginalRecord, Stage
 from sfsync.processors.faust_runtime.changelogs import ensure_changelogs
@@ -70,7 +71,7 @@ from sfsync.processors.outbound.app import Parked, _brokers, _credentials, _head
 from sfsync.serde.codec import AvroDecoder, AvroEncoder
 from sfsync.serde.registry import SchemaRegistry
 from sfsync.serde.schema import load_topic_schema
-from sfsync.topics import CHANGES, DLQ, MEMBERS_INBOUND, RESULTS, SALESFORCE_EDITS, ensure_topics
+from sfsync.topics import CHANGES, DLQ, MEMBERS_INBOUND, RESULTS, SALESFORCE_EDITS
 
 if TYPE_CHECKING:
     import faust

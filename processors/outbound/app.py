@@ -63,6 +63,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sfsync.errors import SkippableRecordError
+from sfsync.kafka.admin import ensure_topics
 from sfsync.mapping import Mapping as MappingRule
 from sfsync.mapping import MappingFile, load_mappings
 from sfsync.ops.dlq import DeadLetterQueue, OriginalRecord, Stage
@@ -75,7 +76,7 @@ from sfsync.processors.outbound.writes import WritesProducer
 from sfsync.serde.codec import AvroDecoder, AvroEncoder
 from sfsync.serde.registry import SchemaRegistry
 from sfsync.serde.schema import load_topic_schema
-from sfsync.topics import DLQ, PRODUCT_TOPICS, RESULTS, SALESFORCE_EDITS, WRITES, TopicSpec, ensure_topics
+from sfsync.topics import DLQ, PRODUCT_TOPICS, RESULTS, SALESFORCE_EDITS, WRITES, TopicSpec
 
 if TYPE_CHECKING:
     import faust
@@ -330,6 +331,13 @@ def _headers(message: Any) -> list[tuple[str, bytes]]:
     return [(str(k), bytes(v or b"")) for k, v in items]
 
 
+def _original(message: Any) -> OriginalRecord:
+    """The record a Faust ``message`` carries, as the DLQ parks it."""
+    return OriginalRecord(
+        message.topic, message.partition, message.offset, message.key, message.value, tuple(_headers(message))
+    )
+
+
 async def _park_all(dlq: DeadLetterQueue, parked: Sequence[Parked], metrics: ProcessorMetrics | None = None) -> None:
     for p in parked:
         log.warning(
@@ -485,11 +493,7 @@ def _build(
                 try:
                     _, result = decoder.decode(message.value or b"")
                 except SkippableRecordError as exc:
-                    original = OriginalRecord(
-                        message.topic, message.partition, message.offset, message.key, message.value,
-                        tuple(_headers(message)),
-                    )  # fmt: skip
-                    await _park_all(dlq, [Parked(original, exc, Stage.VALUE_CONVERTER)], metrics)
+                    await _park_all(dlq, [Parked(_original(message), exc, Stage.VALUE_CONVERTER)], metrics)
                     continue
                 entry = identity_of_result(result)
                 # an identity already known is not set again: each set is a changelog record
@@ -508,12 +512,8 @@ def _build(
             message = event.message
             try:
                 if not learn_edit(decoder, message.value, clock):
-                    original = OriginalRecord(
-                        message.topic, message.partition, message.offset, message.key, message.value,
-                        tuple(_headers(message)),
-                    )  # fmt: skip
                     reason = SkippableRecordError("not a decodable SalesforceEdit")
-                    await _park_all(dlq, [Parked(original, reason, Stage.VALUE_CONVERTER)], metrics)
+                    await _park_all(dlq, [Parked(_original(message), reason, Stage.VALUE_CONVERTER)], metrics)
             except Exception as exc:  # noqa: BLE001
                 await crash(exc)
                 return
