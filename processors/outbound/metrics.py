@@ -12,7 +12,7 @@ name                                           kind       labels
 sfsync_processor_events_in_total               counter    event_type (``unknown``: undecodable)
 sfsync_processor_writes_planned_total          counter    sobject (sent to ``sfsync.writes``)
 sfsync_processor_stale_writes_dropped_total    counter    sobject (older than the record's clock)
-sfsync_processor_dlq_records_total             counter    stage (VALUE_CONVERTER, TRANSFORMATION)
+sfsync_processor_dlq_records_total             counter    stage (VALUE_CONVERTER, TRANSFORMATION, KAFKA_PRODUCE)
 sfsync_processor_planning_seconds              histogram  - (decode -> plan -> encode, per event)
 sfsync_processor_identities_learnt_total       counter    sobject (new or changed identities)
 sfsync_consumer_lag                            gauge      topic, partition

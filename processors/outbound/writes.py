@@ -9,6 +9,11 @@ a crash at any point loses no write (the uncommitted events are planned again af
 ``sfsync.writes`` is at least once whatever the processing guarantee (see :mod:`sfsync.processors.outbound.app`);
 the records are partitioned like the Java client and aiokafka do (murmur2 of the key), so a record
 key keeps its partition.
+
+A write larger than the topic accepts (its ``max.message.bytes``, read when the producer is built)
+is refused by :meth:`WritesProducer.send` before it is queued
+(:class:`~sfsync.kafka.errors.RecordRejectedError`, code ``MSG_SIZE_TOO_LARGE``): the processor parks
+its event in the DLQ and goes on, instead of failing the flush before every commit.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
+from sfsync.errors import SfsyncError
+from sfsync.kafka.admin import max_message_bytes
 from sfsync.kafka.clients import RawDeliveryCallback, new_producer
 from sfsync.kafka.delivery import MAX_FAILURES_KEPT, Outbox, ProducerLike
 
@@ -30,8 +37,11 @@ def new_writes_producer(
     kafka_config: Mapping[str, Any],
     on_delivery: RawDeliveryCallback,
     delivery_timeout_s: float,
+    max_message_bytes: int | None = None,
 ) -> ProducerLike:
-    """An idempotent ``acks=all`` librdkafka producer that reports failed deliveries only, to ``on_delivery``.
+    """An idempotent ``acks=all`` librdkafka producer that reports failed deliveries only, to
+    ``on_delivery``; with ``max_message_bytes`` (the topic's), it refuses in ``produce()`` a record
+    the topic would refuse.
 
     Raises:
         ConfigError: the Kafka settings are invalid.
@@ -42,8 +52,19 @@ def new_writes_producer(
         delivery_timeout_s=delivery_timeout_s,
         on_delivery=on_delivery,
         errors_only=True,  # no Python callback per delivered record
+        max_message_bytes=max_message_bytes,
         options={"partitioner": "murmur2_random"},  # the Java client's and aiokafka's: a key keeps its partition
     )
+
+
+def _topic_limit(kafka_config: Mapping[str, Any], topic: str) -> int | None:
+    try:
+        return max_message_bytes(kafka_config, topic)
+    except SfsyncError as exc:
+        log.warning(
+            "%s: max.message.bytes unknown (%s); a write larger than the topic accepts fails its delivery", topic, exc
+        )
+        return None
 
 
 class WritesProducer:
@@ -68,7 +89,12 @@ class WritesProducer:
         self.topic = topic
         self.delivery_timeout_s = delivery_timeout_s
         if factory is None:
-            factory = partial(new_writes_producer, kafka_config, delivery_timeout_s=delivery_timeout_s)
+            factory = partial(
+                new_writes_producer,
+                kafka_config,
+                delivery_timeout_s=delivery_timeout_s,
+                max_message_bytes=_topic_limit(kafka_config, topic),
+            )
         self._outbox = Outbox(factory=factory, label=topic, timeout_s=delivery_timeout_s, sticky=True)
 
     @property
@@ -80,8 +106,8 @@ class WritesProducer:
         """Queue one write (waits, at most the delivery timeout, while librdkafka's queue is full).
 
         Raises:
-            RecordRejectedError: Kafka refuses this write whenever it is sent (e.g.
-                ``MSG_SIZE_TOO_LARGE``); it was not queued.
+            RecordRejectedError: Kafka refuses this write whenever it is sent (larger than the topic
+                accepts: ``MSG_SIZE_TOO_LARGE``); it was not queued, park its event.
             DeliveryError: the write could not be queued; do not commit its event's offset.
         """
         self._outbox.send(self.topic, value, key)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic  # type: ignore[attr-defined]
 
 from sfsync.errors import FatalError, ServiceUnavailableError
 from sfsync.kafka.errors import construction_error, translate
@@ -21,6 +21,7 @@ from sfsync.topics import ALL_TOPICS, TopicSpec
 __all__ = [
     "delete_topics",
     "ensure_topics",
+    "max_message_bytes",
     "new_admin",
     "topic_partition_counts",
     "wait_for_cluster",
@@ -137,6 +138,25 @@ def topic_partition_counts(kafka_config: Mapping[str, Any], timeout_s: float = 1
     """
     topics = _topics(new_admin(kafka_config), timeout_s, kafka_config)
     return {name: len(meta.partitions) for name, meta in topics.items()}
+
+
+def max_message_bytes(kafka_config: Mapping[str, Any], topic: str, timeout_s: float = 10.0) -> int:
+    """The ``max.message.bytes`` of ``topic``: the largest record batch it accepts.
+
+    Raises:
+        ServiceUnavailableError / FatalError: Kafka did not answer, or refused to describe the topic
+            (e.g. no DescribeConfigs permission).
+    """
+    admin = new_admin(kafka_config)
+    resource = ConfigResource("TOPIC", topic)
+    try:
+        described = admin.describe_configs([resource], request_timeout=timeout_s)[resource].result(timeout=timeout_s)
+    except KafkaException as exc:
+        raise translate(exc, f"describing topic {topic}") from exc
+    entry = described.get("max.message.bytes")
+    if entry is None or entry.value is None or not str(entry.value).isdigit():
+        raise FatalError(f"topic {topic} has no readable max.message.bytes ({entry!r})")
+    return int(entry.value)
 
 
 def wait_for_cluster(

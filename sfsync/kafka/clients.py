@@ -28,6 +28,7 @@ from sfsync.kafka.errors import construction_error, translate
 
 __all__ = [
     "OFFSET_BEGINNING",
+    "RECORD_BATCH_OVERHEAD",
     "KafkaConsumer",
     "Message",
     "RawDeliveryCallback",
@@ -41,6 +42,13 @@ log = logging.getLogger(__name__)
 
 RawDeliveryCallback = Callable[[KafkaError | None, Message], None]
 """librdkafka's delivery report callback: ``(error or None, message)``."""
+
+RECORD_BATCH_OVERHEAD = 61
+"""Bytes a record batch adds to its records (Kafka's v2 batch header). A topic's ``max.message.bytes``
+bounds a whole batch; a producer whose ``message.max.bytes`` is that minus this refuses, in
+``produce()``, each record the topic would refuse, and builds no batch the topic refuses."""
+
+_MIN_MESSAGE_MAX_BYTES = 1000  # librdkafka's lower bound for message.max.bytes
 
 
 def build_producer(config: Mapping[str, Any], client: str) -> Producer:
@@ -62,6 +70,7 @@ def new_producer(
     delivery_timeout_s: float | None = None,
     on_delivery: RawDeliveryCallback | None = None,
     errors_only: bool = False,
+    max_message_bytes: int | None = None,
     options: Mapping[str, Any] | None = None,
 ) -> Producer:
     """An idempotent producer (``enable.idempotence``, ``acks=all``, ``linger.ms`` 5), librdkafka's
@@ -69,7 +78,9 @@ def new_producer(
 
     ``delivery_timeout_s`` bounds each record's delivery (``message.timeout.ms``; None: librdkafka's
     default); ``on_delivery`` receives the delivery reports, only the failed ones with
-    ``errors_only``.
+    ``errors_only``; ``max_message_bytes`` is the ``max.message.bytes`` of the topic it writes to: a
+    record the topic would refuse is then refused by ``produce()`` (``MSG_SIZE_TOO_LARGE``), before
+    it is queued.
 
     Raises:
         ConfigError: librdkafka refused the configuration (e.g. an unknown SASL mechanism).
@@ -88,6 +99,8 @@ def new_producer(
         config["on_delivery"] = on_delivery
     if errors_only:
         config["delivery.report.only.error"] = True
+    if max_message_bytes is not None:
+        config["message.max.bytes"] = max(_MIN_MESSAGE_MAX_BYTES, max_message_bytes - RECORD_BATCH_OVERHEAD)
     config.update(options or {})
     return build_producer(config, client_id)
 

@@ -10,6 +10,8 @@ from confluent_kafka import KafkaError
 from sfsync.errors import ConfigError, FatalError, RetriableError, ServiceUnavailableError
 from sfsync.kafka.admin import new_admin
 from sfsync.kafka.clients import KafkaConsumer, TopicPartition, new_consumer, new_producer
+from sfsync.kafka.delivery import Outbox
+from sfsync.kafka.errors import RecordRejectedError
 from tests.unit.kafka.fakes import FakeMessage, FakeRawConsumer, kafka_exception
 
 NOWHERE = {"bootstrap.servers": "127.0.0.1:9", "log_level": 0}  # nothing listens there; the tests need no broker
@@ -41,6 +43,16 @@ def test_a_sasl_mechanism_librdkafka_does_not_know_is_a_config_error_naming_the_
 def test_an_unknown_property_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="No such configuration property"):
         new_producer(NOWHERE, "p", options={"no.such.property": 1})
+
+
+def test_a_producer_fitted_to_a_topic_refuses_a_larger_record_before_queueing_it() -> None:
+    producer = new_producer(NOWHERE, "p", delivery_timeout_s=1, max_message_bytes=65_536, options={"log_level": 0})
+    outbox = Outbox(producer, label="p.sfsync.writes", timeout_s=1)
+    with pytest.raises(RecordRejectedError) as caught:
+        outbox.send("p.sfsync.writes", b"x" * 70_000, b"Contact:a")
+    assert caught.value.code == "MSG_SIZE_TOO_LARGE"
+    assert (caught.value.topic, caught.value.key) == ("p.sfsync.writes", "Contact:a")
+    assert outbox.sent == 0
 
 
 def consumer(**kwargs: Any) -> tuple[KafkaConsumer, FakeRawConsumer]:
