@@ -72,6 +72,7 @@ from sfsync.devtools.demo_scenario import (
     rep_edit_schedule,
 )
 from sfsync.errors import FatalError, SfsyncError
+from sfsync.kafka.admin import ensure_topics
 from sfsync.kafka.clients import OFFSET_BEGINNING, KafkaConsumer, TopicPartition, build_producer, new_consumer
 from sfsync.kafka.delivery import ANY_TOPIC, Outbox
 
@@ -281,7 +282,6 @@ def create_changelogs(kafka_config: Mapping[str, Any], children: Sequence[Child]
     Workaround: a Faust worker creates them itself, but its first partition assignment can run on
     metadata that does not list a topic created ~100 ms earlier; the table then has no changelog
     partitions and the app crashes (PartitionsMismatch) at its first record. Seen in 2 of 6 demo runs."""
-    from sfsync.kafka.admin import ensure_topics
     from sfsync.topics import TopicSpec
 
     run = prefix.rstrip(".")
@@ -734,7 +734,6 @@ def _new_prefix() -> str:
 
 def _run(state: _Run) -> DemoReport:
     from sfsync.devtools.stack import Stack
-    from sfsync.kafka.admin import ensure_topics
     from sfsync.producers.fake import CommunitySimulator
     from sfsync.producers.publisher import Publisher
     from sfsync.settings import PublisherSettings, StackSettings, load
