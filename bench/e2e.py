@@ -64,6 +64,7 @@ import httpx  # noqa: E402
 from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
 
 from sfsync.devtools.stack import listening_pid, stop_process_group  # noqa: E402
+from sfsync.kafka.admin import delete_topics, ensure_topics  # noqa: E402
 from sfsync.processors.outbound.settings import ProcessorSettings  # noqa: E402
 from sfsync.producers import events as ev  # noqa: E402
 from sfsync.producers.fake import CommunitySimulator  # noqa: E402
@@ -72,7 +73,7 @@ from sfsync.serde.codec import AvroDecoder  # noqa: E402
 from sfsync.serde.registry import SchemaRegistry  # noqa: E402
 from sfsync.settings import PublisherSettings, load  # noqa: E402
 from sfsync.sinks.settings import SinkSettings  # noqa: E402
-from sfsync.topics import ALL_TOPICS, MEMBERS, RESULTS, WRITES, TopicSpec, delete_topics, ensure_topics  # noqa: E402
+from sfsync.topics import ALL_TOPICS, MEMBERS, RESULTS, WRITES, TopicSpec  # noqa: E402
 
 
 def _outbound() -> Any:

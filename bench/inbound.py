@@ -57,10 +57,11 @@ from confluent_kafka import Consumer  # noqa: E402
 
 from sfsync.devtools.stack import stop_process_group  # noqa: E402
 from sfsync.emulator.server import free_port  # noqa: E402
+from sfsync.kafka.admin import delete_topics, ensure_topics  # noqa: E402
 from sfsync.serde.codec import AvroDecoder  # noqa: E402
 from sfsync.serde.registry import SchemaRegistry  # noqa: E402
 from sfsync.settings import KafkaConnection, RegistryConnection, load  # noqa: E402
-from sfsync.topics import ALL_TOPICS, delete_topics, ensure_topics  # noqa: E402
+from sfsync.topics import ALL_TOPICS  # noqa: E402
 
 GOAL_P99_S = 3.0
 REP = "rep@acme.test"

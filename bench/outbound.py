@@ -86,6 +86,7 @@ from pydantic import SecretStr  # noqa: E402
 from sfsync.devtools.stack import stop_process_group, wait_http  # noqa: E402
 from sfsync.emulator.server import free_port  # noqa: E402
 from sfsync.errors import ServiceUnavailableError  # noqa: E402
+from sfsync.kafka.admin import delete_topics, ensure_topics  # noqa: E402
 from sfsync.mapping import load_mappings  # noqa: E402
 from sfsync.producers import events as ev  # noqa: E402
 from sfsync.producers.fake import CommunitySimulator  # noqa: E402
@@ -97,7 +98,7 @@ from sfsync.sinks.contract import BatchOutcome, IncomingWrite  # noqa: E402
 from sfsync.sinks.main import SinkRunner, build_runner  # noqa: E402
 from sfsync.sinks.metrics import SinkMetrics  # noqa: E402
 from sfsync.sinks.settings import load_sink_settings  # noqa: E402
-from sfsync.topics import ALL_TOPICS, delete_topics, ensure_topics  # noqa: E402
+from sfsync.topics import ALL_TOPICS  # noqa: E402
 
 API = "/services/data/v62.0"
 GOAL = 0.011

@@ -399,11 +399,12 @@ def figures(side: dict[str, Any], events: int) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    from sfsync.kafka.admin import ensure_topics
     from sfsync.processors.outbound.settings import ProcessorSettings
     from sfsync.serde.registry import SchemaRegistry
     from sfsync.serde.schema import load_topic_schema
     from sfsync.settings import PublisherSettings, load
-    from sfsync.topics import PRODUCT_TOPICS, WRITES, TopicSpec, ensure_topics
+    from sfsync.topics import PRODUCT_TOPICS, WRITES, TopicSpec
 
     python = ensure_quix_venv()
     uid = uuid.uuid4().hex[:8]

@@ -25,13 +25,14 @@ from typing import Any
 
 from confluent_kafka import Producer
 
+from sfsync.kafka.admin import ensure_topics
 from sfsync.producers.fake import CommunitySimulator
 from sfsync.producers.publisher import Publisher
 from sfsync.serde.codec import AvroEncoder
 from sfsync.serde.registry import SchemaRegistry
 from sfsync.serde.schema import load_topic_schema
 from sfsync.settings import PublisherSettings, load
-from sfsync.topics import ALL_TOPICS, PRODUCT_TOPICS, ensure_topics
+from sfsync.topics import ALL_TOPICS, PRODUCT_TOPICS
 
 
 def bare_round(

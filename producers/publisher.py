@@ -10,7 +10,8 @@ The producer is idempotent (``enable.idempotence``, ``acks=all``), keys follow D
 (member id, event id, post id), and an event that does not fit its schema raises
 :class:`~sfsync.errors.RecordValidationError` naming the record type and field before anything is
 sent. A broker or registry that does not answer gives a bounded
-:class:`~sfsync.errors.ServiceUnavailableError`, never a hang.
+:class:`~sfsync.errors.ServiceUnavailableError`, never a hang; settings librdkafka refuses (e.g. an
+unknown ``KAFKA_SASL_MECHANISM``) give a :class:`~sfsync.errors.ConfigError` naming the setting.
 
 Example::
 
@@ -23,13 +24,15 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from types import TracebackType
 from typing import Any, ClassVar, Protocol, Self
 
 from sfsync.errors import DeliveryError, FatalError, RecordValidationError, ServiceUnavailableError
+from sfsync.kafka.clients import RawDeliveryCallback, new_producer
+from sfsync.kafka.delivery import ANY_TOPIC, DeliveryReport, Outbox, ProducerLike
 from sfsync.serde.codec import AvroEncoder
 from sfsync.serde.registry import SchemaRegistry
 from sfsync.serde.schema import load_topic_schema
@@ -57,37 +60,50 @@ class Delivered:
 
 
 class _Core:
-    """Connection, serializers and the librdkafka producer shared by both publishers."""
+    """Connection, serializers and the outbox (librdkafka producer) shared by both publishers.
 
-    def __init__(self, settings: PublisherSettings, extra_config: Mapping[str, Any] | None = None) -> None:
-        from confluent_kafka import KafkaException, Producer
+    Raises (building it):
+        ConfigError: the settings are invalid (e.g. a SASL mechanism librdkafka does not know).
+        ServiceUnavailableError: Kafka or the registry did not answer.
+        FatalError: a product topic does not exist.
+    """
 
+    def __init__(
+        self, settings: PublisherSettings, extra_config: Mapping[str, Any] | None = None, *, per_record: bool = False
+    ) -> None:
         self.settings = settings
-        kafka_conf = settings.kafka_client_config()
-        conf: dict[str, Any] = {
-            **kafka_conf,
-            "client.id": "sfsync-publisher",
-            "enable.idempotence": True,
-            "acks": "all",
-            "linger.ms": settings.linger_ms,
+        options: dict[str, Any] = {
             "batch.size": settings.batch_size_bytes,
             "compression.type": settings.compression,
-            "message.timeout.ms": int(settings.delivery_timeout_s * 1000),
             "queue.buffering.max.messages": 500_000,
             "socket.connection.setup.timeout.ms": int(settings.connect_timeout_s * 1000),
-            "log_level": 3,
+            "linger.ms": settings.linger_ms,
             **(extra_config or {}),
         }
-        self.producer = Producer(conf)
+
+        def producer(own_callback: RawDeliveryCallback | None) -> ProducerLike:
+            return new_producer(
+                settings.kafka_client_config(),
+                "sfsync-publisher",
+                delivery_timeout_s=settings.delivery_timeout_s,
+                on_delivery=own_callback,
+                errors_only=own_callback is not None,
+                options=options,
+            )
+
+        if per_record:  # each record reports to the callback it is sent with
+            self.outbox = Outbox(producer(None), label=ANY_TOPIC, timeout_s=settings.delivery_timeout_s)
+        else:  # failed deliveries only, collected by the outbox: flush() raises them
+            self.outbox = Outbox(factory=producer, label=ANY_TOPIC, timeout_s=settings.delivery_timeout_s)
         try:
-            metadata = self.producer.list_topics(timeout=settings.connect_timeout_s)
-        except KafkaException as exc:
+            existing = self.outbox.topic_names(settings.connect_timeout_s)
+        except ServiceUnavailableError as exc:
             raise ServiceUnavailableError(
                 f"Kafka at {settings.bootstrap_servers} did not answer within "
                 f"{settings.connect_timeout_s:.0f}s; is it running? (`sfsync stack status`)"
             ) from exc
         prefix = settings.topic_prefix
-        missing = [s.name(prefix) for s in PRODUCT_TOPICS if s.name(prefix) not in metadata.topics]
+        missing = [s.name(prefix) for s in PRODUCT_TOPICS if s.name(prefix) not in existing]
         if missing:
             raise FatalError(
                 f"topic(s) {', '.join(missing)} do not exist on {settings.bootstrap_servers}; "
@@ -118,66 +134,46 @@ class _Core:
             return topic, key, encoder.encode_checked(record_name, value)
         return topic, key, encoder.encode(record_name, value)
 
-    def produce(self, topic: str, key: str, data: bytes, on_delivery: Any = None) -> None:
-        deadline: float | None = None
-        while True:
-            try:
-                if on_delivery is None:
-                    self.producer.produce(topic, data, key)
-                else:
-                    self.producer.produce(topic, data, key, on_delivery=on_delivery)
-                return
-            except BufferError:
-                # librdkafka's queue is full: serve delivery reports until there is room (bounded).
-                now = time.monotonic()
-                deadline = deadline or now + self.settings.delivery_timeout_s
-                if now > deadline:
-                    raise DeliveryError([(topic, key, "local queue full for the whole delivery timeout")]) from None
-                self.producer.poll(0.05)
-
 
 class Publisher:
-    """Synchronous publisher. Not thread-safe for ``flush`` bookkeeping; use one per thread."""
+    """Synchronous publisher. Not thread-safe for ``flush`` bookkeeping; use one per thread.
+
+    Raises (building it): ConfigError (invalid settings, e.g. an unknown ``KAFKA_SASL_MECHANISM``),
+    ServiceUnavailableError (Kafka or the registry did not answer), FatalError (a product topic is
+    missing).
+    """
 
     def __init__(
         self, settings: PublisherSettings | None = None, extra_config: Mapping[str, Any] | None = None
     ) -> None:
-        self._failures: list[tuple[str, str | None, str]] = []
-        config = {"delivery.report.only.error": True, "on_delivery": self._on_delivery, **(extra_config or {})}
-        self._core = _Core(settings or load(PublisherSettings, "publisher"), config)
-        self._producer = self._core.producer
-        self._produced = 0
-
-    def _on_delivery(self, err: Any, msg: Any) -> None:
-        if err is not None:
-            key = msg.key().decode() if msg.key() else None
-            self._failures.append((msg.topic(), key, err.str()))
+        self._core = _Core(settings or load(PublisherSettings, "publisher"), extra_config)
+        self._outbox = self._core.outbox
 
     def publish(self, event: Event) -> None:
-        """Queue one typed event. Raises RecordValidationError if it does not fit its schema."""
+        """Queue one typed event (waits, bounded, while librdkafka's queue is full).
+
+        Raises:
+            RecordValidationError: it does not fit its schema; nothing was queued.
+            RecordRejectedError: Kafka refuses it whenever it is sent (e.g. larger than librdkafka
+                accepts, ``MSG_SIZE_TOO_LARGE``); nothing was queued.
+            DeliveryError: it could not be queued within the delivery timeout.
+        """
         topic, key, data = self._core.prepare(event.RECORD_NAME, event.to_avro())
-        try:
-            self._producer.produce(topic, data, key)
-        except BufferError:
-            self._core.produce(topic, key, data)  # waits for room, bounded
-        self._produced += 1
-        if not self._produced % 1000:
-            self._producer.poll(0)
+        self._outbox.send(topic, data, key.encode())
 
     def publish_record(self, record_name: str, value: Mapping[str, Any]) -> None:
         """Queue one event given as an Avro dict (e.g. from another system); validated the same way."""
         topic, key, data = self._core.prepare(record_name, value, typed=False)
-        self._core.produce(topic, key, data)
+        self._outbox.send(topic, data, key.encode())
 
     def flush(self, timeout_s: float | None = None) -> None:
-        """Wait until every queued event is acknowledged; raise DeliveryError for those that were not."""
-        timeout = self._core.settings.delivery_timeout_s + 5 if timeout_s is None else timeout_s
-        remaining = self._core.producer.flush(timeout)
-        failures, self._failures = self._failures, []
-        if remaining:
-            failures.append(("*", None, f"{remaining} event(s) still unacknowledged after {timeout:.0f}s"))
-        if failures:
-            raise DeliveryError(failures)
+        """Wait until every queued event is acknowledged (at most ``timeout_s``, default the
+        delivery timeout + 5 s); when it returns, Kafka stored them all.
+
+        Raises:
+            DeliveryError: events Kafka did not acknowledge (they are not stored).
+        """
+        self._outbox.flush(timeout_s)
 
     def close(self) -> None:
         self.flush()
@@ -191,7 +187,7 @@ class Publisher:
         if exc_type is None:
             self.close()
         else:  # do not mask the original error; still try to deliver what was queued
-            self._core.producer.flush(5)
+            self._outbox.close(5)
 
 
 class AsyncPublisher:
@@ -211,8 +207,9 @@ class AsyncPublisher:
         self._thread: threading.Thread | None = None
 
     async def start(self) -> None:
+        """Connect (see :class:`Publisher` for what building one raises) and start serving delivery reports."""
         settings = self._settings or load(PublisherSettings, "publisher")
-        self._core = await asyncio.to_thread(_Core, settings, self._extra)
+        self._core = await asyncio.to_thread(partial(_Core, settings, self._extra, per_record=True))
         self._running = True
         self._thread = threading.Thread(target=self._serve, name="sfsync-publisher-poll", daemon=True)
         self._thread.start()
@@ -220,24 +217,30 @@ class AsyncPublisher:
     def _serve(self) -> None:
         assert self._core is not None
         while self._running:
-            self._core.producer.poll(0.05)
+            self._core.outbox.poll(0.05)
 
     def send(self, event: Event) -> asyncio.Future[Delivered]:
-        """Queue ``event`` now; the returned future resolves on acknowledgement (or DeliveryError)."""
+        """Queue ``event`` now; the returned future resolves on acknowledgement (or DeliveryError).
+
+        Raises:
+            RecordValidationError: it does not fit its schema; nothing was queued.
+            RecordRejectedError: Kafka refuses it whenever it is sent; nothing was queued.
+            DeliveryError: it could not be queued within the delivery timeout.
+        """
         if self._core is None:
             raise FatalError("AsyncPublisher used before start() (use `async with AsyncPublisher()`)")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Delivered] = loop.create_future()
         topic, key, data = self._core.prepare(event.RECORD_NAME, event.to_avro())
 
-        def settle(err: Any, msg: Any) -> None:
-            if err is not None:
-                outcome: Delivered | BaseException = DeliveryError([(topic, key, err.str())])
+        def settle(report: DeliveryReport) -> None:
+            if report.error is not None:
+                outcome: Delivered | BaseException = DeliveryError([(topic, key, report.error)])
             else:
-                outcome = Delivered(msg.topic(), msg.partition(), msg.offset(), key)
+                outcome = Delivered(report.topic, report.partition, report.offset, key)
             loop.call_soon_threadsafe(_settle, future, outcome)
 
-        self._core.produce(topic, key, data, on_delivery=settle)
+        self._core.outbox.send(topic, data, key.encode(), on_delivery=settle)
         return future
 
     async def publish(self, event: Event) -> Delivered:
@@ -248,7 +251,7 @@ class AsyncPublisher:
         if self._core is None:
             return
         core = self._core
-        remaining = await asyncio.to_thread(core.producer.flush, core.settings.delivery_timeout_s + 5)
+        remaining = await asyncio.to_thread(core.outbox.close, core.settings.delivery_timeout_s + 5)
         self._running = False
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, 1.0)

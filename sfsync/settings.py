@@ -17,6 +17,8 @@ from sfsync.errors import ConfigError
 
 DEFAULT_KAFKA = "127.0.0.1:19092"
 DEFAULT_REGISTRY = "http://127.0.0.1:18081/apis/ccompat/v7"
+SASL_MECHANISMS = frozenset({"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI"})
+"""The SASL mechanisms Kafka clients know (librdkafka's and aiokafka's ``sasl.mechanism`` values)."""
 
 S = TypeVar("S", bound=BaseSettings)
 
@@ -50,6 +52,15 @@ class KafkaConnection(_Base):
         allowed = {"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"}
         if value.upper() not in allowed:
             raise ValueError(f"must be one of {sorted(allowed)}")
+        return value.upper()
+
+    @field_validator("sasl_mechanism")
+    @classmethod
+    def _mechanism(cls, value: str | None) -> str | None:
+        if not value:
+            return value
+        if value.upper() not in SASL_MECHANISMS:
+            raise ValueError(f"must be one of {sorted(SASL_MECHANISMS)}, got {value!r}")
         return value.upper()
 
     def kafka_client_config(self) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""sfsync's topics (DESIGN.md §3): names, keys, which records they carry, and how they are created.
+"""sfsync's topics (DESIGN.md §3): names, keys, partitions and configuration (created by
+:func:`sfsync.kafka.admin.ensure_topics`).
 
 The records a product topic may carry are not listed here: they are the union in
 ``schemas/<topic>.avsc``, registered under ``<topic>-value`` (TopicNameStrategy), so the registry
@@ -7,12 +8,9 @@ itself refuses a record type that does not belong on a topic.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-
-from sfsync.errors import FatalError, ServiceUnavailableError
 
 
 @dataclass(frozen=True)
@@ -67,80 +65,3 @@ def by_base(base: str) -> TopicSpec:
         if spec.base == base:
             return spec
     raise KeyError(base)
-
-
-def ensure_topics(
-    kafka_config: Mapping[str, Any],
-    specs: Iterable[TopicSpec] = ALL_TOPICS,
-    prefix: str = "",
-    timeout_s: float = 15.0,
-) -> list[str]:
-    """Create the topics that do not exist yet; return the names created. Idempotent."""
-    from confluent_kafka import KafkaException
-    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
-
-    # librdkafka's own connection chatter stays out of the terminal; failures are reported below.
-    admin = AdminClient({"log_level": 0, **kafka_config})
-    try:
-        existing = set(admin.list_topics(timeout=timeout_s).topics)
-    except KafkaException as exc:
-        raise ServiceUnavailableError(
-            f"Kafka at {kafka_config.get('bootstrap.servers')} did not answer within {timeout_s:.0f}s"
-        ) from exc
-    wanted = [s for s in specs if s.name(prefix) not in existing]
-    if not wanted:
-        return []
-    futures = admin.create_topics(
-        [NewTopic(s.name(prefix), s.partitions, replication_factor=-1, config=dict(s.config)) for s in wanted],
-        operation_timeout=timeout_s,
-        request_timeout=timeout_s,
-    )
-    created = []
-    for name, future in futures.items():
-        try:
-            future.result()
-            created.append(name)
-        except KafkaException as exc:
-            if "TOPIC_ALREADY_EXISTS" in str(exc):
-                continue
-            raise FatalError(f"could not create topic {name}: {exc.args[0]}") from exc
-    _wait_until_visible(admin, [s.name(prefix) for s in wanted], timeout_s)
-    return created
-
-
-def _wait_until_visible(admin: Any, names: list[str], timeout_s: float) -> None:
-    """Return once the broker's metadata lists every topic in ``names`` with a leader for each partition.
-
-    A create is acknowledged by the controller before every broker's metadata has the topic, so a
-    client that asks right away can be told it does not exist (the tests saw this on a busy broker).
-    """
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            topics = admin.list_topics(timeout=max(0.5, deadline - time.monotonic())).topics
-        except Exception:  # noqa: BLE001 - retried until the deadline, then reported below
-            topics = {}
-        pending = [
-            n for n in names
-            if n not in topics or not topics[n].partitions or any(p.leader < 0 for p in topics[n].partitions.values())
-        ]  # fmt: skip
-        if not pending:
-            return
-        if time.monotonic() >= deadline:
-            raise ServiceUnavailableError(
-                f"topic(s) {', '.join(pending)} not visible in {timeout_s:.0f}s after creation"
-            )
-        time.sleep(0.1)
-
-
-def delete_topics(kafka_config: Mapping[str, Any], prefixes: Iterable[str], timeout_s: float = 30.0) -> list[str]:
-    """Delete every topic whose name starts with one of ``prefixes`` (a run's topics and its apps'
-    changelogs); the names deleted. Raises what the admin client raises when a deletion fails."""
-    from confluent_kafka.admin import AdminClient
-
-    admin = AdminClient({"log_level": 0, **kafka_config})
-    starts = tuple(prefixes)
-    names = [t for t in admin.list_topics(timeout=10).topics if starts and t.startswith(starts)]
-    for future in admin.delete_topics(names, operation_timeout=timeout_s).values() if names else ():
-        future.result(timeout=timeout_s)
-    return names

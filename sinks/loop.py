@@ -24,7 +24,9 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sfsync.errors import DeliveryError, FatalError, ServiceUnavailableError, SfsyncError, SkippableRecordError
+from sfsync.errors import SfsyncError, SkippableRecordError
+from sfsync.kafka.clients import TopicPartition, new_consumer, new_producer
+from sfsync.kafka.delivery import Outbox
 from sfsync.ops.dlq import SourceEvent
 from sfsync.sinks.contract import BatchOutcome, ErrorEntry, IncomingWrite, OnParked, Sink, committed_offsets
 from sfsync.sinks.settings import SinkSettings
@@ -176,12 +178,12 @@ async def log_error_entry(entry: ErrorEntry) -> None:
     )
 
 
-def _kafka_error(what: str, exc: Exception) -> SfsyncError:
-    return ServiceUnavailableError(f"Kafka: {what} failed: {type(exc).__name__}: {exc}")
-
-
 class SinkWorker:
-    """Runs the sink over a consumer and a producer (confluent-kafka, or fakes with the same methods)."""
+    """Runs the sink over a consumer and a producer: a :class:`~sfsync.kafka.clients.KafkaConsumer` and a
+    confluent-kafka producer (:meth:`connect`), or fakes with the same methods.
+
+    Kafka's errors reach it as sfsync's (:mod:`sfsync.kafka.errors`) and stop :meth:`run`, uncommitted.
+    """
 
     def __init__(
         self,
@@ -207,6 +209,9 @@ class SinkWorker:
         self._sleep = sleep
         self.writes_topic = settings.topic_prefix + WRITES
         self.results_topic = settings.topic_prefix + RESULTS
+        self._results = Outbox(
+            producer, label=self.results_topic, timeout_s=settings.producer_flush_timeout_s, poll_every=1
+        )
         self.stopping = asyncio.Event()
         self._carry: list[IncomingWrite] = []
         self._revoked: set[tuple[str, int]] = set()
@@ -219,9 +224,11 @@ class SinkWorker:
     def connect(
         cls, sink: Sink, *, settings: SinkSettings, on_parked: OnParked, registry: Any | None = None
     ) -> SinkWorker:
-        """A worker with confluent-kafka clients and Avro codecs built from ``settings``."""
-        from confluent_kafka import Consumer, KafkaException, Producer
+        """A worker with Kafka clients (:mod:`sfsync.kafka.clients`) and Avro codecs built from ``settings``.
 
+        Raises:
+            ConfigError: the Kafka settings are invalid.
+        """
         from sfsync.serde.codec import AvroEncoder
         from sfsync.serde.registry import SchemaRegistry
         from sfsync.serde.schema import load_topic_schema
@@ -229,33 +236,17 @@ class SinkWorker:
         if registry is None:
             registry = SchemaRegistry.from_settings(settings)
         base = settings.kafka_client_config()
-        try:
-            consumer = Consumer(
-                {
-                    **base,
-                    "group.id": settings.group_id,
-                    "client.id": settings.client_id,
-                    "enable.auto.commit": False,
-                    "enable.auto.offset.store": False,
-                    "auto.offset.reset": "earliest",
-                    "isolation.level": "read_committed",
-                    "session.timeout.ms": settings.session_timeout_ms,
-                    "max.poll.interval.ms": settings.max_poll_interval_ms,
-                    "log_level": 3,
-                }
-            )
-            producer = Producer(
-                {
-                    **base,
-                    "client.id": settings.client_id,
-                    "enable.idempotence": True,
-                    "acks": "all",
-                    "linger.ms": 5,
-                    "log_level": 3,
-                }
-            )
-        except KafkaException as exc:
-            raise _kafka_error("creating clients", exc) from exc
+        consumer = new_consumer(
+            base,
+            settings.group_id,
+            options={
+                "client.id": settings.client_id,
+                "isolation.level": "read_committed",
+                "session.timeout.ms": settings.session_timeout_ms,
+                "max.poll.interval.ms": settings.max_poll_interval_ms,
+            },
+        )
+        producer = new_producer(base, settings.client_id)
         encoder = AvroEncoder(
             registry,
             settings.topic_prefix + RESULTS,
@@ -294,12 +285,7 @@ class SinkWorker:
 
     async def run(self, *, max_batches: int | None = None) -> None:
         """Consume and sync until :attr:`stopping` is set (or ``max_batches`` batches ran)."""
-        from confluent_kafka import KafkaException
-
-        try:
-            self.consumer.subscribe([self.writes_topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
-        except KafkaException as exc:
-            raise _kafka_error("subscribe", exc) from exc
+        self.consumer.subscribe([self.writes_topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
         try:
             while not self.stopping.is_set() and (max_batches is None or self.batches < max_batches):
                 fresh = await self._collect()
@@ -321,8 +307,6 @@ class SinkWorker:
 
     async def _collect(self) -> list[IncomingWrite]:
         """Up to ``batch_size`` decoded writes, waiting at most ``batch_max_age_s`` after the first."""
-        from confluent_kafka import KafkaException
-
         out: list[IncomingWrite] = []
         first_at: float | None = None
         # Carried writes wait for parents that may sit further on in other partitions: always read
@@ -337,15 +321,8 @@ class SinkWorker:
                 timeout = min(timeout, self.settings.batch_max_age_s - (self._clock() - start))
                 if timeout <= 0:
                     break
-            try:
-                messages = await asyncio.to_thread(self.consumer.consume, want - len(out), timeout)
-            except KafkaException as exc:
-                raise _kafka_error("consume", exc) from exc
+            messages = await asyncio.to_thread(self.consumer.consume, want - len(out), timeout)
             for message in messages:
-                if message.error() is not None:
-                    if message.error().fatal():
-                        raise FatalError(f"Kafka consumer: {message.error()}")
-                    continue
                 incoming = await self._decode(message)
                 if incoming is not None:
                     out.append(incoming)
@@ -378,28 +355,15 @@ class SinkWorker:
         return IncomingWrite(write=decoded, **coords)
 
     async def _deliver(self, outcome: BatchOutcome) -> None:
-        """Produce every result and wait for Kafka's acknowledgement (before any commit)."""
-        from confluent_kafka import KafkaException
+        """Produce every result and wait for Kafka's acknowledgement (before any commit).
 
-        failures: list[tuple[str, str | None, str]] = []
-
-        def report(err: Any, msg: Any) -> None:
-            if err is not None:
-                key = msg.key().decode(errors="replace") if msg.key() else None
-                failures.append((self.results_topic, key, str(err)))
-
-        try:
-            for result in outcome.results:
-                value = self.encoder.encode("WriteResult", result)
-                self.producer.produce(self.results_topic, key=result["key"].encode(), value=value, on_delivery=report)
-                self.producer.poll(0)
-            remaining = await asyncio.to_thread(self.producer.flush, self.settings.producer_flush_timeout_s)
-        except (KafkaException, BufferError) as exc:
-            raise _kafka_error("producing results", exc) from exc
-        if remaining:
-            failures.append((self.results_topic, None, f"{remaining} result(s) unacknowledged"))
-        if failures:
-            raise DeliveryError(failures)
+        Raises:
+            DeliveryError: a result was not stored (nothing of the batch may be committed).
+        """
+        for result in outcome.results:
+            value = self.encoder.encode("WriteResult", result)
+            self._results.send(self.results_topic, value, result["key"].encode())
+        await asyncio.to_thread(self._results.flush, self.settings.producer_flush_timeout_s)
 
     def _done_offsets(
         self, batch: Sequence[IncomingWrite], pending: Sequence[IncomingWrite]
@@ -419,8 +383,6 @@ class SinkWorker:
         return offsets
 
     def _commit(self, offsets: dict[tuple[str, int], int]) -> None:
-        from confluent_kafka import KafkaException, TopicPartition
-
         advance = [
             TopicPartition(topic, partition, offset)
             for (topic, partition), offset in offsets.items()
@@ -428,9 +390,6 @@ class SinkWorker:
         ]
         if not advance:
             return
-        try:
-            self.consumer.commit(offsets=advance, asynchronous=False)
-        except KafkaException as exc:
-            raise _kafka_error("commit", exc) from exc
+        self.consumer.commit(offsets=advance, asynchronous=False)
         for tp in advance:
             self._committed[(tp.topic, tp.partition)] = tp.offset

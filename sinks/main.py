@@ -37,6 +37,7 @@ import httpx
 import orjson
 
 from sfsync.errors import Category, ConfigError, DeliveryError, Level, RetriableError, SfsyncError
+from sfsync.kafka.clients import TopicPartition
 from sfsync.ops.dlq import DeadLetterQueue
 from sfsync.ops.errorlog import ErrorLog, ErrorLogEntry, SourceRef, entry_for
 from sfsync.ops.metrics import MetricsServer, lag_of
@@ -276,8 +277,6 @@ class SinkRunner:
             log.warning("error log: entries not stored: %s", exc)
 
     def _observe_lag(self) -> None:
-        from confluent_kafka import KafkaException, TopicPartition
-
         consumer = self.worker.consumer
         try:
             assigned = consumer.assignment()
@@ -296,7 +295,7 @@ class SinkRunner:
                 lag = lag_of(offset, low, high)
                 if lag is not None:
                     self.metrics.lag(topic, partition, lag)
-        except (KafkaException, RuntimeError) as exc:  # metrics never stop the sink
+        except (SfsyncError, RuntimeError) as exc:  # metrics never stop the sink
             log.debug("consumer lag not observed: %s", exc)
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -368,8 +367,8 @@ def build_runner(
     (default: from ``sink_settings``); ``metrics``: default on prometheus-client's global registry.
 
     Raises:
-        ConfigError: settings that do not fit together (every problem at once).
-        ServiceUnavailableError: Kafka clients could not be created.
+        ConfigError: settings that do not fit together (every problem at once), or Kafka settings
+            librdkafka refuses (a client could not be built).
     """
     from sfsync.serde.registry import SchemaRegistry
 

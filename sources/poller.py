@@ -49,7 +49,12 @@ from typing import Any, cast
 
 import httpx
 
-from sfsync.errors import FatalError, Level, RetriableError, ServiceUnavailableError, SfsyncError
+from sfsync.errors import FatalError, Level, RetriableError, SfsyncError
+from sfsync.kafka.admin import ensure_topics
+from sfsync.kafka.clients import new_consumer
+from sfsync.kafka.delivery import TransactionalProducer
+from sfsync.kafka.errors import ProducerFencedError
+from sfsync.kafka.reading import new_reader, read_partition
 from sfsync.mapping import MappingError, MappingFile, load_mappings
 from sfsync.ops.errorlog import ErrorLog, ErrorLogEntry, entry_for
 from sfsync.salesforce import BudgetTracker, DailyLimitExceeded, SalesforceClient, SalesforceSettings
@@ -59,7 +64,7 @@ from sfsync.salesforce.governor import Governor, GovernorSettings, load_governor
 from sfsync.sources import rules as core
 from sfsync.sources.metrics import SourceMetrics
 from sfsync.sources.settings import SourceSettings
-from sfsync.topics import CHANGES, ERRORS, TopicSpec, ensure_topics
+from sfsync.topics import CHANGES, ERRORS, TopicSpec
 
 __all__ = [
     "COMPONENT",
@@ -111,44 +116,22 @@ class PollerReport:
 def read_checkpoint(
     kafka_config: dict[str, Any], topic: str, partition: int, sobject: str, timeout_s: float = 30.0
 ) -> core.Checkpoint | None:
-    """The last committed checkpoint of ``sobject`` (read_committed, to the end of its partition)."""
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+    """The last committed checkpoint of ``sobject`` (read_committed, to the end of its partition).
 
-    try:
-        consumer = Consumer(
-            {
-                **kafka_config,
-                "group.id": f"sfsync-checkpoint-reader-{time.monotonic_ns()}",
-                "enable.auto.commit": False,
-                "isolation.level": "read_committed",
-                "enable.partition.eof": True,
-                "log_level": 3,
-            }
-        )
-    except KafkaException as exc:
-        raise ServiceUnavailableError(f"cannot create a Kafka consumer: {exc}") from exc
+    Raises:
+        ServiceUnavailableError: Kafka did not answer, or reading took over ``timeout_s``.
+        FatalError: the checkpoint records cannot be read.
+    """
     latest: dict[str, bytes] = {}
     mine = (sobject, core.known_key(sobject, 0)[:-2])
-    deadline = time.monotonic() + timeout_s
+    consumer = new_reader(kafka_config, f"sfsync-checkpoint-reader-{time.monotonic_ns()}", read_committed=True)
     try:
-        consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING)])
-        while True:
-            if time.monotonic() > deadline:
-                raise ServiceUnavailableError(f"reading checkpoints of {sobject} from {topic} took over {timeout_s}s")
-            msg = consumer.poll(0.5)
-            if msg is None:
-                continue
-            error = msg.error()
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
-                    break
-                raise ServiceUnavailableError(f"reading checkpoints from {topic}: {error}")
+        what = f"reading checkpoints of {sobject} from {topic}"
+        for msg in read_partition(consumer, topic, partition, what=what, timeout_s=timeout_s):
             raw_key, value = msg.key(), msg.value()
             key = raw_key.decode() if isinstance(raw_key, bytes) else str(raw_key)
             if value is not None and (key == mine[0] or key.startswith(mine[1])):
                 latest[key] = value
-    except KafkaException as exc:
-        raise ServiceUnavailableError(f"reading checkpoints from {topic}: {exc}") from exc
     finally:
         consumer.close()
     try:
@@ -157,8 +140,8 @@ def read_checkpoint(
         raise FatalError(f"checkpoint of {sobject} in {topic} cannot be read: {exc}") from exc
 
 
-class FencedError(FatalError):
-    """Another replica started transactions for the same object: this one must let it go."""
+FencedError = ProducerFencedError
+"""Another replica started transactions for the same object: this one must let it go."""
 
 
 class StoppingError(RetriableError):
@@ -193,69 +176,8 @@ async def check_org(
     return describes
 
 
-class Transactions:
-    """One object's transactional producer: ``commit`` writes records atomically, or raises."""
-
-    def __init__(self, kafka_config: dict[str, Any], transactional_id: str, timeout_s: float) -> None:
-        from confluent_kafka import KafkaException, Producer
-
-        self.transactional_id = transactional_id
-        self._timeout_s = timeout_s
-        try:
-            self._producer = Producer(
-                {
-                    **kafka_config,
-                    "transactional.id": transactional_id,
-                    "enable.idempotence": True,
-                    "acks": "all",
-                    "linger.ms": 5,
-                    "transaction.timeout.ms": int(timeout_s * 1000),
-                    "log_level": 3,
-                }
-            )
-            self._producer.init_transactions(timeout_s)
-        except KafkaException as exc:
-            raise ServiceUnavailableError(f"cannot start transactions as {transactional_id}: {exc}") from exc
-
-    def commit(self, records: list[tuple[str, bytes, bytes, int | None]]) -> None:
-        """Produce ``(topic, key, value, partition)`` records in one transaction.
-
-        Raises:
-            FatalError: this producer was fenced (another replica took the object over) or failed for good.
-            RetriableError: the transaction was aborted; nothing of it is visible.
-        """
-        from confluent_kafka import KafkaError, KafkaException
-
-        fenced_codes = {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
-        try:
-            self._producer.begin_transaction()
-            for topic, key, value, partition in records:
-                if partition is None:
-                    self._producer.produce(topic, key=key, value=value)
-                else:
-                    self._producer.produce(topic, key=key, value=value, partition=partition)
-                self._producer.poll(0)
-            self._producer.commit_transaction(self._timeout_s)
-        except BufferError as exc:
-            self._abort()
-            raise RetriableError(f"{self.transactional_id}: producer queue full") from exc
-        except KafkaException as exc:
-            error = exc.args[0] if exc.args else None
-            if isinstance(error, KafkaError) and error.code() in fenced_codes:
-                raise FencedError(f"{self.transactional_id}: fenced by a newer producer: {error}") from exc
-            if isinstance(error, KafkaError) and error.fatal():
-                raise FatalError(f"{self.transactional_id}: the producer failed for good: {error}") from exc
-            self._abort()
-            raise RetriableError(f"{self.transactional_id}: transaction aborted: {error}") from exc
-
-    def _abort(self) -> None:
-        from confluent_kafka import KafkaException
-
-        with contextlib.suppress(KafkaException):
-            self._producer.abort_transaction(self._timeout_s)
-
-    def close(self) -> None:
-        self._producer.flush(1)
+Transactions = TransactionalProducer
+"""One object's transactional producer: ``commit`` writes records atomically, or raises."""
 
 
 class _ObservingTransport(httpx.AsyncBaseTransport):
@@ -459,8 +381,6 @@ class Poller:
         metrics: SourceMetrics | None = None,
         after_page: Callable[[str, int], None] | None = None,
     ) -> None:
-        from confluent_kafka import Consumer, KafkaException
-
         from sfsync.serde.codec import AvroEncoder
         from sfsync.serde.registry import SchemaRegistry
         from sfsync.serde.schema import load_topic_schema
@@ -501,19 +421,11 @@ class Poller:
             sleep=self.sleep,
         )
         self.checkpoint_topic = settings.topic_prefix + settings.checkpoint_topic
-        try:
-            self.consumer = Consumer(
-                {
-                    **self.kafka,
-                    "group.id": settings.topic_prefix + settings.group_id,
-                    "enable.auto.commit": False,
-                    "auto.offset.reset": "latest",
-                    "session.timeout.ms": settings.session_timeout_ms,
-                    "log_level": 3,
-                }
-            )
-        except KafkaException as exc:
-            raise ServiceUnavailableError(f"cannot create the poller's group consumer: {exc}") from exc
+        self.consumer = new_consumer(
+            self.kafka,
+            settings.topic_prefix + settings.group_id,
+            options={"auto.offset.reset": "latest", "session.timeout.ms": settings.session_timeout_ms},
+        )
         self.objects: dict[str, ObjectPoller] = {}
         self._assigned: set[int] | None = None
         self._pending: set[int] | None = None
@@ -574,12 +486,7 @@ class Poller:
     def service_group(self) -> bool:
         """Serve the group protocol (and apply a new assignment); False when this replica must stop
         the object in hand (it was revoked)."""
-        from confluent_kafka import KafkaException
-
-        try:
-            self.consumer.poll(0)
-        except KafkaException as exc:
-            raise ServiceUnavailableError(f"poller group consumer: {exc}") from exc
+        self.consumer.poll(0)
         pending, self._pending = self._pending, None
         if pending is not None:
             self._assign(pending)

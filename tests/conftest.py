@@ -123,7 +123,7 @@ def prefix(request: pytest.FixtureRequest) -> Iterator[str]:
 
 
 def _delete_topics(bootstrap: str, prefix: str) -> None:
-    from sfsync.topics import delete_topics
+    from sfsync.kafka.admin import delete_topics
 
     with contextlib.suppress(Exception):  # cleanup only; the test's outcome stands
         delete_topics({"bootstrap.servers": bootstrap}, [prefix])

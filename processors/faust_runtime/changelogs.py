@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sfsync.topics import TopicSpec, ensure_topics
+from sfsync.kafka.admin import ensure_topics
+from sfsync.topics import TopicSpec
 
 __all__ = ["changelog_specs", "ensure_changelogs"]
 

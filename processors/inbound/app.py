@@ -51,6 +51,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from sfsync.errors import SkippableRecordError
+from sfsync.kafka.admin import ensure_topics
 from sfsync.mapping import MappingFile, load_mappings
 from sfsync.ops.dlq import DeadLetterQueue, OriginalRecord, Stage
 from sfsync.processors.faust_runtime.changelogs import ensure_changelogs
@@ -66,7 +67,7 @@ from sfsync.serde.codec import AvroDecoder, AvroEncoder
 from sfsync.serde.registry import SchemaRegistry
 from sfsync.serde.schema import load_topic_schema
 from sfsync.time import now_millis
-from sfsync.topics import CHANGES, DLQ, MEMBERS_INBOUND, RESULTS, SALESFORCE_EDITS, ensure_topics
+from sfsync.topics import CHANGES, DLQ, MEMBERS_INBOUND, RESULTS, SALESFORCE_EDITS
 
 if TYPE_CHECKING:
     import faust

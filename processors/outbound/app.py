@@ -9,10 +9,11 @@ The Faust layer is thin; the work is :meth:`Processor.handle`, which needs no Ka
    table: record key -> field -> ``updated_at``), so a late event never overwrites newer values;
 4. encode what is left for ``sfsync.writes`` (keyed by the write's record key).
 
-A record that cannot be decoded, a mapping that cannot evaluate the event (a plan's rejects) and a
-write that does not fit its schema are parked in the DLQ with the original bytes and why; the
-other writes of the event still go out. Transient faults (registry or Kafka down) stop the worker
-without committing, so the record replays on restart.
+A record that cannot be decoded, a mapping that cannot evaluate the event (a plan's rejects), a
+write that does not fit its schema and a write Kafka refuses (larger than ``sfsync.writes``
+accepts: stage ``KAFKA_PRODUCE``, code ``MSG_SIZE_TOO_LARGE``) are parked in the DLQ with the
+original bytes and why; the other writes of the event still go out. Transient faults (registry or
+Kafka down) stop the worker without committing, so the record replays on restart.
 
 :func:`build_app` wires one agent per product topic plus one on ``sfsync.results``; tables keep
 their state in changelog topics (Faust creates those, and its other internal topics; sfsync's own
@@ -58,11 +59,13 @@ import asyncio
 import logging
 import ssl
 import time
-from collections.abc import Collection, Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sfsync.errors import SkippableRecordError
+from sfsync.kafka.admin import ensure_topics
+from sfsync.kafka.errors import RecordRejectedError
 from sfsync.mapping import Mapping as MappingRule
 from sfsync.mapping import MappingFile, load_mappings
 from sfsync.ops.dlq import DeadLetterQueue, OriginalRecord, Stage
@@ -75,7 +78,7 @@ from sfsync.processors.outbound.writes import WritesProducer
 from sfsync.serde.codec import AvroDecoder, AvroEncoder
 from sfsync.serde.registry import SchemaRegistry
 from sfsync.serde.schema import load_topic_schema
-from sfsync.topics import DLQ, PRODUCT_TOPICS, RESULTS, SALESFORCE_EDITS, WRITES, TopicSpec, ensure_topics
+from sfsync.topics import DLQ, PRODUCT_TOPICS, RESULTS, SALESFORCE_EDITS, WRITES, TopicSpec
 
 if TYPE_CHECKING:
     import faust
@@ -90,6 +93,7 @@ __all__ = [
     "identity_of_result",
     "per_event_mappings",
     "run_processor",
+    "send_writes",
 ]
 
 log = logging.getLogger(__name__)
@@ -330,6 +334,28 @@ def _headers(message: Any) -> list[tuple[str, bytes]]:
     return [(str(k), bytes(v or b"")) for k, v in items]
 
 
+def _original(message: Any) -> OriginalRecord:
+    """The record a Faust ``message`` carries, as the DLQ parks it."""
+    return OriginalRecord(
+        message.topic, message.partition, message.offset, message.key, message.value, tuple(_headers(message))
+    )
+
+
+def send_writes(send: Callable[[bytes, bytes], None], handled: Handled, message: Any) -> list[Parked]:
+    """Send ``handled``'s writes in order; the parked records of ``handled`` plus one per write Kafka
+    refused (:class:`~sfsync.kafka.errors.RecordRejectedError` from ``send``): ``message`` (the Faust
+    message the writes were planned from) at stage ``KAFKA_PRODUCE``, with the write's mapping.
+    Anything else ``send`` raises propagates (not the record's fault)."""
+    parked = handled.parked
+    for (key, value), write in zip(handled.writes, handled.planned, strict=True):
+        try:
+            send(key, value)
+        except RecordRejectedError as exc:
+            mapping = str(write.get("mapping") or "") or None
+            parked = [*parked, Parked(_original(message), exc, Stage.KAFKA_PRODUCE, mapping=mapping)]
+    return parked
+
+
 async def _park_all(dlq: DeadLetterQueue, parked: Sequence[Parked], metrics: ProcessorMetrics | None = None) -> None:
     for p in parked:
         log.warning(
@@ -463,10 +489,13 @@ def _build(
                         identity=identity,
                         clock=clock,
                     )
-                    for key, value in handled.writes:
-                        send(key, value)
-                    if handled.parked:
-                        await _park_all(dlq, handled.parked, metrics)
+                    parked = send_writes(send, handled, message)
+                    if len(parked) > len(handled.parked):  # writes Kafka refused: parked, not sent
+                        refused = len(parked) - len(handled.parked)
+                        processor.counts["writes"] -= refused
+                        processor.counts["parked"] += refused
+                    if parked:
+                        await _park_all(dlq, parked, metrics)
                 except Exception as exc:  # noqa: BLE001 - not the record's fault: stop, uncommitted
                     await crash(exc)
                     return
@@ -485,11 +514,7 @@ def _build(
                 try:
                     _, result = decoder.decode(message.value or b"")
                 except SkippableRecordError as exc:
-                    original = OriginalRecord(
-                        message.topic, message.partition, message.offset, message.key, message.value,
-                        tuple(_headers(message)),
-                    )  # fmt: skip
-                    await _park_all(dlq, [Parked(original, exc, Stage.VALUE_CONVERTER)], metrics)
+                    await _park_all(dlq, [Parked(_original(message), exc, Stage.VALUE_CONVERTER)], metrics)
                     continue
                 entry = identity_of_result(result)
                 # an identity already known is not set again: each set is a changelog record
@@ -508,12 +533,8 @@ def _build(
             message = event.message
             try:
                 if not learn_edit(decoder, message.value, clock):
-                    original = OriginalRecord(
-                        message.topic, message.partition, message.offset, message.key, message.value,
-                        tuple(_headers(message)),
-                    )  # fmt: skip
                     reason = SkippableRecordError("not a decodable SalesforceEdit")
-                    await _park_all(dlq, [Parked(original, reason, Stage.VALUE_CONVERTER)], metrics)
+                    await _park_all(dlq, [Parked(_original(message), reason, Stage.VALUE_CONVERTER)], metrics)
             except Exception as exc:  # noqa: BLE001
                 await crash(exc)
                 return

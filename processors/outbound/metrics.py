@@ -12,7 +12,7 @@ name                                           kind       labels
 sfsync_processor_events_in_total               counter    event_type (``unknown``: undecodable)
 sfsync_processor_writes_planned_total          counter    sobject (sent to ``sfsync.writes``)
 sfsync_processor_stale_writes_dropped_total    counter    sobject (older than the record's clock)
-sfsync_processor_dlq_records_total             counter    stage (VALUE_CONVERTER, TRANSFORMATION)
+sfsync_processor_dlq_records_total             counter    stage (VALUE_CONVERTER, TRANSFORMATION, KAFKA_PRODUCE)
 sfsync_processor_planning_seconds              histogram  - (decode -> plan -> encode, per event)
 sfsync_processor_identities_learnt_total       counter    sobject (new or changed identities)
 sfsync_consumer_lag                            gauge      topic, partition
@@ -37,6 +37,8 @@ from typing import Any, Literal
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 
+from sfsync.errors import SfsyncError
+from sfsync.kafka.clients import KafkaConsumer, TopicPartition, new_consumer
 from sfsync.ops.metrics import MetricsServer, consumer_lag_gauge, lag_of, serve_registry
 
 __all__ = ["PLANNING_BUCKETS", "LagProbe", "ProcessorMetrics", "lag_of"]
@@ -139,8 +141,8 @@ class ProcessorMetrics:
 class LagProbe:
     """Reads a consumer group's committed offsets and the end offsets of partitions (blocking calls).
 
-    Uses a confluent-kafka consumer that never subscribes, so it never joins the group. Call
-    :meth:`measure` from a thread (``asyncio.to_thread``); :meth:`close` when done.
+    Uses a consumer (:func:`sfsync.kafka.clients.new_consumer`) that never subscribes, so it never
+    joins the group. Call :meth:`measure` from a thread (``asyncio.to_thread``); :meth:`close` when done.
     """
 
     def __init__(
@@ -151,24 +153,23 @@ class LagProbe:
         reset: Literal["earliest", "latest"] = "earliest",
         timeout_s: float = 5.0,
     ) -> None:
-        self._config = {**kafka_config, "group.id": group_id, "enable.auto.commit": False}
+        self._kafka_config = dict(kafka_config)
+        self._group_id = group_id
         self._reset: Literal["earliest", "latest"] = reset
         self._timeout_s = timeout_s
-        self._consumer: Any | None = None
+        self._consumer: KafkaConsumer | None = None
         self._lock = threading.Lock()
         self._closed = False
 
     def measure(self, partitions: Iterable[Partition]) -> dict[Partition, int] | None:
         """Lag per partition; None when Kafka did not answer (logged; metrics never stop the processor)."""
-        from confluent_kafka import Consumer, KafkaException, TopicPartition
-
         wanted = [TopicPartition(topic, partition) for topic, partition in partitions]
         with self._lock:
             if self._closed:
                 return None
             try:
                 if self._consumer is None:
-                    self._consumer = Consumer(self._config)
+                    self._consumer = new_consumer(self._kafka_config, self._group_id)
                 consumer = self._consumer
                 lags: dict[Partition, int] = {}
                 if not wanted:
@@ -183,7 +184,7 @@ class LagProbe:
                     if lag is not None:
                         lags[(tp.topic, tp.partition)] = lag
                 return lags
-            except (KafkaException, RuntimeError) as exc:
+            except (SfsyncError, RuntimeError) as exc:
                 log.debug("consumer lag not observed: %s", exc)
                 return None
 

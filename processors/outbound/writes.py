@@ -9,54 +9,73 @@ a crash at any point loses no write (the uncommitted events are planned again af
 ``sfsync.writes`` is at least once whatever the processing guarantee (see :mod:`sfsync.processors.outbound.app`);
 the records are partitioned like the Java client and aiokafka do (murmur2 of the key), so a record
 key keeps its partition.
+
+A write larger than the topic accepts (its ``max.message.bytes``, read when the producer is built)
+is refused by :meth:`WritesProducer.send` before it is queued
+(:class:`~sfsync.kafka.errors.RecordRejectedError`, code ``MSG_SIZE_TOO_LARGE``): the processor parks
+its event in the DLQ and goes on, instead of failing the flush before every commit.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
-from sfsync.errors import DeliveryError, ServiceUnavailableError
+from sfsync.errors import SfsyncError
+from sfsync.kafka.admin import max_message_bytes
+from sfsync.kafka.clients import RawDeliveryCallback, new_producer
+from sfsync.kafka.delivery import MAX_FAILURES_KEPT, Outbox, ProducerLike
 
-__all__ = ["WritesProducer", "new_writes_producer"]
+__all__ = ["MAX_FAILURES_KEPT", "WritesProducer", "new_writes_producer"]
 
 log = logging.getLogger(__name__)
 
-MAX_FAILURES_KEPT = 20
-
 
 def new_writes_producer(
-    kafka_config: Mapping[str, Any], on_delivery: Callable[[Any, Any], None], delivery_timeout_s: float
-) -> Any:
-    """An idempotent ``acks=all`` librdkafka producer that reports failed deliveries only."""
-    from confluent_kafka import KafkaException, Producer
+    kafka_config: Mapping[str, Any],
+    on_delivery: RawDeliveryCallback,
+    delivery_timeout_s: float,
+    max_message_bytes: int | None = None,
+) -> ProducerLike:
+    """An idempotent ``acks=all`` librdkafka producer that reports failed deliveries only, to
+    ``on_delivery``; with ``max_message_bytes`` (the topic's), it refuses in ``produce()`` a record
+    the topic would refuse.
 
+    Raises:
+        ConfigError: the Kafka settings are invalid.
+    """
+    return new_producer(
+        kafka_config,
+        "sfsync-processor-writes",
+        delivery_timeout_s=delivery_timeout_s,
+        on_delivery=on_delivery,
+        errors_only=True,  # no Python callback per delivered record
+        max_message_bytes=max_message_bytes,
+        options={"partitioner": "murmur2_random"},  # the Java client's and aiokafka's: a key keeps its partition
+    )
+
+
+def _topic_limit(kafka_config: Mapping[str, Any], topic: str) -> int | None:
     try:
-        return Producer(
-            {
-                **kafka_config,
-                "client.id": "sfsync-processor-writes",
-                "enable.idempotence": True,
-                "acks": "all",
-                "linger.ms": 5,
-                "partitioner": "murmur2_random",  # the Java client's and aiokafka's: a key keeps its partition
-                "message.timeout.ms": int(delivery_timeout_s * 1000),
-                "delivery.report.only.error": True,  # no Python callback per delivered record
-                "on_delivery": on_delivery,
-                "log_level": 3,
-            }
+        return max_message_bytes(kafka_config, topic)
+    except SfsyncError as exc:
+        log.warning(
+            "%s: max.message.bytes unknown (%s); a write larger than the topic accepts fails its delivery", topic, exc
         )
-    except KafkaException as exc:
-        raise ServiceUnavailableError(f"cannot create the sfsync.writes producer: {exc}") from exc
+        return None
 
 
 class WritesProducer:
     """Queues writes for one topic; :meth:`flush` returns once each was acknowledged, or raises.
 
-    ``producer``: a ``confluent_kafka.Producer``-like object (``produce``, ``poll``, ``flush``,
-    ``len``) built by ``factory(on_delivery)``; the default is :func:`new_writes_producer`.
+    ``factory(on_delivery)`` builds the producer (a ``confluent_kafka.Producer``-like object:
+    ``produce``, ``poll``, ``flush``, ``len``); the default is :func:`new_writes_producer`, fitted
+    to the topic's ``max.message.bytes``.
+
+    Raises (building it):
+        ConfigError: the Kafka settings are invalid.
     """
 
     def __init__(
@@ -65,42 +84,33 @@ class WritesProducer:
         topic: str,
         *,
         delivery_timeout_s: float = 30.0,
-        factory: Callable[[Callable[[Any, Any], None]], Any] | None = None,
+        factory: Callable[[RawDeliveryCallback], ProducerLike] | None = None,
     ) -> None:
         self.topic = topic
         self.delivery_timeout_s = delivery_timeout_s
-        self.sent = 0
-        """Records queued so far."""
-        self._failures: list[tuple[str, str | None, str]] = []
-        self._failed = 0
-        self._lock = threading.Lock()
         if factory is None:
-            self._producer = new_writes_producer(kafka_config, self._on_delivery, delivery_timeout_s)
-        else:
-            self._producer = factory(self._on_delivery)
+            factory = partial(
+                new_writes_producer,
+                kafka_config,
+                delivery_timeout_s=delivery_timeout_s,
+                max_message_bytes=_topic_limit(kafka_config, topic),
+            )
+        self._outbox = Outbox(factory=factory, label=topic, timeout_s=delivery_timeout_s, sticky=True)
 
-    def _on_delivery(self, err: Any, msg: Any) -> None:
-        if err is None:
-            return
-        key = msg.key() if msg is not None else None
-        with self._lock:
-            self._failed += 1
-            if len(self._failures) < MAX_FAILURES_KEPT:
-                shown = key.decode(errors="replace") if isinstance(key, bytes) else None
-                self._failures.append((self.topic, shown, str(err.str() if hasattr(err, "str") else err)))
+    @property
+    def sent(self) -> int:
+        """Records queued so far."""
+        return self._outbox.sent
 
     def send(self, key: bytes, value: bytes) -> None:
-        """Queue one write (waits for room while librdkafka's queue is full)."""
-        produce = self._producer.produce
-        while True:
-            try:
-                produce(self.topic, value, key)
-                break
-            except BufferError:
-                self._producer.poll(0.05)
-        self.sent += 1
-        if not self.sent % 1000:
-            self._producer.poll(0)  # serve the (error-only) delivery reports now and then
+        """Queue one write (waits, at most the delivery timeout, while librdkafka's queue is full).
+
+        Raises:
+            RecordRejectedError: Kafka refuses this write whenever it is sent (larger than the topic
+                accepts: ``MSG_SIZE_TOO_LARGE``); it was not queued, park its event.
+            DeliveryError: the write could not be queued; do not commit its event's offset.
+        """
+        self._outbox.send(self.topic, value, key)
 
     def flush(self) -> None:
         """Block until every write queued so far was acknowledged.
@@ -110,23 +120,14 @@ class WritesProducer:
                 offsets of the events that caused it (they are planned again after a restart).
                 Every later call raises too: this producer lost a write, only a restart recovers.
         """
-        remaining = self._producer.flush(self.delivery_timeout_s + 5)
-        with self._lock:  # kept: once a write is lost, no later flush may let a commit pass it
-            failures, failed = list(self._failures), self._failed
-        if failed > len(failures):
-            failures.append((self.topic, None, f"{failed} failed deliveries in all"))
-        if remaining:
-            failures.append((self.topic, None, f"{remaining} record(s) unacknowledged"))
-        if failures:
-            raise DeliveryError(failures)
+        self._outbox.flush()
 
     def __len__(self) -> int:
         """Records queued and not yet acknowledged."""
-        return len(self._producer)
+        return len(self._outbox)
 
     def close(self) -> None:
         """Deliver what is queued (best effort: a commit never follows a close)."""
-        try:
-            self._producer.flush(min(self.delivery_timeout_s, 10.0))
-        except Exception as exc:  # noqa: BLE001 - closing never raises
-            log.warning("sfsync.writes producer not flushed on close: %s", exc)
+        left = self._outbox.close(min(self.delivery_timeout_s, 10.0))
+        if left:
+            log.warning("sfsync.writes producer closed with %d write(s) unacknowledged", left)

@@ -118,7 +118,8 @@ def stack_status() -> None:
 @reported
 def topics_ensure() -> None:
     """Create every sfsync topic that does not exist yet (idempotent)."""
-    from sfsync.topics import ALL_TOPICS, ensure_topics
+    from sfsync.kafka.admin import ensure_topics
+    from sfsync.topics import ALL_TOPICS
 
     conn = cfg.load(cfg.KafkaConnection, "kafka")
     created = ensure_topics(conn.kafka_client_config(), ALL_TOPICS, conn.topic_prefix)
@@ -129,20 +130,14 @@ def topics_ensure() -> None:
 @reported
 def topics_list() -> None:
     """List sfsync's topics: name, key, and whether each exists."""
-    from confluent_kafka import KafkaException
-    from confluent_kafka.admin import AdminClient
-
-    from sfsync.errors import ServiceUnavailableError
+    from sfsync.kafka.admin import topic_partition_counts
     from sfsync.topics import ALL_TOPICS
 
     conn = cfg.load(cfg.KafkaConnection, "kafka")
-    try:
-        existing = AdminClient(conn.kafka_client_config()).list_topics(timeout=10).topics
-    except KafkaException as exc:
-        raise ServiceUnavailableError(f"Kafka at {conn.bootstrap_servers} did not answer within 10s") from exc
+    existing = topic_partition_counts(conn.kafka_client_config(), timeout_s=10)
     for spec in ALL_TOPICS:
         name = spec.name(conn.topic_prefix)
-        parts = len(existing[name].partitions) if name in existing else 0
+        parts = existing.get(name, 0)
         state = f"{parts} partition(s)" if parts else "missing"
         typer.echo(f"{name:<28} key={spec.key_doc:<22} {state}")
 
@@ -245,9 +240,10 @@ def produce(
     import collections
     import time
 
+    from sfsync.kafka.admin import ensure_topics
     from sfsync.producers.fake import CommunitySimulator
     from sfsync.producers.publisher import Publisher
-    from sfsync.topics import ALL_TOPICS, ensure_topics
+    from sfsync.topics import ALL_TOPICS
 
     settings = cfg.load(cfg.PublisherSettings, "publisher")
     ensure_topics(settings.kafka_client_config(), ALL_TOPICS, settings.topic_prefix)

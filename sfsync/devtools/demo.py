@@ -71,7 +71,10 @@ from sfsync.devtools.demo_scenario import (
     member_of,
     rep_edit_schedule,
 )
-from sfsync.errors import FatalError
+from sfsync.errors import FatalError, SfsyncError
+from sfsync.kafka.admin import ensure_topics
+from sfsync.kafka.clients import OFFSET_BEGINNING, KafkaConsumer, TopicPartition, build_producer, new_consumer
+from sfsync.kafka.delivery import ANY_TOPIC, Outbox
 
 if TYPE_CHECKING:
     from sfsync.emulator.server import RunningEmulator
@@ -277,7 +280,7 @@ def create_changelogs(kafka_config: Mapping[str, Any], children: Sequence[Child]
     """Create the Faust apps' table changelog topics before the apps start (as
     :mod:`sfsync.processors.faust_runtime.changelogs` does for one app: a lazily created changelog can
     be missing from the worker's first assignment)."""
-    from sfsync.topics import TopicSpec, ensure_topics
+    from sfsync.topics import TopicSpec
 
     run = prefix.rstrip(".")
     specs = [
@@ -314,16 +317,14 @@ class Observed:
     """(level, category, code) -> entries of sfsync.errors."""
 
 
-def topic_partitions(consumer: Any, topics: Sequence[str], timeout_s: float = 30.0) -> dict[str, list[int]]:
+def topic_partitions(consumer: KafkaConsumer, topics: Sequence[str], timeout_s: float = 30.0) -> dict[str, list[int]]:
     """Partition numbers of ``topics``, once the broker reports every one of them (bounded)."""
-    from confluent_kafka import KafkaException
-
     deadline = time.monotonic() + timeout_s
     while True:
         try:
             meta = consumer.list_topics(timeout=5).topics
             found = {t: sorted(meta[t].partitions) for t in topics if t in meta and meta[t].partitions}
-        except KafkaException:
+        except SfsyncError:
             found = {}
         if len(found) == len(topics):
             return found
@@ -362,20 +363,11 @@ class Reader(_Watcher):
         self.observed = observed
 
     def work(self) -> None:
-        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-
         from sfsync.serde.codec import AvroDecoder
         from sfsync.serde.registry import SchemaRegistry
         from sfsync.topics import CHANGES, ERRORS, MEMBERS_INBOUND, RESULTS
 
-        consumer = Consumer(
-            {
-                **self.kafka_config,
-                "group.id": f"{self.prefix}demo-reader",
-                "enable.auto.commit": False,
-                "log_level": 0,
-            }
-        )
+        consumer = new_consumer(self.kafka_config, f"{self.prefix}demo-reader", options={"log_level": 0})
         topics = [spec.name(self.prefix) for spec in (RESULTS, MEMBERS_INBOUND, CHANGES, ERRORS)]
         try:
             partitions = topic_partitions(consumer, topics)
@@ -385,7 +377,7 @@ class Reader(_Watcher):
                 while not self.stopping.is_set():
                     for msg in consumer.consume(500, timeout=0.3):
                         data, topic = msg.value(), msg.topic()
-                        if msg.error() is not None or data is None or topic is None:
+                        if data is None or topic is None:
                             continue
                         with contextlib.suppress(Exception):  # a record the view cannot read is not the demo's
                             name, value = decoder.decode(data)
@@ -426,7 +418,6 @@ class Sampler(_Watcher):
 
     def work(self) -> None:
         import httpx
-        from confluent_kafka import Consumer
 
         from sfsync.processors.outbound.metrics import LagProbe
         from sfsync.topics import CHANGES, PRODUCT_TOPICS, RESULTS, WRITES
@@ -439,7 +430,7 @@ class Sampler(_Watcher):
         }
         names = {c.name for c in self.children}
         probes = {k: LagProbe(self.kafka_config, group) for k, (group, _) in groups.items() if k in names}
-        meta_consumer = Consumer({**self.kafka_config, "group.id": f"{run}.demo-meta", "log_level": 0})
+        meta_consumer = new_consumer(self.kafka_config, f"{run}.demo-meta", options={"log_level": 0})
         try:
             known = topic_partitions(meta_consumer, [t for _, topics in groups.values() for t in topics])
             partitions = {k: [(t, p) for t in topics for p in known[t]] for k, (_, topics) in groups.items()}
@@ -531,7 +522,7 @@ class Actors:
         self,
         sim: CommunitySimulator,
         publisher: Publisher,
-        raw_producer: Any,
+        raw_producer: Outbox,
         prefix: str,
         reps: SalesReps,
         caught_up: Callable[[], bool],
@@ -573,8 +564,7 @@ class Actors:
                 self.publisher.publish(bad.event)
                 self.saw(bad.event)
             else:
-                self.raw_producer.produce(self.prefix + bad.topic, bad.raw, bad.key)
-                self.raw_producer.poll(0)
+                self.raw_producer.send(self.prefix + bad.topic, bad.raw, bad.key.encode())
             self._forget(member_id)
             self.bad_sent.append(bad)
             self.pending_bad.remove(index)
@@ -745,7 +735,7 @@ def _run(state: _Run) -> DemoReport:
     from sfsync.producers.fake import CommunitySimulator
     from sfsync.producers.publisher import Publisher
     from sfsync.settings import PublisherSettings, StackSettings, load
-    from sfsync.topics import ALL_TOPICS, ensure_topics
+    from sfsync.topics import ALL_TOPICS
 
     options, echo = state.options, state.echo
     prefix = _new_prefix()
@@ -805,9 +795,12 @@ def _run(state: _Run) -> DemoReport:
     progress = Progress(total=options.events + len(bad_at))
     interactive = sys.stdout.isatty()
     stream_started = time.monotonic()
-    from confluent_kafka import Producer
-
-    raw_producer = Producer({**kafka_config, "log_level": 0})
+    raw_producer = Outbox(
+        build_producer({**kafka_config, "log_level": 0}, "demo-bad-records"),
+        label=ANY_TOPIC,
+        timeout_s=30,
+        poll_every=1,
+    )
     # librdkafka quiet, as the raw producer: a delivery failure still raises (DeliveryError on flush), and
     # its last connection attempts after the demo stopped the stack it started are no news
     with View(interactive, echo) as view, Publisher(publisher_settings, {"log_level": 0}) as publisher:
@@ -850,7 +843,7 @@ def _run(state: _Run) -> DemoReport:
                 f"never found a record to act on for: {', '.join(unsent + actors.pending_edits)} "
                 "(a quiet member whose Contact is in the org)"
             )
-    raw_producer.flush(5)
+    raw_producer.close(5)
 
     report = _report(
         state, prefix, bad_sent, observed, sampler, streamed_s, drained, run_dir, notes, kafka_config, up.registry

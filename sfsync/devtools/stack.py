@@ -31,10 +31,8 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
-from confluent_kafka.admin import AdminClient
 
 from sfsync.errors import ServiceUnavailableError, StackError
 from sfsync.settings import StackSettings
@@ -555,22 +553,12 @@ def wait_tcp(host: str, port: int, timeout_s: float, check: Callable[[], None] =
 
 
 def wait_kafka(bootstrap: str, timeout_s: float, check: Callable[[], None] = lambda: None) -> None:
-    """Wait until a Kafka cluster answers a metadata request (bounded)."""
+    """Wait until a Kafka cluster answers a metadata request (bounded); ServiceUnavailableError otherwise."""
+    # imported here: confluent-kafka's admin client costs ~0.2 s to import, which the stack commands
+    # that never wait for Kafka (stop, logs, status of a stopped stack) should not pay
+    from sfsync.kafka.admin import wait_for_cluster
 
-    deadline = time.monotonic() + max(timeout_s, 1.0)
-    conf: dict[str, Any] = {"bootstrap.servers": bootstrap, "log_level": 0, "logger": _quiet_logger()}
-    admin = AdminClient(conf)
-    last = "no answer"
-    while time.monotonic() < deadline:
-        check()
-        try:
-            meta = admin.list_topics(timeout=min(2.0, max(deadline - time.monotonic(), 0.1)))
-            if meta.brokers:
-                return
-        except Exception as exc:  # noqa: BLE001 - librdkafka raises KafkaException; reported below
-            last = str(exc)
-        time.sleep(0.2)
-    raise ServiceUnavailableError(f"Kafka at {bootstrap} did not answer within {timeout_s:.0f}s ({last})")
+    wait_for_cluster({"bootstrap.servers": bootstrap}, timeout_s, check, options={"logger": _quiet_logger()})
 
 
 def wait_http(url: str, timeout_s: float, check: Callable[[], None] = lambda: None, what: str = "") -> None:

@@ -1,121 +1,252 @@
-"""Kafka plumbing shared by the sink's side channels (error log, DLQ): clients whose errors are ours."""
+"""Every librdkafka producer and consumer sfsync builds (confluent-kafka), from its Kafka settings.
+
+``kafka_config`` is what :meth:`sfsync.settings.KafkaConnection.kafka_client_config` returns (where
+Kafka is and how to log in); each builder adds its preset, then ``options`` (librdkafka properties,
+added last). A client that cannot be built raises :class:`~sfsync.errors.ConfigError` naming the
+setting at fault (:func:`sfsync.kafka.errors.construction_error`), never ``KafkaException``.
+
+- Producers (:func:`new_producer`, :func:`build_producer`) are handed to
+  :class:`sfsync.kafka.delivery.Outbox` or :class:`~sfsync.kafka.delivery.TransactionalProducer`,
+  which own their calls.
+- Consumers (:func:`new_consumer`) come as a :class:`KafkaConsumer`: the confluent-kafka methods sfsync
+  uses, with the same names and arguments, raising sfsync errors (:func:`sfsync.kafka.errors.translate`).
+
+The admin client is built in :mod:`sfsync.kafka.admin`.
+"""
 
 from __future__ import annotations
 
+import logging
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sfsync.errors import FatalError, ServiceUnavailableError
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from sfsync.errors import FatalError
+from sfsync.kafka.errors import construction_error, translate
+
+__all__ = [
+    "OFFSET_BEGINNING",
+    "RECORD_BATCH_OVERHEAD",
+    "KafkaConsumer",
+    "Message",
+    "RawDeliveryCallback",
+    "TopicPartition",
+    "build_producer",
+    "new_consumer",
+    "new_producer",
+]
+
+log = logging.getLogger(__name__)
+
+RawDeliveryCallback = Callable[[KafkaError | None, Message], None]
+"""librdkafka's delivery report callback: ``(error or None, message)``."""
+
+RECORD_BATCH_OVERHEAD = 61
+"""Bytes a record batch adds to its records (Kafka's v2 batch header). A topic's ``max.message.bytes``
+bounds a whole batch; a producer whose ``message.max.bytes`` is that minus this refuses, in
+``produce()``, each record the topic would refuse, and builds no batch the topic refuses."""
+
+_MIN_MESSAGE_MAX_BYTES = 1000  # librdkafka's lower bound for message.max.bytes
 
 
-def new_producer(kafka_config: Mapping[str, Any], client_id: str, delivery_timeout_s: float) -> Any:
-    """An idempotent producer (``acks=all``) that waits at most ``delivery_timeout_s`` per record."""
-    from confluent_kafka import KafkaException, Producer
+def build_producer(config: Mapping[str, Any], client: str) -> Producer:
+    """A producer with exactly the librdkafka properties ``config``; ``client`` names it in errors.
 
-    try:
-        return Producer(
-            {
-                **kafka_config,
-                "client.id": client_id,
-                "enable.idempotence": True,
-                "acks": "all",
-                "linger.ms": 5,
-                "message.timeout.ms": int(delivery_timeout_s * 1000),
-                "log_level": 3,
-            }
-        )
-    except KafkaException as exc:
-        raise ServiceUnavailableError(f"cannot create a Kafka producer ({client_id}): {exc}") from exc
-
-
-def new_consumer(kafka_config: Mapping[str, Any], group_id: str | None = None) -> Any:
-    """A consumer that never commits on its own (``group_id`` defaults to a throwaway one)."""
-    from confluent_kafka import Consumer, KafkaException
-
-    try:
-        return Consumer(
-            {
-                **kafka_config,
-                "group.id": group_id or f"sfsync-reader-{uuid.uuid4().hex}",
-                "enable.auto.commit": False,
-                "enable.auto.offset.store": False,
-                "auto.offset.reset": "earliest",
-                "log_level": 3,
-            }
-        )
-    except KafkaException as exc:
-        raise ServiceUnavailableError(f"cannot create a Kafka consumer: {exc}") from exc
-
-
-def partitions_of(consumer: Any, topic: str, timeout_s: float = 10.0) -> dict[int, tuple[int, int]]:
-    """``{partition: (low, high)}`` watermarks of ``topic``; FatalError if it does not exist."""
-    from confluent_kafka import KafkaException, TopicPartition
-
-    try:
-        meta = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
-        if meta is None or meta.error is not None or not meta.partitions:
-            raise FatalError(f"topic {topic} does not exist; create it with `sfsync topics ensure`")
-        return {
-            p: tuple(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s))
-            for p in sorted(meta.partitions)
-        }
-    except KafkaException as exc:
-        raise ServiceUnavailableError(f"Kafka did not answer for topic {topic}: {exc}") from exc
-
-
-def read_messages(
-    kafka_config: Mapping[str, Any],
-    topic: str,
-    *,
-    last: int | None = None,
-    follow: bool = False,
-    poll_s: float = 0.5,
-    stop: Callable[[], bool] = lambda: False,
-    starts: Mapping[int, int] | None = None,
-    consumer: Any = None,
-) -> Iterator[Any]:
-    """Raw messages of every partition of ``topic``, partition by partition in offset order.
-
-    Starts at ``starts[partition]`` when given, else ``last`` records before the end (``None``:
-    the beginning). Without ``follow`` it ends at the end of the topic as it was when called.
-    Never commits. A ``consumer`` passed in is used and left open.
+    Raises:
+        ConfigError: librdkafka refused the configuration.
     """
-    from confluent_kafka import KafkaException, TopicPartition
-
-    own = consumer is None
-    consumer = consumer or new_consumer(kafka_config)
     try:
-        ends: dict[int, int] = {}
-        pending: set[int] = set()
-        assignment = []
-        for p, (low, high) in partitions_of(consumer, topic).items():
-            if starts is not None and p in starts:
-                start = max(low, starts[p])
-            else:
-                start = low if last is None else max(low, high - last)
-            ends[p] = high
-            if start < high:
-                pending.add(p)
-            assignment.append(TopicPartition(topic, p, start))
+        return Producer(dict(config))
+    except (KafkaException, ValueError) as exc:
+        raise construction_error(exc, f"producer {client}") from exc
+
+
+def new_producer(
+    kafka_config: Mapping[str, Any],
+    client_id: str,
+    *,
+    delivery_timeout_s: float | None = None,
+    on_delivery: RawDeliveryCallback | None = None,
+    errors_only: bool = False,
+    max_message_bytes: int | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> Producer:
+    """An idempotent producer (``enable.idempotence``, ``acks=all``, ``linger.ms`` 5), librdkafka's
+    own logging at errors only.
+
+    ``delivery_timeout_s`` bounds each record's delivery (``message.timeout.ms``; None: librdkafka's
+    default); ``on_delivery`` receives the delivery reports, only the failed ones with
+    ``errors_only``; ``max_message_bytes`` is the ``max.message.bytes`` of the topic it writes to: a
+    record the topic would refuse is then refused by ``produce()`` (``MSG_SIZE_TOO_LARGE``), before
+    it is queued.
+
+    Raises:
+        ConfigError: librdkafka refused the configuration (e.g. an unknown SASL mechanism).
+    """
+    config: dict[str, Any] = {
+        **kafka_config,
+        "client.id": client_id,
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 5,
+        "log_level": 3,
+    }
+    if delivery_timeout_s is not None:
+        config["message.timeout.ms"] = int(delivery_timeout_s * 1000)
+    if on_delivery is not None:
+        config["on_delivery"] = on_delivery
+    if errors_only:
+        config["delivery.report.only.error"] = True
+    if max_message_bytes is not None:
+        config["message.max.bytes"] = max(_MIN_MESSAGE_MAX_BYTES, max_message_bytes - RECORD_BATCH_OVERHEAD)
+    config.update(options or {})
+    return build_producer(config, client_id)
+
+
+def new_consumer(
+    kafka_config: Mapping[str, Any], group_id: str | None = None, *, options: Mapping[str, Any] | None = None
+) -> KafkaConsumer:
+    """A consumer that never commits on its own (``group_id`` defaults to a throwaway one), reading
+    from the earliest offset where its group has none, librdkafka's own logging at errors only.
+
+    Raises:
+        ConfigError: librdkafka refused the configuration.
+    """
+    group = group_id or f"sfsync-reader-{uuid.uuid4().hex}"
+    config: dict[str, Any] = {
+        **kafka_config,
+        "group.id": group,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "log_level": 3,
+        **(options or {}),
+    }
+    try:
+        return KafkaConsumer(Consumer(config), f"consumer of group {group}")
+    except (KafkaException, ValueError) as exc:
+        raise construction_error(exc, f"consumer of group {group}") from exc
+
+
+class KafkaConsumer:
+    """A confluent-kafka ``Consumer`` whose calls raise sfsync errors instead of ``KafkaException``.
+
+    The methods are confluent-kafka's (same names and arguments). :meth:`poll` and :meth:`consume`
+    return records only: a fatal error event raises :class:`~sfsync.errors.FatalError`, other error
+    events (librdkafka recovers from them on its own) are logged at debug level and dropped. ``raw``
+    is the confluent-kafka consumer, for :mod:`sfsync.kafka` itself.
+    """
+
+    __slots__ = ("name", "raw")
+
+    def __init__(self, raw: Consumer, name: str) -> None:
+        self.raw = raw
+        self.name = name
+
+    def subscribe(
+        self,
+        topics: list[str],
+        on_assign: Callable[[Any, list[TopicPartition]], None] | None = None,
+        on_revoke: Callable[[Any, list[TopicPartition]], None] | None = None,
+    ) -> None:
+        """Join the group for ``topics``; the callbacks run inside :meth:`poll` / :meth:`consume`."""
+        kwargs: dict[str, Any] = {}
+        if on_assign is not None:
+            kwargs["on_assign"] = on_assign
+        if on_revoke is not None:
+            kwargs["on_revoke"] = on_revoke
         try:
-            consumer.assign(assignment)
+            self.raw.subscribe(topics, **kwargs)
         except KafkaException as exc:
-            raise ServiceUnavailableError(f"cannot read {topic}: {exc}") from exc
-        while not stop():
-            if not follow and not pending:
-                return
-            try:
-                msg = consumer.poll(poll_s)
-            except KafkaException as exc:
-                raise ServiceUnavailableError(f"reading {topic} failed: {exc}") from exc
-            if msg is None:
-                continue
-            if msg.error() is not None:
-                raise ServiceUnavailableError(f"reading {topic} failed: {msg.error().str()}")
-            if msg.offset() >= ends.get(msg.partition(), 0) - 1:
-                pending.discard(msg.partition())
-            yield msg
-    finally:
-        if own:
-            consumer.close()
+            raise translate(exc, f"subscribing to {', '.join(topics)}") from exc
+
+    def assign(self, partitions: Sequence[TopicPartition]) -> None:
+        """Read exactly ``partitions`` (from their offsets), outside any group assignment."""
+        try:
+            self.raw.assign(list(partitions))
+        except KafkaException as exc:
+            raise translate(exc, "assigning partitions") from exc
+
+    def poll(self, timeout: float = -1) -> Message | None:
+        """The next record, or None after ``timeout`` seconds (error events: see the class doc)."""
+        try:
+            message = self.raw.poll(timeout)
+        except KafkaException as exc:
+            raise translate(exc, "polling") from exc
+        if message is None or self._record(message):
+            return message
+        return None
+
+    def consume(self, num_messages: int = 1, timeout: float = -1) -> list[Message]:
+        """Up to ``num_messages`` records, waiting at most ``timeout`` seconds (error events: see the class doc)."""
+        try:
+            messages = self.raw.consume(num_messages, timeout)
+        except KafkaException as exc:
+            raise translate(exc, "consuming") from exc
+        return [m for m in messages if self._record(m)]
+
+    def _record(self, message: Message) -> bool:
+        error = message.error()
+        if error is None:
+            return True
+        if error.fatal():
+            raise FatalError(f"Kafka consumer ({self.name}) failed for good: {error.str()}")
+        log.debug("%s: %s", self.name, error.str())
+        return False
+
+    def commit(self, offsets: Sequence[TopicPartition], asynchronous: bool = False) -> None:
+        """Commit ``offsets`` for the group (waits for the broker unless ``asynchronous``)."""
+        try:
+            if asynchronous:
+                self.raw.commit(offsets=list(offsets), asynchronous=True)
+            else:
+                self.raw.commit(offsets=list(offsets), asynchronous=False)
+        except KafkaException as exc:
+            raise translate(exc, "committing offsets") from exc
+
+    def committed(self, partitions: Sequence[TopicPartition], timeout: float = -1) -> list[TopicPartition]:
+        """The group's committed offsets (and commit metadata) of ``partitions``."""
+        try:
+            return self.raw.committed(list(partitions), timeout=timeout)
+        except KafkaException as exc:
+            raise translate(exc, "reading committed offsets") from exc
+
+    def position(self, partitions: Sequence[TopicPartition]) -> list[TopicPartition]:
+        """This consumer's next offset in each of ``partitions`` (negative: none yet)."""
+        try:
+            return self.raw.position(list(partitions))
+        except KafkaException as exc:
+            raise translate(exc, "reading positions") from exc
+
+    def assignment(self) -> list[TopicPartition]:
+        """The partitions assigned to this consumer now."""
+        try:
+            return self.raw.assignment()
+        except KafkaException as exc:
+            raise translate(exc, "reading the assignment") from exc
+
+    def get_watermark_offsets(
+        self, partition: TopicPartition, timeout: float = -1, cached: bool = False
+    ) -> tuple[int, int]:
+        """``(low, high)`` offsets of ``partition`` (``cached``: as last fetched, without asking)."""
+        try:
+            low, high = self.raw.get_watermark_offsets(partition, timeout=timeout, cached=cached)
+        except KafkaException as exc:
+            raise translate(exc, f"reading the offsets of {partition.topic}[{partition.partition}]") from exc
+        return int(low), int(high)
+
+    def list_topics(self, topic: str | None = None, timeout: float = -1) -> Any:
+        """The cluster's metadata (``.topics``: name -> topic metadata), of ``topic`` only when given."""
+        try:
+            return self.raw.list_topics(topic, timeout=timeout)
+        except KafkaException as exc:
+            raise translate(exc, "reading metadata") from exc
+
+    def close(self) -> None:
+        """Leave the group (if any) and free the client; raises RuntimeError when already closed."""
+        try:
+            self.raw.close()
+        except KafkaException as exc:
+            raise translate(exc, "closing the consumer") from exc

@@ -43,7 +43,10 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sfsync.errors import DeliveryError, ServiceUnavailableError, SfsyncError
-from sfsync.kafka.clients import new_consumer, new_producer, partitions_of, read_messages
+from sfsync.kafka.clients import KafkaConsumer, TopicPartition, new_consumer, new_producer
+from sfsync.kafka.delivery import DeliveryReport, Outbox
+from sfsync.kafka.errors import RecordRejectedError
+from sfsync.kafka.reading import new_reader, partitions_of, read_at, read_messages
 from sfsync.ops.errorlog import SourceRef, entry_for, scrub
 from sfsync.topics import DLQ
 
@@ -397,46 +400,35 @@ class DeadLetterQueue:
         self._error_log = error_log
         self._metrics = metrics
         self._timeout_s = delivery_timeout_s
-        self._producer: Any = None
+        self._outbox: Outbox | None = None
 
-    def _get_producer(self) -> Any:
-        if self._producer is None:
-            self._producer = new_producer(self._config, "sfsync-dlq", self._timeout_s)
-        return self._producer
+    def _get_outbox(self) -> Outbox:
+        if self._outbox is None:
+            producer = new_producer(self._config, "sfsync-dlq", delivery_timeout_s=self._timeout_s)
+            self._outbox = Outbox(producer, label=self.topic, timeout_s=self._timeout_s)
+        return self._outbox
 
     def _send(
         self, topic: str, key: bytes | None, value: bytes | None, headers: list[Header], partition: int | None = None
     ) -> _Delivery:
         """Produce one record (to ``partition``, else the key's); the delivery report is filled in by the next
-        poll/flush."""
-        from confluent_kafka import KafkaException
-
+        poll/flush. Raises DeliveryError when it cannot be queued (a record too large included:
+        it cannot be parked, so the caller must not go on as if it were)."""
         report = _Delivery()
 
-        def on_delivery(err: Any, msg: Any) -> None:
+        def on_delivery(delivered: DeliveryReport) -> None:
             report.done = True
-            if err is not None:
-                report.error = str(err.str())
-            else:
-                report.partition, report.offset = msg.partition(), msg.offset()
+            report.error = delivered.error
+            report.partition, report.offset = delivered.partition, delivered.offset
 
-        producer = self._get_producer()
-        while True:
-            try:
-                if partition is None:
-                    producer.produce(topic, value, key, headers=headers, on_delivery=on_delivery)
-                else:
-                    producer.produce(topic, value, key, partition, headers=headers, on_delivery=on_delivery)
-                return report
-            except BufferError:
-                producer.poll(0.1)
-            except KafkaException as exc:
-                raise DeliveryError([(topic, _show_key(key), str(exc))]) from exc
+        try:
+            self._get_outbox().send(topic, value, key, partition=partition, headers=headers, on_delivery=on_delivery)
+        except RecordRejectedError as exc:
+            raise DeliveryError([(topic, _show_key(key), str(exc))]) from exc
+        return report
 
     def _flush(self) -> None:
-        remaining = self._get_producer().flush(self._timeout_s + 5)
-        if remaining:
-            raise DeliveryError([(self.topic, None, f"{remaining} record(s) unacknowledged")])
+        self._get_outbox().flush()
 
     # ------------------------------------------------------------------ park
     def park(
@@ -502,13 +494,8 @@ class DeadLetterQueue:
         return report.partition, report.offset
 
     # ------------------------------------------------------------------ read
-    def _read_state(self, consumer: Any, partitions: Sequence[int]) -> dict[int, _ReplayState]:
-        from confluent_kafka import KafkaException, TopicPartition
-
-        try:
-            committed = consumer.committed([TopicPartition(self.topic, p) for p in partitions], timeout=10)
-        except KafkaException as exc:
-            raise ServiceUnavailableError(f"cannot read the replay state of {self.topic}: {exc}") from exc
+    def _read_state(self, consumer: KafkaConsumer, partitions: Sequence[int]) -> dict[int, _ReplayState]:
+        committed = consumer.committed([TopicPartition(self.topic, p) for p in partitions], timeout=10)
         state: dict[int, _ReplayState] = {}
         for tp in committed:
             state[tp.partition] = _ReplayState(max(tp.offset, 0), decode_offsets(tp.metadata or ""))
@@ -561,8 +548,6 @@ class DeadLetterQueue:
             DeliveryError: a record was not acknowledged (nothing is recorded as settled).
             ServiceUnavailableError: Kafka did not answer.
         """
-        from confluent_kafka import KafkaException, TopicPartition
-
         where = where or ReplayFilter()
         consumer = new_consumer(self._config, self.replay_group)
         try:
@@ -614,7 +599,7 @@ class DeadLetterQueue:
             report = _report(sends, missing)
             try:
                 consumer.commit(offsets=offsets, asynchronous=False)
-            except KafkaException as exc:
+            except SfsyncError as exc:
                 raise ServiceUnavailableError(
                     f"replayed {report.settled} record(s) but could not record it in group {self.replay_group}: "
                     f"{exc}; a new replay may send them again"
@@ -627,8 +612,6 @@ class DeadLetterQueue:
         self, sources: Sequence[SourceEvent], timeout_s: float = 15.0
     ) -> tuple[dict[SourceEvent, OriginalRecord], dict[SourceEvent, str]]:
         """Read each source event at its offset: (found, why the others could not be read)."""
-        from confluent_kafka import KafkaException, TopicPartition
-
         found: dict[SourceEvent, OriginalRecord] = {}
         reasons: dict[SourceEvent, str] = {}
         by_partition: dict[tuple[str, int], list[SourceEvent]] = {}
@@ -636,13 +619,12 @@ class DeadLetterQueue:
             by_partition.setdefault((source.topic, source.partition), []).append(source)
         if not by_partition:
             return found, reasons
-        consumer = new_consumer({**self._config, "enable.partition.eof": True})
+        consumer = new_reader(self._config)
         try:
             for (topic, partition), wanted in by_partition.items():
-                tp = TopicPartition(topic, partition)
                 try:
-                    low, high = consumer.get_watermark_offsets(tp, timeout=timeout_s)
-                except KafkaException as exc:
+                    low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout_s)
+                except SfsyncError as exc:
                     for source in wanted:
                         reasons[source] = f"cannot read {topic}[{partition}]: {exc}"
                     continue
@@ -652,19 +634,18 @@ class DeadLetterQueue:
                     elif source.offset >= high:
                         reasons[source] = f"not in the topic (its end offset is {high})"
                     else:
-                        record = _read_at(consumer, TopicPartition(topic, partition, source.offset), timeout_s)
+                        record = read_at(consumer, topic, partition, source.offset, timeout_s)
                         if record is None:
                             reasons[source] = "no longer in the topic (compacted or deleted)"
                         else:
-                            found[source] = record
-        except KafkaException as exc:
-            raise ServiceUnavailableError(f"cannot read source events: {exc}") from exc
+                            found[source] = OriginalRecord.of(record)
         finally:
             consumer.close()
         return found, reasons
 
     def close(self) -> None:
-        if self._producer is not None:
+        """Deliver what is queued; DeliveryError when Kafka did not store it."""
+        if self._outbox is not None:
             self._flush()
 
 
@@ -675,29 +656,6 @@ def _report(sends: Sequence[ReplaySend], missing: Sequence[MissingSource] = ()) 
         republished=sum(1 for s in sends if s.source is not None),
         missing=tuple(missing),
     )
-
-
-def _read_at(consumer: Any, at: Any, timeout_s: float) -> OriginalRecord | None:
-    """The record at ``at`` (a TopicPartition with an offset), None when the partition has none there."""
-    import time
-
-    from confluent_kafka import KafkaError
-
-    consumer.assign([at])
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        msg = consumer.poll(0.5)
-        if msg is None:
-            continue
-        error = msg.error()
-        if error is not None:
-            if error.code() == KafkaError._PARTITION_EOF:
-                return None
-            raise ServiceUnavailableError(f"reading {at.topic}[{at.partition}] failed: {error.str()}")
-        if msg.offset() < at.offset:
-            continue
-        return OriginalRecord.of(msg) if msg.offset() == at.offset else None
-    raise ServiceUnavailableError(f"{at.topic}[{at.partition}]@{at.offset}: no answer in {timeout_s:g}s")
 
 
 def _plan(

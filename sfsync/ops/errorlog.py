@@ -28,7 +28,10 @@ from sfsync.errors import (
     RetriableError,
     SfsyncError,
 )
-from sfsync.kafka.clients import new_producer, read_messages
+from sfsync.kafka.clients import new_producer
+from sfsync.kafka.delivery import Outbox
+from sfsync.kafka.errors import RecordRejectedError
+from sfsync.kafka.reading import read_messages
 from sfsync.redaction import redact
 from sfsync.time import utcnow
 from sfsync.topics import ERRORS
@@ -312,41 +315,34 @@ class ErrorLog:
 
         self.topic = ERRORS.name(prefix)
         self._metrics = metrics
-        self._timeout_s = delivery_timeout_s
-        self._failures: list[tuple[str, str | None, str]] = []
         self._encoder = AvroEncoder(registry, self.topic, load_topic_schema(ERRORS.base), register=register)
-        self._producer = new_producer(kafka_config, "sfsync-errorlog", delivery_timeout_s)
-
-    def _on_delivery(self, err: Any, msg: Any) -> None:
-        if err is not None:
-            self._failures.append((self.topic, None, str(err.str())))
+        self._outbox = Outbox(
+            new_producer(kafka_config, "sfsync-errorlog", delivery_timeout_s=delivery_timeout_s),
+            label=self.topic,
+            timeout_s=delivery_timeout_s,
+            poll_every=1,
+        )
 
     def record(self, entry: ErrorLogEntry) -> None:
-        """Queue ``entry``; raises RecordValidationError if it does not fit the schema."""
-        from confluent_kafka import KafkaException
+        """Queue ``entry``.
 
+        Raises:
+            RecordValidationError: it does not fit the schema.
+            DeliveryError: Kafka cannot take it (unknown topic, too large, queue full for the
+                delivery timeout).
+        """
         data = self._encoder.encode(RECORD_NAME, entry.to_avro())
-        while True:
-            try:
-                self._producer.produce(self.topic, data, on_delivery=self._on_delivery)
-                break
-            except BufferError:
-                self._producer.poll(0.1)
-            except KafkaException as exc:  # unknown topic, message too large...
-                raise DeliveryError([(self.topic, None, str(exc))]) from exc
-        self._producer.poll(0)
+        try:
+            self._outbox.send(self.topic, data)
+        except RecordRejectedError as exc:  # a log that cannot hold the entry: the log failed, not the entry
+            raise DeliveryError([(self.topic, None, str(exc))]) from exc
         if self._metrics is not None:
             self._metrics.error(entry.category, entry.code)
 
     def flush(self, timeout_s: float | None = None) -> None:
-        """Wait until every queued entry is stored; DeliveryError otherwise."""
-        timeout = self._timeout_s + 5 if timeout_s is None else timeout_s
-        remaining = self._producer.flush(timeout)
-        failures, self._failures = self._failures, []
-        if remaining:
-            failures.append((self.topic, None, f"{remaining} entr(y/ies) unacknowledged after {timeout:.0f}s"))
-        if failures:
-            raise DeliveryError(failures)
+        """Wait until every queued entry is stored (at most ``timeout_s``, default the delivery
+        timeout + 5 s); DeliveryError for the entries that were not."""
+        self._outbox.flush(timeout_s)
 
     def close(self) -> None:
         self.flush()
@@ -360,7 +356,7 @@ class ErrorLog:
         if exc_type is None:
             self.close()
         else:
-            self._producer.flush(5)
+            self._outbox.close(5)
 
 
 # ---------------------------------------------------------------------- reading
@@ -386,7 +382,7 @@ def tail(
     wanted = Category(category) if category is not None else None
     decoder = AvroDecoder(registry)
     for msg in read_messages(kafka_config, ERRORS.name(prefix), last=last, follow=follow, poll_s=poll_s, stop=stop):
-        _, value = decoder.decode(msg.value())
+        _, value = decoder.decode(msg.value() or b"")
         entry = ErrorLogEntry.from_avro(value)
         if wanted is None or entry.category == wanted:
             yield entry

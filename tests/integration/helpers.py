@@ -14,10 +14,11 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from pydantic import SecretStr
 
 from sfsync.emulator.server import RunningEmulator
+from sfsync.kafka.admin import ensure_topics
 from sfsync.producers.publisher import Publisher
 from sfsync.salesforce import SalesforceSettings
 from sfsync.settings import PublisherSettings
-from sfsync.topics import ALL_TOPICS, ensure_topics
+from sfsync.topics import ALL_TOPICS
 
 PARTITIONS = 6
 

@@ -375,8 +375,9 @@ async def test_two_replicas_share_objects_one_poller_each_and_fail_over(
 
 
 def test_a_zombie_producer_is_fenced_by_its_successor(services, prefix) -> None:
+    from sfsync.kafka.admin import ensure_topics
     from sfsync.sources.poller import FencedError, Transactions
-    from sfsync.topics import TopicSpec, ensure_topics
+    from sfsync.topics import TopicSpec
 
     kafka = {"bootstrap.servers": services.bootstrap}
     topic = prefix + "fencing"

@@ -13,11 +13,12 @@ import httpx
 from confluent_kafka import Consumer, Producer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
+from sfsync.kafka.admin import ensure_topics
 from sfsync.mapping import load_mappings
 from sfsync.processors.outbound.metrics import LagProbe
 from sfsync.processors.outbound.plan import plan
 from sfsync.producers.fake import CommunitySimulator
-from sfsync.topics import PRODUCT_TOPICS, RESULTS, SALESFORCE_EDITS, TopicSpec, ensure_topics
+from sfsync.topics import PRODUCT_TOPICS, RESULTS, SALESFORCE_EDITS, TopicSpec
 from tests.integration.helpers import publish_all
 from tests.integration.processes import Spawned, processor_env
 from tests.unit.cli.test_cli_and_outages import free_port
