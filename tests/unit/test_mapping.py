@@ -21,9 +21,9 @@ from sfsync.mapping import (
     json_schema,
     match_values,
     parse_mappings,
-    product_field_type,
     validate_against_describe,
 )
+from sfsync.mapping.products import product_field_type
 
 runner = CliRunner()
 T0 = dt.datetime(2026, 3, 1, 9, 30, tzinfo=dt.UTC)
