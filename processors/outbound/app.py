@@ -64,7 +64,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sfsync.errors import SkippableRecordError
 from sfsync.mapping import Mapping as MappingRule
-from sfsync.mapping import MappingFile, load_mappings
+from sfsync.mapping import MappingFile, load_configured_mappings
 from sfsync.ops.dlq import DeadLetterQueue, OriginalRecord, Stage
 from sfsync.processors.faust_runtime.worker import command_main, run_faust_worker
 from sfsync.processors.outbound.edits import learn_edit
@@ -355,8 +355,10 @@ def build_app(
 ) -> faust.App:
     """The processor as a ``faust.App`` (not started). Creates sfsync's topics that are missing.
 
+    Without ``mappings``, it runs the mapping setting's file (:func:`~sfsync.mapping.load_configured_mappings`).
+
     Raises:
-        ConfigError / MappingError: an invalid mapping file.
+        ConfigError / MappingError: invalid mapping settings or an invalid mapping file.
         ServiceUnavailableError: Kafka or the registry did not answer.
     """
     return _build(settings, registry=registry, mappings=mappings, external_ids=external_ids).app
@@ -390,7 +392,7 @@ def _build(
         metrics = ProcessorMetrics(CollectorRegistry())
 
     if mappings is None:
-        mappings = load_mappings(settings.mapping_file, variables=settings.mapping_variables)
+        mappings = load_configured_mappings()
     if registry is None:
         registry = SchemaRegistry.from_settings(settings)
     prefix = settings.topic_prefix

@@ -15,13 +15,16 @@ Checking happens in two phases, each reporting every problem at once:
    problems as strings.
 
 :func:`evaluate_fields` is the pure outbound rule: one product event in, the Salesforce field
-values of one mapping out; :func:`evaluate_inbound` the inbound one. Nothing here talks to Kafka or Salesforce.
+values of one mapping out; :func:`evaluate_inbound` the inbound one. Every process that maps reads
+the same setting (:class:`MappingSettings`: ``SFSYNC_MAPPING_FILE``, ``SFSYNC_MAPPING_VARS``) and
+loads the file with :func:`load_configured_mappings`. Nothing here talks to Kafka or Salesforce.
 
 This module is the public surface; the submodules hold one concern each:
 
 - :mod:`~sfsync.mapping.model`: the pydantic model of a mapping file;
 - :mod:`~sfsync.mapping.loading`: YAML, line numbers, the default mapping, the JSON Schema;
 - :mod:`~sfsync.mapping.variables`: ``${variable}`` substitution, variables given as settings;
+- :mod:`~sfsync.mapping.settings`: the mapping setting every process reads;
 - :mod:`~sfsync.mapping.products`: the product's event types and field types (Avro);
 - :mod:`~sfsync.mapping.cel`: CEL functions and running expressions;
 - :mod:`~sfsync.mapping.values`: values as Salesforce's REST API takes them;
@@ -51,6 +54,7 @@ from sfsync.mapping.model import (
     MatchKey,
     ParentRef,
 )
+from sfsync.mapping.settings import MappingSettings, load_configured_mappings, load_mapping_settings
 from sfsync.mapping.validate import describes_needed_for_reads, validate_against_describe, validate_reads
 from sfsync.mapping.values import to_salesforce_value
 
@@ -64,6 +68,7 @@ __all__ = [
     "MappingError",
     "MappingEvaluationError",
     "MappingFile",
+    "MappingSettings",
     "MatchKey",
     "ParentLookup",
     "ParentRef",
@@ -72,6 +77,8 @@ __all__ = [
     "evaluate_inbound",
     "evaluate_outbound",
     "json_schema",
+    "load_configured_mappings",
+    "load_mapping_settings",
     "load_mappings",
     "match_values",
     "parse_mappings",
