@@ -48,13 +48,12 @@ class MappingSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SFSYNC_MAPPING_", extra="ignore", populate_by_name=True)
 
     file: Path | None = Field(None, description="The mapping YAML (default: the shipped default mapping).")
-    variables: Annotated[dict[str, str], NoDecode] = Field(
+    vars: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict,
-        validation_alias="SFSYNC_MAPPING_VARS",
         description="${name} values over the file's own: a JSON object or name=value[,name=value...].",
     )
 
-    @field_validator("variables", mode="before")
+    @field_validator("vars", mode="before")
     @classmethod
     def _variables(cls, value: Any) -> dict[str, str]:
         return parse_variables(value)
@@ -62,12 +61,12 @@ class MappingSettings(BaseSettings):
     def with_overrides(
         self, file: Path | None = None, variables: MappingABC[str, str] | None = None
     ) -> MappingSettings:
-        """These settings with ``file`` instead of theirs (when given) and ``variables`` over theirs,
+        """These settings with ``file`` instead of theirs (when given) and ``variables`` over their ``vars``,
         name by name (``sfsync mappings validate FILE --set name=value``)."""
         return self.model_copy(
             update={
                 "file": file if file is not None else self.file,
-                "variables": {**self.variables, **(variables or {})},
+                "vars": {**self.vars, **(variables or {})},
             }
         )
 
@@ -100,4 +99,4 @@ def load_configured_mappings(settings: MappingSettings | None = None) -> Mapping
     """The mapping file ``settings`` name, with their variables (None: :func:`load_mapping_settings`).
     Raises :class:`~sfsync.mapping.errors.MappingError` listing every problem of the file."""
     chosen = settings if settings is not None else load_mapping_settings()
-    return load_mappings(chosen.file, variables=chosen.variables)
+    return load_mappings(chosen.file, variables=chosen.vars)

@@ -47,7 +47,7 @@ def no_mapping_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_unset_it_is_the_shipped_default_mapping_with_its_own_variables() -> None:
     settings = load_mapping_settings()
-    assert settings.file is None and settings.variables == {}
+    assert settings.file is None and settings.vars == {}
     mappings = load_configured_mappings(settings)
     assert mappings.source == "default.yaml"
     assert mappings.get("members").target == "Contact"  # type: ignore[union-attr]
@@ -67,7 +67,7 @@ def test_the_file_and_json_variables_come_from_the_environment(monkeypatch: pyte
     monkeypatch.setenv("SFSYNC_MAPPING_FILE", str(path))
     monkeypatch.setenv("SFSYNC_MAPPING_VARS", '{"object": "Lead"}')
     settings = load_mapping_settings()
-    assert settings == MappingSettings(file=path, variables={"object": "Lead"})
+    assert settings == MappingSettings(file=path, vars={"object": "Lead"})
     mappings = load_configured_mappings()
     assert mappings.source == str(path) and mappings.get("people").target == "Lead"  # type: ignore[union-attr]
 
@@ -77,18 +77,18 @@ def test_variables_are_a_json_object_or_name_value_pairs() -> None:
     assert parse_variables("prefix=Acme_, source=Community") == {"prefix": "Acme_", "source": "Community"}
     assert parse_variables("empty=") == {"empty": ""}
     assert parse_variables("") == {} and parse_variables(None) == {}
-    assert MappingSettings(variables="a=b").variables == {"a": "b"}
+    assert MappingSettings(vars="a=b").vars == {"a": "b"}
     for bad in ("novalue", "=x", "[1, 2]", "{not json"):
         with pytest.raises(ValueError, match=r"expected|JSON"):
             parse_variables(bad)
 
 
 def test_overrides_replace_the_file_and_go_over_the_variables_name_by_name(tmp_path: Path) -> None:
-    settings = MappingSettings(variables={"member_object": "Lead", "prefix": "acme__"})
+    settings = MappingSettings(vars={"member_object": "Lead", "prefix": "acme__"})
     assert settings.with_overrides() == settings
     other = settings.with_overrides(tmp_path / "x.yaml", {"prefix": ""})
     assert other.file == tmp_path / "x.yaml"
-    assert other.variables == {"member_object": "Lead", "prefix": ""}
+    assert other.vars == {"member_object": "Lead", "prefix": ""}
 
 
 def test_invalid_values_and_retired_names_are_reported_together(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -99,7 +99,7 @@ def test_invalid_values_and_retired_names_are_reported_together(monkeypatch: pyt
         load_mapping_settings()
     problems = caught.value.problems
     assert len(problems) == 3, problems
-    assert "SFSYNC_MAPPING_VARS" in problems[0] and "novalue" in problems[0]
+    assert problems[0].startswith("vars: ") and "novalue" in problems[0]
     assert problems[1:] == [
         "SFSYNC_PROCESSOR_MAPPING_VARIABLES is no longer read: set SFSYNC_MAPPING_VARS, which every process "
         "that maps reads",
