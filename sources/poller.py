@@ -55,7 +55,7 @@ from sfsync.kafka.clients import new_consumer
 from sfsync.kafka.delivery import TransactionalProducer
 from sfsync.kafka.errors import ProducerFencedError
 from sfsync.kafka.reading import new_reader, read_partition
-from sfsync.mapping import MappingError, MappingFile, load_mappings
+from sfsync.mapping import MappingError, MappingFile, load_configured_mappings
 from sfsync.ops.errorlog import ErrorLog, ErrorLogEntry, entry_for
 from sfsync.salesforce import BudgetTracker, DailyLimitExceeded, SalesforceClient, SalesforceSettings
 from sfsync.salesforce.auth import AuthProvider
@@ -386,7 +386,7 @@ class Poller:
         from sfsync.serde.schema import load_topic_schema
 
         self.settings = settings
-        mappings = mappings if mappings is not None else load_mappings(settings.mapping_file)
+        mappings = mappings if mappings is not None else load_configured_mappings()
         self.mappings = mappings
         self.plans = {p.sobject: p for p in core.plans_from_mappings(mappings, settings.objects)}
         if not self.plans:

@@ -1,12 +1,12 @@
 """Settings of the Salesforce poller (env prefix ``SFSYNC_SOURCE_``; Kafka and registry as everywhere else).
 
 Load with :func:`load_source_settings`, which reports every invalid value at once. The API budget
-is the governor's (``SFSYNC_GOVERNOR_*``, shared with the sink), the org is ``SALESFORCE_*``.
+is the governor's (``SFSYNC_GOVERNOR_*``, shared with the sink), the org is ``SALESFORCE_*``, the
+mapping the one setting every process reads (:mod:`sfsync.mapping.settings`).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Self
 
 from pydantic import Field, model_validator
@@ -20,7 +20,6 @@ class SourceSettings(KafkaConnection, RegistryConnection):
 
     model_config = SettingsConfigDict(env_prefix="SFSYNC_SOURCE_", extra="ignore", populate_by_name=True)
 
-    mapping_file: Path | None = Field(None, description="Mapping YAML (default: sfsync's default mapping).")
     objects: list[str] | None = Field(None, description="Poll only these objects (default: every mapped one).")
     poll_interval_s: float = Field(1.0, gt=0, le=3600, description="Wait between polls that found changes.")
     idle_backoff_factor: float = Field(2.0, ge=1.0, le=10.0, description="Growth of the wait while polls find none.")

@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from sfsync.errors import SkippableRecordError
 from sfsync.kafka.admin import ensure_topics
-from sfsync.mapping import MappingFile, load_mappings
+from sfsync.mapping import MappingFile, load_configured_mappings
 from sfsync.ops.dlq import DeadLetterQueue, OriginalRecord, Stage
 from sfsync.processors.faust_runtime.changelogs import ensure_changelogs
 from sfsync.processors.faust_runtime.worker import command_main, run_faust_worker
@@ -361,8 +361,10 @@ def build_inbound_app(
 ) -> faust.App:
     """The inbound processor as a ``faust.App`` (not started). Creates sfsync's topics that are missing.
 
+    Without ``mappings``, it runs the mapping setting's file (:func:`~sfsync.mapping.load_configured_mappings`).
+
     Raises:
-        ConfigError / MappingError: an invalid mapping file.
+        ConfigError / MappingError: invalid mapping settings or an invalid mapping file.
         ServiceUnavailableError: Kafka or the registry did not answer.
     """
     return _build(settings, registry=registry, mappings=mappings).app
@@ -385,7 +387,7 @@ def _build(
         metrics = InboundMetrics(CollectorRegistry())
 
     if mappings is None:
-        mappings = load_mappings(settings.mapping_file, variables=settings.mapping_variables)
+        mappings = load_configured_mappings()
     if registry is None:
         registry = SchemaRegistry.from_settings(settings)
     prefix = settings.topic_prefix

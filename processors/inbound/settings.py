@@ -1,8 +1,9 @@
 """Settings of the inbound processor (env prefix ``SFSYNC_INBOUND_``; Kafka and registry as everywhere else).
 
 The same knobs as the outbound processor's (:class:`~sfsync.processors.outbound.settings.ProcessorSettings`: app id,
-mapping file and variables, processing guarantee, table store, timeouts) under their own prefix and
-app id, so the two apps never share a consumer group or a table changelog. Load with
+processing guarantee, table store, timeouts) under their own prefix and app id, so the two apps never
+share a consumer group or a table changelog. The mapping is the one setting every process reads
+(:mod:`sfsync.mapping.settings`). Load with
 :func:`load_inbound_settings`, which reports every invalid value at once.
 
 The echo race (:func:`sfsync.processors.inbound.echo.hold_until`): ``SFSYNC_INBOUND_WRITER_USER_IDS`` names the

@@ -67,8 +67,9 @@ from sfsync.errors import SkippableRecordError
 from sfsync.kafka.admin import ensure_topics
 from sfsync.kafka.errors import RecordRejectedError
 from sfsync.mapping import Mapping as MappingRule
-from sfsync.mapping import MappingFile, load_mappings
+from sfsync.mapping import MappingFile, load_configured_mappings
 from sfsync.ops.dlq import DeadLetterQueue, OriginalRecord, Stage
+from sfsync.processors.faust_runtime.changelogs import ensure_changelogs
 from sfsync.processors.faust_runtime.worker import command_main, run_faust_worker
 from sfsync.processors.outbound.edits import learn_edit
 from sfsync.processors.outbound.metrics import LagProbe, ProcessorMetrics
@@ -381,8 +382,10 @@ def build_app(
 ) -> faust.App:
     """The processor as a ``faust.App`` (not started). Creates sfsync's topics that are missing.
 
+    Without ``mappings``, it runs the mapping setting's file (:func:`~sfsync.mapping.load_configured_mappings`).
+
     Raises:
-        ConfigError / MappingError: an invalid mapping file.
+        ConfigError / MappingError: invalid mapping settings or an invalid mapping file.
         ServiceUnavailableError: Kafka or the registry did not answer.
     """
     return _build(settings, registry=registry, mappings=mappings, external_ids=external_ids).app
@@ -416,7 +419,7 @@ def _build(
         metrics = ProcessorMetrics(CollectorRegistry())
 
     if mappings is None:
-        mappings = load_mappings(settings.mapping_file, variables=settings.mapping_variables)
+        mappings = load_configured_mappings()
     if registry is None:
         registry = SchemaRegistry.from_settings(settings)
     prefix = settings.topic_prefix
@@ -559,6 +562,7 @@ def _build(
                 metrics.set_lags(lags)
 
         app.timer(settings.lag_interval_s, name="consumer_lag")(observe_lag)
+    ensure_changelogs(app, kafka)  # before the worker's first assignment, which may miss a lazily created one
     return _Built(app, processor, dlq, writes, metrics, lag_probe)
 
 

@@ -1,48 +1,19 @@
 """Settings of the outbound processor (env prefix ``SFSYNC_PROCESSOR_``; Kafka and registry as everywhere else).
 
-Load with :func:`load_processor_settings`, which reports every invalid value at once.
-``SFSYNC_PROCESSOR_MAPPING_VARIABLES`` is a JSON object (``{"prefix": "Acme_"}``) or a
-``key=value`` list separated by commas (``prefix=Acme_,source=Community``).
+Load with :func:`load_processor_settings`, which reports every invalid value at once. The mapping
+file and its variables are the mapping setting every process reads (:mod:`sfsync.mapping.settings`).
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import Field, field_validator
-from pydantic_settings import NoDecode, SettingsConfigDict
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
 
 from sfsync.settings import KafkaConnection, RegistryConnection, load
 
-__all__ = ["ProcessorSettings", "load_processor_settings", "parse_variables"]
-
-
-def parse_variables(value: Any) -> dict[str, str]:
-    """Mapping variables from a dict, a JSON object or ``key=value[,key=value...]``."""
-    if value is None or value == "":
-        return {}
-    if isinstance(value, dict):
-        return {str(k): str(v) for k, v in value.items()}
-    if not isinstance(value, str):
-        raise ValueError("expected a JSON object or key=value[,key=value...]")
-    text = value.strip()
-    if text.startswith("{"):
-        try:
-            loaded = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"not a JSON object: {exc.msg}") from None
-        if not isinstance(loaded, dict):
-            raise ValueError("expected a JSON object")
-        return {str(k): str(v) for k, v in loaded.items()}
-    out: dict[str, str] = {}
-    for item in text.split(","):
-        name, sep, val = item.strip().partition("=")
-        if not sep or not name.strip():
-            raise ValueError(f"expected key=value, got {item.strip()!r}")
-        out[name.strip()] = val.strip()
-    return out
+__all__ = ["ProcessorSettings", "load_processor_settings"]
 
 
 class ProcessorSettings(KafkaConnection, RegistryConnection):
@@ -55,10 +26,6 @@ class ProcessorSettings(KafkaConnection, RegistryConnection):
         min_length=1,
         pattern=r"^[A-Za-z0-9._-]+$",
         description="Faust app id: consumer group, and the prefix of its table changelog topics.",
-    )
-    mapping_file: Path | None = Field(None, description="The mapping YAML (default: the shipped default mapping).")
-    mapping_variables: Annotated[dict[str, str], NoDecode] = Field(
-        default_factory=dict, description="${name} substitutions of the mapping file."
     )
     processing_guarantee: Literal["exactly_once", "at_least_once"] = Field(
         "at_least_once",
@@ -94,11 +61,6 @@ class ProcessorSettings(KafkaConnection, RegistryConnection):
         le=600,
         description="Delivery timeout of a write (sfsync.writes, checked before each commit) or a DLQ record.",
     )
-
-    @field_validator("mapping_variables", mode="before")
-    @classmethod
-    def _variables(cls, value: Any) -> dict[str, str]:
-        return parse_variables(value)
 
 
 def load_processor_settings(**overrides: Any) -> ProcessorSettings:

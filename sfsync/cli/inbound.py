@@ -1,8 +1,8 @@
 """``sfsync inbound``: run the inbound processor (``salesforce.changes`` -> ``product.members.inbound``).
 
-Settings come from the environment: ``SFSYNC_INBOUND_*`` (app id, mapping file and variables,
-processing guarantee, table store, web endpoint), ``KAFKA_BOOTSTRAP_SERVERS`` /
-``SCHEMA_REGISTRY_URL`` / ``SFSYNC_TOPIC_PREFIX``.
+Settings come from the environment: ``SFSYNC_INBOUND_*`` (app id, processing guarantee, table
+store, web endpoint), ``SFSYNC_MAPPING_FILE`` / ``SFSYNC_MAPPING_VARS`` (the mapping, as every process
+reads it), ``KAFKA_BOOTSTRAP_SERVERS`` / ``SCHEMA_REGISTRY_URL`` / ``SFSYNC_TOPIC_PREFIX``.
 """
 
 from __future__ import annotations

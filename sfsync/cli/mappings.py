@@ -1,5 +1,9 @@
 """``sfsync mappings``: print the mapping file's JSON Schema, show the default mapping, and validate
 a mapping file against an org's describe (reporting every problem at once).
+
+``validate`` checks what the processes run: the mapping setting (``SFSYNC_MAPPING_FILE``,
+``SFSYNC_MAPPING_VARS``; :mod:`sfsync.mapping.settings`), with a FILE argument instead of its file and
+each ``--set`` over its variables.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from sfsync.mapping import (
     MappingFile,
     describes_needed_for_reads,
     json_schema,
-    load_mappings,
+    load_configured_mappings,
+    load_mapping_settings,
     validate_against_describe,
 )
 
@@ -104,7 +109,10 @@ def default_command() -> None:
 @mappings_app.command("validate")
 def validate_command(
     file: Annotated[
-        Path | None, typer.Argument(help="Mapping file (default: the shipped default mapping).", show_default=False)
+        Path | None,
+        typer.Argument(
+            help="Mapping file (default: SFSYNC_MAPPING_FILE, else the shipped default mapping).", show_default=False
+        ),
     ] = None,
     org: Annotated[
         Path | None,
@@ -114,14 +122,16 @@ def validate_command(
         bool, typer.Option("--live", help="Validate against the org the SALESFORCE_* settings point at.")
     ] = False,
     set_: Annotated[
-        list[str] | None, typer.Option("--set", help="Override a variable of the file: NAME=VALUE (repeatable).")
+        list[str] | None,
+        typer.Option("--set", help="Override a variable (over SFSYNC_MAPPING_VARS): NAME=VALUE (repeatable)."),
     ] = None,
 ) -> None:
     """Check a mapping file against an org's describe; exit 1 listing every problem, 0 when valid."""
     if live and org is not None:
         raise _fail("error: give --org or --live, not both")
     try:
-        mappings = load_mappings(file, variables=_variables(set_ or []))
+        settings = load_mapping_settings().with_overrides(file, _variables(set_ or []))
+        mappings = load_configured_mappings(settings)
         describes = asyncio.run(live_describes(mappings)) if live else emulator_describes(org)
     except SfsyncError as exc:
         raise _fail(f"error: {exc}", 1 if isinstance(exc, MappingError) else 2) from None

@@ -1,9 +1,9 @@
 """``sfsync poller``: run the Salesforce poller (Salesforce -> ``salesforce.changes``).
 
-Settings come from the environment: ``SFSYNC_SOURCE_*`` (mapping file, objects, poll interval,
-lookback window, checkpoint topic, group, metrics port), ``SFSYNC_GOVERNOR_*`` (API budget),
-``SALESFORCE_*`` (the org and its credentials), ``KAFKA_BOOTSTRAP_SERVERS`` /
-``SCHEMA_REGISTRY_URL`` / ``SFSYNC_TOPIC_PREFIX``.
+Settings come from the environment: ``SFSYNC_SOURCE_*`` (objects, poll interval, lookback window,
+checkpoint topic, group, metrics port), ``SFSYNC_MAPPING_FILE`` / ``SFSYNC_MAPPING_VARS`` (the mapping,
+as every process reads it), ``SFSYNC_GOVERNOR_*`` (API budget), ``SALESFORCE_*`` (the org and its
+credentials), ``KAFKA_BOOTSTRAP_SERVERS`` / ``SCHEMA_REGISTRY_URL`` / ``SFSYNC_TOPIC_PREFIX``.
 
 Before polling, the mapping file is checked against the org's describe: a field the poller would
 select that the org lacks (or hides from the integration user) stops it at once, exit status 2, with

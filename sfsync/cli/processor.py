@@ -1,8 +1,9 @@
 """``sfsync processor``: run the outbound processor (``product.*`` -> write plans on ``sfsync.writes``).
 
-Settings come from the environment: ``SFSYNC_PROCESSOR_*`` (app id, mapping file and variables,
-processing guarantee, table store, web endpoint), ``KAFKA_BOOTSTRAP_SERVERS`` /
-``SCHEMA_REGISTRY_URL`` / ``SFSYNC_TOPIC_PREFIX``. :func:`run_worker` also runs ``sfsync inbound``.
+Settings come from the environment: ``SFSYNC_PROCESSOR_*`` (app id, processing guarantee, table
+store, web endpoint), ``SFSYNC_MAPPING_FILE`` / ``SFSYNC_MAPPING_VARS`` (the mapping, as every process
+reads it), ``KAFKA_BOOTSTRAP_SERVERS`` / ``SCHEMA_REGISTRY_URL`` / ``SFSYNC_TOPIC_PREFIX``.
+:func:`run_worker` also runs ``sfsync inbound``.
 """
 
 from __future__ import annotations

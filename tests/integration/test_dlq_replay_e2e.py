@@ -146,7 +146,7 @@ def start_processor(services: Any, prefix: str, app_id: str, mapping: Path, cwd:
         services,
         prefix,
         app_id,
-        SFSYNC_PROCESSOR_MAPPING_FILE=str(mapping),
+        SFSYNC_MAPPING_FILE=str(mapping),
         SFSYNC_PROCESSOR_PROCESSING_GUARANTEE=guarantee,
     )
     return Spawned("sfsync.processors.outbound.app", "200", env=env, log=cwd / f"processor-{mapping.stem}.log")

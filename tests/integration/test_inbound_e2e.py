@@ -191,14 +191,13 @@ async def test_sfsyncs_own_writes_never_echo_while_rep_edits_are_delivered_per_l
     running = serve_in_thread()
     integration_user = str(running.emulator.store.integration_user_id)
     publisher = open_publisher(services, prefix)  # creates every topic
-    base = pipeline_env(services, prefix)
+    base = pipeline_env(services, prefix, SFSYNC_MAPPING_VARS="activities=false")  # member writes only
     outbound_id, inbound_id = f"proc-{uuid.uuid4().hex[:10]}", f"inbound-{uuid.uuid4().hex[:10]}"
     processor = spawn(
         "sfsync.processors.outbound.app",
         {
             **base,
             "SFSYNC_PROCESSOR_APP_ID": outbound_id,
-            "SFSYNC_PROCESSOR_MAPPING_VARIABLES": "activities=false",  # member writes only
             "SFSYNC_PROCESSOR_SESSION_TIMEOUT_S": "10",
             "SFSYNC_PROCESSOR_COMMIT_INTERVAL_S": "0.5",
             "SFSYNC_PROCESSOR_METRICS_PORT": "0",
@@ -208,7 +207,6 @@ async def test_sfsyncs_own_writes_never_echo_while_rep_edits_are_delivered_per_l
     inbound_env = {
         **base,
         "SFSYNC_INBOUND_APP_ID": inbound_id,
-        "SFSYNC_INBOUND_MAPPING_VARIABLES": "activities=false",
         "SFSYNC_INBOUND_SESSION_TIMEOUT_S": "10",
         "SFSYNC_INBOUND_COMMIT_INTERVAL_S": "0.5",
         "SFSYNC_INBOUND_METRICS_PORT": "0",

@@ -19,6 +19,7 @@ from confluent_kafka import Consumer
 from prometheus_client import CollectorRegistry
 
 from sfsync.emulator.server import RunningEmulator, serve_in_thread
+from sfsync.mapping import load_mappings
 from sfsync.salesforce.governor import GovernorSettings
 from sfsync.serde.codec import AvroDecoder
 from sfsync.serde.registry import SchemaRegistry
@@ -70,12 +71,11 @@ def mapping_file(tmp_path: Path) -> Path:
     return write_mappings(tmp_path, MAPPING)
 
 
-def source_settings(services: Any, prefix: str, mapping_file: Path, **overrides: Any) -> SourceSettings:
+def source_settings(services: Any, prefix: str, **overrides: Any) -> SourceSettings:
     values: dict[str, Any] = {
         "bootstrap_servers": services.bootstrap,
         "schema_registry_url": services.registry,
         "topic_prefix": prefix,
-        "mapping_file": mapping_file,
         "poll_interval_s": 0.2,
         "max_idle_interval_s": 0.5,
         "lookback_s": 2.0,
@@ -143,9 +143,10 @@ async def admin(running: RunningEmulator, path: str, payload: dict[str, Any]) ->
 
 def new_poller(services: Any, prefix: str, running: RunningEmulator, mapping_file: Path, **overrides: Any) -> Poller:
     return Poller(
-        source_settings(services, prefix, mapping_file, **overrides),
+        source_settings(services, prefix, **overrides),
         salesforce_settings(running),
         governor_settings=GovernorSettings(),
+        mappings=load_mappings(mapping_file),
         metrics=SourceMetrics(CollectorRegistry()),
     )
 
@@ -253,7 +254,7 @@ async def test_poller_killed_mid_stream_restarts_without_loss_or_duplicates(
     env = pipeline_env(
         services,
         prefix,
-        SFSYNC_SOURCE_MAPPING_FILE=str(mapping_file),
+        SFSYNC_MAPPING_FILE=str(mapping_file),
         SFSYNC_SOURCE_PAGE_SIZE="2",
         SFSYNC_SOURCE_METRICS_PORT="0",
         SFSYNC_SOURCE_SESSION_TIMEOUT_MS="6000",

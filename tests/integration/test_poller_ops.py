@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from sfsync.emulator.server import RunningEmulator
 from sfsync.errors import Category
-from sfsync.mapping import MappingError
+from sfsync.mapping import MappingError, load_mappings
 from sfsync.ops.errorlog import ErrorLogEntry, tail
 from sfsync.salesforce.governor import GovernorSettings
 from sfsync.serde.registry import SchemaRegistry
@@ -61,9 +61,10 @@ async def test_the_poller_refuses_fields_the_org_lacks_before_polling(
     path = write_mappings(tmp_path, BROKEN)
     running.emulator.store.create("Contact", {"LastName": "Ada"})
     poller = Poller(
-        source_settings(services, prefix, path),
+        source_settings(services, prefix),
         salesforce_settings(running),
         governor_settings=GovernorSettings(),
+        mappings=load_mappings(path),
         metrics=SourceMetrics(CollectorRegistry()),
     )
     try:
@@ -79,7 +80,7 @@ async def test_the_poller_refuses_fields_the_org_lacks_before_polling(
     assert describes and poller.report.api_calls == 2  # Contact and Account, once each
 
     # The command exits at once, listing every problem (a supervisor sees one clear failure).
-    env = pipeline_env(services, prefix, SFSYNC_SOURCE_MAPPING_FILE=str(path), **salesforce_env(running))
+    env = pipeline_env(services, prefix, SFSYNC_MAPPING_FILE=str(path), **salesforce_env(running))
     done = subprocess.run(
         [sys.executable, "-m", "sfsync.cli.main", "poller"], env=env, capture_output=True, text=True, timeout=120
     )
@@ -96,9 +97,10 @@ async def test_pauses_and_retried_errors_reach_the_error_log_and_nothing_is_lost
     ids = [store.create("Contact", {"LastName": f"R{n}", "Email": f"r{n}@acme.test"}) for n in range(3)]
     changes = Changes(services, registry, prefix)
     poller = Poller(
-        source_settings(services, prefix, write_mappings(tmp_path, MAPPING), reconcile_interval_s=0),
+        source_settings(services, prefix, reconcile_interval_s=0),
         salesforce_settings(running).model_copy(update={"max_retries": 1}),
         governor_settings=GovernorSettings(reserve_ratio=0.0, pause_s=1.5, max_sleep_s=0.2),
+        mappings=load_mappings(write_mappings(tmp_path, MAPPING)),
         metrics=SourceMetrics(CollectorRegistry()),
     )
     task = asyncio.create_task(poller.run(signals=False))

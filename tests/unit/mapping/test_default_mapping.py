@@ -17,14 +17,13 @@ from sfsync.mapping import (
     Mapping,
     MappingFile,
     ParentLookup,
-    entity_event_types,
     evaluate_fields,
     json_schema,
     load_mappings,
     match_values,
-    sample_event,
     validate_against_describe,
 )
+from sfsync.mapping.products import entity_event_types, sample_event
 
 T0 = dt.datetime(2026, 3, 1, 9, 30, tzinfo=dt.UTC)
 ACTIVITY_TYPES = [

@@ -19,9 +19,9 @@ from sfsync.mapping import (
     evaluate_inbound,
     json_schema,
     match_values,
-    product_field_type,
     validate_against_describe,
 )
+from sfsync.mapping.products import product_field_type
 from tests.kit import mappings_from
 
 runner = CliRunner()

@@ -11,7 +11,7 @@ from sfsync.errors import ConfigError, ServiceUnavailableError
 from sfsync.mapping import MatchKey, load_mappings, parse_mappings
 from sfsync.ops.dlq import Stage
 from sfsync.processors.outbound.app import Processor, TableIdentity, identity_of_result, per_event_mappings
-from sfsync.processors.outbound.settings import ProcessorSettings, parse_variables
+from sfsync.processors.outbound.settings import ProcessorSettings
 from sfsync.producers.fake import CommunitySimulator
 from sfsync.serde.codec import AvroDecoder, AvroEncoder
 from sfsync.serde.schema import load_topic_schema
@@ -169,24 +169,20 @@ def test_results_feed_the_identity_that_planning_reads() -> None:
     assert TableIdentity({}).get(key) is None
 
 
-def test_settings_defaults_and_mapping_variables() -> None:
+def test_settings_defaults() -> None:
     settings = ProcessorSettings()
     assert settings.processing_guarantee == "at_least_once" and settings.store == "memory://"
     assert settings.producer_linger_ms == 0 and settings.broker_commit_every == 10_000
     assert settings.web_enabled is False
-    assert parse_variables('{"prefix": "Acme_", "n": 2}') == {"prefix": "Acme_", "n": "2"}
-    assert parse_variables("prefix=Acme_, source=Community") == {"prefix": "Acme_", "source": "Community"}
-    assert parse_variables("") == {}
-    assert ProcessorSettings(mapping_variables="a=b").mapping_variables == {"a": "b"}
 
 
 def test_invalid_settings_are_reported_together(monkeypatch: pytest.MonkeyPatch) -> None:
     from sfsync.processors.outbound.settings import load_processor_settings
 
-    monkeypatch.setenv("SFSYNC_PROCESSOR_MAPPING_VARIABLES", "novalue")
+    monkeypatch.setenv("SFSYNC_PROCESSOR_STORE", "disk://")
     monkeypatch.setenv("SFSYNC_PROCESSOR_PROCESSING_GUARANTEE", "maybe")
     monkeypatch.setenv("SFSYNC_PROCESSOR_APP_ID", "has space")
     with pytest.raises(ConfigError) as info:
         load_processor_settings()
     message = str(info.value)
-    assert "mapping_variables" in message and "processing_guarantee" in message and "app_id" in message
+    assert "store" in message and "processing_guarantee" in message and "app_id" in message
