@@ -24,6 +24,8 @@ from decimal import Decimal
 from typing import Literal
 from urllib.parse import quote
 
+from sfsync.time import is_aware
+
 MAX_QUERY_URL_CHARS = 16_000
 """Budget for an URL-encoded query string sent with GET (Salesforce answers 414 past ~16 KB)."""
 
@@ -85,7 +87,7 @@ def format_datetime(value: datetime) -> str:
 
     Naive datetimes are refused: Salesforce stores UTC and a guessed zone silently shifts windows.
     """
-    if value.tzinfo is None or value.utcoffset() is None:
+    if not is_aware(value):
         raise ValueError("SOQL datetimes must be timezone-aware")
     utc = value.astimezone(UTC)
     millis = utc.microsecond // 1000

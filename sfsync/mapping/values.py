@@ -6,22 +6,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from functools import lru_cache
 from typing import Any
 
-
-def format_datetime(value: dt.datetime) -> str:
-    """Salesforce datetime text: ``2026-01-02T03:04:05.000Z`` (UTC, milliseconds)."""
-    if value.tzinfo is dt.UTC and type(value) is dt.datetime:
-        return _format_utc(value)
-    value = value.astimezone(dt.UTC) if value.tzinfo else value.replace(tzinfo=dt.UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
-
-
-@lru_cache(maxsize=4096)
-def _format_utc(value: dt.datetime) -> str:
-    # an event's times are formatted several times (fields, json(source), the envelope): once is enough
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+from sfsync.time import format_salesforce
 
 
 def to_salesforce_value(value: Any) -> Any:
@@ -30,7 +17,7 @@ def to_salesforce_value(value: Any) -> Any:
     if type(value) in _SCALARS:
         return value
     if isinstance(value, dt.datetime):
-        return format_datetime(value)
+        return format_salesforce(value)
     if isinstance(value, dt.date):
         return value.isoformat()
     if isinstance(value, list | tuple):
@@ -64,7 +51,7 @@ def jsonable(value: Any) -> Any:
     if kind is list:
         return [jsonable(v) for v in value]
     if isinstance(value, dt.datetime):
-        return format_datetime(value)
+        return format_salesforce(value)
     if isinstance(value, dt.date):
         return value.isoformat()
     if isinstance(value, dict):
