@@ -38,7 +38,7 @@ if str(ROOT) not in sys.path:
 import fastavro  # noqa: E402
 
 from sfsync.mapping import load_mappings  # noqa: E402
-from sfsync.processors.outbound.app import Processor  # noqa: E402
+from sfsync.processors.outbound.processor import Processor  # noqa: E402
 from sfsync.producers.fake import CommunitySimulator  # noqa: E402
 from sfsync.serde.codec import HEADER, AvroDecoder, AvroEncoder  # noqa: E402
 from sfsync.serde.schema import load_topic_schema  # noqa: E402

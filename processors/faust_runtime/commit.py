@@ -1,7 +1,5 @@
 """A hook into faust-streaming 0.15.3's commit: what the outbound processor settles before offsets commit.
 
-Imports Faust: the app loads this module only when it builds a worker.
-
 Faust commits the offsets of the events its agents moved past, every ``commit_interval_s``, on
 rebalance and on stop. The processor keeps two things off its per-event path and settles them at
 that moment instead, before the offsets (and, under ``exactly_once``, the transaction) commit:

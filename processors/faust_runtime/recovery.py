@@ -1,7 +1,5 @@
 """Patches of faust-streaming 0.15.3's end of table recovery, so that a restart loses no record.
 
-Imports Faust: the apps load this module only when they build a worker.
-
 **Seek before resume** (upstream: faust-streaming/faust#596; #217 fixed the same order in the
 no-table path only). After a rebalance (a start is one) Faust keeps the input partitions paused
 while it reads the tables' changelogs; its ``Recovery.on_recovery_completed`` then *resumes* the

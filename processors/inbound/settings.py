@@ -1,6 +1,6 @@
 """Settings of the inbound processor (env prefix ``SFSYNC_INBOUND_``; Kafka and registry as everywhere else).
 
-The same knobs as the outbound processor's (:class:`~sfsync.processors.outbound.settings.ProcessorSettings`: app id,
+The same knobs as the outbound processor's (:class:`~sfsync.processors.faust_runtime.settings.FaustAppSettings`: app id,
 processing guarantee, table store, timeouts) under their own prefix and app id, so the two apps never
 share a consumer group or a table changelog. The mapping is the one setting every process reads
 (:mod:`sfsync.mapping.settings`). Load with
@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
-from sfsync.processors.outbound.settings import ProcessorSettings
+from sfsync.processors.faust_runtime.settings import FaustAppSettings
 from sfsync.settings import load
 
 __all__ = ["InboundProcessorSettings", "load_inbound_settings"]
@@ -29,7 +29,7 @@ __all__ = ["InboundProcessorSettings", "load_inbound_settings"]
 _USER_ID = r"^[a-zA-Z0-9]{15}(?:[a-zA-Z0-9]{3})?$"
 
 
-class InboundProcessorSettings(ProcessorSettings):
+class InboundProcessorSettings(FaustAppSettings):
     """How the Faust inbound app reads ``salesforce.changes`` and ``sfsync.results``."""
 
     model_config = SettingsConfigDict(env_prefix="SFSYNC_INBOUND_", extra="ignore", populate_by_name=True)

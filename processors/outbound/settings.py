@@ -11,12 +11,13 @@ from typing import Any, Literal
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from sfsync.settings import KafkaConnection, RegistryConnection, load
+from sfsync.processors.faust_runtime.settings import FaustAppSettings
+from sfsync.settings import load
 
 __all__ = ["ProcessorSettings", "load_processor_settings"]
 
 
-class ProcessorSettings(KafkaConnection, RegistryConnection):
+class ProcessorSettings(FaustAppSettings):
     """How the Faust processor app reads product topics and plans writes."""
 
     model_config = SettingsConfigDict(env_prefix="SFSYNC_PROCESSOR_", extra="ignore", populate_by_name=True)
@@ -34,32 +35,6 @@ class ProcessorSettings(KafkaConnection, RegistryConnection):
             "transactions around offsets and table changelogs, for no gain in what reaches Salesforce "
             "and ~35 % less throughput end to end (bench/e2e.py)."
         ),
-    )
-    store: str = Field("memory://", pattern=r"^(memory|rocksdb|aerospike)://", description="Faust table store.")
-    web_enabled: bool = Field(False, description="Serve Faust's web endpoint (health, /performance/).")
-    web_port: int = Field(6066, ge=1, le=65535)
-    metrics_port: int = Field(
-        9465, ge=0, le=65535, description="Prometheus /metrics (not Faust's web server); 0 disables it."
-    )
-    lag_interval_s: float = Field(10.0, gt=0, le=3600, description="How often consumer lag is measured.")
-    session_timeout_s: float = Field(30.0, ge=6, le=300, description="Consumer session timeout.")
-    heartbeat_interval_s: float = Field(3.0, gt=0, le=60)
-    commit_interval_s: float = Field(2.8, gt=0, le=60)
-    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
-    producer_linger_ms: int = Field(
-        0, ge=0, le=10_000, description="How long Faust's producer waits to fill a batch (table changelogs)."
-    )
-    producer_max_batch_size: int = Field(16_384, ge=1_024, le=16_777_216, description="Faust producer batch, bytes.")
-    stream_buffer_maxsize: int = Field(4096, ge=1, le=1_000_000, description="Records an agent's stream buffers.")
-    broker_commit_every: int = Field(
-        10_000, ge=1, description="Commit after this many records, whichever comes first with commit_interval_s."
-    )
-    register_schemas: bool = True
-    producer_flush_timeout_s: float = Field(
-        30.0,
-        gt=0,
-        le=600,
-        description="Delivery timeout of a write (sfsync.writes, checked before each commit) or a DLQ record.",
     )
 
 

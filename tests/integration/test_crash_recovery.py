@@ -31,7 +31,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, To
 
 from sfsync.emulator.server import RunningEmulator, serve_in_thread
 from sfsync.mapping import load_mappings
-from sfsync.processors.outbound.app import Processor
+from sfsync.processors.outbound.processor import Processor
 from sfsync.producers.fake import CommunitySimulator
 from sfsync.serde.codec import AvroDecoder, AvroEncoder
 from sfsync.serde.registry import SchemaRegistry

@@ -15,7 +15,8 @@ from confluent_kafka import KafkaError
 from sfsync.errors import DeliveryError
 from sfsync.kafka.errors import RecordRejectedError
 from sfsync.ops.dlq import Stage
-from sfsync.processors.outbound.app import Handled, Parked, send_writes
+from sfsync.processors.faust_runtime.parking import Parked
+from sfsync.processors.outbound.processor import Handled, send_writes
 from sfsync.processors.outbound.writes import WritesProducer
 from tests.unit.kafka.fakes import FakeProducer, kafka_exception
 

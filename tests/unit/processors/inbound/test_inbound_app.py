@@ -14,7 +14,7 @@ import pytest
 from sfsync.errors import SkippableRecordError
 from sfsync.mapping import load_mappings
 from sfsync.ops.dlq import OriginalRecord, Stage
-from sfsync.processors.inbound.app import EchoHold, InboundProcessor, ResultsProgress
+from sfsync.processors.inbound.processor import EchoHold, InboundProcessor, ResultsProgress
 from sfsync.processors.inbound.settings import load_inbound_settings
 from sfsync.serde.schema import load_topic_schema
 

@@ -10,7 +10,7 @@ import pytest
 from sfsync.errors import ConfigError, ServiceUnavailableError
 from sfsync.mapping import MatchKey, load_mappings, parse_mappings
 from sfsync.ops.dlq import Stage
-from sfsync.processors.outbound.app import Processor, TableIdentity, identity_of_result, per_event_mappings
+from sfsync.processors.outbound.processor import Processor, TableIdentity, identity_of_result, per_event_mappings
 from sfsync.processors.outbound.settings import ProcessorSettings
 from sfsync.producers.fake import CommunitySimulator
 from sfsync.serde.codec import AvroDecoder, AvroEncoder

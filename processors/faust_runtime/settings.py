@@ -1,0 +1,62 @@
+"""The settings every sfsync Faust app shares (Kafka, registry, app id, guarantee, table store, timeouts).
+
+Each app subclasses :class:`FaustAppSettings` with its own environment prefix and app id, so two apps
+never share a consumer group or a table changelog.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from sfsync.settings import KafkaConnection, RegistryConnection
+
+__all__ = ["FaustAppSettings"]
+
+
+class FaustAppSettings(KafkaConnection, RegistryConnection):
+    """What every sfsync Faust app is configured with; each app sets its own environment prefix and defaults."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    app_id: str = Field(
+        "sfsync-processor",
+        min_length=1,
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="Faust app id: consumer group, and the prefix of its table changelog topics.",
+    )
+    processing_guarantee: Literal["exactly_once", "at_least_once"] = Field(
+        "at_least_once",
+        description=(
+            "exactly_once adds Kafka transactions around offsets and table changelogs (each app says what it "
+            "buys there)."
+        ),
+    )
+    store: str = Field("memory://", pattern=r"^(memory|rocksdb|aerospike)://", description="Faust table store.")
+    web_enabled: bool = Field(False, description="Serve Faust's web endpoint (health, /performance/).")
+    web_port: int = Field(6066, ge=1, le=65535)
+    metrics_port: int = Field(
+        9465, ge=0, le=65535, description="Prometheus /metrics (not Faust's web server); 0 disables it."
+    )
+    lag_interval_s: float = Field(10.0, gt=0, le=3600, description="How often consumer lag is measured.")
+    session_timeout_s: float = Field(30.0, ge=6, le=300, description="Consumer session timeout.")
+    heartbeat_interval_s: float = Field(3.0, gt=0, le=60)
+    commit_interval_s: float = Field(2.8, gt=0, le=60)
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    producer_linger_ms: int = Field(
+        0, ge=0, le=10_000, description="How long Faust's producer waits to fill a batch (table changelogs)."
+    )
+    producer_max_batch_size: int = Field(16_384, ge=1_024, le=16_777_216, description="Faust producer batch, bytes.")
+    stream_buffer_maxsize: int = Field(4096, ge=1, le=1_000_000, description="Records an agent's stream buffers.")
+    broker_commit_every: int = Field(
+        10_000, ge=1, description="Commit after this many records, whichever comes first with commit_interval_s."
+    )
+    register_schemas: bool = True
+    producer_flush_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        le=600,
+        description="Delivery timeout of a write (sfsync.writes, checked before each commit) or a DLQ record.",
+    )

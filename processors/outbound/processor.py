@@ -1,0 +1,226 @@
+r"""The outbound processor's work, without Kafka: one product record in, the writes it causes out.
+
+:meth:`Processor.handle`:
+
+1. decodes the record's bytes (Confluent wire format, :class:`~sfsync.serde.codec.AvroDecoder`);
+2. :func:`~sfsync.processors.outbound.plan.plan`\ s the writes it causes, with what ``sfsync.results``
+   taught about identities (``identity``: record key -> ``[sobject, salesforce_id]``);
+3. drops what is stale against each record's clock (:func:`~sfsync.processors.outbound.plan.drop_stale`,
+   ``record_clock``: record key -> field -> ``updated_at``), so a late event never overwrites newer values;
+4. encodes what is left for ``sfsync.writes`` (keyed by the write's record key).
+
+A record that cannot be decoded, a mapping that cannot evaluate the event (a plan's rejects) and a
+write that does not fit its schema come back as :class:`~sfsync.processors.faust_runtime.parking.Parked`
+records with the original bytes and why; the other writes of the event still go out. A write Kafka
+refuses (:func:`send_writes`) is parked the same way. Transient faults (the registry down) are raised.
+The Faust app around it is :mod:`sfsync.processors.outbound.app`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Collection, Iterable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from sfsync.errors import SkippableRecordError
+from sfsync.kafka.errors import RecordRejectedError
+from sfsync.mapping import Mapping as MappingRule
+from sfsync.mapping import MappingFile
+from sfsync.ops.dlq import OriginalRecord, Stage
+from sfsync.processors.faust_runtime.parking import Parked, original_record
+from sfsync.processors.outbound.metrics import ProcessorMetrics
+from sfsync.processors.outbound.plan import NO_IDENTITY, PERSON_OBJECTS, Identity, IdentityView, drop_stale, plan
+
+__all__ = ["Handled", "Processor", "TableIdentity", "identity_of_result", "per_event_mappings", "send_writes"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Source:
+    topic: str
+    partition: int
+    offset: int
+
+
+class Handled(NamedTuple):
+    """What one product record causes: the writes to send (in order) and the records to park."""
+
+    writes: list[tuple[bytes, bytes]]
+    """(key, value) for ``sfsync.writes``: the record key and the Avro Write."""
+    parked: list[Parked]
+    planned: list[dict[str, Any]]
+    """The writes as dicts, after :func:`drop_stale` (what ``writes`` encodes)."""
+
+
+class TableIdentity:
+    """An :class:`~sfsync.processors.outbound.plan.IdentityView` over a table of key -> ``[sobject, salesforce_id]``."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    def get(self, key: str) -> Identity | None:
+        value = self.table.get(key)
+        if not value:
+            return None
+        return Identity(str(value[0]), str(value[1]))
+
+
+def per_event_mappings(mappings: MappingFile) -> frozenset[str]:
+    """Mappings whose records only their own event writes: every identity is the product event's ``event_id``.
+
+    Such a record (e.g. the activity record of each event) needs no clock: no other event can
+    write it, and a replay plans the same values. Keeping one would only grow the ``record_clock``
+    table (and its changelog) by a key per event. A mapping is left out when another mapping
+    matches the same object and field from something else (it could write the same record).
+    """
+
+    def sources(mapping: MappingRule) -> list[tuple[str, str | None]]:
+        return [(key.field, key.from_) for keys in mapping.match_alternatives for key in keys]
+
+    enabled = [m for m in mappings.mappings if m.enabled]
+    out = set()
+    for mapping in enabled:
+        keys = sources(mapping)
+        if not keys or any(len(alt) != 1 for alt in mapping.match_alternatives):
+            continue
+        if any(source != "event_id" for _, source in keys):
+            continue
+        fields = {f for f, _ in keys}
+        shared = any(
+            other.target == mapping.target and any(f in fields and src != "event_id" for f, src in sources(other))
+            for other in enabled
+            if other is not mapping
+        )
+        if not shared:
+            out.add(mapping.name)
+    return frozenset(out)
+
+
+def identity_of_result(result: dict[str, Any]) -> tuple[str, list[str]] | None:
+    """The identity table entry a WriteResult gives: (record key, [sobject, salesforce_id]).
+
+    Only for person records (a key of a Contact or Lead mapping): planning reads identities only to
+    order a person's ``search_objects``, and keeping the others (an activity record per event) would
+    grow the table and its changelog without end.
+    """
+    key, sobject, sf_id = result.get("key"), result.get("sobject"), result.get("salesforce_id")
+    if not key or not sobject or not sf_id or str(key).split(":", 1)[0] not in PERSON_OBJECTS:
+        return None
+    return str(key), [str(sobject), str(sf_id)]
+
+
+@dataclass
+class Processor:
+    """Decode, plan, order and encode one product record (see the module doc)."""
+
+    decoder: Any
+    """``decode(bytes) -> (record name, dict)``: :class:`~sfsync.serde.codec.AvroDecoder`."""
+    encoder: Any
+    """``encode_checked("Write", dict) -> bytes``: :class:`~sfsync.serde.codec.AvroEncoder` for sfsync.writes."""
+    mappings: MappingFile
+    external_ids: Collection[str] | None = None
+    counts: dict[str, int] = field(default_factory=lambda: {"events": 0, "writes": 0, "stale": 0, "parked": 0})
+    metrics: ProcessorMetrics | None = None
+    """Observes each record handled (type, writes sent, stale writes, time); None: counts only."""
+    unclocked: frozenset[str] = field(init=False)
+    """:func:`per_event_mappings`: their writes skip the clock."""
+
+    def __post_init__(self) -> None:
+        self.unclocked = per_event_mappings(self.mappings)
+
+    def handle(
+        self,
+        value: bytes | None,
+        topic: str,
+        partition: int,
+        offset: int,
+        *,
+        key: bytes | None = None,
+        headers: Iterable[tuple[str, bytes]] = (),
+        identity: IdentityView = NO_IDENTITY,
+        clock: MutableMapping[str, Any] | None = None,
+    ) -> Handled:
+        """Plan the writes of one record read at ``topic``/``partition``/``offset``.
+
+        ``clock`` (record key -> field -> ``updated_at``) is read and updated for every write
+        that goes out, except those of :func:`per_event_mappings`; None keeps no clock (no write
+        is dropped as stale).
+        Raises only what is not the record's fault (e.g. the registry being unreachable).
+        """
+        started = time.perf_counter()
+        original = OriginalRecord(topic, partition, offset, key, value, tuple(headers))
+        self.counts["events"] += 1
+        try:
+            if value is None:
+                raise SkippableRecordError("empty value (a tombstone is not a product event)")
+            event_type, event = self.decoder.decode(value)
+        except SkippableRecordError as exc:
+            self.counts["parked"] += 1
+            self._observe("unknown", [], [], started)
+            return Handled([], [Parked(original, exc, Stage.VALUE_CONVERTER)], [])
+        parked: list[Parked] = []
+        try:
+            planned = plan(
+                event_type, event, _Source(topic, partition, offset), self.mappings, identity,
+                external_ids=self.external_ids,
+            )  # fmt: skip
+        except Exception as exc:  # noqa: BLE001 - a bug in a rule parks the record, never blocks the stream
+            self.counts["parked"] += 1
+            self._observe(event_type, [], [], started)
+            return Handled([], [Parked(original, exc, Stage.TRANSFORMATION)], [])
+        for reject in planned.rejects:
+            parked.append(Parked(original, reject, Stage.TRANSFORMATION, mapping=reject.mapping))
+        writes: list[tuple[bytes, bytes]] = []
+        kept: list[dict[str, Any]] = []
+        stale: list[dict[str, Any]] = []
+        for write in planned.writes:
+            record_key = str(write["key"])
+            clocked = clock if write.get("mapping") not in self.unclocked else None
+            before = (clocked.get(record_key) if clocked is not None else None) or {}
+            fresh, after = drop_stale(write, before)
+            if fresh is None:
+                self.counts["stale"] += 1
+                stale.append(write)
+                continue
+            try:
+                data = self.encoder.encode_checked("Write", fresh)
+            except SkippableRecordError as exc:
+                parked.append(Parked(original, exc, Stage.TRANSFORMATION, mapping=str(write.get("mapping") or "")))
+                continue
+            if clocked is not None and after != before:
+                clocked[record_key] = after
+            writes.append((record_key.encode(), data))
+            kept.append(fresh)
+        self.counts["writes"] += len(writes)
+        self.counts["parked"] += len(parked)
+        self._observe(event_type, kept, stale, started)
+        return Handled(writes, parked, kept)
+
+    def _observe(
+        self, event_type: str, sent: list[dict[str, Any]], stale: list[dict[str, Any]], started: float
+    ) -> None:
+        if self.metrics is not None:
+            self.metrics.handled(
+                event_type,
+                [str(w.get("sobject") or "") for w in sent],
+                [str(w.get("sobject") or "") for w in stale],
+                time.perf_counter() - started,
+            )
+
+
+def send_writes(send: Callable[[bytes, bytes], None], handled: Handled, message: Any) -> list[Parked]:
+    """Send ``handled``'s writes in order; the parked records of ``handled`` plus one per write Kafka
+    refused (:class:`~sfsync.kafka.errors.RecordRejectedError` from ``send``): ``message`` (the Faust
+    message the writes were planned from) at stage ``KAFKA_PRODUCE``, with the write's mapping.
+    Anything else ``send`` raises propagates (not the record's fault)."""
+    parked = handled.parked
+    for (key, value), write in zip(handled.writes, handled.planned, strict=True):
+        try:
+            send(key, value)
+        except RecordRejectedError as exc:
+            mapping = str(write.get("mapping") or "") or None
+            parked = [*parked, Parked(original_record(message), exc, Stage.KAFKA_PRODUCE, mapping=mapping)]
+    return parked
