@@ -23,7 +23,6 @@ import pytest
 from sfsync.producers import events as ev
 from sfsync.serde.codec import AvroDecoder
 from sfsync.serde.registry import SchemaRegistry
-from sfsync.topics import RESULTS, WRITES, TopicSpec, ensure_topics
 from tests.integration.helpers import open_publisher
 from tests.integration.processes import Spawned, pipeline_env, salesforce_env
 from tests.integration.test_inbound_e2e import drain, spawn, until
@@ -35,20 +34,6 @@ pytestmark = pytest.mark.integration
 MEMBERS = 5
 REP = "rep@acme.test"
 MAPPING_VARS = "member_object=Lead,activities=false"  # members only: the test waits for their writes
-COMPACT = {"cleanup.policy": "compact"}
-
-
-def create_processor_changelogs(services: Any, app_id: str) -> None:
-    """The outbound processor's table changelogs (record_clock on sfsync.writes' partitions, identity on
-    sfsync.results'), created before it starts. Faust creates them itself, but its first partition
-    assignment can run on metadata that does not list them yet; the processor then stops with
-    PartitionsMismatch at its first result. The inbound app creates its own first
-    (processors/faust_runtime/changelogs.py); the outbound app does not."""
-    specs = [
-        TopicSpec(f"{app_id}-{table}-changelog", f"{table} key", partitions=source.partitions, config=COMPACT)
-        for table, source in (("record_clock", WRITES), ("identity", RESULTS))
-    ]
-    ensure_topics({"bootstrap.servers": services.bootstrap}, specs)
 
 
 def profile(i: int, at: dt.datetime) -> ev.MemberProfile:
@@ -73,7 +58,6 @@ async def test_a_reps_edit_on_a_lead_reaches_the_product_when_every_process_read
     # the one environment every process starts with: the mapping setting is in it once
     env = pipeline_env(services, prefix, SFSYNC_MAPPING_VARS=MAPPING_VARS, **salesforce_env(running))
     app_id = uuid.uuid4().hex[:10]
-    create_processor_changelogs(services, f"proc-{app_id}")
     processor = spawn(
         "sfsync.processors.outbound.app",
         {
