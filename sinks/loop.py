@@ -34,6 +34,9 @@ from sfsync.sinks.settings import SinkSettings
 if TYPE_CHECKING:
     from sfsync.serde.codec import AvroDecoder, AvroEncoder
     from sfsync.serde.registry import SchemaRegistry
+from sfsync.serde.codec import AvroDecoder, AvroEncoder
+from sfsync.serde.registry import SchemaRegistry
+from sfsync.serde.schema import collect_named, load_topic_schema
 
 __all__ = [
     "ResultEncoder",
@@ -67,7 +70,6 @@ class ResultEncoder(Protocol):
 def write_decoder(registry: SchemaRegistry) -> AvroDecoder:
     """The sink's decoder of ``sfsync.writes``: timestamps stay epoch milliseconds (``updated_at``,
     ``source.occurred_at``), which is what the sink computes with, instead of datetimes made per value."""
-    from sfsync.serde.codec import AvroDecoder
 
     return AvroDecoder(registry, logical_types=False)
 
@@ -96,7 +98,6 @@ class WriteResultEncoder:
     """
 
     def __init__(self, avro: AvroEncoder) -> None:
-        from sfsync.serde.schema import collect_named
 
         self.avro = avro
         named: dict[str, Any] = {}
@@ -229,9 +230,6 @@ class SinkWorker:
         Raises:
             ConfigError: the Kafka settings are invalid.
         """
-        from sfsync.serde.codec import AvroEncoder
-        from sfsync.serde.registry import SchemaRegistry
-        from sfsync.serde.schema import load_topic_schema
 
         if registry is None:
             registry = SchemaRegistry.from_settings(settings)

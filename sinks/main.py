@@ -52,6 +52,7 @@ from sfsync.salesforce.auth import AuthProvider
 from sfsync.salesforce.errors import parse_error_body
 from sfsync.salesforce.governor import Governor, GovernorSettings, load_governor_settings
 from sfsync.salesforce.limits import LIMIT_INFO_HEADER, parse_limit_info
+from sfsync.serde.registry import SchemaRegistry
 from sfsync.sinks.contract import BatchOutcome, ErrorEntry, IncomingWrite
 from sfsync.sinks.loop import SinkWorker, dlq_parker
 from sfsync.sinks.metrics import SinkMetrics
@@ -370,7 +371,6 @@ def build_runner(
         ConfigError: settings that do not fit together (every problem at once), or Kafka settings
             librdkafka refuses (a client could not be built).
     """
-    from sfsync.serde.registry import SchemaRegistry
 
     owned = registry is None
     gs = governor_settings if governor_settings is not None else load_governor_settings()

@@ -61,6 +61,9 @@ from sfsync.salesforce import BudgetTracker, DailyLimitExceeded, SalesforceClien
 from sfsync.salesforce.auth import AuthProvider
 from sfsync.salesforce.errors import MetadataError
 from sfsync.salesforce.governor import Governor, GovernorSettings, load_governor_settings
+from sfsync.serde.codec import AvroEncoder
+from sfsync.serde.registry import SchemaRegistry
+from sfsync.serde.schema import load_topic_schema
 from sfsync.sources import rules as core
 from sfsync.sources.metrics import SourceMetrics
 from sfsync.sources.settings import SourceSettings
@@ -381,9 +384,6 @@ class Poller:
         metrics: SourceMetrics | None = None,
         after_page: Callable[[str, int], None] | None = None,
     ) -> None:
-        from sfsync.serde.codec import AvroEncoder
-        from sfsync.serde.registry import SchemaRegistry
-        from sfsync.serde.schema import load_topic_schema
 
         self.settings = settings
         mappings = mappings if mappings is not None else load_configured_mappings()

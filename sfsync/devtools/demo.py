@@ -80,6 +80,23 @@ if TYPE_CHECKING:
     from sfsync.emulator.server import RunningEmulator
     from sfsync.producers.fake import CommunitySimulator
     from sfsync.producers.publisher import Publisher
+import importlib.util
+import random
+
+import httpx
+from rich.live import Live
+from rich.table import Table
+
+from sfsync.devtools.stack import Stack, port_in_use
+from sfsync.emulator.server import free_port, serve_in_thread
+from sfsync.ops.dlq import DeadLetterQueue
+from sfsync.processors.outbound.metrics import LagProbe
+from sfsync.producers.fake import CommunitySimulator
+from sfsync.producers.publisher import Publisher
+from sfsync.serde.codec import AvroDecoder
+from sfsync.serde.registry import SchemaRegistry
+from sfsync.settings import PublisherSettings, StackSettings, load
+from sfsync.topics import ALL_TOPICS, CHANGES, ERRORS, MEMBERS_INBOUND, PRODUCT_TOPICS, RESULTS, WRITES, TopicSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 SYNCED_OBJECTS = ("Contact", "Campaign", "CampaignMember", "Case", "Community_Activity__c")
@@ -182,8 +199,6 @@ def _signal_group(child: Child, sig: signal.Signals) -> None:
 
 def port_or_free(preferred: int) -> int:
     """``preferred`` when nothing listens there, else a free port."""
-    from sfsync.devtools.stack import port_in_use
-    from sfsync.emulator.server import free_port
 
     return preferred if not port_in_use("127.0.0.1", preferred) else free_port()
 
@@ -280,7 +295,6 @@ def create_changelogs(kafka_config: Mapping[str, Any], children: Sequence[Child]
     """Create the Faust apps' table changelog topics before the apps start (as
     :mod:`sfsync.processors.faust_runtime.changelogs` does for one app: a lazily created changelog can
     be missing from the worker's first assignment)."""
-    from sfsync.topics import TopicSpec
 
     run = prefix.rstrip(".")
     specs = [
@@ -294,7 +308,6 @@ def create_changelogs(kafka_config: Mapping[str, Any], children: Sequence[Child]
 
 def inbound_app_present() -> bool:
     """Whether the inbound processor exists in this checkout (the demo wires it when it does)."""
-    import importlib.util
 
     return importlib.util.find_spec("sfsync.processors.inbound.app") is not None
 
@@ -363,9 +376,6 @@ class Reader(_Watcher):
         self.observed = observed
 
     def work(self) -> None:
-        from sfsync.serde.codec import AvroDecoder
-        from sfsync.serde.registry import SchemaRegistry
-        from sfsync.topics import CHANGES, ERRORS, MEMBERS_INBOUND, RESULTS
 
         consumer = new_consumer(self.kafka_config, f"{self.prefix}demo-reader", options={"log_level": 0})
         topics = [spec.name(self.prefix) for spec in (RESULTS, MEMBERS_INBOUND, CHANGES, ERRORS)]
@@ -417,10 +427,6 @@ class Sampler(_Watcher):
         self.lag: dict[str, int | None] = {}
 
     def work(self) -> None:
-        import httpx
-
-        from sfsync.processors.outbound.metrics import LagProbe
-        from sfsync.topics import CHANGES, PRODUCT_TOPICS, RESULTS, WRITES
 
         run = self.prefix.rstrip(".")
         groups = {
@@ -465,9 +471,6 @@ class SalesReps:
     """Edits Contacts and Campaigns as the org's sales rep, through the emulator's admin API."""
 
     def __init__(self, org: RunningEmulator, seed: int) -> None:
-        import random
-
-        import httpx
 
         self.org = org
         self.http = httpx.Client(base_url=org.base_url, timeout=10.0)
@@ -476,7 +479,6 @@ class SalesReps:
 
     def edit(self, sobject: str, eligible: Callable[[Mapping[str, Any]], bool] = lambda _row: True) -> RepEdit | None:
         """One edit of an ``eligible`` record sfsync synced (None when there is none yet)."""
-        import httpx
 
         edited = {e.record_id for e in self.edits}
         rows = [r for r in self.org.emulator.store.rows(sobject) if r["Id"] not in edited and eligible(r)]
@@ -609,13 +611,8 @@ class View:
 
     def __enter__(self) -> View:
         if self.interactive:
-            try:
-                from rich.live import Live
-            except ImportError:  # pragma: no cover - rich comes with typer
-                self.interactive = False
-            else:
-                self._live = Live(refresh_per_second=2, transient=False)
-                self._live.__enter__()
+            self._live = Live(refresh_per_second=2, transient=False)
+            self._live.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -625,8 +622,6 @@ class View:
 
     def show(self, p: Progress, force: bool = False) -> None:
         if self._live is not None:
-            from rich.table import Table
-
             table = Table(title=f"sfsync demo  [dim]{p.total:,} events, both ways[/dim]", show_header=False, box=None)
             table.add_column(style="bold cyan", no_wrap=True)
             table.add_column()
@@ -715,9 +710,6 @@ def _cleanup(state: _Run) -> None:
         if state.org is not None:
             state.org.stop()
         if state.stack_started:
-            from sfsync.devtools.stack import Stack
-            from sfsync.settings import StackSettings, load
-
             state.echo(f"stopping {', '.join(state.stack_started)} (started by the demo)...")
             Stack(load(StackSettings, "stack")).down(
                 only=state.stack_started, timeout_s=5 if state.hurry.is_set() else 30
@@ -731,11 +723,6 @@ def _new_prefix() -> str:
 
 
 def _run(state: _Run) -> DemoReport:
-    from sfsync.devtools.stack import Stack
-    from sfsync.producers.fake import CommunitySimulator
-    from sfsync.producers.publisher import Publisher
-    from sfsync.settings import PublisherSettings, StackSettings, load
-    from sfsync.topics import ALL_TOPICS
 
     options, echo = state.options, state.echo
     prefix = _new_prefix()
@@ -761,7 +748,6 @@ def _run(state: _Run) -> DemoReport:
     ensure_topics(kafka_config, ALL_TOPICS, prefix)
 
     # ------------------------------------------------------------ the org and the components
-    from sfsync.emulator.server import serve_in_thread
 
     state.org = serve_in_thread(log_level="error")
     run_dir = (stack_settings.home.expanduser() / "demo" / prefix.rstrip(".")).resolve()
@@ -863,7 +849,6 @@ def _caught_up(sampler: Sampler) -> bool:
 
 def _wait_ready(children: Sequence[Child], timeout_s: float = 90.0) -> None:
     """Until every child serves /metrics (it has read its settings and connected), or one stopped."""
-    import httpx
 
     pending = list(children)
     deadline = time.monotonic() + timeout_s
@@ -982,9 +967,6 @@ def _report(
     kafka_config: Mapping[str, Any],
     registry_url: str,
 ) -> DemoReport:
-    from sfsync.ops.dlq import DeadLetterQueue
-    from sfsync.serde.codec import AvroDecoder
-    from sfsync.serde.registry import SchemaRegistry
 
     assert state.org is not None
     assert state.reps is not None

@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from sfsync.devtools.demo_scenario import RepEdit
 
 Samples = list[tuple[str, dict[str, str], float]]
@@ -21,7 +23,6 @@ Samples = list[tuple[str, dict[str, str], float]]
 
 def parse_metrics(text: str) -> Samples:
     """The samples of a Prometheus text exposition (an empty or unreadable one has none)."""
-    from prometheus_client.parser import text_string_to_metric_families
 
     try:
         return [

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from sfsync.producers.events import ProductEvent
     from sfsync.producers.fake import CommunitySimulator
+from sfsync.producers import events as ev
 
 REP_USER = "rep@acme.test"  # the sales rep of emulator/default_org.yaml
 REP_TITLES = ("Head of Partnerships", "VP Customer Success", "Director of Community", "Solutions Architect")
@@ -67,7 +68,6 @@ def bad_records(sim: CommunitySimulator, now: dt.datetime, member_id: str | None
     The too-long title is only refused if it is the last value of the Contact in the sink's batch
     (writes to one record merge in order): the caller picks a member whose Contact exists and
     sends nothing more for them."""
-    from sfsync.producers import events as ev
 
     first = sim.members[member_id or sim.member_ids[0]].profile
     author = sim.members[sim.member_ids[min(1, len(sim.member_ids) - 1)]].ref()

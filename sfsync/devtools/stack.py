@@ -556,7 +556,7 @@ def wait_kafka(bootstrap: str, timeout_s: float, check: Callable[[], None] = lam
     """Wait until a Kafka cluster answers a metadata request (bounded); ServiceUnavailableError otherwise."""
     # imported here: confluent-kafka's admin client costs ~0.2 s to import, which the stack commands
     # that never wait for Kafka (stop, logs, status of a stopped stack) should not pay
-    from sfsync.kafka.admin import wait_for_cluster
+    from sfsync.kafka.admin import wait_for_cluster  # noqa: PLC0415
 
     wait_for_cluster({"bootstrap.servers": bootstrap}, timeout_s, check, options={"logger": _quiet_logger()})
 

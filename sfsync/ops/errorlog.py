@@ -39,6 +39,8 @@ from sfsync.topics import ERRORS
 if TYPE_CHECKING:
     from sfsync.ops.metrics import ErrorCounter
     from sfsync.serde.registry import SchemaRegistry
+from sfsync.serde.codec import AvroDecoder, AvroEncoder
+from sfsync.serde.schema import load_topic_schema
 
 RECORD_NAME = "ErrorLogEntry"
 
@@ -310,8 +312,6 @@ class ErrorLog:
         metrics: ErrorCounter | None = None,
         delivery_timeout_s: float = 30.0,
     ) -> None:
-        from sfsync.serde.codec import AvroEncoder
-        from sfsync.serde.schema import load_topic_schema
 
         self.topic = ERRORS.name(prefix)
         self._metrics = metrics
@@ -377,7 +377,6 @@ def tail(
     ``follow`` the iterator ends at the end of the log as it was when called; with it, it waits
     for new entries until ``stop()`` returns True. Never joins or commits a consumer group.
     """
-    from sfsync.serde.codec import AvroDecoder
 
     wanted = Category(category) if category is not None else None
     decoder = AvroDecoder(registry)
