@@ -57,9 +57,10 @@ from sfsync.kafka.admin import ensure_topics
 from sfsync.mapping import MappingFile, load_configured_mappings
 from sfsync.ops.dlq import DeadLetterQueue, OriginalRecord
 from sfsync.processors.faust_runtime.changelogs import ensure_changelogs
-from sfsync.processors.faust_runtime.connection import broker_credentials, broker_urls, raw_topic
+from sfsync.processors.faust_runtime.connection import raw_topic
+from sfsync.processors.faust_runtime.factory import new_app
 from sfsync.processors.faust_runtime.parking import original_record, park_all
-from sfsync.processors.faust_runtime.recovery import SeekFirstTableManager, install_snapshot_consumer
+from sfsync.processors.faust_runtime.recovery import install_snapshot_consumer
 from sfsync.processors.faust_runtime.worker import command_main, run_faust_worker
 from sfsync.processors.inbound.metrics import InboundMetrics
 from sfsync.processors.inbound.processor import EchoHold, InboundHandled, InboundProcessor, ResultsProgress
@@ -142,27 +143,14 @@ def _build(
     dlq = DeadLetterQueue(
         kafka, prefix=prefix, component=COMPONENT, delivery_timeout_s=settings.producer_flush_timeout_s
     )
-    app = faust.App(
-        settings.app_id,
-        broker=broker_urls(settings),
-        broker_credentials=broker_credentials(settings),
-        store=settings.store,
-        processing_guarantee=settings.processing_guarantee,
-        web_enabled=settings.web_enabled,
-        web_port=settings.web_port,
-        broker_session_timeout=settings.session_timeout_s,
-        broker_heartbeat_interval=settings.heartbeat_interval_s,
-        broker_commit_interval=settings.commit_interval_s,
-        consumer_auto_offset_reset=settings.auto_offset_reset,
+    app = new_app(
+        settings,
         topic_partitions=CHANGES.partitions,
-        topic_disable_leader=True,
         # On stop, commit what was judged and go: a change held for its result (EchoHold) is
         # neither judged nor committed, and is read again after the restart. Faust's default waits
         # for every change taken from the consumer to be judged, and with the results agent
         # stopped each held one would wait its full hold (docs/decisions/0004-inbound-echo-hold.md).
         stream_wait_empty=False,
-        autodiscover=False,
-        TableManager=SeekFirstTableManager,  # no record lost when a (re)start recovers the tables
     )
     # One table per side, each written by one agent only: a record's entries then sit in one
     # changelog partition (the partition its source records come from), in the order they were

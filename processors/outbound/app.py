@@ -58,9 +58,9 @@ from sfsync.mapping import MappingFile, load_configured_mappings
 from sfsync.ops.dlq import DeadLetterQueue, Stage
 from sfsync.processors.faust_runtime.changelogs import ensure_changelogs
 from sfsync.processors.faust_runtime.commit import CoalescedTable, install_before_commit
-from sfsync.processors.faust_runtime.connection import broker_credentials, broker_urls, raw_topic
+from sfsync.processors.faust_runtime.connection import raw_topic
+from sfsync.processors.faust_runtime.factory import new_app
 from sfsync.processors.faust_runtime.parking import Parked, message_headers, original_record, park_all
-from sfsync.processors.faust_runtime.recovery import SeekFirstTableManager
 from sfsync.processors.faust_runtime.worker import command_main, run_faust_worker
 from sfsync.processors.outbound.edits import learn_edit
 from sfsync.processors.outbound.metrics import LagProbe, ProcessorMetrics
@@ -142,26 +142,9 @@ def _build(
     dlq = DeadLetterQueue(
         kafka, prefix=prefix, component=COMPONENT, delivery_timeout_s=settings.producer_flush_timeout_s
     )
-    app = faust.App(
-        settings.app_id,
-        broker=broker_urls(settings),
-        broker_credentials=broker_credentials(settings),
-        store=settings.store,
-        processing_guarantee=settings.processing_guarantee,
-        web_enabled=settings.web_enabled,
-        web_port=settings.web_port,
-        broker_session_timeout=settings.session_timeout_s,
-        broker_heartbeat_interval=settings.heartbeat_interval_s,
-        broker_commit_interval=settings.commit_interval_s,
-        broker_commit_every=settings.broker_commit_every,
-        producer_linger=settings.producer_linger_ms / 1000,
-        producer_max_batch_size=settings.producer_max_batch_size,
-        stream_buffer_maxsize=settings.stream_buffer_maxsize,
-        consumer_auto_offset_reset=settings.auto_offset_reset,
+    app = new_app(
+        settings,
         topic_partitions=WRITES.partitions,
-        topic_disable_leader=True,
-        autodiscover=False,
-        TableManager=SeekFirstTableManager,  # no record lost when a (re)start recovers the tables
     )
     clock = _coalesced_table(app, "record_clock", WRITES.partitions)
     identity_table = _coalesced_table(app, "identity", RESULTS.partitions)
