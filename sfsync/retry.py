@@ -45,7 +45,9 @@ class BackoffHook:
 
     Returns False (raise now) for an error that is not retried, or whose ``retry_after`` is longer
     than the whole deadline; the ``retry_after`` (at least the initial wait) when it names one;
-    True (stamina's own jittered backoff) otherwise.
+    True (stamina's own jittered backoff) otherwise, and for the errors of ``waited_elsewhere``,
+    whose ``retry_after`` someone else waits out (the governor pauses every call of a spent daily
+    allocation, so the retry's next call waits for it there).
     """
 
     def __init__(
@@ -53,16 +55,18 @@ class BackoffHook:
         policy: RetryPolicy,
         on: type[Exception] | tuple[type[Exception], ...],
         unless: tuple[type[Exception], ...] = (),
+        waited_elsewhere: tuple[type[Exception], ...] = (),
     ) -> None:
         self.policy = policy
         self.on = on
         self.unless = unless
+        self.waited_elsewhere = waited_elsewhere
 
     def __call__(self, error: Exception) -> bool | float:
         if not isinstance(error, self.on) or isinstance(error, self.unless):
             return False
         after = retry_after(error)
-        if after is None:
+        if after is None or isinstance(error, self.waited_elsewhere):
             return True
         if after > self.policy.timeout_s:
             return False
@@ -149,15 +153,17 @@ class RetryPolicy:
         on: type[Exception] | tuple[type[Exception], ...] = RetriableError,
         *,
         unless: tuple[type[Exception], ...] = (),
+        waited_elsewhere: tuple[type[Exception], ...] = (),
     ) -> StaminaArgs:
         """``stamina.retry_context(**policy.stamina(...))``: retry a one-off call with this policy.
 
         Retries errors of ``on`` except ``unless`` until ``timeout_s`` after the first attempt, with
-        this policy's waits (a ``retry_after`` is honoured; one longer than the whole deadline is
-        raised at once), then the last error is raised. No count: the deadline is the bound.
+        this policy's waits (a ``retry_after`` is honoured, except for ``waited_elsewhere`` errors;
+        one longer than the whole deadline is raised at once), then the last error is raised. No
+        count: the deadline is the bound.
         """
         return {
-            "on": BackoffHook(self, on, unless),
+            "on": BackoffHook(self, on, unless, waited_elsewhere),
             "attempts": None,
             "timeout": self.timeout_s,
             "wait_initial": self.wait_initial_s,

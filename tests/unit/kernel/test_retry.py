@@ -48,12 +48,17 @@ def test_a_policy_that_cannot_work_is_refused_with_every_problem() -> None:
 
 def test_the_stamina_hook_retries_the_retriable_honours_retry_after_and_refuses_what_cannot_fit() -> None:
     policy = RetryPolicy(timeout_s=30, wait_initial_s=0.5, wait_max_s=5)
-    hook = policy.stamina(RetriableError, unless=(KeyError,))["on"]
+    hook = policy.stamina(RetriableError, unless=(KeyError,), waited_elsewhere=(TimeoutError,))["on"]
     assert hook(RetriableError("lock")) is True  # stamina's own jittered backoff
     assert hook(RetriableError("limit", retry_after=5.0)) == 5.0
     assert hook(RetriableError("now", retry_after=0.0)) == 0.5  # never a busy loop
     assert hook(RetriableError("tomorrow", retry_after=3600.0)) is False  # longer than the whole deadline
     assert hook(FatalError("config")) is False and hook(ValueError("bug")) is False
+
+    class PausedError(RetriableError, TimeoutError):
+        pass
+
+    assert hook(PausedError("the governor waits this out", retry_after=3600.0)) is True
     args = policy.stamina()
     assert (args["attempts"], args["timeout"], args["wait_initial"], args["wait_max"]) == (None, 30, 0.5, 5)
 
