@@ -145,7 +145,6 @@ class _Failing:
     since: float
     """When it first failed (the sink's ``monotonic`` clock)."""
     attempts: int
-    last: SalesforceRetriableError
 
 
 @dataclass
@@ -322,9 +321,8 @@ class SalesforceSink:
         since = now
         attempts = 0
         for w in seg.writes:
-            failing = self._failing.setdefault(_coordinates(w), _Failing(now, 0, error))
+            failing = self._failing.setdefault(_coordinates(w), _Failing(now, 0))
             failing.attempts += 1
-            failing.last = error
             since = min(since, failing.since)
             attempts = max(attempts, failing.attempts)
         seg.attempts = attempts
