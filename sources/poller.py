@@ -175,34 +175,6 @@ class StoppingError(RetriableError):
     """The poller is stopping: a governor pause was cut short; nothing of the poll in hand is committed."""
 
 
-async def check_org(
-    client: SalesforceClient,
-    mappings: MappingFile,
-    plans: list[core.ObjectPlan],
-    before_call: Callable[[], Awaitable[object]],
-) -> dict[str, dict[str, Any]]:
-    """Describe what the poller will read (each object once; the client caches) and return the
-    describes; raises :class:`~sfsync.mapping.MappingError` listing every problem
-    :func:`sfsync.sources.rules.org_problems` finds. An object the org does not have is reported, not raised."""
-    describes: dict[str, dict[str, Any]] = {}
-    tried: set[str] = set()
-    while True:
-        needed = sorted(o for o in core.describes_needed(mappings, plans, describes) if o.lower() not in tried)
-        if not needed:
-            break
-        for sobject in needed:
-            tried.add(sobject.lower())
-            await before_call()
-            try:
-                describes[sobject] = await client.describe_body(sobject)
-            except MetadataError:
-                continue  # unknown (or invisible) object: org_problems names it
-    problems = core.org_problems(mappings, plans, describes)
-    if problems:
-        raise MappingError(f"{mappings.source} (against the org)", problems)
-    return describes
-
-
 async def check_org_with_retries(
     client: SalesforceClient,
     mappings: MappingFile,
@@ -229,6 +201,34 @@ async def check_org_with_retries(
                 on_daily_limit(exc)
                 raise
     raise AssertionError("unreachable: stamina raises the last error")
+
+
+async def check_org(
+    client: SalesforceClient,
+    mappings: MappingFile,
+    plans: list[core.ObjectPlan],
+    before_call: Callable[[], Awaitable[object]],
+) -> dict[str, dict[str, Any]]:
+    """Describe what the poller will read (each object once; the client caches) and return the
+    describes; raises :class:`~sfsync.mapping.MappingError` listing every problem
+    :func:`sfsync.sources.rules.org_problems` finds. An object the org does not have is reported, not raised."""
+    describes: dict[str, dict[str, Any]] = {}
+    tried: set[str] = set()
+    while True:
+        needed = sorted(o for o in core.describes_needed(mappings, plans, describes) if o.lower() not in tried)
+        if not needed:
+            break
+        for sobject in needed:
+            tried.add(sobject.lower())
+            await before_call()
+            try:
+                describes[sobject] = await client.describe_body(sobject)
+            except MetadataError:
+                continue  # unknown (or invisible) object: org_problems names it
+    problems = core.org_problems(mappings, plans, describes)
+    if problems:
+        raise MappingError(f"{mappings.source} (against the org)", problems)
+    return describes
 
 
 class Transactions:

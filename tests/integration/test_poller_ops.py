@@ -16,7 +16,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from sfsync.emulator.server import RunningEmulator
-from sfsync.errors import Category, Level
+from sfsync.errors import Category
 from sfsync.mapping import MappingError
 from sfsync.ops.errorlog import ErrorLogEntry, tail
 from sfsync.salesforce.governor import GovernorSettings
@@ -132,14 +132,14 @@ async def test_pauses_and_retried_errors_reach_the_error_log_and_nothing_is_lost
         ids += [store.create("Contact", {"LastName": f"U{n}"}) for n in range(2)]
 
         def outage_reported(es: list[ErrorLogEntry]) -> bool:
-            return any(e.level is Level.ERROR and e.category is Category.CONNECTION for e in es)
+            return any(e.level == "ERROR" and e.category is Category.CONNECTION for e in es)
 
         await wait_for_entries(services, registry, prefix, outage_reported)
         await asyncio.sleep(1.0)  # more failed polls of the same outage: nothing more is recorded
         await admin(running, "faults", {"spec": ""})
         entries = error_entries(services, registry, prefix)
         (warning, outage) = [e for e in entries if e.category is Category.CONNECTION]
-        assert (warning.level, outage.level) == (Level.WARNING, Level.ERROR)
+        assert (warning.level, outage.level) == ("WARNING", "ERROR")
         for entry in (warning, outage):
             assert entry.code == "SERVER_UNAVAILABLE" and entry.retryable and entry.sobject == "Contact"
             assert entry.details["component"] == COMPONENT and entry.details["http_status"] == "503"
