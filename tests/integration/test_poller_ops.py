@@ -95,11 +95,10 @@ async def test_pauses_and_retried_errors_reach_the_error_log_and_nothing_is_lost
     store = running.emulator.store
     ids = [store.create("Contact", {"LastName": f"R{n}", "Email": f"r{n}@acme.test"}) for n in range(3)]
     changes = Changes(services, registry, prefix)
-    settings = source_settings(
-        services, prefix, write_mappings(tmp_path, MAPPING), reconcile_interval_s=0, retry_timeout_s=1.5
-    )
     poller = Poller(
-        settings,
+        source_settings(
+            services, prefix, write_mappings(tmp_path, MAPPING), reconcile_interval_s=0, retry_timeout_s=1.5
+        ),
         salesforce_settings(running),
         governor_settings=GovernorSettings(reserve_ratio=0.0, pause_s=1.5, max_sleep_s=0.2),
         metrics=SourceMetrics(CollectorRegistry()),
