@@ -13,8 +13,9 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
-from sfsync.errors import ConfigError, RetriableError
+from sfsync.errors import ConfigError, Level, RetriableError
 from sfsync.salesforce import BudgetTracker, SalesforceClient, SalesforceSettings
+from sfsync.salesforce.errors import classify
 from sfsync.salesforce.governor import Governor
 from sfsync.sources import rules as core
 from sfsync.sources.metrics import SourceMetrics
@@ -192,9 +193,6 @@ async def test_the_governor_reserve_stops_polls_before_the_budget_is_spent() -> 
 
 
 async def test_a_failed_poll_is_a_warning_once_per_streak_and_an_error_once_the_outage_outlasts_the_timeout() -> None:
-    from sfsync.errors import Level
-    from sfsync.salesforce.errors import classify
-
     poller, _, client = make(Org([]), retry_timeout_s=300)
     await client.aclose()
     unavailable = classify(503, "SERVER_UNAVAILABLE", "maintenance")
