@@ -283,9 +283,7 @@ async def ours(
 ) -> tuple[dict[str, Any], list[float]]:
     per_type = writes_per_event({"UserCreated", "UserProfileUpdate"})
     sink_settings = load_sink_settings(group_id=f"bench-sink-{uuid.uuid4().hex[:8]}", metrics_port=0)
-    sf_settings = SalesforceSettings(
-        instance_url=base, auth_flow="access_token", access_token=SecretStr(token), backoff_base_s=0.05
-    )
+    sf_settings = SalesforceSettings(instance_url=base, auth_flow="access_token", access_token=SecretStr(token))
     runner = build_runner(
         sink_settings, sf_settings, governor_settings=load_governor_settings(), metrics=SinkMetrics(CollectorRegistry())
     )

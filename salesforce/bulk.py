@@ -1,8 +1,8 @@
 """Bulk API 2.0: ingest jobs (create, upload CSV, close, wait, results) and query jobs, with their CSV.
 
 Every call goes through :meth:`SalesforceClient.request <sfsync.salesforce.client.SalesforceClient.request>`,
-so each step is retried on its own and only :mod:`sfsync.salesforce.errors` kinds are raised;
-job creation (POST) is not replayed after a read timeout. Per-row refusals are not raised: they
+once per step, and only :mod:`sfsync.salesforce.errors` kinds are raised; nothing is resent
+(the caller that retries owns the job it may have created). Per-row refusals are not raised: they
 come back as :class:`BulkFailure` rows, classified like any error.
 """
 

@@ -4,10 +4,11 @@ One :class:`SalesforceClient` per org. It owns an ``httpx.AsyncClient`` with exp
 (tests inject ``transport=httpx.MockTransport(handler)``) and guarantees, on every call:
 
 - ``Authorization: Bearer`` and ``Sforce-Call-Options: client=<name>`` headers;
-- one session refresh and replay on ``INVALID_SESSION_ID``;
-- bounded, jittered exponential backoff on retriable errors, honouring ``retry_after``
-  (waits longer than ``max_retry_wait_s`` — e.g. the daily limit — are raised, not slept);
-- read timeouts on non-idempotent calls (POST) are raised, not replayed, to avoid duplicate writes;
+- one session refresh and replay on ``INVALID_SESSION_ID`` (re-authentication, not a retry);
+- otherwise ONE attempt: a failure is raised as the classified error, retriable ones with their
+  ``retry_after``. The client retries nothing; each component owns the retries of its calls
+  (:mod:`sfsync.retry`: the sink per write, the poller per poll), so a POST that Salesforce may
+  have committed is never resent blind — the sink matches the record again before writing;
 - ``Sforce-Limit-Info`` of every response fed to :attr:`SalesforceClient.budget`;
 - only :mod:`sfsync.salesforce.errors` exceptions escape (httpx/authlib ones are wrapped with ``from``).
 
@@ -24,15 +25,13 @@ inherits, so callers keep one object (``client.create_many(...)``, ``client.quer
 Each mixin subclasses the :class:`~sfsync.salesforce.rest.RestCaller` protocol (``request``,
 ``_json``, ``settings``, ``budget``, the clock and the sleep) and reaches Salesforce only through
 :meth:`SalesforceClient.request`, implemented here; mypy refuses to instantiate a client that
-misses a protocol member. Retrying lives in one place: the loop of :meth:`SalesforceClient.request`
-and its policy, :meth:`SalesforceClient._may_retry` and :meth:`SalesforceClient._delay` (the only
-other wait, :meth:`~sfsync.salesforce.bulk.BulkApi.wait_for_job`, polls a job; it retries nothing).
+misses a protocol member. The only wait inside the client,
+:meth:`~sfsync.salesforce.bulk.BulkApi.wait_for_job`, polls a job's state; it retries nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
@@ -49,7 +48,6 @@ from sfsync.salesforce.bulk import BulkApi
 from sfsync.salesforce.composite import CompositeApi
 from sfsync.salesforce.errors import (
     SalesforceError,
-    SalesforceRetriableError,
     SessionExpired,
     UnexpectedResponse,
     classify,
@@ -60,8 +58,6 @@ from sfsync.salesforce.org import OrgApi
 from sfsync.salesforce.query import QueryApi
 from sfsync.salesforce.settings import SalesforceSettings
 from sfsync.salesforce.sobjects import SObjectsApi
-
-_IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "PATCH", "OPTIONS"})
 
 
 def _json_default(value: object) -> object:
@@ -101,16 +97,12 @@ def _transport_error(exc: Exception) -> SalesforceError:
     return classify(0, code, f"{type(exc).__name__} talking to Salesforce")
 
 
-def _never_reached_server(exc: Exception) -> bool:
-    return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
-
-
 class SalesforceClient(OrgApi, SObjectsApi, CompositeApi, QueryApi, BulkApi):
     """Typed async client for one Salesforce org. Use as ``async with SalesforceClient(settings) as sf:``.
 
     ``auth`` defaults to the provider the settings name; ``session`` starts from a known session
     (``on_session`` is awaited with every new one, e.g. to persist it); ``budget`` is shared with
-    whoever paces calls; ``sleep``, ``clock`` and ``rng`` are injectable for tests.
+    whoever paces calls; ``sleep`` and ``clock`` (Bulk API job polling) are injectable for tests.
     """
 
     def __init__(
@@ -124,7 +116,6 @@ class SalesforceClient(OrgApi, SObjectsApi, CompositeApi, QueryApi, BulkApi):
         on_session: Callable[[Session], Awaitable[None]] | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
-        rng: random.Random | None = None,
     ) -> None:
         self.settings = settings
         self.budget = budget or BudgetTracker()
@@ -135,7 +126,6 @@ class SalesforceClient(OrgApi, SObjectsApi, CompositeApi, QueryApi, BulkApi):
         self._session_lock = asyncio.Lock()
         self._sleep = sleep
         self._clock = clock
-        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self._cache = {}
 
     async def __aenter__(self) -> Self:
@@ -200,20 +190,6 @@ class SalesforceClient(OrgApi, SObjectsApi, CompositeApi, QueryApi, BulkApi):
             body = response.text
         return parse_error_body(response.status_code, body, retry_after=_retry_after(response))
 
-    # -- retries: the policy and the one loop that applies it -----------------------------------
-
-    def _delay(self, error: SalesforceRetriableError, attempt: int) -> float:
-        ceiling = min(self.settings.backoff_max_s, self.settings.backoff_base_s * (2.0**attempt))
-        jittered = ceiling / 2 + self._rng.uniform(0, ceiling / 2)
-        return max(error.retry_after or 0.0, jittered)
-
-    def _may_retry(self, error: SalesforceError, attempt: int) -> bool:
-        if not isinstance(error, SalesforceRetriableError) or isinstance(error, SessionExpired):
-            return False
-        if attempt >= self.settings.max_retries:
-            return False
-        return error.retry_after is None or error.retry_after <= self.settings.max_retry_wait_s
-
     async def request(
         self,
         method: str,
@@ -224,10 +200,9 @@ class SalesforceClient(OrgApi, SObjectsApi, CompositeApi, QueryApi, BulkApi):
         content: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         ok: Iterable[int] = (200,),
-        idempotent: bool | None = None,
         authenticated: bool = True,
     ) -> httpx.Response:
-        """Send one REST call with auth, call options, refresh-once and bounded retries.
+        """Send one REST call, once: auth, call options, and a session refresh on ``INVALID_SESSION_ID``.
 
         ``path`` is absolute (``/services/...``), a full URL, or relative to ``/services/data/vXX.X/``.
         ``json`` is sent as JSON (``Decimal`` as a string), else ``content`` as is; ``headers`` add to
@@ -235,18 +210,16 @@ class SalesforceClient(OrgApi, SObjectsApi, CompositeApi, QueryApi, BulkApi):
         sends no session unless one is already held.
 
         Statuses in ``ok`` are returned; anything else is raised as a classified
-        :mod:`sfsync.salesforce.errors` error. ``INVALID_SESSION_ID`` refreshes the session and
-        replays the call once. Retriable errors are retried up to ``max_retries`` times, after a
-        jittered exponential backoff of at least their ``retry_after``, unless that ``retry_after``
-        is over ``max_retry_wait_s`` (then raised at once). An error answer is retried whatever the
-        method; a transport failure only if the call is replay-safe (``idempotent``; by default
-        every method but POST) or never reached the server (connect errors, pool timeouts).
+        :mod:`sfsync.salesforce.errors` error, and so is a transport failure (``TIMEOUT``,
+        ``CONNECTION_ERROR``, ``TRANSPORT_ERROR``: retriable). ``INVALID_SESSION_ID`` refreshes the
+        session and replays the call once; nothing else is replayed, whatever the method: the caller
+        owns retries (:mod:`sfsync.retry`). A raised write may or may not have been committed by
+        Salesforce (a 5xx or a read timeout after it was received): the caller must find out
+        before writing again (the sink matches the record again).
         """
         accepted = set(ok)
         method = method.upper()
-        replay_safe = method in _IDEMPOTENT if idempotent is None else idempotent
         payload = _dumps(json) if json is not None else content
-        attempt = 0
         refreshed = False
         while True:
             session = await self.session() if authenticated or self._session is not None else None
@@ -264,13 +237,7 @@ class SalesforceClient(OrgApi, SObjectsApi, CompositeApi, QueryApi, BulkApi):
                     method, self._url(instance, path), params=params, content=payload, headers=sent_headers
                 )
             except httpx.HTTPError as exc:
-                error = _transport_error(exc)
-                if (replay_safe or _never_reached_server(exc)) and self._may_retry(error, attempt):
-                    assert isinstance(error, SalesforceRetriableError)
-                    await self._sleep(self._delay(error, attempt))
-                    attempt += 1
-                    continue
-                raise error from exc
+                raise _transport_error(exc) from exc
             except (httpx.InvalidURL, httpx.StreamError) as exc:
                 raise UnexpectedResponse(f"invalid request: {type(exc).__name__}", error_code="CLIENT_ERROR") from exc
             self.budget.observe(response.headers.get(LIMIT_INFO_HEADER))
@@ -280,11 +247,6 @@ class SalesforceClient(OrgApi, SObjectsApi, CompositeApi, QueryApi, BulkApi):
             if isinstance(error, SessionExpired) and session is not None and not refreshed:
                 refreshed = True
                 await self._refresh(session)
-                continue
-            if self._may_retry(error, attempt):
-                assert isinstance(error, SalesforceRetriableError)
-                await self._sleep(self._delay(error, attempt))
-                attempt += 1
                 continue
             raise error
 

@@ -6,9 +6,10 @@ input record in request order. Per-record refusals are not raised: they are in
 :attr:`RecordResult.errors`, classified like any error (an innocent item of an all-or-none unit is
 :class:`RolledBack`). Whole-request failures raise :mod:`sfsync.salesforce.errors` kinds from
 :meth:`SalesforceClient.request <sfsync.salesforce.client.SalesforceClient.request>`; chunks sent
-before the failure stay sent. POST calls (``create_many``, ``composite``) are not replayed after a
-read timeout; ``retrieve_many`` is a POST that only reads, so it is. Object and field names that
-are not API names raise :class:`ValueError` before anything is sent.
+before the failure stay sent, and nothing is resent: the failed chunk may or may not have been
+committed (a 5xx, a read timeout), so the caller matches its records again before it writes them
+again (the sink does). Object and field names that are not API names raise :class:`ValueError`
+before anything is sent.
 """
 
 from __future__ import annotations
@@ -157,7 +158,7 @@ class CompositeApi(RestCaller):
         wanted = [api_name(f, "field") for f in fields]
         out: list[Record | None] = []
         for _, chunk in _chunks(ids, RETRIEVE_MAX):
-            data = await self._json("POST", path, json={"ids": list(chunk), "fields": wanted}, idempotent=True)
+            data = await self._json("POST", path, json={"ids": list(chunk), "fields": wanted})
             if not isinstance(data, list):
                 raise UnexpectedResponse("retrieve_many: expected a JSON array")
             out += [r if isinstance(r, dict) else None for r in data]

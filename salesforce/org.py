@@ -1,8 +1,8 @@
 """Org-level reads: API versions, ``/limits`` (which also refresh the budget), record counts.
 
-Every call goes through :meth:`SalesforceClient.request <sfsync.salesforce.client.SalesforceClient.request>`:
-all are GETs, so they are retried on transport and retriable errors, and they raise only
-:mod:`sfsync.salesforce.errors` kinds; a body of an unexpected shape raises :class:`UnexpectedResponse`.
+Every call goes through :meth:`SalesforceClient.request <sfsync.salesforce.client.SalesforceClient.request>`
+once, and raises only :mod:`sfsync.salesforce.errors` kinds (retriable ones for the caller to
+retry); a body of an unexpected shape raises :class:`UnexpectedResponse`.
 """
 
 from __future__ import annotations

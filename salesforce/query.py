@@ -1,8 +1,9 @@
 """SOQL queries (``/query``, ``/queryAll``, paged by ``nextRecordsUrl``) and SOSL / parameterized search.
 
 Every call goes through :meth:`SalesforceClient.request <sfsync.salesforce.client.SalesforceClient.request>`,
-so each page is retried on its own (a failure mid-query does not replay the pages already
-yielded) and only :mod:`sfsync.salesforce.errors` kinds are raised: a malformed query is a
+once per page (a failure mid-query raises; the pages already yielded stay yielded, and the
+caller that retries starts the query again), and only :mod:`sfsync.salesforce.errors` kinds are
+raised: a retriable one for a transient fault, a malformed query is a
 :class:`MetadataError` (fatal), a page of an unexpected shape an :class:`UnexpectedResponse`.
 Build SOQL with :mod:`sfsync.salesforce.soql` so values are escaped.
 """
@@ -93,8 +94,7 @@ class QueryApi(RestCaller):
     ) -> list[Record]:
         """``POST /parameterizedSearch`` (plain text ``q``: no SOSL escaping needed) → ``searchRecords``.
 
-        It only reads, so it is retried like a GET. Names that are not API names raise
-        :class:`ValueError` before anything is sent.
+        Names that are not API names raise :class:`ValueError` before anything is sent.
         """
         body: dict[str, Any] = {"q": q}
         if fields:
@@ -113,6 +113,6 @@ class QueryApi(RestCaller):
             body["overallLimit"] = overall_limit
         if in_ is not None:
             body["in"] = in_
-        data = await self._json("POST", "parameterizedSearch/", json=body, idempotent=True)
+        data = await self._json("POST", "parameterizedSearch/", json=body)
         records = data.get("searchRecords", []) if isinstance(data, dict) else data
         return list(records or [])

@@ -75,10 +75,9 @@ class RestCaller(Protocol):
         content: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         ok: Iterable[int] = (200,),
-        idempotent: bool | None = None,
         authenticated: bool = True,
     ) -> httpx.Response:
-        """One REST call with auth, refresh-once and retries; see :meth:`SalesforceClient.request`."""
+        """One REST call, one attempt (a session refresh aside); see :meth:`SalesforceClient.request`."""
         ...
 
     async def _json(self, method: str, path: str, **kwargs: Any) -> Any:

@@ -2,6 +2,11 @@
 
 Load with :func:`load_settings`, which reports every invalid value at once as one
 :class:`~sfsync.errors.ConfigError`. Credentials are ``SecretStr`` and never printed.
+
+The client makes one attempt per call, so it has no retry settings: the former
+``SALESFORCE_MAX_RETRIES``, ``SALESFORCE_BACKOFF_BASE_S``, ``SALESFORCE_BACKOFF_MAX_S`` and
+``SALESFORCE_MAX_RETRY_WAIT_S`` are refused with a :class:`~sfsync.errors.ConfigError` naming what
+replaced them (:data:`REMOVED`), rather than silently ignored.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal, Self
 
 import httpx
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sfsync.errors import ConfigError
@@ -20,6 +25,18 @@ from sfsync.settings import load
 AuthFlow = Literal[
     "jwt_bearer", "client_credentials", "refresh_token", "authorization_code", "password", "access_token"
 ]
+
+_OWNERS = "the sink's SFSYNC_SINK_RETRY_TIMEOUT_S and the poller's SFSYNC_SOURCE_RETRY_TIMEOUT_S"
+REMOVED: dict[str, str] = {
+    "max_retries": f"the client makes one attempt per call, and retries are bounded by time: {_OWNERS}",
+    "backoff_base_s": "the client no longer waits between attempts (the sink's: SFSYNC_SINK_RETRY_WAIT_INITIAL_S)",
+    "backoff_max_s": "the client no longer waits between attempts (the sink's: SFSYNC_SINK_RETRY_WAIT_MAX_S)",
+    "max_retry_wait_s": (
+        "the client no longer waits: the retrying component honours a retry_after, "
+        "and a spent daily limit is the governor's pause (SFSYNC_GOVERNOR_PAUSE_S)"
+    ),
+}
+"""Settings the client no longer reads, and what replaced each (docs/decisions/0006-one-retry-owner.md)."""
 
 _REQUIRED: dict[str, tuple[str, ...]] = {
     "jwt_bearer": ("client_id", "username"),
@@ -32,7 +49,7 @@ _REQUIRED: dict[str, tuple[str, ...]] = {
 
 
 class SalesforceSettings(BaseSettings):
-    """How to reach and authenticate to one Salesforce org, and how patiently."""
+    """How to reach and authenticate to one Salesforce org, and how long one call may take."""
 
     model_config = SettingsConfigDict(env_prefix="SALESFORCE_", extra="ignore", populate_by_name=True)
 
@@ -59,10 +76,19 @@ class SalesforceSettings(BaseSettings):
     write_timeout_s: float = Field(60.0, gt=0, le=900)
     pool_timeout_s: float = Field(10.0, gt=0, le=300)
 
-    max_retries: int = Field(5, ge=0, le=20)
-    backoff_base_s: float = Field(0.5, gt=0, le=60)
-    backoff_max_s: float = Field(30.0, gt=0, le=600)
-    max_retry_wait_s: float = Field(60.0, ge=0, le=3600)
+    # Removed (see REMOVED): declared only so that a deployment still setting one is told what replaced it.
+    removed_max_retries: Any = Field(
+        None, validation_alias=AliasChoices("max_retries", "SALESFORCE_MAX_RETRIES"), exclude=True, repr=False
+    )
+    removed_backoff_base_s: Any = Field(
+        None, validation_alias=AliasChoices("backoff_base_s", "SALESFORCE_BACKOFF_BASE_S"), exclude=True, repr=False
+    )
+    removed_backoff_max_s: Any = Field(
+        None, validation_alias=AliasChoices("backoff_max_s", "SALESFORCE_BACKOFF_MAX_S"), exclude=True, repr=False
+    )
+    removed_max_retry_wait_s: Any = Field(
+        None, validation_alias=AliasChoices("max_retry_wait_s", "SALESFORCE_MAX_RETRY_WAIT_S"), exclude=True, repr=False
+    )
 
     call_options_client: str = "sfsync"
     describe_ttl_s: float = Field(3600.0, ge=0)
@@ -105,8 +131,11 @@ class SalesforceSettings(BaseSettings):
             problems.append("auth_flow=jwt_bearer needs SALESFORCE_PRIVATE_KEY or SALESFORCE_PRIVATE_KEY_FILE")
         if self.private_key_file is not None and not self.private_key_file.is_file():
             problems.append(f"private_key_file {self.private_key_file} does not exist")
-        if self.backoff_max_s < self.backoff_base_s:
-            problems.append("backoff_max_s must be >= backoff_base_s")
+        problems += [
+            f"SALESFORCE_{name.upper()} is no longer read, unset it: {why}"
+            for name, why in REMOVED.items()
+            if getattr(self, f"removed_{name}") is not None
+        ]
         if self.bulk_poll_max_s < self.bulk_poll_initial_s:
             problems.append("bulk_poll_max_s must be >= bulk_poll_initial_s")
         if problems:

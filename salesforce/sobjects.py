@@ -1,12 +1,13 @@
 """One sObject at a time: describes (cached), single-record CRUD and upsert, the replication feeds.
 
 Every call goes through :meth:`SalesforceClient.request <sfsync.salesforce.client.SalesforceClient.request>`,
-so it raises only :mod:`sfsync.salesforce.errors` kinds: :class:`SalesforceRetriableError` once
-retries are spent, :class:`SalesforceRecordError` when this record's data is refused (skippable),
+once, so it raises only :mod:`sfsync.salesforce.errors` kinds: :class:`SalesforceRetriableError`
+for a transient fault (the caller decides whether and when to try again),
+:class:`SalesforceRecordError` when this record's data is refused (skippable),
 :class:`SalesforceFatalError` (incl. :class:`MetadataError`, :class:`UnexpectedResponse`) otherwise.
-GET, PATCH and DELETE are retried on transport errors; :meth:`SObjectsApi.create` (POST) is not
-replayed after a read timeout, so it never creates a record twice. Object and field names that
-are not API names raise :class:`ValueError` before anything is sent.
+Nothing is resent: a :meth:`SObjectsApi.create` (POST) that failed with a 5xx or a read timeout may
+have been committed, so a caller looks for the record before creating it again. Object and field
+names that are not API names raise :class:`ValueError` before anything is sent.
 """
 
 from __future__ import annotations

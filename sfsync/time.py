@@ -7,7 +7,7 @@ SDK, a SOQL literal — a naive datetime is refused instead (:func:`is_aware`), 
 silently shifts an event or a query window.
 
 Components take their clock as an injected ``Callable[[], datetime]`` (tests pass a fake); the
-defaults are :func:`utcnow` and :func:`now_millis`.
+defaults are :func:`utcnow` and :func:`now_millis`, and :func:`monotonic` for deadlines and durations.
 """
 
 from __future__ import annotations
@@ -23,6 +23,11 @@ _MILLISECOND = dt.timedelta(milliseconds=1)
 def utcnow() -> dt.datetime:
     """The current time, aware, in UTC."""
     return dt.datetime.now(dt.UTC)
+
+
+def monotonic() -> float:
+    """Seconds on a clock that never goes back (not a date): for deadlines and durations."""
+    return time.monotonic()
 
 
 def now_millis() -> int:

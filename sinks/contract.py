@@ -6,14 +6,18 @@
 - ``results``: one WriteResult per write Salesforce acknowledged (for ``sfsync.results``);
 - ``parked``: the writes that were bad as they are (a :class:`~sfsync.errors.SkippableRecordError`),
   each already handed to ``on_parked`` (the DLQ) and awaited;
-- ``pending``: writes not done yet (a transient fault, a parent not there yet): the loop hands them
-  to the next ``put`` and does not commit past them;
+- ``pending``: writes not done yet (a transient fault inside its retry deadline, a parent not there
+  yet): the loop hands them to the next ``put`` and does not commit past them;
 - ``committed``: per (topic, partition), the offset below which every write is acknowledged or
   parked — the only offsets the loop may commit.
 
-Transient faults do not escape ``put``: the writes they hit come back as ``pending``. Anything
-``put`` raises (a :class:`~sfsync.errors.FatalError`: credentials, permissions, metadata) means
-nothing of the batch may be committed: the loop stops, and the batch replays after a restart.
+The sink is the one owner of its writes' retries (the Salesforce client makes one attempt per call).
+A Salesforce transient fault does not escape ``put``: a write it hits is retried in later rounds and,
+carried as ``pending``, in later batches, until ``retry_timeout_s`` has passed since its first
+failure; a failure after that parks it (:class:`RetriesExhaustedError`, with its last error's code), so its
+offset commits and the partition goes on. Anything ``put`` raises (a
+:class:`~sfsync.errors.FatalError`: credentials, permissions, metadata) means nothing of the batch
+may be committed: the loop stops, and the batch replays after a restart.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from sfsync.errors import SfsyncError, SkippableRecordError
+from sfsync.errors import Category, RetriableError, SfsyncError, SkippableRecordError
 
 
 @dataclass(frozen=True)
@@ -68,7 +72,8 @@ class BatchOutcome:
 
     ``committed`` maps (topic, partition) to the offset to commit (the next one to read): every
     write of this batch below it was acknowledged by Salesforce or parked. ``pending`` are the
-    writes not done yet (a missing parent, retries exhausted): hand them to the next ``put``.
+    writes not done yet (a missing parent, a transient fault within its retry deadline): hand them
+    to the next ``put``.
     """
 
     results: list[dict[str, Any]] = field(default_factory=list)
@@ -106,6 +111,47 @@ class ParentNotFoundError(SkippableRecordError):
         super().__init__(message)
         self.error_code = "PARENT_NOT_FOUND"
         self.fields = list(fields)
+
+
+class RetriesExhaustedError(SkippableRecordError):
+    """A write's retriable failure outlasted its retry deadline: it is parked like a bad record.
+
+    ``last`` is the error of its last attempt; the error log and the DLQ headers file it under that
+    error's code, category and fields (``UNABLE_TO_LOCK_ROW``, ``SERVER_UNAVAILABLE``...), at ERROR
+    level, with a message saying that the retries ran out. ``attempts`` and ``waited_s`` (since the
+    first failure) are counted in this process: a restart starts the clock again.
+    """
+
+    def __init__(self, last: RetriableError, *, attempts: int, waited_s: float, timeout_s: float) -> None:
+        self.last = last
+        self.attempts = attempts
+        self.waited_s = waited_s
+        self.timeout_s = timeout_s
+        self.error_code = last.log_code()
+        self.fields = list(last.log_fields())
+        super().__init__(
+            f"retries ran out: still {self.error_code} after {attempts} attempt(s) over {waited_s:.0f}s "
+            f"(retry timeout {timeout_s:g}s): {last.log_message()}"
+        )
+        self.__cause__ = last
+
+    def log_code(self) -> str:
+        return self.last.log_code()
+
+    def log_category(self) -> Category:
+        return self.last.log_category()
+
+    def log_fields(self) -> Sequence[str]:
+        return self.last.log_fields()
+
+    def log_details(self) -> dict[str, str]:
+        return {
+            **self.last.log_details(),
+            "retries": "exhausted",
+            "attempts": str(self.attempts),
+            "retried_for_s": f"{self.waited_s:.0f}",
+            "retry_timeout_s": f"{self.timeout_s:g}",
+        }
 
 
 def committed_offsets(

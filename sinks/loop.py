@@ -4,8 +4,10 @@ Per batch: consume ``sfsync.writes`` (manual commits, ``read_committed``) until 
 ``batch_max_age_s``; decode (:func:`write_decoder`: timestamps stay epoch milliseconds; undecodable
 records are parked); ``await sink.put``; produce the results (:class:`WriteResultEncoder`) to
 ``sfsync.results`` with an idempotent producer and flush; only then commit the offsets the outcome
-says are done. Writes still pending (a missing parent, retries exhausted) are carried
-into the next batch; their offsets stay uncommitted, so a crash replays them.
+says are done. Writes still pending (a missing parent, a transient fault inside its retry deadline)
+are carried into the next batch, where the sink retries them; their offsets stay uncommitted, so a
+crash replays them. The carry is bounded: the sink parks a write whose retries outlast
+``retry_timeout_s`` and a child whose parent is still missing after ``max_parent_waits`` batches.
 
 SIGTERM/SIGINT finish the batch in hand, commit and close. On a rebalance the revoked partitions'
 records (in hand or carried) are dropped without committing: their new owner replays them.
@@ -28,7 +30,15 @@ from sfsync.errors import SfsyncError, SkippableRecordError
 from sfsync.kafka.clients import TopicPartition, new_consumer, new_producer
 from sfsync.kafka.delivery import Outbox
 from sfsync.ops.dlq import SourceEvent
-from sfsync.sinks.contract import BatchOutcome, ErrorEntry, IncomingWrite, OnParked, Sink, committed_offsets
+from sfsync.sinks.contract import (
+    BatchOutcome,
+    ErrorEntry,
+    IncomingWrite,
+    OnParked,
+    RetriesExhaustedError,
+    Sink,
+    committed_offsets,
+)
 from sfsync.sinks.settings import SinkSettings
 
 if TYPE_CHECKING:
@@ -144,6 +154,7 @@ class SyncParker(Protocol):
         stage: str,
         mapping: str | None = None,
         field: str | None = None,
+        attempts: int = 1,
         source: SourceEvent | None = None,
     ) -> object: ...
 
@@ -152,14 +163,18 @@ def dlq_parker(park: SyncParker, *, stage: str = "TASK_PUT") -> OnParked:
     """Adapt a blocking DLQ ``park`` to the sink's ``on_parked`` (run off the event loop).
 
     The parked record names the product event its Write was planned from, so ``sfsync dlq replay``
-    can re-publish that event for the processor to plan again.
+    can re-publish that event for the processor to plan again; a write whose retries ran out
+    (:class:`~sfsync.sinks.contract.RetriesExhaustedError`) carries its attempts in the headers.
     """
 
     async def on_parked(write: IncomingWrite, error: SfsyncError) -> None:
         fields = ", ".join(str(f) for f in getattr(error, "fields", [])) or None
         mapping = str(write.write.get("mapping") or "") or None
         source = SourceEvent.of_write(write.write)
-        await asyncio.to_thread(park, write, error, stage=stage, mapping=mapping, field=fields, source=source)
+        attempts = error.attempts if isinstance(error, RetriesExhaustedError) else 1
+        await asyncio.to_thread(
+            park, write, error, stage=stage, mapping=mapping, field=fields, attempts=attempts, source=source
+        )
 
     return on_parked
 
@@ -298,7 +313,7 @@ class SinkWorker:
                 self._carry = [w for w in outcome.pending if (w.topic, w.partition) not in self._revoked]
                 self.batches += 1
                 if outcome.pending and not outcome.results and not outcome.parked:
-                    await self._sleep(self.settings.backoff_base_s)  # nothing moved: do not spin
+                    await self._sleep(self.settings.retry_wait_initial_s)  # nothing moved: do not spin
         finally:
             with contextlib.suppress(Exception):
                 self.consumer.close()

@@ -43,6 +43,9 @@ class _Segment:
     parents: dict[str, tuple[str, str]]
     record_type: str | None = None
     attempts: int = 0
+    """Retriable failures of its writes so far (across batches: the sink keeps the count)."""
+    failure: Exception | None = None
+    """The retriable error of its last round, when that round failed; it is retried after a backoff."""
     rematched: bool = False
     blocked: bool = False
     orphan: bool = False

@@ -1,20 +1,33 @@
 """Settings of the Salesforce sink (env prefix ``SFSYNC_SINK_``; Kafka and registry as everywhere else).
 
 Load with :func:`load_sink_settings`, which reports every invalid value at once.
+
+The sink owns the retries of its writes (docs/decisions/0006-one-retry-owner.md): ``retry_*``
+below. The former ``SFSYNC_SINK_MAX_RETRIES``, ``SFSYNC_SINK_BACKOFF_BASE_S`` and
+``SFSYNC_SINK_BACKOFF_MAX_S`` are refused with a :class:`~sfsync.errors.ConfigError` naming what
+replaced them (:data:`REMOVED`), rather than silently ignored.
 """
 
 from __future__ import annotations
 
 from typing import Any, Self
 
-from pydantic import Field, model_validator
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from sfsync.retry import RetryPolicy
 from sfsync.salesforce.composite import COLLECTION_MAX
 from sfsync.settings import KafkaConnection, RegistryConnection, load
 
 BATCH_MAX = 10 * COLLECTION_MAX
 """Largest batch: its match queries and collections are split in Salesforce-sized calls anyway."""
+
+REMOVED: dict[str, str] = {
+    "max_retries": "a write's retries are bounded by time: SFSYNC_SINK_RETRY_TIMEOUT_S after its first failure",
+    "backoff_base_s": "replaced by SFSYNC_SINK_RETRY_WAIT_INITIAL_S",
+    "backoff_max_s": "replaced by SFSYNC_SINK_RETRY_WAIT_MAX_S",
+}
+"""Settings the sink no longer reads, and what replaced each."""
 
 
 class SinkSettings(KafkaConnection, RegistryConnection):
@@ -40,9 +53,28 @@ class SinkSettings(KafkaConnection, RegistryConnection):
             "and every batch costs its queries and collections: longer means fewer API calls per record."
         ),
     )
-    max_retries: int = Field(5, ge=0, le=20, description="Retries of a record's retriable failure within one put.")
-    backoff_base_s: float = Field(0.5, gt=0, le=60)
-    backoff_max_s: float = Field(30.0, gt=0, le=600)
+    retry_timeout_s: float = Field(
+        900.0,
+        gt=0,
+        le=7 * 86_400,
+        description=(
+            "How long a write's retriable failure (a lock, a 5xx, a timeout, the concurrent-request limit) is "
+            "retried, counted from its first failure; then it is parked in the DLQ with its last error's code. "
+            "15 minutes rides out lock contention and a Salesforce failover or short maintenance, and parks a "
+            "record that keeps failing long before sfsync.writes' retention could drop it."
+        ),
+    )
+    retry_wait_initial_s: float = Field(0.5, gt=0, le=60, description="The first wait before a write is retried.")
+    retry_wait_max_s: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description=(
+            "The longest wait between retries, and the most one batch waits for retries in all: a write whose "
+            "next retry would wait longer goes back as pending and is tried again first thing in the next batch "
+            "(so a record that keeps failing holds up the other writes of a batch by this much at most)."
+        ),
+    )
     max_parent_waits: int = Field(
         50, ge=1, le=100_000, description="Batches a child waits for a missing parent before it is parked."
     )
@@ -59,11 +91,39 @@ class SinkSettings(KafkaConnection, RegistryConnection):
     metrics_port: int = Field(9102, ge=0, le=65535, description="0 disables the metrics endpoint.")
     register_schemas: bool = True
 
+    # Removed (see REMOVED): declared only so that a deployment still setting one is told what replaced it.
+    removed_max_retries: Any = Field(
+        None, validation_alias=AliasChoices("max_retries", "SFSYNC_SINK_MAX_RETRIES"), exclude=True, repr=False
+    )
+    removed_backoff_base_s: Any = Field(
+        None, validation_alias=AliasChoices("backoff_base_s", "SFSYNC_SINK_BACKOFF_BASE_S"), exclude=True, repr=False
+    )
+    removed_backoff_max_s: Any = Field(
+        None, validation_alias=AliasChoices("backoff_max_s", "SFSYNC_SINK_BACKOFF_MAX_S"), exclude=True, repr=False
+    )
+
     @model_validator(mode="after")
     def _coherent(self) -> Self:
-        if self.backoff_max_s < self.backoff_base_s:
-            raise ValueError("backoff_max_s must be >= backoff_base_s")
+        problems = [
+            f"SFSYNC_SINK_{name.upper()} is no longer read, unset it: {why}"
+            for name, why in REMOVED.items()
+            if getattr(self, f"removed_{name}") is not None
+        ]
+        if self.retry_wait_max_s < self.retry_wait_initial_s:
+            problems.append("retry_wait_max_s must be >= retry_wait_initial_s")
+        if self.retry_timeout_s < self.retry_wait_max_s:
+            problems.append("retry_timeout_s must be >= retry_wait_max_s")
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
+
+    def retry_policy(self) -> RetryPolicy:
+        """The policy of the sink's write retries (``retry_*``)."""
+        return RetryPolicy(
+            timeout_s=self.retry_timeout_s,
+            wait_initial_s=self.retry_wait_initial_s,
+            wait_max_s=self.retry_wait_max_s,
+        )
 
 
 def load_sink_settings(**overrides: Any) -> SinkSettings:

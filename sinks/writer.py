@@ -16,8 +16,24 @@ waits for the earlier one, and:
    (Contacts then Leads); a converted Lead resolves to its Contact;
 3. writes with sObject Collections: ``upsert_many`` by external ID, ``update_many`` for matches,
    ``create_many`` only when a match key guarantees a replay finds the record, ``delete_many``;
-4. classifies every record's result: success → a WriteResult; retriable → next round after a
-   jittered backoff (bounded); skippable → parked (awaited) with a SYNC error entry; fatal → raised.
+4. classifies every record's result: success → a WriteResult; retriable → retried (below);
+   skippable → parked (awaited) with a SYNC error entry; fatal → raised.
+
+Retries: the sink is the one owner of its writes' retries; the Salesforce client makes one attempt
+per call. A retriable failure — a record's own (``UNABLE_TO_LOCK_ROW``, ``UNKNOWN_EXCEPTION``) or a
+whole call's (a match query or a collection answered 5xx, a timeout), which counts against every
+write of the call — is retried in a later round after the policy's jittered backoff (at least the
+error's ``retry_after``); one ``put`` waits at most ``retry_wait_max_s`` in all, and a write whose
+next wait would not fit goes back as ``pending``, to be tried first thing in the next batch. A
+write's first-failure time and attempt count are kept by this sink object, keyed by the write's
+Kafka coordinates, while the loop carries it from batch to batch; once a failure comes
+``retry_timeout_s`` or more after the first one, the write is parked (:class:`RetriesExhaustedError`,
+with the last error's code) and its offset can be committed. A restart (or a rebalance that hands
+the partition to another worker) starts the clock again. A spent daily allocation
+(:class:`DailyLimitExceeded`) is the governor's pause, not the write's failure: the write goes back
+as pending without spending its deadline. Because nothing below the sink resends, a create answered
+5xx (or timed out) that Salesforce did commit is not created twice: the next round matches the
+record first and updates it.
 
 At steady state a batch of 200 updates matched by Email costs two API calls (one query, one
 collection): 0.01 calls per record.
@@ -48,6 +64,7 @@ from sfsync.errors import FatalError, SfsyncError
 from sfsync.salesforce.client import SalesforceClient
 from sfsync.salesforce.composite import COLLECTION_MAX, RecordResult
 from sfsync.salesforce.errors import (
+    DailyLimitExceeded,
     SalesforceError,
     SalesforceFatalError,
     SalesforceRecordError,
@@ -63,6 +80,7 @@ from sfsync.sinks.contract import (
     OnParked,
     ParentNotFoundError,
     ParkedWrite,
+    RetriesExhaustedError,
     UnsafeWriteError,
     committed_offsets,
 )
@@ -72,6 +90,7 @@ from sfsync.sinks.merge import (
     merge_writes,
 )
 from sfsync.sinks.settings import SinkSettings
+from sfsync.time import monotonic as monotonic_clock
 
 __all__ = ["SalesforceSink"]
 
@@ -112,6 +131,22 @@ def _error_fields(error: BaseException) -> list[str]:
     return [str(f) for f in getattr(error, "fields", [])]
 
 
+Coordinates = tuple[str, int, int]
+
+
+def _coordinates(write: IncomingWrite) -> Coordinates:
+    return (write.topic, write.partition, write.offset)
+
+
+@dataclass
+class _Failing:
+    """One write's retriable failures so far, kept while the loop carries it from batch to batch."""
+
+    since: float
+    """When it first failed (the sink's ``monotonic`` clock)."""
+    attempts: int
+
+
 @dataclass
 class _Plan:
     """The planned operation of one segment this round."""
@@ -139,6 +174,8 @@ class SalesforceSink:
             e.g. the API-budget governor; it may sleep or raise.
         clock: epoch seconds, for ``acknowledged_at``.
         sleep: how to wait between retry rounds (tests pass a fake).
+        monotonic: the clock of the retry deadlines (tests pass the fake clock that ``sleep`` moves).
+        rng: the jitter of the retry waits.
     """
 
     def __init__(
@@ -151,6 +188,7 @@ class SalesforceSink:
         before_call: Callable[[str], Awaitable[None]] | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        monotonic: Callable[[], float] = monotonic_clock,
         rng: random.Random | None = None,
     ) -> None:
         self.client = client
@@ -160,7 +198,10 @@ class SalesforceSink:
         self._before_call = before_call
         self._clock = clock
         self._sleep = sleep
+        self._monotonic = monotonic
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self._policy = settings.retry_policy()
+        self._failing: dict[Coordinates, _Failing] = {}
         self._identities: OrderedDict[str, tuple[str, str]] = OrderedDict()
         self._parent_waits: dict[str, int] = {}
         self._describes: dict[str, frozenset[str]] = {}
@@ -203,23 +244,28 @@ class SalesforceSink:
                 if problem is not None:
                     queue.remove(seg)
                     await self._park(seg, problem, outcome)
-        rounds = 2 * len(writes) + self.settings.max_retries + 4
+        policy = self._policy
+        # each retry round waits at least wait_initial_s, and a put waits at most wait_max_s in all
+        rounds = 2 * len(writes) + 4 + math.ceil(policy.wait_max_s / policy.wait_initial_s)
+        waited = 0.0
         for _ in range(rounds):
             heads = [q[0] for q in queues.values() if q and not q[0].blocked]
+            waited += await self._back_off(heads, policy.wait_max_s - waited)
+            heads = [seg for seg in heads if not seg.blocked]
             if not heads:
                 break
-            retrying = [s.attempts for s in heads if s.again and s.attempts]
-            if retrying:
-                await self._sleep(self._delay(max(retrying)))
             for seg in heads:
                 seg.parent_ids, seg.parents_from_cache, seg.target, seg.current = {}, [], None, {}
-                seg.again = False
+                seg.again, seg.failure = False, None
             try:
                 ready = await self._resolve_parents(heads, queues)
+            except SalesforceRetriableError as exc:  # a parent lookup failed: every head of this round with it
+                await self._fail_all(heads, exc, queues, outcome)
+                continue
+            try:
                 await self._match(ready)
-            except SalesforceRetriableError:
-                for seg in heads:  # the query failed after the client's own retries: try the round again
-                    self._retry(seg)
+            except SalesforceRetriableError as exc:  # a match query failed: every write it was matching with it
+                await self._fail_all(ready, exc, queues, outcome)
                 continue
             finished = await self._write(ready, outcome)
             for seg in finished:
@@ -233,13 +279,73 @@ class SalesforceSink:
         for queue in queues.values():
             for seg in queue:
                 outcome.pending.extend(seg.writes)
+        pending = {_coordinates(w) for w in outcome.pending}
+        self._failing = {c: f for c, f in self._failing.items() if c in pending}
         outcome.committed = committed_offsets(writes, outcome.pending)
         outcome.api_calls = self._calls
         return outcome
 
-    def _delay(self, attempt: int) -> float:
-        ceiling = min(self.settings.backoff_max_s, self.settings.backoff_base_s * (2.0 ** (attempt - 1)))
-        return ceiling / 2 + self._rng.uniform(0, ceiling / 2)
+    # -- retries ----------------------------------------------------------------------------
+    async def _back_off(self, heads: Sequence[_Segment], budget: float) -> float:
+        """Wait before retrying the heads that failed last round; returns the time waited.
+
+        The wait is the longest of their policy delays that fits ``budget`` (what is left of this
+        put's ``retry_wait_max_s``); a head whose delay does not fit is blocked: it stays pending
+        and is tried again in the next batch, without this put waiting for it.
+        """
+        wait = 0.0
+        for seg in heads:
+            if seg.failure is None:
+                continue
+            delay = self._policy.delay(seg.attempts, seg.failure, self._rng)
+            if delay > budget:
+                seg.blocked = True
+            else:
+                wait = max(wait, delay)
+        if wait > 0:
+            await self._sleep(wait)
+        return wait
+
+    async def _fail(self, seg: _Segment, error: SalesforceRetriableError, outcome: BatchOutcome) -> bool:
+        """Account for a retriable failure of ``seg``; True when its deadline had passed and it was parked.
+
+        Otherwise it is retried: in a later round of this put (after :meth:`_back_off`), or, pending,
+        in the next batch. A spent daily allocation is the governor's pause: the write is carried
+        at once and neither its deadline nor its attempts move.
+        """
+        seg.again = True
+        if isinstance(error, DailyLimitExceeded):
+            seg.blocked = True
+            return False
+        now = self._monotonic()
+        since = now
+        attempts = 0
+        for w in seg.writes:
+            failing = self._failing.setdefault(_coordinates(w), _Failing(now, 0))
+            failing.attempts += 1
+            since = min(since, failing.since)
+            attempts = max(attempts, failing.attempts)
+        seg.attempts = attempts
+        if not self._policy.expired(since, now):
+            seg.failure = error
+            return False
+        exhausted = RetriesExhaustedError(
+            error, attempts=attempts, waited_s=now - since, timeout_s=self._policy.timeout_s
+        )
+        await self._park(seg, exhausted, outcome)
+        return True
+
+    async def _fail_all(
+        self,
+        segments: Iterable[_Segment],
+        error: SalesforceRetriableError,
+        queues: Mapping[str, deque[_Segment]],
+        outcome: BatchOutcome,
+    ) -> None:
+        """A whole call failed: :meth:`_fail` every write it carried; the parked leave their queue."""
+        for seg in segments:
+            if await self._fail(seg, error, outcome):
+                queues[seg.key].popleft()
 
     def _unsafe(self, seg: _Segment) -> UnsafeWriteError | None:
         names = [*seg.fields, *seg.parents, *(f for f, _ in seg.match for f in f.split("+"))]
@@ -551,7 +657,12 @@ class SalesforceSink:
         claimed: set[Any] = set()
         plans: list[_Plan] = []
         for seg in ready:
-            plan = await self._plan(seg, claimed)
+            try:
+                plan = await self._plan(seg, claimed)
+            except SalesforceRetriableError as exc:  # a describe failed
+                if await self._fail(seg, exc, outcome):
+                    finished.append(seg)
+                continue
             if plan is None:
                 finished.append(seg)
             elif plan is not False:
@@ -567,9 +678,10 @@ class SalesforceSink:
         for (kind, obj, ext_field), members in groups.items():
             try:
                 results = await self._send(kind, obj, ext_field, members)
-            except SalesforceRetriableError:
+            except SalesforceRetriableError as exc:  # the collection call failed: every record of it
                 for plan in members:
-                    self._retry(plan.seg)
+                    if await self._fail(plan.seg, exc, outcome):
+                        finished.append(plan.seg)
                 continue
             except SalesforceRecordError as exc:
                 results = [RecordResult(i, None, False, None, [exc]) for i in range(len(members))]
@@ -589,12 +701,6 @@ class SalesforceSink:
             return await self.client.upsert_many(obj, ext_field, [p.body for p in plans])
         return await self.client.create_many(obj, [p.body for p in plans])
 
-    def _retry(self, seg: _Segment) -> None:
-        seg.again = True
-        seg.attempts += 1
-        if seg.attempts > self.settings.max_retries:
-            seg.blocked = True
-
     async def _settle(self, plan: _Plan, result: RecordResult, outcome: BatchOutcome) -> bool:
         """Account for one record's result; True when the segment is done (written or parked)."""
         seg = plan.seg
@@ -613,8 +719,7 @@ class SalesforceSink:
             else SalesforceRecordError("failed without an error", error_code="UNKNOWN")
         )
         if isinstance(error, SalesforceRetriableError):
-            self._retry(seg)
-            return False
+            return await self._fail(seg, error, outcome)
         if isinstance(error, SalesforceRecordError) and not seg.rematched:
             stale_parent = error.error_code in {"ENTITY_IS_DELETED", "INVALID_CROSS_REFERENCE_KEY"}
             duplicate = plan.kind == "create" and error.error_code in {"DUPLICATE_VALUE", "DUPLICATES_DETECTED"}

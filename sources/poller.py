@@ -15,13 +15,18 @@ A thin loop around :mod:`sfsync.sources.rules`:
   the parents its relationship paths read), once each, and refuses to start with a
   :class:`~sfsync.mapping.MappingError` listing every selected field the org lacks or hides from the
   integration user (:func:`sfsync.sources.rules.org_problems`), instead of failing every poll on INVALID_FIELD.
+- **Retries** (the poller owns them; the Salesforce client makes one attempt per call): a failed
+  poll is retried at the object's next poll; the first failure of a streak is a WARNING entry, and
+  once an object's polls have failed for ``retry_timeout_s`` one ERROR entry is recorded for the
+  outage (:meth:`ObjectPoller.failed`); polling goes on. The start-up check is retried with stamina
+  until ``retry_timeout_s`` (:func:`check_org_with_retries`), then its last error stops the poller.
 - **Salesforce budget.** Every Salesforce call waits for the shared :class:`~sfsync.salesforce.governor.Governor`
   (``SFSYNC_GOVERNOR_*``: reserve, slow-down, pause); a daily-limit refusal pauses it (at most
   ``pause_s``, then one probe call).
 - **Error log.** Governor pauses (RATE_LIMIT ``RATE_LIMIT_PAUSE``), failed polls that will be retried
-  (CONNECTION, or RATE_LIMIT for the concurrent-request limit; once per failure streak of an object)
-  and the fatal error that stops the poller go to ``sfsync.errors`` like the sink's, with
-  ``details.component`` = :data:`COMPONENT`.
+  (CONNECTION, or RATE_LIMIT for the concurrent-request limit; a WARNING once per failure streak of
+  an object, an ERROR once the streak outlasts ``retry_timeout_s``) and the fatal error that stops
+  the poller go to ``sfsync.errors`` like the sink's, with ``details.component`` = :data:`COMPONENT`.
 - **Pace.** ``poll_interval_s`` after a poll that found changes, growing by ``idle_backoff_factor``
   up to ``max_idle_interval_s`` while polls find none.
 - **Deletes.** Soft deletes come with the incremental ``/queryAll`` (IsDeleted rows); the delete
@@ -45,9 +50,10 @@ import zlib
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import httpx
+import stamina
 
 from sfsync.errors import FatalError, Level, RetriableError, SfsyncError
 from sfsync.kafka.admin import ensure_topics
@@ -57,6 +63,7 @@ from sfsync.kafka.errors import ProducerFencedError
 from sfsync.kafka.reading import new_reader, read_partition
 from sfsync.mapping import MappingError, MappingFile, load_configured_mappings
 from sfsync.ops.errorlog import ErrorLog, ErrorLogEntry, entry_for
+from sfsync.retry import RetryPolicy
 from sfsync.salesforce import BudgetTracker, DailyLimitExceeded, SalesforceClient, SalesforceSettings
 from sfsync.salesforce.auth import AuthProvider
 from sfsync.salesforce.errors import MetadataError
@@ -76,6 +83,7 @@ __all__ = [
     "Poller",
     "PollerReport",
     "check_org",
+    "check_org_with_retries",
     "partition_for",
     "read_checkpoint",
     "run_poller",
@@ -85,6 +93,8 @@ COMPONENT = "sources.SalesforcePoller"
 """How the poller names itself in ``sfsync.errors`` entries (``details.component``)."""
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 _API_PREFIXES = ("/services/data/", "/services/async/")
 
@@ -149,6 +159,34 @@ FencedError = ProducerFencedError
 
 class StoppingError(RetriableError):
     """The poller is stopping: a governor pause was cut short; nothing of the poll in hand is committed."""
+
+
+async def check_org_with_retries(
+    client: SalesforceClient,
+    mappings: MappingFile,
+    plans: list[core.ObjectPlan],
+    before_call: Callable[[], Awaitable[object]],
+    *,
+    policy: RetryPolicy,
+    on_daily_limit: Callable[[DailyLimitExceeded], None],
+) -> dict[str, dict[str, Any]]:
+    """:func:`check_org`, retried (stamina, ``policy``) on transient faults until ``policy.timeout_s``.
+
+    A mapping the org cannot answer (:class:`~sfsync.mapping.MappingError`) and any other fatal error
+    are raised at once; a transient fault still failing at the deadline is raised as it is, and so
+    is :class:`StoppingError`. A spent daily allocation is handed to ``on_daily_limit`` (the
+    governor, which then holds ``before_call`` until its pause ends) and retried without waiting
+    for its ``retry_after`` here.
+    """
+    retrying = policy.stamina(RetriableError, unless=(StoppingError,), waited_elsewhere=(DailyLimitExceeded,))
+    async for attempt in stamina.retry_context(**retrying):
+        with attempt:
+            try:
+                return await check_org(client, mappings, plans, before_call)
+            except DailyLimitExceeded as exc:
+                on_daily_limit(exc)
+                raise
+    raise AssertionError("unreachable: stamina raises the last error")
 
 
 async def check_org(
@@ -246,6 +284,10 @@ class ObjectPoller:
         self.active = True
         self.failing: str | None = None
         """The error code of the current streak of failed polls (recorded once), None after a good poll."""
+        self.failing_since: float | None = None
+        """When the current streak of failed polls began (``time.monotonic``), None after a good poll."""
+        self.outage_reported = False
+        """Whether the current streak outlasted ``retry_timeout_s`` and its ERROR entry was recorded."""
 
     @property
     def sobject(self) -> str:
@@ -256,6 +298,40 @@ class ObjectPoller:
 
     async def _call(self) -> None:
         await self.governor.before_call()
+
+    def failed(self, error: RetriableError, now: float) -> ErrorLogEntry | None:
+        """Account for a failed poll (retried at the next poll); the error-log entry to record, if any.
+
+        A WARNING for the first failure of a streak (and when the error code changes), one ERROR
+        once the streak has lasted ``retry_timeout_s`` (``now`` and the streak's start are
+        ``time.monotonic`` readings), nothing for the polls in between.
+        """
+        entry = entry_for(error, sobject=self.sobject)
+        entry = replace(entry, details={**entry.details, "retrying": "next poll"})
+        if self.failing_since is None:
+            self.failing_since = now
+        if self.settings.retry_policy().expired(self.failing_since, now):
+            if self.outage_reported:
+                return None
+            self.outage_reported = True
+            self.failing = entry.code
+            failing_for = now - self.failing_since
+            message = (
+                f"polls of {self.sobject} have failed for {failing_for:.0f}s (retry timeout "
+                f"{self.settings.retry_timeout_s:g}s), still retried at every poll: {entry.message}"
+            )
+            details = {**entry.details, "outage": "outlasted the retry timeout", "failing_for_s": f"{failing_for:.0f}"}
+            return replace(entry, level=Level.ERROR, message=message, details=details)
+        if self.failing == entry.code:
+            return None
+        self.failing = entry.code
+        return entry
+
+    def recovered(self) -> None:
+        """A poll succeeded: the streak of failures, if any, is over."""
+        self.failing = None
+        self.failing_since = None
+        self.outage_reported = False
 
     def _commit(self, changes: list[dict[str, Any]], checkpoint: core.Checkpoint) -> None:
         records: list[tuple[str, bytes, bytes, int | None]] = [
@@ -463,10 +539,49 @@ class Poller:
         (log.info if entry.level is Level.INFO else log.warning)("%s", entry.one_line())
 
     async def check_org(self) -> None:
-        """:func:`check_org` for every object of this poller's mappings (once per process)."""
+        """:func:`check_org_with_retries` for every object of this poller's mappings (once per process).
+
+        Raises :class:`StoppingError` when :meth:`stop` is called meanwhile (a wait between attempts
+        is cut short too)."""
         if not self._org_checked:
-            await check_org(self.client, self.mappings, list(self.plans.values()), self.governor.before_call)
+            await self._unless_stopped(
+                check_org_with_retries(
+                    self.client,
+                    self.mappings,
+                    list(self.plans.values()),
+                    self.governor.before_call,
+                    policy=self.settings.retry_policy(),
+                    on_daily_limit=self._on_daily_limit,
+                )
+            )
             self._org_checked = True
+
+    def _on_daily_limit(self, error: DailyLimitExceeded) -> None:
+        """Salesforce refused a call, the allocation is spent: the governor pauses every call.
+
+        Salesforce sends no Retry-After (the client's default is an hour): pause at most
+        ``pause_s``, then one probe call looks again. The governor records the pause (``on_pause``).
+        """
+        pause_s = self.governor.policy.pause_s
+        if error.retry_after is None or error.retry_after > pause_s:
+            error.retry_after = pause_s
+        self.governor.on_daily_limit(error)
+
+    async def _unless_stopped(self, work: Awaitable[_T]) -> _T:
+        """``work``'s result, or :class:`StoppingError` as soon as :meth:`stop` is called (``work`` is cancelled)."""
+        task = asyncio.ensure_future(work)
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if task.cancelled():
+            raise StoppingError("stopping")
+        return task.result()
 
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
         self._pending = {p.partition for p in partitions}
@@ -536,24 +651,18 @@ class Poller:
     async def _poll(self, poller: ObjectPoller) -> int:
         try:
             found = await poller.poll_once()
-            poller.failing = None
+            poller.recovered()
         except StoppingError:
             return 0
-        except DailyLimitExceeded as exc:
-            # Salesforce sends no Retry-After (the client's default is an hour): pause at most pause_s,
-            # then one probe call looks again. The governor records the pause (on_pause).
-            pause_s = self.governor.policy.pause_s
-            if exc.retry_after is None or exc.retry_after > pause_s:
-                exc.retry_after = pause_s
-            self.governor.on_daily_limit(exc)
+        except DailyLimitExceeded as exc:  # the governor's pause, not a failure of this object's polls
+            self._on_daily_limit(exc)
             found = 0
-        except RetriableError as exc:
-            entry = entry_for(exc, sobject=poller.sobject)
-            if poller.failing != entry.code:  # once per streak, not on every poll of an outage
-                poller.failing = entry.code
-                self.record(replace(entry, details={**entry.details, "retrying": "next poll"}))
+        except RetriableError as exc:  # retried at the next poll: this loop is the poll's one retry owner
+            entry = poller.failed(exc, time.monotonic())
+            if entry is not None:
+                self.record(entry)
             else:
-                log.warning("%s: poll failed again, retrying later: %s", poller.sobject, exc)
+                log.warning("%s: poll failed again, retrying at the next poll: %s", poller.sobject, exc)
             found = 0
         except FencedError as exc:
             log.warning("%s: another replica took it over: %s", poller.sobject, exc)

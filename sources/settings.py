@@ -12,6 +12,7 @@ from typing import Any, Self
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from sfsync.retry import RetryPolicy
 from sfsync.settings import KafkaConnection, RegistryConnection, load
 
 
@@ -63,6 +64,16 @@ class SourceSettings(KafkaConnection, RegistryConnection):
     checkpoint_partitions: int = Field(6, ge=1, le=1000, description="Objects spread over replicas by partition.")
     group_id: str = Field("sfsync-poller", min_length=1, description="Replicas share objects through this group.")
     transactional_id_prefix: str = Field("sfsync-poller", min_length=1, description="+ object: fences zombies.")
+    retry_timeout_s: float = Field(
+        300.0,
+        gt=0,
+        le=86_400,
+        description="The poller's retry deadline (it owns its retries; the Salesforce client makes one attempt). "
+        "A failed poll is retried at the next poll, quietly after its WARNING entry; once an object's polls have "
+        "failed this long, one ERROR entry reports the outage (polling goes on). The start-up check of the org "
+        "retries this long, then stops the poller. 5 minutes rides out a failover or a burst of lock or "
+        "concurrency errors without an ERROR, and reports a real outage while it is still young.",
+    )
     transaction_timeout_s: float = Field(60.0, ge=1, le=900)
     session_timeout_ms: int = Field(10_000, ge=6_000, le=300_000)
     metrics_port: int = Field(9103, ge=0, le=65535, description="0 disables the metrics endpoint.")
@@ -73,6 +84,10 @@ class SourceSettings(KafkaConnection, RegistryConnection):
         if self.max_idle_interval_s < self.poll_interval_s:
             raise ValueError("max_idle_interval_s must be >= poll_interval_s")
         return self
+
+    def retry_policy(self) -> RetryPolicy:
+        """The policy of the poller's retries: ``retry_timeout_s``, the default waits."""
+        return RetryPolicy(timeout_s=self.retry_timeout_s)
 
 
 def load_source_settings(**overrides: Any) -> SourceSettings:

@@ -54,7 +54,8 @@ async def live_describes(mappings: MappingFile) -> dict[str, dict[str, Any]]:
 
     One describe call per object the enabled mappings write, and per parent their relationship
     paths read back (``Account.Name``); an object the org does not have is left out, so the check
-    reports it as unknown like any other problem.
+    reports it as unknown like any other problem. A one-off command: nothing is retried (the client
+    makes one attempt per call), a transient fault is reported (exit 2) for the person to run it again.
     """
     from sfsync.salesforce import SalesforceClient, load_settings
     from sfsync.salesforce.errors import MetadataError

@@ -68,8 +68,6 @@ def settings_for(org: RunningEmulator) -> SalesforceSettings:
         auth_flow="client_credentials",
         client_id=app.client_id,
         client_secret=SecretStr(app.client_secret),
-        max_retries=2,
-        backoff_base_s=0.01,
     )
 
 

@@ -55,15 +55,13 @@ def publish_all(services: Any, prefix: str, events: Iterable[Any]) -> dict[str, 
 
 
 def salesforce_settings(running: RunningEmulator) -> SalesforceSettings:
-    """The emulated org's first connected app (OAuth client credentials), with short backoffs."""
+    """The emulated org's first connected app (OAuth client credentials)."""
     app = running.emulator.auth.config.connected_apps[0]
     return SalesforceSettings(
         login_url=running.base_url,
         auth_flow="client_credentials",
         client_id=app.client_id,
         client_secret=SecretStr(app.client_secret),
-        backoff_base_s=0.01,
-        backoff_max_s=0.05,
     )
 
 

@@ -126,12 +126,10 @@ async def test_sink_killed_mid_batch_three_times_ends_in_the_state_the_events_im
         SFSYNC_SINK_POLL_TIMEOUT_S="0.2",
         SFSYNC_SINK_SESSION_TIMEOUT_MS="6000",
         SFSYNC_SINK_MAX_PARENT_WAITS="1000",
-        SFSYNC_SINK_BACKOFF_BASE_S="0.01",
-        SFSYNC_SINK_BACKOFF_MAX_S="0.05",
+        SFSYNC_SINK_RETRY_WAIT_INITIAL_S="0.01",
+        SFSYNC_SINK_RETRY_WAIT_MAX_S="0.05",
         SFSYNC_SINK_METRICS_PORT="0",
         **salesforce_env(running),
-        SALESFORCE_BACKOFF_BASE_S="0.01",
-        SALESFORCE_BACKOFF_MAX_S="0.05",
     )
     log = tmp_path / "sink.log"
     offsets = Offsets(services.bootstrap, group)

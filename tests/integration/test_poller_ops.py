@@ -97,8 +97,8 @@ async def test_pauses_and_retried_errors_reach_the_error_log_and_nothing_is_lost
     ids = [store.create("Contact", {"LastName": f"R{n}", "Email": f"r{n}@acme.test"}) for n in range(3)]
     changes = Changes(services, registry, prefix)
     poller = Poller(
-        source_settings(services, prefix, reconcile_interval_s=0),
-        salesforce_settings(running).model_copy(update={"max_retries": 1}),
+        source_settings(services, prefix, reconcile_interval_s=0, retry_timeout_s=1.5),
+        salesforce_settings(running),
         governor_settings=GovernorSettings(reserve_ratio=0.0, pause_s=1.5, max_sleep_s=0.2),
         mappings=load_mappings(write_mappings(tmp_path, MAPPING)),
         metrics=SourceMetrics(CollectorRegistry()),
@@ -125,15 +125,24 @@ async def test_pauses_and_retried_errors_reach_the_error_log_and_nothing_is_lost
         await admin(running, "limits", {"daily_api_limit": 1_000_000})
         await changes.until(lambda rs: len(rs) >= 6)
 
-        # Salesforce unavailable for a while: the failed poll is recorded (CONNECTION) and retried.
-        await admin(running, "faults", {"spec": "script=503|503|503|503"})
+        # Salesforce unavailable for a while: the first failed poll is a WARNING (CONNECTION), the polls
+        # are retried, and once they have failed for retry_timeout_s (1.5 s) one ERROR reports the outage.
+        await admin(running, "faults", {"spec": "503=1"})
         ids += [store.create("Contact", {"LastName": f"U{n}"}) for n in range(2)]
-        entries = await wait_for_entries(
-            services, registry, prefix, lambda es: any(e.category is Category.CONNECTION for e in es)
-        )
-        (outage,) = [e for e in entries if e.category is Category.CONNECTION]
-        assert outage.code == "SERVER_UNAVAILABLE" and outage.retryable and outage.sobject == "Contact"
-        assert outage.details["component"] == COMPONENT and outage.details["http_status"] == "503"
+
+        def outage_reported(es: list[ErrorLogEntry]) -> bool:
+            return any(e.level == "ERROR" and e.category is Category.CONNECTION for e in es)
+
+        await wait_for_entries(services, registry, prefix, outage_reported)
+        await asyncio.sleep(1.0)  # more failed polls of the same outage: nothing more is recorded
+        await admin(running, "faults", {"spec": ""})
+        entries = error_entries(services, registry, prefix)
+        (warning, outage) = [e for e in entries if e.category is Category.CONNECTION]
+        assert (warning.level, outage.level) == ("WARNING", "ERROR")
+        for entry in (warning, outage):
+            assert entry.code == "SERVER_UNAVAILABLE" and entry.retryable and entry.sobject == "Contact"
+            assert entry.details["component"] == COMPONENT and entry.details["http_status"] == "503"
+        assert "have failed for" in outage.message and outage.details["retrying"] == "next poll"
         await changes.until(lambda rs: len(rs) >= len(ids))
         await asyncio.sleep(1.5)
         changes.drain()

@@ -39,8 +39,8 @@ def sink_settings(services: Any, prefix: str, group: str, **overrides: Any) -> S
         batch_max_age_s=0.3,
         poll_timeout_s=0.2,
         max_parent_waits=1000,
-        backoff_base_s=0.01,
-        backoff_max_s=0.05,
+        retry_wait_initial_s=0.01,
+        retry_wait_max_s=0.05,
         **overrides,
     )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from tests.kit.clock import EPOCH_2026, Clock, EpochClock, WallClock, recent_minute
 from tests.kit.kafka import FakeConsumer, FakeKafkaError, FakeMessage, FakeProducer
 from tests.kit.mappings import fill, mappings_from, members_yaml, write_mappings
+from tests.kit.org_faults import FaultyOrg
 from tests.kit.registry import FakeRegistry
 from tests.kit.salesforce import RECORDED, recorded_json, recorded_text
 
@@ -22,6 +23,7 @@ __all__ = [
     "FakeMessage",
     "FakeProducer",
     "FakeRegistry",
+    "FaultyOrg",
     "WallClock",
     "fill",
     "mappings_from",

@@ -113,6 +113,7 @@ async def test_the_sink_parker_passes_the_write_source_to_the_dlq() -> None:
             "stage": "TASK_PUT",
             "mapping": "members",
             "field": "Title",
+            "attempts": 1,  # refused outright; a write whose retries ran out carries its count
             "source": SourceEvent(MEMBERS, 1, 12),
         }
     ]

@@ -86,9 +86,6 @@ def settings(**overrides: Any) -> SalesforceSettings:
         "auth_flow": "access_token",
         "access_token": "00Dx0000000BV7z!first",
         "instance_url": INSTANCE,
-        "max_retries": 3,
-        "backoff_base_s": 0.5,
-        "backoff_max_s": 4.0,
     }
     return SalesforceSettings(**{**base, **overrides})
 
@@ -193,40 +190,56 @@ async def test_static_token_expiry_is_fatal():
             await sf.limits()
 
 
-async def test_retriable_errors_back_off_with_bounded_jitter_then_succeed():
-    unavailable = httpx.Response(503, json=[{"errorCode": "SERVER_UNAVAILABLE", "message": "maintenance"}])
-    org = FakeOrg().on(
-        "GET", f"{V}/limits", unavailable, unavailable, unavailable, ok(recorded_json("camel_limits.json"))
-    )
+@pytest.mark.parametrize(
+    ("method", "answer", "code"),
+    [
+        (
+            "GET",
+            httpx.Response(503, json=[{"errorCode": "SERVER_UNAVAILABLE", "message": "maintenance"}]),
+            "SERVER_UNAVAILABLE",
+        ),
+        ("GET", httpx.Response(500, text="oops"), "HTTP_500"),
+        (
+            "PATCH",
+            httpx.Response(400, json=[{"errorCode": "UNABLE_TO_LOCK_ROW", "message": "locked"}]),
+            "UNABLE_TO_LOCK_ROW",
+        ),
+        (
+            "POST",
+            httpx.Response(503, json=[{"errorCode": "SERVER_UNAVAILABLE", "message": "maintenance"}]),
+            "SERVER_UNAVAILABLE",
+        ),
+    ],
+)
+async def test_a_retriable_answer_is_sent_once_and_raised_for_the_caller_to_retry(method, answer, code):
+    # The client retries nothing (docs/decisions/0006): one HTTP call, the classified error raised,
+    # no sleep. A POST that Salesforce may have committed is never resent blind.
+    path = {"GET": f"{V}/limits", "PATCH": f"{V}/sobjects/Account/001A", "POST": f"{V}/sobjects/Account/"}[method]
+    org = FakeOrg().on(method, path, answer, ok(recorded_json("camel_limits.json")))
     rec = EpochClock(1000.0)
     async with client(org, rec) as sf:
-        limits = await sf.limits()
-    assert limits["DailyApiRequests"].remaining == 14998
-    assert len(org.requests) == 4
-    assert len(rec.sleeps) == 3
-    for attempt, delay in enumerate(rec.sleeps):
-        ceiling = min(4.0, 0.5 * 2**attempt)
-        assert ceiling / 2 <= delay <= ceiling
+        calls = {
+            "GET": lambda: sf.limits(),
+            "PATCH": lambda: sf.update("Account", "001A", {"Name": "Acme"}),
+            "POST": lambda: sf.create("Account", {"Name": "Acme"}),
+        }
+        with pytest.raises(SalesforceRetriableError) as info:
+            await calls[method]()
+    assert info.value.error_code == code
+    assert len(org.requests) == 1
+    assert rec.sleeps == []
 
 
-async def test_retries_are_bounded():
-    org = FakeOrg().on("GET", f"{V}/limits", httpx.Response(500, text="oops"))
-    rec = EpochClock(1000.0)
-    async with client(org, rec, max_retries=2) as sf:
-        with pytest.raises(SalesforceRetriableError):
-            await sf.limits()
-    assert len(org.requests) == 3
-    assert len(rec.sleeps) == 2
-
-
-async def test_retry_after_header_is_honoured():
+async def test_a_retry_after_header_is_raised_with_the_error_not_slept():
     org = FakeOrg().on(
         "GET", f"{V}/limits", httpx.Response(429, headers={"Retry-After": "7"}), ok(recorded_json("camel_limits.json"))
     )
     rec = EpochClock(1000.0)
     async with client(org, rec) as sf:
-        await sf.limits()
-    assert rec.sleeps[0] >= 7.0
+        with pytest.raises(RequestLimitExceeded) as info:
+            await sf.limits()
+    assert info.value.retry_after == 7.0
+    assert len(org.requests) == 1 and rec.sleeps == []
 
 
 async def test_daily_limit_is_raised_at_once_for_the_governor():
@@ -241,41 +254,42 @@ async def test_daily_limit_is_raised_at_once_for_the_governor():
     assert len(org.requests) == 1
 
 
-async def test_concurrency_limit_is_retried():
+async def test_the_concurrency_limit_is_raised_with_its_default_wait():
     body = [{"errorCode": "REQUEST_LIMIT_EXCEEDED", "message": "ConcurrentPerOrgLongTxn Limit exceeded."}]
     org = FakeOrg().on("GET", f"{V}/limits", httpx.Response(403, json=body), ok(recorded_json("camel_limits.json")))
     rec = EpochClock(1000.0)
     async with client(org, rec) as sf:
-        await sf.limits()
-    assert rec.sleeps and rec.sleeps[0] >= 5.0
+        with pytest.raises(RequestLimitExceeded) as info:
+            await sf.limits()
+    assert info.value.retry_after == 5.0
+    assert len(org.requests) == 1 and rec.sleeps == []
 
 
-async def test_connect_errors_retry_even_for_post_but_read_timeouts_do_not():
-    attempts = {"n": 0}
-
-    def flaky(request: httpx.Request) -> httpx.Response:
-        attempts["n"] += 1
-        if attempts["n"] == 1:
-            raise httpx.ConnectError("refused", request=request)
-        return ok(recorded_json("cci_sobject_create_account_201.json"), status=201)
+async def test_transport_failures_are_raised_once_whatever_the_method():
+    def refused(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
 
     def slow(request: httpx.Request) -> httpx.Response:
         raise httpx.ReadTimeout("slow", request=request)
 
-    org = FakeOrg().on("POST", f"{V}/sobjects/Account/", flaky).on("POST", f"{V}/sobjects/Contact/", slow)
+    org = FakeOrg().on("POST", f"{V}/sobjects/Account/", refused).on("POST", f"{V}/sobjects/Contact/", slow)
     org.on("GET", f"{V}/sobjects/Contact/003A", slow)
     rec = EpochClock(1000.0)
     async with client(org, rec) as sf:
-        assert await sf.create("Account", {"Name": "Acme"}) == "0015500001QdQWfAAN"
+        with pytest.raises(SalesforceRetriableError) as connect:
+            await sf.create("Account", {"Name": "Acme"})
         with pytest.raises(SalesforceRetriableError) as post_timeout:
             await sf.create("Contact", {"LastName": "X"})
         with pytest.raises(SalesforceRetriableError) as get_timeout:
             await sf.retrieve("Contact", "003A")
+    assert len(org.calls("POST", f"{V}/sobjects/Account/")) == 1
     assert len(org.calls("POST", f"{V}/sobjects/Contact/")) == 1  # a POST that may have landed is not replayed
-    assert len(org.calls("GET", f"{V}/sobjects/Contact/003A")) == 4
-    assert post_timeout.value.error_code == "TIMEOUT"
+    assert len(org.calls("GET", f"{V}/sobjects/Contact/003A")) == 1
+    assert (connect.value.error_code, post_timeout.value.error_code) == ("CONNECTION_ERROR", "TIMEOUT")
+    assert isinstance(connect.value.__cause__, httpx.ConnectError)
     assert isinstance(post_timeout.value.__cause__, httpx.ReadTimeout)
     assert isinstance(get_timeout.value.__cause__, httpx.ReadTimeout)
+    assert rec.sleeps == []
 
 
 async def test_non_json_success_body_is_wrapped():
@@ -855,12 +869,24 @@ def test_settings_report_every_problem_at_once():
         load_settings(api_version="sixty", login_url="ftp://x", read_timeout_s=0, auth_flow="password")
     assert len(fields_info.value.problems) == 3
     with pytest.raises(ConfigError) as creds_info:
-        load_settings(auth_flow="password", client_id="cid", backoff_base_s=5, backoff_max_s=1)
+        load_settings(auth_flow="password", client_id="cid", max_retries=2)
     problems = creds_info.value.problems
     assert any("CLIENT_SECRET" in p for p in problems)
     assert any("USERNAME" in p for p in problems)
     assert any("PASSWORD" in p for p in problems)
-    assert any("backoff_max_s" in p for p in problems)
+    assert any("SALESFORCE_MAX_RETRIES is no longer read" in p for p in problems)
+
+
+def test_the_removed_retry_settings_are_refused_naming_what_replaced_them(monkeypatch):
+    monkeypatch.setenv("SALESFORCE_MAX_RETRIES", "0")
+    monkeypatch.setenv("SALESFORCE_BACKOFF_MAX_S", "30")
+    with pytest.raises(ConfigError) as info:
+        load_settings(auth_flow="access_token", access_token="t", instance_url=INSTANCE, max_retry_wait_s=60)
+    problems = "\n".join(info.value.problems)
+    assert len(info.value.problems) == 3, problems
+    assert "SALESFORCE_MAX_RETRIES is no longer read" in problems and "SFSYNC_SINK_RETRY_TIMEOUT_S" in problems
+    assert "SALESFORCE_BACKOFF_MAX_S is no longer read" in problems and "SFSYNC_SINK_RETRY_WAIT_MAX_S" in problems
+    assert "SALESFORCE_MAX_RETRY_WAIT_S is no longer read" in problems and "SFSYNC_GOVERNOR_PAUSE_S" in problems
 
 
 def test_public_api_is_curated():

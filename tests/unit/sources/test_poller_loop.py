@@ -13,8 +13,9 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
-from sfsync.errors import ConfigError
+from sfsync.errors import ConfigError, Level, RetriableError
 from sfsync.salesforce import BudgetTracker, SalesforceClient, SalesforceSettings
+from sfsync.salesforce.errors import classify
 from sfsync.salesforce.governor import Governor
 from sfsync.sources import rules as core
 from sfsync.sources.metrics import SourceMetrics
@@ -189,6 +190,30 @@ async def test_the_governor_reserve_stops_polls_before_the_budget_is_spent() -> 
             await poller.poll_once()
     assert org.requests == [] and tx.committed == []
     assert waits and waits[0] > 0
+
+
+async def test_a_failed_poll_is_a_warning_once_per_streak_and_an_error_once_the_outage_outlasts_the_timeout() -> None:
+    poller, _, client = make(Org([]), retry_timeout_s=300)
+    await client.aclose()
+    unavailable = classify(503, "SERVER_UNAVAILABLE", "maintenance")
+    timeout = classify(0, "TIMEOUT", "ReadTimeout talking to Salesforce")
+    assert isinstance(unavailable, RetriableError) and isinstance(timeout, RetriableError)
+
+    first = poller.failed(unavailable, 1000.0)
+    assert first is not None and (first.level, first.code) == (Level.WARNING, "SERVER_UNAVAILABLE")
+    assert first.details["retrying"] == "next poll" and first.sobject == "Contact"
+    assert poller.failed(unavailable, 1100.0) is None  # the same streak: not on every poll
+    changed = poller.failed(timeout, 1200.0)
+    assert changed is not None and changed.code == "TIMEOUT" and changed.level is Level.WARNING
+    outage = poller.failed(timeout, 1300.0)  # 300 s since the streak began
+    assert outage is not None and outage.level is Level.ERROR and outage.code == "TIMEOUT"
+    assert "failed for 300s" in outage.message and outage.details["failing_for_s"] == "300"
+    assert poller.failed(unavailable, 5000.0) is None  # once per outage
+
+    poller.recovered()
+    again = poller.failed(unavailable, 6000.0)
+    assert again is not None and again.level is Level.WARNING  # a new streak, a new clock
+    assert poller.failed(unavailable, 6299.0) is None
 
 
 def test_settings_report_every_problem_at_once(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,9 +10,10 @@ import httpx
 import pytest
 
 from sfsync.mapping import MappingError
-from sfsync.salesforce import SalesforceClient, SalesforceSettings
+from sfsync.retry import RetryPolicy
+from sfsync.salesforce import DailyLimitExceeded, SalesforceClient, SalesforceRetriableError, SalesforceSettings
 from sfsync.sources import rules as core
-from sfsync.sources.poller import check_org
+from sfsync.sources.poller import check_org, check_org_with_retries
 from tests.kit import mappings_from, members_yaml
 
 INSTANCE = "https://org.example.test"
@@ -122,15 +123,21 @@ def test_describes_needed_follow_relationship_paths_one_level_per_round() -> Non
 
 
 class Org:
-    """Describes from DESCRIBES (404 for others); any query is recorded (and must not happen)."""
+    """Describes from DESCRIBES (404 for others); any query is recorded (and must not happen).
 
-    def __init__(self) -> None:
+    ``failures``: the first requests are answered with these (status, errorCode, message) instead."""
+
+    def __init__(self, failures: list[tuple[int, str, str]] | None = None) -> None:
         self.paths: list[str] = []
+        self.failures = list(failures or [])
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
         self.paths.append(path)
         headers = {"Sforce-Limit-Info": "api-usage=10/1000"}
+        if self.failures:
+            status, code, message = self.failures.pop(0)
+            return httpx.Response(status, json=[{"errorCode": code, "message": message}], headers=headers)
         if path.endswith("/describe"):
             name = path.split("/")[-2]
             if name in DESCRIBES:
@@ -181,6 +188,49 @@ async def test_check_org_refuses_a_mapping_the_org_cannot_answer_before_any_quer
     unknown = mappings("{sf: Name, from: member.email, direction: to_product}", target="Nope__c")
     org, _, result = await run_check(unknown)
     assert isinstance(result, MappingError) and "unknown Salesforce object Nope__c" in result.problems[0]
+
+
+UNAVAILABLE = (503, "SERVER_UNAVAILABLE", "maintenance")
+FAST = RetryPolicy(timeout_s=5, wait_initial_s=0.001, wait_max_s=0.002)
+
+
+async def check_with_retries(
+    org: Org, file: Any, policy: RetryPolicy = FAST
+) -> tuple[list[DailyLimitExceeded], dict[str, Any] | Exception]:
+    refused: list[DailyLimitExceeded] = []
+
+    async def before_call() -> None:
+        pass
+
+    settings = SalesforceSettings(auth_flow="access_token", access_token="00Dx!t", instance_url=INSTANCE)
+    async with SalesforceClient(settings, transport=httpx.MockTransport(org)) as client:
+        try:
+            result: dict[str, Any] | Exception = await check_org_with_retries(
+                client, file, core.plans_from_mappings(file), before_call, policy=policy, on_daily_limit=refused.append
+            )
+        except (MappingError, SalesforceRetriableError) as exc:
+            result = exc
+    return refused, result
+
+
+async def test_the_start_up_check_is_retried_until_salesforce_answers_one_request_per_attempt() -> None:
+    daily = (403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
+    org = Org(failures=[UNAVAILABLE, UNAVAILABLE, daily])
+    refused, result = await check_with_retries(org, mappings(GOOD))
+    assert isinstance(result, dict) and set(result) == {"Contact", "Account", "User", "Group"}
+    assert len(org.paths) == 3 + 4  # three refused attempts (the client resends nothing), then each object once
+    assert [e.error_code for e in refused] == ["REQUEST_LIMIT_EXCEEDED"]  # handed to the governor, then retried
+
+
+async def test_the_start_up_check_raises_a_mapping_problem_at_once_and_a_lasting_outage_at_its_deadline() -> None:
+    org = Org()
+    _, result = await check_with_retries(org, mappings("{sf: Nickname__c, from: member.email, direction: to_product}"))
+    assert isinstance(result, MappingError) and len(org.paths) == 1  # fatal: never retried
+
+    down = Org(failures=[UNAVAILABLE] * 10_000)
+    _, result = await check_with_retries(down, mappings(GOOD), RetryPolicy(0.05, wait_initial_s=0.005, wait_max_s=0.01))
+    assert isinstance(result, SalesforceRetriableError) and result.error_code == "SERVER_UNAVAILABLE"
+    assert 1 < len(down.paths) < 100  # retried until the deadline, then the last error
 
 
 @pytest.mark.parametrize("member_object", ["Contact", "Lead"])
