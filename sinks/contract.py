@@ -103,6 +103,12 @@ class UnsafeWriteError(SkippableRecordError):
         self.error_code = code
         self.fields = list(fields)
 
+    def log_code(self) -> str:
+        return self.error_code
+
+    def log_fields(self) -> Sequence[str]:
+        return self.fields
+
 
 class ParentNotFoundError(SkippableRecordError):
     """A child's parent never appeared in Salesforce within ``max_parent_waits`` batches."""
@@ -111,6 +117,12 @@ class ParentNotFoundError(SkippableRecordError):
         super().__init__(message)
         self.error_code = "PARENT_NOT_FOUND"
         self.fields = list(fields)
+
+    def log_code(self) -> str:
+        return self.error_code
+
+    def log_fields(self) -> Sequence[str]:
+        return self.fields
 
 
 class RetriesExhaustedError(SkippableRecordError):

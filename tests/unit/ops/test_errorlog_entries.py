@@ -39,6 +39,7 @@ from sfsync.ops.errorlog import (
 from sfsync.salesforce.errors import classify
 from sfsync.schemas import SCHEMA_DIR
 from sfsync.serde.schema import load_topic_schema
+from sfsync.sinks.contract import ParentNotFoundError, UnsafeWriteError
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, 0, 123000, tzinfo=dt.UTC)
 
@@ -237,3 +238,11 @@ def test_context_headers_parse_back() -> None:
     assert (ctx.topic, ctx.partition, ctx.offset, ctx.attempts) == ("product.members", 4, 17, 3)
     assert ctx.parked_at == NOW
     assert ctx.mapping is None
+
+
+def test_the_sinks_own_refusals_are_filed_under_their_own_code_and_field() -> None:
+    missing = entry_for(ParentNotFoundError("no Campaign Event_Id__c=evt-7", fields=["CampaignId"]))
+    unsafe = entry_for(UnsafeWriteError("no idempotent key", code="NO_IDEMPOTENT_KEY", fields=["Email"]))
+
+    assert (missing.category, missing.code, missing.field) == (Category.SYNC, "PARENT_NOT_FOUND", "CampaignId")
+    assert (unsafe.category, unsafe.code, unsafe.field) == (Category.SYNC, "NO_IDEMPOTENT_KEY", "Email")
