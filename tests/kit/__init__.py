@@ -7,7 +7,17 @@ time, a tick, an error to inject) and keeps its own fixtures next to the tests t
 from __future__ import annotations
 
 from tests.kit.clock import EPOCH_2026, Clock, EpochClock, WallClock, recent_minute
-from tests.kit.kafka import FakeConsumer, FakeKafkaError, FakeMessage, FakeProducer
+from tests.kit.kafka import (
+    FakeClusterMetadata,
+    FakeConsumer,
+    FakeMessage,
+    FakePartitionMetadata,
+    FakeProducer,
+    FakeTopicMetadata,
+    cluster_metadata,
+    eof,
+    kafka_exception,
+)
 from tests.kit.mappings import fill, mappings_from, members_yaml, write_mappings
 from tests.kit.org_faults import FaultyOrg
 from tests.kit.registry import FakeRegistry
@@ -18,14 +28,19 @@ __all__ = [
     "RECORDED",
     "Clock",
     "EpochClock",
+    "FakeClusterMetadata",
     "FakeConsumer",
-    "FakeKafkaError",
     "FakeMessage",
+    "FakePartitionMetadata",
     "FakeProducer",
     "FakeRegistry",
+    "FakeTopicMetadata",
     "FaultyOrg",
     "WallClock",
+    "cluster_metadata",
+    "eof",
     "fill",
+    "kafka_exception",
     "mappings_from",
     "members_yaml",
     "recent_minute",

@@ -12,7 +12,7 @@ from sfsync.kafka.admin import new_admin
 from sfsync.kafka.clients import KafkaConsumer, TopicPartition, new_consumer, new_producer
 from sfsync.kafka.delivery import Outbox
 from sfsync.kafka.errors import RecordRejectedError
-from tests.unit.kafka.fakes import FakeMessage, FakeRawConsumer, kafka_exception
+from tests.kit import FakeConsumer, FakeMessage, kafka_exception
 
 NOWHERE = {"bootstrap.servers": "127.0.0.1:9", "log_level": 0}  # nothing listens there; the tests need no broker
 SCRAM_999 = {
@@ -55,8 +55,8 @@ def test_a_producer_fitted_to_a_topic_refuses_a_larger_record_before_queueing_it
     assert outbox.sent == 0
 
 
-def consumer(**kwargs: Any) -> tuple[KafkaConsumer, FakeRawConsumer]:
-    raw = FakeRawConsumer(**kwargs)
+def consumer(**kwargs: Any) -> tuple[KafkaConsumer, FakeConsumer]:
+    raw = FakeConsumer(**kwargs)
     return KafkaConsumer(raw, "consumer of group g"), raw
 
 
@@ -83,12 +83,12 @@ def test_every_consumer_call_raises_sfsync_errors(call: Any) -> None:
 
 
 def test_consume_returns_records_only_and_a_fatal_error_event_raises() -> None:
-    record = FakeMessage(offset_=3, value_=b"v")
-    transient = FakeMessage(error_=KafkaError(KafkaError._TRANSPORT, "disconnected"))
-    wrapped, raw = consumer(queue=[transient, record])
+    record = FakeMessage(offset=3, value=b"v")
+    transient = FakeMessage(error=KafkaError(KafkaError._TRANSPORT, "disconnected"))
+    wrapped, raw = consumer(messages=[transient, record])
     assert wrapped.consume(10, 0.1) == [record]
-    raw.queue = [transient]
+    raw.messages = [transient]
     assert wrapped.poll(0.1) is None
-    raw.queue = [FakeMessage(error_=KafkaError(KafkaError._FATAL, "fenced for good", fatal=True))]
+    raw.messages = [FakeMessage(error=KafkaError(KafkaError._FATAL, "fenced for good", fatal=True))]
     with pytest.raises(FatalError, match="fenced for good"):
         wrapped.consume(10, 0.1)

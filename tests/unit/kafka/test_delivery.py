@@ -10,7 +10,7 @@ from confluent_kafka import KafkaError
 from sfsync.errors import DeliveryError, FatalError, ServiceUnavailableError
 from sfsync.kafka.delivery import ANY_TOPIC, DeliveryReport, Outbox
 from sfsync.kafka.errors import RecordRejectedError
-from tests.unit.kafka.fakes import FakeMessage, FakeProducer, kafka_exception
+from tests.kit import FakeMessage, FakeProducer, kafka_exception
 
 
 def owning(**kwargs: object) -> tuple[Outbox, FakeProducer]:
@@ -29,7 +29,7 @@ def test_records_go_out_in_order_and_a_flush_with_every_record_acknowledged_retu
     outbox, producer = owning()
     outbox.send("p.topic", b"1", b"a")
     outbox.send("p.topic", b"2", b"b", headers=[("h", b"v")])
-    assert producer.produced == [
+    assert producer.calls == [
         (("p.topic", b"1", b"a"), {}),  # the fast path: positional, the producer's own callback
         (("p.topic",), {"value": b"2", "key": b"b", "on_delivery": None, "headers": [("h", b"v")]}),
     ]
@@ -82,9 +82,7 @@ class AlwaysFull(FakeProducer):
 def test_failed_deliveries_fail_the_next_flush_only_unless_sticky() -> None:
     outbox, producer = owning()
     outbox.send("p.topic", b"v", b"Contact:a")
-    producer.report(
-        0, KafkaError(KafkaError._MSG_TIMED_OUT, "Local: Message timed out"), FakeMessage(key_=b"Contact:a")
-    )
+    producer.report(0, KafkaError(KafkaError._MSG_TIMED_OUT, "Local: Message timed out"), FakeMessage(key=b"Contact:a"))
     with pytest.raises(DeliveryError) as caught:
         outbox.flush()
     assert caught.value.failures == [("p.topic", "Contact:a", "Local: Message timed out")]
@@ -92,7 +90,7 @@ def test_failed_deliveries_fail_the_next_flush_only_unless_sticky() -> None:
 
     sticky, producer = owning(sticky=True)
     sticky.send("p.topic", b"v", b"Contact:a")
-    producer.report(0, KafkaError(KafkaError.MSG_SIZE_TOO_LARGE), FakeMessage(key_=b"Contact:a"))
+    producer.report(0, KafkaError(KafkaError.MSG_SIZE_TOO_LARGE), FakeMessage(key=b"Contact:a"))
     for _ in range(2):  # a lost record fails every later flush: no commit may pass it
         with pytest.raises(DeliveryError):
             sticky.flush()
@@ -102,7 +100,7 @@ def test_an_outbox_of_several_topics_names_each_failed_records_topic_and_counts_
     outbox, producer = owning(label=ANY_TOPIC)
     for i in range(25):
         outbox.send(f"t{i % 2}", b"v", str(i).encode())
-        producer.report(i, KafkaError(KafkaError._MSG_TIMED_OUT), FakeMessage(topic_=f"t{i % 2}", key_=str(i).encode()))
+        producer.report(i, KafkaError(KafkaError._MSG_TIMED_OUT), FakeMessage(topic=f"t{i % 2}", key=str(i).encode()))
     producer.stuck = 3
     with pytest.raises(DeliveryError) as caught:
         outbox.flush(1)
@@ -120,10 +118,12 @@ def test_a_record_sent_with_its_own_callback_reports_to_it_not_to_flush() -> Non
     reports: list[DeliveryReport] = []
     outbox.send("p.dlq", b"v", b"k", partition=0, on_delivery=reports.append)
     outbox.send("p.dlq", b"w", b"j")
-    assert producer.produced[0][1]["partition"] == 0
-    assert producer.produced[1][1]["on_delivery"] is not None  # the outbox's own
-    producer.report(0, None, FakeMessage("p.dlq", 0, 41, b"k"))
-    producer.report(1, KafkaError(KafkaError._MSG_TIMED_OUT), FakeMessage("p.dlq", 0, -1, b"j"))
+    assert producer.calls[0][1]["partition"] == 0
+    assert producer.calls[1][1]["on_delivery"] is not None  # the outbox's own
+    producer.report(0, None, FakeMessage(topic="p.dlq", partition=0, offset=41, key=b"k"))
+    producer.report(
+        1, KafkaError(KafkaError._MSG_TIMED_OUT), FakeMessage(topic="p.dlq", partition=0, offset=-1, key=b"j")
+    )
     with pytest.raises(DeliveryError) as caught:
         outbox.flush()
     assert reports == [DeliveryReport("p.dlq", 0, 41, b"k")]

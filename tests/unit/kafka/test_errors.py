@@ -22,7 +22,7 @@ from sfsync.kafka.errors import (
     translate,
 )
 from sfsync.ops.errorlog import entry_for
-from tests.unit.kafka.fakes import kafka_exception
+from tests.kit import kafka_exception
 
 
 @pytest.mark.parametrize(

@@ -8,17 +8,17 @@ from confluent_kafka import OFFSET_BEGINNING, KafkaError
 from sfsync.errors import FatalError, ServiceUnavailableError
 from sfsync.kafka.clients import KafkaConsumer
 from sfsync.kafka.reading import partitions_of, read_at, read_messages, read_partition
-from tests.unit.kafka.fakes import FakeMessage, FakeRawConsumer, eof, kafka_exception
+from tests.kit import FakeConsumer, FakeMessage, eof, kafka_exception
 
 
-def reader(*queue: FakeMessage, **kwargs: object) -> tuple[KafkaConsumer, FakeRawConsumer]:
-    raw = FakeRawConsumer(queue=list(queue), **kwargs)  # type: ignore[arg-type]
+def reader(*queue: FakeMessage, **kwargs: object) -> tuple[KafkaConsumer, FakeConsumer]:
+    raw = FakeConsumer(list(queue), **kwargs)  # type: ignore[arg-type]
     return KafkaConsumer(raw, "reader"), raw
 
 
 def test_a_partition_is_read_from_its_beginning_to_its_end() -> None:
-    records = [FakeMessage("t", 2, o, b"k", b"v") for o in range(3)]
-    consumer, raw = reader(*records, eof(2), FakeMessage("t", 2, 3))
+    records = [FakeMessage(topic="t", partition=2, offset=o, key=b"k", value=b"v") for o in range(3)]
+    consumer, raw = reader(*records, eof(2), FakeMessage(topic="t", partition=2, offset=3))
     assert list(read_partition(consumer, "t", 2, what="reading t", timeout_s=5)) == records
     assert [(tp.topic, tp.partition, tp.offset) for tp in raw.assigned] == [("t", 2, OFFSET_BEGINNING)]
 
@@ -30,7 +30,7 @@ def test_a_read_that_does_not_end_in_time_is_service_unavailable() -> None:
 
 
 def test_an_error_event_other_than_the_end_is_raised_as_sfsync_error() -> None:
-    consumer, _ = reader(FakeMessage(error_=KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED, "denied")))
+    consumer, _ = reader(FakeMessage(error=KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED, "denied")))
     with pytest.raises(FatalError, match="denied"):
         list(read_partition(consumer, "t", 0, what="reading t", timeout_s=5))
     consumer, _ = reader(fail=kafka_exception(KafkaError._TRANSPORT, "Broker transport failure"))
@@ -39,18 +39,22 @@ def test_an_error_event_other_than_the_end_is_raised_as_sfsync_error() -> None:
 
 
 def test_read_at_finds_the_record_at_its_offset_or_none() -> None:
-    wanted = FakeMessage("t", 0, 7, b"k", b"v")
+    wanted = FakeMessage(topic="t", partition=0, offset=7, key=b"k", value=b"v")
     consumer, _ = reader(wanted)
     assert read_at(consumer, "t", 0, 7, timeout_s=5) is wanted
-    consumer, _ = reader(FakeMessage("t", 0, 9))  # compacted: the partition goes on at a later offset
+    consumer, _ = reader(FakeMessage(offset=9))  # compacted: the partition goes on at a later offset
     assert read_at(consumer, "t", 0, 7, timeout_s=5) is None
     consumer, _ = reader(eof())  # deleted: the partition ends before it
     assert read_at(consumer, "t", 0, 7, timeout_s=5) is None
 
 
 def test_read_messages_reads_every_partition_to_its_end_as_it_was() -> None:
-    records = [FakeMessage("t", 0, 5), FakeMessage("t", 1, 0), FakeMessage("t", 1, 1)]
-    later = FakeMessage("t", 0, 6)  # written after the read began: not read
+    records = [
+        FakeMessage(partition=0, offset=5),
+        FakeMessage(partition=1, offset=0),
+        FakeMessage(partition=1, offset=1),
+    ]
+    later = FakeMessage(partition=0, offset=6)  # written after the read began: not read
     consumer, raw = reader(*records, later, partitions={"t": [0, 1]}, watermarks={0: (5, 6), 1: (0, 2)})
     assert list(read_messages({}, "t", consumer=consumer)) == records
     assert not raw.closed  # a consumer passed in is left open

@@ -18,7 +18,7 @@ from sfsync.ops.dlq import Stage
 from sfsync.processors.faust_runtime.parking import Parked
 from sfsync.processors.outbound.processor import Handled, send_writes
 from sfsync.processors.outbound.writes import WritesProducer
-from tests.unit.kafka.fakes import FakeProducer, kafka_exception
+from tests.kit import FakeProducer, kafka_exception
 
 
 @dataclass

@@ -252,7 +252,7 @@ class TP:
         self.topic, self.partition = topic, partition
 
 
-class FakeConsumer:
+class FakeFaustConsumer:
     """Faust's consumer as EchoHold reads it: two results partitions and one changes partition."""
 
     def __init__(self, ends: dict[int, int], positions: dict[int, int]) -> None:
@@ -276,7 +276,7 @@ async def test_a_backlog_change_past_its_bound_waits_for_the_results_already_in_
     decoder = Decoder()
     processor = InboundProcessor(decoder, Encoder(), load_mappings(), writers={WRITER}, hold_ms=10_000)
     written: dict[str, Any] = {}
-    consumer = FakeConsumer(ends={0: 40, 1: 7}, positions={0: 12, 1: 7})  # partition 1: nothing left to read
+    consumer = FakeFaustConsumer(ends={0: 40, 1: 7}, positions={0: 12, 1: 7})  # partition 1: nothing left to read
     results = ResultsProgress(lambda: consumer, "sfsync.results")
     hold = EchoHold(processor, written, results)
     polled = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
@@ -304,7 +304,7 @@ async def test_a_backlog_change_past_its_bound_waits_for_the_results_already_in_
 
 async def test_a_past_bound_change_with_no_results_behind_is_judged_at_once() -> None:
     processor = InboundProcessor(Decoder(), Encoder(), load_mappings(), writers={WRITER}, hold_ms=10_000)
-    consumer = FakeConsumer(ends={0: 5}, positions={0: 5})
+    consumer = FakeFaustConsumer(ends={0: 5}, positions={0: 5})
     hold = EchoHold(processor, {}, ResultsProgress(lambda: consumer, "sfsync.results"))
     old = writers_change(dict(WRITTEN), dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5))
     started = time.monotonic()
@@ -312,7 +312,7 @@ async def test_a_past_bound_change_with_no_results_behind_is_judged_at_once() ->
     assert time.monotonic() - started < 1
 
 
-class SilentConsumer(FakeConsumer):
+class SilentConsumer(FakeFaustConsumer):
     """A consumer that never answers: aiokafka's ``position()`` waits, unbounded, for a valid position."""
 
     async def highwaters(self, *tps: Any) -> dict[Any, int]:

@@ -23,7 +23,7 @@ def rig(**kwargs: Any) -> tuple[WritesProducer, FakeProducer]:
 
 
 def test_writes_are_queued_in_order_to_the_topic_and_a_full_queue_waits() -> None:
-    writes, fake = rig(full=2)
+    writes, fake = rig(raises=[BufferError(), BufferError()])
     writes.send(b"Contact:a", b"1")
     writes.send(b"Contact:b", b"2")
     assert fake.produced == [("p.sfsync.writes", b"Contact:a", b"1"), ("p.sfsync.writes", b"Contact:b", b"2")]
