@@ -27,7 +27,7 @@ from sfsync.sinks.metrics import SinkMetrics
 from sfsync.sinks.settings import SinkSettings
 from tests.integration.helpers import consume_all, make_topics, salesforce_settings, wait_until
 from tests.integration.test_sink_worker import committed
-from tests.unit.sinks.test_sink_core import campaign, fv, member, registration, write
+from tests.kit.sink import campaign, fv, member, registration, write
 
 
 def sink_settings(services: Any, prefix: str, group: str, **overrides: Any) -> SinkSettings:

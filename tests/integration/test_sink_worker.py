@@ -17,7 +17,7 @@ from sfsync.sinks.contract import IncomingWrite
 from sfsync.sinks.loop import SinkWorker
 from sfsync.sinks.settings import SinkSettings
 from tests.integration.helpers import consume_all, make_topics
-from tests.unit.sinks.test_sink_core import Recorder, campaign, make_sink, member, registration, write
+from tests.kit.sink import Recorder, campaign, make_sink, member, registration, write
 
 
 def committed(bootstrap: str, group: str, topic: str, partitions: int = 6) -> int:

@@ -2,6 +2,13 @@
 
 Plain modules, no pytest fixtures: each test builds the fakes with the parameters it needs (a start
 time, a tick, an error to inject) and keeps its own fixtures next to the tests that use them.
+
+- ``clock``: clocks; ``kafka``: the confluent-kafka fakes; ``registry``: the in-memory schema registry;
+  ``mappings``: mapping files; ``salesforce``: the recorded Salesforce responses;
+- ``sink``: ``sfsync.writes`` records and a sink over the emulator (its constants, ``T0``, ``TOPIC``,
+  ``INSTANCE``, are imported from ``tests.kit.sink``).
+
+A test module imports shared helpers from here, never from another test module.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from tests.kit.mappings import fill, mappings_from, members_yaml, write_mappings
 from tests.kit.org_faults import FaultyOrg
 from tests.kit.registry import FakeRegistry
 from tests.kit.salesforce import RECORDED, recorded_json, recorded_text
+from tests.kit.sink import Recorder, campaign, fv, make_sink, member, registration, write
 
 __all__ = [
     "EPOCH_2026",
@@ -36,15 +44,22 @@ __all__ = [
     "FakeRegistry",
     "FakeTopicMetadata",
     "FaultyOrg",
+    "Recorder",
     "WallClock",
+    "campaign",
     "cluster_metadata",
     "eof",
     "fill",
+    "fv",
     "kafka_exception",
+    "make_sink",
     "mappings_from",
+    "member",
     "members_yaml",
     "recent_minute",
     "recorded_json",
     "recorded_text",
+    "registration",
+    "write",
     "write_mappings",
 ]

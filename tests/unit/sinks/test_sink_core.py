@@ -2,104 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
+from collections.abc import AsyncIterator
 
-import httpx
 import pytest
-from pydantic import SecretStr
 
 from sfsync.emulator.app import Emulator
 from sfsync.emulator.faults import Faults
 from sfsync.emulator.server import build
 from sfsync.errors import FatalError, SfsyncError
-from sfsync.salesforce import SalesforceClient, StaticTokenAuth
-from sfsync.salesforce.settings import SalesforceSettings
 from sfsync.serde.schema import load_topic_schema
-from sfsync.sinks.contract import BatchOutcome, ErrorEntry, IncomingWrite
+from sfsync.sinks.contract import IncomingWrite
 from sfsync.sinks.merge import merge_writes
-from sfsync.sinks.settings import SinkSettings, load_sink_settings
-from sfsync.sinks.writer import SalesforceSink
-from tests.kit import EpochClock
-
-INSTANCE = "https://127.0.0.1"
-T0 = 1_700_000_000_000
-TOPIC = "sfsync.writes"
-
-
-@dataclass
-class Recorder:
-    parked: list[tuple[IncomingWrite, SfsyncError]] = field(default_factory=list)
-    entries: list[ErrorEntry] = field(default_factory=list)
-    sleeps: list[float] = field(default_factory=list)
-
-    async def park(self, write: IncomingWrite, error: SfsyncError) -> None:
-        self.parked.append((write, error))
-
-    async def entry(self, entry: ErrorEntry) -> None:
-        self.entries.append(entry)
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-
-
-@dataclass
-class Harness:
-    emulator: Emulator
-    client: SalesforceClient
-    sink: SalesforceSink
-    rec: Recorder
-    offset: int = 0
-
-    def incoming(self, *writes: dict[str, Any], partition: int = 0) -> list[IncomingWrite]:
-        out = []
-        for w in writes:
-            out.append(IncomingWrite(w, TOPIC, partition, self.offset, w["key"].encode(), b"raw"))
-            self.offset += 1
-        return out
-
-    async def put(self, *writes: dict[str, Any]) -> BatchOutcome:
-        return await self.sink.put(self.incoming(*writes))
-
-    async def query(self, soql: str) -> list[dict[str, Any]]:
-        return [r async for r in self.client.query(soql)]
-
-
-def make_sink(
-    emulator: Emulator,
-    rec: Recorder,
-    *,
-    wrap: Callable[[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport] | None = None,
-    clock: EpochClock | None = None,
-    **overrides: Any,
-) -> tuple[SalesforceClient, SalesforceSink]:
-    """A sink on ``emulator`` (its transport through ``wrap``, e.g. a :class:`FaultyOrg`). With ``clock``,
-    the sink's retry waits move that clock and its retry deadlines read it; else they are recorded only."""
-    token = emulator.auth.issue_session().access_token
-    transport: httpx.AsyncBaseTransport = httpx.ASGITransport(app=emulator.asgi())
-    client = SalesforceClient(
-        SalesforceSettings(
-            instance_url=INSTANCE,
-            auth_flow="access_token",
-            access_token=SecretStr(token),
-        ),
-        auth=StaticTokenAuth(access_token=SecretStr(token), instance_url=INSTANCE),
-        transport=wrap(transport) if wrap is not None else transport,
-        sleep=rec.sleep,
-    )
-    settings = SinkSettings(**{"retry_wait_initial_s": 0.01, "retry_wait_max_s": 1.0, **overrides})
-    sink = SalesforceSink(
-        client,
-        settings=settings,
-        on_parked=rec.park,
-        on_error_entry=rec.entry,
-        clock=lambda: T0 / 1000,
-        sleep=clock.sleep if clock is not None else rec.sleep,
-        **({"monotonic": clock} if clock is not None else {}),
-    )
-    return client, sink
+from sfsync.sinks.settings import load_sink_settings
+from tests.kit.sink import T0, TOPIC, Harness, Recorder, campaign, fv, make_sink, member, registration, write
 
 
 @pytest.fixture
@@ -109,64 +24,6 @@ async def h() -> AsyncIterator[Harness]:
     client, sink = make_sink(emulator, rec)
     async with client:
         yield Harness(emulator, client, sink, rec)
-
-
-def fv(value: Any, at: int = T0, policy: str = "ALWAYS") -> dict[str, Any]:
-    return {"value": value, "policy": policy, "updated_at": at}
-
-
-def write(
-    key: str,
-    sobject: str,
-    fields: dict[str, Any],
-    *,
-    n: int = 0,
-    mapping: str = "members",
-    match: list[tuple[str, str]] = (),  # type: ignore[assignment]
-    external_id: tuple[str, str] | None = None,
-    search_objects: list[str] = (),  # type: ignore[assignment]
-    parents: dict[str, tuple[str, str]] | None = None,
-    operation: str = "UPSERT",
-    create_if_missing: bool = True,
-    record_type: str | None = None,
-) -> dict[str, Any]:
-    return {
-        "write_id": f"evt-{key}-{n}:{mapping}:0",
-        "key": key,
-        "mapping": mapping,
-        "sobject": sobject,
-        "operation": operation,
-        "external_id": {"field": external_id[0], "value": external_id[1]} if external_id else None,
-        "match": [{"field": f, "value": v} for f, v in match],
-        "search_objects": list(search_objects),
-        "create_if_missing": create_if_missing,
-        "record_type": record_type,
-        "fields": fields,
-        "parents": {k: {"key": pk, "sobject": ps} for k, (pk, ps) in (parents or {}).items()},
-        "workspace_id": "ws-1",
-        "source": {
-            "topic": "product.members",
-            "partition": 0,
-            "offset": n,
-            "event_id": f"evt-{key}-{n}",
-            "event_type": "UserCreated",
-            "occurred_at": datetime.fromtimestamp(T0 / 1000, UTC),
-        },
-    }
-
-
-def member(
-    i: int, *, email: str | None = None, last: str | None = None, at: int = T0, n: int = 0, **kw: Any
-) -> dict[str, Any]:
-    mail = email or f"member{i}@example.org"
-    return write(
-        f"Contact:Email:{mail}",
-        "Contact",
-        {"Email": fv(mail, at), "LastName": fv(last or f"Member{i}", at)},
-        match=[("Email", mail)],
-        n=n,
-        **kw,
-    )
 
 
 def writes_by(emulator: Emulator, method: str) -> int:
@@ -361,32 +218,6 @@ async def test_contacts_then_leads_and_a_converted_lead_resolves_to_its_contact(
 
 
 # ---------------------------------------------------------------------- parents
-
-
-def campaign(event: str, name: str = "Meetup", n: int = 0) -> dict[str, Any]:
-    return write(
-        f"Campaign:Event_Id__c:{event}",
-        "Campaign",
-        {"Name": fv(name)},
-        mapping="events",
-        external_id=("Event_Id__c", event),
-        n=n,
-    )
-
-
-def registration(event: str, email: str, status: str = "registered", n: int = 0) -> dict[str, Any]:
-    return write(
-        f"CampaignMember:{event}:{email}",
-        "CampaignMember",
-        {"Attendee_Status__c": fv(status, T0 + n)},
-        mapping="event_registrations",
-        match=[("CampaignId+ContactId", "")],
-        parents={
-            "CampaignId": (f"Campaign:Event_Id__c:{event}", "Campaign"),
-            "ContactId": (f"Contact:Email:{email}", "Contact"),
-        },
-        n=n,
-    )
 
 
 async def test_children_go_after_their_parents_and_a_replay_creates_nothing(h: Harness) -> None:

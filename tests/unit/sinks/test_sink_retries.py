@@ -23,7 +23,7 @@ from sfsync.salesforce.errors import SalesforceRetriableError, classify
 from sfsync.sinks.contract import BatchOutcome, IncomingWrite, RetriesExhaustedError
 from sfsync.sinks.loop import dlq_parker
 from tests.kit import EpochClock, FaultyOrg
-from tests.unit.sinks.test_sink_core import TOPIC, Harness, Recorder, make_sink, member
+from tests.kit.sink import TOPIC, Harness, Recorder, make_sink, member
 
 TIMEOUT_S = 60.0
 MEMBER1 = "member1@example.org"

@@ -20,9 +20,8 @@ from sfsync.sinks.merge import _millis, merge_writes
 from sfsync.sinks.metrics import SinkMetrics
 from sfsync.sinks.settings import SinkSettings
 from tests.kit import FakeConsumer, FakeRegistry
-from tests.unit.sinks.test_sink_core import TOPIC, Recorder, fv, make_sink, member
+from tests.kit.sink import T0, TOPIC, Recorder, fv, make_sink, member
 
-T0 = 1_700_000_000_000
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 

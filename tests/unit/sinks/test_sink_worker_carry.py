@@ -11,7 +11,7 @@ from sfsync.sinks.contract import IncomingWrite
 from sfsync.sinks.loop import SinkWorker
 from sfsync.sinks.settings import SinkSettings
 from tests.kit import FakeConsumer, FakeMessage, FakeProducer
-from tests.unit.sinks.test_sink_core import TOPIC, Recorder, campaign, make_sink, member, registration
+from tests.kit.sink import TOPIC, Recorder, campaign, make_sink, member, registration
 
 
 def message(write: dict[str, Any], partition: int, offset: int) -> FakeMessage:

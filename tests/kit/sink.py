@@ -1,0 +1,221 @@
+"""Builders of ``sfsync.writes`` records and the sink over the emulator, in process (no sockets).
+
+- :func:`write`: one Write (the dict the sink decodes), and its usual shapes :func:`member` (a Contact
+  matched by email), :func:`campaign` (a Campaign by its event's external id) and
+  :func:`registration` (a CampaignMember under both); :func:`fv` is one field value;
+- :class:`Recorder`: the sink's callbacks (parked writes, error-log entries, sleeps), recorded;
+- :func:`make_sink`: a :class:`~sfsync.sinks.writer.SalesforceSink` and its client over an emulator
+  (``httpx.ASGITransport``), with short retry waits and the :class:`Recorder`'s sleep;
+- :class:`Harness`: a sink, its client, its emulator and its :class:`Recorder`, fed writes at the next offsets.
+
+Times are epoch milliseconds from :data:`T0`; :data:`TOPIC` is the writes topic the records come from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+
+from sfsync import time as sfsync_time
+from sfsync.emulator.app import Emulator
+from sfsync.errors import SfsyncError
+from sfsync.salesforce import SalesforceClient, StaticTokenAuth
+from sfsync.salesforce.settings import SalesforceSettings
+from sfsync.sinks.contract import BatchOutcome, ErrorEntry, IncomingWrite
+from sfsync.sinks.settings import SinkSettings
+from sfsync.sinks.writer import SalesforceSink
+from tests.kit.clock import EpochClock
+
+__all__ = [
+    "INSTANCE",
+    "T0",
+    "TOPIC",
+    "Harness",
+    "Recorder",
+    "campaign",
+    "fv",
+    "make_sink",
+    "member",
+    "registration",
+    "write",
+]
+
+INSTANCE = "https://127.0.0.1"
+"""The instance URL the sink's client believes it talks to (the emulator answers in process)."""
+T0 = 1_700_000_000_000
+"""The time (epoch milliseconds) of every field value and event unless a builder is told otherwise."""
+TOPIC = "sfsync.writes"
+
+
+@dataclass
+class Recorder:
+    """The sink's callbacks: what it parked, the error-log entries it wrote, how long it slept."""
+
+    parked: list[tuple[IncomingWrite, SfsyncError]] = field(default_factory=list)
+    entries: list[ErrorEntry] = field(default_factory=list)
+    sleeps: list[float] = field(default_factory=list)
+
+    async def park(self, write: IncomingWrite, error: SfsyncError) -> None:
+        self.parked.append((write, error))
+
+    async def entry(self, entry: ErrorEntry) -> None:
+        self.entries.append(entry)
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+
+
+@dataclass
+class Harness:
+    """A sink on an emulator and what it recorded; :meth:`put` hands it writes at the next offsets."""
+
+    emulator: Emulator
+    client: SalesforceClient
+    sink: SalesforceSink
+    rec: Recorder
+    offset: int = 0
+
+    def incoming(self, *writes: dict[str, Any], partition: int = 0) -> list[IncomingWrite]:
+        out = []
+        for w in writes:
+            out.append(IncomingWrite(w, TOPIC, partition, self.offset, w["key"].encode(), b"raw"))
+            self.offset += 1
+        return out
+
+    async def put(self, *writes: dict[str, Any]) -> BatchOutcome:
+        return await self.sink.put(self.incoming(*writes))
+
+    async def query(self, soql: str) -> list[dict[str, Any]]:
+        return [r async for r in self.client.query(soql)]
+
+
+def make_sink(
+    emulator: Emulator,
+    rec: Recorder,
+    *,
+    wrap: Callable[[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport] | None = None,
+    clock: EpochClock | None = None,
+    **overrides: Any,
+) -> tuple[SalesforceClient, SalesforceSink]:
+    """A sink on ``emulator`` reporting to ``rec`` (its transport through ``wrap``, e.g. a :class:`FaultyOrg`;
+    ``overrides``: :class:`SinkSettings` fields); enter the client (``async with client``) around its use.
+    With ``clock``, the sink's retry waits move that clock and its retry deadlines read it; else they are
+    recorded only."""
+    token = emulator.auth.issue_session().access_token
+    transport: httpx.AsyncBaseTransport = httpx.ASGITransport(app=emulator.asgi())
+    connection: dict[str, Any] = {  # the other settings: their defaults (or the environment's)
+        "instance_url": INSTANCE,
+        "auth_flow": "access_token",
+        "access_token": SecretStr(token),
+    }
+    client = SalesforceClient(
+        SalesforceSettings(**connection),
+        auth=StaticTokenAuth(access_token=SecretStr(token), instance_url=INSTANCE),
+        transport=wrap(transport) if wrap is not None else transport,
+        sleep=rec.sleep,
+    )
+    settings = SinkSettings(**{"retry_wait_initial_s": 0.01, "retry_wait_max_s": 1.0, **overrides})
+    sink = SalesforceSink(
+        client,
+        settings=settings,
+        on_parked=rec.park,
+        on_error_entry=rec.entry,
+        clock=lambda: T0 / 1000,
+        sleep=clock.sleep if clock is not None else rec.sleep,
+        monotonic=clock if clock is not None else sfsync_time.monotonic,
+    )
+    return client, sink
+
+
+def fv(value: Any, at: int = T0, policy: str = "ALWAYS") -> dict[str, Any]:
+    """One field value: ``value`` as of ``at``, written under ``policy`` (``ALWAYS`` / ``IF_EMPTY``)."""
+    return {"value": value, "policy": policy, "updated_at": at}
+
+
+def write(
+    key: str,
+    sobject: str,
+    fields: dict[str, Any],
+    *,
+    n: int = 0,
+    mapping: str = "members",
+    match: Sequence[tuple[str, str]] = (),
+    external_id: tuple[str, str] | None = None,
+    search_objects: Sequence[str] = (),
+    parents: dict[str, tuple[str, str]] | None = None,
+    operation: str = "UPSERT",
+    create_if_missing: bool = True,
+    record_type: str | None = None,
+) -> dict[str, Any]:
+    """One Write of record ``key``, from the ``n``-th product event (its offset and event id)."""
+    return {
+        "write_id": f"evt-{key}-{n}:{mapping}:0",
+        "key": key,
+        "mapping": mapping,
+        "sobject": sobject,
+        "operation": operation,
+        "external_id": {"field": external_id[0], "value": external_id[1]} if external_id else None,
+        "match": [{"field": f, "value": v} for f, v in match],
+        "search_objects": list(search_objects),
+        "create_if_missing": create_if_missing,
+        "record_type": record_type,
+        "fields": fields,
+        "parents": {k: {"key": pk, "sobject": ps} for k, (pk, ps) in (parents or {}).items()},
+        "workspace_id": "ws-1",
+        "source": {
+            "topic": "product.members",
+            "partition": 0,
+            "offset": n,
+            "event_id": f"evt-{key}-{n}",
+            "event_type": "UserCreated",
+            "occurred_at": datetime.fromtimestamp(T0 / 1000, UTC),
+        },
+    }
+
+
+def member(
+    i: int, *, email: str | None = None, last: str | None = None, at: int = T0, n: int = 0, **kw: Any
+) -> dict[str, Any]:
+    """The Contact of member ``i`` (``member<i>@example.org`` unless ``email``), matched by its email."""
+    mail = email or f"member{i}@example.org"
+    return write(
+        f"Contact:Email:{mail}",
+        "Contact",
+        {"Email": fv(mail, at), "LastName": fv(last or f"Member{i}", at)},
+        match=[("Email", mail)],
+        n=n,
+        **kw,
+    )
+
+
+def campaign(event: str, name: str = "Meetup", n: int = 0) -> dict[str, Any]:
+    """The Campaign of product event ``event``, upserted by its external id ``Event_Id__c``."""
+    return write(
+        f"Campaign:Event_Id__c:{event}",
+        "Campaign",
+        {"Name": fv(name)},
+        mapping="events",
+        external_id=("Event_Id__c", event),
+        n=n,
+    )
+
+
+def registration(event: str, email: str, status: str = "registered", n: int = 0) -> dict[str, Any]:
+    """The CampaignMember of ``email``'s Contact in ``event``'s Campaign (both its parents)."""
+    return write(
+        f"CampaignMember:{event}:{email}",
+        "CampaignMember",
+        {"Attendee_Status__c": fv(status, T0 + n)},
+        mapping="event_registrations",
+        match=[("CampaignId+ContactId", "")],
+        parents={
+            "CampaignId": (f"Campaign:Event_Id__c:{event}", "Campaign"),
+            "ContactId": (f"Contact:Email:{email}", "Contact"),
+        },
+        n=n,
+    )
