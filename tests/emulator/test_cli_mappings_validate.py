@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from sfsync.cli.mappings import mappings_app
 from sfsync.emulator.server import RunningEmulator, serve_in_thread
-from tests.unit.mapping.test_mapping import BAD_MAPPING
+from tests.kit import BAD_MAPPING
 
 runner = CliRunner()
 

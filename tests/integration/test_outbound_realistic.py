@@ -31,7 +31,7 @@ from sfsync.sinks.main import SinkRunner
 from tests.integration.helpers import PARTITIONS, caught_up, group_offsets, processed_all, publish_all, wait_until
 from tests.integration.processes import Spawned, processor_env
 from tests.integration.test_sink_runner import runner_for
-from tests.unit.mapping.test_default_mapping import ACTIVITY_TYPES as DEFAULT_ACTIVITY_TYPES
+from tests.kit import DEFAULT_ACTIVITY_TYPES
 
 SEED = 4_2026
 MEMBERS = 2_000

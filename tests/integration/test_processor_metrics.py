@@ -21,8 +21,8 @@ from sfsync.producers.fake import CommunitySimulator
 from sfsync.topics import PRODUCT_TOPICS, RESULTS, SALESFORCE_EDITS, TopicSpec
 from tests.integration.helpers import publish_all
 from tests.integration.processes import Spawned, processor_env
+from tests.kit import decoded
 from tests.unit.cli.test_cli_and_outages import free_port
-from tests.unit.processors.outbound.test_plan import decoded
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

@@ -9,7 +9,78 @@ from typing import Any
 
 from sfsync.mapping import MappingFile, parse_mappings
 
-__all__ = ["fill", "mappings_from", "members_yaml", "write_mappings"]
+__all__ = [
+    "BAD_MAPPING",
+    "BROKEN_MAPPING",
+    "DEFAULT_ACTIVITY_TYPES",
+    "fill",
+    "mappings_from",
+    "members_yaml",
+    "write_mappings",
+]
+
+BAD_MAPPING = f"""\
+mappings:
+  - name: members
+    entity: member
+    target: Contact
+    match: [{{field: Email, from: member.email}}]
+    create_if_missing: false
+    fields:
+      - {{sf: Department, constant: Community}}
+      - {{sf: LeadSource, constant: web}}
+      - {{sf: Birthdate, constant: "2020-01-01"}}
+      - {{sf: DoNotCall, constant: "true"}}
+      - {{sf: Description, constant: "{"x" * 256}"}}
+      - {{sf: Title, constant: Member, direction: both}}
+      - {{sf: Titel, from: member.title}}
+"""
+"""A members mapping that breaks every constant rule once and names an unknown field (``Titel``):
+what validating it against the emulator's describe reports (also through ``sfsync mappings validate``)."""
+
+BROKEN_MAPPING = """
+mappings:
+  - name: members
+    entity: [member, attendance]
+    target: Contact
+    match: [{field: Email, from: member.email}]
+    fields:
+      - {sf: LastName, expr: "source.member.last_name + 1"}
+  - name: activities
+    entity: [member, attendance]
+    target: Community_Activity__c
+    match: [{field: Event_Key__c, from: event_id}]
+    parents: {Contact__c: {mapping: members, required: false}}
+    fields: [{sf: Event_Key__c, from: event_id}]
+  - name: attendance
+    entity: attendance
+    target: CampaignMember
+    parents: {ContactId: {mapping: members}}
+    match: [[{field: ContactId}]]
+    fields: [{sf: Status, constant: Sent}]
+"""
+"""A mapping file that parses but fails on every member event (``members``: a string plus 1), with
+``activities`` (optional parent) and ``attendance`` (required parent) depending on ``members``."""
+
+DEFAULT_ACTIVITY_TYPES = [
+    "UserCreated",
+    "UserOnboarding",
+    "UserApprovalChange",
+    "UserProfileUpdate",
+    "UserTypeChange",
+    "UserAddedToSpace",
+    "UserRemovedFromSpace",
+    "UserJoinedClub",
+    "UserLeftClub",
+    "UserJoinedWaitlist",
+    "EventRegistration",
+    "EventRegistrationCancel",
+    "EventAttend",
+    "EventCheckIn",
+    "EventUnCheckIn",
+    "NewEventPublished",
+]
+"""The event types the shipped default mapping logs as activities (``Community_Activity__c``), in its order."""
 
 
 def mappings_from(text: str, source: str = "test.yaml", **variables: Any) -> MappingFile:

@@ -24,26 +24,9 @@ from sfsync.mapping import (
     validate_against_describe,
 )
 from sfsync.mapping.products import entity_event_types, sample_event
+from tests.kit import DEFAULT_ACTIVITY_TYPES
 
 T0 = dt.datetime(2026, 3, 1, 9, 30, tzinfo=dt.UTC)
-ACTIVITY_TYPES = [
-    "UserCreated",
-    "UserOnboarding",
-    "UserApprovalChange",
-    "UserProfileUpdate",
-    "UserTypeChange",
-    "UserAddedToSpace",
-    "UserRemovedFromSpace",
-    "UserJoinedClub",
-    "UserLeftClub",
-    "UserJoinedWaitlist",
-    "EventRegistration",
-    "EventRegistrationCancel",
-    "EventAttend",
-    "EventCheckIn",
-    "EventUnCheckIn",
-    "NewEventPublished",
-]
 
 
 @pytest.fixture(scope="module")
@@ -368,8 +351,8 @@ def test_cancel_per_option_delete_or_status() -> None:
 # ---------------------------------------------------------------------- activities
 def test_the_sixteen_activity_types_become_activity_records() -> None:
     activities = mapping("activities")
-    assert activities.event_types() == ACTIVITY_TYPES
-    for event_type in ACTIVITY_TYPES:
+    assert activities.event_types() == DEFAULT_ACTIVITY_TYPES
+    for event_type in DEFAULT_ACTIVITY_TYPES:
         source, env = sample_event(event_type)
         values = evaluate_fields(activities, source, env)
         assert values is not None, event_type

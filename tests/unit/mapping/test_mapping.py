@@ -22,27 +22,10 @@ from sfsync.mapping import (
     validate_against_describe,
 )
 from sfsync.mapping.products import product_field_type
-from tests.kit import mappings_from
+from tests.kit import BAD_MAPPING, mappings_from
 
 runner = CliRunner()
 T0 = dt.datetime(2026, 3, 1, 9, 30, tzinfo=dt.UTC)
-# every constant rule broken once, and an unknown field (also run through ``sfsync mappings validate``)
-BAD_MAPPING = f"""\
-mappings:
-  - name: members
-    entity: member
-    target: Contact
-    match: [{{field: Email, from: member.email}}]
-    create_if_missing: false
-    fields:
-      - {{sf: Department, constant: Community}}
-      - {{sf: LeadSource, constant: web}}
-      - {{sf: Birthdate, constant: "2020-01-01"}}
-      - {{sf: DoNotCall, constant: "true"}}
-      - {{sf: Description, constant: "{"x" * 256}"}}
-      - {{sf: Title, constant: Member, direction: both}}
-      - {{sf: Titel, from: member.title}}
-"""
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ from sfsync.processors.outbound.plan import DELETED, Identity, drop_stale, learn
 from sfsync.producers import events as ev
 from sfsync.producers.fake import CommunitySimulator
 from sfsync.serde.schema import load_topic_schema
+from tests.kit import BROKEN_MAPPING, decoded
 
 
 class Src(NamedTuple):
@@ -54,20 +55,6 @@ EXPECTED: dict[str, list[str]] = {
     "EventUnCheckIn": ATTENDANCE,
     "ForumPostCaseRequested": ["forum_cases"],
 }
-
-
-def decoded(event: Any) -> dict[str, Any]:
-    """What AvroDecoder hands the processor: the event through its topic's Avro schema."""
-    schema = load_topic_schema(event.TOPIC)
-    buf = io.BytesIO()
-    fastavro.schemaless_writer(buf, schema.parsed, (f"sfsync.product.{event.RECORD_NAME}", event.to_avro()))
-    buf.seek(0)
-    value = fastavro.schemaless_reader(
-        buf, schema.parsed, None, return_record_name=True, return_record_name_override=True
-    )
-    record = value[1] if isinstance(value, tuple) else value
-    assert isinstance(record, dict)
-    return record
 
 
 @cache
@@ -289,31 +276,8 @@ def test_policies_come_from_the_mapping() -> None:
 
 
 # ---------------------------------------------------------------------- rejects
-BROKEN = """
-mappings:
-  - name: members
-    entity: [member, attendance]
-    target: Contact
-    match: [{field: Email, from: member.email}]
-    fields:
-      - {sf: LastName, expr: "source.member.last_name + 1"}
-  - name: activities
-    entity: [member, attendance]
-    target: Community_Activity__c
-    match: [{field: Event_Key__c, from: event_id}]
-    parents: {Contact__c: {mapping: members, required: false}}
-    fields: [{sf: Event_Key__c, from: event_id}]
-  - name: attendance
-    entity: attendance
-    target: CampaignMember
-    parents: {ContactId: {mapping: members}}
-    match: [[{field: ContactId}]]
-    fields: [{sf: Status, constant: Sent}]
-"""
-
-
 def test_a_mapping_that_fails_on_an_event_is_a_reject_and_the_other_writes_still_go_out() -> None:
-    broken = parse_mappings(BROKEN)
+    broken = parse_mappings(BROKEN_MAPPING)
     result = plan("UserCreated", fake_events()["UserCreated"], SRC, broken)
     assert [type(r) for r in result.rejects] == [MappingEvaluationError]
     assert result.rejects[0].mapping == "members" and "LastName" in str(result.rejects[0])

@@ -10,45 +10,13 @@ import pytest
 from sfsync.errors import ConfigError, ServiceUnavailableError
 from sfsync.mapping import MatchKey, load_mappings, parse_mappings
 from sfsync.ops.dlq import Stage
-from sfsync.processors.outbound.processor import Processor, TableIdentity, identity_of_result, per_event_mappings
+from sfsync.processors.outbound.processor import TableIdentity, identity_of_result, per_event_mappings
 from sfsync.processors.outbound.settings import ProcessorSettings
-from sfsync.producers.fake import CommunitySimulator
-from sfsync.serde.codec import AvroDecoder, AvroEncoder
-from sfsync.serde.schema import load_topic_schema
-from tests.kit import FakeRegistry
-from tests.unit.processors.outbound.test_plan import BROKEN
-
-TOPIC = "t.product.members"
-
-
-def user_created() -> dict[str, Any]:
-    event = next(e for e in CommunitySimulator(seed=11).stream(50) if e.RECORD_NAME == "UserCreated")
-    return event.to_avro()
-
-
-class Rig:
-    def __init__(self, mappings: Any = None) -> None:
-        self.registry = FakeRegistry()
-        self.members = AvroEncoder(self.registry, TOPIC, load_topic_schema("product.members"))  # type: ignore[arg-type]
-        writes = AvroEncoder(self.registry, "t.sfsync.writes", load_topic_schema("sfsync.writes"))  # type: ignore[arg-type]
-        self.decoder = AvroDecoder(self.registry)  # type: ignore[arg-type]
-        self.processor = Processor(self.decoder, writes, mappings or load_mappings())
-        self.clock: dict[str, Any] = {}
-
-    def handle(self, value: bytes, offset: int, **kwargs: Any) -> Any:
-        return self.processor.handle(value, TOPIC, 2, offset, key=b"u-1", clock=self.clock, **kwargs)
-
-    def writes(self, handled: Any) -> list[dict[str, Any]]:
-        out = []
-        for key, value in handled.writes:
-            name, write = self.decoder.decode(value)
-            assert name == "Write" and key == write["key"].encode()
-            out.append(write)
-        return out
+from tests.kit import BROKEN_MAPPING, MEMBERS_TOPIC, ProcessorRig, user_created
 
 
 def test_an_event_becomes_its_plan_encoded_for_sfsync_writes_with_its_coordinates() -> None:
-    rig = Rig()
+    rig = ProcessorRig()
     event = user_created()
     handled = rig.handle(rig.members.encode_checked("UserCreated", event), 7)
     assert handled.parked == []
@@ -58,14 +26,16 @@ def test_an_event_becomes_its_plan_encoded_for_sfsync_writes_with_its_coordinate
     person = writes[0]
     assert person["key"] == f"Contact:Email:{event['member']['email']}"
     assert person["fields"]["LastName"]["value"] == event["member"]["last_name"]
-    assert {(w["source"]["topic"], w["source"]["partition"], w["source"]["offset"]) for w in writes} == {(TOPIC, 2, 7)}
+    assert {(w["source"]["topic"], w["source"]["partition"], w["source"]["offset"]) for w in writes} == {
+        (MEMBERS_TOPIC, 2, 7)
+    }
     assert [w["key"] for w in handled.planned] == [w["key"] for w in writes]
     # the clock now knows every field written, at the event's time
     assert set(rig.clock[person["key"]].values()) == {event["occurred_at"]}
 
 
 def test_a_late_event_does_not_overwrite_newer_values_and_a_replay_writes_again() -> None:
-    rig = Rig()
+    rig = ProcessorRig()
     newer = user_created()
     older = copy.deepcopy(newer)
     older["event_id"] = "00000000-0000-4000-8000-000000000001"
@@ -84,16 +54,16 @@ def test_a_late_event_does_not_overwrite_newer_values_and_a_replay_writes_again(
 
 
 def test_without_a_clock_nothing_is_dropped() -> None:
-    rig = Rig()
+    rig = ProcessorRig()
     newer = user_created()
     older = {**newer, "occurred_at": newer["occurred_at"] - 1}
     for offset, value in enumerate((newer, older)):
-        handled = rig.processor.handle(rig.members.encode_checked("UserCreated", value), TOPIC, 0, offset)
+        handled = rig.processor.handle(rig.members.encode_checked("UserCreated", value), MEMBERS_TOPIC, 0, offset)
         assert [w["mapping"] for w in rig.writes(handled)] == ["members", "activities"]
 
 
 def test_records_only_their_own_event_writes_keep_no_clock() -> None:
-    rig = Rig()
+    rig = ProcessorRig()
     assert per_event_mappings(rig.processor.mappings) == {"activities"}  # keyed by the product event's id
     event = user_created()
     person, activity = rig.writes(rig.handle(rig.members.encode_checked("UserCreated", event), 1))
@@ -119,19 +89,19 @@ def test_a_per_event_record_another_mapping_also_writes_keeps_its_clock() -> Non
 
 
 def test_undecodable_bytes_are_parked_with_their_original_bytes_and_nothing_is_written() -> None:
-    rig = Rig()
+    rig = ProcessorRig()
     handled = rig.handle(b"\x07junk", 9, headers=[("trace", b"abc")])
     assert handled.writes == [] and rig.clock == {}
     (parked,) = handled.parked
     assert parked.stage is Stage.VALUE_CONVERTER
-    assert (parked.original.topic, parked.original.partition, parked.original.offset) == (TOPIC, 2, 9)
+    assert (parked.original.topic, parked.original.partition, parked.original.offset) == (MEMBERS_TOPIC, 2, 9)
     assert parked.original.value == b"\x07junk" and parked.original.key == b"u-1"
     assert parked.original.headers == (("trace", b"abc"),)
     assert "wire format" in str(parked.reason)
 
 
 def test_a_rejected_mapping_parks_the_event_and_the_other_writes_still_go_out() -> None:
-    rig = Rig(parse_mappings(BROKEN))
+    rig = ProcessorRig(parse_mappings(BROKEN_MAPPING))
     handled = rig.handle(rig.members.encode_checked("UserCreated", user_created()), 3)
     assert [w["mapping"] for w in rig.writes(handled)] == ["activities"]
     (parked,) = handled.parked
@@ -140,7 +110,7 @@ def test_a_rejected_mapping_parks_the_event_and_the_other_writes_still_go_out() 
 
 
 def test_a_registry_outage_is_raised_not_parked() -> None:
-    rig = Rig()
+    rig = ProcessorRig()
     data = rig.members.encode_checked("UserCreated", user_created())
 
     def down(schema_id: int) -> object:
@@ -153,7 +123,7 @@ def test_a_registry_outage_is_raised_not_parked() -> None:
 
 
 def test_results_feed_the_identity_that_planning_reads() -> None:
-    rig = Rig()
+    rig = ProcessorRig()
     event = user_created()
     key = f"Contact:Email:{event['member']['email']}"
     table: dict[str, Any] = {}

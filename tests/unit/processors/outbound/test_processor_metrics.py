@@ -15,7 +15,7 @@ from sfsync.ops.dlq import Stage
 from sfsync.processors.outbound.metrics import LagProbe, ProcessorMetrics, lag_of
 from sfsync.processors.outbound.settings import ProcessorSettings
 from sfsync.settings import load
-from tests.unit.processors.outbound.test_processor_app import Rig, user_created
+from tests.kit import ProcessorRig, user_created
 
 
 def test_series_are_recorded_under_their_names() -> None:
@@ -65,7 +65,7 @@ def test_lag_counts_from_the_committed_offset_or_from_where_a_reset_would_start(
 
 def test_handle_feeds_events_writes_stale_and_planning_time() -> None:
     registry = CollectorRegistry()
-    rig = Rig()
+    rig = ProcessorRig()
     rig.processor.metrics = ProcessorMetrics(registry)
     newer = user_created()
     older = copy.deepcopy(newer)

@@ -1,0 +1,79 @@
+"""The outbound processor's inputs: product events as it decodes them, and a processor over the in-memory
+registry (no Kafka, no schema registry server).
+
+- :func:`decoded`: a product event (``sfsync.producers.events``) as ``AvroDecoder`` hands it over;
+- :func:`user_created`: one ``UserCreated`` of the fake community, as its ``to_avro()`` dict;
+- :class:`ProcessorRig`: an outbound ``Processor`` with Avro encoders and decoder on a
+  :class:`~tests.kit.registry.FakeRegistry`, reading :data:`MEMBERS_TOPIC`.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import MutableMapping
+from typing import Any, cast
+
+import fastavro
+
+from sfsync.mapping import MappingFile, load_mappings
+from sfsync.processors.outbound.processor import Handled, Processor
+from sfsync.producers.fake import CommunitySimulator
+from sfsync.serde.codec import AvroDecoder, AvroEncoder
+from sfsync.serde.registry import SchemaRegistry
+from sfsync.serde.schema import load_topic_schema
+from tests.kit.registry import FakeRegistry
+
+__all__ = ["MEMBERS_TOPIC", "ProcessorRig", "decoded", "user_created"]
+
+MEMBERS_TOPIC = "t.product.members"
+"""The topic a :class:`ProcessorRig` reads (``product.members`` under the prefix ``t.``)."""
+
+
+def decoded(event: Any) -> dict[str, Any]:
+    """What AvroDecoder hands the processor: the event through its topic's Avro schema."""
+    schema = load_topic_schema(event.TOPIC)
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, schema.parsed, (f"sfsync.product.{event.RECORD_NAME}", event.to_avro()))
+    buf.seek(0)
+    value = fastavro.schemaless_reader(
+        buf, schema.parsed, None, return_record_name=True, return_record_name_override=True
+    )
+    record = value[1] if isinstance(value, tuple) else value
+    assert isinstance(record, dict)
+    return record
+
+
+def user_created() -> dict[str, Any]:
+    """The first ``UserCreated`` of the fake community (seed 11), as its ``to_avro()`` dict."""
+    event = next(e for e in CommunitySimulator(seed=11).stream(50) if e.RECORD_NAME == "UserCreated")
+    record: dict[str, Any] = event.to_avro()
+    return record
+
+
+class ProcessorRig:
+    """An outbound ``Processor`` (``mappings``, else the default mapping) over a :class:`FakeRegistry`.
+
+    ``members`` encodes product events for :data:`MEMBERS_TOPIC`; :meth:`handle` runs one record of it
+    (partition 2, key ``u-1``, the rig's own record clock); :meth:`writes` decodes what it planned.
+    """
+
+    def __init__(self, mappings: MappingFile | None = None) -> None:
+        self.registry = FakeRegistry()
+        registry = cast(SchemaRegistry, self.registry)  # the two methods the codecs call
+        self.members = AvroEncoder(registry, MEMBERS_TOPIC, load_topic_schema("product.members"))
+        writes = AvroEncoder(registry, "t.sfsync.writes", load_topic_schema("sfsync.writes"))
+        self.decoder = AvroDecoder(registry)
+        self.processor = Processor(self.decoder, writes, mappings or load_mappings())
+        self.clock: MutableMapping[str, Any] = {}
+
+    def handle(self, value: bytes, offset: int, **kwargs: Any) -> Handled:
+        return self.processor.handle(value, MEMBERS_TOPIC, 2, offset, key=b"u-1", clock=self.clock, **kwargs)
+
+    def writes(self, handled: Handled) -> list[dict[str, Any]]:
+        """The Writes ``handled`` planned, decoded (each checked to be keyed by its own key)."""
+        out = []
+        for key, value in handled.writes:
+            name, write = self.decoder.decode(value)
+            assert name == "Write" and key == write["key"].encode()
+            out.append(write)
+        return out
