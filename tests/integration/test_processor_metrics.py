@@ -13,6 +13,7 @@ import httpx
 from confluent_kafka import Consumer, Producer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
+from sfsync.emulator.server import free_port
 from sfsync.kafka.admin import ensure_topics
 from sfsync.mapping import load_mappings
 from sfsync.processors.outbound.metrics import LagProbe
@@ -22,7 +23,6 @@ from sfsync.topics import PRODUCT_TOPICS, RESULTS, SALESFORCE_EDITS, TopicSpec
 from tests.integration.helpers import publish_all
 from tests.integration.processes import Spawned, processor_env
 from tests.kit import decoded
-from tests.unit.cli.test_cli_and_outages import free_port
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

@@ -1,16 +1,23 @@
 """The one test kit: fakes and builders every test suite shares (import them from here, never copy them).
 
 Plain modules, no pytest fixtures: each test builds the fakes with the parameters it needs (a start
-time, a tick, an error to inject) and keeps its own fixtures next to the tests that use them.
+time, a tick, an error to inject) and keeps its own fixtures next to the tests that use them. A test
+module imports what it shares with other test modules from the kit, never from another test module.
 
-- ``clock``: clocks; ``kafka``: the confluent-kafka fakes; ``registry``: the in-memory schema registry;
-  ``mappings``: mapping files (and the ones several suites share); ``salesforce``: the recorded
-  Salesforce responses; ``outbound``: product events as the outbound processor decodes them, a
-  processor over the in-memory registry;
-- ``sink``: ``sfsync.writes`` records and a sink over the emulator (its constants, ``T0``, ``TOPIC``,
-  ``INSTANCE``, are imported from ``tests.kit.sink``).
+Exported here:
 
-A test module imports shared helpers from here, never from another test module.
+- ``clock``: clocks; ``kafka``: the confluent-kafka fakes (messages, consumer, producer, errors,
+  cluster metadata); ``registry``: the in-memory schema registry;
+- ``mappings``: mapping files built in tests, and the ones several suites share;
+- ``salesforce``: the recorded Salesforce responses of ``tests/fixtures/salesforce``;
+- ``outbound``: product events as the outbound processor decodes them, a processor over the
+  in-memory registry.
+
+Imported from their own modules (their names are short, the way the tests that use them write them):
+
+- ``tests.kit.sink``: ``sfsync.writes`` records (``write``, ``member``...) and a sink over the emulator;
+- ``tests.kit.polling``: Salesforce query rows as the poller reads them (``row``, ``rid``, ``ms``);
+- ``tests.kit.query_org``: the small org the emulator's SOQL and SOSL engines are tested on.
 """
 
 from __future__ import annotations
@@ -40,7 +47,6 @@ from tests.kit.org_faults import FaultyOrg
 from tests.kit.outbound import MEMBERS_TOPIC, ProcessorRig, decoded, user_created
 from tests.kit.registry import FakeRegistry
 from tests.kit.salesforce import RECORDED, recorded_json, recorded_text
-from tests.kit.sink import Recorder, campaign, fv, make_sink, member, registration, write
 
 __all__ = [
     "BAD_MAPPING",
@@ -60,24 +66,17 @@ __all__ = [
     "FakeTopicMetadata",
     "FaultyOrg",
     "ProcessorRig",
-    "Recorder",
     "WallClock",
-    "campaign",
     "cluster_metadata",
     "decoded",
     "eof",
     "fill",
-    "fv",
     "kafka_exception",
-    "make_sink",
     "mappings_from",
-    "member",
     "members_yaml",
     "recent_minute",
     "recorded_json",
     "recorded_text",
-    "registration",
     "user_created",
-    "write",
     "write_mappings",
 ]

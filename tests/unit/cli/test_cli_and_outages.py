@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import socket
 import time
 
 import pytest
 from typer.testing import CliRunner
 
 from sfsync.cli.main import app
+from sfsync.emulator.server import free_port
 from sfsync.errors import ServiceUnavailableError
 from sfsync.producers.publisher import Publisher
 from sfsync.serde.registry import SchemaRegistry
 from sfsync.settings import PublisherSettings
 
 runner = CliRunner()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_help_lists_the_commands_a_newcomer_needs() -> None:

@@ -1,4 +1,4 @@
-"""SOSL and parameterized search over the in-test org from test_soql."""
+"""SOSL and parameterized search over the query engines' small org (tests/kit/query_org.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from sfsync.emulator.errors import ApiError
 from sfsync.emulator.sosl import run_parameterized_search, run_search
 from tests.kit import recorded_json
-from tests.unit.emulator.test_soql import IDS, NOW, Org, build_org, make_id
+from tests.kit.query_org import IDS, NOW, Org, build_org, make_id
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ import pytest
 from sfsync.mapping import MappingEvaluationError, load_mappings, parse_mappings
 from sfsync.sources import rules as core
 from sfsync.sources.rules import Checkpoint, Limits, ObjectPlan
+from tests.kit.polling import BASE, ms, rid, row, stamp
 
 MAPPINGS = textwrap.dedent(
     """
@@ -36,32 +37,6 @@ MAPPINGS = textwrap.dedent(
           - {sf: Name, from: event.title}
     """
 )
-BASE = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
-
-
-def ms(seconds: float) -> int:
-    return core.to_ms(BASE + dt.timedelta(seconds=seconds))
-
-
-def stamp(milliseconds: int) -> str:
-    return core.from_ms(milliseconds).strftime("%Y-%m-%dT%H:%M:%S.") + f"{milliseconds % 1000:03d}+0000"
-
-
-def row(record_id: str, at_ms: int, *, created_ms: int | None = None, deleted: bool = False, **values: Any) -> dict:
-    return {
-        "attributes": {"type": "Contact", "url": f"/services/data/v62.0/sobjects/Contact/{record_id}"},
-        "Id": record_id,
-        "SystemModstamp": stamp(at_ms),
-        "CreatedDate": stamp(created_ms if created_ms is not None else at_ms - 1000),
-        "LastModifiedDate": stamp(at_ms),
-        "LastModifiedById": "005000000000001AAA",
-        "IsDeleted": deleted,
-        **values,
-    }
-
-
-def rid(n: int) -> str:
-    return f"003{n:012d}AAA"
 
 
 def contact_plan() -> ObjectPlan:

@@ -21,7 +21,7 @@ from sfsync.sources import rules as core
 from sfsync.sources.metrics import SourceMetrics
 from sfsync.sources.poller import ObjectPoller, partition_for
 from sfsync.sources.settings import SourceSettings, load_source_settings
-from tests.unit.sources.test_poller_core import ms, rid, row
+from tests.kit.polling import ms, rid, row
 
 INSTANCE = "https://org.example.test"
 NOW = dt.datetime(2026, 11, 25, 12, 10, tzinfo=dt.UTC)
