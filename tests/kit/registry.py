@@ -14,12 +14,16 @@ __all__ = ["FakeRegistry"]
 
 
 class FakeRegistry:
-    """Hands out one schema id per subject (from ``first_id`` on) and serves the parsed schemas back by id."""
+    """Hands out one schema id per subject (from ``first_id`` on) and serves the parsed schemas back by id.
+
+    ``unavailable``: an error ``writer_schema`` raises instead (the registry down while records are decoded).
+    """
 
     def __init__(self, first_id: int = 40) -> None:
         self.first_id = first_id
         self.subjects: dict[str, int] = {}
         self.schemas: dict[int, Any] = {}
+        self.unavailable: BaseException | None = None
 
     def register(self, subject: str, schema_str: str) -> int:
         schema_id = self.subjects.setdefault(subject, self.first_id + len(self.subjects))
@@ -27,4 +31,6 @@ class FakeRegistry:
         return schema_id
 
     def writer_schema(self, schema_id: int) -> Any:
+        if self.unavailable is not None:
+            raise self.unavailable
         return self.schemas[schema_id]

@@ -112,11 +112,7 @@ def test_a_rejected_mapping_parks_the_event_and_the_other_writes_still_go_out() 
 def test_a_registry_outage_is_raised_not_parked() -> None:
     rig = ProcessorRig()
     data = rig.members.encode_checked("UserCreated", user_created())
-
-    def down(schema_id: int) -> object:
-        raise ServiceUnavailableError("registry down")
-
-    rig.registry.writer_schema = down  # type: ignore[method-assign]
+    rig.registry.unavailable = ServiceUnavailableError("registry down")
     with pytest.raises(ServiceUnavailableError):
         rig.handle(data, 4)
     assert rig.clock == {}
