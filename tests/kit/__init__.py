@@ -9,15 +9,17 @@ Exported here:
 - ``clock``: clocks; ``kafka``: the confluent-kafka fakes (messages, consumer, producer, errors,
   cluster metadata); ``registry``: the in-memory schema registry;
 - ``mappings``: mapping files built in tests, and the ones several suites share;
-- ``salesforce``: the recorded Salesforce responses of ``tests/fixtures/salesforce``;
-- ``outbound``: product events as the outbound processor decodes them, a processor over the
-  in-memory registry.
+- ``salesforce``: the recorded Salesforce responses of ``tests/fixtures/salesforce``; ``org_faults``:
+  faults around an org transport the emulator cannot inject itself (``FaultyOrg``).
 
-Imported from their own modules (their names are short, the way the tests that use them write them):
+Imported from their own modules (they load large parts of sfsync, which the modules above do not, and
+some of their names are short, the way the tests that use them write them):
 
 - ``tests.kit.sink``: ``sfsync.writes`` records (``write``, ``member``...) and a sink over the emulator;
 - ``tests.kit.polling``: Salesforce query rows as the poller reads them (``row``, ``rid``, ``ms``);
-- ``tests.kit.query_org``: the small org the emulator's SOQL and SOSL engines are tested on.
+- ``tests.kit.query_org``: the small org the emulator's SOQL and SOSL engines are tested on;
+- ``tests.kit.outbound``: product events as the outbound processor decodes them (``decoded``), a
+  processor over the in-memory registry (``ProcessorRig``).
 """
 
 from __future__ import annotations
@@ -44,7 +46,6 @@ from tests.kit.mappings import (
     write_mappings,
 )
 from tests.kit.org_faults import FaultyOrg
-from tests.kit.outbound import MEMBERS_TOPIC, ProcessorRig, decoded, user_created
 from tests.kit.registry import FakeRegistry
 from tests.kit.salesforce import RECORDED, recorded_json, recorded_text
 
@@ -53,7 +54,6 @@ __all__ = [
     "BROKEN_MAPPING",
     "DEFAULT_ACTIVITY_TYPES",
     "EPOCH_2026",
-    "MEMBERS_TOPIC",
     "RECORDED",
     "Clock",
     "EpochClock",
@@ -65,10 +65,8 @@ __all__ = [
     "FakeRegistry",
     "FakeTopicMetadata",
     "FaultyOrg",
-    "ProcessorRig",
     "WallClock",
     "cluster_metadata",
-    "decoded",
     "eof",
     "fill",
     "kafka_exception",
@@ -77,6 +75,5 @@ __all__ = [
     "recent_minute",
     "recorded_json",
     "recorded_text",
-    "user_created",
     "write_mappings",
 ]

@@ -17,7 +17,8 @@ from sfsync.processors.outbound.plan import DELETED, Identity, drop_stale, learn
 from sfsync.producers import events as ev
 from sfsync.producers.fake import CommunitySimulator
 from sfsync.serde.schema import load_topic_schema
-from tests.kit import BROKEN_MAPPING, decoded
+from tests.kit import BROKEN_MAPPING
+from tests.kit.outbound import decoded
 
 
 class Src(NamedTuple):

@@ -12,7 +12,8 @@ from sfsync.mapping import MatchKey, load_mappings, parse_mappings
 from sfsync.ops.dlq import Stage
 from sfsync.processors.outbound.processor import TableIdentity, identity_of_result, per_event_mappings
 from sfsync.processors.outbound.settings import ProcessorSettings
-from tests.kit import BROKEN_MAPPING, MEMBERS_TOPIC, ProcessorRig, user_created
+from tests.kit import BROKEN_MAPPING
+from tests.kit.outbound import MEMBERS_TOPIC, ProcessorRig, user_created
 
 
 def test_an_event_becomes_its_plan_encoded_for_sfsync_writes_with_its_coordinates() -> None:

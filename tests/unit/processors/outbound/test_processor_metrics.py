@@ -15,7 +15,7 @@ from sfsync.ops.dlq import Stage
 from sfsync.processors.outbound.metrics import LagProbe, ProcessorMetrics, lag_of
 from sfsync.processors.outbound.settings import ProcessorSettings
 from sfsync.settings import load
-from tests.kit import ProcessorRig, user_created
+from tests.kit.outbound import ProcessorRig, user_created
 
 
 def test_series_are_recorded_under_their_names() -> None:
