@@ -1,10 +1,11 @@
-"""Helpers for integration tests: settings for a test's own topics, consuming what was published,
-a group's committed offsets, waiting for a condition."""
+"""Helpers for integration tests: settings for a test's own topics, consuming what was published (at
+once, or in phases with a :class:`Reader`), a group's committed offsets, waiting for a condition."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import inspect
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -191,3 +192,79 @@ def normalize(value: Any) -> Any:
     if isinstance(value, uuid.UUID):
         return str(value)
     return value
+
+
+def committed(bootstrap: str, group: str, topic: str, partitions: int = 6) -> int:
+    """How many records of ``topic`` ``group`` committed (summed over its partitions)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        tps = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
+        return sum(max(tp.offset, 0) for tp in tps)
+    finally:
+        consumer.close()
+
+
+class Reader:
+    """One read_committed consumer over a topic, read in phases."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"test-{uuid.uuid4().hex}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+            }
+        )
+        self.consumer.subscribe([topic])
+        self.messages: list[Any] = []
+
+    def until(self, total: int, timeout_s: float) -> int:
+        deadline = time.monotonic() + timeout_s
+        while len(self.messages) < total and time.monotonic() < deadline:
+            msg = self.consumer.poll(0.5)
+            if msg is not None and msg.error() is None:
+                self.messages.append(msg)
+        return len(self.messages)
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def drain(reader: Reader, quiet_s: float = 3) -> int:
+    """Read until nothing more came for ``quiet_s``; how many records the reader holds."""
+    while True:
+        before = len(reader.messages)
+        if reader.until(before + 1, quiet_s) == before:
+            return before
+
+
+LAST_OFFSETS: dict[str, list[tuple[int, int]]] = {}
+"""(committed, end) per partition of each topic :func:`committed_to_end` last found a group behind on;
+:func:`until` names them when it gives up."""
+
+
+def committed_to_end(bootstrap: str, group: str, topic: str, transactional: bool) -> bool:
+    """Whether ``group`` committed every partition of ``topic`` to its end. A topic written in
+    transactions ends with a commit marker, which takes an offset but is never consumed."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        partitions = [TopicPartition(topic, p) for p in range(6)]
+        ends = [consumer.get_watermark_offsets(tp, timeout=10, cached=False)[1] for tp in partitions]
+        committed = [tp.offset for tp in consumer.committed(partitions, timeout=10)]
+    finally:
+        consumer.close()
+    marker = 1 if transactional else 0
+    done = all(end == 0 or at >= end - marker for at, end in zip(committed, ends, strict=True))
+    if not done:
+        LAST_OFFSETS[topic] = list(zip(committed, ends, strict=True))  # named when a wait gives up
+    return done
+
+
+async def until(condition: Any, timeout_s: float, what: str) -> None:
+    """Until ``condition()`` (checked in a thread when it is blocking: the sink and poller share this loop)."""
+    deadline = time.monotonic() + timeout_s
+    while not (await condition() if inspect.iscoroutinefunction(condition) else condition()):
+        assert time.monotonic() < deadline, f"not in {timeout_s:.0f}s: {what} (committed/end: {LAST_OFFSETS})"
+        await asyncio.sleep(0.25)

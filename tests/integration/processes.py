@@ -4,6 +4,7 @@ test's own topics, each in its own session with its output in a log file, stoppe
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -96,3 +97,15 @@ class Spawned:
     def log_tail(self, chars: int = 3000) -> str:
         """The end of the log, for assertion messages."""
         return self.output()[-chars:]
+
+
+def spawn(module: str, env: dict[str, str], folder: Path) -> Spawned:
+    """``python -m module 280`` (it stops by itself should the test die), its log and data in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return Spawned(module, "280", env=env, log=folder / "out.log")
+
+
+def unexpected_tracebacks(log: str) -> list[str]:
+    """Tracebacks in a worker log, except Faust's cancelled agents on shutdown (``CancelledError``)."""
+    blocks = re.split(r"\n(?=\d{4}-\d{2}-\d{2} )", log)
+    return [b for b in blocks if "Traceback" in b and not b.rstrip().endswith("CancelledError")]

@@ -38,9 +38,9 @@ from sfsync.serde.registry import SchemaRegistry
 from sfsync.serde.schema import load_topic_schema
 from sfsync.topics import PRODUCT_TOPICS
 from tests.integration.helpers import PARTITIONS, Offsets, make_topics, publish_all, wait_until
+from tests.integration.outbound_org import ACTIVITY_EVENTS, actual_org, expected_org
 from tests.integration.processes import Spawned, pipeline_env, processor_env, salesforce_env
-from tests.integration.test_outbound_e2e import ACTIVITY_EVENTS, _drain, actual_org, expected_org
-from tests.integration.test_sink_runner import runner_for
+from tests.integration.sink_runner import drain_sink, runner_for
 
 SINK_EVENTS = 400
 PROCESSOR_EVENTS = 2500
@@ -304,7 +304,7 @@ async def test_processor_killed_mid_stream_and_restarted_plans_every_event_once(
         runner = runner_for(services, prefix, group, running, registry)
         task = asyncio.create_task(runner.run(signals=False))
         try:
-            await _drain(runner, services.bootstrap, group, writes_topic, timeout_s=120)
+            await drain_sink(runner, services.bootstrap, group, writes_topic, timeout_s=120)
         finally:
             runner.stop()
             report = await asyncio.wait_for(task, 30)

@@ -48,8 +48,7 @@ from sfsync.serde.registry import SchemaRegistry
 from sfsync.topics import DLQ, MEMBERS, WRITES
 from tests.integration.helpers import consume_all, group_offsets, make_topics, open_publisher, wait_until
 from tests.integration.processes import ROOT, Spawned, processor_env
-from tests.integration.test_outbound_e2e import _drain
-from tests.integration.test_sink_runner import runner_for
+from tests.integration.sink_runner import drain_sink, runner_for
 
 EMULATOR_ORG = ROOT / "emulator" / "default_org.yaml"
 SIGNED_UP = dt.datetime(2026, 2, 1, 9, 30, tzinfo=dt.UTC)
@@ -190,7 +189,7 @@ async def test_refused_records_park_with_their_reason_and_replay_writes_them_onc
         # ---- first run: the bad mapping
         await wait_until(lambda: planned(len(members)), 90, "the processor planned every member", 0.5)
         await wait_until(lambda: runner.results + runner.parked >= len(members), 60, "the sink wrote or parked all")
-        await _drain(runner, services.bootstrap, group, writes_topic)
+        await drain_sink(runner, services.bootstrap, group, writes_topic)
         assert proc.stop(timeout_s=20) == 0, proc.log_tail()
         assert (runner.results, runner.parked) == (len(MEMBERS_OK), len(REFUSED))
 
@@ -242,7 +241,7 @@ async def test_refused_records_park_with_their_reason_and_replay_writes_them_onc
             lambda: planned(len(members) + len(REFUSED)), 90, "the processor planned the replayed events", 0.5
         )
         await wait_until(lambda: len(contacts(running)) == len(members), 60, "the refused members reached the org")
-        await _drain(runner, services.bootstrap, group, writes_topic)
+        await drain_sink(runner, services.bootstrap, group, writes_topic)
         org = contacts(running)
         for email, values in FIXED_VALUES.items():
             assert {f: org[email][f] for f in values} == values, email

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import inspect
 import os
 import re
 import signal
@@ -39,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer
 from prometheus_client import CollectorRegistry
 
 from sfsync.emulator.server import serve_in_thread
@@ -50,10 +49,9 @@ from sfsync.serde.registry import SchemaRegistry
 from sfsync.sources.metrics import SourceMetrics
 from sfsync.sources.poller import Poller
 from sfsync.sources.settings import SourceSettings
-from tests.integration.helpers import open_publisher, salesforce_settings
-from tests.integration.processes import Spawned, pipeline_env
-from tests.integration.test_inbound_processor import Reader, unexpected_tracebacks
-from tests.integration.test_sink_runner import runner_for
+from tests.integration.helpers import Reader, committed_to_end, drain, open_publisher, salesforce_settings, until
+from tests.integration.processes import Spawned, pipeline_env, spawn, unexpected_tracebacks
+from tests.integration.sink_runner import runner_for
 
 MEMBERS = 600
 UPDATED = 400  # 600 creates + 400 updates = 1,000 writes by sfsync
@@ -89,12 +87,6 @@ class DelayedResults:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
-
-
-def spawn(module: str, env: dict[str, str], folder: Path) -> Spawned:
-    """``python -m module 280`` (it stops by itself should the test die), its log and data in ``folder``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    return Spawned(module, "280", env=env, log=folder / "out.log")
 
 
 def member_id(i: int) -> str:
@@ -139,42 +131,6 @@ def read_all(bootstrap: str, topic: str, decoder: AvroDecoder, timeout_s: float 
     finally:
         consumer.close()
     return out
-
-
-def drain(reader: Reader, quiet_s: float = 3) -> int:
-    """Read until nothing more came for ``quiet_s``; how many records the reader holds."""
-    while True:
-        before = len(reader.messages)
-        if reader.until(before + 1, quiet_s) == before:
-            return before
-
-
-def caught_up(bootstrap: str, group: str, topic: str, transactional: bool) -> bool:
-    """Whether ``group`` committed every partition of ``topic`` to its end. A topic written in
-    transactions ends with a commit marker, which takes an offset but is never consumed."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
-    try:
-        partitions = [TopicPartition(topic, p) for p in range(6)]
-        ends = [consumer.get_watermark_offsets(tp, timeout=10, cached=False)[1] for tp in partitions]
-        committed = [tp.offset for tp in consumer.committed(partitions, timeout=10)]
-    finally:
-        consumer.close()
-    marker = 1 if transactional else 0
-    done = all(end == 0 or at >= end - marker for at, end in zip(committed, ends, strict=True))
-    if not done:
-        LAST_OFFSETS[topic] = list(zip(committed, ends, strict=True))  # named when a wait gives up
-    return done
-
-
-LAST_OFFSETS: dict[str, list[tuple[int, int]]] = {}
-
-
-async def until(condition: Any, timeout_s: float, what: str) -> None:
-    """Until ``condition()`` (checked in a thread when it is blocking: the sink and poller share this loop)."""
-    deadline = time.monotonic() + timeout_s
-    while not (await condition() if inspect.iscoroutinefunction(condition) else condition()):
-        assert time.monotonic() < deadline, f"not in {timeout_s:.0f}s: {what} (committed/end: {LAST_OFFSETS})"
-        await asyncio.sleep(0.25)
 
 
 def counts_of(log: str) -> dict[str, int]:
@@ -266,8 +222,8 @@ async def test_sfsyncs_own_writes_never_echo_while_rep_edits_are_delivered_per_l
         async def quiet() -> bool:
             return all(
                 await asyncio.gather(
-                    asyncio.to_thread(caught_up, services.bootstrap, inbound_id, changes_topic, True),
-                    asyncio.to_thread(caught_up, services.bootstrap, inbound_id, results_topic, False),
+                    asyncio.to_thread(committed_to_end, services.bootstrap, inbound_id, changes_topic, True),
+                    asyncio.to_thread(committed_to_end, services.bootstrap, inbound_id, results_topic, False),
                 )
             )
 
@@ -300,7 +256,7 @@ async def test_sfsyncs_own_writes_never_echo_while_rep_edits_are_delivered_per_l
         edits_topic = prefix + "sfsync.salesforce_edits"
 
         async def learned() -> bool:
-            return await asyncio.to_thread(caught_up, services.bootstrap, outbound_id, edits_topic, False)
+            return await asyncio.to_thread(committed_to_end, services.bootstrap, outbound_id, edits_topic, False)
 
         await until(learned, 60, "the processor learned the rep's edits")
         before_edits, after_edits = edits_started - dt.timedelta(seconds=5), dt.datetime.now(dt.UTC)

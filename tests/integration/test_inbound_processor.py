@@ -11,21 +11,20 @@ rep's edit keep it (last_write_wins, Salesforce first). Identity links come out 
 from __future__ import annotations
 
 import datetime as dt
-import re
 import time
 import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Producer
 
 from sfsync.ops.dlq import H_STAGE, H_TOPIC
 from sfsync.serde.codec import AvroDecoder, AvroEncoder
 from sfsync.serde.registry import SchemaRegistry
 from sfsync.serde.schema import load_topic_schema
-from tests.integration.helpers import caught_up, consume_all, make_topics
-from tests.integration.processes import Spawned, pipeline_env
+from tests.integration.helpers import Reader, caught_up, consume_all, make_topics
+from tests.integration.processes import Spawned, pipeline_env, unexpected_tracebacks
 
 T0 = dt.datetime(2026, 3, 1, 9, 30, tzinfo=dt.UTC)
 ECHOED = 1000
@@ -90,40 +89,6 @@ def start_app(env: dict[str, str], cwd: Path) -> Spawned:
     """``python -m sfsync.processors.inbound.app`` in its own process (Faust's data folder in ``cwd``)."""
     cwd.mkdir(parents=True, exist_ok=True)
     return Spawned("sfsync.processors.inbound.app", "200", env=env, log=cwd / "inbound.log")
-
-
-def unexpected_tracebacks(log: str) -> list[str]:
-    """Tracebacks in a worker log, except Faust's cancelled agents on shutdown (``CancelledError``)."""
-    blocks = re.split(r"\n(?=\d{4}-\d{2}-\d{2} )", log)
-    return [b for b in blocks if "Traceback" in b and not b.rstrip().endswith("CancelledError")]
-
-
-class Reader:
-    """One read_committed consumer over a topic, read in phases."""
-
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        self.consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": f"test-{uuid.uuid4().hex}",
-                "auto.offset.reset": "earliest",
-                "enable.auto.commit": False,
-                "isolation.level": "read_committed",
-            }
-        )
-        self.consumer.subscribe([topic])
-        self.messages: list[Any] = []
-
-    def until(self, total: int, timeout_s: float) -> int:
-        deadline = time.monotonic() + timeout_s
-        while len(self.messages) < total and time.monotonic() < deadline:
-            msg = self.consumer.poll(0.5)
-            if msg is not None and msg.error() is None:
-                self.messages.append(msg)
-        return len(self.messages)
-
-    def close(self) -> None:
-        self.consumer.close()
 
 
 def test_echoes_are_dropped_edits_delivered_conflicts_resolved(

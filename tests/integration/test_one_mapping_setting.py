@@ -23,11 +23,9 @@ import pytest
 from sfsync.producers import events as ev
 from sfsync.serde.codec import AvroDecoder
 from sfsync.serde.registry import SchemaRegistry
-from tests.integration.helpers import open_publisher
-from tests.integration.processes import Spawned, pipeline_env, salesforce_env
-from tests.integration.test_inbound_e2e import drain, spawn, until
-from tests.integration.test_inbound_processor import Reader, unexpected_tracebacks
-from tests.integration.test_sink_runner import runner_for
+from tests.integration.helpers import Reader, drain, open_publisher, until
+from tests.integration.processes import Spawned, pipeline_env, salesforce_env, spawn, unexpected_tracebacks
+from tests.integration.sink_runner import runner_for
 
 pytestmark = pytest.mark.integration
 

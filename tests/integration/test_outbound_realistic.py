@@ -30,7 +30,7 @@ from sfsync.serde.registry import SchemaRegistry
 from sfsync.sinks.main import SinkRunner
 from tests.integration.helpers import PARTITIONS, caught_up, group_offsets, processed_all, publish_all, wait_until
 from tests.integration.processes import Spawned, processor_env
-from tests.integration.test_sink_runner import runner_for
+from tests.integration.sink_runner import runner_for
 from tests.kit import DEFAULT_ACTIVITY_TYPES
 
 SEED = 4_2026

@@ -24,8 +24,8 @@ from sfsync.serde.registry import SchemaRegistry
 from sfsync.sources.metrics import SourceMetrics
 from sfsync.sources.poller import COMPONENT, Poller
 from tests.integration.helpers import salesforce_settings
+from tests.integration.polling import MAPPING, Changes, admin, source_settings
 from tests.integration.processes import pipeline_env, salesforce_env
-from tests.integration.test_poller import MAPPING, Changes, admin, source_settings
 from tests.kit import write_mappings
 
 pytestmark = pytest.mark.integration

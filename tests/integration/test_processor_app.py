@@ -21,7 +21,7 @@ from sfsync.serde.codec import AvroDecoder
 from sfsync.serde.registry import SchemaRegistry
 from tests.integration.helpers import consume_all, normalize, open_publisher
 from tests.integration.processes import Spawned, processor_env
-from tests.kit import decoded
+from tests.kit.outbound import decoded
 
 
 def member_events(count: int) -> list[Any]:

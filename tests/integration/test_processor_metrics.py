@@ -22,7 +22,7 @@ from sfsync.producers.fake import CommunitySimulator
 from sfsync.topics import PRODUCT_TOPICS, RESULTS, SALESFORCE_EDITS, TopicSpec
 from tests.integration.helpers import publish_all
 from tests.integration.processes import Spawned, processor_env
-from tests.kit import decoded
+from tests.kit.outbound import decoded
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

@@ -13,7 +13,7 @@ from confluent_kafka import Producer
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
-from sfsync.emulator.server import RunningEmulator, free_port
+from sfsync.emulator.server import RunningEmulator
 from sfsync.errors import Category
 from sfsync.ops.dlq import DeadLetterQueue
 from sfsync.ops.errorlog import tail
@@ -22,27 +22,11 @@ from sfsync.salesforce.governor import GovernorSettings
 from sfsync.serde.codec import AvroDecoder, AvroEncoder
 from sfsync.serde.registry import SchemaRegistry
 from sfsync.serde.schema import load_topic_schema
-from sfsync.sinks.main import SinkRunner, build_runner
+from sfsync.sinks.main import build_runner
 from sfsync.sinks.metrics import SinkMetrics
-from sfsync.sinks.settings import SinkSettings
-from tests.integration.helpers import consume_all, make_topics, salesforce_settings, wait_until
-from tests.integration.test_sink_worker import committed
+from tests.integration.helpers import committed, consume_all, make_topics, salesforce_settings, wait_until
+from tests.integration.sink_runner import runner_for, sink_settings
 from tests.kit.sink import campaign, fv, member, registration, write
-
-
-def sink_settings(services: Any, prefix: str, group: str, **overrides: Any) -> SinkSettings:
-    return SinkSettings(
-        bootstrap_servers=services.bootstrap,
-        schema_registry_url=services.registry,
-        topic_prefix=prefix,
-        group_id=group,
-        batch_max_age_s=0.3,
-        poll_timeout_s=0.2,
-        max_parent_waits=1000,
-        retry_wait_initial_s=0.01,
-        retry_wait_max_s=0.05,
-        **overrides,
-    )
 
 
 def produce(services: Any, registry: SchemaRegistry, prefix: str, records: list[dict[str, Any]]) -> None:
@@ -67,18 +51,6 @@ async def org_query(running: RunningEmulator, soql: str) -> list[dict[str, Any]]
 
 async def until(condition: Callable[[], bool], timeout_s: float = 45) -> None:
     await wait_until(condition, timeout_s, "condition met", 0.1)
-
-
-def runner_for(
-    services: Any, prefix: str, group: str, running: RunningEmulator, registry: SchemaRegistry, **governor: Any
-) -> SinkRunner:
-    return build_runner(
-        sink_settings(services, prefix, group, batch_size=governor.pop("batch_size", 200), metrics_port=free_port()),
-        salesforce_settings(running),
-        governor_settings=GovernorSettings(**governor),
-        registry=registry,
-        metrics=SinkMetrics(CollectorRegistry()),
-    )
 
 
 async def test_the_sink_process_writes_the_org_publishes_results_parks_logs_and_serves_metrics(

@@ -6,7 +6,7 @@ import asyncio
 import uuid
 from typing import Any
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 
 from sfsync.emulator.server import build
 from sfsync.errors import SfsyncError
@@ -16,17 +16,8 @@ from sfsync.serde.schema import load_topic_schema
 from sfsync.sinks.contract import IncomingWrite
 from sfsync.sinks.loop import SinkWorker
 from sfsync.sinks.settings import SinkSettings
-from tests.integration.helpers import consume_all, make_topics
+from tests.integration.helpers import committed, consume_all, make_topics
 from tests.kit.sink import Recorder, campaign, make_sink, member, registration, write
-
-
-def committed(bootstrap: str, group: str, topic: str, partitions: int = 6) -> int:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
-    try:
-        tps = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
-        return sum(max(tp.offset, 0) for tp in tps)
-    finally:
-        consumer.close()
 
 
 async def test_worker_writes_the_org_produces_results_and_commits(

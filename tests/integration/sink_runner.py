@@ -1,0 +1,61 @@
+"""The sink process in integration tests: its settings on the test's topics, a runner over the emulated
+org (OAuth client credentials, its own metrics port), and waiting until it has drained its writes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from sfsync.emulator.server import RunningEmulator, free_port
+from sfsync.salesforce.governor import GovernorSettings
+from sfsync.serde.registry import SchemaRegistry
+from sfsync.sinks.main import SinkRunner, build_runner
+from sfsync.sinks.metrics import SinkMetrics
+from sfsync.sinks.settings import SinkSettings
+from tests.integration.helpers import caught_up, group_offsets, salesforce_settings
+
+
+def sink_settings(services: Any, prefix: str, group: str, **overrides: Any) -> SinkSettings:
+    return SinkSettings(
+        bootstrap_servers=services.bootstrap,
+        schema_registry_url=services.registry,
+        topic_prefix=prefix,
+        group_id=group,
+        batch_max_age_s=0.3,
+        poll_timeout_s=0.2,
+        max_parent_waits=1000,
+        retry_wait_initial_s=0.01,
+        retry_wait_max_s=0.05,
+        **overrides,
+    )
+
+
+def runner_for(
+    services: Any, prefix: str, group: str, running: RunningEmulator, registry: SchemaRegistry, **governor: Any
+) -> SinkRunner:
+    return build_runner(
+        sink_settings(services, prefix, group, batch_size=governor.pop("batch_size", 200), metrics_port=free_port()),
+        salesforce_settings(running),
+        governor_settings=GovernorSettings(**governor),
+        registry=registry,
+        metrics=SinkMetrics(CollectorRegistry()),
+    )
+
+
+async def drain_sink(runner: SinkRunner, bootstrap: str, group: str, writes_topic: str, timeout_s: float = 60) -> None:
+    """Until the sink's results stopped growing for 3 s and its group committed every write."""
+    deadline = time.monotonic() + timeout_s
+    seen, since = -1, time.monotonic()
+    while True:
+        if runner.results != seen:
+            seen, since = runner.results, time.monotonic()
+        elif time.monotonic() - since >= 3 and caught_up(bootstrap, group, writes_topic):
+            return
+        assert time.monotonic() < deadline, (
+            f"sink not drained in {timeout_s:.0f}s: results {runner.results}, "
+            f"committed/end {group_offsets(bootstrap, group, writes_topic)}"
+        )
+        await asyncio.sleep(0.2)
