@@ -217,7 +217,6 @@ class SinkWorker:
         self.sink = sink
         self.settings = settings
         self.consumer = consumer
-        self.producer = producer
         self.decoder = decoder
         self.encoder = encoder
         self._on_parked = on_parked
@@ -236,6 +235,15 @@ class SinkWorker:
         self.batches = 0
 
     # -- construction with real clients ----------------------------------------------------
+    @property
+    def producer(self) -> Any:
+        """The producer the results go out on (replacing it replaces it for the results too)."""
+        return self._results.producer
+
+    @producer.setter
+    def producer(self, producer: Any) -> None:
+        self._results.producer = producer
+
     @classmethod
     def connect(
         cls, sink: Sink, *, settings: SinkSettings, on_parked: OnParked, registry: Any | None = None
