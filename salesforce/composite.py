@@ -79,7 +79,7 @@ def _results(data: object, offset: int, created_default: bool | None) -> list[Re
         if not isinstance(item, dict):
             raise UnexpectedResponse("collections: result item is not an object")
         success = bool(item.get("success"))
-        errors = [parse_error_body(400, e) for e in item.get("errors") or []]
+        errors = [parse_error_body(400, e, per_record=True) for e in item.get("errors") or []]
         created = item.get("created", created_default if success else None)
         results.append(RecordResult(offset + i, item.get("id"), success, created, errors))
     return results

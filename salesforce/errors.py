@@ -251,6 +251,8 @@ _SKIPPABLE_CODES = (
     "INVALID_FIELD_VALUE",
     "TOO_MANY_ENUM_VALUE",
     "DELETE_FAILED",
+    "CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY",  # a trigger, Flow or process failed on this record
+    "INACTIVE_OWNER_OR_USER",  # the record's owner (or a user it names) is inactive
 )
 
 _METADATA_CODES = (
@@ -388,8 +390,14 @@ def classify(
     *,
     fields: Sequence[str] = (),
     retry_after: float | None = None,
+    per_record: bool = False,
 ) -> SalesforceError:
     """Map one Salesforce error to an exception instance of the right kind.
+
+    ``per_record``: the error is one record's result in a collection or Bulk job. A permission code
+    there (``INSUFFICIENT_ACCESS_ON_CROSS_REFERENCE_ENTITY``: no access to the record it refers to)
+    concerns that record only, so it is a :class:`SalesforceRecordError` (parked) rather than the
+    :class:`PermissionDenied` it is for a whole call.
 
     Args:
         status: HTTP status of the response (400 for a collection item), 0 if none came back.
@@ -400,6 +408,8 @@ def classify(
     """
     rule = rule_for(status, error_code, message)
     code = error_code or f"HTTP_{status}"
+    if per_record and issubclass(rule.kind, PermissionDenied):
+        return SalesforceRecordError(message, error_code=code, fields=fields, status=status)
     if rule.kind is MultipleMatches:
         return MultipleMatches(message, status=status)
     if issubclass(rule.kind, SalesforceRetriableError):
@@ -408,12 +418,15 @@ def classify(
     return rule.kind(message, error_code=code, fields=fields, status=status)
 
 
-def parse_error_body(status: int, body: object, *, retry_after: float | None = None) -> SalesforceError:
+def parse_error_body(
+    status: int, body: object, *, retry_after: float | None = None, per_record: bool = False
+) -> SalesforceError:
     """Classify a parsed error body of any of Salesforce's shapes.
 
     ``[{"errorCode", "message", "fields"}]`` (REST), ``{"statusCode", "message", "fields"}``
-    (a collection item's error), ``{"error", "error_description"}`` (OAuth); anything else is
-    classified by status alone. When a REST body lists several errors the first one decides.
+    (a collection item's error: pass ``per_record``, see :func:`classify`), ``{"error",
+    "error_description"}`` (OAuth); anything else is classified by status alone. When a REST body
+    lists several errors the first one decides.
     """
     item: object = body[0] if isinstance(body, list) and body else body
     if isinstance(item, dict):
@@ -425,7 +438,9 @@ def parse_error_body(status: int, body: object, *, retry_after: float | None = N
         message = str(item.get("message") or "")
         raw_fields = item.get("fields") or []
         fields = [str(f) for f in raw_fields] if isinstance(raw_fields, list) else []
-        return classify(status, str(code) if code else None, message, fields=fields, retry_after=retry_after)
+        return classify(
+            status, str(code) if code else None, message, fields=fields, retry_after=retry_after, per_record=per_record
+        )
     text = body if isinstance(body, str) else ""
     return classify(status, None, text[:500] or f"HTTP {status}", retry_after=retry_after)
 
@@ -434,7 +449,7 @@ def parse_bulk_error(cell: str) -> SalesforceError:
     """Classify a Bulk API 2.0 ``sf__Error`` cell (``CODE:message:fields--``) as a 400 item error."""
     code, sep, rest = cell.partition(":")
     if not sep:
-        return classify(400, None, cell)
+        return classify(400, None, cell, per_record=True)
     fields: list[str] = []
     message = rest
     if rest.endswith("--"):
@@ -442,4 +457,4 @@ def parse_bulk_error(cell: str) -> SalesforceError:
         if colon:
             message = head
             fields = [f.strip() for f in tail.split(",") if f.strip()]
-    return classify(400, code.strip(), message, fields=fields)
+    return classify(400, code.strip(), message, fields=fields, per_record=True)

@@ -5,6 +5,8 @@
 - :meth:`FaultyOrg.lock` — answers ``UNABLE_TO_LOCK_ROW`` for the records of a sObject Collections
   write (create, update, upsert) that a test names, until :meth:`FaultyOrg.unlock`; those records
   never reach the org, the others of the same request do (a lock that never clears, on one record);
+  :meth:`FaultyOrg.refuse` does the same with another per-record error (a trigger or Flow that
+  fails, an inactive owner, no access to a referenced record);
 - :meth:`FaultyOrg.lose` — lets the next matching requests reach the org (which commits them) and
   answers ``503 SERVER_UNAVAILABLE`` instead of the org's answer (a commit whose answer was lost).
 
@@ -53,11 +55,18 @@ class FaultyOrg(httpx.AsyncBaseTransport):
     inner: httpx.AsyncBaseTransport
     sent: list[Sent] = field(default_factory=list)
     _locked: Callable[[Mapping[str, Any]], bool] | None = None
+    _refusal: dict[str, Any] = field(default_factory=lambda: dict(_LOCKED))
     _losses: list[_Loss] = field(default_factory=list)
 
     def lock(self, record: Callable[[Mapping[str, Any]], bool]) -> None:
         """Answer UNABLE_TO_LOCK_ROW for every collection-written record for which ``record(body)`` is true."""
+        self.refuse(record, "UNABLE_TO_LOCK_ROW", "unable to obtain exclusive access to this record")
+
+    def refuse(self, record: Callable[[Mapping[str, Any]], bool], code: str, message: str) -> None:
+        """Answer ``code`` (a per-record ``statusCode``) for every collection-written record for which
+        ``record(body)`` is true; the others of the request reach the org."""
         self._locked = record
+        self._refusal = {"success": False, "errors": [{"statusCode": code, "message": message}]}
 
     def unlock(self) -> None:
         """The lock clears: every record is written again."""
@@ -110,5 +119,5 @@ class FaultyOrg(httpx.AsyncBaseTransport):
                 return httpx.Response(response.status_code, content=response.content, request=request)
             results = list(orjson.loads(response.content))
         answers = iter(results)
-        merged = [_LOCKED if i in held else next(answers) for i in range(len(records))]
+        merged = [self._refusal if i in held else next(answers) for i in range(len(records))]
         return httpx.Response(200, json=merged, request=request)

@@ -87,6 +87,8 @@ EXPECTED: list[tuple[int, str | None, str, type[SalesforceError], object]] = [
     (400, "INVALID_FIELD_VALUE", "bad value", SalesforceRecordError, ANY),
     (400, "TOO_MANY_ENUM_VALUE", "too many", SalesforceRecordError, ANY),
     (400, "DELETE_FAILED", "cannot delete", SalesforceRecordError, ANY),
+    (400, "CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY", "trigger failed", SalesforceRecordError, ANY),
+    (400, "INACTIVE_OWNER_OR_USER", "inactive owner", SalesforceRecordError, ANY),
     (400, "INVALID_FIELD", "No such column 'foo' on sobject of type Bar", MetadataError, ANY),
     (400, "INVALID_TYPE", "sObject type 'XYZZY' is not supported.", MetadataError, ANY),
     (400, "INVALID_FIELD_FOR_INSERT_UPDATE", "Unable to create/update fields: IsDeleted.", MetadataError, ANY),
@@ -277,3 +279,24 @@ def test_tokens_never_reach_messages():
     assert token not in repr(error)
     assert "AR8AQAxo9" not in error.message
     assert redact("eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJ4In0.c2ln") == "[redacted]"
+
+
+@pytest.mark.parametrize(
+    "code",
+    ["CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY", "INACTIVE_OWNER_OR_USER", "INSUFFICIENT_ACCESS_ON_CROSS_REFERENCE_ENTITY"],
+)
+def test_a_collection_items_own_refusal_is_a_record_error_that_parks(code: str) -> None:
+    error = parse_error_body(400, {"statusCode": code, "message": "refused", "fields": []}, per_record=True)
+    assert isinstance(error, SalesforceRecordError)
+    assert error.error_code == code
+
+
+def test_a_permission_code_for_a_whole_call_still_stops_the_process() -> None:
+    error = parse_error_body(403, [{"errorCode": "INSUFFICIENT_ACCESS_ON_CROSS_REFERENCE_ENTITY", "message": "no"}])
+    assert isinstance(error, PermissionDenied)
+
+
+def test_a_bulk_rows_permission_refusal_concerns_that_row_only() -> None:
+    error = parse_bulk_error("INSUFFICIENT_ACCESS_ON_CROSS_REFERENCE_ENTITY:insufficient access rights:OwnerId--")
+    assert isinstance(error, SalesforceRecordError)
+    assert error.fields == ["OwnerId"]
