@@ -11,8 +11,13 @@ _TOKEN_SHAPES = (
 )
 
 
+_URL_CREDENTIALS = re.compile(r"(?i)(\b[a-z][a-z0-9+.\-]*://)[^/\s:@]+:[^/\s@]+@")
+
+
 def redact(text: str) -> str:
-    """``text`` with anything shaped like an access token, bearer header or JWT replaced."""
+    """``text`` with anything shaped like an access token, bearer header, JWT, or ``user:password@``
+    in a URL replaced by ``[redacted]``."""
+    text = _URL_CREDENTIALS.sub(r"\1[redacted]@", text)
     for shape in _TOKEN_SHAPES:
         text = shape.sub("[redacted]", text)
     return text

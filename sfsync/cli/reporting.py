@@ -13,20 +13,21 @@ from typing import ParamSpec, TypeVar
 import typer
 
 from sfsync.errors import SfsyncError
+from sfsync.redaction import redact
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
 def reported(func: Callable[P, R]) -> Callable[P, R]:
-    """Turn sfsync errors into one line on stderr and exit status 2 (Ctrl-C: 130)."""
+    """Turn sfsync errors into one line on stderr (secrets redacted) and exit status 2 (Ctrl-C: 130)."""
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return func(*args, **kwargs)
         except SfsyncError as exc:
-            typer.echo(f"error: {exc}", err=True)
+            typer.echo(f"error: {redact(str(exc))}", err=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)

@@ -10,6 +10,7 @@ from confluent_kafka.schema_registry import ConfigCompatibilityLevel, Schema, Sc
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from sfsync.errors import SchemaError, ServiceUnavailableError
+from sfsync.redaction import redact
 from sfsync.settings import RegistryConnection
 
 
@@ -30,7 +31,7 @@ class SchemaRegistry:
         }
         if username:
             conf["basic.auth.user.info"] = f"{username}:{password or ''}"
-        self.url = url
+        self.url = redact(url)  # what messages name: never the credentials a URL may carry
         self._client = SchemaRegistryClient(conf)
         self._by_id: dict[int, Any] = {}
 
