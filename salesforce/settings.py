@@ -11,9 +11,11 @@ replaced them (:data:`REMOVED`), rather than silently ignored.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import Any, Literal, Self
+from urllib.parse import urlsplit
 
 import httpx
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
@@ -46,6 +48,15 @@ _REQUIRED: dict[str, tuple[str, ...]] = {
     "password": ("client_id", "client_secret", "username", "password"),
     "access_token": ("access_token", "instance_url"),
 }
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class SalesforceSettings(BaseSettings):
@@ -96,13 +107,28 @@ class SalesforceSettings(BaseSettings):
     bulk_poll_max_s: float = Field(30.0, gt=0, le=600)
     bulk_timeout_s: float = Field(3600.0, gt=0)
 
-    @field_validator("login_url", "instance_url", "redirect_uri", "jwt_audience")
+    @field_validator("login_url", "instance_url", "redirect_uri")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
+        """https://, or http:// to this machine only (a local emulator): tokens never cross a network in clear."""
+        if value is None:
+            return None
+        if value.startswith("https://"):
+            return value.rstrip("/")
+        if value.startswith("http://"):
+            host = urlsplit(value).hostname or ""
+            if _is_loopback(host):
+                return value.rstrip("/")
+            raise ValueError(f"must use https:// (http:// only for a local emulator on this machine), got {value!r}")
+        raise ValueError(f"must start with https:// (or http:// for a local emulator), got {value!r}")
+
+    @field_validator("jwt_audience")
+    @classmethod
+    def _audience(cls, value: str | None) -> str | None:
         if value is None:
             return None
         if not value.startswith(("https://", "http://")):
-            raise ValueError(f"must start with https:// (or http:// for a local emulator), got {value!r}")
+            raise ValueError(f"must be a URL (the login server's), got {value!r}")
         return value.rstrip("/")
 
     @field_validator("api_version")

@@ -894,3 +894,19 @@ def test_public_api_is_curated():
     assert salesforce.__all__ == sorted(salesforce.__all__)
     assert all(hasattr(salesforce, name) for name in salesforce.__all__)
     assert isinstance(RequestLimitExceeded("x"), SalesforceRetriableError)
+
+
+@pytest.mark.parametrize("setting", ["login_url", "instance_url", "redirect_uri"])
+@pytest.mark.parametrize(
+    "url", ["http://login.salesforce.com", "http://acme.my.salesforce.com", "http://10.0.0.7:8443"]
+)
+def test_a_salesforce_url_in_clear_is_refused_unless_it_is_this_machine(setting, url):
+    given = {"auth_flow": "access_token", "access_token": "00Dx0000000BV7z!t", "instance_url": INSTANCE, setting: url}
+    with pytest.raises(ConfigError) as refused:
+        load_settings(**given)
+    assert any("https://" in p and url in p for p in refused.value.problems)
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:18443", "http://localhost:18443", "http://[::1]:18443"])
+def test_an_emulator_on_this_machine_may_be_reached_over_http(url):
+    assert settings(instance_url=url, login_url=url).instance_url == url
