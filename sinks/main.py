@@ -39,7 +39,7 @@ import orjson
 from sfsync.errors import Category, ConfigError, DeliveryError, Level, RetriableError, SfsyncError
 from sfsync.kafka.clients import TopicPartition
 from sfsync.ops.dlq import DeadLetterQueue
-from sfsync.ops.errorlog import ErrorLog, ErrorLogEntry, SourceRef, entry_for
+from sfsync.ops.errorlog import ErrorLog, ErrorLogEntry, SourceRef, entry_for, log_entry
 from sfsync.ops.metrics import MetricsServer, lag_of
 from sfsync.salesforce import (
     AuthenticationError,
@@ -211,7 +211,7 @@ class SinkRunner:
             self.error_log.record(entry)
         except SfsyncError as exc:
             log.warning("error log: could not record %s %s: %s", entry.category, entry.code, exc)
-        (log.info if entry.level is Level.INFO else log.warning)("%s", entry.one_line())
+        log_entry(log, entry)
 
     async def on_response(self, response: httpx.Response) -> None:
         path = response.request.url.path

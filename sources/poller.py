@@ -62,7 +62,7 @@ from sfsync.kafka.delivery import TransactionalProducer
 from sfsync.kafka.errors import ProducerFencedError
 from sfsync.kafka.reading import new_reader, read_partition
 from sfsync.mapping import MappingError, MappingFile, load_configured_mappings
-from sfsync.ops.errorlog import ErrorLog, ErrorLogEntry, entry_for
+from sfsync.ops.errorlog import ErrorLog, ErrorLogEntry, entry_for, log_entry
 from sfsync.retry import RetryPolicy
 from sfsync.salesforce import BudgetTracker, DailyLimitExceeded, SalesforceClient, SalesforceSettings
 from sfsync.salesforce.auth import AuthProvider
@@ -536,7 +536,7 @@ class Poller:
             self.error_log.record(entry)
         except SfsyncError as exc:
             log.warning("error log: could not record %s %s: %s", entry.category, entry.code, exc)
-        (log.info if entry.level is Level.INFO else log.warning)("%s", entry.one_line())
+        log_entry(log, entry)
 
     async def check_org(self) -> None:
         """:func:`check_org_with_retries` for every object of this poller's mappings (once per process).

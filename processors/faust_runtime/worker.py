@@ -8,7 +8,6 @@ closes what the app holds outside Faust, and turns the outcome into an exit stat
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import signal
 import sys
@@ -18,6 +17,7 @@ from typing import Any
 import faust
 
 from sfsync.errors import SfsyncError
+from sfsync.logs import configure as configure_logging
 
 __all__ = ["command_main", "run_faust_worker"]
 
@@ -55,7 +55,7 @@ def command_main(run: Callable[..., int], argv: Iterable[str] | None = None) -> 
     own start-up error, printed as one line)."""
 
     args = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging()
     try:
         code = run(max_seconds=float(args[0]) if args else None)
     except SfsyncError as exc:

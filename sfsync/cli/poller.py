@@ -13,12 +13,12 @@ every such problem listed. Governor pauses and retried Salesforce errors go to `
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Annotated
 
 import typer
 
 from sfsync.cli.reporting import reported
+from sfsync.logs import configure as configure_logging
 
 
 @reported
@@ -37,7 +37,7 @@ def poller(
     from sfsync.sources.poller import run_poller
     from sfsync.sources.settings import load_source_settings
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging()
     source_settings = load_source_settings()
     salesforce_settings = load_settings()
     governor_settings = load_governor_settings()

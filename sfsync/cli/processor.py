@@ -8,13 +8,13 @@ reads it), ``KAFKA_BOOTSTRAP_SERVERS`` / ``SCHEMA_REGISTRY_URL`` / ``SFSYNC_TOPI
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Annotated
 
 import typer
 
 from sfsync.cli.reporting import reported
+from sfsync.logs import configure as configure_logging
 
 MaxSeconds = Annotated[
     float | None,
@@ -25,7 +25,7 @@ MaxSeconds = Annotated[
 def run_worker(what: str, run: Callable[[], int]) -> None:
     """Run a Faust worker (``run`` loads its settings, runs it and returns its exit status) with logs on
     stderr; a non-zero status ends the command with it."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging()
     code = run()
     if code != 0:
         typer.echo(f"error: {what} stopped with status {code} (see the log above)", err=True)

@@ -8,12 +8,12 @@ Settings come from the environment: ``SFSYNC_SINK_*`` (batching, Kafka group, me
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Annotated
 
 import typer
 
 from sfsync.cli.reporting import reported
+from sfsync.logs import configure as configure_logging
 
 
 @reported
@@ -32,7 +32,7 @@ def sink(
     from sfsync.sinks.main import run_sink
     from sfsync.sinks.settings import load_sink_settings
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging()
     sink_settings = load_sink_settings()
     salesforce_settings = load_settings()
     governor_settings = load_governor_settings()

@@ -13,6 +13,7 @@ Messages are redacted (tokens, bearer headers, JWTs, URL credentials) before the
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -136,16 +137,17 @@ class ErrorLogEntry:
             occurred_at=occurred,
         )
 
-    def one_line(self) -> str:
-        """A log line: time, level, category, code, where, message."""
+    def one_line(self, *, with_record: bool = True) -> str:
+        """A log line: time, level, category, code, where, message. ``with_record=False`` leaves out
+        the record key and Salesforce id (a key may hold a member's email); the Kafka coordinates stay."""
+        record = (("key", self.record_key), ("id", self.salesforce_id)) if with_record else ()
         where = [
             f"{name}={val}"
             for name, val in (
                 ("mapping", self.mapping),
                 ("sobject", self.sobject),
                 ("field", self.field),
-                ("key", self.record_key),
-                ("id", self.salesforce_id),
+                *record,
                 ("component", self.details.get("component")),
             )
             if val
@@ -291,6 +293,15 @@ def rate_limit_pause(
 
 
 # ---------------------------------------------------------------------- publishing
+def log_entry(logger: logging.Logger, entry: ErrorLogEntry) -> None:
+    """Log ``entry`` as the process's own line: INFO entries without the record (no personal data at
+    INFO), the others at WARNING with it."""
+    if entry.level is Level.INFO:
+        logger.info("%s", entry.one_line(with_record=False))
+    else:
+        logger.warning("%s", entry.one_line())
+
+
 class ErrorLog:
     """Publishes :class:`ErrorLogEntry` records to ``<prefix>sfsync.errors``.
 
