@@ -9,12 +9,18 @@ import fastavro
 from confluent_kafka.schema_registry import ConfigCompatibilityLevel, Schema, SchemaRegistryClient, ServerConfig
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
-from sfsync.errors import SchemaError, ServiceUnavailableError
+from sfsync.errors import SchemaError, ServiceUnavailableError, SfsyncError, SkippableRecordError
 from sfsync.redaction import redact
 from sfsync.settings import RegistryConnection
 
 
 # ---------------------------------------------------------------------- registry
+class UnknownSchemaError(SkippableRecordError):
+    """A record names a schema id the registry does not have: that record is parked, the stream goes on."""
+
+    default_code = "UNKNOWN_SCHEMA_ID"
+
+
 class SchemaRegistry:
     """A Confluent-compatible registry (Apicurio's ccompat API here). Errors become sfsync's."""
 
@@ -35,11 +41,14 @@ class SchemaRegistry:
         self._client = SchemaRegistryClient(conf)
         self._by_id: dict[int, Any] = {}
 
-    def _call(self, what: str, func: Any, *args: Any) -> Any:
+    def _call(self, what: str, func: Any, *args: Any, not_found: SfsyncError | None = None) -> Any:
+        """``func(*args)`` with the registry's errors as sfsync's; a 404 raises ``not_found`` when given."""
 
         try:
             return func(*args)
         except SchemaRegistryError as exc:
+            if exc.http_status_code == 404 and not_found is not None:
+                raise not_found from exc
             if exc.http_status_code == 409:
                 raise SchemaError(f"registry refused {what}: not compatible ({exc.error_message})") from exc
             if exc.http_status_code in (422, 400):
@@ -111,10 +120,21 @@ class SchemaRegistry:
         )
 
     def writer_schema(self, schema_id: int) -> Any:
-        """The parsed writer schema of ``schema_id`` (fetched once, then cached)."""
+        """The parsed writer schema of ``schema_id`` (fetched once, then cached).
+
+        Raises:
+            UnknownSchemaError: the registry has no such id (the record is bad, not the registry).
+            ServiceUnavailableError: the registry did not answer.
+        """
         parsed = self._by_id.get(schema_id)
         if parsed is None:
-            schema = self._call(f"fetching schema id {schema_id}", self._client.get_schema, schema_id)
+            unknown = UnknownSchemaError(
+                f"schema id {schema_id} is not in the registry at {self.url}: the record was not written "
+                "through it (another registry, or bytes that only look like Confluent's wire format)"
+            )
+            schema = self._call(
+                f"fetching schema id {schema_id}", self._client.get_schema, schema_id, not_found=unknown
+            )
             parsed = fastavro.parse_schema(json.loads(schema.schema_str))
             self._by_id[schema_id] = parsed
         return parsed
