@@ -194,6 +194,16 @@ async def log_error_entry(entry: ErrorEntry) -> None:
     )
 
 
+REQUIRED_WRITE_FIELDS = ("key", "sobject", "write_id")
+"""What the sink cannot do without: a Write lacking one (a record of another schema or producer) is parked."""
+
+
+class MalformedWriteError(SkippableRecordError):
+    """A record of ``sfsync.writes`` that decodes, but is not a Write the sink can carry out."""
+
+    default_code = "MALFORMED_WRITE"
+
+
 class SinkWorker:
     """Runs the sink over a consumer and a producer: a :class:`~sfsync.kafka.clients.KafkaConsumer` and a
     confluent-kafka producer (:meth:`connect`), or fakes with the same methods.
@@ -369,6 +379,9 @@ class SinkWorker:
             name, decoded = self.decoder.decode(value)
             if name != "Write":
                 raise SkippableRecordError(f"{coords['topic']} carries {name}, not Write")
+            missing = [f for f in REQUIRED_WRITE_FIELDS if not isinstance(decoded.get(f), str) or not decoded[f]]
+            if missing:
+                raise MalformedWriteError(f"a Write without {', '.join(missing)} (written by another producer?)")
         except SkippableRecordError as error:
             key = coords["key"].decode(errors="replace") if isinstance(coords["key"], bytes) else ""
             await self._on_parked(IncomingWrite(write={"key": key, "mapping": ""}, **coords), error)

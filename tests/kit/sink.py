@@ -30,17 +30,20 @@ from sfsync.sinks.contract import BatchOutcome, ErrorEntry, IncomingWrite
 from sfsync.sinks.settings import SinkSettings
 from sfsync.sinks.writer import SalesforceSink
 from tests.kit.clock import EpochClock
+from tests.kit.kafka import FakeMessage
 
 __all__ = [
     "INSTANCE",
     "T0",
     "TOPIC",
+    "ByKey",
     "Harness",
     "Recorder",
     "campaign",
     "fv",
     "make_sink",
     "member",
+    "message",
     "registration",
     "write",
 ]
@@ -219,3 +222,22 @@ def registration(event: str, email: str, status: str = "registered", n: int = 0)
         },
         n=n,
     )
+
+
+def message(write: dict[str, Any], partition: int, offset: int) -> FakeMessage:
+    """A record of ``sfsync.writes`` whose value is its key (``ByKey`` decodes it back to ``write``)."""
+    key = write["key"].encode()
+    return FakeMessage(value=key, key=key, topic=TOPIC, partition=partition, offset=offset)
+
+
+@dataclass
+class ByKey:
+    """Decodes the fake value (the record key) back to its Write; encodes a result as its key."""
+
+    writes: dict[bytes, dict[str, Any]]
+
+    def decode(self, data: bytes) -> tuple[str, dict[str, Any]]:
+        return "Write", self.writes[data]
+
+    def encode(self, record_name: str, value: Any) -> bytes:
+        return str(value["key"]).encode()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from typing import Any
 
 from sfsync.emulator.server import build
@@ -11,26 +10,7 @@ from sfsync.sinks.contract import IncomingWrite
 from sfsync.sinks.loop import SinkWorker
 from sfsync.sinks.settings import SinkSettings
 from tests.kit import FakeConsumer, FakeMessage, FakeProducer
-from tests.kit.sink import TOPIC, Recorder, campaign, make_sink, member, registration
-
-
-def message(write: dict[str, Any], partition: int, offset: int) -> FakeMessage:
-    """A record of ``sfsync.writes`` whose value is its key (``ByKey`` decodes it back to ``write``)."""
-    key = write["key"].encode()
-    return FakeMessage(value=key, key=key, topic=TOPIC, partition=partition, offset=offset)
-
-
-@dataclass
-class ByKey:
-    """Decodes the fake value (the record key) back to its Write; encodes a result as its key."""
-
-    writes: dict[bytes, dict[str, Any]]
-
-    def decode(self, data: bytes) -> tuple[str, dict[str, Any]]:
-        return "Write", self.writes[data]
-
-    def encode(self, record_name: str, value: Any) -> bytes:
-        return str(value["key"]).encode()
+from tests.kit.sink import ByKey, Recorder, campaign, make_sink, member, message, registration
 
 
 async def run_worker(
