@@ -80,7 +80,6 @@ class ResultEncoder(Protocol):
 def write_decoder(registry: SchemaRegistry) -> AvroDecoder:
     """The sink's decoder of ``sfsync.writes``: timestamps stay epoch milliseconds (``updated_at``,
     ``source.occurred_at``), which is what the sink computes with, instead of datetimes made per value."""
-
     return AvroDecoder(registry, logical_types=False)
 
 
@@ -108,7 +107,6 @@ class WriteResultEncoder:
     """
 
     def __init__(self, avro: AvroEncoder) -> None:
-
         self.avro = avro
         named: dict[str, Any] = {}
         collect_named(avro.schema.schema, named)
@@ -263,7 +261,6 @@ class SinkWorker:
         Raises:
             ConfigError: the Kafka settings are invalid.
         """
-
         if registry is None:
             registry = SchemaRegistry.from_settings(settings)
         base = settings.kafka_client_config()

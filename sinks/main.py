@@ -371,7 +371,6 @@ def build_runner(
         ConfigError: settings that do not fit together (every problem at once), or Kafka settings
             librdkafka refuses (a client could not be built).
     """
-
     owned = registry is None
     gs = governor_settings if governor_settings is not None else load_governor_settings()
     problems = []

@@ -69,7 +69,6 @@ class SourceMetrics:
 
     def serve(self, port: int, addr: str = "0.0.0.0") -> MetricsServer:  # noqa: S104 - a pod's metrics port
         """Serve ``/metrics`` on ``addr:port`` (0: any free port) in a daemon thread."""
-
         try:
             server, thread = start_http_server(port, addr, registry=self.registry)
         except OSError as exc:

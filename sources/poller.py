@@ -460,7 +460,6 @@ class Poller:
         metrics: SourceMetrics | None = None,
         after_page: Callable[[str, int], None] | None = None,
     ) -> None:
-
         self.settings = settings
         mappings = mappings if mappings is not None else load_configured_mappings()
         self.mappings = mappings

@@ -1,20 +1,31 @@
-"""The one way sfsync builds a ``faust.App``: its settings, the broker, and the patched table manager.
+"""The one way sfsync builds a ``faust.App`` and what it works with.
 
 Both processors build their app here, so a Faust option means the same in each, and every app
 recovers its tables with :class:`~sfsync.processors.faust_runtime.recovery.SeekFirstTableManager`.
+:func:`surroundings` is the rest every app needs before its agents: its topics created, the
+registry, the mapping file, the DLQ.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import faust
 
+from sfsync.kafka.admin import ensure_topics
+from sfsync.mapping import MappingFile, load_configured_mappings
+from sfsync.ops.dlq import DeadLetterQueue
 from sfsync.processors.faust_runtime.connection import broker_credentials, broker_urls
 from sfsync.processors.faust_runtime.recovery import SeekFirstTableManager
 from sfsync.processors.faust_runtime.settings import FaustAppSettings
+from sfsync.serde.codec import AvroEncoder
+from sfsync.serde.registry import SchemaRegistry
+from sfsync.serde.schema import load_topic_schema
+from sfsync.topics import TopicSpec
 
-__all__ = ["new_app"]
+__all__ = ["Surroundings", "new_app", "surroundings"]
 
 
 def new_app(settings: FaustAppSettings, *, topic_partitions: int, **options: Any) -> faust.App:
@@ -45,3 +56,49 @@ def new_app(settings: FaustAppSettings, *, topic_partitions: int, **options: Any
         TableManager=SeekFirstTableManager,  # no record lost when a (re)start recovers the tables
         **options,
     )
+
+
+@dataclass(frozen=True)
+class Surroundings:
+    """What an app works with besides Faust (see :func:`surroundings`)."""
+
+    prefix: str
+    kafka: dict[str, Any]
+    registry: SchemaRegistry
+    mappings: MappingFile
+    dlq: DeadLetterQueue
+    register_schemas: bool
+
+    def encoder(self, spec: TopicSpec) -> AvroEncoder:
+        """An encoder for ``spec``'s topic (its schema registered if the settings say so)."""
+        return AvroEncoder(
+            self.registry, spec.name(self.prefix), load_topic_schema(spec.base), register=self.register_schemas
+        )
+
+
+def surroundings(
+    settings: FaustAppSettings,
+    *,
+    component: str,
+    topics: Iterable[TopicSpec],
+    registry: SchemaRegistry | None = None,
+    mappings: MappingFile | None = None,
+) -> Surroundings:
+    """``topics`` created where missing, the registry and the mapping file (the settings' ones unless
+    given) and a DLQ that names ``component`` in its records' context.
+
+    Raises:
+        ConfigError / MappingError: invalid mapping settings or an invalid mapping file.
+        ServiceUnavailableError: Kafka or the registry did not answer.
+    """
+    if mappings is None:
+        mappings = load_configured_mappings()
+    if registry is None:
+        registry = SchemaRegistry.from_settings(settings)
+    prefix = settings.topic_prefix
+    kafka = settings.kafka_client_config()
+    ensure_topics(kafka, tuple(topics), prefix)
+    dlq = DeadLetterQueue(
+        kafka, prefix=prefix, component=component, delivery_timeout_s=settings.producer_flush_timeout_s
+    )
+    return Surroundings(prefix, kafka, registry, mappings, dlq, settings.register_schemas)

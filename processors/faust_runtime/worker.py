@@ -29,7 +29,6 @@ def run_faust_worker(
 
     Installs signal handlers: call it in the process's main thread. ``closers`` run afterwards, in
     order, whatever happened (producers outside Faust, the metrics server...)."""
-
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     worker = faust.Worker(app, loop=loop, loglevel=loglevel, override_logging=False, quiet=True)
@@ -53,7 +52,6 @@ def run_faust_worker(
 def command_main(run: Callable[..., int], argv: Iterable[str] | None = None) -> None:
     """``python -m <module> [max_seconds]``: log to stderr, run, exit with the status (2: sfsync's
     own start-up error, printed as one line)."""
-
     args = list(sys.argv[1:] if argv is None else argv)
     configure_logging()
     try:

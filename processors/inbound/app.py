@@ -53,21 +53,19 @@ from typing import Any, NamedTuple
 import faust
 from prometheus_client import CollectorRegistry
 
-from sfsync.kafka.admin import ensure_topics
-from sfsync.mapping import MappingFile, load_configured_mappings
+from sfsync.mapping import MappingFile
 from sfsync.ops.dlq import DeadLetterQueue, OriginalRecord
 from sfsync.processors.faust_runtime.changelogs import ensure_changelogs
 from sfsync.processors.faust_runtime.connection import raw_topic
-from sfsync.processors.faust_runtime.factory import new_app
+from sfsync.processors.faust_runtime.factory import new_app, surroundings
 from sfsync.processors.faust_runtime.parking import original_record, park_all
 from sfsync.processors.faust_runtime.recovery import install_snapshot_consumer
 from sfsync.processors.faust_runtime.worker import command_main, run_faust_worker
 from sfsync.processors.inbound.metrics import InboundMetrics
 from sfsync.processors.inbound.processor import EchoHold, InboundHandled, InboundProcessor, ResultsProgress
 from sfsync.processors.inbound.settings import InboundProcessorSettings, load_inbound_settings
-from sfsync.serde.codec import AvroDecoder, AvroEncoder
+from sfsync.serde.codec import AvroDecoder
 from sfsync.serde.registry import SchemaRegistry
-from sfsync.serde.schema import load_topic_schema
 from sfsync.topics import CHANGES, DLQ, MEMBERS_INBOUND, RESULTS, SALESFORCE_EDITS
 
 __all__ = ["COMPONENT", "build_inbound_app", "run_inbound"]
@@ -109,39 +107,25 @@ def _build(
     metrics: InboundMetrics | None = None,
 ) -> _Built:
     """The app and what it holds; ``metrics`` default to a private registry (served by :func:`run_inbound`)."""
-
     if metrics is None:
         metrics = InboundMetrics(CollectorRegistry())
 
-    if mappings is None:
-        mappings = load_configured_mappings()
-    if registry is None:
-        registry = SchemaRegistry.from_settings(settings)
-    prefix = settings.topic_prefix
-    kafka = settings.kafka_client_config()
-    ensure_topics(kafka, (RESULTS, CHANGES, MEMBERS_INBOUND, SALESFORCE_EDITS, DLQ), prefix)
-    encoder = AvroEncoder(
-        registry,
-        MEMBERS_INBOUND.name(prefix),
-        load_topic_schema(MEMBERS_INBOUND.base),
-        register=settings.register_schemas,
+    env = surroundings(
+        settings,
+        component=COMPONENT,
+        topics=(RESULTS, CHANGES, MEMBERS_INBOUND, SALESFORCE_EDITS, DLQ),
+        registry=registry,
+        mappings=mappings,
     )
+    prefix, kafka, registry, mappings, dlq = env.prefix, env.kafka, env.registry, env.mappings, env.dlq
     processor = InboundProcessor(
         AvroDecoder(registry),
-        encoder,
+        env.encoder(MEMBERS_INBOUND),
         mappings,
         metrics=metrics,
         writers=set(settings.writer_user_ids),
         hold_ms=int(settings.echo_hold_s * 1000),
-        edits_encoder=AvroEncoder(
-            registry,
-            SALESFORCE_EDITS.name(prefix),
-            load_topic_schema(SALESFORCE_EDITS.base),
-            register=settings.register_schemas,
-        ),
-    )
-    dlq = DeadLetterQueue(
-        kafka, prefix=prefix, component=COMPONENT, delivery_timeout_s=settings.producer_flush_timeout_s
+        edits_encoder=env.encoder(SALESFORCE_EDITS),
     )
     app = new_app(
         settings,

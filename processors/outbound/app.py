@@ -53,13 +53,12 @@ import faust
 from prometheus_client import CollectorRegistry
 
 from sfsync.errors import SkippableRecordError
-from sfsync.kafka.admin import ensure_topics
-from sfsync.mapping import MappingFile, load_configured_mappings
+from sfsync.mapping import MappingFile
 from sfsync.ops.dlq import DeadLetterQueue, Stage
 from sfsync.processors.faust_runtime.changelogs import ensure_changelogs
 from sfsync.processors.faust_runtime.commit import CoalescedTable, install_before_commit
 from sfsync.processors.faust_runtime.connection import raw_topic
-from sfsync.processors.faust_runtime.factory import new_app
+from sfsync.processors.faust_runtime.factory import new_app, surroundings
 from sfsync.processors.faust_runtime.parking import Parked, message_headers, original_record, park_all
 from sfsync.processors.faust_runtime.worker import command_main, run_faust_worker
 from sfsync.processors.outbound.edits import learn_edit
@@ -67,9 +66,8 @@ from sfsync.processors.outbound.metrics import LagProbe, ProcessorMetrics
 from sfsync.processors.outbound.processor import Processor, TableIdentity, identity_of_result, send_writes
 from sfsync.processors.outbound.settings import ProcessorSettings, load_processor_settings
 from sfsync.processors.outbound.writes import WritesProducer
-from sfsync.serde.codec import AvroDecoder, AvroEncoder
+from sfsync.serde.codec import AvroDecoder
 from sfsync.serde.registry import SchemaRegistry
-from sfsync.serde.schema import load_topic_schema
 from sfsync.topics import DLQ, PRODUCT_TOPICS, RESULTS, SALESFORCE_EDITS, WRITES, TopicSpec
 
 __all__ = ["COMPONENT", "build_app", "run_processor"]
@@ -83,7 +81,6 @@ COMPONENT = "processors.OutboundProcessor"
 # ---------------------------------------------------------------------- the Faust app
 def _coalesced_table(app: Any, name: str, partitions: int) -> Any:
     """``app.Table(name, ...)`` as a :class:`~.commit.CoalescedTable` (record key -> value, None: unknown)."""
-
     table = CoalescedTable(app, name=name, default=None, key_type=str, partitions=partitions, beacon=app.tables.beacon)
     return app.tables.add(table)
 
@@ -124,23 +121,19 @@ def _build(
     metrics: ProcessorMetrics | None = None,
 ) -> _Built:
     """The app and what it holds; ``metrics`` default to a private registry (served by :func:`run_processor`)."""
-
     if metrics is None:
         metrics = ProcessorMetrics(CollectorRegistry())
 
-    if mappings is None:
-        mappings = load_configured_mappings()
-    if registry is None:
-        registry = SchemaRegistry.from_settings(settings)
-    prefix = settings.topic_prefix
-    kafka = settings.kafka_client_config()
-    ensure_topics(kafka, (*PRODUCT_TOPICS, WRITES, RESULTS, SALESFORCE_EDITS, DLQ), prefix)
-    encoder = AvroEncoder(
-        registry, WRITES.name(prefix), load_topic_schema(WRITES.base), register=settings.register_schemas
+    env = surroundings(
+        settings,
+        component=COMPONENT,
+        topics=(*PRODUCT_TOPICS, WRITES, RESULTS, SALESFORCE_EDITS, DLQ),
+        registry=registry,
+        mappings=mappings,
     )
-    processor = Processor(AvroDecoder(registry), encoder, mappings, external_ids=external_ids, metrics=metrics)
-    dlq = DeadLetterQueue(
-        kafka, prefix=prefix, component=COMPONENT, delivery_timeout_s=settings.producer_flush_timeout_s
+    prefix, kafka, registry, mappings, dlq = env.prefix, env.kafka, env.registry, env.mappings, env.dlq
+    processor = Processor(
+        AvroDecoder(registry), env.encoder(WRITES), mappings, external_ids=external_ids, metrics=metrics
     )
     app = new_app(
         settings,

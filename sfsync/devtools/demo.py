@@ -199,7 +199,6 @@ def _signal_group(child: Child, sig: signal.Signals) -> None:
 
 def port_or_free(preferred: int) -> int:
     """``preferred`` when nothing listens there, else a free port."""
-
     return preferred if not port_in_use("127.0.0.1", preferred) else free_port()
 
 
@@ -295,7 +294,6 @@ def create_changelogs(kafka_config: Mapping[str, Any], children: Sequence[Child]
     """Create the Faust apps' table changelog topics before the apps start (as
     :mod:`sfsync.processors.faust_runtime.changelogs` does for one app: a lazily created changelog can
     be missing from the worker's first assignment)."""
-
     run = prefix.rstrip(".")
     specs = [
         TopicSpec(f"{run}.{child.name}-{table}-changelog", "table key", partitions=partitions, config=compact)
@@ -308,7 +306,6 @@ def create_changelogs(kafka_config: Mapping[str, Any], children: Sequence[Child]
 
 def inbound_app_present() -> bool:
     """Whether the inbound processor exists in this checkout (the demo wires it when it does)."""
-
     return importlib.util.find_spec("sfsync.processors.inbound.app") is not None
 
 
@@ -376,7 +373,6 @@ class Reader(_Watcher):
         self.observed = observed
 
     def work(self) -> None:
-
         consumer = new_consumer(self.kafka_config, f"{self.prefix}demo-reader", options={"log_level": 0})
         topics = [spec.name(self.prefix) for spec in (RESULTS, MEMBERS_INBOUND, CHANGES, ERRORS)]
         try:
@@ -427,7 +423,6 @@ class Sampler(_Watcher):
         self.lag: dict[str, int | None] = {}
 
     def work(self) -> None:
-
         run = self.prefix.rstrip(".")
         groups = {
             "processor": (f"{run}.processor", [s.name(self.prefix) for s in PRODUCT_TOPICS]),
@@ -471,7 +466,6 @@ class SalesReps:
     """Edits Contacts and Campaigns as the org's sales rep, through the emulator's admin API."""
 
     def __init__(self, org: RunningEmulator, seed: int) -> None:
-
         self.org = org
         self.http = httpx.Client(base_url=org.base_url, timeout=10.0)
         self.rng = random.Random(seed)  # noqa: S311 - a simulation, not cryptography
@@ -479,7 +473,6 @@ class SalesReps:
 
     def edit(self, sobject: str, eligible: Callable[[Mapping[str, Any]], bool] = lambda _row: True) -> RepEdit | None:
         """One edit of an ``eligible`` record sfsync synced (None when there is none yet)."""
-
         edited = {e.record_id for e in self.edits}
         rows = [r for r in self.org.emulator.store.rows(sobject) if r["Id"] not in edited and eligible(r)]
         if not rows:
@@ -723,7 +716,6 @@ def _new_prefix() -> str:
 
 
 def _run(state: _Run) -> DemoReport:
-
     options, echo = state.options, state.echo
     prefix = _new_prefix()
 
@@ -849,7 +841,6 @@ def _caught_up(sampler: Sampler) -> bool:
 
 def _wait_ready(children: Sequence[Child], timeout_s: float = 90.0) -> None:
     """Until every child serves /metrics (it has read its settings and connected), or one stopped."""
-
     pending = list(children)
     deadline = time.monotonic() + timeout_s
     with httpx.Client(timeout=1.0) as http:
@@ -967,7 +958,6 @@ def _report(
     kafka_config: Mapping[str, Any],
     registry_url: str,
 ) -> DemoReport:
-
     assert state.org is not None
     assert state.reps is not None
     metrics, _ = sampler.snapshot()

@@ -23,7 +23,6 @@ Samples = list[tuple[str, dict[str, str], float]]
 
 def parse_metrics(text: str) -> Samples:
     """The samples of a Prometheus text exposition (an empty or unreadable one has none)."""
-
     try:
         return [
             (s.name, dict(s.labels), float(s.value)) for f in text_string_to_metric_families(text) for s in f.samples

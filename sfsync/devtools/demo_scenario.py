@@ -68,7 +68,6 @@ def bad_records(sim: CommunitySimulator, now: dt.datetime, member_id: str | None
     The too-long title is only refused if it is the last value of the Contact in the sink's batch
     (writes to one record merge in order): the caller picks a member whose Contact exists and
     sends nothing more for them."""
-
     first = sim.members[member_id or sim.member_ids[0]].profile
     author = sim.members[sim.member_ids[min(1, len(sim.member_ids) - 1)]].ref()
     envelope: dict[str, Any] = {"workspace_id": sim.workspace_id, "occurred_at": now}

@@ -320,7 +320,6 @@ class ErrorLog:
         metrics: ErrorCounter | None = None,
         delivery_timeout_s: float = 30.0,
     ) -> None:
-
         self.topic = ERRORS.name(prefix)
         self._metrics = metrics
         self._encoder = AvroEncoder(registry, self.topic, load_topic_schema(ERRORS.base), register=register)
@@ -385,7 +384,6 @@ def tail(
     ``follow`` the iterator ends at the end of the log as it was when called; with it, it waits
     for new entries until ``stop()`` returns True. Never joins or commits a consumer group.
     """
-
     wanted = Category(category) if category is not None else None
     decoder = AvroDecoder(registry)
     for msg in read_messages(kafka_config, ERRORS.name(prefix), last=last, follow=follow, poll_s=poll_s, stop=stop):

@@ -58,7 +58,6 @@ def serve_registry(registry: CollectorRegistry, port: int, addr: str = "0.0.0.0"
     Raises:
         FatalError: the port cannot be bound.
     """
-
     try:
         server, thread = start_http_server(port, addr, registry=registry)
     except OSError as exc:

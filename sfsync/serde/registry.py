@@ -27,7 +27,6 @@ class SchemaRegistry:
     def __init__(
         self, url: str, *, timeout_s: float = 5.0, username: str | None = None, password: str | None = None
     ) -> None:
-
         conf: dict[str, Any] = {
             "url": url,
             "timeout": timeout_s,
@@ -43,7 +42,6 @@ class SchemaRegistry:
 
     def _call(self, what: str, func: Any, *args: Any, not_found: SfsyncError | None = None) -> Any:
         """``func(*args)`` with the registry's errors as sfsync's; a 404 raises ``not_found`` when given."""
-
         try:
             return func(*args)
         except SchemaRegistryError as exc:
@@ -93,14 +91,12 @@ class SchemaRegistry:
 
     def register(self, subject: str, schema_str: str) -> int:
         """Register (or find) ``schema_str`` under ``subject``; the registry enforces compatibility."""
-
         return int(
             self._call(f"registering {subject}", self._client.register_schema, subject, Schema(schema_str, "AVRO"))
         )
 
     def is_compatible(self, subject: str, schema_str: str) -> bool:
         """Whether ``schema_str`` may be registered under ``subject`` (True when the subject is new)."""
-
         try:
             return bool(self._client.test_compatibility(subject, Schema(schema_str, "AVRO")))
         except SchemaRegistryError as exc:
@@ -111,7 +107,6 @@ class SchemaRegistry:
             raise ServiceUnavailableError(f"schema registry at {self.url} did not answer") from exc
 
     def set_compatibility(self, subject: str, level: str) -> None:
-
         self._call(
             f"setting compatibility of {subject}",
             self._client.set_config,
