@@ -281,7 +281,10 @@ def run_processor(
         closers.append(server.stop)
     code = run_faust_worker(app, max_seconds=max_seconds, loglevel=loglevel, closers=closers)
     c = processor.counts
-    log.info("events %d  writes %d  stale %d  parked %d", c["events"], c["writes"], c["stale"], c["parked"])
+    log.info(
+        "events %d  writes %d  stale %d  parked %d  unmapped %d",
+        c["events"], c["writes"], c["stale"], c["parked"], c["unmapped"],
+    )  # fmt: skip
     return code
 
 

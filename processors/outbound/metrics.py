@@ -10,6 +10,7 @@ injected (tests do); :meth:`ProcessorMetrics.serve` exposes ``/metrics`` over HT
 name                                           kind       labels
 =============================================  =========  ===================================
 sfsync_processor_events_in_total               counter    event_type (``unknown``: undecodable)
+sfsync_processor_events_unmapped_total         counter    event_type (no enabled mapping acts on it)
 sfsync_processor_writes_planned_total          counter    sobject (sent to ``sfsync.writes``)
 sfsync_processor_stale_writes_dropped_total    counter    sobject (older than the record's clock)
 sfsync_processor_dlq_records_total             counter    stage (VALUE_CONVERTER, TRANSFORMATION, KAFKA_PRODUCE)
@@ -59,6 +60,12 @@ class ProcessorMetrics:
         r = self.registry
         self.events_in = Counter(
             "sfsync_processor_events_in_total", "Product records consumed, by event type.", ["event_type"], registry=r
+        )
+        self.events_unmapped = Counter(
+            "sfsync_processor_events_unmapped_total",
+            "Product records of a type no enabled mapping acts on (they cause no write), by event type.",
+            ["event_type"],
+            registry=r,
         )
         self.writes_planned = Counter(
             "sfsync_processor_writes_planned_total",
@@ -114,6 +121,10 @@ class ProcessorMetrics:
                 child = self._stale[sobject] = self.stale_writes.labels(sobject=sobject)
             child.inc()
         self.planning.observe(seconds if seconds > 0.0 else 0.0)
+
+    def unmapped(self, event_type: str) -> None:
+        """One product record of a type no enabled mapping acts on."""
+        self.events_unmapped.labels(event_type=event_type).inc()
 
     def parked(self, stage: str) -> None:
         self.dlq_records.labels(stage=str(stage)).inc()

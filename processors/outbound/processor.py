@@ -9,6 +9,10 @@ r"""The outbound processor's work, without Kafka: one product record in, the wri
    ``record_clock``: record key -> field -> ``updated_at``), so a late event never overwrites newer values;
 4. encodes what is left for ``sfsync.writes`` (keyed by the write's record key).
 
+An event of a type no enabled mapping acts on causes no write, and is never dropped silently: it is
+counted (``counts["unmapped"]``, ``sfsync_processor_events_unmapped_total``) and the first one of each
+type is logged at WARNING with what to do about it.
+
 A record that cannot be decoded, a mapping that cannot evaluate the event (a plan's rejects) and a
 write that does not fit its schema come back as :class:`~sfsync.processors.faust_runtime.parking.Parked`
 records with the original bytes and why; the other writes of the event still go out. A write Kafka
@@ -122,14 +126,38 @@ class Processor:
     """``encode_checked("Write", dict) -> bytes``: :class:`~sfsync.serde.codec.AvroEncoder` for sfsync.writes."""
     mappings: MappingFile
     external_ids: Collection[str] | None = None
-    counts: dict[str, int] = field(default_factory=lambda: {"events": 0, "writes": 0, "stale": 0, "parked": 0})
+    counts: dict[str, int] = field(
+        default_factory=lambda: {"events": 0, "writes": 0, "stale": 0, "parked": 0, "unmapped": 0}
+    )
     metrics: ProcessorMetrics | None = None
     """Observes each record handled (type, writes sent, stale writes, time); None: counts only."""
     unclocked: frozenset[str] = field(init=False)
     """:func:`per_event_mappings`: their writes skip the clock."""
+    unmapped: dict[str, int] = field(init=False, default_factory=dict)
+    """Per event type no enabled mapping acts on: how many such events were read."""
 
     def __post_init__(self) -> None:
         self.unclocked = per_event_mappings(self.mappings)
+        self._mapped: dict[str, bool] = {}
+
+    def _count_if_unmapped(self, event_type: str) -> None:
+        """Count (and the first time, log) an event whose type no enabled mapping acts on."""
+        mapped = self._mapped.get(event_type)
+        if mapped is None:
+            mapped = self._mapped[event_type] = bool(self.mappings.for_event(event_type))
+        if mapped:
+            return
+        self.counts["unmapped"] += 1
+        seen = self.unmapped.get(event_type, 0)
+        self.unmapped[event_type] = seen + 1
+        if self.metrics is not None:
+            self.metrics.unmapped(event_type)
+        if not seen:
+            log.warning(
+                "no enabled mapping acts on %s events: they cause no write (counted in "
+                "sfsync_processor_events_unmapped_total). Map the type, or ignore this if it is meant",
+                event_type,
+            )
 
     def handle(
         self,
@@ -161,6 +189,7 @@ class Processor:
             self.counts["parked"] += 1
             self._observe("unknown", [], [], started)
             return Handled([], [Parked(original, exc, Stage.VALUE_CONVERTER)], [])
+        self._count_if_unmapped(event_type)
         parked: list[Parked] = []
         try:
             planned = plan(

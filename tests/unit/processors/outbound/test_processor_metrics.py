@@ -86,7 +86,7 @@ def test_handle_feeds_events_writes_stale_and_planning_time() -> None:
     assert get("sfsync_processor_events_in_total", {"event_type": "UserCreated"}) == 2
     assert get("sfsync_processor_events_in_total", {"event_type": "unknown"}) == 1
     assert get("sfsync_processor_planning_seconds_count") == 3
-    assert rig.processor.counts == {"events": 3, "writes": 3, "stale": 1, "parked": 1}
+    assert rig.processor.counts == {"events": 3, "writes": 3, "stale": 1, "parked": 1, "unmapped": 0}
 
 
 def test_serve_exposes_metrics_over_http_and_a_taken_port_is_fatal() -> None:
