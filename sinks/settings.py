@@ -79,6 +79,15 @@ class SinkSettings(KafkaConnection, RegistryConnection):
         50, ge=1, le=100_000, description="Batches a child waits for a missing parent before it is parked."
     )
     identity_cache_size: int = Field(100_000, ge=0, description="Record keys whose Salesforce Id is remembered.")
+    record_clock_size: int = Field(
+        10_000,
+        ge=0,
+        description=(
+            "Salesforce records (the most recently written) whose newest written value time per field the sink "
+            "remembers, so that a write never puts an older value over a newer one across batches and write keys "
+            "(a write retried while a later one for the same record went through). 0 turns the guard off."
+        ),
+    )
     query_max_chars: int = Field(
         12_000, ge=1_000, le=15_000, description="URL budget of one match query's IN lists (Salesforce: ~16 KB)."
     )

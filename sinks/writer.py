@@ -11,11 +11,16 @@ waits for the earlier one, and:
 1. resolves parents (identity cache fed by this sink's own results, else one SOQL per parent
    object and key field); a child whose parent is in the same batch waits for a later round, one
    whose parent is nowhere stays pending (retried next batch, parked after ``max_parent_waits``);
-2. matches: for every (object, key fields) one ``SELECT Id, <key>, <if_empty fields>[, IsConverted,
-   ConvertedContactId] FROM X WHERE key IN (...)``; strategies in order, objects in order
-   (Contacts then Leads); a converted Lead resolves to its Contact;
-3. writes with sObject Collections: ``upsert_many`` by external ID, ``update_many`` for matches,
+2. matches (:mod:`sfsync.sinks.matching`): for every (object, key fields) one ``SELECT Id, <key>,
+   <if_empty fields>[, <external ID>][, IsConverted, ConvertedContactId] FROM X WHERE key IN (...)``;
+   strategies in order (the external ID, then the match keys: the first that finds a record wins),
+   each in the objects in order (Contacts then Leads); a fallback key only takes a record whose
+   external-ID field is empty or the write's own; a converted Lead resolves to its Contact;
+3. writes with sObject Collections: ``upsert_many`` by external ID, ``update_many`` for matches
+   (a record found by a fallback key gets the external ID written, so it is found by it next time),
    ``create_many`` only when a match key guarantees a replay finds the record, ``delete_many``;
+   a field is left out when a newer value of it was already written to that record, in this batch
+   or an earlier one, under any write key (:func:`~sfsync.sinks.merge.drop_older`);
 4. classifies every record's result: success → a WriteResult; retriable → retried (below);
    skippable → parked (awaited) with a SYNC error entry; fatal → raised.
 
@@ -49,7 +54,6 @@ Id; the others take ``value`` (a JSON array of strings when there are several of
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import random
 import time
@@ -84,10 +88,14 @@ from sfsync.sinks.contract import (
     UnsafeWriteError,
     committed_offsets,
 )
+from sfsync.sinks.matching import Candidate, candidates, index_rows, norm, pick, usable
 from sfsync.sinks.merge import (
     _EMPTY,
+    _Field,
     _Segment,
+    drop_older,
     merge_writes,
+    written_times,
 )
 from sfsync.sinks.settings import SinkSettings
 from sfsync.time import monotonic as monotonic_clock
@@ -100,10 +108,6 @@ _API_NAMES_KEPT = 10_000
 
 
 # ---------------------------------------------------------------------- helpers
-def _norm(value: Any) -> Any:
-    return value.casefold() if isinstance(value, str) else value
-
-
 def _key_identity(key: str) -> tuple[str, str, str] | None:
     """``Campaign:Event_Id__c:evt-7`` → ("Campaign", "Event_Id__c", "evt-7")."""
     parts = key.split(":", 2)
@@ -157,6 +161,8 @@ class _Plan:
     body: dict[str, Any]
     ext_field: str | None = None
     record_id: str | None = None
+    fields: Mapping[str, _Field] | None = None
+    """The segment's field values this plan sends (their times move the record's clock once written)."""
     refused: SalesforceError | None = None
     """Set when the record cannot be sent at all (e.g. an unknown record type): parked as is."""
 
@@ -203,6 +209,7 @@ class SalesforceSink:
         self._policy = settings.retry_policy()
         self._failing: dict[Coordinates, _Failing] = {}
         self._identities: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        self._written: OrderedDict[tuple[str, str], dict[str, int]] = OrderedDict()
         self._parent_waits: dict[str, int] = {}
         self._describes: dict[str, frozenset[str]] = {}
         self._record_types: dict[str, dict[str, str]] = {}
@@ -226,6 +233,19 @@ class SalesforceSink:
 
     def forget(self, key: str) -> None:
         self._identities.pop(key, None)
+
+    # -- record clock -----------------------------------------------------------------------
+    def written(self, record: tuple[str, str]) -> Mapping[str, int]:
+        """Field -> ``updated_at`` of the newest value this sink wrote to ``record`` ((sobject, Id))."""
+        return self._written.get(record, {})
+
+    def _wrote(self, record: tuple[str, str], fields: Mapping[str, _Field], sent: Iterable[str]) -> None:
+        if self.settings.record_clock_size <= 0:
+            return
+        self._written[record] = written_times(self._written.get(record, {}), fields, list(sent))
+        self._written.move_to_end(record)
+        while len(self._written) > self.settings.record_clock_size:
+            self._written.popitem(last=False)
 
     # -- put ------------------------------------------------------------------------------
     async def put(self, writes: Sequence[IncomingWrite]) -> BatchOutcome:
@@ -364,19 +384,13 @@ class SalesforceSink:
         for lookup, (parent_key, _) in seg.parents.items():
             if not parent_key:
                 return UnsafeWriteError(f"parent {lookup} has no key", fields=[lookup])
-        if seg.external_id is None and not any(self._usable(seg, m) for m in seg.match):
+        if seg.external_id is None and not any(usable(seg, m) for m in seg.match):
             return UnsafeWriteError(
                 f"{seg.key}: the write has no match key and no external ID, so a replay would create a "
                 f"duplicate; give mapping {seg.mapping!r} a match strategy or an external ID",
                 code="NO_IDEMPOTENT_KEY",
             )
         return None
-
-    @staticmethod
-    def _usable(seg: _Segment, match: tuple[str, str]) -> bool:
-        fields, value = match
-        own = [f for f in fields.split("+") if f not in seg.parents]
-        return not own or value != ""
 
     # -- parents --------------------------------------------------------------------------
     async def _resolve_parents(self, heads: list[_Segment], queues: Mapping[str, deque[_Segment]]) -> list[_Segment]:
@@ -411,13 +425,13 @@ class SalesforceSink:
     async def _lookup_parents(self, wanted: Mapping[str, tuple[str, str, str]]) -> None:
         groups: dict[tuple[str, str], dict[Any, list[str]]] = {}
         for parent_key, (sobject, key_field, value) in wanted.items():
-            groups.setdefault((sobject, key_field), {}).setdefault(_norm(value), []).append(parent_key)
+            groups.setdefault((sobject, key_field), {}).setdefault(norm(value), []).append(parent_key)
         for (sobject, key_field), by_value in groups.items():
             extra = _LEAD_EXTRA if sobject == "Lead" else ()
             originals = [wanted[keys[0]][2] for keys in by_value.values()]
             rows = await self._select(sobject, [key_field, *extra], [(key_field,)], [(v,) for v in originals])
             for row in sorted(rows, key=lambda r: str(r["Id"]), reverse=True):
-                keys = by_value.get(_norm(row.get(key_field)), [])
+                keys = by_value.get(norm(row.get(key_field)), [])
                 target = self._converted(sobject, row) or (sobject, str(row["Id"]))
                 for parent_key in keys:
                     self.remember(parent_key, *target)
@@ -438,61 +452,33 @@ class SalesforceSink:
         has_if_empty = any(f.policy == "IF_EMPTY" for f in seg.fields.values())
         return has_if_empty or len(seg.objects) > 1 or "Lead" in seg.objects
 
-    def _candidates(self, seg: _Segment) -> list[tuple[str, tuple[str, ...], tuple[Any, ...]]]:
-        """(object, key fields, key values) to try in order; parent components are resolved Ids."""
-        strategies: list[tuple[str, str]] = []
-        if seg.external_id:
-            strategies.append(seg.external_id)
-        strategies += [m for m in seg.match if self._usable(seg, m)]
-        out: list[tuple[str, tuple[str, ...], tuple[Any, ...]]] = []
-        for obj in seg.objects:
-            for fields_text, value in strategies:
-                components = fields_text.split("+")
-                own = [c for c in components if c not in seg.parents]
-                own_values: list[Any] = [value]
-                if len(own) > 1:
-                    try:
-                        own_values = [str(v) for v in json.loads(value)]
-                    except (ValueError, TypeError):
-                        continue
-                    if len(own_values) != len(own):
-                        continue
-                values_by_field = dict(zip(own, own_values, strict=False))
-                names: list[str] = []
-                values: list[Any] = []
-                for comp in components:
-                    if comp in seg.parents:
-                        name, parent_id = seg.parent_ids[comp]
-                        names.append(name)
-                        values.append(parent_id)
-                    else:
-                        names.append(comp)
-                        values.append(values_by_field[comp])
-                out.append((obj, tuple(names), tuple(values)))
-        return out
-
     async def _match(self, ready: list[_Segment]) -> None:
-        """Set ``target`` and ``current`` of every ready segment that a record matches."""
-        todo = {id(s): (s, self._candidates(s)) for s in ready if self._needs_query(s)}
+        """Set ``target`` and ``current`` of every ready segment that a record matches.
+
+        Step by step through each segment's :func:`~sfsync.sinks.matching.candidates`: one query
+        per (object, key fields) and step for all the segments still looking, never one per record.
+        """
+        todo = {id(s): (s, candidates(s)) for s in ready if self._needs_query(s)}
         step = 0
         while todo:
-            groups: dict[tuple[str, tuple[str, ...]], list[tuple[_Segment, tuple[Any, ...]]]] = {}
-            for seg, candidates in list(todo.values()):
-                if step >= len(candidates):
+            groups: dict[tuple[str, tuple[str, ...], str | None], list[tuple[_Segment, Candidate]]] = {}
+            for seg, found in list(todo.values()):
+                if step >= len(found):
                     del todo[id(seg)]
                     continue
-                obj, names, values = candidates[step]
-                groups.setdefault((obj, names), []).append((seg, values))
-            for (obj, names), members in groups.items():
+                cand = found[step]
+                guard = cand.guard[0] if cand.guard and self._on(cand.sobject, cand.guard[0]) else None
+                groups.setdefault((cand.sobject, cand.names, guard), []).append((seg, cand))
+            for (obj, names, guard), members in groups.items():
                 wanted = self._if_empty_fields(obj, [s for s, _ in members])
+                if guard is not None and guard not in wanted:
+                    wanted.append(guard)
                 if obj == "Lead":
                     wanted += [f for f in _LEAD_EXTRA if f not in wanted]
-                rows = await self._select(obj, [*names, *wanted], [names], [v for _, v in members])
-                index: dict[tuple[Any, ...], Mapping[str, Any]] = {}
-                for row in sorted(rows, key=lambda r: str(r["Id"]), reverse=True):
-                    index[tuple(_norm(row.get(n)) for n in names)] = row  # the smallest Id wins
-                for seg, values in members:
-                    hit = index.get(tuple(_norm(v) for v in values))
+                rows = await self._select(obj, [*names, *wanted], [names], [c.values for _, c in members])
+                index = index_rows(rows, names)
+                for seg, cand in members:
+                    hit = pick(cand if guard is not None else cand._replace(guard=None), index)
                     if hit is None:
                         continue
                     seg.target = self._converted(obj, hit) or (obj, str(hit["Id"]))
@@ -591,7 +577,11 @@ class SalesforceSink:
 
     # -- planning and writing -----------------------------------------------------------------
     async def _plan(self, seg: _Segment, claimed: set[Any]) -> _Plan | bool | None:
-        """The operation for ``seg``; None: nothing to do (done); False: wait for the next round."""
+        """The operation for ``seg``; None: nothing to do (done); False: wait for the next round.
+
+        A field is left out when a newer value of it was written to the record already (the record's
+        clock, per Salesforce Id); a segment whose every field is older writes nothing (done).
+        """
         if seg.op == "DELETE":
             if seg.target is None:
                 return None
@@ -599,12 +589,16 @@ class SalesforceSink:
                 return False
             claimed.add(("id", seg.target[1]))
             return _Plan(seg, "delete", seg.target[0], {}, record_id=seg.target[1])
+        record = seg.target if seg.target is not None or self._needs_query(seg) else self.identity(seg.key)
+        fields = drop_older(seg.fields, self.written(record)) if record is not None else seg.fields
+        if seg.fields and not fields:
+            return None  # every value is older than one already written to this record
         obj = seg.target[0] if seg.target else seg.sobject
         if obj != seg.sobject:
             await self._describe(obj)
         body: dict[str, Any] = {}
         known = self._describes.get(obj)  # what _on looks at, once per segment rather than per field
-        for name, value in seg.fields.items():
+        for name, value in fields.items():
             if known is not None and name.lower() not in known:
                 continue
             if value.policy == "IF_EMPTY" and seg.target is not None:
@@ -624,11 +618,11 @@ class SalesforceSink:
             claimed.add(("id", seg.target[1]))
             if seg.external_id and self._on(obj, seg.external_id[0]):
                 body.setdefault(seg.external_id[0], seg.external_id[1])
-            return _Plan(seg, "update", obj, body, record_id=seg.target[1])
+            return _Plan(seg, "update", obj, body, record_id=seg.target[1], fields=fields)
         if not seg.create_if_missing:
             await self._info(seg, "NO_MATCH_SKIP", f"no {seg.sobject} matches and create_if_missing is false", None)
             return None
-        identities = {("key", names, tuple(_norm(v) for v in values)) for _, names, values in self._candidates(seg)}
+        identities = {("key", c.names, tuple(norm(v) for v in c.values)) for c in candidates(seg)}
         if identities & claimed:
             return False  # another key creates the same record this round: match it next round
         claimed.update(identities)
@@ -649,8 +643,8 @@ class SalesforceSink:
                 body["RecordTypeId"] = record_type_id
         if seg.external_id:
             body[seg.external_id[0]] = seg.external_id[1]
-            return _Plan(seg, "upsert", obj, body, ext_field=seg.external_id[0], refused=refused)
-        return _Plan(seg, "create", obj, body, refused=refused)
+            return _Plan(seg, "upsert", obj, body, ext_field=seg.external_id[0], fields=fields, refused=refused)
+        return _Plan(seg, "create", obj, body, fields=fields, refused=refused)
 
     async def _write(self, ready: list[_Segment], outcome: BatchOutcome) -> list[_Segment]:
         finished: list[_Segment] = []
@@ -708,8 +702,10 @@ class SalesforceSink:
             record_id = result.id or plan.record_id or ""
             if plan.kind == "delete":
                 self.forget(seg.key)
+                self._written.pop((plan.sobject, record_id), None)
             else:
                 self.remember(seg.key, plan.sobject, record_id)
+                self._wrote((plan.sobject, record_id), plan.fields or {}, plan.body)
             created = bool(result.created) if plan.kind == "upsert" else plan.kind == "create"
             outcome.results.append(self._result(seg, plan, record_id, created))
             return True

@@ -428,10 +428,11 @@ class _Checker:
     def check_match(
         self, mi: int, mapping: Mapping, fields: MappingABC[str, MappingABC[str, Any]], event_types: list[str]
     ) -> None:
-        for ai, keys in enumerate(mapping.match_alternatives):
+        for ai, entry in enumerate(mapping.match):  # every entry as written (a repeated one too), for its line
+            keys = [entry] if isinstance(entry, MatchKey) else entry
             for ki, key in enumerate(keys):
                 loc: tuple[str | int, ...] = ("mappings", mi, "match", ai)
-                if not isinstance(mapping.match[ai], MatchKey):
+                if not isinstance(entry, MatchKey):
                     loc = (*loc, ki)
                 label = f"{mapping.name}.match"
                 sf_field = fields.get(key.field.lower())

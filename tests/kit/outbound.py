@@ -1,7 +1,8 @@
 """The outbound processor's inputs: product events as it decodes them, and a processor over the in-memory
 registry (no Kafka, no schema registry server).
 
-- :func:`decoded`: a product event (``sfsync.producers.events``) as ``AvroDecoder`` hands it over;
+- :func:`decoded`: a product event (``sfsync.producers.events``) as ``AvroDecoder`` hands it over
+  (from :mod:`tests.kit.events`);
 - :func:`user_created`: one ``UserCreated`` of the fake community, as its ``to_avro()`` dict;
 - :class:`ProcessorRig`: an outbound ``Processor`` with Avro encoders and decoder on a
   :class:`~tests.kit.registry.FakeRegistry`, reading :data:`MEMBERS_TOPIC`.
@@ -9,11 +10,8 @@ registry (no Kafka, no schema registry server).
 
 from __future__ import annotations
 
-import io
 from collections.abc import MutableMapping
 from typing import Any, cast
-
-import fastavro
 
 from sfsync.mapping import MappingFile, load_mappings
 from sfsync.processors.outbound.processor import Handled, Processor
@@ -21,26 +19,13 @@ from sfsync.producers.fake import CommunitySimulator
 from sfsync.serde.codec import AvroDecoder, AvroEncoder
 from sfsync.serde.registry import SchemaRegistry
 from sfsync.serde.schema import load_topic_schema
+from tests.kit.events import decoded
 from tests.kit.registry import FakeRegistry
 
 __all__ = ["MEMBERS_TOPIC", "ProcessorRig", "decoded", "user_created"]
 
 MEMBERS_TOPIC = "t.product.members"
 """The topic a :class:`ProcessorRig` reads (``product.members`` under the prefix ``t.``)."""
-
-
-def decoded(event: Any) -> dict[str, Any]:
-    """What AvroDecoder hands the processor: the event through its topic's Avro schema."""
-    schema = load_topic_schema(event.TOPIC)
-    buf = io.BytesIO()
-    fastavro.schemaless_writer(buf, schema.parsed, (f"sfsync.product.{event.RECORD_NAME}", event.to_avro()))
-    buf.seek(0)
-    value = fastavro.schemaless_reader(
-        buf, schema.parsed, None, return_record_name=True, return_record_name_override=True
-    )
-    record = value[1] if isinstance(value, tuple) else value
-    assert isinstance(record, dict)
-    return record
 
 
 def user_created() -> dict[str, Any]:

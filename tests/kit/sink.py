@@ -3,6 +3,8 @@
 - :func:`write`: one Write (the dict the sink decodes), and its usual shapes :func:`member` (a Contact
   matched by email), :func:`campaign` (a Campaign by its event's external id) and
   :func:`registration` (a CampaignMember under both); :func:`fv` is one field value;
+- :func:`planned_member`: the Write the shipped default mapping plans for a member's profile event
+  (keyed by the member id, matched on it, then on Email), as the processor would send it;
 - :class:`Recorder`: the sink's callbacks (parked writes, error-log entries, sleeps), recorded;
 - :func:`make_sink`: a :class:`~sfsync.sinks.writer.SalesforceSink` and its client over an emulator
   (``httpx.ASGITransport``), with short retry waits and the :class:`Recorder`'s sleep;
@@ -16,7 +18,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
+from uuid import UUID
 
 import httpx
 from pydantic import SecretStr
@@ -24,12 +28,16 @@ from pydantic import SecretStr
 from sfsync import time as sfsync_time
 from sfsync.emulator.app import Emulator
 from sfsync.errors import SfsyncError
+from sfsync.mapping import MappingFile, load_mappings
+from sfsync.processors.outbound.plan import plan
+from sfsync.producers import events as ev
 from sfsync.salesforce import SalesforceClient, StaticTokenAuth
 from sfsync.salesforce.settings import SalesforceSettings
 from sfsync.sinks.contract import BatchOutcome, ErrorEntry, IncomingWrite
 from sfsync.sinks.settings import SinkSettings
 from sfsync.sinks.writer import SalesforceSink
 from tests.kit.clock import EpochClock
+from tests.kit.events import decoded
 from tests.kit.kafka import FakeMessage
 
 __all__ = [
@@ -44,6 +52,7 @@ __all__ = [
     "make_sink",
     "member",
     "message",
+    "planned_member",
     "registration",
     "write",
 ]
@@ -194,6 +203,50 @@ def member(
         n=n,
         **kw,
     )
+
+
+def planned_member(
+    member_id: str,
+    email: str | None,
+    *,
+    last: str = "Member",
+    title: str | None = None,
+    at: int = T0,
+    n: int = 0,
+    event_type: str = "UserProfileUpdate",
+) -> dict[str, Any]:
+    """The ``members`` Write the shipped default mapping plans for ``event_type`` (UserCreated or
+    UserProfileUpdate) of member ``member_id`` at ``at``: ``plan()`` itself, as the processor runs it.
+    The ``n``-th such event of a test has event id ``n`` (a replay plans the same write)."""
+    profile = ev.MemberProfile(
+        member_id=member_id,
+        email=email,
+        last_name=last,
+        title=title,
+        signed_up_at=datetime.fromtimestamp(T0 / 1000, UTC),
+    )
+    event_id, occurred_at = str(UUID(int=n)), datetime.fromtimestamp(at / 1000, UTC)
+    event: ev.UserCreated | ev.UserProfileUpdate = (
+        ev.UserCreated(event_id=event_id, occurred_at=occurred_at, workspace_id="ws-1", member=profile)
+        if event_type == "UserCreated"
+        else ev.UserProfileUpdate(event_id=event_id, occurred_at=occurred_at, workspace_id="ws-1", member=profile)
+    )
+    source = _Source("product.members", 0, n)
+    planned = plan(event_type, decoded(event), source, _default_mappings()).writes
+    (found,) = [w for w in planned if w["mapping"] == "members"]
+    return found
+
+
+@dataclass(frozen=True)
+class _Source:
+    topic: str
+    partition: int
+    offset: int
+
+
+@cache
+def _default_mappings() -> MappingFile:
+    return load_mappings()
 
 
 def campaign(event: str, name: str = "Meetup", n: int = 0) -> dict[str, Any]:
