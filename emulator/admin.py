@@ -26,8 +26,12 @@ counts against the API limits.
 ``GET|POST /visibility``   the late-visibility rule ``{"delay_ms", "user", "sobject", "next",
                            "rate"}`` (POST replaces it; ``delay_ms`` 0 = off) and the writes not
                            yet visible (``pending``)
-``POST /faults``           ``{"spec": "..."}`` replaces every fault (see :mod:`sfsync.emulator.faults`)
-``POST /limits``           ``{"daily_api_limit", "used"}``
+``POST /faults``           ``{"spec": "..."}`` replaces every fault (see :mod:`sfsync.emulator.faults`);
+                           ``PATCH /faults`` changes only the parts the spec names (the injected
+                           counts stay); a spec with ``daily_spent_after`` applies it now
+``POST /limits``           ``{"daily_api_limit", "used"}`` set the allocation and the calls used;
+                           ``{"spent_after": N}``: only N more calls, then REQUEST_LIMIT_EXCEEDED;
+                           ``{"restore": true}`` gives back what ``spent_after`` took
 ``POST /session``          a ready access token; ``POST /sessions/expire`` expires them all
 =========================  ==================================================================
 """
@@ -99,6 +103,7 @@ class AdminApi:
             Route("/convert-lead", _endpoint(self.convert_lead), methods=["POST"]),
             Route("/touch", _endpoint(self.touch), methods=["POST"]),
             Route("/faults", _endpoint(self.faults), methods=["POST"]),
+            Route("/faults", _endpoint(self.change_faults), methods=["PATCH"]),
             Route("/limits", _endpoint(self.limits), methods=["POST"]),
             Route("/sessions/expire", _endpoint(lambda _p: {"expired": self._org.auth.expire_all()}), methods=["POST"]),
             Route("/session", _endpoint(self.session), methods=["POST"]),
@@ -139,23 +144,43 @@ class AdminApi:
         return {
             "api_calls": usage.api_calls,
             "daily_limit": usage.daily_limit,
+            "remaining": usage.remaining,
             "by_endpoint": dict(usage.calls_by_endpoint),
             "faults": self._org.faults.describe(),
         }
 
     def faults(self, payload: Any) -> dict[str, Any]:
         """Replace every fault with ``payload["spec"]`` (FaultSpecError, a ValueError, for a bad one)."""
-        self._org.faults = Faults.parse(payload.get("spec", ""))
+        spec = payload.get("spec", "")
+        self._org.faults = Faults.parse(spec)
+        return self._spend_daily(spec)
+
+    def change_faults(self, payload: Any) -> dict[str, Any]:
+        """Change only the faults ``payload["spec"]`` names; the others and the injected counts stay."""
+        spec = payload.get("spec", "")
+        self._org.faults.update(spec)
+        return self._spend_daily(spec)
+
+    def _spend_daily(self, spec: str) -> dict[str, Any]:
+        """Apply the ``daily_spent_after`` of a spec just installed; the faults as they now are."""
+        named = Faults.parse(spec).daily_spent_after  # None unless this spec names it
+        if named is not None:
+            self._org.usage.spend_after(named)
         return self._org.faults.describe()
 
     def limits(self, payload: Any) -> dict[str, Any]:
-        """Set the daily API limit and/or the calls used so far."""
+        """Set the daily API limit and/or the calls used so far; ``spent_after``: only that many more calls
+        (the allocation runs out mid-run); ``restore``: give back what ``spent_after`` took."""
         usage = self._org.usage
         usage.set(
             daily_limit=int(payload["daily_api_limit"]) if "daily_api_limit" in payload else None,
             used=int(payload["used"]) if "used" in payload else None,
         )
-        return {"daily_limit": usage.daily_limit, "used": usage.api_calls}
+        if payload.get("restore"):
+            usage.give_back()
+        if "spent_after" in payload:
+            usage.spend_after(int(payload["spent_after"]))
+        return {"daily_limit": usage.daily_limit, "used": usage.api_calls, "remaining": usage.remaining}
 
     def visibility(self, payload: Any) -> dict[str, Any]:
         """GET: the late-visibility rule and the writes not yet visible. POST ``{"delay_ms", "user",

@@ -7,7 +7,9 @@
   (keyed by the member id, matched on it, then on Email), as the processor would send it;
 - :class:`Recorder`: the sink's callbacks (parked writes, error-log entries, sleeps), recorded;
 - :func:`make_sink`: a :class:`~sfsync.sinks.writer.SalesforceSink` and its client over an emulator
-  (``httpx.ASGITransport``), with short retry waits and the :class:`Recorder`'s sleep;
+  (:class:`InProcessOrg`), with short retry waits and the :class:`Recorder`'s sleep;
+- :class:`InProcessOrg`: an emulator as an ``httpx`` transport, in process; a connection the emulator
+  drops (the ``commitdrop`` fault) reaches the client as over a socket (``RemoteProtocolError``);
 - :class:`Harness`: a sink, its client, its emulator and its :class:`Recorder`, fed writes at the next offsets.
 
 Times are epoch milliseconds from :data:`T0`; :data:`TOPIC` is the writes topic the records come from.
@@ -27,6 +29,7 @@ from pydantic import SecretStr
 
 from sfsync import time as sfsync_time
 from sfsync.emulator.app import Emulator
+from sfsync.emulator.connection_drop import ConnectionDropped
 from sfsync.errors import SfsyncError
 from sfsync.mapping import MappingFile, load_mappings
 from sfsync.processors.outbound.plan import plan
@@ -46,6 +49,7 @@ __all__ = [
     "TOPIC",
     "ByKey",
     "Harness",
+    "InProcessOrg",
     "Recorder",
     "campaign",
     "fv",
@@ -106,6 +110,19 @@ class Harness:
         return [r async for r in self.client.query(soql)]
 
 
+class InProcessOrg(httpx.ASGITransport):
+    """``emulator`` served in process; its dropped connections are raised as httpx raises a socket's."""
+
+    def __init__(self, emulator: Emulator) -> None:
+        super().__init__(app=emulator.asgi())
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            return await super().handle_async_request(request)
+        except ConnectionDropped as exc:
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.", request=request) from exc
+
+
 def make_sink(
     emulator: Emulator,
     rec: Recorder,
@@ -119,7 +136,7 @@ def make_sink(
     With ``clock``, the sink's retry waits move that clock and its retry deadlines read it; else they are
     recorded only."""
     token = emulator.auth.issue_session().access_token
-    transport: httpx.AsyncBaseTransport = httpx.ASGITransport(app=emulator.asgi())
+    transport: httpx.AsyncBaseTransport = InProcessOrg(emulator)
     connection: dict[str, Any] = {  # the other settings: their defaults (or the environment's)
         "instance_url": INSTANCE,
         "auth_flow": "access_token",
