@@ -15,7 +15,11 @@ closes them (``sfsync sink``):
 - a :class:`~sfsync.sinks.loop.SinkWorker` with ``on_parked`` = the DLQ.
 
 Failures: a daily-limit 403 (``REQUEST_LIMIT_EXCEEDED`` / ``TotalRequests``) calls
-:meth:`Governor.on_daily_limit`, which pauses calls and records one RATE_LIMIT entry. A refused
+:meth:`Governor.on_daily_limit`, which pauses calls and records one RATE_LIMIT entry. No batch
+sleeps through a budget pause: the governor holds a call at most what is left of
+``SFSYNC_SINK_BUDGET_WAIT_MAX_S`` in the batch, else the batch ends with its unwritten writes pending
+and ``budget_pause_s`` set, and the worker pauses its partitions and keeps polling Kafka until the
+pause is over (``sfsync_sink_budget_paused`` is 1 meanwhile). A refused
 login (the client already refreshed once) records a CONNECTION entry and pauses, doubling up to
 a bound, with nothing of the batch committed, instead of crashing and restarting in a loop. Other
 fatal errors (permissions, metadata) stop the process without committing. SIGTERM/SIGINT stop
@@ -117,6 +121,7 @@ class _RunnerSink(SalesforceSink):
     async def put(self, writes: Sequence[IncomingWrite]) -> BatchOutcome:
         runner = self.runner
         runner.in_put = True
+        runner.governed_s = 0.0
         try:
             outcome = await super().put(writes)
             runner.auth_failures_in_row = 0
@@ -127,6 +132,7 @@ class _RunnerSink(SalesforceSink):
         finally:
             runner.in_put = False
             runner.last_activity = time.monotonic()
+        runner.metrics.budget_paused(outcome.budget_pause_s is not None)
         runner.after_batch(writes, outcome)
         return outcome
 
@@ -156,6 +162,8 @@ class SinkRunner:
         self.worker: SinkWorker
         self.metrics_server: MetricsServer | None = None
         self.in_put = False
+        self.governed_s = 0.0
+        """How long the governor held calls in the batch in hand (bounded by ``budget_wait_max_s``)."""
         self.last_activity = time.monotonic()
         self.auth_failures = 0
         self.auth_failures_in_row = 0
@@ -184,7 +192,13 @@ class SinkRunner:
             raise StoppingError("stopping")
 
     async def before_call(self, kind: str) -> None:
-        await self.governor.before_call()
+        """The governor's go for one call; it holds the batch at most ``budget_wait_max_s`` in all, else
+        raises :class:`~sfsync.salesforce.governor.BudgetPausedError` (the batch ends with its writes pending)."""
+        started = time.monotonic()
+        try:
+            await self.governor.before_call(wait_max_s=max(0.0, self.settings.budget_wait_max_s - self.governed_s))
+        finally:
+            self.governed_s += time.monotonic() - started
         self.metrics.observe_budget(self.client.budget.latest)
 
     async def on_error_entry(self, entry: ErrorEntry) -> None:
@@ -229,7 +243,7 @@ class SinkRunner:
         error = parse_error_body(403, body)
         if isinstance(error, DailyLimitExceeded):
             # Salesforce sends no Retry-After here (the client's default is an hour): pause at most
-            # pause_s, which stays below max.poll.interval, then one probe call looks again.
+            # pause_s, then one probe call looks again (the worker keeps polling Kafka meanwhile).
             pause_s = self.governor_settings.pause_s
             if error.retry_after is None or error.retry_after > pause_s:
                 error.retry_after = pause_s
@@ -375,12 +389,11 @@ def build_runner(
     gs = governor_settings if governor_settings is not None else load_governor_settings()
     problems = []
     poll_s = sink_settings.max_poll_interval_ms / 1000
-    for name, seconds in (("pause_s", gs.pause_s), ("auth_pause_max_s", gs.auth_pause_max_s)):
-        if seconds >= poll_s:
-            problems.append(
-                f"SFSYNC_GOVERNOR_{name.upper()}={seconds:g} must be below SFSYNC_SINK_MAX_POLL_INTERVAL_MS "
-                f"({poll_s:g}s): a pause inside a batch would get the sink thrown out of its consumer group"
-            )
+    if gs.auth_pause_max_s >= poll_s:  # (a budget pause is not sat out inside a batch: pause_s may be longer)
+        problems.append(
+            f"SFSYNC_GOVERNOR_AUTH_PAUSE_MAX_S={gs.auth_pause_max_s:g} must be below SFSYNC_SINK_MAX_POLL_INTERVAL_MS "
+            f"({poll_s:g}s): a pause inside a batch would get the sink thrown out of its consumer group"
+        )
     if problems:
         raise ConfigError("sink", problems)
     if registry is None:
@@ -450,6 +463,7 @@ def build_runner(
         on_error_entry=on_error_entry,
         before_call=before_call,
         sleep=sleep,
+        pause_left=governor.pause_left_s,
     )
     sink.runner = runner
     runner.sink = sink

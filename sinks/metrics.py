@@ -11,6 +11,7 @@ sfsync_events_in_total                     counter    event_type
 sfsync_writes_total                        counter    sobject, outcome
 sfsync_salesforce_api_calls_total          counter    endpoint
 sfsync_salesforce_api_usage_ratio          gauge      -
+sfsync_sink_budget_paused                  gauge      - (1 while the API budget's pause holds the writes)
 sfsync_batch_size                          histogram  -
 sfsync_end_to_end_latency_seconds          histogram  - (occurred_at -> acknowledged)
 sfsync_consumer_lag                        gauge      topic, partition
@@ -56,6 +57,12 @@ class SinkMetrics:
             "Share of the org's daily API allocation used, from the newest Sforce-Limit-Info.",
             registry=r,
         )
+        self.budget_paused_gauge = Gauge(
+            "sfsync_sink_budget_paused",
+            "1 while the sink waits out the Salesforce API governor's pause (its partitions paused, its writes "
+            "carried, the consumer still polling), else 0.",
+            registry=r,
+        )
         self.batch_size = Histogram(
             "sfsync_batch_size", "Records per Salesforce write batch.", buckets=BATCH_BUCKETS, registry=r
         )
@@ -85,6 +92,10 @@ class SinkMetrics:
     def observe_budget(self, budget: ApiBudget | None) -> None:
         if budget is not None:
             self.api_usage_ratio.set(budget.ratio)
+
+    def budget_paused(self, paused: bool) -> None:
+        """Whether the last batch ended in the API budget's pause (its writes wait it out)."""
+        self.budget_paused_gauge.set(1 if paused else 0)
 
     def batch(self, size: int) -> None:
         self.batch_size.observe(size)

@@ -34,11 +34,18 @@ write's first-failure time and attempt count are kept by this sink object, keyed
 Kafka coordinates, while the loop carries it from batch to batch; once a failure comes
 ``retry_timeout_s`` or more after the first one, the write is parked (:class:`RetriesExhaustedError`,
 with the last error's code) and its offset can be committed. A restart (or a rebalance that hands
-the partition to another worker) starts the clock again. A spent daily allocation
-(:class:`DailyLimitExceeded`) is the governor's pause, not the write's failure: the write goes back
-as pending without spending its deadline. Because nothing below the sink resends, a create answered
-5xx (or timed out) that Salesforce did commit is not created twice: the next round matches the
-record first and updates it.
+the partition to another worker) starts the clock again.
+
+The API budget: a spent daily allocation (:class:`DailyLimitExceeded`) or the governor holding
+calls longer than a batch may wait (:class:`~sfsync.salesforce.governor.BudgetPausedError`, from
+``before_call``) is the governor's pause, not a failure of the writes: the put makes no further
+call, every write not yet written goes back as pending without spending its deadline or an
+attempt, and the outcome's ``budget_pause_s`` tells the loop how long to wait before the next put
+(the loop pauses its partitions and keeps polling Kafka meanwhile). The time spent in that pause
+does not count against the retry deadline of a write that had already failed.
+
+Because nothing below the sink resends, a create answered 5xx (or timed out) that Salesforce did
+commit is not created twice: the next round matches the record first and updates it.
 
 At steady state a batch of 200 updates matched by Email costs two API calls (one query, one
 collection): 0.01 calls per record.
@@ -75,6 +82,7 @@ from sfsync.salesforce.errors import (
     SalesforceRetriableError,
     classify,
 )
+from sfsync.salesforce.governor import BudgetPausedError
 from sfsync.salesforce.soql import Condition, field_name, literal, select, soql_in
 from sfsync.sinks.contract import (
     BatchOutcome,
@@ -182,6 +190,9 @@ class SalesforceSink:
         sleep: how to wait between retry rounds (tests pass a fake).
         monotonic: the clock of the retry deadlines (tests pass the fake clock that ``sleep`` moves).
         rng: the jitter of the retry waits.
+        pause_left: seconds left of the API governor's pause, None when it is not paused
+            (``Governor.pause_left_s``): how long writes refused for the daily limit wait; without
+            it (or when it says None), the refusal's own ``retry_after``.
     """
 
     def __init__(
@@ -196,6 +207,7 @@ class SalesforceSink:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         monotonic: Callable[[], float] = monotonic_clock,
         rng: random.Random | None = None,
+        pause_left: Callable[[], float | None] | None = None,
     ) -> None:
         self.client = client
         self.settings = settings
@@ -206,6 +218,11 @@ class SalesforceSink:
         self._sleep = sleep
         self._monotonic = monotonic
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self._pause_left = pause_left
+        self._budget_pause_s: float | None = None
+        """Set once this put met the budget's pause: the seconds to wait (no further call goes out)."""
+        self._paused_at: float | None = None
+        """When the last put ended in a budget pause (``monotonic``): that time is not a retry's."""
         self._policy = settings.retry_policy()
         self._failing: dict[Coordinates, _Failing] = {}
         self._identities: OrderedDict[str, tuple[str, str]] = OrderedDict()
@@ -256,6 +273,8 @@ class SalesforceSink:
                 of this batch is committed, so it replays once fixed).
         """
         self._calls = 0
+        self._budget_pause_s = None
+        self._resume_deadlines()
         outcome = BatchOutcome()
         queues = merge_writes(sorted(writes, key=lambda w: (w.topic, w.partition, w.offset)))
         for queue in queues.values():
@@ -269,6 +288,8 @@ class SalesforceSink:
         rounds = 2 * len(writes) + 4 + math.ceil(policy.wait_max_s / policy.wait_initial_s)
         waited = 0.0
         for _ in range(rounds):
+            if self._budget_pause_s is not None:
+                break  # the budget is paused: every write not written yet is carried
             heads = [q[0] for q in queues.values() if q and not q[0].blocked]
             waited += await self._back_off(heads, policy.wait_max_s - waited)
             heads = [seg for seg in heads if not seg.blocked]
@@ -303,7 +324,29 @@ class SalesforceSink:
         self._failing = {c: f for c, f in self._failing.items() if c in pending}
         outcome.committed = committed_offsets(writes, outcome.pending)
         outcome.api_calls = self._calls
+        if self._budget_pause_s is not None and outcome.pending:
+            outcome.budget_pause_s = self._budget_pause_s
+            self._paused_at = self._monotonic()
         return outcome
+
+    # -- the budget's pause -----------------------------------------------------------------
+    def _resume_deadlines(self) -> None:
+        """After a budget pause, move the first-failure time of every failing write on by the pause."""
+        if self._paused_at is None:
+            return
+        paused_for = max(0.0, self._monotonic() - self._paused_at)
+        self._paused_at = None
+        for failing in self._failing.values():
+            failing.since += paused_for
+
+    def _budget_paused(self, error: SalesforceRetriableError) -> None:
+        """The budget stopped this put's calls: note how long (the longest of what was said)."""
+        wait: float | None = None
+        if isinstance(error, DailyLimitExceeded) and self._pause_left is not None:
+            wait = self._pause_left()
+        if wait is None:
+            wait = error.retry_after if error.retry_after is not None and error.retry_after > 0 else 0.0
+        self._budget_pause_s = max(self._budget_pause_s or 0.0, wait)
 
     # -- retries ----------------------------------------------------------------------------
     async def _back_off(self, heads: Sequence[_Segment], budget: float) -> float:
@@ -330,12 +373,14 @@ class SalesforceSink:
         """Account for a retriable failure of ``seg``; True when its deadline had passed and it was parked.
 
         Otherwise it is retried: in a later round of this put (after :meth:`_back_off`), or, pending,
-        in the next batch. A spent daily allocation is the governor's pause: the write is carried
-        at once and neither its deadline nor its attempts move.
+        in the next batch. The budget's pause (a spent daily allocation, the governor holding calls)
+        is not the write's failure: the write is carried at once and neither its deadline nor its
+        attempts move.
         """
         seg.again = True
-        if isinstance(error, DailyLimitExceeded):
+        if isinstance(error, DailyLimitExceeded | BudgetPausedError):
             seg.blocked = True
+            self._budget_paused(error)
             return False
         now = self._monotonic()
         since = now
@@ -571,6 +616,8 @@ class SalesforceSink:
             yield chunk
 
     async def _call(self, kind: str, count: int = 1) -> None:
+        if self._budget_pause_s is not None:  # no call while the budget is paused (later rounds, other groups)
+            raise BudgetPausedError(self._budget_pause_s, "this batch met the budget's pause")
         if self._before_call is not None:
             await self._before_call(kind)
         self._calls += count

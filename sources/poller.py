@@ -22,13 +22,20 @@ A thin loop around :mod:`sfsync.sources.rules`:
   until ``retry_timeout_s`` (:func:`check_org_with_retries`), then its last error stops the poller.
 - **Salesforce budget.** Every Salesforce call waits for the shared :class:`~sfsync.salesforce.governor.Governor`
   (``SFSYNC_GOVERNOR_*``: reserve, slow-down, pause); a daily-limit refusal pauses it (at most
-  ``pause_s``, then one probe call).
+  ``pause_s``, then one probe call). A poll never sleeps through a pause: the governor holds one of
+  its calls at most ``poll_interval_s``, else raises
+  :class:`~sfsync.salesforce.governor.BudgetPausedError` and the object's next poll is due when the
+  pause ends. The loop meanwhile keeps serving the checkpoint group (``consumer.poll``), whose
+  ``max.poll.interval.ms`` a pause of ``pause_s`` (300 s) would otherwise outlast, handing the
+  objects to another replica. Only the start-up check of the org, before the poller joins its
+  group, waits a pause out.
 - **Error log.** Governor pauses (RATE_LIMIT ``RATE_LIMIT_PAUSE``), failed polls that will be retried
   (CONNECTION, or RATE_LIMIT for the concurrent-request limit; a WARNING once per failure streak of
   an object, an ERROR once the streak outlasts ``retry_timeout_s``) and the fatal error that stops
   the poller go to ``sfsync.errors`` like the sink's, with ``details.component`` = :data:`COMPONENT`.
 - **Pace.** ``poll_interval_s`` after a poll that found changes, growing by ``idle_backoff_factor``
-  up to ``max_idle_interval_s`` while polls find none.
+  up to ``max_idle_interval_s`` while polls find none (:meth:`ObjectPoller.schedule`). What an
+  idle object costs a day is stated in :mod:`sfsync.sources.settings`.
 - **Deletes.** Soft deletes come with the incremental ``/queryAll`` (IsDeleted rows); the delete
   log (getDeleted) every ``delete_log_interval_s``; purged records by id-set reconciliation every
   ``reconcile_interval_s``.
@@ -67,7 +74,7 @@ from sfsync.retry import RetryPolicy
 from sfsync.salesforce import BudgetTracker, DailyLimitExceeded, SalesforceClient, SalesforceSettings
 from sfsync.salesforce.auth import AuthProvider
 from sfsync.salesforce.errors import MetadataError
-from sfsync.salesforce.governor import Governor, GovernorSettings, load_governor_settings
+from sfsync.salesforce.governor import BudgetPausedError, Governor, GovernorSettings, load_governor_settings
 from sfsync.serde.codec import AvroEncoder
 from sfsync.serde.registry import SchemaRegistry
 from sfsync.serde.schema import load_topic_schema
@@ -297,7 +304,18 @@ class ObjectPoller:
         return core.to_ms(self.clock())
 
     async def _call(self) -> None:
-        await self.governor.before_call()
+        """The governor's go for one call, waited at most ``poll_interval_s`` (else :class:`BudgetPausedError`)."""
+        await self.governor.before_call(wait_max_s=self.settings.poll_interval_s)
+
+    def schedule(self, found_changes: bool, now: float, *, not_before_s: float | None = None) -> None:
+        """When the next poll is due after one at ``now`` (``time.monotonic``): ``poll_interval_s`` after
+        changes, else the idle interval grown by ``idle_backoff_factor`` up to ``max_idle_interval_s``;
+        no sooner than ``not_before_s`` (the governor's pause) when given."""
+        s = self.settings
+        self.interval_s = core.next_interval(
+            self.interval_s, found_changes, s.poll_interval_s, s.idle_backoff_factor, s.max_idle_interval_s
+        )
+        self.next_due = now + max(self.interval_s, not_before_s or 0.0)
 
     def failed(self, error: RetriableError, now: float) -> ErrorLogEntry | None:
         """Account for a failed poll (retried at the next poll); the error-log entry to record, if any.
@@ -653,6 +671,9 @@ class Poller:
             poller.recovered()
         except StoppingError:
             return 0
+        except BudgetPausedError as exc:  # the governor holds calls: poll again when it lets them go
+            poller.next_due = time.monotonic() + (exc.retry_after or self.settings.poll_interval_s)
+            return 0
         except DailyLimitExceeded as exc:  # the governor's pause, not a failure of this object's polls
             self._on_daily_limit(exc)
             found = 0
@@ -674,11 +695,7 @@ class Poller:
         self.report.polls += 1
         self.report.changes += found
         self.report.pages = sum(o.pages for o in self.objects.values())
-        s = self.settings
-        poller.interval_s = core.next_interval(
-            poller.interval_s, found > 0, s.poll_interval_s, s.idle_backoff_factor, s.max_idle_interval_s
-        )
-        poller.next_due = time.monotonic() + poller.interval_s
+        poller.schedule(found > 0, time.monotonic(), not_before_s=self.governor.pause_left_s())
         return found
 
     async def run(

@@ -258,6 +258,8 @@ def build_children(
                 "SFSYNC_SOURCE_GROUP_ID": f"{run}.poller",
                 "SFSYNC_SOURCE_TRANSACTIONAL_ID_PREFIX": f"{run}.poller",
                 "SFSYNC_SOURCE_METRICS_PORT": str(ports["poller"]),
+                # the emulated org's budget is no concern: reps' edits come back within 2 s, not 60 s
+                "SFSYNC_SOURCE_MAX_IDLE_INTERVAL_S": "2",
             },
             run_dir / "poller.log",
             ports["poller"],

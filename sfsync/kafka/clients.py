@@ -169,6 +169,20 @@ class KafkaConsumer:
         except KafkaException as exc:
             raise translate(exc, "assigning partitions") from exc
 
+    def pause(self, partitions: Sequence[TopicPartition]) -> None:
+        """Stop fetching ``partitions`` (still assigned, the group membership kept); :meth:`resume` undoes it."""
+        try:
+            self.raw.pause(list(partitions))
+        except KafkaException as exc:
+            raise translate(exc, "pausing partitions") from exc
+
+    def resume(self, partitions: Sequence[TopicPartition]) -> None:
+        """Fetch ``partitions`` again after :meth:`pause`, from the position reached."""
+        try:
+            self.raw.resume(list(partitions))
+        except KafkaException as exc:
+            raise translate(exc, "resuming partitions") from exc
+
     def poll(self, timeout: float = -1) -> Message | None:
         """The next record, or None after ``timeout`` seconds (error events: see the class doc)."""
         try:

@@ -1,5 +1,5 @@
 """Helpers for integration tests: settings for a test's own topics, consuming what was published (at
-once, or in phases with a :class:`Reader`), a group's committed offsets, waiting for a condition."""
+once, or in phases with a :class:`Reader`), a group's committed offsets and members, waiting for a condition."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
 from pydantic import SecretStr
 
 from sfsync.emulator.server import RunningEmulator
@@ -153,6 +154,14 @@ def group_offsets(bootstrap: str, group: str, topic: str) -> tuple[list[int], li
     """``group``'s committed offsets and the end offsets of ``topic``, per partition."""
     with Offsets(bootstrap, group) as offsets:
         return offsets.by_partition(topic), offsets.ends(topic)
+
+
+def group_members(bootstrap: str, group: str) -> tuple[str, int]:
+    """``group``'s state as the broker sees it (``STABLE``, ``EMPTY``, ``PREPARING_REBALANCE``...) and its
+    member count."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    description = admin.describe_consumer_groups([group], request_timeout=10)[group].result(timeout=15)
+    return description.state.name, len(description.members)
 
 
 def caught_up(bootstrap: str, group: str, topic: str, timeout_s: float = 0) -> bool:

@@ -17,7 +17,7 @@ Times are epoch milliseconds from :data:`T0`; :data:`TOPIC` is the writes topic 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
@@ -129,12 +129,15 @@ def make_sink(
     *,
     wrap: Callable[[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport] | None = None,
     clock: EpochClock | None = None,
+    before_call: Callable[[str], Awaitable[None]] | None = None,
+    pause_left: Callable[[], float | None] | None = None,
     **overrides: Any,
 ) -> tuple[SalesforceClient, SalesforceSink]:
     """A sink on ``emulator`` reporting to ``rec`` (its transport through ``wrap``, e.g. a :class:`FaultyOrg`;
     ``overrides``: :class:`SinkSettings` fields); enter the client (``async with client``) around its use.
     With ``clock``, the sink's retry waits move that clock and its retry deadlines read it; else they are
-    recorded only."""
+    recorded only. ``before_call`` and ``pause_left``: the API governor's hooks, as the sink process wires
+    them (``Governor.before_call`` with a bounded wait, ``Governor.pause_left_s``); none by default."""
     token = emulator.auth.issue_session().access_token
     transport: httpx.AsyncBaseTransport = InProcessOrg(emulator)
     connection: dict[str, Any] = {  # the other settings: their defaults (or the environment's)
@@ -157,6 +160,8 @@ def make_sink(
         clock=lambda: T0 / 1000,
         sleep=clock.sleep if clock is not None else rec.sleep,
         monotonic=clock if clock is not None else sfsync_time.monotonic,
+        before_call=before_call,
+        pause_left=pause_left,
     )
     return client, sink
 
