@@ -96,7 +96,17 @@ from sfsync.producers.publisher import Publisher
 from sfsync.serde.codec import AvroDecoder
 from sfsync.serde.registry import SchemaRegistry
 from sfsync.settings import PublisherSettings, StackSettings, load
-from sfsync.topics import ALL_TOPICS, CHANGES, ERRORS, MEMBERS_INBOUND, PRODUCT_TOPICS, RESULTS, WRITES, TopicSpec
+from sfsync.topics import (
+    ALL_TOPICS,
+    CHANGES,
+    ERRORS,
+    MEMBERS_INBOUND,
+    PRODUCT_TOPICS,
+    RESULTS,
+    WRITES,
+    TopicSpec,
+    planned_writes,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 SYNCED_OBJECTS = ("Contact", "Campaign", "CampaignMember", "Case", "Community_Activity__c")
@@ -295,7 +305,8 @@ FAUST_TABLES = {
 def create_changelogs(kafka_config: Mapping[str, Any], children: Sequence[Child], prefix: str) -> None:
     """Create the Faust apps' table changelog topics before the apps start (as
     :mod:`sfsync.processors.faust_runtime.changelogs` does for one app: a lazily created changelog can
-    be missing from the worker's first assignment)."""
+    be missing from the worker's first assignment), and the outbound processor's repartition topic
+    (the sampler measures the processor's lag on it too)."""
     run = prefix.rstrip(".")
     specs = [
         TopicSpec(f"{run}.{child.name}-{table}-changelog", "table key", partitions=partitions, config=compact)
@@ -304,6 +315,10 @@ def create_changelogs(kafka_config: Mapping[str, Any], children: Sequence[Child]
         for compact in ({"cleanup.policy": "compact"},)
     ]
     ensure_topics(kafka_config, specs)
+    if any(child.name == "processor" for child in children):
+        ensure_topics(
+            kafka_config, [planned_writes(f"{run}.processor", FAUST_TABLES["processor"]["record_clock"])], prefix
+        )
 
 
 def inbound_app_present() -> bool:
@@ -427,7 +442,13 @@ class Sampler(_Watcher):
     def work(self) -> None:
         run = self.prefix.rstrip(".")
         groups = {
-            "processor": (f"{run}.processor", [s.name(self.prefix) for s in PRODUCT_TOPICS]),
+            "processor": (
+                f"{run}.processor",
+                [
+                    *(s.name(self.prefix) for s in PRODUCT_TOPICS),
+                    planned_writes(f"{run}.processor", 0).name(self.prefix),  # its planned writes, ordered next
+                ],
+            ),
             "sink": (f"{run}.sink", [WRITES.name(self.prefix)]),
             "inbound": (f"{run}.inbound", [CHANGES.name(self.prefix), RESULTS.name(self.prefix)]),
         }

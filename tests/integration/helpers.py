@@ -20,7 +20,7 @@ from sfsync.kafka.admin import ensure_topics
 from sfsync.producers.publisher import Publisher
 from sfsync.salesforce import SalesforceSettings
 from sfsync.settings import PublisherSettings
-from sfsync.topics import ALL_TOPICS
+from sfsync.topics import ALL_TOPICS, planned_writes
 
 PARTITIONS = 6
 
@@ -180,6 +180,21 @@ def processed_all(bootstrap: str, group: str, expected: Mapping[str, int]) -> bo
     """Whether ``group`` committed at least ``expected[topic]`` records of each topic."""
     with Offsets(bootstrap, group) as offsets:
         return all(offsets.committed(topic) >= count for topic, count in expected.items())
+
+
+def planned_topic(prefix: str, app_id: str) -> str:
+    """The repartition topic of the outbound processor ``app_id``: the writes it planned, to be ordered."""
+    return planned_writes(app_id, PARTITIONS).name(prefix)
+
+
+def processor_done(bootstrap: str, app_id: str, prefix: str, expected: Mapping[str, int]) -> bool:
+    """Whether the outbound processor ``app_id`` committed at least ``expected[topic]`` records of each
+    product topic and ordered every write it planned (its :func:`planned_topic` committed to its end:
+    the planned writes of an event are in that topic before the event's offset commits)."""
+    with Offsets(bootstrap, app_id) as offsets:
+        if not all(offsets.committed(topic) >= count for topic, count in expected.items()):
+            return False
+        return offsets.caught_up(planned_topic(prefix, app_id))
 
 
 async def wait_until(condition: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.25) -> None:
