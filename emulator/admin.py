@@ -26,6 +26,21 @@ counts against the API limits.
 ``GET|POST /visibility``   the late-visibility rule ``{"delay_ms", "user", "sobject", "next",
                            "rate"}`` (POST replaces it; ``delay_ms`` 0 = off) and the writes not
                            yet visible (``pending``)
+``POST /fields``           an administrator changes a field while clients run (drift):
+                           ``{"sobject", "field", "action": "remove"}`` deletes it or hides it from
+                           the integration user (field-level security; the API cannot tell the two
+                           apart): describes leave it out, SOQL naming it answers 400 INVALID_FIELD
+                           ``No such column '<field>' on entity '<object>'...``, a write naming it
+                           INVALID_FIELD ``No such column '<field>' on sobject of type <object>``
+                           (a single-record call: the whole request; sObject Collections: that
+                           record); ``"action": "restore"`` brings it back with its values
+                           (``"readable": false`` / ``true`` say the same in FLS terms);
+                           ``{"sobject", "field", "createable"?, "updateable"?}`` sets what the
+                           integration user may do with it (read-only: a write naming it answers
+                           INVALID_FIELD_FOR_INSERT_UPDATE ``Unable to create/update fields: ...``).
+                           Describes report the change at once (a new ``Last-Modified``, so an
+                           ``If-Modified-Since`` revalidation gets the new body) -> the field's
+                           describe entry, or ``{"removed": "<object>.<field>"}``
 ``POST /faults``           ``{"spec": "..."}`` replaces every fault (see :mod:`sfsync.emulator.faults`);
                            ``PATCH /faults`` changes only the parts the spec names (the injected
                            counts stay); a spec with ``daily_spent_after`` applies it now
@@ -38,6 +53,7 @@ counts against the API limits.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import uuid
 from collections.abc import Awaitable, Callable
@@ -50,9 +66,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from sfsync.emulator import ids
+from sfsync.emulator.describe import describe_field
 from sfsync.emulator.errors import ApiError, not_found
 from sfsync.emulator.faults import Faults, Visibility
-from sfsync.emulator.model import format_datetime, json_row
+from sfsync.emulator.model import FieldDef, format_datetime, json_row
 from sfsync.emulator.rest import RestApi, json_response
 from sfsync.emulator.rest_routing import ServedOrg, object_named
 
@@ -85,6 +102,7 @@ class AdminApi:
         self._org = org
         self._rest = rest
         self.snapshots: dict[str, Any] = {}
+        self._removed_fields: dict[tuple[str, str], FieldDef] = {}  # (object, field) lower-cased -> as it was
 
     def routes(self) -> list[Route]:
         """The Starlette routes, relative to ``/__admin``."""
@@ -102,6 +120,7 @@ class AdminApi:
             Route("/visibility", _endpoint(self.visibility), methods=["GET", "POST"]),
             Route("/convert-lead", _endpoint(self.convert_lead), methods=["POST"]),
             Route("/touch", _endpoint(self.touch), methods=["POST"]),
+            Route("/fields", _endpoint(self.fields), methods=["POST"]),
             Route("/faults", _endpoint(self.faults), methods=["POST"]),
             Route("/faults", _endpoint(self.change_faults), methods=["PATCH"]),
             Route("/limits", _endpoint(self.limits), methods=["POST"]),
@@ -148,6 +167,46 @@ class AdminApi:
             "by_endpoint": dict(usage.calls_by_endpoint),
             "faults": self._org.faults.describe(),
         }
+
+    def fields(self, payload: Any) -> dict[str, Any]:
+        """An administrator removes, restores or changes the access to one field (see the module table)."""
+        store = self._org.store
+        obj = object_named(store.schema, payload["sobject"])
+        name = str(payload["field"])
+        action = payload.get("action")
+        if "readable" in payload:  # field-level security: an unreadable field is gone from the API
+            action = "restore" if payload["readable"] else "remove"
+        if action == "remove":
+            if name.lower() == "id":
+                raise ValueError("Id cannot be removed")
+            removed = store.remove_field(obj.name, name)
+            self._removed_fields[(obj.name.lower(), removed.name.lower())] = removed
+            self._metadata_changed()
+            return {"removed": f"{obj.name}.{removed.name}"}
+        if action == "restore":
+            definition = self._removed_fields.pop((obj.name.lower(), name.lower()), None)
+            if definition is None:
+                raise ValueError(f"{obj.name}.{name} was not removed")
+            store.put_field(obj.name, definition)
+        elif action is not None:
+            raise ValueError(f"action must be remove or restore, not {action!r}")
+        definition = obj.field(name)
+        if definition is None:
+            raise ApiError(404, "NOT_FOUND", f"no field {name} on {obj.name}")
+        if "createable" in payload or "updateable" in payload:
+            definition = dataclasses.replace(
+                definition,
+                createable=bool(payload.get("createable", definition.createable)),
+                updateable=bool(payload.get("updateable", definition.updateable)),
+            )
+            store.put_field(obj.name, definition)
+        self._metadata_changed()
+        return describe_field(obj, definition)
+
+    def _metadata_changed(self) -> None:
+        """Describes changed: a later Last-Modified than any a client holds, so a revalidation gets them."""
+        org = self._org
+        org.metadata_modified = max(int(org.clock()), org.metadata_modified + 1)
 
     def faults(self, payload: Any) -> dict[str, Any]:
         """Replace every fault with ``payload["spec"]`` (FaultSpecError, a ValueError, for a bad one)."""

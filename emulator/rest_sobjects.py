@@ -51,8 +51,8 @@ def record_json(obj: ObjectDef, row: Row, version: str, fields: list[str] | None
     out: dict[str, Any] = {
         "attributes": {"type": obj.name, "url": f"/services/data/v{version}/sobjects/{obj.name}/{row['Id']}"}
     }
-    if fields is None:
-        out.update(json_row(row))
+    if fields is None:  # the object's fields (a removed one's value stays in the row, unseen)
+        out.update(json_row({k: v for k, v in row.items() if k.lower() in obj.fields}))
         return out
     for name in fields:
         definition = obj.field(name)

@@ -14,6 +14,15 @@ closes them (``sfsync sink``):
   object and outcome, end-to-end latency and consumer lag;
 - a :class:`~sfsync.sinks.loop.SinkWorker` with ``on_parked`` = the DLQ.
 
+The mappings first: the sink reads the mapping setting as every process does (``SFSYNC_MAPPING_FILE``,
+``SFSYNC_MAPPING_VARS``). :func:`build_runner` refuses a file that breaks a rule needing no org, and
+:meth:`SinkRunner.run`, before consuming anything, describes every object the mappings write and
+refuses to start on a mapping the org cannot take (:func:`~sfsync.mapping.require_valid`: a missing
+or read-only field, a custom match field that is not an External ID...), listing every problem
+(a MappingError: ``sfsync sink`` exits 2). A transient fault there is retried for
+``retry_timeout_s``. Afterwards, a field or permission removed from the org quarantines the
+mappings using it (:mod:`sfsync.sinks.drift`; ``sfsync_mapping_quarantined``) while the others go on.
+
 Failures: a daily-limit 403 (``REQUEST_LIMIT_EXCEEDED`` / ``TotalRequests``) calls
 :meth:`Governor.on_daily_limit`, which pauses calls and records one RATE_LIMIT entry. No batch
 sleeps through a budget pause: the governor holds a call at most what is left of
@@ -21,8 +30,9 @@ sleeps through a budget pause: the governor holds a call at most what is left of
 and ``budget_pause_s`` set, and the worker pauses its partitions and keeps polling Kafka until the
 pause is over (``sfsync_sink_budget_paused`` is 1 meanwhile). A refused
 login (the client already refreshed once) records a CONNECTION entry and pauses, doubling up to
-a bound, with nothing of the batch committed, instead of crashing and restarting in a loop. Other
-fatal errors (permissions, metadata) stop the process without committing. SIGTERM/SIGINT stop
+a bound, with nothing of the batch committed, instead of crashing and restarting in a loop. Drift
+(a field, object or permission a mapping uses, gone from the org) quarantines that mapping. Other
+fatal errors (the API disabled for the org...) stop the process without committing. SIGTERM/SIGINT stop
 cleanly, also during a pause: the batch in hand is not committed and replays on restart.
 """
 
@@ -39,9 +49,11 @@ from typing import Any
 
 import httpx
 import orjson
+import stamina
 
 from sfsync.errors import Category, ConfigError, DeliveryError, Level, RetriableError, SfsyncError
 from sfsync.kafka.clients import TopicPartition
+from sfsync.mapping import MappingFile, gather_describes, load_configured_mappings, require_valid
 from sfsync.ops.dlq import DeadLetterQueue
 from sfsync.ops.errorlog import ErrorLog, ErrorLogEntry, SourceRef, entry_for, log_entry
 from sfsync.ops.metrics import MetricsServer, lag_of
@@ -53,7 +65,8 @@ from sfsync.salesforce import (
     SalesforceSettings,
 )
 from sfsync.salesforce.auth import AuthProvider
-from sfsync.salesforce.errors import parse_error_body
+from sfsync.salesforce.drift import is_drift
+from sfsync.salesforce.errors import SalesforceFatalError, parse_error_body
 from sfsync.salesforce.governor import Governor, GovernorSettings, load_governor_settings
 from sfsync.salesforce.limits import LIMIT_INFO_HEADER, parse_limit_info
 from sfsync.serde.registry import SchemaRegistry
@@ -150,8 +163,10 @@ class SinkRunner:
         metrics: SinkMetrics,
         error_log: ErrorLog,
         dlq: DeadLetterQueue,
+        mappings: MappingFile | None = None,
     ) -> None:
         self.settings = settings
+        self.mappings = mappings
         self.governor_settings = governor_settings
         self.client = client
         self.governor = governor
@@ -171,6 +186,8 @@ class SinkRunner:
         self.parked = 0
         self.api_calls = 0
         self._closed = False
+        self.org_checked = False
+        """True once the mappings passed the check against the org (:meth:`check_org`)."""
         self.owned_registry: Any | None = None
 
     # -- hooks --------------------------------------------------------------------------------
@@ -314,6 +331,44 @@ class SinkRunner:
             log.debug("consumer lag not observed: %s", exc)
 
     # -- lifecycle ----------------------------------------------------------------------------
+    async def check_org(self) -> None:
+        """Validate the mappings against the org's describes (once per process): every problem at
+        once, as a :class:`~sfsync.mapping.MappingError`. Transient faults are retried with the
+        sink's retry policy (``retry_timeout_s``), then the last one is raised; a spent daily
+        allocation waits for the governor; a refused login is recorded and paused like one in a
+        batch, then tried again. Raises :class:`StoppingError` when stopped meanwhile. A runner
+        wired without its mappings (by hand, not :func:`build_runner`) checks nothing."""
+        if self.org_checked or self.mappings is None:
+            return
+        mappings = self.mappings
+
+        async def describe(sobject: str) -> dict[str, Any] | None:
+            # no consumer group joined yet: the governor's pause, however long, is waited out here
+            await self.governor.before_call()
+            self.metrics.observe_budget(self.client.budget.latest)
+            try:
+                return await self.client.describe_body(sobject)
+            except SalesforceFatalError as exc:
+                if is_drift(exc):
+                    return None  # unknown or invisible object: the rules name it
+                raise
+
+        retrying = self.settings.retry_policy().stamina(
+            RetriableError, unless=(StoppingError,), waited_elsewhere=(DailyLimitExceeded,)
+        )
+        while True:
+            try:
+                async for attempt in stamina.retry_context(**retrying):
+                    with attempt:
+                        describes = await gather_describes(mappings, describe)
+                break
+            except AuthenticationError as error:
+                await self.on_auth_failure(error, [])  # a CONNECTION entry and a bounded pause
+                if self.stopping.is_set():
+                    raise StoppingError("stopping") from None
+        require_valid(mappings, describes, against="the org")
+        self.org_checked = True
+
     async def _idle_watch(self, idle_exit_s: float) -> None:
         while not self.stopping.is_set():
             await asyncio.sleep(min(0.1, idle_exit_s))
@@ -334,7 +389,12 @@ class SinkRunner:
         self.last_activity = time.monotonic()
         watch = asyncio.create_task(self._idle_watch(idle_exit_s)) if idle_exit_s is not None else None
         try:
-            await self.worker.run(max_batches=max_batches)
+            try:
+                await self.check_org()
+            except StoppingError:
+                log.info("stopped while checking the mappings against the org: nothing consumed")
+            else:
+                await self.worker.run(max_batches=max_batches)
         finally:
             if watch is not None:
                 watch.cancel()
@@ -375,16 +435,20 @@ def build_runner(
     transport: httpx.AsyncBaseTransport | None = None,
     registry: Any | None = None,
     metrics: SinkMetrics | None = None,
+    mappings: MappingFile | None = None,
 ) -> SinkRunner:
     """Wire the sink process (nothing runs until :meth:`SinkRunner.run`).
 
     ``auth``/``transport``: override the client's (tests); ``registry``: a schema-registry client
-    (default: from ``sink_settings``); ``metrics``: default on prometheus-client's global registry.
+    (default: from ``sink_settings``); ``metrics``: default on prometheus-client's global registry;
+    ``mappings``: default the mapping setting's file.
 
     Raises:
         ConfigError: settings that do not fit together (every problem at once), or Kafka settings
             librdkafka refuses (a client could not be built).
+        MappingError: the mapping file breaks a rule that needs no org (every problem at once).
     """
+    mappings = require_valid(mappings if mappings is not None else load_configured_mappings())
     owned = registry is None
     gs = governor_settings if governor_settings is not None else load_governor_settings()
     problems = []
@@ -444,6 +508,7 @@ def build_runner(
         metrics=metrics,
         error_log=error_log,
         dlq=dlq,
+        mappings=mappings,
     )
     holder.append(runner)
     if owned:
@@ -464,6 +529,8 @@ def build_runner(
         before_call=before_call,
         sleep=sleep,
         pause_left=governor.pause_left_s,
+        mappings=mappings,
+        on_quarantine=metrics.quarantined,
     )
     sink.runner = runner
     runner.sink = sink

@@ -17,7 +17,10 @@ sfsync_end_to_end_latency_seconds          histogram  - (occurred_at -> acknowle
 sfsync_consumer_lag                        gauge      topic, partition
 sfsync_dlq_records_total                   counter    mapping, code
 sfsync_errors_total                        counter    category, code
+sfsync_mapping_quarantined                 gauge      mapping (1: quarantined for drift, 0: not)
 =========================================  =========  ==================================
+
+Mapping names are bounded by the mapping file: a gauge per mapping, set when one first enters quarantine.
 """
 
 from __future__ import annotations
@@ -77,6 +80,12 @@ class SinkMetrics:
             "sfsync_dlq_records_total", "Records parked in the DLQ.", ["mapping", "code"], registry=r
         )
         self.errors = Counter("sfsync_errors_total", "Error-log entries written.", ["category", "code"], registry=r)
+        self.mapping_quarantined = Gauge(
+            "sfsync_mapping_quarantined",
+            "1 while a mapping is quarantined (a field or permission it uses was removed from the org), else 0.",
+            ["mapping"],
+            registry=r,
+        )
 
     # the sink calls these
     def event_in(self, event_type: str, n: int = 1) -> None:
@@ -132,6 +141,10 @@ class SinkMetrics:
 
     def error(self, category: str, code: str) -> None:
         self.errors.labels(category=str(category), code=code).inc()
+
+    def quarantined(self, mapping: str, on: bool) -> None:
+        """A mapping entered (``on``) or left quarantine (the sink's ``on_quarantine``)."""
+        self.mapping_quarantined.labels(mapping=mapping).set(1 if on else 0)
 
     def serve(self, port: int, addr: str = "0.0.0.0") -> MetricsServer:  # noqa: S104 - a pod's metrics port
         """Serve ``/metrics`` on ``addr:port`` (0: any free port) in a daemon thread."""

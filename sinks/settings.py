@@ -99,6 +99,16 @@ class SinkSettings(KafkaConnection, RegistryConnection):
             "(a write retried while a later one for the same record went through). 0 turns the guard off."
         ),
     )
+    quarantine_recheck_s: float = Field(
+        300.0,
+        ge=0,
+        le=86_400,
+        description=(
+            "How often a mapping quarantined for drift (a field or permission removed from the org while the sink "
+            "runs) has its objects described again; the quarantine lifts once the mapping passes the start-up "
+            "rules again. 0: never (a restart lifts it). Each recheck costs a describe call or two."
+        ),
+    )
     query_max_chars: int = Field(
         12_000, ge=1_000, le=15_000, description="URL budget of one match query's IN lists (Salesforce: ~16 KB)."
     )

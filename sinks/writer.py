@@ -47,6 +47,11 @@ does not count against the retry deadline of a write that had already failed.
 Because nothing below the sink resends, a create answered 5xx (or timed out) that Salesforce did
 commit is not created twice: the next round matches the record first and updates it.
 
+Drift: a query or write Salesforce refuses because a field, object or permission a mapping uses is
+gone from the org (:func:`sfsync.sinks.drift.is_drift`) quarantines the mappings concerned instead of
+stopping the sink: their writes are parked (replayable), the other mappings' writes go on, and the
+quarantine lifts once the org passes the start-up rules again (:mod:`sfsync.sinks.drift`).
+
 At steady state a batch of 200 updates matched by Email costs two API calls (one query, one
 collection): 0.01 calls per record.
 
@@ -72,6 +77,7 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 from sfsync.errors import FatalError, SfsyncError
+from sfsync.mapping import MappingFile
 from sfsync.salesforce.client import SalesforceClient
 from sfsync.salesforce.composite import COLLECTION_MAX, RecordResult
 from sfsync.salesforce.errors import (
@@ -95,6 +101,15 @@ from sfsync.sinks.contract import (
     RetriesExhaustedError,
     UnsafeWriteError,
     committed_offsets,
+)
+from sfsync.sinks.drift import (
+    QUARANTINED,
+    RESTORED,
+    DriftError,
+    MappingQuarantine,
+    MappingQuarantinedError,
+    concerns,
+    is_drift,
 )
 from sfsync.sinks.matching import Candidate, candidates, index_rows, norm, pick, usable
 from sfsync.sinks.merge import (
@@ -193,6 +208,9 @@ class SalesforceSink:
         pause_left: seconds left of the API governor's pause, None when it is not paused
             (``Governor.pause_left_s``): how long writes refused for the daily limit wait; without
             it (or when it says None), the refusal's own ``retry_after``.
+        mappings: the mapping file the process validated at start; a quarantined mapping is lifted
+            once it passes those rules again (None: once the fields Salesforce named are back).
+        on_quarantine: called with (mapping, True/False) when a mapping enters or leaves quarantine.
     """
 
     def __init__(
@@ -208,6 +226,8 @@ class SalesforceSink:
         monotonic: Callable[[], float] = monotonic_clock,
         rng: random.Random | None = None,
         pause_left: Callable[[], float | None] | None = None,
+        mappings: MappingFile | None = None,
+        on_quarantine: Callable[[str, bool], None] | None = None,
     ) -> None:
         self.client = client
         self.settings = settings
@@ -233,6 +253,9 @@ class SalesforceSink:
         self._if_empty_skips: dict[tuple[str, str, str], list[Any]] = {}
         self._calls = 0
         self._api_names: set[str] = set()  # names that passed field_name (the same few, write after write)
+        self.quarantine = MappingQuarantine(
+            recheck_s=settings.quarantine_recheck_s, monotonic=monotonic, mappings=mappings, on_change=on_quarantine
+        )
 
     # -- identity cache -------------------------------------------------------------------
     def identity(self, key: str) -> tuple[str, str] | None:
@@ -277,12 +300,16 @@ class SalesforceSink:
         self._resume_deadlines()
         outcome = BatchOutcome()
         queues = merge_writes(sorted(writes, key=lambda w: (w.topic, w.partition, w.offset)))
+        await self._recheck_quarantines()
         for queue in queues.values():
             for seg in list(queue):
                 problem = self._unsafe(seg)
                 if problem is not None:
                     queue.remove(seg)
                     await self._park(seg, problem, outcome)
+                elif self.quarantine.get(seg.mapping) is not None:
+                    queue.remove(seg)
+                    await self._park_quarantined(seg, outcome)
         policy = self._policy
         # each retry round waits at least wait_initial_s, and a put waits at most wait_max_s in all
         rounds = 2 * len(writes) + 4 + math.ceil(policy.wait_max_s / policy.wait_initial_s)
@@ -303,10 +330,18 @@ class SalesforceSink:
             except SalesforceRetriableError as exc:  # a parent lookup failed: every head of this round with it
                 await self._fail_all(heads, exc, queues, outcome)
                 continue
+            except DriftError as drift:  # a parent lookup named what the org no longer has
+                for seg in await self._drifted(drift, heads, outcome):
+                    queues[seg.key].popleft()
+                continue
             try:
                 await self._match(ready)
             except SalesforceRetriableError as exc:  # a match query failed: every write it was matching with it
                 await self._fail_all(ready, exc, queues, outcome)
+                continue
+            except DriftError as drift:  # a match query named what the org no longer has
+                for seg in await self._drifted(drift, ready, outcome):
+                    queues[seg.key].popleft()
                 continue
             finished = await self._write(ready, outcome)
             for seg in finished:
@@ -597,8 +632,13 @@ class SalesforceSink:
             assert condition is not None
             query = select(*columns).from_(obj).where(condition)
             await self._call("query")
-            async for row in self.client.query(query):
-                rows.append(row)
+            try:
+                async for row in self.client.query(query):
+                    rows.append(row)
+            except SalesforceFatalError as exc:
+                if is_drift(exc):
+                    raise DriftError(obj, exc) from exc
+                raise
         return rows
 
     def _chunks(self, keys: Sequence[tuple[Any, ...]]) -> Iterable[list[tuple[Any, ...]]]:
@@ -726,6 +766,11 @@ class SalesforceSink:
                 continue
             except SalesforceRecordError as exc:
                 results = [RecordResult(i, None, False, None, [exc]) for i in range(len(members))]
+            except SalesforceFatalError as exc:
+                if not is_drift(exc):
+                    raise
+                finished += await self._drifted(DriftError(obj, exc), [p.seg for p in members], outcome)
+                continue
             for plan, result in zip(members, results, strict=True):
                 if await self._settle(plan, result, outcome):
                     finished.append(plan.seg)
@@ -771,6 +816,9 @@ class SalesforceSink:
                 for parent_key in seg.parents_from_cache:
                     self.forget(parent_key)
                 return False
+        if is_drift(error):
+            await self._drifted(DriftError(plan.sobject, error), [seg], outcome)
+            return True
         if isinstance(error, SalesforceFatalError | FatalError):
             raise error
         await self._park(seg, error, outcome)
@@ -810,6 +858,74 @@ class SalesforceSink:
                 salesforce_id=seg.target[1] if seg.target else None,
             )
         )
+
+    # -- drift (sfsync.sinks.drift) -----------------------------------------------------------
+    async def _drifted(self, drift: DriftError, segments: Sequence[_Segment], outcome: BatchOutcome) -> list[_Segment]:
+        """Quarantine the mappings of ``segments`` that ``drift`` concerns (every one, when it names
+        nothing they use) and park their segments; the others go again next round. Returns the parked."""
+        culprits = [seg for seg in segments if concerns(drift, seg)] or list(segments)
+        for mapping in dict.fromkeys(seg.mapping for seg in culprits):
+            quarantined = self.quarantine.enter(mapping, drift)
+            if quarantined is not None:
+                await self._on_error_entry(
+                    ErrorEntry(
+                        category="CONNECTION",
+                        severity="ERROR",
+                        code=QUARANTINED,
+                        message=f"{quarantined.describe()}; its writes are parked (replay them once fixed), "
+                        "the other mappings go on",
+                        mapping=mapping,
+                        record_key="",
+                        write_id="",
+                        sobject=drift.sobject,
+                        field=", ".join(drift.fields) or None,
+                    )
+                )
+        parked = []
+        for seg in segments:
+            if self.quarantine.get(seg.mapping) is not None:
+                await self._park_quarantined(seg, outcome)
+                parked.append(seg)
+            else:
+                seg.again = True
+        return parked
+
+    async def _park_quarantined(self, seg: _Segment, outcome: BatchOutcome) -> None:
+        """Park a quarantined mapping's writes (the quarantine has the one error-log entry)."""
+        quarantined = self.quarantine.get(seg.mapping)
+        assert quarantined is not None
+        error = MappingQuarantinedError(quarantined)
+        for w in seg.writes:
+            await self._on_parked(w, error)
+            outcome.parked.append(ParkedWrite(w, error))
+
+    async def _recheck_quarantines(self) -> None:
+        """Describe again what the due quarantines are about (no cache); an INFO entry for each lifted."""
+
+        async def describe(obj: str) -> dict[str, Any] | None:
+            await self._call("describe")
+            try:
+                return await self.client.describe_body(obj, refresh=True)
+            except SalesforceFatalError as exc:
+                if is_drift(exc):
+                    return None
+                raise
+
+        for lifted in await self.quarantine.recheck(describe):
+            self._describes.pop(lifted.sobject, None)
+            await self._on_error_entry(
+                ErrorEntry(
+                    category="CONNECTION",
+                    severity="INFO",
+                    code=RESTORED,
+                    message=f"mapping {lifted.mapping} passes the start-up checks again: its writes go to "
+                    "Salesforce; replay the writes parked meanwhile (code MAPPING_QUARANTINED)",
+                    mapping=lifted.mapping,
+                    record_key="",
+                    write_id="",
+                    sobject=lifted.sobject,
+                )
+            )
 
     def _skip_if_empty(self, seg: _Segment, obj: str, name: str) -> None:
         """Count an ``if_empty`` value left out because the record already has one (reported per batch)."""

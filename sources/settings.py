@@ -99,6 +99,14 @@ class SourceSettings(KafkaConnection, RegistryConnection):
         "retries this long, then stops the poller. 5 minutes rides out a failover or a burst of lock or "
         "concurrency errors without an ERROR, and reports a real outage while it is still young.",
     )
+    quarantine_recheck_s: float = Field(
+        300.0,
+        ge=0,
+        le=86_400,
+        description="How often an object whose polls were quarantined for drift (a field it selects, or access to "
+        "it, removed from the org while the poller runs) is described again; polling resumes from its checkpoint "
+        "once the org can answer its query again. 0: never (a restart lifts it).",
+    )
     transaction_timeout_s: float = Field(60.0, ge=1, le=900)
     session_timeout_ms: int = Field(10_000, ge=6_000, le=300_000)
     metrics_port: int = Field(9103, ge=0, le=65535, description="0 disables the metrics endpoint.")

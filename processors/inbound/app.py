@@ -93,9 +93,12 @@ def build_inbound_app(
     """The inbound processor as a ``faust.App`` (not started). Creates sfsync's topics that are missing.
 
     Without ``mappings``, it runs the mapping setting's file (:func:`~sfsync.mapping.load_configured_mappings`).
+    Either way the file is validated first (:func:`~sfsync.mapping.require_valid`, the rules that need
+    no org): a CEL expression that does not compile, a sixth constant, an unknown product field...
+    refuse the start, all listed, instead of parking every event.
 
     Raises:
-        ConfigError / MappingError: invalid mapping settings or an invalid mapping file.
+        ConfigError / MappingError: invalid mapping settings or an invalid mapping file (every problem).
         ServiceUnavailableError: Kafka or the registry did not answer.
     """
     return _build(settings, registry=registry, mappings=mappings).app

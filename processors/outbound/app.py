@@ -121,10 +121,13 @@ def build_app(
     tables).
 
     Without ``mappings``, it runs the mapping setting's file (:func:`~sfsync.mapping.load_configured_mappings`).
+    Either way the file is validated first (:func:`~sfsync.mapping.require_valid`, the rules that need
+    no org): a CEL expression that does not compile, a sixth constant, an unknown product field...
+    refuse the start, all listed, instead of parking every event.
 
     Raises:
-        ConfigError / MappingError: invalid mapping settings or an invalid mapping file; topics that
-            must be co-partitioned have different partition counts (each named with its count).
+        ConfigError / MappingError: invalid mapping settings or an invalid mapping file (every problem);
+            topics that must be co-partitioned have different partition counts (each named with its count).
         ServiceUnavailableError: Kafka or the registry did not answer.
     """
     return _build(settings, registry=registry, mappings=mappings, external_ids=external_ids).app

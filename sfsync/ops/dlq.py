@@ -378,7 +378,8 @@ class DeadLetterQueue:
     """Parks, lists and replays records of ``<prefix>sfsync.dlq``.
 
     ``error_log``: when given, :meth:`park` also records the SYNC entry naming mapping, field and
-    record (queued; the error log's own ``flush()`` confirms it). ``metrics``: counts
+    record (queued; the error log's own ``flush()`` confirms it), unless the error covers its records
+    with one entry of its own (``log_each_record`` False: a quarantined mapping). ``metrics``: counts
     ``sfsync_dlq_records_total{mapping,code}``.
     """
 
@@ -489,7 +490,7 @@ class DeadLetterQueue:
             raise DeliveryError([(self.topic, _show_key(record.key), report.error or "no delivery report")])
         if self._metrics is not None:
             self._metrics.parked(mapping or "", code)
-        if self._error_log is not None and entry is not None:
+        if self._error_log is not None and entry is not None and getattr(reason, "log_each_record", True):
             self._error_log.record(entry)
         return report.partition, report.offset
 

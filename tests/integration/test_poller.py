@@ -203,6 +203,7 @@ TWO_OBJECTS = MAPPING + (
     "    entity: member\n"
     "    target: Lead\n"
     "    match: [{field: Email, from: member.email}]\n"
+    "    create_if_missing: false\n"
     "    fields:\n"
     "      - {sf: LastName, from: member.last_name, direction: both}\n"
     "      - {sf: Company, from: member.company, direction: to_product}\n"

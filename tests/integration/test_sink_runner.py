@@ -209,10 +209,9 @@ async def test_a_budget_pause_past_max_poll_interval_keeps_the_sink_in_its_group
     # several calls (Contacts, Campaigns, then their CampaignMembers) would sit a pause per call.
     records = [*(member(i) for i in range(6)), campaign("evt-1"), campaign("evt-2")]
     records += [registration("evt-1", "member1@example.org"), registration("evt-2", "member2@example.org")]
-    produce(services, registry, prefix, records)
+    make_topics(services, prefix)
     group = f"sink-{uuid.uuid4().hex[:8]}"
     writes = prefix + "sfsync.writes"
-    running.emulator.usage.set(daily_limit=10_000, used=9_500)
     metrics = SinkMetrics(CollectorRegistry())
     runner = build_runner(
         sink_settings(
@@ -225,6 +224,9 @@ async def test_a_budget_pause_past_max_poll_interval_keeps_the_sink_in_its_group
     )
     task = asyncio.create_task(runner.run(signals=False))
     try:
+        await until(lambda: runner.org_checked)  # the mappings checked against the org: the sink joins its group
+        running.emulator.usage.set(daily_limit=10_000, used=9_500)
+        produce(services, registry, prefix, records)
         await until(lambda: runner.governor.pauses >= 1)
         await asyncio.sleep(15)  # the budget stays spent past max.poll.interval.ms (10 s)
         assert not task.done()

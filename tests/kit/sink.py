@@ -131,13 +131,17 @@ def make_sink(
     clock: EpochClock | None = None,
     before_call: Callable[[str], Awaitable[None]] | None = None,
     pause_left: Callable[[], float | None] | None = None,
+    mappings: MappingFile | None = None,
+    on_quarantine: Callable[[str, bool], None] | None = None,
     **overrides: Any,
 ) -> tuple[SalesforceClient, SalesforceSink]:
     """A sink on ``emulator`` reporting to ``rec`` (its transport through ``wrap``, e.g. a :class:`FaultyOrg`;
     ``overrides``: :class:`SinkSettings` fields); enter the client (``async with client``) around its use.
-    With ``clock``, the sink's retry waits move that clock and its retry deadlines read it; else they are
-    recorded only. ``before_call`` and ``pause_left``: the API governor's hooks, as the sink process wires
-    them (``Governor.before_call`` with a bounded wait, ``Governor.pause_left_s``); none by default."""
+    With ``clock``, the sink's retry waits move that clock and its retry deadlines (and quarantine
+    rechecks) read it; else they are recorded only. ``before_call`` and ``pause_left``: the API
+    governor's hooks, as the sink process wires them (``Governor.before_call`` with a bounded wait,
+    ``Governor.pause_left_s``); none by default. ``mappings``, ``on_quarantine``: as
+    :class:`SalesforceSink` takes them."""
     token = emulator.auth.issue_session().access_token
     transport: httpx.AsyncBaseTransport = InProcessOrg(emulator)
     connection: dict[str, Any] = {  # the other settings: their defaults (or the environment's)
@@ -162,6 +166,8 @@ def make_sink(
         monotonic=clock if clock is not None else sfsync_time.monotonic,
         before_call=before_call,
         pause_left=pause_left,
+        mappings=mappings,
+        on_quarantine=on_quarantine,
     )
     return client, sink
 
@@ -213,18 +219,23 @@ def write(
 
 
 def member(
-    i: int, *, email: str | None = None, last: str | None = None, at: int = T0, n: int = 0, **kw: Any
+    i: int,
+    *,
+    email: str | None = None,
+    last: str | None = None,
+    title: str | None = None,
+    title_policy: str = "ALWAYS",
+    at: int = T0,
+    n: int = 0,
+    **kw: Any,
 ) -> dict[str, Any]:
-    """The Contact of member ``i`` (``member<i>@example.org`` unless ``email``), matched by its email."""
+    """The Contact of member ``i`` (``member<i>@example.org`` unless ``email``), matched by its email;
+    with a ``Title`` (written under ``title_policy``) when ``title`` is given."""
     mail = email or f"member{i}@example.org"
-    return write(
-        f"Contact:Email:{mail}",
-        "Contact",
-        {"Email": fv(mail, at), "LastName": fv(last or f"Member{i}", at)},
-        match=[("Email", mail)],
-        n=n,
-        **kw,
-    )
+    fields = {"Email": fv(mail, at), "LastName": fv(last or f"Member{i}", at)}
+    if title is not None:
+        fields["Title"] = fv(title, at, title_policy)
+    return write(f"Contact:Email:{mail}", "Contact", fields, match=[("Email", mail)], n=n, **kw)
 
 
 def planned_member(

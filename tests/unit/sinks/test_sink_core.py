@@ -9,7 +9,7 @@ import pytest
 from sfsync.emulator.app import Emulator
 from sfsync.emulator.faults import Faults
 from sfsync.emulator.server import build
-from sfsync.errors import FatalError, SfsyncError
+from sfsync.errors import SfsyncError
 from sfsync.serde.schema import load_topic_schema
 from sfsync.sinks.contract import IncomingWrite
 from sfsync.sinks.merge import merge_writes
@@ -440,17 +440,6 @@ async def test_upsert_by_external_id_costs_one_call_and_is_idempotent(h: Harness
     again = await h.put(*batch)
     assert not any(r["created"] for r in again.results)
     assert await count(h, "SELECT Id FROM Campaign") == 50
-
-
-async def test_fatal_errors_raise(h: Harness) -> None:
-    bad = write(
-        "Contact:Email:q@x.org",
-        "Contact",
-        {"No_Such_Field__c": fv("x"), "LastName": fv("Q")},
-        match=[("Email", "q@x.org")],
-    )
-    with pytest.raises(FatalError):
-        await h.put(bad)
 
 
 def test_settings_report_every_problem_at_once() -> None:
