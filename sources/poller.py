@@ -170,7 +170,7 @@ def read_checkpoint(
         what = f"reading checkpoints of {sobject} from {topic}"
         for msg in read_partition(consumer, topic, partition, what=what, timeout_s=timeout_s):
             raw_key, value = msg.key(), msg.value()
-            key = raw_key.decode() if isinstance(raw_key, bytes) else str(raw_key)
+            key = raw_key.decode("utf-8", "replace") if isinstance(raw_key, bytes) else str(raw_key)
             if value is not None and (key == mine[0] or key.startswith(mine[1])):
                 latest[key] = value
     finally:

@@ -920,6 +920,18 @@ def test_a_salesforce_url_in_clear_is_refused_unless_it_is_this_machine(setting,
     assert any("https://" in p and url in p for p in refused.value.problems)
 
 
+@pytest.mark.parametrize("setting", ["login_url", "instance_url", "redirect_uri", "jwt_audience"])
+@pytest.mark.parametrize("url", ["http://alice:s3cret@acme.my.salesforce.com/x", "htps://alice:s3cret@acme.example"])
+def test_a_refused_salesforce_url_is_named_without_its_credentials(setting, url):
+    given = {"auth_flow": "access_token", "access_token": "00Dx0000000BV7z!t", "instance_url": INSTANCE, setting: url}
+    if setting == "jwt_audience":
+        given[setting] = url.replace("http", "ldap", 1)
+    with pytest.raises(ConfigError) as refused:
+        load_settings(**given)
+    assert "s3cret" not in f"{refused.value}{refused.value!r}"
+    assert any(setting in p and "://acme." in p for p in refused.value.problems)
+
+
 @pytest.mark.parametrize("url", ["http://127.0.0.1:18443", "http://localhost:18443", "http://[::1]:18443"])
 def test_an_emulator_on_this_machine_may_be_reached_over_http(url):
     assert settings(instance_url=url, login_url=url).instance_url == url
