@@ -271,6 +271,16 @@ def emulator(
     tls: Annotated[bool, typer.Option("--tls", help="Serve HTTPS with a generated self-signed certificate.")] = False,
     org: Annotated[Path | None, typer.Option(help="Org file (YAML): custom objects, fields, users.")] = None,
     faults: Annotated[str | None, typer.Option(help='Fault injection, e.g. "503=0.05,lock=0.02,latency=20ms".')] = None,
+    client_secret: Annotated[
+        str | None,
+        typer.Option(
+            envvar="SFSYNC_EMULATOR_CLIENT_SECRET",
+            show_envvar=True,
+            help="The connected app's consumer secret (client id sfsync-local), so that workers started apart "
+            "can log in (client credentials). Give it in the environment: a command line is visible to "
+            "every user of the machine. Default: a random one nobody outside learns.",
+        ),
+    ] = None,
 ) -> None:
     """Serve a local Salesforce org (REST API, OAuth, Bulk 2.0) for tests, the demo and benchmarks."""
     from sfsync.emulator.faults import Faults, FaultSpecError
@@ -283,7 +293,9 @@ def emulator(
         raise ConfigError("emulator", [f"--faults: {exc}"]) from None
     if org is not None and not org.exists():
         raise ConfigError("emulator", [f"--org: {org} does not exist"])
-    run_forever(port, tls=tls, org_file=org, faults=faults)
+    if client_secret is not None and not client_secret.strip():
+        raise ConfigError("emulator", ["--client-secret / SFSYNC_EMULATOR_CLIENT_SECRET: empty"])
+    run_forever(port, tls=tls, org_file=org, faults=faults, client_secret=client_secret)
 
 
 # ---------------------------------------------------------------------- demo
