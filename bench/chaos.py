@@ -751,7 +751,9 @@ def run(options: Options, bootstrap: str, registry_url: str) -> int:
         editing.stopping.set()
         expiry.stopping.set()
         timeline.join()
-        injected = dict(org.admin("GET", "stats")["faults"]["injected"])  # replacing the faults zeroes them
+        at_end = org.admin("GET", "stats")
+        injected = dict(at_end["faults"]["injected"])  # replacing the faults zeroes them
+        calls_under_faults = sum(at_end["by_endpoint"].values())
         org.admin("POST", "faults", {"spec": ""})
         faults.done()
         if stack_down:
@@ -819,6 +821,7 @@ def run(options: Options, bootstrap: str, registry_url: str) -> int:
         "worker_tracebacks": {w.name: w.tracebacks() for w in workers if w.tracebacks()},
         "fault_errors": faults.errors,
         "api_calls": sum(stats["by_endpoint"].values()),
+        "api_calls_under_faults": calls_under_faults,
         "converged": converged_s is not None,
         "converge_s": round(converged_s, 1) if converged_s is not None else None,
         "elapsed_s": round(time.monotonic() - started, 1),
