@@ -8,6 +8,7 @@ trust.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import ipaddress
 import socket
@@ -83,10 +84,14 @@ def build(
     faults: str | None = None,
     base_url: str = "",
     clock: Callable[[], dt.datetime] | None = None,
+    client_secret: str | None = None,
 ) -> Emulator:
-    """An :class:`Emulator` for ``org_file`` (None: the default community org)."""
+    """An :class:`Emulator` for ``org_file`` (None: the default community org). ``client_secret``: the
+    connected app's consumer secret (None: a fresh random one, known only to the returned emulator)."""
     store = OrgStore.from_org_file(org_file, clock=clock)
     config = default_config(store=store, instance_url=base_url)
+    if client_secret is not None:
+        config.connected_apps = [dataclasses.replace(config.connected_apps[0], client_secret=client_secret)]
     return Emulator(store, AuthServer(config), faults=Faults.parse(faults))
 
 
@@ -131,11 +136,13 @@ def serve_in_thread(
     return RunningEmulator(emulator, base_url, ca_file, server, thread)
 
 
-def run_forever(port: int, *, tls: bool, org_file: Path | None, faults: str | None) -> None:
-    """``sfsync emulator``: serve in the foreground until Ctrl-C."""
+def run_forever(
+    port: int, *, tls: bool, org_file: Path | None, faults: str | None, client_secret: str | None = None
+) -> None:
+    """``sfsync emulator``: serve in the foreground until Ctrl-C (``client_secret``: see :func:`build`)."""
     scheme = "https" if tls else "http"
     base_url = f"{scheme}://127.0.0.1:{port}"
-    emulator = build(org_file, faults, base_url)
+    emulator = build(org_file, faults, base_url, client_secret=client_secret)
     ssl_args: dict[str, Any] = {}
     if tls:
         folder = Path(tempfile.mkdtemp(prefix="sfsync-emulator-"))

@@ -117,20 +117,29 @@ def _segment(incoming: IncomingWrite) -> _Segment:
     )
 
 
-def _fold(into: _Segment, later: _Segment) -> None:
-    """Merge ``later`` (an UPSERT) into ``into``: per field the newest ``updated_at`` wins (ties: the later write).
+def _merged(old: _Field | None, new: _Field) -> _Field:
+    """One field of two writes to a record, ``new`` arriving later: what the record should get.
 
-    A newer IF_EMPTY value does not displace an ALWAYS value: it would only have filled an empty
-    field, and the ALWAYS value (already in this batch) must still be written.
+    Values of one policy: the newest ``updated_at`` wins (ties: the later write). An IF_EMPTY value
+    (a parent ensured by a child's event) only fills an empty field, so it never displaces an ALWAYS
+    value, whichever is newer or first in the batch: the ALWAYS value is written. A fill newer than an
+    ALWAYS value that clears the field fills it (as the two would, applied in time order).
     """
+    if old is None:
+        return new
+    if (old.policy == "IF_EMPTY") == (new.policy == "IF_EMPTY"):
+        return new if new.updated_at >= old.updated_at else old
+    fill, real = (new, old) if new.policy == "IF_EMPTY" else (old, new)
+    fill_is_later = fill.updated_at > real.updated_at or (fill.updated_at == real.updated_at and fill is new)
+    if real.value in _EMPTY and fill_is_later:
+        return _Field(fill.value, real.policy, fill.updated_at)  # fills what the ALWAYS value cleared
+    return real
+
+
+def _fold(into: _Segment, later: _Segment) -> None:
+    """Merge ``later`` (an UPSERT) into ``into``, field by field (:func:`_merged`)."""
     for name, value in later.fields.items():
-        old = into.fields.get(name)
-        if old is None or value.updated_at >= old.updated_at:
-            if value.policy == "IF_EMPTY" and old is not None and old.policy != "IF_EMPTY":
-                if old.value not in _EMPTY:
-                    continue
-                value = _Field(value.value, old.policy, value.updated_at)  # fills what the older value cleared
-            into.fields[name] = value
+        into.fields[name] = _merged(into.fields.get(name), value)
     into.match = list(dict.fromkeys([*later.match, *into.match]))
     into.external_id = later.external_id or into.external_id
     into.search_objects = later.search_objects or into.search_objects

@@ -5,7 +5,8 @@ Integration tests need a real Kafka broker and schema registry. Where they come 
    ``sfsync stack up``);
 2. testcontainers, only when a Docker daemon answers a ping;
 3. the project's own local stack (``sfsync.devtools.stack``), started here and stopped afterwards.
-If none works, integration tests fail under ``REQUIRE_KAFKA=1`` and are skipped otherwise.
+If none works, integration tests fail under ``REQUIRE_KAFKA=1`` and are skipped otherwise; the chaos
+suite (``tests/chaos``, fixture ``stack_services``) always fails then: it is never skipped.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ class Services:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if "/integration/" in str(item.fspath):
+        if "/integration/" in str(item.fspath) or "/chaos/" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
 
 
@@ -84,13 +85,14 @@ def _from_testcontainers(stack: ExitStack) -> Services:  # pragma: no cover - no
 
 
 @pytest.fixture(scope="session")
-def services() -> Iterator[Services]:
+def found_services() -> Iterator[Services | str]:
+    """The Kafka + registry of this session (see the module doc), or why there is none."""
     from sfsync.devtools.stack import running_stack, wait_kafka, wait_registry
 
-    required = os.environ.get("REQUIRE_KAFKA") == "1"
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     registry = os.environ.get("SCHEMA_REGISTRY_URL")
     with ExitStack() as stack:
+        found: Services | str
         try:
             if bootstrap and registry:
                 wait_kafka(bootstrap, 30)
@@ -102,11 +104,27 @@ def services() -> Iterator[Services]:
                 report = stack.enter_context(running_stack(StackSettings()))
                 found = Services(report.kafka, report.registry, "local stack")
         except Exception as exc:
-            message = f"no Kafka + schema registry for integration tests: {exc}"
-            if required:
-                pytest.fail(f"REQUIRE_KAFKA=1 and {message}")
-            pytest.skip(message)
+            found = f"no Kafka + schema registry for integration tests: {exc}"
         yield found
+
+
+@pytest.fixture(scope="session")
+def services(found_services: Services | str) -> Services:
+    """The session's Kafka + registry; none: the test fails under ``REQUIRE_KAFKA=1``, else it is skipped."""
+    if isinstance(found_services, str):
+        if os.environ.get("REQUIRE_KAFKA") == "1":
+            pytest.fail(f"REQUIRE_KAFKA=1 and {found_services}")
+        pytest.skip(found_services)
+    return found_services
+
+
+@pytest.fixture(scope="session")
+def stack_services(found_services: Services | str) -> Services:
+    """The session's Kafka + registry for a test that must run wherever the suite runs (the chaos suite):
+    none is a failure, never a skip."""
+    if isinstance(found_services, str):
+        pytest.fail(found_services)
+    return found_services
 
 
 @pytest.fixture

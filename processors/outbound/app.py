@@ -206,10 +206,15 @@ def _build(
 
     install_before_commit(app, before_commit)
 
+    # Every agent acks by hand, once a record is handled: a record whose handling failed (the registry or
+    # Kafka away) stays unacked, so uncommitted, and is handled again after the restart. Faust's own
+    # acking acks the record an agent is on when it leaves its loop, and the commit at stop would then
+    # skip that record for good (as in the inbound app).
     def plan_agent(spec: TopicSpec) -> None:
         async def planner(stream: Any) -> None:
             send = planned.send
-            async for event in stream.events():
+            manual = stream.noack()
+            async for event in manual.events():
                 message = event.message
                 try:
                     handled = processor.plan_record(
@@ -227,6 +232,7 @@ def _build(
                 except Exception as exc:  # noqa: BLE001 - not the record's fault: stop, uncommitted
                     await crash(exc)
                     return
+                await manual.ack(event)
 
         app.agent(raw_topic(app, spec, prefix), name=f"plan_{spec.base.replace('.', '_')}")(planner)
 
@@ -235,7 +241,8 @@ def _build(
 
     async def order_writes(stream: Any) -> None:
         send = writes.send
-        async for event in stream.events():
+        manual = stream.noack()
+        async for event in manual.events():
             message = event.message
             try:
                 handled = processor.order_write(
@@ -257,6 +264,7 @@ def _build(
             except Exception as exc:  # noqa: BLE001 - not the record's fault: stop, uncommitted
                 await crash(exc)
                 return
+            await manual.ack(event)
 
     planned_source = app.topic(
         planned_topic,
@@ -271,28 +279,31 @@ def _build(
     decoder = AvroDecoder(registry)
 
     async def identities(stream: Any) -> None:
-        async for event in stream.events():
+        manual = stream.noack()
+        async for event in manual.events():
             message = event.message
             try:
                 try:
                     _, result = decoder.decode(message.value or b"")
                 except SkippableRecordError as exc:
                     await park_all(dlq, [Parked(original_record(message), exc, Stage.VALUE_CONVERTER)], metrics.parked)
-                    continue
-                entry = identity_of_result(result)
-                # an identity already known is not set again: each set is a changelog record
-                if entry is not None and identity_table.get(entry[0]) != entry[1]:
-                    metrics.identity_learnt(entry[1][0])
-                    identity_table[entry[0]] = entry[1]
+                else:
+                    entry = identity_of_result(result)
+                    # an identity already known is not set again: each set is a changelog record
+                    if entry is not None and identity_table.get(entry[0]) != entry[1]:
+                        metrics.identity_learnt(entry[1][0])
+                        identity_table[entry[0]] = entry[1]
             except Exception as exc:  # noqa: BLE001
                 await crash(exc)
                 return
+            await manual.ack(event)
 
     app.agent(raw_topic(app, RESULTS, prefix), name="identities")(identities)
 
     async def salesforce_edits(stream: Any) -> None:
         """Salesforce-side edits the product accepted: on the record clock (sfsync.processors.outbound.edits)."""
-        async for event in stream.events():
+        manual = stream.noack()
+        async for event in manual.events():
             message = event.message
             try:
                 if not learn_edit(decoder, message.value, clock):
@@ -302,6 +313,7 @@ def _build(
             except Exception as exc:  # noqa: BLE001
                 await crash(exc)
                 return
+            await manual.ack(event)
 
     app.agent(raw_topic(app, SALESFORCE_EDITS, prefix), name="salesforce_edits")(salesforce_edits)
 

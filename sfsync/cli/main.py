@@ -277,6 +277,16 @@ def emulator(
             "(every kind: sfsync.emulator.faults)."
         ),
     ] = None,
+    client_secret: Annotated[
+        str | None,
+        typer.Option(
+            envvar="SFSYNC_EMULATOR_CLIENT_SECRET",
+            show_envvar=True,
+            help="The connected app's consumer secret (client id sfsync-local), so that workers started apart "
+            "can log in (client credentials). Give it in the environment: a command line is visible to "
+            "every user of the machine. Default: a random one nobody outside learns.",
+        ),
+    ] = None,
 ) -> None:
     """Serve a local Salesforce org (REST API, OAuth, Bulk 2.0) for tests, the demo and benchmarks."""
     from sfsync.emulator.faults import Faults, FaultSpecError
@@ -289,7 +299,9 @@ def emulator(
         raise ConfigError("emulator", [f"--faults: {exc}"]) from None
     if org is not None and not org.exists():
         raise ConfigError("emulator", [f"--org: {org} does not exist"])
-    run_forever(port, tls=tls, org_file=org, faults=faults)
+    if client_secret is not None and not client_secret.strip():
+        raise ConfigError("emulator", ["--client-secret / SFSYNC_EMULATOR_CLIENT_SECRET: empty"])
+    run_forever(port, tls=tls, org_file=org, faults=faults, client_secret=client_secret)
 
 
 # ---------------------------------------------------------------------- demo

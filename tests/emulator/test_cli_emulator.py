@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -49,3 +51,45 @@ def test_a_bad_fault_spec_is_one_clear_error() -> None:
     assert result.exit_code == 2
     assert "invalid emulator settings" in result.output
     assert "503=often" in result.output
+
+
+def test_workers_started_apart_log_in_with_the_secret_given_in_the_environment() -> None:
+    port = free_port()
+    secret = "s3cret-for-this-test-only"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sfsync.cli.main", "emulator", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "SFSYNC_EMULATOR_CLIENT_SECRET": secret},
+    )
+    token_url = f"http://127.0.0.1:{port}/services/oauth2/token"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/services/data/", timeout=1)
+                break
+            except httpx.HTTPError:
+                assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        grant = {"grant_type": "client_credentials", "client_id": "sfsync-local"}
+        accepted = httpx.post(token_url, data={**grant, "client_secret": secret})
+        refused = httpx.post(token_url, data={**grant, "client_secret": "not-it"})
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=15)
+    assert accepted.status_code == 200, accepted.text
+    assert accepted.json()["access_token"]
+    assert refused.status_code == 400 and refused.json()["error"] == "invalid_client"
+    assert secret not in (out + err).decode()
+
+
+def test_an_empty_client_secret_is_one_clear_error() -> None:
+    with socket.socket() as taken:  # unchecked, the command would go on to serve: let it fail fast then
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(app, ["emulator", "--port", str(port)], env={"SFSYNC_EMULATOR_CLIENT_SECRET": " "})
+    assert result.exit_code == 2
+    assert "SFSYNC_EMULATOR_CLIENT_SECRET: empty" in result.output

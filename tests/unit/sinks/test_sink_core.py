@@ -100,6 +100,35 @@ async def test_a_newer_fill_if_empty_value_in_the_batch_does_not_cancel_an_updat
     assert row["Name"] == "Launch v2"
 
 
+async def test_a_fill_if_empty_value_first_in_the_batch_does_not_cancel_an_older_update(h: Harness) -> None:
+    # The chaos run's stale Emails: a member's registration (its own topic, processed first) ensures the
+    # Contact with the new email (fill if empty, stamped later), then the profile update that changed the
+    # email arrives in the same batch, stamped earlier. The update must still be written.
+    key, ext = "Contact:Member_Id__c:m-1", ("Member_Id__c", "m-1")
+    fields = {"LastName": fv("Lovelace"), "Member_Id__c": fv("m-1")}
+    await h.put(write(key, "Contact", {**fields, "Email": fv("old@example.org")}, external_id=ext))
+    ensured = write(key, "Contact", {"Email": fv("new@example.org", T0 + 20, "IF_EMPTY")}, external_id=ext, n=1)
+    updated = write(key, "Contact", {"Email": fv("new@example.org", T0 + 10)}, external_id=ext, mapping="members", n=2)
+    (segments,) = merge_writes([IncomingWrite(w, TOPIC, 0, i) for i, w in enumerate([ensured, updated])]).values()
+    assert segments[0].fields["Email"].policy == "ALWAYS"
+    await h.put(ensured, updated)
+    (row,) = await h.query("SELECT Email FROM Contact WHERE Member_Id__c = 'm-1'")
+    assert row["Email"] == "new@example.org"
+
+
+def test_a_fill_newer_than_a_cleared_value_fills_it_whichever_comes_first_in_the_batch() -> None:
+    key, ext = "Contact:Member_Id__c:m-2", ("Member_Id__c", "m-2")
+    cleared = write(key, "Contact", {"Title": fv(None, T0 + 10)}, external_id=ext, mapping="members")
+    filled = write(key, "Contact", {"Title": fv("CTO", T0 + 20, "IF_EMPTY")}, external_id=ext, n=1)
+    stale_fill = write(key, "Contact", {"Title": fv("CEO", T0 + 5, "IF_EMPTY")}, external_id=ext, n=2)
+    for order in ([cleared, filled], [filled, cleared]):
+        (segments,) = merge_writes([IncomingWrite(w, TOPIC, 0, i) for i, w in enumerate(order)]).values()
+        assert segments[0].fields["Title"] == ("CTO", "ALWAYS", T0 + 20)
+    for order in ([cleared, stale_fill], [stale_fill, cleared]):
+        (segments,) = merge_writes([IncomingWrite(w, TOPIC, 0, i) for i, w in enumerate(order)]).values()
+        assert segments[0].fields["Title"] == (None, "ALWAYS", T0 + 10)
+
+
 async def test_an_older_write_never_overwrites_a_newer_value_across_batches(h: Harness) -> None:
     await h.put(member(1, last="Newest", at=T0 + 100))
     updates = writes_by(h.emulator, "PATCH")

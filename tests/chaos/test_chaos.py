@@ -1,0 +1,71 @@
+"""The chaos run (``bench/chaos.py``) at a small size, on the session's Kafka and registry: 3,000 product
+events through 2 processors, 2 sinks, the poller and the inbound app, each a process of its own, while
+workers are SIGKILLed, the broker and the registry are restarted, and the emulated org answers 503s,
+row locks, expired sessions and a spent daily allocation while a sales rep edits the same Contacts.
+
+The org must then hold exactly what the events (and the rep's edits) imply: nothing lost, duplicated or
+stale; the DLQ exactly the poison records sent; every rep edit back on the product's inbound topic. The
+faults must really have happened, so that the run cannot pass by doing nothing.
+
+The run restarts the broker and the registry: it needs the sfsync stack (``sfsync stack up``; the
+``SFSYNC_STACK_*`` settings say which) at the addresses of the session's services, and fails when
+there is none (it is never skipped).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+EVENTS = 3000
+RATE = 30  # events/s: the stream lasts 100 s, the faults fall inside it
+
+
+@pytest.mark.timeout(330)
+def test_chaos_leaves_the_org_as_the_events_imply_with_only_the_poison_parked(
+    stack_services: Any, tmp_path: Path
+) -> None:
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": stack_services.bootstrap,
+        "SCHEMA_REGISTRY_URL": stack_services.registry,
+    }
+    command = [sys.executable, str(ROOT / "bench" / "chaos.py"), "--events", str(EVENTS), "--rate", str(RATE)]
+    done = subprocess.run(
+        [*command, "--converge-timeout", "120", "--work-dir", str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=310,
+        check=False,
+    )
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    assert lines, f"no figures (exit {done.returncode}):\n{done.stderr[-6000:]}"
+    figures = json.loads(lines[-1])
+    why = f"{json.dumps(figures, indent=1)}\n{done.stderr[-6000:]}"
+
+    # the faults happened
+    assert figures["events"] == EVENTS, why
+    assert figures["kills"] >= 3, why
+    assert figures["broker_restarts"] == 1 and figures["registry_restarts"] == 1, why
+    injected = figures["faults_injected"]
+    assert injected.get("503", 0) > 0 and injected.get("lock", 0) > 0, why
+    assert injected["sessions_expired"] > 0 and injected["limit_windows"] == 1, why
+    assert figures["inbound_edits"] > 0, why
+    assert not figures["fault_errors"], why
+
+    # and the org is what the events imply
+    assert figures["converged"], why
+    assert (figures["lost"], figures["duplicated"], figures["stale"]) == (0, 0, 0), why
+    assert sum(figures["poison"].values()) == 4 and not figures["poison_unsent"], why
+    assert figures["parked"] == {"RECORD_SKIPPED": 2, "UNKNOWN_SCHEMA_ID": 2}, why
+    assert not figures["parked_unexpected"] and figures["poison_missing"] == 0, why
+    assert figures["inbound_missing"] == 0, why
+    assert done.returncode == 0, why
