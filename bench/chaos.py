@@ -97,9 +97,9 @@ from sfsync.topics import (  # noqa: E402
 
 MAPPING = BENCH / "chaos_mapping.yaml"
 API = "/services/data/v62.0"
-ORG_FAULTS = "503=0.05,lock=0.02"
+ORG_FAULTS = "503=0.05,lock=0.02,commit504=0.01"
 """The emulated org's fault spec (emulator/faults.py), with ``seed=`` added per run: 5 % of requests
-503, 2 % of record writes UNABLE_TO_LOCK_ROW. Faults the emulator learns are added here."""
+503, 2 % of record writes UNABLE_TO_LOCK_ROW, 1 % of write requests committed and then answered 504."""
 DAILY_LIMIT = 50_000_000
 """The org's daily API allocation for the run (the default org's 15,000 would run out): the
 ``--limit-window`` spends it all for a while."""
@@ -166,6 +166,8 @@ class Worker:
     hangs: int = 0
     """Times it hung on its way out (see :class:`Supervisor`)."""
     started_at: float = 0.0
+    quick_exits: int = 0
+    """Exits in a row that came soon after a start (see :class:`Supervisor`)."""
     restart_at: float | None = None
     """When the supervisor restarts it, after it stopped by itself."""
 
@@ -327,9 +329,13 @@ class Supervisor(threading.Thread):
                     if worker.restart_at is None:
                         code = worker.proc.returncode
                         worker.exits.append(code)
-                        # one that stopped right after its start (Kafka or the registry away) waits a little
+                        # as Kubernetes' CrashLoopBackOff: one that keeps stopping right after its start
+                        # (Kafka or the registry away) waits longer each time, so that restarts do not
+                        # starve the services it waits for of CPU; a run of 20 s resets the wait
                         quick = time.monotonic() - worker.started_at < 20
-                        worker.restart_at = time.monotonic() + (5 if quick else 1)
+                        worker.quick_exits = worker.quick_exits + 1 if quick else 0
+                        wait = min(2.0 * 2 ** (worker.quick_exits - 1), 40.0) if quick else 1.0
+                        worker.restart_at = time.monotonic() + wait
                         log(f"{worker.name} exited by itself (status {code}); restarting it")
                     if time.monotonic() >= worker.restart_at:
                         worker.start()

@@ -218,7 +218,7 @@ class Stack:
         except ServiceUnavailableError as exc:
             raise StackError(f"{exc}; logs in {self.logs}") from None
         if "registry" in started:
-            set_default_compatibility(self.registry_url, "BACKWARD")
+            set_default_compatibility(self.registry_url, "BACKWARD", max(deadline - time.monotonic(), 30.0))
         return UpReport(
             kafka=self.kafka_address,
             registry=self.registry_url,
@@ -582,12 +582,20 @@ def wait_registry(url: str, timeout_s: float, check: Callable[[], None] = lambda
     wait_http(f"{url}/subjects", timeout_s, check, f"schema registry at {url}")
 
 
-def set_default_compatibility(url: str, level: str) -> None:
-    """Apicurio checks but does not enforce compatibility unless a rule is set: set it."""
-    try:
-        response = httpx.put(f"{url}/config", json={"compatibility": level}, timeout=10)
-    except httpx.HTTPError as exc:
-        raise ServiceUnavailableError(f"schema registry at {url}: {type(exc).__name__}") from exc
+def set_default_compatibility(url: str, level: str, timeout_s: float = 30.0) -> None:
+    """Apicurio checks but does not enforce compatibility unless a rule is set: set it.
+
+    A registry that just started may answer its first writes slowly (a cold JVM on a busy machine):
+    a timed-out request is tried again until ``timeout_s`` has passed."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            response = httpx.put(f"{url}/config", json={"compatibility": level}, timeout=10)
+            break
+        except httpx.HTTPError as exc:
+            if time.monotonic() >= deadline:
+                raise ServiceUnavailableError(f"schema registry at {url}: {type(exc).__name__}") from exc
+            time.sleep(1.0)
     if response.status_code >= 300:
         raise StackError(f"registry refused compatibility {level}: HTTP {response.status_code}")
 

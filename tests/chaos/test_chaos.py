@@ -57,6 +57,7 @@ def test_chaos_leaves_the_org_as_the_events_imply_with_only_the_poison_parked(
     assert figures["broker_restarts"] == 1 and figures["registry_restarts"] == 1, why
     injected = figures["faults_injected"]
     assert injected.get("503", 0) > 0 and injected.get("lock", 0) > 0, why
+    assert injected.get("commit504", 0) > 0, why
     assert injected["sessions_expired"] > 0 and injected["limit_windows"] == 1, why
     assert figures["inbound_edits"] > 0, why
     assert not figures["fault_errors"], why
