@@ -97,9 +97,9 @@ from sfsync.topics import (  # noqa: E402
 
 MAPPING = BENCH / "chaos_mapping.yaml"
 API = "/services/data/v62.0"
-ORG_FAULTS = "503=0.05,lock=0.02,commit504=0.01"
-"""The emulated org's fault spec (emulator/faults.py), with ``seed=`` added per run: 5 % of requests
-503, 2 % of record writes UNABLE_TO_LOCK_ROW, 1 % of write requests committed and then answered 504."""
+ORG_FAULTS = "503=0.05,lock=0.02"
+"""The emulated org's fault spec (emulator/faults.py), with ``commit504=`` (``--commit504``) and ``seed=``
+added per run: 5 % of requests 503, 2 % of record writes UNABLE_TO_LOCK_ROW."""
 DAILY_LIMIT = 50_000_000
 """The org's daily API allocation for the run (the default org's 15,000 would run out): the
 ``--limit-window`` spends it all for a while."""
@@ -392,7 +392,7 @@ class OrgClient:
         return rows
 
 
-def start_org(run_dir: Path, seed: int) -> OrgClient:
+def start_org(run_dir: Path, seed: int, commit504: float) -> OrgClient:
     port = free_port()
     secret = secrets.token_hex(24)
     folder = run_dir / "emulator"
@@ -422,7 +422,7 @@ def start_org(run_dir: Path, seed: int) -> OrgClient:
         time.sleep(0.2)
     org.admin("POST", "limits", {"daily_api_limit": DAILY_LIMIT, "used": 0})
     org.session()
-    org.admin("POST", "faults", {"spec": f"{ORG_FAULTS},seed={seed}"})
+    org.admin("POST", "faults", {"spec": f"{ORG_FAULTS},commit504={commit504},seed={seed}"})
     return org
 
 
@@ -621,6 +621,7 @@ class Options:
     poison: int
     edits: int
     expire_every_s: float
+    commit504: float
     limit_window_s: float
     converge_timeout_s: float
     work_dir: Path | None
@@ -641,6 +642,9 @@ def parse(argv: list[str] | None = None) -> Options:
     parser.add_argument("--edits", type=int, default=None, help="rep edits (default events/100, at least 20)")
     parser.add_argument("--expire-every", type=float, default=60.0, help="expire every session each N s (60)")
     parser.add_argument(
+        "--commit504", type=float, default=0.01, help="share of write requests committed, then answered 504 (0.01)"
+    )
+    parser.add_argument(
         "--limit-window", type=float, default=20.0, help="seconds the daily allocation stays spent (20)"
     )
     parser.add_argument("--converge-timeout", type=float, default=900.0, help="give up converging after N s (900)")
@@ -656,6 +660,7 @@ def parse(argv: list[str] | None = None) -> Options:
         poison=a.poison if a.poison is not None else (4 if small else 10),
         edits=a.edits if a.edits is not None else max(20, a.events // 100),
         expire_every_s=a.expire_every,
+        commit504=a.commit504,
         limit_window_s=a.limit_window,
         converge_timeout_s=a.converge_timeout,
         work_dir=a.work_dir,
@@ -688,7 +693,7 @@ def run(options: Options, bootstrap: str, registry_url: str) -> int:
     ensure_topics(kafka, ALL_TOPICS, prefix)
     log(f"topic prefix {prefix}  logs {run_dir}  {options.events} events at {options.rate:.0f}/s")
 
-    org = start_org(run_dir, options.seed)
+    org = start_org(run_dir, options.seed, options.commit504)
     base_env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
