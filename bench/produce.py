@@ -23,9 +23,8 @@ import sys
 import time
 from typing import Any
 
-from confluent_kafka import Producer
-
 from sfsync.kafka.admin import ensure_topics
+from sfsync.kafka.clients import build_producer
 from sfsync.producers.fake import CommunitySimulator
 from sfsync.producers.publisher import Publisher
 from sfsync.serde.codec import AvroEncoder
@@ -38,7 +37,7 @@ from sfsync.topics import ALL_TOPICS, PRODUCT_TOPICS
 def bare_round(
     settings: PublisherSettings, rows: list[tuple[str, str, Any]], encoders: dict[str, AvroEncoder]
 ) -> float:
-    producer = Producer(
+    producer = build_producer(  # partitioned as the Publisher's producer is
         {
             **settings.kafka_client_config(),
             "enable.idempotence": True,
@@ -48,7 +47,8 @@ def bare_round(
             "compression.type": settings.compression,
             "queue.buffering.max.messages": 500_000,
             "delivery.report.only.error": True,
-        }
+        },
+        "bench-bare",
     )
     started = time.perf_counter()
     for i, (topic, key, event) in enumerate(rows):

@@ -26,14 +26,34 @@ counts against the API limits.
 ``GET|POST /visibility``   the late-visibility rule ``{"delay_ms", "user", "sobject", "next",
                            "rate"}`` (POST replaces it; ``delay_ms`` 0 = off) and the writes not
                            yet visible (``pending``)
-``POST /faults``           ``{"spec": "..."}`` replaces every fault (see :mod:`sfsync.emulator.faults`)
-``POST /limits``           ``{"daily_api_limit", "used"}``
+``POST /fields``           an administrator changes a field while clients run (drift):
+                           ``{"sobject", "field", "action": "remove"}`` deletes it or hides it from
+                           the integration user (field-level security; the API cannot tell the two
+                           apart): describes leave it out, SOQL naming it answers 400 INVALID_FIELD
+                           ``No such column '<field>' on entity '<object>'...``, a write naming it
+                           INVALID_FIELD ``No such column '<field>' on sobject of type <object>``
+                           (a single-record call: the whole request; sObject Collections: that
+                           record); ``"action": "restore"`` brings it back with its values
+                           (``"readable": false`` / ``true`` say the same in FLS terms);
+                           ``{"sobject", "field", "createable"?, "updateable"?}`` sets what the
+                           integration user may do with it (read-only: a write naming it answers
+                           INVALID_FIELD_FOR_INSERT_UPDATE ``Unable to create/update fields: ...``).
+                           Describes report the change at once (a new ``Last-Modified``, so an
+                           ``If-Modified-Since`` revalidation gets the new body) -> the field's
+                           describe entry, or ``{"removed": "<object>.<field>"}``
+``POST /faults``           ``{"spec": "..."}`` replaces every fault (see :mod:`sfsync.emulator.faults`);
+                           ``PATCH /faults`` changes only the parts the spec names (the injected
+                           counts stay); a spec with ``daily_spent_after`` applies it now
+``POST /limits``           ``{"daily_api_limit", "used"}`` set the allocation and the calls used;
+                           ``{"spent_after": N}``: only N more calls, then REQUEST_LIMIT_EXCEEDED;
+                           ``{"restore": true}`` gives back what ``spent_after`` took
 ``POST /session``          a ready access token; ``POST /sessions/expire`` expires them all
 =========================  ==================================================================
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import uuid
 from collections.abc import Awaitable, Callable
@@ -46,9 +66,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from sfsync.emulator import ids
+from sfsync.emulator.describe import describe_field
 from sfsync.emulator.errors import ApiError, not_found
 from sfsync.emulator.faults import Faults, Visibility
-from sfsync.emulator.model import format_datetime, json_row
+from sfsync.emulator.model import FieldDef, format_datetime, json_row
 from sfsync.emulator.rest import RestApi, json_response
 from sfsync.emulator.rest_routing import ServedOrg, object_named
 
@@ -81,6 +102,7 @@ class AdminApi:
         self._org = org
         self._rest = rest
         self.snapshots: dict[str, Any] = {}
+        self._removed_fields: dict[tuple[str, str], FieldDef] = {}  # (object, field) lower-cased -> as it was
 
     def routes(self) -> list[Route]:
         """The Starlette routes, relative to ``/__admin``."""
@@ -98,7 +120,9 @@ class AdminApi:
             Route("/visibility", _endpoint(self.visibility), methods=["GET", "POST"]),
             Route("/convert-lead", _endpoint(self.convert_lead), methods=["POST"]),
             Route("/touch", _endpoint(self.touch), methods=["POST"]),
+            Route("/fields", _endpoint(self.fields), methods=["POST"]),
             Route("/faults", _endpoint(self.faults), methods=["POST"]),
+            Route("/faults", _endpoint(self.change_faults), methods=["PATCH"]),
             Route("/limits", _endpoint(self.limits), methods=["POST"]),
             Route("/sessions/expire", _endpoint(lambda _p: {"expired": self._org.auth.expire_all()}), methods=["POST"]),
             Route("/session", _endpoint(self.session), methods=["POST"]),
@@ -139,23 +163,83 @@ class AdminApi:
         return {
             "api_calls": usage.api_calls,
             "daily_limit": usage.daily_limit,
+            "remaining": usage.remaining,
             "by_endpoint": dict(usage.calls_by_endpoint),
             "faults": self._org.faults.describe(),
         }
 
+    def fields(self, payload: Any) -> dict[str, Any]:
+        """An administrator removes, restores or changes the access to one field (see the module table)."""
+        store = self._org.store
+        obj = object_named(store.schema, payload["sobject"])
+        name = str(payload["field"])
+        action = payload.get("action")
+        if "readable" in payload:  # field-level security: an unreadable field is gone from the API
+            action = "restore" if payload["readable"] else "remove"
+        if action == "remove":
+            if name.lower() == "id":
+                raise ValueError("Id cannot be removed")
+            removed = store.remove_field(obj.name, name)
+            self._removed_fields[(obj.name.lower(), removed.name.lower())] = removed
+            self._metadata_changed()
+            return {"removed": f"{obj.name}.{removed.name}"}
+        if action == "restore":
+            definition = self._removed_fields.pop((obj.name.lower(), name.lower()), None)
+            if definition is None:
+                raise ValueError(f"{obj.name}.{name} was not removed")
+            store.put_field(obj.name, definition)
+        elif action is not None:
+            raise ValueError(f"action must be remove or restore, not {action!r}")
+        definition = obj.field(name)
+        if definition is None:
+            raise ApiError(404, "NOT_FOUND", f"no field {name} on {obj.name}")
+        if "createable" in payload or "updateable" in payload:
+            definition = dataclasses.replace(
+                definition,
+                createable=bool(payload.get("createable", definition.createable)),
+                updateable=bool(payload.get("updateable", definition.updateable)),
+            )
+            store.put_field(obj.name, definition)
+        self._metadata_changed()
+        return describe_field(obj, definition)
+
+    def _metadata_changed(self) -> None:
+        """Describes changed: a later Last-Modified than any a client holds, so a revalidation gets them."""
+        org = self._org
+        org.metadata_modified = max(int(org.clock()), org.metadata_modified + 1)
+
     def faults(self, payload: Any) -> dict[str, Any]:
         """Replace every fault with ``payload["spec"]`` (FaultSpecError, a ValueError, for a bad one)."""
-        self._org.faults = Faults.parse(payload.get("spec", ""))
+        spec = payload.get("spec", "")
+        self._org.faults = Faults.parse(spec)
+        return self._spend_daily(spec)
+
+    def change_faults(self, payload: Any) -> dict[str, Any]:
+        """Change only the faults ``payload["spec"]`` names; the others and the injected counts stay."""
+        spec = payload.get("spec", "")
+        self._org.faults.update(spec)
+        return self._spend_daily(spec)
+
+    def _spend_daily(self, spec: str) -> dict[str, Any]:
+        """Apply the ``daily_spent_after`` of a spec just installed; the faults as they now are."""
+        named = Faults.parse(spec).daily_spent_after  # None unless this spec names it
+        if named is not None:
+            self._org.usage.spend_after(named)
         return self._org.faults.describe()
 
     def limits(self, payload: Any) -> dict[str, Any]:
-        """Set the daily API limit and/or the calls used so far."""
+        """Set the daily API limit and/or the calls used so far; ``spent_after``: only that many more calls
+        (the allocation runs out mid-run); ``restore``: give back what ``spent_after`` took."""
         usage = self._org.usage
         usage.set(
             daily_limit=int(payload["daily_api_limit"]) if "daily_api_limit" in payload else None,
             used=int(payload["used"]) if "used" in payload else None,
         )
-        return {"daily_limit": usage.daily_limit, "used": usage.api_calls}
+        if payload.get("restore"):
+            usage.give_back()
+        if "spent_after" in payload:
+            usage.spend_after(int(payload["spent_after"]))
+        return {"daily_limit": usage.daily_limit, "used": usage.api_calls, "remaining": usage.remaining}
 
     def visibility(self, payload: Any) -> dict[str, Any]:
         """GET: the late-visibility rule and the writes not yet visible. POST ``{"delay_ms", "user",

@@ -9,7 +9,8 @@ Transactions: every REST call is one store transaction (:meth:`sfsync.emulator.s
 so the records one sObject Collections call writes share one SystemModstamp; ``/composite`` is one
 transaction with ``allOrNone`` and one per subrequest without; a Bulk job saves in chunks of 200.
 A write transaction commits late when the faults' visibility rule says so (see
-:mod:`sfsync.emulator.faults`).
+:mod:`sfsync.emulator.faults`); a spec's ``daily_spent_after`` is applied to the usage when the faults are
+installed (here, or by the admin API).
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from sfsync.emulator.admin import AdminApi
 from sfsync.emulator.bulk import BulkService
+from sfsync.emulator.connection_drop import DroppingStarlette
 from sfsync.emulator.faults import Faults
 from sfsync.emulator.oauth import AuthServer
 from sfsync.emulator.rest import RestApi
@@ -62,10 +63,12 @@ class Emulator:
         self.rest = RestApi(self)
         self.admin = AdminApi(self, self.rest)
         store.visibility_policy = self._late_commit
+        if self.faults.daily_spent_after is not None:
+            self.usage.spend_after(self.faults.daily_spent_after)
 
-    def asgi(self) -> Starlette:
-        """The Starlette app serving this org."""
-        return Starlette(
+    def asgi(self) -> DroppingStarlette:
+        """The Starlette app serving this org (it can drop a connection: the ``commitdrop`` fault)."""
+        return DroppingStarlette(
             routes=[*self.rest.routes(), Mount("/__admin", routes=self.admin.routes()), *self.auth.routes()]
         )
 

@@ -442,6 +442,10 @@ class AuthServer:
         granted = tuple(scopes) if scopes is not None else (tuple(app.scopes) if app else ("api", "id"))
         return self._new_session(app.client_id if app else "", user, granted, "admin", refresh_token=None)
 
+    def session_age(self, session: Session) -> float:
+        """Seconds since ``session``'s access token was issued."""
+        return self._clock() - session.issued_at
+
     def expire(self, token: str) -> bool:
         """End one session now (as a timeout would). Refresh tokens stay valid."""
         with self._lock:

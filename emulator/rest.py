@@ -3,13 +3,18 @@ and accounting around every call; the resources themselves are served by the ``r
 
 - ``GET /services/data``: the API versions served (v31.0 to v64.0, with their release labels).
 - ``/services/data/vXX.X/...``: one call. An unknown version is 404 NOT_FOUND. The call waits the
-  ``latency`` fault first, then: a bearer session (401 INVALID_SESSION_ID otherwise), the request
-  fault of the moment (503 SERVER_UNAVAILABLE, 401 INVALID_SESSION_ID, 403 REQUEST_LIMIT_EXCEEDED
-  "ConcurrentPerOrgLongTxn", or ``lock``: its record writes fail), a charge against the daily
-  allocation (:class:`sfsync.emulator.usage.ApiUsage`), then the handler its route names
+  ``latency`` fault first, then: a bearer session (401 INVALID_SESSION_ID otherwise, and once the
+  session is older than the ``expire_every`` fault, which ends it), the request fault of the moment
+  (503 SERVER_UNAVAILABLE, 401 INVALID_SESSION_ID, 403 REQUEST_LIMIT_EXCEEDED
+  "ConcurrentPerOrgLongTxn", or ``lock`` / ``trigger``: its record writes fail), a charge against the
+  daily allocation (:class:`sfsync.emulator.usage.ApiUsage`: 403 REQUEST_LIMIT_EXCEEDED "TotalRequests
+  Limit exceeded." once it is spent), then the handler its route names
   (:class:`sfsync.emulator.rest_routing.Router`: one store transaction per call). A write's
   ``Sforce-Call-Options`` client is recorded. Every answer, errors included, carries
-  ``Sforce-Limit-Info``; errors are Salesforce's error list with their status.
+  ``Sforce-Limit-Info``; errors are Salesforce's error list with their status. Under a ``commit504``
+  or ``commitdrop`` fault the call is served and committed all the same, then answered 504 with a
+  gateway's HTML page (no Salesforce headers), or not at all: its connection is closed
+  (:mod:`sfsync.emulator.connection_drop`).
 
 Resources: :mod:`~sfsync.emulator.rest_sobjects` (``/``, ``/limits``, ``/sobjects``),
 :mod:`~sfsync.emulator.rest_composite` (``/composite``), :mod:`~sfsync.emulator.rest_query`
@@ -29,7 +34,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from sfsync.emulator.connection_drop import DropConnection
 from sfsync.emulator.errors import ApiError, not_found
+from sfsync.emulator.faults import COMMIT_KINDS, RECORD_KINDS
 from sfsync.emulator.rest_bulk import BulkApi
 from sfsync.emulator.rest_composite import CompositeApi
 from sfsync.emulator.rest_query import QueryApi
@@ -41,6 +48,11 @@ MAX_VERSION = 64
 SEASONS = ("Spring", "Summer", "Winter")
 VERSION_RE = re.compile(r"^v(\d{2,3})\.0$")
 _WRITES = ("POST", "PATCH", "PUT", "DELETE")
+GATEWAY_TIMEOUT_PAGE = (
+    b"<html><head><title>504 Gateway Time-out</title></head>\n<body>\n<center><h1>504 Gateway Time-out</h1>"
+    b"</center>\n</body>\n</html>\n"
+)
+"""What a gateway answers when Salesforce's answer does not come back in time: HTML, no Salesforce headers."""
 
 
 def version_label(major: int) -> str:
@@ -120,26 +132,37 @@ class RestApi:
         """Auth, faults, the daily limit and accounting around one REST call (``path`` after
         ``/services/data/vXX.X/``); errors are answered, not raised."""
         org = self._org
+        method = method.upper()
+        fault = None
+        served = False
         try:
             session = org.auth.authenticate(headers.get("authorization"))
-            fault = org.faults.request_fault()
+            if org.faults.session_expired(org.auth.session_age(session)):
+                org.auth.expire(session.access_token)
+                raise ApiError(401, "INVALID_SESSION_ID", "Session expired or invalid")
+            fault = org.faults.request_fault(write=method in _WRITES)
             if fault == "503":
                 raise ApiError(503, "SERVER_UNAVAILABLE", "Server temporarily unavailable, please try again later.")
             if fault == "expire":
                 raise ApiError(401, "INVALID_SESSION_ID", "Session expired or invalid")
             if fault == "concurrent":
                 raise ApiError(403, "REQUEST_LIMIT_EXCEEDED", "ConcurrentPerOrgLongTxn Limit exceeded.")
-            org.usage.charge()
+            try:
+                org.usage.charge()
+            except ApiError:
+                org.faults.note("daily_limit")
+                raise
             req = Req(
-                method=method.upper(),
+                method=method,
                 path=path.strip("/"),
                 version=version,
                 query=query,
                 body=body,
                 headers=headers,
                 user_id=session.user_id,
-                lock_writes=fault == "lock",
+                record_fault=fault if fault in RECORD_KINDS else None,
             )
+            served = True
             resp = self.router.dispatch(req, count=True)
             if req.method in _WRITES:
                 org.usage.record_call_options(
@@ -147,11 +170,15 @@ class RestApi:
                 )
         except ApiError as exc:
             resp = Resp(exc.status, exc.body())
+        if served and fault in COMMIT_KINDS:  # served and committed; the answer never reaches the client
+            return Resp(504, raw=GATEWAY_TIMEOUT_PAGE, media_type="text/html", drop_connection=fault == "commitdrop")
         resp.headers["Sforce-Limit-Info"] = org.usage.limit_info()
         return resp
 
 
 def _to_response(resp: Resp) -> Response:
+    if resp.drop_connection:
+        return DropConnection()
     if resp.raw is not None:
         return Response(resp.raw, status_code=resp.status, headers=resp.headers, media_type=resp.media_type)
     if resp.status in (204, 201, 304) and resp.body is None:

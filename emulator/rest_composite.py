@@ -14,7 +14,8 @@ They answer 200 with one SaveResult per record, in request order: ``{"id", "succ
 (``created`` for upserts). A failed record has no ``id``, except a failed delete. With
 ``allOrNone`` the first failure rolls back every record of the call; the others then report
 ALL_OR_NONE_OPERATION_ROLLED_BACK. Without it each record succeeds or fails alone. A record write
-fails with UNABLE_TO_LOCK_ROW when the call's ``lock`` fault or the ``lock`` rate says so.
+fails with UNABLE_TO_LOCK_ROW or, in a trigger, CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY when the record
+faults say so (:func:`sfsync.emulator.rest_routing.faulty_write`).
 
 ``POST /composite`` runs up to 25 subrequests in order, through the same router as top-level calls
 (not counted as API calls of their own). ``@{ref.field}`` / ``@{ref.records[0].Id}`` in a URL or body
@@ -37,7 +38,7 @@ import orjson
 from sfsync.emulator import ids
 from sfsync.emulator.errors import ApiError
 from sfsync.emulator.model import ObjectDef
-from sfsync.emulator.rest_routing import Req, Resp, Router, ServedOrg, object_named
+from sfsync.emulator.rest_routing import Req, Resp, Router, ServedOrg, faulty_write, object_named, upsert_target
 from sfsync.emulator.rest_sobjects import record_json
 
 REF_RE = re.compile(r"@\{([A-Za-z0-9_]+)((?:\.[A-Za-z0-9_]+|\[\d+\])*)\}")
@@ -140,10 +141,6 @@ class CompositeApi:
 
         for item in items:
             try:
-                if req.lock_writes or self._org.faults.record_locked():
-                    raise ApiError(
-                        400, "UNABLE_TO_LOCK_ROW", "unable to obtain exclusive access to this record or 1 records"
-                    )
                 results.append({**write(item), "success": True, "errors": []})
             except ApiError as exc:
                 failed = True
@@ -168,7 +165,13 @@ class CompositeApi:
             if any(k.lower() == "id" and v for k, v in record.items()):
                 raise ApiError(400, "INVALID_FIELD_FOR_INSERT_UPDATE", "cannot specify Id in an insert call", ["Id"])
             values = {k: v for k, v in record.items() if k != "attributes"}
-            return {"id": self._org.store.create(obj.name, values, user_id=req.user_id)}
+            return self._write(
+                req,
+                obj.name,
+                lambda: values,
+                lambda: {"id": self._org.store.create(obj.name, values, user_id=req.user_id)},
+                lambda _result: "AfterInsert",
+            )
 
         return self._run_collection(req, records, all_or_none, write)
 
@@ -185,8 +188,19 @@ class CompositeApi:
                     400, "MALFORMED_ID", f"{obj.label or obj.name} ID: id value of incorrect type: {record_id}", ["Id"]
                 )
             values = {k: v for k, v in record.items() if k.lower() not in ("attributes", "id")}
-            self._org.store.update(obj.name, record_id, values, user_id=req.user_id)
-            return {"id": ids.normalize(record_id)}
+            store = self._org.store
+
+            def update() -> dict[str, Any]:
+                store.update(obj.name, record_id, values, user_id=req.user_id)
+                return {"id": ids.normalize(record_id)}
+
+            return self._write(
+                req,
+                obj.name,
+                lambda: {**(store.get(obj.name, record_id) or {}), **values},
+                update,
+                lambda _result: "AfterUpdate",
+            )
 
         return self._run_collection(req, records, all_or_none, write)
 
@@ -207,10 +221,19 @@ class CompositeApi:
             value = values.pop(definition.name, None) if definition.name != "Id" else values.pop("Id", None)
             if value in (None, ""):
                 raise ApiError(400, "MISSING_ARGUMENT", f"{definition.name} not specified", [definition.name])
-            record_id, created = self._org.store.upsert(
-                obj.name, definition.name, str(value), values, user_id=req.user_id
+            store = self._org.store
+
+            def upsert() -> dict[str, Any]:
+                record_id, created = store.upsert(obj.name, definition.name, str(value), values, user_id=req.user_id)
+                return {"id": record_id, "created": created}
+
+            return self._write(
+                req,
+                obj.name,
+                lambda: {**upsert_target(store, obj, definition.name, value), **values, definition.name: value},
+                upsert,
+                lambda result: "AfterInsert" if result["created"] else "AfterUpdate",
             )
-            return {"id": record_id, "created": created}
 
         resp = self._run_collection(req, records, all_or_none, write)
         for item in resp.body:
@@ -247,10 +270,33 @@ class CompositeApi:
             obj, row = found
             if row.get("IsDeleted"):
                 raise ApiError(400, "ENTITY_IS_DELETED", "entity is deleted", [])
-            self._org.store.delete(obj.name, record_id, user_id=req.user_id)
-            return {"id": ids.normalize(record_id)}
+
+            def delete() -> dict[str, Any]:
+                self._org.store.delete(obj.name, record_id, user_id=req.user_id)
+                return {"id": ids.normalize(record_id)}
+
+            return self._write(req, obj.name, lambda: row, delete, lambda _result: "AfterDelete")
 
         return self._run_collection(req, record_ids, all_or_none, write, failed_id=ids.try_normalize)
+
+    def _write(
+        self,
+        req: Req,
+        sobject: str,
+        record: Callable[[], Mapping[str, Any]],
+        write: Callable[[], dict[str, Any]],
+        event: Callable[[dict[str, Any]], str],
+    ) -> dict[str, Any]:
+        """One record of a collection, written under the record faults."""
+        return faulty_write(
+            self._org,
+            req,
+            sobject,
+            record,
+            write,
+            event,
+            lock_message="unable to obtain exclusive access to this record or 1 records",
+        )
 
     def collection_retrieve(self, req: Req) -> Resp:
         store = self._org.store
@@ -352,5 +398,5 @@ class CompositeApi:
             body=orjson.dumps(sub_body) if sub_body is not None else b"",
             headers={**req.headers, **{k.lower(): v for k, v in (sub.get("httpHeaders") or {}).items()}},
             user_id=req.user_id,
-            lock_writes=req.lock_writes,
+            record_fault=req.record_fault,
         )

@@ -17,8 +17,9 @@
 
 A segment after ``/sobjects/{type}/`` that is no record id is read as an external id field without a
 value (404 NOT_FOUND). Several records matching an external id answer 300 with their URLs. A write
-fails with UNABLE_TO_LOCK_ROW when the call's ``lock`` fault or the ``lock`` rate says so. Other
-errors are the store's (:mod:`sfsync.emulator.store`).
+fails with UNABLE_TO_LOCK_ROW or, in a trigger, CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY when the record
+faults say so (:func:`sfsync.emulator.rest_routing.faulty_write`). Other errors are the store's
+(:mod:`sfsync.emulator.store`).
 """
 
 from __future__ import annotations
@@ -31,7 +32,17 @@ from typing import Any
 from sfsync.emulator.describe import describe_global, describe_sobject
 from sfsync.emulator.errors import ApiError, MultipleMatches, not_found
 from sfsync.emulator.model import ObjectDef, Row, format_datetime, json_row, parse_datetime
-from sfsync.emulator.rest_routing import ID_RE, Req, Resp, Router, ServedOrg, object_named
+from sfsync.emulator.rest_routing import (
+    ID_RE,
+    Req,
+    Resp,
+    Router,
+    ServedOrg,
+    faulty_write,
+    object_named,
+    upsert_event,
+    upsert_target,
+)
 
 
 def record_json(obj: ObjectDef, row: Row, version: str, fields: list[str] | None = None) -> dict[str, Any]:
@@ -40,8 +51,8 @@ def record_json(obj: ObjectDef, row: Row, version: str, fields: list[str] | None
     out: dict[str, Any] = {
         "attributes": {"type": obj.name, "url": f"/services/data/v{version}/sobjects/{obj.name}/{row['Id']}"}
     }
-    if fields is None:
-        out.update(json_row(row))
+    if fields is None:  # the object's fields (a removed one's value stays in the row, unseen)
+        out.update(json_row({k: v for k, v in row.items() if k.lower() in obj.fields}))
         return out
     for name in fields:
         definition = obj.field(name)
@@ -191,8 +202,15 @@ class SObjectsApi:
     # ------------------------------------------------------------------ records
     def create(self, req: Req) -> Resp:
         obj = self._object(req)
-        self._maybe_lock(req)
-        record_id = self._org.store.create(obj.name, _values(req), user_id=req.user_id)
+        values = _values(req)
+        record_id = faulty_write(
+            self._org,
+            req,
+            obj.name,
+            lambda: values,
+            lambda: self._org.store.create(obj.name, values, user_id=req.user_id),
+            lambda _id: "AfterInsert",
+        )
         return Resp(
             201,
             {"id": record_id, "success": True, "errors": []},
@@ -208,22 +226,46 @@ class SObjectsApi:
 
     def update(self, req: Req) -> Resp:
         obj = self._object(req)
-        self._maybe_lock(req)
-        self._org.store.update(obj.name, req.params["id"], _values(req), user_id=req.user_id)
+        values = _values(req)
+        store, record_id = self._org.store, req.params["id"]
+        faulty_write(
+            self._org,
+            req,
+            obj.name,
+            lambda: {**(store.get(obj.name, record_id) or {}), **values},
+            lambda: store.update(obj.name, record_id, values, user_id=req.user_id),
+            lambda _none: "AfterUpdate",
+        )
         return Resp(204)
 
     def delete(self, req: Req) -> Resp:
         obj = self._object(req)
-        self._maybe_lock(req)
-        self._org.store.delete(obj.name, req.params["id"], user_id=req.user_id)
+        self._delete(req, obj, req.params["id"])
         return Resp(204)
+
+    def _delete(self, req: Req, obj: ObjectDef, record_id: str) -> None:
+        store = self._org.store
+        faulty_write(
+            self._org,
+            req,
+            obj.name,
+            lambda: store.get(obj.name, record_id) or {},
+            lambda: store.delete(obj.name, record_id, user_id=req.user_id),
+            lambda _none: "AfterDelete",
+        )
 
     def upsert(self, req: Req) -> Resp:
         obj = self._object(req)
-        self._maybe_lock(req)
+        values = _values(req)
+        field_name, value = req.params["field"], req.params["value"]
         try:
-            record_id, created = self._org.store.upsert(
-                obj.name, req.params["field"], req.params["value"], _values(req), user_id=req.user_id
+            record_id, created = faulty_write(
+                self._org,
+                req,
+                obj.name,
+                lambda: {**upsert_target(self._org.store, obj, field_name, value), **values, field_name: value},
+                lambda: self._org.store.upsert(obj.name, field_name, value, values, user_id=req.user_id),
+                upsert_event,
             )
         except MultipleMatches as exc:
             return Resp(300, exc.urls(req.version))
@@ -261,14 +303,21 @@ class SObjectsApi:
             row = self._by_external_id(obj, req.params["field"], req.params["value"])
         except MultipleMatches as exc:
             return Resp(300, exc.urls(req.version))
-        self._org.store.delete(obj.name, row["Id"], user_id=req.user_id)
+        self._delete(req, obj, row["Id"])
         return Resp(204)
 
     def create_by_null_id(self, req: Req) -> Resp:
         """``POST /sobjects/{type}/Id``: an upsert on Id with no value, which always inserts (v37.0+)."""
         obj = self._object(req)
-        self._maybe_lock(req)
-        record_id, _ = self._org.store.upsert(obj.name, "Id", None, _values(req), user_id=req.user_id)
+        values = _values(req)
+        record_id, _ = faulty_write(
+            self._org,
+            req,
+            obj.name,
+            lambda: values,
+            lambda: self._org.store.upsert(obj.name, "Id", None, values, user_id=req.user_id),
+            upsert_event,
+        )
         return Resp(201, {"id": record_id, "success": True, "errors": [], "created": True})
 
     def not_an_id(self, req: Req) -> Resp:
@@ -278,10 +327,6 @@ class SObjectsApi:
         raise ApiError(
             404, "NOT_FOUND", f"Provided external ID field does not exist or is not accessible: {req.params['field']}"
         )
-
-    def _maybe_lock(self, req: Req) -> None:
-        if req.lock_writes or self._org.faults.record_locked():
-            raise ApiError(400, "UNABLE_TO_LOCK_ROW", "unable to obtain exclusive access to this record")
 
     # ------------------------------------------------------------------ replication
     def get_updated(self, req: Req) -> Resp:

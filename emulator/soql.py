@@ -957,7 +957,7 @@ class Engine:
                     f"value of filter criterion for field '{op.name}' must be "
                     "of type string and should be enclosed in quotes",
                 )
-            regex = like_regex(lit.value)
+            regex = like_regex(lit.text)
             return lambda r: (v := get(r)) is not None and regex.fullmatch(str(v)) is not None
         if pred.kind in ("in", "not_in"):
             if pred.sub is not None:
@@ -1440,14 +1440,25 @@ def sort_rows(items: list[Any], order: Sequence[tuple[Callable[[Any], Any], bool
         items.sort(key=key, reverse=desc)
 
 
-def like_regex(pattern: str) -> re.Pattern[str]:
-    """A LIKE pattern (``%`` any run, ``_`` one character, ``\\%``/``\\_`` literal) as a case-insensitive regex."""
+def like_regex(literal: str) -> re.Pattern[str]:
+    """A LIKE pattern as a case-insensitive regex, read from its literal as written (quotes included): ``%`` any
+    run, ``_`` one character, ``\\%``/``\\_`` those characters; every other escape is the character it stands for.
+
+    Read from the literal, not its unescaped value: in ``'\\\\%'`` the escaped backslash is a backslash and the
+    ``%`` after it a wildcard, which the unescaped text (a backslash, then ``%``) could no longer tell apart.
+    """
+    body = literal[1:-1]
     out: list[str] = []
     i = 0
-    while i < len(pattern):
-        char = pattern[i]
-        if char == "\\" and i + 1 < len(pattern) and pattern[i + 1] in "%_":
-            out.append(re.escape(pattern[i + 1]))
+    while i < len(body):
+        char = body[i]
+        if char == "\\":  # the parser accepted the literal: a known escape follows
+            nxt = body[i + 1]
+            if nxt == "u" and re.fullmatch(r"[0-9a-fA-F]{4}", body[i + 2 : i + 6]):
+                out.append(re.escape(chr(int(body[i + 2 : i + 6], 16))))
+                i += 6
+                continue
+            out.append(re.escape(nxt if nxt in "%_" else _ESCAPES[nxt.lower()]))
             i += 2
             continue
         out.append(".*" if char == "%" else "." if char == "_" else re.escape(char))

@@ -45,7 +45,7 @@ from sfsync.emulator import org as org_file
 from sfsync.emulator.derived import DerivedFields
 from sfsync.emulator.errors import DuplicatesDetected, MultipleMatches
 from sfsync.emulator.leads import convert_lead
-from sfsync.emulator.model import ObjectDef, Row, Schema
+from sfsync.emulator.model import FieldDef, ObjectDef, Row, Schema
 from sfsync.emulator.org import OrgSettings
 from sfsync.emulator.recycle_bin import RecycleBin
 from sfsync.emulator.replication import Replication
@@ -282,6 +282,28 @@ class OrgStore:
             saved = self.snapshot()
             self._tables.compile()
             self._restore(saved, full=True)
+
+    def remove_field(self, sobject: str, name: str) -> FieldDef:
+        """Take field ``name`` off ``sobject`` (deleted, or hidden from the API user): describes, queries
+        and writes no longer know it; the rows keep their values, which :meth:`put_field` shows again.
+        Returns its definition; KeyError for an unknown object or field."""
+        with self._lock:
+            obj = self.schema.get(sobject)
+            definition = obj.field(name) if obj is not None else None
+            if obj is None or definition is None:
+                raise KeyError(f"{sobject}.{name}")
+            del obj.fields[definition.name.lower()]
+            self.refresh_schema()
+            return definition
+
+    def put_field(self, sobject: str, definition: FieldDef) -> None:
+        """Add ``definition`` to ``sobject``, or replace the field of that name; KeyError for an unknown object."""
+        with self._lock:
+            obj = self.schema.get(sobject)
+            if obj is None:
+                raise KeyError(sobject)
+            obj.add(definition)
+            self.refresh_schema()
 
     def reset(self) -> None:
         """Remove every record except the org's users."""

@@ -11,6 +11,11 @@ before each call the governor reads the newest :class:`~sfsync.salesforce.limits
 
 A pause is reported once (``on_pause`` gets a RATE_LIMIT error-log entry when it starts), not per
 call. :func:`decide` is the pure rule; :meth:`Governor.before_call` is the thin async loop.
+
+A caller that must stay responsive while the budget is spent (the sink keeps its Kafka consumer in
+its group, the poller serves its checkpoint group) bounds its wait: ``before_call(wait_max_s=...)``
+raises :class:`BudgetPausedError` (its ``retry_after``: when calls may go again) instead of sleeping
+longer, so the caller carries its work, keeps its own loop turning and comes back then.
 """
 
 from __future__ import annotations
@@ -25,9 +30,9 @@ from typing import Any, Self
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from sfsync.errors import ConfigError
+from sfsync.errors import Category, ConfigError
 from sfsync.ops.errorlog import ErrorLogEntry, rate_limit_pause
-from sfsync.salesforce.errors import SalesforceError
+from sfsync.salesforce.errors import SalesforceError, SalesforceRetriableError
 from sfsync.salesforce.limits import ApiBudget, BudgetTracker
 from sfsync.settings import load
 from sfsync.time import utcnow
@@ -56,7 +61,11 @@ class GovernorSettings(BaseSettings):
         description="Share of the usable budget after which calls are spread out.",
     )
     pause_s: float = Field(
-        DEFAULT_PAUSE_S, gt=0, le=DAY_S, description="A pause's length when Salesforce gives no Retry-After."
+        DEFAULT_PAUSE_S,
+        gt=0,
+        le=DAY_S,
+        description="A pause's length when Salesforce gives no Retry-After; then one probe call looks again. The "
+        "sink and the poller keep serving Kafka through a pause (they never sleep it out inside a batch or poll).",
     )
     window_s: float = Field(DAY_S, gt=0, le=7 * DAY_S, description="The rolling window the allocation covers.")
     max_sleep_s: float = Field(DEFAULT_MAX_SLEEP_S, gt=0, le=3600, description="Longest single sleep of a pause.")
@@ -73,6 +82,25 @@ class GovernorSettings(BaseSettings):
 def load_governor_settings(**overrides: Any) -> GovernorSettings:
     """:class:`GovernorSettings` from the environment (and ``overrides``); a ConfigError lists every problem."""
     return load(GovernorSettings, "governor", **overrides)
+
+
+class BudgetPausedError(SalesforceRetriableError):
+    """The governor holds Salesforce calls longer than the caller may wait (``before_call(wait_max_s=...)``):
+    a pause (the budget is spent) or, in the slow zone, a slot further off. No call went out;
+    ``retry_after`` is how long until one may (seconds). Like :class:`DailyLimitExceeded`, it is the
+    budget's wait, not a failure of the work that was about to call: it spends no retry deadline."""
+
+    category = Category.RATE_LIMIT
+
+    def __init__(self, wait_s: float, reason: str) -> None:
+        super().__init__(
+            f"the API governor holds Salesforce calls for {wait_s:.0f}s: {reason}",
+            error_code="API_BUDGET_PAUSED",
+            retry_after=wait_s,
+        )
+
+    def log_category(self) -> Category:
+        return self.category
 
 
 class Action(StrEnum):
@@ -258,18 +286,47 @@ class Governor:
                 details.update(used=str(latest.used), limit=str(latest.limit))
             self._on_pause(rate_limit_pause(message, until=until, details=details, now=self._clock()))
 
-    async def before_call(self) -> Decision:
-        """Wait until a Salesforce call may go out; returns the decision that let it go."""
+    def pause_left_s(self) -> float | None:
+        """Seconds until a call may go out when the governor pauses calls, None when it does not.
+
+        A budget seen spent with no pause in course starts the pause now (reported once), as the next
+        :meth:`before_call` would: so a caller that stops calling (the sink after a refused call) and
+        comes back after this many seconds finds the pause over and probes at once."""
+        decision = self.decide()
+        if decision.action is not Action.PAUSE:
+            return None
+        self._pause_if_new(self._clock(), decision)
+        return decision.wait_s
+
+    def _pause_if_new(self, now: dt.datetime, decision: Decision) -> None:
+        """Start the pause ``decision`` calls for, unless one is in course."""
+        if self._paused_until is None or now >= self._paused_until:
+            until = now + dt.timedelta(seconds=decision.wait_s)
+            self._start_pause(
+                until, f"pausing Salesforce calls until {until:%H:%M:%S} UTC: {decision.reason}", "reserve"
+            )
+
+    async def before_call(self, *, wait_max_s: float | None = None) -> Decision:
+        """Wait until a Salesforce call may go out; returns the decision that let it go.
+
+        ``wait_max_s``: the longest this call may wait in all (None: as long as the budget needs).
+        When the governor would hold it longer (a pause, a slow-zone slot further off, another
+        caller's probe still out), it raises :class:`BudgetPausedError` at once, its ``retry_after`` the
+        wait, without taking the slot; a pause still starts (and is reported once) as without a bound.
+
+        Raises:
+            BudgetPausedError: only with ``wait_max_s``, as above.
+        """
+        waited = 0.0
         while True:
             now = self._clock()
             decision = self.decide()
             if decision.action is Action.PAUSE:
-                if self._paused_until is None or now >= self._paused_until:
-                    until = now + dt.timedelta(seconds=decision.wait_s)
-                    self._start_pause(
-                        until, f"pausing Salesforce calls until {until:%H:%M:%S} UTC: {decision.reason}", "reserve"
-                    )
-                await self._sleep(min(decision.wait_s, self._max_sleep_s))
+                self._pause_if_new(now, decision)
+                self._hold(decision.wait_s, waited, wait_max_s, decision.reason)
+                step = min(decision.wait_s, self._max_sleep_s)
+                await self._sleep(step)
+                waited += step
                 continue
             if decision.probe:
                 latest = self.budget.latest
@@ -279,7 +336,11 @@ class Governor:
                     and (now - probing).total_seconds() < PROBE_TIMEOUT_S
                     and (latest is None or latest.observed_at < probing)
                 ):
-                    await self._sleep(min(1.0, self._max_sleep_s))  # one probe at a time
+                    left = PROBE_TIMEOUT_S - (now - probing).total_seconds()
+                    self._hold(left, waited, wait_max_s, "a probe after a pause is out")
+                    step = min(1.0, self._max_sleep_s)
+                    await self._sleep(step)  # one probe at a time
+                    waited += step
                     continue
                 self._probing_since = now
                 return decision
@@ -288,13 +349,20 @@ class Governor:
             self._probing_since = None
             if decision.action is Action.SLOW:
                 slot = max(now, self._next_slot or now)
-                self._next_slot = slot + dt.timedelta(seconds=interval_s(self.budget.latest, self.policy))
                 wait = (slot - now).total_seconds()
+                self._hold(wait, waited, wait_max_s, decision.reason)  # before the slot is taken
+                self._next_slot = slot + dt.timedelta(seconds=interval_s(self.budget.latest, self.policy))
                 if wait > 0:
                     await self._sleep(wait)
                 return decision
             self._next_slot = None
             return decision
+
+    @staticmethod
+    def _hold(wait_s: float, waited_s: float, wait_max_s: float | None, reason: str) -> None:
+        """Raise :class:`BudgetPausedError` when waiting ``wait_s`` more would exceed the caller's ``wait_max_s``."""
+        if wait_max_s is not None and wait_s > 0 and waited_s + wait_s > wait_max_s:
+            raise BudgetPausedError(wait_s, reason)
 
     def on_daily_limit(self, error: SalesforceError) -> None:
         """Salesforce refused a call: the daily allocation is spent (``REQUEST_LIMIT_EXCEEDED``,

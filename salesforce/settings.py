@@ -22,7 +22,7 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator, model_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sfsync.errors import ConfigError
-from sfsync.settings import load
+from sfsync.settings import load, shown_url
 
 AuthFlow = Literal[
     "jwt_bearer", "client_credentials", "refresh_token", "authorization_code", "password", "access_token"
@@ -119,8 +119,10 @@ class SalesforceSettings(BaseSettings):
             host = urlsplit(value).hostname or ""
             if _is_loopback(host):
                 return value.rstrip("/")
-            raise ValueError(f"must use https:// (http:// only for a local emulator on this machine), got {value!r}")
-        raise ValueError(f"must start with https:// (or http:// for a local emulator), got {value!r}")
+            raise ValueError(
+                f"must use https:// (http:// only for a local emulator on this machine), got {shown_url(value)}"
+            )
+        raise ValueError(f"must start with https:// (or http:// for a local emulator), got {shown_url(value)}")
 
     @field_validator("jwt_audience")
     @classmethod
@@ -128,7 +130,7 @@ class SalesforceSettings(BaseSettings):
         if value is None:
             return None
         if not value.startswith(("https://", "http://")):
-            raise ValueError(f"must be a URL (the login server's), got {value!r}")
+            raise ValueError(f"must be a URL (the login server's), got {shown_url(value)}")
         return value.rstrip("/")
 
     @field_validator("api_version")

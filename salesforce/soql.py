@@ -43,13 +43,15 @@ _SOQL_ESCAPE_RE = re.compile("|".join(re.escape(c) for c in _SOQL_ESCAPES))
 _LIKE_ESCAPE_RE = re.compile(r"[%_]")
 _ENCODED_SEPARATOR = len(quote(", ", safe=""))
 _SOSL_RESERVED = set("?&|!{}[]()^~*:\\\"'+-")
+_SOSL_OPERATORS = frozenset({"and", "or", "not"})
+_SOSL_WORD = re.compile(r"\S+")
 
 _IDENT = r"[A-Za-z][A-Za-z0-9_]*"
 _PATH = rf"{_IDENT}(?:\.{_IDENT})*"
-_FIELD_RE = re.compile(rf"^{_PATH}$")
+_FIELD_RE = re.compile(_PATH)  # matched whole (fullmatch): "$" would let a trailing newline through
 _AGGREGATE_RE = re.compile(
-    rf"^(?:(?:COUNT|COUNT_DISTINCT|SUM|AVG|MIN|MAX|CALENDAR_YEAR|CALENDAR_MONTH|DAY_ONLY|toLabel|FORMAT|"
-    rf"convertCurrency)\(\s*{_PATH}\s*\)|COUNT\(\s*\))(?:\s+{_IDENT})?$",
+    rf"(?:(?:COUNT|COUNT_DISTINCT|SUM|AVG|MIN|MAX|CALENDAR_YEAR|CALENDAR_MONTH|DAY_ONLY|toLabel|FORMAT|"
+    rf"convertCurrency)\(\s*{_PATH}\s*\)|COUNT\(\s*\))(?:\s+{_IDENT})?",
     re.IGNORECASE,
 )
 
@@ -131,7 +133,11 @@ def literal(value: Scalar | DateLiteral) -> str:
             raise ValueError("SOQL has no literal for NaN or infinity")
         if isinstance(value, Decimal) and not value.is_finite():
             raise ValueError("SOQL has no literal for NaN or infinity")
-        return format(value, "f") if isinstance(value, Decimal) else repr(value)
+        if isinstance(value, Decimal):
+            return format(value, "f")
+        # SOQL numbers have no exponent: 1e16 is written out, its shortest repr's digits exactly, as a decimal
+        text = format(Decimal(repr(value)), "f")
+        return text if "." in text else f"{text}.0"
     if isinstance(value, str):
         return quote_string(value)
     raise TypeError(f"no SOQL literal for {type(value).__name__}")
@@ -139,13 +145,13 @@ def literal(value: Scalar | DateLiteral) -> str:
 
 def field_name(name: str) -> str:
     """Validate a field path (``Email``, ``Account.Owner.Name``, ``Ext__c``) and return it."""
-    if not _FIELD_RE.match(name):
+    if not _FIELD_RE.fullmatch(name):
         raise ValueError(f"not a SOQL field name: {name!r}")
     return name
 
 
 def _select_item(item: str) -> str:
-    if _FIELD_RE.match(item) or _AGGREGATE_RE.match(item.strip()):
+    if _FIELD_RE.fullmatch(item) or _AGGREGATE_RE.fullmatch(item.strip()):
         return item.strip()
     raise ValueError(f"not a SOQL select item: {item!r}")
 
@@ -311,8 +317,10 @@ def select(*items: str) -> Query:
 
 
 def sosl_escape(term: str) -> str:
-    """Backslash-escape SOSL reserved characters ``? & | ! { } [ ] ( ) ^ ~ * : \\ " ' + -``."""
-    return "".join("\\" + c if c in _SOSL_RESERVED else c for c in term)
+    """``term`` searched for as written: SOSL's reserved characters ``? & | ! { } [ ] ( ) ^ ~ * : \\ " ' + -``
+    backslash-escaped, and the words SOSL reads as operators (``AND``, ``OR``, ``NOT``, in any case) quoted."""
+    escaped = "".join("\\" + c if c in _SOSL_RESERVED else c for c in term)
+    return _SOSL_WORD.sub(lambda m: f'"{m.group(0)}"' if m.group(0).lower() in _SOSL_OPERATORS else m.group(0), escaped)
 
 
 SearchGroup = Literal["ALL", "NAME", "EMAIL", "PHONE", "SIDEBAR"]

@@ -46,6 +46,9 @@ class SfsyncError(Exception):
     category: ClassVar[Category] = Category.SYNC
     level: ClassVar[Level] = Level.ERROR
     default_code: ClassVar[str] = "ERROR"
+    log_each_record: ClassVar[bool] = True
+    """Whether each record parked for this error gets an error-log entry of its own (False: one entry
+    covers them all, recorded where the error arose, e.g. a quarantined mapping's)."""
 
     def log_category(self) -> Category:
         """The error-log category of this error."""

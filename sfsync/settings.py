@@ -7,6 +7,8 @@ failure into one :class:`~sfsync.errors.ConfigError` that lists every problem at
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,8 +25,45 @@ SASL_MECHANISMS = frozenset({"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBE
 S = TypeVar("S", bound=BaseSettings)
 
 
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*")
+_PORT = re.compile(r"[0-9]{1,5}")
+
+
+def shown_url(value: str) -> str:
+    """A URL setting's value as a message may show it: ``scheme://host[:port]``. Never the ``user:password@``
+    before the host, nor a path or query (either may carry a token)."""
+    scheme, sep, rest = value.partition("://")
+    if not sep:
+        return "a value without a scheme (no ://)"
+    if not _SCHEME.fullmatch(scheme):
+        return "a value whose scheme is not one"
+    host = re.split(r"[/?#]", rest.rsplit("@", 1)[-1], maxsplit=1)[0]
+    if not host.endswith("]"):  # an IPv6 address ends with "]"; else a part after ":" is a port or nothing shown
+        name, colon, port = host.rpartition(":")
+        host = (host if _PORT.fullmatch(port) else name) if colon else host
+    return f"{scheme}://{host}"
+
+
+def without_credentials(value: str) -> str:
+    """``value`` with a URL's ``user:password@`` (scheme or none) replaced by ``[redacted]@``; anything else,
+    ``alice@example.org`` too, unchanged."""
+    scheme, sep, rest = value.partition("://")
+    if not sep or not _SCHEME.fullmatch(scheme):
+        scheme, sep, rest = "", "", value
+    userinfo, at, host = rest.rpartition("@")
+    if not at or ":" not in userinfo:
+        return value
+    return f"{scheme}{sep}[redacted]@{host}"
+
+
 class _Base(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        """The fields as ``repr`` shows them: a URL's credentials (``SCHEMA_REGISTRY_URL=https://user:pw@...``)
+        left out, as secrets are."""
+        for name, value in super().__repr_args__():
+            yield name, without_credentials(value) if isinstance(value, str) else value
 
 
 class KafkaConnection(_Base):
@@ -90,7 +129,7 @@ class RegistryConnection(_Base):
     @classmethod
     def _http_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
-            raise ValueError(f"must start with http:// or https://, got {value!r}")
+            raise ValueError(f"must start with http:// or https://, got {shown_url(value)}")
         return value.rstrip("/")
 
 

@@ -1,6 +1,13 @@
 """sfsync's topics (DESIGN.md §3): names, keys, partitions and configuration (created by
 :func:`sfsync.kafka.admin.ensure_topics`).
 
+Co-partitioning: a key is on partition ``murmur2(key) % partitions`` whoever wrote it (every
+producer partitions like the Java client: :data:`sfsync.kafka.clients.JAVA_PARTITIONER`), so topics
+with the same key and the same partition count put a key on the same partition number, which Faust
+assigns to one worker. The outbound processor's tables rely on it: :data:`OUTBOUND_TABLE_FEEDS`, its
+own :func:`planned_writes` topic and its table changelogs must have one partition count
+(:func:`shared_partitions`; the processor refuses to start otherwise).
+
 The records a product topic may carry are not listed here: they are the union in
 ``schemas/<topic>.avsc``, registered under ``<topic>-value`` (TopicNameStrategy), so the registry
 itself refuses a record type that does not belong on a topic.
@@ -11,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from sfsync.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,44 @@ evolved BACKWARD-compatibly (``sfsync schemas register/check/snapshot``)."""
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     *PRODUCT_TOPICS, WRITES, RESULTS, CHANGES, MEMBERS_INBOUND, SALESFORCE_EDITS, ERRORS, DLQ,
 )  # fmt: skip
+
+
+OUTBOUND_TABLE_FEEDS: tuple[TopicSpec, ...] = (RESULTS, SALESFORCE_EDITS)
+"""The topics, keyed by write key, whose records the outbound processor keeps in tables keyed the same
+way (identities, the record clock): co-partitioned with its :func:`planned_writes` topic."""
+
+
+def planned_writes(app_id: str, partitions: int) -> TopicSpec:
+    """The outbound processor's own topic of planned writes, keyed by write key: its product agents
+    write to it, its ordering agent reads it, co-partitioned with :data:`OUTBOUND_TABLE_FEEDS`.
+    Named after the app, like the app's table changelogs (and, like every topic sfsync names, after
+    the topic prefix: ``<prefix><app_id>-writes-repartition``)."""
+    return TopicSpec(f"{app_id}-writes-repartition", "<sobject>:<identity>", partitions=partitions)
+
+
+def shared_partitions(counts: Mapping[str, int | None], what: str) -> int:
+    """The partition count every topic of ``counts`` (name -> its partition count, None: missing) has.
+
+    Raises:
+        ConfigError: a topic is missing, or they do not all have the same count (``what`` says who
+            needs them co-partitioned); the message lists each topic with its count.
+    """
+    missing = sorted(name for name, n in counts.items() if n is None)
+    if missing:
+        raise ConfigError("Kafka topic", [f"{what}: topic(s) {', '.join(missing)} do not exist"])
+    found = {name: int(n) for name, n in counts.items() if n is not None}
+    if not found:
+        raise ConfigError("Kafka topic", [f"{what}: no topics given"])
+    if len(set(found.values())) > 1:
+        listed = ", ".join(f"{name} has {n}" for name, n in sorted(found.items()))
+        raise ConfigError(
+            "Kafka topic",
+            [
+                f"{what} needs these topics co-partitioned (the same partition count, so that a key is on the "
+                f"same partition of each), but {listed}"
+            ],
+        )
+    return next(iter(found.values()))
 
 
 def by_base(base: str) -> TopicSpec:

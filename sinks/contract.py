@@ -9,7 +9,11 @@
 - ``pending``: writes not done yet (a transient fault inside its retry deadline, a parent not there
   yet): the loop hands them to the next ``put`` and does not commit past them;
 - ``committed``: per (topic, partition), the offset below which every write is acknowledged or
-  parked — the only offsets the loop may commit.
+  parked — the only offsets the loop may commit;
+- ``budget_pause_s``: set when the Salesforce API budget stopped the batch (the governor's pause,
+  a spent daily allocation): the loop must not call ``put`` again for that many seconds. It keeps
+  its consumer in the group meanwhile (partitions paused, polling on), then hands the pending
+  writes to the next ``put`` first. A pause is no write's failure: it spends no retry deadline.
 
 The sink is the one owner of its writes' retries (the Salesforce client makes one attempt per call).
 A Salesforce transient fault does not escape ``put``: a write it hits is retried in later rounds and,
@@ -73,7 +77,8 @@ class BatchOutcome:
     ``committed`` maps (topic, partition) to the offset to commit (the next one to read): every
     write of this batch below it was acknowledged by Salesforce or parked. ``pending`` are the
     writes not done yet (a missing parent, a transient fault within its retry deadline): hand them
-    to the next ``put``.
+    to the next ``put``. ``budget_pause_s``: the API budget is paused (None: it is not); the
+    pending writes wait that many seconds before the next ``put``.
     """
 
     results: list[dict[str, Any]] = field(default_factory=list)
@@ -81,6 +86,7 @@ class BatchOutcome:
     pending: list[IncomingWrite] = field(default_factory=list)
     committed: dict[tuple[str, int], int] = field(default_factory=dict)
     api_calls: int = 0
+    budget_pause_s: float | None = None
 
 
 class OnParked(Protocol):

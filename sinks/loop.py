@@ -9,6 +9,15 @@ are carried into the next batch, where the sink retries them; their offsets stay
 crash replays them. The carry is bounded: the sink parks a write whose retries outlast
 ``retry_timeout_s`` and a child whose parent is still missing after ``max_parent_waits`` batches.
 
+The API budget's pause (the outcome's ``budget_pause_s``): the loop does not sleep it out inside a
+batch, which would outlast ``max.poll.interval.ms`` and get it evicted from its group. It pauses
+every assigned partition (``consumer.pause``) and keeps calling ``consume`` with short timeouts
+(``poll_timeout_s``), so the group keeps it and rebalances are served, until the pause is over or
+it is stopping; then it resumes the partitions and hands the carried writes to the next ``put``
+first. A partition assigned during the pause is paused too (records the assigning call handed out
+are carried, not dropped); a revoked one's carried writes are dropped, as always. Nothing is
+committed at or past a carried write.
+
 SIGTERM/SIGINT finish the batch in hand, commit and close. On a rebalance the revoked partitions'
 records (in hand or carried) are dropped without committing: their new owner replays them.
 A fatal error stops the loop without committing; the process exits and is restarted (by then a
@@ -240,6 +249,7 @@ class SinkWorker:
         self._revoked: set[tuple[str, int]] = set()
         self._committed: dict[tuple[str, int], int] = {}
         self._consumed: dict[tuple[str, int], int] = {}  # per partition: the offset after the last write read
+        self._held: set[tuple[str, int]] = set()  # partitions this loop paused for the budget
         self.batches = 0
 
     # -- construction with real clients ----------------------------------------------------
@@ -309,6 +319,7 @@ class SinkWorker:
             self._revoked.add(key)
             self._committed.pop(key, None)
             self._consumed.pop(key, None)
+            self._held.discard(key)
         self._carry = [w for w in self._carry if (w.topic, w.partition) not in self._revoked]
 
     async def run(self, *, max_batches: int | None = None) -> None:
@@ -327,11 +338,42 @@ class SinkWorker:
                 self._commit(self._done_offsets(batch, outcome.pending))
                 self._carry = [w for w in outcome.pending if (w.topic, w.partition) not in self._revoked]
                 self.batches += 1
-                if outcome.pending and not outcome.results and not outcome.parked:
+                if outcome.budget_pause_s is not None:
+                    await self._sit_out_budget_pause(outcome.budget_pause_s)
+                elif outcome.pending and not outcome.results and not outcome.parked:
                     await self._sleep(self.settings.retry_wait_initial_s)  # nothing moved: do not spin
         finally:
             with contextlib.suppress(Exception):
                 self.consumer.close()
+
+    async def _sit_out_budget_pause(self, seconds: float) -> None:
+        """Stay in the group for ``seconds`` without reading on: the assigned partitions paused, ``consume``
+        called every ``poll_timeout_s`` at most; resumed at the end (or when stopping)."""
+        deadline = self._clock() + seconds
+        log.info("Salesforce API budget paused: partitions paused for %.0fs, polling on", seconds)
+        self._pause_assigned()
+        while not self.stopping.is_set():
+            left = deadline - self._clock()
+            if left <= 0:
+                break
+            timeout = min(self.settings.poll_timeout_s, left)
+            messages = await asyncio.to_thread(self.consumer.consume, self.settings.batch_size, timeout)
+            for message in messages:  # from a partition assigned by this very call, before its pause
+                incoming = await self._decode(message)
+                if incoming is not None and (incoming.topic, incoming.partition) not in self._revoked:
+                    self._carry.append(incoming)
+            self._pause_assigned()
+        held, self._held = self._held, set()
+        assigned = [tp for tp in self.consumer.assignment() if (tp.topic, tp.partition) in held]
+        if assigned:
+            self.consumer.resume(assigned)
+
+    def _pause_assigned(self) -> None:
+        """Pause every assigned partition not paused yet (a new assignment comes unpaused)."""
+        fresh = [tp for tp in self.consumer.assignment() if (tp.topic, tp.partition) not in self._held]
+        if fresh:
+            self.consumer.pause(fresh)
+            self._held.update((tp.topic, tp.partition) for tp in fresh)
 
     async def _collect(self) -> list[IncomingWrite]:
         """Up to ``batch_size`` decoded writes, waiting at most ``batch_max_age_s`` after the first."""

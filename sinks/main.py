@@ -14,11 +14,25 @@ closes them (``sfsync sink``):
   object and outcome, end-to-end latency and consumer lag;
 - a :class:`~sfsync.sinks.loop.SinkWorker` with ``on_parked`` = the DLQ.
 
+The mappings first: the sink reads the mapping setting as every process does (``SFSYNC_MAPPING_FILE``,
+``SFSYNC_MAPPING_VARS``). :func:`build_runner` refuses a file that breaks a rule needing no org, and
+:meth:`SinkRunner.run`, before consuming anything, describes every object the mappings write and
+refuses to start on a mapping the org cannot take (:func:`~sfsync.mapping.require_valid`: a missing
+or read-only field, a custom match field that is not an External ID...), listing every problem
+(a MappingError: ``sfsync sink`` exits 2). A transient fault there is retried for
+``retry_timeout_s``. Afterwards, a field or permission removed from the org quarantines the
+mappings using it (:mod:`sfsync.sinks.drift`; ``sfsync_mapping_quarantined``) while the others go on.
+
 Failures: a daily-limit 403 (``REQUEST_LIMIT_EXCEEDED`` / ``TotalRequests``) calls
-:meth:`Governor.on_daily_limit`, which pauses calls and records one RATE_LIMIT entry. A refused
+:meth:`Governor.on_daily_limit`, which pauses calls and records one RATE_LIMIT entry. No batch
+sleeps through a budget pause: the governor holds a call at most what is left of
+``SFSYNC_SINK_BUDGET_WAIT_MAX_S`` in the batch, else the batch ends with its unwritten writes pending
+and ``budget_pause_s`` set, and the worker pauses its partitions and keeps polling Kafka until the
+pause is over (``sfsync_sink_budget_paused`` is 1 meanwhile). A refused
 login (the client already refreshed once) records a CONNECTION entry and pauses, doubling up to
-a bound, with nothing of the batch committed, instead of crashing and restarting in a loop. Other
-fatal errors (permissions, metadata) stop the process without committing. SIGTERM/SIGINT stop
+a bound, with nothing of the batch committed, instead of crashing and restarting in a loop. Drift
+(a field, object or permission a mapping uses, gone from the org) quarantines that mapping. Other
+fatal errors (the API disabled for the org...) stop the process without committing. SIGTERM/SIGINT stop
 cleanly, also during a pause: the batch in hand is not committed and replays on restart.
 """
 
@@ -35,9 +49,11 @@ from typing import Any
 
 import httpx
 import orjson
+import stamina
 
 from sfsync.errors import Category, ConfigError, DeliveryError, Level, RetriableError, SfsyncError
 from sfsync.kafka.clients import TopicPartition
+from sfsync.mapping import MappingFile, gather_describes, load_configured_mappings, require_valid
 from sfsync.ops.dlq import DeadLetterQueue
 from sfsync.ops.errorlog import ErrorLog, ErrorLogEntry, SourceRef, entry_for, log_entry
 from sfsync.ops.metrics import MetricsServer, lag_of
@@ -49,7 +65,8 @@ from sfsync.salesforce import (
     SalesforceSettings,
 )
 from sfsync.salesforce.auth import AuthProvider
-from sfsync.salesforce.errors import parse_error_body
+from sfsync.salesforce.drift import is_drift
+from sfsync.salesforce.errors import SalesforceFatalError, parse_error_body
 from sfsync.salesforce.governor import Governor, GovernorSettings, load_governor_settings
 from sfsync.salesforce.limits import LIMIT_INFO_HEADER, parse_limit_info
 from sfsync.serde.registry import SchemaRegistry
@@ -117,6 +134,7 @@ class _RunnerSink(SalesforceSink):
     async def put(self, writes: Sequence[IncomingWrite]) -> BatchOutcome:
         runner = self.runner
         runner.in_put = True
+        runner.governed_s = 0.0
         try:
             outcome = await super().put(writes)
             runner.auth_failures_in_row = 0
@@ -127,6 +145,7 @@ class _RunnerSink(SalesforceSink):
         finally:
             runner.in_put = False
             runner.last_activity = time.monotonic()
+        runner.metrics.budget_paused(outcome.budget_pause_s is not None)
         runner.after_batch(writes, outcome)
         return outcome
 
@@ -144,8 +163,10 @@ class SinkRunner:
         metrics: SinkMetrics,
         error_log: ErrorLog,
         dlq: DeadLetterQueue,
+        mappings: MappingFile | None = None,
     ) -> None:
         self.settings = settings
+        self.mappings = mappings
         self.governor_settings = governor_settings
         self.client = client
         self.governor = governor
@@ -156,6 +177,8 @@ class SinkRunner:
         self.worker: SinkWorker
         self.metrics_server: MetricsServer | None = None
         self.in_put = False
+        self.governed_s = 0.0
+        """How long the governor held calls in the batch in hand (bounded by ``budget_wait_max_s``)."""
         self.last_activity = time.monotonic()
         self.auth_failures = 0
         self.auth_failures_in_row = 0
@@ -163,6 +186,8 @@ class SinkRunner:
         self.parked = 0
         self.api_calls = 0
         self._closed = False
+        self.org_checked = False
+        """True once the mappings passed the check against the org (:meth:`check_org`)."""
         self.owned_registry: Any | None = None
 
     # -- hooks --------------------------------------------------------------------------------
@@ -184,7 +209,13 @@ class SinkRunner:
             raise StoppingError("stopping")
 
     async def before_call(self, kind: str) -> None:
-        await self.governor.before_call()
+        """The governor's go for one call; it holds the batch at most ``budget_wait_max_s`` in all, else
+        raises :class:`~sfsync.salesforce.governor.BudgetPausedError` (the batch ends with its writes pending)."""
+        started = time.monotonic()
+        try:
+            await self.governor.before_call(wait_max_s=max(0.0, self.settings.budget_wait_max_s - self.governed_s))
+        finally:
+            self.governed_s += time.monotonic() - started
         self.metrics.observe_budget(self.client.budget.latest)
 
     async def on_error_entry(self, entry: ErrorEntry) -> None:
@@ -229,7 +260,7 @@ class SinkRunner:
         error = parse_error_body(403, body)
         if isinstance(error, DailyLimitExceeded):
             # Salesforce sends no Retry-After here (the client's default is an hour): pause at most
-            # pause_s, which stays below max.poll.interval, then one probe call looks again.
+            # pause_s, then one probe call looks again (the worker keeps polling Kafka meanwhile).
             pause_s = self.governor_settings.pause_s
             if error.retry_after is None or error.retry_after > pause_s:
                 error.retry_after = pause_s
@@ -300,6 +331,44 @@ class SinkRunner:
             log.debug("consumer lag not observed: %s", exc)
 
     # -- lifecycle ----------------------------------------------------------------------------
+    async def check_org(self) -> None:
+        """Validate the mappings against the org's describes (once per process): every problem at
+        once, as a :class:`~sfsync.mapping.MappingError`. Transient faults are retried with the
+        sink's retry policy (``retry_timeout_s``), then the last one is raised; a spent daily
+        allocation waits for the governor; a refused login is recorded and paused like one in a
+        batch, then tried again. Raises :class:`StoppingError` when stopped meanwhile. A runner
+        wired without its mappings (by hand, not :func:`build_runner`) checks nothing."""
+        if self.org_checked or self.mappings is None:
+            return
+        mappings = self.mappings
+
+        async def describe(sobject: str) -> dict[str, Any] | None:
+            # no consumer group joined yet: the governor's pause, however long, is waited out here
+            await self.governor.before_call()
+            self.metrics.observe_budget(self.client.budget.latest)
+            try:
+                return await self.client.describe_body(sobject)
+            except SalesforceFatalError as exc:
+                if is_drift(exc):
+                    return None  # unknown or invisible object: the rules name it
+                raise
+
+        retrying = self.settings.retry_policy().stamina(
+            RetriableError, unless=(StoppingError,), waited_elsewhere=(DailyLimitExceeded,)
+        )
+        while True:
+            try:
+                async for attempt in stamina.retry_context(**retrying):
+                    with attempt:
+                        describes = await gather_describes(mappings, describe)
+                break
+            except AuthenticationError as error:
+                await self.on_auth_failure(error, [])  # a CONNECTION entry and a bounded pause
+                if self.stopping.is_set():
+                    raise StoppingError("stopping") from None
+        require_valid(mappings, describes, against="the org")
+        self.org_checked = True
+
     async def _idle_watch(self, idle_exit_s: float) -> None:
         while not self.stopping.is_set():
             await asyncio.sleep(min(0.1, idle_exit_s))
@@ -320,7 +389,12 @@ class SinkRunner:
         self.last_activity = time.monotonic()
         watch = asyncio.create_task(self._idle_watch(idle_exit_s)) if idle_exit_s is not None else None
         try:
-            await self.worker.run(max_batches=max_batches)
+            try:
+                await self.check_org()
+            except StoppingError:
+                log.info("stopped while checking the mappings against the org: nothing consumed")
+            else:
+                await self.worker.run(max_batches=max_batches)
         finally:
             if watch is not None:
                 watch.cancel()
@@ -361,26 +435,29 @@ def build_runner(
     transport: httpx.AsyncBaseTransport | None = None,
     registry: Any | None = None,
     metrics: SinkMetrics | None = None,
+    mappings: MappingFile | None = None,
 ) -> SinkRunner:
     """Wire the sink process (nothing runs until :meth:`SinkRunner.run`).
 
     ``auth``/``transport``: override the client's (tests); ``registry``: a schema-registry client
-    (default: from ``sink_settings``); ``metrics``: default on prometheus-client's global registry.
+    (default: from ``sink_settings``); ``metrics``: default on prometheus-client's global registry;
+    ``mappings``: default the mapping setting's file.
 
     Raises:
         ConfigError: settings that do not fit together (every problem at once), or Kafka settings
             librdkafka refuses (a client could not be built).
+        MappingError: the mapping file breaks a rule that needs no org (every problem at once).
     """
+    mappings = require_valid(mappings if mappings is not None else load_configured_mappings())
     owned = registry is None
     gs = governor_settings if governor_settings is not None else load_governor_settings()
     problems = []
     poll_s = sink_settings.max_poll_interval_ms / 1000
-    for name, seconds in (("pause_s", gs.pause_s), ("auth_pause_max_s", gs.auth_pause_max_s)):
-        if seconds >= poll_s:
-            problems.append(
-                f"SFSYNC_GOVERNOR_{name.upper()}={seconds:g} must be below SFSYNC_SINK_MAX_POLL_INTERVAL_MS "
-                f"({poll_s:g}s): a pause inside a batch would get the sink thrown out of its consumer group"
-            )
+    if gs.auth_pause_max_s >= poll_s:  # (a budget pause is not sat out inside a batch: pause_s may be longer)
+        problems.append(
+            f"SFSYNC_GOVERNOR_AUTH_PAUSE_MAX_S={gs.auth_pause_max_s:g} must be below SFSYNC_SINK_MAX_POLL_INTERVAL_MS "
+            f"({poll_s:g}s): a pause inside a batch would get the sink thrown out of its consumer group"
+        )
     if problems:
         raise ConfigError("sink", problems)
     if registry is None:
@@ -431,6 +508,7 @@ def build_runner(
         metrics=metrics,
         error_log=error_log,
         dlq=dlq,
+        mappings=mappings,
     )
     holder.append(runner)
     if owned:
@@ -450,6 +528,9 @@ def build_runner(
         on_error_entry=on_error_entry,
         before_call=before_call,
         sleep=sleep,
+        pause_left=governor.pause_left_s,
+        mappings=mappings,
+        on_quarantine=metrics.quarantined,
     )
     sink.runner = runner
     runner.sink = sink

@@ -1,15 +1,22 @@
-"""Merging a batch's writes per record key, in order (pure: no Salesforce, no Kafka).
+"""Merging a batch's writes per record key, in order, and the record clock (pure: no Salesforce, no Kafka).
 
 A record key's consecutive writes become one *segment*, executed as one Salesforce record
 operation: UPSERTs merge field by field (an older value never overwrites a newer one); a DELETE
 absorbs the UPSERTs before it; an UPSERT after a DELETE starts a new segment that runs only once
 the delete is done.
+
+Across batches and write keys the order holds per Salesforce record: the sink keeps, per record
+Id, the ``updated_at`` of the newest value it wrote to each field (:func:`written_times`), and
+a later segment for that record writes only the fields it has no older value of
+(:func:`drop_older`). Two writes for one record under different keys (one keyed by Email before
+the member id was its key) or a write carried as pending while a later one was written cannot put
+an older value back.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -169,4 +176,27 @@ def merge_writes(writes: Iterable[IncomingWrite]) -> OrderedDict[str, deque[_Seg
             queue[-1] = seg
         else:
             _fold(tail, seg)
+    return out
+
+
+def drop_older(fields: Mapping[str, _Field], written: Mapping[str, int]) -> dict[str, _Field]:
+    """The ``fields`` no newer value was written for: ``written`` is the record's field -> ``updated_at``
+    of the newest value written (:func:`written_times`); a field older than that is left out, a tie is
+    kept (a replay writes the same value again)."""
+    if not written:
+        return dict(fields)
+    return {name: value for name, value in fields.items() if value.updated_at >= written.get(name, -1)}
+
+
+def written_times(written: Mapping[str, int], fields: Mapping[str, _Field], sent: Collection[str]) -> dict[str, int]:
+    """The record's ``written`` times once the ``sent`` names of ``fields`` were written.
+
+    An IF_EMPTY value does not move its field's time: it only fills an empty field, so it is no
+    newer value, and an older real value still goes out after it (as the processor's clock has it).
+    """
+    out = dict(written)
+    for name in sent:
+        value = fields.get(name)
+        if value is not None and value.policy != "IF_EMPTY" and value.updated_at > out.get(name, -1):
+            out[name] = value.updated_at
     return out

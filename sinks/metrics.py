@@ -11,12 +11,16 @@ sfsync_events_in_total                     counter    event_type
 sfsync_writes_total                        counter    sobject, outcome
 sfsync_salesforce_api_calls_total          counter    endpoint
 sfsync_salesforce_api_usage_ratio          gauge      -
+sfsync_sink_budget_paused                  gauge      - (1 while the API budget's pause holds the writes)
 sfsync_batch_size                          histogram  -
 sfsync_end_to_end_latency_seconds          histogram  - (occurred_at -> acknowledged)
 sfsync_consumer_lag                        gauge      topic, partition
 sfsync_dlq_records_total                   counter    mapping, code
 sfsync_errors_total                        counter    category, code
+sfsync_mapping_quarantined                 gauge      mapping (1: quarantined for drift, 0: not)
 =========================================  =========  ==================================
+
+Mapping names are bounded by the mapping file: a gauge per mapping, set when one first enters quarantine.
 """
 
 from __future__ import annotations
@@ -56,6 +60,12 @@ class SinkMetrics:
             "Share of the org's daily API allocation used, from the newest Sforce-Limit-Info.",
             registry=r,
         )
+        self.budget_paused_gauge = Gauge(
+            "sfsync_sink_budget_paused",
+            "1 while the sink waits out the Salesforce API governor's pause (its partitions paused, its writes "
+            "carried, the consumer still polling), else 0.",
+            registry=r,
+        )
         self.batch_size = Histogram(
             "sfsync_batch_size", "Records per Salesforce write batch.", buckets=BATCH_BUCKETS, registry=r
         )
@@ -70,6 +80,12 @@ class SinkMetrics:
             "sfsync_dlq_records_total", "Records parked in the DLQ.", ["mapping", "code"], registry=r
         )
         self.errors = Counter("sfsync_errors_total", "Error-log entries written.", ["category", "code"], registry=r)
+        self.mapping_quarantined = Gauge(
+            "sfsync_mapping_quarantined",
+            "1 while a mapping is quarantined (a field or permission it uses was removed from the org), else 0.",
+            ["mapping"],
+            registry=r,
+        )
 
     # the sink calls these
     def event_in(self, event_type: str, n: int = 1) -> None:
@@ -85,6 +101,10 @@ class SinkMetrics:
     def observe_budget(self, budget: ApiBudget | None) -> None:
         if budget is not None:
             self.api_usage_ratio.set(budget.ratio)
+
+    def budget_paused(self, paused: bool) -> None:
+        """Whether the last batch ended in the API budget's pause (its writes wait it out)."""
+        self.budget_paused_gauge.set(1 if paused else 0)
 
     def batch(self, size: int) -> None:
         self.batch_size.observe(size)
@@ -121,6 +141,10 @@ class SinkMetrics:
 
     def error(self, category: str, code: str) -> None:
         self.errors.labels(category=str(category), code=code).inc()
+
+    def quarantined(self, mapping: str, on: bool) -> None:
+        """A mapping entered (``on``) or left quarantine (the sink's ``on_quarantine``)."""
+        self.mapping_quarantined.labels(mapping=mapping).set(1 if on else 0)
 
     def serve(self, port: int, addr: str = "0.0.0.0") -> MetricsServer:  # noqa: S104 - a pod's metrics port
         """Serve ``/metrics`` on ``addr:port`` (0: any free port) in a daemon thread."""

@@ -75,10 +75,40 @@ class SinkSettings(KafkaConnection, RegistryConnection):
             "(so a record that keeps failing holds up the other writes of a batch by this much at most)."
         ),
     )
+    budget_wait_max_s: float = Field(
+        10.0,
+        ge=0,
+        le=60,
+        description=(
+            "The most one batch waits for the API governor in all (its slow-zone spacing, the end of a pause). "
+            "When the budget needs a longer wait (a pause: SFSYNC_GOVERNOR_PAUSE_S, then a probe), the batch ends "
+            "with its unwritten writes pending, and the worker pauses its partitions and keeps polling Kafka until "
+            "calls may go again, so it stays in its consumer group however long the budget stays spent."
+        ),
+    )
     max_parent_waits: int = Field(
         50, ge=1, le=100_000, description="Batches a child waits for a missing parent before it is parked."
     )
     identity_cache_size: int = Field(100_000, ge=0, description="Record keys whose Salesforce Id is remembered.")
+    record_clock_size: int = Field(
+        10_000,
+        ge=0,
+        description=(
+            "Salesforce records (the most recently written) whose newest written value time per field the sink "
+            "remembers, so that a write never puts an older value over a newer one across batches and write keys "
+            "(a write retried while a later one for the same record went through). 0 turns the guard off."
+        ),
+    )
+    quarantine_recheck_s: float = Field(
+        300.0,
+        ge=0,
+        le=86_400,
+        description=(
+            "How often a mapping quarantined for drift (a field or permission removed from the org while the sink "
+            "runs) has its objects described again; the quarantine lifts once the mapping passes the start-up "
+            "rules again. 0: never (a restart lifts it). Each recheck costs a describe call or two."
+        ),
+    )
     query_max_chars: int = Field(
         12_000, ge=1_000, le=15_000, description="URL budget of one match query's IN lists (Salesforce: ~16 KB)."
     )
@@ -113,6 +143,8 @@ class SinkSettings(KafkaConnection, RegistryConnection):
             problems.append("retry_wait_max_s must be >= retry_wait_initial_s")
         if self.retry_timeout_s < self.retry_wait_max_s:
             problems.append("retry_timeout_s must be >= retry_wait_max_s")
+        if self.budget_wait_max_s + self.retry_wait_max_s >= self.max_poll_interval_ms / 1000:
+            problems.append("budget_wait_max_s + retry_wait_max_s must be below max_poll_interval_ms (in seconds)")
         if problems:
             raise ValueError("; ".join(problems))
         return self

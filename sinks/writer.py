@@ -11,11 +11,16 @@ waits for the earlier one, and:
 1. resolves parents (identity cache fed by this sink's own results, else one SOQL per parent
    object and key field); a child whose parent is in the same batch waits for a later round, one
    whose parent is nowhere stays pending (retried next batch, parked after ``max_parent_waits``);
-2. matches: for every (object, key fields) one ``SELECT Id, <key>, <if_empty fields>[, IsConverted,
-   ConvertedContactId] FROM X WHERE key IN (...)``; strategies in order, objects in order
-   (Contacts then Leads); a converted Lead resolves to its Contact;
-3. writes with sObject Collections: ``upsert_many`` by external ID, ``update_many`` for matches,
+2. matches (:mod:`sfsync.sinks.matching`): for every (object, key fields) one ``SELECT Id, <key>,
+   <if_empty fields>[, <external ID>][, IsConverted, ConvertedContactId] FROM X WHERE key IN (...)``;
+   strategies in order (the external ID, then the match keys: the first that finds a record wins),
+   each in the objects in order (Contacts then Leads); a fallback key only takes a record whose
+   external-ID field is empty or the write's own; a converted Lead resolves to its Contact;
+3. writes with sObject Collections: ``upsert_many`` by external ID, ``update_many`` for matches
+   (a record found by a fallback key gets the external ID written, so it is found by it next time),
    ``create_many`` only when a match key guarantees a replay finds the record, ``delete_many``;
+   a field is left out when a newer value of it was already written to that record, in this batch
+   or an earlier one, under any write key (:func:`~sfsync.sinks.merge.drop_older`);
 4. classifies every record's result: success → a WriteResult; retriable → retried (below);
    skippable → parked (awaited) with a SYNC error entry; fatal → raised.
 
@@ -29,11 +34,23 @@ write's first-failure time and attempt count are kept by this sink object, keyed
 Kafka coordinates, while the loop carries it from batch to batch; once a failure comes
 ``retry_timeout_s`` or more after the first one, the write is parked (:class:`RetriesExhaustedError`,
 with the last error's code) and its offset can be committed. A restart (or a rebalance that hands
-the partition to another worker) starts the clock again. A spent daily allocation
-(:class:`DailyLimitExceeded`) is the governor's pause, not the write's failure: the write goes back
-as pending without spending its deadline. Because nothing below the sink resends, a create answered
-5xx (or timed out) that Salesforce did commit is not created twice: the next round matches the
-record first and updates it.
+the partition to another worker) starts the clock again.
+
+The API budget: a spent daily allocation (:class:`DailyLimitExceeded`) or the governor holding
+calls longer than a batch may wait (:class:`~sfsync.salesforce.governor.BudgetPausedError`, from
+``before_call``) is the governor's pause, not a failure of the writes: the put makes no further
+call, every write not yet written goes back as pending without spending its deadline or an
+attempt, and the outcome's ``budget_pause_s`` tells the loop how long to wait before the next put
+(the loop pauses its partitions and keeps polling Kafka meanwhile). The time spent in that pause
+does not count against the retry deadline of a write that had already failed.
+
+Because nothing below the sink resends, a create answered 5xx (or timed out) that Salesforce did
+commit is not created twice: the next round matches the record first and updates it.
+
+Drift: a query or write Salesforce refuses because a field, object or permission a mapping uses is
+gone from the org (:func:`sfsync.sinks.drift.is_drift`) quarantines the mappings concerned instead of
+stopping the sink: their writes are parked (replayable), the other mappings' writes go on, and the
+quarantine lifts once the org passes the start-up rules again (:mod:`sfsync.sinks.drift`).
 
 At steady state a batch of 200 updates matched by Email costs two API calls (one query, one
 collection): 0.01 calls per record.
@@ -49,7 +66,6 @@ Id; the others take ``value`` (a JSON array of strings when there are several of
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import random
 import time
@@ -61,6 +77,7 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 from sfsync.errors import FatalError, SfsyncError
+from sfsync.mapping import MappingFile
 from sfsync.salesforce.client import SalesforceClient
 from sfsync.salesforce.composite import COLLECTION_MAX, RecordResult
 from sfsync.salesforce.errors import (
@@ -71,6 +88,7 @@ from sfsync.salesforce.errors import (
     SalesforceRetriableError,
     classify,
 )
+from sfsync.salesforce.governor import BudgetPausedError
 from sfsync.salesforce.soql import Condition, field_name, literal, select, soql_in
 from sfsync.sinks.contract import (
     BatchOutcome,
@@ -84,10 +102,23 @@ from sfsync.sinks.contract import (
     UnsafeWriteError,
     committed_offsets,
 )
+from sfsync.sinks.drift import (
+    QUARANTINED,
+    RESTORED,
+    DriftError,
+    MappingQuarantine,
+    MappingQuarantinedError,
+    concerns,
+    is_drift,
+)
+from sfsync.sinks.matching import Candidate, candidates, index_rows, norm, pick, usable
 from sfsync.sinks.merge import (
     _EMPTY,
+    _Field,
     _Segment,
+    drop_older,
     merge_writes,
+    written_times,
 )
 from sfsync.sinks.settings import SinkSettings
 from sfsync.time import monotonic as monotonic_clock
@@ -100,10 +131,6 @@ _API_NAMES_KEPT = 10_000
 
 
 # ---------------------------------------------------------------------- helpers
-def _norm(value: Any) -> Any:
-    return value.casefold() if isinstance(value, str) else value
-
-
 def _key_identity(key: str) -> tuple[str, str, str] | None:
     """``Campaign:Event_Id__c:evt-7`` → ("Campaign", "Event_Id__c", "evt-7")."""
     parts = key.split(":", 2)
@@ -157,6 +184,8 @@ class _Plan:
     body: dict[str, Any]
     ext_field: str | None = None
     record_id: str | None = None
+    fields: Mapping[str, _Field] | None = None
+    """The segment's field values this plan sends (their times move the record's clock once written)."""
     refused: SalesforceError | None = None
     """Set when the record cannot be sent at all (e.g. an unknown record type): parked as is."""
 
@@ -176,6 +205,12 @@ class SalesforceSink:
         sleep: how to wait between retry rounds (tests pass a fake).
         monotonic: the clock of the retry deadlines (tests pass the fake clock that ``sleep`` moves).
         rng: the jitter of the retry waits.
+        pause_left: seconds left of the API governor's pause, None when it is not paused
+            (``Governor.pause_left_s``): how long writes refused for the daily limit wait; without
+            it (or when it says None), the refusal's own ``retry_after``.
+        mappings: the mapping file the process validated at start; a quarantined mapping is lifted
+            once it passes those rules again (None: once the fields Salesforce named are back).
+        on_quarantine: called with (mapping, True/False) when a mapping enters or leaves quarantine.
     """
 
     def __init__(
@@ -190,6 +225,9 @@ class SalesforceSink:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         monotonic: Callable[[], float] = monotonic_clock,
         rng: random.Random | None = None,
+        pause_left: Callable[[], float | None] | None = None,
+        mappings: MappingFile | None = None,
+        on_quarantine: Callable[[str, bool], None] | None = None,
     ) -> None:
         self.client = client
         self.settings = settings
@@ -200,15 +238,24 @@ class SalesforceSink:
         self._sleep = sleep
         self._monotonic = monotonic
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self._pause_left = pause_left
+        self._budget_pause_s: float | None = None
+        """Set once this put met the budget's pause: the seconds to wait (no further call goes out)."""
+        self._paused_at: float | None = None
+        """When the last put ended in a budget pause (``monotonic``): that time is not a retry's."""
         self._policy = settings.retry_policy()
         self._failing: dict[Coordinates, _Failing] = {}
         self._identities: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        self._written: OrderedDict[tuple[str, str], dict[str, int]] = OrderedDict()
         self._parent_waits: dict[str, int] = {}
         self._describes: dict[str, frozenset[str]] = {}
         self._record_types: dict[str, dict[str, str]] = {}
         self._if_empty_skips: dict[tuple[str, str, str], list[Any]] = {}
         self._calls = 0
         self._api_names: set[str] = set()  # names that passed field_name (the same few, write after write)
+        self.quarantine = MappingQuarantine(
+            recheck_s=settings.quarantine_recheck_s, monotonic=monotonic, mappings=mappings, on_change=on_quarantine
+        )
 
     # -- identity cache -------------------------------------------------------------------
     def identity(self, key: str) -> tuple[str, str] | None:
@@ -227,6 +274,19 @@ class SalesforceSink:
     def forget(self, key: str) -> None:
         self._identities.pop(key, None)
 
+    # -- record clock -----------------------------------------------------------------------
+    def written(self, record: tuple[str, str]) -> Mapping[str, int]:
+        """Field -> ``updated_at`` of the newest value this sink wrote to ``record`` ((sobject, Id))."""
+        return self._written.get(record, {})
+
+    def _wrote(self, record: tuple[str, str], fields: Mapping[str, _Field], sent: Iterable[str]) -> None:
+        if self.settings.record_clock_size <= 0:
+            return
+        self._written[record] = written_times(self._written.get(record, {}), fields, list(sent))
+        self._written.move_to_end(record)
+        while len(self._written) > self.settings.record_clock_size:
+            self._written.popitem(last=False)
+
     # -- put ------------------------------------------------------------------------------
     async def put(self, writes: Sequence[IncomingWrite]) -> BatchOutcome:
         """Write ``writes`` (plus any ``pending`` from the previous outcome) and say what is done.
@@ -236,19 +296,27 @@ class SalesforceSink:
                 of this batch is committed, so it replays once fixed).
         """
         self._calls = 0
+        self._budget_pause_s = None
+        self._resume_deadlines()
         outcome = BatchOutcome()
         queues = merge_writes(sorted(writes, key=lambda w: (w.topic, w.partition, w.offset)))
+        await self._recheck_quarantines()
         for queue in queues.values():
             for seg in list(queue):
                 problem = self._unsafe(seg)
                 if problem is not None:
                     queue.remove(seg)
                     await self._park(seg, problem, outcome)
+                elif self.quarantine.get(seg.mapping) is not None:
+                    queue.remove(seg)
+                    await self._park_quarantined(seg, outcome)
         policy = self._policy
         # each retry round waits at least wait_initial_s, and a put waits at most wait_max_s in all
         rounds = 2 * len(writes) + 4 + math.ceil(policy.wait_max_s / policy.wait_initial_s)
         waited = 0.0
         for _ in range(rounds):
+            if self._budget_pause_s is not None:
+                break  # the budget is paused: every write not written yet is carried
             heads = [q[0] for q in queues.values() if q and not q[0].blocked]
             waited += await self._back_off(heads, policy.wait_max_s - waited)
             heads = [seg for seg in heads if not seg.blocked]
@@ -262,10 +330,18 @@ class SalesforceSink:
             except SalesforceRetriableError as exc:  # a parent lookup failed: every head of this round with it
                 await self._fail_all(heads, exc, queues, outcome)
                 continue
+            except DriftError as drift:  # a parent lookup named what the org no longer has
+                for seg in await self._drifted(drift, heads, outcome):
+                    queues[seg.key].popleft()
+                continue
             try:
                 await self._match(ready)
             except SalesforceRetriableError as exc:  # a match query failed: every write it was matching with it
                 await self._fail_all(ready, exc, queues, outcome)
+                continue
+            except DriftError as drift:  # a match query named what the org no longer has
+                for seg in await self._drifted(drift, ready, outcome):
+                    queues[seg.key].popleft()
                 continue
             finished = await self._write(ready, outcome)
             for seg in finished:
@@ -283,7 +359,29 @@ class SalesforceSink:
         self._failing = {c: f for c, f in self._failing.items() if c in pending}
         outcome.committed = committed_offsets(writes, outcome.pending)
         outcome.api_calls = self._calls
+        if self._budget_pause_s is not None and outcome.pending:
+            outcome.budget_pause_s = self._budget_pause_s
+            self._paused_at = self._monotonic()
         return outcome
+
+    # -- the budget's pause -----------------------------------------------------------------
+    def _resume_deadlines(self) -> None:
+        """After a budget pause, move the first-failure time of every failing write on by the pause."""
+        if self._paused_at is None:
+            return
+        paused_for = max(0.0, self._monotonic() - self._paused_at)
+        self._paused_at = None
+        for failing in self._failing.values():
+            failing.since += paused_for
+
+    def _budget_paused(self, error: SalesforceRetriableError) -> None:
+        """The budget stopped this put's calls: note how long (the longest of what was said)."""
+        wait: float | None = None
+        if isinstance(error, DailyLimitExceeded) and self._pause_left is not None:
+            wait = self._pause_left()
+        if wait is None:
+            wait = error.retry_after if error.retry_after is not None and error.retry_after > 0 else 0.0
+        self._budget_pause_s = max(self._budget_pause_s or 0.0, wait)
 
     # -- retries ----------------------------------------------------------------------------
     async def _back_off(self, heads: Sequence[_Segment], budget: float) -> float:
@@ -310,12 +408,14 @@ class SalesforceSink:
         """Account for a retriable failure of ``seg``; True when its deadline had passed and it was parked.
 
         Otherwise it is retried: in a later round of this put (after :meth:`_back_off`), or, pending,
-        in the next batch. A spent daily allocation is the governor's pause: the write is carried
-        at once and neither its deadline nor its attempts move.
+        in the next batch. The budget's pause (a spent daily allocation, the governor holding calls)
+        is not the write's failure: the write is carried at once and neither its deadline nor its
+        attempts move.
         """
         seg.again = True
-        if isinstance(error, DailyLimitExceeded):
+        if isinstance(error, DailyLimitExceeded | BudgetPausedError):
             seg.blocked = True
+            self._budget_paused(error)
             return False
         now = self._monotonic()
         since = now
@@ -364,19 +464,13 @@ class SalesforceSink:
         for lookup, (parent_key, _) in seg.parents.items():
             if not parent_key:
                 return UnsafeWriteError(f"parent {lookup} has no key", fields=[lookup])
-        if seg.external_id is None and not any(self._usable(seg, m) for m in seg.match):
+        if seg.external_id is None and not any(usable(seg, m) for m in seg.match):
             return UnsafeWriteError(
                 f"{seg.key}: the write has no match key and no external ID, so a replay would create a "
                 f"duplicate; give mapping {seg.mapping!r} a match strategy or an external ID",
                 code="NO_IDEMPOTENT_KEY",
             )
         return None
-
-    @staticmethod
-    def _usable(seg: _Segment, match: tuple[str, str]) -> bool:
-        fields, value = match
-        own = [f for f in fields.split("+") if f not in seg.parents]
-        return not own or value != ""
 
     # -- parents --------------------------------------------------------------------------
     async def _resolve_parents(self, heads: list[_Segment], queues: Mapping[str, deque[_Segment]]) -> list[_Segment]:
@@ -411,13 +505,13 @@ class SalesforceSink:
     async def _lookup_parents(self, wanted: Mapping[str, tuple[str, str, str]]) -> None:
         groups: dict[tuple[str, str], dict[Any, list[str]]] = {}
         for parent_key, (sobject, key_field, value) in wanted.items():
-            groups.setdefault((sobject, key_field), {}).setdefault(_norm(value), []).append(parent_key)
+            groups.setdefault((sobject, key_field), {}).setdefault(norm(value), []).append(parent_key)
         for (sobject, key_field), by_value in groups.items():
             extra = _LEAD_EXTRA if sobject == "Lead" else ()
             originals = [wanted[keys[0]][2] for keys in by_value.values()]
             rows = await self._select(sobject, [key_field, *extra], [(key_field,)], [(v,) for v in originals])
             for row in sorted(rows, key=lambda r: str(r["Id"]), reverse=True):
-                keys = by_value.get(_norm(row.get(key_field)), [])
+                keys = by_value.get(norm(row.get(key_field)), [])
                 target = self._converted(sobject, row) or (sobject, str(row["Id"]))
                 for parent_key in keys:
                     self.remember(parent_key, *target)
@@ -438,61 +532,33 @@ class SalesforceSink:
         has_if_empty = any(f.policy == "IF_EMPTY" for f in seg.fields.values())
         return has_if_empty or len(seg.objects) > 1 or "Lead" in seg.objects
 
-    def _candidates(self, seg: _Segment) -> list[tuple[str, tuple[str, ...], tuple[Any, ...]]]:
-        """(object, key fields, key values) to try in order; parent components are resolved Ids."""
-        strategies: list[tuple[str, str]] = []
-        if seg.external_id:
-            strategies.append(seg.external_id)
-        strategies += [m for m in seg.match if self._usable(seg, m)]
-        out: list[tuple[str, tuple[str, ...], tuple[Any, ...]]] = []
-        for obj in seg.objects:
-            for fields_text, value in strategies:
-                components = fields_text.split("+")
-                own = [c for c in components if c not in seg.parents]
-                own_values: list[Any] = [value]
-                if len(own) > 1:
-                    try:
-                        own_values = [str(v) for v in json.loads(value)]
-                    except (ValueError, TypeError):
-                        continue
-                    if len(own_values) != len(own):
-                        continue
-                values_by_field = dict(zip(own, own_values, strict=False))
-                names: list[str] = []
-                values: list[Any] = []
-                for comp in components:
-                    if comp in seg.parents:
-                        name, parent_id = seg.parent_ids[comp]
-                        names.append(name)
-                        values.append(parent_id)
-                    else:
-                        names.append(comp)
-                        values.append(values_by_field[comp])
-                out.append((obj, tuple(names), tuple(values)))
-        return out
-
     async def _match(self, ready: list[_Segment]) -> None:
-        """Set ``target`` and ``current`` of every ready segment that a record matches."""
-        todo = {id(s): (s, self._candidates(s)) for s in ready if self._needs_query(s)}
+        """Set ``target`` and ``current`` of every ready segment that a record matches.
+
+        Step by step through each segment's :func:`~sfsync.sinks.matching.candidates`: one query
+        per (object, key fields) and step for all the segments still looking, never one per record.
+        """
+        todo = {id(s): (s, candidates(s)) for s in ready if self._needs_query(s)}
         step = 0
         while todo:
-            groups: dict[tuple[str, tuple[str, ...]], list[tuple[_Segment, tuple[Any, ...]]]] = {}
-            for seg, candidates in list(todo.values()):
-                if step >= len(candidates):
+            groups: dict[tuple[str, tuple[str, ...], str | None], list[tuple[_Segment, Candidate]]] = {}
+            for seg, found in list(todo.values()):
+                if step >= len(found):
                     del todo[id(seg)]
                     continue
-                obj, names, values = candidates[step]
-                groups.setdefault((obj, names), []).append((seg, values))
-            for (obj, names), members in groups.items():
+                cand = found[step]
+                guard = cand.guard[0] if cand.guard and self._on(cand.sobject, cand.guard[0]) else None
+                groups.setdefault((cand.sobject, cand.names, guard), []).append((seg, cand))
+            for (obj, names, guard), members in groups.items():
                 wanted = self._if_empty_fields(obj, [s for s, _ in members])
+                if guard is not None and guard not in wanted:
+                    wanted.append(guard)
                 if obj == "Lead":
                     wanted += [f for f in _LEAD_EXTRA if f not in wanted]
-                rows = await self._select(obj, [*names, *wanted], [names], [v for _, v in members])
-                index: dict[tuple[Any, ...], Mapping[str, Any]] = {}
-                for row in sorted(rows, key=lambda r: str(r["Id"]), reverse=True):
-                    index[tuple(_norm(row.get(n)) for n in names)] = row  # the smallest Id wins
-                for seg, values in members:
-                    hit = index.get(tuple(_norm(v) for v in values))
+                rows = await self._select(obj, [*names, *wanted], [names], [c.values for _, c in members])
+                index = index_rows(rows, names)
+                for seg, cand in members:
+                    hit = pick(cand if guard is not None else cand._replace(guard=None), index)
                     if hit is None:
                         continue
                     seg.target = self._converted(obj, hit) or (obj, str(hit["Id"]))
@@ -566,8 +632,13 @@ class SalesforceSink:
             assert condition is not None
             query = select(*columns).from_(obj).where(condition)
             await self._call("query")
-            async for row in self.client.query(query):
-                rows.append(row)
+            try:
+                async for row in self.client.query(query):
+                    rows.append(row)
+            except SalesforceFatalError as exc:
+                if is_drift(exc):
+                    raise DriftError(obj, exc) from exc
+                raise
         return rows
 
     def _chunks(self, keys: Sequence[tuple[Any, ...]]) -> Iterable[list[tuple[Any, ...]]]:
@@ -585,13 +656,19 @@ class SalesforceSink:
             yield chunk
 
     async def _call(self, kind: str, count: int = 1) -> None:
+        if self._budget_pause_s is not None:  # no call while the budget is paused (later rounds, other groups)
+            raise BudgetPausedError(self._budget_pause_s, "this batch met the budget's pause")
         if self._before_call is not None:
             await self._before_call(kind)
         self._calls += count
 
     # -- planning and writing -----------------------------------------------------------------
     async def _plan(self, seg: _Segment, claimed: set[Any]) -> _Plan | bool | None:
-        """The operation for ``seg``; None: nothing to do (done); False: wait for the next round."""
+        """The operation for ``seg``; None: nothing to do (done); False: wait for the next round.
+
+        A field is left out when a newer value of it was written to the record already (the record's
+        clock, per Salesforce Id); a segment whose every field is older writes nothing (done).
+        """
         if seg.op == "DELETE":
             if seg.target is None:
                 return None
@@ -599,12 +676,16 @@ class SalesforceSink:
                 return False
             claimed.add(("id", seg.target[1]))
             return _Plan(seg, "delete", seg.target[0], {}, record_id=seg.target[1])
+        record = seg.target if seg.target is not None or self._needs_query(seg) else self.identity(seg.key)
+        fields = drop_older(seg.fields, self.written(record)) if record is not None else seg.fields
+        if seg.fields and not fields:
+            return None  # every value is older than one already written to this record
         obj = seg.target[0] if seg.target else seg.sobject
         if obj != seg.sobject:
             await self._describe(obj)
         body: dict[str, Any] = {}
         known = self._describes.get(obj)  # what _on looks at, once per segment rather than per field
-        for name, value in seg.fields.items():
+        for name, value in fields.items():
             if known is not None and name.lower() not in known:
                 continue
             if value.policy == "IF_EMPTY" and seg.target is not None:
@@ -624,11 +705,11 @@ class SalesforceSink:
             claimed.add(("id", seg.target[1]))
             if seg.external_id and self._on(obj, seg.external_id[0]):
                 body.setdefault(seg.external_id[0], seg.external_id[1])
-            return _Plan(seg, "update", obj, body, record_id=seg.target[1])
+            return _Plan(seg, "update", obj, body, record_id=seg.target[1], fields=fields)
         if not seg.create_if_missing:
             await self._info(seg, "NO_MATCH_SKIP", f"no {seg.sobject} matches and create_if_missing is false", None)
             return None
-        identities = {("key", names, tuple(_norm(v) for v in values)) for _, names, values in self._candidates(seg)}
+        identities = {("key", c.names, tuple(norm(v) for v in c.values)) for c in candidates(seg)}
         if identities & claimed:
             return False  # another key creates the same record this round: match it next round
         claimed.update(identities)
@@ -649,8 +730,8 @@ class SalesforceSink:
                 body["RecordTypeId"] = record_type_id
         if seg.external_id:
             body[seg.external_id[0]] = seg.external_id[1]
-            return _Plan(seg, "upsert", obj, body, ext_field=seg.external_id[0], refused=refused)
-        return _Plan(seg, "create", obj, body, refused=refused)
+            return _Plan(seg, "upsert", obj, body, ext_field=seg.external_id[0], fields=fields, refused=refused)
+        return _Plan(seg, "create", obj, body, fields=fields, refused=refused)
 
     async def _write(self, ready: list[_Segment], outcome: BatchOutcome) -> list[_Segment]:
         finished: list[_Segment] = []
@@ -685,6 +766,11 @@ class SalesforceSink:
                 continue
             except SalesforceRecordError as exc:
                 results = [RecordResult(i, None, False, None, [exc]) for i in range(len(members))]
+            except SalesforceFatalError as exc:
+                if not is_drift(exc):
+                    raise
+                finished += await self._drifted(DriftError(obj, exc), [p.seg for p in members], outcome)
+                continue
             for plan, result in zip(members, results, strict=True):
                 if await self._settle(plan, result, outcome):
                     finished.append(plan.seg)
@@ -708,8 +794,10 @@ class SalesforceSink:
             record_id = result.id or plan.record_id or ""
             if plan.kind == "delete":
                 self.forget(seg.key)
+                self._written.pop((plan.sobject, record_id), None)
             else:
                 self.remember(seg.key, plan.sobject, record_id)
+                self._wrote((plan.sobject, record_id), plan.fields or {}, plan.body)
             created = bool(result.created) if plan.kind == "upsert" else plan.kind == "create"
             outcome.results.append(self._result(seg, plan, record_id, created))
             return True
@@ -728,6 +816,9 @@ class SalesforceSink:
                 for parent_key in seg.parents_from_cache:
                     self.forget(parent_key)
                 return False
+        if is_drift(error):
+            await self._drifted(DriftError(plan.sobject, error), [seg], outcome)
+            return True
         if isinstance(error, SalesforceFatalError | FatalError):
             raise error
         await self._park(seg, error, outcome)
@@ -767,6 +858,74 @@ class SalesforceSink:
                 salesforce_id=seg.target[1] if seg.target else None,
             )
         )
+
+    # -- drift (sfsync.sinks.drift) -----------------------------------------------------------
+    async def _drifted(self, drift: DriftError, segments: Sequence[_Segment], outcome: BatchOutcome) -> list[_Segment]:
+        """Quarantine the mappings of ``segments`` that ``drift`` concerns (every one, when it names
+        nothing they use) and park their segments; the others go again next round. Returns the parked."""
+        culprits = [seg for seg in segments if concerns(drift, seg)] or list(segments)
+        for mapping in dict.fromkeys(seg.mapping for seg in culprits):
+            quarantined = self.quarantine.enter(mapping, drift)
+            if quarantined is not None:
+                await self._on_error_entry(
+                    ErrorEntry(
+                        category="CONNECTION",
+                        severity="ERROR",
+                        code=QUARANTINED,
+                        message=f"{quarantined.describe()}; its writes are parked (replay them once fixed), "
+                        "the other mappings go on",
+                        mapping=mapping,
+                        record_key="",
+                        write_id="",
+                        sobject=drift.sobject,
+                        field=", ".join(drift.fields) or None,
+                    )
+                )
+        parked = []
+        for seg in segments:
+            if self.quarantine.get(seg.mapping) is not None:
+                await self._park_quarantined(seg, outcome)
+                parked.append(seg)
+            else:
+                seg.again = True
+        return parked
+
+    async def _park_quarantined(self, seg: _Segment, outcome: BatchOutcome) -> None:
+        """Park a quarantined mapping's writes (the quarantine has the one error-log entry)."""
+        quarantined = self.quarantine.get(seg.mapping)
+        assert quarantined is not None
+        error = MappingQuarantinedError(quarantined)
+        for w in seg.writes:
+            await self._on_parked(w, error)
+            outcome.parked.append(ParkedWrite(w, error))
+
+    async def _recheck_quarantines(self) -> None:
+        """Describe again what the due quarantines are about (no cache); an INFO entry for each lifted."""
+
+        async def describe(obj: str) -> dict[str, Any] | None:
+            await self._call("describe")
+            try:
+                return await self.client.describe_body(obj, refresh=True)
+            except SalesforceFatalError as exc:
+                if is_drift(exc):
+                    return None
+                raise
+
+        for lifted in await self.quarantine.recheck(describe):
+            self._describes.pop(lifted.sobject, None)
+            await self._on_error_entry(
+                ErrorEntry(
+                    category="CONNECTION",
+                    severity="INFO",
+                    code=RESTORED,
+                    message=f"mapping {lifted.mapping} passes the start-up checks again: its writes go to "
+                    "Salesforce; replay the writes parked meanwhile (code MAPPING_QUARANTINED)",
+                    mapping=lifted.mapping,
+                    record_key="",
+                    write_id="",
+                    sobject=lifted.sobject,
+                )
+            )
 
     def _skip_if_empty(self, seg: _Segment, obj: str, name: str) -> None:
         """Count an ``if_empty`` value left out because the record already has one (reported per batch)."""

@@ -10,6 +10,7 @@ sfsync_poller_cursor_lag_seconds               gauge      sobject (now - checkpo
 sfsync_poller_inbound_latency_seconds          histogram  - (SystemModstamp -> produced)
 sfsync_salesforce_api_calls_total              counter    endpoint
 sfsync_poller_assigned_objects                 gauge      -
+sfsync_poller_quarantined                      gauge      sobject (1: polls quarantined for drift)
 =============================================  =========  ==================================
 """
 
@@ -63,6 +64,12 @@ class SourceMetrics:
             "sfsync_salesforce_api_calls_total", "Salesforce API calls by endpoint.", ["endpoint"], registry=r
         )
         self.assigned = Gauge("sfsync_poller_assigned_objects", "Objects this replica polls.", registry=r)
+        self.quarantined = Gauge(
+            "sfsync_poller_quarantined",
+            "1 while an object's polls are quarantined (a field it selects, or access to it, removed), else 0.",
+            ["sobject"],
+            registry=r,
+        )
 
     def api_call(self, path: str) -> None:
         self.api_calls.labels(endpoint=endpoint_of(path)).inc()

@@ -11,10 +11,19 @@ A thin loop around :mod:`sfsync.sources.rules`:
 - **Atomic checkpoints.** Every page of rows is one Kafka transaction: its change records and the
   object's new checkpoint are committed together, so a crash anywhere neither skips a change nor
   re-emits one (the checkpoint's de-duplication set covers the re-read lookback window).
-- **The org first.** Before polling anything, :func:`check_org` describes each polled object (and
-  the parents its relationship paths read), once each, and refuses to start with a
-  :class:`~sfsync.mapping.MappingError` listing every selected field the org lacks or hides from the
-  integration user (:func:`sfsync.sources.rules.org_problems`), instead of failing every poll on INVALID_FIELD.
+- **The mappings first.** The mapping file is checked against the rules that need no org when the
+  poller is built; before polling anything, :func:`check_org` describes every object the mappings
+  write and poll (and the parents their relationship paths read), once each, and refuses to start
+  with a :class:`~sfsync.mapping.MappingError` listing every problem: the rules every process runs
+  (:func:`sfsync.mapping.validate_mappings`) and every selected field the org lacks or hides from the
+  integration user (:func:`sfsync.sources.rules.org_problems`), instead of failing every poll on
+  INVALID_FIELD.
+- **Drift.** A poll Salesforce refuses because a field it selects, or access to the object, was
+  removed while the poller runs (:func:`sfsync.salesforce.drift.is_drift`) quarantines that object's
+  polls: one ERROR entry (CONNECTION, ``POLL_QUARANTINED``), ``sfsync_poller_quarantined`` = 1; the
+  other objects keep polling. Every ``quarantine_recheck_s`` the object is described again; once
+  its query passes :func:`~sfsync.sources.rules.org_problems` again, an INFO ``POLL_RESTORED`` entry
+  and polling resumes from its checkpoint (nothing is skipped: the checkpoint did not move).
 - **Retries** (the poller owns them; the Salesforce client makes one attempt per call): a failed
   poll is retried at the object's next poll; the first failure of a streak is a WARNING entry, and
   once an object's polls have failed for ``retry_timeout_s`` one ERROR entry is recorded for the
@@ -22,13 +31,20 @@ A thin loop around :mod:`sfsync.sources.rules`:
   until ``retry_timeout_s`` (:func:`check_org_with_retries`), then its last error stops the poller.
 - **Salesforce budget.** Every Salesforce call waits for the shared :class:`~sfsync.salesforce.governor.Governor`
   (``SFSYNC_GOVERNOR_*``: reserve, slow-down, pause); a daily-limit refusal pauses it (at most
-  ``pause_s``, then one probe call).
+  ``pause_s``, then one probe call). A poll never sleeps through a pause: the governor holds one of
+  its calls at most ``poll_interval_s``, else raises
+  :class:`~sfsync.salesforce.governor.BudgetPausedError` and the object's next poll is due when the
+  pause ends. The loop meanwhile keeps serving the checkpoint group (``consumer.poll``), whose
+  ``max.poll.interval.ms`` a pause of ``pause_s`` (300 s) would otherwise outlast, handing the
+  objects to another replica. Only the start-up check of the org, before the poller joins its
+  group, waits a pause out.
 - **Error log.** Governor pauses (RATE_LIMIT ``RATE_LIMIT_PAUSE``), failed polls that will be retried
   (CONNECTION, or RATE_LIMIT for the concurrent-request limit; a WARNING once per failure streak of
   an object, an ERROR once the streak outlasts ``retry_timeout_s``) and the fatal error that stops
   the poller go to ``sfsync.errors`` like the sink's, with ``details.component`` = :data:`COMPONENT`.
 - **Pace.** ``poll_interval_s`` after a poll that found changes, growing by ``idle_backoff_factor``
-  up to ``max_idle_interval_s`` while polls find none.
+  up to ``max_idle_interval_s`` while polls find none (:meth:`ObjectPoller.schedule`). What an
+  idle object costs a day is stated in :mod:`sfsync.sources.settings`.
 - **Deletes.** Soft deletes come with the incremental ``/queryAll`` (IsDeleted rows); the delete
   log (getDeleted) every ``delete_log_interval_s``; purged records by id-set reconciliation every
   ``reconcile_interval_s``.
@@ -55,19 +71,27 @@ from typing import Any, TypeVar, cast
 import httpx
 import stamina
 
-from sfsync.errors import FatalError, Level, RetriableError, SfsyncError
+from sfsync.errors import Category, FatalError, Level, RetriableError, SfsyncError
 from sfsync.kafka.admin import ensure_topics
 from sfsync.kafka.clients import new_consumer
 from sfsync.kafka.delivery import TransactionalProducer
 from sfsync.kafka.errors import ProducerFencedError
 from sfsync.kafka.reading import new_reader, read_partition
-from sfsync.mapping import MappingError, MappingFile, load_configured_mappings
+from sfsync.mapping import (
+    MappingError,
+    MappingFile,
+    gather_describes,
+    load_configured_mappings,
+    require_valid,
+    validate_mappings,
+)
 from sfsync.ops.errorlog import ErrorLog, ErrorLogEntry, entry_for, log_entry
 from sfsync.retry import RetryPolicy
 from sfsync.salesforce import BudgetTracker, DailyLimitExceeded, SalesforceClient, SalesforceSettings
 from sfsync.salesforce.auth import AuthProvider
-from sfsync.salesforce.errors import MetadataError
-from sfsync.salesforce.governor import Governor, GovernorSettings, load_governor_settings
+from sfsync.salesforce.drift import is_drift, named_fields
+from sfsync.salesforce.errors import SalesforceFatalError
+from sfsync.salesforce.governor import BudgetPausedError, Governor, GovernorSettings, load_governor_settings
 from sfsync.serde.codec import AvroEncoder
 from sfsync.serde.registry import SchemaRegistry
 from sfsync.serde.schema import load_topic_schema
@@ -91,6 +115,10 @@ __all__ = [
 
 COMPONENT = "sources.SalesforcePoller"
 """How the poller names itself in ``sfsync.errors`` entries (``details.component``)."""
+QUARANTINED = "POLL_QUARANTINED"
+"""The error-log code of an object whose polls were quarantined for drift."""
+RESTORED = "POLL_RESTORED"
+"""The error-log code (INFO) of a quarantine lifted."""
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +170,7 @@ def read_checkpoint(
         what = f"reading checkpoints of {sobject} from {topic}"
         for msg in read_partition(consumer, topic, partition, what=what, timeout_s=timeout_s):
             raw_key, value = msg.key(), msg.value()
-            key = raw_key.decode() if isinstance(raw_key, bytes) else str(raw_key)
+            key = raw_key.decode("utf-8", "replace") if isinstance(raw_key, bytes) else str(raw_key)
             if value is not None and (key == mine[0] or key.startswith(mine[1])):
                 latest[key] = value
     finally:
@@ -195,26 +223,48 @@ async def check_org(
     plans: list[core.ObjectPlan],
     before_call: Callable[[], Awaitable[object]],
 ) -> dict[str, dict[str, Any]]:
-    """Describe what the poller will read (each object once; the client caches) and return the
-    describes; raises :class:`~sfsync.mapping.MappingError` listing every problem
-    :func:`sfsync.sources.rules.org_problems` finds. An object the org does not have is reported, not raised."""
-    describes: dict[str, dict[str, Any]] = {}
-    tried: set[str] = set()
-    while True:
-        needed = sorted(o for o in core.describes_needed(mappings, plans, describes) if o.lower() not in tried)
-        if not needed:
-            break
-        for sobject in needed:
-            tried.add(sobject.lower())
-            await before_call()
-            try:
-                describes[sobject] = await client.describe_body(sobject)
-            except MetadataError:
-                continue  # unknown (or invisible) object: org_problems names it
-    problems = core.org_problems(mappings, plans, describes)
+    """Describe what the mappings write and the poller will read (each object once; the client caches)
+    and return the describes; raises :class:`~sfsync.mapping.MappingError` listing every problem
+    the rules every process runs find (:func:`sfsync.mapping.validate_mappings`) and every one
+    :func:`sfsync.sources.rules.org_problems` finds. An object the org does not have is reported,
+    not raised."""
+    describes = await _describes(client, mappings, plans, before_call)
+    problems = validate_mappings(mappings, describes)
+    said = {tuple(p.split(": ", 2)[:2]) for p in problems}  # a field both rule sets find missing: once
+    problems += [p for p in core.org_problems(mappings, plans, describes) if tuple(p.split(": ", 2)[:2]) not in said]
     if problems:
         raise MappingError(f"{mappings.source} (against the org)", problems)
     return describes
+
+
+async def _describes(
+    client: SalesforceClient,
+    mappings: MappingFile,
+    plans: list[core.ObjectPlan],
+    before_call: Callable[[], Awaitable[object]],
+    *,
+    refresh: bool = False,
+) -> dict[str, dict[str, Any]]:
+    """Object name -> describe of what the mappings of ``plans`` (all enabled mappings, unless
+    ``refresh``: a recheck, only those of ``plans``, not from the cache) write and read."""
+
+    async def describe(sobject: str) -> dict[str, Any] | None:
+        await before_call()
+        try:
+            return await client.describe_body(sobject, refresh=refresh)
+        except SalesforceFatalError as exc:
+            if is_drift(exc):
+                return None  # unknown (or invisible) object: the rules name it
+            raise
+
+    only = [m.name for plan in plans for m in plan.mappings] if refresh else None
+    found = await gather_describes(mappings, describe, reads=core.plan_reads(plans), only=only)
+    for plan in plans:  # polled objects, also when no mapping writes them
+        if plan.sobject.lower() not in {k.lower() for k in found}:
+            body = await describe(plan.sobject)
+            if body is not None:
+                found[plan.sobject] = body
+    return {k: dict(v) for k, v in found.items()}
 
 
 Transactions = TransactionalProducer
@@ -288,6 +338,10 @@ class ObjectPoller:
         """When the current streak of failed polls began (``time.monotonic``), None after a good poll."""
         self.outage_reported = False
         """Whether the current streak outlasted ``retry_timeout_s`` and its ERROR entry was recorded."""
+        self.quarantined: str | None = None
+        """Why the org refused this object's polls (drift), while they are quarantined; None: polled."""
+        self.recheck_at = 0.0
+        """When a quarantined object is described again (``time.monotonic``)."""
 
     @property
     def sobject(self) -> str:
@@ -297,7 +351,18 @@ class ObjectPoller:
         return core.to_ms(self.clock())
 
     async def _call(self) -> None:
-        await self.governor.before_call()
+        """The governor's go for one call, waited at most ``poll_interval_s`` (else :class:`BudgetPausedError`)."""
+        await self.governor.before_call(wait_max_s=self.settings.poll_interval_s)
+
+    def schedule(self, found_changes: bool, now: float, *, not_before_s: float | None = None) -> None:
+        """When the next poll is due after one at ``now`` (``time.monotonic``): ``poll_interval_s`` after
+        changes, else the idle interval grown by ``idle_backoff_factor`` up to ``max_idle_interval_s``;
+        no sooner than ``not_before_s`` (the governor's pause) when given."""
+        s = self.settings
+        self.interval_s = core.next_interval(
+            self.interval_s, found_changes, s.poll_interval_s, s.idle_backoff_factor, s.max_idle_interval_s
+        )
+        self.next_due = now + max(self.interval_s, not_before_s or 0.0)
 
     def failed(self, error: RetriableError, now: float) -> ErrorLogEntry | None:
         """Account for a failed poll (retried at the next poll); the error-log entry to record, if any.
@@ -461,7 +526,7 @@ class Poller:
         after_page: Callable[[str, int], None] | None = None,
     ) -> None:
         self.settings = settings
-        mappings = mappings if mappings is not None else load_configured_mappings()
+        mappings = require_valid(mappings if mappings is not None else load_configured_mappings())
         self.mappings = mappings
         self.plans = {p.sobject: p for p in core.plans_from_mappings(mappings, settings.objects)}
         if not self.plans:
@@ -653,6 +718,9 @@ class Poller:
             poller.recovered()
         except StoppingError:
             return 0
+        except BudgetPausedError as exc:  # the governor holds calls: poll again when it lets them go
+            poller.next_due = time.monotonic() + (exc.retry_after or self.settings.poll_interval_s)
+            return 0
         except DailyLimitExceeded as exc:  # the governor's pause, not a failure of this object's polls
             self._on_daily_limit(exc)
             found = 0
@@ -669,17 +737,67 @@ class Poller:
                 self._release(poller.sobject)
             return 0
         except FatalError as exc:
+            if is_drift(exc):  # a field it selects, or the object, is gone: quarantine this object only
+                self._quarantine(poller, exc)
+                return 0
             self.record(entry_for(exc, sobject=poller.sobject))
             raise
         self.report.polls += 1
         self.report.changes += found
         self.report.pages = sum(o.pages for o in self.objects.values())
-        s = self.settings
-        poller.interval_s = core.next_interval(
-            poller.interval_s, found > 0, s.poll_interval_s, s.idle_backoff_factor, s.max_idle_interval_s
-        )
-        poller.next_due = time.monotonic() + poller.interval_s
+        poller.schedule(found > 0, time.monotonic(), not_before_s=self.governor.pause_left_s())
         return found
+
+    def _quarantine(self, poller: ObjectPoller, error: FatalError) -> None:
+        """Stop polling ``poller``'s object until the org can answer its query again (see the module
+        docstring): one ERROR entry, the gauge at 1, a recheck in ``quarantine_recheck_s``."""
+        entry = entry_for(error, sobject=poller.sobject)
+        fields = named_fields(error)
+        where = ", ".join(f"{poller.sobject}.{f}" for f in fields) or poller.sobject
+        recheck = self.settings.quarantine_recheck_s
+        message = (
+            f"polls of {poller.sobject} are quarantined: {where}: {entry.code} {entry.message}; the other objects "
+            + (f"keep polling; checked again every {recheck:g}s" if recheck > 0 else "keep polling until a restart")
+        )
+        self.record(
+            replace(
+                entry,
+                category=Category.CONNECTION,
+                code=QUARANTINED,
+                message=message,
+                details={**entry.details, "salesforce_code": entry.code},
+            )
+        )
+        poller.quarantined = entry.code
+        poller.recheck_at = time.monotonic() + recheck if recheck > 0 else float("inf")
+        self.metrics.quarantined.labels(sobject=poller.sobject).set(1)
+
+    async def _recheck(self, poller: ObjectPoller) -> None:
+        """Describe a quarantined object again (no cache); lift the quarantine once
+        :func:`~sfsync.sources.rules.org_problems` finds nothing wrong with its query."""
+        poller.recheck_at = time.monotonic() + self.settings.quarantine_recheck_s
+
+        async def go() -> None:  # the other objects' polls are not held longer than a poll interval
+            await self.governor.before_call(wait_max_s=self.settings.poll_interval_s)
+
+        try:
+            describes = await _describes(self.client, self.mappings, [poller.plan], go, refresh=True)
+        except RetriableError:  # a transient fault, the budget's pause, stopping: looked at again later
+            return
+        if core.org_problems(self.mappings, [poller.plan], describes):
+            return
+        poller.quarantined = None
+        poller.next_due = time.monotonic()
+        self.metrics.quarantined.labels(sobject=poller.sobject).set(0)
+        self.record(
+            ErrorLogEntry(
+                category=Category.CONNECTION,
+                code=RESTORED,
+                message=f"the org answers the polls of {poller.sobject} again: polling resumes from its checkpoint",
+                level=Level.INFO,
+                sobject=poller.sobject,
+            )
+        )
 
     async def run(
         self, *, max_polls: int | None = None, idle_exit_s: float | None = None, signals: bool = True
@@ -705,6 +823,10 @@ class Poller:
                 if self.objects and last_change is None:
                     last_change = now
                 for poller in sorted(self.objects.values(), key=lambda o: o.next_due):
+                    if poller.quarantined is not None:
+                        if poller.recheck_at <= time.monotonic() and not self._stopping.is_set():
+                            await self._recheck(poller)
+                        continue
                     if poller.next_due > time.monotonic() or self._stopping.is_set() or not poller.active:
                         continue
                     if await self._poll(poller):

@@ -279,7 +279,10 @@ class Checkpoint:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Checkpoint:
+        """The checkpoint :meth:`to_bytes` wrote; ValueError, KeyError or TypeError for anything else."""
         raw = orjson.loads(data)
+        if not isinstance(raw, dict):
+            raise ValueError(f"a checkpoint is a JSON object, not {type(raw).__name__}")
         if raw.get("version") != CHECKPOINT_VERSION:
             raise ValueError(f"unknown checkpoint version {raw.get('version')!r}")
         return cls(

@@ -3,6 +3,17 @@
 Load with :func:`load_source_settings`, which reports every invalid value at once. The API budget
 is the governor's (``SFSYNC_GOVERNOR_*``, shared with the sink), the org is ``SALESFORCE_*``, the
 mapping the one setting every process reads (:mod:`sfsync.mapping.settings`).
+
+What an idle poller spends (the defaults; each figure per polled object, the shipped mapping polls one,
+Contact): a poll is one call every ``max_idle_interval_s`` (86,400 / 60 = 1,440 a day), the delete
+log one every ``delete_log_interval_s`` (86,400 / 600 = 144), a reconciliation one call per 2,000
+tracked ids every ``reconcile_interval_s`` (4 a day, x 1 to 100 pages: at most
+``max_tracked_ids`` = 200,000 ids are reconciled). So 1,440 + 144 + 4 = 1,588 calls a day for up
+to 2,000 records, and never more than 1,440 + 144 + 400 = 1,984 (under 2 % of a 100,000-call daily
+allocation). The price: after a quiet spell a
+change in Salesforce is read up to ``max_idle_interval_s`` (60 s) late; once changes flow, polls are
+``poll_interval_s`` (1 s) apart again. ``tests/unit/sources/test_poller_budget.py`` runs an idle
+day on a fake clock and holds the poller to this figure.
 """
 
 from __future__ import annotations
@@ -23,13 +34,20 @@ class SourceSettings(KafkaConnection, RegistryConnection):
 
     objects: list[str] | None = Field(None, description="Poll only these objects (default: every mapped one).")
     poll_interval_s: float = Field(1.0, gt=0, le=3600, description="Wait between polls that found changes.")
-    idle_backoff_factor: float = Field(2.0, ge=1.0, le=10.0, description="Growth of the wait while polls find none.")
-    max_idle_interval_s: float = Field(
+    idle_backoff_factor: float = Field(
         2.0,
+        ge=1.0,
+        le=10.0,
+        description="Growth of the wait while polls find none (1, 2, 4 ... s: 60 s is reached after 7 polls).",
+    )
+    max_idle_interval_s: float = Field(
+        60.0,
         gt=0,
         le=3600,
-        description="Longest wait between idle polls: bounds inbound latency after a quiet spell; each poll "
-        "of an object is one API call (86,400 / interval a day), so raise it where the budget is tight.",
+        description="Longest wait between idle polls. Each poll of an object is one API call, so an idle object "
+        "costs 86,400 / this a day: 1,440 at 60 s (of an idle day's 1,588-1,984 calls in all, see the module doc); "
+        "2 s would cost 43,200. The trade: after a quiet spell a Salesforce change is read up to this late "
+        "(then polls are poll_interval_s apart while changes flow); lower it for fresher inbound data at that price.",
     )
     lookback_s: float = Field(
         10.0,
@@ -55,10 +73,17 @@ class SourceSettings(KafkaConnection, RegistryConnection):
         "checkpoint records, ~21 bytes an id, so one record stays under Kafka's 1 MB up to ~2 million.",
     )
     delete_log_interval_s: float = Field(
-        120.0, ge=0, description="How often getDeleted is read (minute granularity; 0: never)."
+        600.0,
+        ge=0,
+        description="How often getDeleted is read (minute granularity; 0: never): one call, 144 a day at 10 min. "
+        "Soft deletes also arrive with the polls (IsDeleted rows); this catches the ones they miss.",
     )
     reconcile_interval_s: float = Field(
-        3600.0, ge=0, description="How often ids are reconciled against /queryAll for purged records (0: never)."
+        21_600.0,
+        ge=0,
+        description="How often ids are reconciled against /queryAll for purged records (0: never): one call per "
+        "2,000 tracked ids, 4 times a day at 6 h (at most 400 calls a day at max_tracked_ids). A record purged "
+        "without passing the delete log is noticed this late.",
     )
     checkpoint_topic: str = Field("sfsync.poller.checkpoints", min_length=1, description="Compacted; prefixed.")
     checkpoint_partitions: int = Field(6, ge=1, le=1000, description="Objects spread over replicas by partition.")
@@ -73,6 +98,14 @@ class SourceSettings(KafkaConnection, RegistryConnection):
         "failed this long, one ERROR entry reports the outage (polling goes on). The start-up check of the org "
         "retries this long, then stops the poller. 5 minutes rides out a failover or a burst of lock or "
         "concurrency errors without an ERROR, and reports a real outage while it is still young.",
+    )
+    quarantine_recheck_s: float = Field(
+        300.0,
+        ge=0,
+        le=86_400,
+        description="How often an object whose polls were quarantined for drift (a field it selects, or access to "
+        "it, removed from the org while the poller runs) is described again; polling resumes from its checkpoint "
+        "once the org can answer its query again. 0: never (a restart lifts it).",
     )
     transaction_timeout_s: float = Field(60.0, ge=1, le=900)
     session_timeout_ms: int = Field(10_000, ge=6_000, le=300_000)

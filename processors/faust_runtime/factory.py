@@ -15,7 +15,7 @@ from typing import Any
 import faust
 
 from sfsync.kafka.admin import ensure_topics
-from sfsync.mapping import MappingFile, load_configured_mappings
+from sfsync.mapping import MappingFile, load_configured_mappings, require_valid
 from sfsync.ops.dlq import DeadLetterQueue
 from sfsync.processors.faust_runtime.connection import broker_credentials, broker_urls
 from sfsync.processors.faust_runtime.recovery import SeekFirstTableManager
@@ -87,12 +87,14 @@ def surroundings(
     """``topics`` created where missing, the registry and the mapping file (the settings' ones unless
     given) and a DLQ that names ``component`` in its records' context.
 
+    The mapping file is checked first, before Kafka is touched, against every rule that needs no org
+    (:func:`~sfsync.mapping.require_valid`): an app never starts on a mapping it would fail on.
+
     Raises:
-        ConfigError / MappingError: invalid mapping settings or an invalid mapping file.
+        ConfigError / MappingError: invalid mapping settings or an invalid mapping file (every problem).
         ServiceUnavailableError: Kafka or the registry did not answer.
     """
-    if mappings is None:
-        mappings = load_configured_mappings()
+    mappings = require_valid(mappings if mappings is not None else load_configured_mappings())
     if registry is None:
         registry = SchemaRegistry.from_settings(settings)
     prefix = settings.topic_prefix

@@ -28,7 +28,9 @@ by Salesforce Id; each table is written by one agent, so its changelog keeps a r
 one partition and in order (a record whose write key changes, e.g. a new email as match key,
 may move partition). With one worker (every partition assigned to it) this is exact. Several
 workers would need the results re-keyed to ``<sobject>:<Id>`` through a repartition topic with the
-changes' partition count first, so that a record's results and changes meet on one worker.
+changes' partition count first, so that a record's results and changes meet on one worker (as the
+outbound processor repartitions its planned writes: docs/decisions/0007-n-workers-co-partitioned.md).
+Run one replica.
 
 Echo race: the poller may read sfsync's own write before its WriteResult reaches this app. A
 change made by a user sfsync writes as (``SFSYNC_INBOUND_WRITER_USER_IDS``, plus users learned from
@@ -91,9 +93,12 @@ def build_inbound_app(
     """The inbound processor as a ``faust.App`` (not started). Creates sfsync's topics that are missing.
 
     Without ``mappings``, it runs the mapping setting's file (:func:`~sfsync.mapping.load_configured_mappings`).
+    Either way the file is validated first (:func:`~sfsync.mapping.require_valid`, the rules that need
+    no org): a CEL expression that does not compile, a sixth constant, an unknown product field...
+    refuse the start, all listed, instead of parking every event.
 
     Raises:
-        ConfigError / MappingError: invalid mapping settings or an invalid mapping file.
+        ConfigError / MappingError: invalid mapping settings or an invalid mapping file (every problem).
         ServiceUnavailableError: Kafka or the registry did not answer.
     """
     return _build(settings, registry=registry, mappings=mappings).app

@@ -68,12 +68,15 @@ class InboundProcessor:
     edits_encoder: Any = None
     """``encode(record name, dict) -> bytes`` for ``sfsync.salesforce_edits``; None: edits are not sent."""
 
-    def _decode(self, value: bytes | None, original: OriginalRecord) -> tuple[object, list[Parked]]:
-        """The decoded record (None: parked), whose shape is its topic's Avro schema."""
+    def _decode(self, value: bytes | None, original: OriginalRecord, expected: str) -> tuple[object, list[Parked]]:
+        """The decoded record (None: parked), a record ``expected`` (its topic's record type): a record of
+        another schema (another topic's, or another producer's) is parked, not read as one it is not."""
         try:
             if value is None:
                 raise SkippableRecordError("empty value (a tombstone is not a record here)")
-            _, record = self.decoder.decode(value)
+            name, record = self.decoder.decode(value)
+            if name != expected:
+                raise SkippableRecordError(f"{original.topic} carries {expected} records, not {name}")
         except SkippableRecordError as exc:
             self.counts["parked"] += 1
             return None, [Parked(original, exc, Stage.VALUE_CONVERTER)]
@@ -116,7 +119,7 @@ class InboundProcessor:
     ) -> InboundHandled:
         """Fold one ``sfsync.results`` record into ``written`` (Salesforce Id -> written state)."""
         self.counts["results"] += 1
-        decoded, parked = self._decode(value, original)
+        decoded, parked = self._decode(value, original, "WriteResult")
         result = cast("WriteResult | None", decoded)
         if result is None:
             self._observe_parked(parked)
@@ -148,7 +151,7 @@ class InboundProcessor:
     def decode_change(self, value: bytes | None, original: OriginalRecord) -> tuple[Change | None, InboundHandled]:
         """The decoded change, or None and what parks the undecodable record."""
         self.counts["changes"] += 1
-        decoded, parked = self._decode(value, original)
+        decoded, parked = self._decode(value, original, "Change")
         change = cast("Change | None", decoded)
         if change is None:
             self._observe_parked(parked)

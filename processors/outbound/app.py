@@ -1,45 +1,56 @@
 """The outbound processor: ``product.*`` topics -> write plans on ``sfsync.writes`` (a Faust app).
 
-The Faust layer is thin: the work of one record is
-:meth:`~sfsync.processors.outbound.processor.Processor.handle`, which needs no Kafka. Records it
-parks go to the DLQ with their original bytes and why; transient faults (registry or Kafka down)
-stop the worker without committing, so the record replays on restart.
+The Faust layer is thin: the work of one record is in
+:class:`~sfsync.processors.outbound.processor.Processor`, which needs no Kafka. Records it parks go
+to the DLQ with their original bytes and why; transient faults (registry or Kafka down) stop the
+worker without committing, so the record replays on restart. :func:`run_processor` runs it
+(``sfsync processor``, ``python -m sfsync.processors.outbound.app``).
 
-:func:`build_app` wires one agent per product topic plus one on ``sfsync.results``; tables keep
-their state in changelog topics (Faust creates those, and its other internal topics; sfsync's own
-topics are created up front because auto-creation is off on the broker). :func:`run_processor`
-runs it (``sfsync processor``, ``python -m sfsync.processors.outbound.app``).
+Two steps, partitioned for what each needs, so that any number of workers (one consumer group, the
+app id) plans exactly what one would:
 
-Delivery: ``sfsync.writes`` is at least once, whatever the guarantee. The writes go out through a
-librdkafka producer of their own (:mod:`sfsync.processors.outbound.writes`: queued in C per write, no Faust or
-aiokafka work per message), outside Faust's transactions; before every offset commit (timer,
-rebalance, stop) the processor waits until Kafka acknowledged every write queued so far
-(:mod:`sfsync.processors.faust_runtime.commit`), and a failed delivery commits nothing and stops the worker. An event's
-offset is committed only after the agent moved past it, so a worker killed mid-stream plans again
-the events after its last commit, and their writes can appear twice on ``sfsync.writes``
-(``tests/integration/test_crash_recovery.py`` measures it). That is harmless by design: every
-write is idempotent at the sink (upsert by external ID, or match then write; DESIGN §4.2), and the
-record clock keeps ties, so a re-planned event plans the same values. The test checks the org ends
-with zero duplicates.
+1. one agent per product topic plans each event (:meth:`~.processor.Processor.plan_record`: no
+   state) and sends its writes, keyed by record key (``<sobject>:<identity>``), to the app's own
+   repartition topic (:func:`sfsync.topics.planned_writes`, ``<prefix><app_id>-writes-repartition``). The
+   writes of one Salesforce record come from several product topics and keys (a Campaign from its
+   event's records and from every registration to it), so they only meet after this step.
+2. the ``order_writes`` agent reads that topic: each write against its record's clock and identity
+   (:meth:`~.processor.Processor.order_write`), what is left goes to ``sfsync.writes``. The tables
+   are keyed by record key and fed only by topics keyed by record key: the repartition topic,
+   ``sfsync.results`` (``identity``) and ``sfsync.salesforce_edits`` (``record_clock``). Every
+   producer of those partitions like the Java client (murmur2: sfsync's librdkafka producers and
+   Faust's), and they have one partition count, so a record key is on the same partition number
+   of each, and Faust assigns that partition of every one of them (and of the changelogs) to one
+   worker: the one that orders that record's writes holds its whole clock and identity.
+   :func:`_build` refuses to start when their partition counts differ (a ``ConfigError`` naming each).
 
 Tables: ``record_clock`` and ``identity`` change at once in memory, but their changelogs get each
 changed key's value once per commit, sent just before the offsets commit (in the same transaction
-under ``exactly_once``) rather than a record per set (:class:`~.commit.CoalescedTable`):
+under ``exactly_once``) rather than a record per set (:class:`~sfsync.processors.faust_runtime.commit.CoalescedTable`):
 the changelog holds every key's value as of the committed offsets, or newer.
+
+Delivery: the planned and the ordered writes go out through librdkafka producers of their own
+(:mod:`sfsync.processors.outbound.writes`: queued in C per write, no Faust or aiokafka work per
+message), outside Faust's transactions; before every offset commit (timer, rebalance, stop) the
+processor waits until Kafka acknowledged every write queued so far, planned and ordered
+(:mod:`sfsync.processors.faust_runtime.commit`), and a failed delivery commits nothing and stops the
+worker. An offset is committed only after the agent moved past its record, so a worker killed
+mid-stream plans (or orders) again what followed its last commit, and those writes can appear twice
+on ``sfsync.writes`` (``tests/integration/test_crash_recovery.py`` measures it). That is harmless by
+design: every write is idempotent at the sink (upsert by external ID, or match then write; DESIGN
+§4.2), and the record clock keeps ties, so a write planned again is ordered the same way. The
+test checks the org ends with zero duplicates.
 
 ``at_least_once`` is the default: the transactions of ``exactly_once`` buy nothing for the writes
 (the sink's idempotence is the guarantee), and cost ~30 % more processor CPU per event and twice the
 broker CPU (a transactional producer per partition, commit markers): ``bench/e2e.py`` measured 773
 vs 505 events/s through the whole pipeline. Since the writes are flushed before every commit (above),
-a restarted processor plans every event whose offset was not committed (with Faust's recovery
+a restarted processor handles every record whose offset was not committed (with Faust's recovery
 patched so that a restart loses no record: :mod:`sfsync.processors.faust_runtime.recovery`; the DLQ
 replay and crash tests run under both guarantees). Without transactions the
 ``record_clock`` changelog can run ahead of the committed offsets after a crash; the replayed
-events then meet clock entries of their own (ties: written again) or of later events that replay
-too (older fields: dropped, as the later event writes newer ones), so the org ends the same.
-
-Scaling note: the clock and identity tables are partitioned like the topics that feed them, which
-is exact for one worker; several workers would need a repartition by record key first.
+writes then meet clock entries of their own (ties: written again) or of later writes that replay
+too (older fields: dropped, as the later write carries newer ones), so the org ends the same.
 """
 
 from __future__ import annotations
@@ -53,9 +64,10 @@ import faust
 from prometheus_client import CollectorRegistry
 
 from sfsync.errors import SkippableRecordError
+from sfsync.kafka.admin import copartitioned, ensure_topics
 from sfsync.mapping import MappingFile
 from sfsync.ops.dlq import DeadLetterQueue, Stage
-from sfsync.processors.faust_runtime.changelogs import ensure_changelogs
+from sfsync.processors.faust_runtime.changelogs import changelog_specs, ensure_changelogs
 from sfsync.processors.faust_runtime.commit import CoalescedTable, install_before_commit
 from sfsync.processors.faust_runtime.connection import raw_topic
 from sfsync.processors.faust_runtime.factory import new_app, surroundings
@@ -68,7 +80,16 @@ from sfsync.processors.outbound.settings import ProcessorSettings, load_processo
 from sfsync.processors.outbound.writes import WritesProducer
 from sfsync.serde.codec import AvroDecoder
 from sfsync.serde.registry import SchemaRegistry
-from sfsync.topics import DLQ, PRODUCT_TOPICS, RESULTS, SALESFORCE_EDITS, WRITES, TopicSpec
+from sfsync.topics import (
+    DLQ,
+    OUTBOUND_TABLE_FEEDS,
+    PRODUCT_TOPICS,
+    RESULTS,
+    SALESFORCE_EDITS,
+    WRITES,
+    TopicSpec,
+    planned_writes,
+)
 
 __all__ = ["COMPONENT", "build_app", "run_processor"]
 
@@ -76,6 +97,9 @@ log = logging.getLogger(__name__)
 
 COMPONENT = "processors.OutboundProcessor"
 """The class name the DLQ's context headers give for records parked here."""
+
+WHO = "the outbound processor"
+"""Who needs its topics co-partitioned, in the error that says they are not."""
 
 
 # ---------------------------------------------------------------------- the Faust app
@@ -92,12 +116,18 @@ def build_app(
     mappings: MappingFile | None = None,
     external_ids: Collection[str] | None = None,
 ) -> faust.App:
-    """The processor as a ``faust.App`` (not started). Creates sfsync's topics that are missing.
+    """The processor as a ``faust.App`` (not started). Creates sfsync's topics that are missing, its
+    repartition topic and its table changelogs (with the partition count of the topics that feed its
+    tables).
 
     Without ``mappings``, it runs the mapping setting's file (:func:`~sfsync.mapping.load_configured_mappings`).
+    Either way the file is validated first (:func:`~sfsync.mapping.require_valid`, the rules that need
+    no org): a CEL expression that does not compile, a sixth constant, an unknown product field...
+    refuse the start, all listed, instead of parking every event.
 
     Raises:
-        ConfigError / MappingError: invalid mapping settings or an invalid mapping file.
+        ConfigError / MappingError: invalid mapping settings or an invalid mapping file (every problem);
+            topics that must be co-partitioned have different partition counts (each named with its count).
         ServiceUnavailableError: Kafka or the registry did not answer.
     """
     return _build(settings, registry=registry, mappings=mappings, external_ids=external_ids).app
@@ -107,6 +137,7 @@ class _Built(NamedTuple):
     app: faust.App
     processor: Processor
     dlq: DeadLetterQueue
+    planned: WritesProducer
     writes: WritesProducer
     metrics: ProcessorMetrics
     lag_probe: LagProbe | None
@@ -132,17 +163,29 @@ def _build(
         mappings=mappings,
     )
     prefix, kafka, registry, mappings, dlq = env.prefix, env.kafka, env.registry, env.mappings, env.dlq
+    feeds = [spec.name(prefix) for spec in OUTBOUND_TABLE_FEEDS]
+    partitions = copartitioned(kafka, feeds, WHO)  # the count the tables and the repartition topic take
+    planned_spec = planned_writes(settings.app_id, partitions)
+    planned_topic = planned_spec.name(prefix)
+    ensure_topics(kafka, [planned_spec], prefix)
     processor = Processor(
-        AvroDecoder(registry), env.encoder(WRITES), mappings, external_ids=external_ids, metrics=metrics
+        AvroDecoder(registry),
+        env.encoder(WRITES),
+        mappings,
+        external_ids=external_ids,
+        metrics=metrics,
+        plans_decoder=AvroDecoder(registry, logical_types=False),
     )
-    app = new_app(
-        settings,
-        topic_partitions=WRITES.partitions,
-    )
-    clock = _coalesced_table(app, "record_clock", WRITES.partitions)
-    identity_table = _coalesced_table(app, "identity", RESULTS.partitions)
+    app = new_app(settings, topic_partitions=partitions)
+    clock = _coalesced_table(app, "record_clock", partitions)
+    identity_table = _coalesced_table(app, "identity", partitions)
     identity = TableIdentity(identity_table)
-    writes = WritesProducer(kafka, WRITES.name(prefix), delivery_timeout_s=settings.producer_flush_timeout_s)
+    timeout_s = settings.producer_flush_timeout_s
+    # a write too large for sfsync.writes is refused when planned (its event parked), not when ordered
+    planned = WritesProducer(
+        kafka, planned_topic, delivery_timeout_s=timeout_s, limit_topics=[planned_topic, WRITES.name(prefix)]
+    )
+    writes = WritesProducer(kafka, WRITES.name(prefix), delivery_timeout_s=timeout_s)
 
     async def crash(exc: BaseException) -> None:
         log.error("stopping: %s", exc)
@@ -151,7 +194,8 @@ def _build(
     async def before_commit(offsets: Mapping[Any, int]) -> None:
         """Deliver the writes and send the tables' changes before ``offsets`` commit (faust_runtime.commit)."""
         try:
-            writes.flush()  # blocks the loop: no event is handled (nor acked) until every write is in
+            planned.flush()  # blocks the loop: no record is handled (nor acked) until every write is in
+            writes.flush()
             changes = [(table, table.take_changes()) for table in (clock, identity_table)]
             for table, changed in changes:
                 await table.send_changes(changed)
@@ -168,26 +212,21 @@ def _build(
     # skip that record for good (as in the inbound app).
     def plan_agent(spec: TopicSpec) -> None:
         async def planner(stream: Any) -> None:
-            send = writes.send
+            send = planned.send
             manual = stream.noack()
             async for event in manual.events():
                 message = event.message
                 try:
-                    handled = processor.handle(
+                    handled = processor.plan_record(
                         message.value,
                         message.topic,
                         message.partition,
                         message.offset,
                         key=message.key,
                         headers=message_headers(message),
-                        identity=identity,
-                        clock=clock,
                     )
                     parked = send_writes(send, handled, message)
-                    if len(parked) > len(handled.parked):  # writes Kafka refused: parked, not sent
-                        refused = len(parked) - len(handled.parked)
-                        processor.counts["writes"] -= refused
-                        processor.counts["parked"] += refused
+                    processor.counts["parked"] += len(parked) - len(handled.parked)  # writes Kafka refused
                     if parked:
                         await park_all(dlq, parked, metrics.parked)
                 except Exception as exc:  # noqa: BLE001 - not the record's fault: stop, uncommitted
@@ -199,6 +238,43 @@ def _build(
 
     for spec in PRODUCT_TOPICS:
         plan_agent(spec)
+
+    async def order_writes(stream: Any) -> None:
+        send = writes.send
+        manual = stream.noack()
+        async for event in manual.events():
+            message = event.message
+            try:
+                handled = processor.order_write(
+                    message.value,
+                    message.topic,
+                    message.partition,
+                    message.offset,
+                    key=message.key,
+                    headers=message_headers(message),
+                    identity=identity,
+                    clock=clock,
+                )
+                parked = send_writes(send, handled, message)
+                if len(parked) > len(handled.parked):  # Kafka refused the write: parked, not sent
+                    processor.counts["writes"] -= 1
+                    processor.counts["parked"] += 1
+                if parked:
+                    await park_all(dlq, parked, metrics.parked)
+            except Exception as exc:  # noqa: BLE001 - not the record's fault: stop, uncommitted
+                await crash(exc)
+                return
+            await manual.ack(event)
+
+    planned_source = app.topic(
+        planned_topic,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=partitions,
+    )
+    app.agent(planned_source, name="order_writes")(order_writes)
 
     decoder = AvroDecoder(registry)
 
@@ -246,7 +322,7 @@ def _build(
         # committed offsets vs end offsets of this worker's source partitions (see sfsync.processors.outbound.metrics)
         lag_probe = LagProbe(kafka, settings.app_id, reset=settings.auto_offset_reset)
         probe = lag_probe
-        sources = {spec.name(prefix) for spec in (*PRODUCT_TOPICS, RESULTS, SALESFORCE_EDITS)}
+        sources = {spec.name(prefix) for spec in (*PRODUCT_TOPICS, RESULTS, SALESFORCE_EDITS)} | {planned_topic}
 
         async def observe_lag() -> None:
             try:
@@ -260,7 +336,9 @@ def _build(
 
         app.timer(settings.lag_interval_s, name="consumer_lag")(observe_lag)
     ensure_changelogs(app, kafka)  # before the worker's first assignment, which may miss a lazily created one
-    return _Built(app, processor, dlq, writes, metrics, lag_probe)
+    changelogs = [spec.name() for spec in changelog_specs(app)]
+    copartitioned(kafka, [*feeds, planned_topic, *changelogs], WHO)  # e.g. a changelog left with another count
+    return _Built(app, processor, dlq, planned, writes, metrics, lag_probe)
 
 
 def run_processor(
@@ -277,14 +355,14 @@ def run_processor(
     metrics = ProcessorMetrics()  # the global registry: with the process_* and python_* collectors
     server = metrics.serve(settings.metrics_port) if settings.metrics_port else None  # a taken port fails first
     try:
-        app, processor, dlq, writes, _, lag_probe = _build(
+        app, processor, dlq, planned, writes, _, lag_probe = _build(
             settings, registry=None, mappings=None, external_ids=None, metrics=metrics
         )
     except BaseException:
         if server is not None:
             server.stop()
         raise
-    closers = [writes.close, dlq.close]
+    closers = [planned.close, writes.close, dlq.close]
     if lag_probe is not None:
         closers.append(lag_probe.close)
     if server is not None:

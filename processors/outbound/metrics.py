@@ -104,11 +104,18 @@ class ProcessorMetrics:
 
     # Processor.handle calls this once per record: keep it cheap
     def handled(self, event_type: str, written: Iterable[str], stale: Iterable[str], seconds: float) -> None:
-        """One product record: its type, the objects of the writes sent and of those dropped as stale."""
+        """One product record: its type, the objects of the writes sent and of those dropped as stale
+        (none yet when its writes are ordered later: :meth:`settled`), the time it took."""
         child = self._events_in.get(event_type)
         if child is None:
             child = self._events_in[event_type] = self.events_in.labels(event_type=event_type)
         child.inc()
+        self.settled(written, stale)
+        self.planning.observe(seconds if seconds > 0.0 else 0.0)
+
+    def settled(self, written: Iterable[str], stale: Iterable[str]) -> None:
+        """Planned writes ordered against their records: the objects of those sent to ``sfsync.writes``
+        and of those dropped as stale."""
         planned = self._planned
         for sobject in written:
             child = planned.get(sobject)
@@ -120,7 +127,6 @@ class ProcessorMetrics:
             if child is None:
                 child = self._stale[sobject] = self.stale_writes.labels(sobject=sobject)
             child.inc()
-        self.planning.observe(seconds if seconds > 0.0 else 0.0)
 
     def unmapped(self, event_type: str) -> None:
         """One product record of a type no enabled mapping acts on."""

@@ -57,6 +57,7 @@ __all__ = [
     "SourceLike",
     "drop_stale",
     "event_millis",
+    "known_first",
     "learn_salesforce_edit",
     "plan",
     "record_key",
@@ -354,11 +355,7 @@ class _Planner:
         """Contacts then Leads for a person (the mapping's object first; a known one before both)."""
         if target not in PERSON_OBJECTS:
             return []
-        order = [target, *(o for o in PERSON_OBJECTS if o != target)]
-        known = self.identity.get(key)
-        if known is not None and known.sobject in order:
-            order = [known.sobject, *(o for o in order if o != known.sobject)]
-        return order
+        return _known_first([target, *(o for o in PERSON_OBJECTS if o != target)], self.identity.get(key))
 
     @staticmethod
     def policies(mapping: MappingRule, values: Mapping[str, Any], always: Collection[str]) -> dict[str, str]:
@@ -390,6 +387,23 @@ def plan(
 
 
 # ---------------------------------------------------------------------- ordering
+def _known_first(order: list[str], known: Identity | None) -> list[str]:
+    if known is None or known.sobject not in order or order[0] == known.sobject:
+        return order
+    return [known.sobject, *(o for o in order if o != known.sobject)]
+
+
+def known_first(write: Mapping[str, Any], identity: IdentityView) -> list[str] | None:
+    """A person write's ``search_objects`` with the object its record is known to be (``identity``
+    of its key) first, as :func:`plan` orders them given the same ``identity``; None when that
+    changes nothing (not a person write, nothing known, or already first)."""
+    order = list(write.get("search_objects") or ())
+    if not order:
+        return None
+    refined = _known_first(order, identity.get(str(write["key"])))
+    return None if refined == order else refined
+
+
 def drop_stale(write: Mapping[str, Any], clock: Mapping[str, int]) -> tuple[dict[str, Any] | None, dict[str, int]]:
     """Keep only what is newer than what was already planned for this record.
 

@@ -1,13 +1,21 @@
 r"""The outbound processor's work, without Kafka: one product record in, the writes it causes out.
 
-:meth:`Processor.handle`:
+It is done in two steps, because the two need different partitioning (see
+:mod:`sfsync.processors.outbound.app`):
 
-1. decodes the record's bytes (Confluent wire format, :class:`~sfsync.serde.codec.AvroDecoder`);
-2. :func:`~sfsync.processors.outbound.plan.plan`\ s the writes it causes, with what ``sfsync.results``
-   taught about identities (``identity``: record key -> ``[sobject, salesforce_id]``);
-3. drops what is stale against each record's clock (:func:`~sfsync.processors.outbound.plan.drop_stale`,
-   ``record_clock``: record key -> field -> ``updated_at``), so a late event never overwrites newer values;
-4. encodes what is left for ``sfsync.writes`` (keyed by the write's record key).
+1. :meth:`Processor.plan_record` (read from a product topic, keyed by entity): decodes the record's
+   bytes (Confluent wire format, :class:`~sfsync.serde.codec.AvroDecoder`),
+   :func:`~sfsync.processors.outbound.plan.plan`\ s the writes it causes and encodes them, each keyed
+   by its record key. It reads no state.
+2. :meth:`Processor.order_write` (read from a topic keyed by record key): one planned write against
+   what is known of its record: the object it is (``identity``, learnt from ``sfsync.results``: record
+   key -> ``[sobject, salesforce_id]``) orders a person's ``search_objects``
+   (:func:`~sfsync.processors.outbound.plan.known_first`), and its clock
+   (:func:`~sfsync.processors.outbound.plan.drop_stale`, ``record_clock``: record key -> field ->
+   ``updated_at``) drops what is older than what was already planned, so a late event never
+   overwrites newer values. What is left goes to ``sfsync.writes``.
+
+:meth:`Processor.handle` does both for one record at once (one process, no Kafka in between).
 
 An event of a type no enabled mapping acts on causes no write, and is never dropped silently: it is
 counted (``counts["unmapped"]``, ``sfsync_processor_events_unmapped_total``) and the first one of each
@@ -35,7 +43,16 @@ from sfsync.mapping import MappingFile
 from sfsync.ops.dlq import OriginalRecord, Stage
 from sfsync.processors.faust_runtime.parking import Parked, original_record
 from sfsync.processors.outbound.metrics import ProcessorMetrics
-from sfsync.processors.outbound.plan import NO_IDENTITY, PERSON_OBJECTS, Identity, IdentityView, drop_stale, plan
+from sfsync.processors.outbound.plan import (
+    NO_IDENTITY,
+    PERSON_OBJECTS,
+    Identity,
+    IdentityView,
+    Plan,
+    drop_stale,
+    known_first,
+    plan,
+)
 
 __all__ = ["Handled", "Processor", "TableIdentity", "identity_of_result", "per_event_mappings", "send_writes"]
 
@@ -131,6 +148,9 @@ class Processor:
     )
     metrics: ProcessorMetrics | None = None
     """Observes each record handled (type, writes sent, stale writes, time); None: counts only."""
+    plans_decoder: Any = None
+    """Decodes the planned Writes :meth:`order_write` reads, in storage form (epoch milliseconds, as
+    planned): ``AvroDecoder(registry, logical_types=False)``; only :meth:`order_write` needs it."""
     unclocked: frozenset[str] = field(init=False)
     """:func:`per_event_mappings`: their writes skip the clock."""
     unmapped: dict[str, int] = field(init=False, default_factory=dict)
@@ -171,7 +191,8 @@ class Processor:
         identity: IdentityView = NO_IDENTITY,
         clock: MutableMapping[str, Any] | None = None,
     ) -> Handled:
-        """Plan the writes of one record read at ``topic``/``partition``/``offset``.
+        """Plan the writes of one record read at ``topic``/``partition``/``offset`` and order them
+        (:meth:`plan_record` then :meth:`order_write` for each write, without encoding in between).
 
         ``clock`` (record key -> field -> ``updated_at``) is read and updated for every write
         that goes out, except those of :func:`per_event_mappings`; None keeps no clock (no write
@@ -180,6 +201,113 @@ class Processor:
         """
         started = time.perf_counter()
         original = OriginalRecord(topic, partition, offset, key, value, tuple(headers))
+        planned = self._plan(value, original, started)
+        if isinstance(planned, Handled):
+            return planned
+        event_type, planned_writes, parked = planned
+        writes: list[tuple[bytes, bytes]] = []
+        kept: list[dict[str, Any]] = []
+        stale: list[dict[str, Any]] = []
+        for write in planned_writes.writes:
+            fresh = self._order(write, identity, clock)
+            if fresh is None:
+                stale.append(write)
+                continue
+            try:
+                data = self.encoder.encode_checked("Write", fresh)
+            except SkippableRecordError as exc:
+                parked.append(Parked(original, exc, Stage.TRANSFORMATION, mapping=str(write.get("mapping") or "")))
+                continue
+            writes.append((str(fresh["key"]).encode(), data))
+            kept.append(fresh)
+        self.counts["writes"] += len(writes)
+        self.counts["parked"] += len(parked)
+        self._observe(event_type, kept, stale, started)
+        return Handled(writes, parked, kept)
+
+    def plan_record(
+        self,
+        value: bytes | None,
+        topic: str,
+        partition: int,
+        offset: int,
+        *,
+        key: bytes | None = None,
+        headers: Iterable[tuple[str, bytes]] = (),
+    ) -> Handled:
+        """The writes one product record causes, encoded and keyed by record key, not yet ordered
+        (no identity, no clock: :meth:`order_write` does that, where the writes of a record meet).
+
+        Counts the event (and what it parks); the writes are counted once ordered.
+        Raises only what is not the record's fault (e.g. the registry being unreachable).
+        """
+        started = time.perf_counter()
+        original = OriginalRecord(topic, partition, offset, key, value, tuple(headers))
+        planned = self._plan(value, original, started)
+        if isinstance(planned, Handled):
+            return planned
+        event_type, planned_writes, parked = planned
+        writes: list[tuple[bytes, bytes]] = []
+        kept: list[dict[str, Any]] = []
+        for write in planned_writes.writes:
+            try:
+                data = self.encoder.encode_checked("Write", write)
+            except SkippableRecordError as exc:
+                parked.append(Parked(original, exc, Stage.TRANSFORMATION, mapping=str(write.get("mapping") or "")))
+                continue
+            writes.append((str(write["key"]).encode(), data))
+            kept.append(write)
+        self.counts["parked"] += len(parked)
+        self._observe(event_type, [], [], started)
+        return Handled(writes, parked, kept)
+
+    def order_write(
+        self,
+        value: bytes | None,
+        topic: str,
+        partition: int,
+        offset: int,
+        *,
+        key: bytes | None = None,
+        headers: Iterable[tuple[str, bytes]] = (),
+        identity: IdentityView = NO_IDENTITY,
+        clock: MutableMapping[str, Any] | None = None,
+    ) -> Handled:
+        """One write :meth:`plan_record` planned (its bytes, read at ``topic``/``partition``/``offset``)
+        ordered against its record: the write to send (its bytes as they came when nothing changed),
+        none when it is stale, or the record parked when it is not a planned write.
+
+        ``identity`` and ``clock`` as in :meth:`handle`. Raises only what is not the record's fault.
+        """
+        original = OriginalRecord(topic, partition, offset, key, value, tuple(headers))
+        try:
+            if value is None:
+                raise SkippableRecordError("empty value (a tombstone is not a planned write)")
+            name, write = self.plans_decoder.decode(value)
+            if name.rsplit(".", 1)[-1] != "Write":
+                raise SkippableRecordError(f"a {name} is not a planned Write")
+        except SkippableRecordError as exc:
+            self.counts["parked"] += 1
+            return Handled([], [Parked(original, exc, Stage.VALUE_CONVERTER)], [])
+        fresh = self._order(write, identity, clock)
+        if fresh is None:
+            self._settled([], [write])
+            return Handled([], [], [])
+        if fresh is not write:
+            try:
+                value = self.encoder.encode_checked("Write", fresh)
+            except SkippableRecordError as exc:
+                self.counts["parked"] += 1
+                parked = Parked(original, exc, Stage.TRANSFORMATION, mapping=str(write.get("mapping") or ""))
+                return Handled([], [parked], [])
+        self.counts["writes"] += 1
+        self._settled([fresh], [])
+        return Handled([(str(fresh["key"]).encode(), value)], [], [fresh])
+
+    def _plan(
+        self, value: bytes | None, original: OriginalRecord, started: float
+    ) -> tuple[str, Plan, list[Parked]] | Handled:
+        """(event type, its plan, its rejects parked), or what the record comes to when it cannot be planned."""
         self.counts["events"] += 1
         try:
             if value is None:
@@ -190,43 +318,38 @@ class Processor:
             self._observe("unknown", [], [], started)
             return Handled([], [Parked(original, exc, Stage.VALUE_CONVERTER)], [])
         self._count_if_unmapped(event_type)
-        parked: list[Parked] = []
+        source = _Source(original.topic, original.partition, original.offset)
         try:
-            planned = plan(
-                event_type, event, _Source(topic, partition, offset), self.mappings, identity,
-                external_ids=self.external_ids,
-            )  # fmt: skip
+            planned = plan(event_type, event, source, self.mappings, external_ids=self.external_ids)
         except Exception as exc:  # noqa: BLE001 - a bug in a rule parks the record, never blocks the stream
             self.counts["parked"] += 1
             self._observe(event_type, [], [], started)
             return Handled([], [Parked(original, exc, Stage.TRANSFORMATION)], [])
-        for reject in planned.rejects:
-            parked.append(Parked(original, reject, Stage.TRANSFORMATION, mapping=reject.mapping))
-        writes: list[tuple[bytes, bytes]] = []
-        kept: list[dict[str, Any]] = []
-        stale: list[dict[str, Any]] = []
-        for write in planned.writes:
-            record_key = str(write["key"])
-            clocked = clock if write.get("mapping") not in self.unclocked else None
-            before = (clocked.get(record_key) if clocked is not None else None) or {}
-            fresh, after = drop_stale(write, before)
-            if fresh is None:
-                self.counts["stale"] += 1
-                stale.append(write)
-                continue
-            try:
-                data = self.encoder.encode_checked("Write", fresh)
-            except SkippableRecordError as exc:
-                parked.append(Parked(original, exc, Stage.TRANSFORMATION, mapping=str(write.get("mapping") or "")))
-                continue
-            if clocked is not None and after != before:
-                clocked[record_key] = after
-            writes.append((record_key.encode(), data))
-            kept.append(fresh)
-        self.counts["writes"] += len(writes)
-        self.counts["parked"] += len(parked)
-        self._observe(event_type, kept, stale, started)
-        return Handled(writes, parked, kept)
+        parked = [Parked(original, r, Stage.TRANSFORMATION, mapping=r.mapping) for r in planned.rejects]
+        return event_type, planned, parked
+
+    def _order(
+        self, write: dict[str, Any], identity: IdentityView, clock: MutableMapping[str, Any] | None
+    ) -> dict[str, Any] | None:
+        """``write`` with its person objects in known order and its stale fields dropped (``write``
+        itself when neither changes anything); None when all of it is stale. Moves the record's clock."""
+        searched = known_first(write, identity)
+        if searched is not None:
+            write = {**write, "search_objects": searched}
+        record_key = str(write["key"])
+        clocked = clock if write.get("mapping") not in self.unclocked else None
+        if clocked is None:
+            return write
+        before = clocked.get(record_key) or {}
+        fresh, after = drop_stale(write, before)
+        if fresh is None:
+            self.counts["stale"] += 1
+            return None
+        if after != before:
+            clocked[record_key] = after
+        if len(fresh.get("fields") or ()) == len(write.get("fields") or ()):
+            return write  # nothing dropped
+        return fresh
 
     def _observe(
         self, event_type: str, sent: list[dict[str, Any]], stale: list[dict[str, Any]], started: float
@@ -237,6 +360,12 @@ class Processor:
                 [str(w.get("sobject") or "") for w in sent],
                 [str(w.get("sobject") or "") for w in stale],
                 time.perf_counter() - started,
+            )
+
+    def _settled(self, sent: list[dict[str, Any]], stale: list[dict[str, Any]]) -> None:
+        if self.metrics is not None:
+            self.metrics.settled(
+                [str(w.get("sobject") or "") for w in sent], [str(w.get("sobject") or "") for w in stale]
             )
 
 

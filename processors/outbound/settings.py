@@ -26,7 +26,10 @@ class ProcessorSettings(FaustAppSettings):
         "sfsync-processor",
         min_length=1,
         pattern=r"^[A-Za-z0-9._-]+$",
-        description="Faust app id: consumer group, and the prefix of its table changelog topics.",
+        description=(
+            "Faust app id: consumer group (every replica of one processor shares it), the prefix of its "
+            "table changelog topics and, after the topic prefix, of its <app id>-writes-repartition topic."
+        ),
     )
     processing_guarantee: Literal["exactly_once", "at_least_once"] = Field(
         "at_least_once",

@@ -1,4 +1,7 @@
-"""``sfsync.writes`` through librdkafka: queued per write, delivered before the offsets that caused them commit.
+"""Writes through librdkafka: queued per write, delivered before the offsets that caused them commit.
+
+The outbound processor has two: its planned writes (to its own repartition topic) and its ordered
+writes (to ``sfsync.writes``), see :mod:`sfsync.processors.outbound.app`.
 
 Faust's own producer (aiokafka) costs pure-Python work per message in the event loop, the same loop
 that plans; librdkafka queues a record in C and delivers it from its own threads. The contract that
@@ -10,8 +13,8 @@ a crash at any point loses no write (the uncommitted events are planned again af
 the records are partitioned like the Java client and aiokafka do (murmur2 of the key), so a record
 key keeps its partition.
 
-A write larger than the topic accepts (its ``max.message.bytes``, read when the producer is built)
-is refused by :meth:`WritesProducer.send` before it is queued
+A write larger than the topic accepts (its ``max.message.bytes``, read when the producer is built;
+the smallest of ``limit_topics``' when given) is refused by :meth:`WritesProducer.send` before it is queued
 (:class:`~sfsync.kafka.errors.RecordRejectedError`, code ``MSG_SIZE_TOO_LARGE``): the processor parks
 its event in the DLQ and goes on, instead of failing the flush before every commit.
 """
@@ -19,7 +22,7 @@ its event in the DLQ and goes on, instead of failing the flush before every comm
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -27,6 +30,7 @@ from sfsync.errors import SfsyncError
 from sfsync.kafka.admin import max_message_bytes
 from sfsync.kafka.clients import RawDeliveryCallback, new_producer
 from sfsync.kafka.delivery import MAX_FAILURES_KEPT, Outbox, ProducerLike
+from sfsync.kafka.errors import RecordRejectedError
 
 __all__ = ["MAX_FAILURES_KEPT", "WritesProducer", "new_writes_producer"]
 
@@ -53,7 +57,6 @@ def new_writes_producer(
         on_delivery=on_delivery,
         errors_only=True,  # no Python callback per delivered record
         max_message_bytes=max_message_bytes,
-        options={"partitioner": "murmur2_random"},  # the Java client's and aiokafka's: a key keeps its partition
     )
 
 
@@ -72,7 +75,8 @@ class WritesProducer:
 
     ``factory(on_delivery)`` builds the producer (a ``confluent_kafka.Producer``-like object:
     ``produce``, ``poll``, ``flush``, ``len``); the default is :func:`new_writes_producer`, fitted
-    to the topic's ``max.message.bytes``.
+    to the smallest ``max.message.bytes`` of ``limit_topics`` (default: ``topic``), e.g. the topic
+    the writes go on to after this one, so that a write too large for it is refused here.
 
     Raises (building it):
         ConfigError: the Kafka settings are invalid.
@@ -85,15 +89,21 @@ class WritesProducer:
         *,
         delivery_timeout_s: float = 30.0,
         factory: Callable[[RawDeliveryCallback], ProducerLike] | None = None,
+        limit_topics: Sequence[str] | None = None,
     ) -> None:
         self.topic = topic
         self.delivery_timeout_s = delivery_timeout_s
+        self.limited_by = topic
+        """The topic whose ``max.message.bytes`` bounds the writes (named when one is refused)."""
         if factory is None:
+            limits = {t: n for t in limit_topics or [topic] if (n := _topic_limit(kafka_config, t)) is not None}
+            if limits:
+                self.limited_by = min(limits, key=lambda t: (limits[t], t != topic))
             factory = partial(
                 new_writes_producer,
                 kafka_config,
                 delivery_timeout_s=delivery_timeout_s,
-                max_message_bytes=_topic_limit(kafka_config, topic),
+                max_message_bytes=limits.get(self.limited_by),
             )
         self._outbox = Outbox(factory=factory, label=topic, timeout_s=delivery_timeout_s, sticky=True)
 
@@ -110,7 +120,13 @@ class WritesProducer:
                 accepts: ``MSG_SIZE_TOO_LARGE``); it was not queued, park its event.
             DeliveryError: the write could not be queued; do not commit its event's offset.
         """
-        self._outbox.send(self.topic, value, key)
+        try:
+            self._outbox.send(self.topic, value, key)
+        except RecordRejectedError as exc:
+            if self.limited_by == self.topic:
+                raise
+            reason = f"{exc.reason} (the limit of {self.limited_by}, where the write goes next)"
+            raise RecordRejectedError(self.limited_by, exc.key, exc.code, reason) from exc
 
     def flush(self) -> None:
         """Block until every write queued so far was acknowledged.
@@ -130,4 +146,4 @@ class WritesProducer:
         """Deliver what is queued (best effort: a commit never follows a close)."""
         left = self._outbox.close(min(self.delivery_timeout_s, 10.0))
         if left:
-            log.warning("sfsync.writes producer closed with %d write(s) unacknowledged", left)
+            log.warning("%s producer closed with %d write(s) unacknowledged", self.topic, left)

@@ -270,7 +270,13 @@ def emulator(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 18443,
     tls: Annotated[bool, typer.Option("--tls", help="Serve HTTPS with a generated self-signed certificate.")] = False,
     org: Annotated[Path | None, typer.Option(help="Org file (YAML): custom objects, fields, users.")] = None,
-    faults: Annotated[str | None, typer.Option(help='Fault injection, e.g. "503=0.05,lock=0.02,latency=20ms".')] = None,
+    faults: Annotated[
+        str | None,
+        typer.Option(
+            help='Fault injection, e.g. "503=0.05,lock=0.02,commit504=0.01,expire_every=60s" '
+            "(every kind: sfsync.emulator.faults)."
+        ),
+    ] = None,
     client_secret: Annotated[
         str | None,
         typer.Option(

@@ -1,5 +1,6 @@
 """``sfsync mappings``: print the mapping file's JSON Schema, show the default mapping, and validate
-a mapping file against an org's describe (reporting every problem at once).
+a mapping file against an org's describe (reporting every problem at once) with the same rules
+every process runs at start (:func:`sfsync.mapping.validate_mappings`).
 
 ``validate`` checks what the processes run: the mapping setting (``SFSYNC_MAPPING_FILE``,
 ``SFSYNC_MAPPING_VARS``; :mod:`sfsync.mapping.settings`), with a FILE argument instead of its file and
@@ -20,11 +21,11 @@ from sfsync.mapping import (
     DEFAULT_MAPPING_FILE,
     MappingError,
     MappingFile,
-    describes_needed_for_reads,
+    gather_describes,
     json_schema,
     load_configured_mappings,
     load_mapping_settings,
-    validate_against_describe,
+    validate_mappings,
 )
 
 API_VERSION = "v59.0"
@@ -49,31 +50,27 @@ def emulator_describes(org_file: Path | None = None) -> dict[str, dict[str, Any]
     return {obj.name: describe_sobject(obj, API_VERSION) for obj in store.schema}
 
 
-async def live_describes(mappings: MappingFile) -> dict[str, dict[str, Any]]:
+async def live_describes(mappings: MappingFile) -> dict[str, Any]:
     """Object name -> describe body, from the org the ``SALESFORCE_*`` settings point at.
 
-    One describe call per object the enabled mappings write, and per parent their relationship
-    paths read back (``Account.Name``); an object the org does not have is left out, so the check
-    reports it as unknown like any other problem. A one-off command: nothing is retried (the client
-    makes one attempt per call), a transient fault is reported (exit 2) for the person to run it again.
+    What the processes that talk to the org describe at start (:func:`~sfsync.mapping.gather_describes`):
+    one call per object the enabled mappings write, and per parent their relationship paths read back
+    (``Account.Name``); an object the org does not have is left out, so the check reports it as
+    unknown like any other problem. A one-off command: nothing is retried (the client makes one
+    attempt per call), a transient fault is reported (exit 2) for the person to run it again.
     """
     from sfsync.salesforce import SalesforceClient, load_settings
     from sfsync.salesforce.errors import MetadataError
 
-    describes: dict[str, dict[str, Any]] = {}
-    paths = {m.name: [f.sf for f in m.inbound_fields() if "." in f.sf] for m in mappings.enabled()}
-    tried: set[str] = set()
     async with SalesforceClient(load_settings()) as client:
-        needed = {m.target for m in mappings.enabled()}
-        while needed:
-            for sobject in sorted(needed):
-                tried.add(sobject.lower())
-                try:
-                    describes[sobject] = await client.describe_body(sobject)
-                except MetadataError:
-                    continue
-            needed = {o for o in describes_needed_for_reads(mappings, paths, describes) if o.lower() not in tried}
-    return describes
+
+        async def describe(sobject: str) -> dict[str, Any] | None:
+            try:
+                return await client.describe_body(sobject)
+            except MetadataError:
+                return None
+
+        return dict(await gather_describes(mappings, describe))
 
 
 def _variables(values: list[str]) -> dict[str, str]:
@@ -136,7 +133,7 @@ def validate_command(
         describes = asyncio.run(live_describes(mappings)) if live else emulator_describes(org)
     except SfsyncError as exc:
         raise _fail(f"error: {exc}", 1 if isinstance(exc, MappingError) else 2) from None
-    problems = validate_against_describe(mappings, describes)
+    problems = validate_mappings(mappings, describes)  # the rules every process runs at start
     if not mappings.enabled():
         problems.append(f"{mappings.source}: no enabled mapping: nothing would be synced")
     enabled = ", ".join(m.name for m in mappings.enabled()) or "none"

@@ -20,6 +20,7 @@ from sfsync import settings as cfg
 from sfsync.cli.reporting import reported
 
 if TYPE_CHECKING:
+    from sfsync.ops.dlq import ParkedRecord
     from sfsync.serde.registry import SchemaRegistry
 
 
@@ -43,6 +44,20 @@ def _short(text: str | None, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def parked_line(r: ParkedRecord) -> str:
+    """One line of ``sfsync dlq list``: where the record sits, when and why it was parked, where it came from."""
+    c = r.context
+    when = c.parked_at.strftime("%Y-%m-%dT%H:%M:%SZ") if c.parked_at else "?"
+    key = r.key.decode("utf-8", "replace") if r.key is not None else "-"
+    state = "replayed" if r.replayed else "parked"
+    return (
+        f"{r.dlq_partition}:{r.dlq_offset:<6} {when} {state:<8} {c.category:<10} {c.code:<28} "
+        f"mapping={c.mapping or '-'} field={c.field or '-'} key={key} "
+        f"from={c.topic}[{c.partition}]@{c.offset}{f' planned_from={c.source}' if c.source else ''} "
+        f"{_short(c.message, 100)}"
+    )
+
+
 @dlq_app.command("list")
 @reported
 def dlq_list(
@@ -57,16 +72,7 @@ def dlq_list(
         typer.echo("the DLQ is empty")
         return
     for r in records:
-        c = r.context
-        when = c.parked_at.strftime("%Y-%m-%dT%H:%M:%SZ") if c.parked_at else "?"
-        key = r.key.decode("utf-8", "replace") if r.key is not None else "-"
-        state = "replayed" if r.replayed else "parked"
-        typer.echo(
-            f"{r.dlq_partition}:{r.dlq_offset:<6} {when} {state:<8} {c.category:<10} {c.code:<28} "
-            f"mapping={c.mapping or '-'} field={c.field or '-'} key={key} "
-            f"from={c.topic}[{c.partition}]@{c.offset}{f' planned_from={c.source}' if c.source else ''} "
-            f"{_short(c.message, 100)}"
-        )
+        typer.echo(parked_line(r))
     typer.echo(f"{len(records)} record(s); replay with `sfsync dlq replay [--mapping M] [--code C]`")
 
 
@@ -143,5 +149,14 @@ def errors_tail(
             raise ConfigError("errors tail", [f"--category: expected one of {', '.join(Category)}"]) from None
     kafka, prefix = _kafka()
     with _registry() as registry:
-        for entry in tail(kafka, registry, prefix=prefix, last=last, follow=follow, category=wanted):
+        entries = tail(
+            kafka,
+            registry,
+            prefix=prefix,
+            last=last,
+            follow=follow,
+            category=wanted,
+            on_unreadable=lambda where: typer.echo(f"skipped, not an error-log entry: {where}", err=True),
+        )
+        for entry in entries:
             typer.echo(entry.one_line())

@@ -5,9 +5,10 @@ checkpoint topic, group, metrics port), ``SFSYNC_MAPPING_FILE`` / ``SFSYNC_MAPPI
 as every process reads it), ``SFSYNC_GOVERNOR_*`` (API budget), ``SALESFORCE_*`` (the org and its
 credentials), ``KAFKA_BOOTSTRAP_SERVERS`` / ``SCHEMA_REGISTRY_URL`` / ``SFSYNC_TOPIC_PREFIX``.
 
-Before polling, the mapping file is checked against the org's describe: a field the poller would
-select that the org lacks (or hides from the integration user) stops it at once, exit status 2, with
-every such problem listed. Governor pauses and retried Salesforce errors go to ``sfsync.errors``.
+Before polling, the mapping file is checked against the org's describes with the rules every process
+runs, and for what the poller would select: any problem (a field the org lacks or hides from the
+integration user...) stops it at once, exit status 2, with every problem listed. Governor pauses,
+retried Salesforce errors and quarantined objects go to ``sfsync.errors``.
 """
 
 from __future__ import annotations

@@ -1,8 +1,12 @@
 """``sfsync sink``: run the Salesforce sink (``sfsync.writes`` -> Salesforce -> ``sfsync.results``).
 
-Settings come from the environment: ``SFSYNC_SINK_*`` (batching, Kafka group, metrics port),
-``SFSYNC_GOVERNOR_*`` (API budget), ``SALESFORCE_*`` (the org and its credentials),
+Settings come from the environment: ``SFSYNC_SINK_*`` (batching, Kafka group, metrics port,
+quarantine recheck), ``SFSYNC_MAPPING_FILE`` / ``SFSYNC_MAPPING_VARS`` (the mapping, as every process
+reads it), ``SFSYNC_GOVERNOR_*`` (API budget), ``SALESFORCE_*`` (the org and its credentials),
 ``KAFKA_BOOTSTRAP_SERVERS`` / ``SCHEMA_REGISTRY_URL`` / ``SFSYNC_TOPIC_PREFIX``.
+
+Before consuming anything the mapping is checked against the org's describes: any problem stops the
+sink at once, exit status 2, with every problem listed (``sfsync.sinks.main``).
 """
 
 from __future__ import annotations

@@ -96,7 +96,17 @@ from sfsync.producers.publisher import Publisher
 from sfsync.serde.codec import AvroDecoder
 from sfsync.serde.registry import SchemaRegistry
 from sfsync.settings import PublisherSettings, StackSettings, load
-from sfsync.topics import ALL_TOPICS, CHANGES, ERRORS, MEMBERS_INBOUND, PRODUCT_TOPICS, RESULTS, WRITES, TopicSpec
+from sfsync.topics import (
+    ALL_TOPICS,
+    CHANGES,
+    ERRORS,
+    MEMBERS_INBOUND,
+    PRODUCT_TOPICS,
+    RESULTS,
+    WRITES,
+    TopicSpec,
+    planned_writes,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 SYNCED_OBJECTS = ("Contact", "Campaign", "CampaignMember", "Case", "Community_Activity__c")
@@ -258,6 +268,8 @@ def build_children(
                 "SFSYNC_SOURCE_GROUP_ID": f"{run}.poller",
                 "SFSYNC_SOURCE_TRANSACTIONAL_ID_PREFIX": f"{run}.poller",
                 "SFSYNC_SOURCE_METRICS_PORT": str(ports["poller"]),
+                # the emulated org's budget is no concern: reps' edits come back within 2 s, not 60 s
+                "SFSYNC_SOURCE_MAX_IDLE_INTERVAL_S": "2",
             },
             run_dir / "poller.log",
             ports["poller"],
@@ -293,7 +305,8 @@ FAUST_TABLES = {
 def create_changelogs(kafka_config: Mapping[str, Any], children: Sequence[Child], prefix: str) -> None:
     """Create the Faust apps' table changelog topics before the apps start (as
     :mod:`sfsync.processors.faust_runtime.changelogs` does for one app: a lazily created changelog can
-    be missing from the worker's first assignment)."""
+    be missing from the worker's first assignment), and the outbound processor's repartition topic
+    (the sampler measures the processor's lag on it too)."""
     run = prefix.rstrip(".")
     specs = [
         TopicSpec(f"{run}.{child.name}-{table}-changelog", "table key", partitions=partitions, config=compact)
@@ -302,6 +315,10 @@ def create_changelogs(kafka_config: Mapping[str, Any], children: Sequence[Child]
         for compact in ({"cleanup.policy": "compact"},)
     ]
     ensure_topics(kafka_config, specs)
+    if any(child.name == "processor" for child in children):
+        ensure_topics(
+            kafka_config, [planned_writes(f"{run}.processor", FAUST_TABLES["processor"]["record_clock"])], prefix
+        )
 
 
 def inbound_app_present() -> bool:
@@ -421,11 +438,19 @@ class Sampler(_Watcher):
         self.lock = threading.Lock()
         self.metrics: dict[str, Samples] = {}
         self.lag: dict[str, int | None] = {}
+        self.measured_from = 0.0
+        """When (monotonic) the latest sample started: a lag of 0 says nothing of records sent after it."""
 
     def work(self) -> None:
         run = self.prefix.rstrip(".")
         groups = {
-            "processor": (f"{run}.processor", [s.name(self.prefix) for s in PRODUCT_TOPICS]),
+            "processor": (
+                f"{run}.processor",
+                [
+                    *(s.name(self.prefix) for s in PRODUCT_TOPICS),
+                    planned_writes(f"{run}.processor", 0).name(self.prefix),  # its planned writes, ordered next
+                ],
+            ),
             "sink": (f"{run}.sink", [WRITES.name(self.prefix)]),
             "inbound": (f"{run}.inbound", [CHANGES.name(self.prefix), RESULTS.name(self.prefix)]),
         }
@@ -437,6 +462,7 @@ class Sampler(_Watcher):
             partitions = {k: [(t, p) for t in topics for p in known[t]] for k, (_, topics) in groups.items()}
             with httpx.Client(timeout=2.0) as http:
                 while not self.stopping.is_set():
+                    started = time.monotonic()
                     scraped: dict[str, Samples] = {}
                     for child in self.children:
                         with contextlib.suppress(httpx.HTTPError):
@@ -448,6 +474,7 @@ class Sampler(_Watcher):
                     with self.lock:
                         self.metrics.update(scraped)
                         self.lag = lag
+                        self.measured_from = started
                     self.stopping.wait(1.0)
         finally:
             meta_consumer.close()
@@ -457,6 +484,11 @@ class Sampler(_Watcher):
     def snapshot(self) -> tuple[dict[str, Samples], dict[str, int | None]]:
         with self.lock:
             return dict(self.metrics), dict(self.lag)
+
+    def measured_since(self, moment: float) -> bool:
+        """Whether the latest sample started after ``moment`` (monotonic)."""
+        with self.lock:
+            return self.measured_from > moment
 
 
 # ====================================================================== the sales reps
@@ -534,6 +566,8 @@ class Actors:
         self.pending_edits: list[str] = []
         self.bad_sent: list[BadRecord] = []
         self.last_event: dict[str, float] = {}
+        self.last_acted_at = 0.0
+        """When (monotonic) the latest bad record or edit was made."""
         self._next_try = 0.0
 
     @property
@@ -563,11 +597,13 @@ class Actors:
             self._forget(member_id)
             self.bad_sent.append(bad)
             self.pending_bad.remove(index)
+            self.last_acted_at = time.monotonic()
         for sobject in list(self.pending_edits):
             made = self.reps.edit(sobject, self._editable if sobject == "Contact" else lambda _row: True)
             if made is not None:
                 self._forget(made.member_id)
                 self.pending_edits.remove(sobject)
+                self.last_acted_at = time.monotonic()
 
     def _quiet(self, member_id: Any) -> bool:
         if member_id not in self.sim.members or len(self.sim.member_ids) <= 5:
@@ -925,10 +961,13 @@ def _drain(
         _check_children(state.children)
         _check_watchers(state.threads)
         actors.act()
+        # asked before the refresh reads the sample: a lag taken before the last act is stale
+        measured = sampler.measured_since(actors.last_acted_at)
         _refresh(p, state, observed, sampler, started, view)
         with observed.lock:
             quiet_s = time.monotonic() - observed.last_result_at if observed.last_result_at else 0.0
-        outbound = actors.idle and p.lag.get("processor") == 0 and p.lag.get("sink") == 0 and quiet_s >= 2.0
+        lag_zero = p.lag.get("processor") == 0 and p.lag.get("sink") == 0
+        outbound = actors.idle and measured and lag_zero and quiet_s >= 2.0
         edits = actors.reps.edits
         contact_edits = sum(1 for e in edits if e.sobject == "Contact")
         since_last_edit = time.time() - max((e.modstamp for e in edits), default=0.0)

@@ -16,9 +16,10 @@ from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic  # type:
 
 from sfsync.errors import FatalError, ServiceUnavailableError
 from sfsync.kafka.errors import construction_error, translate
-from sfsync.topics import ALL_TOPICS, TopicSpec
+from sfsync.topics import ALL_TOPICS, TopicSpec, shared_partitions
 
 __all__ = [
+    "copartitioned",
     "delete_topics",
     "ensure_topics",
     "max_message_bytes",
@@ -138,6 +139,17 @@ def topic_partition_counts(kafka_config: Mapping[str, Any], timeout_s: float = 1
     """
     topics = _topics(new_admin(kafka_config), timeout_s, kafka_config)
     return {name: len(meta.partitions) for name, meta in topics.items()}
+
+
+def copartitioned(kafka_config: Mapping[str, Any], names: Iterable[str], what: str, timeout_s: float = 10.0) -> int:
+    """The partition count the topics ``names`` share (:func:`sfsync.topics.shared_partitions`).
+
+    Raises:
+        ConfigError: a topic is missing, or their partition counts differ (each one named with its count).
+        ServiceUnavailableError: Kafka did not answer within ``timeout_s``.
+    """
+    counts = topic_partition_counts(kafka_config, timeout_s)
+    return shared_partitions({name: counts.get(name) for name in names}, what)
 
 
 def max_message_bytes(kafka_config: Mapping[str, Any], topic: str, timeout_s: float = 10.0) -> int:

@@ -7,7 +7,9 @@ setting at fault (:func:`sfsync.kafka.errors.construction_error`), never ``Kafka
 
 - Producers (:func:`new_producer`, :func:`build_producer`) are handed to
   :class:`sfsync.kafka.delivery.Outbox` or :class:`~sfsync.kafka.delivery.TransactionalProducer`,
-  which own their calls.
+  which own their calls. Every one partitions like the Java client, Faust and aiokafka
+  (:data:`JAVA_PARTITIONER`): a key lands on the same partition whichever of them wrote it, which is
+  what keeps the tables of several processor workers co-partitioned with the topics that feed them.
 - Consumers (:func:`new_consumer`) come as a :class:`KafkaConsumer`: the confluent-kafka methods sfsync
   uses, with the same names and arguments, raising sfsync errors (:func:`sfsync.kafka.errors.translate`).
 
@@ -23,10 +25,11 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from sfsync.errors import FatalError
+from sfsync.errors import ConfigError, FatalError
 from sfsync.kafka.errors import construction_error, translate
 
 __all__ = [
+    "JAVA_PARTITIONER",
     "OFFSET_BEGINNING",
     "RECORD_BATCH_OVERHEAD",
     "KafkaConsumer",
@@ -36,6 +39,7 @@ __all__ = [
     "build_producer",
     "new_consumer",
     "new_producer",
+    "producer_config",
 ]
 
 log = logging.getLogger(__name__)
@@ -50,15 +54,43 @@ bounds a whole batch; a producer whose ``message.max.bytes`` is that minus this 
 
 _MIN_MESSAGE_MAX_BYTES = 1000  # librdkafka's lower bound for message.max.bytes
 
+JAVA_PARTITIONER = "murmur2_random"
+"""librdkafka's name for the Java client's default partitioner: murmur2 of the key bytes, positive,
+modulo the partition count (a record without a key goes to a random partition). Faust and aiokafka
+(``DefaultPartitioner``) choose the same partition; librdkafka's own default (``consistent_random``,
+CRC32) does not, for most keys."""
 
-def build_producer(config: Mapping[str, Any], client: str) -> Producer:
-    """A producer with exactly the librdkafka properties ``config``; ``client`` names it in errors.
+
+def producer_config(config: Mapping[str, Any], client: str) -> dict[str, Any]:
+    """``config`` with the :data:`JAVA_PARTITIONER`: the librdkafka properties of every producer
+    :func:`build_producer` builds.
 
     Raises:
-        ConfigError: librdkafka refused the configuration.
+        ConfigError: ``config`` names another partitioner (a key would then land on another partition
+            than where sfsync's other clients, Faust and Java producers put it).
+    """
+    partitioner = config.get("partitioner", JAVA_PARTITIONER)
+    if partitioner != JAVA_PARTITIONER:
+        raise ConfigError(
+            "Kafka",
+            [
+                f"producer {client}: partitioner {partitioner!r} is not allowed; sfsync's producers partition "
+                f"like the Java client and Faust ({JAVA_PARTITIONER!r}), so that a key has one partition"
+            ],
+        )
+    return {**config, "partitioner": JAVA_PARTITIONER}
+
+
+def build_producer(config: Mapping[str, Any], client: str) -> Producer:
+    """A producer with the librdkafka properties ``config`` and the :data:`JAVA_PARTITIONER`;
+    ``client`` names it in errors. Every producer sfsync builds is built here.
+
+    Raises:
+        ConfigError: librdkafka refused the configuration, or ``config`` names another partitioner
+            (a key would then land on another partition than where sfsync's other clients put it).
     """
     try:
-        return Producer(dict(config))
+        return Producer(producer_config(config, client))
     except (KafkaException, ValueError) as exc:
         raise construction_error(exc, f"producer {client}") from exc
 
@@ -73,8 +105,8 @@ def new_producer(
     max_message_bytes: int | None = None,
     options: Mapping[str, Any] | None = None,
 ) -> Producer:
-    """An idempotent producer (``enable.idempotence``, ``acks=all``, ``linger.ms`` 5), librdkafka's
-    own logging at errors only.
+    """An idempotent producer (``enable.idempotence``, ``acks=all``, ``linger.ms`` 5), partitioned
+    like the Java client (:func:`build_producer`), librdkafka's own logging at errors only.
 
     ``delivery_timeout_s`` bounds each record's delivery (``message.timeout.ms``; None: librdkafka's
     default); ``on_delivery`` receives the delivery reports, only the failed ones with
@@ -168,6 +200,20 @@ class KafkaConsumer:
             self.raw.assign(list(partitions))
         except KafkaException as exc:
             raise translate(exc, "assigning partitions") from exc
+
+    def pause(self, partitions: Sequence[TopicPartition]) -> None:
+        """Stop fetching ``partitions`` (still assigned, the group membership kept); :meth:`resume` undoes it."""
+        try:
+            self.raw.pause(list(partitions))
+        except KafkaException as exc:
+            raise translate(exc, "pausing partitions") from exc
+
+    def resume(self, partitions: Sequence[TopicPartition]) -> None:
+        """Fetch ``partitions`` again after :meth:`pause`, from the position reached."""
+        try:
+            self.raw.resume(list(partitions))
+        except KafkaException as exc:
+            raise translate(exc, "resuming partitions") from exc
 
     def poll(self, timeout: float = -1) -> Message | None:
         """The next record, or None after ``timeout`` seconds (error events: see the class doc)."""

@@ -10,8 +10,10 @@ Checking happens in two phases, each reporting every problem at once:
 
 1. :func:`load_mappings` / :func:`parse_mappings`: YAML, ``${variable}`` substitution and the
    pydantic shape, with line numbers; raises :class:`MappingError`.
-2. :func:`validate_against_describe`: the org's describe, the constant rules, the product fields
-   named by ``from`` (against the Avro schemas in ``schemas/``) and CEL expressions. Returns the
+2. :func:`validate_mappings`: the one rule set every process runs at start (:func:`require_valid`
+   raises on a problem): the structural and constant rules, the product fields named by ``from``
+   (against the Avro schemas in ``schemas/``) and CEL expressions; with the org's describes
+   (:func:`gather_describes`; :func:`validate_against_describe`) the org rules too. Returns the
    problems as strings.
 
 :func:`evaluate_fields` is the pure outbound rule: one product event in, the Salesforce field
@@ -55,12 +57,22 @@ from sfsync.mapping.model import (
     ParentRef,
 )
 from sfsync.mapping.settings import MappingSettings, load_configured_mappings, load_mapping_settings
-from sfsync.mapping.validate import describes_needed_for_reads, validate_against_describe, validate_reads
+from sfsync.mapping.validate import (
+    Describe,
+    describes_needed_for_reads,
+    gather_describes,
+    objects_to_describe,
+    require_valid,
+    validate_against_describe,
+    validate_mappings,
+    validate_reads,
+)
 from sfsync.mapping.values import to_salesforce_value
 
 __all__ = [
     "DEFAULT_MAPPING_FILE",
     "DeletePolicy",
+    "Describe",
     "FieldMap",
     "InboundLink",
     "InboundOptions",
@@ -76,15 +88,19 @@ __all__ = [
     "evaluate_fields",
     "evaluate_inbound",
     "evaluate_outbound",
+    "gather_describes",
     "json_schema",
     "load_configured_mappings",
     "load_mapping_settings",
     "load_mappings",
     "match_values",
+    "objects_to_describe",
     "parse_mappings",
     "passes_outbound_filter",
+    "require_valid",
     "run_cel",
     "to_salesforce_value",
     "validate_against_describe",
+    "validate_mappings",
     "validate_reads",
 ]

@@ -19,6 +19,22 @@ from sfsync.mapping.model import MappingFile
 from sfsync.mapping.variables import resolve_variables, substitute
 
 DEFAULT_MAPPING_FILE = Path(__file__).with_name("default.yaml")
+MAX_DEPTH = 64
+"""How deeply a mapping file's collections may nest (a real one: under 10); deeper is refused, before
+anything reads it recursively."""
+
+
+def _depth(data: Any) -> int:
+    """How deeply ``data``'s lists and dicts nest (0: a scalar), without recursion."""
+    deepest, todo = 0, [(data, 0)]
+    while todo:
+        value, depth = todo.pop()
+        if isinstance(value, dict | list):
+            if depth + 1 > MAX_DEPTH:
+                return depth + 1
+            deepest = max(deepest, depth + 1)
+            todo.extend((child, depth + 1) for child in (value.values() if isinstance(value, dict) else value))
+    return deepest
 
 
 def _node_lines(node: yaml.Node, path: tuple[str | int, ...], out: dict[tuple[str | int, ...], int]) -> None:
@@ -55,6 +71,10 @@ def parse_mappings(
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise MappingError(source, [f"not valid YAML: {exc}"]) from None
+    except RecursionError:  # PyYAML reads nested collections recursively
+        raise MappingError(source, [f"nested deeper than {MAX_DEPTH} levels"]) from None
+    if _depth(data) > MAX_DEPTH:
+        raise MappingError(source, [f"nested deeper than {MAX_DEPTH} levels"])
     lines: dict[tuple[str | int, ...], int] = {}
     if node is not None:
         _node_lines(node, (), lines)

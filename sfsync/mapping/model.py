@@ -196,7 +196,18 @@ class Mapping(_Strict):
 
     @property
     def match_alternatives(self) -> list[list[MatchKey]]:
-        return [[m] if isinstance(m, MatchKey) else list(m) for m in self.match]
+        """``match`` as ordered alternatives, each a list of keys (one, or a composite key's). They are
+        tried in order and the first that finds a record wins; an alternative that repeats an earlier
+        one (variables choosing Email for both keys) counts once."""
+        out: list[list[MatchKey]] = []
+        seen: set[tuple[tuple[str, str | None, str | None], ...]] = set()
+        for entry in self.match:
+            keys = [entry] if isinstance(entry, MatchKey) else list(entry)
+            signature = tuple((k.field, k.from_, k.expr) for k in keys)
+            if signature not in seen:
+                seen.add(signature)
+                out.append(keys)
+        return out
 
     def event_types(self) -> list[str]:
         """The event types that write through ``fields`` (``events``, else every type of the entities

@@ -1,23 +1,36 @@
-"""Checking a mapping file against an org and the product, reporting every problem at once.
+"""Checking a mapping file, reporting every problem at once: the one rule set every process runs.
 
-:func:`validate_against_describe` checks the enabled mappings against the org's describe (unknown
-object or field, read-only fields, type mismatches, picklist values, required fields on create,
-record types, lookups to parent mappings), the constant rules, the product fields named by ``from``
-(against the Avro schemas in ``schemas/``) and the CEL expressions (compiled, then dry-run on a
-synthetic event of each event type). :func:`validate_reads` checks what a reader of Salesforce (the
-poller) would select. Both return the problems as ``source:line: mapping.field: message`` lines;
-empty means valid.
+:func:`validate_mappings` is the entry point. Without an org (``describes`` None: the outbound and
+inbound processors) it checks what needs none: the structural rules (known event types of the
+mapping's entities; at most :data:`MAX_CONSTANTS` constants per mapping, each text of at most
+:data:`MAX_CONSTANT_LENGTH` characters and only towards Salesforce; no Salesforce field mapped
+twice; parents that name an enabled mapping whose match keys the events carry; match keys with a
+source), the product fields named by ``from`` (against the Avro schemas in ``schemas/``) and the CEL
+expressions (compiled, then dry-run on a synthetic event of each event type, so an undefined
+function is found too). With the org's describes (the sink, the poller, ``sfsync mappings
+validate``) it adds the org rules: the object and every field exist; the object may be created,
+updated and deleted as the mapping needs, and each written field is createable (when the mapping
+creates) and updateable; type mismatches (a constant only into a text or picklist field, so never
+into a date); picklist values; required fields on create; record types; lookups to parent
+mappings; a custom field a mapping matches on alone is an External ID (or idLookup) field, since
+sfsync upserts on it. :func:`require_valid` raises :class:`~sfsync.mapping.errors.MappingError`
+listing the problems: what a process calls at start to refuse an invalid mapping.
+
+:func:`validate_against_describe` is :func:`validate_mappings` with the org's describes;
+:func:`validate_reads` checks what a reader of Salesforce (the poller) would select. All return the
+problems as ``source:line: mapping.field: message`` lines; empty means valid.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import difflib
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from collections.abc import Mapping as MappingABC
 from typing import Any
 
 from sfsync.mapping.cel import compile_problem, run_cel
+from sfsync.mapping.errors import MappingError
 from sfsync.mapping.evaluate import apply_value_map
 from sfsync.mapping.model import FieldMap, Mapping, MappingFile, MatchKey
 from sfsync.mapping.products import (
@@ -89,11 +102,19 @@ def _picklist(field: MappingABC[str, Any]) -> list[str]:
 
 
 class _Checker:
-    """Collects problems for one mapping file against one org's describe."""
+    """Collects problems for one mapping file, against one org's describe unless ``offline``
+    (``describes`` None: the rules that need no org only); ``only``: check just these mappings."""
 
-    def __init__(self, file: MappingFile, describes: MappingABC[str, MappingABC[str, Any]]) -> None:
+    def __init__(
+        self,
+        file: MappingFile,
+        describes: MappingABC[str, MappingABC[str, Any]] | None,
+        only: Collection[str] | None = None,
+    ) -> None:
         self.file = file
-        self.describes = {name.lower(): d for name, d in describes.items()}
+        self.offline = describes is None
+        self.describes = {name.lower(): d for name, d in (describes or {}).items()}
+        self.only = set(only) if only is not None else None
         self.problems: list[str] = []
 
     def report(self, loc: tuple[str | int, ...], label: str, message: str) -> None:
@@ -106,7 +127,7 @@ class _Checker:
     def run(self) -> list[str]:
         known_events = known_event_types()
         for index, mapping in enumerate(self.file.mappings):
-            if mapping.enabled:
+            if mapping.enabled and (self.only is None or mapping.name in self.only):
                 self.check_mapping(index, mapping, known_events)
         return self.problems
 
@@ -138,7 +159,7 @@ class _Checker:
                 elif key == "outbound_filter":
                     self.dry_run_filter(mi, mapping, expression, event_types)
         describe = self.describes.get(mapping.target.lower())
-        if describe is None:
+        if describe is None and not self.offline:
             known = {d.get("name", k) for k, d in self.describes.items()}
             self.report(
                 (*base, "target"), name, f"unknown Salesforce object {mapping.target}{_suggest(mapping.target, known)}"
@@ -148,12 +169,13 @@ class _Checker:
         if mapping.delete is not None and mapping.delete.action == "update":
             removing = [t for t in mapping.delete.when if t in known_events]
             self.check_fields(mi, mapping, mapping.delete.fields, ("delete", "fields"), fields, removing)
+        self.check_match(mi, mapping, fields if describe else None, event_types)
+        self.check_parents(mi, mapping, fields if describe else None, event_types)
         if describe is None:
             return
+        self.check_permissions(mi, mapping, describe)
         self.check_inbound(mi, mapping, fields)
         self.check_record_type(mi, mapping, describe)
-        self.check_match(mi, mapping, fields, event_types)
-        self.check_parents(mi, mapping, fields, event_types)
         if mapping.create_if_missing:
             self.check_required(mi, mapping, fields)
 
@@ -215,6 +237,8 @@ class _Checker:
                     continue
             product_types = self.check_paths(loc, label, field, event_types)
             if not describe_fields and self.describes.get(mapping.target.lower()) is None:
+                if self.offline and field.expr is not None:  # no field type to check the result against
+                    self.dry_run_field(loc, label, mapping, field, None, None, [], event_types)
                 continue
             if "." in field.sf and not field.outbound:  # a relationship path read back (Account.Name)
                 problem, missing = _resolve_read(self.describes, mapping.target, field.sf)
@@ -231,7 +255,8 @@ class _Checker:
                     f"{mapping.target} has no field {field.sf}{_suggest(field.sf, _names(describe_fields))}",
                 )
                 continue
-            self.check_one(loc, label, mapping, field, sf_field, product_types, event_types)
+            creates = mapping.create_if_missing and where == ("fields",)
+            self.check_one(loc, label, mapping, field, sf_field, product_types, event_types, creates=creates)
 
     def check_paths(
         self, loc: tuple[str | int, ...], label: str, field: FieldMap, event_types: list[str]
@@ -253,11 +278,13 @@ class _Checker:
         sf_field: MappingABC[str, Any],
         product_types: list[ProductType],
         event_types: list[str],
+        *,
+        creates: bool,
     ) -> None:
         sf_type = str(sf_field.get("type"))
         sf_name = f"{mapping.target}.{sf_field.get('name', field.sf)}"
-        if field.outbound and not (sf_field.get("createable") or sf_field.get("updateable")):
-            self.report((*loc, "sf"), label, f"{sf_name} is read-only; it cannot be written")
+        if field.outbound:
+            self.check_writable((*loc, "sf"), label, sf_name, sf_field, creates=creates, updates=True)
         picklist = _picklist(sf_field) if sf_type in PICKLIST_TYPES else []
         if field.constant is not None:
             if sf_type not in TEXT_TYPES:
@@ -288,6 +315,45 @@ class _Checker:
                         break
         if field.expr is not None:
             self.dry_run_field(loc, label, mapping, field, sf_name, sf_type, picklist, event_types)
+
+    def check_writable(
+        self,
+        loc: tuple[str | int, ...],
+        label: str,
+        sf_name: str,
+        sf_field: MappingABC[str, Any],
+        *,
+        creates: bool,
+        updates: bool,
+    ) -> None:
+        """The integration user may set the field where the mapping writes it: on the records it
+        creates (``creates``) and on those it matches and updates (``updates``)."""
+        createable, updateable = bool(sf_field.get("createable")), bool(sf_field.get("updateable"))
+        if not (createable or updateable):
+            self.report(loc, label, f"{sf_name} is read-only; it cannot be written")
+        elif creates and not createable:
+            self.report(loc, label, f"{sf_name} cannot be set on create (not createable); sfsync creates records")
+        elif updates and not updateable:
+            self.report(
+                loc, label, f"{sf_name} cannot be updated (not updateable); sfsync updates the records it matches"
+            )
+
+    def check_permissions(self, mi: int, mapping: Mapping, describe: MappingABC[str, Any]) -> None:
+        """What the integration user may do to the mapping's object: create it (``create_if_missing``),
+        update it (any outbound field) and delete it (a delete action)."""
+        loc: tuple[str | int, ...] = ("mappings", mi, "target")
+        needs = []
+        if mapping.create_if_missing:
+            needs.append(("createable", "create"))
+        if any(f.outbound for f in mapping.active_fields()) or mapping.parents:
+            needs.append(("updateable", "update"))
+        if mapping.delete is not None and mapping.delete.action == "delete":
+            needs.append(("deletable", "delete"))
+        for key, verb in needs:
+            if describe.get(key) is False:
+                self.report(
+                    loc, mapping.name, f"the integration user may not {verb} {mapping.target} records ({key} false)"
+                )
 
     def check_text(
         self,
@@ -347,13 +413,14 @@ class _Checker:
         label: str,
         mapping: Mapping,
         field: FieldMap,
-        sf_name: str,
-        sf_type: str,
+        sf_name: str | None,
+        sf_type: str | None,
         picklist: list[str],
         event_types: list[str],
     ) -> None:
         """Run the expression on synthetic events: undefined functions, result types, and picklist
-        values the result takes whatever the text of the event (e.g. derived from event.type)."""
+        values the result takes whatever the text of the event (e.g. derived from event.type).
+        Without the Salesforce field (``sf_type`` None: no org) only what fails to run is reported."""
         assert field.expr is not None
         program = mapping.program(field.expr)
         missing = 0
@@ -371,7 +438,7 @@ class _Checker:
                 except RuntimeError as exc:
                     self.report((*loc, "expr"), label, f"expression fails: {str(exc).splitlines()[0]}")
                     return
-            if len(results) != 2:
+            if len(results) != 2 or sf_name is None or sf_type is None:
                 continue
             kind = _python_kind(results[0])
             if kind == "string" and sf_type in ("date", "datetime"):  # text Salesforce parses, e.g. date(ts)
@@ -426,26 +493,33 @@ class _Checker:
             )
 
     def check_match(
-        self, mi: int, mapping: Mapping, fields: MappingABC[str, MappingABC[str, Any]], event_types: list[str]
+        self,
+        mi: int,
+        mapping: Mapping,
+        fields: MappingABC[str, MappingABC[str, Any]] | None,
+        event_types: list[str],
     ) -> None:
-        for ai, keys in enumerate(mapping.match_alternatives):
+        """Each match key has a source (a product field the events carry, a CEL expression that
+        compiles, or a parent); with the org's ``fields``, the key field exists, can be filtered on,
+        has the product field's type, and is an External ID when it is a custom field matched on
+        alone (sfsync upserts on those: an ordinary field would be refused with INVALID_FIELD)."""
+        for ai, entry in enumerate(mapping.match):  # every entry as written (a repeated one too), for its line
+            keys = [entry] if isinstance(entry, MatchKey) else entry
             for ki, key in enumerate(keys):
                 loc: tuple[str | int, ...] = ("mappings", mi, "match", ai)
-                if not isinstance(mapping.match[ai], MatchKey):
+                if not isinstance(entry, MatchKey):
                     loc = (*loc, ki)
                 label = f"{mapping.name}.match"
-                sf_field = fields.get(key.field.lower())
-                if sf_field is None:
+                sf_field = fields.get(key.field.lower()) if fields is not None else None
+                if fields is not None and sf_field is None:
                     self.report(
                         (*loc, "field"),
                         label,
                         f"{mapping.target} has no field {key.field}{_suggest(key.field, _names(fields))}",
                     )
                     continue
-                if not (sf_field.get("filterable") or sf_field.get("externalId") or sf_field.get("idLookup")):
-                    self.report(
-                        (*loc, "field"), label, f"{mapping.target}.{key.field} cannot be matched on (not filterable)"
-                    )
+                if sf_field is not None:
+                    self.check_match_field(loc, label, mapping, sf_field, alone=len(keys) == 1)
                 if key.expr is not None:
                     problem = compile_problem(key.expr)
                     if problem:
@@ -460,15 +534,39 @@ class _Checker:
                 types = [t for t in (product_field_type(e, key.from_) for e in event_types) if t is not None]
                 if event_types and not types:
                     self.report((*loc, "from"), label, f"no event of this mapping has a product field {key.from_}")
+                if sf_field is None:
+                    continue
                 for product_type in types[:1]:
                     self.check_type(
                         (*loc, "from"), label, f"{mapping.target}.{key.field}", str(sf_field.get("type")),
                         product_type.kind, "product field",
                     )  # fmt: skip
 
-    def check_parents(
-        self, mi: int, mapping: Mapping, fields: MappingABC[str, MappingABC[str, Any]], event_types: list[str]
+    def check_match_field(
+        self, loc: tuple[str | int, ...], label: str, mapping: Mapping, sf_field: MappingABC[str, Any], *, alone: bool
     ) -> None:
+        name = f"{mapping.target}.{sf_field.get('name')}"
+        indexed = bool(sf_field.get("externalId") or sf_field.get("idLookup"))
+        if not (sf_field.get("filterable") or indexed):
+            self.report((*loc, "field"), label, f"{name} cannot be matched on (not filterable)")
+        if alone and sf_field.get("custom") and not indexed:
+            self.report(
+                (*loc, "field"),
+                label,
+                f"{name} is not an External ID field: sfsync upserts on a custom field matched on alone, "
+                "which Salesforce refuses (INVALID_FIELD); make it an External ID or match on another field",
+            )
+
+    def check_parents(
+        self,
+        mi: int,
+        mapping: Mapping,
+        fields: MappingABC[str, MappingABC[str, Any]] | None,
+        event_types: list[str],
+    ) -> None:
+        """Each parent names an enabled mapping whose match keys the events carry; with the org's
+        ``fields``, the lookup exists, points to the parent's object and can be set."""
+        matched_on = {k.field.lower() for keys in mapping.match_alternatives for k in keys}
         for lookup, ref in mapping.parents.items():
             loc: tuple[str | int, ...] = ("mappings", mi, "parents", lookup)
             label = f"{mapping.name}.parents.{lookup}"
@@ -478,6 +576,9 @@ class _Checker:
                 continue
             if not parent.enabled:
                 self.report(loc, label, f"parent mapping {ref.mapping} is disabled")
+            self.check_parent_keys(loc, label, parent, ref.required, event_types)
+            if fields is None:
+                continue
             sf_field = fields.get(lookup.lower())
             if sf_field is None:
                 self.report(loc, label, f"{mapping.target} has no field {lookup}{_suggest(lookup, _names(fields))}")
@@ -492,24 +593,28 @@ class _Checker:
                     f"{mapping.target}.{lookup} points to {', '.join(sf_field.get('referenceTo', []))}, "
                     f"not to {parent.target} (the target of {parent.name})",
                 )
-            if not (sf_field.get("createable") or sf_field.get("updateable")):
-                self.report(loc, label, f"{mapping.target}.{lookup} is read-only")
-            paths = [k.from_ for keys in parent.match_alternatives for k in keys if k.from_]
-            usable = [
-                e for e in event_types if any(p and product_field_type(e, p) is not None for p in paths)
-            ]  # fmt: skip
-            if event_types and paths and not usable:
-                self.report(
-                    loc, label, f"no event of this mapping carries {parent.name}'s match keys ({', '.join(paths)})"
-                )
-            elif ref.required and paths and len(usable) < len(event_types):
-                lacking = [e for e in event_types if e not in usable]
-                self.report(
-                    loc,
-                    label,
-                    f"{', '.join(lacking)} do not carry {parent.name}'s match keys; set required: false "
-                    "or remove them from events",
-                )
+            # a lookup the mapping matches on is only set on create (the sink leaves it out of updates)
+            updates = lookup.lower() not in matched_on
+            self.check_writable(
+                loc, label, f"{mapping.target}.{lookup}", sf_field, creates=mapping.create_if_missing, updates=updates
+            )
+
+    def check_parent_keys(
+        self, loc: tuple[str | int, ...], label: str, parent: Mapping, required: bool, event_types: list[str]
+    ) -> None:
+        """The events of a child carry its parent's match keys (all of them, for a required parent)."""
+        paths = [k.from_ for keys in parent.match_alternatives for k in keys if k.from_]
+        usable = [e for e in event_types if any(p and product_field_type(e, p) is not None for p in paths)]
+        if event_types and paths and not usable:
+            self.report(loc, label, f"no event of this mapping carries {parent.name}'s match keys ({', '.join(paths)})")
+        elif required and paths and len(usable) < len(event_types):
+            lacking = [e for e in event_types if e not in usable]
+            self.report(
+                loc,
+                label,
+                f"{', '.join(lacking)} do not carry {parent.name}'s match keys; set required: false "
+                "or remove them from events",
+            )
 
     def check_required(self, mi: int, mapping: Mapping, fields: MappingABC[str, MappingABC[str, Any]]) -> None:
         """On create, Salesforce needs every createable, non-nillable field without a default."""
@@ -556,12 +661,86 @@ def _suggest(name: str, choices: Iterable[str]) -> str:
     return f" (did you mean {close[0]}?)" if close else ""
 
 
+def validate_mappings(
+    mappings: MappingFile,
+    describe_by_object: MappingABC[str, MappingABC[str, Any]] | None = None,
+    *,
+    only: Collection[str] | None = None,
+) -> list[str]:
+    """Every problem of the enabled mappings (``only``: of these mappings), as ``source:line:
+    mapping.field: message`` lines; empty: valid. ``describe_by_object``: object name -> the body of
+    ``GET /sobjects/{name}/describe`` for every object the mappings write (:func:`objects_to_describe`);
+    None: the rules that need no org (see the module docstring)."""
+    return _Checker(mappings, describe_by_object, only).run()
+
+
 def validate_against_describe(
     mappings: MappingFile, describe_by_object: MappingABC[str, MappingABC[str, Any]]
 ) -> list[str]:
-    """Every problem of the enabled mappings against the org's describe (object name -> the body of
-    ``GET /sobjects/{name}/describe``), as ``source:line: mapping.field: message`` lines. Empty: valid."""
-    return _Checker(mappings, describe_by_object).run()
+    """:func:`validate_mappings` against the org's describes (every rule)."""
+    return validate_mappings(mappings, describe_by_object)
+
+
+def require_valid(
+    mappings: MappingFile,
+    describe_by_object: MappingABC[str, MappingABC[str, Any]] | None = None,
+    *,
+    against: str = "",
+) -> MappingFile:
+    """``mappings`` when :func:`validate_mappings` finds no problem and at least one mapping is
+    enabled; else :class:`~sfsync.mapping.errors.MappingError` listing every problem (what a process
+    raises to refuse to start). ``against``: what the describes came from, for the message."""
+    problems = validate_mappings(mappings, describe_by_object)
+    if not mappings.enabled():
+        problems.append(f"{mappings.source}: no enabled mapping: nothing would be synced")
+    if problems:
+        source = f"{mappings.source} (against {against})" if against else mappings.source
+        raise MappingError(source, problems)
+    return mappings
+
+
+def objects_to_describe(mappings: MappingFile, only: Collection[str] | None = None) -> list[str]:
+    """The objects whose describes the org rules of :func:`validate_mappings` need: the targets of the
+    enabled mappings (``only``: of these), in file order, once each."""
+    chosen = [m for m in mappings.enabled() if only is None or m.name in only]
+    return list({m.target.lower(): m.target for m in chosen}.values())
+
+
+Describe = Callable[[str], Awaitable[MappingABC[str, Any] | None]]
+"""Describes one object: its describe body, or None when the org has no such object (or hides it)."""
+
+
+async def gather_describes(
+    mappings: MappingFile,
+    describe: Describe,
+    *,
+    reads: MappingABC[str, Sequence[str]] | None = None,
+    only: Collection[str] | None = None,
+) -> dict[str, MappingABC[str, Any]]:
+    """Object name -> describe body of everything :func:`validate_mappings` and :func:`validate_reads`
+    need, each object described once: the targets of the enabled mappings (``only``: of these),
+    then, one level per round, the objects the relationship paths they read lead to (each mapping's
+    inbound fields, plus ``reads``: mapping name -> more fields and paths it reads, e.g. what the
+    poller selects). An object ``describe`` answers None for is left out, so the rules report it as
+    unknown. What ``describe`` raises is raised."""
+    chosen = [m for m in mappings.enabled() if only is None or m.name in only]
+    paths = {m.name: [f.sf for f in m.inbound_fields() if "." in f.sf] for m in chosen}
+    for name, more in (reads or {}).items():
+        if name in paths:
+            paths[name] = list(dict.fromkeys([*paths[name], *more]))
+    reads = paths
+    describes: dict[str, MappingABC[str, Any]] = {}
+    tried: set[str] = set()
+    needed = set(objects_to_describe(mappings, only))
+    while needed:
+        for sobject in sorted(needed):
+            tried.add(sobject.lower())
+            body = await describe(sobject)
+            if body is not None:
+                describes[sobject] = body
+        found = describes_needed_for_reads(mappings, reads, describes)
+        needed = {o for o in found if o.lower() not in tried}
+    return describes
 
 
 def _resolve_read(

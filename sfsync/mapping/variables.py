@@ -72,13 +72,17 @@ def substitute(
     source: str,
     path: tuple[str | int, ...],
     lines: dict[tuple[str | int, ...], int],
+    *,
+    as_text: bool = False,
 ) -> Any:
     """``value`` (any YAML value; dicts and lists recursively, keys too) with ``${name}`` replaced by
     ``variables[name]``; an unknown name stays as written and is appended to ``problems`` with its line
-    (``path`` is where ``value`` is in the file, ``lines`` the line of each path)."""
+    (``path`` is where ``value`` is in the file, ``lines`` the line of each path). A value that is only
+    ``${name}`` keeps the variable's type, unless ``as_text`` (keys: a key is text, whatever the variable
+    holds)."""
     if isinstance(value, dict):
         return {
-            substitute(k, variables, problems, source, path, lines): substitute(
+            substitute(k, variables, problems, source, path, lines, as_text=True): substitute(
                 v, variables, problems, source, (*path, k), lines
             )
             for k, v in value.items()
@@ -88,7 +92,7 @@ def substitute(
     if not isinstance(value, str) or "${" not in value:
         return value
     whole = _VARIABLE.fullmatch(value)
-    if whole and whole.group(1) in variables:
+    if whole and whole.group(1) in variables and not as_text:
         return variables[whole.group(1)]  # keeps the type: `enabled: ${tasks}` with tasks: false
 
     def replace(match: re.Match[str]) -> str:

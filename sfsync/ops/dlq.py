@@ -35,6 +35,7 @@ again (sink writes are idempotent).
 from __future__ import annotations
 
 import datetime as dt
+import re
 import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -77,6 +78,8 @@ REPLAYED_FROM = "sfsync.replayed_from"
 
 STACKTRACE_MAX_CHARS = 4000
 _METADATA_MAX_CHARS = 3000  # brokers keep up to offset.metadata.max.bytes (4096 by default)
+_HEADER_NUMBER = re.compile(r"-?[0-9]{1,19}")
+"""A number header as :meth:`DeadLetterQueue.park` writes it (ASCII digits, a Kafka offset at most)."""
 
 
 class Stage(StrEnum):
@@ -180,14 +183,22 @@ class ErrorContext:
 
     @classmethod
     def from_headers(cls, headers: Mapping[str, bytes]) -> ErrorContext:
+        """What the headers say; a header that is absent or unreadable (written by hand, or by another
+        tool) reads as unknown: -1 for a number, None for the time, never an error."""
+
         def text(name: str) -> str:
             return headers.get(name, b"").decode("utf-8", "replace")
 
         def number(name: str) -> int:
             raw = text(name)
-            return int(raw) if raw.lstrip("-").isdigit() else -1
+            return int(raw) if _HEADER_NUMBER.fullmatch(raw) else -1
 
-        parked = text(H_PARKED_AT)
+        def moment(name: str) -> dt.datetime | None:
+            try:
+                return dt.datetime.fromisoformat(text(name)) if text(name) else None
+            except ValueError:
+                return None
+
         source_topic, source_partition, source_offset = (
             text(H_SOURCE_TOPIC),
             number(H_SOURCE_PARTITION),
@@ -209,7 +220,7 @@ class ErrorContext:
             code=text(H_CODE),
             category=text(H_CATEGORY),
             attempts=max(number(H_ATTEMPTS), 0),
-            parked_at=dt.datetime.fromisoformat(parked) if parked else None,
+            parked_at=moment(H_PARKED_AT),
             source=source,
         )
 
@@ -378,7 +389,8 @@ class DeadLetterQueue:
     """Parks, lists and replays records of ``<prefix>sfsync.dlq``.
 
     ``error_log``: when given, :meth:`park` also records the SYNC entry naming mapping, field and
-    record (queued; the error log's own ``flush()`` confirms it). ``metrics``: counts
+    record (queued; the error log's own ``flush()`` confirms it), unless the error covers its records
+    with one entry of its own (``log_each_record`` False: a quarantined mapping). ``metrics``: counts
     ``sfsync_dlq_records_total{mapping,code}``.
     """
 
@@ -489,7 +501,7 @@ class DeadLetterQueue:
             raise DeliveryError([(self.topic, _show_key(record.key), report.error or "no delivery report")])
         if self._metrics is not None:
             self._metrics.parked(mapping or "", code)
-        if self._error_log is not None and entry is not None:
+        if self._error_log is not None and entry is not None and getattr(reason, "log_each_record", True):
             self._error_log.record(entry)
         return report.partition, report.offset
 

@@ -27,6 +27,7 @@ from sfsync.errors import (
     Level,
     RetriableError,
     SfsyncError,
+    SkippableRecordError,
 )
 from sfsync.kafka.clients import new_producer
 from sfsync.kafka.delivery import Outbox
@@ -41,6 +42,8 @@ if TYPE_CHECKING:
     from sfsync.serde.registry import SchemaRegistry
 from sfsync.serde.codec import AvroDecoder, AvroEncoder
 from sfsync.serde.schema import load_topic_schema
+
+log = logging.getLogger(__name__)
 
 RECORD_NAME = "ErrorLogEntry"
 
@@ -377,17 +380,40 @@ def tail(
     category: Category | str | None = None,
     poll_s: float = 0.5,
     stop: Callable[[], bool] = lambda: False,
+    on_unreadable: Callable[[str], None] | None = None,
 ) -> Iterator[ErrorLogEntry]:
     """Entries of ``<prefix>sfsync.errors``, oldest first.
 
     ``last``: start that many records before the end (``None``: from the beginning). Without
     ``follow`` the iterator ends at the end of the log as it was when called; with it, it waits
     for new entries until ``stop()`` returns True. Never joins or commits a consumer group.
+    A record that is not an entry (:func:`entry_of`) is passed over: ``on_unreadable`` is told where
+    it sits and why (default: a WARNING log line), and the entries after it follow.
     """
     wanted = Category(category) if category is not None else None
     decoder = AvroDecoder(registry)
-    for msg in read_messages(kafka_config, ERRORS.name(prefix), last=last, follow=follow, poll_s=poll_s, stop=stop):
-        _, value = decoder.decode(msg.value() or b"")
-        entry = ErrorLogEntry.from_avro(value)
+    topic = ERRORS.name(prefix)
+    for msg in read_messages(kafka_config, topic, last=last, follow=follow, poll_s=poll_s, stop=stop):
+        try:
+            entry = entry_of(decoder, msg.value())
+        except SkippableRecordError as exc:
+            where = f"{topic}[{msg.partition()}]@{msg.offset()}: {exc}"
+            if on_unreadable is not None:
+                on_unreadable(where)
+            else:
+                log.warning("not an error-log entry, passed over: %s", where)
+            continue
         if wanted is None or entry.category == wanted:
             yield entry
+
+
+def entry_of(decoder: AvroDecoder, value: bytes | None) -> ErrorLogEntry:
+    """The entry one record of ``sfsync.errors`` holds.
+
+    Raises:
+        SkippableRecordError: the record is not an ``ErrorLogEntry`` (undecodable, or another schema's record).
+    """
+    name, decoded = decoder.decode(value or b"")
+    if name != RECORD_NAME:
+        raise SkippableRecordError(f"a {name} record, not an {RECORD_NAME}")
+    return ErrorLogEntry.from_avro(decoded)

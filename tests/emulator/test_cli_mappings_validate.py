@@ -119,3 +119,23 @@ def test_the_member_record_type_must_be_an_active_record_type_of_the_org() -> No
     )
     assert lead.exit_code == 1 and "Lead has no active record type Community_Member" in lead.output
     assert "(has: none but the master)" in lead.output
+
+
+def test_a_custom_match_field_must_be_an_external_id_of_the_org() -> None:
+    by_id = runner.invoke(
+        mappings_app,
+        ["validate", "--set", "member_match_field=Member_Id__c", "--set", "member_match_from=member.member_id"],
+    )
+    assert by_id.exit_code == 0, by_id.output  # an External ID: sfsync upserts on it
+    result = runner.invoke(
+        mappings_app,
+        [
+            "validate",
+            "--set",
+            "member_match_field=Approval_Status__c",
+            "--set",
+            "member_match_from=member.approval_status",
+        ],
+    )
+    assert result.exit_code == 1, result.output
+    assert "members.match: Contact.Approval_Status__c is not an External ID field" in result.output

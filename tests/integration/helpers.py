@@ -1,5 +1,5 @@
 """Helpers for integration tests: settings for a test's own topics, consuming what was published (at
-once, or in phases with a :class:`Reader`), a group's committed offsets, waiting for a condition."""
+once, or in phases with a :class:`Reader`), a group's committed offsets and members, waiting for a condition."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
 from pydantic import SecretStr
 
 from sfsync.emulator.server import RunningEmulator
@@ -23,7 +24,7 @@ from sfsync.kafka.admin import ensure_topics
 from sfsync.producers.publisher import Publisher
 from sfsync.salesforce import SalesforceSettings
 from sfsync.settings import PublisherSettings
-from sfsync.topics import ALL_TOPICS
+from sfsync.topics import ALL_TOPICS, planned_writes
 
 PARTITIONS = 6
 
@@ -159,6 +160,14 @@ def group_offsets(bootstrap: str, group: str, topic: str) -> tuple[list[int], li
         return offsets.by_partition(topic), offsets.ends(topic)
 
 
+def group_members(bootstrap: str, group: str) -> tuple[str, int]:
+    """``group``'s state as the broker sees it (``STABLE``, ``EMPTY``, ``PREPARING_REBALANCE``...) and its
+    member count."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    description = admin.describe_consumer_groups([group], request_timeout=10)[group].result(timeout=15)
+    return description.state.name, len(description.members)
+
+
 def caught_up(bootstrap: str, group: str, topic: str, timeout_s: float = 0) -> bool:
     """Whether ``group`` committed every partition of ``topic`` up to its end (asking every 0.5 s for up
     to ``timeout_s``)."""
@@ -175,6 +184,21 @@ def processed_all(bootstrap: str, group: str, expected: Mapping[str, int]) -> bo
     """Whether ``group`` committed at least ``expected[topic]`` records of each topic."""
     with Offsets(bootstrap, group) as offsets:
         return all(offsets.committed(topic) >= count for topic, count in expected.items())
+
+
+def planned_topic(prefix: str, app_id: str) -> str:
+    """The repartition topic of the outbound processor ``app_id``: the writes it planned, to be ordered."""
+    return planned_writes(app_id, PARTITIONS).name(prefix)
+
+
+def processor_done(bootstrap: str, app_id: str, prefix: str, expected: Mapping[str, int]) -> bool:
+    """Whether the outbound processor ``app_id`` committed at least ``expected[topic]`` records of each
+    product topic and ordered every write it planned (its :func:`planned_topic` committed to its end:
+    the planned writes of an event are in that topic before the event's offset commits)."""
+    with Offsets(bootstrap, app_id) as offsets:
+        if not all(offsets.committed(topic) >= count for topic, count in expected.items()):
+            return False
+        return offsets.caught_up(planned_topic(prefix, app_id))
 
 
 async def wait_until(condition: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.25) -> None:

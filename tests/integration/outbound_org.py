@@ -1,6 +1,6 @@
 """The org the outbound pipeline should leave: what the shipped default mapping implies for a run of
-product events, worked out from the events alone (``plan()`` is not used), and the emulated org read
-back in the same shape."""
+product events, worked out from the events alone (``plan()`` is not used), the emulated org read
+back in the same shape, and the check that the two agree with no record twice."""
 
 from __future__ import annotations
 
@@ -109,3 +109,23 @@ def actual_org(running: RunningEmulator) -> dict[str, Any]:
             for r in activity_rows
         },
     }
+
+
+def assert_org(running: RunningEmulator, expected: dict[str, Any]) -> dict[str, int]:
+    """The org holds exactly ``expected`` (:func:`expected_org`'s shape), and no record twice (Tasks
+    included); the record counts."""
+    got = actual_org(running)
+    counts: dict[str, Counter[Any]] = got.pop("counts")
+    tasks = Counter(r.get("Subject") for r in running.emulator.store.rows("Task"))
+    for name, counter in {**counts, "tasks": tasks}.items():
+        duplicated = {k: n for k, n in counter.items() if n > 1}
+        assert not duplicated, f"{name}: more than one record for {list(duplicated.items())[:5]}"
+    for name in ("contacts", "campaigns", "members", "cases", "activities"):
+        missing = {k: v for k, v in expected[name].items() if got[name].get(k) != v}
+        extra = set(got[name]) - set(expected[name])
+        assert not missing and not extra, (
+            f"{name} differ from what the events imply: {len(missing)} missing or different "
+            f"(e.g. {list(missing.items())[:3]}, found {[got[name].get(k) for k in list(missing)[:3]]}), "
+            f"{len(extra)} unexpected (e.g. {list(extra)[:3]})"
+        )
+    return {name: sum(c.values()) for name, c in counts.items()}

@@ -30,7 +30,7 @@ MAPPING = textwrap.dedent(
         fields:
           - {sf: Email, from: member.email, direction: both}
           - {sf: FirstName, from: member.first_name, direction: both}
-          - {sf: LastName, from: member.last_name, direction: both}
+          - {sf: LastName, from: member.last_name, default: "[none]", direction: both}
           - {sf: Title, from: member.title, direction: to_product}
           - {sf: Account.Name, from: member.company, direction: to_product}
     """

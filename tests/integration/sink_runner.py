@@ -1,5 +1,6 @@
 """The sink process in integration tests: its settings on the test's topics, a runner over the emulated
-org (OAuth client credentials, its own metrics port), and waiting until it has drained its writes."""
+org (OAuth client credentials, its own metrics port), writes produced to ``sfsync.writes``, and waiting
+until it has drained its writes."""
 
 from __future__ import annotations
 
@@ -7,15 +8,18 @@ import asyncio
 import time
 from typing import Any
 
+from confluent_kafka import Producer
 from prometheus_client import CollectorRegistry
 
 from sfsync.emulator.server import RunningEmulator, free_port
 from sfsync.salesforce.governor import GovernorSettings
+from sfsync.serde.codec import AvroEncoder
 from sfsync.serde.registry import SchemaRegistry
+from sfsync.serde.schema import load_topic_schema
 from sfsync.sinks.main import SinkRunner, build_runner
 from sfsync.sinks.metrics import SinkMetrics
 from sfsync.sinks.settings import SinkSettings
-from tests.integration.helpers import caught_up, group_offsets, salesforce_settings
+from tests.integration.helpers import caught_up, group_offsets, make_topics, salesforce_settings
 
 
 def sink_settings(services: Any, prefix: str, group: str, **overrides: Any) -> SinkSettings:
@@ -59,3 +63,14 @@ async def drain_sink(runner: SinkRunner, bootstrap: str, group: str, writes_topi
             f"committed/end {group_offsets(bootstrap, group, writes_topic)}"
         )
         await asyncio.sleep(0.2)
+
+
+def produce_writes(services: Any, registry: SchemaRegistry, prefix: str, records: list[dict[str, Any]]) -> None:
+    """``records`` (Writes, e.g. from ``tests.kit.sink``) produced to the test's ``sfsync.writes``, acknowledged."""
+    make_topics(services, prefix)
+    topic = prefix + "sfsync.writes"
+    encoder = AvroEncoder(registry, topic, load_topic_schema("sfsync.writes"))
+    producer = Producer({"bootstrap.servers": services.bootstrap, "enable.idempotence": True})
+    for record in records:
+        producer.produce(topic, key=record["key"].encode(), value=encoder.encode("Write", record))
+    assert producer.flush(30) == 0

@@ -10,9 +10,10 @@ Processor: ``python -m sfsync.processors.outbound.app`` (under each guarantee:
 at_least_once, the default, and exactly_once)
 is killed while it is still planning a stream of a few thousand events and restarted with the same app
 id. Read with ``isolation.level=read_committed``, the writes of every event before the committed offsets
-at the kill are in ``sfsync.writes`` exactly once; events after them are planned again and their writes
-may appear twice (see the test). The sink then writes everything and the org holds what the events
-imply, zero duplicates.
+at the kill, ordered from planned writes before the committed offsets of the repartition topic, are in
+``sfsync.writes`` exactly once; the others are planned or ordered again and their writes may appear
+twice (see the test). The sink then writes everything and the org holds what the events imply, zero
+duplicates.
 """
 
 from __future__ import annotations
@@ -37,8 +38,8 @@ from sfsync.serde.codec import AvroDecoder, AvroEncoder
 from sfsync.serde.registry import SchemaRegistry
 from sfsync.serde.schema import load_topic_schema
 from sfsync.topics import PRODUCT_TOPICS
-from tests.integration.helpers import PARTITIONS, Offsets, make_topics, publish_all, wait_until
-from tests.integration.outbound_org import ACTIVITY_EVENTS, actual_org, expected_org
+from tests.integration.helpers import PARTITIONS, Offsets, make_topics, planned_topic, publish_all, wait_until
+from tests.integration.outbound_org import ACTIVITY_EVENTS, assert_org, expected_org
 from tests.integration.processes import Spawned, pipeline_env, processor_env, salesforce_env
 from tests.integration.sink_runner import drain_sink, runner_for
 
@@ -53,16 +54,7 @@ WRITE_CALLS = ("POST composite/sobjects", "PATCH composite/sobjects", "DELETE co
 # ---------------------------------------------------------------------- helpers
 def _assert_org(running: RunningEmulator, events: list[Any]) -> dict[str, int]:
     """The org holds exactly what ``events`` imply, and no object twice; the record counts."""
-    got = actual_org(running)
-    counts: dict[str, Counter[Any]] = got.pop("counts")
-    tasks = Counter(r.get("Subject") for r in running.emulator.store.rows("Task"))
-    for name, counter in {**counts, "tasks": tasks}.items():
-        duplicated = {k: n for k, n in counter.items() if n > 1}
-        assert not duplicated, f"{name}: more than one record for {list(duplicated.items())[:5]}"
-    expected = expected_org(events)
-    for name in ("contacts", "campaigns", "members", "cases", "activities"):
-        assert got[name] == expected[name], f"{name} differ from what the events imply"
-    return {name: sum(c.values()) for name, c in counts.items()}
+    return assert_org(running, expected_org(events))
 
 
 def _plan_writes(services: Any, registry: SchemaRegistry, prefix: str, events: list[Any]) -> int:
@@ -194,8 +186,10 @@ def _problems(log: Path) -> str:
     return "\n".join(lines[j] for j in keep)[-6000:]
 
 
-def _read_writes(bootstrap: str, topic: str, isolation: str, decoder: AvroDecoder) -> list[dict[str, Any]]:
-    """Every Write in ``topic`` as a consumer with ``isolation.level=isolation`` sees it."""
+def _read_writes(
+    bootstrap: str, topic: str, isolation: str, decoder: AvroDecoder
+) -> list[tuple[int, int, dict[str, Any]]]:
+    """Every Write in ``topic`` as a consumer with ``isolation.level=isolation`` sees it: (partition, offset, Write)."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -207,7 +201,7 @@ def _read_writes(bootstrap: str, topic: str, isolation: str, decoder: AvroDecode
     )
     try:
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(PARTITIONS)])
-        writes: list[dict[str, Any]] = []
+        writes: list[tuple[int, int, dict[str, Any]]] = []
         at_end: set[int] = set()
         deadline = time.monotonic() + 60
         while len(at_end) < PARTITIONS:
@@ -220,7 +214,7 @@ def _read_writes(bootstrap: str, topic: str, isolation: str, decoder: AvroDecode
                 at_end.add(msg.partition())
                 continue
             at_end.discard(msg.partition())
-            writes.append(decoder.decode(msg.value())[1])
+            writes.append((msg.partition(), msg.offset(), decoder.decode(msg.value())[1]))
         return writes
     finally:
         consumer.close()
@@ -244,6 +238,7 @@ async def test_processor_killed_mid_stream_and_restarted_plans_every_event_once(
     log = tmp_path / "processor.log"
     offsets = Offsets(services.bootstrap, app_id)
     topics = [spec.name(prefix) for spec in PRODUCT_TOPICS]
+    repartition = planned_topic(prefix, app_id)
 
     def planned() -> int:
         return sum(offsets.committed(topic) for topic in topics)
@@ -255,12 +250,13 @@ async def test_processor_killed_mid_stream_and_restarted_plans_every_event_once(
         proc.kill()
         at_kill = planned()
         replay_from = {(topic, p): offset for topic in topics for p, offset in enumerate(offsets.by_partition(topic))}
+        order_from = dict(enumerate(offsets.by_partition(repartition)))
         assert 0 < at_kill < len(events), f"not killed mid-stream: {at_kill}/{len(events)} events committed"
         proc = Spawned(
             "sfsync.processors.outbound.app", "150", env=env, log=log
         )  # same app id: same group, transactional ids
         deadline = time.monotonic() + 120
-        while planned() < len(events):
+        while planned() < len(events) or not offsets.caught_up(repartition):
             assert proc.running, proc.log_tail()
             assert time.monotonic() < deadline, f"restarted processor planned {planned()}/{len(events)} in 120s"
             await asyncio.sleep(0.5)
@@ -273,7 +269,9 @@ async def test_processor_killed_mid_stream_and_restarted_plans_every_event_once(
         offsets.close()
 
     # read_committed: every event before its partition's committed offset at the kill has its writes
-    # exactly once; only events at or after it (planned again by the restart) may have theirs twice.
+    # planned exactly once, and each planned write before its partition's committed offset (of the
+    # repartition topic) at the kill was ordered exactly once; only the others (planned or ordered
+    # again by the restart) may have their writes twice.
     # Why at all: Faust makes a send transactional only for a topic its consumer has metadata for
     # (and picks the transaction by the destination partition); sfsync.writes is not consumed by the
     # app, so the writes go out outside the transactions that commit the offsets and table changelogs.
@@ -282,13 +280,18 @@ async def test_processor_killed_mid_stream_and_restarted_plans_every_event_once(
     # Replays restart at the committed offsets, and the sink's writes are idempotent.
     writes_topic = prefix + "sfsync.writes"
     decoder = AvroDecoder(registry)
-    committed = _read_writes(services.bootstrap, writes_topic, "read_committed", decoder)
+    committed = [w for _, _, w in _read_writes(services.bootstrap, writes_topic, "read_committed", decoder)]
     copies = Counter(w["write_id"] for w in committed)
     twice = {w["write_id"]: w["source"] for w in committed if copies[w["write_id"]] > 1}
+    ordered_again = {
+        w["write_id"]
+        for partition, offset, w in _read_writes(services.bootstrap, repartition, "read_committed", decoder)
+        if offset >= order_from[partition]
+    }
     early = {
         write_id: source
         for write_id, source in twice.items()
-        if source["offset"] < replay_from[(source["topic"], source["partition"])]
+        if source["offset"] < replay_from[(source["topic"], source["partition"])] and write_id not in ordered_again
     }
     assert not early, f"writes of events committed before the kill appear twice: {list(early.items())[:5]}"
     planned_events = {w["source"]["event_id"] for w in committed}

@@ -15,8 +15,10 @@ from sfsync.errors import Category, Level
 from sfsync.ops.dlq import REPLAYED_FROM, DeadLetterQueue, ReplayFilter, Stage
 from sfsync.ops.errorlog import ErrorLog, lookup_policy_skip, tail
 from sfsync.salesforce.errors import classify
+from sfsync.serde.codec import AvroEncoder
+from sfsync.serde.schema import load_topic_schema
 from sfsync.sinks.metrics import SinkMetrics
-from sfsync.topics import DLQ, MEMBERS
+from sfsync.topics import DLQ, ERRORS, MEMBERS, SALESFORCE_EDITS
 
 from .helpers import consume_all, make_topics
 
@@ -174,6 +176,39 @@ def test_cli_lists_replays_and_tails(services, prefix, registry, originals) -> N
     bad = runner.invoke(app, ["errors", "tail", "--category", "NOPE"], env=env)
     assert bad.exit_code == 2
     assert bad.output.strip().startswith("error: invalid errors tail settings")
+
+
+def test_errors_tail_passes_over_a_record_that_is_no_entry_and_shows_the_entries_after_it(
+    services, prefix, registry
+) -> None:
+    make_topics(services, prefix)
+    kafka = {"bootstrap.servers": services.bootstrap}
+    with ErrorLog(kafka, registry, prefix=prefix) as error_log:
+        error_log.record(lookup_policy_skip("before", mapping="attendance"))
+    edit = {"edit_id": "e", "key": "Contact:Email:a@example.org", "mapping": "members", "sobject": "Contact"}
+    edit |= {"salesforce_id": "003A", "fields": ["Title"], "edited_at": PARKED_AT}
+    edits = AvroEncoder(registry, SALESFORCE_EDITS.name(prefix), load_topic_schema(SALESFORCE_EDITS.base))
+    another_schema = edits.encode("SalesforceEdit", edit)  # a valid record, of another topic
+    producer = Producer({"bootstrap.servers": services.bootstrap})
+    for value in (b"\x07 not avro", another_schema):
+        producer.produce(ERRORS.name(prefix), value)
+    assert producer.flush(10) == 0
+    with ErrorLog(kafka, registry, prefix=prefix) as error_log:
+        error_log.record(lookup_policy_skip("after", mapping="attendance"))
+
+    unreadable: list[str] = []
+    entries = list(tail(kafka, registry, prefix=prefix, last=None, on_unreadable=unreadable.append))
+    assert [e.message for e in entries] == ["before", "after"]
+    assert [u.split(": ", 1)[0] for u in unreadable] == [f"{ERRORS.name(prefix)}[0]@{n}" for n in (1, 2)]
+    assert "SalesforceEdit record, not an ErrorLogEntry" in unreadable[1]
+
+    app = typer.Typer()
+    app.add_typer(errors_app, name="errors")
+    env = {"KAFKA_BOOTSTRAP_SERVERS": services.bootstrap, "SCHEMA_REGISTRY_URL": services.registry}
+    tailed = CliRunner().invoke(app, ["errors", "tail"], env={**env, "SFSYNC_TOPIC_PREFIX": prefix})
+    assert tailed.exit_code == 0, tailed.output
+    assert ["before" in line or "after" in line for line in tailed.stdout.splitlines()] == [True, True]
+    assert tailed.stderr.count("skipped, not an error-log entry") == 2
 
 
 def test_park_fails_loudly_when_kafka_cannot_take_the_record(services, prefix, originals) -> None:

@@ -96,7 +96,8 @@ async def test_a_reps_edit_on_a_lead_reaches_the_product_when_every_process_read
         log=tmp_path / "poller.log",
     )
     children = {"processor": processor, "inbound": inbound, "poller": poller}
-    sink = runner_for(services, prefix, f"sink-{app_id}", running, registry)  # the sink reads no mapping
+    # the sink, in this process, runs this process's mapping setting (the default): it only checks it
+    sink = runner_for(services, prefix, f"sink-{app_id}", running, registry)
     task = asyncio.create_task(sink.run(signals=False))
     reader = Reader(services.bootstrap, prefix + "product.members.inbound")
     codes: dict[str, int] = {}

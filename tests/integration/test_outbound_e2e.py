@@ -16,7 +16,7 @@ from typing import Any
 from sfsync.emulator.server import RunningEmulator, serve_in_thread
 from sfsync.producers.fake import CommunitySimulator
 from sfsync.serde.registry import SchemaRegistry
-from tests.integration.helpers import processed_all, publish_all, wait_until
+from tests.integration.helpers import processor_done, publish_all, wait_until
 from tests.integration.outbound_org import actual_org, expected_org
 from tests.integration.processes import Spawned, processor_env
 from tests.integration.sink_runner import drain_sink, runner_for
@@ -65,9 +65,9 @@ async def test_community_events_end_in_the_org_as_the_default_mapping_says_and_a
         task = asyncio.create_task(runner.run(signals=False))
         try:
             await wait_until(
-                lambda: processed_all(services.bootstrap, app_id, per_topic),
+                lambda: processor_done(services.bootstrap, app_id, prefix, per_topic),
                 50,
-                "the processor committed every product event",
+                "the processor committed every product event and ordered its writes",
                 0.5,
             )
             assert proc.running, proc.log_tail()

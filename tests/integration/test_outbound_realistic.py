@@ -28,7 +28,7 @@ from sfsync.producers import events as ev
 from sfsync.producers.fake import CommunitySimulator
 from sfsync.serde.registry import SchemaRegistry
 from sfsync.sinks.main import SinkRunner
-from tests.integration.helpers import PARTITIONS, caught_up, group_offsets, processed_all, publish_all, wait_until
+from tests.integration.helpers import PARTITIONS, caught_up, group_offsets, processor_done, publish_all, wait_until
 from tests.integration.processes import Spawned, processor_env
 from tests.integration.sink_runner import runner_for
 from tests.kit import DEFAULT_ACTIVITY_TYPES
@@ -439,9 +439,11 @@ async def test_a_realistic_community_stream_ends_in_the_org_exactly_as_computed_
 
             def planned_everything() -> bool:
                 assert proc.running, proc.log_tail()
-                return processed_all(services.bootstrap, app_id, per_topic)
+                return processor_done(services.bootstrap, app_id, prefix, per_topic)
 
-            await wait_until(planned_everything, 180, "the processor committed every product event", 1.0)
+            await wait_until(
+                planned_everything, 180, "the processor committed every product event and ordered its writes", 1.0
+            )
             planned_s = time.monotonic() - started
             assert proc.running, proc.log_tail()
             await _drain(runner, services.bootstrap, group, writes_topic, timeout_s=120)

@@ -12,14 +12,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from confluent_kafka import Producer
 from prometheus_client import CollectorRegistry
 
 from sfsync.emulator.server import RunningEmulator, serve_in_thread
+from sfsync.errors import FatalError
+from sfsync.kafka.admin import ensure_topics
 from sfsync.mapping import load_mappings
 from sfsync.salesforce.governor import GovernorSettings
 from sfsync.sources.metrics import SourceMetrics
-from sfsync.sources.poller import Poller, partition_for, read_checkpoint
-from sfsync.sources.rules import to_ms
+from sfsync.sources.poller import Poller, checkpoint_spec, partition_for, read_checkpoint
+from sfsync.sources.rules import Checkpoint, to_ms
+from sfsync.sources.settings import SourceSettings
 from tests.integration.helpers import consume_all, salesforce_settings
 from tests.integration.polling import MAPPING, Changes, admin, source_settings
 from tests.integration.processes import Spawned, pipeline_env, salesforce_env
@@ -203,6 +207,7 @@ TWO_OBJECTS = MAPPING + (
     "    entity: member\n"
     "    target: Lead\n"
     "    match: [{field: Email, from: member.email}]\n"
+    "    create_if_missing: false\n"
     "    fields:\n"
     "      - {sf: LastName, from: member.last_name, direction: both}\n"
     "      - {sf: Company, from: member.company, direction: to_product}\n"
@@ -334,3 +339,23 @@ async def test_a_record_visible_late_below_the_cursor_is_emitted_once(
         await task
         await poller.close()
         changes.close()
+
+
+def test_a_checkpoint_partition_with_records_of_other_writers_reads_as_the_checkpoint_or_a_fatal_error(
+    services, prefix
+) -> None:
+    kafka = {"bootstrap.servers": services.bootstrap}
+    settings = SourceSettings(topic_prefix=prefix)
+    ensure_topics(kafka, [checkpoint_spec(settings)], prefix)
+    topic = prefix + settings.checkpoint_topic
+    partition = partition_for("Contact", settings.checkpoint_partitions)
+    producer = Producer(kafka)
+    producer.produce(topic, Checkpoint("Contact", cursor_ms=5).to_bytes(), b"Contact", partition=partition)
+    producer.produce(topic, b"x", b"\xff\xfe not UTF-8", partition=partition)  # another writer's key
+    producer.produce(topic, b"[]", b"Lead", partition=partition)  # not a checkpoint
+    assert producer.flush(10) == 0
+
+    checkpoint = read_checkpoint(kafka, topic, partition, "Contact")
+    assert checkpoint is not None and checkpoint.cursor_ms == 5
+    with pytest.raises(FatalError, match=r"checkpoint of Lead .* cannot be read: a checkpoint is a JSON object"):
+        read_checkpoint(kafka, topic, partition, "Lead")

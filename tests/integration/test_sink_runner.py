@@ -24,7 +24,14 @@ from sfsync.serde.registry import SchemaRegistry
 from sfsync.serde.schema import load_topic_schema
 from sfsync.sinks.main import build_runner
 from sfsync.sinks.metrics import SinkMetrics
-from tests.integration.helpers import committed, consume_all, make_topics, salesforce_settings, wait_until
+from tests.integration.helpers import (
+    committed,
+    consume_all,
+    group_members,
+    make_topics,
+    salesforce_settings,
+    wait_until,
+)
 from tests.integration.sink_runner import runner_for, sink_settings
 from tests.kit.sink import campaign, fv, member, registration, write
 
@@ -179,13 +186,64 @@ def test_governor_settings_report_every_problem_at_once() -> None:
     assert len(caught.value.problems) == 3
 
 
-def test_a_pause_longer_than_the_poll_interval_is_refused(services: Any, prefix: str, running: RunningEmulator) -> None:
+def test_an_auth_pause_longer_than_the_poll_interval_is_refused(
+    services: Any, prefix: str, running: RunningEmulator
+) -> None:
+    # (A budget pause is not slept out inside a batch, so SFSYNC_GOVERNOR_PAUSE_S may be longer.)
     from sfsync.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="PAUSE_S"):
+    with pytest.raises(ConfigError, match="AUTH_PAUSE_MAX_S"):
         build_runner(
             sink_settings(services, prefix, "g", max_poll_interval_ms=60_000),
             salesforce_settings(running),
-            governor_settings=GovernorSettings(pause_s=120),
+            governor_settings=GovernorSettings(pause_s=120, auth_pause_max_s=120),
             metrics=SinkMetrics(CollectorRegistry()),
         )
+
+
+async def test_a_budget_pause_past_max_poll_interval_keeps_the_sink_in_its_group_and_it_writes_after(
+    services: Any, prefix: str, registry: SchemaRegistry, running: RunningEmulator
+) -> None:
+    # The org's usable budget is spent (95 % of the allocation used, 10 % kept in reserve): the
+    # governor pauses and probes, each probe answered, the budget still spent. A batch that needs
+    # several calls (Contacts, Campaigns, then their CampaignMembers) would sit a pause per call.
+    records = [*(member(i) for i in range(6)), campaign("evt-1"), campaign("evt-2")]
+    records += [registration("evt-1", "member1@example.org"), registration("evt-2", "member2@example.org")]
+    make_topics(services, prefix)
+    group = f"sink-{uuid.uuid4().hex[:8]}"
+    writes = prefix + "sfsync.writes"
+    metrics = SinkMetrics(CollectorRegistry())
+    runner = build_runner(
+        sink_settings(
+            services, prefix, group, max_poll_interval_ms=10_000, session_timeout_ms=6_000, budget_wait_max_s=2
+        ),
+        salesforce_settings(running),
+        governor_settings=GovernorSettings(pause_s=5, auth_pause_s=1, auth_pause_max_s=5),
+        registry=registry,
+        metrics=metrics,
+    )
+    task = asyncio.create_task(runner.run(signals=False))
+    try:
+        await until(lambda: runner.org_checked)  # the mappings checked against the org: the sink joins its group
+        running.emulator.usage.set(daily_limit=10_000, used=9_500)
+        produce(services, registry, prefix, records)
+        await until(lambda: runner.governor.pauses >= 1)
+        await asyncio.sleep(15)  # the budget stays spent past max.poll.interval.ms (10 s)
+        assert not task.done()
+        assert await asyncio.to_thread(group_members, services.bootstrap, group) == ("STABLE", 1)
+        assert committed(services.bootstrap, group, writes) < len(records)
+
+        running.emulator.usage.set(daily_limit=1_000_000)  # the rolling window freed calls
+        await until(lambda: runner.results >= len(records))
+        await until(lambda: committed(services.bootstrap, group, writes) == len(records))
+    finally:
+        runner.stop()
+        report = await asyncio.wait_for(task, 30)
+
+    assert report.results == len(records) and report.governor_pauses == 1
+    for sobject, count in (("Contact", 6), ("Campaign", 2), ("CampaignMember", 2)):  # each written once
+        assert len(await org_query(running, f"SELECT Id FROM {sobject}")) == count
+    assert metrics.registry.get_sample_value("sfsync_sink_budget_paused") == 0
+    kafka = {"bootstrap.servers": services.bootstrap}
+    limits = list(tail(kafka, registry, prefix=prefix, last=None, category=Category.RATE_LIMIT))
+    assert [(e.code, e.details.get("trigger")) for e in limits] == [("RATE_LIMIT_PAUSE", "reserve")]

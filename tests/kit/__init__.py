@@ -15,11 +15,13 @@ Exported here:
 Imported from their own modules (they load large parts of sfsync, which the modules above do not, and
 some of their names are short, the way the tests that use them write them):
 
-- ``tests.kit.sink``: ``sfsync.writes`` records (``write``, ``member``...) and a sink over the emulator;
+- ``tests.kit.events``: product events as sfsync's consumers decode them (``decoded``);
+- ``tests.kit.sink``: ``sfsync.writes`` records (``write``, ``member``, ``planned_member``...) and a
+  sink over the emulator;
 - ``tests.kit.polling``: Salesforce query rows as the poller reads them (``row``, ``rid``, ``ms``);
 - ``tests.kit.query_org``: the small org the emulator's SOQL and SOSL engines are tested on;
-- ``tests.kit.outbound``: product events as the outbound processor decodes them (``decoded``), a
-  processor over the in-memory registry (``ProcessorRig``).
+- ``tests.kit.outbound``: product events as the outbound processor decodes them (``decoded``, from
+  ``tests.kit.events``), a processor over the in-memory registry (``ProcessorRig``).
 """
 
 from __future__ import annotations

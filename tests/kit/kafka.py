@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, KafkaException
 
@@ -30,6 +30,7 @@ __all__ = [
     "FakePartitionMetadata",
     "FakeProducer",
     "FakeTopicMetadata",
+    "MovableClock",
     "cluster_metadata",
     "eof",
     "kafka_exception",
@@ -138,20 +139,37 @@ def _answer(partitions: Mapping[str, Sequence[int]] | None) -> FakeClusterMetada
     return cluster_metadata(partitions)
 
 
+class MovableClock(Protocol):
+    """A fake clock the consumer moves on while it waits (the kit's ``Clock`` or ``EpochClock``)."""
+
+    def __call__(self) -> Any: ...
+
+    def advance(self, seconds: float = 0.0) -> None: ...
+
+
 class FakeConsumer:
     """A ``confluent_kafka.Consumer`` (or sfsync's ``KafkaConsumer``: see the module doc) over ``messages``.
 
     ``poll()`` hands out the next message (None once none is left), ``consume(n)`` the next ``n`` in
     order (list them a partition at a time to mimic a fetch from one partition after another). Tests
-    may append to :attr:`messages` between calls.
+    may append to :attr:`messages` between calls. A paused partition's messages (:meth:`pause`) stay
+    queued, in order, until :meth:`resume`.
 
     Knobs: ``on_idle``: called whenever ``poll``/``consume`` find nothing left (a test stops the loop
     under test there); ``fail``: every call but ``close`` raises it; ``assigned``: what
     ``assignment()`` answers (``assign()`` replaces it); ``watermarks``: ``(low, high)`` per partition,
     what ``get_watermark_offsets`` answers; ``partitions``: topic name -> partition ids, what
-    ``list_topics`` answers (None, the default: it raises as when no broker answers).
+    ``list_topics`` answers (None, the default: it raises as when no broker answers); ``clock``: a
+    fake clock that a ``poll``/``consume`` finding nothing moves on by its timeout (as the real wait
+    would), and that stamps every such call in :attr:`polled_at`.
 
-    Records: :attr:`commits` (the last committed offset per partition), :attr:`subscribed`, :attr:`closed`.
+    :meth:`rebalance` queues a group rebalance that the next ``poll``/``consume`` serves first, calling
+    the ``on_revoke`` / ``on_assign`` given to ``subscribe`` from inside the call, as librdkafka does
+    (a revoked partition forgets its pause; an assigned one comes unpaused).
+
+    Records: :attr:`commits` (the last committed offset per partition), :attr:`commit_log` (every
+    commit: ``(partition, offset)``, in order), :attr:`pauses` / :attr:`resumes` (the partitions of
+    each call, ``(topic, partition)``), :attr:`subscribed`, :attr:`closed`.
     """
 
     def __init__(
@@ -163,6 +181,7 @@ class FakeConsumer:
         assigned: Sequence[Any] = (),
         watermarks: Mapping[int, tuple[int, int]] | None = None,
         partitions: Mapping[str, Sequence[int]] | None = None,
+        clock: MovableClock | None = None,
     ) -> None:
         self.messages = list(messages)
         self.on_idle = on_idle
@@ -170,9 +189,17 @@ class FakeConsumer:
         self.assigned = list(assigned)
         self.watermarks = dict(watermarks or {})
         self.partitions = partitions
+        self.clock = clock
         self.commits: dict[int, int] = {}
+        self.commit_log: list[tuple[int, int]] = []
+        self.polled_at: list[Any] = []
+        self.paused: set[tuple[str, int]] = set()
+        self.pauses: list[list[tuple[str, int]]] = []
+        self.resumes: list[list[tuple[str, int]]] = []
         self.subscribed: list[str] = []
         self.closed = False
+        self._callbacks: dict[str, Any] = {}
+        self._rebalances: list[tuple[list[Any], list[Any]]] = []
 
     def _maybe_fail(self) -> None:
         if self.fail is not None:
@@ -185,6 +212,55 @@ class FakeConsumer:
     def subscribe(self, topics: list[str], **callbacks: Any) -> None:
         self._maybe_fail()
         self.subscribed = list(topics)
+        self._callbacks = dict(callbacks)
+
+    def rebalance(self, *, revoke: Sequence[Any] = (), assign: Sequence[Any] = ()) -> None:
+        """Queue a rebalance (``TopicPartition``s revoked, then assigned), served by the next poll/consume."""
+        self._rebalances.append((list(revoke), list(assign)))
+
+    def _serve_rebalances(self) -> None:
+        rebalances, self._rebalances = self._rebalances, []
+        for revoke, assign in rebalances:
+            if revoke:
+                if "on_revoke" in self._callbacks:
+                    self._callbacks["on_revoke"](self, revoke)
+                gone = {(tp.topic, tp.partition) for tp in revoke}
+                self.assigned = [tp for tp in self.assigned if (tp.topic, tp.partition) not in gone]
+                self.paused -= gone
+            if assign:
+                if "on_assign" in self._callbacks:
+                    self._callbacks["on_assign"](self, assign)
+                self.assigned += list(assign)
+
+    def pause(self, partitions: list[Any]) -> None:
+        self._maybe_fail()
+        keys = [(tp.topic, tp.partition) for tp in partitions]
+        self.pauses.append(keys)
+        self.paused.update(keys)
+
+    def resume(self, partitions: list[Any]) -> None:
+        self._maybe_fail()
+        keys = [(tp.topic, tp.partition) for tp in partitions]
+        self.resumes.append(keys)
+        self.paused.difference_update(keys)
+
+    def _take(self, n: int) -> list[FakeMessage]:
+        out: list[FakeMessage] = []
+        kept: list[FakeMessage] = []
+        for message in self.messages:
+            if len(out) < n and (message.topic(), message.partition()) not in self.paused:
+                out.append(message)
+            else:
+                kept.append(message)
+        self.messages = kept
+        return out
+
+    def _waited(self, timeout: float, found: bool) -> None:
+        if self.clock is None:
+            return
+        self.polled_at.append(self.clock())
+        if not found and timeout > 0:
+            self.clock.advance(timeout)
 
     def assign(self, partitions: list[Any]) -> None:
         self._maybe_fail()
@@ -196,14 +272,19 @@ class FakeConsumer:
 
     def poll(self, timeout: float = -1) -> FakeMessage | None:
         self._maybe_fail()
-        if not self.messages:
+        self._serve_rebalances()
+        out = self._take(1)
+        self._waited(timeout, bool(out))
+        if not out:
             self._idle()
             return None
-        return self.messages.pop(0)
+        return out[0]
 
     def consume(self, num_messages: int = 1, timeout: float = -1) -> list[FakeMessage]:
         self._maybe_fail()
-        out, self.messages = self.messages[:num_messages], self.messages[num_messages:]
+        self._serve_rebalances()
+        out = self._take(num_messages)
+        self._waited(timeout, bool(out))
         if not out:
             self._idle()
         return out
@@ -212,6 +293,7 @@ class FakeConsumer:
         self._maybe_fail()
         for tp in offsets or []:
             self.commits[tp.partition] = tp.offset
+            self.commit_log.append((tp.partition, tp.offset))
 
     def get_watermark_offsets(self, partition: Any, timeout: float = -1, cached: bool = False) -> tuple[int, int]:
         self._maybe_fail()

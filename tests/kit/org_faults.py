@@ -8,7 +8,9 @@
   :meth:`FaultyOrg.refuse` does the same with another per-record error (a trigger or Flow that
   fails, an inactive owner, no access to a referenced record);
 - :meth:`FaultyOrg.lose` — lets the next matching requests reach the org (which commits them) and
-  answers ``503 SERVER_UNAVAILABLE`` instead of the org's answer (a commit whose answer was lost).
+  answers ``503 SERVER_UNAVAILABLE`` instead of the org's answer (a commit whose answer was lost);
+- :meth:`FaultyOrg.reject` — answers the next matching requests with a whole-request error
+  (``[{"message", "errorCode"}]``) without reaching the org (the API disabled, a refused call).
 
 It records every request that reached it (``method``, path after ``/services/data/vXX.X/``).
 """
@@ -49,6 +51,16 @@ class _Loss:
 
 
 @dataclass
+class _Rejection:
+    method: str
+    path: str
+    status: int
+    code: str
+    message: str
+    times: int | None
+
+
+@dataclass
 class FaultyOrg(httpx.AsyncBaseTransport):
     """Wraps ``inner`` (see the module docstring)."""
 
@@ -57,6 +69,7 @@ class FaultyOrg(httpx.AsyncBaseTransport):
     _locked: Callable[[Mapping[str, Any]], bool] | None = None
     _refusal: dict[str, Any] = field(default_factory=lambda: dict(_LOCKED))
     _losses: list[_Loss] = field(default_factory=list)
+    _rejections: list[_Rejection] = field(default_factory=list)
 
     def lock(self, record: Callable[[Mapping[str, Any]], bool]) -> None:
         """Answer UNABLE_TO_LOCK_ROW for every collection-written record for which ``record(body)`` is true."""
@@ -76,6 +89,11 @@ class FaultyOrg(httpx.AsyncBaseTransport):
         """The next ``times`` ``method`` requests to ``path`` are committed by the org but answered 503."""
         self._losses.append(_Loss(method.upper(), path.strip("/"), times))
 
+    def reject(self, method: str, path: str, status: int, code: str, message: str, times: int | None = None) -> None:
+        """Answer the next ``times`` (None: every) ``method`` requests to ``path`` with ``status`` and the
+        error ``code``/``message``, as Salesforce answers a whole request; the org never sees them."""
+        self._rejections.append(_Rejection(method.upper(), path.strip("/"), status, code, message, times))
+
     def writes(self, method: str, path: str = _COLLECTIONS) -> list[Sent]:
         """The requests of ``method`` to ``path`` that reached this transport."""
         return [s for s in self.sent if s.method == method.upper() and s.path == path.strip("/")]
@@ -86,6 +104,14 @@ class FaultyOrg(httpx.AsyncBaseTransport):
         is_json = request.headers.get("content-type", "").startswith("application/json")
         body = orjson.loads(content) if content and is_json else None
         self.sent.append(Sent(request.method, path, body))
+        rejection = next(
+            (r for r in self._rejections if r.method == request.method and r.path == path and r.times != 0), None
+        )
+        if rejection is not None:
+            if rejection.times is not None:
+                rejection.times -= 1
+            body = [{"message": rejection.message, "errorCode": rejection.code}]
+            return httpx.Response(rejection.status, json=body, request=request)
         locked = self._locked
         if locked is not None and path.startswith(_COLLECTIONS) and isinstance(body, dict) and "records" in body:
             return await self._with_locks(request, body, locked)

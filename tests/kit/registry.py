@@ -10,6 +10,8 @@ from typing import Any
 
 import fastavro
 
+from sfsync.serde.registry import UnknownSchemaError
+
 __all__ = ["FakeRegistry"]
 
 
@@ -17,6 +19,8 @@ class FakeRegistry:
     """Hands out one schema id per subject (from ``first_id`` on) and serves the parsed schemas back by id.
 
     ``unavailable``: an error ``writer_schema`` raises instead (the registry down while records are decoded).
+    An id it never handed out raises :class:`~sfsync.serde.registry.UnknownSchemaError`, as the real registry's
+    404 does.
     """
 
     def __init__(self, first_id: int = 40) -> None:
@@ -33,4 +37,6 @@ class FakeRegistry:
     def writer_schema(self, schema_id: int) -> Any:
         if self.unavailable is not None:
             raise self.unavailable
+        if schema_id not in self.schemas:
+            raise UnknownSchemaError(f"schema id {schema_id} is not in the registry")
         return self.schemas[schema_id]

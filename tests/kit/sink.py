@@ -3,9 +3,13 @@
 - :func:`write`: one Write (the dict the sink decodes), and its usual shapes :func:`member` (a Contact
   matched by email), :func:`campaign` (a Campaign by its event's external id) and
   :func:`registration` (a CampaignMember under both); :func:`fv` is one field value;
+- :func:`planned_member`: the Write the shipped default mapping plans for a member's profile event
+  (keyed by the member id, matched on it, then on Email), as the processor would send it;
 - :class:`Recorder`: the sink's callbacks (parked writes, error-log entries, sleeps), recorded;
 - :func:`make_sink`: a :class:`~sfsync.sinks.writer.SalesforceSink` and its client over an emulator
-  (``httpx.ASGITransport``), with short retry waits and the :class:`Recorder`'s sleep;
+  (:class:`InProcessOrg`), with short retry waits and the :class:`Recorder`'s sleep;
+- :class:`InProcessOrg`: an emulator as an ``httpx`` transport, in process; a connection the emulator
+  drops (the ``commitdrop`` fault) reaches the client as over a socket (``RemoteProtocolError``);
 - :class:`Harness`: a sink, its client, its emulator and its :class:`Recorder`, fed writes at the next offsets.
 
 Times are epoch milliseconds from :data:`T0`; :data:`TOPIC` is the writes topic the records come from.
@@ -13,23 +17,30 @@ Times are epoch milliseconds from :data:`T0`; :data:`TOPIC` is the writes topic 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
+from uuid import UUID
 
 import httpx
 from pydantic import SecretStr
 
 from sfsync import time as sfsync_time
 from sfsync.emulator.app import Emulator
+from sfsync.emulator.connection_drop import ConnectionDropped
 from sfsync.errors import SfsyncError
+from sfsync.mapping import MappingFile, load_mappings
+from sfsync.processors.outbound.plan import plan
+from sfsync.producers import events as ev
 from sfsync.salesforce import SalesforceClient, StaticTokenAuth
 from sfsync.salesforce.settings import SalesforceSettings
 from sfsync.sinks.contract import BatchOutcome, ErrorEntry, IncomingWrite
 from sfsync.sinks.settings import SinkSettings
 from sfsync.sinks.writer import SalesforceSink
 from tests.kit.clock import EpochClock
+from tests.kit.events import decoded
 from tests.kit.kafka import FakeMessage
 
 __all__ = [
@@ -38,12 +49,14 @@ __all__ = [
     "TOPIC",
     "ByKey",
     "Harness",
+    "InProcessOrg",
     "Recorder",
     "campaign",
     "fv",
     "make_sink",
     "member",
     "message",
+    "planned_member",
     "registration",
     "write",
 ]
@@ -97,20 +110,40 @@ class Harness:
         return [r async for r in self.client.query(soql)]
 
 
+class InProcessOrg(httpx.ASGITransport):
+    """``emulator`` served in process; its dropped connections are raised as httpx raises a socket's."""
+
+    def __init__(self, emulator: Emulator) -> None:
+        super().__init__(app=emulator.asgi())
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            return await super().handle_async_request(request)
+        except ConnectionDropped as exc:
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.", request=request) from exc
+
+
 def make_sink(
     emulator: Emulator,
     rec: Recorder,
     *,
     wrap: Callable[[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport] | None = None,
     clock: EpochClock | None = None,
+    before_call: Callable[[str], Awaitable[None]] | None = None,
+    pause_left: Callable[[], float | None] | None = None,
+    mappings: MappingFile | None = None,
+    on_quarantine: Callable[[str, bool], None] | None = None,
     **overrides: Any,
 ) -> tuple[SalesforceClient, SalesforceSink]:
     """A sink on ``emulator`` reporting to ``rec`` (its transport through ``wrap``, e.g. a :class:`FaultyOrg`;
     ``overrides``: :class:`SinkSettings` fields); enter the client (``async with client``) around its use.
-    With ``clock``, the sink's retry waits move that clock and its retry deadlines read it; else they are
-    recorded only."""
+    With ``clock``, the sink's retry waits move that clock and its retry deadlines (and quarantine
+    rechecks) read it; else they are recorded only. ``before_call`` and ``pause_left``: the API
+    governor's hooks, as the sink process wires them (``Governor.before_call`` with a bounded wait,
+    ``Governor.pause_left_s``); none by default. ``mappings``, ``on_quarantine``: as
+    :class:`SalesforceSink` takes them."""
     token = emulator.auth.issue_session().access_token
-    transport: httpx.AsyncBaseTransport = httpx.ASGITransport(app=emulator.asgi())
+    transport: httpx.AsyncBaseTransport = InProcessOrg(emulator)
     connection: dict[str, Any] = {  # the other settings: their defaults (or the environment's)
         "instance_url": INSTANCE,
         "auth_flow": "access_token",
@@ -131,6 +164,10 @@ def make_sink(
         clock=lambda: T0 / 1000,
         sleep=clock.sleep if clock is not None else rec.sleep,
         monotonic=clock if clock is not None else sfsync_time.monotonic,
+        before_call=before_call,
+        pause_left=pause_left,
+        mappings=mappings,
+        on_quarantine=on_quarantine,
     )
     return client, sink
 
@@ -182,18 +219,67 @@ def write(
 
 
 def member(
-    i: int, *, email: str | None = None, last: str | None = None, at: int = T0, n: int = 0, **kw: Any
+    i: int,
+    *,
+    email: str | None = None,
+    last: str | None = None,
+    title: str | None = None,
+    title_policy: str = "ALWAYS",
+    at: int = T0,
+    n: int = 0,
+    **kw: Any,
 ) -> dict[str, Any]:
-    """The Contact of member ``i`` (``member<i>@example.org`` unless ``email``), matched by its email."""
+    """The Contact of member ``i`` (``member<i>@example.org`` unless ``email``), matched by its email;
+    with a ``Title`` (written under ``title_policy``) when ``title`` is given."""
     mail = email or f"member{i}@example.org"
-    return write(
-        f"Contact:Email:{mail}",
-        "Contact",
-        {"Email": fv(mail, at), "LastName": fv(last or f"Member{i}", at)},
-        match=[("Email", mail)],
-        n=n,
-        **kw,
+    fields = {"Email": fv(mail, at), "LastName": fv(last or f"Member{i}", at)}
+    if title is not None:
+        fields["Title"] = fv(title, at, title_policy)
+    return write(f"Contact:Email:{mail}", "Contact", fields, match=[("Email", mail)], n=n, **kw)
+
+
+def planned_member(
+    member_id: str,
+    email: str | None,
+    *,
+    last: str = "Member",
+    title: str | None = None,
+    at: int = T0,
+    n: int = 0,
+    event_type: str = "UserProfileUpdate",
+) -> dict[str, Any]:
+    """The ``members`` Write the shipped default mapping plans for ``event_type`` (UserCreated or
+    UserProfileUpdate) of member ``member_id`` at ``at``: ``plan()`` itself, as the processor runs it.
+    The ``n``-th such event of a test has event id ``n`` (a replay plans the same write)."""
+    profile = ev.MemberProfile(
+        member_id=member_id,
+        email=email,
+        last_name=last,
+        title=title,
+        signed_up_at=datetime.fromtimestamp(T0 / 1000, UTC),
     )
+    event_id, occurred_at = str(UUID(int=n)), datetime.fromtimestamp(at / 1000, UTC)
+    event: ev.UserCreated | ev.UserProfileUpdate = (
+        ev.UserCreated(event_id=event_id, occurred_at=occurred_at, workspace_id="ws-1", member=profile)
+        if event_type == "UserCreated"
+        else ev.UserProfileUpdate(event_id=event_id, occurred_at=occurred_at, workspace_id="ws-1", member=profile)
+    )
+    source = _Source("product.members", 0, n)
+    planned = plan(event_type, decoded(event), source, _default_mappings()).writes
+    (found,) = [w for w in planned if w["mapping"] == "members"]
+    return found
+
+
+@dataclass(frozen=True)
+class _Source:
+    topic: str
+    partition: int
+    offset: int
+
+
+@cache
+def _default_mappings() -> MappingFile:
+    return load_mappings()
 
 
 def campaign(event: str, name: str = "Meetup", n: int = 0) -> dict[str, Any]:

@@ -342,6 +342,13 @@ def test_string_escapes(org: Org) -> None:
     assert "Illegal character sequence '\\q' in string literal." in err.message
 
 
+def test_an_escaped_backslash_before_a_like_wildcard_is_a_backslash_and_the_wildcard_stays_one(org: Org) -> None:
+    # '%\\%' is: anything, a backslash, anything (not "anything, then a literal %": the \\ escape is done)
+    assert names(org, "SELECT LastName FROM Contact WHERE Description LIKE '%\\\\%'", "LastName") == ["Gamma"]
+    assert names(org, "SELECT LastName FROM Contact WHERE Description LIKE '%\\\\ b_e'", "LastName") == ["Gamma"]
+    assert names(org, "SELECT LastName FROM Contact WHERE Description LIKE '50\\%%'", "LastName") == ["Epsilon"]
+
+
 def test_semi_join_and_anti_join(org: Org) -> None:
     soql = (
         "SELECT LastName FROM Contact WHERE Id {} (SELECT ContactId FROM CampaignMember WHERE Status = 'Sent') "

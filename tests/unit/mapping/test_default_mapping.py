@@ -93,7 +93,7 @@ def community_event(**fields: Any) -> dict[str, Any]:
         {},
         {"member_object": "Lead"},
         {"activity_tasks": True, "attendance_cancelled": "delete", "event_unpublished": "delete"},
-        {"member_match_field": "${prefix}Member_Id__c", "member_match_from": "member.member_id"},
+        {"member_match_field": "Email", "member_match_from": "member.email"},
         {"member_object": "Lead", "activity_tasks": True, "member_deleted": "delete"},
     ],
 )
@@ -265,14 +265,21 @@ def test_member_changes_carry_their_own_fields() -> None:
     assert values is not None and values["Approval_Status__c"] == "unapproved"
 
 
-def test_members_match_on_email_or_the_user_id_field() -> None:
+def test_members_match_on_the_member_id_first_then_on_email() -> None:
     source = {**envelope(), "member": profile()}
-    assert match_values(mapping("members"), source, "UserCreated") == [{"Email": "ada@example.com"}]
-    by_id = mapping("members", member_match_field="Member_Id__c", member_match_from="member.member_id")
-    assert match_values(by_id, source, "UserCreated") == [{"Member_Id__c": "u-1"}]
-    # without the match key the member cannot be matched: the mapping does not fire
-    assert evaluate_fields(mapping("members"), {**envelope(), "member": profile(email=None)}, "UserCreated") is None
-    assert evaluate_fields(by_id, {**envelope(), "member": profile(email=None)}, "UserCreated") is not None
+    members = mapping("members")
+    assert match_values(members, source, "UserCreated") == [{"Member_Id__c": "u-1"}, {"Email": "ada@example.com"}]
+    # a member without an email is still matched, on the member id; the mapping fires
+    assert match_values(members, {**envelope(), "member": profile(email=None)}, "UserCreated") == [
+        {"Member_Id__c": "u-1"}
+    ]
+    assert evaluate_fields(members, {**envelope(), "member": profile(email=None)}, "UserCreated") is not None
+    # Email only, as the variables allow: the two keys are the same one, which counts once
+    by_email = mapping("members", member_match_field="Email", member_match_from="member.email")
+    assert [[k.field for k in keys] for keys in by_email.match_alternatives] == [["Email"]]
+    assert match_values(by_email, source, "UserCreated") == [{"Email": "ada@example.com"}]
+    # without its match key the member cannot be matched: the mapping does not fire
+    assert evaluate_fields(by_email, {**envelope(), "member": profile(email=None)}, "UserCreated") is None
 
 
 def test_create_if_missing_and_record_type_are_switches() -> None:

@@ -114,6 +114,29 @@ def test_invalid_yaml_is_one_clear_problem() -> None:
         mappings_from("mappings: [unclosed")
 
 
+def test_a_variable_in_a_key_is_substituted_as_text_whatever_it_holds() -> None:
+    text = """
+        variables: {lookup: [AccountId], flag: true}
+        mappings:
+          - name: members
+            entity: member
+            target: Contact
+            fields:
+              - {sf: LastName, from: member.last_name, value_map: {"${flag}": "yes", "${lookup}": "no"}}
+    """
+    with pytest.raises(MappingError, match=r"variables\.lookup"):  # a list is no variable value: reported, not a crash
+        mappings_from(text)
+    value_map = mappings_from(text.replace("[AccountId]", "AccountId")).mappings[0].fields[0].value_map
+    assert value_map == {"true": "yes", "AccountId": "no"}
+
+
+@pytest.mark.parametrize("depth", [65, 400, 3000])
+def test_a_file_nested_deeper_than_a_mapping_file_is_refused_with_one_problem(depth: int) -> None:
+    with pytest.raises(MappingError) as caught:
+        mappings_from("mappings: " + "[" * depth + "]" * depth)
+    assert caught.value.problems == ["nested deeper than 64 levels"]
+
+
 # ---------------------------------------------------------------------- validation
 def test_every_constant_rule_and_an_unknown_field_are_reported_in_one_run(describes: dict[str, Any]) -> None:
     problems = problems_of(BAD_MAPPING, describes)

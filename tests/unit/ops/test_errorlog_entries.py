@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+from typing import Any, cast
 
 import fastavro
 import pytest
@@ -18,8 +19,11 @@ from sfsync.errors import (
     SkippableRecordError,
 )
 from sfsync.ops.dlq import (
+    H_ATTEMPTS,
     H_EXC_MESSAGE,
+    H_OFFSET,
     H_PARKED_AT,
+    H_PARTITION,
     ErrorContext,
     decode_offsets,
     encode_offsets,
@@ -28,18 +32,23 @@ from sfsync.ops.dlq import (
 from sfsync.ops.errorlog import (
     AUTH_FAILED,
     LOOKUP_POLICY_SKIP,
+    RECORD_NAME,
     SOURCE_OF_TRUTH_CONFLICT,
     ErrorLogEntry,
     SourceRef,
     entry_for,
+    entry_of,
     lookup_policy_skip,
     rate_limit_pause,
     source_of_truth_conflict,
 )
 from sfsync.salesforce.errors import classify
 from sfsync.schemas import SCHEMA_DIR
+from sfsync.serde.codec import AvroDecoder, AvroEncoder
+from sfsync.serde.registry import SchemaRegistry
 from sfsync.serde.schema import load_topic_schema
 from sfsync.sinks.contract import ParentNotFoundError, UnsafeWriteError
+from tests.kit import FakeRegistry
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, 0, 123000, tzinfo=dt.UTC)
 
@@ -246,3 +255,29 @@ def test_the_sinks_own_refusals_are_filed_under_their_own_code_and_field() -> No
 
     assert (missing.category, missing.code, missing.field) == (Category.SYNC, "PARENT_NOT_FOUND", "CampaignId")
     assert (unsafe.category, unsafe.code, unsafe.field) == (Category.SYNC, "NO_IDEMPOTENT_KEY", "Email")
+
+
+def test_dlq_context_headers_that_are_not_ours_read_as_unknown_instead_of_failing_the_listing() -> None:
+    context = ErrorContext.from_headers(
+        {H_PARTITION: b"--0", H_OFFSET: "١٢".encode(), H_ATTEMPTS: b"9" * 5000, H_PARKED_AT: b"yesterday"}
+    )
+    assert (context.partition, context.offset, context.attempts, context.parked_at) == (-1, -1, 0, None)
+    assert ErrorContext.from_headers({H_PARTITION: b"-3", H_PARKED_AT: b"2026-03-01T12:00:00+00:00"}).partition == -3
+
+
+def _wire(registry: FakeRegistry, topic: str, record: str, value: dict[str, Any]) -> bytes:
+    return AvroEncoder(cast(SchemaRegistry, registry), topic, load_topic_schema(topic)).encode(record, value)
+
+
+def test_a_record_of_another_schema_in_the_error_log_is_refused_as_skippable_not_read_as_an_entry() -> None:
+    registry = FakeRegistry()
+    decoder = AvroDecoder(cast(SchemaRegistry, registry))
+    entry = rate_limit_pause("pausing", until=NOW, now=NOW)
+    assert entry_of(decoder, _wire(registry, "sfsync.errors", RECORD_NAME, entry.to_avro())) == entry
+
+    edit = {"edit_id": "e", "key": "Contact:Email:a@example.org", "mapping": "members", "sobject": "Contact"}
+    edit |= {"salesforce_id": "003A", "fields": ["Title"], "edited_at": NOW}
+    with pytest.raises(SkippableRecordError, match="SalesforceEdit record, not an ErrorLogEntry"):
+        entry_of(decoder, _wire(registry, "sfsync.salesforce_edits", "SalesforceEdit", edit))
+    with pytest.raises(SkippableRecordError):
+        entry_of(decoder, b"not avro")

@@ -10,7 +10,7 @@ import pytest
 from sfsync.errors import Category, ConfigError
 from sfsync.ops.errorlog import RATE_LIMIT_PAUSE, ErrorLogEntry
 from sfsync.salesforce.errors import classify
-from sfsync.salesforce.governor import Action, Governor, Policy, decide
+from sfsync.salesforce.governor import Action, BudgetPausedError, Governor, Policy, decide
 from sfsync.salesforce.limits import ApiBudget, BudgetTracker
 from tests.kit import Clock
 
@@ -129,6 +129,49 @@ async def test_daily_limit_response_pauses_for_retry_after_even_if_the_budget_lo
     decision = await gov.before_call()
     assert decision.probe
     assert sum(time.sleeps) == pytest.approx(120)
+
+
+async def test_a_bounded_caller_is_told_how_long_a_pause_lasts_instead_of_sleeping_it() -> None:
+    # The sink and the poller must keep serving Kafka during a pause: they bound their wait.
+    time = Clock(T0)
+    gov, tracker, entries = make(time, pause_s=900)
+    tracker.update(seen(time, 900))
+    with pytest.raises(BudgetPausedError) as paused:
+        await gov.before_call(wait_max_s=10)
+    assert paused.value.retry_after == 900 and time.sleeps == []
+    assert len(entries) == 1 and gov.pause_left_s() == 900  # the pause started, reported once
+    time.advance(600)
+    with pytest.raises(BudgetPausedError) as again:
+        await gov.before_call(wait_max_s=10)
+    assert again.value.retry_after == 300 and len(entries) == 1
+    time.advance(295)
+    assert (await gov.before_call(wait_max_s=10)).probe  # the last 5 s fit the bound: waited, then a probe
+    assert time.sleeps == [5.0]
+
+
+async def test_a_bounded_caller_does_not_take_a_slow_zone_slot_it_cannot_wait_for() -> None:
+    time = Clock(T0)
+    gov, tracker, _ = make(time)
+    tracker.update(seen(time, 750))  # one call per 576 s
+    assert (await gov.before_call(wait_max_s=10)).action is Action.SLOW
+    with pytest.raises(BudgetPausedError) as held:
+        await gov.before_call(wait_max_s=10)
+    assert held.value.retry_after == 576 and time.sleeps == []
+    time.advance(576)
+    assert (await gov.before_call(wait_max_s=10)).action is Action.SLOW  # its slot was kept for it
+    assert time.sleeps == []
+
+
+def test_pause_left_starts_the_pause_a_spent_budget_calls_for() -> None:
+    # A caller refused for the daily limit stops calling and asks how long to stay away: the pause
+    # starts then, so it finds the pause over when it comes back (not a second pause starting then).
+    time = Clock(T0)
+    gov, tracker, entries = make(time, pause_s=300)
+    assert gov.pause_left_s() is None
+    tracker.update(seen(time, 1000))
+    assert gov.pause_left_s() == 300 and len(entries) == 1
+    time.advance(300)
+    assert gov.pause_left_s() is None  # over: the next call is the probe
 
 
 def test_every_invalid_setting_is_reported_at_once() -> None:

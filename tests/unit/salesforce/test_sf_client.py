@@ -209,6 +209,11 @@ async def test_static_token_expiry_is_fatal():
             httpx.Response(503, json=[{"errorCode": "SERVER_UNAVAILABLE", "message": "maintenance"}]),
             "SERVER_UNAVAILABLE",
         ),
+        (  # a gateway's answer after Salesforce committed the write: HTML, no Salesforce error list
+            "POST",
+            httpx.Response(504, html="<html><head><title>504 Gateway Time-out</title></head><body>504</body></html>"),
+            "HTTP_504",
+        ),
     ],
 )
 async def test_a_retriable_answer_is_sent_once_and_raised_for_the_caller_to_retry(method, answer, code):
@@ -272,8 +277,11 @@ async def test_transport_failures_are_raised_once_whatever_the_method():
     def slow(request: httpx.Request) -> httpx.Response:
         raise httpx.ReadTimeout("slow", request=request)
 
+    def dropped(request: httpx.Request) -> httpx.Response:  # the connection closed after the write was sent
+        raise httpx.RemoteProtocolError("Server disconnected without sending a response.", request=request)
+
     org = FakeOrg().on("POST", f"{V}/sobjects/Account/", refused).on("POST", f"{V}/sobjects/Contact/", slow)
-    org.on("GET", f"{V}/sobjects/Contact/003A", slow)
+    org.on("GET", f"{V}/sobjects/Contact/003A", slow).on("POST", f"{V}/sobjects/Lead/", dropped)
     rec = EpochClock(1000.0)
     async with client(org, rec) as sf:
         with pytest.raises(SalesforceRetriableError) as connect:
@@ -282,10 +290,15 @@ async def test_transport_failures_are_raised_once_whatever_the_method():
             await sf.create("Contact", {"LastName": "X"})
         with pytest.raises(SalesforceRetriableError) as get_timeout:
             await sf.retrieve("Contact", "003A")
+        with pytest.raises(SalesforceRetriableError) as post_dropped:
+            await sf.create("Lead", {"LastName": "X", "Company": "Y"})
     assert len(org.calls("POST", f"{V}/sobjects/Account/")) == 1
     assert len(org.calls("POST", f"{V}/sobjects/Contact/")) == 1  # a POST that may have landed is not replayed
     assert len(org.calls("GET", f"{V}/sobjects/Contact/003A")) == 1
+    assert len(org.calls("POST", f"{V}/sobjects/Lead/")) == 1
     assert (connect.value.error_code, post_timeout.value.error_code) == ("CONNECTION_ERROR", "TIMEOUT")
+    assert (post_dropped.value.error_code, post_dropped.value.status) == ("TRANSPORT_ERROR", 0)
+    assert isinstance(post_dropped.value.__cause__, httpx.RemoteProtocolError)
     assert isinstance(connect.value.__cause__, httpx.ConnectError)
     assert isinstance(post_timeout.value.__cause__, httpx.ReadTimeout)
     assert isinstance(get_timeout.value.__cause__, httpx.ReadTimeout)
@@ -905,6 +918,18 @@ def test_a_salesforce_url_in_clear_is_refused_unless_it_is_this_machine(setting,
     with pytest.raises(ConfigError) as refused:
         load_settings(**given)
     assert any("https://" in p and url in p for p in refused.value.problems)
+
+
+@pytest.mark.parametrize("setting", ["login_url", "instance_url", "redirect_uri", "jwt_audience"])
+@pytest.mark.parametrize("url", ["http://alice:s3cret@acme.my.salesforce.com/x", "htps://alice:s3cret@acme.example"])
+def test_a_refused_salesforce_url_is_named_without_its_credentials(setting, url):
+    given = {"auth_flow": "access_token", "access_token": "00Dx0000000BV7z!t", "instance_url": INSTANCE, setting: url}
+    if setting == "jwt_audience":
+        given[setting] = url.replace("http", "ldap", 1)
+    with pytest.raises(ConfigError) as refused:
+        load_settings(**given)
+    assert "s3cret" not in f"{refused.value}{refused.value!r}"
+    assert any(setting in p and "://acme." in p for p in refused.value.problems)
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:18443", "http://localhost:18443", "http://[::1]:18443"])

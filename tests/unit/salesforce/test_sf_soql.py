@@ -10,6 +10,7 @@ from urllib.parse import quote
 
 import pytest
 
+from sfsync.emulator.sosl import run_search
 from sfsync.salesforce.soql import (
     DateLiteral,
     chunk_in,
@@ -25,6 +26,7 @@ from sfsync.salesforce.soql import (
     sosl_escape,
     sosl_find,
 )
+from tests.kit.query_org import NOW, Org, build_schema, make_id
 
 ALPHABET = "abcXYZ019 '\"\\\n\r\t\b\f%_?&|!{}[]()^~*:+-é😀"
 UNESCAPES = {"\\\\": "\\", "\\'": "'", '\\"': '"', "\\n": "\n", "\\r": "\r", "\\t": "\t", "\\b": "\b", "\\f": "\f"}
@@ -126,6 +128,26 @@ def test_field_names_are_validated(bad):
         select(bad)
 
 
+@pytest.mark.parametrize("bad", ["Email\n", "Account.Name\n"])
+def test_a_name_with_a_trailing_newline_is_no_name(bad):
+    with pytest.raises(ValueError, match="field name"):
+        field_name(bad)
+    with pytest.raises(ValueError, match="field name"):
+        select("Id").from_("Contact").where(bad, "=", "x")
+    with pytest.raises(ValueError, match="select item"):
+        select(bad)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(1e16, "10000000000000000.0"), (4.867802398434799e16, "48678023984347990.0"), (1e-05, "0.00001"),
+     (-2.5e-7, "-0.00000025"), (1.0, "1.0"), (123456.789, "123456.789")],
+)  # fmt: skip
+def test_a_float_literal_is_written_out_without_an_exponent(value, expected):
+    assert literal(value) == expected  # SOQL has no exponent notation: 1e+16 is a MALFORMED_QUERY
+    assert float(expected) == value
+
+
 def test_select_accepts_paths_and_aggregates():
     q = select("Id", "Account.Owner.Name", "Ext__c", "COUNT(Id) n", "COUNT()").from_("Contact")
     assert str(q).startswith("SELECT Id, Account.Owner.Name, Ext__c, COUNT(Id) n, COUNT() FROM Contact")
@@ -215,6 +237,22 @@ def test_sosl_leaves_ordinary_characters_and_builds_find():
     )
     with pytest.raises(ValueError, match="sObject name"):
         sosl_find("x", returning=[("Contact)", ["Id"])])
+
+
+@pytest.mark.parametrize(
+    ("term", "escaped"),
+    [("and", '"and"'), ("Rock AND Roll", 'Rock "AND" Roll'), ("not Or", '"not" "Or"'), ("android", "android")],
+)
+def test_sosl_operator_words_in_a_term_are_quoted_so_they_are_searched_for(term, escaped):
+    assert sosl_escape(term) == escaped  # unquoted, NOT x would exclude x and a lone AND is a syntax error
+
+
+def test_a_term_with_an_operator_word_finds_the_record_holding_it_in_the_emulated_org():
+    org = Org(build_schema())
+    wanted = org.add("Contact", Id=make_id("003", 1), LastName="Not Guilty", Name="Not Guilty")
+    org.add("Contact", Id=make_id("003", 2), LastName="Guilty", Name="Guilty")
+    sosl = sosl_find("Not Guilty", in_="NAME", returning=[("Contact", ["Id"])])
+    assert [r["Id"] for r in run_search(org, sosl, api_version="62.0", now=NOW)["searchRecords"]] == [wanted]
 
 
 @pytest.mark.parametrize("value", random_strings(200, seed=11))

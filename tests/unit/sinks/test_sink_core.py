@@ -9,7 +9,7 @@ import pytest
 from sfsync.emulator.app import Emulator
 from sfsync.emulator.faults import Faults
 from sfsync.emulator.server import build
-from sfsync.errors import FatalError, SfsyncError
+from sfsync.errors import SfsyncError
 from sfsync.serde.schema import load_topic_schema
 from sfsync.sinks.contract import IncomingWrite
 from sfsync.sinks.merge import merge_writes
@@ -131,11 +131,21 @@ def test_a_fill_newer_than_a_cleared_value_fills_it_whichever_comes_first_in_the
 
 async def test_an_older_write_never_overwrites_a_newer_value_across_batches(h: Harness) -> None:
     await h.put(member(1, last="Newest", at=T0 + 100))
+    updates = writes_by(h.emulator, "PATCH")
     outcome = await h.put(member(1, last="Stale", at=T0 + 1, n=1), member(1, last="Newer", at=T0 + 50, n=2))
     (row,) = await h.query("SELECT LastName FROM Contact WHERE Email = 'member1@example.org'")
-    # within a batch the newest wins; across batches the processor's per-field timestamps are the contract
-    assert row["LastName"] == "Newer"
-    assert outcome.results[-1]["fields"]["LastName"] == "Newer"
+    assert row["LastName"] == "Newest"
+    # nothing newer to write: no update call, no result, and the batch is done
+    assert writes_by(h.emulator, "PATCH") == updates
+    assert outcome.results == [] and not outcome.pending and not outcome.parked
+    assert outcome.committed == {(TOPIC, 0): h.offset}
+    # a newer value of one field goes out; the older value beside it still does not
+    later = member(1, last="Older", at=T0 + 60, n=3)
+    later["fields"]["Title"] = fv("CTO", T0 + 200)
+    outcome = await h.put(later)
+    (row,) = await h.query("SELECT LastName, Title FROM Contact WHERE Email = 'member1@example.org'")
+    assert (row["LastName"], row["Title"]) == ("Newest", "CTO")
+    assert set(outcome.results[0]["fields"]) == {"Title"}
 
 
 async def test_a_create_then_an_update_only_write_in_one_batch_creates_the_record(h: Harness) -> None:
@@ -459,17 +469,6 @@ async def test_upsert_by_external_id_costs_one_call_and_is_idempotent(h: Harness
     again = await h.put(*batch)
     assert not any(r["created"] for r in again.results)
     assert await count(h, "SELECT Id FROM Campaign") == 50
-
-
-async def test_fatal_errors_raise(h: Harness) -> None:
-    bad = write(
-        "Contact:Email:q@x.org",
-        "Contact",
-        {"No_Such_Field__c": fv("x"), "LastName": fv("Q")},
-        match=[("Email", "q@x.org")],
-    )
-    with pytest.raises(FatalError):
-        await h.put(bad)
 
 
 def test_settings_report_every_problem_at_once() -> None:

@@ -150,7 +150,7 @@ async def test_the_deadline_spans_batches_a_carried_write_keeps_its_first_failur
     f.org.lock(lambda r: r.get("Email") in {MEMBER1, "member3@example.org"})
     first = await f.put(member(1))
     assert first.pending and not f.h.rec.parked
-    f.clock.advance(TIMEOUT_S + 1)  # e.g. a long governor pause between the batches
+    f.clock.advance(TIMEOUT_S + 1)  # the time between the two batches
     second = await f.put(member(3), carry=first)
 
     ((parked, error),) = f.h.rec.parked  # member1 at its first failure of this batch; member3 starts its own clock

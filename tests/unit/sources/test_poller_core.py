@@ -327,3 +327,9 @@ def test_salesforce_datetimes_parse_in_every_form() -> None:
     assert core.parse_sf_datetime("2026-11-25T12:00:01.500+0000") == BASE + dt.timedelta(seconds=1.5)
     assert core.parse_sf_datetime("2026-11-25T12:00:01.500Z") == BASE + dt.timedelta(seconds=1.5)
     assert core.soql_datetime(ms(1.5)) == "2026-11-25T12:00:01.500Z"
+
+
+@pytest.mark.parametrize("value", [b"[]", b"1", b'"Contact"', b"null"])
+def test_a_checkpoint_value_that_is_no_json_object_is_refused_as_unreadable(value: bytes) -> None:
+    with pytest.raises(ValueError, match="a checkpoint is a JSON object"):
+        Checkpoint.from_bytes(value)  # read_checkpoint reports it as a FatalError naming the checkpoint

@@ -20,7 +20,9 @@ INSTANCE = "https://org.example.test"
 
 
 def field(name: str, **extra: Any) -> dict[str, Any]:
-    return {"name": name, "type": extra.pop("type", "string"), **extra}
+    """A describe field entry: a writable, filterable, optional text field unless ``extra`` says otherwise."""
+    writable = {"createable": True, "updateable": True, "filterable": True, "nillable": True}
+    return {"name": name, "type": extra.pop("type", "string"), **writable, **extra}
 
 
 SYSTEM = [field(n) for n in core.SYSTEM_FIELDS]

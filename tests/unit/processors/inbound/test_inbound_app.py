@@ -121,6 +121,16 @@ def test_undecodable_records_are_parked_for_the_dlq() -> None:
     assert processor.counts["parked"] == 2
 
 
+def test_a_record_of_another_schema_is_parked_not_read_as_a_result_or_a_change() -> None:
+    decoder = Decoder()
+    processor = InboundProcessor(decoder, Encoder(), load_mappings())
+    write = decoder.add("Write", {"key": "Contact:Email:ada@example.com", "sobject": "Contact"})  # sfsync.writes'
+    for handled in (processor.on_result(write, original(), {}), processor.on_change(write, original(1), {}, {})):
+        assert handled.sends == [] and [p.stage for p in handled.parked] == [Stage.VALUE_CONVERTER]
+        assert "records, not Write" in str(handled.parked[0].reason)
+    assert processor.counts["parked"] == 2
+
+
 def test_a_failing_inbound_filter_parks_the_change_with_its_mapping() -> None:
     mappings = load_mappings()
     members = mappings.get("members")

@@ -116,9 +116,12 @@ def test_every_event_type_plans_the_writes_of_its_mappings_and_they_fit_the_writ
 def test_an_event_registration_plans_person_campaign_member_then_activity_with_parent_keys() -> None:
     event = fake_events()["EventRegistration"]
     email, event_id = event["member"]["email"], event["event"]["id"]
+    member_id = event["member"]["member_id"]
     person, campaign, member, activity = run("EventRegistration", event)
-    person_key, campaign_key = f"Contact:Email:{email}", f"Campaign:Event_Id__c:{event_id}"
+    person_key, campaign_key = f"Contact:Member_Id__c:{member_id}", f"Campaign:Event_Id__c:{event_id}"
     assert (person["key"], person["sobject"], person["search_objects"]) == (person_key, "Contact", ["Contact", "Lead"])
+    # the member id (an external ID) first, then Email for a person who predates sfsync
+    assert person["external_id"] == {"field": "Member_Id__c", "value": member_id}
     assert person["match"] == [{"field": "Email", "value": email}]
     assert (campaign["key"], campaign["external_id"]) == (campaign_key, {"field": "Event_Id__c", "value": event_id})
     assert member["key"] == f'CampaignMember:CampaignId+ContactId:["{campaign_key}","{person_key}"]'
@@ -170,7 +173,14 @@ def test_write_ids_and_keys_are_deterministic_and_stable_across_events() -> None
     )
     attended = ev.EventAttend(member=member, event=ev.EventRef(id="evt-9", title="Meetup"), **ENV)
     keys = [w["key"] for w in run("EventAttend", decoded(attended))]
-    assert keys[0] == run("UserCreated", decoded(created))[0]["key"] == "Contact:Email:grace@example.com"
+    assert keys[0] == run("UserCreated", decoded(created))[0]["key"] == "Contact:Member_Id__c:u-9"
+    # a new email is the same person: the key is the member id, not the email
+    moved = ev.UserProfileUpdate(
+        member=ev.MemberProfile(member_id="u-9", email="grace@navy.mil", last_name="Hopper", signed_up_at=T0), **ENV
+    )
+    (person, _) = run("UserProfileUpdate", decoded(moved))
+    assert person["key"] == "Contact:Member_Id__c:u-9"
+    assert person["match"] == [{"field": "Email", "value": "grace@navy.mil"}]
     assert keys[1] == run("NewEventPublished", decoded(published))[0]["key"] == "Campaign:Event_Id__c:evt-9"
 
 
@@ -216,7 +226,7 @@ def test_deleted_members_follow_the_option() -> None:
     (delete,) = run("UserDeleted", mappings=mappings(member_deleted="delete"))
     assert (delete["operation"], delete["key"]) == (
         "DELETE",
-        f"Contact:Email:{fake_events()['UserDeleted']['member']['email']}",
+        f"Contact:Member_Id__c:{fake_events()['UserDeleted']['member']['member_id']}",
     )
 
 
@@ -229,13 +239,13 @@ def test_contacts_then_leads_and_lead_placeholders_follow_the_variables() -> Non
     leads = mappings(member_object="Lead")
     lead, activity = run("UserCreated", created, mappings=leads)
     assert (lead["key"], lead["sobject"], lead["search_objects"]) == (
-        "Lead:Email:ada@example.com",
+        "Lead:Member_Id__c:u-3",
         "Lead",
         ["Lead", "Contact"],
     )
     assert lead["fields"]["Company"]["value"] == lead["fields"]["LastName"]["value"] == "[not provided]"
     assert "City" in lead["fields"] and "MailingCity" not in lead["fields"]
-    assert activity["parents"] == {"Lead__c": {"key": "Lead:Email:ada@example.com", "sobject": "Lead"}}
+    assert activity["parents"] == {"Lead__c": {"key": "Lead:Member_Id__c:u-3", "sobject": "Lead"}}
     # a registration carries no company: the placeholder only fills an empty field
     registration = run("EventRegistration", mappings=leads)
     assert registration[0]["fields"]["Company"] == {
@@ -247,13 +257,21 @@ def test_contacts_then_leads_and_lead_placeholders_follow_the_variables() -> Non
     # a person already known as a Lead is searched there first
     known = {contact["key"]: Identity("Lead", "00Q000000000001")}
     assert run("UserCreated", created, identity=known)[0]["search_objects"] == ["Lead", "Contact"]
-    # with the user-id external ID the person is upserted on it
-    by_id = mappings(member_match_field="${prefix}Member_Id__c", member_match_from="member.member_id")
-    person = run("UserCreated", created, mappings=by_id)[0]
-    assert person["key"] == "Contact:Member_Id__c:u-3"
-    assert person["external_id"] == {"field": "Member_Id__c", "value": "u-3"} and person["match"] == []
-    no_external = run("UserCreated", created, mappings=by_id, external_ids=())[0]
-    assert no_external["external_id"] is None and no_external["match"] == [{"field": "Member_Id__c", "value": "u-3"}]
+    # the person is upserted on the user-id external ID, else looked up by it, then by Email
+    assert contact["key"] == "Contact:Member_Id__c:u-3"
+    assert contact["external_id"] == {"field": "Member_Id__c", "value": "u-3"}
+    assert contact["match"] == [{"field": "Email", "value": "ada@example.com"}]
+    no_external = run("UserCreated", created, external_ids=())[0]
+    assert no_external["external_id"] is None
+    assert no_external["match"] == [
+        {"field": "Member_Id__c", "value": "u-3"},
+        {"field": "Email", "value": "ada@example.com"},
+    ]
+    # Email only, as the variables allow
+    by_email = mappings(member_match_field="Email", member_match_from="member.email")
+    person = run("UserCreated", created, mappings=by_email)[0]
+    assert (person["key"], person["external_id"]) == ("Contact:Email:ada@example.com", None)
+    assert person["match"] == [{"field": "Email", "value": "ada@example.com"}]
 
 
 def test_the_mapping_record_type_rides_on_its_upserts_and_a_delete_carries_none() -> None:
@@ -291,12 +309,22 @@ def test_a_mapping_that_fails_on_an_event_is_a_reject_and_the_other_writes_still
 
 
 def test_a_registration_without_the_persons_match_key_rejects_the_campaign_member_only() -> None:
-    anonymous = ev.EventRegistration(member=ev.MemberRef(member_id="u-4"), event=ev.EventRef(id="evt-4"), **ENV)
+    anonymous = ev.EventRegistration(member=ev.MemberRef(member_id=""), event=ev.EventRef(id="evt-4"), **ENV)
     result = plan("EventRegistration", decoded(anonymous), SRC, mappings())
     assert [r.mapping for r in result.rejects] == ["attendance"]
     # no title: the campaign's Name cannot be evaluated, so it is not ensured (its key still is)
     assert [w["mapping"] for w in result.writes] == ["activities"]
     assert result.writes[0]["parents"] == {}  # the activity's member lookup is optional
+
+
+def test_a_registration_without_the_persons_email_finds_them_by_member_id() -> None:
+    no_email = ev.EventRegistration(member=ev.MemberRef(member_id="u-4"), event=ev.EventRef(id="evt-4"), **ENV)
+    result = plan("EventRegistration", decoded(no_email), SRC, mappings())
+    assert result.rejects == []
+    person, member, activity = result.writes
+    assert (person["key"], person["match"]) == ("Contact:Member_Id__c:u-4", [])
+    assert member["parents"]["ContactId"] == {"key": "Contact:Member_Id__c:u-4", "sobject": "Contact"}
+    assert activity["parents"] == {"Contact__c": {"key": "Contact:Member_Id__c:u-4", "sobject": "Contact"}}
 
 
 # ---------------------------------------------------------------------- drop_stale
