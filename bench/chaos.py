@@ -16,9 +16,10 @@ Faults, while the stream flows:
   worker that exits on its own is restarted too, and counted);
 - the Kafka broker restarted once, then the schema registry once (``sfsync stack``: the run only
   restarts a stack that ``sfsync stack up`` started, at the addresses it was given);
-- the org: ``ORG_FAULTS`` (503s, row locks, ...), every session expired every ``--expire-every`` s,
-  the daily API allocation spent for ``--limit-window`` s, and a sales rep editing Contacts
-  (Title, Phone: fields the product never writes; see docs/decisions/0007).
+- the org: ``ORG_FAULTS`` (503s, row locks), a ``--commit504`` share of writes committed then
+  answered 504, every access token expiring ``--expire-every`` s after it was issued, the daily API
+  allocation spent for ``--limit-window`` s, and a sales rep editing Contacts (Title, Phone: fields
+  the product never writes; see docs/decisions/0008).
 
 Then faults off, and it waits until every group has consumed everything and the org stopped
 changing (``converge_s``: from the last fault). It reads the org back (SOQL), the DLQ and
@@ -93,13 +94,23 @@ from sfsync.topics import (  # noqa: E402
     RESULTS,
     SALESFORCE_EDITS,
     WRITES,
+    planned_writes,
 )
 
 MAPPING = BENCH / "chaos_mapping.yaml"
 API = "/services/data/v62.0"
 ORG_FAULTS = "503=0.05,lock=0.02"
-"""The emulated org's fault spec (emulator/faults.py), with ``commit504=`` (``--commit504``) and ``seed=``
-added per run: 5 % of requests 503, 2 % of record writes UNABLE_TO_LOCK_ROW."""
+"""The emulated org's fault spec (emulator/faults.py), with ``commit504=`` (``--commit504``),
+``expire_every=`` (``--expire-every``) and ``seed=`` added per run: 5 % of requests 503, 2 % of record
+writes UNABLE_TO_LOCK_ROW."""
+
+
+def org_faults(expire_every_s: float, commit504: float) -> str:
+    """The run's org fault spec without its seed: ``ORG_FAULTS``, a ``commit504`` share of writes committed
+    then answered 504 by a gateway, and every access token expiring ``expire_every_s`` after its issue."""
+    return f"{ORG_FAULTS},commit504={commit504},expire_every={expire_every_s}s"
+
+
 DAILY_LIMIT = 50_000_000
 """The org's daily API allocation for the run (the default org's 15,000 would run out): the
 ``--limit-window`` spends it all for a while."""
@@ -241,7 +252,9 @@ def stop_all(workers: list[Worker], grace_s: float = 15) -> None:
         worker.kill()
 
 
-def build_workers(run_dir: Path, base_env: dict[str, str], org: OrgClient, prefix: str) -> list[Worker]:
+def build_workers(
+    run_dir: Path, base_env: dict[str, str], org: OrgClient, prefix: str, batch_age_s: float
+) -> list[Worker]:
     run = prefix.rstrip(".")
     python = [sys.executable, "-m", "sfsync.cli.main"]
     salesforce = {
@@ -262,7 +275,7 @@ def build_workers(run_dir: Path, base_env: dict[str, str], org: OrgClient, prefi
         **salesforce,
         "SFSYNC_SINK_GROUP_ID": f"{run}.sink",
         "SFSYNC_SINK_SESSION_TIMEOUT_MS": "10000",
-        "SFSYNC_SINK_BATCH_MAX_AGE_S": "1",
+        "SFSYNC_SINK_BATCH_MAX_AGE_S": str(batch_age_s),
         "SFSYNC_SINK_RETRY_WAIT_MAX_S": "3",
     }
     poller = {
@@ -392,7 +405,7 @@ class OrgClient:
         return rows
 
 
-def start_org(run_dir: Path, seed: int, commit504: float) -> OrgClient:
+def start_org(run_dir: Path, seed: int, expire_every_s: float, commit504: float) -> OrgClient:
     port = free_port()
     secret = secrets.token_hex(24)
     folder = run_dir / "emulator"
@@ -422,7 +435,7 @@ def start_org(run_dir: Path, seed: int, commit504: float) -> OrgClient:
         time.sleep(0.2)
     org.admin("POST", "limits", {"daily_api_limit": DAILY_LIMIT, "used": 0})
     org.session()
-    org.admin("POST", "faults", {"spec": f"{ORG_FAULTS},commit504={commit504},seed={seed}"})
+    org.admin("POST", "faults", {"spec": f"{org_faults(expire_every_s, commit504)},seed={seed}"})
     return org
 
 
@@ -433,8 +446,6 @@ class FaultLog:
     broker_restarts: list[float] = dataclasses.field(default_factory=list)
     registry_restarts: list[float] = dataclasses.field(default_factory=list)
     limit_windows: list[float] = dataclasses.field(default_factory=list)
-    expiries: int = 0
-    sessions_expired: int = 0
     last_fault_at: float = 0.0
     errors: list[str] = dataclasses.field(default_factory=list)
 
@@ -542,8 +553,7 @@ class Lag:
         for group, topics in self.groups.items():
             consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": group, "log_level": 0})
             try:
-                parts = [TopicPartition(t, p) for t in topics for p in range(by_name(t).partitions)]
-                committed = consumer.committed(parts, timeout=10)
+                committed = consumer.committed(partitions_of(consumer, topics), timeout=10)
                 total = 0
                 for tp in committed:
                     end = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=10)[1]
@@ -557,12 +567,15 @@ class Lag:
         return out
 
 
-def by_name(topic: str) -> Any:
-    base = topic.split(".", 1)[1] if topic.startswith("chaos-") else topic
-    for spec in ALL_TOPICS:
-        if spec.base == base:
-            return spec
-    raise KeyError(topic)
+def partitions_of(consumer: Consumer, topics: list[str]) -> list[TopicPartition]:
+    """Every partition of ``topics`` (RunError for a topic Kafka does not know)."""
+    found: list[TopicPartition] = []
+    for topic in topics:
+        meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        if meta is None or meta.error is not None or not meta.partitions:
+            raise RunError(f"topic {topic} not found")
+        found.extend(TopicPartition(topic, p) for p in sorted(meta.partitions))
+    return found
 
 
 class PoisonSender:
@@ -622,6 +635,7 @@ class Options:
     edits: int
     expire_every_s: float
     commit504: float
+    batch_age_s: float
     limit_window_s: float
     converge_timeout_s: float
     work_dir: Path | None
@@ -640,7 +654,10 @@ def parse(argv: list[str] | None = None) -> Options:
     )
     parser.add_argument("--poison", type=int, default=None, help="poison records (default 10, 4 below 20000 events)")
     parser.add_argument("--edits", type=int, default=None, help="rep edits (default events/100, at least 20)")
-    parser.add_argument("--expire-every", type=float, default=60.0, help="expire every session each N s (60)")
+    parser.add_argument("--expire-every", type=float, default=60.0, help="access tokens expire after N s (60)")
+    parser.add_argument(
+        "--batch-age", type=float, default=1.0, help="the sinks' batch max age, s (1; shorter: more API calls)"
+    )
     parser.add_argument(
         "--commit504", type=float, default=0.01, help="share of write requests committed, then answered 504 (0.01)"
     )
@@ -661,6 +678,7 @@ def parse(argv: list[str] | None = None) -> Options:
         edits=a.edits if a.edits is not None else max(20, a.events // 100),
         expire_every_s=a.expire_every,
         commit504=a.commit504,
+        batch_age_s=a.batch_age,
         limit_window_s=a.limit_window,
         converge_timeout_s=a.converge_timeout,
         work_dir=a.work_dir,
@@ -675,11 +693,19 @@ def main(argv: list[str] | None = None) -> int:
     if not bootstrap or not registry_url:
         log("set KAFKA_BOOTSTRAP_SERVERS and SCHEMA_REGISTRY_URL (the sfsync stack: `sfsync stack up` prints them)")
         return 2
+    signal.signal(signal.SIGTERM, _interrupted)  # stop what the run started, as on Ctrl-C
     try:
         return run(options, bootstrap, registry_url.rstrip("/"))
     except RunError as exc:
         log(f"the run could not be made: {exc}")
         return 2
+    except KeyboardInterrupt:
+        log("interrupted: stopped what the run had started")
+        return 130
+
+
+def _interrupted(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def run(options: Options, bootstrap: str, registry_url: str) -> int:
@@ -693,7 +719,7 @@ def run(options: Options, bootstrap: str, registry_url: str) -> int:
     ensure_topics(kafka, ALL_TOPICS, prefix)
     log(f"topic prefix {prefix}  logs {run_dir}  {options.events} events at {options.rate:.0f}/s")
 
-    org = start_org(run_dir, options.seed, options.commit504)
+    org = start_org(run_dir, options.seed, options.expire_every_s, options.commit504)
     base_env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
@@ -708,7 +734,7 @@ def run(options: Options, bootstrap: str, registry_url: str) -> int:
         "SFSYNC_SOURCE_METRICS_PORT": "0",
         "SFSYNC_INBOUND_METRICS_PORT": "0",
     }
-    workers = build_workers(run_dir, base_env, org, prefix)
+    workers = build_workers(run_dir, base_env, org, prefix, options.batch_age_s)
     supervisor = Supervisor(workers)
     faults = FaultLog()
     rng = random.Random(options.seed)
@@ -723,9 +749,8 @@ def run(options: Options, bootstrap: str, registry_url: str) -> int:
         duration = options.events / options.rate
         plan = _fault_plan(options, duration, rng, workers, stack, stack_down, org, faults)
         timeline = Timeline(plan, faults)
-        expiry = Every("chaos-expiry", options.expire_every_s, lambda: _expire(org, faults))
         editing = Every("chaos-reps", max(duration / max(options.edits, 1), 0.2), reps.edit_one)
-        threads = [timeline, expiry, editing]
+        threads = [timeline, editing]
 
         community = ChaosCommunity(options.seed)
         poison = poison_records(options.seed, options.poison)
@@ -760,7 +785,6 @@ def run(options: Options, bootstrap: str, registry_url: str) -> int:
         streamed_s = time.monotonic() - stream_started
         log(f"published {len(published)} events and {len(sender.landed)} poison in {streamed_s:.0f}s")
         editing.stopping.set()
-        expiry.stopping.set()
         timeline.join()
         at_end = org.admin("GET", "stats")
         injected = dict(at_end["faults"]["injected"])  # replacing the faults zeroes them
@@ -801,8 +825,6 @@ def run(options: Options, bootstrap: str, registry_url: str) -> int:
             org.proc.wait(timeout=10)
 
     injected.update(
-        sessions_expired=faults.sessions_expired,
-        expiry_rounds=faults.expiries,
         limit_windows=len(faults.limit_windows),
         rep_edits=len(reps.edits),
     )
@@ -812,6 +834,7 @@ def run(options: Options, bootstrap: str, registry_url: str) -> int:
         "killed": dict(Counter(name for _, name in faults.kills)),
         "broker_restarts": len(faults.broker_restarts),
         "registry_restarts": len(faults.registry_restarts),
+        "org_faults": org_faults(options.expire_every_s, options.commit504),
         "faults_injected": injected,
         "lost": found.lost,
         "duplicated": found.duplicated,
@@ -874,13 +897,6 @@ def _publish(publisher: Publisher, event: Any) -> None:
             time.sleep(1)
 
 
-def _expire(org: OrgClient, faults: FaultLog) -> None:
-    answer = org.admin("POST", "sessions/expire")
-    faults.expiries += 1
-    faults.sessions_expired += int(answer.get("expired", 0))
-    faults.done()
-
-
 def _fault_plan(
     options: Options,
     duration: float,
@@ -924,15 +940,11 @@ def _fault_plan(
     plan.append((0.2 * duration, "restart the Kafka broker", bounce("kafka", faults.broker_restarts)))
     plan.append((0.5 * duration, "restart the schema registry", bounce("registry", faults.registry_restarts)))
 
-    saved: dict[str, int] = {}
-
     def spend() -> None:
-        stats = org.admin("GET", "stats")
-        saved["used"] = stats["api_calls"]
-        org.admin("POST", "limits", {"used": stats["daily_limit"]})
+        org.admin("POST", "limits", {"spent_after": 0})  # as if other clients had spent the rest
 
     def restore() -> None:
-        org.admin("POST", "limits", {"used": saved.get("used", 0)})
+        org.admin("POST", "limits", {"restore": True})
         faults.limit_windows.append(options.limit_window_s)
 
     at = 0.45 * duration
@@ -950,7 +962,10 @@ def _converge(
     lag = Lag(
         bootstrap,
         {
-            f"{run}.processor": [s.name(prefix) for s in (*PRODUCT_TOPICS, RESULTS, SALESFORCE_EDITS)],
+            f"{run}.processor": [
+                *(s.name(prefix) for s in (*PRODUCT_TOPICS, RESULTS, SALESFORCE_EDITS)),
+                planned_writes(f"{run}.processor", WRITES.partitions).name(prefix),  # its own repartition topic
+            ],
             f"{run}.sink": [WRITES.name(prefix)],
             f"{run}.inbound": [CHANGES.name(prefix), RESULTS.name(prefix)],
         },
@@ -989,11 +1004,7 @@ def _converge(
 def _ends(bootstrap: str, topics: list[str]) -> tuple[int, ...]:
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "chaos-ends", "log_level": 0})
     try:
-        return tuple(
-            consumer.get_watermark_offsets(TopicPartition(t, p), timeout=10)[1]
-            for t in topics
-            for p in range(by_name(t).partitions)
-        )
+        return tuple(consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in partitions_of(consumer, topics))
     finally:
         consumer.close()
 
