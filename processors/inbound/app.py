@@ -34,15 +34,16 @@ Run one replica.
 
 Echo race: the poller may read sfsync's own write before its WriteResult reaches this app. A
 change made by a user sfsync writes as (``SFSYNC_INBOUND_WRITER_USER_IDS``, plus users learned from
-recognised echoes) that no result covers yet waits in the changes agent
-(:class:`~sfsync.processors.inbound.processor.EchoHold`) until a result arrives that covers it, or
-until ``SFSYNC_INBOUND_ECHO_HOLD_S`` after its poll has passed and the results agent has folded in
-every result that was in Kafka when the change was looked at
-(:class:`~sfsync.processors.inbound.processor.ResultsProgress`: after a restart, a backlog's results
-come first), at most
-``SFSYNC_INBOUND_ECHO_HOLD_S`` after it was looked at (:func:`~sfsync.processors.inbound.echo.hold_wait_ms`).
-Its offset is not committed while it waits, so a crash loses nothing. Changes behind it wait too
-(one stream), at most as long (docs/decisions/0004-inbound-echo-hold.md).
+recognised echoes) that no result covers yet is kept aside in the hold
+(:class:`~sfsync.processors.inbound.hold.EchoHold`), with the later changes of its record behind it,
+while the changes agent goes on with other records; a task judges it once a result covers it, or
+once ``SFSYNC_INBOUND_ECHO_HOLD_S`` after its poll has passed and the results agent has folded in
+every result that was in Kafka when the change was looked at (after a restart, a backlog's results
+come first), at most ``SFSYNC_INBOUND_ECHO_HOLD_S`` after it was looked at
+(:func:`~sfsync.processors.inbound.echo.hold_wait_ms`). Changes are acked in offset order per
+partition (:class:`~sfsync.processors.faust_runtime.aside.InOrderAcks`), so a held change's offset is
+not committed while it waits and a crash loses nothing. Past ``SFSYNC_INBOUND_HOLD_MAX`` held changes
+the app stops fetching changes until half are judged (docs/decisions/0004-inbound-echo-hold.md).
 """
 
 from __future__ import annotations
@@ -57,14 +58,16 @@ from prometheus_client import CollectorRegistry
 
 from sfsync.mapping import MappingFile
 from sfsync.ops.dlq import DeadLetterQueue, OriginalRecord
+from sfsync.processors.faust_runtime.aside import InOrderAcks, acting_for
 from sfsync.processors.faust_runtime.changelogs import ensure_changelogs
 from sfsync.processors.faust_runtime.connection import raw_topic
 from sfsync.processors.faust_runtime.factory import new_app, surroundings
 from sfsync.processors.faust_runtime.parking import original_record, park_all
 from sfsync.processors.faust_runtime.recovery import install_snapshot_consumer
 from sfsync.processors.faust_runtime.worker import command_main, run_faust_worker
+from sfsync.processors.inbound.hold import EchoHold, HeldChange, ResultsProgress
 from sfsync.processors.inbound.metrics import InboundMetrics
-from sfsync.processors.inbound.processor import EchoHold, InboundHandled, InboundProcessor, ResultsProgress
+from sfsync.processors.inbound.processor import InboundHandled, InboundProcessor
 from sfsync.processors.inbound.settings import InboundProcessorSettings, load_inbound_settings
 from sfsync.serde.codec import AvroDecoder
 from sfsync.serde.registry import SchemaRegistry
@@ -150,42 +153,111 @@ def _build(
     out_topic = raw_topic(app, MEMBERS_INBOUND, prefix)
     edits_topic = raw_topic(app, SALESFORCE_EDITS, prefix)
 
-    echo_hold = EchoHold(processor, written, ResultsProgress(lambda: app.consumer, RESULTS.name(prefix)))
+    changes_topic = CHANGES.name(prefix)
+    echo_hold = EchoHold(
+        processor,
+        written,
+        ResultsProgress(lambda: app.consumer, RESULTS.name(prefix)),
+        limit=settings.hold_max,
+    )
+    acks: InOrderAcks | None = None
+    paused = False
+
+    async def finish(handled: InboundHandled) -> None:
+        for key, value in handled.sends:
+            await out_topic.send(key=key, value=value)
+        for key, value in handled.edits:
+            await edits_topic.send(key=key, value=value)
+        await park_all(dlq, handled.parked)
+
+    def flow() -> None:
+        """Stop fetching changes while the hold is full; fetch again once it is half empty."""
+        nonlocal paused
+        if paused == echo_hold.full or (paused and len(echo_hold) >= settings.hold_max // 2):
+            return
+        mine = [tp for tp in app.consumer.assignment() if tp.topic == changes_topic]
+        if paused:
+            app.consumer.resume_partitions(mine)
+        else:
+            log.warning("%d changes wait for their results: fetching no more until half are judged", len(echo_hold))
+            app.consumer.pause_partitions(mine)
+        paused = not paused
 
     async def on_result(value: bytes | None, original: OriginalRecord) -> InboundHandled:
         handled = processor.on_result(value, original, written)
         echo_hold.notify(original.partition, original.offset)
         return handled
 
-    async def on_change(value: bytes | None, original: OriginalRecord) -> InboundHandled:
-        change, handled = processor.decode_change(value, original)
-        if change is None:
-            return handled
-        started = time.monotonic()
-        if await echo_hold.hold(change):
-            processor.counts["held"] += 1
-            waited, covered = time.monotonic() - started, processor.hold_until(change, written) is None
-            metrics.held(waited, covered=covered)
-            if waited >= 1.0:
-                why = "its result arrived" if covered else "no result covers it"
-                log.info("held %s %s for %.1fs: %s", change["sobject"], change["id"], waited, why)
-        return processor.judge(change, original, written, seen)
+    async def changes_agent(stream: Any) -> None:
+        """Judge each change now, or keep it aside in the hold (:func:`release_held` judges it later):
+        this loop never waits on a hold. Acked in offset order per partition (:class:`InOrderAcks`)."""
+        nonlocal acks
+        manual = stream.noack()
+        acks = InOrderAcks(manual.ack)
+        async for event in manual.events():
+            message = event.message
+            acks.take(event)
+            try:
+                original = original_record(message)
+                change, handled = processor.decode_change(message.value, original)
+                if change is not None:
+                    if echo_hold.admit(change, event):
+                        flow()
+                        continue
+                    handled = processor.judge(change, original, written, seen)
+                await finish(handled)
+            except Exception as exc:  # noqa: BLE001 - not the record's fault: stop, uncommitted
+                log.error("stopping: %s", exc)
+                await app.crash(exc)
+                return
+            await acks.finish(event)
 
-    def agent(handle: Any) -> Any:
+    held_report = _HeldReport()
+
+    async def release_held() -> None:
+        """Judge the held changes as :meth:`EchoHold.released` lets them go (covered, or at their bound)."""
+        while True:
+            for held in await echo_hold.released():
+                event = held.token
+                try:
+                    original = original_record(event.message)
+                    processor.counts["held"] += 1
+                    metrics.held(held.waited_s, covered=held.covered)
+                    held_report.add(held)
+                    log.debug("held %s %s for %.1fs: %s", held.change["sobject"], held.change["id"], held.waited_s,
+                              "its result arrived" if held.covered else "no result covers it")  # fmt: skip
+                    with acting_for(event):  # seen's changelog: the change's partition
+                        handled = processor.judge(held.change, original, written, seen)
+                    echo_hold.done(held)
+                    await finish(handled)
+                except Exception as exc:  # noqa: BLE001 - not the record's fault: stop, uncommitted
+                    log.error("stopping: %s", exc)
+                    await app.crash(exc)
+                    return
+                if acks is not None:
+                    await acks.finish(event)
+                flow()
+
+    async def forget_revoked(sender: Any, /, *args: Any, signal: Any = None, **kwargs: Any) -> None:
+        """Held changes of revoked partitions are forgotten: read again from their committed offset."""
+        revoked = set(args[0]) if args else set()
+        echo_hold.drop(lambda event: event.message.tp not in revoked)
+        if acks is not None:
+            acks.forget(revoked)
+
+    app.task(release_held)
+    app.on_partitions_revoked.connect(forget_revoked)
+
+    def results_agent(handle: Any) -> Any:
         async def run(stream: Any) -> None:
-            # Acked by hand once handled: a record whose handling a stop cancels (a change held
-            # for its result, a send not yet made) stays unacked, so uncommitted. Faust's own
-            # acking would ack it on the way out, and the commit at stop would skip it for good.
+            # Acked by hand once handled: a record whose handling a stop cancels (a send not yet
+            # made) stays unacked, so uncommitted. Faust's own acking would ack it on the way
+            # out, and the commit at stop would skip it for good.
             manual = stream.noack()
             async for event in manual.events():
                 message = event.message
                 try:
-                    handled: InboundHandled = await handle(message.value, original_record(message))
-                    for key, value in handled.sends:
-                        await out_topic.send(key=key, value=value)
-                    for key, value in handled.edits:
-                        await edits_topic.send(key=key, value=value)
-                    await park_all(dlq, handled.parked)
+                    await finish(await handle(message.value, original_record(message)))
                 except Exception as exc:  # noqa: BLE001 - not the record's fault: stop, uncommitted
                     log.error("stopping: %s", exc)
                     await app.crash(exc)
@@ -194,11 +266,35 @@ def _build(
 
         return run
 
-    app.agent(raw_topic(app, RESULTS, prefix), name="inbound_results")(agent(on_result))
-    app.agent(raw_topic(app, CHANGES, prefix), name="inbound_changes")(agent(on_change))
+    app.agent(raw_topic(app, RESULTS, prefix), name="inbound_results")(results_agent(on_result))
+    app.agent(raw_topic(app, CHANGES, prefix), name="inbound_changes")(changes_agent)
     install_snapshot_consumer(app)
     ensure_changelogs(app, kafka)
     return _Built(app, processor, dlq)
+
+
+class _HeldReport:
+    """One INFO line per ``every_s`` about the changes that waited a second or more, not one per change."""
+
+    def __init__(self, every_s: float = 10.0) -> None:
+        self.every_s = every_s
+        self._since = time.monotonic()
+        self.judged = self.uncovered = 0
+        self.longest_s = 0.0
+
+    def add(self, held: HeldChange) -> None:
+        if held.waited_s < 1.0:
+            return
+        self.judged += 1
+        self.uncovered += not held.covered
+        self.longest_s = max(self.longest_s, held.waited_s)
+        now = time.monotonic()
+        if now - self._since >= self.every_s:
+            log.info(
+                "%d changes held a second or more judged in %.0fs: %d with no result covering them; longest %.1fs",
+                self.judged, now - self._since, self.uncovered, self.longest_s,
+            )  # fmt: skip
+            self._since, self.judged, self.uncovered, self.longest_s = now, 0, 0, 0.0
 
 
 def run_inbound(

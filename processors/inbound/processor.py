@@ -5,17 +5,14 @@ state (:func:`~sfsync.processors.inbound.identity.apply_result` for a WriteResul
 :func:`~sfsync.processors.inbound.decide.decide` for a Change) and encodes what they give for
 ``product.members.inbound`` and ``sfsync.salesforce_edits``; a record it cannot decode, or whose
 inbound filter fails, comes back as a :class:`~sfsync.processors.faust_runtime.parking.Parked`.
-:class:`ResultsProgress` and :class:`EchoHold` are the echo hold's bookkeeping (how far the results
-stream has been folded in; which changes wait for it). The Faust app around them is
-:mod:`sfsync.processors.inbound.app`.
+:mod:`~sfsync.processors.inbound.hold` keeps the changes that wait for their result. The Faust app
+around them is :mod:`sfsync.processors.inbound.app`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, cast
 
@@ -24,13 +21,13 @@ from sfsync.mapping import MappingFile
 from sfsync.ops.dlq import OriginalRecord, Stage
 from sfsync.processors.faust_runtime.parking import Parked
 from sfsync.processors.inbound.decide import decide
-from sfsync.processors.inbound.echo import echo_writer, hold_until, hold_wait_ms, same_user
+from sfsync.processors.inbound.echo import echo_writer, hold_until, same_user
 from sfsync.processors.inbound.identity import apply_result
 from sfsync.processors.inbound.metrics import InboundMetrics
 from sfsync.processors.inbound.state import Change, Decision, Output, SeenState, WriteResult, WrittenState
 from sfsync.time import now_millis
 
-__all__ = ["EchoHold", "InboundHandled", "InboundProcessor", "ResultsProgress"]
+__all__ = ["InboundHandled", "InboundProcessor"]
 
 log = logging.getLogger(__name__)
 
@@ -188,104 +185,3 @@ class InboundProcessor:
         if decision.state is not None:
             seen[sf_id] = decision.state
         return self._encode(decision, original, decision.state["mapping"] if decision.state else None)
-
-
-class ResultsProgress:
-    """How far the results agent got in each ``sfsync.results`` partition, against the partitions'
-    end offsets (``consumer``: Faust's, with ``assignment()``, ``highwaters()`` and ``position()``)."""
-
-    def __init__(self, consumer: Callable[[], Any], topic: str, ask_timeout_s: float = 2.0) -> None:
-        self._consumer = consumer
-        self.topic = topic
-        self.ask_timeout_s = ask_timeout_s
-        """How long to wait for the consumer's answer (end offsets, positions): a hold never hangs on it
-        (a ``position()`` of aiokafka waits, unbounded, for a partition's position to become valid)."""
-        self.read: dict[int, int] = {}
-        """Partition -> the offset after the last result folded in."""
-
-    def folded(self, partition: int, offset: int) -> None:
-        self.read[partition] = max(self.read.get(partition, 0), offset + 1)
-
-    async def end_offsets(self) -> dict[Any, int]:
-        """The end offset of each assigned results partition now ({} when they cannot be read)."""
-        consumer = self._consumer()
-        try:
-            mine = [tp for tp in consumer.assignment() if tp.topic == self.topic]
-            if not mine:
-                return {}
-            ends = await asyncio.wait_for(consumer.highwaters(*mine), self.ask_timeout_s)
-            return {tp: int(end) for tp, end in ends.items()}
-        except TimeoutError:
-            log.warning("the consumer gave no results end offsets in %.0fs: not waiting on them", self.ask_timeout_s)
-            return {}
-        except Exception as exc:  # noqa: BLE001 - a rebalance or a broker hiccup: do not wait on it
-            log.debug("results end offsets not read: %s", exc)
-            return {}
-
-    async def reached(self, target: Mapping[Any, int]) -> bool:
-        """Whether every result before ``target`` was folded in (a partition none of whose results
-        was folded in this run counts where the consumer stands; unanswered in time: not waited on)."""
-        unread = [tp for tp in target if tp.partition not in self.read]
-        if any(self.read[tp.partition] < end for tp, end in target.items() if tp.partition in self.read):
-            return False
-        if not unread:
-            return True
-        consumer = self._consumer()
-        try:
-            positions = await asyncio.wait_for(
-                asyncio.gather(*(consumer.position(tp) for tp in unread), return_exceptions=True), self.ask_timeout_s
-            )
-        except TimeoutError:
-            log.warning("the consumer gave no results position in %.0fs: not waiting on it", self.ask_timeout_s)
-            return True
-        return all(
-            isinstance(done, BaseException) or int(done or 0) >= target[tp]
-            for tp, done in zip(unread, positions, strict=True)
-        )
-
-
-class EchoHold:
-    """Holds a change of sfsync's writer until the WriteResult covering it is folded in, within the
-    bounds of :func:`~sfsync.processors.inbound.echo.hold_wait_ms`; woken by every result (:meth:`notify`)."""
-
-    def __init__(
-        self,
-        processor: InboundProcessor,
-        written: Mapping[str, WrittenState],
-        results: ResultsProgress | None = None,
-        now_ms: Callable[[], int] = now_millis,
-    ) -> None:
-        self.processor = processor
-        self.written = written
-        self.results = results
-        self._now_ms = now_ms
-        self._event = asyncio.Event()
-
-    def notify(self, partition: int | None = None, offset: int | None = None) -> None:
-        """A result (at ``partition``/``offset`` of sfsync.results) was folded in: look again."""
-        if self.results is not None and partition is not None and offset is not None:
-            self.results.folded(partition, offset)
-        event, self._event = self._event, asyncio.Event()
-        event.set()
-
-    async def hold(self, change: Change) -> bool:
-        """Wait until ``change`` may be judged; True when it waited at all."""
-        first_seen = self._now_ms()
-        hold_ms = self.processor.hold_ms
-        target: dict[Any, int] | None = None
-        waited = False
-        while True:
-            now = self._now_ms()
-            deadline = self.processor.hold_until(change, self.written)
-            caught_up = True
-            if deadline is not None and deadline <= now < first_seen + hold_ms and self.results is not None:
-                if target is None:  # the results there are now: they are folded in before it is judged
-                    target = await self.results.end_offsets()
-                caught_up = await self.results.reached(target)
-            wait_ms = hold_wait_ms(deadline, now, first_seen, hold_ms, caught_up)
-            if wait_ms is None:
-                return waited
-            waited = True
-            event = self._event
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), min(wait_ms, 1000) / 1000)

@@ -63,6 +63,13 @@ class InboundProcessorSettings(FaustAppSettings):
         description="Longest wait (from the change's poll) for that WriteResult; then the change is judged "
         "as it is. 0: never wait.",
     )
+    hold_max: int = Field(
+        10_000,
+        ge=1,
+        le=1_000_000,
+        description="How many changes may wait for their results at once; past it no more changes are fetched "
+        "until half of those are judged (memory: about 2 KB each).",
+    )
 
     @field_validator("writer_user_ids", mode="before")
     @classmethod

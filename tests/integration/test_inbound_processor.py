@@ -276,3 +276,65 @@ def test_a_stop_while_changes_are_held_is_prompt_and_judges_none_of_them(
     kinds = Counter(name for name, _ in decoded.values())
     # at least once: a link sent just before the stop may come again, under the same inbound_id
     assert kinds == {"MemberIdentityLink": len(started) + 2 * len(held)}, (kinds, len(reader.messages))
+
+
+def test_a_thousand_changes_waiting_for_results_clear_in_about_one_hold_not_one_after_another(
+    services: Any, prefix: str, registry: SchemaRegistry, tmp_path: Path
+) -> None:
+    """1,000 changes by sfsync's writer that no result covers (a flow running as the integration user)
+    wait for their results at once, aside from the stream: all are judged about one hold after they
+    were polled. The changes buffer is 8 records, so Faust's one fetcher, which feeds the results agent
+    too, would block on it if the changes agent waited on each hold in turn: then every change waited
+    out its full hold, one after another (the chaos run's inbound app fell 58,000 changes behind)."""
+    make_topics(services, prefix)
+    results = AvroEncoder(registry, prefix + "sfsync.results", load_topic_schema("sfsync.results"))
+    changes = AvroEncoder(registry, prefix + "salesforce.changes", load_topic_schema("salesforce.changes"))
+    producer = Producer({"bootstrap.servers": services.bootstrap, "linger.ms": 20})
+    n, hold_s = 1000, 4.0
+
+    def send(topic: str, key: str, value: bytes) -> None:
+        producer.produce(prefix + topic, key=key.encode(), value=value)
+        producer.poll(0)
+
+    for i in range(n):  # sfsync wrote the records an hour ago
+        send("sfsync.results", f"Contact:Email:m{i}@example.com", results.encode("WriteResult", result(i, T0)))
+    assert producer.flush(30) == 0
+    app_id = f"inbound-{uuid.uuid4().hex[:10]}"
+    env = pipeline_env(
+        services,
+        prefix,
+        SFSYNC_INBOUND_APP_ID=app_id,
+        SFSYNC_INBOUND_SESSION_TIMEOUT_S="10",
+        SFSYNC_INBOUND_COMMIT_INTERVAL_S="0.5",
+        SFSYNC_INBOUND_METRICS_PORT="0",
+        SFSYNC_INBOUND_WRITER_USER_IDS=WRITER,
+        SFSYNC_INBOUND_ECHO_HOLD_S=str(hold_s),
+        SFSYNC_INBOUND_STREAM_BUFFER_MAXSIZE="8",
+    )
+    reader = Reader(services.bootstrap, prefix + "product.members.inbound")
+    app = start_app(env, tmp_path / "app")
+    try:
+        assert reader.until(n, timeout_s=120) == n, app.log_tail()  # every record's id link
+        now = dt.datetime.now(dt.UTC)
+        for i in range(n):  # a flow, running as the writer, sets a Title: no result will ever cover it
+            flow = {**change(i, {**as_salesforce_returns(i), "Title": "Set by a flow"}, now)}
+            send(
+                "salesforce.changes",
+                f"Contact:{sf_id(i)}",
+                changes.encode("Change", {**flow, "last_modified_by_id": WRITER, "polled_at": now}),
+            )
+        assert producer.flush(30) == 0
+        sent = time.monotonic()
+        expected = n + n + n  # id links, then per change its owner link and the flow's Title
+        reader.until(expected, timeout_s=120)
+        cleared_s = time.monotonic() - sent
+        assert caught_up(services.bootstrap, app_id, prefix + "salesforce.changes", 60), app.log_tail()
+    finally:
+        reader.close()
+        code = app.stop()
+    log = (tmp_path / "app" / "inbound.log").read_text(errors="replace")
+    assert code == 0 and unexpected_tracebacks(log) == [], log[-3000:]
+    decoder = AvroDecoder(registry)
+    kinds = Counter(decoder.decode(m.value())[0] for m in reader.messages)
+    assert kinds["MemberFieldUpdate"] >= n, kinds  # each held change judged and delivered (at least once)
+    assert cleared_s < hold_s + 20, f"{n} held changes took {cleared_s:.1f}s (hold {hold_s}s)"

@@ -2,56 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import io
-import time
 from typing import Any
 
-import fastavro
 import pytest
 
-from sfsync.errors import SkippableRecordError
 from sfsync.mapping import load_mappings
 from sfsync.ops.dlq import OriginalRecord, Stage
-from sfsync.processors.inbound.processor import EchoHold, InboundProcessor, ResultsProgress
+from sfsync.processors.inbound.processor import InboundProcessor
 from sfsync.processors.inbound.settings import load_inbound_settings
-from sfsync.serde.schema import load_topic_schema
+from tests.kit.serde import Decoder, Encoder
 
 T0 = dt.datetime(2026, 3, 1, 9, 30, tzinfo=dt.UTC)
 WRITTEN = {"FirstName": "Ada", "Title": "Engineer", "Member_Id__c": "u-1"}
-
-
-class Decoder:
-    """Bytes -> the record registered under them (anything else is not Avro)."""
-
-    def __init__(self) -> None:
-        self.records: dict[bytes, tuple[str, dict[str, Any]]] = {}
-
-    def add(self, name: str, value: dict[str, Any]) -> bytes:
-        data = f"rec-{len(self.records)}".encode()
-        self.records[data] = (name, value)
-        return data
-
-    def decode(self, data: bytes) -> tuple[str, dict[str, Any]]:
-        if data not in self.records:
-            raise SkippableRecordError("not Confluent wire format")
-        return self.records[data]
-
-
-class Encoder:
-    """Writes with the topic's real schema (so a value that does not fit fails as it would)."""
-
-    def __init__(self, topic: str = "product.members.inbound") -> None:
-        self.topic = load_topic_schema(topic)
-
-    def encode(self, record: str, value: dict[str, Any]) -> bytes:
-        buf = io.BytesIO()
-        try:
-            fastavro.schemaless_writer(buf, self.topic.branches[record][1], value)
-        except Exception as exc:
-            raise SkippableRecordError(str(exc)) from exc
-        return record.encode() + b"|" + buf.getvalue()
 
 
 def original(offset: int = 0) -> OriginalRecord:
@@ -205,45 +168,6 @@ def writers_change(fields: dict[str, Any], at: dt.datetime) -> dict[str, Any]:
     }  # fmt: skip
 
 
-async def test_a_held_change_is_judged_as_soon_as_its_result_arrives() -> None:
-    decoder = Decoder()
-    processor = InboundProcessor(decoder, Encoder(), load_mappings(), writers={WRITER}, hold_ms=20_000)
-    written: dict[str, Any] = {}
-    signal = EchoHold(processor, written)
-    now = dt.datetime.now(dt.UTC)
-    echo, handled = processor.decode_change(decoder.add("Change", writers_change(dict(WRITTEN), now)), original(1))
-    assert echo is not None and handled.sends == []
-    assert processor.hold_until(echo, written) is not None  # no result yet: it may be sfsync's own write
-
-    async def result_arrives() -> None:
-        await asyncio.sleep(0.2)
-        late = {**result(), "acknowledged_at": now + dt.timedelta(milliseconds=50)}
-        processor.on_result(decoder.add("WriteResult", late), original(), written)
-        signal.notify()
-
-    started = time.monotonic()
-    arrival = asyncio.create_task(result_arrives())
-    assert await signal.hold(echo) is True
-    await arrival
-    assert time.monotonic() - started < 5  # woken by the result, not by the 20 s bound
-    judged = processor.judge(echo, original(1), written, {})
-    assert judged.sends == [] and processor.counts["echo"] == 2  # recognised as sfsync's own write
-
-
-async def test_a_held_change_whose_result_never_comes_is_judged_at_the_bound_and_delivered() -> None:
-    decoder = Decoder()
-    processor = InboundProcessor(decoder, Encoder(), load_mappings(), writers={WRITER}, hold_ms=300)
-    written: dict[str, Any] = {}
-    processor.on_result(decoder.add("WriteResult", result()), original(), written)  # acknowledged at T0
-    flow = writers_change({**WRITTEN, "Title": "Set by a flow"}, dt.datetime.now(dt.UTC))
-    started = time.monotonic()
-    assert await EchoHold(processor, written).hold(flow) is True
-    assert 0.2 < time.monotonic() - started < 5
-    judged = processor.judge(flow, original(1), written, {})
-    assert [v.split(b"|")[0] for _, v in judged.sends] == [b"MemberFieldUpdate"]
-    assert WRITER in processor.writers
-
-
 def test_the_writer_is_learned_from_a_recognised_echo() -> None:
     decoder = Decoder()
     processor = InboundProcessor(decoder, Encoder(), load_mappings(), hold_ms=30_000)
@@ -255,98 +179,3 @@ def test_the_writer_is_learned_from_a_recognised_echo() -> None:
     assert processor.writers == {WRITER}
     later = writers_change({**WRITTEN, "Title": "x"}, T0 + dt.timedelta(minutes=5))
     assert processor.hold_until(later, written) is not None  # now the writer's next change waits
-
-
-class TP:
-    def __init__(self, topic: str, partition: int) -> None:
-        self.topic, self.partition = topic, partition
-
-
-class FakeFaustConsumer:
-    """Faust's consumer as EchoHold reads it: two results partitions and one changes partition."""
-
-    def __init__(self, ends: dict[int, int], positions: dict[int, int]) -> None:
-        self.tps = [TP("sfsync.results", p) for p in ends] + [TP("salesforce.changes", 0)]
-        self.ends, self.positions = ends, positions
-
-    def assignment(self) -> set[Any]:
-        return set(self.tps)
-
-    async def highwaters(self, *tps: Any) -> dict[Any, int]:
-        assert all(tp.topic == "sfsync.results" for tp in tps)
-        return {tp: self.ends[tp.partition] for tp in tps}
-
-    async def position(self, tp: Any) -> int:
-        return self.positions[tp.partition]
-
-
-async def test_a_backlog_change_past_its_bound_waits_for_the_results_already_in_kafka() -> None:
-    """After a restart, a change polled long ago comes with its result still unread in the results
-    backlog: it waits for that backlog (not for the bound), then is judged an echo."""
-    decoder = Decoder()
-    processor = InboundProcessor(decoder, Encoder(), load_mappings(), writers={WRITER}, hold_ms=10_000)
-    written: dict[str, Any] = {}
-    consumer = FakeFaustConsumer(ends={0: 40, 1: 7}, positions={0: 12, 1: 7})  # partition 1: nothing left to read
-    results = ResultsProgress(lambda: consumer, "sfsync.results")
-    hold = EchoHold(processor, written, results)
-    polled = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
-    old = writers_change(dict(WRITTEN), polled)
-    assert processor.hold_until(old, written) is not None  # uncovered, its bound long past
-
-    async def backlog() -> None:
-        for offset in range(12, 40):  # the results agent works through partition 0
-            await asyncio.sleep(0.01)
-            if offset == 30:  # this one covers the change
-                late = {**result(), "acknowledged_at": polled + dt.timedelta(milliseconds=50)}
-                processor.on_result(decoder.add("WriteResult", late), original(offset), written)
-            hold.notify(0, offset)
-
-    started = time.monotonic()
-    task = asyncio.create_task(backlog())
-    assert await hold.hold(old) is True
-    await task
-    assert time.monotonic() - started < 5
-    assert results.read[0] >= 31  # released by the covering result, not by the bound
-    assert processor.judge(old, original(1), written, {}).sends == []  # its result came first: an echo
-    assert await results.reached({TP("sfsync.results", 1): 7})  # never read this run: where the consumer stands
-    assert not await results.reached({TP("sfsync.results", 0): 41})
-
-
-async def test_a_past_bound_change_with_no_results_behind_is_judged_at_once() -> None:
-    processor = InboundProcessor(Decoder(), Encoder(), load_mappings(), writers={WRITER}, hold_ms=10_000)
-    consumer = FakeFaustConsumer(ends={0: 5}, positions={0: 5})
-    hold = EchoHold(processor, {}, ResultsProgress(lambda: consumer, "sfsync.results"))
-    old = writers_change(dict(WRITTEN), dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5))
-    started = time.monotonic()
-    assert await hold.hold(old) is False
-    assert time.monotonic() - started < 1
-
-
-class SilentConsumer(FakeFaustConsumer):
-    """A consumer that never answers: aiokafka's ``position()`` waits, unbounded, for a valid position."""
-
-    async def highwaters(self, *tps: Any) -> dict[Any, int]:
-        await asyncio.Event().wait()
-        raise AssertionError("unreachable")
-
-    async def position(self, tp: Any) -> int:
-        await asyncio.Event().wait()
-        raise AssertionError("unreachable")
-
-
-async def test_a_consumer_that_does_not_answer_never_holds_a_change_up() -> None:
-    """The restarted inbound app of the e2e test stopped judging changes: its hold waited on the consumer."""
-    consumer = SilentConsumer(ends={0: 5, 1: 9}, positions={})
-    results = ResultsProgress(lambda: consumer, "sfsync.results", ask_timeout_s=0.2)
-    started = time.monotonic()
-    assert await results.end_offsets() == {}  # unanswered: nothing to wait for
-    assert await results.reached({TP("sfsync.results", 0): 5, TP("sfsync.results", 1): 9})  # not waited on
-    results.folded(0, 1)
-    assert not await results.reached({TP("sfsync.results", 0): 5})  # what was folded still counts, without asking
-    assert time.monotonic() - started < 2
-    processor = InboundProcessor(Decoder(), Encoder(), load_mappings(), writers={WRITER}, hold_ms=1_500)
-    hold = EchoHold(processor, {}, ResultsProgress(lambda: consumer, "sfsync.results", ask_timeout_s=0.2))
-    old = writers_change(dict(WRITTEN), dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5))
-    started = time.monotonic()
-    assert await hold.hold(old) is False  # past its bound, no results known to wait for: judged now
-    assert time.monotonic() - started < 1
