@@ -228,8 +228,8 @@ def _build(
                               "its result arrived" if held.covered else "no result covers it")  # fmt: skip
                     with acting_for(event):  # seen's changelog: the change's partition
                         handled = processor.judge(held.change, original, written, seen)
-                    echo_hold.done(held)
                     await finish(handled)
+                    echo_hold.done(held)  # after its sends: a later change of the record never overtakes them
                 except Exception as exc:  # noqa: BLE001 - not the record's fault: stop, uncommitted
                     log.error("stopping: %s", exc)
                     await app.crash(exc)
