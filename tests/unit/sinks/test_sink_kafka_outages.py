@@ -61,7 +61,7 @@ async def test_a_commit_refused_by_a_restarting_broker_is_made_later_and_the_wor
     writes = [member(i) for i in range(4)]
     clock = EpochClock()
     fake = FakeConsumer([message(w, 0, n) for n, w in enumerate(writes)], clock=clock)
-    fake.commit_fails = [kafka_exception(code, "Commit failed: Broker: Coordinator load in progress")] * 3
+    fake.commit_fails = [kafka_exception(code, f"Commit failed: {KafkaError(code).str()}")] * 3
     client, worker = worker_over(fake, writes, clock)
 
     def stop_once_committed() -> None:
