@@ -514,7 +514,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     procs: dict[str, subprocess.Popen[bytes]] = {}
     offsets = Offsets(kafka, prefix, app_id, sink_group)
     logs = {name: (work / f"{name}.log").open("wb") for name in ("emulator", "processor", "sink")}
-    registry = SchemaRegistry.from_settings(settings)
+    registry = SchemaRegistry.from_settings(settings, ride_out_outages=False)
     try:
         emulator = start_emulator(port, logs["emulator"])
         procs["emulator"] = emulator

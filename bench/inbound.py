@@ -134,7 +134,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "SFSYNC_TOPIC_PREFIX": prefix,
     }
     procs: list[subprocess.Popen[bytes]] = []
-    registry = SchemaRegistry.from_settings(registry_settings)
+    registry = SchemaRegistry.from_settings(registry_settings, ride_out_outages=False)
     updates = Updates(kafka, prefix + "product.members.inbound", AvroDecoder(registry))
     logs = {name: (work / f"{name}.log").open("wb") for name in ("emulator", "poller", "inbound")}
     try:

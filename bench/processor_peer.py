@@ -422,7 +422,9 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             for event in member_events(args.events, args.seed):
                 publisher.publish(event)
             publisher.flush()
-        with SchemaRegistry.from_settings(settings) as registry:  # the peer's schemas, fetched once
+        with SchemaRegistry.from_settings(
+            settings, ride_out_outages=False
+        ) as registry:  # the peer's schemas, fetched once
             latest = registry._call("latest input schema", registry._client.get_latest_version, f"{source}-value")
             out_subject = f"{output.name(prefix)}-value"
             peer_cfg = {

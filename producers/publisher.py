@@ -109,7 +109,7 @@ class _Core:
                 f"topic(s) {', '.join(missing)} do not exist on {settings.bootstrap_servers}; "
                 "create them with `sfsync topics ensure`"
             )
-        registry = SchemaRegistry.from_settings(settings)
+        registry = SchemaRegistry.from_settings(settings, ride_out_outages=False)
         self.routes: dict[str, tuple[str, TopicSpec, AvroEncoder]] = {}
         with registry:  # schema ids are resolved once, here; the registry is not needed afterwards
             for spec in PRODUCT_TOPICS:

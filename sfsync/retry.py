@@ -11,7 +11,13 @@ nothing below that owner retries (docs/decisions/0006-one-retry-owner.md):
   after a write's first failure; then the write is parked in the DLQ (``sinks/writer.py``);
 - the poller retries a failed poll at its next poll and records one ERROR entry once an outage
   outlasts ``SFSYNC_SOURCE_RETRY_TIMEOUT_S``; its start-up checks retry with stamina, configured by
-  :meth:`RetryPolicy.stamina`, until the same deadline (``sources/poller.py``).
+  :meth:`RetryPolicy.stamina`, until the same deadline, and so does its taking an object over while
+  Kafka does not answer (``sources/poller.py``);
+- a worker's schema-registry client retries a call that got no answer or a 408/429/5xx until
+  ``SCHEMA_REGISTRY_RETRY_TIMEOUT_S`` after its first failure (``sfsync/serde/registry.py``; nothing
+  else is retried there, and a command's client makes one attempt);
+- the sink rides out transient Kafka faults on its consumer (a failed commit is made by a later one)
+  until ``SFSYNC_SINK_KAFKA_RETRY_TIMEOUT_S`` (``sinks/loop.py``).
 
 Whether an error is retried at all is its kind (:class:`~sfsync.errors.RetriableError`; every
 Salesforce answer is classified in ``salesforce/errors.py``); for how long is the owner's policy.

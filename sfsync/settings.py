@@ -120,10 +120,36 @@ class KafkaConnection(_Base):
 class RegistryConnection(_Base):
     """Where the Confluent-compatible schema registry is (Apicurio's ``/apis/ccompat/v7`` locally)."""
 
-    schema_registry_url: str = Field(DEFAULT_REGISTRY, validation_alias="SCHEMA_REGISTRY_URL")
-    schema_registry_username: str | None = Field(None, validation_alias="SCHEMA_REGISTRY_USERNAME")
-    schema_registry_password: SecretStr | None = Field(None, validation_alias="SCHEMA_REGISTRY_PASSWORD")
-    schema_registry_timeout_s: float = Field(5.0, gt=0, le=120, validation_alias="SCHEMA_REGISTRY_TIMEOUT_S")
+    schema_registry_url: str = Field(
+        DEFAULT_REGISTRY,
+        validation_alias="SCHEMA_REGISTRY_URL",
+        description="The registry's Confluent-compatible API (http:// or https://).",
+    )
+    schema_registry_username: str | None = Field(
+        None, validation_alias="SCHEMA_REGISTRY_USERNAME", description="Basic auth user, if the registry wants one."
+    )
+    schema_registry_password: SecretStr | None = Field(
+        None, validation_alias="SCHEMA_REGISTRY_PASSWORD", description="Basic auth password (never logged)."
+    )
+    schema_registry_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        le=120,
+        validation_alias="SCHEMA_REGISTRY_TIMEOUT_S",
+        description="How long one request to the registry may take.",
+    )
+    schema_registry_retry_timeout_s: float = Field(
+        120.0,
+        ge=0,
+        le=3_600,
+        validation_alias="SCHEMA_REGISTRY_RETRY_TIMEOUT_S",
+        description=(
+            "How long a worker (processor, sink, poller, inbound app) retries a registry call that got no "
+            "answer or a 408/429/5xx, counted from the call's first failure; then it stops as when the registry "
+            "is down (exit 2, nothing committed). 2 minutes rides out a registry restart. 0: no retry. Commands "
+            "a person runs never retry (they report the fault at once)."
+        ),
+    )
 
     @field_validator("schema_registry_url")
     @classmethod

@@ -22,6 +22,24 @@ SIGTERM/SIGINT finish the batch in hand, commit and close. On a rebalance the re
 records (in hand or carried) are dropped without committing: their new owner replays them.
 A fatal error stops the loop without committing; the process exits and is restarted (by then a
 human fixed the mapping, the permissions or the credentials).
+
+Outages are ridden out, not crashed on:
+
+- Kafka (a broker restart, the group coordinator loading or moving, the group rebalancing): a
+  commit or a ``consume`` that fails with a transient fault (:class:`~sfsync.errors.RetriableError`,
+  or :class:`~sfsync.errors.ServiceUnavailableError`: no answer, a member the group no longer
+  knows) leaves the offsets uncommitted and the loop goes on; the next batch's commit (or, idle, the
+  loop's next turn) commits them with its own. The writes themselves are already in Salesforce and
+  their results in Kafka; a crash before the next commit replays them, and the sink's writes are
+  idempotent (upsert by external ID, or match then update: docs/decisions/0006-one-retry-owner.md),
+  so a replay does not duplicate a record. One WARNING when such a streak starts, one INFO when
+  Kafka answers again; a streak longer than ``kafka_retry_timeout_s`` stops the loop with the last
+  error (the process exits uncommitted, as before). Refused credentials and librdkafka's fatal
+  errors stop it at once.
+- The schema registry: the writer schema of a write whose schema id is new is fetched off the event
+  loop (:meth:`~sfsync.serde.codec.AvroDecoder.prefetch`), retried until the registry's deadline
+  (``SCHEMA_REGISTRY_RETRY_TIMEOUT_S``), while the loop keeps serving its stop signal: stopped
+  meanwhile, that write and those after it are not read (nor committed) and the batch in hand ends.
 """
 
 from __future__ import annotations
@@ -35,7 +53,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sfsync.errors import SfsyncError, SkippableRecordError
+from sfsync.errors import RetriableError, ServiceUnavailableError, SfsyncError, SkippableRecordError
 from sfsync.kafka.clients import TopicPartition, new_consumer, new_producer
 from sfsync.kafka.delivery import Outbox
 from sfsync.ops.dlq import SourceEvent
@@ -73,9 +91,16 @@ log = logging.getLogger(__name__)
 WRITES = "sfsync.writes"
 RESULTS = "sfsync.results"
 
+_READING = "reading sfsync.writes"
+_COMMITTING = "committing offsets"
+
 
 class WriteDecoder(Protocol):
     """Decodes one Kafka value (``sfsync.serde.codec.AvroDecoder``)."""
+
+    def prefetch(self, data: bytes | None) -> Awaitable[None] | None:
+        """What to await before :meth:`decode` of ``data`` (its writer schema fetched), None when nothing."""
+        ...
 
     def decode(self, data: bytes) -> tuple[str, dict[str, Any]]: ...
 
@@ -215,7 +240,9 @@ class SinkWorker:
     """Runs the sink over a consumer and a producer: a :class:`~sfsync.kafka.clients.KafkaConsumer` and a
     confluent-kafka producer (:meth:`connect`), or fakes with the same methods.
 
-    Kafka's errors reach it as sfsync's (:mod:`sfsync.kafka.errors`) and stop :meth:`run`, uncommitted.
+    Kafka's errors reach it as sfsync's (:mod:`sfsync.kafka.errors`): a transient one on a commit or a
+    ``consume`` is ridden out for ``kafka_retry_timeout_s`` (module doc), any other stops :meth:`run`,
+    uncommitted.
     """
 
     def __init__(
@@ -250,6 +277,8 @@ class SinkWorker:
         self._committed: dict[tuple[str, int], int] = {}
         self._consumed: dict[tuple[str, int], int] = {}  # per partition: the offset after the last write read
         self._held: set[tuple[str, int]] = set()  # partitions this loop paused for the budget
+        self._kafka_failing_since: dict[str, float] = {}  # per Kafka call: the first failure of its streak
+        self._commit_owed = False  # a commit failed: the offsets read are not all committed
         self.batches = 0
 
     # -- construction with real clients ----------------------------------------------------
@@ -272,7 +301,7 @@ class SinkWorker:
             ConfigError: the Kafka settings are invalid.
         """
         if registry is None:
-            registry = SchemaRegistry.from_settings(settings)
+            registry = SchemaRegistry.from_settings(settings, ride_out_outages=True)
         base = settings.kafka_client_config()
         consumer = new_consumer(
             base,
@@ -331,6 +360,8 @@ class SinkWorker:
                 batch = [*self._carry, *fresh]
                 self._carry = []
                 if not batch:
+                    if self._commit_owed:
+                        self._commit(self._done_offsets((), ()))
                     continue
                 real = [w for w in batch if w.write]  # tombstones and parked undecodables are done already
                 outcome = await self.sink.put(real) if real else BatchOutcome()
@@ -357,10 +388,12 @@ class SinkWorker:
             if left <= 0:
                 break
             timeout = min(self.settings.poll_timeout_s, left)
-            messages = await asyncio.to_thread(self.consumer.consume, self.settings.batch_size, timeout)
+            messages = await self._consume(self.settings.batch_size, timeout)
             for message in messages:  # from a partition assigned by this very call, before its pause
                 incoming = await self._decode(message)
-                if incoming is not None and (incoming.topic, incoming.partition) not in self._revoked:
+                if incoming is None:
+                    break  # stopping: it and the records after it are not read
+                if (incoming.topic, incoming.partition) not in self._revoked:
                     self._carry.append(incoming)
             self._pause_assigned()
         held, self._held = self._held, set()
@@ -391,19 +424,79 @@ class SinkWorker:
                 timeout = min(timeout, self.settings.batch_max_age_s - (self._clock() - start))
                 if timeout <= 0:
                     break
-            messages = await asyncio.to_thread(self.consumer.consume, want - len(out), timeout)
+            messages = await self._consume(want - len(out), timeout)
             for message in messages:
                 incoming = await self._decode(message)
-                if incoming is not None:
-                    out.append(incoming)
-                    first_at = first_at if first_at is not None else self._clock()
+                if incoming is None:
+                    break  # stopping: it and the records after it are not read (the batch ends here)
+                out.append(incoming)
+                first_at = first_at if first_at is not None else self._clock()
             if not messages and first_at is None and not self._carry:
                 break  # idle: let the caller check for shutdown
         revoked = self._revoked
         return [w for w in out if (w.topic, w.partition) not in revoked]
 
+    async def _consume(self, count: int, timeout: float) -> list[Any]:
+        """``consumer.consume`` off the event loop; a transient Kafka fault gives no records (after
+        waiting ``timeout``, so a failing call does not spin) until its streak outlasts the deadline."""
+        try:
+            messages: list[Any] = await asyncio.to_thread(self.consumer.consume, count, timeout)
+        except (RetriableError, ServiceUnavailableError) as error:
+            self._kafka_failed(error, _READING)
+            await self._sleep(timeout)
+            return []
+        self._kafka_answered(_READING)
+        return messages
+
+    def _kafka_failed(self, error: SfsyncError, what: str) -> None:
+        """A transient Kafka fault while doing ``what``: a WARNING when a streak of them starts; the
+        error raised once the streak has lasted ``kafka_retry_timeout_s``."""
+        now = self._clock()
+        since = self._kafka_failing_since.get(what)
+        if since is None:
+            self._kafka_failing_since[what] = now
+            log.warning(
+                "Kafka: %s failed, retrying for up to %.0fs (offsets stay uncommitted meanwhile): %s",
+                what,
+                self.settings.kafka_retry_timeout_s,
+                error,
+            )
+            return
+        if now - since >= self.settings.kafka_retry_timeout_s:
+            log.error("Kafka: %s still failing after %.0fs: stopping", what, now - since)
+            raise error
+        log.debug("Kafka: %s failed again (%.0fs into the outage): %s", what, now - since, error)
+
+    def _kafka_answered(self, what: str) -> None:
+        """``what`` went through: a streak of its faults, if any, is over."""
+        since = self._kafka_failing_since.pop(what, None)
+        if since is not None:
+            log.info("Kafka: %s works again (after %.0fs of faults)", what, self._clock() - since)
+
+    async def _until_fetched(self, fetch: Awaitable[None]) -> bool:
+        """Await ``fetch`` (a writer schema's); False when the worker is stopping first (``fetch`` cancelled)."""
+        fetching = asyncio.ensure_future(fetch)
+        stopping = asyncio.ensure_future(self.stopping.wait())
+        try:
+            await asyncio.wait({fetching, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            if not fetching.done():
+                fetching.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await fetching
+        if fetching.cancelled():
+            return False
+        fetching.result()  # ServiceUnavailableError: the registry did not answer until its deadline
+        return True
+
     async def _decode(self, message: Any) -> IncomingWrite | None:
+        """The write ``message`` carries (a parked one's offset done, with an empty write); None when
+        the worker began stopping while its writer schema was being fetched (it was not read)."""
         value = message.value()
+        fetch = self.decoder.prefetch(value)
+        if fetch is not None and not await self._until_fetched(fetch):
+            return None
         coords = {
             "topic": str(message.topic()),
             "partition": int(message.partition()),
@@ -462,7 +555,15 @@ class SinkWorker:
             if (topic, partition) not in self._revoked and offset > self._committed.get((topic, partition), -1)
         ]
         if not advance:
+            self._commit_owed = False
             return
-        self.consumer.commit(offsets=advance, asynchronous=False)
+        try:
+            self.consumer.commit(offsets=advance, asynchronous=False)
+        except (RetriableError, ServiceUnavailableError) as error:
+            self._commit_owed = True  # at-least-once: a later commit (or a replay after a crash) covers them
+            self._kafka_failed(error, _COMMITTING)
+            return
+        self._kafka_answered(_COMMITTING)
+        self._commit_owed = False
         for tp in advance:
             self._committed[(tp.topic, tp.partition)] = tp.offset

@@ -461,7 +461,7 @@ def build_runner(
     if problems:
         raise ConfigError("sink", problems)
     if registry is None:
-        registry = SchemaRegistry.from_settings(sink_settings)
+        registry = SchemaRegistry.from_settings(sink_settings, ride_out_outages=True)
     metrics = metrics if metrics is not None else SinkMetrics()
     kafka = sink_settings.kafka_client_config()
     prefix = sink_settings.topic_prefix

@@ -118,6 +118,17 @@ class SinkSettings(KafkaConnection, RegistryConnection):
     session_timeout_ms: int = Field(45_000, ge=6_000, le=300_000)
     max_poll_interval_ms: int = Field(600_000, ge=10_000)
     producer_flush_timeout_s: float = Field(30.0, gt=0, le=600)
+    kafka_retry_timeout_s: float = Field(
+        120.0,
+        gt=0,
+        le=3_600,
+        description=(
+            "How long the sink rides out transient Kafka faults on its consumer (a broker restart, the group "
+            "coordinator loading or moving, a rebalance): commits that fail leave the offsets uncommitted until a "
+            "later one goes through, and the loop goes on. A streak of faults longer than this stops the sink "
+            "(exit, nothing more committed). 2 minutes rides out a broker restart."
+        ),
+    )
     metrics_port: int = Field(9102, ge=0, le=65535, description="0 disables the metrics endpoint.")
     register_schemas: bool = True
 

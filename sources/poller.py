@@ -29,6 +29,12 @@ A thin loop around :mod:`sfsync.sources.rules`:
   once an object's polls have failed for ``retry_timeout_s`` one ERROR entry is recorded for the
   outage (:meth:`ObjectPoller.failed`); polling goes on. The start-up check is retried with stamina
   until ``retry_timeout_s`` (:func:`check_org_with_retries`), then its last error stops the poller.
+  Taking an assigned object over (``init_transactions``, reading its checkpoint) while Kafka does
+  not answer (a broker restart, the transaction coordinator loading) is retried with the policy's
+  waits at the loop's next turns, the other objects polling meanwhile: one WARNING when it first
+  fails, one INFO once every assigned object is taken over; still failing after
+  ``retry_timeout_s``, the last error stops the poller (as before, but not at the first fault).
+  Registry calls (schemas registered at start-up) are retried until ``SCHEMA_REGISTRY_RETRY_TIMEOUT_S``.
 - **Salesforce budget.** Every Salesforce call waits for the shared :class:`~sfsync.salesforce.governor.Governor`
   (``SFSYNC_GOVERNOR_*``: reserve, slow-down, pause); a daily-limit refusal pauses it (at most
   ``pause_s``, then one probe call). A poll never sleeps through a pause: the governor holds one of
@@ -71,7 +77,7 @@ from typing import Any, TypeVar, cast
 import httpx
 import stamina
 
-from sfsync.errors import Category, FatalError, Level, RetriableError, SfsyncError
+from sfsync.errors import Category, FatalError, Level, RetriableError, ServiceUnavailableError, SfsyncError
 from sfsync.kafka.admin import ensure_topics
 from sfsync.kafka.clients import new_consumer
 from sfsync.kafka.delivery import TransactionalProducer
@@ -524,7 +530,10 @@ class Poller:
         registry: Any | None = None,
         metrics: SourceMetrics | None = None,
         after_page: Callable[[str, int], None] | None = None,
+        open_object: Callable[[str, int], tuple[Any, core.Checkpoint]] | None = None,
     ) -> None:
+        """``open_object(sobject, checkpoint partition)``: what taking an object over opens, its
+        transactional producer and its last checkpoint (default :meth:`_open_object`, from Kafka)."""
         self.settings = settings
         mappings = require_valid(mappings if mappings is not None else load_configured_mappings())
         self.mappings = mappings
@@ -539,7 +548,9 @@ class Poller:
         self.kafka = settings.kafka_client_config()
         ensure_topics(self.kafka, [CHANGES, ERRORS, checkpoint_spec(settings)], settings.topic_prefix)
         self._owned_registry = registry is None
-        self.registry = registry if registry is not None else SchemaRegistry.from_settings(settings)
+        self.registry = (
+            registry if registry is not None else SchemaRegistry.from_settings(settings, ride_out_outages=True)
+        )
         encoder = AvroEncoder(
             self.registry,
             CHANGES.name(settings.topic_prefix),
@@ -569,6 +580,10 @@ class Poller:
         self.objects: dict[str, ObjectPoller] = {}
         self._assigned: set[int] | None = None
         self._pending: set[int] | None = None
+        self._open: Callable[[str, int], tuple[Any, core.Checkpoint]] = open_object or self._open_object
+        self._takeover_failing_since: float | None = None  # objects assigned but not taken over since then
+        self._takeover_attempts = 0
+        self._takeover_retry_at = 0.0
         self._stopping = asyncio.Event()
         self._after_page = after_page
         self._metrics_server: Any = None
@@ -667,6 +682,8 @@ class Poller:
         the object in hand (it was revoked)."""
         self.consumer.poll(0)
         pending, self._pending = self._pending, None
+        if pending is None and self._takeover_failing_since is not None and time.monotonic() >= self._takeover_retry_at:
+            pending = self._assigned  # objects of the assignment not taken over yet: try them again
         if pending is not None:
             self._assign(pending)
         self.metrics.assigned.set(len(self.objects))
@@ -675,18 +692,18 @@ class Poller:
     def _assign(self, partitions: set[int]) -> None:
         self._assigned = partitions
         count = self.settings.checkpoint_partitions
+        failed: SfsyncError | None = None
         for name in [n for n, o in self.objects.items() if o.checkpoint_partition not in partitions]:
             self._release(name)
         for name, plan in self.plans.items():
             partition = partition_for(name, count)
             if partition not in partitions or name in self.objects:
                 continue
-            transactions = Transactions(
-                self.kafka,
-                f"{self.settings.topic_prefix}{self.settings.transactional_id_prefix}.{name}",
-                self.settings.transaction_timeout_s,
-            )
-            checkpoint = read_checkpoint(self.kafka, self.checkpoint_topic, partition, name) or core.Checkpoint(name)
+            try:
+                transactions, checkpoint = self._open(name, partition)
+            except (RetriableError, ServiceUnavailableError) as exc:
+                failed = exc
+                continue
             self.objects[name] = ObjectPoller(
                 plan,
                 checkpoint,
@@ -702,6 +719,50 @@ class Poller:
             if name not in self.report.objects:
                 self.report.objects.append(name)
             log.info("polling %s (checkpoint partition %d, cursor %s)", name, partition, checkpoint.cursor_ms)
+        if failed is not None:
+            self._takeover_failed(failed)
+        elif self._takeover_failing_since is not None:
+            log.info(
+                "Kafka answers again: every assigned object taken over (after %.0fs)",
+                time.monotonic() - self._takeover_failing_since,
+            )
+            self._takeover_failing_since = None
+
+    def _open_object(self, sobject: str, partition: int) -> tuple[Any, core.Checkpoint]:
+        """``sobject``'s transactional producer (fencing a zombie of it) and its last committed checkpoint.
+
+        Raises:
+            ServiceUnavailableError / RetriableError: Kafka did not answer (retried by :meth:`_assign`'s caller).
+        """
+        transactions = Transactions(
+            self.kafka,
+            f"{self.settings.topic_prefix}{self.settings.transactional_id_prefix}.{sobject}",
+            self.settings.transaction_timeout_s,
+        )
+        try:
+            checkpoint = read_checkpoint(self.kafka, self.checkpoint_topic, partition, sobject)
+        except BaseException:
+            transactions.close()
+            raise
+        return transactions, checkpoint or core.Checkpoint(sobject)
+
+    def _takeover_failed(self, error: SfsyncError) -> None:
+        """Taking an object over failed on a transient Kafka fault: tried again after the policy's wait
+        (:meth:`service_group`); a WARNING when a streak starts; the error raised once it outlasts
+        ``retry_timeout_s``."""
+        now = time.monotonic()
+        policy = self.settings.retry_policy()
+        if self._takeover_failing_since is None:
+            self._takeover_failing_since = now
+            self._takeover_attempts = 0
+            log.warning(
+                "Kafka: taking over assigned objects failed, retrying for up to %.0fs: %s", policy.timeout_s, error
+            )
+        elif policy.expired(self._takeover_failing_since, now):
+            log.error("Kafka: assigned objects still not taken over after %.0fs: stopping", policy.timeout_s)
+            raise error
+        self._takeover_attempts += 1
+        self._takeover_retry_at = now + policy.delay(self._takeover_attempts)
 
     def _between_pages(self, name: str) -> bool:
         poller = self.objects.get(name)

@@ -96,8 +96,10 @@ class SourceSettings(KafkaConnection, RegistryConnection):
         description="The poller's retry deadline (it owns its retries; the Salesforce client makes one attempt). "
         "A failed poll is retried at the next poll, quietly after its WARNING entry; once an object's polls have "
         "failed this long, one ERROR entry reports the outage (polling goes on). The start-up check of the org "
-        "retries this long, then stops the poller. 5 minutes rides out a failover or a burst of lock or "
-        "concurrency errors without an ERROR, and reports a real outage while it is still young.",
+        "retries this long, then stops the poller; so does taking an object over (its transactional "
+        "producer, its checkpoint) while Kafka does not answer (a broker restart). 5 minutes rides out a "
+        "failover or a burst of lock or concurrency errors without an ERROR, and reports a real outage while it "
+        "is still young.",
     )
     quarantine_recheck_s: float = Field(
         300.0,

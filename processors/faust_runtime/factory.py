@@ -96,7 +96,7 @@ def surroundings(
     """
     mappings = require_valid(mappings if mappings is not None else load_configured_mappings())
     if registry is None:
-        registry = SchemaRegistry.from_settings(settings)
+        registry = SchemaRegistry.from_settings(settings, ride_out_outages=True)
     prefix = settings.topic_prefix
     kafka = settings.kafka_client_config()
     ensure_topics(kafka, tuple(topics), prefix)

@@ -17,7 +17,10 @@ Thin agents around the pure rules (:mod:`~sfsync.processors.inbound.identity`,
   the record's write key) for the outbound processor's record clock (last write wins both ways).
 
 A record that cannot be decoded, or whose inbound filter fails, is parked in the DLQ with its
-original bytes (as :mod:`sfsync.processors.outbound.app` does); transient faults stop the worker uncommitted. With
+original bytes (as :mod:`sfsync.processors.outbound.app` does); transient faults stop the worker uncommitted.
+A registry outage is ridden out first, as there: the writer schema of a record whose schema id is new
+is fetched off the event loop (:meth:`~sfsync.serde.codec.AvroDecoder.prefetch`, until
+``SCHEMA_REGISTRY_RETRY_TIMEOUT_S``), so the consumer's heartbeats go on meanwhile. With
 ``exactly_once`` (the default) what a record sends, the table changelog and the consumed offsets
 commit in one Kafka transaction. Run it with ``sfsync inbound`` or ``python -m sfsync.processors.inbound.app
 [max_seconds]``; its app id (``SFSYNC_INBOUND_APP_ID``) is its own, never the outbound processor's.
@@ -199,6 +202,9 @@ def _build(
             acks.take(event)
             try:
                 original = original_record(message)
+                fetch = processor.decoder.prefetch(message.value)  # off the loop through an outage
+                if fetch is not None:
+                    await fetch
                 change, handled = processor.decode_change(message.value, original)
                 if change is not None:
                     if echo_hold.admit(change, event):
@@ -257,6 +263,9 @@ def _build(
             async for event in manual.events():
                 message = event.message
                 try:
+                    fetch = processor.decoder.prefetch(message.value)  # off the loop through an outage
+                    if fetch is not None:
+                        await fetch
                     await finish(await handle(message.value, original_record(message)))
                 except Exception as exc:  # noqa: BLE001 - not the record's fault: stop, uncommitted
                     log.error("stopping: %s", exc)

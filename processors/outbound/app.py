@@ -6,6 +6,16 @@ to the DLQ with their original bytes and why; transient faults (registry or Kafk
 worker without committing, so the record replays on restart. :func:`run_processor` runs it
 (``sfsync processor``, ``python -m sfsync.processors.outbound.app``).
 
+A registry outage is ridden out first (:mod:`sfsync.serde.registry`, ``SCHEMA_REGISTRY_RETRY_TIMEOUT_S``):
+at start-up, before the worker joins its group, the schemas are registered with blocking retries;
+afterwards the registry is only needed to decode a record whose schema id is new, and the processor
+decodes on the event loop, which also runs the consumer's heartbeats (a loop held longer than
+``session_timeout_s`` gets the worker evicted from its group). So each agent awaits its decoder's
+:meth:`~sfsync.serde.codec.AvroDecoder.prefetch` before the record's work: the fetch runs in a
+worker thread, one attempt at a time, with ``asyncio.sleep`` between attempts, so the loop, its
+heartbeats and the other agents run on through the outage. The record waits unacked meanwhile (so
+uncommitted); a registry still away at the deadline stops the worker as before.
+
 Two steps, partitioned for what each needs, so that any number of workers (one consumer group, the
 app id) plans exactly what one would:
 
@@ -217,6 +227,9 @@ def _build(
             async for event in manual.events():
                 message = event.message
                 try:
+                    fetch = processor.decoder.prefetch(message.value)  # off the loop through an outage
+                    if fetch is not None:
+                        await fetch
                     handled = processor.plan_record(
                         message.value,
                         message.topic,
@@ -245,6 +258,9 @@ def _build(
         async for event in manual.events():
             message = event.message
             try:
+                fetch = processor.plans_decoder.prefetch(message.value)
+                if fetch is not None:
+                    await fetch
                 handled = processor.order_write(
                     message.value,
                     message.topic,
@@ -283,6 +299,9 @@ def _build(
         async for event in manual.events():
             message = event.message
             try:
+                fetch = decoder.prefetch(message.value)
+                if fetch is not None:
+                    await fetch
                 try:
                     _, result = decoder.decode(message.value or b"")
                 except SkippableRecordError as exc:
@@ -306,6 +325,9 @@ def _build(
         async for event in manual.events():
             message = event.message
             try:
+                fetch = decoder.prefetch(message.value)
+                if fetch is not None:
+                    await fetch
                 if not learn_edit(decoder, message.value, clock):
                     reason = SkippableRecordError("not a decodable SalesforceEdit")
                     parked = [Parked(original_record(message), reason, Stage.VALUE_CONVERTER)]

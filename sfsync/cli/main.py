@@ -146,7 +146,7 @@ def topics_list() -> None:
 def _registry() -> SchemaRegistry:
     from sfsync.serde.registry import SchemaRegistry
 
-    return SchemaRegistry.from_settings(cfg.load(cfg.RegistryConnection, "registry"))
+    return SchemaRegistry.from_settings(cfg.load(cfg.RegistryConnection, "registry"), ride_out_outages=False)
 
 
 @schemas_app.command("register")

@@ -36,7 +36,7 @@ def _kafka() -> tuple[dict[str, object], str]:
 def _registry() -> SchemaRegistry:
     from sfsync.serde.registry import SchemaRegistry
 
-    return SchemaRegistry.from_settings(cfg.load(cfg.RegistryConnection, "registry"))
+    return SchemaRegistry.from_settings(cfg.load(cfg.RegistryConnection, "registry"), ride_out_outages=False)
 
 
 def _short(text: str | None, width: int) -> str:

@@ -9,7 +9,9 @@ What a caller of :mod:`sfsync.kafka` gets instead of ``KafkaException``:
 - :class:`ProducerFencedError` (fatal), when a newer producer took the transactional id over;
 - :class:`~sfsync.errors.FatalError`, for refused credentials and librdkafka's fatal errors;
 - :class:`~sfsync.errors.ServiceUnavailableError`, when the cluster did not answer;
-- :class:`~sfsync.errors.RetriableError`, for what librdkafka marks retriable;
+- :class:`~sfsync.errors.RetriableError`, for what librdkafka marks retriable, and for a group
+  coordinator that is loading, moving or rebalancing (:data:`COORDINATOR_CODES`: what Kafka's Java
+  client calls retriable, while librdkafka leaves the flag unset on a failed commit's error);
 - :class:`~sfsync.errors.ServiceUnavailableError` for anything else (stop, uncommitted).
 """
 
@@ -28,6 +30,7 @@ from sfsync.errors import (
 )
 
 __all__ = [
+    "COORDINATOR_CODES",
     "FENCED_CODES",
     "RECORD_ERROR_CODES",
     "ProducerFencedError",
@@ -55,6 +58,17 @@ _UNREACHABLE: frozenset[int] = frozenset(
         KafkaError.REQUEST_TIMED_OUT,
     }
 )
+COORDINATOR_CODES: frozenset[int] = frozenset(
+    {
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.REBALANCE_IN_PROGRESS,
+        KafkaError._WAIT_COORD,
+    }
+)
+"""The group coordinator is loading its state (right after a broker restart), moved, or the group is
+rebalancing: the same call succeeds once it settles."""
 _REFUSED: frozenset[int] = frozenset(
     {
         KafkaError._AUTHENTICATION,
@@ -140,7 +154,7 @@ def translate(exc: KafkaException | KafkaError, what: str) -> SfsyncError:
         return FatalError(f"Kafka: {what} failed for good ({error.name()}): {reason}")
     if code in _UNREACHABLE:
         return ServiceUnavailableError(f"Kafka did not answer: {what} failed: {reason}")
-    if error.retriable():
+    if error.retriable() or code in COORDINATOR_CODES:
         return RetriableError(f"Kafka: {what} failed, may succeed later ({error.name()}): {reason}")
     return ServiceUnavailableError(f"Kafka: {what} failed ({error.name()}): {reason}")
 

@@ -2,14 +2,16 @@
 
 - :class:`AvroEncoder` writes one topic's records with the topic's schema registered under
   ``<topic>-value`` (TopicNameStrategy, set explicitly).
-- :class:`AvroDecoder` reads any such message, fetching the writer schema by id (cached).
+- :class:`AvroDecoder` reads any such message, fetching the writer schema by id (cached); code on an
+  event loop awaits :meth:`AvroDecoder.prefetch` first, so that a fetch through a registry outage
+  never blocks the loop (:mod:`sfsync.serde.registry`).
 """
 
 from __future__ import annotations
 
 import io
 import struct
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
 import fastavro
@@ -112,11 +114,42 @@ class AvroDecoder:
         self.logical_types = logical_types
         self._storage: dict[int, tuple[Any, list[tuple[str, Any]] | None]] = {}
         """schema id -> (writer schema without logical types, its record branches when read one by one)"""
+        self._unknown: dict[int, SkippableRecordError] = {}
+        """schema id -> why :meth:`prefetch` found no such schema: the next :meth:`decode` of it raises that"""
+
+    def prefetch(self, data: bytes | None) -> Awaitable[None] | None:
+        """None when :meth:`decode` of ``data`` needs nothing from the registry (its writer schema is
+        cached, or ``data`` is not in the wire format); else what to await first, on an event loop: it
+        fetches the writer schema without blocking the loop, retrying through an outage until the
+        registry's deadline (:meth:`~sfsync.serde.registry.SchemaRegistry.awriter_schema`).
+
+        Awaiting it raises :class:`~sfsync.errors.ServiceUnavailableError` when the registry did not answer
+        by then; an unknown schema id is not raised there but by the :meth:`decode` that follows.
+        """
+        if data is None or len(data) < HEADER.size or data[0] != MAGIC:
+            return None
+        _, schema_id = HEADER.unpack_from(data)
+        if schema_id in self._storage or self.registry.has_writer_schema(schema_id):
+            return None
+        return self._fetch(schema_id)
+
+    async def _fetch(self, schema_id: int) -> None:
+        try:
+            await self.registry.awriter_schema(schema_id)
+        except SkippableRecordError as exc:
+            self._unknown[schema_id] = exc
+
+    def _writer_schema(self, schema_id: int) -> Any:
+        if self._unknown:
+            unknown = self._unknown.pop(schema_id, None)
+            if unknown is not None:
+                raise unknown
+        return self.registry.writer_schema(schema_id)
 
     def _storage_schema(self, schema_id: int) -> tuple[Any, list[tuple[str, Any]] | None]:
         cached = self._storage.get(schema_id)
         if cached is None:
-            plain = fastavro.parse_schema(storage_schema(strip_private(self.registry.writer_schema(schema_id))))
+            plain = fastavro.parse_schema(storage_schema(strip_private(self._writer_schema(schema_id))))
             cached = plain, _record_branches(plain)
             self._storage[schema_id] = cached
         return cached
@@ -126,7 +159,7 @@ class AvroDecoder:
             raise SkippableRecordError("not Confluent wire format (missing magic byte 0 and schema id)")
         _, schema_id = HEADER.unpack_from(data)
         if self.logical_types:
-            writer = self.registry.writer_schema(schema_id)
+            writer = self._writer_schema(schema_id)
         else:
             writer, records = self._storage_schema(schema_id)
             if records is not None:

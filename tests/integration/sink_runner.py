@@ -23,18 +23,19 @@ from tests.integration.helpers import caught_up, group_offsets, make_topics, sal
 
 
 def sink_settings(services: Any, prefix: str, group: str, **overrides: Any) -> SinkSettings:
-    return SinkSettings(
-        bootstrap_servers=services.bootstrap,
-        schema_registry_url=services.registry,
-        topic_prefix=prefix,
-        group_id=group,
-        batch_max_age_s=0.3,
-        poll_timeout_s=0.2,
-        max_parent_waits=1000,
-        retry_wait_initial_s=0.01,
-        retry_wait_max_s=0.05,
-        **overrides,
-    )
+    """The sink's settings on the test's topics and group, with short waits; ``overrides`` win."""
+    defaults: dict[str, Any] = {
+        "bootstrap_servers": services.bootstrap,
+        "schema_registry_url": services.registry,
+        "topic_prefix": prefix,
+        "group_id": group,
+        "batch_max_age_s": 0.3,
+        "poll_timeout_s": 0.2,
+        "max_parent_waits": 1000,
+        "retry_wait_initial_s": 0.01,
+        "retry_wait_max_s": 0.05,
+    }
+    return SinkSettings(**{**defaults, **overrides})
 
 
 def runner_for(

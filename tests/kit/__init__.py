@@ -7,7 +7,8 @@ module imports what it shares with other test modules from the kit, never from a
 Exported here:
 
 - ``clock``: clocks; ``kafka``: the confluent-kafka fakes (messages, consumer, producer, errors,
-  cluster metadata); ``registry``: the in-memory schema registry;
+  cluster metadata); ``registry``: the in-memory schema registry, and one over real HTTP that a test can
+  take away and bring back (``RegistryStandIn``);
 - ``mappings``: mapping files built in tests, and the ones several suites share;
 - ``salesforce``: the recorded Salesforce responses of ``tests/fixtures/salesforce``; ``org_faults``:
   faults around an org transport the emulator cannot inject itself (``FaultyOrg``).
@@ -48,7 +49,7 @@ from tests.kit.mappings import (
     write_mappings,
 )
 from tests.kit.org_faults import FaultyOrg
-from tests.kit.registry import FakeRegistry
+from tests.kit.registry import FakeRegistry, RegistryStandIn
 from tests.kit.salesforce import RECORDED, recorded_json, recorded_text
 
 __all__ = [
@@ -67,6 +68,7 @@ __all__ = [
     "FakeRegistry",
     "FakeTopicMetadata",
     "FaultyOrg",
+    "RegistryStandIn",
     "WallClock",
     "cluster_metadata",
     "eof",

@@ -156,7 +156,9 @@ class FakeConsumer:
     queued, in order, until :meth:`resume`.
 
     Knobs: ``on_idle``: called whenever ``poll``/``consume`` find nothing left (a test stops the loop
-    under test there); ``fail``: every call but ``close`` raises it; ``assigned``: what
+    under test there); ``fail``: every call but ``close`` raises it; :attr:`commit_fails`: what the next
+    ``commit`` calls raise, one each, in order (a broker restart's ``COORDINATOR_LOAD_IN_PROGRESS``...:
+    :func:`kafka_exception`), committing nothing; ``assigned``: what
     ``assignment()`` answers (``assign()`` replaces it); ``watermarks``: ``(low, high)`` per partition,
     what ``get_watermark_offsets`` answers; ``partitions``: topic name -> partition ids, what
     ``list_topics`` answers (None, the default: it raises as when no broker answers); ``clock``: a
@@ -190,6 +192,7 @@ class FakeConsumer:
         self.watermarks = dict(watermarks or {})
         self.partitions = partitions
         self.clock = clock
+        self.commit_fails: list[BaseException] = []
         self.commits: dict[int, int] = {}
         self.commit_log: list[tuple[int, int]] = []
         self.polled_at: list[Any] = []
@@ -291,6 +294,8 @@ class FakeConsumer:
 
     def commit(self, message: Any = None, offsets: list[Any] | None = None, asynchronous: bool = True) -> None:
         self._maybe_fail()
+        if self.commit_fails:
+            raise self.commit_fails.pop(0)
         for tp in offsets or []:
             self.commits[tp.partition] = tp.offset
             self.commit_log.append((tp.partition, tp.offset))

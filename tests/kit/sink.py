@@ -322,6 +322,10 @@ class ByKey:
 
     writes: dict[bytes, dict[str, Any]]
 
+    def prefetch(self, data: bytes | None) -> Awaitable[None] | None:
+        """Nothing to fetch: the writes are at hand."""
+        return None
+
     def decode(self, data: bytes) -> tuple[str, dict[str, Any]]:
         return "Write", self.writes[data]
 

@@ -36,6 +36,10 @@ from tests.kit import kafka_exception
         (KafkaError(KafkaError._FATAL, "gone", fatal=True), FatalError),
         (KafkaError(KafkaError.PRODUCER_FENCED), ProducerFencedError),
         (KafkaError(KafkaError.REBALANCE_IN_PROGRESS, retriable=True), RetriableError),
+        # a failed commit's error carries no retriable flag; a coordinator loading (a broker restart) or moving is
+        (KafkaError(KafkaError.COORDINATOR_LOAD_IN_PROGRESS, "Coordinator load in progress"), RetriableError),
+        (KafkaError(KafkaError.COORDINATOR_NOT_AVAILABLE), RetriableError),
+        (KafkaError(KafkaError.NOT_COORDINATOR), RetriableError),
         (KafkaError(KafkaError.UNKNOWN_MEMBER_ID), ServiceUnavailableError),
     ],
 )
