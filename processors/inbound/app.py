@@ -42,7 +42,8 @@ recognised echoes) that no result covers yet is kept aside in the hold
 while the changes agent goes on with other records; a task judges it once a result covers it, or
 once ``SFSYNC_INBOUND_ECHO_HOLD_S`` after its poll has passed and the results agent has folded in
 every result that was in Kafka when the change was looked at (after a restart, a backlog's results
-come first), at most ``SFSYNC_INBOUND_ECHO_HOLD_S`` after it was looked at
+come first; at most ``SFSYNC_INBOUND_CATCH_UP_HOLD_S``), at most ``SFSYNC_INBOUND_ECHO_HOLD_S`` after it
+was looked at for a result that does not come
 (:func:`~sfsync.processors.inbound.echo.hold_wait_ms`). Changes are acked in offset order per
 partition (:class:`~sfsync.processors.faust_runtime.aside.InOrderAcks`), so a held change's offset is
 not committed while it waits and a crash loses nothing. Past ``SFSYNC_INBOUND_HOLD_MAX`` held changes
@@ -161,6 +162,7 @@ def _build(
         processor,
         written,
         ResultsProgress(lambda: app.consumer, RESULTS.name(prefix)),
+        catch_up_ms=int(settings.catch_up_hold_s * 1000),
         limit=settings.hold_max,
     )
     acks: InOrderAcks | None = None

@@ -16,7 +16,8 @@ learned from echoes by :func:`echo_writer`) that no known result covers yet (no 
 acknowledged at or after the change's SystemModstamp) is held until one does, or until
 ``polled_at + hold_ms`` has passed and the results stream has caught up with what it held when
 the change was looked at (a backlog after a restart folds its results first), and only then
-judged; never longer than ``hold_ms`` after it was first looked at. Held in vain (a flow running
+judged; never longer than ``hold_ms`` for its result, nor than the catch-up bound for the results
+stream, after it was first looked at. Held in vain (a flow running
 as the integration user: no result ever covers it), it is judged by the same rules and
 delivered: the bound costs latency, never a change (docs/decisions/0004-inbound-echo-hold.md).
 """
@@ -141,23 +142,30 @@ def hold_until(
 
 
 def hold_wait_ms(
-    deadline_ms: int | None, now_ms: int, first_seen_ms: int, hold_ms: int, results_caught_up: bool
+    deadline_ms: int | None,
+    now_ms: int,
+    first_seen_ms: int,
+    hold_ms: int,
+    results_caught_up: bool,
+    catch_up_ms: int = 0,
 ) -> int | None:
     """How long a held change waits before it is looked at again (None: judge it now).
 
-    Until ``deadline_ms`` (:func:`hold_until`; None: not held, or covered by a result now) it
-    waits for its result. Past it (a replay, or a backlog read after a restart) it waits only
-    until the results stream has caught up with the results that existed when it looked
-    (``results_caught_up``), so a result already in Kafka is folded first; never beyond
-    ``first_seen_ms + hold_ms``."""
+    Until ``deadline_ms`` (:func:`hold_until`; None: not held, or covered by a result now), and at
+    most ``hold_ms`` after it was first looked at, it waits for its result. Past its deadline (a
+    replay, a backlog read after a restart, or a results stream running behind) it waits until the
+    results stream has caught up with the results that existed when it looked
+    (``results_caught_up``), so a result already in Kafka is folded before the change is judged;
+    never beyond ``first_seen_ms + max(hold_ms, catch_up_ms)``."""
     if deadline_ms is None:
         return None
-    cap = first_seen_ms + hold_ms
-    if now_ms >= cap:
-        return None
     if now_ms < deadline_ms:
-        return min(deadline_ms, cap) - now_ms
-    return None if results_caught_up else min(HOLD_RECHECK_MS, cap - now_ms)
+        cap = first_seen_ms + hold_ms
+        return None if now_ms >= cap else min(deadline_ms, cap) - now_ms
+    cap = first_seen_ms + max(hold_ms, catch_up_ms)
+    if results_caught_up or now_ms >= cap:
+        return None
+    return min(HOLD_RECHECK_MS, cap - now_ms)
 
 
 def echo_writer(written_state: WrittenState | None, change: Change, decision: Decision[SeenState]) -> str | None:

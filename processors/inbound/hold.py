@@ -10,8 +10,9 @@ buffered change waiting for results that could not be fetched, each waited out i
 after another). :meth:`EchoHold.released` gives the changes that may be judged now, per
 :func:`~sfsync.processors.inbound.echo.hold_wait_ms`: covered by a result, or past
 ``polled_at + hold`` once the results stream has folded every result that was in Kafka when the
-change was first looked at (:class:`ResultsProgress`), and never later than ``hold`` after that
-first look (docs/decisions/0004-inbound-echo-hold.md).
+change was first looked at (:class:`ResultsProgress`); never later than ``hold`` (waiting for its
+result) or the catch-up bound (waiting for a results stream that runs behind) after that first
+look (docs/decisions/0004-inbound-echo-hold.md).
 """
 
 from __future__ import annotations
@@ -121,6 +122,9 @@ class EchoHold:
     written: Mapping[str, WrittenState]
     results: ResultsProgress | None = None
     now_ms: Callable[[], int] = now_millis
+    catch_up_ms: int = 0
+    """How long after its first look a change past its deadline may wait for the results stream
+    (:func:`~sfsync.processors.inbound.echo.hold_wait_ms`; below the hold: the hold)."""
     limit: int = 10_000
     """How many changes it holds before :attr:`full` asks the app to stop fetching changes."""
     settle_s: float = 0.02
@@ -215,7 +219,8 @@ class EchoHold:
             now = self.now_ms()
             deadline = self.processor.hold_until(head.change, self.written)
             caught_up = True
-            if deadline is not None and deadline <= now < head.first_seen_ms + hold_ms and self.results is not None:
+            cap = head.first_seen_ms + max(hold_ms, self.catch_up_ms)
+            if deadline is not None and deadline <= now < cap and self.results is not None:
                 if head.target is None:
                     if ends is None:
                         ends = await self.results.end_offsets()
@@ -223,7 +228,7 @@ class EchoHold:
                 if id(head.target) not in reached:
                     reached[id(head.target)] = await self.results.reached(head.target)
                 caught_up = reached[id(head.target)]
-            wait_ms = hold_wait_ms(deadline, now, head.first_seen_ms, hold_ms, caught_up)
+            wait_ms = hold_wait_ms(deadline, now, head.first_seen_ms, hold_ms, caught_up, self.catch_up_ms)
             if wait_ms is None:
                 head.released_ms, head.covered = now, deadline is None
                 ready.append(head)

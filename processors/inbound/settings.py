@@ -63,6 +63,13 @@ class InboundProcessorSettings(FaustAppSettings):
         description="Longest wait (from the change's poll) for that WriteResult; then the change is judged "
         "as it is. 0: never wait.",
     )
+    catch_up_hold_s: float = Field(
+        300.0,
+        ge=0,
+        le=3600,
+        description="Longest wait of a change past its hold for the results stream to fold the results that "
+        "were in Kafka when the change was first looked at (a backlog, a lagging results stream).",
+    )
     hold_max: int = Field(
         10_000,
         ge=1,
