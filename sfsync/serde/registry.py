@@ -254,10 +254,21 @@ class SchemaRegistry:
         return int(registered.schema_id)
 
     def register(self, subject: str, schema_str: str) -> int:
-        """Register (or find) ``schema_str`` under ``subject``; the registry enforces compatibility."""
-        return int(
-            self._call(f"registering {subject}", self._client.register_schema, subject, Schema(schema_str, "AVRO"))
-        )
+        """Register (or find) ``schema_str`` under ``subject``; the registry enforces compatibility.
+
+        A refusal is checked once by looking the schema up: two workers registering a subject's first
+        schema at once race to create it, and Apicurio answers the loser 409 "already exists" although
+        the very schema is now registered (seen when the chaos run's workers all restart together).
+        """
+        try:
+            return int(
+                self._call(f"registering {subject}", self._client.register_schema, subject, Schema(schema_str, "AVRO"))
+            )
+        except SchemaError as refused:
+            try:
+                return self.lookup(subject, schema_str)
+            except SfsyncError:
+                raise refused from refused.__cause__
 
     def is_compatible(self, subject: str, schema_str: str) -> bool:
         """Whether ``schema_str`` may be registered under ``subject`` (True when the subject is new)."""
