@@ -190,7 +190,7 @@ def _build(
 
     async def on_result(value: bytes | None, original: OriginalRecord) -> InboundHandled:
         handled = processor.on_result(value, original, written)
-        echo_hold.notify(original.partition, original.offset)
+        echo_hold.notify(original.partition, original.offset, handled.record)
         return handled
 
     async def changes_agent(stream: Any) -> None:

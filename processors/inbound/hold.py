@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sfsync.processors.inbound.echo import hold_wait_ms
+from sfsync.processors.inbound.echo import HOLD_RECHECK_MS, hold_wait_ms
 from sfsync.processors.inbound.processor import InboundProcessor
 from sfsync.processors.inbound.state import Change, WrittenState
 from sfsync.time import now_millis
@@ -96,6 +97,8 @@ class HeldChange:
     change: Change
     token: Any
     first_seen_ms: int
+    seq: int = 0
+    """Its place in the order changes were admitted."""
     target: Mapping[Any, int] | None = None
     """The results end offsets when it was first looked at past its bound (None: not yet)."""
     released_ms: int | None = None
@@ -114,8 +117,11 @@ class EchoHold:
 
     :meth:`admit` keeps a change aside (or says it may be judged now); :meth:`released` waits until
     some may be judged and gives them, at most one per record at a time; :meth:`done` after a
-    released change was judged lets the next change of its record come forward. Woken by every
-    folded result (:meth:`notify`), and at the earliest bound of the changes it holds.
+    released change was judged lets the next change of its record come forward.
+
+    A record's head is looked at again only when something can have changed for it: a result of
+    that record was folded (:meth:`notify`), its bound came, or the results stream reached the end
+    offsets it waits for. With 10,000 changes held, a result costs one look, not 10,000.
     """
 
     processor: InboundProcessor
@@ -131,6 +137,13 @@ class EchoHold:
     """After a wake-up, how long to let more results fold before looking (one look per burst of results)."""
     _held: dict[str, deque[HeldChange]] = field(default_factory=dict)
     _count: int = 0
+    _seq: int = 0
+    _dirty: set[str] = field(default_factory=set)
+    """Records whose head is looked at next time: a new head, or a result of the record came."""
+    _due: list[tuple[int, int, str]] = field(default_factory=list)
+    """A heap of (when, seq, record): the bounds at which a record's head is looked at again."""
+    _catching_up: dict[int, tuple[Mapping[Any, int], set[str]]] = field(default_factory=dict)
+    """id(target) -> (target, records whose head waits for the results stream to reach it)."""
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __len__(self) -> int:
@@ -141,11 +154,15 @@ class EchoHold:
     def full(self) -> bool:
         return self._count >= self.limit
 
-    def notify(self, partition: int | None = None, offset: int | None = None) -> None:
-        """A result (at ``partition``/``offset`` of sfsync.results) was folded in: look again."""
+    def notify(self, partition: int | None = None, offset: int | None = None, record: str | None = None) -> None:
+        """A result (at ``partition``/``offset`` of sfsync.results, of Salesforce record ``record``)
+        was folded in: its record's held change may be covered, the results stream moved on."""
         if self.results is not None and partition is not None and offset is not None:
             self.results.folded(partition, offset)
-        if self._count:
+        if record and record in self._held:
+            self._dirty.add(record)
+            self._wake.set()
+        elif self._catching_up:
             self._wake.set()
 
     def admit(self, change: Change, token: Any) -> bool:
@@ -157,7 +174,9 @@ class EchoHold:
             if self.processor.hold_until(change, self.written) is None:
                 return False
             queue = self._held[key] = deque()
-        queue.append(HeldChange(change, token, self.now_ms()))
+            self._dirty.add(key)
+        self._seq += 1
+        queue.append(HeldChange(change, token, self.now_ms(), self._seq))
         self._count += 1
         self._wake.set()
         return True
@@ -174,6 +193,7 @@ class EchoHold:
             del self._held[key]
         else:
             queue[0].first_seen_ms = max(queue[0].first_seen_ms, self.now_ms())  # its own wait starts now
+            self._dirty.add(key)
             self._wake.set()
 
     def drop(self, keep: Callable[[Any], bool]) -> list[HeldChange]:
@@ -188,6 +208,7 @@ class EchoHold:
                 kept = deque(h for h in queue if keep(h.token))
                 if kept:
                     self._held[key] = kept
+                    self._dirty.add(key)
                 else:
                     del self._held[key]
         self._count -= len(dropped)
@@ -195,7 +216,7 @@ class EchoHold:
 
     async def released(self) -> list[HeldChange]:
         """Wait until at least one held change may be judged; those that may (the heads of their
-        records, oldest first). Call :meth:`done` for each once it is judged."""
+        records, in the order they were admitted). Call :meth:`done` for each once it is judged."""
         while True:
             ready, wait_ms = await self._look()
             if ready:
@@ -207,20 +228,31 @@ class EchoHold:
                 await asyncio.sleep(self.settle_s)
 
     async def _look(self) -> tuple[list[HeldChange], int]:
-        """The heads that may be judged now, and how long until the next bound of the others (ms)."""
+        """The heads that may be judged now, and how long until the next look is due (ms)."""
+        now = self.now_ms()
+        keys, self._dirty = self._dirty, set()
+        while self._due and self._due[0][0] <= now:
+            keys.add(heapq.heappop(self._due)[2])
+        reached: dict[int, bool] = {}
+        if self.results is not None:
+            for tid, (target, waiting) in list(self._catching_up.items()):
+                reached[tid] = await self.results.reached(target)
+                if reached[tid]:
+                    keys |= waiting
+                    del self._catching_up[tid]
         ready: list[HeldChange] = []
-        next_ms = 1000
         hold_ms = self.processor.hold_ms
         ends: Mapping[Any, int] | None = None  # asked once per look, shared by the heads first past their bound
-        reached: dict[int, bool] = {}
-        for head in [q[0] for q in self._held.values()]:
-            if head.released_ms is not None:
+        for key in keys:
+            queue = self._held.get(key)
+            if not queue or queue[0].released_ms is not None:
                 continue
-            now = self.now_ms()
+            head = queue[0]
             deadline = self.processor.hold_until(head.change, self.written)
-            caught_up = True
             cap = head.first_seen_ms + max(hold_ms, self.catch_up_ms)
-            if deadline is not None and deadline <= now < cap and self.results is not None:
+            catching_up = deadline is not None and deadline <= now < cap and self.results is not None
+            caught_up = True
+            if catching_up and self.results is not None:
                 if head.target is None:
                     if ends is None:
                         ends = await self.results.end_offsets()
@@ -232,6 +264,13 @@ class EchoHold:
             if wait_ms is None:
                 head.released_ms, head.covered = now, deadline is None
                 ready.append(head)
+            elif catching_up and head.target is not None:  # looked at again when the results get there, or at its cap
+                self._catching_up.setdefault(id(head.target), (head.target, set()))[1].add(key)
+                heapq.heappush(self._due, (cap, head.seq, key))
             else:
-                next_ms = min(next_ms, wait_ms)
+                heapq.heappush(self._due, (now + wait_ms, head.seq, key))
+        ready.sort(key=lambda h: h.seq)
+        next_ms = self._due[0][0] - now if self._due else 1000
+        if self._catching_up:
+            next_ms = min(next_ms, HOLD_RECHECK_MS)
         return ready, max(1, next_ms)

@@ -40,6 +40,8 @@ class InboundHandled(NamedTuple):
     parked: list[Parked]
     outputs: list[Output]
     edits: list[tuple[bytes, bytes]] = []
+    record: str = ""
+    """The Salesforce Id of the record a WriteResult was about ("" for a change, or no record)."""
 
 
 @dataclass
@@ -131,7 +133,7 @@ class InboundProcessor:
             self.metrics.result(decision)
         if decision.state is not None:
             written[sf_id] = decision.state
-        return self._encode(decision, original, result["mapping"] or None)
+        return self._encode(decision, original, result["mapping"] or None)._replace(record=sf_id)
 
     def on_change(
         self,

@@ -42,8 +42,8 @@ async def test_a_held_change_is_released_as_soon_as_its_result_arrives() -> None
     async def result_arrives() -> None:
         await asyncio.sleep(0.2)
         late = {**result(), "acknowledged_at": now + dt.timedelta(milliseconds=50)}
-        work.on_result(decoder.add("WriteResult", late), original(), written)
-        hold.notify()
+        folded = work.on_result(decoder.add("WriteResult", late), original(), written)
+        hold.notify(record=folded.record)
 
     started = time.monotonic()
     arrival = asyncio.create_task(result_arrives())
@@ -156,8 +156,10 @@ async def test_a_backlog_change_past_its_bound_waits_for_the_results_already_in_
             await asyncio.sleep(0.01)
             if offset == 30:  # this one covers the change
                 late = {**result(), "acknowledged_at": polled + dt.timedelta(milliseconds=50)}
-                work.on_result(decoder.add("WriteResult", late), original(offset), written)
-            hold.notify(0, offset)
+                folded = work.on_result(decoder.add("WriteResult", late), original(offset), written)
+                hold.notify(0, offset, folded.record)
+            else:
+                hold.notify(0, offset)
 
     started = time.monotonic()
     task = asyncio.create_task(backlog())
@@ -237,3 +239,35 @@ async def test_events_finished_out_of_order_are_acked_in_offset_order_per_partit
     acks.forget(["p0"])  # revoked: p0/2 is read again from the committed offset, never acked here
     await acks.finish(events[3])
     assert acked == [("p1", 0), ("p0", 0), ("p0", 1)] and acks.waiting() == 0
+
+
+class CountingProcessor(InboundProcessor):
+    """Counts how often the hold asks whether a change still waits."""
+
+    asked = 0
+
+    def hold_until(self, change: Any, written: Any) -> int | None:
+        self.asked += 1
+        return super().hold_until(change, written)
+
+
+async def test_a_result_looks_again_at_its_own_records_change_only_not_at_every_held_one() -> None:
+    """The chaos run's inbound app spent its CPU looking at 10,000 held changes again on every result."""
+    decoder = Decoder()
+    work = CountingProcessor(decoder, Encoder(), load_mappings(), writers={WRITER}, hold_ms=60_000)
+    written: dict[str, Any] = {}
+    hold = EchoHold(work, written)
+    now = dt.datetime.now(dt.UTC)
+    for i in range(10_000):
+        hold.admit(of_record(f"003{i:012d}AAA", dict(WRITTEN), now), i)
+    with pytest.raises(TimeoutError):  # the first look at each: all wait for their results
+        await released_within(hold, 0.3)
+    work.asked = 0
+    covering = {**result(), "salesforce_id": "003000000000042AAA", "acknowledged_at": now + dt.timedelta(seconds=1)}
+    folded = work.on_result(decoder.add("WriteResult", covering), original(), written)
+    for _ in range(50):  # results of records no change waits for
+        hold.notify(0, 1, "003999999999999AAA")
+    hold.notify(0, 2, folded.record)
+    [held] = await released_within(hold, 5)
+    assert held.token == 42 and held.covered
+    assert work.asked <= 2, work.asked
