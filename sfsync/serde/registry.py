@@ -308,12 +308,8 @@ class SchemaRegistry:
         """
         parsed = self._by_id.get(schema_id)
         if parsed is None:
-            schema = self._call(
-                f"fetching schema id {schema_id}",
-                self._client.get_schema,
-                schema_id,
-                not_found=self._unknown(schema_id),
-            )
+            what, not_found = self._fetching(schema_id)
+            schema = self._call(what, self._client.get_schema, schema_id, not_found=not_found)
             parsed = self._by_id.setdefault(schema_id, self._parse(schema_id, schema))
         return parsed
 
@@ -326,14 +322,14 @@ class SchemaRegistry:
         """
         parsed = self._by_id.get(schema_id)
         if parsed is None:
-            schema = await self._acall(
-                f"fetching schema id {schema_id}",
-                self._client.get_schema,
-                schema_id,
-                not_found=self._unknown(schema_id),
-            )
+            what, not_found = self._fetching(schema_id)
+            schema = await self._acall(what, self._client.get_schema, schema_id, not_found=not_found)
             parsed = self._by_id.setdefault(schema_id, self._parse(schema_id, schema))
         return parsed
+
+    def _fetching(self, schema_id: int) -> tuple[str, UnknownSchemaError]:
+        """What fetching ``schema_id`` is called in errors, and the error its 404 raises."""
+        return f"fetching schema id {schema_id}", self._unknown(schema_id)
 
     def _parse(self, schema_id: int, schema: Schema) -> Any:
         if schema.schema_str is None:

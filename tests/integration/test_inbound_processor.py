@@ -203,7 +203,21 @@ def test_echoes_are_dropped_edits_delivered_conflicts_resolved(
     assert headers[H_TOPIC] == prefix + "salesforce.changes" and headers[H_STAGE] == "VALUE_CONVERTER"
 
 
-WRITER = "005000000000009AAA"  # the user sfsync writes as, in the test below
+WRITER = "005000000000009AAA"  # the user sfsync writes as, in the tests below
+
+
+def writers_app_env(services: Any, prefix: str, app_id: str, **extra: str) -> dict[str, str]:
+    """The inbound app's environment, with ``WRITER`` as the user sfsync writes as."""
+    return pipeline_env(
+        services,
+        prefix,
+        SFSYNC_INBOUND_APP_ID=app_id,
+        SFSYNC_INBOUND_SESSION_TIMEOUT_S="10",
+        SFSYNC_INBOUND_COMMIT_INTERVAL_S="0.5",
+        SFSYNC_INBOUND_METRICS_PORT="0",
+        SFSYNC_INBOUND_WRITER_USER_IDS=WRITER,
+        **extra,
+    )
 
 
 def test_a_stop_while_changes_are_held_is_prompt_and_judges_none_of_them(
@@ -231,16 +245,7 @@ def test_a_stop_while_changes_are_held_is_prompt_and_judges_none_of_them(
         send_result(i)
     assert producer.flush(30) == 0
     app_id = f"inbound-{uuid.uuid4().hex[:10]}"
-    env = pipeline_env(
-        services,
-        prefix,
-        SFSYNC_INBOUND_APP_ID=app_id,
-        SFSYNC_INBOUND_SESSION_TIMEOUT_S="10",
-        SFSYNC_INBOUND_COMMIT_INTERVAL_S="0.5",
-        SFSYNC_INBOUND_METRICS_PORT="0",
-        SFSYNC_INBOUND_WRITER_USER_IDS=WRITER,
-        SFSYNC_INBOUND_ECHO_HOLD_S="120",
-    )
+    env = writers_app_env(services, prefix, app_id, SFSYNC_INBOUND_ECHO_HOLD_S="120")
     reader = Reader(services.bootstrap, prefix + "product.members.inbound")
     app = start_app(env, tmp_path / "first")
     try:
@@ -300,16 +305,8 @@ def test_a_thousand_changes_waiting_for_results_clear_in_about_one_hold_not_one_
         send("sfsync.results", f"Contact:Email:m{i}@example.com", results.encode("WriteResult", result(i, T0)))
     assert producer.flush(30) == 0
     app_id = f"inbound-{uuid.uuid4().hex[:10]}"
-    env = pipeline_env(
-        services,
-        prefix,
-        SFSYNC_INBOUND_APP_ID=app_id,
-        SFSYNC_INBOUND_SESSION_TIMEOUT_S="10",
-        SFSYNC_INBOUND_COMMIT_INTERVAL_S="0.5",
-        SFSYNC_INBOUND_METRICS_PORT="0",
-        SFSYNC_INBOUND_WRITER_USER_IDS=WRITER,
-        SFSYNC_INBOUND_ECHO_HOLD_S=str(hold_s),
-        SFSYNC_INBOUND_STREAM_BUFFER_MAXSIZE="8",
+    env = writers_app_env(
+        services, prefix, app_id, SFSYNC_INBOUND_ECHO_HOLD_S=str(hold_s), SFSYNC_INBOUND_STREAM_BUFFER_MAXSIZE="8"
     )
     reader = Reader(services.bootstrap, prefix + "product.members.inbound")
     app = start_app(env, tmp_path / "app")

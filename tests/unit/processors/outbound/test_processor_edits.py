@@ -5,29 +5,12 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sfsync.errors import SkippableRecordError
 from sfsync.processors.outbound.edits import learn_edit
 from sfsync.processors.outbound.plan import drop_stale
+from tests.kit.serde import Decoder
 
 T0 = dt.datetime(2026, 3, 1, 9, 30, tzinfo=dt.UTC)
 KEY = "Contact:Email:ada@example.com"
-
-
-class Decoder:
-    """Decodes what ``add`` stored (the registry's wire format is tested elsewhere)."""
-
-    def __init__(self) -> None:
-        self.values: dict[bytes, tuple[str, dict[str, Any]]] = {}
-
-    def add(self, name: str, value: dict[str, Any]) -> bytes:
-        raw = f"{len(self.values)}".encode()
-        self.values[raw] = (name, value)
-        return raw
-
-    def decode(self, raw: bytes) -> tuple[str, dict[str, Any]]:
-        if raw not in self.values:
-            raise SkippableRecordError("not Avro")
-        return self.values[raw]
 
 
 def edit(fields: list[str], at: dt.datetime) -> dict[str, Any]:
