@@ -9,7 +9,8 @@ Exported here:
 - ``clock``: clocks; ``kafka``: the confluent-kafka fakes (messages, consumer, producer, errors,
   cluster metadata); ``registry``: the in-memory schema registry;
 - ``mappings``: mapping files built in tests, and the ones several suites share;
-- ``salesforce``: the recorded Salesforce responses of ``tests/fixtures/salesforce``; ``org_faults``:
+- ``salesforce``: the recorded Salesforce responses of ``tests/fixtures/salesforce``, and a fake OAuth token
+  endpoint answering with them (``TokenEndpoint``, ``signed_success``); ``org_faults``:
   faults around an org transport the emulator cannot inject itself (``FaultyOrg``).
 
 Imported from their own modules (they load large parts of sfsync, which the modules above do not, and
@@ -49,7 +50,16 @@ from tests.kit.mappings import (
 )
 from tests.kit.org_faults import FaultyOrg
 from tests.kit.registry import FakeRegistry
-from tests.kit.salesforce import RECORDED, recorded_json, recorded_text
+from tests.kit.salesforce import (
+    RECORDED,
+    TOKEN_CLIENT_SECRET,
+    TOKEN_URL,
+    TokenEndpoint,
+    http_for,
+    recorded_json,
+    recorded_text,
+    signed_success,
+)
 
 __all__ = [
     "BAD_MAPPING",
@@ -57,6 +67,8 @@ __all__ = [
     "DEFAULT_ACTIVITY_TYPES",
     "EPOCH_2026",
     "RECORDED",
+    "TOKEN_CLIENT_SECRET",
+    "TOKEN_URL",
     "Clock",
     "EpochClock",
     "FakeClusterMetadata",
@@ -67,15 +79,18 @@ __all__ = [
     "FakeRegistry",
     "FakeTopicMetadata",
     "FaultyOrg",
+    "TokenEndpoint",
     "WallClock",
     "cluster_metadata",
     "eof",
     "fill",
+    "http_for",
     "kafka_exception",
     "mappings_from",
     "members_yaml",
     "recent_minute",
     "recorded_json",
     "recorded_text",
+    "signed_success",
     "write_mappings",
 ]

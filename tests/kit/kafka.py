@@ -157,8 +157,9 @@ class FakeConsumer:
 
     Knobs: ``on_idle``: called whenever ``poll``/``consume`` find nothing left (a test stops the loop
     under test there); ``fail``: every call but ``close`` raises it; ``assigned``: what
-    ``assignment()`` answers (``assign()`` replaces it); ``watermarks``: ``(low, high)`` per partition,
-    what ``get_watermark_offsets`` answers; ``partitions``: topic name -> partition ids, what
+    ``assignment()`` answers (``assign()`` replaces it); ``watermarks``: ``(low, high)`` per partition
+    (keyed by ``(topic, partition)``, or by the partition alone for every topic), what
+    ``get_watermark_offsets`` answers; ``partitions``: topic name -> partition ids, what
     ``list_topics`` answers (None, the default: it raises as when no broker answers); ``clock``: a
     fake clock that a ``poll``/``consume`` finding nothing moves on by its timeout (as the real wait
     would), and that stamps every such call in :attr:`polled_at`.
@@ -179,7 +180,7 @@ class FakeConsumer:
         on_idle: Callable[[], None] | None = None,
         fail: BaseException | None = None,
         assigned: Sequence[Any] = (),
-        watermarks: Mapping[int, tuple[int, int]] | None = None,
+        watermarks: Mapping[int | tuple[str, int], tuple[int, int]] | None = None,
         partitions: Mapping[str, Sequence[int]] | None = None,
         clock: MovableClock | None = None,
     ) -> None:
@@ -297,7 +298,8 @@ class FakeConsumer:
 
     def get_watermark_offsets(self, partition: Any, timeout: float = -1, cached: bool = False) -> tuple[int, int]:
         self._maybe_fail()
-        return self.watermarks[partition.partition]
+        found = self.watermarks.get((partition.topic, partition.partition))
+        return found if found is not None else self.watermarks[partition.partition]
 
     def list_topics(self, topic: str | None = None, timeout: float = -1) -> FakeClusterMetadata:
         self._maybe_fail()
