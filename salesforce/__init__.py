@@ -48,7 +48,7 @@ from sfsync.salesforce.errors import (
     classify,
 )
 from sfsync.salesforce.limits import ApiBudget, AppUsage, BudgetTracker, parse_limit_info
-from sfsync.salesforce.org import ApiVersion, Limit
+from sfsync.salesforce.org import ApiVersion, Identity, Limit
 from sfsync.salesforce.query import SearchObject
 from sfsync.salesforce.rest import Record
 from sfsync.salesforce.settings import SalesforceSettings, load_settings
@@ -99,6 +99,7 @@ __all__ = [
     "DeletedResult",
     "DescribeGlobal",
     "FieldDescribe",
+    "Identity",
     "JwtBearerAuth",
     "Limit",
     "MetadataError",

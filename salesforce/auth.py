@@ -4,7 +4,8 @@ Providers (all share one ``httpx.AsyncClient``, so tests inject one transport fo
 
 - :class:`JwtBearerAuth` — server-to-server, RS256 assertion signed by authlib (joserfc).
 - :class:`ClientCredentialsAuth` — connected app with a run-as user (My Domain host only).
-- :class:`RefreshTokenAuth` — a stored refresh token (rotation honoured).
+- :class:`RefreshTokenAuth` — a stored refresh token (rotation honoured: a new refresh token in a token
+  response replaces it, and is handed to the ``on_refresh_token`` hook to be stored).
 - :class:`AuthorizationCodeAuth` — web-server flow with ``state`` and PKCE (S256).
 - :class:`PasswordAuth` — legacy username + password + security token.
 - :class:`StaticTokenAuth` — a ready access token (emulator, tests, ``sf org display``).
@@ -23,7 +24,7 @@ import hashlib
 import hmac
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -48,6 +49,10 @@ from sfsync.salesforce.errors import (
     parse_error_body,
 )
 from sfsync.salesforce.settings import SalesforceSettings
+
+RefreshTokenHook = Callable[[SecretStr], Awaitable[None]]
+"""Awaited with a refresh token that Salesforce rotated (a token response carried a new one), to store it:
+the old one may no longer work, so a process restarted without it could not log in."""
 
 JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 JWT_LIFETIME_S = 180
@@ -272,15 +277,27 @@ class ClientCredentialsAuth(AuthProvider):
 
 
 class RefreshTokenAuth(AuthProvider):
-    """Refresh-token grant; keeps the refresh token unless Salesforce rotates it."""
+    """Refresh-token grant; keeps the refresh token unless Salesforce rotates it.
+
+    A token response that carries another refresh token rotated it: that one is used from then on, and
+    ``on_refresh_token`` is awaited with it (before the session is returned) so it can be stored. A raise
+    of the hook fails the login; the new token is kept for the next one.
+    """
 
     def __init__(
-        self, *, client_id: str, refresh_token: SecretStr, token_url: str, client_secret: SecretStr | None = None
+        self,
+        *,
+        client_id: str,
+        refresh_token: SecretStr,
+        token_url: str,
+        client_secret: SecretStr | None = None,
+        on_refresh_token: RefreshTokenHook | None = None,
     ) -> None:
         self.client_id = client_id
         self._refresh_token = refresh_token
         self._client_secret = client_secret
         self.token_url = token_url
+        self._on_refresh_token = on_refresh_token
 
     async def authenticate(self, http: httpx.AsyncClient) -> Session:
         body = _form(
@@ -292,8 +309,11 @@ class RefreshTokenAuth(AuthProvider):
         session = await _post_token(
             http, self.token_url, body, client_secret=self._client_secret, previous_refresh=self._refresh_token
         )
-        if session.refresh_token is not None:
-            self._refresh_token = session.refresh_token
+        rotated = session.refresh_token
+        if rotated is not None and rotated.get_secret_value() != self._refresh_token.get_secret_value():
+            self._refresh_token = rotated
+            if self._on_refresh_token is not None:
+                await self._on_refresh_token(rotated)
         return session
 
     async def refresh(self, http: httpx.AsyncClient, session: Session) -> Session:
@@ -315,7 +335,8 @@ class AuthorizationRequest:
 
 
 class AuthorizationCodeAuth(AuthProvider):
-    """Web-server flow with PKCE (S256) and ``state``; later refreshes use the issued refresh token."""
+    """Web-server flow with PKCE (S256) and ``state``; later refreshes use the issued refresh token (a rotated
+    one is handed to ``on_refresh_token``, as :class:`RefreshTokenAuth` does)."""
 
     def __init__(
         self,
@@ -326,6 +347,7 @@ class AuthorizationCodeAuth(AuthProvider):
         client_secret: SecretStr | None = None,
         scope: str | None = "api refresh_token",
         refresh_token: SecretStr | None = None,
+        on_refresh_token: RefreshTokenHook | None = None,
     ) -> None:
         self.client_id = client_id
         self.redirect_uri = redirect_uri
@@ -333,6 +355,7 @@ class AuthorizationCodeAuth(AuthProvider):
         self._client_secret = client_secret
         self.scope = scope
         self._refresh_token = refresh_token
+        self._on_refresh_token = on_refresh_token
 
     @property
     def token_url(self) -> str:
@@ -394,6 +417,7 @@ class AuthorizationCodeAuth(AuthProvider):
             refresh_token=self._refresh_token,
             token_url=self.token_url,
             client_secret=self._client_secret,
+            on_refresh_token=self._on_refresh_token,
         )
         session = await delegate.authenticate(http)
         self._refresh_token = session.refresh_token or self._refresh_token
@@ -459,8 +483,11 @@ def jwt_audience(login_url: str) -> str:
     return login_url.rstrip("/")
 
 
-def provider_from_settings(settings: SalesforceSettings) -> AuthProvider:
-    """The provider for ``settings.auth_flow`` (the settings validated the credentials it needs)."""
+def provider_from_settings(
+    settings: SalesforceSettings, *, on_refresh_token: RefreshTokenHook | None = None
+) -> AuthProvider:
+    """The provider for ``settings.auth_flow`` (the settings validated the credentials it needs);
+    ``on_refresh_token`` is the refresh-token flows' hook for a rotated refresh token."""
     flow = settings.auth_flow
     client_id = settings.client_id or ""
     if flow == "jwt_bearer":
@@ -489,6 +516,7 @@ def provider_from_settings(settings: SalesforceSettings) -> AuthProvider:
             refresh_token=settings.refresh_token,
             token_url=settings.token_url,
             client_secret=settings.client_secret,
+            on_refresh_token=on_refresh_token,
         )
     if flow == "authorization_code":
         assert settings.redirect_uri is not None
@@ -499,6 +527,7 @@ def provider_from_settings(settings: SalesforceSettings) -> AuthProvider:
             client_secret=settings.client_secret,
             scope=settings.scope or "api refresh_token",
             refresh_token=settings.refresh_token,
+            on_refresh_token=on_refresh_token,
         )
     if flow == "password":
         assert settings.client_secret is not None

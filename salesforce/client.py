@@ -43,7 +43,7 @@ from typing import Any, Self
 import httpx
 import orjson
 
-from sfsync.salesforce.auth import AuthProvider, Session, provider_from_settings
+from sfsync.salesforce.auth import AuthProvider, RefreshTokenHook, Session, provider_from_settings
 from sfsync.salesforce.bulk import BulkApi
 from sfsync.salesforce.composite import CompositeApi
 from sfsync.salesforce.errors import (
@@ -100,8 +100,10 @@ def _transport_error(exc: Exception) -> SalesforceError:
 class SalesforceClient(OrgApi, SObjectsApi, CompositeApi, QueryApi, BulkApi):
     """Typed async client for one Salesforce org. Use as ``async with SalesforceClient(settings) as sf:``.
 
-    ``auth`` defaults to the provider the settings name; ``session`` starts from a known session
-    (``on_session`` is awaited with every new one, e.g. to persist it); ``budget`` is shared with
+    ``auth`` defaults to the provider the settings name, with ``on_refresh_token`` awaited with each
+    refresh token Salesforce rotates (to store it; give it to the provider instead when passing ``auth``);
+    ``session`` starts from a known session (``on_session`` is awaited with every new one, e.g. to
+    persist it); ``budget`` is shared with
     whoever paces calls; ``sleep`` and ``clock`` (Bulk API job polling) are injectable for tests.
     """
 
@@ -114,12 +116,15 @@ class SalesforceClient(OrgApi, SObjectsApi, CompositeApi, QueryApi, BulkApi):
         budget: BudgetTracker | None = None,
         session: Session | None = None,
         on_session: Callable[[Session], Awaitable[None]] | None = None,
+        on_refresh_token: RefreshTokenHook | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        if auth is not None and on_refresh_token is not None:
+            raise TypeError("give on_refresh_token to the auth provider passed in, not to the client")
         self.settings = settings
         self.budget = budget or BudgetTracker()
-        self._auth = auth or provider_from_settings(settings)
+        self._auth = auth or provider_from_settings(settings, on_refresh_token=on_refresh_token)
         self._http = httpx.AsyncClient(timeout=settings.timeout(), transport=transport, follow_redirects=False)
         self._session = session
         self._on_session = on_session

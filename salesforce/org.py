@@ -1,4 +1,4 @@
-"""Org-level reads: API versions, ``/limits`` (which also refresh the budget), record counts.
+"""Org-level reads: API versions, ``/limits`` (which also refresh the budget), record counts, who is logged in.
 
 Every call goes through :meth:`SalesforceClient.request <sfsync.salesforce.client.SalesforceClient.request>`
 once, and raises only :mod:`sfsync.salesforce.errors` kinds (retriable ones for the caller to
@@ -29,6 +29,14 @@ class Limit(ApiModel):
     remaining: int = Field(alias="Remaining")
 
 
+class Identity(ApiModel):
+    """The logged-in user and their org, as the session's identity URL tells them."""
+
+    user_id: str = Field(alias="user_id")
+    organization_id: str = Field(alias="organization_id")
+    username: str = Field(alias="username")
+
+
 class OrgApi(RestCaller):
     """The org-level calls of :class:`~sfsync.salesforce.client.SalesforceClient`."""
 
@@ -56,3 +64,14 @@ class OrgApi(RestCaller):
         params = {"sObjects": ",".join(api_name(s) for s in sobjects)} if sobjects else None
         data = await self._json("GET", "limits/recordCount", params=params)
         return {str(item["name"]): int(item["count"]) for item in (data or {}).get("sObjects", [])}
+
+    async def identity(self) -> Identity:
+        """``GET`` the session's identity URL (``/id/{orgId}/{userId}``): the user logged in and their org.
+
+        Raises:
+            UnexpectedResponse: the session has no identity URL, or the answer is not an identity.
+        """
+        session = await self.session()
+        if not session.id_url:
+            raise UnexpectedResponse("identity: the session has no identity URL (id)")
+        return parse_model(Identity, await self._json("GET", session.id_url), "identity")

@@ -18,6 +18,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
+from sfsync.salesforce.auth import Session
 from sfsync.salesforce.errors import UnexpectedResponse
 from sfsync.salesforce.limits import BudgetTracker
 from sfsync.salesforce.settings import SalesforceSettings
@@ -63,6 +64,10 @@ class RestCaller(Protocol):
     @property
     def api_path(self) -> str:
         """``/services/data/vXX.X``."""
+        ...
+
+    async def session(self) -> Session:
+        """The current session, logging in first if needed."""
         ...
 
     async def request(

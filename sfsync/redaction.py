@@ -6,7 +6,7 @@ import re
 
 _TOKEN_SHAPES = (
     re.compile(r"00D\w{12,15}![\w.\-]+"),  # Salesforce opaque access token (sfdx-core's regex, widened)
-    re.compile(r"(?i)bearer\s+[\w.\-!~+/=]+"),
+    re.compile(r"(?i)\bbearer\s+[\w.\-!~+/=]+"),  # not jwt_bearer (a flow named in messages)
     re.compile(r"eyJ[\w\-]+\.[\w\-]+\.[\w\-]*"),  # JWTs (assertions, id_tokens)
 )
 

@@ -59,13 +59,20 @@ ERRORS = TopicSpec("sfsync.errors", "none", partitions=1, config={"retention.ms"
 DLQ = TopicSpec(
     "sfsync.dlq", "original key", partitions=1, avro_value=False, config={"retention.ms": str(30 * 86_400_000)}
 )
+_COMPACTED = {"cleanup.policy": "compact"}
+CONNECTIONS = TopicSpec("sfsync.connections", "connection id", config=_COMPACTED)
+"""The registry's connections: how to reach and log in to each org, secrets sealed (decision 0009)."""
+WORKSPACES = TopicSpec("sfsync.workspaces", "workspace id", config=_COMPACTED)
+"""The registry's workspaces: each one's connection, mapping and state (decision 0009)."""
+REGISTRY_TOPICS: tuple[TopicSpec, ...] = (CONNECTIONS, WORKSPACES)
+"""The compacted topics of the workspace registry (:mod:`sfsync.workspaces`)."""
 
 PRODUCT_TOPICS: tuple[TopicSpec, ...] = (MEMBERS, EVENTS, ATTENDANCE, FORUM)
 CONTRACT_TOPICS: tuple[TopicSpec, ...] = (*PRODUCT_TOPICS, MEMBERS_INBOUND)
 """The topics the product reads or writes: their schemas are a released contract (``schemas/released``),
 evolved BACKWARD-compatibly (``sfsync schemas register/check/snapshot``)."""
 ALL_TOPICS: tuple[TopicSpec, ...] = (
-    *PRODUCT_TOPICS, WRITES, RESULTS, CHANGES, MEMBERS_INBOUND, SALESFORCE_EDITS, ERRORS, DLQ,
+    *PRODUCT_TOPICS, WRITES, RESULTS, CHANGES, MEMBERS_INBOUND, SALESFORCE_EDITS, ERRORS, DLQ, *REGISTRY_TOPICS,
 )  # fmt: skip
 
 

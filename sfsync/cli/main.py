@@ -43,10 +43,13 @@ app.add_typer(schemas_app, name="schemas")
 def _register_subcommands() -> None:
     from sfsync.cli.mappings import mappings_app
     from sfsync.cli.ops import dlq_app, errors_app
+    from sfsync.cli.workspaces import connections_app, workspaces_app
 
     app.add_typer(mappings_app, name="mappings")
     app.add_typer(dlq_app, name="dlq")
     app.add_typer(errors_app, name="errors")
+    app.add_typer(workspaces_app, name="workspaces")
+    app.add_typer(connections_app, name="connections")
 
     from sfsync.cli.inbound import inbound
     from sfsync.cli.poller import poller

@@ -10,7 +10,8 @@ Exported here:
   cluster metadata); ``registry``: the in-memory schema registry, and one over real HTTP that a test can
   take away and bring back (``RegistryStandIn``);
 - ``mappings``: mapping files built in tests, and the ones several suites share;
-- ``salesforce``: the recorded Salesforce responses of ``tests/fixtures/salesforce``; ``org_faults``:
+- ``salesforce``: the recorded Salesforce responses of ``tests/fixtures/salesforce``, and a fake OAuth token
+  endpoint answering with them (``TokenEndpoint``, ``signed_success``); ``org_faults``:
   faults around an org transport the emulator cannot inject itself (``FaultyOrg``).
 
 Imported from their own modules (they load large parts of sfsync, which the modules above do not, and
@@ -50,7 +51,16 @@ from tests.kit.mappings import (
 )
 from tests.kit.org_faults import FaultyOrg
 from tests.kit.registry import FakeRegistry, RegistryStandIn
-from tests.kit.salesforce import RECORDED, recorded_json, recorded_text
+from tests.kit.salesforce import (
+    RECORDED,
+    TOKEN_CLIENT_SECRET,
+    TOKEN_URL,
+    TokenEndpoint,
+    http_for,
+    recorded_json,
+    recorded_text,
+    signed_success,
+)
 
 __all__ = [
     "BAD_MAPPING",
@@ -58,6 +68,8 @@ __all__ = [
     "DEFAULT_ACTIVITY_TYPES",
     "EPOCH_2026",
     "RECORDED",
+    "TOKEN_CLIENT_SECRET",
+    "TOKEN_URL",
     "Clock",
     "EpochClock",
     "FakeClusterMetadata",
@@ -69,15 +81,18 @@ __all__ = [
     "FakeTopicMetadata",
     "FaultyOrg",
     "RegistryStandIn",
+    "TokenEndpoint",
     "WallClock",
     "cluster_metadata",
     "eof",
     "fill",
+    "http_for",
     "kafka_exception",
     "mappings_from",
     "members_yaml",
     "recent_minute",
     "recorded_json",
     "recorded_text",
+    "signed_success",
     "write_mappings",
 ]

@@ -159,8 +159,9 @@ class FakeConsumer:
     under test there); ``fail``: every call but ``close`` raises it; :attr:`commit_fails`: what the next
     ``commit`` calls raise, one each, in order (a broker restart's ``COORDINATOR_LOAD_IN_PROGRESS``...:
     :func:`kafka_exception`), committing nothing; ``assigned``: what
-    ``assignment()`` answers (``assign()`` replaces it); ``watermarks``: ``(low, high)`` per partition,
-    what ``get_watermark_offsets`` answers; ``partitions``: topic name -> partition ids, what
+    ``assignment()`` answers (``assign()`` replaces it); ``watermarks``: ``(low, high)`` per partition
+    (keyed by ``(topic, partition)``, or by the partition alone for every topic), what
+    ``get_watermark_offsets`` answers; ``partitions``: topic name -> partition ids, what
     ``list_topics`` answers (None, the default: it raises as when no broker answers); ``clock``: a
     fake clock that a ``poll``/``consume`` finding nothing moves on by its timeout (as the real wait
     would), and that stamps every such call in :attr:`polled_at`.
@@ -181,7 +182,7 @@ class FakeConsumer:
         on_idle: Callable[[], None] | None = None,
         fail: BaseException | None = None,
         assigned: Sequence[Any] = (),
-        watermarks: Mapping[int, tuple[int, int]] | None = None,
+        watermarks: Mapping[int | tuple[str, int], tuple[int, int]] | None = None,
         partitions: Mapping[str, Sequence[int]] | None = None,
         clock: MovableClock | None = None,
     ) -> None:
@@ -302,7 +303,8 @@ class FakeConsumer:
 
     def get_watermark_offsets(self, partition: Any, timeout: float = -1, cached: bool = False) -> tuple[int, int]:
         self._maybe_fail()
-        return self.watermarks[partition.partition]
+        found = self.watermarks.get((partition.topic, partition.partition))
+        return found if found is not None else self.watermarks[partition.partition]
 
     def list_topics(self, topic: str | None = None, timeout: float = -1) -> FakeClusterMetadata:
         self._maybe_fail()

@@ -39,3 +39,11 @@ def test_redaction_strips_url_credentials_and_tokens_alike() -> None:
     text = redact("https://bob:hunter2@registry.example/x Authorization: Bearer 00Dxx0000001gPL!AQ4AQFsomething")
     assert "hunter2" not in text and "AQ4AQ" not in text
     assert text.startswith("https://[redacted]@registry.example/x")
+
+
+def test_redaction_leaves_the_jwt_bearer_flows_name_and_still_strips_a_bearer_header() -> None:
+    assert (
+        redact("--username: the jwt_bearer flow needs a username") == "--username: the jwt_bearer flow needs a username"
+    )
+    assert redact("Authorization: Bearer abc.def-123") == "Authorization: [redacted]"
+    assert redact("bearer abc") == "[redacted]"

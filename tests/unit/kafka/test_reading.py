@@ -7,7 +7,7 @@ from confluent_kafka import OFFSET_BEGINNING, KafkaError
 
 from sfsync.errors import FatalError, ServiceUnavailableError
 from sfsync.kafka.clients import KafkaConsumer
-from sfsync.kafka.reading import partitions_of, read_at, read_messages, read_partition
+from sfsync.kafka.reading import partitions_of, read_at, read_messages, read_partition, read_topics
 from tests.kit import FakeConsumer, FakeMessage, eof, kafka_exception
 
 
@@ -67,3 +67,35 @@ def test_a_topic_that_does_not_exist_is_fatal() -> None:
     consumer, _ = reader(partitions={"other": [0]})
     with pytest.raises(FatalError, match="topic t does not exist"):
         partitions_of(consumer, "t")
+
+
+def test_read_topics_reads_every_partition_of_each_topic_and_says_when_it_reached_the_end() -> None:
+    a0 = FakeMessage(topic="a", partition=0, offset=0)
+    b1 = [FakeMessage(topic="b", partition=1, offset=o) for o in (3, 4)]
+    later = FakeMessage(topic="a", partition=0, offset=1)  # written after the read began
+    ends: list[int] = []
+    consumer, raw = reader(
+        a0,
+        *b1,
+        later,
+        partitions={"a": [0], "b": [0, 1]},
+        watermarks={("a", 0): (0, 1), ("b", 0): (7, 7), ("b", 1): (3, 5)},
+    )
+    read: list[FakeMessage] = []
+    for message in read_topics({}, ["a", "b"], follow=True, consumer=consumer, on_end=lambda: ends.append(len(read))):
+        read.append(message)
+        if message is later:
+            break
+    assert read == [a0, *b1, later]
+    assert ends == [3]  # once, when the records there were when it began were read (b[0] was empty)
+    assert sorted((tp.topic, tp.partition, tp.offset) for tp in raw.assigned) == [("a", 0, 0), ("b", 0, 7), ("b", 1, 3)]
+
+
+def test_read_topics_goes_on_from_where_a_reader_stopped() -> None:
+    rest = [FakeMessage(topic="a", partition=1, offset=o) for o in range(2, 6)]
+    consumer, raw = reader(*rest, partitions={"a": [0, 1]}, watermarks={("a", 0): (0, 4), ("a", 1): (0, 6)})
+    ends: list[bool] = []
+    starts = {("a", 0): 4, ("a", 1): 2}
+    assert list(read_topics({}, ["a"], starts=starts, consumer=consumer, on_end=lambda: ends.append(True))) == rest
+    assert sorted((tp.partition, tp.offset) for tp in raw.assigned) == [(0, 4), (1, 2)]
+    assert ends == [True]

@@ -33,40 +33,9 @@ from sfsync.salesforce.auth import (
 )
 from sfsync.salesforce.errors import AuthenticationError, SalesforceRetriableError
 from sfsync.salesforce.settings import SalesforceSettings
-from tests.kit import recorded_text
+from tests.kit import TOKEN_CLIENT_SECRET, TOKEN_URL, TokenEndpoint, http_for, recorded_text, signed_success
 
-TOKEN_URL = "https://login.salesforce.com/services/oauth2/token"
-SECRET = "client-secret-123"
-
-
-def signed_success(secret: str = SECRET, **extra: str) -> dict[str, str]:
-    body = json.loads(recorded_text("restforce_oauth_token_success.json"))
-    body.update(extra)
-    body["signature"] = token_signature(secret, body["id"], body["issued_at"])
-    return body
-
-
-class TokenEndpoint:
-    """Records the form posts and answers with a queued (status, body)."""
-
-    def __init__(self, *answers: tuple[int, object]) -> None:
-        self.answers = list(answers)
-        self.forms: list[dict[str, str]] = []
-        self.requests: list[httpx.Request] = []
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        assert str(request.url) == TOKEN_URL
-        assert request.headers["content-type"] == "application/x-www-form-urlencoded"
-        self.requests.append(request)
-        self.forms.append({k: v[0] for k, v in parse_qs(request.content.decode()).items()})
-        status, body = self.answers.pop(0)
-        if isinstance(body, str):
-            return httpx.Response(status, text=body)
-        return httpx.Response(status, json=body)
-
-
-def http_for(endpoint: TokenEndpoint) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.MockTransport(endpoint))
+SECRET = TOKEN_CLIENT_SECRET
 
 
 @pytest.fixture(scope="module")
@@ -186,6 +155,45 @@ async def test_refresh_token_is_kept_unless_rotated():
     assert first.refresh_token.get_secret_value() == "r1"
     assert [f["refresh_token"] for f in endpoint.forms] == ["r1", "r1", "rotated-2"]
     assert all(f["grant_type"] == "refresh_token" for f in endpoint.forms)
+
+
+async def test_only_a_rotated_refresh_token_is_handed_to_the_hook_before_the_session_is_returned():
+    endpoint = TokenEndpoint(
+        (200, signed_success()),
+        (200, signed_success(refresh_token="r1")),
+        (200, signed_success(refresh_token="rotated-2")),
+        (200, signed_success(refresh_token="rotated-2")),
+    )
+    handed: list[str] = []
+
+    async def store(token: SecretStr) -> None:
+        handed.append(token.get_secret_value())
+
+    auth = RefreshTokenAuth(client_id="cid", refresh_token=SecretStr("r1"), token_url=TOKEN_URL, on_refresh_token=store)
+    async with http_for(endpoint) as http:
+        for expected in ([], [], ["rotated-2"], ["rotated-2"]):
+            await auth.authenticate(http)
+            assert handed == expected
+    assert [f["refresh_token"] for f in endpoint.forms] == ["r1", "r1", "r1", "rotated-2"]
+
+
+async def test_the_browser_flow_hands_a_rotated_refresh_token_to_the_hook():
+    endpoint = TokenEndpoint((200, signed_success(refresh_token="rotated-web")))
+    handed: list[str] = []
+
+    async def store(token: SecretStr) -> None:
+        handed.append(token.get_secret_value())
+
+    settings = SalesforceSettings(
+        auth_flow="authorization_code",
+        client_id="cid",
+        redirect_uri="https://app.example/callback",
+        refresh_token=SecretStr("r-web"),
+    )
+    auth = provider_from_settings(settings, on_refresh_token=store)
+    async with http_for(endpoint) as http:
+        await auth.authenticate(http)
+    assert handed == ["rotated-web"]
 
 
 async def test_invalid_grant_fixture_is_fatal_and_5xx_is_retriable():
