@@ -48,6 +48,14 @@ counts against the API limits.
                            ``{"spent_after": N}``: only N more calls, then REQUEST_LIMIT_EXCEEDED;
                            ``{"restore": true}`` gives back what ``spent_after`` took
 ``POST /session``          a ready access token; ``POST /sessions/expire`` expires them all
+``POST /refresh-token``    a refresh token, as a completed web-server flow leaves one:
+                           ``{"username"?, "client_id"?}`` -> ``{"refresh_token", "client_id",
+                           "instance_url", "username"}``
+``POST /connected-app``    an administrator edits a connected app (the first unless ``client_id``
+                           names one): ``{"rotate_refresh_tokens": bool}`` ("Enable Refresh Token
+                           Rotation", see :class:`sfsync.emulator.oauth.ConnectedApp`) -> its settings
+``POST /down``             the org goes down: ``{"mode": "503" | "refuse", "for_s"?}``, or comes back
+                           up: ``{"mode": null}`` (see :mod:`sfsync.emulator.availability`)
 =========================  ==================================================================
 """
 
@@ -126,6 +134,9 @@ class AdminApi:
             Route("/limits", _endpoint(self.limits), methods=["POST"]),
             Route("/sessions/expire", _endpoint(lambda _p: {"expired": self._org.auth.expire_all()}), methods=["POST"]),
             Route("/session", _endpoint(self.session), methods=["POST"]),
+            Route("/refresh-token", _endpoint(self.refresh_token), methods=["POST"]),
+            Route("/connected-app", _endpoint(self.connected_app), methods=["POST"]),
+            Route("/down", _endpoint(self.down), methods=["POST"]),
         ]
 
     # ------------------------------------------------------------------ the emulator's controls
@@ -138,6 +149,48 @@ class AdminApi:
             "user_id": session.user_id,
             "username": session.username,
         }
+
+    def refresh_token(self, payload: Any) -> dict[str, Any]:
+        """A refresh token for a user (default the first) of a connected app (default the first)."""
+        auth = self._org.auth
+        username = payload.get("username")
+        try:
+            token = auth.issue_refresh_token(username=username, client_id=payload.get("client_id"))
+        except LookupError as exc:
+            raise ApiError(404, "NOT_FOUND", str(exc)) from None
+        user = auth.user(username) if username else auth.config.users[0]
+        app = auth.app(payload["client_id"]) if payload.get("client_id") else auth.config.connected_apps[0]
+        return {
+            "refresh_token": token,
+            "client_id": app.client_id if app else None,
+            "instance_url": auth.config.instance_url,
+            "username": user.username if user else None,
+        }
+
+    def connected_app(self, payload: Any) -> dict[str, Any]:
+        """Change a connected app's settings (``rotate_refresh_tokens``); its settings as they now are."""
+        changes: dict[str, Any] = {}
+        if "rotate_refresh_tokens" in payload:
+            if not isinstance(payload["rotate_refresh_tokens"], bool):
+                raise TypeError("rotate_refresh_tokens is true or false")
+            changes["rotate_refresh_tokens"] = payload["rotate_refresh_tokens"]
+        try:
+            app = self._org.auth.change_app(payload.get("client_id"), **changes)
+        except LookupError as exc:
+            raise ApiError(404, "NOT_FOUND", str(exc)) from None
+        return {
+            "client_id": app.client_id,
+            "rotate_refresh_tokens": app.rotate_refresh_tokens,
+            "allowed_grants": sorted(app.allowed_grants),
+            "scopes": list(app.scopes),
+        }
+
+    def down(self, payload: Any) -> dict[str, Any]:
+        """The org goes down (``mode`` "503" or "refuse", for ``for_s`` seconds if given) or comes back up
+        (``mode`` null)."""
+        for_s = payload.get("for_s")
+        self._org.availability.set(payload["mode"], for_s=float(for_s) if for_s is not None else None)
+        return self._org.availability.describe()
 
     def reset(self, _payload: Any = None) -> dict[str, Any]:
         """Remove every record except the users; zero the API counters; drop the query locators."""
@@ -166,6 +219,7 @@ class AdminApi:
             "remaining": usage.remaining,
             "by_endpoint": dict(usage.calls_by_endpoint),
             "faults": self._org.faults.describe(),
+            "down": self._org.availability.describe(),
         }
 
     def fields(self, payload: Any) -> dict[str, Any]:
@@ -188,6 +242,7 @@ class AdminApi:
             if definition is None:
                 raise ValueError(f"{obj.name}.{name} was not removed")
             store.put_field(obj.name, definition)
+            obj = object_named(store.schema, obj.name)  # a change replaces the object's definition
         elif action is not None:
             raise ValueError(f"action must be remove or restore, not {action!r}")
         definition = obj.field(name)
@@ -200,6 +255,7 @@ class AdminApi:
                 updateable=bool(payload.get("updateable", definition.updateable)),
             )
             store.put_field(obj.name, definition)
+            obj = object_named(store.schema, obj.name)
         self._metadata_changed()
         return describe_field(obj, definition)
 

@@ -1,7 +1,8 @@
 """The emulated org as an ASGI app: Salesforce's REST API on ``/services/data``, the emulator's admin API
 on ``/__admin``, and the OAuth endpoints (``/services/oauth2/...``, ``/id/...``).
 
-One :class:`Emulator` holds the org -- its data store, OAuth server, Bulk jobs, faults and API usage --
+One :class:`Emulator` holds the org -- its data store, OAuth server, Bulk jobs, faults, API usage and
+whether it is up (:mod:`sfsync.emulator.availability`) --
 and assembles the Starlette app from :class:`sfsync.emulator.rest.RestApi`,
 :class:`sfsync.emulator.admin.AdminApi` and :class:`sfsync.emulator.oauth.AuthServer`'s routes.
 
@@ -21,9 +22,11 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from starlette.middleware import Middleware
 from starlette.routing import Mount
 
 from sfsync.emulator.admin import AdminApi
+from sfsync.emulator.availability import Availability, AvailabilityGate
 from sfsync.emulator.bulk import BulkService
 from sfsync.emulator.connection_drop import DroppingStarlette
 from sfsync.emulator.faults import Faults
@@ -53,6 +56,7 @@ class Emulator:
         self.auth = auth
         self.faults = faults or Faults()
         self.clock = clock
+        self.availability = Availability()
         org = getattr(store, "org", None)
         configured = getattr(org, "daily_api_limit", None) if org is not None else None
         self.usage = ApiUsage(daily_limit or configured or 1_000_000)
@@ -67,9 +71,11 @@ class Emulator:
             self.usage.spend_after(self.faults.daily_spent_after)
 
     def asgi(self) -> DroppingStarlette:
-        """The Starlette app serving this org (it can drop a connection: the ``commitdrop`` fault)."""
+        """The Starlette app serving this org (it can drop a connection: the ``commitdrop`` fault, an org down
+        in ``refuse`` mode)."""
         return DroppingStarlette(
-            routes=[*self.rest.routes(), Mount("/__admin", routes=self.admin.routes()), *self.auth.routes()]
+            routes=[*self.rest.routes(), Mount("/__admin", routes=self.admin.routes()), *self.auth.routes()],
+            middleware=[Middleware(AvailabilityGate, availability=self.availability)],
         )
 
     # ------------------------------------------------------------------ in-process views of the admin API

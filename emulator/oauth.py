@@ -7,7 +7,8 @@ at it (see shared/research/salesforce-api.md §1):
   grants ``authorization_code`` (+ PKCE S256), ``refresh_token``, ``urn:ietf:params:oauth:grant-type:jwt-bearer``
   (RS256 assertion checked against the connected app's certificate), ``client_credentials`` and ``password``.
   The success body carries ``access_token``, ``refresh_token`` (authorization code only, and only with the
-  ``refresh_token``/``offline_access`` scope), ``signature``, ``scope``, ``instance_url``, ``id``,
+  ``refresh_token``/``offline_access`` scope; also every refresh grant of a connected app with refresh
+  token rotation, see :class:`ConnectedApp`), ``signature``, ``scope``, ``instance_url``, ``id``,
   ``token_type`` and ``issued_at`` (epoch milliseconds as a string) and never ``expires_in``.
   Errors are ``{"error", "error_description"}`` with Salesforce's strings.
 - ``GET /services/oauth2/authorize``: no login page; the request is approved at once for the user named
@@ -25,6 +26,7 @@ Tokens, secrets and passwords never appear in logs, exception messages or reprs.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 import logging
@@ -87,7 +89,11 @@ class ConnectedApp:
 
     ``require_secret`` mirrors "Require Secret for Web Server Flow" / "... for Refresh Token Flow": when it is
     off, a PKCE client may omit ``client_secret`` on those two grants (a secret that is sent must still match).
-    ``rotate_refresh_tokens`` makes the refresh grant return a new refresh token and retire the old one.
+    ``rotate_refresh_tokens`` ("Enable Refresh Token Rotation"): each refresh grant returns a new refresh
+    token and retires the one it was given; a retired token presented again is refused and revokes its
+    whole family -- the current refresh token and every access token minted along the chain -- so the
+    client must authorize again (Salesforce's single-use refresh tokens). Off: a refresh token is reused
+    until revoked or expired.
     """
 
     client_id: str
@@ -165,17 +171,26 @@ class OrgUsers(Protocol):
     def rows(self, sobject: str) -> Iterable[Mapping[str, Any]]: ...
 
 
-def default_config(instance_url: str = "https://127.0.0.1:8443", *, store: OrgUsers | None = None) -> OAuthConfig:
-    """One connected app (``sfsync-local``, with a freshly generated secret found only in the returned config).
+def default_config(
+    instance_url: str = "https://127.0.0.1:8443",
+    *,
+    store: OrgUsers | None = None,
+    client_id: str = "sfsync-local",
+    client_secret: str | None = None,
+    rotate_refresh_tokens: bool = False,
+) -> OAuthConfig:
+    """One connected app (consumer key ``client_id``; ``client_secret`` None: a freshly generated secret found
+    only in the returned config; see :class:`ConnectedApp` for ``rotate_refresh_tokens``).
 
     Without ``store``: a made-up org with two users, the integration user (also the client-credentials Run-As
     user) and a sales rep. With ``store``: the store's org id, session timeout and active users (the
     integration user first, and Run-As). Passwords and security tokens are generated either way.
     """
     app = ConnectedApp(
-        client_id="sfsync-local",
-        client_secret=secrets.token_hex(32),
+        client_id=client_id,
+        client_secret=client_secret if client_secret is not None else secrets.token_hex(32),
         redirect_uris=("http://localhost:8765/callback", "http://127.0.0.1:8765/callback"),
+        rotate_refresh_tokens=rotate_refresh_tokens,
     )
     if store is not None:
         return _config_from_store(store, instance_url, app)
@@ -256,6 +271,7 @@ class Session:
     issued_at: float
     last_used: float
     refresh_token: str | None = field(default=None, repr=False)  # the refresh token it was minted from/with
+    refresh_family: str | None = field(default=None, repr=False)  # the chain of rotated refresh tokens it belongs to
 
     @property
     def user_id(self) -> str:
@@ -276,6 +292,7 @@ class _RefreshGrant:
     user: EmulatedUser
     scopes: tuple[str, ...]
     issued_at: float
+    family: str  # shared by every refresh token rotated from the same authorization
 
 
 @dataclass
@@ -385,6 +402,7 @@ class AuthServer:
         self._lock = threading.Lock()
         self._sessions: dict[str, Session] = {}
         self._refresh: dict[str, _RefreshGrant] = {}
+        self._retired: dict[str, str] = {}  # a refresh token rotated away -> its family (reuse detection)
         self._codes: dict[str, _AuthCode] = {}
 
     # ----------------------------------------------------------------------------------- lookups
@@ -459,20 +477,60 @@ class AuthServer:
             return count
 
     def revoke(self, token: str) -> bool:
-        """Revoke an access token, or a refresh token together with every access token minted from it."""
+        """Revoke an access token, or a refresh token together with every access token minted from it (with
+        rotation: along its whole chain)."""
         with self._lock:
             if self._sessions.pop(token, None) is not None:
                 return True
-            if self._refresh.pop(token, None) is None:
+            grant = self._refresh.pop(token, None)
+            if grant is None:
                 return False
-            for key in [k for k, s in self._sessions.items() if s.refresh_token == token]:
-                del self._sessions[key]
+            self._revoke_family(grant.family)
             return True
+
+    def issue_refresh_token(self, username: str | None = None, client_id: str | None = None) -> str:
+        """Mint a refresh token directly, as a completed web-server flow leaves one (what a connection set up
+        through the browser holds); for the first user and the first connected app unless named."""
+        user = self.user(username) if username is not None else next(iter(self.config.users), None)
+        if user is None:
+            raise LookupError("no such user")
+        app = self.app(client_id) if client_id is not None else next(iter(self.config.connected_apps), None)
+        if app is None:
+            raise LookupError("no such connected app")
+        token = _random("5Aep861", 87)
+        with self._lock:
+            self._refresh[token] = _RefreshGrant(app.client_id, user, tuple(app.scopes), self._clock(), family=token)
+        return token
+
+    def change_app(self, client_id: str | None = None, **changes: Any) -> ConnectedApp:
+        """Change settings of a connected app (the first unless named), as an administrator edits it: e.g.
+        ``rotate_refresh_tokens=True`` or ``certificate_pem=...``. The app as it now is; LookupError for an
+        unknown one. Takes effect with the next token request."""
+        apps = list(self.config.connected_apps)
+        index = next((i for i, a in enumerate(apps) if client_id is None or a.client_id == client_id), None)
+        if index is None:
+            raise LookupError("no such connected app")
+        apps[index] = dataclasses.replace(apps[index], **changes)
+        self.config.connected_apps = apps
+        return apps[index]
+
+    def _revoke_family(self, family: str) -> None:
+        """End every refresh token and access token of ``family`` (caller holds the lock)."""
+        for key in [k for k, g in self._refresh.items() if g.family == family]:
+            del self._refresh[key]
+        for key in [k for k, s in self._sessions.items() if s.refresh_family == family]:
+            del self._sessions[key]
 
     # ----------------------------------------------------------------------------------- issuing
 
     def _new_session(
-        self, client_id: str, user: EmulatedUser, scopes: tuple[str, ...], grant_type: str, refresh_token: str | None
+        self,
+        client_id: str,
+        user: EmulatedUser,
+        scopes: tuple[str, ...],
+        grant_type: str,
+        refresh_token: str | None,
+        refresh_family: str | None = None,
     ) -> Session:
         now = self._clock()
         access_token = f"{self.config.org_id[:15]}!{_random('AQ', 96)}"
@@ -487,6 +545,7 @@ class AuthServer:
             issued_at=now,
             last_used=now,
             refresh_token=refresh_token,
+            refresh_family=refresh_family,
         )
         with self._lock:
             timeout = self.config.session_timeout_s
@@ -504,15 +563,21 @@ class AuthServer:
         *,
         new_refresh_token: bool,
         from_refresh_token: str | None = None,
+        family: str | None = None,
     ) -> dict[str, str]:
+        """A token response; ``new_refresh_token``: with a new refresh token, of ``family`` (None: a new
+        family); ``from_refresh_token``: the session was minted from that (kept) refresh token."""
         if not new_refresh_token and from_refresh_token is None:
             scopes = tuple(s for s in scopes if s not in _REFRESH_SCOPES)
         refresh_token = None
         if new_refresh_token:
             refresh_token = _random("5Aep861", 87)
+            family = family or refresh_token
             with self._lock:
-                self._refresh[refresh_token] = _RefreshGrant(app.client_id, user, scopes, self._clock())
-        session = self._new_session(app.client_id, user, scopes, grant_type, refresh_token or from_refresh_token)
+                self._refresh[refresh_token] = _RefreshGrant(app.client_id, user, scopes, self._clock(), family)
+        session = self._new_session(
+            app.client_id, user, scopes, grant_type, refresh_token or from_refresh_token, refresh_family=family
+        )
         issued_at = str(int(session.issued_at * 1000))
         identity = session.identity_url
         signature = hmac.new(app.client_secret.encode("utf-8"), (identity + issued_at).encode("utf-8"), hashlib.sha256)
@@ -588,17 +653,29 @@ class AuthServer:
             if grant is not None and ttl is not None and self._clock() - grant.issued_at > ttl:
                 del self._refresh[token]
                 grant = None
+            if grant is None and token in self._retired:  # a rotated-away token again: stolen, or a lost answer
+                self._revoke_family(self._retired.pop(token))
+                log.info("oauth: a rotated refresh token was used again; its chain is revoked")
             if grant is None or grant.client_id != app.client_id:
                 raise OAuthError(400, "invalid_grant", "expired access/refresh token")
             if app.rotate_refresh_tokens:
                 del self._refresh[token]
+                self._retired[token] = grant.family
                 for session in self._sessions.values():
                     if session.refresh_token == token:
                         session.refresh_token = None
         if app.rotate_refresh_tokens:
-            return self._issue(app, grant.user, grant.scopes, GRANT_REFRESH_TOKEN, new_refresh_token=True)
+            return self._issue(
+                app, grant.user, grant.scopes, GRANT_REFRESH_TOKEN, new_refresh_token=True, family=grant.family
+            )
         return self._issue(
-            app, grant.user, grant.scopes, GRANT_REFRESH_TOKEN, new_refresh_token=False, from_refresh_token=token
+            app,
+            grant.user,
+            grant.scopes,
+            GRANT_REFRESH_TOKEN,
+            new_refresh_token=False,
+            from_refresh_token=token,
+            family=grant.family,
         )
 
     def _password(self, app: ConnectedApp, secret: str | None, params: Mapping[str, str]) -> dict[str, str]:

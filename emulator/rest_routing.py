@@ -23,6 +23,7 @@ from urllib.parse import unquote
 
 import orjson
 
+from sfsync.emulator.availability import Availability
 from sfsync.emulator.bulk import BulkService
 from sfsync.emulator.errors import ApiError, not_found
 from sfsync.emulator.faults import Faults
@@ -46,6 +47,7 @@ class ServedOrg(Protocol):
     usage: ApiUsage
     clock: Callable[[], float]  # wall-clock seconds (query ``now``, describe timestamps, call options)
     metadata_modified: int  # when the org's metadata last changed, in clock seconds
+    availability: Availability  # up, or down (503 / refusing connections)
 
 
 @dataclass

@@ -34,6 +34,7 @@ transaction.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -108,9 +109,16 @@ class OrgStore:
     ) -> OrgStore:
         """A store for the org declared in ``path`` (None: the shipped ``default_org.yaml``); raises
         :class:`sfsync.emulator.org.OrgFileError` for an invalid file."""
-        definition = org_file.load(path)
+        return cls.from_definition(org_file.load(path), clock=clock)
+
+    @classmethod
+    def from_definition(
+        cls, definition: org_file.OrgDefinition, *, clock: Callable[[], dt.datetime] | None = None
+    ) -> OrgStore:
+        """A store for an org file already read. Its schema's object definitions may be shared with other
+        stores (several orgs of one org file): a store copies one before changing it (:meth:`put_field`)."""
         store = cls(
-            definition.schema,
+            Schema(objects=dict(definition.schema.objects)),  # this store's own map of the shared definitions
             org_id=definition.settings.id,
             integration_user_id=definition.integration_user_id,
             clock=clock,
@@ -292,7 +300,7 @@ class OrgStore:
             definition = obj.field(name) if obj is not None else None
             if obj is None or definition is None:
                 raise KeyError(f"{sobject}.{name}")
-            del obj.fields[definition.name.lower()]
+            del self._own(obj).fields[definition.name.lower()]
             self.refresh_schema()
             return definition
 
@@ -302,8 +310,20 @@ class OrgStore:
             obj = self.schema.get(sobject)
             if obj is None:
                 raise KeyError(sobject)
-            obj.add(definition)
+            self._own(obj).add(definition)
             self.refresh_schema()
+
+    def _own(self, obj: ObjectDef) -> ObjectDef:
+        """A copy of ``obj`` that replaces it in this store's schema, to change: the object definitions of a
+        schema may be shared with other orgs' stores (:meth:`from_definition`), never changed in place."""
+        mine = dataclasses.replace(
+            obj,
+            fields=dict(obj.fields),
+            child_relationships=list(obj.child_relationships),
+            record_type_infos=[dict(info) for info in obj.record_type_infos],
+        )
+        self.schema.objects[obj.name.lower()] = mine
+        return mine
 
     def reset(self) -> None:
         """Remove every record except the org's users."""

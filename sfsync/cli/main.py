@@ -6,6 +6,7 @@ anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import errno
 import json
 import sys
 from pathlib import Path
@@ -287,13 +288,41 @@ def emulator(
             show_envvar=True,
             help="The connected app's consumer secret (client id sfsync-local), so that workers started apart "
             "can log in (client credentials). Give it in the environment: a command line is visible to "
-            "every user of the machine. Default: a random one nobody outside learns.",
+            "every user of the machine. Default: a random one nobody outside learns. With --orgs: every "
+            "org's connected app has this secret (each its own client id).",
         ),
     ] = None,
+    orgs: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=2000,
+            help="Serve this many orgs, each its own org (org id, users, connected app, limits, faults, data) "
+            "on its own port, --port, --port + 1... (--port 0: any free ports); every org gets --org and "
+            "--faults. Each org's URL, org id, client id and username are printed.",
+        ),
+    ] = 1,
+    credentials_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="With --orgs: also write every org's credentials (consumer secrets included) to this JSON "
+            "file, readable by its owner only, for clients started apart."
+        ),
+    ] = None,
+    rotate_refresh_tokens: Annotated[
+        bool,
+        typer.Option(
+            "--rotate-refresh-tokens",
+            help="With --orgs: the connected apps rotate refresh tokens (each refresh returns a new one and "
+            "retires the old); each org's admin API (/__admin/connected-app) changes it too.",
+        ),
+    ] = False,
+    seed: Annotated[int, typer.Option(help="With --orgs: the seed of the orgs' ids and client ids.")] = 0,
 ) -> None:
-    """Serve a local Salesforce org (REST API, OAuth, Bulk 2.0) for tests, the demo and benchmarks."""
+    """Serve a local Salesforce org (REST API, OAuth, Bulk 2.0) -- or several -- for tests, the demo and
+    benchmarks."""
     from sfsync.emulator.faults import Faults, FaultSpecError
-    from sfsync.emulator.server import run_forever
+    from sfsync.emulator.server import run_forever, run_orgs_forever
     from sfsync.errors import ConfigError
 
     try:
@@ -304,7 +333,29 @@ def emulator(
         raise ConfigError("emulator", [f"--org: {org} does not exist"])
     if client_secret is not None and not client_secret.strip():
         raise ConfigError("emulator", ["--client-secret / SFSYNC_EMULATOR_CLIENT_SECRET: empty"])
-    run_forever(port, tls=tls, org_file=org, faults=faults, client_secret=client_secret)
+    if orgs == 1 and (credentials_file is not None or rotate_refresh_tokens):
+        raise ConfigError("emulator", ["--credentials-file and --rotate-refresh-tokens go with --orgs N"])
+    if orgs == 1:
+        run_forever(port, tls=tls, org_file=org, faults=faults, client_secret=client_secret)
+        return
+    if port and port + orgs - 1 > 65535:
+        raise ConfigError("emulator", [f"--port {port} + --orgs {orgs} goes past port 65535"])
+    try:
+        run_orgs_forever(
+            orgs,
+            port,
+            tls=tls,
+            org_file=org,
+            faults=faults,
+            client_secret=client_secret,
+            rotate_refresh_tokens=rotate_refresh_tokens,
+            seed=seed,
+            credentials_file=credentials_file,
+        )
+    except OSError as exc:
+        if exc.errno not in (errno.EADDRINUSE, errno.EACCES):
+            raise
+        raise ConfigError("emulator", [f"--port/--orgs: a port of {port}..{port + orgs - 1}: {exc.strerror}"]) from None
 
 
 # ---------------------------------------------------------------------- demo

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 from typer.testing import CliRunner
@@ -93,3 +96,44 @@ def test_an_empty_client_secret_is_one_clear_error() -> None:
         result = CliRunner().invoke(app, ["emulator", "--port", str(port)], env={"SFSYNC_EMULATOR_CLIENT_SECRET": " "})
     assert result.exit_code == 2
     assert "SFSYNC_EMULATOR_CLIENT_SECRET: empty" in result.output
+
+
+def test_the_command_serves_several_orgs_each_with_its_own_credentials(tmp_path: Path) -> None:
+    credentials = tmp_path / "orgs.json"
+    env = {k: v for k, v in os.environ.items() if k != "SFSYNC_EMULATOR_CLIENT_SECRET"}
+    command = [sys.executable, "-m", "sfsync.cli.main", "emulator", "--orgs", "3", "--port", "0"]
+    proc = subprocess.Popen(
+        [*command, "--credentials-file", str(credentials)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        printed = [proc.stdout.readline().decode() for _ in range(4)]
+        orgs = json.loads(credentials.read_text())
+        urls = [org["instance_url"] for org in orgs]
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"{urls[2]}/services/data/", timeout=1)
+                break
+            except httpx.HTTPError:
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.1)
+        grant = {"grant_type": "client_credentials"}
+        own = {**grant, "client_id": orgs[2]["client_id"], "client_secret": orgs[2]["client_secret"]}
+        other = {**grant, "client_id": orgs[1]["client_id"], "client_secret": orgs[1]["client_secret"]}
+        accepted = httpx.post(f"{urls[2]}/services/oauth2/token", data=own)
+        refused = httpx.post(f"{urls[2]}/services/oauth2/token", data=other)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=15)
+    everything = "".join(printed) + (out + err).decode()
+    for org, url in zip(orgs, urls, strict=True):
+        assert f"at {url} " in everything and org["client_id"] in everything and org["org_id"] in everything
+        assert org["client_secret"] not in everything
+    assert len(set(urls)) == 3 and len({org["client_id"] for org in orgs}) == 3
+    assert stat.S_IMODE(credentials.stat().st_mode) == 0o600
+    assert accepted.status_code == 200 and accepted.json()["instance_url"] == urls[2]
+    assert refused.status_code == 400 and refused.json()["error"] == "invalid_client_id"

@@ -24,6 +24,8 @@ some of their names are short, the way the tests that use them write them):
 - ``tests.kit.query_org``: the small org the emulator's SOQL and SOSL engines are tested on;
 - ``tests.kit.outbound``: product events as the outbound processor decodes them (``decoded``, from
   ``tests.kit.events``), a processor over the in-memory registry (``ProcessorRig``).
+- ``tests.kit.emulated_orgs``: the settings sfsync's Salesforce client logs in to one emulated org
+  with, per OAuth flow, and a transport trusting the org's certificate.
 """
 
 from __future__ import annotations

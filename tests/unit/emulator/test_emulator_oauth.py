@@ -574,10 +574,23 @@ def test_refresh_token_rotation(client: TestClient) -> None:
     assert rotated.status_code == 200
     new_token = rotated.json()["refresh_token"]
     assert new_token != first["refresh_token"]
-    assert_oauth_error(
-        refresh(client, first["refresh_token"], "pkce-app", ""), "invalid_grant", "expired access/refresh token"
-    )
-    assert refresh(client, new_token, "pkce-app", "").status_code == 200
+    again = refresh(client, new_token, "pkce-app", "")
+    assert again.status_code == 200 and again.json()["refresh_token"] not in (new_token, first["refresh_token"])
+
+
+def test_a_rotated_refresh_token_used_again_revokes_its_whole_chain(client: TestClient, server: AuthServer) -> None:
+    """Salesforce's single-use refresh tokens: reusing an invalidated one revokes the current refresh token
+    and every access token associated with it; the client must authorize again."""
+    verifier = "q" * 50
+    code = callback_params(authorize(client, client_id="pkce-app", code_challenge=s256(verifier)))["code"]
+    first = code_exchange(client, code, client_id="pkce-app", client_secret="", code_verifier=verifier).json()
+    rotated = refresh(client, first["refresh_token"], "pkce-app", "").json()
+    assert server.authenticate(f"Bearer {rotated['access_token']}").username == "alice@example.org"
+    expired = ("invalid_grant", "expired access/refresh token")
+    assert_oauth_error(refresh(client, first["refresh_token"], "pkce-app", ""), *expired)
+    assert_oauth_error(refresh(client, rotated["refresh_token"], "pkce-app", ""), *expired)
+    assert_invalid_session(server, f"Bearer {rotated['access_token']}")
+    assert_invalid_session(server, f"Bearer {first['access_token']}")
 
 
 # --------------------------------------------------------------------------------------------- sessions
