@@ -176,17 +176,26 @@ def _build(
         await park_all(dlq, handled.parked)
 
     def flow() -> None:
-        """Stop fetching changes while the hold is full; fetch again once it is half empty."""
+        """Stop fetching changes while the hold is full; fetch again once it is half empty.
+
+        Through Faust's own buffer-full switch (``on_buffer_full``/``on_buffer_drop``), not
+        ``pause_partitions``: Faust drops, unread and never to be read again, the records of a
+        fetch already under way for a partition paused meanwhile, while a partition marked
+        buffered still gets them."""
         nonlocal paused
-        if paused == echo_hold.full or (paused and len(echo_hold) >= settings.hold_max // 2):
-            return
-        mine = [tp for tp in app.consumer.assignment() if tp.topic == changes_topic]
-        if paused:
-            app.consumer.resume_partitions(mine)
-        else:
-            log.warning("%d changes wait for their results: fetching no more until half are judged", len(echo_hold))
-            app.consumer.pause_partitions(mine)
-        paused = not paused
+        if echo_hold.full:
+            if not paused:
+                log.warning("%d changes wait for their results: fetching no more until half are judged",
+                            len(echo_hold))  # fmt: skip
+            for tp in app.consumer.assignment():
+                if tp.topic == changes_topic:
+                    app.consumer.on_buffer_full(tp)  # again each time: Faust's own drop may have undone it
+            paused = True
+        elif paused and len(echo_hold) < settings.hold_max // 2:
+            for tp in app.consumer.assignment():
+                if tp.topic == changes_topic:
+                    app.consumer.on_buffer_drop(tp)
+            paused = False
 
     async def on_result(value: bytes | None, original: OriginalRecord) -> InboundHandled:
         handled = processor.on_result(value, original, written)

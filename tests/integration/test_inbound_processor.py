@@ -286,6 +286,19 @@ def test_a_stop_while_changes_are_held_is_prompt_and_judges_none_of_them(
 def test_a_thousand_changes_waiting_for_results_clear_in_about_one_hold_not_one_after_another(
     services: Any, prefix: str, registry: SchemaRegistry, tmp_path: Path
 ) -> None:
+    clear_held_changes(services, prefix, registry, tmp_path, hold_max=10_000)
+
+
+def test_changes_past_a_full_hold_are_fetched_once_half_are_judged_and_none_is_lost(
+    services: Any, prefix: str, registry: SchemaRegistry, tmp_path: Path
+) -> None:
+    """At most 100 changes may wait: the app stops fetching changes ten times over and starts again,
+    and every one of the 1,000 is judged. Stopped with Faust's ``pause_partitions``, the rest of a
+    fetch under way was dropped unread and the app judged 300 of them, then nothing more."""
+    clear_held_changes(services, prefix, registry, tmp_path, hold_max=100)
+
+
+def clear_held_changes(services: Any, prefix: str, registry: SchemaRegistry, tmp_path: Path, *, hold_max: int) -> None:
     """1,000 changes by sfsync's writer that no result covers (a flow running as the integration user)
     wait for their results at once, aside from the stream: all are judged about one hold after they
     were polled. The changes buffer is 8 records, so Faust's one fetcher, which feeds the results agent
@@ -306,7 +319,12 @@ def test_a_thousand_changes_waiting_for_results_clear_in_about_one_hold_not_one_
     assert producer.flush(30) == 0
     app_id = f"inbound-{uuid.uuid4().hex[:10]}"
     env = writers_app_env(
-        services, prefix, app_id, SFSYNC_INBOUND_ECHO_HOLD_S=str(hold_s), SFSYNC_INBOUND_STREAM_BUFFER_MAXSIZE="8"
+        services,
+        prefix,
+        app_id,
+        SFSYNC_INBOUND_ECHO_HOLD_S=str(hold_s),
+        SFSYNC_INBOUND_STREAM_BUFFER_MAXSIZE="8",
+        SFSYNC_INBOUND_HOLD_MAX=str(hold_max),
     )
     reader = Reader(services.bootstrap, prefix + "product.members.inbound")
     app = start_app(env, tmp_path / "app")
