@@ -49,11 +49,11 @@ MEMBERS = TopicSpec("product.members", "member id", ("member", "member_id"))
 EVENTS = TopicSpec("product.events", "event id", ("event", "id"))
 ATTENDANCE = TopicSpec("product.attendance", "member id", ("member", "member_id"))
 FORUM = TopicSpec("product.forum", "post id", ("post", "id"))
-WRITES = TopicSpec("sfsync.writes", "<sobject>:<identity>")
-RESULTS = TopicSpec("sfsync.results", "<sobject>:<identity>")
+WRITES = TopicSpec("sfsync.writes", "record key (sfsync.keys)")
+RESULTS = TopicSpec("sfsync.results", "record key (sfsync.keys)")
 CHANGES = TopicSpec("salesforce.changes", "<sobject>:<Id>")
 MEMBERS_INBOUND = TopicSpec("product.members.inbound", "member id")
-SALESFORCE_EDITS = TopicSpec("sfsync.salesforce_edits", "<sobject>:<identity>")
+SALESFORCE_EDITS = TopicSpec("sfsync.salesforce_edits", "record key (sfsync.keys)")
 """Salesforce-side edits the inbound processor delivered, for the outbound processor's record clock."""
 ERRORS = TopicSpec("sfsync.errors", "none", partitions=1, config={"retention.ms": str(30 * 86_400_000)})
 DLQ = TopicSpec(
@@ -86,7 +86,7 @@ def planned_writes(app_id: str, partitions: int) -> TopicSpec:
     write to it, its ordering agent reads it, co-partitioned with :data:`OUTBOUND_TABLE_FEEDS`.
     Named after the app, like the app's table changelogs (and, like every topic sfsync names, after
     the topic prefix: ``<prefix><app_id>-writes-repartition``)."""
-    return TopicSpec(f"{app_id}-writes-repartition", "<sobject>:<identity>", partitions=partitions)
+    return TopicSpec(f"{app_id}-writes-repartition", "record key (sfsync.keys)", partitions=partitions)
 
 
 def shared_partitions(counts: Mapping[str, int | None], what: str) -> int:

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sfsync.errors import FatalError, RetriableError, SfsyncError, SkippableRecordError
+from sfsync.keys import parse_record_key
 from sfsync.mapping import Describe, MappingFile, gather_describes, validate_mappings
 from sfsync.salesforce.drift import is_drift, named_fields
 from sfsync.sinks.merge import _Segment
@@ -71,9 +72,9 @@ def concerns(drift: DriftError, seg: _Segment) -> bool:
         if seg.external_id:
             names.add(seg.external_id[0].lower())
     for parent_key, declared in seg.parents.values():
-        parts = parent_key.split(":", 2)
-        if len(parts) == 3 and obj in {parts[0].lower(), declared.lower()}:
-            names.add(parts[1].lower())
+        parent = parse_record_key(parent_key)
+        if parent is not None and obj in {parent.sobject.lower(), declared.lower()}:
+            names.add(parent.field.lower())
     if not names:
         return False
     return not wanted or bool(wanted & names)

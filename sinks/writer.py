@@ -55,8 +55,9 @@ quarantine lifts once the org passes the start-up rules again (:mod:`sfsync.sink
 At steady state a batch of 200 updates matched by Email costs two API calls (one query, one
 collection): 0.01 calls per record.
 
-Record keys are ``<sobject>:<identity>``; a parent's identity is ``<field>:<value>`` (e.g.
-``Campaign:Event_Id__c:evt-7``) so the sink can find a parent that it did not write itself.
+Record keys are ``<workspace_id>|<sobject>:<field>:<value>`` (:mod:`sfsync.keys`, e.g.
+``ws-1|Campaign:Event_Id__c:evt-7``): a parent's key names the field and value by which the sink
+finds a parent that it did not write itself.
 
 A match key's ``field`` may name several fields joined by ``+`` (``CampaignId+ContactId``, all of
 which must match). A component that is one of the write's ``parents`` takes the parent's resolved
@@ -77,6 +78,7 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 from sfsync.errors import FatalError, SfsyncError
+from sfsync.keys import parse_record_key
 from sfsync.mapping import MappingFile
 from sfsync.salesforce.client import SalesforceClient
 from sfsync.salesforce.composite import COLLECTION_MAX, RecordResult
@@ -132,15 +134,16 @@ _API_NAMES_KEPT = 10_000
 
 # ---------------------------------------------------------------------- helpers
 def _key_identity(key: str) -> tuple[str, str, str] | None:
-    """``Campaign:Event_Id__c:evt-7`` → ("Campaign", "Event_Id__c", "evt-7")."""
-    parts = key.split(":", 2)
-    if len(parts) != 3 or not all(parts):
+    """``ws-1|Campaign:Event_Id__c:evt-7`` → ("Campaign", "Event_Id__c", "evt-7"); None when the key
+    names no single field to find its record by."""
+    parsed = parse_record_key(key)
+    if parsed is None:
         return None
     try:
-        field_name(parts[1])
+        field_name(parsed.field)
     except ValueError:
         return None
-    return parts[0], parts[1], parts[2]
+    return parsed.sobject, parsed.field, parsed.value
 
 
 def _swap_lookup(lookup: str, declared: str, actual: str) -> str:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping as MappingABC
 
+from sfsync.keys import parse_record_key
 from sfsync.mapping import MappingFile
 from sfsync.processors.inbound.echo import earlier_writes
 from sfsync.processors.inbound.mappings import inbound_mapping
@@ -82,10 +83,10 @@ def links_update(
 
 
 def _key_value(key: str, field_name: str) -> str | None:
-    """The value of ``key`` (``<sobject>:<field>:<value>``) when its field is ``field_name``."""
-    parts = key.split(":", 2)
-    if len(parts) == 3 and parts[1].lower() == field_name.lower() and parts[2]:
-        return parts[2]
+    """The value of the record key ``key`` (:mod:`sfsync.keys`) when its field is ``field_name``."""
+    parsed = parse_record_key(key)
+    if parsed is not None and parsed.field.lower() == field_name.lower():
+        return parsed.value
     return None
 
 

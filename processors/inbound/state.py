@@ -79,7 +79,7 @@ class WriteResult(TypedDict):
 
     write_id: str
     key: str
-    """The record's write key ``<sobject>:<field>:<value>``."""
+    """The record's write key (:mod:`sfsync.keys`: ``<workspace_id>|<sobject>:<field>:<value>``)."""
     mapping: str
     sobject: str
     salesforce_id: str

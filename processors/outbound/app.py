@@ -20,10 +20,11 @@ Two steps, partitioned for what each needs, so that any number of workers (one c
 app id) plans exactly what one would:
 
 1. one agent per product topic plans each event (:meth:`~.processor.Processor.plan_record`: no
-   state) and sends its writes, keyed by record key (``<sobject>:<identity>``), to the app's own
-   repartition topic (:func:`sfsync.topics.planned_writes`, ``<prefix><app_id>-writes-repartition``). The
-   writes of one Salesforce record come from several product topics and keys (a Campaign from its
-   event's records and from every registration to it), so they only meet after this step.
+   state) with its workspace's mapping and sends its writes, keyed by record key
+   (:mod:`sfsync.keys`: ``<workspace_id>|<sobject>:<identity>``), to the app's own repartition topic
+   (:func:`sfsync.topics.planned_writes`, ``<prefix><app_id>-writes-repartition``). The writes of one
+   Salesforce record come from several product topics and keys (a Campaign from its event's records
+   and from every registration to it), so they only meet after this step.
 2. the ``order_writes`` agent reads that topic: each write against its record's clock and identity
    (:meth:`~.processor.Processor.order_write`), what is left goes to ``sfsync.writes``. The tables
    are keyed by record key and fed only by topics keyed by record key: the repartition topic,
@@ -75,12 +76,12 @@ from prometheus_client import CollectorRegistry
 
 from sfsync.errors import SkippableRecordError
 from sfsync.kafka.admin import copartitioned, ensure_topics
-from sfsync.mapping import MappingFile
+from sfsync.mapping import MappingFile, MappingLibrary, load_mapping_settings
 from sfsync.ops.dlq import DeadLetterQueue, Stage
 from sfsync.processors.faust_runtime.changelogs import changelog_specs, ensure_changelogs
 from sfsync.processors.faust_runtime.commit import CoalescedTable, install_before_commit
 from sfsync.processors.faust_runtime.connection import raw_topic
-from sfsync.processors.faust_runtime.factory import new_app, surroundings
+from sfsync.processors.faust_runtime.factory import Surroundings, new_app, surroundings
 from sfsync.processors.faust_runtime.parking import Parked, message_headers, original_record, park_all
 from sfsync.processors.faust_runtime.worker import command_main, run_faust_worker
 from sfsync.processors.outbound.edits import learn_edit
@@ -94,12 +95,16 @@ from sfsync.topics import (
     DLQ,
     OUTBOUND_TABLE_FEEDS,
     PRODUCT_TOPICS,
+    REGISTRY_TOPICS,
     RESULTS,
     SALESFORCE_EDITS,
     WRITES,
     TopicSpec,
     planned_writes,
 )
+from sfsync.workspaces.directory import Directory
+from sfsync.workspaces.routing import WorkspaceMappings
+from sfsync.workspaces.settings import WorkspacesSettings, load_workspaces_settings
 
 __all__ = ["COMPONENT", "build_app", "run_processor"]
 
@@ -135,10 +140,17 @@ def build_app(
     no org): a CEL expression that does not compile, a sixth constant, an unknown product field...
     refuse the start, all listed, instead of parking every event.
 
+    With the workspace registry on (``SFSYNC_WORKSPACES_ENABLED``), each event is planned with its
+    workspace's mapping (see :func:`_workspace_mappings`); a workspace mapping is checked when first
+    used, and an invalid one parks that workspace's events instead of refusing the start. The registry
+    is then followed by a daemon thread for the life of the process (:func:`run_processor` stops it).
+
     Raises:
-        ConfigError / MappingError: invalid mapping settings or an invalid mapping file (every problem);
-            topics that must be co-partitioned have different partition counts (each named with its count).
-        ServiceUnavailableError: Kafka or the registry did not answer.
+        ConfigError / MappingError: invalid mapping or workspace settings, or an invalid mapping file (every
+            problem); topics that must be co-partitioned have different partition counts (each named with
+            its count).
+        ServiceUnavailableError: Kafka or the registry did not answer; the workspace registry was not read
+            in time.
     """
     return _build(settings, registry=registry, mappings=mappings, external_ids=external_ids).app
 
@@ -151,6 +163,27 @@ class _Built(NamedTuple):
     writes: WritesProducer
     metrics: ProcessorMetrics
     lag_probe: LagProbe | None
+    directory: Directory | None
+
+
+def _workspace_mappings(
+    workspaces: WorkspacesSettings, library: MappingLibrary, env: Surroundings
+) -> tuple[WorkspaceMappings, Directory]:
+    """``mappings_for`` over the workspace registry, read to its end (a directory that follows it from then on).
+
+    A workspace's mapping is its ``mapping`` (a file of ``SFSYNC_MAPPING_LIBRARY``; none: the configured
+    one) with its ``variables`` over ``SFSYNC_MAPPING_VARS``, as ``sfsync mappings validate --set``
+    sets them; a workspace the registry does not know runs the configured mapping (the ``env``
+    connection serves it), unless ``SFSYNC_WORKSPACES_REQUIRED``.
+    """
+    # no keys: planning opens no connection's secrets
+    directory = Directory.open(env.kafka, env.registry, prefix=env.prefix, timeout_s=workspaces.load_timeout_s)
+    log.info(
+        "planning each workspace's events with its mapping (%d workspace(s) in the registry%s)",
+        len(directory.workspaces()),
+        "; unknown workspaces parked" if workspaces.required else "",
+    )
+    return WorkspaceMappings(directory, library, required=workspaces.required), directory
 
 
 def _build(
@@ -164,11 +197,13 @@ def _build(
     """The app and what it holds; ``metrics`` default to a private registry (served by :func:`run_processor`)."""
     if metrics is None:
         metrics = ProcessorMetrics(CollectorRegistry())
+    workspaces = load_workspaces_settings()
+    library = MappingLibrary(load_mapping_settings()) if workspaces.enabled else None
 
     env = surroundings(
         settings,
         component=COMPONENT,
-        topics=(*PRODUCT_TOPICS, WRITES, RESULTS, SALESFORCE_EDITS, DLQ),
+        topics=(*PRODUCT_TOPICS, WRITES, RESULTS, SALESFORCE_EDITS, DLQ, *(REGISTRY_TOPICS if library else ())),
         registry=registry,
         mappings=mappings,
     )
@@ -360,7 +395,11 @@ def _build(
     ensure_changelogs(app, kafka)  # before the worker's first assignment, which may miss a lazily created one
     changelogs = [spec.name() for spec in changelog_specs(app)]
     copartitioned(kafka, [*feeds, planned_topic, *changelogs], WHO)  # e.g. a changelog left with another count
-    return _Built(app, processor, dlq, planned, writes, metrics, lag_probe)
+    directory = None
+    if library is not None:  # last: nothing after it can fail and leave it open
+        library.configured = mappings
+        processor.mappings_for, directory = _workspace_mappings(workspaces, library, env)
+    return _Built(app, processor, dlq, planned, writes, metrics, lag_probe, directory)
 
 
 def run_processor(
@@ -377,7 +416,7 @@ def run_processor(
     metrics = ProcessorMetrics()  # the global registry: with the process_* and python_* collectors
     server = metrics.serve(settings.metrics_port) if settings.metrics_port else None  # a taken port fails first
     try:
-        app, processor, dlq, planned, writes, _, lag_probe = _build(
+        app, processor, dlq, planned, writes, _, lag_probe, directory = _build(
             settings, registry=None, mappings=None, external_ids=None, metrics=metrics
         )
     except BaseException:
@@ -385,6 +424,8 @@ def run_processor(
             server.stop()
         raise
     closers = [planned.close, writes.close, dlq.close]
+    if directory is not None:
+        closers.append(directory.close)
     if lag_probe is not None:
         closers.append(lag_probe.close)
     if server is not None:

@@ -13,9 +13,11 @@ parent mappings they point at, and returns ``sfsync.pipeline.Write`` dicts ready
   field that fails to evaluate leaves just the parent's key for the child;
 - ``write_id`` is ``<event_id>:<mapping>:<n>`` (``n``: position in the plan), so a replay
   produces the same writes;
-- ``key`` is ``<sobject>:<field>:<value>`` of the record's identity: its external ID, else its
-  first usable match key. A composite key's value is a JSON array of its components, where a
-  component that is a parent lookup holds the parent's key (the sink resolves it to an Id);
+- ``key`` is the record key (:mod:`sfsync.keys`: ``<workspace_id>|<sobject>:<field>:<value>``) of the
+  record's identity in the event's workspace: its external ID, else its first usable match key. A
+  composite key's value is a JSON array of its components, where a component that is a parent lookup
+  holds the parent's key (the sink resolves it to an Id). So the same member in two workspaces is two
+  records, even when the workspaces share an org;
 - field values are Salesforce JSON (datetimes ``2026-03-01T09:30:00.000+0000``, dates
   ``2026-03-01``), each with its policy and ``updated_at`` = the event's ``occurred_at``.
 
@@ -34,6 +36,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
+from sfsync.keys import record_key
 from sfsync.mapping import (
     Mapping as MappingRule,
 )
@@ -60,7 +63,6 @@ __all__ = [
     "known_first",
     "learn_salesforce_edit",
     "plan",
-    "record_key",
     "salesforce_datetime",
 ]
 
@@ -160,11 +162,6 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def record_key(sobject: str, field_name: str, value: str) -> str:
-    """``Campaign:Event_Id__c:evt-7``: the Kafka key of every write to that record."""
-    return f"{sobject}:{field_name}:{value}"
-
-
 # ---------------------------------------------------------------------- planning
 @dataclass
 class _Planned:
@@ -189,6 +186,11 @@ class _Planner:
     visiting: set[str] = field(default_factory=set)
     writes: list[dict[str, Any]] = field(default_factory=list)
     rejects: list[MappingEvaluationError] = field(default_factory=list)
+
+    @property
+    def workspace(self) -> str:
+        """The event's workspace: the first part of every record key it plans."""
+        return str(self.event.get("workspace_id") or "")
 
     def run(self) -> Plan:
         acting = self.mappings.for_event(self.event_type)
@@ -242,7 +244,7 @@ class _Planner:
         key_field, key_value = external if external else (match[0] if match else (None, None))
         if key_field is None or key_value is None:
             return _Planned(None, mapping.target, written=False)
-        key = record_key(mapping.target, key_field, key_value)
+        key = record_key(self.workspace, mapping.target, key_field, key_value)
         if ensure_only:
             return _Planned(key, mapping.target, written=False)
         if firing:
@@ -267,7 +269,7 @@ class _Planner:
                 for name, value in values.items()
             },
             "parents": {lookup: {"key": k, "sobject": s} for lookup, (k, s) in parents.items()},
-            "workspace_id": str(self.event.get("workspace_id") or ""),
+            "workspace_id": self.workspace,
             "source": {
                 "topic": self.source.topic,
                 "partition": self.source.partition,

@@ -5,8 +5,10 @@ It is done in two steps, because the two need different partitioning (see
 
 1. :meth:`Processor.plan_record` (read from a product topic, keyed by entity): decodes the record's
    bytes (Confluent wire format, :class:`~sfsync.serde.codec.AvroDecoder`),
-   :func:`~sfsync.processors.outbound.plan.plan`\ s the writes it causes and encodes them, each keyed
-   by its record key. It reads no state.
+   :func:`~sfsync.processors.outbound.plan.plan`\ s the writes it causes with its workspace's mapping
+   file (``mappings_for(workspace_id)``; by default the configured mapping for every workspace) and
+   encodes them, each keyed by its record key (:mod:`sfsync.keys`: the workspace first). It reads no
+   state.
 2. :meth:`Processor.order_write` (read from a topic keyed by record key): one planned write against
    what is known of its record: the object it is (``identity``, learnt from ``sfsync.results``: record
    key -> ``[sobject, salesforce_id]``) orders a person's ``search_objects``
@@ -21,23 +23,31 @@ An event of a type no enabled mapping acts on causes no write, and is never drop
 counted (``counts["unmapped"]``, ``sfsync_processor_events_unmapped_total``) and the first one of each
 type is logged at WARNING with what to do about it.
 
-A record that cannot be decoded, a mapping that cannot evaluate the event (a plan's rejects) and a
-write that does not fit its schema come back as :class:`~sfsync.processors.faust_runtime.parking.Parked`
-records with the original bytes and why; the other writes of the event still go out. A write Kafka
-refuses (:func:`send_writes`) is parked the same way. Transient faults (the registry down) are raised.
-The Faust app around it is :mod:`sfsync.processors.outbound.app`.
+A workspace's state changes nothing here: a PAUSED or DISCONNECTED workspace's events are planned
+as an ACTIVE one's (the sink holds their writes until the workspace resumes).
+
+A record that cannot be decoded, an event whose workspace has no usable mapping (``mappings_for``
+raised a :class:`~sfsync.errors.SkippableRecordError`: an unknown workspace where one is required, an
+invalid workspace mapping: only that workspace's events park), a mapping that cannot evaluate the
+event (a plan's rejects) and a write that does not fit its schema come back as
+:class:`~sfsync.processors.faust_runtime.parking.Parked` records with the original bytes and why; the
+other writes of the event still go out. A write Kafka refuses (:func:`send_writes`) is parked the same
+way. Transient faults (the registry down) are raised. The Faust app around it is
+:mod:`sfsync.processors.outbound.app`.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from sfsync.errors import SkippableRecordError
 from sfsync.kafka.errors import RecordRejectedError
+from sfsync.keys import parse_record_key
 from sfsync.mapping import Mapping as MappingRule
 from sfsync.mapping import MappingFile
 from sfsync.ops.dlq import OriginalRecord, Stage
@@ -57,6 +67,21 @@ from sfsync.processors.outbound.plan import (
 __all__ = ["Handled", "Processor", "TableIdentity", "identity_of_result", "per_event_mappings", "send_writes"]
 
 log = logging.getLogger(__name__)
+
+
+_PROFILES_KEPT = 512
+"""How many mapping files' derived facts a processor keeps (more than a mapping library's files)."""
+
+
+@dataclass
+class _Profile:
+    """What the processor derives from one mapping file."""
+
+    mappings: MappingFile
+    unclocked: frozenset[str]
+    """:func:`per_event_mappings`: their writes skip the clock."""
+    mapped: dict[str, bool] = field(default_factory=dict)
+    """Event type -> whether an enabled mapping acts on it."""
 
 
 @dataclass(frozen=True)
@@ -128,7 +153,8 @@ def identity_of_result(result: dict[str, Any]) -> tuple[str, list[str]] | None:
     grow the table and its changelog without end.
     """
     key, sobject, sf_id = result.get("key"), result.get("sobject"), result.get("salesforce_id")
-    if not key or not sobject or not sf_id or str(key).split(":", 1)[0] not in PERSON_OBJECTS:
+    parsed = parse_record_key(str(key or ""))
+    if parsed is None or not sobject or not sf_id or parsed.sobject not in PERSON_OBJECTS:
         return None
     return str(key), [str(sobject), str(sf_id)]
 
@@ -142,6 +168,7 @@ class Processor:
     encoder: Any
     """``encode_checked("Write", dict) -> bytes``: :class:`~sfsync.serde.codec.AvroEncoder` for sfsync.writes."""
     mappings: MappingFile
+    """The configured mapping: every workspace's, unless ``mappings_for`` says otherwise."""
     external_ids: Collection[str] | None = None
     counts: dict[str, int] = field(
         default_factory=lambda: {"events": 0, "writes": 0, "stale": 0, "parked": 0, "unmapped": 0}
@@ -151,20 +178,51 @@ class Processor:
     plans_decoder: Any = None
     """Decodes the planned Writes :meth:`order_write` reads, in storage form (epoch milliseconds, as
     planned): ``AvroDecoder(registry, logical_types=False)``; only :meth:`order_write` needs it."""
-    unclocked: frozenset[str] = field(init=False)
-    """:func:`per_event_mappings`: their writes skip the clock."""
+    mappings_for: Callable[[str], MappingFile] | None = None
+    """The mapping file of a workspace's events (``mappings_for(workspace_id)``, e.g.
+    :class:`~sfsync.workspaces.routing.WorkspaceMappings`); a :class:`~sfsync.errors.SkippableRecordError`
+    it raises (an unknown workspace, an invalid workspace mapping) parks the event. None: ``mappings``
+    for every workspace."""
     unmapped: dict[str, int] = field(init=False, default_factory=dict)
     """Per event type no enabled mapping acts on: how many such events were read."""
 
     def __post_init__(self) -> None:
-        self.unclocked = per_event_mappings(self.mappings)
-        self._mapped: dict[str, bool] = {}
+        self._profiles: OrderedDict[int, _Profile] = OrderedDict()
 
-    def _count_if_unmapped(self, event_type: str) -> None:
-        """Count (and the first time, log) an event whose type no enabled mapping acts on."""
-        mapped = self._mapped.get(event_type)
+    def mappings_of(self, workspace_id: str) -> MappingFile:
+        """The mapping file that plans ``workspace_id``'s events.
+
+        Raises:
+            SkippableRecordError: the workspace's events cannot be planned (``mappings_for`` says why).
+        """
+        return self.mappings if self.mappings_for is None else self.mappings_for(workspace_id)
+
+    def _profile(self, mappings: MappingFile) -> _Profile:
+        """What the processor derives from one mapping file, derived once (for the newest files used)."""
+        found = self._profiles.get(id(mappings))
+        if found is not None and found.mappings is mappings:
+            self._profiles.move_to_end(id(mappings))
+            return found
+        found = self._profiles[id(mappings)] = _Profile(mappings, per_event_mappings(mappings))
+        if len(self._profiles) > _PROFILES_KEPT:
+            self._profiles.popitem(last=False)
+        return found
+
+    def _unclocked(self, write: dict[str, Any]) -> bool:
+        """Whether ``write`` skips the clock (a mapping of :func:`per_event_mappings` in its workspace's file);
+        a workspace whose mapping cannot be had now keeps a clock (never wrong, only larger)."""
+        try:
+            mappings = self.mappings_of(str(write.get("workspace_id") or ""))
+        except SkippableRecordError:
+            return False
+        return write.get("mapping") in self._profile(mappings).unclocked
+
+    def _count_if_unmapped(self, event_type: str, mappings: MappingFile) -> None:
+        """Count (and the first time, log) an event whose type no enabled mapping of ``mappings`` acts on."""
+        mapped_types = self._profile(mappings).mapped
+        mapped = mapped_types.get(event_type)
         if mapped is None:
-            mapped = self._mapped[event_type] = bool(self.mappings.for_event(event_type))
+            mapped = mapped_types[event_type] = bool(mappings.for_event(event_type))
         if mapped:
             return
         self.counts["unmapped"] += 1
@@ -317,10 +375,16 @@ class Processor:
             self.counts["parked"] += 1
             self._observe("unknown", [], [], started)
             return Handled([], [Parked(original, exc, Stage.VALUE_CONVERTER)], [])
-        self._count_if_unmapped(event_type)
+        try:
+            mappings = self.mappings_of(str(event.get("workspace_id") or ""))
+        except SkippableRecordError as exc:  # this workspace's events park; the others' plan
+            self.counts["parked"] += 1
+            self._observe(event_type, [], [], started)
+            return Handled([], [Parked(original, exc, Stage.TRANSFORMATION)], [])
+        self._count_if_unmapped(event_type, mappings)
         source = _Source(original.topic, original.partition, original.offset)
         try:
-            planned = plan(event_type, event, source, self.mappings, external_ids=self.external_ids)
+            planned = plan(event_type, event, source, mappings, external_ids=self.external_ids)
         except Exception as exc:  # noqa: BLE001 - a bug in a rule parks the record, never blocks the stream
             self.counts["parked"] += 1
             self._observe(event_type, [], [], started)
@@ -337,7 +401,7 @@ class Processor:
         if searched is not None:
             write = {**write, "search_objects": searched}
         record_key = str(write["key"])
-        clocked = clock if write.get("mapping") not in self.unclocked else None
+        clocked = clock if clock is not None and not self._unclocked(write) else None
         if clocked is None:
             return write
         before = clocked.get(record_key) or {}

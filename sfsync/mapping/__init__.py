@@ -27,6 +27,7 @@ This module is the public surface; the submodules hold one concern each:
 - :mod:`~sfsync.mapping.loading`: YAML, line numbers, the default mapping, the JSON Schema;
 - :mod:`~sfsync.mapping.variables`: ``${variable}`` substitution, variables given as settings;
 - :mod:`~sfsync.mapping.settings`: the mapping setting every process reads;
+- :mod:`~sfsync.mapping.library`: the mapping files workspaces run, compiled once per distinct variables;
 - :mod:`~sfsync.mapping.products`: the product's event types and field types (Avro);
 - :mod:`~sfsync.mapping.cel`: CEL functions and running expressions;
 - :mod:`~sfsync.mapping.values`: values as Salesforce's REST API takes them;
@@ -45,6 +46,7 @@ from sfsync.mapping.evaluate import (
     match_values,
     passes_outbound_filter,
 )
+from sfsync.mapping.library import MappingLibrary
 from sfsync.mapping.loading import DEFAULT_MAPPING_FILE, json_schema, load_mappings, parse_mappings
 from sfsync.mapping.model import (
     DeletePolicy,
@@ -80,6 +82,7 @@ __all__ = [
     "MappingError",
     "MappingEvaluationError",
     "MappingFile",
+    "MappingLibrary",
     "MappingSettings",
     "MatchKey",
     "ParentLookup",

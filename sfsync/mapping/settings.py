@@ -10,6 +10,9 @@ such as ``member_object=Lead`` moves the writes, the polls and the inbound rules
 - ``SFSYNC_MAPPING_VARS``: values of the file's ``${name}`` variables, over the file's own: a JSON
   object (``{"member_object": "Lead"}``) or ``name=value`` pairs separated by commas
   (``member_object=Lead,prefix=acme__``).
+- ``SFSYNC_MAPPING_LIBRARY``: the folder of the mapping files workspaces name (a workspace's ``mapping``,
+  docs/decisions/0009-workspaces-and-connections.md; :class:`~sfsync.mapping.library.MappingLibrary`);
+  unset, a workspace can only run the mapping above, with variables of its own.
 
 The per-process names of earlier releases (:data:`RETIRED_NAMES`) are refused: a process started
 with one set stops with a :class:`~sfsync.errors.ConfigError` naming the setting that replaces it,
@@ -51,6 +54,14 @@ class MappingSettings(BaseSettings):
     vars: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict,
         description="${name} values over the file's own: a JSON object or name=value[,name=value...].",
+    )
+
+    library: Path | None = Field(
+        None,
+        description=(
+            "The folder of mapping files a workspace may name (its mapping: a file name in it); unset: every "
+            "workspace runs SFSYNC_MAPPING_FILE, with its own variables over SFSYNC_MAPPING_VARS."
+        ),
     )
 
     @field_validator("vars", mode="before")

@@ -1,5 +1,7 @@
-"""Settings of the workspace registry: where Kafka and the schema registry are, the keys that seal
-connections' secrets (``SFSYNC_CONNECTION_KEYS``), and how long its reads and writes may take.
+"""Settings of the workspace registry: whether the workers read it (``SFSYNC_WORKSPACES_ENABLED``) and
+whether an event of a workspace it does not know is parked (``SFSYNC_WORKSPACES_REQUIRED``), where Kafka
+and the schema registry are, the keys that seal connections' secrets (``SFSYNC_CONNECTION_KEYS``), and
+how long its reads and writes may take.
 
 Load with :func:`load_workspaces_settings`: one :class:`~sfsync.errors.ConfigError` lists every problem,
 each bad key among them (by item number or key id, never its bytes).
@@ -25,6 +27,22 @@ class WorkspacesSettings(KafkaConnection, RegistryConnection):
     """The workspace registry's settings (the CLI's ``workspaces`` and ``connections`` commands, and every
     process that reads the registry)."""
 
+    enabled: bool = Field(
+        False,
+        validation_alias="SFSYNC_WORKSPACES_ENABLED",
+        description=(
+            "Whether the workers read the workspace registry to route each workspace's records (its mapping, its "
+            "org). Off: the environment's connection (SALESFORCE_*, the configured mapping) serves every workspace."
+        ),
+    )
+    required: bool = Field(
+        False,
+        validation_alias="SFSYNC_WORKSPACES_REQUIRED",
+        description=(
+            "With the registry on, whether a workspace it does not know is refused (its records parked with "
+            "UNKNOWN_WORKSPACE) rather than served by the environment's connection and the configured mapping."
+        ),
+    )
     connection_keys: SecretStr | None = Field(
         None,
         validation_alias=KEYS_SETTING,

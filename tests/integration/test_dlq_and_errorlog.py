@@ -185,7 +185,7 @@ def test_errors_tail_passes_over_a_record_that_is_no_entry_and_shows_the_entries
     kafka = {"bootstrap.servers": services.bootstrap}
     with ErrorLog(kafka, registry, prefix=prefix) as error_log:
         error_log.record(lookup_policy_skip("before", mapping="attendance"))
-    edit = {"edit_id": "e", "key": "Contact:Email:a@example.org", "mapping": "members", "sobject": "Contact"}
+    edit = {"edit_id": "e", "key": "ws-1|Contact:Email:a@example.org", "mapping": "members", "sobject": "Contact"}
     edit |= {"salesforce_id": "003A", "fields": ["Title"], "edited_at": PARKED_AT}
     edits = AvroEncoder(registry, SALESFORCE_EDITS.name(prefix), load_topic_schema(SALESFORCE_EDITS.base))
     another_schema = edits.encode("SalesforceEdit", edit)  # a valid record, of another topic

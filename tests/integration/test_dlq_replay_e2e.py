@@ -200,12 +200,12 @@ async def test_refused_records_park_with_their_reason_and_replay_writes_them_onc
 
         dlq = DeadLetterQueue(kafka, prefix=prefix)
         parked = {r.key.decode(): r for r in dlq.list_parked() if r.key is not None}
-        assert sorted(parked) == sorted(f"Contact:Email:{email}" for email in REFUSED)
+        assert sorted(parked) == sorted(f"ws-1|Contact:Email:{email}" for email in REFUSED)
         for raw in consume_all(services.bootstrap, [DLQ.name(prefix)], expected=len(REFUSED)):
             assert {H_SOURCE_TOPIC, H_SOURCE_PARTITION, H_SOURCE_OFFSET} <= {name for name, _ in raw.headers() or []}
         sources: dict[str, SourceEvent] = {}
         for email, (_, code, field, message) in REFUSED.items():
-            record = parked[f"Contact:Email:{email}"]
+            record = parked[f"ws-1|Contact:Email:{email}"]
             ctx = record.context
             assert (ctx.code, ctx.field, ctx.mapping, ctx.category) == (code, field, "members", "SYNC"), ctx
             assert ctx.stage == "TASK_PUT" and ctx.topic == writes_topic
@@ -218,7 +218,7 @@ async def test_refused_records_park_with_their_reason_and_replay_writes_them_onc
         logged = {e.record_key: e for e in entries}
         assert len(entries) == len(REFUSED)
         for email, (_, code, field, message) in REFUSED.items():
-            entry = logged[f"Contact:Email:{email}"]
+            entry = logged[f"ws-1|Contact:Email:{email}"]
             assert (entry.code, entry.field, entry.mapping) == (code, field, "members")
             assert entry.message.startswith(message) and entry.level is Level.ERROR
             assert entry.source is not None and entry.source.topic == writes_topic

@@ -124,7 +124,10 @@ async def test_a_field_removed_while_the_sink_runs_quarantines_its_mapping_and_t
     assert committed(services.bootstrap, group, prefix + "sfsync.writes") == 6  # parked ones too: no stop
 
     parked = DeadLetterQueue({"bootstrap.servers": services.bootstrap}, prefix=prefix).list_parked()
-    assert sorted(p.key for p in parked) == [b"Contact:Email:member2@example.org", b"Contact:Email:member3@example.org"]
+    assert sorted(p.key for p in parked) == [
+        b"ws-1|Contact:Email:member2@example.org",
+        b"ws-1|Contact:Email:member3@example.org",
+    ]
     assert {(p.context.code, p.context.mapping, p.context.field) for p in parked} == {
         ("MAPPING_QUARANTINED", "members", "Title")
     }

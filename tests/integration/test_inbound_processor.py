@@ -49,7 +49,7 @@ def written(i: int) -> dict[str, Any]:
 def result(i: int, occurred_at: dt.datetime) -> dict[str, Any]:
     return {
         "write_id": f"e-{i}:members:0",
-        "key": f"Contact:Email:m{i}@example.com",
+        "key": f"ws-1|Contact:Email:m{i}@example.com",
         "mapping": "members",
         "sobject": "Contact",
         "salesforce_id": sf_id(i),
@@ -105,10 +105,10 @@ def test_echoes_are_dropped_edits_delivered_conflicts_resolved(
 
     total = ECHOED + LATE
     for i in range(ECHOED):
-        send("sfsync.results", f"Contact:Email:m{i}@example.com", results.encode("WriteResult", result(i, T0)))
+        send("sfsync.results", f"ws-1|Contact:Email:m{i}@example.com", results.encode("WriteResult", result(i, T0)))
     for i in range(ECHOED, total):  # the product changed these an hour after the rep will have
         late = T0 + dt.timedelta(hours=2)
-        send("sfsync.results", f"Contact:Email:m{i}@example.com", results.encode("WriteResult", result(i, late)))
+        send("sfsync.results", f"ws-1|Contact:Email:m{i}@example.com", results.encode("WriteResult", result(i, late)))
     assert producer.flush(30) == 0
 
     env = pipeline_env(
@@ -236,7 +236,7 @@ def test_a_stop_while_changes_are_held_is_prompt_and_judges_none_of_them(
         producer.poll(0)
 
     def send_result(i: int) -> None:
-        send("sfsync.results", f"Contact:Email:m{i}@example.com", results.encode("WriteResult", result(i, now)))
+        send("sfsync.results", f"ws-1|Contact:Email:m{i}@example.com", results.encode("WriteResult", result(i, now)))
 
     now = dt.datetime.now(dt.UTC)
     started = range(10)  # results that show the app is up
@@ -315,7 +315,7 @@ def clear_held_changes(services: Any, prefix: str, registry: SchemaRegistry, tmp
         producer.poll(0)
 
     for i in range(n):  # sfsync wrote the records an hour ago
-        send("sfsync.results", f"Contact:Email:m{i}@example.com", results.encode("WriteResult", result(i, T0)))
+        send("sfsync.results", f"ws-1|Contact:Email:m{i}@example.com", results.encode("WriteResult", result(i, T0)))
     assert producer.flush(30) == 0
     app_id = f"inbound-{uuid.uuid4().hex[:10]}"
     env = writers_app_env(

@@ -19,6 +19,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from sfsync.kafka.admin import ensure_topics
 from sfsync.kafka.clients import new_producer
 from sfsync.kafka.delivery import Outbox, TransactionalProducer
+from sfsync.keys import record_key
 from sfsync.processors.outbound.writes import WritesProducer
 from sfsync.producers import events as ev
 from sfsync.topics import MEMBERS, TopicSpec
@@ -35,7 +36,7 @@ def java_partition(key: bytes, partitions: int) -> int:
 
 
 def keys(tag: str) -> list[bytes]:
-    return [f"Contact:Email:{tag}-{i}@example.org".encode() for i in range(KEYS)]
+    return [record_key("ws-1", "Contact", "Email", f"{tag}-{i}@example.org").encode() for i in range(KEYS)]
 
 
 def misplaced(bootstrap: str, topic: str, expected: int, partitions: int) -> list[tuple[bytes, int, int]]:

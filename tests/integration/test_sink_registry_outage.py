@@ -62,7 +62,7 @@ async def test_the_sink_waits_out_a_registry_outage_at_start_and_while_decoding_
 
     assert runner.parked == 0
     emails = sorted(r["Email"] for r in running.emulator.store.rows("Contact"))
-    assert emails == sorted(w["key"].rsplit(":", 1)[-1] for w in (member(i) for i in range(5)))  # each once
+    assert emails == sorted(member(i)["fields"]["Email"]["value"] for i in range(5))  # each once
     lines = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "sfsync.serde.registry"]
     assert [level for level, _ in lines] == [logging.WARNING, logging.INFO] * 2  # one pair per outage
     assert all(text.startswith("schema registry unreachable, retrying until ") for _, text in lines[::2])

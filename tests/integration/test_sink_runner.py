@@ -63,7 +63,7 @@ async def until(condition: Callable[[], bool], timeout_s: float = 45) -> None:
 async def test_the_sink_process_writes_the_org_publishes_results_parks_logs_and_serves_metrics(
     services: Any, prefix: str, registry: SchemaRegistry, running: RunningEmulator
 ) -> None:
-    bad = write("Contact:Email:bad@x.org", "Contact", {"Email": fv("bad@x.org")}, match=[("Email", "bad@x.org")])
+    bad = write("ws-1|Contact:Email:bad@x.org", "Contact", {"Email": fv("bad@x.org")}, match=[("Email", "bad@x.org")])
     records = [*(member(i) for i in range(10)), campaign("evt-1"), registration("evt-1", "member1@example.org"), bad]
     produce(services, registry, prefix, records)
     group = f"sink-{uuid.uuid4().hex[:8]}"

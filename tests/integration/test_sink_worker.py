@@ -27,7 +27,7 @@ async def test_worker_writes_the_org_produces_results_and_commits(
     writes_topic = prefix + "sfsync.writes"
     encoder = AvroEncoder(registry, writes_topic, load_topic_schema("sfsync.writes"))
     bad = write(
-        "Contact:Email:bad@x.org",
+        "ws-1|Contact:Email:bad@x.org",
         "Contact",
         {"Email": {"value": "bad@x.org", "updated_at": 1}},
         match=[("Email", "bad@x.org")],

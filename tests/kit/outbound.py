@@ -11,7 +11,7 @@ registry (no Kafka, no schema registry server).
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import Any, cast
 
 from sfsync.mapping import MappingFile, load_mappings
@@ -39,7 +39,8 @@ def user_created() -> dict[str, Any]:
 
 
 class ProcessorRig:
-    """An outbound ``Processor`` (``mappings``, else the default mapping) over a :class:`FakeRegistry`.
+    """An outbound ``Processor`` (``mappings``, else the default mapping; ``mappings_for``: each workspace's
+    instead) over a :class:`FakeRegistry`.
 
     ``members`` encodes product events for :data:`MEMBERS_TOPIC`; :meth:`handle` runs one record of it
     (partition 2, key ``u-1``, the rig's own record clock); :meth:`writes` decodes what it planned.
@@ -47,7 +48,9 @@ class ProcessorRig:
     :meth:`order` (those writes read back from :data:`PLANNED_TOPIC` and ordered on the rig's clock).
     """
 
-    def __init__(self, mappings: MappingFile | None = None) -> None:
+    def __init__(
+        self, mappings: MappingFile | None = None, *, mappings_for: Callable[[str], MappingFile] | None = None
+    ) -> None:
         self.registry = FakeRegistry()
         registry = cast(SchemaRegistry, self.registry)  # the two methods the codecs call
         self.members = AvroEncoder(registry, MEMBERS_TOPIC, load_topic_schema("product.members"))
@@ -58,6 +61,7 @@ class ProcessorRig:
             writes,
             mappings or load_mappings(),
             plans_decoder=AvroDecoder(registry, logical_types=False),
+            mappings_for=mappings_for,
         )
         self.clock: MutableMapping[str, Any] = {}
         self.planned_offset = 0

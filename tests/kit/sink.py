@@ -17,6 +17,7 @@ Times are epoch milliseconds from :data:`T0`; :data:`TOPIC` is the writes topic 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,6 +32,7 @@ from sfsync import time as sfsync_time
 from sfsync.emulator.app import Emulator
 from sfsync.emulator.connection_drop import ConnectionDropped
 from sfsync.errors import SfsyncError
+from sfsync.keys import record_key
 from sfsync.mapping import MappingFile, load_mappings
 from sfsync.processors.outbound.plan import plan
 from sfsync.producers import events as ev
@@ -47,6 +49,7 @@ __all__ = [
     "INSTANCE",
     "T0",
     "TOPIC",
+    "WORKSPACE",
     "ByKey",
     "Harness",
     "InProcessOrg",
@@ -66,6 +69,8 @@ INSTANCE = "https://127.0.0.1"
 T0 = 1_700_000_000_000
 """The time (epoch milliseconds) of every field value and event unless a builder is told otherwise."""
 TOPIC = "sfsync.writes"
+WORKSPACE = "ws-1"
+"""The workspace of every write and event the builders make (the first part of their record keys)."""
 
 
 @dataclass
@@ -206,7 +211,7 @@ def write(
         "record_type": record_type,
         "fields": fields,
         "parents": {k: {"key": pk, "sobject": ps} for k, (pk, ps) in (parents or {}).items()},
-        "workspace_id": "ws-1",
+        "workspace_id": WORKSPACE,
         "source": {
             "topic": "product.members",
             "partition": 0,
@@ -235,7 +240,8 @@ def member(
     fields = {"Email": fv(mail, at), "LastName": fv(last or f"Member{i}", at)}
     if title is not None:
         fields["Title"] = fv(title, at, title_policy)
-    return write(f"Contact:Email:{mail}", "Contact", fields, match=[("Email", mail)], n=n, **kw)
+    key = record_key(WORKSPACE, "Contact", "Email", mail)
+    return write(key, "Contact", fields, match=[("Email", mail)], n=n, **kw)
 
 
 def planned_member(
@@ -260,9 +266,9 @@ def planned_member(
     )
     event_id, occurred_at = str(UUID(int=n)), datetime.fromtimestamp(at / 1000, UTC)
     event: ev.UserCreated | ev.UserProfileUpdate = (
-        ev.UserCreated(event_id=event_id, occurred_at=occurred_at, workspace_id="ws-1", member=profile)
+        ev.UserCreated(event_id=event_id, occurred_at=occurred_at, workspace_id=WORKSPACE, member=profile)
         if event_type == "UserCreated"
-        else ev.UserProfileUpdate(event_id=event_id, occurred_at=occurred_at, workspace_id="ws-1", member=profile)
+        else ev.UserProfileUpdate(event_id=event_id, occurred_at=occurred_at, workspace_id=WORKSPACE, member=profile)
     )
     source = _Source("product.members", 0, n)
     planned = plan(event_type, decoded(event), source, _default_mappings()).writes
@@ -285,7 +291,7 @@ def _default_mappings() -> MappingFile:
 def campaign(event: str, name: str = "Meetup", n: int = 0) -> dict[str, Any]:
     """The Campaign of product event ``event``, upserted by its external id ``Event_Id__c``."""
     return write(
-        f"Campaign:Event_Id__c:{event}",
+        record_key(WORKSPACE, "Campaign", "Event_Id__c", event),
         "Campaign",
         {"Name": fv(name)},
         mapping="events",
@@ -295,16 +301,24 @@ def campaign(event: str, name: str = "Meetup", n: int = 0) -> dict[str, Any]:
 
 
 def registration(event: str, email: str, status: str = "registered", n: int = 0) -> dict[str, Any]:
-    """The CampaignMember of ``email``'s Contact in ``event``'s Campaign (both its parents)."""
+    """The CampaignMember of ``email``'s Contact in ``event``'s Campaign (both its parents), keyed as
+    :func:`~sfsync.processors.outbound.plan.plan` keys it (its parents' keys in a JSON array)."""
+    campaign_key = record_key(WORKSPACE, "Campaign", "Event_Id__c", event)
+    contact_key = record_key(WORKSPACE, "Contact", "Email", email)
     return write(
-        f"CampaignMember:{event}:{email}",
+        record_key(
+            WORKSPACE,
+            "CampaignMember",
+            "CampaignId+ContactId",
+            json.dumps([campaign_key, contact_key], separators=(",", ":")),
+        ),
         "CampaignMember",
         {"Attendee_Status__c": fv(status, T0 + n)},
         mapping="event_registrations",
         match=[("CampaignId+ContactId", "")],
         parents={
-            "CampaignId": (f"Campaign:Event_Id__c:{event}", "Campaign"),
-            "ContactId": (f"Contact:Email:{email}", "Contact"),
+            "CampaignId": (campaign_key, "Campaign"),
+            "ContactId": (contact_key, "Contact"),
         },
         n=n,
     )

@@ -89,7 +89,7 @@ def test_merge_keeps_the_newest_value_per_field_and_a_delete_wins() -> None:
 
 async def test_a_newer_fill_if_empty_value_in_the_batch_does_not_cancel_an_update(h: Harness) -> None:
     # the Campaign exists; EventUpdated renames it, then a registration ensures it (fill if empty)
-    key, ext = "Campaign:Event_Id__c:evt-8", ("Event_Id__c", "evt-8")
+    key, ext = "ws-1|Campaign:Event_Id__c:evt-8", ("Event_Id__c", "evt-8")
     await h.put(write(key, "Campaign", {"Name": fv("Launch")}, external_id=ext, mapping="events"))
     renamed = write(key, "Campaign", {"Name": fv("Launch v2", T0 + 10)}, external_id=ext, mapping="events", n=1)
     ensured = write(key, "Campaign", {"Name": fv("Launch v2", T0 + 20, "IF_EMPTY")}, external_id=ext, n=2)
@@ -104,7 +104,7 @@ async def test_a_fill_if_empty_value_first_in_the_batch_does_not_cancel_an_older
     # The chaos run's stale Emails: a member's registration (its own topic, processed first) ensures the
     # Contact with the new email (fill if empty, stamped later), then the profile update that changed the
     # email arrives in the same batch, stamped earlier. The update must still be written.
-    key, ext = "Contact:Member_Id__c:m-1", ("Member_Id__c", "m-1")
+    key, ext = "ws-1|Contact:Member_Id__c:m-1", ("Member_Id__c", "m-1")
     fields = {"LastName": fv("Lovelace"), "Member_Id__c": fv("m-1")}
     await h.put(write(key, "Contact", {**fields, "Email": fv("old@example.org")}, external_id=ext))
     ensured = write(key, "Contact", {"Email": fv("new@example.org", T0 + 20, "IF_EMPTY")}, external_id=ext, n=1)
@@ -117,7 +117,7 @@ async def test_a_fill_if_empty_value_first_in_the_batch_does_not_cancel_an_older
 
 
 def test_a_fill_newer_than_a_cleared_value_fills_it_whichever_comes_first_in_the_batch() -> None:
-    key, ext = "Contact:Member_Id__c:m-2", ("Member_Id__c", "m-2")
+    key, ext = "ws-1|Contact:Member_Id__c:m-2", ("Member_Id__c", "m-2")
     cleared = write(key, "Contact", {"Title": fv(None, T0 + 10)}, external_id=ext, mapping="members")
     filled = write(key, "Contact", {"Title": fv("CTO", T0 + 20, "IF_EMPTY")}, external_id=ext, n=1)
     stale_fill = write(key, "Contact", {"Title": fv("CEO", T0 + 5, "IF_EMPTY")}, external_id=ext, n=2)
@@ -165,7 +165,7 @@ async def test_an_update_only_write_alone_creates_nothing(h: Harness) -> None:
 
 async def test_an_update_only_write_by_external_id_updates_a_record_of_an_earlier_batch(h: Harness) -> None:
     # NewEventPublished, then in a later batch EventUnpublished (update only, no match key but the external ID)
-    key, ext = "Campaign:Event_Id__c:evt-9", ("Event_Id__c", "evt-9")
+    key, ext = "ws-1|Campaign:Event_Id__c:evt-9", ("Event_Id__c", "evt-9")
     published = write(key, "Campaign", {"Name": fv("Launch"), "IsActive": fv(True)}, external_id=ext, mapping="events")
     await h.put(published)
     unpublished = write(
@@ -241,14 +241,14 @@ async def test_contacts_then_leads_and_a_converted_lead_resolves_to_its_contact(
     outcome = await h.put(*writes)
     assert not outcome.parked and not outcome.pending
     by_key = {r["key"]: r for r in outcome.results}
-    assert by_key["Contact:Email:lead@x.org"]["sobject"] == "Lead"
-    assert by_key["Contact:Email:lead@x.org"]["salesforce_id"][:15] == lead_id[:15]
-    assert by_key["Contact:Email:conv@x.org"]["sobject"] == "Contact"
-    assert by_key["Contact:Email:conv@x.org"]["salesforce_id"][:15] == contact_id[:15]
-    assert by_key["Contact:Email:both@x.org"]["salesforce_id"][:15] == contact_first[:15]
+    assert by_key["ws-1|Contact:Email:lead@x.org"]["sobject"] == "Lead"
+    assert by_key["ws-1|Contact:Email:lead@x.org"]["salesforce_id"][:15] == lead_id[:15]
+    assert by_key["ws-1|Contact:Email:conv@x.org"]["sobject"] == "Contact"
+    assert by_key["ws-1|Contact:Email:conv@x.org"]["salesforce_id"][:15] == contact_id[:15]
+    assert by_key["ws-1|Contact:Email:both@x.org"]["salesforce_id"][:15] == contact_first[:15]
     assert (
-        by_key["Contact:Email:new@x.org"]["created"] is True
-        and by_key["Contact:Email:new@x.org"]["sobject"] == "Contact"
+        by_key["ws-1|Contact:Email:new@x.org"]["created"] is True
+        and by_key["ws-1|Contact:Email:new@x.org"]["sobject"] == "Contact"
     )
     (lead,) = await h.query(f"SELECT Title FROM Lead WHERE Id = '{lead_id}'")
     assert lead["Title"] == "Member"
@@ -328,9 +328,9 @@ async def test_an_external_id_upsert_with_a_record_type_never_re_types_an_existi
     h.emulator.store.create("Contact", {"LastName": "Sales", "Email": "old@x.org", "Member_Id__c": "u-7"})
     by_member_id = {"external_id": ("Member_Id__c", "u-7"), "record_type": "Community_Member"}
     outcome = await h.put(
-        write("Contact:Member_Id__c:u-7", "Contact", {"LastName": fv("Seven", T0)}, **by_member_id),  # type: ignore[arg-type]
-        write("Contact:Member_Id__c:u-8", "Contact", {"LastName": fv("Eight", T0)}, external_id=("Member_Id__c", "u-8"),
-              record_type="Community_Member"),
+        write("ws-1|Contact:Member_Id__c:u-7", "Contact", {"LastName": fv("Seven", T0)}, **by_member_id),  # type: ignore[arg-type]
+        write("ws-1|Contact:Member_Id__c:u-8", "Contact", {"LastName": fv("Eight", T0)},
+              external_id=("Member_Id__c", "u-8"), record_type="Community_Member"),
     )  # fmt: skip
     assert [r["created"] for r in outcome.results] == [False, True] and not outcome.parked
     assert await record_types(h, "old@x.org") == ["Business_Contact"]  # updated, not re-typed
@@ -372,16 +372,16 @@ async def test_an_unknown_or_inactive_record_type_parks_the_record_and_the_rest_
     outcome = await h.put(unknown, inactive, master, no_field, *good, campaign("evt-ok"))
     reasons = {w.write["key"]: getattr(e, "error_code", "") for w, e in h.rec.parked}
     assert reasons == {
-        "Contact:Email:unknown@x.org": "INVALID_CROSS_REFERENCE_KEY",
-        "Contact:Email:inactive@x.org": "INVALID_CROSS_REFERENCE_KEY",
-        "Contact:Email:master@x.org": "INVALID_CROSS_REFERENCE_KEY",
-        "Campaign:Event_Id__c:evt-rt": "INVALID_CROSS_REFERENCE_KEY",
+        "ws-1|Contact:Email:unknown@x.org": "INVALID_CROSS_REFERENCE_KEY",
+        "ws-1|Contact:Email:inactive@x.org": "INVALID_CROSS_REFERENCE_KEY",
+        "ws-1|Contact:Email:master@x.org": "INVALID_CROSS_REFERENCE_KEY",
+        "ws-1|Campaign:Event_Id__c:evt-rt": "INVALID_CROSS_REFERENCE_KEY",
     }
     assert len(outcome.results) == 4 and not outcome.pending
     assert outcome.committed == {(TOPIC, 0): h.offset}
     sync = {e.record_key: e for e in h.rec.entries if e.severity == "ERROR"}
-    assert sync["Contact:Email:unknown@x.org"].field == "RecordTypeId"
-    assert "No_Such_Type" in sync["Contact:Email:unknown@x.org"].message
+    assert sync["ws-1|Contact:Email:unknown@x.org"].field == "RecordTypeId"
+    assert "No_Such_Type" in sync["ws-1|Contact:Email:unknown@x.org"].message
     assert await count(h, "SELECT Id FROM Contact") == 3
     assert await count(h, "SELECT Id FROM Contact WHERE RecordType.DeveloperName = 'Community_Member'") == 3
 
@@ -407,11 +407,11 @@ async def test_a_merged_batch_creates_the_record_with_its_record_type(h: Harness
 
 async def test_bad_records_are_parked_with_their_reason_while_the_rest_are_written(h: Harness) -> None:
     missing = write(
-        "Contact:Email:nolast@x.org", "Contact", {"Email": fv("nolast@x.org")}, match=[("Email", "nolast@x.org")]
+        "ws-1|Contact:Email:nolast@x.org", "Contact", {"Email": fv("nolast@x.org")}, match=[("Email", "nolast@x.org")]
     )
     too_long = member(2, email="long@x.org", last="x" * 81)
     bad_pick = write(
-        "Community_Activity__c:Event_Key__c:k1",
+        "ws-1|Community_Activity__c:Event_Key__c:k1",
         "Community_Activity__c",
         {"Type__c": fv("NotAType")},
         mapping="activities",
@@ -421,15 +421,15 @@ async def test_bad_records_are_parked_with_their_reason_while_the_rest_are_writt
     outcome = await h.put(missing, too_long, bad_pick, *good)
     reasons = {w.write["key"]: getattr(e, "error_code", "") for w, e in h.rec.parked}
     assert reasons == {
-        "Contact:Email:nolast@x.org": "REQUIRED_FIELD_MISSING",
-        "Contact:Email:long@x.org": "STRING_TOO_LONG",
-        "Community_Activity__c:Event_Key__c:k1": "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+        "ws-1|Contact:Email:nolast@x.org": "REQUIRED_FIELD_MISSING",
+        "ws-1|Contact:Email:long@x.org": "STRING_TOO_LONG",
+        "ws-1|Community_Activity__c:Event_Key__c:k1": "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
     }
     assert len(outcome.results) == 5 and not outcome.pending
     assert outcome.committed == {(TOPIC, 0): h.offset}
     sync = {e.record_key: e for e in h.rec.entries if e.severity == "ERROR"}
-    assert sync["Contact:Email:nolast@x.org"].field == "LastName"
-    assert sync["Contact:Email:long@x.org"].mapping == "members"
+    assert sync["ws-1|Contact:Email:nolast@x.org"].field == "LastName"
+    assert sync["ws-1|Contact:Email:long@x.org"].mapping == "members"
     assert await count(h, "SELECT Id FROM Contact") == 5
 
 

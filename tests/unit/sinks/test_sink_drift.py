@@ -16,16 +16,26 @@ from prometheus_client import CollectorRegistry
 
 from sfsync.emulator.app import Emulator
 from sfsync.emulator.server import build
-from sfsync.errors import FatalError
-from sfsync.sinks.drift import QUARANTINED, RESTORED, MappingQuarantinedError
+from sfsync.errors import FatalError, SfsyncError
+from sfsync.keys import record_key
+from sfsync.sinks.contract import IncomingWrite
+from sfsync.sinks.drift import QUARANTINED, RESTORED, DriftError, MappingQuarantinedError, concerns
+from sfsync.sinks.merge import merge_writes
 from sfsync.sinks.metrics import SinkMetrics
 from sfsync.sinks.writer import SalesforceSink
 from tests.kit.clock import EpochClock
 from tests.kit.mappings import mappings_from
 from tests.kit.org_faults import FaultyOrg
-from tests.kit.sink import Harness, Recorder, campaign, make_sink, member
+from tests.kit.sink import Harness, Recorder, campaign, make_sink, member, write
 
 RECHECK_S = 60.0
+
+
+class FieldNamedError(SfsyncError):
+    """A Salesforce answer naming the fields it is about (``fields``)."""
+
+    fields: list[str]
+
 
 MEMBERS = """
 mappings:
@@ -121,9 +131,9 @@ async def test_a_field_removed_mid_run_parks_its_mappings_writes_and_the_other_m
     d.admin(sobject="Contact", field="Title", action="remove")  # an administrator deletes the field
     outcome = await d.h.put(titled(1, "Dr", n=1), titled(2, "Prof", n=1), campaign("evt-2", n=1))
 
-    assert [r["key"] for r in outcome.results] == ["Campaign:Event_Id__c:evt-2"]  # the other mapping flows
+    assert [r["key"] for r in outcome.results] == ["ws-1|Campaign:Event_Id__c:evt-2"]  # the other mapping flows
     parked = {w.write["key"]: e for w, e in d.rec.parked}
-    assert set(parked) == {"Contact:Email:member1@example.org", "Contact:Email:member2@example.org"}
+    assert set(parked) == {"ws-1|Contact:Email:member1@example.org", "ws-1|Contact:Email:member2@example.org"}
     assert all(isinstance(e, MappingQuarantinedError) and e.log_code() == QUARANTINED for e in parked.values())
     assert not outcome.pending and outcome.committed  # parked, so committed: nothing stops the partition
     [entry] = d.entries(QUARANTINED)  # one entry for the quarantine, none per parked write
@@ -135,7 +145,7 @@ async def test_a_field_removed_mid_run_parks_its_mappings_writes_and_the_other_m
 
     queries = d.emulator.calls_by_endpoint["GET query"]
     later = await d.h.put(titled(3, "Ms", n=2), campaign("evt-3", n=2))  # still quarantined: parked at once
-    assert [r["key"] for r in later.results] == ["Campaign:Event_Id__c:evt-3"]
+    assert [r["key"] for r in later.results] == ["ws-1|Campaign:Event_Id__c:evt-3"]
     assert len(d.rec.parked) == 3 and len(d.entries(QUARANTINED)) == 1
     assert d.emulator.calls_by_endpoint["GET query"] == queries  # not even matched
 
@@ -155,7 +165,7 @@ async def test_the_quarantine_lifts_once_the_field_is_back_and_the_next_writes_a
     assert len(d.rec.parked) == 3
     d.clock.advance(1)
     outcome = await d.h.put(titled(4, "Mx", n=3))
-    assert [r["key"] for r in outcome.results] == ["Contact:Email:member4@example.org"]
+    assert [r["key"] for r in outcome.results] == ["ws-1|Contact:Email:member4@example.org"]
     [restored] = d.entries(RESTORED)
     assert restored.severity == "INFO" and restored.mapping == "members"
     assert d.gauge("members") == 0
@@ -167,7 +177,7 @@ async def test_a_field_made_read_only_quarantines_like_a_removed_one(d: Drift) -
     await d.h.put(titled(1, "Countess"))
     d.admin(sobject="Contact", field="Title", updateable=False)  # field-level security: read-only
     outcome = await d.h.put(titled(1, "Dr", n=1), campaign("evt-1", n=1))
-    assert [r["key"] for r in outcome.results] == ["Campaign:Event_Id__c:evt-1"]
+    assert [r["key"] for r in outcome.results] == ["ws-1|Campaign:Event_Id__c:evt-1"]
     [entry] = d.entries(QUARANTINED)
     assert "INVALID_FIELD_FOR_INSERT_UPDATE" in entry.message and entry.field == "Title"
 
@@ -177,8 +187,8 @@ async def test_a_match_query_naming_a_removed_field_quarantines_its_mapping_and_
     # an if_empty value makes the match query select the field: Salesforce refuses the whole query
     outcome = await d.h.put(titled(1, "Dr", policy="IF_EMPTY"), member(2), campaign("evt-1"))
     parked = {w.write["key"] for w, _ in d.rec.parked}
-    assert parked == {"Contact:Email:member1@example.org", "Contact:Email:member2@example.org"}
-    assert [r["key"] for r in outcome.results] == ["Campaign:Event_Id__c:evt-1"]
+    assert parked == {"ws-1|Contact:Email:member1@example.org", "ws-1|Contact:Email:member2@example.org"}
+    assert [r["key"] for r in outcome.results] == ["ws-1|Campaign:Event_Id__c:evt-1"]
     [entry] = d.entries(QUARANTINED)
     assert entry.mapping == "members" and "No such column 'Title'" in entry.message
 
@@ -207,8 +217,8 @@ async def test_a_whole_call_refused_for_a_removed_field_parks_its_mapping_and_re
             times=1,
         )
         outcome = await d.h.put(titled(1, "Dr", n=1), member(2, last="Changed", n=1, mapping="people"))
-        assert {w.write["key"] for w, _ in d.rec.parked} == {"Contact:Email:member1@example.org"}
-        assert [r["key"] for r in outcome.results] == ["Contact:Email:member2@example.org"]  # sent again
+        assert {w.write["key"] for w, _ in d.rec.parked} == {"ws-1|Contact:Email:member1@example.org"}
+        assert [r["key"] for r in outcome.results] == ["ws-1|Contact:Email:member2@example.org"]  # sent again
         assert len(d.entries(QUARANTINED)) == 1
 
 
@@ -220,3 +230,21 @@ async def test_a_fatal_answer_that_is_no_drift_still_stops_the_sink() -> None:
         with pytest.raises(FatalError):
             await d.h.put(titled(1, "Dr"))
         assert not d.rec.parked and not d.entries(QUARANTINED)
+
+
+def test_a_drift_concerns_the_writes_that_find_a_parent_by_the_field_its_record_key_names() -> None:
+    """A CampaignMember's ContactId parent that is a Lead (the Contacts then Leads search): a drift of the Lead's
+    member-id field concerns it, read from the parent's record key (workspace first), whatever was declared."""
+    lead = record_key("ws-1", "Lead", "Member_Id__c", "u-1")
+    child = write(
+        record_key("ws-1", "CampaignMember", "ContactId", lead),
+        "CampaignMember",
+        {},
+        mapping="attendance",
+        parents={"ContactId": (lead, "Contact")},
+    )
+    ((seg,),) = merge_writes([IncomingWrite(child, "sfsync.writes", 0, 0)]).values()
+    named = FieldNamedError("No such column 'Member_Id__c'")
+    named.fields = ["Member_Id__c"]
+    assert concerns(DriftError("Lead", named), seg)
+    assert not concerns(DriftError("Account", named), seg)

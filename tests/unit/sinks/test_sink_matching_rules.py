@@ -37,7 +37,7 @@ def test_a_write_without_an_email_is_looked_for_by_member_id_only_and_a_repeated
 
 def test_match_keys_without_an_external_id_are_tried_in_order_without_a_guard() -> None:
     # e.g. Email, then Phone: a record found by Phone may hold another email (that is why Phone is there)
-    w = write("Contact:Email:a@x.org", "Contact", {}, match=[("Email", "a@x.org"), ("Phone", "555")])
+    w = write("ws-1|Contact:Email:a@x.org", "Contact", {}, match=[("Email", "a@x.org"), ("Phone", "555")])
     assert candidates(segment(w)) == [
         Candidate("Contact", ("Email",), ("a@x.org",)),
         Candidate("Contact", ("Phone",), ("555",)),

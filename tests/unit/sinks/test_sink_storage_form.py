@@ -47,7 +47,7 @@ def results_encoder() -> tuple[FakeRegistry, AvroEncoder]:
 def a_result(**overrides: Any) -> dict[str, Any]:
     return {
         "write_id": "e1:members:0",
-        "key": "Contact:Email:a@example.com",
+        "key": "ws-1|Contact:Email:a@example.com",
         "mapping": "members",
         "sobject": "Contact",
         "salesforce_id": "003000000000001AAA",
@@ -131,7 +131,7 @@ async def test_names_are_checked_on_every_write_though_valid_ones_are_remembered
         for batch in range(2):
             writes = [member(1, n=2 * batch), {**bad, "write_id": f"bad-{batch}"}]
             outcome = await sink.put([IncomingWrite(w, TOPIC, 0, 2 * batch + i) for i, w in enumerate(writes)])
-            assert [r["key"] for r in outcome.results] == ["Contact:Email:member1@example.org"]
+            assert [r["key"] for r in outcome.results] == ["ws-1|Contact:Email:member1@example.org"]
             assert [p.write.write["write_id"] for p in outcome.parked] == [f"bad-{batch}"]
             assert getattr(outcome.parked[0].error, "error_code", None) == "INVALID_NAME"
 

@@ -46,7 +46,20 @@ def test_without_keys_the_settings_load_but_no_key_is_given(monkeypatch: pytest.
 def test_every_setting_says_what_it_is() -> None:
     from sfsync.workspaces import WorkspacesSettings
 
-    own = {"connection_keys", "load_timeout_s", "delivery_timeout_s"}
+    own = {"enabled", "required", "connection_keys", "load_timeout_s", "delivery_timeout_s"}
     fields = WorkspacesSettings.model_fields
     assert own <= set(fields)
     assert all(fields[name].description for name in own)
+
+
+def test_the_registry_is_off_and_unknown_workspaces_are_served_unless_the_settings_say_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("SFSYNC_WORKSPACES_ENABLED", raising=False)
+    monkeypatch.delenv("SFSYNC_WORKSPACES_REQUIRED", raising=False)
+    default = load_workspaces_settings()
+    assert (default.enabled, default.required) == (False, False)  # single-org: the env connection serves all
+    monkeypatch.setenv("SFSYNC_WORKSPACES_ENABLED", "true")
+    monkeypatch.setenv("SFSYNC_WORKSPACES_REQUIRED", "true")
+    chosen = load_workspaces_settings()
+    assert (chosen.enabled, chosen.required) == (True, True)

@@ -23,7 +23,7 @@ def original(offset: int = 0) -> OriginalRecord:
 
 def result() -> dict[str, Any]:
     return {
-        "write_id": "e-1:members:0", "key": "Contact:Email:ada@example.com", "mapping": "members",
+        "write_id": "e-1:members:0", "key": "w-1|Contact:Email:ada@example.com", "mapping": "members",
         "sobject": "Contact", "salesforce_id": "003A", "created": True, "fields": WRITTEN,
         "acknowledged_at": T0, "workspace_id": "w-1",
         "source": {"topic": "t", "partition": 0, "offset": 0, "event_id": "e", "event_type": "UserCreated",
@@ -70,7 +70,7 @@ def test_a_delivered_edit_goes_to_the_salesforce_edits_topic_under_the_records_w
         decoder.add("Change", change({**WRITTEN, "Title": "Countess"}, 2)), original(2), written, {}
     )
     assert [v.split(b"|")[0] for _, v in edit.sends] == [b"MemberFieldUpdate"]
-    assert [(k, v.split(b"|")[0]) for k, v in edit.edits] == [(b"Contact:Email:ada@example.com", b"SalesforceEdit")]
+    assert [(k, v.split(b"|")[0]) for k, v in edit.edits] == [(b"w-1|Contact:Email:ada@example.com", b"SalesforceEdit")]
 
 
 def test_undecodable_records_are_parked_for_the_dlq() -> None:
@@ -87,7 +87,7 @@ def test_undecodable_records_are_parked_for_the_dlq() -> None:
 def test_a_record_of_another_schema_is_parked_not_read_as_a_result_or_a_change() -> None:
     decoder = Decoder()
     processor = InboundProcessor(decoder, Encoder(), load_mappings())
-    write = decoder.add("Write", {"key": "Contact:Email:ada@example.com", "sobject": "Contact"})  # sfsync.writes'
+    write = decoder.add("Write", {"key": "w-1|Contact:Email:ada@example.com", "sobject": "Contact"})  # sfsync.writes'
     for handled in (processor.on_result(write, original(), {}), processor.on_change(write, original(1), {}, {})):
         assert handled.sends == [] and [p.stage for p in handled.parked] == [Stage.VALUE_CONVERTER]
         assert "records, not Write" in str(handled.parked[0].reason)

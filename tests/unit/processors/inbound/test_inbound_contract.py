@@ -62,7 +62,7 @@ def test_what_the_rules_produce_fits_the_schemas() -> None:
     mappings = load_mappings(variables={"salesforce_deleted": "flag", "salesforce_unlinked": "import"})
     written = {"FirstName": "Ada", "Title": "Engineer", "Member_Id__c": "u-1"}
     result = {
-        "write_id": "e-1:members:0", "key": "Contact:Email:ada@example.com", "mapping": "members",
+        "write_id": "e-1:members:0", "key": "w-1|Contact:Email:ada@example.com", "mapping": "members",
         "sobject": "Contact", "salesforce_id": "003A", "created": True, "fields": written,
         "acknowledged_at": T0, "workspace_id": "w-1",
         "source": {"topic": "t", "partition": 0, "offset": 0, "event_id": "e-1", "event_type": "UserCreated",
@@ -88,7 +88,7 @@ def test_what_the_rules_produce_fits_the_schemas() -> None:
         **edit.value,
         "edited_at": T0 + dt.timedelta(minutes=1),
     }
-    assert edit.key == "Contact:Email:ada@example.com"
+    assert edit.key == "w-1|Contact:Email:ada@example.com"
     for output in outputs:
         if output.record == "SalesforceEdit":
             continue

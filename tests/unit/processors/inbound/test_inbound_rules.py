@@ -62,7 +62,7 @@ def ms(moment: dt.datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def result(fields: dict[str, Any], *, at: dt.datetime = T0, key: str = "Contact:Email:ada@example.com", **kw: Any):
+def result(fields: dict[str, Any], *, at: dt.datetime = T0, key: str = "w-1|Contact:Email:ada@example.com", **kw: Any):
     return {
         "write_id": kw.get("write_id", "e-1:members:0"),
         "key": key,
@@ -258,7 +258,7 @@ def test_a_delivered_edit_tells_the_outbound_record_clock_its_time() -> None:
     rep_at = T0 + dt.timedelta(minutes=5)
     decision = decide(state, None, change({**WRITTEN, "Title": "Countess", "Department": "R&D"}, at=rep_at), m)
     ((key, edit),) = edits(decision)
-    assert key == edit["key"] == "Contact:Email:ada@example.com"  # the record's write key: its clock's key
+    assert key == edit["key"] == "w-1|Contact:Email:ada@example.com"  # the record's write key: its clock's key
     assert edit["fields"] == ["Department", "Title"] and edit["edited_at"] == ms(rep_at)
     assert edit["edit_id"] == updates(decision)[0]["inbound_id"] and edit["salesforce_id"] == SF_ID
     # nothing delivered (an echo, a conflict the product won), or a record sfsync never wrote: no edit
@@ -367,10 +367,12 @@ def test_product_wins_lets_fields_the_product_never_set_flow_in() -> None:
 # ---------------------------------------------------------------------- identity and links
 def test_member_comes_from_the_results_and_links_are_sent_once_then_on_change() -> None:
     m = mappings()
-    first = apply_result(None, result({"FirstName": "Ada"}, key="Contact:Member_Id__c:u-1"), m)
+    first = apply_result(None, result({"FirstName": "Ada"}, key="w-1|Contact:Member_Id__c:u-1"), m)
     assert first.state is not None and first.state["member_id"] == "u-1"  # from the write key
     assert links(first) == [{"salesforce:id": SF_ID}]
-    again = apply_result(first.state, result({"Title": "Engineer"}, key="Contact:Member_Id__c:u-1", write_id="e-2"), m)
+    again = apply_result(
+        first.state, result({"Title": "Engineer"}, key="w-1|Contact:Member_Id__c:u-1", write_id="e-2"), m
+    )
     assert links(again) == []
     written = again.state
     seen = decide(written, None, change({"AccountId": "001A", "OwnerId": "005A", "FirstName": "Ada"}), m)

@@ -17,7 +17,7 @@ def test_a_copy_keeps_every_key_and_shares_no_links_or_fields_with_the_state() -
     written: WrittenState = {
         "mapping": "members", "sobject": "Contact", "salesforce_id": "003A", "member_id": "u-1", "workspace_id": "w",
         "links": {"salesforce:id": "003A"}, "written": {"Title": {"value": "X", "product_at": 1, "written_at": 2}},
-        "acknowledged_at": 2, "key": "Contact:Email:a@x",
+        "acknowledged_at": 2, "key": "w|Contact:Email:a@x",
     }  # fmt: skip
     copy = copy_written(written)
     assert copy == written

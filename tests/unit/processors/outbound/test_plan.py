@@ -100,7 +100,7 @@ def test_every_event_type_plans_the_writes_of_its_mappings_and_they_fit_the_writ
     assert_valid_writes(writes)
     for n, write in enumerate(writes):
         assert write["write_id"] == f"{event['event_id']}:{write['mapping']}:{n}"
-        assert write["key"].startswith(f"{write['sobject']}:")
+        assert write["key"].startswith(f"ws-demo|{write['sobject']}:")  # the event's workspace, then the record
         assert write["source"] == {
             "topic": SRC.topic,
             "partition": SRC.partition,
@@ -118,20 +118,20 @@ def test_an_event_registration_plans_person_campaign_member_then_activity_with_p
     email, event_id = event["member"]["email"], event["event"]["id"]
     member_id = event["member"]["member_id"]
     person, campaign, member, activity = run("EventRegistration", event)
-    person_key, campaign_key = f"Contact:Member_Id__c:{member_id}", f"Campaign:Event_Id__c:{event_id}"
+    person_key, campaign_key = f"ws-demo|Contact:Member_Id__c:{member_id}", f"ws-demo|Campaign:Event_Id__c:{event_id}"
     assert (person["key"], person["sobject"], person["search_objects"]) == (person_key, "Contact", ["Contact", "Lead"])
     # the member id (an external ID) first, then Email for a person who predates sfsync
     assert person["external_id"] == {"field": "Member_Id__c", "value": member_id}
     assert person["match"] == [{"field": "Email", "value": email}]
     assert (campaign["key"], campaign["external_id"]) == (campaign_key, {"field": "Event_Id__c", "value": event_id})
-    assert member["key"] == f'CampaignMember:CampaignId+ContactId:["{campaign_key}","{person_key}"]'
+    assert member["key"] == f'ws-demo|CampaignMember:CampaignId+ContactId:["{campaign_key}","{person_key}"]'
     assert member["match"] == [{"field": "CampaignId+ContactId", "value": ""}]
     assert member["parents"] == {
         "CampaignId": {"key": campaign_key, "sobject": "Campaign"},
         "ContactId": {"key": person_key, "sobject": "Contact"},
     }
     assert member["fields"]["Attendee_Status__c"]["value"] == "registered"
-    assert activity["key"] == f"Community_Activity__c:Event_Key__c:{event['event_id']}"
+    assert activity["key"] == f"ws-demo|Community_Activity__c:Event_Key__c:{event['event_id']}"
     assert activity["parents"] == {"Contact__c": {"key": person_key, "sobject": "Contact"}}
     # the parents are only *ensured* from what a registration carries: fill empty fields, clear nothing
     assert {f["policy"] for w in (person, campaign) for f in w["fields"].values()} == {"IF_EMPTY"}
@@ -173,15 +173,15 @@ def test_write_ids_and_keys_are_deterministic_and_stable_across_events() -> None
     )
     attended = ev.EventAttend(member=member, event=ev.EventRef(id="evt-9", title="Meetup"), **ENV)
     keys = [w["key"] for w in run("EventAttend", decoded(attended))]
-    assert keys[0] == run("UserCreated", decoded(created))[0]["key"] == "Contact:Member_Id__c:u-9"
+    assert keys[0] == run("UserCreated", decoded(created))[0]["key"] == "w-1|Contact:Member_Id__c:u-9"
     # a new email is the same person: the key is the member id, not the email
     moved = ev.UserProfileUpdate(
         member=ev.MemberProfile(member_id="u-9", email="grace@navy.mil", last_name="Hopper", signed_up_at=T0), **ENV
     )
     (person, _) = run("UserProfileUpdate", decoded(moved))
-    assert person["key"] == "Contact:Member_Id__c:u-9"
+    assert person["key"] == "w-1|Contact:Member_Id__c:u-9"
     assert person["match"] == [{"field": "Email", "value": "grace@navy.mil"}]
-    assert keys[1] == run("NewEventPublished", decoded(published))[0]["key"] == "Campaign:Event_Id__c:evt-9"
+    assert keys[1] == run("NewEventPublished", decoded(published))[0]["key"] == "w-1|Campaign:Event_Id__c:evt-9"
 
 
 def test_values_are_salesforce_json() -> None:
@@ -226,7 +226,7 @@ def test_deleted_members_follow_the_option() -> None:
     (delete,) = run("UserDeleted", mappings=mappings(member_deleted="delete"))
     assert (delete["operation"], delete["key"]) == (
         "DELETE",
-        f"Contact:Member_Id__c:{fake_events()['UserDeleted']['member']['member_id']}",
+        f"ws-demo|Contact:Member_Id__c:{fake_events()['UserDeleted']['member']['member_id']}",
     )
 
 
@@ -239,13 +239,13 @@ def test_contacts_then_leads_and_lead_placeholders_follow_the_variables() -> Non
     leads = mappings(member_object="Lead")
     lead, activity = run("UserCreated", created, mappings=leads)
     assert (lead["key"], lead["sobject"], lead["search_objects"]) == (
-        "Lead:Member_Id__c:u-3",
+        "w-1|Lead:Member_Id__c:u-3",
         "Lead",
         ["Lead", "Contact"],
     )
     assert lead["fields"]["Company"]["value"] == lead["fields"]["LastName"]["value"] == "[not provided]"
     assert "City" in lead["fields"] and "MailingCity" not in lead["fields"]
-    assert activity["parents"] == {"Lead__c": {"key": "Lead:Member_Id__c:u-3", "sobject": "Lead"}}
+    assert activity["parents"] == {"Lead__c": {"key": "w-1|Lead:Member_Id__c:u-3", "sobject": "Lead"}}
     # a registration carries no company: the placeholder only fills an empty field
     registration = run("EventRegistration", mappings=leads)
     assert registration[0]["fields"]["Company"] == {
@@ -258,7 +258,7 @@ def test_contacts_then_leads_and_lead_placeholders_follow_the_variables() -> Non
     known = {contact["key"]: Identity("Lead", "00Q000000000001")}
     assert run("UserCreated", created, identity=known)[0]["search_objects"] == ["Lead", "Contact"]
     # the person is upserted on the user-id external ID, else looked up by it, then by Email
-    assert contact["key"] == "Contact:Member_Id__c:u-3"
+    assert contact["key"] == "w-1|Contact:Member_Id__c:u-3"
     assert contact["external_id"] == {"field": "Member_Id__c", "value": "u-3"}
     assert contact["match"] == [{"field": "Email", "value": "ada@example.com"}]
     no_external = run("UserCreated", created, external_ids=())[0]
@@ -270,7 +270,7 @@ def test_contacts_then_leads_and_lead_placeholders_follow_the_variables() -> Non
     # Email only, as the variables allow
     by_email = mappings(member_match_field="Email", member_match_from="member.email")
     person = run("UserCreated", created, mappings=by_email)[0]
-    assert (person["key"], person["external_id"]) == ("Contact:Email:ada@example.com", None)
+    assert (person["key"], person["external_id"]) == ("w-1|Contact:Email:ada@example.com", None)
     assert person["match"] == [{"field": "Email", "value": "ada@example.com"}]
 
 
@@ -322,15 +322,15 @@ def test_a_registration_without_the_persons_email_finds_them_by_member_id() -> N
     result = plan("EventRegistration", decoded(no_email), SRC, mappings())
     assert result.rejects == []
     person, member, activity = result.writes
-    assert (person["key"], person["match"]) == ("Contact:Member_Id__c:u-4", [])
-    assert member["parents"]["ContactId"] == {"key": "Contact:Member_Id__c:u-4", "sobject": "Contact"}
-    assert activity["parents"] == {"Contact__c": {"key": "Contact:Member_Id__c:u-4", "sobject": "Contact"}}
+    assert (person["key"], person["match"]) == ("w-1|Contact:Member_Id__c:u-4", [])
+    assert member["parents"]["ContactId"] == {"key": "w-1|Contact:Member_Id__c:u-4", "sobject": "Contact"}
+    assert activity["parents"] == {"Contact__c": {"key": "w-1|Contact:Member_Id__c:u-4", "sobject": "Contact"}}
 
 
 # ---------------------------------------------------------------------- drop_stale
 def write(fields: dict[str, Any], at: int, op: str = "UPSERT") -> dict[str, Any]:
     return {
-        "key": "Contact:Email:a@x.org",
+        "key": "w-1|Contact:Email:a@x.org",
         "operation": op,
         "fields": {n: {"value": v, "policy": "ALWAYS", "updated_at": at} for n, v in fields.items()},
         "source": {"occurred_at": at},

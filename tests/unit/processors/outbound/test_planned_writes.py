@@ -71,7 +71,7 @@ def test_ordering_drops_a_late_writes_stale_fields_and_sends_a_fresh_write_as_pl
 def test_ordering_puts_the_object_a_record_is_known_to_be_first() -> None:
     rig = ProcessorRig()
     event = user_created()
-    key = f"Contact:Member_Id__c:{event['member']['member_id']}"
+    key = f"ws-demo|Contact:Member_Id__c:{event['member']['member_id']}"
     planned = rig.plan(rig.members.encode_checked("UserCreated", event), 3)
     assert rig.writes(planned)[0]["search_objects"] == ["Contact", "Lead"]  # planning knows no identity
     known = TableIdentity({key: ["Lead", "00Q000000000001"]})

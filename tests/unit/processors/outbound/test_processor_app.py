@@ -25,7 +25,7 @@ def test_an_event_becomes_its_plan_encoded_for_sfsync_writes_with_its_coordinate
     assert [w["mapping"] for w in writes] == ["members", "activities"]  # parents first
     assert [w["write_id"] for w in writes] == [f"{event['event_id']}:members:0", f"{event['event_id']}:activities:1"]
     person = writes[0]
-    assert person["key"] == f"Contact:Member_Id__c:{event['member']['member_id']}"  # the stable key
+    assert person["key"] == f"ws-demo|Contact:Member_Id__c:{event['member']['member_id']}"  # the stable key
     assert person["fields"]["LastName"]["value"] == event["member"]["last_name"]
     assert {(w["source"]["topic"], w["source"]["partition"], w["source"]["offset"]) for w in writes} == {
         (MEMBERS_TOPIC, 2, 7)
@@ -122,14 +122,14 @@ def test_a_registry_outage_is_raised_not_parked() -> None:
 def test_results_feed_the_identity_that_planning_reads() -> None:
     rig = ProcessorRig()
     event = user_created()
-    key = f"Contact:Member_Id__c:{event['member']['member_id']}"
+    key = f"ws-demo|Contact:Member_Id__c:{event['member']['member_id']}"
     table: dict[str, Any] = {}
     entry = identity_of_result({"key": key, "sobject": "Lead", "salesforce_id": "00Q000000000001"})
     assert entry is not None
     table[entry[0]] = entry[1]
     assert identity_of_result({"key": key, "sobject": "Lead", "salesforce_id": ""}) is None
     # planning reads person identities only: the others (a record per event) are not kept
-    activity = {"key": "Community_Activity__c:Event_Key__c:e-1", "sobject": "Community_Activity__c"}
+    activity = {"key": "ws-demo|Community_Activity__c:Event_Key__c:e-1", "sobject": "Community_Activity__c"}
     assert identity_of_result({**activity, "salesforce_id": "a00000000000001"}) is None
     handled = rig.handle(rig.members.encode_checked("UserCreated", event), 5, identity=TableIdentity(table))
     assert rig.writes(handled)[0]["search_objects"] == ["Lead", "Contact"]  # the known object first

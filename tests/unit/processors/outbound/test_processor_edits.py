@@ -10,7 +10,7 @@ from sfsync.processors.outbound.plan import drop_stale
 from tests.kit.serde import Decoder
 
 T0 = dt.datetime(2026, 3, 1, 9, 30, tzinfo=dt.UTC)
-KEY = "Contact:Email:ada@example.com"
+KEY = "ws-1|Contact:Email:ada@example.com"
 
 
 def edit(fields: list[str], at: dt.datetime) -> dict[str, Any]:
