@@ -8,8 +8,14 @@ import urllib.request
 
 from prometheus_client import CollectorRegistry
 
+from sfsync.salesforce.governor import GovernorSettings
 from sfsync.salesforce.limits import ApiBudget, endpoint_of
+from sfsync.sinks.contract import BatchOutcome, IncomingWrite
+from sfsync.sinks.main import SinkRunner
 from sfsync.sinks.metrics import SinkMetrics
+from sfsync.sinks.settings import SinkSettings
+from tests.kit import FakeConsumer
+from tests.kit.sink import TOPIC, member
 
 T0 = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
 
@@ -68,3 +74,40 @@ def test_serve_exposes_metrics_over_http() -> None:
     finally:
         server.stop()
     assert 'sfsync_dlq_records_total{code="STRING_TOO_LONG",mapping="members"} 1.0' in body
+
+
+def test_connections_held_are_counted_by_cause_with_no_connection_or_workspace_label() -> None:
+    registry = CollectorRegistry()
+    m = SinkMetrics(registry)
+    m.connections_held({"org_down": 2, "credentials": 0, "budget": 1})
+    get = registry.get_sample_value
+    assert get("sfsync_sink_connections_held", {"cause": "org_down"}) == 2
+    assert get("sfsync_sink_connections_held", {"cause": "budget"}) == 1
+    labels = {name for metric in registry.collect() for sample in metric.samples for name in sample.labels}
+    assert not labels & {"workspace", "workspace_id", "connection", "connection_id", "org"}
+
+
+class _Log:
+    def flush(self, timeout_s: float) -> None:
+        return None
+
+
+class _Worker:
+    consumer = FakeConsumer()
+
+
+def test_a_write_carried_from_batch_to_batch_is_counted_in_once() -> None:
+    metrics = SinkMetrics(CollectorRegistry())
+    runner = SinkRunner(
+        settings=SinkSettings(),
+        governor_settings=GovernorSettings(),
+        metrics=metrics,
+        error_log=_Log(),  # type: ignore[arg-type]
+        dlq=None,  # type: ignore[arg-type]
+    )
+    runner.worker = _Worker()  # type: ignore[assignment]
+    held, fresh = IncomingWrite(member(1), TOPIC, 0, 0), IncomingWrite(member(2), TOPIC, 0, 1)
+    runner.after_batch([held], BatchOutcome(pending=[held]))
+    runner.after_batch([held, fresh], BatchOutcome(pending=[held]))  # its org is down: carried again
+    runner.after_batch([held], BatchOutcome())
+    assert metrics.registry.get_sample_value("sfsync_events_in_total", {"event_type": "UserCreated"}) == 2

@@ -224,8 +224,6 @@ def test_the_runner_observes_latency_of_writes_decoded_with_int_timestamps() -> 
     runner = SinkRunner(
         settings=SinkSettings(),
         governor_settings=GovernorSettings(),
-        client=None,  # type: ignore[arg-type]
-        governor=None,  # type: ignore[arg-type]
         metrics=metrics,
         error_log=_Log(),  # type: ignore[arg-type]
         dlq=None,  # type: ignore[arg-type]
