@@ -19,6 +19,7 @@ stays uncommitted: the processor stops, and once restarted with the registry bac
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import urllib.parse
@@ -191,7 +192,13 @@ async def test_an_event_met_while_the_registry_is_away_is_not_committed_and_is_p
     gate = Gate(url.hostname or "127.0.0.1", url.port or 80)
     gate.open()
     app_id = f"proc-{uuid.uuid4().hex[:10]}"
-    env = processor_env(services, prefix, app_id, SCHEMA_REGISTRY_URL=gate.url_for(services.registry))
+    env = processor_env(
+        services,
+        prefix,
+        app_id,
+        SCHEMA_REGISTRY_URL=gate.url_for(services.registry),
+        SCHEMA_REGISTRY_RETRY_TIMEOUT_S="3",  # gives up on the registry after 3 s (the default rides out 2 min)
+    )
     log = tmp_path / "processor.log"
     events_topic = prefix + "product.events"
     offsets = Offsets(services.bootstrap, app_id)
@@ -224,3 +231,46 @@ async def test_an_event_met_while_the_registry_is_away_is_not_committed_and_is_p
         for m in consume_all(services.bootstrap, [prefix + "sfsync.writes"], 2 * len(members) + 2)
     ]
     assert {w["sobject"] for w in writes if w["source"]["event_id"] == published.event_id} >= {"Campaign"}
+
+
+async def test_a_registry_away_for_a_few_seconds_is_ridden_out_and_the_event_planned_once_it_is_back(
+    services: Any, prefix: str, registry: SchemaRegistry, tmp_path: Path
+) -> None:
+    """With the default ``SCHEMA_REGISTRY_RETRY_TIMEOUT_S`` (2 min) the processor neither stops nor
+    commits the event it meets while the registry is away, and plans it once the registry answers."""
+    at = dt.datetime.now(dt.UTC)
+    member = ev.UserCreated(
+        workspace_id="w",
+        member=ev.MemberProfile(member_id="u-1", email="u1@example.org", last_name="L", signed_up_at=at),
+    )
+    published = ev.NewEventPublished(
+        workspace_id="w", event=ev.CommunityEvent(id="evt-1", title="Launch", start_at=at, published=True)
+    )
+    publish_all(services, prefix, [member])
+    url = urllib.parse.urlsplit(services.registry)
+    gate = Gate(url.hostname or "127.0.0.1", url.port or 80)
+    gate.open()
+    app_id = f"proc-{uuid.uuid4().hex[:10]}"
+    env = processor_env(services, prefix, app_id, SCHEMA_REGISTRY_URL=gate.url_for(services.registry))
+    events_topic = prefix + "product.events"
+    offsets = Offsets(services.bootstrap, app_id)
+    proc = Spawned("sfsync.processors.outbound.app", "120", env=env, log=tmp_path / "processor.log")
+    try:
+        await wait_until(
+            lambda: offsets.committed(prefix + "product.members") == 1 or not proc.running, 90, "the member planned"
+        )
+        gate.shut()
+        publish_all(services, prefix, [published])
+        await asyncio.sleep(6)
+        assert proc.running, proc.log_tail()
+        assert offsets.committed(events_topic) == 0, "committed while its schema could not be fetched"
+        gate.open()
+        await wait_until(lambda: offsets.committed(events_topic) == 1 or not proc.running, 60, "the event planned")
+        assert proc.running, proc.log_tail()
+        proc.stop()
+    finally:
+        proc.kill()
+        gate.shut()
+        offsets.close()
+    log = (tmp_path / "processor.log").read_text(errors="replace")
+    assert "schema registry unreachable, retrying" in log, log[-3000:]
