@@ -8,14 +8,10 @@ import urllib.request
 
 from prometheus_client import CollectorRegistry
 
-from sfsync.salesforce.governor import GovernorSettings
 from sfsync.salesforce.limits import ApiBudget, endpoint_of
 from sfsync.sinks.contract import BatchOutcome, IncomingWrite
-from sfsync.sinks.main import SinkRunner
 from sfsync.sinks.metrics import SinkMetrics
-from sfsync.sinks.settings import SinkSettings
-from tests.kit import FakeConsumer
-from tests.kit.sink import TOPIC, member
+from tests.kit.sink import TOPIC, member, runner_without_kafka
 
 T0 = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
 
@@ -87,25 +83,9 @@ def test_connections_held_are_counted_by_cause_with_no_connection_or_workspace_l
     assert not labels & {"workspace", "workspace_id", "connection", "connection_id", "org"}
 
 
-class _Log:
-    def flush(self, timeout_s: float) -> None:
-        return None
-
-
-class _Worker:
-    consumer = FakeConsumer()
-
-
 def test_a_write_carried_from_batch_to_batch_is_counted_in_once() -> None:
     metrics = SinkMetrics(CollectorRegistry())
-    runner = SinkRunner(
-        settings=SinkSettings(),
-        governor_settings=GovernorSettings(),
-        metrics=metrics,
-        error_log=_Log(),  # type: ignore[arg-type]
-        dlq=None,  # type: ignore[arg-type]
-    )
-    runner.worker = _Worker()  # type: ignore[assignment]
+    runner = runner_without_kafka(metrics)
     held, fresh = IncomingWrite(member(1), TOPIC, 0, 0), IncomingWrite(member(2), TOPIC, 0, 1)
     runner.after_batch([held], BatchOutcome(pending=[held]))
     runner.after_batch([held, fresh], BatchOutcome(pending=[held]))  # its org is down: carried again
