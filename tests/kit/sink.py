@@ -345,4 +345,3 @@ class ByKey:
 
     def encode(self, record_name: str, value: Any) -> bytes:
         return str(value["key"]).encode()
-
