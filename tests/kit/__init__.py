@@ -26,6 +26,8 @@ some of their names are short, the way the tests that use them write them):
   ``tests.kit.events``), a processor over the in-memory registry (``ProcessorRig``).
 - ``tests.kit.emulated_orgs``: the settings sfsync's Salesforce client logs in to one emulated org
   with, per OAuth flow, and a transport trusting the org's certificate.
+- ``tests.kit.routing``: the sink's connection router over several emulated orgs in process and the
+  workspace registry in memory (``RoutedRig``), writes moved to another workspace (``in_workspace``).
 """
 
 from __future__ import annotations

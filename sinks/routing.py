@@ -1,0 +1,118 @@
+"""The rules of the sink's routing (pure; :mod:`sfsync.sinks.router` runs them): which connection serves a
+write, how long a connection that cannot take its writes is held, and which writes go in a connection's
+next batch (docs/decisions/0009-workspaces-and-connections.md).
+
+- :func:`route_of`: a write goes to its workspace's connection; without the registry
+  (``SFSYNC_WORKSPACES_ENABLED`` off) every write goes to ``env``, the environment's ``SALESFORCE_*``
+  connection; with it, a workspace the registry does not know goes to ``env`` too, unless
+  ``SFSYNC_WORKSPACES_REQUIRED`` is on (then it is parked, UNKNOWN_WORKSPACE); a PAUSED or DISCONNECTED
+  workspace's writes are held.
+- :class:`Hold` and :func:`hold_after`: a connection held for a :class:`HoldCause` until a time; the
+  org's outage and refused credentials are tried again on a doubling backoff, the API budget's pause
+  when the governor says.
+- :func:`next_batch`: at most ``size`` of a connection's writes, a partition at a time in turn, each
+  partition's in offset order: a later write of a record never goes before an earlier one, and every
+  partition moves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from sfsync.sinks.contract import IncomingWrite
+from sfsync.workspaces.records import ENV_CONNECTION_ID, Workspace, WorkspaceState
+
+__all__ = ["Hold", "HoldCause", "Route", "backoff_s", "hold_after", "next_batch", "route_of"]
+
+
+class HoldCause(StrEnum):
+    """Why a connection's writes wait (the label of ``sfsync_sink_connections_held``)."""
+
+    ORG_DOWN = "org_down"
+    """The org answered no call of a batch (5xx, connections refused or timing out), past its retries."""
+    CREDENTIALS = "credentials"
+    """The login is refused (``invalid_grant``, an expired or revoked token...), or the connection cannot be
+    opened (removed, sealed under a key this process lacks, invalid)."""
+    REFUSED = "refused"
+    """The org refuses the integration as a whole (the API disabled, a permission gone): a fatal answer."""
+    BUDGET = "budget"
+    """The org's API budget is paused (the governor's pause, the daily allocation spent)."""
+    WORKSPACE = "workspace"
+    """A workspace of the connection is PAUSED or DISCONNECTED (its writes wait; its other workspaces' go)."""
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where a workspace's writes go: ``connection_id`` (None: nowhere, the workspace is unknown and
+    required); ``held``: the workspace's state when it is not ACTIVE (its writes wait)."""
+
+    connection_id: str | None
+    held: WorkspaceState | None = None
+
+
+def route_of(workspace: Workspace | None, *, enabled: bool, required: bool) -> Route:
+    """The route of a write whose workspace the registry holds as ``workspace`` (None: it knows none)."""
+    if not enabled:
+        return Route(ENV_CONNECTION_ID)
+    if workspace is None:
+        return Route(None) if required else Route(ENV_CONNECTION_ID)
+    held = workspace.state if workspace.state is not WorkspaceState.ACTIVE else None
+    return Route(workspace.connection_id, held)
+
+
+@dataclass(frozen=True)
+class Hold:
+    """A connection held for ``cause`` since ``since`` until ``until`` (monotonic seconds), after ``failures``
+    failures in a row of that cause; ``code`` names the last one (``SERVER_UNAVAILABLE``, ``AUTH_FAILED``...)."""
+
+    cause: HoldCause
+    since: float
+    until: float
+    failures: int
+    code: str
+
+
+def backoff_s(failures: int, initial_s: float, max_s: float) -> float:
+    """The wait after ``failures`` failures in a row: ``initial_s``, doubling, at most ``max_s``."""
+    return min(max_s, initial_s * 2.0 ** max(failures - 1, 0))
+
+
+def hold_after(
+    previous: Hold | None,
+    cause: HoldCause,
+    now: float,
+    code: str,
+    *,
+    initial_s: float,
+    max_s: float,
+    wait_s: float | None = None,
+) -> Hold:
+    """The hold after a failure of ``cause`` at ``now``: ``wait_s`` when the cause says how long (the budget),
+    else the backoff of the failures in a row of that cause."""
+    same = previous is not None and previous.cause is cause
+    failures = previous.failures + 1 if same and previous is not None else 1
+    since = previous.since if same and previous is not None else now
+    wait = wait_s if wait_s is not None else backoff_s(failures, initial_s, max_s)
+    return Hold(cause, since, now + max(wait, 0.0), failures, code)
+
+
+def next_batch(writes: Sequence[IncomingWrite], size: int) -> tuple[list[IncomingWrite], list[IncomingWrite]]:
+    """(the batch, the rest): at most ``size`` of ``writes``, one from each partition in turn, each partition's
+    in offset order, so that the batch holds a prefix of every partition's writes."""
+    by_partition: dict[tuple[str, int], list[IncomingWrite]] = {}
+    for write in sorted(writes, key=lambda w: (w.topic, w.partition, w.offset)):
+        by_partition.setdefault((write.topic, write.partition), []).append(write)
+    if len(writes) <= size:
+        return [w for queue in by_partition.values() for w in queue], []
+    taken = dict.fromkeys(by_partition, 0)
+    count = 0
+    while count < size:
+        for tp, queue in by_partition.items():
+            if count < size and taken[tp] < len(queue):
+                taken[tp] += 1
+                count += 1
+    batch = [w for tp, queue in by_partition.items() for w in queue[: taken[tp]]]
+    rest = [w for tp, queue in by_partition.items() for w in queue[taken[tp] :]]
+    return batch, rest
