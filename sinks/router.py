@@ -6,11 +6,15 @@ that cannot take its writes waits while the others go on (docs/decisions/0009-wo
 1. routes every write that is not already on its way (:meth:`~sfsync.sinks.connections.ConnectionCatalog.route_of`):
    to its workspace's connection, or parked (``UNKNOWN_WORKSPACE``), or held: its workspace is PAUSED
    or DISCONNECTED (one INFO entry when that starts, one when it ends);
-2. every connection that is neither held nor busy takes its next batch: at most ``batch_size`` of its
-   writes (:func:`~sfsync.sinks.routing.next_batch`), in a ``put`` of its own sink
-   (:class:`~sfsync.sinks.connections.ConnectionSink`, opened on its first write), run as a task of its
-   own; a batch never holds two connections' writes (a Collections call goes to one org), and a
-   connection has one batch on its way at a time (so a record's writes stay in order);
+2. every connection that is neither held nor busy takes its next batch: every write of it that is
+   not on its way, in a ``put`` of its own sink (:class:`~sfsync.sinks.connections.ConnectionSink`,
+   opened on its first write), run as a task of its own, exactly as the single-org sink's ``put`` took
+   every carried write with the fresh ones; a batch never holds two connections' writes (a Collections
+   call goes to one org), and a connection has one batch on its way at a time (so a record's writes
+   stay in order). The sink splits the batch into Collections calls; a write waiting out its retry
+   backoff is left pending by it without keeping the others out (a batch capped at a count would
+   take the oldest, mostly waiting writes again and again: in a full chaos run that held the sink
+   at ~70 writes/s);
 3. waits for the batches on their way, at most ``batch_max_age_s`` (not for a held connection's
    re-check), and returns what the done ones did: their results and parked writes; every other write
    is pending (on its way, held, waiting for its connection's next batch, or pending in its sink), so
@@ -59,7 +63,7 @@ from sfsync.sinks.contract import (
     ParkedWrite,
     committed_offsets,
 )
-from sfsync.sinks.routing import Hold, HoldCause, Route, hold_after, next_batch
+from sfsync.sinks.routing import Hold, HoldCause, Route, hold_after
 from sfsync.sinks.settings import SinkSettings
 from sfsync.workspaces.records import WorkspaceState
 from sfsync.workspaces.routing import UnknownWorkspaceError
@@ -193,8 +197,7 @@ class ConnectionRouter:
             rechecking = slot.hold is not None
             if not self._open(slot):
                 continue
-            batch, _ = next_batch(mine, self.settings.batch_size)
-            self._send(slot, batch)
+            self._send(slot, mine)
             if not rechecking and slot.task is not None:
                 waited.append(slot.task)
         waited += [

@@ -1,6 +1,5 @@
 """The rules of the sink's routing (pure; :mod:`sfsync.sinks.router` runs them): which connection serves a
-write, how long a connection that cannot take its writes is held, and which writes go in a connection's
-next batch (docs/decisions/0009-workspaces-and-connections.md).
+write and how long a connection that cannot take its writes is held (docs/decisions/0009-workspaces-and-connections.md).
 
 - :func:`route_of`: a write goes to its workspace's connection; without the registry
   (``SFSYNC_WORKSPACES_ENABLED`` off) every write goes to ``env``, the environment's ``SALESFORCE_*``
@@ -10,21 +9,16 @@ next batch (docs/decisions/0009-workspaces-and-connections.md).
 - :class:`Hold` and :func:`hold_after`: a connection held for a :class:`HoldCause` until a time; the
   org's outage and refused credentials are tried again on a doubling backoff, the API budget's pause
   when the governor says.
-- :func:`next_batch`: at most ``size`` of a connection's writes, a partition at a time in turn, each
-  partition's in offset order: a later write of a record never goes before an earlier one, and every
-  partition moves.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sfsync.sinks.contract import IncomingWrite
 from sfsync.workspaces.records import ENV_CONNECTION_ID, Workspace, WorkspaceState
 
-__all__ = ["Hold", "HoldCause", "Route", "backoff_s", "hold_after", "next_batch", "route_of"]
+__all__ = ["Hold", "HoldCause", "Route", "backoff_s", "hold_after", "route_of"]
 
 
 class HoldCause(StrEnum):
@@ -96,23 +90,3 @@ def hold_after(
     since = previous.since if same and previous is not None else now
     wait = wait_s if wait_s is not None else backoff_s(failures, initial_s, max_s)
     return Hold(cause, since, now + max(wait, 0.0), failures, code)
-
-
-def next_batch(writes: Sequence[IncomingWrite], size: int) -> tuple[list[IncomingWrite], list[IncomingWrite]]:
-    """(the batch, the rest): at most ``size`` of ``writes``, one from each partition in turn, each partition's
-    in offset order, so that the batch holds a prefix of every partition's writes."""
-    by_partition: dict[tuple[str, int], list[IncomingWrite]] = {}
-    for write in sorted(writes, key=lambda w: (w.topic, w.partition, w.offset)):
-        by_partition.setdefault((write.topic, write.partition), []).append(write)
-    if len(writes) <= size:
-        return [w for queue in by_partition.values() for w in queue], []
-    taken = dict.fromkeys(by_partition, 0)
-    count = 0
-    while count < size:
-        for tp, queue in by_partition.items():
-            if count < size and taken[tp] < len(queue):
-                taken[tp] += 1
-                count += 1
-    batch = [w for tp, queue in by_partition.items() for w in queue[: taken[tp]]]
-    rest = [w for tp, queue in by_partition.items() for w in queue[taken[tp] :]]
-    return batch, rest

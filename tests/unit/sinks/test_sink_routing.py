@@ -63,15 +63,19 @@ async def test_each_workspaces_writes_reach_only_its_own_org_in_batches_of_one_c
     assert sinks["org-a"].client.budget is not sinks["org-b"].client.budget
 
 
-async def test_a_connection_batch_takes_at_most_batch_size_writes_and_the_rest_follow() -> None:
-    small = RoutedRig(batch_size=2, carry_max=10)
+async def test_a_connections_batch_takes_all_its_ready_writes_so_a_backoff_is_waited_once_not_per_batch_size() -> None:
+    small = RoutedRig(batch_size=2, carry_max=40, retry_wait_initial_s=0.3, retry_wait_max_s=0.3)
     try:
         org = small.add_org("org-a")
         small.add_workspace("ws-a", "org-a")
-        writes = small.incoming(*members("ws-a", 1, 2, 3, 4, 5))
-        outcome = await small.until_done(writes)
-        assert not outcome.pending and org.emails() == emails(1, 2, 3, 4, 5)
-        assert small.batch_sizes == [2, 2, 1]
+        org.emulator.faults.update("lock=0.3,seed=7")  # about a third of the record writes fail once or more
+        writes = small.incoming(*members("ws-a", *range(1, 21)))
+        outcome = await small.until_done(writes, rounds=20)
+        assert not outcome.pending and org.emails() == emails(*range(1, 21))
+        assert org.emulator.faults.injected.get("lock", 0) > 0  # retries were waited out
+        # all 20 went in the first batch, and the few left waiting in the next: a batch capped at 2 writes
+        # would have waited a backoff in most of its 10+ batches (the full chaos run's ~70 writes/s)
+        assert small.batch_sizes[0] == 20 and len(small.batch_sizes) <= 4
     finally:
         await small.close()
 

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from sfsync.sinks.contract import IncomingWrite
-from sfsync.sinks.routing import Hold, HoldCause, Route, backoff_s, hold_after, next_batch, route_of
+from sfsync.sinks.routing import Hold, HoldCause, Route, backoff_s, hold_after, route_of
 from sfsync.workspaces import ENV_CONNECTION_ID, WorkspaceState
-from tests.kit.sink import TOPIC
 from tests.kit.workspaces import workspace
 
 
@@ -27,27 +25,6 @@ def test_with_the_registry_a_workspace_goes_to_its_connection_and_an_unknown_one
 @pytest.mark.parametrize("state", [WorkspaceState.PAUSED, WorkspaceState.DISCONNECTED])
 def test_a_paused_or_disconnected_workspace_is_held_on_its_connection(state: WorkspaceState) -> None:
     assert route_of(workspace("ws-1", "acme-org", state), enabled=True, required=False) == Route("acme-org", state)
-
-
-def writes(partition: int, count: int) -> list[IncomingWrite]:
-    return [IncomingWrite({"key": f"k{partition}-{n}"}, TOPIC, partition, n) for n in range(count)]
-
-
-def test_a_batch_takes_a_prefix_of_every_partition_in_turn_and_leaves_the_rest() -> None:
-    given = [*writes(0, 5), *writes(1, 1), *writes(2, 3)]
-    batch, rest = next_batch(list(reversed(given)), 6)  # in any order: each partition's in offset order
-    taken = {(w.partition, w.offset) for w in batch}
-    assert taken == {(0, 0), (0, 1), (0, 2), (1, 0), (2, 0), (2, 1)}  # 3 rounds: every partition moves
-    assert [(w.partition, w.offset) for w in rest] == [(0, 3), (0, 4), (2, 2)]
-    for partition in (0, 2):  # a later write of a partition is never in the batch without the earlier ones
-        offsets = sorted(w.offset for w in batch if w.partition == partition)
-        assert offsets == list(range(len(offsets)))
-
-
-def test_a_batch_of_fewer_writes_than_its_size_takes_them_all() -> None:
-    given = [*writes(1, 2), *writes(0, 2)]
-    batch, rest = next_batch(given, 10)
-    assert [(w.partition, w.offset) for w in batch] == [(0, 0), (0, 1), (1, 0), (1, 1)] and rest == []
 
 
 def test_a_hold_backs_off_doubling_up_to_its_bound_and_starts_again_for_another_cause() -> None:
