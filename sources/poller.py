@@ -93,19 +93,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import logging
 import signal
 import time
 import uuid
 import zlib
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
 from functools import partial
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, Protocol, TypeVar
 
 import httpx
-import stamina
 
 from sfsync.errors import (
     Category,
@@ -118,33 +116,35 @@ from sfsync.errors import (
 )
 from sfsync.kafka.admin import ensure_topics
 from sfsync.kafka.clients import new_consumer
-from sfsync.kafka.delivery import TransactionalProducer
-from sfsync.kafka.errors import ProducerFencedError
 from sfsync.kafka.reading import new_reader, read_partition
 from sfsync.mapping import (
     MappingError,
     MappingFile,
     MappingLibrary,
-    gather_describes,
     load_configured_mappings,
     load_mapping_settings,
     require_valid,
-    validate_mappings,
 )
 from sfsync.ops.errorlog import ErrorLog, ErrorLogEntry, entry_for, log_entry
-from sfsync.retry import RetryPolicy
-from sfsync.salesforce import BudgetTracker, DailyLimitExceeded, SalesforceClient, SalesforceSettings
+from sfsync.salesforce import SalesforceClient, SalesforceSettings
 from sfsync.salesforce.auth import AuthProvider
-from sfsync.salesforce.drift import is_drift, named_fields
-from sfsync.salesforce.errors import NO_RESPONSE, AuthenticationError, SalesforceError, SalesforceFatalError
-from sfsync.salesforce.governor import BudgetPausedError, Governor, GovernorSettings, load_governor_settings
+from sfsync.salesforce.governor import Governor, GovernorSettings, load_governor_settings
 from sfsync.serde.codec import AvroEncoder
 from sfsync.serde.registry import SchemaRegistry
 from sfsync.serde.schema import load_topic_schema
 from sfsync.sources import rules as core
 from sfsync.sources.metrics import SourceMetrics
-from sfsync.sources.ownership import ENV_PARTITION, change_workspace, owned_connections
-from sfsync.sources.schedule import Hold, HoldCause, Pace, hold_after, pick_due
+from sfsync.sources.objects import (
+    FencedError,
+    ObjectPoller,
+    StoppingError,
+    Transactions,
+    check_org,
+    check_org_with_retries,
+)
+from sfsync.sources.orgs import CHECK, ORG_RESTORED, QUARANTINED, RESTORED, OrgPoller, PollerReport, Turns
+from sfsync.sources.ownership import ENV_PARTITION, owned_connections
+from sfsync.sources.schedule import Hold, HoldCause, hold_after
 from sfsync.sources.settings import SourceSettings
 from sfsync.topics import CHANGES, ERRORS, REGISTRY_TOPICS, WORKSPACES, TopicSpec
 from sfsync.workspaces.directory import Directory
@@ -155,12 +155,18 @@ from sfsync.workspaces.settings import WorkspacesSettings
 from sfsync.workspaces.writer import RegistryWriter
 
 __all__ = [
+    "CHECK",
     "COMPONENT",
+    "ORG_RESTORED",
+    "QUARANTINED",
+    "RESTORED",
     "FencedError",
     "ObjectPoller",
     "OrgPoller",
     "Poller",
     "PollerReport",
+    "StoppingError",
+    "Transactions",
     "check_org",
     "check_org_with_retries",
     "partition_for",
@@ -171,20 +177,10 @@ __all__ = [
 
 COMPONENT = "sources.SalesforcePoller"
 """How the poller names itself in ``sfsync.errors`` entries (``details.component``)."""
-QUARANTINED = "POLL_QUARANTINED"
-"""The error-log code of an object whose polls were quarantined for drift."""
-RESTORED = "POLL_RESTORED"
-"""The error-log code (INFO) of a quarantine lifted."""
-ORG_RESTORED = "ORG_RESTORED"
-"""The error-log code (INFO) of an org polled again after a hold (with the workspace registry)."""
-CHECK = ""
-"""The pseudo object of an org's check in the turns (it sorts before every object)."""
 
 log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
-
-_API_PREFIXES = ("/services/data/", "/services/async/")
 
 
 def partition_for(key: str, partitions: int) -> int:
@@ -201,17 +197,6 @@ def checkpoint_spec(settings: SourceSettings) -> TopicSpec:
         config={"cleanup.policy": "compact"},
         avro_value=False,
     )
-
-
-@dataclass
-class PollerReport:
-    """What one run did."""
-
-    polls: int = 0
-    pages: int = 0
-    changes: int = 0
-    api_calls: int = 0
-    objects: list[str] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------------- Kafka pieces
@@ -258,483 +243,6 @@ def read_checkpoint(
     (:func:`read_checkpoints`)."""
     wanted = key if key is not None else sobject
     return read_checkpoints(kafka_config, topic, partition, {wanted: sobject}, timeout_s)[wanted]
-
-
-FencedError = ProducerFencedError
-"""Another replica started transactions for the same object: this one must let it go."""
-
-
-class StoppingError(RetriableError):
-    """The poller is stopping: a governor pause was cut short; nothing of the poll in hand is committed."""
-
-
-async def check_org_with_retries(
-    client: SalesforceClient,
-    mappings: MappingFile,
-    plans: list[core.ObjectPlan],
-    before_call: Callable[[], Awaitable[object]],
-    *,
-    policy: RetryPolicy,
-    on_daily_limit: Callable[[DailyLimitExceeded], None],
-) -> dict[str, dict[str, Any]]:
-    """:func:`check_org`, retried (stamina, ``policy``) on transient faults until ``policy.timeout_s``.
-
-    A mapping the org cannot answer (:class:`~sfsync.mapping.MappingError`) and any other fatal error
-    are raised at once; a transient fault still failing at the deadline is raised as it is, and so
-    is :class:`StoppingError`. A spent daily allocation is handed to ``on_daily_limit`` (the
-    governor, which then holds ``before_call`` until its pause ends) and retried without waiting
-    for its ``retry_after`` here.
-    """
-    retrying = policy.stamina(RetriableError, unless=(StoppingError,), waited_elsewhere=(DailyLimitExceeded,))
-    async for attempt in stamina.retry_context(**retrying):
-        with attempt:
-            try:
-                return await check_org(client, mappings, plans, before_call)
-            except DailyLimitExceeded as exc:
-                on_daily_limit(exc)
-                raise
-    raise AssertionError("unreachable: stamina raises the last error")
-
-
-async def check_org(
-    client: SalesforceClient,
-    mappings: MappingFile,
-    plans: list[core.ObjectPlan],
-    before_call: Callable[[], Awaitable[object]],
-) -> dict[str, dict[str, Any]]:
-    """Describe what the mappings write and the poller will read (each object once; the client caches)
-    and return the describes; raises :class:`~sfsync.mapping.MappingError` listing every problem
-    the rules every process runs find (:func:`sfsync.mapping.validate_mappings`) and every one
-    :func:`sfsync.sources.rules.org_problems` finds. An object the org does not have is reported,
-    not raised."""
-    describes = await _describes(client, mappings, plans, before_call)
-    problems = validate_mappings(mappings, describes)
-    said = {tuple(p.split(": ", 2)[:2]) for p in problems}  # a field both rule sets find missing: once
-    problems += [p for p in core.org_problems(mappings, plans, describes) if tuple(p.split(": ", 2)[:2]) not in said]
-    if problems:
-        raise MappingError(f"{mappings.source} (against the org)", problems)
-    return describes
-
-
-async def _describes(
-    client: SalesforceClient,
-    mappings: MappingFile,
-    plans: list[core.ObjectPlan],
-    before_call: Callable[[], Awaitable[object]],
-    *,
-    refresh: bool = False,
-) -> dict[str, dict[str, Any]]:
-    """Object name -> describe of what the mappings of ``plans`` (all enabled mappings, unless
-    ``refresh``: a recheck, only those of ``plans``, not from the cache) write and read."""
-
-    async def describe(sobject: str) -> dict[str, Any] | None:
-        await before_call()
-        try:
-            return await client.describe_body(sobject, refresh=refresh)
-        except SalesforceFatalError as exc:
-            if is_drift(exc):
-                return None  # unknown (or invisible) object: the rules name it
-            raise
-
-    only = [m.name for plan in plans for m in plan.mappings] if refresh else None
-    found = await gather_describes(mappings, describe, reads=core.plan_reads(plans), only=only)
-    for plan in plans:  # polled objects, also when no mapping writes them
-        if plan.sobject.lower() not in {k.lower() for k in found}:
-            body = await describe(plan.sobject)
-            if body is not None:
-                found[plan.sobject] = body
-    return {k: dict(v) for k, v in found.items()}
-
-
-Transactions = TransactionalProducer
-"""One object's transactional producer: ``commit`` writes records atomically, or raises."""
-
-
-class _ObservingTransport(httpx.AsyncBaseTransport):
-    """Counts Salesforce API calls per endpoint and spots the daily-limit refusal."""
-
-    def __init__(
-        self, inner: httpx.AsyncBaseTransport, on_response: Callable[[httpx.Request, httpx.Response], None]
-    ) -> None:
-        self._inner = inner
-        self._on_response = on_response
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        response = await self._inner.handle_async_request(request)
-        if request.url.path.startswith(_API_PREFIXES):
-            self._on_response(request, response)
-        return response
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-
-# ---------------------------------------------------------------------- one object
-class ObjectPoller:
-    """Polls one object of one org: pages of rows → changes + checkpoint, one transaction per page.
-
-    ``checkpoint_key``: the checkpoint's key in the checkpoint topic (default: the object, the key of
-    ``env``); ``workspace_id``: the workspace its changes name (None: none, see
-    :func:`~sfsync.sources.ownership.change_workspace`)."""
-
-    def __init__(
-        self,
-        plan: core.ObjectPlan,
-        checkpoint: core.Checkpoint,
-        *,
-        settings: SourceSettings,
-        client: SalesforceClient,
-        governor: Governor,
-        transactions: Transactions,
-        encode: Callable[[dict[str, Any]], bytes],
-        metrics: SourceMetrics,
-        checkpoint_partition: int,
-        between_pages: Callable[[], bool] = lambda: True,
-        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
-        checkpoint_key: str | None = None,
-        workspace_id: str | None = None,
-    ) -> None:
-        self.plan = plan
-        self.checkpoint = checkpoint
-        self.settings = settings
-        self.client = client
-        self.governor = governor
-        self.transactions = transactions
-        self.encode = encode
-        self.metrics = metrics
-        self.checkpoint_partition = checkpoint_partition
-        self.between_pages = between_pages
-        self.clock = clock
-        self.checkpoint_key = checkpoint_key if checkpoint_key is not None else plan.sobject
-        self.workspace_id = workspace_id
-        prefix = settings.topic_prefix
-        self.changes_topic = CHANGES.name(prefix)
-        self.checkpoint_topic = prefix + settings.checkpoint_topic
-        self.limits = core.Limits(
-            lookback_ms=int(settings.lookback_s * 1000),
-            max_seen=settings.max_seen,
-            max_tracked_ids=settings.max_tracked_ids,
-        )
-        self.pace = Pace(settings.poll_interval_s, settings.idle_backoff_factor, settings.max_idle_interval_s)
-        self.pages = 0
-        self.active = True
-        self.failing: str | None = None
-        """The error code of the current streak of failed polls (recorded once), None after a good poll."""
-        self.failing_since: float | None = None
-        """When the current streak of failed polls began (``time.monotonic``), None after a good poll."""
-        self.outage_reported = False
-        """Whether the current streak outlasted ``retry_timeout_s`` and its ERROR entry was recorded."""
-        self.quarantined: str | None = None
-        """Why the org refused this object's polls (drift), while they are quarantined; None: polled."""
-        self.recheck_at = 0.0
-        """When a quarantined object is described again (``time.monotonic``)."""
-
-    @property
-    def sobject(self) -> str:
-        return self.plan.sobject
-
-    @property
-    def next_due(self) -> float:
-        """When the next poll is due (``time.monotonic``)."""
-        return self.pace.next_due
-
-    @next_due.setter
-    def next_due(self, value: float) -> None:
-        self.pace.next_due = value
-
-    @property
-    def interval_s(self) -> float:
-        """The wait after the last poll, before the budget's pause (:class:`~sfsync.sources.schedule.Pace`)."""
-        return self.pace.interval_s
-
-    def _now_ms(self) -> int:
-        return core.to_ms(self.clock())
-
-    async def _call(self) -> None:
-        """The governor's go for one call, waited at most ``poll_interval_s`` (else :class:`BudgetPausedError`)."""
-        await self.governor.before_call(wait_max_s=self.settings.poll_interval_s)
-
-    def schedule(self, found_changes: bool, now: float, *, not_before_s: float | None = None) -> None:
-        """When the next poll is due after one at ``now`` (``time.monotonic``): ``poll_interval_s`` after
-        changes, else the idle interval grown by ``idle_backoff_factor`` up to ``max_idle_interval_s``;
-        no sooner than ``not_before_s`` (the governor's pause) when given."""
-        self.pace.after_poll(found_changes, now, not_before_s=not_before_s)
-
-    def failed(self, error: RetriableError, now: float) -> ErrorLogEntry | None:
-        """Account for a failed poll (retried at the next poll); the error-log entry to record, if any.
-
-        A WARNING for the first failure of a streak (and when the error code changes), one ERROR
-        once the streak has lasted ``retry_timeout_s`` (``now`` and the streak's start are
-        ``time.monotonic`` readings), nothing for the polls in between.
-        """
-        entry = entry_for(error, sobject=self.sobject)
-        entry = replace(entry, details={**entry.details, "retrying": "next poll"})
-        if self.failing_since is None:
-            self.failing_since = now
-        if self.settings.retry_policy().expired(self.failing_since, now):
-            if self.outage_reported:
-                return None
-            self.outage_reported = True
-            self.failing = entry.code
-            failing_for = now - self.failing_since
-            message = (
-                f"polls of {self.sobject} have failed for {failing_for:.0f}s (retry timeout "
-                f"{self.settings.retry_timeout_s:g}s), still retried at every poll: {entry.message}"
-            )
-            details = {**entry.details, "outage": "outlasted the retry timeout", "failing_for_s": f"{failing_for:.0f}"}
-            return replace(entry, level=Level.ERROR, message=message, details=details)
-        if self.failing == entry.code:
-            return None
-        self.failing = entry.code
-        return entry
-
-    def recovered(self) -> None:
-        """A poll succeeded: the streak of failures, if any, is over."""
-        self.failing = None
-        self.failing_since = None
-        self.outage_reported = False
-
-    def _commit(self, changes: list[dict[str, Any]], checkpoint: core.Checkpoint) -> None:
-        records: list[tuple[str, bytes, bytes, int | None]] = [
-            (
-                self.changes_topic,
-                f"{c['sobject']}:{c['id']}".encode(),
-                self.encode({**c, "workspace_id": self.workspace_id}),
-                None,
-            )
-            for c in changes
-        ]
-        records += [
-            (self.checkpoint_topic, key.encode(), value, self.checkpoint_partition)
-            for key, value in checkpoint.records(self.checkpoint.known, key=self.checkpoint_key)
-        ]
-        self.transactions.commit(records)
-        self.checkpoint = checkpoint
-        now_ms = self._now_ms()
-        for change in changes:
-            self.metrics.changes.labels(sobject=self.sobject, change_type=change["change_type"]).inc()
-            self.metrics.inbound_latency.observe(max(0.0, (now_ms - change["system_modstamp"]) / 1000))
-
-    async def poll_once(self) -> int:
-        """One poll: every page since the window start, then the delete log and reconciliation when
-        due. Returns the number of changes committed."""
-        started = time.monotonic()
-        produced = rows_read = 0
-        soql = self.plan.poll_soql(self.checkpoint.window_start(self.limits.lookback_ms))
-        page: list[dict[str, Any]] = []
-        await self._call()
-        polled_ms = self._now_ms()
-        batch = self.settings.query_batch_size
-        rows = cast(
-            "AsyncGenerator[dict[str, Any], None]",
-            self.client.query(soql, batch_size=batch, include_deleted=True),
-        )
-        async with contextlib.aclosing(rows):
-            async for row in rows:
-                page.append(row)
-                rows_read += 1
-                if len(page) >= self.settings.page_size:
-                    produced += self._apply(page, polled_ms)
-                    page = []
-                    if not self.between_pages():
-                        break
-                if rows_read % batch == 0:  # the next row comes with another query page: an API call
-                    await self._call()
-                    polled_ms = self._now_ms()
-        if page and self.active:
-            produced += self._apply(page, polled_ms)
-        if self.active:
-            produced += await self._delete_log()
-        if self.active:
-            produced += await self._reconcile()
-        self.metrics.poll_duration.labels(sobject=self.sobject).observe(time.monotonic() - started)
-        self.metrics.records_per_poll.labels(sobject=self.sobject).observe(rows_read)
-        if self.checkpoint.cursor_ms is not None:
-            self.metrics.cursor_lag.labels(sobject=self.sobject).set(
-                max(0.0, (self._now_ms() - self.checkpoint.cursor_ms) / 1000)
-            )
-        return produced
-
-    def _apply(self, rows: list[dict[str, Any]], polled_ms: int) -> int:
-        result = core.apply_page(self.plan, self.checkpoint, rows, self.limits, polled_ms)
-        before, after = self.checkpoint, result.checkpoint
-        if result.changes or after.to_bytes() != before.to_bytes() or after.known != before.known:
-            self._commit(result.changes, result.checkpoint)
-            self.pages += 1
-        return len(result.changes)
-
-    async def _delete_log(self) -> int:
-        interval = self.settings.delete_log_interval_s
-        if interval <= 0:
-            return 0
-        now = self.clock()
-        start_ms = self.checkpoint.delete_log_ms
-        if start_ms is None:
-            start_ms = core.to_ms(now) - self.limits.lookback_ms
-        start = core.from_ms(start_ms)
-        due = start + dt.timedelta(seconds=max(interval, 61))
-        if now < due:
-            return 0
-        await self._call()
-        result = await self.client.get_deleted(self.sobject, start, now)
-        if result.earliest_date_available is not None and result.earliest_date_available > start:
-            log.warning(
-                "%s: the delete log starts at %s, after %s: reconciling ids for deletes it no longer holds",
-                self.sobject,
-                result.earliest_date_available,
-                start,
-            )
-            self.checkpoint.reconciled_ms = 0
-        changes, after = core.delete_log_changes(
-            self.sobject,
-            self.checkpoint,
-            ((r.id, r.deleted_date) for r in result.deleted_records),
-            result.latest_date_covered,
-            self._now_ms(),
-        )
-        self._commit(changes, after)
-        return len(changes)
-
-    async def _reconcile(self) -> int:
-        interval = self.settings.reconcile_interval_s
-        if interval <= 0 or self.checkpoint.tracking_overflow or self.checkpoint.cursor_ms is None:
-            return 0
-        last = self.checkpoint.reconciled_ms
-        if last is None or self._now_ms() - last < interval * 1000:
-            return 0
-        known_before = set(self.checkpoint.known)
-        await self._call()
-        present = {str(r["Id"]) async for r in self.client.query(self.plan.ids_soql(), include_deleted=True)}
-        changes, after = core.reconcile(self.sobject, self.checkpoint, known_before, present, self._now_ms())
-        self._commit(changes, after)
-        return len(changes)
-
-
-# ---------------------------------------------------------------------- one org
-def is_outage(error: SfsyncError) -> bool:
-    """Whether Salesforce answered nothing (a timeout, a refused connection, a 5xx): the org is down."""
-    return isinstance(error, SalesforceError) and (error.status == NO_RESPONSE or error.status >= 500)
-
-
-class OrgPoller:
-    """One org's share of the poller (a connection): its Salesforce client, its own governor over its own
-    API budget, the mapping files its workspaces run and what they select, and a poller per object it has
-    taken over.
-
-    ``files``: the distinct mapping files (one for ``env``: the configured one); ``workspaces``: every
-    workspace using the connection (none for ``env``); ``built_from``: the registry's record it was opened
-    from and ``write_back`` the hook writing a rotated refresh token back (None for ``env``).
-    ``on_response``: every answer of its client; ``record``: an error-log entry; ``sleep`` / ``governed_sleep``:
-    the process's sleeps, cut short when it stops.
-    """
-
-    def __init__(
-        self,
-        connection_id: str,
-        salesforce_settings: SalesforceSettings,
-        *,
-        files: Sequence[MappingFile],
-        settings: SourceSettings,
-        governor_settings: GovernorSettings,
-        on_response: Callable[[httpx.Request, httpx.Response], None],
-        record: Callable[[ErrorLogEntry], None],
-        sleep: Callable[[float], Awaitable[None]],
-        governed_sleep: Callable[[float], Awaitable[None]],
-        workspaces: Sequence[Workspace] = (),
-        auth: AuthProvider | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-        built_from: Connection | None = None,
-        write_back: RefreshTokenWriteBack | None = None,
-    ) -> None:
-        self.connection_id = connection_id
-        self.files = list(files)
-        self.settings = settings
-        self.plans = {p.sobject: p for p in core.merged_plans(self.files, settings.objects)}
-        self.workspaces = tuple(workspaces)
-        self.built_from = built_from
-        self.write_back = write_back
-        self._record = record
-        self.budget = BudgetTracker()
-        self.governor = Governor.from_settings(
-            self.budget, governor_settings, sleep=governed_sleep, on_pause=self.record
-        )
-        self.client = SalesforceClient(
-            salesforce_settings,
-            auth=auth,
-            transport=_ObservingTransport(transport or httpx.AsyncHTTPTransport(), on_response),
-            budget=self.budget,
-            sleep=sleep,
-            on_refresh_token=write_back,
-        )
-        self.objects: dict[str, ObjectPoller] = {}
-        """The objects taken over, by name."""
-        self.fenced_until: dict[str, float] = {}
-        """Objects another replica took over, and when this one may try them again (``time.monotonic``)."""
-        self.checked = False
-        """Whether the org answered what its mappings select (:meth:`Poller._check`)."""
-        self.check_due = 0.0
-        """When the check may run (after a budget pause)."""
-        self.hold: Hold | None = None
-        """Why and until when the org is not polled (None: it is)."""
-        self.hold_reported = False
-        """Whether the hold's outage outlasted ``retry_timeout_s`` and its ERROR entry was recorded."""
-
-    def __repr__(self) -> str:
-        return f"OrgPoller({self.connection_id!r}, objects={sorted(self.objects)})"
-
-    @property
-    def workspace_id(self) -> str | None:
-        """The workspace its changes name (:func:`~sfsync.sources.ownership.change_workspace`)."""
-        return change_workspace(self.workspaces)
-
-    def key_of(self, sobject: str) -> str:
-        """The checkpoint key of one of its objects (:func:`~sfsync.sources.rules.checkpoint_key`)."""
-        return core.checkpoint_key(self.connection_id, sobject)
-
-    def checks(self, only: str | None = None) -> list[tuple[MappingFile, list[core.ObjectPlan]]]:
-        """Each mapping file with the plans of the objects it polls (``only``: that object's), to check."""
-        out = []
-        for file in self.files:
-            plans = core.plans_from_mappings(file, [only] if only is not None else self.settings.objects)
-            if plans or only is None:
-                out.append((file, plans))
-        return out
-
-    def record(self, entry: ErrorLogEntry) -> None:
-        """Record ``entry`` about this org: once per workspace of the connection (each naming it), with the
-        connection's id in its details; ``env``'s as it comes."""
-        if self.connection_id == ENV_CONNECTION_ID:
-            self._record(entry)
-            return
-        details = {**entry.details, "connection_id": self.connection_id}
-        spaces: list[str | None] = [w.workspace_id for w in self.workspaces] or [None]
-        for index, workspace in enumerate(spaces):
-            entry_id = entry.entry_id if index == 0 else str(uuid.uuid4())
-            self._record(replace(entry, details=details, workspace_id=workspace, entry_id=entry_id))
-
-    def on_daily_limit(self, error: DailyLimitExceeded) -> None:
-        """Salesforce refused a call, the allocation is spent: the governor pauses every call of this org.
-
-        Salesforce sends no Retry-After (the client's default is an hour): pause at most
-        ``pause_s``, then one probe call looks again. The governor records the pause (``on_pause``).
-        """
-        pause_s = self.governor.policy.pause_s
-        if error.retry_after is None or error.retry_after > pause_s:
-            error.retry_after = pause_s
-        self.governor.on_daily_limit(error)
-
-    def due(self) -> dict[str, float]:
-        """Object -> when it is due (a quarantined one: its recheck), or the org's check when not checked."""
-        if not self.checked:
-            return {CHECK: self.check_due}
-        return {
-            name: (o.recheck_at if o.quarantined is not None else o.next_due)
-            for name, o in self.objects.items()
-            if o.active
-        }
-
-    async def aclose(self) -> None:
-        await self.client.aclose()
 
 
 class WorkspaceDirectory(Protocol):
@@ -823,7 +331,6 @@ class Poller:
         self._env_settings = salesforce_settings
         self.orgs: dict[str, OrgPoller] = {}
         """The orgs this replica polls, by connection id."""
-        self._closing: list[OrgPoller] = []
         self._owned: list[Any] = []  # what close() closes besides (a directory, a registry writer)
         self._directory: WorkspaceDirectory | None = None
         self._store = store
@@ -861,8 +368,15 @@ class Poller:
         self._stopping = asyncio.Event()
         self._after_page = after_page
         self._metrics_server: Any = None
-        self._tasks: dict[str, _Flight] = {}  # the polls in flight, by connection id
-        self._last_turn: str | None = None
+        self.turns = Turns(
+            self.orgs,
+            settings=settings,
+            governor_settings=self.gs,
+            metrics=self.metrics,
+            report=self.report,
+            release=self._release,
+            isolated=self.enabled,
+        )
 
     def _open_registry(self, workspaces: WorkspacesSettings, directory: WorkspaceDirectory | None) -> None:
         """The directory, the store of rotated refresh tokens and the mapping library of the registry's orgs."""
@@ -1231,7 +745,7 @@ class Poller:
             self._release(org, name)
         if org.hold is not None:
             self.metrics.orgs_held.labels(cause=org.hold.cause).dec()
-        self._closing.append(org)
+        self.turns.retire(org)
         log.info("stopped polling the org of connection %s: %s", connection_id, why)
 
     def _reconcile(self) -> None:
@@ -1300,7 +814,7 @@ class Poller:
             org = self._build_org(connection_id, members)
         except (ConnectionNotFoundError, SealError, ConfigError, MappingError) as exc:
             cause = HoldCause.MAPPING if isinstance(exc, MappingError) else HoldCause.CREDENTIALS
-            initial, most = self._hold_waits(cause)
+            initial, most = self.turns.hold_waits(cause)
             self._open_holds[connection_id] = hold_after(
                 hold, cause, now, exc.log_code(), initial_s=initial, max_s=most
             )
@@ -1359,249 +873,6 @@ class Poller:
             write_back=write_back,
         )
 
-    async def _close_dropped(self) -> None:
-        """Close the clients of the orgs let go whose poll in flight ended."""
-        flying = [flight.org for flight in self._tasks.values()]
-        for org in [o for o in self._closing if all(o is not f for f in flying)]:
-            self._closing.remove(org)
-            await org.aclose()
-
-    # -- holds ---------------------------------------------------------------------------------
-
-    def _hold_waits(self, cause: HoldCause) -> tuple[float, float]:
-        """(first wait, longest wait) of a hold of ``cause``."""
-        if cause is HoldCause.ORG_DOWN:
-            return self.settings.hold_recheck_s, self.settings.hold_recheck_max_s
-        if cause is HoldCause.MAPPING:
-            recheck = self.settings.quarantine_recheck_s or float("inf")
-            return recheck, recheck
-        return self.gs.auth_pause_s, self.gs.auth_pause_max_s
-
-    def _hold(self, org: OrgPoller, cause: HoldCause, error: SfsyncError) -> None:
-        """The org answered no call, refused the login or the integration, or cannot answer its mappings: it
-        is not polled until the hold ends (the others are). A CONNECTION entry per workspace when the hold
-        starts or changes cause (WARNING for an outage, ERROR for the others), and one ERROR once an
-        outage outlasts ``retry_timeout_s``."""
-        now = time.monotonic()
-        previous = org.hold
-        initial, most = self._hold_waits(cause)
-        org.hold = hold_after(previous, cause, now, error.log_code(), initial_s=initial, max_s=most)
-        if previous is None or previous.cause is not cause:
-            if previous is not None:
-                self.metrics.orgs_held.labels(cause=previous.cause).dec()
-            self.metrics.orgs_held.labels(cause=cause).inc()
-            org.hold_reported = False
-            level = Level.WARNING if cause is HoldCause.ORG_DOWN else Level.ERROR
-        elif cause is HoldCause.ORG_DOWN and not org.hold_reported:
-            if not self.settings.retry_policy().expired(org.hold.since, now):
-                return
-            org.hold_reported = True
-            level = Level.ERROR
-        else:
-            return
-        wait = org.hold.until - now
-        base = entry_for(error)
-        message = (
-            f"the org of connection {org.connection_id} is held ({cause}) for {now - org.hold.since:.0f}s: "
-            f"{base.message}; tried again in {wait:.0f}s, the other orgs are polled as usual"
-        )
-        details = {**base.details, "hold": str(cause), "retry_in_s": f"{wait:.0f}"}
-        org.record(replace(base, category=Category.CONNECTION, level=level, message=message, details=details))
-
-    def _served(self, org: OrgPoller) -> None:
-        """The org answered: a hold of it, if any, is over (one INFO entry)."""
-        if org.hold is None:
-            return
-        hold, org.hold = org.hold, None
-        self.metrics.orgs_held.labels(cause=hold.cause).dec()
-        org.record(
-            ErrorLogEntry(
-                category=Category.CONNECTION,
-                code=ORG_RESTORED,
-                message=f"the org of connection {org.connection_id} answers again after {hold.cause} "
-                f"({time.monotonic() - hold.since:.0f}s): polling resumes from its checkpoints",
-                level=Level.INFO,
-                details={"hold": str(hold.cause)},
-            )
-        )
-
-    # -- one turn's work -----------------------------------------------------------------------
-
-    async def _check(self, org: OrgPoller) -> int:
-        """With the registry: describe what the org's mapping files select (:func:`check_org`, one attempt); a
-        failure holds the org."""
-
-        async def go() -> None:  # a budget pause ends the check: tried again when it ends
-            await org.governor.before_call(wait_max_s=self.settings.poll_interval_s)
-
-        try:
-            for file, plans in org.checks():
-                await check_org(org.client, file, plans, go)
-        except StoppingError:
-            return 0
-        except BudgetPausedError as exc:
-            org.check_due = time.monotonic() + (exc.retry_after or self.settings.poll_interval_s)
-            return 0
-        except DailyLimitExceeded as exc:
-            org.on_daily_limit(exc)
-            org.check_due = time.monotonic() + (org.governor.pause_left_s() or self.settings.poll_interval_s)
-            return 0
-        except MappingError as exc:
-            self._hold(org, HoldCause.MAPPING, exc)
-            return 0
-        except RetriableError as exc:
-            self._hold(org, HoldCause.ORG_DOWN, exc)
-            return 0
-        except FatalError as exc:
-            self._hold(org, _refusal(exc), exc)
-            return 0
-        org.checked = True
-        self._served(org)
-        return 0
-
-    async def _poll(self, org: OrgPoller, poller: ObjectPoller) -> int:
-        isolated = self.enabled
-        try:
-            found = await poller.poll_once()
-            poller.recovered()
-            self._served(org)
-        except StoppingError:
-            return 0
-        except BudgetPausedError as exc:  # the governor holds calls: poll again when it lets them go
-            poller.next_due = time.monotonic() + (exc.retry_after or self.settings.poll_interval_s)
-            return 0
-        except DailyLimitExceeded as exc:  # the governor's pause, not a failure of this object's polls
-            org.on_daily_limit(exc)
-            found = 0
-        except RetriableError as exc:  # retried at the next poll: this loop is the poll's one retry owner
-            if isolated and is_outage(exc):
-                self._hold(org, HoldCause.ORG_DOWN, exc)
-                return 0
-            entry = poller.failed(exc, time.monotonic())
-            if entry is not None:
-                org.record(entry)
-            else:
-                log.warning("%s: poll failed again, retrying at the next poll: %s", poller.checkpoint_key, exc)
-            found = 0
-        except FencedError as exc:
-            log.warning("%s: another replica took it over: %s", poller.checkpoint_key, exc)
-            if org.objects.get(poller.sobject) is poller:
-                self._release(org, poller.sobject)
-                org.fenced_until[poller.sobject] = time.monotonic() + self.settings.session_timeout_ms / 1000
-            return 0
-        except FatalError as exc:
-            if is_drift(exc):  # a field it selects, or the object, is gone: quarantine this object only
-                self._quarantine(org, poller, exc)
-                return 0
-            if isolated:
-                self._hold(org, _refusal(exc), exc)
-                return 0
-            org.record(entry_for(exc, sobject=poller.sobject))
-            raise
-        self.report.polls += 1
-        self.report.changes += found
-        self.report.pages = sum(o.pages for o in self.objects.values())
-        poller.schedule(found > 0, time.monotonic(), not_before_s=org.governor.pause_left_s())
-        return found
-
-    def _quarantine(self, org: OrgPoller, poller: ObjectPoller, error: FatalError) -> None:
-        """Stop polling ``poller``'s object until the org can answer its query again (see the module
-        docstring): one ERROR entry, the gauge at 1, a recheck in ``quarantine_recheck_s``."""
-        entry = entry_for(error, sobject=poller.sobject)
-        fields = named_fields(error)
-        where = ", ".join(f"{poller.sobject}.{f}" for f in fields) or poller.sobject
-        recheck = self.settings.quarantine_recheck_s
-        message = (
-            f"polls of {poller.sobject} are quarantined: {where}: {entry.code} {entry.message}; the other objects "
-            + (f"keep polling; checked again every {recheck:g}s" if recheck > 0 else "keep polling until a restart")
-        )
-        org.record(
-            replace(
-                entry,
-                category=Category.CONNECTION,
-                code=QUARANTINED,
-                message=message,
-                details={**entry.details, "salesforce_code": entry.code},
-            )
-        )
-        poller.quarantined = entry.code
-        poller.recheck_at = time.monotonic() + recheck if recheck > 0 else float("inf")
-        self.metrics.quarantined.labels(sobject=poller.sobject).set(1)
-
-    async def _recheck(self, org: OrgPoller, poller: ObjectPoller) -> int:
-        """Describe a quarantined object again (no cache); lift the quarantine once
-        :func:`~sfsync.sources.rules.org_problems` finds nothing wrong with its query."""
-        poller.recheck_at = time.monotonic() + self.settings.quarantine_recheck_s
-
-        async def go() -> None:  # the other objects' polls are not held longer than a poll interval
-            await org.governor.before_call(wait_max_s=self.settings.poll_interval_s)
-
-        problems: list[str] = []
-        try:
-            for file, plans in org.checks(poller.sobject):
-                describes = await _describes(org.client, file, plans, go, refresh=True)
-                problems += core.org_problems(file, plans, describes)
-        except RetriableError:  # a transient fault, the budget's pause, stopping: looked at again later
-            return 0
-        if problems:
-            return 0
-        poller.quarantined = None
-        poller.next_due = time.monotonic()
-        self.metrics.quarantined.labels(sobject=poller.sobject).set(0)
-        org.record(
-            ErrorLogEntry(
-                category=Category.CONNECTION,
-                code=RESTORED,
-                message=f"the org answers the polls of {poller.sobject} again: polling resumes from its checkpoint",
-                level=Level.INFO,
-                sobject=poller.sobject,
-            )
-        )
-        return 0
-
-    # -- the loop ------------------------------------------------------------------------------
-
-    def _dispatch(self, now: float) -> float:
-        """Start the polls due at ``now`` (:func:`pick_due`: a round robin over the orgs, one poll in flight per
-        org, at most ``concurrent_polls``); returns when something not started is due next."""
-        due = {cid: org.due() for cid, org in self.orgs.items()}
-        held = {cid for cid, org in self.orgs.items() if org.hold is not None and org.hold.until > now}
-        slots = self.settings.concurrent_polls - len(self._tasks)
-        for cid, name in pick_due(due, now, after=self._last_turn, busy=self._tasks, held=held, slots=slots):
-            org = self.orgs[cid]
-            self._last_turn = cid
-            if name == CHECK:
-                work: Awaitable[int] = self._check(org)
-            else:
-                poller = org.objects[name]
-                work = self._recheck(org, poller) if poller.quarantined is not None else self._poll(org, poller)
-            self._tasks[cid] = _Flight(org, asyncio.ensure_future(work))
-        if len(self._tasks) >= self.settings.concurrent_polls:
-            return now + 0.2
-        upcoming = [
-            org.hold.until if cid in held and org.hold is not None else min(due[cid].values(), default=now + 0.2)
-            for cid, org in self.orgs.items()
-            if cid not in self._tasks and (due[cid] or cid in held)
-        ]
-        return min(upcoming, default=now + 0.2)
-
-    def _harvest(self) -> int:
-        """Collect the polls that ended: the changes they found (a fatal error of one is raised here)."""
-        found = 0
-        for cid, flight in [(c, f) for c, f in self._tasks.items() if f.task.done()]:
-            del self._tasks[cid]
-            if not flight.task.cancelled():
-                found += flight.task.result()
-        return found
-
-    async def _settle(self) -> None:
-        """Wait for the polls in flight to end (a stopping poll ends at its next page or call)."""
-        tasks = [flight.task for flight in self._tasks.values()]
-        self._tasks.clear()
-        for outcome in await asyncio.gather(*tasks, return_exceptions=True):
-            if isinstance(outcome, BaseException) and not isinstance(outcome, StoppingError | asyncio.CancelledError):
-                log.warning("a poll in flight ended with %s: %s", type(outcome).__name__, outcome)
-
     async def run(
         self, *, max_polls: int | None = None, idle_exit_s: float | None = None, signals: bool = True
     ) -> PollerReport:
@@ -1627,8 +898,8 @@ class Poller:
                 self.service_group()
                 if self.enabled:
                     self._reconcile()
-                await self._close_dropped()
-                if self._harvest():
+                await self.turns.close_retired()
+                if self.turns.harvest():
                     last_change = time.monotonic()
                 if max_polls is not None and self.report.polls >= max_polls:
                     return self.report
@@ -1637,16 +908,16 @@ class Poller:
                     last_change = now
                 if idle_exit_s is not None and last_change is not None and now - last_change > idle_exit_s:
                     return self.report
-                upcoming = self._dispatch(now)
+                upcoming = self.turns.dispatch(now)
                 wait = min(0.2, max(0.0, upcoming - time.monotonic()))
-                if self._tasks:
-                    flying = {flight.task for flight in self._tasks.values()}
+                flying = self.turns.in_flight
+                if flying:
                     await asyncio.wait(flying, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
                 else:
                     await self.sleep(wait)
             return self.report
         finally:
-            await self._settle()
+            await self.turns.settle()
             if signals:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(sig)
@@ -1654,15 +925,13 @@ class Poller:
     async def close(self) -> None:
         """Leave the group, close producers, the Salesforce clients, the registry's reader and writer and the
         metrics endpoint."""
-        await self._settle()
+        await self.turns.settle()
         for org in list(self.orgs.values()):
             for name in list(org.objects):
                 self._release(org, name)
         with contextlib.suppress(Exception):
             self.consumer.close()
-        for org in [*self.orgs.values(), *self._closing]:
-            await org.aclose()
-        self._closing.clear()
+        await self.turns.close_retired(every=True)
         try:
             self.error_log.flush(10)
         except SfsyncError as exc:
@@ -1676,19 +945,6 @@ class Poller:
         self._owned.clear()
         if self._owned_registry:
             self.registry.close()
-
-
-def _refusal(error: FatalError) -> HoldCause:
-    """Why a fatal answer holds an org: its login refused, or the integration refused."""
-    return HoldCause.CREDENTIALS if isinstance(error, AuthenticationError) else HoldCause.REFUSED
-
-
-@dataclass
-class _Flight:
-    """A poll (or an org's check, or a quarantine's recheck) in flight, and the org it is of."""
-
-    org: OrgPoller
-    task: asyncio.Future[int]
 
 
 def _mapping_choices(workspaces: Sequence[Workspace]) -> list[tuple[str | None, tuple[tuple[str, str], ...]]]:
