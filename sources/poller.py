@@ -99,6 +99,7 @@ import time
 import uuid
 import zlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from functools import partial
 from typing import Any, Protocol, TypeVar
@@ -595,23 +596,17 @@ class Poller:
         for name in [n for n, o in env.objects.items() if o.checkpoint_partition not in partitions]:
             self._release(env, name)
         wanted = [n for n in env.plans if partition_for(n, count) in partitions and n not in env.objects]
-        self._take_over(env, wanted)
+        self._take_over([(env, wanted)])
 
-    def _take_over(self, org: OrgPoller, names: Sequence[str]) -> None:
-        """Open ``names`` of ``org`` (fencing a zombie of each, then its last committed checkpoint); a transient
-        Kafka fault is retried (:meth:`_takeover_failed`)."""
-        if not names:
-            self._takeover_done()
-            return
+    def _take_over(self, wanted: Sequence[tuple[OrgPoller, Sequence[str]]]) -> None:
+        """Open the objects ``wanted`` (each org with names of its objects): fence a zombie of each, then read
+        its last committed checkpoint. A transient Kafka fault is retried (:meth:`_takeover_failed`); what
+        opened before it is kept."""
         count = self.settings.checkpoint_partitions
-        keys = {org.key_of(n): n for n in names}
-        try:
-            opened = self._open_keys({k: partition_for(k, count) for k in keys})
-        except (RetriableError, ServiceUnavailableError) as exc:
-            self._takeover_failed(exc)
-            opened = {}
+        keys = {org.key_of(name): (org, name) for org, names in wanted for name in names}
+        opened, failed = self._open_keys({k: partition_for(k, count) for k in keys})
         for key, (transactions, checkpoint, partition) in opened.items():
-            name = keys[key]
+            org, name = keys[key]
             org.objects[name] = ObjectPoller(
                 org.plans[name],
                 checkpoint,
@@ -629,27 +624,45 @@ class Poller:
             if key not in self.report.objects:
                 self.report.objects.append(key)
             log.info("polling %s (checkpoint partition %d, cursor %s)", key, partition, checkpoint.cursor_ms)
-        if len(opened) == len(keys):
+        if failed is not None:
+            self._takeover_failed(failed)
+        else:
             self._takeover_done()
 
-    def _open_keys(self, partitions: Mapping[str, int]) -> dict[str, tuple[Any, core.Checkpoint, int]]:
-        """Checkpoint key -> its transactional producer, its last checkpoint and its partition: every producer
-        first (each fencing a zombie), then each partition read once. With ``open_object``, one key at a time
-        (what it opened is kept when a later key fails).
-
-        Raises:
-            ServiceUnavailableError / RetriableError: Kafka did not answer (nothing of this call is kept open).
+    def _open_keys(
+        self, partitions: Mapping[str, int]
+    ) -> tuple[dict[str, tuple[Any, core.Checkpoint, int]], SfsyncError | None]:
+        """(checkpoint key -> its transactional producer, its last checkpoint and its partition; the transient
+        Kafka fault that kept others from opening, if any). Every producer first, made side by side (each
+        fencing a zombie: one round trip to the transaction coordinator each), then each partition read once;
+        a fault opens none of them. With ``open_object``, one key at a time, each fault only its key's.
         """
         opened: dict[str, tuple[Any, core.Checkpoint, int]] = {}
+        failed: SfsyncError | None = None
         if self._open is not None:
             for key, partition in partitions.items():
-                transactions, checkpoint = self._open(key, partition)
+                try:
+                    transactions, checkpoint = self._open(key, partition)
+                except (RetriableError, ServiceUnavailableError) as exc:
+                    failed = exc
+                    continue
                 opened[key] = (transactions, checkpoint, partition)
-            return opened
+            return opened, failed
+        if not partitions:
+            return opened, None
         producers: dict[str, Any] = {}
         try:
-            for key in partitions:
-                producers[key] = self._transactions(key)
+            with ThreadPoolExecutor(max_workers=min(16, len(partitions))) as pool:
+                made = {key: pool.submit(self._transactions, key) for key in partitions}
+            errors: list[BaseException] = []
+            for key, future in made.items():
+                error = future.exception()
+                if error is None:
+                    producers[key] = future.result()
+                else:
+                    errors.append(error)
+            if errors:
+                raise errors[0]
             by_partition: dict[int, dict[str, str]] = {}
             for key, partition in partitions.items():
                 by_partition.setdefault(partition, {})[key] = core.sobject_of(key)
@@ -657,11 +670,15 @@ class Poller:
                 found = read_checkpoints(self.kafka, self.checkpoint_topic, partition, wanted)
                 for key, sobject in wanted.items():
                     opened[key] = (producers[key], found[key] or core.Checkpoint(sobject), partition)
+        except (RetriableError, ServiceUnavailableError) as exc:
+            for producer in producers.values():
+                producer.close()
+            return {}, exc
         except BaseException:
             for producer in producers.values():
                 producer.close()
             raise
-        return opened
+        return opened, None
 
     def _transactions(self, key: str) -> Transactions:
         return Transactions(
@@ -760,7 +777,7 @@ class Poller:
         for connection_id in [c for c in self._open_holds if c not in wanted]:
             del self._open_holds[connection_id]
         now = time.monotonic()
-        retrying = self._takeover_failing_since is not None and now < self._takeover_retry_at
+        taking: list[tuple[OrgPoller, Sequence[str]]] = []
         for connection_id, members in wanted.items():
             org = self.orgs.get(connection_id)
             if org is not None and self._changed(org, members):
@@ -774,16 +791,12 @@ class Poller:
                 org.workspaces = members
                 for poller in org.objects.values():
                     poller.workspace_id = org.workspace_id
-            if retrying:
-                continue
-            names = [
-                n
-                for n in org.plans
-                if n not in org.objects and org.fenced_until.get(n, 0.0) <= now and not self._stopping.is_set()
-            ]
-            self._take_over(org, names)
-            if self._takeover_failing_since is not None:
-                retrying = True
+            names = [n for n in org.plans if n not in org.objects and org.fenced_until.get(n, 0.0) <= now]
+            if names:
+                taking.append((org, names))
+        retrying = self._takeover_failing_since is not None and now < self._takeover_retry_at
+        if taking and not retrying and not self._stopping.is_set():
+            self._take_over(taking)
         self.metrics.orgs.set(len(self.orgs))
 
     def _changed(self, org: OrgPoller, members: Sequence[Workspace]) -> bool:
