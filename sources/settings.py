@@ -13,7 +13,9 @@ to 2,000 records, and never more than 1,440 + 144 + 400 = 1,984 (under 2 % of a 
 allocation). The price: after a quiet spell a
 change in Salesforce is read up to ``max_idle_interval_s`` (60 s) late; once changes flow, polls are
 ``poll_interval_s`` (1 s) apart again. ``tests/unit/sources/test_poller_budget.py`` runs an idle
-day on a fake clock and holds the poller to this figure.
+day on a fake clock and holds the poller to this figure. With the workspace registry the figures are per
+org (each org's allocation is its own): one poller replica polling 200 idle orgs spends them 200 times,
+each against its own org's budget.
 """
 
 from __future__ import annotations
