@@ -50,6 +50,7 @@ from sfsync.mapping import (
     run_cel,
     validate_reads,
 )
+from sfsync.workspaces.records import ENV_CONNECTION_ID
 
 ChangeType = Literal["CREATE", "UPDATE", "DELETE", "UNDELETE"]
 
@@ -182,6 +183,24 @@ def plans_from_mappings(mappings: MappingFile, only: Iterable[str] | None = None
     ]
 
 
+def merged_plans(files: Iterable[MappingFile], only: Iterable[str] | None = None) -> list[ObjectPlan]:
+    """One plan per object that any of ``files`` reads back (:func:`plans_from_mappings` of each): what
+    every one selects, and every mapping of every file (a row passes when any lets it in). The plans of
+    one org whose workspaces run different mapping files; one file gives its own plans."""
+    wanted = list(only) if only is not None else None
+    by_object: dict[str, tuple[str, dict[str, str], list[SyncMapping]]] = {}
+    for file in files:
+        for plan in plans_from_mappings(file, wanted):
+            _, fields, owners = by_object.setdefault(plan.sobject.lower(), (plan.sobject, {}, []))
+            for name in plan.fields:
+                fields.setdefault(name.lower(), name)
+            owners.extend(plan.mappings)
+    return [
+        ObjectPlan(name, tuple(fields.values()), tuple(owners))
+        for name, fields, owners in (by_object[k] for k in sorted(by_object))
+    ]
+
+
 def mapping_reads(mapping: SyncMapping) -> list[str]:
     """The Salesforce fields and relationship paths one mapping makes the poller select on its target."""
     names = mapping.inbound_read_fields()
@@ -295,30 +314,34 @@ class Checkpoint:
             tracking_overflow=bool(raw.get("tracking_overflow", False)),
         )
 
-    def records(self, before: set[str]) -> list[tuple[str, bytes]]:
+    def records(self, before: set[str], key: str | None = None) -> list[tuple[str, bytes]]:
         """``(key, value)`` records of this checkpoint for the checkpoint topic: the ``known`` buckets
-        that differ from ``before`` (the ids last committed), then the main record (key: the object).
-        ``known`` lives in :data:`KNOWN_BUCKETS` records so a page rewrites only the buckets it touched."""
+        that differ from ``before`` (the ids last committed), then the main record (key: ``key``, by
+        default the object; :func:`checkpoint_key` gives a connection's). ``known`` lives in
+        :data:`KNOWN_BUCKETS` records so a page rewrites only the buckets it touched."""
+        main_key = key if key is not None else self.sobject
         touched = sorted({known_bucket(i) for i in before ^ self.known})
         by_bucket: dict[int, list[str]] = {b: [] for b in touched}
         for record_id in self.known:
             bucket = known_bucket(record_id)
             if bucket in by_bucket:
                 by_bucket[bucket].append(record_id)
-        out = [(known_key(self.sobject, b), orjson.dumps(sorted(by_bucket[b]))) for b in touched]
-        out.append((self.sobject, self.to_bytes()))
+        out = [(known_key(main_key, b), orjson.dumps(sorted(by_bucket[b]))) for b in touched]
+        out.append((main_key, self.to_bytes()))
         return out
 
     @classmethod
-    def from_records(cls, sobject: str, values: Mapping[str, bytes]) -> Checkpoint | None:
-        """The checkpoint of ``sobject`` from the latest value of each key (None: never committed)."""
-        main = values.get(sobject)
+    def from_records(cls, sobject: str, values: Mapping[str, bytes], key: str | None = None) -> Checkpoint | None:
+        """The checkpoint of ``sobject`` whose main record is keyed ``key`` (default: the object) from the
+        latest value of each key (None: never committed)."""
+        main_key = key if key is not None else sobject
+        main = values.get(main_key)
         if main is None:
             return None
         checkpoint = cls.from_bytes(main)
-        prefix = known_key(sobject, 0)[:-2]
-        for key, value in values.items():
-            if key.startswith(prefix):
+        prefix = known_prefix(main_key)
+        for name, value in values.items():
+            if name.startswith(prefix):
                 checkpoint.known.update(str(i) for i in orjson.loads(value))
         return checkpoint
 
@@ -343,9 +366,27 @@ def known_bucket(record_id: str) -> int:
     return zlib.crc32(record_id.encode()) % KNOWN_BUCKETS
 
 
-def known_key(sobject: str, bucket: int) -> str:
-    """The checkpoint-topic key of one bucket of an object's known ids."""
-    return f"{sobject}#known/{bucket:02d}"
+def known_key(key: str, bucket: int) -> str:
+    """The checkpoint-topic key of one bucket of the known ids of the checkpoint keyed ``key``."""
+    return f"{known_prefix(key)}{bucket:02d}"
+
+
+def known_prefix(key: str) -> str:
+    """What the keys of the known-id buckets of the checkpoint keyed ``key`` start with."""
+    return f"{key}#known/"
+
+
+def sobject_of(key: str) -> str:
+    """The object of a checkpoint key (:func:`checkpoint_key`)."""
+    return key.rpartition(":")[2]
+
+
+def checkpoint_key(connection_id: str, sobject: str) -> str:
+    """The checkpoint-topic key of one org's object: ``<connection_id>:<sobject>``; the environment's
+    connection (``env``) keeps the key of a single-org poller, the object alone, so its checkpoints
+    carry over. Neither part can hold ``:`` (connection ids and API names refuse it), so no two pairs
+    share a key."""
+    return sobject if connection_id == ENV_CONNECTION_ID else f"{connection_id}:{sobject}"
 
 
 @dataclass(frozen=True)
