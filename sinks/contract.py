@@ -211,3 +211,8 @@ class Settling(Protocol):
     async def settle(self, writes: Sequence[IncomingWrite]) -> BatchOutcome:
         """What became of ``writes`` (the carried ones) once every write on its way is done; starts nothing."""
         ...
+
+    async def quiesce(self) -> None:
+        """Return once no write is on its way: nothing this sink sent can reach Salesforce afterwards. Starts
+        nothing and takes in nothing (a later ``put`` or ``settle`` says what the batches did)."""
+        ...

@@ -27,7 +27,9 @@ still be on their way when ``put`` returns (:class:`~sfsync.sinks.contract.Settl
 before the loop ends: what is done then is delivered and committed.
 
 SIGTERM/SIGINT finish the batch in hand, commit and close. On a rebalance the revoked partitions'
-records (in hand or carried) are dropped without committing: their new owner replays them.
+records (in hand or carried) are dropped without committing: their new owner replays them. Before that,
+the revocation waits until no write of a :class:`~sfsync.sinks.contract.Settling` sink is on its way, so
+nothing this worker sent reaches Salesforce after the new owner started replaying.
 A fatal error stops the loop without committing; the process exits and is restarted (by then a
 human fixed the mapping, the permissions or the credentials).
 
@@ -57,6 +59,7 @@ import contextlib
 import datetime as dt
 import logging
 import signal
+import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
@@ -297,6 +300,8 @@ class SinkWorker:
         self._consumed: dict[tuple[str, int], int] = {}  # per partition: the offset after the last write read
         self._held: set[tuple[str, int]] = set()  # partitions this loop paused for the budget
         self._capped: set[tuple[str, int]] = set()  # partitions this loop paused: too many writes carried
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop running :meth:`run`, and its thread
+        self._loop_thread = 0
         self._kafka_failing_since: dict[str, float] = {}  # per Kafka call: the first failure of its streak
         self._commit_owed = False  # a commit failed: the offsets read are not all committed
         self.batches = 0
@@ -363,6 +368,9 @@ class SinkWorker:
             self._revoked.discard((tp.topic, tp.partition))
 
     def _on_revoke(self, consumer: Any, partitions: Sequence[Any]) -> None:
+        """The partitions go to another worker: first wait until none of this worker's writes is on its way
+        (:meth:`_quiesce`), then forget them (their carried writes dropped uncommitted: the new owner replays)."""
+        self._quiesce()
         for tp in partitions:
             key = (tp.topic, tp.partition)
             self._revoked.add(key)
@@ -372,8 +380,23 @@ class SinkWorker:
             self._capped.discard(key)
         self._carry = [w for w in self._carry if (w.topic, w.partition) not in self._revoked]
 
+    def _quiesce(self) -> None:
+        """Wait (in the consumer's thread, inside ``consume``) until a :class:`Settling` sink has no write on
+        its way. A batch still on its way when the revocation returned could reach Salesforce after the new
+        owner replayed the same records' later writes (a registration's create landing after the replayed
+        cancellation's delete). Not on the event loop's thread (``close`` at the end: :meth:`_settle` waited)."""
+        loop = self._loop
+        if loop is None or not isinstance(self.sink, Settling) or threading.get_ident() == self._loop_thread:
+            return
+        started = self._clock()
+        asyncio.run_coroutine_threadsafe(self.sink.quiesce(), loop).result()
+        waited = self._clock() - started
+        if waited >= 0.001:
+            log.info("partitions revoked: waited %.1fs for the writes on their way before giving them up", waited)
+
     async def run(self, *, max_batches: int | None = None) -> None:
         """Consume and sync until :attr:`stopping` is set (or ``max_batches`` batches ran)."""
+        self._loop, self._loop_thread = asyncio.get_running_loop(), threading.get_ident()
         self.consumer.subscribe([self.writes_topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
         try:
             while not self.stopping.is_set() and (max_batches is None or self.batches < max_batches):

@@ -126,6 +126,9 @@ class _RunnerSink:
     async def settle(self, writes: Sequence[IncomingWrite]) -> BatchOutcome:
         return await self._observed(writes, self.router.settle)
 
+    async def quiesce(self) -> None:
+        await self.router.quiesce()
+
     async def _observed(
         self, writes: Sequence[IncomingWrite], step: Callable[[Sequence[IncomingWrite]], Awaitable[BatchOutcome]]
     ) -> BatchOutcome:

@@ -218,6 +218,12 @@ class ConnectionRouter:
         self._harvest(outcome, finished)
         return self._finish(writes, outcome, finished)
 
+    async def quiesce(self) -> None:
+        """Wait for every batch on its way (starting none, taking in none: the next ``put`` does)."""
+        tasks = [s.task for s in self._slots.values() if s.task is not None]
+        if tasks:
+            await asyncio.wait(tasks)
+
     async def aclose(self) -> None:
         """Cancel the batches on their way (nothing of them is committed: they replay) and close every client."""
         for slot in self._slots.values():

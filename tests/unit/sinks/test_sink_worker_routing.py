@@ -157,3 +157,36 @@ async def test_a_stopping_worker_waits_for_the_batches_on_their_way_and_commits_
     assert b.emails() == ["member0@example.org", "member1@example.org"]
     assert consumer.commits == {0: 2} and len(worker.producer.keys()) == 2
     assert not rig.router.busy()
+
+
+async def test_a_revocation_waits_for_the_batches_on_their_way_so_none_lands_after_the_new_owner_replays(
+    rig: RoutedRig,
+) -> None:
+    b = rig.orgs["org-b"]
+    b.emulator.faults = Faults.parse("latency=300ms")  # a batch (login, query, create) outlasts the router's wait
+    writes = [in_workspace(member(i), "ws-b") for i in range(2)]
+    consumer = FakeConsumer([message(w, 0, n) for n, w in enumerate(writes)], assigned=at(0), on_idle=idle_a_moment)
+    worker = worker_over(rig, consumer, writes)
+    seen_at_revocation: list[list[str]] = []
+    revoke = worker._on_revoke
+
+    def on_revoke(consumer: Any, partitions: Any) -> None:
+        revoke(consumer, partitions)
+        seen_at_revocation.append(b.emails())  # what the org holds when the partition is handed over
+
+    consumer.subscribe = lambda topics, **callbacks: FakeConsumer.subscribe(  # type: ignore[method-assign]
+        consumer, topics, **{**callbacks, "on_revoke": on_revoke}
+    )
+
+    revoking: list[bool] = []
+
+    def revoke_once_on_their_way() -> bool:
+        if rig.router.busy() and not revoking:
+            revoking.append(True)
+            consumer.rebalance(revoke=at(0))
+        return bool(seen_at_revocation)
+
+    await run_until(worker, revoke_once_on_their_way)
+
+    assert seen_at_revocation == [["member0@example.org", "member1@example.org"]]  # landed before, not after
+    assert consumer.commits.get(0, 0) == 0  # revoked: nothing committed, the new owner replays both
