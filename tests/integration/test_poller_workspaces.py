@@ -21,7 +21,7 @@ import pytest
 from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client import CollectorRegistry
 
-from sfsync.emulator.server import RunningOrg, RunningOrgs, serve_orgs_in_thread
+from sfsync.emulator.server import RunningOrg, RunningOrgs, free_port, serve_orgs_in_thread
 from sfsync.mapping import load_mappings
 from sfsync.salesforce.governor import GovernorSettings
 from sfsync.serde.registry import SchemaRegistry
@@ -32,10 +32,11 @@ from sfsync.workspaces import ConnectionFlow, Directory, RegistryWriter, Workspa
 from tests.integration.helpers import make_topics, wait_until
 from tests.integration.polling import MAPPING, Changes, source_settings
 from tests.integration.processes import Spawned, pipeline_env
+from tests.integration.secrets_audit import SecretsAudit
 from tests.kit import write_mappings
 from tests.kit.workspaces import connection, key_item, keys, workspace
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("secrets_audit")]
 
 
 @pytest.fixture
@@ -73,7 +74,7 @@ def by_workspace(records: list[dict[str, Any]]) -> dict[str | None, list[str]]:
 
 @pytest.mark.parametrize("orgs", [3], indirect=True)
 async def test_one_poller_reads_three_orgs_each_change_naming_its_workspace(
-    services: Any, prefix: str, registry: SchemaRegistry, orgs: RunningOrgs, tmp_path: Path
+    services: Any, prefix: str, registry: SchemaRegistry, orgs: RunningOrgs, tmp_path: Path, secrets_audit: SecretsAudit
 ) -> None:
     make_topics(services, prefix)
     kafka = {"bootstrap.servers": services.bootstrap}
@@ -92,13 +93,15 @@ async def test_one_poller_reads_three_orgs_each_change_naming_its_workspace(
         enabled=True,
         required=True,
     )
+    metrics = CollectorRegistry()
+    secrets_audit.metrics("the poller", metrics)
     with Directory.open(kafka, registry, prefix=prefix, keys=keys("k1")) as directory:
         poller = Poller(
             source_settings(services, prefix),
             None,  # no environment's org: every workspace is in the registry
             governor_settings=GovernorSettings(),
             mappings=load_mappings(write_mappings(tmp_path, MAPPING)),
-            metrics=SourceMetrics(CollectorRegistry()),
+            metrics=SourceMetrics(metrics),
             registry=registry,
             workspaces=settings,
             directory=directory,
@@ -210,8 +213,17 @@ async def test_two_replicas_share_six_orgs_and_the_survivor_takes_over_a_killed_
         SFSYNC_SOURCE_TRANSACTION_TIMEOUT_S="10",
     )
     changes = Changes(services, registry, prefix)
-    first = Spawned("sfsync.cli.main", "poller", env=env, log=tmp_path / "first.log")
-    second = Spawned("sfsync.cli.main", "poller", env=env, log=tmp_path / "second.log")
+    ports = free_port(), free_port()
+    first, second = (
+        Spawned(
+            "sfsync.cli.main",
+            "poller",
+            env={**env, "SFSYNC_SOURCE_METRICS_PORT": str(port)},
+            log=tmp_path / f"{name}.log",
+            metrics_port=port,
+        )
+        for name, port in zip(("first", "second"), ports, strict=True)
+    )
     writing = True
 
     async def keep_writing() -> None:  # sales reps keep adding Contacts in every org meanwhile

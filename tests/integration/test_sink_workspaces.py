@@ -29,10 +29,13 @@ from sfsync.sinks.router import CONNECTION_RESTORED
 from sfsync.sinks.routing import HoldCause
 from sfsync.workspaces import ConnectionFlow, Directory, RegistryWriter, WorkspacesSettings
 from tests.integration.helpers import caught_up, group_offsets, make_topics, wait_until
+from tests.integration.secrets_audit import SecretsAudit
 from tests.integration.sink_runner import produce_writes, sink_settings
 from tests.kit.routing import in_workspace
 from tests.kit.sink import fv, member, write
 from tests.kit.workspaces import connection, keys, workspace
+
+pytestmark = pytest.mark.usefixtures("secrets_audit")
 
 SPACES = {"ws-a": 0, "ws-b": 1, "ws-c": 2}
 """Each workspace and the index of its org."""
@@ -114,7 +117,7 @@ def runner_of(
 
 
 async def test_three_workspaces_reach_only_their_own_orgs_and_one_org_down_holds_only_its_own_writes(
-    services: Any, prefix: str, registry: SchemaRegistry, orgs: RunningOrgs
+    services: Any, prefix: str, registry: SchemaRegistry, orgs: RunningOrgs, secrets_audit: SecretsAudit
 ) -> None:
     make_topics(services, prefix)
     writer, secrets = register(services, prefix, registry, orgs)
@@ -131,6 +134,7 @@ async def test_three_workspaces_reach_only_their_own_orgs_and_one_org_down_holds
 
     with Directory.open(kafka, registry, prefix=prefix, keys=keys("k1")) as directory:
         runner = runner_of(services, prefix, group, registry, directory, writer)
+        secrets_audit.metrics("the sink", runner.metrics.registry)
         task = asyncio.create_task(runner.run(signals=False))
         try:
             await wait_until(lambda: runner.results >= 30 and runner.parked >= 1, 60, "the first writes written")

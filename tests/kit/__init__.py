@@ -28,6 +28,8 @@ some of their names are short, the way the tests that use them write them):
   with, per OAuth flow, and a transport trusting the org's certificate.
 - ``tests.kit.routing``: the sink's connection router over several emulated orgs in process and the
   workspace registry in memory (``RoutedRig``), writes moved to another workspace (``in_workspace``).
+- ``tests.kit.leaks``: known secrets looked for in texts (``Secrets``), what the integration suite's secrets
+  audit finds with.
 """
 
 from __future__ import annotations
