@@ -33,6 +33,7 @@ from sfsync.mapping import MappingFile
 from sfsync.ops.errorlog import ErrorLogEntry
 from sfsync.salesforce import BudgetTracker, DailyLimitExceeded, SalesforceClient, SalesforceSettings
 from sfsync.salesforce.auth import AuthProvider
+from sfsync.salesforce.client import new_transport
 from sfsync.salesforce.errors import parse_error_body
 from sfsync.salesforce.governor import Governor, GovernorSettings
 from sfsync.salesforce.limits import ApiBudget
@@ -129,7 +130,7 @@ class ConnectionSink:
         self.client = SalesforceClient(
             settings,
             auth=auth,
-            transport=ObservingTransport(transport or httpx.AsyncHTTPTransport(), self.on_response),
+            transport=ObservingTransport(transport or new_transport(), self.on_response),
             budget=BudgetTracker(),
             sleep=hooks.sleep,
             on_refresh_token=write_back,

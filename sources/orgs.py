@@ -34,6 +34,7 @@ from sfsync.mapping import MappingError, MappingFile
 from sfsync.ops.errorlog import ErrorLogEntry, entry_for
 from sfsync.salesforce import BudgetTracker, DailyLimitExceeded, SalesforceClient, SalesforceSettings
 from sfsync.salesforce.auth import AuthProvider
+from sfsync.salesforce.client import new_transport
 from sfsync.salesforce.drift import is_drift, named_fields
 from sfsync.salesforce.errors import NO_RESPONSE, AuthenticationError, SalesforceError
 from sfsync.salesforce.governor import BudgetPausedError, Governor, GovernorSettings
@@ -138,7 +139,7 @@ class OrgPoller:
         self.client = SalesforceClient(
             salesforce_settings,
             auth=auth,
-            transport=ObservingTransport(transport or httpx.AsyncHTTPTransport(), on_response),
+            transport=ObservingTransport(transport or new_transport(), on_response),
             budget=self.budget,
             sleep=sleep,
             on_refresh_token=write_back,

@@ -11,7 +11,8 @@ Exported here:
   take away and bring back (``RegistryStandIn``);
 - ``mappings``: mapping files built in tests, and the ones several suites share;
 - ``salesforce``: the recorded Salesforce responses of ``tests/fixtures/salesforce``, and a fake OAuth token
-  endpoint answering with them (``TokenEndpoint``, ``signed_success``); ``org_faults``:
+  endpoint answering with them (``TokenEndpoint``, ``signed_success``), and how many TLS contexts the process
+  holds (``tls_contexts``); ``org_faults``:
   faults around an org transport the emulator cannot inject itself (``FaultyOrg``).
 
 Imported from their own modules (they load large parts of sfsync, which the modules above do not, and
@@ -66,6 +67,7 @@ from tests.kit.salesforce import (
     recorded_json,
     recorded_text,
     signed_success,
+    tls_contexts,
 )
 
 __all__ = [
@@ -100,5 +102,6 @@ __all__ = [
     "recorded_json",
     "recorded_text",
     "signed_success",
+    "tls_contexts",
     "write_mappings",
 ]

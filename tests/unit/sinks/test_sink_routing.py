@@ -13,11 +13,14 @@ from collections.abc import AsyncIterator
 import pytest
 
 from sfsync.errors import Category, Level
+from sfsync.salesforce import SalesforceSettings
+from sfsync.sinks.connections import ConnectionSink
 from sfsync.sinks.contract import IncomingWrite
 from sfsync.sinks.router import CONNECTION_RESTORED, WORKSPACE_HELD, WORKSPACE_RESUMED
 from sfsync.sinks.routing import HoldCause
 from sfsync.workspaces import WorkspaceState
 from sfsync.workspaces.routing import UnknownWorkspaceError
+from tests.kit import tls_contexts
 from tests.kit.routing import RoutedRig, in_workspace
 from tests.kit.sink import member
 
@@ -236,3 +239,16 @@ async def test_a_connection_removed_from_the_registry_is_closed_and_its_writes_w
     assert a.emails() == emails(1) and len(outcome.pending) == 1
     assert rig.router.held()[HoldCause.CREDENTIALS] == 1
     assert {(e.code, e.workspace_id) for e in rig.entries} == {("CONNECTION_NOT_FOUND", "ws-a")}
+
+
+async def test_the_sinks_of_many_connections_share_one_tls_context(rig: RoutedRig) -> None:
+    before = tls_contexts()
+    org = SalesforceSettings.model_validate(
+        {"auth_flow": "access_token", "access_token": "00Dx!t", "instance_url": "https://org.example.test"}
+    )
+    sinks = [ConnectionSink(f"org-{i}", org, rig.catalog.inner.hooks) for i in range(10)]  # their own transports
+    try:
+        assert tls_contexts() - before <= 1  # not one CA bundle per org (200 orgs: 160 MB and 7 s)
+    finally:
+        for sink in sinks:
+            await sink.aclose()

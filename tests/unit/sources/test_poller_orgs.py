@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from sfsync.errors import Category, Level
 from sfsync.ops.errorlog import ErrorLogEntry
+from sfsync.salesforce import SalesforceSettings
 from sfsync.salesforce.governor import GovernorSettings
 from sfsync.sources import rules as core
 from sfsync.sources.metrics import SourceMetrics
@@ -22,7 +23,8 @@ from sfsync.sources.poller import partition_for
 from sfsync.sources.schedule import HoldCause, pick_due
 from sfsync.sources.settings import SourceSettings
 from sfsync.workspaces import WorkspaceState
-from tests.kit import EpochClock
+from tests.kit import EpochClock, tls_contexts
+from tests.kit.mappings import mappings_from, members_yaml
 from tests.kit.polling import CommittedPages, PolledOrg, polled_org, rid
 from tests.kit.workspaces import workspace
 
@@ -166,6 +168,35 @@ async def test_an_org_whose_login_is_refused_is_held_on_the_auth_backoff_the_oth
     assert max(gaps(busy.queries)) <= 1.0 + 0.06
     (entry,) = entries  # one ERROR when the hold began: a human must reconnect the org
     assert entry.level is Level.ERROR and entry.code == "AUTH_FAILED" and entry.details["hold"] == "credentials"
+
+
+# ---------------------------------------------------------------------- many orgs' clients
+async def test_the_clients_of_many_orgs_share_one_tls_context() -> None:
+    async def no_sleep(seconds: float) -> None:
+        return None
+
+    before = tls_contexts()
+    orgs = [
+        OrgPoller(
+            f"org-{i}",
+            SalesforceSettings.model_validate(
+                {"auth_flow": "access_token", "access_token": "00Dx!t", "instance_url": "https://org.example.test"}
+            ),
+            files=[mappings_from(members_yaml("{sf: FirstName, from: member.first_name, direction: both}"))],
+            settings=SETTINGS,
+            governor_settings=GovernorSettings(),
+            on_response=lambda request, response: None,
+            record=lambda entry: None,
+            sleep=no_sleep,
+            governed_sleep=no_sleep,
+        )  # each with its own transport
+        for i in range(10)
+    ]
+    try:
+        assert tls_contexts() - before <= 1  # not one CA bundle per org (200 orgs: 160 MB and 7 s)
+    finally:
+        for org in orgs:
+            await org.client.aclose()
 
 
 # ---------------------------------------------------------------------- checkpoints per connection
