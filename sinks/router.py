@@ -15,11 +15,15 @@ that cannot take its writes waits while the others go on (docs/decisions/0009-wo
    backoff is left pending by it without keeping the others out (a batch capped at a count would
    take the oldest, mostly waiting writes again and again: in a full chaos run that held the sink
    at ~70 writes/s);
-3. waits for the batches on their way, at most ``batch_max_age_s`` (not for a held connection's
-   re-check), and returns what the done ones did: their results and parked writes; every other write
+3. waits for the batches on their way (not for a held connection's re-check) until one of them is
+   done with something to deliver (results or parked writes), every one is done, or ``batch_max_age_s``
+   passed, and returns what the done ones did: their results and parked writes; every other write
    is pending (on its way, held, waiting for its connection's next batch, or pending in its sink), so
    the loop commits nothing at or past it. A batch still on its way is picked up by a later ``put``:
-   a slow or failing org never holds the others' writes up for longer than that wait.
+   a slow or failing org's batch (one sent to an org that just went down retries for up to
+   ``retry_wait_max_s`` before its connection is held) delays neither the delivery of another
+   connection's batch nor, so, that connection's next batch. A batch done with nothing to deliver (a
+   failing org's) does not end the wait: the loop would take such a ``put`` for one that moved nothing.
 
 A connection is held (:class:`~sfsync.sinks.routing.Hold`; ``sfsync_sink_connections_held{cause}``) when
 its batch ended with its org answering no call (``org_down``: tried again after
@@ -204,9 +208,23 @@ class ConnectionRouter:
             s.task for s in self._slots.values() if s.task is not None and s.hold is None and s.task not in waited
         ]
         if waited:
-            await asyncio.wait(waited, timeout=self.settings.batch_max_age_s)
+            await self._wait(waited)
         self._harvest(outcome, finished)
         return self._finish(writes, outcome, finished)
+
+    async def _wait(self, tasks: Sequence[asyncio.Task[BatchOutcome]]) -> None:
+        """Wait until one of ``tasks`` is done with something to deliver (results or parked writes), every one
+        is done, or ``batch_max_age_s`` passed (step 3 of the module doc)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.batch_max_age_s
+        out: set[asyncio.Task[BatchOutcome]] = set(tasks)
+        while out:
+            left = deadline - loop.time()
+            if left <= 0:
+                return
+            done, out = await asyncio.wait(out, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+            if any(_delivered(task) for task in done):
+                return
 
     async def settle(self, writes: Sequence[IncomingWrite]) -> BatchOutcome:
         """Wait for every batch on its way (starting none); what they did, ``writes`` not done pending."""
@@ -489,6 +507,14 @@ class ConnectionRouter:
         outcome.pending = [w for w in writes if _coordinates(w) not in finished]
         outcome.committed = committed_offsets(writes, outcome.pending)
         return outcome
+
+
+def _delivered(task: asyncio.Task[BatchOutcome]) -> bool:
+    """Whether a done batch has results or parked writes for the loop to deliver (not one that raised)."""
+    if task.cancelled() or task.exception() is not None:
+        return False
+    done = task.result()
+    return bool(done.results or done.parked)
 
 
 def _with(entry: ErrorLogEntry, connection_id: str, message: str) -> ErrorLogEntry:

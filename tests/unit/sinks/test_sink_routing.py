@@ -8,6 +8,7 @@ directory over the kit's in-memory topics (:mod:`tests.kit.routing`).
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -93,8 +94,8 @@ async def test_an_org_that_is_down_holds_its_writes_while_the_other_orgs_writes_
     writes = rig.incoming(*members("ws-b", 1, 2), *members("ws-a", 3, 4))
 
     outcome = await rig.router.put(writes)
-    for _ in range(20):  # the loop carries B's writes from batch to batch
-        if not [w for w in outcome.pending if w.write["workspace_id"] == "ws-a"]:
+    for _ in range(20):  # the loop carries B's writes from batch to batch (until B's first batch is back)
+        if not [w for w in outcome.pending if w.write["workspace_id"] == "ws-a"] and not rig.router.busy():
             break
         outcome = await rig.router.put(outcome.pending)
 
@@ -113,6 +114,29 @@ async def test_an_org_that_is_down_holds_its_writes_while_the_other_orgs_writes_
     assert rig.router.held()[HoldCause.ORG_DOWN] == 0
     (back,) = [e for e in rig.entries if e.code == CONNECTION_RESTORED]
     assert back.level is Level.INFO and back.workspace_id == "ws-b"
+
+
+async def test_a_batch_still_retrying_an_org_that_just_went_down_does_not_hold_up_another_orgs_delivery() -> None:
+    # B's batch retries its 503s for over a second before its connection is held; the batch age is 1 s
+    slow = RoutedRig(batch_max_age_s=1.0, retry_wait_initial_s=0.4, retry_wait_max_s=2.0)
+    try:
+        a, b = slow.add_org("org-a"), slow.add_org("org-b")
+        slow.add_workspace("ws-a", "org-a")
+        slow.add_workspace("ws-b", "org-b")
+        b.down()
+        carried: list[IncomingWrite] = []
+        for first in (1, 3):  # B's batch is sent with the first put, and still on its way in the second
+            fresh = slow.incoming(*members("ws-b", first + 10), *members("ws-a", first, first + 1))
+            started = time.monotonic()
+            outcome = await slow.router.put([*carried, *fresh])
+            took = time.monotonic() - started
+            assert sorted(r["workspace_id"] for r in outcome.results) == ["ws-a", "ws-a"]  # A's, delivered...
+            assert took < 0.5 and slow.router.busy(), took  # ...at once, not after B's batch or the batch age
+            carried = outcome.pending
+        assert a.emails() == emails(1, 2, 3, 4) and b.emails() == []
+        assert keys_of(carried) == [m["key"] for m in members("ws-b", 11, 13)]  # B's wait, uncommitted
+    finally:
+        await slow.close()
 
 
 async def test_refused_credentials_hold_that_connection_with_an_entry_until_it_is_reconnected(
