@@ -22,7 +22,7 @@ from sfsync.kafka.errors import ProducerFencedError
 from sfsync.mapping import MappingError, MappingFile, gather_describes, validate_mappings
 from sfsync.ops.errorlog import ErrorLogEntry, entry_for
 from sfsync.retry import RetryPolicy
-from sfsync.salesforce import DailyLimitExceeded, SalesforceClient
+from sfsync.salesforce import DailyLimitExceeded, SalesforceClient, ServerTime
 from sfsync.salesforce.drift import is_drift
 from sfsync.salesforce.errors import SalesforceFatalError
 from sfsync.salesforce.governor import Governor
@@ -313,10 +313,12 @@ class ObjectPoller:
         await self._call()
         polled_ms = self._now_ms()
         batch = self.settings.query_batch_size
+        answered: list[ServerTime] = []
         rows = cast(
             "AsyncGenerator[dict[str, Any], None]",
-            self.client.query(soql, batch_size=batch, include_deleted=True),
+            self.client.query(soql, batch_size=batch, include_deleted=True, on_first_response=answered.append),
         )
+        read_all = True
         async with contextlib.aclosing(rows):
             async for row in rows:
                 page.append(row)
@@ -325,12 +327,15 @@ class ObjectPoller:
                     produced += self._apply(page, polled_ms)
                     page = []
                     if not self.between_pages():
+                        read_all = False
                         break
                 if rows_read % batch == 0:  # the next row comes with another query page: an API call
                     await self._call()
                     polled_ms = self._now_ms()
-        if page and self.active:
-            produced += self._apply(page, polled_ms)
+        if self.active:
+            produced += self._apply(
+                page, polled_ms, covered=answered[0] if read_all and answered else None, rows_read=rows_read
+            )
         if self.active:
             produced += await self._delete_log()
         if self.active:
@@ -343,13 +348,23 @@ class ObjectPoller:
             )
         return produced
 
-    def _apply(self, rows: list[dict[str, Any]], polled_ms: int) -> int:
-        result = core.apply_page(self.plan, self.checkpoint, rows, self.limits, polled_ms)
-        before, after = self.checkpoint, result.checkpoint
-        if result.changes or after.to_bytes() != before.to_bytes() or after.known != before.known:
-            self._commit(result.changes, result.checkpoint)
+    def _apply(
+        self, rows: list[dict[str, Any]], polled_ms: int, *, covered: ServerTime | None = None, rows_read: int = 0
+    ) -> int:
+        """Commit the changes of ``rows`` with the checkpoint (nothing when neither changes); ``covered``:
+        the poll read every page, and its query's first response answered then
+        (:func:`~sfsync.sources.rules.cover_window`)."""
+        result = core.apply_page(self.plan, self.checkpoint, rows, self.limits, polled_ms) if rows else None
+        before = self.checkpoint
+        after = result.checkpoint if result is not None else before
+        if covered is not None and covered.date is not None:
+            started_ms = core.query_started_ms(covered.date, covered.round_trip)
+            after = core.cover_window(after, started_ms, rows_read, self.limits)
+        changes = result.changes if result is not None else []
+        if changes or after.to_bytes() != before.to_bytes() or after.known != before.known:
+            self._commit(changes, after)
             self.pages += 1
-        return len(result.changes)
+        return len(changes)
 
     async def _delete_log(self) -> int:
         interval = self.settings.delete_log_interval_s

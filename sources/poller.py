@@ -37,7 +37,10 @@ A thin loop around :mod:`sfsync.sources.rules`, :mod:`sfsync.sources.schedule` a
   is the whole poller).
 - **Atomic checkpoints.** Every page of rows is one Kafka transaction: its change records and the
   object's new checkpoint are committed together, so a crash anywhere neither skips a change nor
-  re-emits one (the checkpoint's de-duplication set covers the re-read lookback window).
+  re-emits one (the checkpoint's de-duplication set covers the re-read lookback window). The window
+  starts at ``max(cursor, covered) - lookback_s``, ``covered`` being the org's ``Date`` when the last
+  poll that read all its pages ran its query (:mod:`sfsync.sources.rules`, "Covered time"): an object
+  gone quiet after a burst costs one query call per poll, not one per 2,000 rows of the burst.
 - **The mappings first.** The mapping file is checked against the rules that need no org when the
   poller is built; before polling anything, :func:`check_org` describes every object the mappings
   write and poll (and the parents their relationship paths read), once each, and refuses to start

@@ -21,6 +21,20 @@ through ``/queryAll`` (so soft-deleted rows come too)::
   whose SystemModstamp is inside the window (older ones cannot be read again), bounded by
   ``max_seen``.
 
+Covered time (:attr:`Checkpoint.covered_ms`, :func:`cover_window`). Re-reading ``cursor - lookback``
+alone costs an object that went quiet after a burst a query page per 2,000 rows of the burst left in
+that window at every poll, forever. So the checkpoint also keeps ``covered``: the org's time, no
+later than the moment the last poll that read all its pages ran its query (the first response's HTTP
+``Date``, minus its 1 s resolution and minus the call's round trip: the org's clock, never the
+poller's, so clock skew cannot move it). The next poll reads from
+``max(cursor, covered) - lookback``. Nothing is skipped: the poller already assumes a transaction is
+visible at most ``lookback`` after its SystemModstamp, so every transaction stamped below
+``covered - lookback`` was visible when that poll's query ran; if stamped at or above that poll's
+lower bound it was read by that poll, and if below, by an earlier one (the same argument, by
+induction back to the first full read). An idle object's window thus moves past an old burst: one
+call per poll. ``seen`` is pruned by the same bound, so it still covers every row the next query
+returns.
+
 Change types (:func:`change_type`): ``IsDeleted`` → DELETE; a record whose DELETE was emitted and
 that is live again → UNDELETE; a record never emitted whose ``CreatedDate == LastModifiedDate``
 → CREATE (no user or API change since it was created: automation moves only SystemModstamp);
@@ -34,6 +48,7 @@ were purged (hard-deleted) → DELETE.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
@@ -55,7 +70,9 @@ from sfsync.workspaces.records import ENV_CONNECTION_ID
 ChangeType = Literal["CREATE", "UPDATE", "DELETE", "UNDELETE"]
 
 SYSTEM_FIELDS = ("Id", "SystemModstamp", "CreatedDate", "LastModifiedDate", "LastModifiedById", "IsDeleted")
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
+"""Version 2 added ``covered_ms``; a version 1 checkpoint reads with ``covered_ms`` None."""
+_READABLE_VERSIONS = (1, CHECKPOINT_VERSION)
 KNOWN_BUCKETS = 64
 """Records holding the checkpoint's ``known`` ids (fixed: changing it would strand old buckets)."""
 _RECORD_PATH = re.compile(r"\brecord\.([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)")
@@ -281,6 +298,9 @@ class Checkpoint:
     """When the last id-set reconciliation finished (0: reconcile at the next poll)."""
     tracking_overflow: bool = False
     """``known`` outgrew ``max_tracked_ids``: reconciliation is off for this object."""
+    covered_ms: int | None = None
+    """The org's time, no later than when the query of the last poll that read all its pages ran
+    (:func:`cover_window`); None: none yet, the window starts at the cursor alone."""
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(
@@ -293,6 +313,7 @@ class Checkpoint:
                 "delete_log_ms": self.delete_log_ms,
                 "reconciled_ms": self.reconciled_ms,
                 "tracking_overflow": self.tracking_overflow,
+                "covered_ms": self.covered_ms,
             }
         )
 
@@ -302,7 +323,7 @@ class Checkpoint:
         raw = orjson.loads(data)
         if not isinstance(raw, dict):
             raise ValueError(f"a checkpoint is a JSON object, not {type(raw).__name__}")
-        if raw.get("version") != CHECKPOINT_VERSION:
+        if raw.get("version") not in _READABLE_VERSIONS:
             raise ValueError(f"unknown checkpoint version {raw.get('version')!r}")
         return cls(
             sobject=str(raw["sobject"]),
@@ -312,6 +333,7 @@ class Checkpoint:
             delete_log_ms=raw.get("delete_log_ms"),
             reconciled_ms=raw.get("reconciled_ms"),
             tracking_overflow=bool(raw.get("tracking_overflow", False)),
+            covered_ms=_optional_int(raw.get("covered_ms")),
         )
 
     def records(self, before: set[str], key: str | None = None) -> list[tuple[str, bytes]]:
@@ -355,11 +377,22 @@ class Checkpoint:
             self.delete_log_ms,
             self.reconciled_ms,
             self.tracking_overflow,
+            self.covered_ms,
         )
 
     def window_start(self, lookback_ms: int) -> int | None:
-        """The lower bound of the next poll (cursor minus the lookback window)."""
-        return None if self.cursor_ms is None else self.cursor_ms - lookback_ms
+        """The lower bound of the next poll: ``max(cursor, covered) - lookback`` (None: nothing read and
+        nothing covered yet, the poll reads every row). See the module's "Covered time"."""
+        reached = [m for m in (self.cursor_ms, self.covered_ms) if m is not None]
+        return max(reached) - lookback_ms if reached else None
+
+
+def _optional_int(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"covered_ms is an integer or null, not {type(value).__name__}")
+    return value
 
 
 def known_bucket(record_id: str) -> int:
@@ -542,6 +575,30 @@ def _prune(checkpoint: Checkpoint, limits: Limits) -> None:
     if len(checkpoint.seen) > limits.max_seen:
         newest = sorted(checkpoint.seen, key=lambda e: (e[1], e[0]))[-limits.max_seen :]
         checkpoint.seen = set(newest)
+
+
+def query_started_ms(server_date: dt.datetime, round_trip: dt.timedelta) -> int:
+    """The org's time, in epoch ms, no later than the moment it ran a query whose response carried
+    ``server_date`` (its HTTP ``Date``) after a call of ``round_trip``: the header has a 1 s resolution
+    (truncated, or at worst rounded), and the query ran after the request reached the org, which is at
+    most the round trip before the response was dated."""
+    return to_ms(server_date) - 1000 - math.ceil(round_trip / dt.timedelta(milliseconds=1))
+
+
+def cover_window(checkpoint: Checkpoint, started_ms: int, rows_read: int, limits: Limits) -> Checkpoint:
+    """The checkpoint after a poll that read every page of its query: ``covered_ms`` moves to
+    ``started_ms`` (:func:`query_started_ms` of the query's first response; never back) and ``seen``
+    keeps only the versions inside the next poll's window (:meth:`Checkpoint.window_start`).
+
+    A poll that read no row leaves the checkpoint as it is: its window was empty, so moving its start
+    saves no call, and the unchanged checkpoint needs no commit (an idle object costs one query per poll
+    and no Kafka transaction)."""
+    if rows_read == 0 or (checkpoint.covered_ms is not None and started_ms <= checkpoint.covered_ms):
+        return checkpoint
+    after = checkpoint.copy()
+    after.covered_ms = started_ms
+    _prune(after, limits)
+    return after
 
 
 # ---------------------------------------------------------------------- deletes
