@@ -1,5 +1,6 @@
 """Many workspaces: 200 workspaces on 200 emulated orgs under a skewed load vs one workspace carrying the same load,
-and what an idle poller of every org costs in API calls.
+and what an idle poller of every org costs in API calls; two poller replicas share the orgs, one is killed, and the
+survivor takes its orgs over with no change lost or delivered twice.
 
 Every worker is a real process, as in production (as in ``bench/e2e.py``): the Faust processor (``python -m
 sfsync.processors.outbound.app``), the sink (``sfsync sink``), the poller (``sfsync poller``) and the emulated
@@ -47,6 +48,24 @@ Phases (one JSON line at the end; progress on stderr):
    poll re-reads the rows of the ``lookback_s`` (10 s) before the org's newest change: when its last burst
    left more than a query page (2,000 rows) there, every idle poll costs a second call
    (``queryAll/{locator}`` in ``by_endpoint``) until a newer change moves the cursor.
+4. ``handover`` (skip with ``--no-handover``): two ``sfsync poller`` replicas (one group) over the ``many``
+   orgs, registered again under a fresh topic prefix (so the changes topic and the checkpoints start empty; the
+   first polls read what the sync phases left in the orgs), with the shipped defaults except
+   ``SFSYNC_SOURCE_SESSION_TIMEOUT_MS=6000`` (a dead replica's orgs move after 6 s, not 10),
+   ``SFSYNC_SOURCE_TRANSACTION_TIMEOUT_S=10`` and ``SFSYNC_SOURCE_MAX_IDLE_INTERVAL_S=10`` (every org polled
+   again within the ``--handover-settle-s`` window), listed in ``settings.handover_source``. Once each replica
+   polls some orgs and together all, none twice (each log's last ``polling`` / ``stopped polling the org of
+   connection`` line per org: ``orgs_per_replica``), a sales rep of every org (``/__admin/edit``, its own
+   transaction; no API call counted) creates one Contact per org per round, org after org; after
+   ``--handover-before-kill-s`` one replica is SIGKILLed (``orgs_of_killed``); ``takeover_s``: from the kill
+   until the survivor's log says it polls every org; ``killed_orgs_flowing_again_s``: until a Contact written
+   after the kill has arrived from each of the killed replica's orgs. The writing goes on
+   ``--handover-after-s``, stops; then the bench waits (up to 180 s) until every written Contact has a change on
+   ``salesforce.changes`` (read_committed, ``all_delivered_s`` from the kill) and reads on
+   ``--handover-settle-s``. Counted per record from the topic: ``lost`` (a written Contact with no change),
+   ``duplicated`` (a change id delivered more than once, over every change of the phase, plus a written Contact
+   with more than one change id), ``misrouted`` (a written Contact's change naming another workspace);
+   ``survivor_rss_mb`` and ``survivor_threads``: the survivor's peaks over the phase (sampled every second).
 
 Goals (``goals``, ``meets_goals``): idle API calls per org per hour <= the idle cost stated in
 ``sfsync.sources.settings`` for the defaults (1,440 polls + 144 delete-log reads + 4 reconciliations a day =
@@ -54,11 +73,14 @@ Goals (``goals``, ``meets_goals``): idle API calls per org per hour <= the idle 
 delete log's 10 minutes holds only polls (the delete log is first read ~10 minutes after an org's first poll), so
 the measured figure leaves out its 6 calls an hour; ``--idle-s 700`` holds one. Each worker's RSS peak below
 300 MB (bench/e2e.py's goal). ``many_vs_one`` has no goal (the issue sets none): it says what isolation costs.
+The handover loses no change and delivers none twice (``lost`` and ``duplicated`` 0).
 
 The machine may be shared with other work: ``load_average`` at the start and end says how busy it was.
 
     python bench/workspaces.py [--workspaces 200] [--large 5] [--large-share 0.6] [--events 20000]
                                [--events-per-member 5] [--idle-s 120] [--idle-warmup-s 75]
+                               [--no-handover] [--handover-before-kill-s 10] [--handover-after-s 10]
+                               [--handover-settle-s 15]
     python bench/workspaces.py --workspaces 10 --large 2 --events 2000 --idle-s 60   # a quick look
 """
 
@@ -72,6 +94,7 @@ import json
 import os
 import random
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -91,7 +114,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
-from confluent_kafka import Consumer, TopicPartition  # noqa: E402
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition  # noqa: E402
 from pydantic import SecretStr  # noqa: E402
 
 from sfsync.devtools.stack import stop_process_group, wait_http  # noqa: E402
@@ -102,11 +125,12 @@ from sfsync.processors.outbound.settings import ProcessorSettings  # noqa: E402
 from sfsync.producers import events as ev  # noqa: E402
 from sfsync.producers.fake import CommunitySimulator  # noqa: E402
 from sfsync.producers.publisher import Publisher  # noqa: E402
+from sfsync.serde.codec import AvroDecoder  # noqa: E402
 from sfsync.serde.registry import SchemaRegistry  # noqa: E402
 from sfsync.settings import PublisherSettings, load  # noqa: E402
 from sfsync.sinks.settings import SinkSettings  # noqa: E402
 from sfsync.sources.settings import SourceSettings  # noqa: E402
-from sfsync.topics import ALL_TOPICS, DLQ, MEMBERS, RESULTS, WRITES, planned_writes  # noqa: E402
+from sfsync.topics import ALL_TOPICS, CHANGES, DLQ, MEMBERS, RESULTS, WRITES, planned_writes  # noqa: E402
 from sfsync.workspaces import (  # noqa: E402
     Connection,
     ConnectionFlow,
@@ -699,6 +723,253 @@ def idle_phase(
     return out
 
 
+# ---------------------------------------------------------------------- the handover
+HANDOVER_SOURCE = {  # the two replicas' settings beside the shipped defaults (see the module doc)
+    "SFSYNC_SOURCE_SESSION_TIMEOUT_MS": "6000",
+    "SFSYNC_SOURCE_TRANSACTION_TIMEOUT_S": "10",
+    "SFSYNC_SOURCE_MAX_IDLE_INTERVAL_S": "10",
+}
+_POLLING = re.compile(r"(polling|stopped polling) the org of connection ([A-Za-z0-9][\w.@+-]*)")
+
+
+def orgs_polled(log_path: Path) -> set[str]:
+    """The connections a poller polls at the end of its log (``polling the org`` / ``stopped polling``)."""
+    text = log_path.read_text(errors="replace") if log_path.exists() else ""
+    out: set[str] = set()
+    for match in _POLLING.finditer(text):
+        if match.group(1) == "polling":
+            out.add(match.group(2))
+        else:
+            out.discard(match.group(2))
+    return out
+
+
+class ChangeTally:
+    """Every committed record of ``salesforce.changes`` (read_committed) from its beginning, as it arrives: the
+    deliveries of each change id, the change ids of each record, the workspaces each record's changes name."""
+
+    def __init__(self, kafka: dict[str, Any], registry: SchemaRegistry, topic: str, partitions: int) -> None:
+        self.consumer = Consumer(
+            {
+                **kafka,
+                "group.id": f"bench-ws-changes-{uuid.uuid4().hex}",
+                "isolation.level": "read_committed",
+                "enable.auto.commit": False,
+                "log_level": 3,
+            }
+        )
+        self.consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+        self.decoder = AvroDecoder(registry)
+        self.deliveries: Counter[str] = Counter()
+        self.change_ids: dict[str, set[str]] = {}
+        self.workspaces: dict[str, set[str | None]] = {}
+        self.arrived: dict[str, float] = {}  # record id -> when its first change was read (monotonic)
+
+    def drain(self, timeout_s: float = 0.2) -> None:
+        while True:
+            messages = self.consumer.consume(1000, timeout_s)
+            now = time.monotonic()
+            for msg in messages:
+                data = msg.value()
+                if msg.error() is not None or data is None:
+                    continue
+                _, value = self.decoder.decode(data)
+                record = value["id"]
+                self.deliveries[value["change_id"]] += 1
+                self.change_ids.setdefault(record, set()).add(value["change_id"])
+                self.workspaces.setdefault(record, set()).add(value["workspace_id"])
+                self.arrived.setdefault(record, now)
+            if not messages:
+                return
+            timeout_s = 0
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+class RepWriter(threading.Thread):
+    """A sales rep of each org (``rep@acme.test.<org>``, the default org file's rep) creates one Contact per round,
+    org after org, round after round until stopped (through ``/__admin/edit``: the org's own transaction, no API
+    call counted); ``made[i]``: (id, when written) of org ``i``'s Contacts."""
+
+    def __init__(self, orgs: Sequence[Org]) -> None:
+        super().__init__(daemon=True)
+        self.orgs = list(orgs)
+        self.made: list[list[tuple[str, float]]] = [[] for _ in self.orgs]
+        self.rounds = 0
+        self.error: Exception | None = None
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        try:
+            with httpx.Client(timeout=30) as client:
+                while not self.done.is_set():
+                    for i, org in enumerate(self.orgs):
+                        reply = client.post(
+                            f"{org.url}/__admin/edit",
+                            json={
+                                "user": f"rep@acme.test.{org.name}",
+                                "records": [{"sobject": "Contact", "values": {"LastName": f"Handover {self.rounds}"}}],
+                            },
+                        )
+                        reply.raise_for_status()
+                        self.made[i].append((reply.json()["ids"][0], time.monotonic()))
+                    self.rounds += 1
+        except (httpx.HTTPError, KeyError, ValueError) as exc:  # reported by stop()
+            self.error = exc
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join(60)
+        if self.error is not None:
+            raise SystemExit(f"handover: the rep writer failed: {self.error!r}")
+
+    def ids(self) -> int:
+        return sum(len(m) for m in self.made)
+
+
+def handover_phase(
+    *,
+    kafka: dict[str, Any],
+    registry: SchemaRegistry,
+    prefix: str,
+    env: dict[str, str],
+    orgs: Sequence[Org],
+    connections: Sequence[str],
+    spaces: Sequence[str],
+    work: Path,
+    before_kill_s: float,
+    after_takeover_s: float,
+    settle_s: float,
+) -> dict[str, Any]:
+    """Two poller replicas over ``orgs`` (``connections[i]``, workspace ``spaces[i]``, registered under
+    ``prefix``), a rep writer in every org, one replica SIGKILLed; the count (see the module doc)."""
+    every = set(connections)
+    index_of = {c: i for i, c in enumerate(connections)}
+    tally = ChangeTally(kafka, registry, CHANGES.name(prefix), CHANGES.partitions)
+    logs = {name: work / f"handover-{name}-poller.log" for name in ("a", "b")}
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    sampler: Sampler | None = None
+    writer = RepWriter(orgs)
+    out: dict[str, Any] = {"orgs": len(orgs), "replicas": 2}
+
+    def alive() -> None:
+        for name, proc in procs.items():
+            if name != "b" and proc.poll() is not None:
+                raise SystemExit(f"handover: replica {name} exited ({proc.returncode})")
+
+    def wait(done: Callable[[], bool], timeout_s: float, what: str, *, required: bool = True) -> float | None:
+        """Seconds until ``done()`` (reading the changes meanwhile); past ``timeout_s`` None, or fail if
+        ``required``."""
+        start = time.monotonic()
+        while not done():
+            alive()
+            tally.drain()
+            if time.monotonic() - start > timeout_s:
+                if required:
+                    raise SystemExit(f"handover: not within {timeout_s:.0f}s: {what}")
+                log(f"handover: not within {timeout_s:.0f}s: {what}")
+                return None
+            time.sleep(0.5)
+        return time.monotonic() - start
+
+    def hold(seconds: float) -> None:
+        end = time.monotonic() + seconds
+        wait(lambda: time.monotonic() >= end, seconds + 10, "")
+
+    try:
+        t0 = time.monotonic()
+        for name, path in logs.items():
+            procs[name] = spawn(["sfsync.cli.main", "poller"], env, path)
+        sampler = Sampler({n: p.pid for n, p in procs.items()})
+        sampler.start()
+        log(f"handover: two replicas started over {len(orgs)} orgs")
+
+        def shared() -> bool:
+            a, b = orgs_polled(logs["a"]), orgs_polled(logs["b"])
+            return bool(a) and bool(b) and not (a & b) and a | b == every
+
+        wait(shared, 300, "each replica polls some orgs, together all, none twice")
+        out["shared_s"] = round(time.monotonic() - t0, 1)
+        time.sleep(2)  # stable: no rebalance in flight
+        polled = {n: orgs_polled(path) for n, path in logs.items()}
+        if not (polled["a"] and polled["b"] and not polled["a"] & polled["b"] and polled["a"] | polled["b"] == every):
+            raise SystemExit(f"handover: the replicas' orgs moved after sharing: {[len(p) for p in polled.values()]}")
+        out["orgs_per_replica"] = [len(polled["a"]), len(polled["b"])]
+        out["orgs_of_killed"] = len(polled["b"])
+        log(f"handover: shared after {out['shared_s']}s: {out['orgs_per_replica']} orgs; the rep writer starts")
+        writer.start()
+        hold(before_kill_s)
+        os.killpg(procs["b"].pid, signal.SIGKILL)  # as a crash or an evicted pod: nothing flushed or committed
+        killed_at = time.monotonic()
+        procs["b"].wait(10)
+        written_before_kill = writer.ids()
+        log(f"handover: replica b SIGKILLed ({len(polled['b'])} orgs, {written_before_kill} Contacts written)")
+        wait(lambda: orgs_polled(logs["a"]) == every, 180, "the survivor polls every org")
+        out["takeover_s"] = round(time.monotonic() - killed_at, 1)
+        log(f"handover: the survivor polls every org {out['takeover_s']}s after the kill")
+        hold(after_takeover_s)
+        writer.stop()
+        written = writer.ids()
+        log(f"handover: {written} Contacts written in {writer.rounds} rounds; waiting for their changes")
+        made = {record: i for i, records in enumerate(writer.made) for record, _ in records}
+        delivered = wait(lambda: all(r in tally.change_ids for r in made), 180, "every change", required=False)
+        out["all_delivered_s"] = round(time.monotonic() - killed_at, 1) if delivered is not None else None
+        time.sleep(settle_s)  # more polls of every org: nothing more may come
+        tally.drain()
+        alive()
+        out["survivor_alive"] = True
+    except BaseException:
+        for name, path in logs.items():
+            print(f"handover {name} poller log (tail):\n{path.read_text(errors='replace')[-2000:]}", file=sys.stderr)
+        raise
+    finally:
+        writer.done.set()
+        if sampler is not None:
+            sampler.stop()
+        for proc in procs.values():
+            stop_process_group(proc.pid, 30)
+    tally.drain()
+    tally.close()
+    killed = {index_of[c] for c in polled["b"]}
+    lost = [r for r, i in made.items() if r not in tally.change_ids]
+    twice_ids = sum(n - 1 for n in tally.deliveries.values() if n > 1)
+    two_changes = sum(len(tally.change_ids[r]) - 1 for r in made if len(tally.change_ids.get(r, ())) > 1)
+    misrouted = sum(1 for r, i in made.items() if tally.workspaces.get(r, {spaces[i]}) != {spaces[i]})
+    flowing = [  # per org of the killed replica: the first of its Contacts written after the kill to arrive
+        min((tally.arrived[r] for r, at in writer.made[i] if at > killed_at and r in tally.arrived), default=None)
+        for i in killed
+    ]
+    worker = sampler.report().get("a", {}) if sampler is not None else {}
+    out |= {
+        "contacts_written": len(made),
+        "written_before_kill": written_before_kill,
+        "rounds": writer.rounds,
+        "changes": sum(tally.deliveries.values()),
+        "changes_of_written": sum(len(tally.change_ids.get(r, ())) for r in made),
+        "lost": len(lost),
+        "lost_in_orgs_of_killed": sum(1 for r in lost if made[r] in killed),
+        "duplicated": twice_ids + two_changes,
+        "duplicated_change_ids": twice_ids,
+        "written_with_two_changes": two_changes,
+        "misrouted": misrouted,
+        "killed_orgs_flowing_again_s": (
+            round(max(f for f in flowing if f is not None) - killed_at, 1)
+            if flowing and all(f is not None for f in flowing)
+            else None
+        ),
+        "survivor_rss_mb": worker.get("rss_peak_mb"),
+        "survivor_rss_last_mb": worker.get("rss_last_mb"),
+        "survivor_threads": worker.get("threads_peak"),
+        "settle_s": settle_s,
+    }
+    log(
+        f"handover: {out['changes']} changes, lost {out['lost']}, duplicated {out['duplicated']}, "
+        f"takeover {out['takeover_s']}s, survivor RSS {out['survivor_rss_mb']} MB, {out['survivor_threads']} threads"
+    )
+    return out
+
+
 # ---------------------------------------------------------------------- main
 def ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 3) if a is not None and b else None
@@ -707,7 +978,7 @@ def ratio(a: float | None, b: float | None) -> float | None:
 def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     shape = Shape(args.workspaces, args.large, args.large_share, args.events, args.events_per_member)
     run_tag = f"bench-ws-{uuid.uuid4().hex[:8]}-"  # every topic and group of the run starts so
-    many_prefix, one_prefix = f"{run_tag}many.", f"{run_tag}one."
+    many_prefix, one_prefix, handover_prefix = f"{run_tag}many.", f"{run_tag}one.", f"{run_tag}handover."
     settings = load(PublisherSettings, "publisher")
     kafka = settings.kafka_client_config()
     source = SourceSettings()
@@ -727,6 +998,11 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "source_delete_log_interval_s": source.delete_log_interval_s,
             "source_concurrent_polls": source.concurrent_polls,
             "auth_flow": "client_credentials (sealed in the registry)",
+            "handover_source": (
+                {k.removeprefix("SFSYNC_SOURCE_").lower(): v for k, v in HANDOVER_SOURCE.items()}
+                if args.handover
+                else None
+            ),
         },
         "load_average": {"start": load_average()},
     }
@@ -738,7 +1014,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     registry = SchemaRegistry.from_settings(settings, ride_out_outages=False)
     admin = httpx.Client(timeout=30)
     try:
-        for prefix in (many_prefix, one_prefix):
+        for prefix in (many_prefix, one_prefix, handover_prefix):
             ensure_topics(kafka, ALL_TOPICS, prefix)
         started = time.perf_counter()
         emulator, orgs = start_orgs(shape.workspaces + 1, work, logs["emulator"])
@@ -750,6 +1026,8 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         started = time.perf_counter()
         register(kafka, registry, many_prefix, keys, many)
         register(kafka, registry, one_prefix, keys, one)
+        if args.handover:
+            register(kafka, registry, handover_prefix, keys, many)
         log(f"registry: {len(many) + len(one)} workspaces and connections in {time.perf_counter() - started:.1f}s")
         extra = registry_env(keys_secret)
         common = {"run_tag": run_tag, "kafka": kafka, "emulator_pid": emulator.pid, "admin": admin, "work": work}
@@ -810,14 +1088,33 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 "rss_mb": round((pollers[0]["rss_peak_mb"] - pollers[1]["rss_peak_mb"]) / extra_orgs, 2),
                 "threads": round((pollers[0]["threads_peak"] - pollers[1]["threads_peak"]) / extra_orgs, 1),
             }
+        if args.handover:
+            result["handover"] = handover_phase(
+                kafka=kafka,
+                registry=registry,
+                prefix=handover_prefix,
+                env=worker_env(handover_prefix, **extra, SFSYNC_SOURCE_METRICS_PORT="0", **HANDOVER_SOURCE),
+                orgs=orgs[: shape.workspaces],
+                connections=[c for c, _ in many.values()],
+                spaces=list(many),
+                work=work,
+                before_kill_s=args.handover_before_kill_s,
+                after_takeover_s=args.handover_after_s,
+                settle_s=args.handover_settle_s,
+            )
         result["load_average"]["end"] = load_average()
         goal_idle = round(idle_goal_per_hour(source), 1)
         result["goals"] = {"idle_api_calls_per_org_per_hour": goal_idle, "worker_rss_peak_mb": GOAL_RSS_MB}
+        if args.handover:
+            result["goals"] |= {"handover_lost": 0, "handover_duplicated": 0}
         rss = [w["rss_peak_mb"] for phase in (m, o) for n, w in phase["workers"].items() if n != "emulator"]
         rss += [p["worker"]["rss_peak_mb"] for p in result["idle"].values() if p.get("worker")]
         result["meets_goals"] = all(
             p["api_calls_per_org_per_hour"] <= goal_idle for p in result["idle"].values()
         ) and all(r < GOAL_RSS_MB for r in rss)
+        if args.handover:
+            hand = result["handover"]
+            result["meets_goals"] = result["meets_goals"] and hand["lost"] == 0 and hand["duplicated"] == 0
         return result
     finally:
         admin.close()
@@ -840,6 +1137,18 @@ def main() -> None:
     parser.add_argument("--events-per-member", type=int, default=5, help="A workspace's events per member.")
     parser.add_argument("--idle-s", type=float, default=120.0, help="The idle pollers' counted window.")
     parser.add_argument("--idle-warmup-s", type=float, default=75.0, help="Idle time before the window.")
+    parser.add_argument(
+        "--no-handover", dest="handover", action="store_false", help="Skip the handover phase (two poller replicas)."
+    )
+    parser.add_argument(
+        "--handover-before-kill-s", type=float, default=10.0, help="Handover: writing before a replica is killed."
+    )
+    parser.add_argument(
+        "--handover-after-s", type=float, default=10.0, help="Handover: writing after the survivor polls every org."
+    )
+    parser.add_argument(
+        "--handover-settle-s", type=float, default=15.0, help="Handover: reading on once every change arrived."
+    )
     parser.add_argument("--keep-logs", type=Path, default=None, help="Copy the workers' logs to this folder.")
     args = parser.parse_args()
     if not 1 <= args.large <= args.workspaces or not 0 < args.large_share <= 1:
