@@ -57,8 +57,10 @@ Phases (one JSON line at the end; progress on stderr):
    polls some orgs and together all, none twice (each log's last ``polling`` / ``stopped polling the org of
    connection`` line per org: ``orgs_per_replica``), a sales rep of every org (``/__admin/edit``, its own
    transaction; no API call counted) creates one Contact per org per round, org after org; after
-   ``--handover-before-kill-s`` one replica is SIGKILLed (``orgs_of_killed``); ``takeover_s``: from the kill
-   until the survivor's log says it polls every org; ``killed_orgs_flowing_again_s``: until a Contact written
+   ``--handover-before-kill-s`` one replica is SIGKILLed (``orgs_of_killed``); ``orgs_taken_s``: from the kill
+   until the survivor's log has every org (``polling the org of connection``), ``takeover_s``: until it polls
+   every org's Contact (``polling <connection>:Contact (checkpoint partition``, not ``released`` since: its
+   checkpoint read, the dead replica's transaction fenced); ``killed_orgs_flowing_again_s``: until a Contact written
    after the kill has arrived from each of the killed replica's orgs. The writing goes on
    ``--handover-after-s``, stops; then the bench waits (up to 180 s) until every written Contact has a change on
    ``salesforce.changes`` (read_committed, ``all_delivered_s`` from the kill) and reads on
@@ -744,6 +746,23 @@ def orgs_polled(log_path: Path) -> set[str]:
     return out
 
 
+_HOLDING = re.compile(r"(?:polling|released) ([A-Za-z0-9][\w.@+-]*):\w+(?: \(checkpoint partition|$)", re.MULTILINE)
+
+
+def objects_polled(log_path: Path) -> set[str]:
+    """The connections whose object a poller polls at the end of its log: ``polling <connection>:<object>
+    (checkpoint partition ...`` (taken over: its checkpoint read, its transactional producer fenced in) until
+    ``released <connection>:<object>``."""
+    text = log_path.read_text(errors="replace") if log_path.exists() else ""
+    out: set[str] = set()
+    for match in _HOLDING.finditer(text):
+        if match.group(0).startswith("polling"):
+            out.add(match.group(1))
+        else:
+            out.discard(match.group(1))
+    return out
+
+
 class ChangeTally:
     """Every committed record of ``salesforce.changes`` (read_committed) from its beginning, as it arrives: the
     deliveries of each change id, the change ids of each record, the workspaces each record's changes name."""
@@ -905,7 +924,9 @@ def handover_phase(
         procs["b"].wait(10)
         written_before_kill = writer.ids()
         log(f"handover: replica b SIGKILLed ({len(polled['b'])} orgs, {written_before_kill} Contacts written)")
-        wait(lambda: orgs_polled(logs["a"]) == every, 180, "the survivor polls every org")
+        wait(lambda: orgs_polled(logs["a"]) == every, 180, "the survivor has every org")
+        out["orgs_taken_s"] = round(time.monotonic() - killed_at, 1)
+        wait(lambda: objects_polled(logs["a"]) == every, 180, "the survivor polls every org's object")
         out["takeover_s"] = round(time.monotonic() - killed_at, 1)
         log(f"handover: the survivor polls every org {out['takeover_s']}s after the kill")
         hold(after_takeover_s)
