@@ -296,6 +296,7 @@ class SinkWorker:
         self.stopping = asyncio.Event()
         self._carry: list[IncomingWrite] = []
         self._revoked: set[tuple[str, int]] = set()
+        self._revoked_now: set[tuple[str, int]] = set()  # revoked during the ``consume`` call under way
         self._committed: dict[tuple[str, int], int] = {}
         self._consumed: dict[tuple[str, int], int] = {}  # per partition: the offset after the last write read
         self._held: set[tuple[str, int]] = set()  # partitions this loop paused for the budget
@@ -369,11 +370,14 @@ class SinkWorker:
 
     def _on_revoke(self, consumer: Any, partitions: Sequence[Any]) -> None:
         """The partitions go to another worker: first wait until none of this worker's writes is on its way
-        (:meth:`_quiesce`), then forget them (their carried writes dropped uncommitted: the new owner replays)."""
+        (:meth:`_quiesce`), then forget them: their carried writes, and those read for the batch in hand, are
+        dropped uncommitted (the new owner replays them), even when a partition comes straight back in the
+        same ``consume`` call: another worker may have written their records' later writes meanwhile."""
         self._quiesce()
         for tp in partitions:
             key = (tp.topic, tp.partition)
             self._revoked.add(key)
+            self._revoked_now.add(key)
             self._committed.pop(key, None)
             self._consumed.pop(key, None)
             self._held.discard(key)
@@ -504,7 +508,10 @@ class SinkWorker:
                 timeout = min(timeout, self.settings.batch_max_age_s - (self._clock() - start))
                 if timeout <= 0:
                     break
+            self._revoked_now.clear()
             messages = await self._consume(want - len(out), timeout)
+            if self._revoked_now:  # read before a revocation: stale even if the partition came straight back
+                out = [w for w in out if (w.topic, w.partition) not in self._revoked_now]
             for message in messages:
                 incoming = await self._decode(message)
                 if incoming is None:
