@@ -34,7 +34,7 @@ may be committed: the loop stops, and the batch replays after a restart.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -212,7 +212,9 @@ class Settling(Protocol):
         """What became of ``writes`` (the carried ones) once every write on its way is done; starts nothing."""
         ...
 
-    async def quiesce(self) -> None:
-        """Return once no write is on its way: nothing this sink sent can reach Salesforce afterwards. Starts
-        nothing and takes in nothing (a later ``put`` or ``settle`` says what the batches did)."""
+    async def release(self, partitions: Collection[tuple[str, int]]) -> None:
+        """``partitions`` are revoked: return once no write is on its way (nothing this sink sent can reach
+        Salesforce afterwards), and forget which of their writes the batches did, so that their replays (the
+        same topic, partition and offset, read again) are written again, all of them, in order. A later
+        ``put`` still delivers what those batches did (a result is a fact, whoever reads it)."""
         ...

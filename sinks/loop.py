@@ -370,10 +370,10 @@ class SinkWorker:
 
     def _on_revoke(self, consumer: Any, partitions: Sequence[Any]) -> None:
         """The partitions go to another worker: first wait until none of this worker's writes is on its way
-        (:meth:`_quiesce`), then forget them: their carried writes, and those read for the batch in hand, are
+        (:meth:`_release`), then forget them: their carried writes, and those read for the batch in hand, are
         dropped uncommitted (the new owner replays them), even when a partition comes straight back in the
         same ``consume`` call: another worker may have written their records' later writes meanwhile."""
-        self._quiesce()
+        self._release({(tp.topic, tp.partition) for tp in partitions})
         for tp in partitions:
             key = (tp.topic, tp.partition)
             self._revoked.add(key)
@@ -384,16 +384,17 @@ class SinkWorker:
             self._capped.discard(key)
         self._carry = [w for w in self._carry if (w.topic, w.partition) not in self._revoked]
 
-    def _quiesce(self) -> None:
+    def _release(self, partitions: set[tuple[str, int]]) -> None:
         """Wait (in the consumer's thread, inside ``consume``) until a :class:`Settling` sink has no write on
-        its way. A batch still on its way when the revocation returned could reach Salesforce after the new
-        owner replayed the same records' later writes (a registration's create landing after the replayed
-        cancellation's delete). Not on the event loop's thread (``close`` at the end: :meth:`_settle` waited)."""
+        its way, and let it forget what it did of ``partitions``' writes (:meth:`Settling.release`). A batch
+        still on its way when the revocation returned could reach Salesforce after the new owner replayed the
+        same records' later writes (a registration's create landing after the replayed cancellation's
+        delete). Not on the event loop's thread (``close`` at the end: :meth:`_settle` waited)."""
         loop = self._loop
         if loop is None or not isinstance(self.sink, Settling) or threading.get_ident() == self._loop_thread:
             return
         started = self._clock()
-        asyncio.run_coroutine_threadsafe(self.sink.quiesce(), loop).result()
+        asyncio.run_coroutine_threadsafe(self.sink.release(partitions), loop).result()
         waited = self._clock() - started
         if waited >= 0.001:
             log.info("partitions revoked: waited %.1fs for the writes on their way before giving them up", waited)

@@ -54,7 +54,7 @@ import contextlib
 import datetime as dt
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,8 +126,8 @@ class _RunnerSink:
     async def settle(self, writes: Sequence[IncomingWrite]) -> BatchOutcome:
         return await self._observed(writes, self.router.settle)
 
-    async def quiesce(self) -> None:
-        await self.router.quiesce()
+    async def release(self, partitions: Collection[tuple[str, int]]) -> None:
+        await self.router.release(partitions)
 
     async def _observed(
         self, writes: Sequence[IncomingWrite], step: Callable[[Sequence[IncomingWrite]], Awaitable[BatchOutcome]]

@@ -49,7 +49,7 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -236,11 +236,21 @@ class ConnectionRouter:
         self._harvest(outcome, finished)
         return self._finish(writes, outcome, finished)
 
-    async def quiesce(self) -> None:
-        """Wait for every batch on its way (starting none, taking in none: the next ``put`` does)."""
+    async def release(self, partitions: Collection[tuple[str, int]]) -> None:
+        """Wait for every batch on its way (starting none, taking none in: the next ``put`` does), then forget
+        the writes of ``partitions`` they hold: a batch taken in later delivers their results and parked writes
+        but does not count their coordinates done, so a replay of them (the partition assigned here again, read
+        from its committed offset) is written again. Else a replayed earlier write would be written again
+        while a later one, done by a batch taken in after the replay was read, counted done: a CampaignMember
+        re-created by its replayed upsert, its replayed delete skipped."""
         tasks = [s.task for s in self._slots.values() if s.task is not None]
         if tasks:
             await asyncio.wait(tasks)
+        gone = set(partitions)
+        for slot in self._slots.values():
+            slot.batch = [w for w in slot.batch if (w.topic, w.partition) not in gone]
+        for coordinates in [c for c in self._on_their_way if (c[0], c[1]) in gone]:
+            del self._on_their_way[coordinates]
 
     async def aclose(self) -> None:
         """Cancel the batches on their way (nothing of them is committed: they replay) and close every client."""

@@ -276,3 +276,24 @@ async def test_the_sinks_of_many_connections_share_one_tls_context(rig: RoutedRi
     finally:
         for sink in sinks:
             await sink.aclose()
+
+
+async def test_after_a_revocation_every_replayed_write_is_written_again_in_order_none_counted_done_by_an_old_batch(
+    rig: RoutedRig,
+) -> None:
+    from sfsync.emulator.faults import Faults
+
+    org = rig.add_org("org-a")
+    rig.add_workspace("ws-a", "org-a")
+    first, second = rig.incoming(*members("ws-a", 1, 2))
+    assert not (await rig.router.put([first])).pending  # done and taken in before the revocation
+    org.emulator.faults = Faults.parse("latency=300ms")  # the second's batch outlasts the router's wait
+    assert keys_of((await rig.router.put([second])).pending) == keys_of([second])  # on its way
+    org.emulator.faults = Faults.parse("")
+
+    await rig.router.release({(second.topic, second.partition)})  # revoked: done, not taken in yet
+    sent_before = len(rig.batch_sizes)
+    replayed = await rig.router.put([first, second])  # assigned here again: both read again from the commit
+
+    assert rig.batch_sizes[sent_before:] == [2]  # both written again, in order: the second is not counted done
+    assert not replayed.pending
