@@ -110,7 +110,7 @@ class _Slot:
 
     connection_id: str
     sink: ConnectionSink | None = None
-    hold: Hold | None = None
+    hold: Hold[HoldCause] | None = None
     task: asyncio.Task[BatchOutcome] | None = None
     batch: list[IncomingWrite] = field(default_factory=list)
     workspaces: set[str] = field(default_factory=set)

@@ -6,7 +6,8 @@ write and how long a connection that cannot take its writes is held (docs/decisi
   connection; with it, a workspace the registry does not know goes to ``env`` too, unless
   ``SFSYNC_WORKSPACES_REQUIRED`` is on (then it is parked, UNKNOWN_WORKSPACE); a PAUSED or DISCONNECTED
   workspace's writes are held.
-- :class:`Hold` and :func:`hold_after`: a connection held for a :class:`HoldCause` until a time; the
+- :class:`~sfsync.retry.Hold` and :func:`~sfsync.retry.hold_after` (shared with the poller's orgs):
+  a connection held for a :class:`HoldCause` until a time; the
   org's outage and refused credentials are tried again on a doubling backoff, the API budget's pause
   when the governor says.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from sfsync.retry import Hold, backoff_s, hold_after
 from sfsync.workspaces.records import ENV_CONNECTION_ID, Workspace, WorkspaceState
 
 __all__ = ["Hold", "HoldCause", "Route", "backoff_s", "hold_after", "route_of"]
@@ -54,39 +56,3 @@ def route_of(workspace: Workspace | None, *, enabled: bool, required: bool) -> R
         return Route(None) if required else Route(ENV_CONNECTION_ID)
     held = workspace.state if workspace.state is not WorkspaceState.ACTIVE else None
     return Route(workspace.connection_id, held)
-
-
-@dataclass(frozen=True)
-class Hold:
-    """A connection held for ``cause`` since ``since`` until ``until`` (monotonic seconds), after ``failures``
-    failures in a row of that cause; ``code`` names the last one (``SERVER_UNAVAILABLE``, ``AUTH_FAILED``...)."""
-
-    cause: HoldCause
-    since: float
-    until: float
-    failures: int
-    code: str
-
-
-def backoff_s(failures: int, initial_s: float, max_s: float) -> float:
-    """The wait after ``failures`` failures in a row: ``initial_s``, doubling, at most ``max_s``."""
-    return min(max_s, initial_s * 2.0 ** max(failures - 1, 0))
-
-
-def hold_after(
-    previous: Hold | None,
-    cause: HoldCause,
-    now: float,
-    code: str,
-    *,
-    initial_s: float,
-    max_s: float,
-    wait_s: float | None = None,
-) -> Hold:
-    """The hold after a failure of ``cause`` at ``now``: ``wait_s`` when the cause says how long (the budget),
-    else the backoff of the failures in a row of that cause."""
-    same = previous is not None and previous.cause is cause
-    failures = previous.failures + 1 if same and previous is not None else 1
-    since = previous.since if same and previous is not None else now
-    wait = wait_s if wait_s is not None else backoff_s(failures, initial_s, max_s)
-    return Hold(cause, since, now + max(wait, 0.0), failures, code)

@@ -152,7 +152,7 @@ class OrgPoller:
         """Whether the org answered what its mappings select (:meth:`Poller._check`)."""
         self.check_due = 0.0
         """When the check may run (after a budget pause)."""
-        self.hold: Hold | None = None
+        self.hold: Hold[HoldCause] | None = None
         """Why and until when the org is not polled (None: it is)."""
         self.hold_reported = False
         """Whether the hold's outage outlasted ``retry_timeout_s`` and its ERROR entry was recorded."""

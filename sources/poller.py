@@ -339,7 +339,7 @@ class Poller:
         self._directory: WorkspaceDirectory | None = None
         self._store = store
         self._library = library
-        self._open_holds: dict[str, Hold] = {}  # connections that could not be opened, and until when
+        self._open_holds: dict[str, Hold[HoldCause]] = {}  # connections that could not be opened, and until when
         self._poll_env = not required and salesforce_settings is not None
         if self.enabled and workspaces is not None:
             self._open_registry(workspaces, directory)

@@ -11,7 +11,8 @@ Nothing here talks to Kafka or Salesforce; :mod:`sfsync.sources.poller` runs it.
   one after the last served, at most ``slots`` at once. So one busy org cannot take the turns of the
   others: each connection gets at most one poll per turn, and every due connection is served before any
   is served twice.
-- :class:`Hold` / :func:`hold_after`: an org that cannot be polled (down, its login refused, the
+- :class:`~sfsync.retry.Hold` / :func:`~sfsync.retry.hold_after` (shared with the sink's connections):
+  an org that cannot be polled (down, its login refused, the
   integration refused, its mapping not fitting it) waits on a doubling backoff while the others go on.
 """
 
@@ -21,6 +22,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
+from sfsync.retry import Hold, backoff_s, hold_after
 from sfsync.sources.rules import next_interval
 
 __all__ = ["Hold", "HoldCause", "Pace", "backoff_s", "hold_after", "pick_due"]
@@ -94,30 +96,3 @@ class HoldCause(StrEnum):
     MAPPING = "mapping"
     """The org cannot answer what its workspaces' mappings poll (a field or object it lacks or hides), or a
     workspace's mapping cannot be used."""
-
-
-@dataclass(frozen=True)
-class Hold:
-    """An org held for ``cause`` since ``since`` until ``until`` (monotonic seconds), after ``failures``
-    failures in a row of that cause; ``code`` names the last one (``SERVER_UNAVAILABLE``, ``AUTH_FAILED``...)."""
-
-    cause: HoldCause
-    since: float
-    until: float
-    failures: int
-    code: str
-
-
-def backoff_s(failures: int, initial_s: float, max_s: float) -> float:
-    """The wait after ``failures`` failures in a row: ``initial_s``, doubling, at most ``max_s``."""
-    return min(max_s, initial_s * 2.0 ** max(failures - 1, 0))
-
-
-def hold_after(
-    previous: Hold | None, cause: HoldCause, now: float, code: str, *, initial_s: float, max_s: float
-) -> Hold:
-    """The hold after a failure of ``cause`` at ``now``: the backoff of the failures in a row of that cause."""
-    same = previous is not None and previous.cause is cause
-    failures = previous.failures + 1 if same and previous is not None else 1
-    since = previous.since if same and previous is not None else now
-    return Hold(cause, since, now + backoff_s(failures, initial_s, max_s), failures, code)
