@@ -50,6 +50,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/processor_peer.py
 	$(BIN)/python bench/e2e.py
 	$(BIN)/python bench/inbound.py
+	$(BIN)/python bench/workspaces.py
 
 demo: $(STAMP)
 	$(BIN)/sfsync demo

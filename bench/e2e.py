@@ -440,7 +440,7 @@ def latency(
             behind = max(behind, -delay)
         stamped = dataclasses.replace(event, occurred_at=now_utc())
         publisher.publish(stamped)
-        publisher._producer.poll(0)  # deliver now, not in batches of 1,000
+        publisher._outbox.poll(0)  # deliver now, not in batches of 1,000
         occurred[stamped.event_id] = stamped.occurred_at.timestamp()
     publisher.flush()
     sent_s = time.time() - t0

@@ -20,10 +20,12 @@ import datetime as dt
 import time
 from collections import Counter
 from collections.abc import Callable
+from email.utils import format_datetime
 from typing import Any
 
 from starlette.middleware import Middleware
 from starlette.routing import Mount
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sfsync.emulator.admin import AdminApi
 from sfsync.emulator.availability import Availability, AvailabilityGate
@@ -37,6 +39,31 @@ from sfsync.emulator.store import OrgStore
 from sfsync.emulator.usage import ApiUsage
 
 BULK_API_VERSION = "62.0"  # of a Bulk job that names none, and of the SOQL Bulk query jobs run
+
+
+class ServerDate:
+    """ASGI middleware: every response carries an HTTP ``Date`` header read from the org's clock when the
+    response starts, as Salesforce's do (1 s resolution, RFC 9110 IMF-fixdate). The org's clock, not the
+    host's: a client comparing it with SystemModstamps must see one clock. (The uvicorn server of
+    :mod:`sfsync.emulator.server` sends no Date of its own.)"""
+
+    def __init__(self, app: ASGIApp, clock: Callable[[], dt.datetime]) -> None:
+        self.app = app
+        self.clock = clock
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def dated(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"date"]
+                headers.append((b"date", format_datetime(self.clock().astimezone(dt.UTC), usegmt=True).encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, dated)
 
 
 class Emulator:
@@ -75,7 +102,10 @@ class Emulator:
         in ``refuse`` mode)."""
         return DroppingStarlette(
             routes=[*self.rest.routes(), Mount("/__admin", routes=self.admin.routes()), *self.auth.routes()],
-            middleware=[Middleware(AvailabilityGate, availability=self.availability)],
+            middleware=[
+                Middleware(ServerDate, clock=self.store.now),
+                Middleware(AvailabilityGate, availability=self.availability),
+            ],
         )
 
     # ------------------------------------------------------------------ in-process views of the admin API

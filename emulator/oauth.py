@@ -37,6 +37,7 @@ import threading
 import time
 import urllib.parse
 import warnings
+from collections import deque
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -78,6 +79,8 @@ _TOKEN_CHARS = string.ascii_letters + string.digits + "._"  # what may follow "!
 _NO_STORE = {"Cache-Control": "no-cache,must-revalidate,max-age=0,no-store,private", "Pragma": "no-cache"}
 _VERSION = re.compile(r"^\d{2,3}\.\d$")
 _JWT = JsonWebToken(["RS256"])
+ISSUED_KEPT = 10_000
+"""How many of the tokens an org issued :meth:`AuthServer.issued_tokens` remembers (the latest)."""
 
 
 # --------------------------------------------------------------------------------------------- configuration
@@ -404,6 +407,7 @@ class AuthServer:
         self._refresh: dict[str, _RefreshGrant] = {}
         self._retired: dict[str, str] = {}  # a refresh token rotated away -> its family (reuse detection)
         self._codes: dict[str, _AuthCode] = {}
+        self._issued: deque[str] = deque(maxlen=ISSUED_KEPT)
 
     # ----------------------------------------------------------------------------------- lookups
 
@@ -420,6 +424,13 @@ class AuthServer:
 
     def identity_url(self, user: EmulatedUser) -> str:
         return f"{self.config.instance_url}/id/{self.config.org_id}/{user.user_id}"
+
+    def issued_tokens(self) -> list[str]:
+        """Every access token and refresh token this org issued (the latest :data:`ISSUED_KEPT`), oldest first,
+        whether still valid or not: what a test looks for where no token may ever appear (logs, error
+        entries, metrics)."""
+        with self._lock:
+            return list(self._issued)
 
     # ----------------------------------------------------------------------------------- sessions (REST layer)
 
@@ -500,6 +511,7 @@ class AuthServer:
         token = _random("5Aep861", 87)
         with self._lock:
             self._refresh[token] = _RefreshGrant(app.client_id, user, tuple(app.scopes), self._clock(), family=token)
+            self._issued.append(token)
         return token
 
     def change_app(self, client_id: str | None = None, **changes: Any) -> ConnectedApp:
@@ -552,6 +564,7 @@ class AuthServer:
             for key in [k for k, s in self._sessions.items() if now - s.last_used >= timeout]:
                 del self._sessions[key]
             self._sessions[access_token] = session
+            self._issued.append(access_token)
         return session
 
     def _issue(
@@ -575,6 +588,7 @@ class AuthServer:
             family = family or refresh_token
             with self._lock:
                 self._refresh[refresh_token] = _RefreshGrant(app.client_id, user, scopes, self._clock(), family)
+                self._issued.append(refresh_token)
         session = self._new_session(
             app.client_id, user, scopes, grant_type, refresh_token or from_refresh_token, refresh_family=family
         )

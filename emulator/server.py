@@ -275,7 +275,9 @@ class _Host:
             folder = Path(tempfile.mkdtemp(prefix="sfsync-emulator-"))
             key_file, self.ca_file = self_signed_certificate(folder)
             ssl_args = {"ssl_keyfile": str(key_file), "ssl_certfile": str(self.ca_file)}
-        config = uvicorn.Config(self.dispatch, log_level=log_level, access_log=False, lifespan="off", **ssl_args)
+        config = uvicorn.Config(
+            self.dispatch, log_level=log_level, access_log=False, lifespan="off", date_header=False, **ssl_args
+        )
         self.server = uvicorn.Server(config)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.thread: threading.Thread | None = None

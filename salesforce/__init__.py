@@ -49,7 +49,7 @@ from sfsync.salesforce.errors import (
 )
 from sfsync.salesforce.limits import ApiBudget, AppUsage, BudgetTracker, parse_limit_info
 from sfsync.salesforce.org import ApiVersion, Identity, Limit
-from sfsync.salesforce.query import SearchObject
+from sfsync.salesforce.query import SearchObject, ServerTime
 from sfsync.salesforce.rest import Record
 from sfsync.salesforce.settings import SalesforceSettings, load_settings
 from sfsync.salesforce.sobjects import (
@@ -121,6 +121,7 @@ __all__ = [
     "SalesforceRetriableError",
     "SalesforceSettings",
     "SearchObject",
+    "ServerTime",
     "Session",
     "SessionExpired",
     "SessionSealError",

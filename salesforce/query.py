@@ -10,10 +10,17 @@ Build SOQL with :mod:`sfsync.salesforce.soql` so values are escaped.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import datetime as dt
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 
+import httpx
+import orjson
+
+from sfsync.salesforce.errors import UnexpectedResponse
 from sfsync.salesforce.rest import ApiModel, Record, RestCaller, api_name, parse_model
 from sfsync.salesforce.soql import Condition, Query, select
 
@@ -28,6 +35,28 @@ class SearchObject:
     where: str | None = None
 
 
+@dataclass(frozen=True)
+class ServerTime:
+    """When the org answered one call, as far as the client can tell without trusting its own clock."""
+
+    date: dt.datetime | None
+    """The response's HTTP ``Date`` header (the org's clock, 1 s resolution; None: absent or unreadable)."""
+    round_trip: dt.timedelta
+    """How long the call took, measured by the client (a duration: no clock skew)."""
+
+
+def server_date(value: str | None) -> dt.datetime | None:
+    """An HTTP ``Date`` header (``Tue, 25 Nov 2026 12:00:00 GMT``) as an aware UTC datetime; None if absent
+    or unreadable."""
+    if not value:
+        return None
+    try:
+        parsed = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return parsed.astimezone(dt.UTC) if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
 class _QueryPage(ApiModel):
     total_size: int
     done: bool
@@ -35,23 +64,49 @@ class _QueryPage(ApiModel):
     records: list[Record]
 
 
+def _json_body(response: httpx.Response, resource: str) -> Any:
+    """The JSON body of a query response (None if empty; not JSON: :class:`UnexpectedResponse`)."""
+    if not response.content:
+        return None
+    try:
+        return orjson.loads(response.content)
+    except orjson.JSONDecodeError as exc:
+        raise UnexpectedResponse(
+            f"GET {resource}: expected JSON, got {response.headers.get('Content-Type', 'no content type')}",
+            status=response.status_code,
+        ) from exc
+
+
 class QueryApi(RestCaller):
     """The query and search calls of :class:`~sfsync.salesforce.client.SalesforceClient`."""
 
     async def query(
-        self, soql: str | Query, *, batch_size: int | None = None, include_deleted: bool = False
+        self,
+        soql: str | Query,
+        *,
+        batch_size: int | None = None,
+        include_deleted: bool = False,
+        on_first_response: Callable[[ServerTime], None] | None = None,
     ) -> AsyncIterator[Record]:
         """Every record of a SOQL query: ``GET /query?q=``, then each ``nextRecordsUrl`` until ``done``.
 
         ``batch_size`` (200-2000, else :class:`ValueError`) is sent as
         ``Sforce-Query-Options: batchSize=N``; ``include_deleted`` uses ``/queryAll`` (deleted and
-        archived rows too).
+        archived rows too). ``on_first_response`` is told the :class:`ServerTime` of the first call
+        (the one that runs the query) before its rows are yielded.
         """
         if batch_size is not None and not 200 <= batch_size <= 2000:
             raise ValueError("batch_size must be between 200 and 2000")
         headers = {"Sforce-Query-Options": f"batchSize={batch_size}"} if batch_size else {}
         resource = "queryAll" if include_deleted else "query"
-        data = await self._json("GET", resource, params={"q": str(soql)}, headers=headers)
+        if on_first_response is None:
+            data = await self._json("GET", resource, params={"q": str(soql)}, headers=headers)
+        else:
+            sent = time.monotonic()
+            response = await self.request("GET", resource, params={"q": str(soql)}, headers=headers)
+            round_trip = dt.timedelta(seconds=time.monotonic() - sent)
+            on_first_response(ServerTime(server_date(response.headers.get("Date")), round_trip))
+            data = _json_body(response, resource)
         while True:
             page = parse_model(_QueryPage, data, resource)
             for record in page.records:

@@ -30,11 +30,12 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Literal, TypedDict
+from enum import StrEnum
+from typing import Generic, Literal, TypedDict, TypeVar
 
 from sfsync.errors import RetriableError
 
-__all__ = ["RetryPolicy", "StaminaArgs", "retry_after"]
+__all__ = ["Hold", "RetryPolicy", "StaminaArgs", "backoff_s", "hold_after", "retry_after"]
 
 _JITTER = random.Random()  # noqa: S311 - jitter, not cryptography
 
@@ -177,3 +178,43 @@ class RetryPolicy:
             "wait_jitter": self.jitter_s,
             "wait_exp_base": self.wait_exp_base,
         }
+
+
+Cause = TypeVar("Cause", bound=StrEnum)
+
+
+@dataclass(frozen=True)
+class Hold(Generic[Cause]):
+    """Something held (an org, a connection) for ``cause`` since ``since`` until ``until`` (monotonic seconds),
+    after ``failures`` failures in a row of that cause; ``code`` names the last one (``SERVER_UNAVAILABLE``,
+    ``AUTH_FAILED``...). The sink's connections and the poller's orgs are held so, each with its own causes."""
+
+    cause: Cause
+    since: float
+    until: float
+    failures: int
+    code: str
+
+
+def backoff_s(failures: int, initial_s: float, max_s: float) -> float:
+    """The wait after ``failures`` failures in a row: ``initial_s``, doubling, at most ``max_s``."""
+    return min(max_s, initial_s * 2.0 ** max(failures - 1, 0))
+
+
+def hold_after(
+    previous: Hold[Cause] | None,
+    cause: Cause,
+    now: float,
+    code: str,
+    *,
+    initial_s: float,
+    max_s: float,
+    wait_s: float | None = None,
+) -> Hold[Cause]:
+    """The hold after a failure of ``cause`` at ``now``: ``wait_s`` when the cause says how long (an API budget's
+    pause), else the backoff of the failures in a row of that cause."""
+    same = previous is not None and previous.cause is cause
+    failures = previous.failures + 1 if same and previous is not None else 1
+    since = previous.since if same and previous is not None else now
+    wait = wait_s if wait_s is not None else backoff_s(failures, initial_s, max_s)
+    return Hold(cause, since, now + max(wait, 0.0), failures, code)

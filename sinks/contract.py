@@ -14,6 +14,14 @@
   a spent daily allocation): the loop must not call ``put`` again for that many seconds. It keeps
   its consumer in the group meanwhile (partitions paused, polling on), then hands the pending
   writes to the next ``put`` first. A pause is no write's failure: it spends no retry deadline.
+- ``unreachable``: set when Salesforce answered no call of the batch (5xx, connections refused or
+  timing out, past the batch's retries): the org is down as far as it can tell. Its writes are
+  pending, and the outage spent none of their retry deadlines: whoever drives the sink may hold them
+  (the connection router re-checks the org on a backoff) without their being parked meanwhile.
+
+A sink whose writes may still be on their way when ``put`` returns (the connection router:
+:mod:`sfsync.sinks.router`) is :class:`Settling`: the loop calls ``settle`` before it stops, which
+waits for them and starts nothing new.
 
 The sink is the one owner of its writes' retries (the Salesforce client makes one attempt per call).
 A Salesforce transient fault does not escape ``put``: a write it hits is retried in later rounds and,
@@ -26,9 +34,9 @@ may be committed: the loop stops, and the batch replays after a restart.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from sfsync.errors import Category, RetriableError, SfsyncError, SkippableRecordError
 
@@ -60,6 +68,8 @@ class ErrorEntry:
     sobject: str
     field: str | None = None
     salesforce_id: str | None = None
+    workspace_id: str | None = None
+    """The workspace the entry is about (the write's), when one is."""
 
 
 @dataclass(frozen=True)
@@ -78,7 +88,8 @@ class BatchOutcome:
     write of this batch below it was acknowledged by Salesforce or parked. ``pending`` are the
     writes not done yet (a missing parent, a transient fault within its retry deadline): hand them
     to the next ``put``. ``budget_pause_s``: the API budget is paused (None: it is not); the
-    pending writes wait that many seconds before the next ``put``.
+    pending writes wait that many seconds before the next ``put``. ``unreachable``: the error of a
+    batch Salesforce answered no call of (see the module's contract).
     """
 
     results: list[dict[str, Any]] = field(default_factory=list)
@@ -87,6 +98,7 @@ class BatchOutcome:
     committed: dict[tuple[str, int], int] = field(default_factory=dict)
     api_calls: int = 0
     budget_pause_s: float | None = None
+    unreachable: SfsyncError | None = None
 
 
 class OnParked(Protocol):
@@ -190,3 +202,19 @@ class Sink(Protocol):
     """What the loop drives: see the module's contract."""
 
     async def put(self, writes: Sequence[IncomingWrite]) -> BatchOutcome: ...
+
+
+@runtime_checkable
+class Settling(Protocol):
+    """A sink whose writes may still be on their way to Salesforce when ``put`` returns."""
+
+    async def settle(self, writes: Sequence[IncomingWrite]) -> BatchOutcome:
+        """What became of ``writes`` (the carried ones) once every write on its way is done; starts nothing."""
+        ...
+
+    async def release(self, partitions: Collection[tuple[str, int]]) -> None:
+        """``partitions`` are revoked: return once no write is on its way (nothing this sink sent can reach
+        Salesforce afterwards), and forget which of their writes the batches did, so that their replays (the
+        same topic, partition and offset, read again) are written again, all of them, in order. A later
+        ``put`` still delivers what those batches did (a result is a fact, whoever reads it)."""
+        ...

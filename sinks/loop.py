@@ -9,7 +9,8 @@ are carried into the next batch, where the sink retries them; their offsets stay
 crash replays them. The carry is bounded: the sink parks a write whose retries outlast
 ``retry_timeout_s`` and a child whose parent is still missing after ``max_parent_waits`` batches.
 
-The API budget's pause (the outcome's ``budget_pause_s``): the loop does not sleep it out inside a
+The API budget's pause (the outcome's ``budget_pause_s``; the connection router, which holds a paused
+connection's writes while the others go on, never sets it): the loop does not sleep it out inside a
 batch, which would outlast ``max.poll.interval.ms`` and get it evicted from its group. It pauses
 every assigned partition (``consumer.pause``) and keeps calling ``consume`` with short timeouts
 (``poll_timeout_s``), so the group keeps it and rebalances are served, until the pause is over or
@@ -18,8 +19,17 @@ first. A partition assigned during the pause is paused too (records the assignin
 are carried, not dropped); a revoked one's carried writes are dropped, as always. Nothing is
 committed at or past a carried write.
 
+The carry is bounded in memory too (``carry_max``): while the sink leaves that many writes or more
+pending (an org down for long, a workspace paused: :mod:`sfsync.sinks.router` holds their writes),
+the partitions holding carried writes are paused, as the budget's pause pauses them, and the
+consumer keeps polling the others; they are resumed once fewer are carried. A sink whose writes may
+still be on their way when ``put`` returns (:class:`~sfsync.sinks.contract.Settling`) is settled
+before the loop ends: what is done then is delivered and committed.
+
 SIGTERM/SIGINT finish the batch in hand, commit and close. On a rebalance the revoked partitions'
-records (in hand or carried) are dropped without committing: their new owner replays them.
+records (in hand or carried) are dropped without committing: their new owner replays them. Before that,
+the revocation waits until no write of a :class:`~sfsync.sinks.contract.Settling` sink is on its way, so
+nothing this worker sent reaches Salesforce after the new owner started replaying.
 A fatal error stops the loop without committing; the process exits and is restarted (by then a
 human fixed the mapping, the permissions or the credentials).
 
@@ -49,6 +59,7 @@ import contextlib
 import datetime as dt
 import logging
 import signal
+import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
@@ -63,6 +74,7 @@ from sfsync.sinks.contract import (
     IncomingWrite,
     OnParked,
     RetriesExhaustedError,
+    Settling,
     Sink,
     committed_offsets,
 )
@@ -188,6 +200,7 @@ class SyncParker(Protocol):
         field: str | None = None,
         attempts: int = 1,
         source: SourceEvent | None = None,
+        workspace: str | None = None,
     ) -> object: ...
 
 
@@ -204,8 +217,17 @@ def dlq_parker(park: SyncParker, *, stage: str = "TASK_PUT") -> OnParked:
         mapping = str(write.write.get("mapping") or "") or None
         source = SourceEvent.of_write(write.write)
         attempts = error.attempts if isinstance(error, RetriesExhaustedError) else 1
+        workspace = str(write.write.get("workspace_id") or "") or None
         await asyncio.to_thread(
-            park, write, error, stage=stage, mapping=mapping, field=fields, attempts=attempts, source=source
+            park,
+            write,
+            error,
+            stage=stage,
+            mapping=mapping,
+            field=fields,
+            attempts=attempts,
+            source=source,
+            workspace=workspace,
         )
 
     return on_parked
@@ -274,9 +296,13 @@ class SinkWorker:
         self.stopping = asyncio.Event()
         self._carry: list[IncomingWrite] = []
         self._revoked: set[tuple[str, int]] = set()
+        self._revoked_now: set[tuple[str, int]] = set()  # revoked during the ``consume`` call under way
         self._committed: dict[tuple[str, int], int] = {}
         self._consumed: dict[tuple[str, int], int] = {}  # per partition: the offset after the last write read
         self._held: set[tuple[str, int]] = set()  # partitions this loop paused for the budget
+        self._capped: set[tuple[str, int]] = set()  # partitions this loop paused: too many writes carried
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop running :meth:`run`, and its thread
+        self._loop_thread = 0
         self._kafka_failing_since: dict[str, float] = {}  # per Kafka call: the first failure of its streak
         self._commit_owed = False  # a commit failed: the offsets read are not all committed
         self.batches = 0
@@ -343,16 +369,39 @@ class SinkWorker:
             self._revoked.discard((tp.topic, tp.partition))
 
     def _on_revoke(self, consumer: Any, partitions: Sequence[Any]) -> None:
+        """The partitions go to another worker: first wait until none of this worker's writes is on its way
+        (:meth:`_release`), then forget them: their carried writes, and those read for the batch in hand, are
+        dropped uncommitted (the new owner replays them), even when a partition comes straight back in the
+        same ``consume`` call: another worker may have written their records' later writes meanwhile."""
+        self._release({(tp.topic, tp.partition) for tp in partitions})
         for tp in partitions:
             key = (tp.topic, tp.partition)
             self._revoked.add(key)
+            self._revoked_now.add(key)
             self._committed.pop(key, None)
             self._consumed.pop(key, None)
             self._held.discard(key)
+            self._capped.discard(key)
         self._carry = [w for w in self._carry if (w.topic, w.partition) not in self._revoked]
+
+    def _release(self, partitions: set[tuple[str, int]]) -> None:
+        """Wait (in the consumer's thread, inside ``consume``) until a :class:`Settling` sink has no write on
+        its way, and let it forget what it did of ``partitions``' writes (:meth:`Settling.release`). A batch
+        still on its way when the revocation returned could reach Salesforce after the new owner replayed the
+        same records' later writes (a registration's create landing after the replayed cancellation's
+        delete). Not on the event loop's thread (``close`` at the end: :meth:`_settle` waited)."""
+        loop = self._loop
+        if loop is None or not isinstance(self.sink, Settling) or threading.get_ident() == self._loop_thread:
+            return
+        started = self._clock()
+        asyncio.run_coroutine_threadsafe(self.sink.release(partitions), loop).result()
+        waited = self._clock() - started
+        if waited >= 0.001:
+            log.info("partitions revoked: waited %.1fs for the writes on their way before giving them up", waited)
 
     async def run(self, *, max_batches: int | None = None) -> None:
         """Consume and sync until :attr:`stopping` is set (or ``max_batches`` batches ran)."""
+        self._loop, self._loop_thread = asyncio.get_running_loop(), threading.get_ident()
         self.consumer.subscribe([self.writes_topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
         try:
             while not self.stopping.is_set() and (max_batches is None or self.batches < max_batches):
@@ -369,13 +418,49 @@ class SinkWorker:
                 self._commit(self._done_offsets(batch, outcome.pending))
                 self._carry = [w for w in outcome.pending if (w.topic, w.partition) not in self._revoked]
                 self.batches += 1
+                self._bound_carry()
                 if outcome.budget_pause_s is not None:
                     await self._sit_out_budget_pause(outcome.budget_pause_s)
                 elif outcome.pending and not outcome.results and not outcome.parked:
                     await self._sleep(self.settings.retry_wait_initial_s)  # nothing moved: do not spin
+            await self._settle()
         finally:
             with contextlib.suppress(Exception):
                 self.consumer.close()
+
+    async def _settle(self) -> None:
+        """Before the loop ends: wait for the writes a :class:`Settling` sink still has on their way, then
+        deliver and commit what they did (the rest stays uncommitted and replays)."""
+        if not isinstance(self.sink, Settling) or not self._carry:
+            return
+        carried = [w for w in self._carry if w.write]
+        outcome = await self.sink.settle(carried)
+        await self._deliver(outcome)
+        self._commit(self._done_offsets(carried, outcome.pending))
+        self._carry = [w for w in outcome.pending if (w.topic, w.partition) not in self._revoked]
+
+    def _bound_carry(self) -> None:
+        """``carry_max`` writes carried or more: pause the partitions that hold them (and keep polling);
+        fewer: resume those this paused (unless the budget's pause holds them)."""
+        if len(self._carry) >= self.settings.carry_max:
+            holding = {(w.topic, w.partition) for w in self._carry}
+            fresh = [tp for tp in self.consumer.assignment() if (tp.topic, tp.partition) in holding - self._capped]
+            if fresh:
+                if not self._capped:
+                    log.warning(
+                        "%d writes carried (SFSYNC_SINK_CARRY_MAX=%d): the partitions holding them are paused "
+                        "until fewer are",
+                        len(self._carry),
+                        self.settings.carry_max,
+                    )
+                self.consumer.pause(fresh)
+                self._capped.update((tp.topic, tp.partition) for tp in fresh)
+        elif self._capped:
+            capped, self._capped = self._capped, set()
+            resume = [tp for tp in self.consumer.assignment() if (tp.topic, tp.partition) in capped - self._held]
+            if resume:
+                self.consumer.resume(resume)
+            log.info("%d writes carried: the partitions paused for the carry are read again", len(self._carry))
 
     async def _sit_out_budget_pause(self, seconds: float) -> None:
         """Stay in the group for ``seconds`` without reading on: the assigned partitions paused, ``consume``
@@ -397,7 +482,7 @@ class SinkWorker:
                     self._carry.append(incoming)
             self._pause_assigned()
         held, self._held = self._held, set()
-        assigned = [tp for tp in self.consumer.assignment() if (tp.topic, tp.partition) in held]
+        assigned = [tp for tp in self.consumer.assignment() if (tp.topic, tp.partition) in held - self._capped]
         if assigned:
             self.consumer.resume(assigned)
 
@@ -424,7 +509,10 @@ class SinkWorker:
                 timeout = min(timeout, self.settings.batch_max_age_s - (self._clock() - start))
                 if timeout <= 0:
                     break
+            self._revoked_now.clear()
             messages = await self._consume(want - len(out), timeout)
+            if self._revoked_now:  # read before a revocation: stale even if the partition came straight back
+                out = [w for w in out if (w.topic, w.partition) not in self._revoked_now]
             for message in messages:
                 incoming = await self._decode(message)
                 if incoming is None:

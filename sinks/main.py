@@ -1,17 +1,24 @@
-"""The Salesforce sink as one process: ``sfsync.writes`` -> Salesforce -> ``sfsync.results``.
+"""The Salesforce sink as one process: ``sfsync.writes`` -> Salesforce -> ``sfsync.results``, for every org.
 
 :func:`build_runner` wires the pieces of ``sinks/`` together; :func:`run_sink` builds, runs and
 closes them (``sfsync sink``):
 
-- a :class:`~salesforce.SalesforceClient` whose :class:`~salesforce.BudgetTracker` is shared with
-  the :class:`~sfsync.salesforce.governor.Governor` (``before_call`` of every Salesforce call);
+- a :class:`~sfsync.sinks.router.ConnectionRouter` that sends each write to its workspace's org
+  (docs/decisions/0009-workspaces-and-connections.md): without the workspace registry
+  (``SFSYNC_WORKSPACES_ENABLED`` off, the default) every write goes to ``env``, the environment's
+  ``SALESFORCE_*`` connection, as a single-org sink always did; with it, the registry's
+  :class:`~sfsync.workspaces.Directory` (read with a registry client that rides out outages) says each
+  workspace's connection and state. Each connection has its own client, its own
+  :class:`~sfsync.salesforce.governor.Governor` over its own budget (``before_call`` of every one of its
+  calls) and its own sink (:mod:`sfsync.sinks.connections`), opened on its first write;
 - an :class:`~sfsync.ops.errorlog.ErrorLog` and a :class:`~sfsync.ops.dlq.DeadLetterQueue` on the configured
   topic prefix. The DLQ writes the SYNC entry of every record it parks (with the record's Kafka
-  coordinates), so the sink's own SYNC/ERROR entry of a parked write is not logged a second time;
-  its INFO entries (policy skips) are;
+  coordinates and workspace), so the sink's own SYNC/ERROR entry of a parked write is not logged a
+  second time; its INFO entries (policy skips) are;
 - :class:`~sfsync.sinks.metrics.SinkMetrics` and its ``/metrics`` endpoint: API calls per endpoint (every
   HTTP request to the REST/async API, retries included), the budget ratio, batch sizes, writes per
-  object and outcome, end-to-end latency and consumer lag;
+  object and outcome, end-to-end latency, consumer lag, and the connections held by cause (no series
+  has a workspace or connection label);
 - a :class:`~sfsync.sinks.loop.SinkWorker` with ``on_parked`` = the DLQ.
 
 The mappings first: the sink reads the mapping setting as every process does (``SFSYNC_MAPPING_FILE``,
@@ -20,20 +27,24 @@ The mappings first: the sink reads the mapping setting as every process does (``
 refuses to start on a mapping the org cannot take (:func:`~sfsync.mapping.require_valid`: a missing
 or read-only field, a custom match field that is not an External ID...), listing every problem
 (a MappingError: ``sfsync sink`` exits 2). A transient fault there is retried for
-``retry_timeout_s``. Afterwards, a field or permission removed from the org quarantines the
-mappings using it (:mod:`sfsync.sinks.drift`; ``sfsync_mapping_quarantined``) while the others go on.
+``retry_timeout_s``. That check is of the ``env`` org, without the registry; with it, the orgs are
+many and come and go, and each one's drift is caught as its writes go. Afterwards, a field or
+permission removed from an org quarantines the mappings using it there
+(:mod:`sfsync.sinks.drift`; ``sfsync_mapping_quarantined``) while the others go on.
 
-Failures: a daily-limit 403 (``REQUEST_LIMIT_EXCEEDED`` / ``TotalRequests``) calls
-:meth:`Governor.on_daily_limit`, which pauses calls and records one RATE_LIMIT entry. No batch
-sleeps through a budget pause: the governor holds a call at most what is left of
-``SFSYNC_SINK_BUDGET_WAIT_MAX_S`` in the batch, else the batch ends with its unwritten writes pending
-and ``budget_pause_s`` set, and the worker pauses its partitions and keeps polling Kafka until the
-pause is over (``sfsync_sink_budget_paused`` is 1 meanwhile). A refused
-login (the client already refreshed once) records a CONNECTION entry and pauses, doubling up to
-a bound, with nothing of the batch committed, instead of crashing and restarting in a loop. Drift
-(a field, object or permission a mapping uses, gone from the org) quarantines that mapping. Other
-fatal errors (the API disabled for the org...) stop the process without committing. SIGTERM/SIGINT stop
-cleanly, also during a pause: the batch in hand is not committed and replays on restart.
+Failures are a connection's, never the process's: its writes wait (carried, uncommitted) while the
+other connections' go on (:mod:`sfsync.sinks.router`). A daily-limit 403 (``REQUEST_LIMIT_EXCEEDED`` /
+``TotalRequests``) calls that connection's :meth:`Governor.on_daily_limit`, which pauses its calls and
+records one RATE_LIMIT entry. No batch sleeps through a budget pause: the governor holds a call at most
+what is left of ``SFSYNC_SINK_BUDGET_WAIT_MAX_S`` in the batch, else the batch ends with its unwritten
+writes pending and the connection is held until the pause is over (``sfsync_sink_budget_paused`` is 1
+meanwhile). An org that answers no call is held and tried again on a backoff; a refused login (the
+client already refreshed once) records a CONNECTION entry and is tried again on a slow backoff,
+doubling up to a bound, instead of crashing and restarting in a loop; so is an org that refuses the
+integration as a whole (the API disabled for it...). Drift quarantines the mapping concerned. The
+carried writes are bounded (``SFSYNC_SINK_CARRY_MAX``: the partitions holding them are paused past
+it). SIGTERM/SIGINT stop cleanly: the batches on their way are waited for, what they did committed;
+the rest replays on restart.
 """
 
 from __future__ import annotations
@@ -43,12 +54,11 @@ import contextlib
 import datetime as dt
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import orjson
 import stamina
 
 from sfsync.errors import Category, ConfigError, DeliveryError, Level, RetriableError, SfsyncError
@@ -57,24 +67,23 @@ from sfsync.mapping import MappingFile, gather_describes, load_configured_mappin
 from sfsync.ops.dlq import DeadLetterQueue
 from sfsync.ops.errorlog import ErrorLog, ErrorLogEntry, SourceRef, entry_for, log_entry
 from sfsync.ops.metrics import MetricsServer, lag_of
-from sfsync.salesforce import (
-    AuthenticationError,
-    BudgetTracker,
-    DailyLimitExceeded,
-    SalesforceClient,
-    SalesforceSettings,
-)
+from sfsync.salesforce import AuthenticationError, DailyLimitExceeded, SalesforceClient, SalesforceSettings
 from sfsync.salesforce.auth import AuthProvider
 from sfsync.salesforce.drift import is_drift
-from sfsync.salesforce.errors import SalesforceFatalError, parse_error_body
+from sfsync.salesforce.errors import SalesforceFatalError
 from sfsync.salesforce.governor import Governor, GovernorSettings, load_governor_settings
 from sfsync.salesforce.limits import LIMIT_INFO_HEADER, parse_limit_info
 from sfsync.serde.registry import SchemaRegistry
+from sfsync.sinks.connections import API_PREFIXES, ConnectionCatalog, ProcessHooks, WorkspaceDirectory
 from sfsync.sinks.contract import BatchOutcome, ErrorEntry, IncomingWrite
 from sfsync.sinks.loop import SinkWorker, dlq_parker
 from sfsync.sinks.metrics import SinkMetrics
+from sfsync.sinks.router import ConnectionRouter
+from sfsync.sinks.routing import HoldCause
 from sfsync.sinks.settings import SinkSettings
-from sfsync.sinks.writer import SalesforceSink
+from sfsync.workspaces import Directory, RegistryWriter, WorkspacesSettings
+from sfsync.workspaces.logins import ConnectionStore
+from sfsync.workspaces.records import ENV_CONNECTION_ID
 
 __all__ = [
     "RunReport",
@@ -85,8 +94,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-_API_PREFIXES = ("/services/data/", "/services/async/", "/services/apexrest/")
 
 
 class StoppingError(RetriableError):
@@ -105,47 +112,33 @@ class RunReport:
     auth_failures: int
 
 
-# ---------------------------------------------------------------------- HTTP observation
-class _ObservingTransport(httpx.AsyncBaseTransport):
-    """Counts API calls, feeds the usage gauge and spots the daily-limit 403 on every response."""
+# ---------------------------------------------------------------------- the router, observed
+class _RunnerSink:
+    """The router plus what the process around it needs: metrics per batch, idle tracking."""
 
-    def __init__(
-        self, inner: httpx.AsyncBaseTransport, on_response: Callable[[httpx.Response], Awaitable[None]]
-    ) -> None:
-        self._inner = inner
-        self._on_response = on_response
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        response = await self._inner.handle_async_request(request)
-        response.request = request
-        await self._on_response(response)
-        return response
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-
-# ---------------------------------------------------------------------- the sink, observed
-class _RunnerSink(SalesforceSink):
-    """The sink plus what the process around it needs: metrics per batch, the auth pause, stop."""
-
-    runner: SinkRunner
+    def __init__(self, router: ConnectionRouter, runner: SinkRunner) -> None:
+        self.router = router
+        self.runner = runner
 
     async def put(self, writes: Sequence[IncomingWrite]) -> BatchOutcome:
+        return await self._observed(writes, self.router.put)
+
+    async def settle(self, writes: Sequence[IncomingWrite]) -> BatchOutcome:
+        return await self._observed(writes, self.router.settle)
+
+    async def release(self, partitions: Collection[tuple[str, int]]) -> None:
+        await self.router.release(partitions)
+
+    async def _observed(
+        self, writes: Sequence[IncomingWrite], step: Callable[[Sequence[IncomingWrite]], Awaitable[BatchOutcome]]
+    ) -> BatchOutcome:
         runner = self.runner
         runner.in_put = True
-        runner.governed_s = 0.0
         try:
-            outcome = await super().put(writes)
-            runner.auth_failures_in_row = 0
-        except AuthenticationError as error:
-            outcome = await runner.on_auth_failure(error, writes)
-        except StoppingError:
-            outcome = BatchOutcome(pending=list(writes))  # nothing of it is committed: it replays
+            outcome = await step(writes)
         finally:
             runner.in_put = False
             runner.last_activity = time.monotonic()
-        runner.metrics.budget_paused(outcome.budget_pause_s is not None)
         runner.after_batch(writes, outcome)
         return outcome
 
@@ -158,8 +151,6 @@ class SinkRunner:
         *,
         settings: SinkSettings,
         governor_settings: GovernorSettings,
-        client: SalesforceClient,
-        governor: Governor,
         metrics: SinkMetrics,
         error_log: ErrorLog,
         dlq: DeadLetterQueue,
@@ -168,18 +159,18 @@ class SinkRunner:
         self.settings = settings
         self.mappings = mappings
         self.governor_settings = governor_settings
-        self.client = client
-        self.governor = governor
         self.metrics = metrics
         self.error_log = error_log
         self.dlq = dlq
+        self.router: ConnectionRouter | None = None
+        self.check_env_org = True
+        """Whether :meth:`check_org` checks the mappings against the ``env`` org (not with the registry on)."""
         self.sink: _RunnerSink
         self.worker: SinkWorker
         self.metrics_server: MetricsServer | None = None
         self.in_put = False
-        self.governed_s = 0.0
-        """How long the governor held calls in the batch in hand (bounded by ``budget_wait_max_s``)."""
         self.last_activity = time.monotonic()
+        self._carried: set[tuple[str, int, int]] = set()  # the writes the last batch left pending
         self.auth_failures = 0
         self.auth_failures_in_row = 0
         self.results = 0
@@ -188,7 +179,20 @@ class SinkRunner:
         self._closed = False
         self.org_checked = False
         """True once the mappings passed the check against the org (:meth:`check_org`)."""
-        self.owned_registry: Any | None = None
+        self.owned: list[Any] = []
+        """What :meth:`close` closes besides the router: a registry client, a directory, a registry writer."""
+
+    @property
+    def client(self) -> SalesforceClient:
+        """The ``env`` connection's client (opened if it is not)."""
+        assert self.router is not None
+        return self.router.sink_of(ENV_CONNECTION_ID).client
+
+    @property
+    def governor(self) -> Governor:
+        """The ``env`` connection's governor (opened if it is not)."""
+        assert self.router is not None
+        return self.router.sink_of(ENV_CONNECTION_ID).governor
 
     # -- hooks --------------------------------------------------------------------------------
     @property
@@ -208,16 +212,6 @@ class SinkRunner:
         if self.stopping.is_set():
             raise StoppingError("stopping")
 
-    async def before_call(self, kind: str) -> None:
-        """The governor's go for one call; it holds the batch at most ``budget_wait_max_s`` in all, else
-        raises :class:`~sfsync.salesforce.governor.BudgetPausedError` (the batch ends with its writes pending)."""
-        started = time.monotonic()
-        try:
-            await self.governor.before_call(wait_max_s=max(0.0, self.settings.budget_wait_max_s - self.governed_s))
-        finally:
-            self.governed_s += time.monotonic() - started
-        self.metrics.observe_budget(self.client.budget.latest)
-
     async def on_error_entry(self, entry: ErrorEntry) -> None:
         if entry.category == "SYNC" and entry.severity == "ERROR":
             return  # the DLQ recorded this one when it parked the write (with its Kafka coordinates)
@@ -233,6 +227,7 @@ class SinkRunner:
                 record_key=entry.record_key or None,
                 salesforce_id=entry.salesforce_id,
                 details={"write_id": entry.write_id} if entry.write_id else {},
+                workspace_id=entry.workspace_id,
             )
         )
 
@@ -245,29 +240,18 @@ class SinkRunner:
         log_entry(log, entry)
 
     async def on_response(self, response: httpx.Response) -> None:
+        """Every answer of every connection's client: API calls counted, the usage gauge fed (the connection
+        tells its own governor of a daily-limit 403: :class:`~sfsync.sinks.connections.ConnectionSink`)."""
         path = response.request.url.path
-        if not path.startswith(_API_PREFIXES):
+        if not path.startswith(API_PREFIXES):
             return  # OAuth token calls do not count against the API allocation
         self.metrics.api_call(path)
         self.api_calls += 1
         self.metrics.observe_budget(parse_limit_info(response.headers.get(LIMIT_INFO_HEADER)))
-        if response.status_code != 403:
-            return
-        try:
-            body: object = orjson.loads(await response.aread())
-        except (orjson.JSONDecodeError, httpx.HTTPError):
-            return  # the client classifies (and raises) what it cannot read
-        error = parse_error_body(403, body)
-        if isinstance(error, DailyLimitExceeded):
-            # Salesforce sends no Retry-After here (the client's default is an hour): pause at most
-            # pause_s, then one probe call looks again (the worker keeps polling Kafka meanwhile).
-            pause_s = self.governor_settings.pause_s
-            if error.retry_after is None or error.retry_after > pause_s:
-                error.retry_after = pause_s
-            self.governor.on_daily_limit(error)
 
     async def on_auth_failure(self, error: AuthenticationError, writes: Sequence[IncomingWrite]) -> BatchOutcome:
-        """A refused login (after the client's one refresh): CONNECTION entry, bounded pause, no commit."""
+        """A refused login of the start-up check (after the client's one refresh): CONNECTION entry, bounded
+        pause. (A refused login while running holds its connection only: :mod:`sfsync.sinks.router`.)"""
         self.auth_failures += 1
         self.auth_failures_in_row += 1
         gs = self.governor_settings
@@ -281,10 +265,14 @@ class SinkRunner:
         return BatchOutcome(pending=list(writes))
 
     def after_batch(self, writes: Sequence[IncomingWrite], outcome: BatchOutcome) -> None:
+        """The metrics of one turn of the loop: writes read (each once, not again while carried), written
+        and parked, latency, lag, the connections held."""
         m = self.metrics
         real = [w for w in writes if w.write]
-        m.batch(len(real))
+        carried, self._carried = self._carried, {(w.topic, w.partition, w.offset) for w in outcome.pending}
         for w in real:
+            if (w.topic, w.partition, w.offset) in carried:
+                continue
             source = w.write.get("source") or {}
             m.event_in(str(source.get("event_type") or "unknown"))
         operations = {str(w.write.get("write_id")): str(w.write.get("operation") or "") for w in real}
@@ -302,6 +290,10 @@ class SinkRunner:
             m.write(str(parked.write.write.get("sobject") or ""), "parked")
         self.results += len(outcome.results)
         self.parked += len(outcome.parked)
+        if self.router is not None:
+            held = self.router.held()
+            m.connections_held({str(cause): count for cause, count in held.items()})
+            m.budget_paused(held[HoldCause.BUDGET] > 0)
         self._observe_lag()
         try:
             self.error_log.flush(timeout_s=self.settings.producer_flush_timeout_s)
@@ -337,8 +329,9 @@ class SinkRunner:
         sink's retry policy (``retry_timeout_s``), then the last one is raised; a spent daily
         allocation waits for the governor; a refused login is recorded and paused like one in a
         batch, then tried again. Raises :class:`StoppingError` when stopped meanwhile. A runner
-        wired without its mappings (by hand, not :func:`build_runner`) checks nothing."""
-        if self.org_checked or self.mappings is None:
+        wired without its mappings (by hand, not :func:`build_runner`) checks nothing, nor does one that
+        reads the workspace registry (its orgs are many; each one's drift is caught as its writes go)."""
+        if self.org_checked or self.mappings is None or not self.check_env_org:
             return
         mappings = self.mappings
 
@@ -401,34 +394,36 @@ class SinkRunner:
                 with contextlib.suppress(asyncio.CancelledError):
                     await watch
             await self.close()
+        router = self.router
         return RunReport(
             batches=self.worker.batches,
             results=self.results,
             parked=self.parked,
             api_calls=self.api_calls,
-            governor_pauses=self.governor.pauses,
-            auth_failures=self.auth_failures,
+            governor_pauses=router.governor_pauses if router is not None else 0,
+            auth_failures=self.auth_failures + (router.auth_failures if router is not None else 0),
         )
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        if self.router is not None:
+            await self.router.aclose()
         with contextlib.suppress(SfsyncError):
             self.error_log.flush(timeout_s=10)
         with contextlib.suppress(SfsyncError):
             self.dlq.close()
-        await self.client.aclose()
-        if self.owned_registry is not None:
+        for owned in reversed(self.owned):
             with contextlib.suppress(Exception):
-                self.owned_registry.close()
+                owned.close()
         if self.metrics_server is not None:
             self.metrics_server.stop()
 
 
 def build_runner(
     sink_settings: SinkSettings,
-    salesforce_settings: SalesforceSettings,
+    salesforce_settings: SalesforceSettings | None,
     *,
     governor_settings: GovernorSettings | None = None,
     auth: AuthProvider | None = None,
@@ -436,27 +431,43 @@ def build_runner(
     registry: Any | None = None,
     metrics: SinkMetrics | None = None,
     mappings: MappingFile | None = None,
+    workspaces: WorkspacesSettings | None = None,
+    directory: WorkspaceDirectory | None = None,
+    store: ConnectionStore | None = None,
+    transports: Callable[[str], httpx.AsyncBaseTransport | None] | None = None,
 ) -> SinkRunner:
     """Wire the sink process (nothing runs until :meth:`SinkRunner.run`).
 
-    ``auth``/``transport``: override the client's (tests); ``registry``: a schema-registry client
-    (default: from ``sink_settings``); ``metrics``: default on prometheus-client's global registry;
-    ``mappings``: default the mapping setting's file.
+    ``salesforce_settings``: the ``env`` connection (None: there is none; with the registry required,
+    none is needed). ``auth``/``transport``: override the ``env`` client's (tests); ``transports``: the
+    HTTP transport of a registry connection by id (tests); ``registry``: a schema-registry client
+    (default: from ``sink_settings``, riding out outages); ``metrics``: default on prometheus-client's
+    global registry; ``mappings``: default the mapping setting's file. ``workspaces``: the registry's
+    settings (None: no registry, ``env`` serves every workspace); with it on, ``directory`` (default:
+    opened from ``workspaces``, read to its end first) and ``store`` (where a rotated refresh token is
+    written back; default: a :class:`~sfsync.workspaces.RegistryWriter` when keys are set).
 
     Raises:
         ConfigError: settings that do not fit together (every problem at once), or Kafka settings
             librdkafka refuses (a client could not be built).
         MappingError: the mapping file breaks a rule that needs no org (every problem at once).
+        ServiceUnavailableError / FatalError: the registry's topics could not be read to their end.
     """
     mappings = require_valid(mappings if mappings is not None else load_configured_mappings())
     owned = registry is None
     gs = governor_settings if governor_settings is not None else load_governor_settings()
+    enabled = workspaces is not None and workspaces.enabled
     problems = []
     poll_s = sink_settings.max_poll_interval_ms / 1000
     if gs.auth_pause_max_s >= poll_s:  # (a budget pause is not sat out inside a batch: pause_s may be longer)
         problems.append(
             f"SFSYNC_GOVERNOR_AUTH_PAUSE_MAX_S={gs.auth_pause_max_s:g} must be below SFSYNC_SINK_MAX_POLL_INTERVAL_MS "
             f"({poll_s:g}s): a pause inside a batch would get the sink thrown out of its consumer group"
+        )
+    if salesforce_settings is None and not (enabled and workspaces is not None and workspaces.required):
+        problems.append(
+            "the environment's Salesforce connection (SALESFORCE_*) serves every workspace the registry does not "
+            "know: configure it, or set SFSYNC_WORKSPACES_ENABLED and SFSYNC_WORKSPACES_REQUIRED"
         )
     if problems:
         raise ConfigError("sink", problems)
@@ -480,67 +491,98 @@ def build_runner(
         metrics=metrics,
         delivery_timeout_s=sink_settings.producer_flush_timeout_s,
     )
-    budget = BudgetTracker()
-    holder: list[SinkRunner] = []
-
-    async def sleep(seconds: float) -> None:
-        await holder[0].sleep(seconds)
-
-    async def on_response(response: httpx.Response) -> None:
-        await holder[0].on_response(response)
-
-    def on_pause(entry: ErrorLogEntry) -> None:
-        holder[0].record(entry)
-
-    client = SalesforceClient(
-        salesforce_settings,
-        auth=auth,
-        transport=_ObservingTransport(transport or httpx.AsyncHTTPTransport(), on_response),
-        budget=budget,
-        sleep=sleep,
-    )
-    governor = Governor.from_settings(budget, gs, sleep=sleep, on_pause=on_pause)
     runner = SinkRunner(
         settings=sink_settings,
         governor_settings=gs,
-        client=client,
-        governor=governor,
         metrics=metrics,
         error_log=error_log,
         dlq=dlq,
         mappings=mappings,
     )
-    holder.append(runner)
     if owned:
-        runner.owned_registry = registry
+        runner.owned.append(registry)
+    if enabled and workspaces is not None:
+        runner.check_env_org = False
+        if directory is None:
+            keys = workspaces.keys() if workspaces.connection_keys is not None else None
+            opened = Directory.open(
+                workspaces.kafka_client_config(),
+                registry,
+                prefix=workspaces.topic_prefix,
+                keys=keys,
+                timeout_s=workspaces.load_timeout_s,
+            )
+            runner.owned.append(opened)
+            directory = opened
+        if store is None and directory.keys is not None:
+            writer = RegistryWriter(
+                workspaces.kafka_client_config(),
+                registry,
+                prefix=workspaces.topic_prefix,
+                delivery_timeout_s=workspaces.delivery_timeout_s,
+            )
+            runner.owned.append(writer)
+            store = writer
+
+    async def sleep(seconds: float) -> None:
+        await runner.sleep(seconds)
+
+    async def on_response(response: httpx.Response) -> None:
+        await runner.on_response(response)
 
     async def on_error_entry(entry: ErrorEntry) -> None:
         await runner.on_error_entry(entry)
 
-    async def before_call(kind: str) -> None:
-        await runner.before_call(kind)
-
     on_parked = dlq_parker(dlq.park)
-    sink = _RunnerSink(
-        client,
+    hooks = ProcessHooks(
         settings=sink_settings,
+        governor_settings=gs,
         on_parked=on_parked,
         on_error_entry=on_error_entry,
-        before_call=before_call,
+        record=runner.record,
         sleep=sleep,
-        pause_left=governor.pause_left_s,
+        on_response=on_response,
+        observe_budget=metrics.observe_budget,
         mappings=mappings,
         on_quarantine=metrics.quarantined,
     )
-    sink.runner = runner
-    runner.sink = sink
-    runner.worker = SinkWorker.connect(sink, settings=sink_settings, on_parked=on_parked, registry=registry)
+
+    def transport_of(connection_id: str) -> httpx.AsyncBaseTransport | None:
+        if connection_id == ENV_CONNECTION_ID:
+            return transport
+        return transports(connection_id) if transports is not None else None
+
+    catalog = ConnectionCatalog(
+        hooks,
+        env=salesforce_settings,
+        env_auth=auth,
+        directory=directory if enabled else None,
+        store=store,
+        enabled=enabled,
+        required=enabled and workspaces is not None and workspaces.required,
+        transport=transport_of,
+    )
+    router = ConnectionRouter(
+        catalog,
+        settings=sink_settings,
+        governor_settings=gs,
+        on_parked=on_parked,
+        on_error_entry=on_error_entry,
+        record=runner.record,
+        is_stopping=lambda error: isinstance(error, StoppingError) or runner.stopping.is_set(),
+        observe_batch=metrics.batch,
+    )
+    runner.router = router
+    if runner.check_env_org and salesforce_settings is not None:
+        router.sink_of(ENV_CONNECTION_ID)  # the start-up check's client and governor
+    runner.sink = _RunnerSink(router, runner)
+    runner.worker = SinkWorker.connect(runner.sink, settings=sink_settings, on_parked=on_parked, registry=registry)
     return runner
 
 
 async def run_sink(
     sink_settings: SinkSettings,
-    salesforce_settings: SalesforceSettings,
+    salesforce_settings: SalesforceSettings | None,
     *,
     governor_settings: GovernorSettings | None = None,
     max_batches: int | None = None,

@@ -12,6 +12,7 @@ sfsync_writes_total                        counter    sobject, outcome
 sfsync_salesforce_api_calls_total          counter    endpoint
 sfsync_salesforce_api_usage_ratio          gauge      -
 sfsync_sink_budget_paused                  gauge      - (1 while the API budget's pause holds the writes)
+sfsync_sink_connections_held               gauge      cause (org_down, credentials, refused, budget, workspace)
 sfsync_batch_size                          histogram  -
 sfsync_end_to_end_latency_seconds          histogram  - (occurred_at -> acknowledged)
 sfsync_consumer_lag                        gauge      topic, partition
@@ -21,12 +22,15 @@ sfsync_mapping_quarantined                 gauge      mapping (1: quarantined fo
 =========================================  =========  ==================================
 
 Mapping names are bounded by the mapping file: a gauge per mapping, set when one first enters quarantine.
+No series has a workspace or connection label (their number is the customers'): how many connections are
+held is counted by cause; which ones, the error log says (decision 0009).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
@@ -66,6 +70,15 @@ class SinkMetrics:
             "carried, the consumer still polling), else 0.",
             registry=r,
         )
+        self.connections_held_gauge = Gauge(
+            "sfsync_sink_connections_held",
+            "Connections whose writes wait (carried, uncommitted), by cause: org_down (the org answers no call), "
+            "credentials (the login is refused, or the connection cannot be opened), refused (the org refuses the "
+            "integration), budget (its API budget is paused), workspace (one of its workspaces is PAUSED or "
+            "DISCONNECTED).",
+            ["cause"],
+            registry=r,
+        )
         self.batch_size = Histogram(
             "sfsync_batch_size", "Records per Salesforce write batch.", buckets=BATCH_BUCKETS, registry=r
         )
@@ -103,8 +116,13 @@ class SinkMetrics:
             self.api_usage_ratio.set(budget.ratio)
 
     def budget_paused(self, paused: bool) -> None:
-        """Whether the last batch ended in the API budget's pause (its writes wait it out)."""
+        """Whether the API budget's pause holds writes now (of any connection)."""
         self.budget_paused_gauge.set(1 if paused else 0)
+
+    def connections_held(self, by_cause: Mapping[str, int]) -> None:
+        """How many connections are held now, by cause (every cause given is set, 0 included)."""
+        for cause, count in by_cause.items():
+            self.connections_held_gauge.labels(cause=str(cause)).set(count)
 
     def batch(self, size: int) -> None:
         self.batch_size.observe(size)

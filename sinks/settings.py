@@ -86,6 +86,30 @@ class SinkSettings(KafkaConnection, RegistryConnection):
             "calls may go again, so it stays in its consumer group however long the budget stays spent."
         ),
     )
+    carry_max: int = Field(
+        10_000,
+        ge=1,
+        le=1_000_000,
+        description=(
+            "The most writes the sink carries from batch to batch (waiting for their org, their workspace, a parent, "
+            "a retry) before it stops reading on: past it, the partitions holding carried writes are paused (the "
+            "consumer keeps polling, so it stays in its group) until fewer are carried. Bounds the memory an org "
+            "that is down for long takes, at the cost of the other workspaces of those partitions waiting too."
+        ),
+    )
+    hold_recheck_initial_s: float = Field(
+        5.0,
+        gt=0,
+        le=3_600,
+        description=(
+            "How soon an org that answered no call of a batch (down: 5xx, connections refused or timing out) is "
+            "tried again; the wait doubles with each failed try, up to hold_recheck_max_s. Its writes wait meanwhile "
+            "(uncommitted) and spend no retry deadline; the other orgs' writes go on."
+        ),
+    )
+    hold_recheck_max_s: float = Field(
+        60.0, gt=0, le=3_600, description="The longest wait before an org that is down is tried again."
+    )
     max_parent_waits: int = Field(
         50, ge=1, le=100_000, description="Batches a child waits for a missing parent before it is parked."
     )
@@ -154,6 +178,10 @@ class SinkSettings(KafkaConnection, RegistryConnection):
             problems.append("retry_wait_max_s must be >= retry_wait_initial_s")
         if self.retry_timeout_s < self.retry_wait_max_s:
             problems.append("retry_timeout_s must be >= retry_wait_max_s")
+        if self.hold_recheck_max_s < self.hold_recheck_initial_s:
+            problems.append("hold_recheck_max_s must be >= hold_recheck_initial_s")
+        if self.carry_max < self.batch_size:
+            problems.append("carry_max must be >= batch_size (a batch's pending writes are carried)")
         if self.budget_wait_max_s + self.retry_wait_max_s >= self.max_poll_interval_ms / 1000:
             problems.append("budget_wait_max_s + retry_wait_max_s must be below max_poll_interval_ms (in seconds)")
         if problems:

@@ -40,9 +40,17 @@ The API budget: a spent daily allocation (:class:`DailyLimitExceeded`) or the go
 calls longer than a batch may wait (:class:`~sfsync.salesforce.governor.BudgetPausedError`, from
 ``before_call``) is the governor's pause, not a failure of the writes: the put makes no further
 call, every write not yet written goes back as pending without spending its deadline or an
-attempt, and the outcome's ``budget_pause_s`` tells the loop how long to wait before the next put
-(the loop pauses its partitions and keeps polling Kafka meanwhile). The time spent in that pause
+attempt, and the outcome's ``budget_pause_s`` tells whoever drives the sink how long to wait before
+the next put (the connection router holds that connection's writes; a sink the loop drives alone has
+its partitions paused while the loop keeps polling Kafka). The time spent in that pause
 does not count against the retry deadline of a write that had already failed.
+
+An org that is down: a put in which Salesforce answered no call (every one failed with a 5xx, a refused
+or dropped connection, a timeout) and that ends with writes pending says so in its outcome
+(``unreachable``). The outage is not the writes' failure: what the put's failures added to their
+retry deadlines and attempts is taken back, and the time until the next put does not count either, so
+writes never run out of retries while their org is down (whoever drives the sink holds them and tries
+the org again later: :mod:`sfsync.sinks.router`). A put in which any call was answered counts as today.
 
 Because nothing below the sink resends, a create answered 5xx (or timed out) that Salesforce did
 commit is not created twice: the next round matches the record first and updates it.
@@ -67,12 +75,13 @@ Id; the others take ``value`` (a JSON array of strings when there are several of
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import random
 import time
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import quote
@@ -83,11 +92,15 @@ from sfsync.mapping import MappingFile
 from sfsync.salesforce.client import SalesforceClient
 from sfsync.salesforce.composite import COLLECTION_MAX, RecordResult
 from sfsync.salesforce.errors import (
+    NO_RESPONSE,
     DailyLimitExceeded,
+    RequestLimitExceeded,
+    RolledBack,
     SalesforceError,
     SalesforceFatalError,
     SalesforceRecordError,
     SalesforceRetriableError,
+    SessionExpired,
     classify,
 )
 from sfsync.salesforce.governor import BudgetPausedError
@@ -151,6 +164,21 @@ def _swap_lookup(lookup: str, declared: str, actual: str) -> str:
     if actual != declared and lookup.startswith(declared):
         return actual + lookup[len(declared) :]
     return lookup
+
+
+def _is_outage(error: BaseException) -> bool:
+    """Whether ``error`` says the org did not serve a call at all: a 5xx, or no answer (refused, dropped,
+    timed out); not a limit, an expired session, nor one record's failure."""
+    if not isinstance(error, SalesforceRetriableError) or isinstance(
+        error, DailyLimitExceeded | RequestLimitExceeded | SessionExpired | RolledBack | BudgetPausedError
+    ):
+        return False
+    return error.status == NO_RESPONSE or error.status >= 500
+
+
+def _workspace(seg: _Segment) -> str | None:
+    """The workspace of a segment's writes (one record key, so one workspace)."""
+    return str(seg.last.get("workspace_id") or "") or None
 
 
 def _error_code(error: BaseException) -> str:
@@ -248,6 +276,10 @@ class SalesforceSink:
         """When the last put ended in a budget pause (``monotonic``): that time is not a retry's."""
         self._policy = settings.retry_policy()
         self._failing: dict[Coordinates, _Failing] = {}
+        self._answered = False
+        """Whether Salesforce answered a call of the put in hand (anything but an outage)."""
+        self._outage: SalesforceRetriableError | None = None
+        """The last outage (a call Salesforce did not serve) the put in hand met."""
         self._identities: OrderedDict[str, tuple[str, str]] = OrderedDict()
         self._written: OrderedDict[tuple[str, str], dict[str, int]] = OrderedDict()
         self._parent_waits: dict[str, int] = {}
@@ -300,7 +332,10 @@ class SalesforceSink:
         """
         self._calls = 0
         self._budget_pause_s = None
+        self._answered, self._outage = False, None
         self._resume_deadlines()
+        failing_before = {c: replace(f) for c, f in self._failing.items()}
+        started = self._monotonic()
         outcome = BatchOutcome()
         queues = merge_writes(sorted(writes, key=lambda w: (w.topic, w.partition, w.offset)))
         await self._recheck_quarantines()
@@ -365,7 +400,32 @@ class SalesforceSink:
         if self._budget_pause_s is not None and outcome.pending:
             outcome.budget_pause_s = self._budget_pause_s
             self._paused_at = self._monotonic()
+        elif self._outage is not None and not self._answered and outcome.pending:
+            outcome.unreachable = self._outage
+            self._take_back_outage(failing_before, self._monotonic() - started)
+            self._paused_at = self._monotonic()
         return outcome
+
+    def _take_back_outage(self, before: Mapping[Coordinates, _Failing], lasted: float) -> None:
+        """The org served no call of this put: the pending writes' retry deadlines and attempts are as they
+        were before it (their first-failure time moved on by the put's length), a first failure forgotten."""
+        for coordinates, failing in list(self._failing.items()):
+            earlier = before.get(coordinates)
+            if earlier is None:
+                del self._failing[coordinates]
+            else:
+                failing.since, failing.attempts = earlier.since + lasted, earlier.attempts
+
+    @contextlib.contextmanager
+    def _answer(self) -> Iterator[None]:
+        """Around one Salesforce call: notes whether Salesforce answered it (anything but an outage)."""
+        try:
+            yield
+        except SalesforceError as exc:
+            if not _is_outage(exc):
+                self._answered = True
+            raise
+        self._answered = True
 
     # -- the budget's pause -----------------------------------------------------------------
     def _resume_deadlines(self) -> None:
@@ -420,6 +480,8 @@ class SalesforceSink:
             seg.blocked = True
             self._budget_paused(error)
             return False
+        if _is_outage(error):
+            self._outage = error
         now = self._monotonic()
         since = now
         attempts = 0
@@ -605,7 +667,8 @@ class SalesforceSink:
     async def _describe(self, obj: str) -> None:
         if obj not in self._describes:
             await self._call("describe")
-            described = await self.client.describe(obj)
+            with self._answer():
+                described = await self.client.describe(obj)
             self._describes[obj] = frozenset(f.name.lower() for f in described.fields)
             self._record_types[obj] = {
                 name.lower(): info.record_type_id
@@ -636,8 +699,9 @@ class SalesforceSink:
             query = select(*columns).from_(obj).where(condition)
             await self._call("query")
             try:
-                async for row in self.client.query(query):
-                    rows.append(row)
+                with self._answer():
+                    async for row in self.client.query(query):
+                        rows.append(row)
             except SalesforceFatalError as exc:
                 if is_drift(exc):
                     raise DriftError(obj, exc) from exc
@@ -781,6 +845,10 @@ class SalesforceSink:
 
     async def _send(self, kind: str, obj: str, ext_field: str | None, plans: list[_Plan]) -> list[RecordResult]:
         await self._call(kind, math.ceil(len(plans) / COLLECTION_MAX))
+        with self._answer():
+            return await self._collection(kind, obj, ext_field, plans)
+
+    async def _collection(self, kind: str, obj: str, ext_field: str | None, plans: list[_Plan]) -> list[RecordResult]:
         if kind == "delete":
             return await self.client.delete_many([p.record_id or "" for p in plans])
         if kind == "update":
@@ -859,6 +927,7 @@ class SalesforceSink:
                 sobject=seg.target[0] if seg.target else seg.sobject,
                 field=", ".join(fields) or None,
                 salesforce_id=seg.target[1] if seg.target else None,
+                workspace_id=_workspace(seg),
             )
         )
 
@@ -869,6 +938,7 @@ class SalesforceSink:
         culprits = [seg for seg in segments if concerns(drift, seg)] or list(segments)
         for mapping in dict.fromkeys(seg.mapping for seg in culprits):
             quarantined = self.quarantine.enter(mapping, drift)
+            workspaces = {_workspace(seg) for seg in culprits if seg.mapping == mapping}
             if quarantined is not None:
                 await self._on_error_entry(
                     ErrorEntry(
@@ -882,6 +952,7 @@ class SalesforceSink:
                         write_id="",
                         sobject=drift.sobject,
                         field=", ".join(drift.fields) or None,
+                        workspace_id=next(iter(workspaces)) if len(workspaces) == 1 else None,
                     )
                 )
         parked = []
@@ -908,7 +979,8 @@ class SalesforceSink:
         async def describe(obj: str) -> dict[str, Any] | None:
             await self._call("describe")
             try:
-                return await self.client.describe_body(obj, refresh=True)
+                with self._answer():
+                    return await self.client.describe_body(obj, refresh=True)
             except SalesforceFatalError as exc:
                 if is_drift(exc):
                     return None
@@ -959,6 +1031,7 @@ class SalesforceSink:
                 sobject=seg.target[0] if seg.target else seg.sobject,
                 field=name,
                 salesforce_id=seg.target[1] if seg.target else None,
+                workspace_id=_workspace(seg),
             )
         )
 

@@ -11,6 +11,8 @@ sfsync_poller_inbound_latency_seconds          histogram  - (SystemModstamp -> p
 sfsync_salesforce_api_calls_total              counter    endpoint
 sfsync_poller_assigned_objects                 gauge      -
 sfsync_poller_quarantined                      gauge      sobject (1: polls quarantined for drift)
+sfsync_poller_orgs                             gauge      - (orgs this replica polls, with the registry)
+sfsync_poller_orgs_held                        gauge      cause (orgs not polled for a while, and why)
 =============================================  =========  ==================================
 """
 
@@ -68,6 +70,18 @@ class SourceMetrics:
             "sfsync_poller_quarantined",
             "1 while an object's polls are quarantined (a field it selects, or access to it, removed), else 0.",
             ["sobject"],
+            registry=r,
+        )
+
+        self.orgs = Gauge(
+            "sfsync_poller_orgs",
+            "Orgs (connections) this replica polls, with the workspace registry; no series names one.",
+            registry=r,
+        )
+        self.orgs_held = Gauge(
+            "sfsync_poller_orgs_held",
+            "Orgs not polled for a while (org_down, credentials, refused, mapping); which ones: sfsync.errors.",
+            ["cause"],
             registry=r,
         )
 

@@ -21,6 +21,20 @@ through ``/queryAll`` (so soft-deleted rows come too)::
   whose SystemModstamp is inside the window (older ones cannot be read again), bounded by
   ``max_seen``.
 
+Covered time (:attr:`Checkpoint.covered_ms`, :func:`cover_window`). Re-reading ``cursor - lookback``
+alone costs an object that went quiet after a burst a query page per 2,000 rows of the burst left in
+that window at every poll, forever. So the checkpoint also keeps ``covered``: the org's time, no
+later than the moment the last poll that read all its pages ran its query (the first response's HTTP
+``Date``, minus its 1 s resolution and minus the call's round trip: the org's clock, never the
+poller's, so clock skew cannot move it). The next poll reads from
+``max(cursor, covered) - lookback``. Nothing is skipped: the poller already assumes a transaction is
+visible at most ``lookback`` after its SystemModstamp, so every transaction stamped below
+``covered - lookback`` was visible when that poll's query ran; if stamped at or above that poll's
+lower bound it was read by that poll, and if below, by an earlier one (the same argument, by
+induction back to the first full read). An idle object's window thus moves past an old burst: one
+call per poll. ``seen`` is pruned by the same bound, so it still covers every row the next query
+returns.
+
 Change types (:func:`change_type`): ``IsDeleted`` → DELETE; a record whose DELETE was emitted and
 that is live again → UNDELETE; a record never emitted whose ``CreatedDate == LastModifiedDate``
 → CREATE (no user or API change since it was created: automation moves only SystemModstamp);
@@ -34,6 +48,7 @@ were purged (hard-deleted) → DELETE.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
@@ -50,11 +65,14 @@ from sfsync.mapping import (
     run_cel,
     validate_reads,
 )
+from sfsync.workspaces.records import ENV_CONNECTION_ID
 
 ChangeType = Literal["CREATE", "UPDATE", "DELETE", "UNDELETE"]
 
 SYSTEM_FIELDS = ("Id", "SystemModstamp", "CreatedDate", "LastModifiedDate", "LastModifiedById", "IsDeleted")
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
+"""Version 2 added ``covered_ms``; a version 1 checkpoint reads with ``covered_ms`` None."""
+_READABLE_VERSIONS = (1, CHECKPOINT_VERSION)
 KNOWN_BUCKETS = 64
 """Records holding the checkpoint's ``known`` ids (fixed: changing it would strand old buckets)."""
 _RECORD_PATH = re.compile(r"\brecord\.([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)")
@@ -182,6 +200,24 @@ def plans_from_mappings(mappings: MappingFile, only: Iterable[str] | None = None
     ]
 
 
+def merged_plans(files: Iterable[MappingFile], only: Iterable[str] | None = None) -> list[ObjectPlan]:
+    """One plan per object that any of ``files`` reads back (:func:`plans_from_mappings` of each): what
+    every one selects, and every mapping of every file (a row passes when any lets it in). The plans of
+    one org whose workspaces run different mapping files; one file gives its own plans."""
+    wanted = list(only) if only is not None else None
+    by_object: dict[str, tuple[str, dict[str, str], list[SyncMapping]]] = {}
+    for file in files:
+        for plan in plans_from_mappings(file, wanted):
+            _, fields, owners = by_object.setdefault(plan.sobject.lower(), (plan.sobject, {}, []))
+            for name in plan.fields:
+                fields.setdefault(name.lower(), name)
+            owners.extend(plan.mappings)
+    return [
+        ObjectPlan(name, tuple(fields.values()), tuple(owners))
+        for name, fields, owners in (by_object[k] for k in sorted(by_object))
+    ]
+
+
 def mapping_reads(mapping: SyncMapping) -> list[str]:
     """The Salesforce fields and relationship paths one mapping makes the poller select on its target."""
     names = mapping.inbound_read_fields()
@@ -262,6 +298,9 @@ class Checkpoint:
     """When the last id-set reconciliation finished (0: reconcile at the next poll)."""
     tracking_overflow: bool = False
     """``known`` outgrew ``max_tracked_ids``: reconciliation is off for this object."""
+    covered_ms: int | None = None
+    """The org's time, no later than when the query of the last poll that read all its pages ran
+    (:func:`cover_window`); None: none yet, the window starts at the cursor alone."""
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(
@@ -274,6 +313,7 @@ class Checkpoint:
                 "delete_log_ms": self.delete_log_ms,
                 "reconciled_ms": self.reconciled_ms,
                 "tracking_overflow": self.tracking_overflow,
+                "covered_ms": self.covered_ms,
             }
         )
 
@@ -283,7 +323,7 @@ class Checkpoint:
         raw = orjson.loads(data)
         if not isinstance(raw, dict):
             raise ValueError(f"a checkpoint is a JSON object, not {type(raw).__name__}")
-        if raw.get("version") != CHECKPOINT_VERSION:
+        if raw.get("version") not in _READABLE_VERSIONS:
             raise ValueError(f"unknown checkpoint version {raw.get('version')!r}")
         return cls(
             sobject=str(raw["sobject"]),
@@ -293,32 +333,37 @@ class Checkpoint:
             delete_log_ms=raw.get("delete_log_ms"),
             reconciled_ms=raw.get("reconciled_ms"),
             tracking_overflow=bool(raw.get("tracking_overflow", False)),
+            covered_ms=_optional_int(raw.get("covered_ms")),
         )
 
-    def records(self, before: set[str]) -> list[tuple[str, bytes]]:
+    def records(self, before: set[str], key: str | None = None) -> list[tuple[str, bytes]]:
         """``(key, value)`` records of this checkpoint for the checkpoint topic: the ``known`` buckets
-        that differ from ``before`` (the ids last committed), then the main record (key: the object).
-        ``known`` lives in :data:`KNOWN_BUCKETS` records so a page rewrites only the buckets it touched."""
+        that differ from ``before`` (the ids last committed), then the main record (key: ``key``, by
+        default the object; :func:`checkpoint_key` gives a connection's). ``known`` lives in
+        :data:`KNOWN_BUCKETS` records so a page rewrites only the buckets it touched."""
+        main_key = key if key is not None else self.sobject
         touched = sorted({known_bucket(i) for i in before ^ self.known})
         by_bucket: dict[int, list[str]] = {b: [] for b in touched}
         for record_id in self.known:
             bucket = known_bucket(record_id)
             if bucket in by_bucket:
                 by_bucket[bucket].append(record_id)
-        out = [(known_key(self.sobject, b), orjson.dumps(sorted(by_bucket[b]))) for b in touched]
-        out.append((self.sobject, self.to_bytes()))
+        out = [(known_key(main_key, b), orjson.dumps(sorted(by_bucket[b]))) for b in touched]
+        out.append((main_key, self.to_bytes()))
         return out
 
     @classmethod
-    def from_records(cls, sobject: str, values: Mapping[str, bytes]) -> Checkpoint | None:
-        """The checkpoint of ``sobject`` from the latest value of each key (None: never committed)."""
-        main = values.get(sobject)
+    def from_records(cls, sobject: str, values: Mapping[str, bytes], key: str | None = None) -> Checkpoint | None:
+        """The checkpoint of ``sobject`` whose main record is keyed ``key`` (default: the object) from the
+        latest value of each key (None: never committed)."""
+        main_key = key if key is not None else sobject
+        main = values.get(main_key)
         if main is None:
             return None
         checkpoint = cls.from_bytes(main)
-        prefix = known_key(sobject, 0)[:-2]
-        for key, value in values.items():
-            if key.startswith(prefix):
+        prefix = known_prefix(main_key)
+        for name, value in values.items():
+            if name.startswith(prefix):
                 checkpoint.known.update(str(i) for i in orjson.loads(value))
         return checkpoint
 
@@ -332,20 +377,49 @@ class Checkpoint:
             self.delete_log_ms,
             self.reconciled_ms,
             self.tracking_overflow,
+            self.covered_ms,
         )
 
     def window_start(self, lookback_ms: int) -> int | None:
-        """The lower bound of the next poll (cursor minus the lookback window)."""
-        return None if self.cursor_ms is None else self.cursor_ms - lookback_ms
+        """The lower bound of the next poll: ``max(cursor, covered) - lookback`` (None: nothing read and
+        nothing covered yet, the poll reads every row). See the module's "Covered time"."""
+        reached = [m for m in (self.cursor_ms, self.covered_ms) if m is not None]
+        return max(reached) - lookback_ms if reached else None
+
+
+def _optional_int(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"covered_ms is an integer or null, not {type(value).__name__}")
+    return value
 
 
 def known_bucket(record_id: str) -> int:
     return zlib.crc32(record_id.encode()) % KNOWN_BUCKETS
 
 
-def known_key(sobject: str, bucket: int) -> str:
-    """The checkpoint-topic key of one bucket of an object's known ids."""
-    return f"{sobject}#known/{bucket:02d}"
+def known_key(key: str, bucket: int) -> str:
+    """The checkpoint-topic key of one bucket of the known ids of the checkpoint keyed ``key``."""
+    return f"{known_prefix(key)}{bucket:02d}"
+
+
+def known_prefix(key: str) -> str:
+    """What the keys of the known-id buckets of the checkpoint keyed ``key`` start with."""
+    return f"{key}#known/"
+
+
+def sobject_of(key: str) -> str:
+    """The object of a checkpoint key (:func:`checkpoint_key`)."""
+    return key.rpartition(":")[2]
+
+
+def checkpoint_key(connection_id: str, sobject: str) -> str:
+    """The checkpoint-topic key of one org's object: ``<connection_id>:<sobject>``; the environment's
+    connection (``env``) keeps the key of a single-org poller, the object alone, so its checkpoints
+    carry over. Neither part can hold ``:`` (connection ids and API names refuse it), so no two pairs
+    share a key."""
+    return sobject if connection_id == ENV_CONNECTION_ID else f"{connection_id}:{sobject}"
 
 
 @dataclass(frozen=True)
@@ -501,6 +575,30 @@ def _prune(checkpoint: Checkpoint, limits: Limits) -> None:
     if len(checkpoint.seen) > limits.max_seen:
         newest = sorted(checkpoint.seen, key=lambda e: (e[1], e[0]))[-limits.max_seen :]
         checkpoint.seen = set(newest)
+
+
+def query_started_ms(server_date: dt.datetime, round_trip: dt.timedelta) -> int:
+    """The org's time, in epoch ms, no later than the moment it ran a query whose response carried
+    ``server_date`` (its HTTP ``Date``) after a call of ``round_trip``: the header has a 1 s resolution
+    (truncated, or at worst rounded), and the query ran after the request reached the org, which is at
+    most the round trip before the response was dated."""
+    return to_ms(server_date) - 1000 - math.ceil(round_trip / dt.timedelta(milliseconds=1))
+
+
+def cover_window(checkpoint: Checkpoint, started_ms: int, rows_read: int, limits: Limits) -> Checkpoint:
+    """The checkpoint after a poll that read every page of its query: ``covered_ms`` moves to
+    ``started_ms`` (:func:`query_started_ms` of the query's first response; never back) and ``seen``
+    keeps only the versions inside the next poll's window (:meth:`Checkpoint.window_start`).
+
+    A poll that read no row leaves the checkpoint as it is: its window was empty, so moving its start
+    saves no call, and the unchanged checkpoint needs no commit (an idle object costs one query per poll
+    and no Kafka transaction)."""
+    if rows_read == 0 or (checkpoint.covered_ms is not None and started_ms <= checkpoint.covered_ms):
+        return checkpoint
+    after = checkpoint.copy()
+    after.covered_ms = started_ms
+    _prune(after, limits)
+    return after
 
 
 # ---------------------------------------------------------------------- deletes

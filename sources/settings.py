@@ -13,7 +13,9 @@ to 2,000 records, and never more than 1,440 + 144 + 400 = 1,984 (under 2 % of a 
 allocation). The price: after a quiet spell a
 change in Salesforce is read up to ``max_idle_interval_s`` (60 s) late; once changes flow, polls are
 ``poll_interval_s`` (1 s) apart again. ``tests/unit/sources/test_poller_budget.py`` runs an idle
-day on a fake clock and holds the poller to this figure.
+day on a fake clock and holds the poller to this figure. With the workspace registry the figures are per
+org (each org's allocation is its own): one poller replica polling 200 idle orgs spends them 200 times,
+each against its own org's budget.
 """
 
 from __future__ import annotations
@@ -86,9 +88,25 @@ class SourceSettings(KafkaConnection, RegistryConnection):
         "without passing the delete log is noticed this late.",
     )
     checkpoint_topic: str = Field("sfsync.poller.checkpoints", min_length=1, description="Compacted; prefixed.")
-    checkpoint_partitions: int = Field(6, ge=1, le=1000, description="Objects spread over replicas by partition.")
-    group_id: str = Field("sfsync-poller", min_length=1, description="Replicas share objects through this group.")
-    transactional_id_prefix: str = Field("sfsync-poller", min_length=1, description="+ object: fences zombies.")
+    checkpoint_partitions: int = Field(
+        6,
+        ge=1,
+        le=1000,
+        description="Checkpoints spread over this many partitions; without the workspace registry, objects are "
+        "spread over replicas by these partitions.",
+    )
+    group_id: str = Field(
+        "sfsync-poller",
+        min_length=1,
+        description="Replicas share objects through this group: on the checkpoint topic (one org), or on "
+        "sfsync.workspaces with the workspace registry (each replica polls the orgs of its workspaces' partitions).",
+    )
+    transactional_id_prefix: str = Field(
+        "sfsync-poller",
+        min_length=1,
+        description="+ '.' + the checkpoint key (<object>, or <connection_id>:<object>): a replica taking an org's "
+        "object over fences the one that polled it before.",
+    )
     retry_timeout_s: float = Field(
         300.0,
         gt=0,
@@ -109,6 +127,26 @@ class SourceSettings(KafkaConnection, RegistryConnection):
         "it, removed from the org while the poller runs) is described again; polling resumes from its checkpoint "
         "once the org can answer its query again. 0: never (a restart lifts it).",
     )
+    concurrent_polls: int = Field(
+        8,
+        ge=1,
+        le=256,
+        description="Polls in flight at once, each of a different org (one org's polls run one at a time): an org "
+        "slow to answer holds one of these, never the others' turns. Orgs take turns (a round robin over the due "
+        "ones), so a busy org cannot starve the idle ones.",
+    )
+    hold_recheck_s: float = Field(
+        2.0,
+        gt=0,
+        le=3600,
+        description="With the workspace registry: how soon an org that answered no call (down, unreachable) is "
+        "tried again; the wait doubles while it stays down, up to hold_recheck_max_s. Its checkpoints do not move "
+        "meanwhile, so nothing is skipped, and the other orgs are polled as usual. A refused login waits the "
+        "governor's SFSYNC_GOVERNOR_AUTH_PAUSE_S instead (doubling up to its _MAX_S).",
+    )
+    hold_recheck_max_s: float = Field(
+        120.0, gt=0, le=3600, description="The longest wait before a down org is tried again (see hold_recheck_s)."
+    )
     transaction_timeout_s: float = Field(60.0, ge=1, le=900)
     session_timeout_ms: int = Field(10_000, ge=6_000, le=300_000)
     metrics_port: int = Field(9103, ge=0, le=65535, description="0 disables the metrics endpoint.")
@@ -118,6 +156,8 @@ class SourceSettings(KafkaConnection, RegistryConnection):
     def _coherent(self) -> Self:
         if self.max_idle_interval_s < self.poll_interval_s:
             raise ValueError("max_idle_interval_s must be >= poll_interval_s")
+        if self.hold_recheck_max_s < self.hold_recheck_s:
+            raise ValueError("hold_recheck_max_s must be >= hold_recheck_s")
         return self
 
     def retry_policy(self) -> RetryPolicy:

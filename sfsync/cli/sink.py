@@ -3,7 +3,10 @@
 Settings come from the environment: ``SFSYNC_SINK_*`` (batching, Kafka group, metrics port,
 quarantine recheck), ``SFSYNC_MAPPING_FILE`` / ``SFSYNC_MAPPING_VARS`` (the mapping, as every process
 reads it), ``SFSYNC_GOVERNOR_*`` (API budget), ``SALESFORCE_*`` (the org and its credentials),
-``KAFKA_BOOTSTRAP_SERVERS`` / ``SCHEMA_REGISTRY_URL`` / ``SFSYNC_TOPIC_PREFIX``.
+``KAFKA_BOOTSTRAP_SERVERS`` / ``SCHEMA_REGISTRY_URL`` / ``SFSYNC_TOPIC_PREFIX``; with
+``SFSYNC_WORKSPACES_ENABLED``, the workspace registry and ``SFSYNC_CONNECTION_KEYS`` (each workspace's
+writes go to its own org; ``SALESFORCE_*`` serves the workspaces it does not know, and may be left unset
+with ``SFSYNC_WORKSPACES_REQUIRED``).
 
 Before consuming anything the mapping is checked against the org's describes: any problem stops the
 sink at once, exit status 2, with every problem listed (``sfsync.sinks.main``).
@@ -31,14 +34,22 @@ def sink(
     ] = None,
 ) -> None:
     """Run the Salesforce sink: sfsync.writes → Salesforce → sfsync.results."""
-    from sfsync.salesforce import load_settings
+    from sfsync.errors import ConfigError
+    from sfsync.salesforce import SalesforceSettings, load_settings
     from sfsync.salesforce.governor import load_governor_settings
     from sfsync.sinks.main import run_sink
     from sfsync.sinks.settings import load_sink_settings
+    from sfsync.workspaces import load_workspaces_settings
 
     configure_logging()
     sink_settings = load_sink_settings()
-    salesforce_settings = load_settings()
+    workspaces = load_workspaces_settings()
+    salesforce_settings: SalesforceSettings | None = None
+    try:
+        salesforce_settings = load_settings()
+    except ConfigError:
+        if not (workspaces.enabled and workspaces.required):
+            raise  # the env connection serves the workspaces the registry does not know
     governor_settings = load_governor_settings()
     report = asyncio.run(
         run_sink(
@@ -47,6 +58,7 @@ def sink(
             governor_settings=governor_settings,
             max_batches=max_batches,
             idle_exit_s=idle_exit_s,
+            workspaces=workspaces,
         )
     )
     typer.echo(

@@ -6,7 +6,8 @@ headers in Kafka Connect's ``DeadLetterQueueReporter`` shape (``__connect.errors
 ``.exception.message``, ``.exception.stacktrace``) and sfsync's own (``sfsync.errors.mapping``,
 ``.field``, ``.code``, ``.category``, ``.attempts``, ``.parked_at``). A Write parked by the sink
 also names the product event it was planned from (``sfsync.errors.source.topic``, ``.partition``,
-``.offset``, from the Write's ``source``). :meth:`~DeadLetterQueue.park` returns only once Kafka has
+``.offset``, from the Write's ``source``) and its workspace (``sfsync.errors.workspace``, decision 0009; absent
+from records parked before workspaces). :meth:`~DeadLetterQueue.park` returns only once Kafka has
 acknowledged the record, so the caller may then commit the original offset (guarantee 1).
 
 :meth:`DeadLetterQueue.replay` sends parked records back, to one of two targets
@@ -74,6 +75,7 @@ H_PARKED_AT = "sfsync.errors.parked_at"
 H_SOURCE_TOPIC = "sfsync.errors.source.topic"
 H_SOURCE_PARTITION = "sfsync.errors.source.partition"
 H_SOURCE_OFFSET = "sfsync.errors.source.offset"
+H_WORKSPACE = "sfsync.errors.workspace"
 REPLAYED_FROM = "sfsync.replayed_from"
 
 STACKTRACE_MAX_CHARS = 4000
@@ -180,6 +182,8 @@ class ErrorContext:
     parked_at: dt.datetime | None
     source: SourceEvent | None = None
     """The product event a parked Write was planned from (None for anything else)."""
+    workspace: str | None = None
+    """The workspace of a parked Write (None when the record names none, or was parked before workspaces)."""
 
     @classmethod
     def from_headers(cls, headers: Mapping[str, bytes]) -> ErrorContext:
@@ -222,6 +226,7 @@ class ErrorContext:
             attempts=max(number(H_ATTEMPTS), 0),
             parked_at=moment(H_PARKED_AT),
             source=source,
+            workspace=text(H_WORKSPACE) or None,
         )
 
 
@@ -247,11 +252,13 @@ class ReplayFilter:
     code: str | None = None
     category: str | None = None
     topic: str | None = None
+    workspace: str | None = None
 
     def matches(self, record: ParkedRecord) -> bool:
         ctx = record.context
         return (
-            (self.mapping is None or ctx.mapping == self.mapping)
+            (self.workspace is None or ctx.workspace == self.workspace)
+            and (self.mapping is None or ctx.mapping == self.mapping)
             and (self.code is None or ctx.code == self.code)
             and (self.category is None or ctx.category == self.category)
             and (self.topic is None or ctx.topic == self.topic)
@@ -454,10 +461,12 @@ class DeadLetterQueue:
         attempts: int = 1,
         now: dt.datetime | None = None,
         source: SourceEvent | None = None,
+        workspace: str | None = None,
     ) -> tuple[int, int]:
         """Park ``original`` because of ``reason``; return its (partition, offset) in the DLQ.
 
-        ``source``: the product event a parked Write was planned from (lets :meth:`replay` re-plan it).
+        ``source``: the product event a parked Write was planned from (lets :meth:`replay` re-plan it);
+        ``workspace``: the workspace it belongs to (a header, and the error-log entry's workspace).
 
         Returns only after Kafka acknowledged the record; raises
         :class:`~sfsync.errors.DeliveryError` otherwise (then do not commit the original offset).
@@ -465,7 +474,9 @@ class DeadLetterQueue:
         record = OriginalRecord.of(original)
         refs = SourceRef(record.topic, record.partition, record.offset)
         if isinstance(reason, SfsyncError):
-            entry = entry_for(reason, mapping=mapping, field=field, key=_show_key(record.key), refs=refs, now=now)
+            entry = entry_for(
+                reason, mapping=mapping, field=field, key=_show_key(record.key), refs=refs, now=now, workspace=workspace
+            )
             category, code, message, field = str(entry.category), entry.code, entry.message, entry.field
         else:  # a bug in a rule still parks the record, and says what happened
             entry = None
@@ -493,6 +504,8 @@ class DeadLetterQueue:
                 (H_SOURCE_PARTITION, str(source.partition)),
                 (H_SOURCE_OFFSET, str(source.offset)),
             ]
+        if workspace:
+            context.append((H_WORKSPACE, workspace))
         headers = [h for h in record.headers if not _is_context(h[0])]
         headers += [(name, val.encode()) for name, val in context]
         report = self._send(self.topic, record.key, record.value, headers)

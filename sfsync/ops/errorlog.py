@@ -91,6 +91,8 @@ class ErrorLogEntry:
     details: Mapping[str, str] = dc_field(default_factory=dict)
     entry_id: str = dc_field(default_factory=_new_id)
     occurred_at: dt.datetime = dc_field(default_factory=utcnow)
+    workspace_id: str | None = None
+    """The workspace concerned (decision 0009), when one is."""
 
     def to_avro(self) -> dict[str, Any]:
         src = self.source or SourceRef()
@@ -112,6 +114,7 @@ class ErrorLogEntry:
             "source_event_id": src.event_id,
             "retryable": self.retryable,
             "details": dict(self.details),
+            "workspace_id": self.workspace_id,
         }
 
     @classmethod
@@ -138,6 +141,7 @@ class ErrorLogEntry:
             details=dict(value.get("details") or {}),
             entry_id=str(value["entry_id"]),
             occurred_at=occurred,
+            workspace_id=value.get("workspace_id"),
         )
 
     def one_line(self, *, with_record: bool = True) -> str:
@@ -147,6 +151,7 @@ class ErrorLogEntry:
         where = [
             f"{name}={val}"
             for name, val in (
+                ("workspace", self.workspace_id),
                 ("mapping", self.mapping),
                 ("sobject", self.sobject),
                 ("field", self.field),
@@ -188,8 +193,9 @@ def entry_for(
     refs: SourceRef | None = None,
     salesforce_id: str | None = None,
     now: dt.datetime | None = None,
+    workspace: str | None = None,
 ) -> ErrorLogEntry:
-    """The error-log entry for ``error`` (pure).
+    """The error-log entry for ``error`` (pure); ``workspace``: the workspace concerned, if any.
 
     The category, code, level, message, fields and details are the error's own
     (:meth:`sfsync.errors.SfsyncError.log_category` and its siblings): Salesforce errors keep
@@ -225,6 +231,7 @@ def entry_for(
         retryable=retryable,
         details=details,
         occurred_at=now or utcnow(),
+        workspace_id=workspace or None,
     )
 
 

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
+import httpx
 import pytest
 
 from sfsync.emulator.faults import Faults, FaultSpecError
+from sfsync.emulator.server import serve_in_thread
+from tests.kit import Clock
 
 from .conftest import Org, V
 
@@ -14,6 +19,18 @@ def contacts(n: int, start: int = 0) -> list[dict]:
         {"attributes": {"type": "Contact"}, "LastName": f"C{i}", "Email": f"c{i}@example.com"}
         for i in range(start, start + n)
     ]
+
+
+def test_every_response_carries_one_date_header_from_the_orgs_clock() -> None:
+    clock = Clock(dt.datetime(2026, 3, 4, 5, 6, 7, 900_000, tzinfo=dt.UTC))  # far from the host's time
+    running = serve_in_thread(clock=clock)
+    try:
+        with httpx.Client(base_url=running.base_url) as http:
+            answers = [http.get(f"{V}/query", params={"q": "SELECT Id FROM Contact"}), http.get(f"{V}/nowhere")]
+    finally:
+        running.stop()
+    for answer in answers:  # an error too; whole seconds (truncated), not the host's time
+        assert answer.headers.get_list("Date") == ["Wed, 04 Mar 2026 05:06:07 GMT"], answer.headers
 
 
 def test_upsert_answers_by_api_version(org: Org) -> None:

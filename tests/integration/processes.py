@@ -1,5 +1,7 @@
 """Child processes of integration tests: sfsync's components run as ``python -m module`` against the
-test's own topics, each in its own session with its output in a log file, stopped as a pod is."""
+test's own topics, each in its own session with its output in a log file, stopped as a pod is; every one
+started is listed (:attr:`Spawned.started`), and a worker given a metrics port has its ``/metrics`` read
+just before it is stopped or killed (what the secrets audit greps: ``secrets_audit``)."""
 
 from __future__ import annotations
 
@@ -8,8 +10,9 @@ import re
 import signal
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -52,10 +55,31 @@ def salesforce_env(running: Any) -> dict[str, str]:
 class Spawned:
     """``python -m module *args`` in a session of its own, stdout and stderr appended to ``log`` (a file,
     not a pipe: a full pipe would block the child). It runs in ``cwd``, by default the log's folder
-    (where Faust puts its table data, out of the checkout)."""
+    (where Faust puts its table data, out of the checkout).
 
-    def __init__(self, module: str, *args: str, env: dict[str, str], log: Path, cwd: Path | None = None) -> None:
+    ``metrics_port``: the port the child serves ``/metrics`` on (its ``SFSYNC_*_METRICS_PORT``): the page is
+    read into :attr:`metrics_text` each time the child is stopped or killed while it runs.
+    """
+
+    started: ClassVar[list[Spawned]] = []
+    """Every child spawned by this test process, in order."""
+
+    def __init__(
+        self,
+        module: str,
+        *args: str,
+        env: dict[str, str],
+        log: Path,
+        cwd: Path | None = None,
+        metrics_port: int | None = None,
+    ) -> None:
         self.log = log
+        self.name = f"{module} {' '.join(args)}".strip()
+        self.metrics_port = metrics_port
+        self.metrics_text: str | None = None
+        """The ``/metrics`` page as last read (None: never read)."""
+        self.metrics_error: str | None = None
+        """Why the last read of ``/metrics`` failed (None: it did not)."""
         with log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", module, *args],
@@ -65,6 +89,7 @@ class Spawned:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        Spawned.started.append(self)
 
     @property
     def running(self) -> bool:
@@ -74,8 +99,20 @@ class Spawned:
     def returncode(self) -> int | None:
         return self.proc.returncode
 
+    def read_metrics(self) -> None:
+        """Read the child's ``/metrics`` page into :attr:`metrics_text` (when it has a metrics port and runs)."""
+        if self.metrics_port is None or self.proc.poll() is not None:
+            return
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as page:
+                self.metrics_text = page.read().decode("utf-8", "replace")
+                self.metrics_error = None
+        except OSError as exc:
+            self.metrics_error = f"{type(exc).__name__}: {exc}"
+
     def stop(self, timeout_s: float = 30) -> int:
         """SIGTERM, then wait up to ``timeout_s`` (SIGKILL to the whole session after that); the exit status."""
+        self.read_metrics()
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:
@@ -86,6 +123,7 @@ class Spawned:
 
     def kill(self) -> None:
         """SIGKILL to the whole session, as a crash or an evicted pod: nothing is flushed or committed."""
+        self.read_metrics()
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=10)

@@ -12,6 +12,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from sfsync.emulator.server import free_port
 from sfsync.keys import RecordKey, parse_record_key
 from sfsync.mapping import DEFAULT_MAPPING_FILE, load_mappings
 from sfsync.ops.dlq import H_CODE, H_STAGE
@@ -23,7 +26,9 @@ from sfsync.workspaces import RegistryWriter, WorkspaceState
 from tests.integration.helpers import consume_all, normalize, open_publisher
 from tests.integration.processes import Spawned, processor_env
 from tests.kit.outbound import decoded
-from tests.kit.workspaces import workspace
+from tests.kit.workspaces import connection, key_item, workspace
+
+pytestmark = pytest.mark.usefixtures("secrets_audit")
 
 EVENTS = 8
 VARIANTS: dict[str, dict[str, str]] = {
@@ -46,6 +51,11 @@ def test_each_workspace_is_planned_with_its_mapping_variant_and_keyed_by_its_wor
     (library / "community.yaml").write_text(DEFAULT_MAPPING_FILE.read_text())
     publisher = open_publisher(services, prefix)  # creates the test's topics, the registry's among them
     with RegistryWriter({"bootstrap.servers": services.bootstrap}, registry, prefix=prefix) as writer:
+        secrets = {
+            "refresh_token": "5Aep861-REFRESH-of-acme-processor-4b1d",
+            "client_secret": "CLIENT-secret-acme-9e2f",
+        }
+        writer.put_connection(connection("acme-org", secrets))  # the workspaces' org: the processor needs none of it
         writer.put_workspace(workspace("ws-a"))
         writer.put_workspace(workspace("ws-b", WorkspaceState.PAUSED, mapping="community", variables=VARIANTS["ws-b"]))
         writer.put_workspace(workspace("ws-bad", variables={"activities": "maybe"}))
@@ -67,14 +77,17 @@ def test_each_workspace_is_planned_with_its_mapping_variant_and_keyed_by_its_wor
             assert not planned.rejects
             expected.update({(name, w["write_id"]): (w["key"], w["sobject"]) for w in planned.writes})
 
+    port = free_port()
     env = processor_env(
         services,
         prefix,
         f"proc-{uuid.uuid4().hex[:10]}",
         SFSYNC_WORKSPACES_ENABLED="true",
         SFSYNC_MAPPING_LIBRARY=str(library),
+        SFSYNC_CONNECTION_KEYS=key_item("k1"),  # every worker is given the keys' Secret; this one opens nothing
+        SFSYNC_PROCESSOR_METRICS_PORT=str(port),
     )
-    proc = Spawned("sfsync.processors.outbound.app", "75", env=env, log=tmp_path / "processor.log")
+    proc = Spawned("sfsync.processors.outbound.app", "75", env=env, log=tmp_path / "processor.log", metrics_port=port)
     try:
         writes = consume_all(services.bootstrap, [prefix + "sfsync.writes"], len(expected), timeout_s=60)
         parked = consume_all(services.bootstrap, [prefix + "sfsync.dlq"], EVENTS, timeout_s=20)

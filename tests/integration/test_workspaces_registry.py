@@ -31,6 +31,9 @@ from tests.kit import TokenEndpoint, recorded_json, signed_success
 from tests.kit.workspaces import connection, key_item
 
 from .processes import ROOT, pipeline_env
+from .secrets_audit import SecretsAudit
+
+pytestmark = pytest.mark.usefixtures("secrets_audit")
 
 K1, K2 = key_item("k1"), key_item("k2")
 
@@ -61,8 +64,12 @@ class Cli:
 
 
 @pytest.fixture
-def cli(services: Any, prefix: str) -> Cli:
-    return Cli(services, prefix)
+def cli(services: Any, prefix: str, secrets_audit: SecretsAudit) -> Iterator[Cli]:
+    """The command line; what it printed is audited for secrets after the test."""
+    made = Cli(services, prefix)
+    yield made
+    for number, printed in enumerate(made.printed, 1):
+        secrets_audit.text(f"output #{number} of the command line", printed)
 
 
 @pytest.fixture

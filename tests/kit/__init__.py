@@ -11,7 +11,8 @@ Exported here:
   take away and bring back (``RegistryStandIn``);
 - ``mappings``: mapping files built in tests, and the ones several suites share;
 - ``salesforce``: the recorded Salesforce responses of ``tests/fixtures/salesforce``, and a fake OAuth token
-  endpoint answering with them (``TokenEndpoint``, ``signed_success``); ``org_faults``:
+  endpoint answering with them (``TokenEndpoint``, ``signed_success``), and how many TLS contexts the process
+  holds (``tls_contexts``); ``org_faults``:
   faults around an org transport the emulator cannot inject itself (``FaultyOrg``).
 
 Imported from their own modules (they load large parts of sfsync, which the modules above do not, and
@@ -26,6 +27,10 @@ some of their names are short, the way the tests that use them write them):
   ``tests.kit.events``), a processor over the in-memory registry (``ProcessorRig``).
 - ``tests.kit.emulated_orgs``: the settings sfsync's Salesforce client logs in to one emulated org
   with, per OAuth flow, and a transport trusting the org's certificate.
+- ``tests.kit.routing``: the sink's connection router over several emulated orgs in process and the
+  workspace registry in memory (``RoutedRig``), writes moved to another workspace (``in_workspace``).
+- ``tests.kit.leaks``: known secrets looked for in texts (``Secrets``), what the integration suite's secrets
+  audit finds with.
 """
 
 from __future__ import annotations
@@ -62,6 +67,7 @@ from tests.kit.salesforce import (
     recorded_json,
     recorded_text,
     signed_success,
+    tls_contexts,
 )
 
 __all__ = [
@@ -96,5 +102,6 @@ __all__ = [
     "recorded_json",
     "recorded_text",
     "signed_success",
+    "tls_contexts",
     "write_mappings",
 ]

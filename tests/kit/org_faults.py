@@ -94,6 +94,10 @@ class FaultyOrg(httpx.AsyncBaseTransport):
         error ``code``/``message``, as Salesforce answers a whole request; the org never sees them."""
         self._rejections.append(_Rejection(method.upper(), path.strip("/"), status, code, message, times))
 
+    def stop_rejecting(self) -> None:
+        """Forget every :meth:`reject`: the requests reach the org again."""
+        self._rejections.clear()
+
     def writes(self, method: str, path: str = _COLLECTIONS) -> list[Sent]:
         """The requests of ``method`` to ``path`` that reached this transport."""
         return [s for s in self.sent if s.method == method.upper() and s.path == path.strip("/")]

@@ -3,7 +3,9 @@ and a fake token endpoint that answers with them (:class:`TokenEndpoint`)."""
 
 from __future__ import annotations
 
+import gc
 import json
+import ssl
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ __all__ = [
     "recorded_json",
     "recorded_text",
     "signed_success",
+    "tls_contexts",
 ]
 
 RECORDED = Path(__file__).resolve().parents[1] / "fixtures" / "salesforce"
@@ -84,3 +87,10 @@ class TokenEndpoint:
 def http_for(endpoint: TokenEndpoint) -> httpx.AsyncClient:
     """An HTTP client whose every request goes to ``endpoint``."""
     return httpx.AsyncClient(transport=httpx.MockTransport(endpoint))
+
+
+def tls_contexts() -> int:
+    """How many ``ssl.SSLContext`` objects this process holds now (each holds its own copy of the CA bundle, so
+    the clients of a worker's many orgs must share one)."""
+    gc.collect()
+    return sum(1 for found in gc.get_objects() if isinstance(found, ssl.SSLContext))

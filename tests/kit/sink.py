@@ -345,3 +345,33 @@ class ByKey:
 
     def encode(self, record_name: str, value: Any) -> bytes:
         return str(value["key"]).encode()
+
+
+class _FlushedLog:
+    """An error log with nothing to flush."""
+
+    def flush(self, timeout_s: float) -> None:
+        return None
+
+
+def runner_without_kafka(metrics: Any) -> Any:
+    """A :class:`~sfsync.sinks.main.SinkRunner` with default settings, ``metrics``, no DLQ, and a
+    worker whose consumer is the kit's fake: enough to call ``after_batch`` and observe."""
+    from sfsync.salesforce.governor import GovernorSettings
+    from sfsync.sinks.main import SinkRunner
+    from sfsync.sinks.settings import SinkSettings
+    from tests.kit.kafka import FakeConsumer
+
+    runner = SinkRunner(
+        settings=SinkSettings(),  # type: ignore[call-arg]
+        governor_settings=GovernorSettings(),  # type: ignore[call-arg]
+        metrics=metrics,
+        error_log=_FlushedLog(),  # type: ignore[arg-type]
+        dlq=None,  # type: ignore[arg-type]
+    )
+
+    class _Worker:
+        consumer = FakeConsumer()
+
+    runner.worker = _Worker()  # type: ignore[assignment]
+    return runner

@@ -593,6 +593,27 @@ def test_a_rotated_refresh_token_used_again_revokes_its_whole_chain(client: Test
     assert_invalid_session(server, f"Bearer {first['access_token']}")
 
 
+def test_every_token_issued_is_remembered_even_once_rotated_away_or_revoked(
+    client: TestClient, server: AuthServer
+) -> None:
+    """What a test greps its logs and topics for: each access and refresh token the org ever issued."""
+    verifier = "q" * 50
+    code = callback_params(authorize(client, client_id="pkce-app", code_challenge=s256(verifier)))["code"]
+    first = code_exchange(client, code, client_id="pkce-app", client_secret="", code_verifier=verifier).json()
+    rotated = refresh(client, first["refresh_token"], "pkce-app", "").json()
+    assert refresh(client, first["refresh_token"], "pkce-app", "").status_code == 400  # reused: the chain revoked
+    minted = server.issue_session().access_token
+    direct = server.issue_refresh_token()
+    assert server.issued_tokens() == [
+        first["refresh_token"],
+        first["access_token"],
+        rotated["refresh_token"],
+        rotated["access_token"],  # (its chain revoked since: still remembered)
+        minted,
+        direct,
+    ]
+
+
 # --------------------------------------------------------------------------------------------- sessions
 
 

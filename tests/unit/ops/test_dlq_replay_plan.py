@@ -93,7 +93,7 @@ def test_a_missing_source_says_which_parked_writes_stay() -> None:
     assert text == "product.members[0]@5: no longer in the topic (parked write(s) at 0:3, 0:8 left in the DLQ)"
 
 
-async def test_the_sink_parker_passes_the_write_source_to_the_dlq() -> None:
+async def test_the_sink_parker_passes_the_write_source_and_workspace_to_the_dlq() -> None:
     calls: list[dict[str, Any]] = []
 
     def park(original: Any, reason: BaseException, **kwargs: Any) -> None:
@@ -101,6 +101,7 @@ async def test_the_sink_parker_passes_the_write_source_to_the_dlq() -> None:
 
     write = {
         "mapping": "members",
+        "workspace_id": "ws-7",
         "source": {"topic": MEMBERS, "partition": 1, "offset": 12, "event_id": "e", "event_type": "UserCreated"},
     }
     incoming = IncomingWrite(write=write, topic=WRITES, partition=0, offset=3)
@@ -115,5 +116,6 @@ async def test_the_sink_parker_passes_the_write_source_to_the_dlq() -> None:
             "field": "Title",
             "attempts": 1,  # refused outright; a write whose retries ran out carries its count
             "source": SourceEvent(MEMBERS, 1, 12),
+            "workspace": "ws-7",
         }
     ]

@@ -24,7 +24,10 @@ from sfsync.ops.dlq import (
     H_OFFSET,
     H_PARKED_AT,
     H_PARTITION,
+    H_WORKSPACE,
     ErrorContext,
+    ParkedRecord,
+    ReplayFilter,
     decode_offsets,
     encode_offsets,
     short_stacktrace,
@@ -187,6 +190,22 @@ def test_entries_fit_the_avro_contract_and_come_back_equal() -> None:
     assert full.details["fields"] == "Title,Department"
 
 
+def test_an_entry_names_its_workspace_and_one_written_before_workspaces_reads_as_none() -> None:
+    entry = entry_for(classify(400, "STRING_TOO_LONG", "too long"), mapping="members", workspace="ws-7", now=NOW)
+    assert ErrorLogEntry.from_avro(_round_trip(entry)).workspace_id == "ws-7"
+    assert "workspace=ws-7" in entry.one_line(with_record=False)
+
+    (current,) = load_topic_schema("sfsync.errors").schema  # the topic's one record
+    before = {**current, "fields": [f for f in current["fields"] if f["name"] != "workspace_id"]}
+    old = entry_for(classify(400, "STRING_TOO_LONG", "too long"), now=NOW).to_avro()
+    del old["workspace_id"]
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, fastavro.parse_schema(before), old)
+    buf.seek(0)
+    read = fastavro.schemaless_reader(buf, fastavro.parse_schema(before), fastavro.parse_schema(current))
+    assert ErrorLogEntry.from_avro(cast(dict[str, Any], read)).workspace_id is None
+
+
 def test_released_snapshot_is_the_current_schema() -> None:
     released = json.loads((SCHEMA_DIR / "released" / "sfsync.errors.json").read_text())
     assert released == load_topic_schema("sfsync.errors").schema
@@ -247,6 +266,15 @@ def test_context_headers_parse_back() -> None:
     assert (ctx.topic, ctx.partition, ctx.offset, ctx.attempts) == ("product.members", 4, 17, 3)
     assert ctx.parked_at == NOW
     assert ctx.mapping is None
+
+
+def test_a_parked_records_workspace_header_reads_back_and_filters_a_replay() -> None:
+    ours = ErrorContext.from_headers({H_WORKSPACE: b"ws-7", "__connect.errors.topic": b"sfsync.writes"})
+    before = ErrorContext.from_headers({"__connect.errors.topic": b"sfsync.writes"})  # parked before workspaces
+    assert (ours.workspace, before.workspace) == ("ws-7", None)
+    records = [ParkedRecord(0, n, b"k", b"v", (), ctx) for n, ctx in enumerate((ours, before))]
+    assert [r.dlq_offset for r in records if ReplayFilter(workspace="ws-7").matches(r)] == [0]
+    assert [r.dlq_offset for r in records if ReplayFilter().matches(r)] == [0, 1]
 
 
 def test_the_sinks_own_refusals_are_filed_under_their_own_code_and_field() -> None:

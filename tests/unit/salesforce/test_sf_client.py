@@ -35,10 +35,11 @@ from sfsync.salesforce import (
 )
 from sfsync.salesforce.auth import RefreshTokenAuth, token_signature
 from sfsync.salesforce.bulk import records_to_csv
+from sfsync.salesforce.client import new_transport
 from sfsync.salesforce.errors import AuthenticationError, RolledBack
 from sfsync.salesforce.limits import ApiBudget
 from sfsync.salesforce.settings import SalesforceSettings
-from tests.kit import EpochClock, recorded_json
+from tests.kit import EpochClock, recorded_json, tls_contexts
 
 INSTANCE = "https://na1.salesforce.com"
 V = "/services/data/v62.0"
@@ -935,3 +936,16 @@ def test_a_refused_salesforce_url_is_named_without_its_credentials(setting, url)
 @pytest.mark.parametrize("url", ["http://127.0.0.1:18443", "http://localhost:18443", "http://[::1]:18443"])
 def test_an_emulator_on_this_machine_may_be_reached_over_http(url):
     assert settings(instance_url=url, login_url=url).instance_url == url
+
+
+async def test_the_clients_and_transports_of_many_orgs_share_one_tls_context():
+    before = tls_contexts()
+    clients = [SalesforceClient(settings(instance_url=f"https://org{i}.my.salesforce.com")) for i in range(10)]
+    transports = [new_transport() for _ in range(10)]
+    try:
+        assert tls_contexts() - before <= 1  # the shared one, made on first use; not one CA bundle per org
+    finally:
+        for made in clients:
+            await made.aclose()
+        for transport in transports:
+            await transport.aclose()

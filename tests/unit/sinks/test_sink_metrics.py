@@ -9,7 +9,9 @@ import urllib.request
 from prometheus_client import CollectorRegistry
 
 from sfsync.salesforce.limits import ApiBudget, endpoint_of
+from sfsync.sinks.contract import BatchOutcome, IncomingWrite
 from sfsync.sinks.metrics import SinkMetrics
+from tests.kit.sink import TOPIC, member, runner_without_kafka
 
 T0 = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
 
@@ -68,3 +70,24 @@ def test_serve_exposes_metrics_over_http() -> None:
     finally:
         server.stop()
     assert 'sfsync_dlq_records_total{code="STRING_TOO_LONG",mapping="members"} 1.0' in body
+
+
+def test_connections_held_are_counted_by_cause_with_no_connection_or_workspace_label() -> None:
+    registry = CollectorRegistry()
+    m = SinkMetrics(registry)
+    m.connections_held({"org_down": 2, "credentials": 0, "budget": 1})
+    get = registry.get_sample_value
+    assert get("sfsync_sink_connections_held", {"cause": "org_down"}) == 2
+    assert get("sfsync_sink_connections_held", {"cause": "budget"}) == 1
+    labels = {name for metric in registry.collect() for sample in metric.samples for name in sample.labels}
+    assert not labels & {"workspace", "workspace_id", "connection", "connection_id", "org"}
+
+
+def test_a_write_carried_from_batch_to_batch_is_counted_in_once() -> None:
+    metrics = SinkMetrics(CollectorRegistry())
+    runner = runner_without_kafka(metrics)
+    held, fresh = IncomingWrite(member(1), TOPIC, 0, 0), IncomingWrite(member(2), TOPIC, 0, 1)
+    runner.after_batch([held], BatchOutcome(pending=[held]))
+    runner.after_batch([held, fresh], BatchOutcome(pending=[held]))  # its org is down: carried again
+    runner.after_batch([held], BatchOutcome())
+    assert metrics.registry.get_sample_value("sfsync_events_in_total", {"event_type": "UserCreated"}) == 2

@@ -160,7 +160,9 @@ async def test_the_deadline_spans_batches_a_carried_write_keeps_its_first_failur
     assert second.committed == {(TOPIC, 0): 1}
 
 
-async def test_whole_call_failures_spend_the_deadline_and_a_spent_daily_limit_does_not(f: Faulty) -> None:
+async def test_whole_call_failures_of_an_org_that_answers_spend_the_deadline_and_a_spent_daily_limit_does_not(
+    f: Faulty,
+) -> None:
     emulator = f.h.emulator
     emulator.daily_limit = emulator.api_calls  # the org's allocation is spent: every call is refused
     outcome = await f.put(member(1))
@@ -169,15 +171,35 @@ async def test_whole_call_failures_spend_the_deadline_and_a_spent_daily_limit_do
     assert outcome.pending and not f.h.rec.parked  # the governor's pause, not the write's failure
 
     emulator.daily_limit = 1_000_000
-    emulator.faults = Faults.parse("503=1")
-    outcome = await f.put(carry=outcome)
-    assert outcome.pending and not f.h.rec.parked  # its first failure of its own: the clock starts now
+    f.org.reject("POST", "composite/sobjects", 503, "SERVER_UNAVAILABLE", "Server temporarily unavailable")
+    outcome = await f.put(carry=outcome)  # the org answers the match query; every create is refused
+    assert outcome.pending and not f.h.rec.parked and outcome.unreachable is None  # its clock starts now
     f.clock.advance(TIMEOUT_S)
     outcome = await f.put(carry=outcome)
 
     ((_, error),) = f.h.rec.parked
     assert isinstance(error, SfsyncError) and error.log_code() == "SERVER_UNAVAILABLE"
     assert error.log_category() is Category.CONNECTION
-    emulator.faults = Faults.parse("")
+    f.org.stop_rejecting()
     later = await f.put(member(2), carry=outcome)
     assert later.committed == {(TOPIC, 0): 2} and await f.emails() == ["member2@example.org"]
+
+
+async def test_an_org_that_serves_no_call_spends_no_deadline_its_writes_wait_and_go_once_it_is_back(
+    f: Faulty,
+) -> None:
+    f.h.emulator.faults = Faults.parse("503=1")  # the org is down: every call answers 503
+    outcome = await f.put(member(1))
+    assert outcome.pending and outcome.unreachable is not None
+    assert outcome.unreachable.log_code() == "SERVER_UNAVAILABLE"
+    for _ in range(80):  # down for far longer than the retry timeout, tried again and again: neither the time
+        f.clock.advance(TIMEOUT_S / 4)  # between its batches nor their own retries (1 s each) count
+        outcome = await f.put(carry=outcome)
+        assert outcome.pending and outcome.unreachable is not None
+    assert not f.h.rec.parked and outcome.committed == {(TOPIC, 0): 0}
+
+    f.h.emulator.faults = Faults.parse("")
+    outcome = await f.put(member(2), carry=outcome)
+    assert not outcome.pending and outcome.unreachable is None and not f.h.rec.parked
+    assert outcome.committed == {(TOPIC, 0): 2}
+    assert await f.emails() == [MEMBER1, "member2@example.org"]

@@ -10,17 +10,14 @@ from prometheus_client import CollectorRegistry
 
 from sfsync.emulator.server import build
 from sfsync.errors import RecordValidationError
-from sfsync.salesforce.governor import GovernorSettings
 from sfsync.serde.codec import AvroDecoder, AvroEncoder
 from sfsync.serde.schema import load_topic_schema
 from sfsync.sinks.contract import BatchOutcome, IncomingWrite
 from sfsync.sinks.loop import WriteResultEncoder, write_decoder
-from sfsync.sinks.main import SinkRunner
 from sfsync.sinks.merge import _millis, merge_writes
 from sfsync.sinks.metrics import SinkMetrics
-from sfsync.sinks.settings import SinkSettings
-from tests.kit import FakeConsumer, FakeRegistry
-from tests.kit.sink import T0, TOPIC, Recorder, fv, make_sink, member
+from tests.kit import FakeRegistry
+from tests.kit.sink import T0, TOPIC, Recorder, fv, make_sink, member, runner_without_kafka
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
@@ -210,27 +207,9 @@ def test_latency_from_epoch_millis_matches_latency_from_a_datetime() -> None:
     assert m.registry.get_sample_value("sfsync_end_to_end_latency_seconds_bucket", {"le": "2.5"}) == 4
 
 
-class _Log:
-    def flush(self, timeout_s: float) -> None:
-        return None
-
-
-class _Worker:
-    consumer = FakeConsumer()
-
-
 def test_the_runner_observes_latency_of_writes_decoded_with_int_timestamps() -> None:
     metrics = SinkMetrics(CollectorRegistry())
-    runner = SinkRunner(
-        settings=SinkSettings(),
-        governor_settings=GovernorSettings(),
-        client=None,  # type: ignore[arg-type]
-        governor=None,  # type: ignore[arg-type]
-        metrics=metrics,
-        error_log=_Log(),  # type: ignore[arg-type]
-        dlq=None,  # type: ignore[arg-type]
-    )
-    runner.worker = _Worker()  # type: ignore[assignment]
+    runner = runner_without_kafka(metrics)
     write = storage_form(member(1))
     ago = int((dt.datetime.now(dt.UTC) - EPOCH).total_seconds() * 1000) - 3_000
     result = a_result(source={**write["source"], "occurred_at": ago}, write_id=write["write_id"])

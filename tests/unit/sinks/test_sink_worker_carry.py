@@ -75,3 +75,60 @@ async def test_writes_done_behind_a_carried_write_are_committed_once_it_is_done(
     consumer, producer, rec, _ = await run_worker(messages, [child, *later, *parents], batch_size=3)
     assert not rec.parked and len(producer.produced) == 5
     assert consumer.commits == {0: 3, 1: 2}
+
+
+class _Taking:
+    """A sink that writes every write it is given at once (what reached the org, in order)."""
+
+    def __init__(self) -> None:
+        self.given: list[tuple[int, int]] = []
+
+    async def put(self, writes: Any) -> Any:
+        from sfsync.sinks.contract import BatchOutcome, committed_offsets
+
+        self.given += [(w.partition, w.offset) for w in writes]
+        return BatchOutcome(committed=committed_offsets(writes, ()))
+
+
+async def test_a_write_read_before_a_revocation_is_dropped_even_when_its_partition_comes_straight_back() -> None:
+    # Write A (partition 0, offset 0) is read; before the batch closes, partition 0 goes to another worker, which
+    # writes A and the later B (offset 1), and comes back, from offset 2 (C). A, read before the revocation, must
+    # not be written here: it would land after the other worker's newer B (a create after its delete).
+    from confluent_kafka import TopicPartition
+
+    writes = [member(0), member(1), member(2)]
+    first, later = message(writes[0], 0, 0), message(writes[2], 0, 2)
+    consumer, sink = FakeConsumer([first]), _Taking()
+    settings = SinkSettings(batch_size=4, batch_max_age_s=5, poll_timeout_s=0.01)
+
+    async def no_sleep(seconds: float) -> None:
+        pass
+
+    async def on_parked(write: IncomingWrite, error: Any) -> None:
+        raise AssertionError(f"parked {write.write['key']}: {error}")
+
+    worker = SinkWorker(
+        sink,  # type: ignore[arg-type]
+        settings=settings,
+        consumer=consumer,
+        producer=FakeProducer(),
+        decoder=ByKey({w["key"].encode(): w for w in writes}),
+        encoder=ByKey({}),
+        on_parked=on_parked,
+        sleep=no_sleep,
+    )
+    moved: list[bool] = []
+
+    def away_and_back() -> None:  # idle after A: the partition is revoked and assigned again, C next
+        if not moved:
+            moved.append(True)
+            at = [TopicPartition(worker.writes_topic, 0)]
+            consumer.rebalance(revoke=at, assign=at)
+            consumer.messages.append(later)
+        elif sink.given:
+            worker.stopping.set()
+
+    consumer.on_idle = away_and_back
+    await asyncio.wait_for(worker.run(max_batches=3), 30)
+
+    assert sink.given == [(0, 2)]  # C only: A was read in the partition's previous assignment

@@ -13,7 +13,7 @@ import pytest
 from sfsync.mapping import MappingEvaluationError, load_mappings, parse_mappings
 from sfsync.sources import rules as core
 from sfsync.sources.rules import Checkpoint, Limits, ObjectPlan
-from tests.kit.polling import BASE, ms, rid, row, stamp
+from tests.kit.polling import BASE, WindowedOrg, ms, rid, row, stamp
 
 MAPPINGS = textwrap.dedent(
     """
@@ -333,3 +333,110 @@ def test_salesforce_datetimes_parse_in_every_form() -> None:
 def test_a_checkpoint_value_that_is_no_json_object_is_refused_as_unreadable(value: bytes) -> None:
     with pytest.raises(ValueError, match="a checkpoint is a JSON object"):
         Checkpoint.from_bytes(value)  # read_checkpoint reports it as a FatalError naming the checkpoint
+
+
+# ---------------------------------------------------------------------- covered time
+ROUND_TRIP = dt.timedelta(milliseconds=40)
+
+
+def poll_covering(
+    org: WindowedOrg, plan: ObjectPlan, checkpoint: Checkpoint, limits: Limits, page_size: int = 500
+) -> tuple[list[dict[str, Any]], Checkpoint, int]:
+    """What the loop does: the query's first response dates it (the org's ``Date``), its rows commit every
+    ``page_size``, then the window is covered. Returns (changes, checkpoint, API calls of the poll)."""
+    started = core.query_started_ms(org.date(), ROUND_TRIP)
+    calls = org.calls
+    rows = org.query(checkpoint.window_start(limits.lookback_ms))
+    changes: list[dict[str, Any]] = []
+    for start in range(0, len(rows), page_size):
+        result = core.apply_page(plan, checkpoint, rows[start : start + page_size], limits, polled_ms=org.now_ms)
+        checkpoint = result.checkpoint
+        changes += result.changes
+    return changes, core.cover_window(checkpoint, started, len(rows), limits), org.calls - calls
+
+
+def test_an_idle_poll_after_a_burst_of_more_than_a_query_page_costs_one_call_once_covered_passes_it() -> None:
+    org = WindowedOrg(ms(100))
+    plan = ObjectPlan("Contact", ())
+    limits = Limits(lookback_ms=10_000)
+    for n in range(2500):  # a burst of 2,500 changes within its last second: two query pages
+        org.put(row(rid(n), ms(99) + n % 1000))
+    first, checkpoint, calls = poll_covering(org, plan, Checkpoint("Contact"), limits)
+    assert len(first) == 2500 and calls == 2
+    costs = []
+    for _ in range(6):  # the org goes quiet
+        org.advance(5)
+        before = checkpoint
+        changes, checkpoint, calls = poll_covering(org, plan, checkpoint, limits)
+        assert changes == []
+        costs.append(calls)
+    assert costs == [2, 2, 2, 1, 1, 1]  # the window re-reads the burst until covered - lookback passes it
+    assert checkpoint == before and checkpoint.seen == set()  # idle: no new checkpoint to commit
+    assert checkpoint.covered_ms == ms(115) - 1000 - 40  # the org's Date at the last poll that read rows
+    org.put(row(rid(9999), org.now_ms))  # and a new change is still found, in one call
+    changes, checkpoint, calls = poll_covering(org, plan, checkpoint, limits)
+    assert [c["id"] for c in changes] == [rid(9999)] and calls == 1
+
+
+def test_a_late_visible_record_is_found_exactly_once_with_a_covered_window() -> None:
+    org = WindowedOrg(ms(100))
+    plan = ObjectPlan("Contact", ())
+    limits = Limits(lookback_ms=10_000)
+    org.put(row(rid(1), ms(100)))
+    found: list[str] = []
+    changes, checkpoint, _ = poll_covering(org, plan, Checkpoint("Contact"), limits)
+    found += [c["id"] for c in changes]
+    org.advance(3.5)
+    org.put(row(rid(3), ms(103.5)), visible_at_ms=ms(113.5))  # commits the full lookback after its stamp
+    org.advance(1.5)
+    org.put(row(rid(2), ms(105)), visible_at_ms=ms(112))
+    for at in (108, 113, 118, 125, 140):
+        org.now_ms = ms(at)
+        changes, checkpoint, _ = poll_covering(org, plan, checkpoint, limits)
+        found += [c["id"] for c in changes]
+        if at == 113:
+            assert checkpoint.window_start(limits.lookback_ms) == ms(113) - 1040 - 10_000  # past the cursor, 105
+    assert found == [rid(1), rid(2), rid(3)]
+
+
+def test_random_histories_with_a_covered_window_emit_every_version_exactly_once() -> None:
+    """Edits (many sharing stamps), polls at random moments with random page sizes, commits up to the
+    lookback late: every final version is emitted, none twice."""
+    rng = random.Random(11)
+    plan = ObjectPlan("Contact", ())
+    limits = Limits(lookback_ms=2000)
+    for _ in range(40):
+        org = WindowedOrg(ms(0), batch=3)
+        checkpoint = Checkpoint("Contact")
+        emitted: list[tuple[str, int]] = []
+        for _step in range(25):
+            org.advance(rng.choice([0.001, 0.25, 0.7, 1.3, 3.0]))
+            for _edit in range(rng.randint(0, 6)):
+                record_id = rid(rng.randint(0, 15))
+                versions = org.versions.get(record_id, [])
+                if versions and (
+                    versions[-1][0] > org.now_ms or versions[-1][1]["SystemModstamp"] >= stamp(org.now_ms)
+                ):
+                    continue  # a record locked by a pending transaction, or already written this millisecond
+                delay = rng.choice([0, 0, rng.randint(1, limits.lookback_ms)])
+                org.put(row(record_id, org.now_ms), visible_at_ms=org.now_ms + delay)
+            changes, checkpoint, _ = poll_covering(org, plan, checkpoint, limits, rng.randint(1, 5))
+            emitted += [(c["id"], c["system_modstamp"]) for c in changes]
+        org.advance(limits.lookback_ms / 1000 + 2)
+        changes, checkpoint, _ = poll_covering(org, plan, checkpoint, limits, 3)
+        emitted += [(c["id"], c["system_modstamp"]) for c in changes]
+        assert len(emitted) == len(set(emitted)), "a version was emitted twice"
+        final = {(r["Id"], core.to_ms(core.parse_sf_datetime(r["SystemModstamp"]))) for r in org.visible()}
+        assert final <= set(emitted), "the newest version of a record was never emitted"
+
+
+def test_the_query_start_is_the_orgs_date_less_its_resolution_and_the_round_trip() -> None:
+    assert core.query_started_ms(BASE, dt.timedelta(milliseconds=250.4)) == ms(0) - 1000 - 251
+
+
+def test_a_version_1_checkpoint_reads_without_a_covered_time() -> None:
+    old = b'{"version": 1, "sobject": "Contact", "cursor_ms": %d, "seen": [], "deleted": []}' % ms(5)
+    checkpoint = Checkpoint.from_bytes(old)
+    assert checkpoint.covered_ms is None and checkpoint.window_start(1000) == ms(4)
+    covered = Checkpoint("Contact", ms(5), covered_ms=ms(9))
+    assert Checkpoint.from_bytes(covered.to_bytes()) == covered and covered.window_start(1000) == ms(8)

@@ -21,7 +21,7 @@ from sfsync.sources import rules as core
 from sfsync.sources.metrics import SourceMetrics
 from sfsync.sources.poller import ObjectPoller, partition_for
 from sfsync.sources.settings import SourceSettings, load_source_settings
-from tests.kit.polling import ms, rid, row
+from tests.kit.polling import WindowedOrg, ms, rid, row
 
 INSTANCE = "https://org.example.test"
 NOW = dt.datetime(2026, 11, 25, 12, 10, tzinfo=dt.UTC)
@@ -76,7 +76,9 @@ class Org:
         return httpx.Response(404, json=[{"errorCode": "NOT_FOUND", "message": path}])
 
 
-def make(org: Org, checkpoint: core.Checkpoint | None = None, governor_sleep: Any = None, **overrides: Any) -> tuple:
+def make(
+    org: Org | WindowedOrg, checkpoint: core.Checkpoint | None = None, governor_sleep: Any = None, **overrides: Any
+) -> tuple:
     settings = SourceSettings(**{"page_size": 3, "lookback_s": 5, "delete_log_interval_s": 0, **overrides})
     sf = SalesforceSettings(auth_flow="access_token", access_token="00Dx!t", instance_url=INSTANCE)
     budget = BudgetTracker()
@@ -130,6 +132,28 @@ async def test_pages_commit_changes_with_their_checkpoint() -> None:
     assert len(tx.committed) == 3  # nothing changed: no transaction
     second = [r for r in org.requests if r.url.path.endswith("/queryAll")][-1]
     assert "SystemModstamp >= 2026-11-25T11:59:56.000Z" in parse_qs(urlparse(str(second.url)).query)["q"][0]
+
+
+async def test_an_idle_poll_after_a_burst_costs_one_query_call_once_the_orgs_date_covers_it() -> None:
+    org = WindowedOrg(ms(100))
+    for n in range(2500):  # two query pages of 2,000
+        org.put(row(rid(n), ms(99) + n % 1000))
+    poller, tx, client = make(org, page_size=1000, lookback_s=10, query_batch_size=2000)
+    costs, commits = [], []
+    async with client:
+        assert await poller.poll_once() == 2500
+        for _ in range(5):
+            org.advance(5)
+            calls, committed = org.calls, len(tx.committed)
+            assert await poller.poll_once() == 0
+            costs.append(org.calls - calls)
+            commits.append(len(tx.committed) - committed)
+    assert costs == [2, 2, 2, 1, 1]
+    assert commits == [1, 1, 1, 0, 0]  # the covered time moves with the re-read polls only
+    covered = (
+        poller.checkpoint.covered_ms
+    )  # the org's Date at the last poll that read rows, less 1 s and the round trip
+    assert covered is not None and ms(113) < covered <= ms(114)
 
 
 async def test_delete_log_and_reconciliation_emit_deletes_once() -> None:
