@@ -84,6 +84,7 @@ _REFERENCE = re.compile(r"(?<![\w.])(source|event)\b((?:\s*\.\s*[A-Za-z_]\w*)*)(
 _PATH = r"(?:source|event)(?:\.[A-Za-z_]\w*)*"
 _JSON = re.compile(rf"^\s*json\(\s*({_PATH})\s*\)\s*$")
 _JSON_OBJECT = re.compile(rf"""^\s*json_object\(\s*({_PATH})\s*,\s*'([^'\\]*)'\s*,\s*'([^'\\]*)'\s*\)\s*$""")
+_FIELD = re.compile(r"^\s*((?:source|event)(?:\.[A-Za-z_]\w*)+)\s*$")
 _NOT_NATIVE = object()
 
 
@@ -148,6 +149,9 @@ def _json_like(value: Any) -> bool:
     return kind is dt.datetime and value.tzinfo is not None
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def _at(variables: MappingABC[str, Any], path: str) -> Any:
     """The plain value at ``path`` (``source.a.b``), or ``_NOT_NATIVE`` when CEL must decide (a missing
     key, a value that is not a map on the way, or one CEL would convert)."""
@@ -170,20 +174,26 @@ class CompiledExpression:
         self.paths = read_paths(expression)
         used = set(self.program.functions())
         self.functions = {name: f for name, f in CEL_FUNCTIONS.items() if name in used}
-        self.native: tuple[str, str, str] | None = None
-        """("json", path, "") or ("json_object", path, key) + value name: evaluated in Python."""
+        self.native: tuple[str, str, str, str] | None = None
+        """(kind, path, key, value) of an expression evaluated in Python: ("json", path, "", ""),
+        ("json_object", path, key, value) or ("field", path, "", "") (a field's text, number,
+        boolean or null, as CEL gives it back)."""
         if (found := _JSON.match(expression)) is not None:
-            self.native = ("json", found.group(1), "", "")  # type: ignore[assignment]
+            self.native = ("json", found.group(1), "", "")
         elif (found := _JSON_OBJECT.match(expression)) is not None:
-            self.native = ("json_object", found.group(1), found.group(2), found.group(3))  # type: ignore[assignment]
+            self.native = ("json_object", found.group(1), found.group(2), found.group(3))
+        elif (found := _FIELD.match(expression)) is not None:
+            self.native = ("field", found.group(1), "", "")
 
     def run_native(self, variables: MappingABC[str, Any]) -> Any:
         """The value in Python, or ``_NOT_NATIVE`` when it has no Python form for these values."""
         assert self.native is not None
-        kind, path, key, value = self.native  # type: ignore[misc]
+        kind, path, key, value = self.native
         found = _at(variables, path)
         if found is _NOT_NATIVE:
             return _NOT_NATIVE
+        if kind == "field":
+            return found if type(found) in _SCALARS else _NOT_NATIVE
         if kind == "json":
             return json_text(found)
         if type(found) is not list:

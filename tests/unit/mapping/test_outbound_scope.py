@@ -28,6 +28,11 @@ EXTRA = [
     "size(source) > 3",
     "source.member.first_name + ' ' + source.member.last_name",
     "event.type + ':' + string(event.occurred_at)",
+    "event.type",
+    "event.occurred_at",
+    "source.member.email",
+    "source.member",
+    "source.event.location",
     "source.event.location.city",
 ]
 
@@ -81,7 +86,7 @@ def test_an_expression_added_after_the_scope_was_made_still_evaluates() -> None:
 
 
 def test_the_context_holds_only_the_paths_read() -> None:
-    scope = OutboundScope(["source.member.email != ''", "event.type", "json(source)"])
+    scope = OutboundScope(["source.member.email != ''", "event.type == 'x'", "json(source)", "event.event_id"])
     assert scope.paths == {"source": {"member": {"email": {"": None}}}, "event": {"type": {"": None}}}
     assert scope.functions == {}  # none of sfsync's or the extension functions is called by CEL here
 
