@@ -125,7 +125,9 @@ class ResultEncoder(Protocol):
 
 def write_decoder(registry: SchemaRegistry) -> AvroDecoder:
     """The sink's decoder of ``sfsync.writes``: timestamps stay epoch milliseconds (``updated_at``,
-    ``source.occurred_at``), which is what the sink computes with, instead of datetimes made per value."""
+    ``source.occurred_at``), which is what the sink computes with, instead of datetimes made per value;
+    each Write is read by a reader compiled for its writer schema, and the sink merges its decoded
+    ``fields`` as they are (:mod:`sfsync.sinks.merge`)."""
     return AvroDecoder(registry, logical_types=False)
 
 

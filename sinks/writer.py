@@ -129,7 +129,7 @@ from sfsync.sinks.drift import (
 from sfsync.sinks.matching import Candidate, candidates, index_rows, norm, pick, usable
 from sfsync.sinks.merge import (
     _EMPTY,
-    _Field,
+    FieldValue,
     _Segment,
     drop_older,
     merge_writes,
@@ -215,7 +215,7 @@ class _Plan:
     body: dict[str, Any]
     ext_field: str | None = None
     record_id: str | None = None
-    fields: Mapping[str, _Field] | None = None
+    fields: Mapping[str, FieldValue] | None = None
     """The segment's field values this plan sends (their times move the record's clock once written)."""
     refused: SalesforceError | None = None
     """Set when the record cannot be sent at all (e.g. an unknown record type): parked as is."""
@@ -314,10 +314,10 @@ class SalesforceSink:
         """Field -> ``updated_at`` of the newest value this sink wrote to ``record`` ((sobject, Id))."""
         return self._written.get(record, {})
 
-    def _wrote(self, record: tuple[str, str], fields: Mapping[str, _Field], sent: Iterable[str]) -> None:
+    def _wrote(self, record: tuple[str, str], fields: Mapping[str, FieldValue], sent: Iterable[str]) -> None:
         if self.settings.record_clock_size <= 0:
             return
-        self._written[record] = written_times(self._written.get(record, {}), fields, list(sent))
+        self._written[record] = written_times(self._written.get(record, {}), fields, sent)
         self._written.move_to_end(record)
         while len(self._written) > self.settings.record_clock_size:
             self._written.popitem(last=False)
@@ -594,8 +594,7 @@ class SalesforceSink:
             return True
         if seg.record_type is not None:
             return True  # the record type is for records sfsync creates: an upsert would re-type existing ones
-        has_if_empty = any(f.policy == "IF_EMPTY" for f in seg.fields.values())
-        return has_if_empty or len(seg.objects) > 1 or "Lead" in seg.objects
+        return bool(seg.if_empty) or len(seg.objects) > 1 or "Lead" in seg.objects
 
     async def _match(self, ready: list[_Segment]) -> None:
         """Set ``target`` and ``current`` of every ready segment that a record matches.
@@ -623,7 +622,7 @@ class SalesforceSink:
                 rows = await self._select(obj, [*names, *wanted], [names], [c.values for _, c in members])
                 index = index_rows(rows, names)
                 for seg, cand in members:
-                    hit = pick(cand if guard is not None else cand._replace(guard=None), index)
+                    hit = pick(cand if guard is not None or cand.guard is None else cand._replace(guard=None), index)
                     if hit is None:
                         continue
                     seg.target = self._converted(obj, hit) or (obj, str(hit["Id"]))
@@ -655,8 +654,8 @@ class SalesforceSink:
     def _if_empty_fields(self, obj: str, segments: Iterable[_Segment]) -> list[str]:
         names: dict[str, None] = {}
         for seg in segments:
-            for name, value in seg.fields.items():
-                if value.policy == "IF_EMPTY" and (obj == seg.sobject or self._on(obj, name)):
+            for name in seg.if_empty:
+                if obj == seg.sobject or self._on(obj, name):
                     names[name] = None
         return list(names)
 
@@ -750,17 +749,20 @@ class SalesforceSink:
         obj = seg.target[0] if seg.target else seg.sobject
         if obj != seg.sobject:
             await self._describe(obj)
-        body: dict[str, Any] = {}
-        known = self._describes.get(obj)  # what _on looks at, once per segment rather than per field
-        for name, value in fields.items():
-            if known is not None and name.lower() not in known:
-                continue
-            if value.policy == "IF_EMPTY" and seg.target is not None:
-                current = seg.current.get(name)
-                if current not in _EMPTY and current is not None:
-                    self._skip_if_empty(seg, obj, name)
-                    continue
-            body[name] = value.value
+        # Every field's value, in field order, less those the object lacks (what _on looks at, once per
+        # segment) and the if_empty values of a record that has one already.
+        body: dict[str, Any] = {name: value["value"] for name, value in fields.items()}
+        known = self._describes.get(obj)
+        if known is not None and not known.issuperset(map(str.lower, body)):
+            for name in [name for name in body if name.lower() not in known]:
+                del body[name]
+        if seg.target is not None:
+            for name in seg.if_empty:
+                if name in body:
+                    current = seg.current.get(name)
+                    if current not in _EMPTY and current is not None:
+                        self._skip_if_empty(seg, obj, name)
+                        del body[name]
         matched_on = set(seg.current.get("__matched_on__", ()))
         for name, parent_id in seg.parent_ids.values():
             if seg.target is not None and name in matched_on:
@@ -868,7 +870,7 @@ class SalesforceSink:
                 self._written.pop((plan.sobject, record_id), None)
             else:
                 self.remember(seg.key, plan.sobject, record_id)
-                self._wrote((plan.sobject, record_id), plan.fields or {}, plan.body)
+                self._wrote((plan.sobject, record_id), plan.fields or {}, plan.body.keys())
             created = bool(result.created) if plan.kind == "upsert" else plan.kind == "create"
             outcome.results.append(self._result(seg, plan, record_id, created))
             return True
@@ -904,7 +906,7 @@ class SalesforceSink:
             "sobject": plan.sobject,
             "salesforce_id": record_id,
             "created": created,
-            "fields": {k: v for k, v in plan.body.items()},
+            "fields": plan.body,  # as sent: nothing changes it once sent
             "acknowledged_at": datetime.fromtimestamp(self._clock(), UTC),
             "workspace_id": str(last.get("workspace_id", "")),
             "source": last.get("source"),
