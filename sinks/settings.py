@@ -151,7 +151,7 @@ class SinkSettings(KafkaConnection, RegistryConnection):
         ),
     )
     fetch_wait_max_ms: int = Field(
-        100,
+        50,
         ge=0,
         le=10_000,
         description=(

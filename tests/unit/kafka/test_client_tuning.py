@@ -52,17 +52,17 @@ def test_a_producer_without_a_tuning_is_flushed_at_once_and_lingers_past_its_pro
 
 
 def test_a_consumer_fetches_as_its_tuning_says_and_without_one_as_librdkafka_does() -> None:
-    tuned = new_consumer_config(NOWHERE, "g", fetch=FetchTuning(min_bytes=65_536, wait_max_ms=100))
-    assert (tuned["fetch.min.bytes"], tuned["fetch.wait.max.ms"]) == (65_536, 100)
+    tuned = new_consumer_config(NOWHERE, "g", fetch=FetchTuning(min_bytes=65_536, wait_max_ms=50))
+    assert (tuned["fetch.min.bytes"], tuned["fetch.wait.max.ms"]) == (65_536, 50)
     plain = new_consumer_config(NOWHERE, "g")
     assert "fetch.min.bytes" not in plain
     assert "fetch.wait.max.ms" not in plain
 
 
-def test_the_sink_consumer_fetches_64_kb_or_100_ms_and_the_environment_changes_it(
+def test_the_sink_consumer_fetches_64_kb_or_50_ms_and_the_environment_changes_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    assert SinkSettings().fetch() == FetchTuning(min_bytes=65_536, wait_max_ms=100)
+    assert SinkSettings().fetch() == FetchTuning(min_bytes=65_536, wait_max_ms=50)
     monkeypatch.setenv("SFSYNC_SINK_FETCH_WAIT_MAX_MS", "20")
     monkeypatch.setenv("SFSYNC_SINK_FETCH_MIN_BYTES", "1")
     assert SinkSettings().fetch() == FetchTuning(min_bytes=1, wait_max_ms=20)
@@ -77,9 +77,9 @@ def test_the_processor_writes_producers_linger_20_ms_and_the_environment_changes
 
 
 @pytest.mark.parametrize("settings_class", [ProcessorSettings, InboundProcessorSettings])
-def test_each_faust_app_fetches_64_kb_or_100_ms_and_batches_its_producer(settings_class: Any) -> None:
+def test_each_faust_app_fetches_64_kb_or_50_ms_and_batches_its_producer(settings_class: Any) -> None:
     settings = settings_class()
-    assert settings.consumer_fetch() == FetchTuning(min_bytes=65_536, wait_max_ms=100)
+    assert settings.consumer_fetch() == FetchTuning(min_bytes=65_536, wait_max_ms=50)
     assert (settings.producer_linger_ms, settings.producer_max_batch_size) == (10, 262_144)
 
 
