@@ -334,6 +334,7 @@ class SinkWorker:
         consumer = new_consumer(
             base,
             settings.group_id,
+            fetch=settings.fetch(),
             options={
                 "client.id": settings.client_id,
                 "isolation.level": "read_committed",

@@ -227,10 +227,15 @@ def _build(
     identity = TableIdentity(identity_table)
     timeout_s = settings.producer_flush_timeout_s
     # a write too large for sfsync.writes is refused when planned (its event parked), not when ordered
+    tuning = settings.writes_tuning()
     planned = WritesProducer(
-        kafka, planned_topic, delivery_timeout_s=timeout_s, limit_topics=[planned_topic, WRITES.name(prefix)]
+        kafka,
+        planned_topic,
+        delivery_timeout_s=timeout_s,
+        limit_topics=[planned_topic, WRITES.name(prefix)],
+        tuning=tuning,
     )
-    writes = WritesProducer(kafka, WRITES.name(prefix), delivery_timeout_s=timeout_s)
+    writes = WritesProducer(kafka, WRITES.name(prefix), delivery_timeout_s=timeout_s, tuning=tuning)
 
     async def crash(exc: BaseException) -> None:
         log.error("stopping: %s", exc)
@@ -249,7 +254,7 @@ def _build(
             await crash(exc)
             raise
 
-    install_before_commit(app, before_commit)
+    install_before_commit(app, before_commit, settings.consumer_fetch())
 
     # Every agent acks by hand, once a record is handled: a record whose handling failed (the registry or
     # Kafka away) stays unacked, so uncommitted, and is handled again after the restart. Faust's own

@@ -139,7 +139,7 @@ def test_results_feed_the_identity_that_planning_reads() -> None:
 def test_settings_defaults() -> None:
     settings = ProcessorSettings()
     assert settings.processing_guarantee == "at_least_once" and settings.store == "memory://"
-    assert settings.producer_linger_ms == 0 and settings.broker_commit_every == 10_000
+    assert settings.producer_linger_ms == 10 and settings.broker_commit_every == 10_000
     assert settings.web_enabled is False
 
 
