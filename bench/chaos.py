@@ -275,6 +275,7 @@ def build_workers(
         **salesforce,
         "SFSYNC_SINK_GROUP_ID": f"{run}.sink",
         "SFSYNC_SINK_SESSION_TIMEOUT_MS": "10000",
+        "SFSYNC_SINK_BATCH_LINGER_S": str(batch_age_s),
         "SFSYNC_SINK_BATCH_MAX_AGE_S": str(batch_age_s),
         "SFSYNC_SINK_RETRY_WAIT_MAX_S": "3",
     }
@@ -656,7 +657,10 @@ def parse(argv: list[str] | None = None) -> Options:
     parser.add_argument("--edits", type=int, default=None, help="rep edits (default events/100, at least 20)")
     parser.add_argument("--expire-every", type=float, default=60.0, help="access tokens expire after N s (60)")
     parser.add_argument(
-        "--batch-age", type=float, default=1.0, help="the sinks' batch max age, s (1; shorter: more API calls)"
+        "--batch-age",
+        type=float,
+        default=1.0,
+        help="the sinks' batch linger and max age, s (1; shorter: more API calls)",
     )
     parser.add_argument(
         "--commit504", type=float, default=0.01, help="share of write requests committed, then answered 504 (0.01)"

@@ -337,7 +337,7 @@ async def ours(
         "latency_p50_s": round(percentile(latencies, 0.5), 3),
         "latency_p99_s": round(percentile(latencies, 0.99), 3),
         "sink_batch_size": sink_settings.batch_size,
-        "sink_batch_max_age_s": sink_settings.batch_max_age_s,
+        "sink_batch_linger_s": sink_settings.batch_linger_s,
     }, [t - first for t, _ in published]
 
 

@@ -1,8 +1,9 @@
 """The thin loop around a :class:`~sfsync.sinks.contract.Sink`: Kafka in, Salesforce, Kafka out, commit.
 
 Per batch: consume ``sfsync.writes`` (manual commits, ``read_committed``) until ``batch_size`` or
-``batch_max_age_s``; decode (:func:`write_decoder`: timestamps stay epoch milliseconds; undecodable
-records are parked); ``await sink.put``; produce the results (:class:`WriteResultEncoder`) to
+``batch_linger_s`` after the first write (under load a batch fills; at low rates it goes after the
+linger); decode (:func:`write_decoder`: timestamps stay epoch milliseconds; undecodable records are
+parked); ``await sink.put``; produce the results (:class:`WriteResultEncoder`) to
 ``sfsync.results`` with an idempotent producer and flush; only then commit the offsets the outcome
 says are done. Writes still pending (a missing parent, a transient fault inside its retry deadline)
 are carried into the next batch, where the sink retries them; their offsets stay uncommitted, so a
@@ -497,7 +498,8 @@ class SinkWorker:
             self._held.update((tp.topic, tp.partition) for tp in fresh)
 
     async def _collect(self) -> list[IncomingWrite]:
-        """Up to ``batch_size`` decoded writes, waiting at most ``batch_max_age_s`` after the first."""
+        """Up to ``batch_size`` decoded writes, waiting at most ``batch_linger_s`` after the first (or, with writes
+        carried, after the call): under load a batch fills first, at low rates it goes after the linger."""
         out: list[IncomingWrite] = []
         first_at: float | None = None
         # Carried writes wait for parents that may sit further on in other partitions: always read
@@ -509,7 +511,7 @@ class SinkWorker:
             if first_at is not None or self._carry:
                 start = first_at if first_at is not None else self._clock()
                 first_at = start
-                timeout = min(timeout, self.settings.batch_max_age_s - (self._clock() - start))
+                timeout = min(timeout, self.settings.batch_linger_s - (self._clock() - start))
                 if timeout <= 0:
                     break
             self._revoked_now.clear()

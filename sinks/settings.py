@@ -45,13 +45,25 @@ class SinkSettings(KafkaConnection, RegistryConnection):
             "object and operation goes out in sObject Collections of <= 200, so 400 fills both of those."
         ),
     )
+    batch_linger_s: float = Field(
+        0.3,
+        gt=0,
+        le=600,
+        description=(
+            "How long a batch waits for more writes after its first one before it goes to Salesforce. Under load "
+            "a batch fills to batch_size first (the writes that arrived during the previous batch's calls); at low "
+            "rates it goes this long after its first write: the latency a write pays for sharing its calls. Longer "
+            "means fewer API calls per record, shorter a faster sync."
+        ),
+    )
     batch_max_age_s: float = Field(
         2.0,
         gt=0,
         le=600,
         description=(
-            "Flush a partial batch this long after its first write. Below ~200 writes/s batches close on age, "
-            "and every batch costs its queries and collections: longer means fewer API calls per record."
+            "The longest one pass of the many-org sink waits for the batches on their way to Salesforce before it "
+            "reads on (a slow org's batch goes on meanwhile, and is picked up by a later pass); at least "
+            "batch_linger_s."
         ),
     )
     retry_timeout_s: float = Field(
@@ -200,6 +212,8 @@ class SinkSettings(KafkaConnection, RegistryConnection):
             problems.append("retry_timeout_s must be >= retry_wait_max_s")
         if self.hold_recheck_max_s < self.hold_recheck_initial_s:
             problems.append("hold_recheck_max_s must be >= hold_recheck_initial_s")
+        if self.batch_max_age_s < self.batch_linger_s:
+            problems.append("batch_max_age_s must be >= batch_linger_s")
         if self.carry_max < self.batch_size:
             problems.append("carry_max must be >= batch_size (a batch's pending writes are carried)")
         if self.budget_wait_max_s + self.retry_wait_max_s >= self.max_poll_interval_ms / 1000:

@@ -183,7 +183,7 @@ def test_the_sink_parks_every_record_it_cannot_carry_out_and_goes_on(values: lis
     consumer, producer, rec, sink = FakeConsumer(messages), FakeProducer(), Recorder(), AcceptingSink()
     worker = SinkWorker(
         sink,
-        settings=SinkSettings(batch_size=4, batch_max_age_s=0.01, poll_timeout_s=0.01),
+        settings=SinkSettings(batch_size=4, batch_linger_s=0.01, poll_timeout_s=0.01),
         consumer=consumer,
         producer=producer,
         decoder=write_decoder(cast(SchemaRegistry, REGISTRY)),

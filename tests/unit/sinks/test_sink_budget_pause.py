@@ -107,7 +107,7 @@ def worker_over(r: Rig, consumer: FakeConsumer, writes: list[dict[str, Any]]) ->
 
     return SinkWorker(
         r.sink,
-        settings=SinkSettings(batch_size=50, batch_max_age_s=0.5, poll_timeout_s=POLL_S),
+        settings=SinkSettings(batch_size=50, batch_linger_s=0.5, poll_timeout_s=POLL_S),
         consumer=consumer,
         producer=FakeProducer(),
         decoder=ByKey({w["key"].encode(): w for w in writes}),

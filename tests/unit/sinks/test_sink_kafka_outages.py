@@ -41,7 +41,7 @@ def worker_over(fake: FakeConsumer, writes: list[dict[str, Any]], clock: EpochCl
 
     worker = SinkWorker(
         sink,
-        settings=SinkSettings(batch_size=2, batch_max_age_s=0.01, poll_timeout_s=0.5, **settings),
+        settings=SinkSettings(batch_size=2, batch_linger_s=0.01, poll_timeout_s=0.5, **settings),
         consumer=KafkaConsumer(fake, "consumer of group sink"),  # type: ignore[arg-type]
         producer=FakeProducer(),
         decoder=ByKey({w["key"].encode(): w for w in writes}),

@@ -23,7 +23,7 @@ async def test_a_write_without_its_object_is_parked_and_the_next_writes_are_done
     rec = Recorder()
     parked: list[tuple[IncomingWrite, Any]] = []
     client, sink = make_sink(build(), rec)
-    settings = SinkSettings(batch_size=10, batch_max_age_s=0.01, poll_timeout_s=0.01)
+    settings = SinkSettings(batch_size=10, batch_linger_s=0.01, poll_timeout_s=0.01)
 
     async def on_parked(write: IncomingWrite, error: Any) -> None:
         parked.append((write, error))

@@ -20,7 +20,7 @@ async def run_worker(
     consumer, producer = FakeConsumer(messages), FakeProducer()
     rec = Recorder()
     client, sink = make_sink(build(), rec, max_parent_waits=50)
-    settings = SinkSettings(batch_size=batch_size, batch_max_age_s=0.01, poll_timeout_s=0.01, max_parent_waits=50)
+    settings = SinkSettings(batch_size=batch_size, batch_linger_s=0.01, poll_timeout_s=0.01, max_parent_waits=50)
 
     async def no_sleep(seconds: float) -> None:
         pass
@@ -99,7 +99,7 @@ async def test_a_write_read_before_a_revocation_is_dropped_even_when_its_partiti
     writes = [member(0), member(1), member(2)]
     first, later = message(writes[0], 0, 0), message(writes[2], 0, 2)
     consumer, sink = FakeConsumer([first]), _Taking()
-    settings = SinkSettings(batch_size=4, batch_max_age_s=5, poll_timeout_s=0.01)
+    settings = SinkSettings(batch_size=4, batch_linger_s=5, batch_max_age_s=5, poll_timeout_s=0.01)
 
     async def no_sleep(seconds: float) -> None:
         pass
