@@ -20,7 +20,11 @@ waits for the earlier one, and:
    (a record found by a fallback key gets the external ID written, so it is found by it next time),
    ``create_many`` only when a match key guarantees a replay finds the record, ``delete_many``;
    a field is left out when a newer value of it was already written to that record, in this batch
-   or an earlier one, under any write key (:func:`~sfsync.sinks.merge.drop_older`);
+   or an earlier one, under any write key (:func:`~sfsync.sinks.merge.drop_older`); the round's
+   collection requests (one per kind, object and external ID and 200 records, in that order) go out
+   packed five to a ``/composite`` call (:meth:`~sfsync.salesforce.composite.CompositeApi.collections`,
+   one API call; a call left with one request sends it alone, the same one call), and each request's
+   answer is handled as its own call's would be: its records' results, or its error for all of them;
 4. classifies every record's result: success → a WriteResult; retriable → retried (below);
    skippable → parked (awaited) with a SYNC error entry; fatal → raised.
 
@@ -90,7 +94,7 @@ from sfsync.errors import FatalError, SfsyncError
 from sfsync.keys import parse_record_key
 from sfsync.mapping import MappingFile
 from sfsync.salesforce.client import SalesforceClient
-from sfsync.salesforce.composite import COLLECTION_MAX, RecordResult
+from sfsync.salesforce.composite import COLLECTION_MAX, COMPOSITE_COLLECTIONS_MAX, CollectionOp, RecordResult
 from sfsync.salesforce.errors import (
     NO_RESPONSE,
     DailyLimitExceeded,
@@ -194,6 +198,16 @@ Coordinates = tuple[str, int, int]
 
 def _coordinates(write: IncomingWrite) -> Coordinates:
     return (write.topic, write.partition, write.offset)
+
+
+def _operation(plans: Sequence[_Plan]) -> CollectionOp:
+    """The collection request of ``plans`` (≤ 200, one kind, object and external ID, in order)."""
+    first = plans[0]
+    if first.kind == "delete":
+        return CollectionOp("delete", ids=[p.record_id or "" for p in plans])
+    if first.kind == "update":
+        return CollectionOp("update", first.sobject, [{"Id": p.record_id, **p.body} for p in plans])
+    return CollectionOp(first.kind, first.sobject, [p.body for p in plans], ext_field=first.ext_field)
 
 
 @dataclass
@@ -721,12 +735,12 @@ class SalesforceSink:
         if chunk:
             yield chunk
 
-    async def _call(self, kind: str, count: int = 1) -> None:
+    async def _call(self, kind: str) -> None:
         if self._budget_pause_s is not None:  # no call while the budget is paused (later rounds, other groups)
             raise BudgetPausedError(self._budget_pause_s, "this batch met the budget's pause")
         if self._before_call is not None:
             await self._before_call(kind)
-        self._calls += count
+        self._calls += 1
 
     # -- planning and writing -----------------------------------------------------------------
     async def _plan(self, seg: _Segment, claimed: set[Any]) -> _Plan | bool | None:
@@ -825,40 +839,68 @@ class SalesforceSink:
         groups: dict[tuple[str, str, str | None], list[_Plan]] = {}
         for plan in plans:
             groups.setdefault((plan.kind, plan.sobject, plan.ext_field), []).append(plan)
-        for (kind, obj, ext_field), members in groups.items():
+        subrequests = [
+            members[i : i + COLLECTION_MAX]
+            for members in groups.values()
+            for i in range(0, len(members), COLLECTION_MAX)
+        ]
+        per_call = COMPOSITE_COLLECTIONS_MAX if self.client.composite_collections else 1
+        for start in range(0, len(subrequests), per_call):
+            request = subrequests[start : start + per_call]
+            answers: Sequence[list[RecordResult] | SalesforceError]
             try:
-                results = await self._send(kind, obj, ext_field, members)
-            except SalesforceRetriableError as exc:  # the collection call failed: every record of it
-                for plan in members:
-                    if await self._fail(plan.seg, exc, outcome):
-                        finished.append(plan.seg)
-                continue
-            except SalesforceRecordError as exc:
-                results = [RecordResult(i, None, False, None, [exc]) for i in range(len(members))]
-            except SalesforceFatalError as exc:
-                if not is_drift(exc):
-                    raise
-                finished += await self._drifted(DriftError(obj, exc), [p.seg for p in members], outcome)
-                continue
-            for plan, result in zip(members, results, strict=True):
-                if await self._settle(plan, result, outcome):
-                    finished.append(plan.seg)
+                answers = await self._send(request)
+            except SalesforceError as exc:  # the whole call failed: every subrequest of it with it
+                answers = [exc] * len(request)
+            for members, answer in zip(request, answers, strict=True):
+                finished += await self._settle_all(members, answer, outcome)
         return finished
 
-    async def _send(self, kind: str, obj: str, ext_field: str | None, plans: list[_Plan]) -> list[RecordResult]:
-        await self._call(kind, math.ceil(len(plans) / COLLECTION_MAX))
+    async def _send(self, request: list[list[_Plan]]) -> list[list[RecordResult] | SalesforceError]:
+        """One API call for ``request`` (subrequests of ≤ 200 plans of one kind, object and external ID):
+        one subrequest goes as its plain sObject Collections call (the same one call, without the
+        envelope), several as one ``/composite``; per subrequest, its results or its error."""
+        if len(request) == 1:
+            op = _operation(request[0])
+            await self._call(op.kind)
+            with self._answer():
+                return [await self._collection(op)]
+        await self._call("composite")
         with self._answer():
-            return await self._collection(kind, obj, ext_field, plans)
+            return await self.client.collections([_operation(members) for members in request])
 
-    async def _collection(self, kind: str, obj: str, ext_field: str | None, plans: list[_Plan]) -> list[RecordResult]:
-        if kind == "delete":
-            return await self.client.delete_many([p.record_id or "" for p in plans])
-        if kind == "update":
-            return await self.client.update_many(obj, [{"Id": p.record_id, **p.body} for p in plans])
-        if kind == "upsert":
-            assert ext_field is not None
-            return await self.client.upsert_many(obj, ext_field, [p.body for p in plans])
-        return await self.client.create_many(obj, [p.body for p in plans])
+    async def _collection(self, op: CollectionOp) -> list[RecordResult]:
+        if op.kind == "delete":
+            return await self.client.delete_many(op.ids)
+        if op.kind == "update":
+            return await self.client.update_many(op.sobject, op.records)
+        if op.kind == "upsert":
+            assert op.ext_field is not None
+            return await self.client.upsert_many(op.sobject, op.ext_field, op.records)
+        return await self.client.create_many(op.sobject, op.records)
+
+    async def _settle_all(
+        self, members: list[_Plan], answer: list[RecordResult] | SalesforceError, outcome: BatchOutcome
+    ) -> list[_Segment]:
+        """Account for one subrequest's answer (its results, or the error of the subrequest or of the
+        whole call); returns the segments done. A retriable error retries each of its records, a
+        record error fails each of them, drift quarantines their mappings, another fatal error is raised."""
+        finished: list[_Segment] = []
+        if isinstance(answer, SalesforceRetriableError):
+            for plan in members:
+                if await self._fail(plan.seg, answer, outcome):
+                    finished.append(plan.seg)
+            return finished
+        if isinstance(answer, SalesforceRecordError):
+            answer = [RecordResult(i, None, False, None, [answer]) for i in range(len(members))]
+        elif isinstance(answer, SalesforceError):
+            if isinstance(answer, SalesforceFatalError) and is_drift(answer):
+                return await self._drifted(DriftError(members[0].sobject, answer), [p.seg for p in members], outcome)
+            raise answer
+        for plan, result in zip(members, answer, strict=True):
+            if await self._settle(plan, result, outcome):
+                finished.append(plan.seg)
+        return finished
 
     async def _settle(self, plan: _Plan, result: RecordResult, outcome: BatchOutcome) -> bool:
         """Account for one record's result; True when the segment is done (written or parked)."""

@@ -1,0 +1,195 @@
+"""A pass's sObject Collections requests go out packed in ``/composite`` (up to 5 a call, one API call
+each), and each subrequest's answer is handled as the same answer to its own call was: the real sink
+core on the emulator in process; the per-subrequest faults come from the kit's :class:`FaultyOrg`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+
+from sfsync.emulator.app import Emulator
+from sfsync.emulator.server import build
+from sfsync.errors import FatalError
+from sfsync.keys import record_key
+from sfsync.salesforce.errors import SalesforceRecordError
+from sfsync.sinks.drift import QUARANTINED, MappingQuarantinedError
+from tests.kit import FaultyOrg
+from tests.kit.sink import WORKSPACE, Harness, Recorder, campaign, fv, make_sink, member, write
+
+CAMPAIGN_UPSERTS = "composite/sobjects/Campaign/Event_Id__c"
+
+
+@dataclass
+class Rig:
+    h: Harness
+    org: FaultyOrg
+
+    def calls(self, endpoint: str) -> int:
+        """API calls the emulator charged to ``endpoint`` (``"POST composite"``, ``"POST composite/sobjects"``)."""
+        return self.h.emulator.calls_by_endpoint.get(endpoint, 0)
+
+    async def names(self, sobject: str) -> list[str]:
+        field = "Email" if sobject == "Contact" else "Name"
+        return sorted(str(r[field]) for r in await self.h.query(f"SELECT {field} FROM {sobject}"))
+
+
+async def rig_on(emulator: Emulator) -> AsyncIterator[Rig]:
+    rec = Recorder()
+    wrapped: list[FaultyOrg] = []
+
+    def wrap(transport: httpx.AsyncBaseTransport) -> httpx.AsyncBaseTransport:
+        wrapped.append(FaultyOrg(transport))
+        return wrapped[0]
+
+    client, sink = make_sink(emulator, rec, wrap=wrap)
+    async with client:
+        yield Rig(Harness(emulator, client, sink, rec), wrapped[0])
+
+
+@pytest.fixture
+async def r() -> AsyncIterator[Rig]:
+    async for rig in rig_on(build()):
+        yield rig
+
+
+def lead(i: int) -> dict[str, object]:
+    mail = f"lead{i}@example.org"
+    fields = {"Email": fv(mail), "LastName": fv(f"Lead{i}"), "Company": fv("Acme")}
+    return write(record_key(WORKSPACE, "Lead", "Email", mail), "Lead", fields, match=[("Email", mail)], mapping="leads")
+
+
+# ---------------------------------------------------------------------- API calls
+@pytest.mark.parametrize("campaigns", [400, 1000, 1001, 2200])
+async def test_a_pass_costs_one_call_per_five_subrequests(r: Rig, campaigns: int) -> None:
+    """Upserts by external ID need no query: the put's calls are its writes alone. A group of more than
+    200 records is several subrequests; a call left with one subrequest goes as its plain collection."""
+    outcome = await r.h.put(*(campaign(f"evt-{i}") for i in range(campaigns)))
+
+    subrequests = math.ceil(campaigns / 200)
+    assert outcome.api_calls == math.ceil(subrequests / 5) == r.h.emulator.api_calls
+    assert r.calls("POST composite") == subrequests // 5 + (1 if subrequests % 5 > 1 else 0)
+    assert r.calls("PATCH composite/sobjects/{sobject}/{field}") == (1 if subrequests % 5 == 1 else 0)
+    assert len(outcome.results) == campaigns and all(res["created"] for res in outcome.results)
+    assert len(await r.names("Campaign")) == campaigns
+
+
+async def test_five_kinds_of_write_in_one_pass_go_in_one_call(r: Rig) -> None:
+    await r.h.put(member(1), member(2))  # they exist: one is updated, the other deleted next
+    r.h.emulator.calls_by_endpoint.clear()
+
+    outcome = await r.h.put(
+        member(1, last="Renamed", at=1_700_000_000_001, n=1),  # update Contact
+        member(2, operation="DELETE", n=1),  # delete
+        member(3),  # create Contact
+        campaign("evt-1"),  # upsert Campaign by Event_Id__c
+        lead(1),  # create Lead
+    )
+
+    assert not outcome.parked and not outcome.pending
+    written = {"POST composite": 1}  # the five collection requests; the rest are the match queries
+    assert {k: v for k, v in r.h.emulator.calls_by_endpoint.items() if not k.startswith("GET query")} == written
+    assert outcome.api_calls == 1 + sum(v for k, v in r.h.emulator.calls_by_endpoint.items() if k.startswith("GET"))
+    created = {res["key"]: res["created"] for res in outcome.results}
+    assert created == {
+        member(1)["key"]: False,
+        member(2)["key"]: False,
+        member(3)["key"]: True,
+        campaign("evt-1")["key"]: True,
+        lead(1)["key"]: True,
+    }
+    assert await r.names("Contact") == ["member1@example.org", "member3@example.org"]
+    assert await r.names("Campaign") == ["Meetup"]
+    assert [row["LastName"] for row in await r.h.query("SELECT LastName FROM Contact WHERE LastName = 'Renamed'")]
+
+
+# ---------------------------------------------------------------------- one subrequest's answer
+async def test_a_subrequest_refused_with_a_record_error_parks_only_its_records(r: Rig) -> None:
+    r.org.reject("PATCH", CAMPAIGN_UPSERTS, 400, "STRING_TOO_LONG", "Campaign Name: data value too large")
+
+    outcome = await r.h.put(campaign("evt-1"), campaign("evt-2"), member(1), member(2))
+
+    assert r.calls("POST composite") == 1
+    parked = sorted((w.write["key"], type(e), e.log_code()) for w, e in r.h.rec.parked)
+    assert parked == [
+        (campaign("evt-1")["key"], SalesforceRecordError, "STRING_TOO_LONG"),
+        (campaign("evt-2")["key"], SalesforceRecordError, "STRING_TOO_LONG"),
+    ]
+    assert sorted(res["key"] for res in outcome.results) == [member(1)["key"], member(2)["key"]]
+    assert not outcome.pending and await r.names("Contact") == ["member1@example.org", "member2@example.org"]
+
+
+async def test_a_subrequest_answered_unable_to_lock_row_retries_only_its_records(r: Rig) -> None:
+    r.org.reject("PATCH", CAMPAIGN_UPSERTS, 400, "UNABLE_TO_LOCK_ROW", "unable to obtain exclusive access", times=1)
+
+    outcome = await r.h.put(campaign("evt-1"), member(1), member(2))
+
+    assert not outcome.parked and not outcome.pending and r.h.rec.sleeps  # the campaign waited, then went again
+    assert r.calls("POST composite") == 1
+    upserts = r.org.writes("PATCH", CAMPAIGN_UPSERTS)
+    assert len(upserts) == 2  # refused inside the composite, then alone
+    creates = r.org.writes("POST")
+    assert len(creates) == 1  # the Contacts were written once, in the first round
+    assert await r.names("Campaign") == ["Meetup"]
+    assert await r.names("Contact") == ["member1@example.org", "member2@example.org"]
+
+
+async def test_locked_records_inside_a_composite_are_retried_alone(r: Rig) -> None:
+    r.org.lock(lambda record: record.get("Email") == "member2@example.org")
+    first = await r.h.put(campaign("evt-1"), member(1), member(2))
+    r.org.unlock()
+    assert r.calls("POST composite") == 1
+    assert [w.write["key"] for w in first.pending] == [member(2)["key"]]  # retried until the put's wait ran out
+    assert sorted(res["key"] for res in first.results) == [campaign("evt-1")["key"], member(1)["key"]]
+
+    second = await r.h.sink.put(first.pending)
+    assert [res["key"] for res in second.results] == [member(2)["key"]] and not r.h.rec.parked
+
+
+async def test_a_subrequest_refused_for_a_removed_field_quarantines_its_mapping_only(r: Rig) -> None:
+    r.org.reject("PATCH", CAMPAIGN_UPSERTS, 400, "INVALID_FIELD", "No such column 'Name' on sobject of type Campaign")
+
+    outcome = await r.h.put(campaign("evt-1"), member(1))
+
+    assert r.calls("POST composite") == 1
+    assert [(w.write["mapping"], type(e)) for w, e in r.h.rec.parked] == [("events", MappingQuarantinedError)]
+    assert [e.mapping for e in r.h.rec.entries if e.code == QUARANTINED] == ["events"]
+    assert [res["key"] for res in outcome.results] == [member(1)["key"]]
+    assert r.h.sink.quarantine.get("members") is None
+
+
+async def test_a_subrequest_refused_with_another_fatal_error_stops_the_sink(r: Rig) -> None:
+    r.org.reject("PATCH", CAMPAIGN_UPSERTS, 403, "API_DISABLED_FOR_ORG", "API is not enabled for this Organization")
+
+    with pytest.raises(FatalError):
+        await r.h.put(campaign("evt-1"), member(1))
+    assert r.calls("POST composite") == 1
+    assert not r.h.rec.parked and not [e for e in r.h.rec.entries if e.code == QUARANTINED]
+
+
+async def test_a_whole_composite_answered_503_retries_every_record_of_it(r: Rig) -> None:
+    r.org.reject("POST", "composite", 503, "SERVER_UNAVAILABLE", "Server temporarily unavailable", times=1)
+
+    outcome = await r.h.put(campaign("evt-1"), member(1))
+
+    assert not outcome.parked and not outcome.pending and r.h.rec.sleeps
+    assert len(r.org.writes("POST", "composite")) == 2  # refused, then sent again with both
+    assert await r.names("Campaign") == ["Meetup"] and await r.names("Contact") == ["member1@example.org"]
+
+
+async def test_a_composite_committed_but_answered_503_is_matched_again_not_written_twice(r: Rig) -> None:
+    r.org.lose("POST", "composite")  # the org runs every subrequest, the answer is lost
+
+    outcome = await r.h.put(campaign("evt-1"), member(1), member(2))
+
+    assert not outcome.parked and not outcome.pending
+    assert len(r.org.writes("POST")) == 1  # the Contacts' create went once: the next round matched and updated them
+    assert await r.names("Contact") == ["member1@example.org", "member2@example.org"]
+    assert await r.names("Campaign") == ["Meetup"]
+    assert sorted(res["key"] for res in outcome.results) == sorted(
+        [campaign("evt-1")["key"], member(1)["key"], member(2)["key"]]
+    )
