@@ -515,7 +515,10 @@ class SinkWorker:
                 if timeout <= 0:
                     break
             self._revoked_now.clear()
-            messages = await self._consume(want - len(out), timeout)
+            # librdkafka's consume(n) waits its whole timeout for fewer than n: with nothing in hand, wait for
+            # one write only (it returns as that one arrives), then linger for the rest
+            count = want - len(out) if first_at is not None or self._carry else 1
+            messages = await self._consume(count, timeout)
             if self._revoked_now:  # read before a revocation: stale even if the partition came straight back
                 out = [w for w in out if (w.topic, w.partition) not in self._revoked_now]
             for message in messages:

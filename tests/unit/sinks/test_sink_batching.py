@@ -58,7 +58,8 @@ async def run(messages: list[Any], writes: list[dict[str, Any]], batch_size: int
     return sink
 
 
-async def test_at_a_low_rate_a_batch_goes_its_linger_after_its_first_write_not_at_the_max_age() -> None:
+async def test_at_a_low_rate_a_batch_goes_its_linger_after_its_first_write_not_after_a_whole_poll_timeout() -> None:
+    # consume(n) waits its whole timeout (1 s here) for fewer than n writes: the first is waited for alone
     writes = [member(1)]
     sink = await run([message(writes[0], 0, 0)], writes, batch_size=400)
     assert sink.batches == [(pytest.approx(LINGER_S), 1)]
