@@ -16,6 +16,11 @@ waits for the earlier one, and:
    strategies in order (the external ID, then the match keys: the first that finds a record wins),
    each in the objects in order (Contacts then Leads); a fallback key only takes a record whose
    external-ID field is empty or the write's own; a converted Lead resolves to its Contact;
+   the queries of one step (the parents' lookups; one strategy's match queries; the converted
+   Leads' Contacts), each chunked to a URL's length, go packed five to a ``/composite`` call
+   (:meth:`~sfsync.salesforce.composite.CompositeApi.queries`, one API call; a further page of a
+   result is a call of its own), and their answers are taken in order as if each had been its own
+   call: the first failure fails the step, as it would have stopped it;
 3. writes with sObject Collections: ``upsert_many`` by external ID, ``update_many`` for matches
    (a record found by a fallback key gets the external ID written, so it is found by it next time),
    ``create_many`` only when a match key guarantees a replay finds the record, ``delete_many``;
@@ -108,7 +113,7 @@ from sfsync.salesforce.errors import (
     classify,
 )
 from sfsync.salesforce.governor import BudgetPausedError
-from sfsync.salesforce.soql import Condition, field_name, literal, select, soql_in
+from sfsync.salesforce.soql import Condition, Query, field_name, literal, select, soql_in
 from sfsync.sinks.contract import (
     BatchOutcome,
     ErrorEntry,
@@ -196,6 +201,13 @@ def _error_fields(error: BaseException) -> list[str]:
 Coordinates = tuple[str, int, int]
 
 
+def _query_error(obj: str, error: SalesforceError) -> SalesforceError | DriftError:
+    """What a failed query about ``obj`` raises: a drift answer as the object's :class:`DriftError`."""
+    if isinstance(error, SalesforceFatalError) and is_drift(error):
+        return DriftError(obj, error)
+    return error
+
+
 def _coordinates(write: IncomingWrite) -> Coordinates:
     return (write.topic, write.partition, write.offset)
 
@@ -208,6 +220,16 @@ def _operation(plans: Sequence[_Plan]) -> CollectionOp:
     if first.kind == "update":
         return CollectionOp("update", first.sobject, [{"Id": p.record_id, **p.body} for p in plans])
     return CollectionOp(first.kind, first.sobject, [p.body for p in plans], ext_field=first.ext_field)
+
+
+@dataclass(frozen=True)
+class _Select:
+    """Rows of ``obj`` (``Id`` and ``fields``) whose ``names`` hold one of ``keys`` (a tuple of values each)."""
+
+    obj: str
+    fields: tuple[str, ...]
+    names: tuple[str, ...]
+    keys: Sequence[tuple[Any, ...]]
 
 
 @dataclass
@@ -585,10 +607,17 @@ class SalesforceSink:
         groups: dict[tuple[str, str], dict[Any, list[str]]] = {}
         for parent_key, (sobject, key_field, value) in wanted.items():
             groups.setdefault((sobject, key_field), {}).setdefault(norm(value), []).append(parent_key)
-        for (sobject, key_field), by_value in groups.items():
-            extra = _LEAD_EXTRA if sobject == "Lead" else ()
-            originals = [wanted[keys[0]][2] for keys in by_value.values()]
-            rows = await self._select(sobject, [key_field, *extra], [(key_field,)], [(v,) for v in originals])
+        selects = [
+            _Select(
+                sobject,
+                (key_field, *(_LEAD_EXTRA if sobject == "Lead" else ())),
+                (key_field,),
+                [(wanted[keys[0]][2],) for keys in by_value.values()],
+            )
+            for (sobject, key_field), by_value in groups.items()
+        ]
+        selected = await self._select_all(selects)
+        for ((sobject, key_field), by_value), rows in zip(groups.items(), selected, strict=True):
             for row in sorted(rows, key=lambda r: str(r["Id"]), reverse=True):
                 keys = by_value.get(norm(row.get(key_field)), [])
                 target = self._converted(sobject, row) or (sobject, str(row["Id"]))
@@ -627,13 +656,16 @@ class SalesforceSink:
                 cand = found[step]
                 guard = cand.guard[0] if cand.guard and self._on(cand.sobject, cand.guard[0]) else None
                 groups.setdefault((cand.sobject, cand.names, guard), []).append((seg, cand))
+            selects = []
             for (obj, names, guard), members in groups.items():
                 wanted = self._if_empty_fields(obj, [s for s, _ in members])
                 if guard is not None and guard not in wanted:
                     wanted.append(guard)
                 if obj == "Lead":
                     wanted += [f for f in _LEAD_EXTRA if f not in wanted]
-                rows = await self._select(obj, [*names, *wanted], [names], [c.values for _, c in members])
+                selects.append(_Select(obj, (*names, *wanted), names, [c.values for _, c in members]))
+            selected = await self._select_all(selects)
+            for ((obj, names, guard), members), rows in zip(groups.items(), selected, strict=True):
                 index = index_rows(rows, names)
                 for seg, cand in members:
                     hit = pick(cand if guard is not None or cand.guard is None else cand._replace(guard=None), index)
@@ -659,7 +691,7 @@ class SalesforceSink:
         if not wanted:
             return
         ids = [(s.target[1],) for s in moved if s.target is not None]
-        rows = await self._select("Contact", wanted, [("Id",)], ids)
+        (rows,) = await self._select_all([_Select("Contact", tuple(wanted), ("Id",), ids)])
         by_id = {str(r["Id"]): r for r in rows}
         for seg in moved:
             assert seg.target is not None
@@ -696,30 +728,50 @@ class SalesforceSink:
         await self._describe(obj)
         return self._record_types.get(obj, {}).get(record_type.lower())
 
-    async def _select(
-        self, obj: str, fields: Sequence[str], _shape: Sequence[tuple[str, ...]], keys: Sequence[tuple[Any, ...]]
-    ) -> list[dict[str, Any]]:
-        """``SELECT Id, fields FROM obj WHERE k1 IN (...) [AND k2 IN (...)]`` over ``keys`` in URL-sized chunks."""
-        names = _shape[0]
-        columns = list(dict.fromkeys(["Id", *fields]))
-        rows: list[dict[str, Any]] = []
-        for chunk in self._chunks(keys):
-            condition: Condition | None = None
-            for i, name in enumerate(names):
-                part = Condition(soql_in(name, [k[i] for k in chunk]))
-                condition = part if condition is None else condition & part
-            assert condition is not None
-            query = select(*columns).from_(obj).where(condition)
+    async def _select_all(self, selects: Sequence[_Select]) -> list[list[dict[str, Any]]]:
+        """The rows of every select, in order: ``SELECT Id, fields FROM obj WHERE k1 IN (...) [AND k2 IN
+        (...)]`` over its keys in URL-sized chunks, every chunk of every select packed
+        :data:`COMPOSITE_COLLECTIONS_MAX` to a ``/composite`` call (one API call, one governor call; a
+        call left with one query sends it alone, the same one call; a further page of a result is a
+        call of its own, counted too). The queries' answers are taken in
+        order, as if each had been its own call: the first that failed is raised (a drift answer as the
+        :class:`DriftError` of its object), and no later call goes out."""
+        queries = [(n, sel.obj, query) for n, sel in enumerate(selects) for query in self._queries(sel)]
+        rows: list[list[dict[str, Any]]] = [[] for _ in selects]
+        per_call = COMPOSITE_COLLECTIONS_MAX if self.client.composite_collections else 1
+        for start in range(0, len(queries), per_call):
+            pack = queries[start : start + per_call]
             await self._call("query")
             try:
                 with self._answer():
-                    async for row in self.client.query(query):
-                        rows.append(row)
-            except SalesforceFatalError as exc:
-                if is_drift(exc):
-                    raise DriftError(obj, exc) from exc
-                raise
+                    if len(pack) == 1:
+                        rows_of = self.client.query(pack[0][2], before_next_page=self._next_page)
+                        answers: list[list[dict[str, Any]] | SalesforceError] = [[row async for row in rows_of]]
+                    else:
+                        soqls = [query for _, _, query in pack]
+                        answers = await self.client.queries(soqls, before_next_page=self._next_page)
+            except SalesforceError as exc:  # the whole call failed: as its first query's failure
+                raise _query_error(pack[0][1], exc) from exc
+            for (n, obj, _), answer in zip(pack, answers, strict=True):
+                if isinstance(answer, SalesforceError):
+                    raise _query_error(obj, answer) from answer
+                rows[n] += answer
         return rows
+
+    async def _next_page(self) -> None:
+        """A further page of a query's result: a call of its own, counted like any."""
+        await self._call("query")
+
+    def _queries(self, sel: _Select) -> Iterator[Query]:
+        """The queries of ``sel``: one per URL-sized chunk of its keys."""
+        columns = list(dict.fromkeys(["Id", *sel.fields]))
+        for chunk in self._chunks(sel.keys):
+            condition: Condition | None = None
+            for i, name in enumerate(sel.names):
+                part = Condition(soql_in(name, [k[i] for k in chunk]))
+                condition = part if condition is None else condition & part
+            assert condition is not None
+            yield select(*columns).from_(sel.obj).where(condition)
 
     def _chunks(self, keys: Sequence[tuple[Any, ...]]) -> Iterable[list[tuple[Any, ...]]]:
         budget = self.settings.query_max_chars
