@@ -20,7 +20,10 @@ waits for the earlier one, and:
    Leads' Contacts), each chunked to a URL's length, go packed five to a ``/composite`` call
    (:meth:`~sfsync.salesforce.composite.CompositeApi.queries`, one API call; a further page of a
    result is a call of its own), and their answers are taken in order as if each had been its own
-   call: the first failure fails the step, as it would have stopped it;
+   call: the first failure fails the step, as it would have stopped it; the room a step's last call
+   leaves carries the next match step's queries (as if no record were found at this one): the next
+   step uses their rows instead of asking, and one of them that failed is asked again by the step
+   that needs it (never a failure of its own);
 3. writes with sObject Collections: ``upsert_many`` by external ID, ``update_many`` for matches
    (a record found by a fallback key gets the external ID written, so it is found by it next time),
    ``create_many`` only when a match key guarantees a replay finds the record, ``delete_many``;
@@ -199,6 +202,8 @@ def _error_fields(error: BaseException) -> list[str]:
 
 
 Coordinates = tuple[str, int, int]
+_GroupKey = tuple[str, tuple[str, ...], str | None]
+"""A match step's group: (object, key fields, the external-ID field its rows must be guarded on)."""
 
 
 def _query_error(obj: str, error: SalesforceError) -> SalesforceError | DriftError:
@@ -616,7 +621,7 @@ class SalesforceSink:
             )
             for (sobject, key_field), by_value in groups.items()
         ]
-        selected = await self._select_all(selects)
+        selected, _ = await self._select_all(selects)
         for ((sobject, key_field), by_value), rows in zip(groups.items(), selected, strict=True):
             for row in sorted(rows, key=lambda r: str(r["Id"]), reverse=True):
                 keys = by_value.get(norm(row.get(key_field)), [])
@@ -643,29 +648,27 @@ class SalesforceSink:
         """Set ``target`` and ``current`` of every ready segment that a record matches.
 
         Step by step through each segment's :func:`~sfsync.sinks.matching.candidates`: one query
-        per (object, key fields) and step for all the segments still looking, never one per record.
+        per (object, key fields) and step for all the segments still looking, never one per record;
+        the next step's queries, for every segment looking at this one, ride in the room this step's
+        last call leaves (:meth:`_select_all` ``ahead``), and a group they answered is not asked again.
+        Their rows are a superset of what the next step would select (more keys, more fields); the
+        match takes from them only the keys it looks for.
         """
         todo = {id(s): (s, candidates(s)) for s in ready if self._needs_query(s)}
         step = 0
+        early: dict[_GroupKey, list[dict[str, Any]]] = {}
         while todo:
-            groups: dict[tuple[str, tuple[str, ...], str | None], list[tuple[_Segment, Candidate]]] = {}
             for seg, found in list(todo.values()):
                 if step >= len(found):
                     del todo[id(seg)]
-                    continue
-                cand = found[step]
-                guard = cand.guard[0] if cand.guard and self._on(cand.sobject, cand.guard[0]) else None
-                groups.setdefault((cand.sobject, cand.names, guard), []).append((seg, cand))
-            selects = []
+            groups, selects = self._step(todo.values(), step)
+            needed = [sel for key, sel in zip(groups, selects, strict=True) if key not in early]
+            # the next step's queries, as if no record were found at this one, ride in the room left
+            ahead_groups, ahead = self._step(todo.values(), step + 1)
+            selected, answered_early = await self._select_all(needed, ahead)
+            asked = iter(selected)
             for (obj, names, guard), members in groups.items():
-                wanted = self._if_empty_fields(obj, [s for s, _ in members])
-                if guard is not None and guard not in wanted:
-                    wanted.append(guard)
-                if obj == "Lead":
-                    wanted += [f for f in _LEAD_EXTRA if f not in wanted]
-                selects.append(_Select(obj, (*names, *wanted), names, [c.values for _, c in members]))
-            selected = await self._select_all(selects)
-            for ((obj, names, guard), members), rows in zip(groups.items(), selected, strict=True):
+                rows = early[(obj, names, guard)] if (obj, names, guard) in early else next(asked)
                 index = index_rows(rows, names)
                 for seg, cand in members:
                     hit = pick(cand if guard is not None or cand.guard is None else cand._replace(guard=None), index)
@@ -675,8 +678,31 @@ class SalesforceSink:
                     seg.current = {k: v for k, v in hit.items() if k != "attributes"}
                     seg.current["__matched_on__"] = names
                     del todo[id(seg)]
+            early = {key: rows for key, rows in zip(ahead_groups, answered_early, strict=True) if rows is not None}
             step += 1
         await self._reload_converted(ready)
+
+    def _step(
+        self, looking: Iterable[tuple[_Segment, list[Candidate]]], step: int
+    ) -> tuple[dict[_GroupKey, list[tuple[_Segment, Candidate]]], list[_Select]]:
+        """The ``step``-th candidates of the segments ``looking``, grouped per (object, key fields, guard),
+        and one select per group (its key fields, the if_empty fields its segments read, the guard,
+        and a Lead's conversion)."""
+        groups: dict[_GroupKey, list[tuple[_Segment, Candidate]]] = {}
+        for seg, found in looking:
+            if step < len(found):
+                cand = found[step]
+                guard = cand.guard[0] if cand.guard and self._on(cand.sobject, cand.guard[0]) else None
+                groups.setdefault((cand.sobject, cand.names, guard), []).append((seg, cand))
+        selects = []
+        for (obj, names, guard), members in groups.items():
+            wanted = self._if_empty_fields(obj, [s for s, _ in members])
+            if guard is not None and guard not in wanted:
+                wanted.append(guard)
+            if obj == "Lead":
+                wanted += [f for f in _LEAD_EXTRA if f not in wanted]
+            selects.append(_Select(obj, (*names, *wanted), names, [c.values for _, c in members]))
+        return groups, selects
 
     async def _reload_converted(self, segments: list[_Segment]) -> None:
         """A converted Lead resolved to its Contact: read the Contact's values that if_empty needs."""
@@ -691,7 +717,7 @@ class SalesforceSink:
         if not wanted:
             return
         ids = [(s.target[1],) for s in moved if s.target is not None]
-        (rows,) = await self._select_all([_Select("Contact", tuple(wanted), ("Id",), ids)])
+        (rows,), _ = await self._select_all([_Select("Contact", tuple(wanted), ("Id",), ids)])
         by_id = {str(r["Id"]): r for r in rows}
         for seg in moved:
             assert seg.target is not None
@@ -728,17 +754,32 @@ class SalesforceSink:
         await self._describe(obj)
         return self._record_types.get(obj, {}).get(record_type.lower())
 
-    async def _select_all(self, selects: Sequence[_Select]) -> list[list[dict[str, Any]]]:
+    async def _select_all(
+        self, selects: Sequence[_Select], ahead: Sequence[_Select] = ()
+    ) -> tuple[list[list[dict[str, Any]]], list[list[dict[str, Any]] | None]]:
         """The rows of every select, in order: ``SELECT Id, fields FROM obj WHERE k1 IN (...) [AND k2 IN
         (...)]`` over its keys in URL-sized chunks, every chunk of every select packed
         :data:`COMPOSITE_COLLECTIONS_MAX` to a ``/composite`` call (one API call, one governor call; a
         call left with one query sends it alone, the same one call; a further page of a result is a
-        call of its own, counted too). The queries' answers are taken in
-        order, as if each had been its own call: the first that failed is raised (a drift answer as the
-        :class:`DriftError` of its object), and no later call goes out."""
+        call of its own, counted too). The queries' answers are taken in order, as if each had been its
+        own call: the first that failed is raised (a drift answer as the :class:`DriftError` of its
+        object), and no later call goes out.
+
+        ``ahead``: selects that may be needed next (a later match step's), sent only in the room the
+        last call leaves (an ``ahead`` select whose chunks do not all fit is not sent), so they cost
+        no call of their own; their rows, or None when not sent or not answered (a failure of theirs
+        is nobody's: the step that needs them asks again), come second."""
         queries = [(n, sel.obj, query) for n, sel in enumerate(selects) for query in self._queries(sel)]
-        rows: list[list[dict[str, Any]]] = [[] for _ in selects]
         per_call = COMPOSITE_COLLECTIONS_MAX if self.client.composite_collections else 1
+        room = -len(queries) % per_call if queries else 0
+        for m, sel in enumerate(ahead):
+            chunks = list(self._queries(sel))
+            if len(chunks) <= room:
+                queries += [(len(selects) + m, sel.obj, query) for query in chunks]
+                room -= len(chunks)
+        rows: list[list[dict[str, Any]]] = [[] for _ in selects]
+        early: list[list[dict[str, Any]] | None] = [None] * len(ahead)
+        failed: set[int] = set()
         for start in range(0, len(queries), per_call):
             pack = queries[start : start + per_call]
             await self._call("query")
@@ -753,10 +794,16 @@ class SalesforceSink:
             except SalesforceError as exc:  # the whole call failed: as its first query's failure
                 raise _query_error(pack[0][1], exc) from exc
             for (n, obj, _), answer in zip(pack, answers, strict=True):
-                if isinstance(answer, SalesforceError):
-                    raise _query_error(obj, answer) from answer
-                rows[n] += answer
-        return rows
+                if n < len(selects):
+                    if isinstance(answer, SalesforceError):
+                        raise _query_error(obj, answer) from answer
+                    rows[n] += answer
+                elif isinstance(answer, SalesforceError) or n in failed:
+                    failed.add(n)
+                    early[n - len(selects)] = None
+                else:
+                    early[n - len(selects)] = [*(early[n - len(selects)] or []), *answer]
+        return rows, early
 
     async def _next_page(self) -> None:
         """A further page of a query's result: a call of its own, counted like any."""

@@ -20,7 +20,7 @@ from sfsync.keys import record_key
 from sfsync.salesforce.errors import SalesforceRecordError
 from sfsync.sinks.drift import QUARANTINED, MappingQuarantinedError
 from tests.kit import FaultyOrg
-from tests.kit.sink import WORKSPACE, Harness, Recorder, campaign, fv, make_sink, member, write
+from tests.kit.sink import WORKSPACE, Harness, Recorder, campaign, fv, make_sink, member, planned_member, write
 
 CAMPAIGN_UPSERTS = "composite/sobjects/Campaign/Event_Id__c"
 
@@ -266,3 +266,29 @@ async def test_a_packed_query_with_more_rows_than_a_page_is_followed(r: Rig) -> 
     assert [
         row["LastName"] for row in await r.h.query("SELECT LastName FROM Contact WHERE Email = 'member1@example.org'")
     ] == ["Renamed"]
+
+
+async def test_a_query_asked_ahead_but_never_needed_fails_nothing(r: Rig) -> None:
+    for i in range(5):
+        r.h.emulator.store.create("Contact", {"LastName": f"M{i}", "Email": f"m{i}@x.org", "Member_Id__c": f"u-{i}"})
+    r.org.reject("GET", "query", 400, "INVALID_FIELD", "No such column 'Member_Id__c' on Lead", containing="FROM Lead")
+
+    outcome = await r.h.put(*(planned_member(f"u-{i}", f"m{i}@x.org", last=f"New{i}") for i in range(5)))
+
+    # the Contacts' member-id query and, in the room it left, the next step's (the Leads'): refused
+    assert [s.path for s in r.org.composites[0]] == ["query", "query"]
+    assert len(r.org.writes("GET", "query")) == 2  # every member found at the first step: nothing asked again
+    assert not r.h.rec.parked and not [e for e in r.h.rec.entries if e.code == QUARANTINED]
+    assert sorted(res["created"] for res in outcome.results) == [False] * 5 and not outcome.pending
+
+
+async def test_a_query_asked_ahead_that_failed_is_asked_again_by_the_step_that_needs_it(r: Rig) -> None:
+    r.org.reject("GET", "query", 503, "SERVER_UNAVAILABLE", "down", times=1, containing="FROM Lead")
+
+    outcome = await r.h.put(planned_member("u-1", "ada@x.org", last="Lovelace"))  # a new member: every step
+
+    assert not r.h.rec.sleeps and not outcome.pending and not r.h.rec.parked  # no step failed: no retry
+    assert [res["created"] for res in outcome.results] == [True]
+    leads = [s for c in r.org.composites for s in c if s.path == "query"]
+    assert len(leads) == 4  # Contact and Lead by member id (the Lead refused), Lead again with Contact by Email
+    assert outcome.api_calls == 3 + 1  # three calls of queries (the last step's rode ahead), the create
