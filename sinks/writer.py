@@ -21,9 +21,11 @@ waits for the earlier one, and:
    (:meth:`~sfsync.salesforce.composite.CompositeApi.queries`, one API call; a further page of a
    result is a call of its own), and their answers are taken in order as if each had been its own
    call: the first failure fails the step, as it would have stopped it; the room a step's last call
-   leaves carries the next match step's queries (as if no record were found at this one): the next
-   step uses their rows instead of asking, and one of them that failed is asked again by the step
-   that needs it (never a failure of its own);
+   leaves carries the later match steps' queries (as if no record were found before them; the
+   parents' lookups carry those of the writes without parents): a later step uses their rows
+   (a superset of what it selects) instead of asking again, and one of them that failed is asked
+   again by the step that needs it (never a failure of its own). They cost no call, only the org's
+   work of answering them when every record is found early;
 3. writes with sObject Collections: ``upsert_many`` by external ID, ``update_many`` for matches
    (a record found by a fallback key gets the external ID written, so it is found by it next time),
    ``create_many`` only when a match key guarantees a replay finds the record, ``delete_many``;
@@ -237,6 +239,22 @@ class _Select:
     keys: Sequence[tuple[Any, ...]]
 
 
+_Asked = dict[_GroupKey, list[tuple[_Select, list[dict[str, Any]]]]]
+"""Match groups asked ahead: the selects sent for each, and their rows."""
+
+
+def _uncovered(
+    sel: _Select, asked: Iterable[tuple[_Select, list[dict[str, Any]]]]
+) -> tuple[list[dict[str, Any]], _Select | None]:
+    """The rows the queries ``asked`` already answered that ``sel`` can use (those that read every
+    field it reads), and ``sel`` over the keys they do not cover (None: none left to ask)."""
+    usable = [(was, rows) for was, rows in asked if set(sel.fields) <= set(was.fields)]
+    covered = {key for was, _ in usable for key in was.keys}
+    missing = [key for key in sel.keys if key not in covered]
+    rows = [row for _, answered in usable for row in answered]
+    return rows, (replace(sel, keys=missing) if missing else None)
+
+
 @dataclass
 class _Failing:
     """One write's retriable failures so far, kept while the loop carries it from batch to batch."""
@@ -405,7 +423,7 @@ class SalesforceSink:
                 seg.parent_ids, seg.parents_from_cache, seg.target, seg.current = {}, [], None, {}
                 seg.again, seg.failure = False, None
             try:
-                ready = await self._resolve_parents(heads, queues)
+                ready, early = await self._resolve_parents(heads, queues)
             except SalesforceRetriableError as exc:  # a parent lookup failed: every head of this round with it
                 await self._fail_all(heads, exc, queues, outcome)
                 continue
@@ -414,7 +432,7 @@ class SalesforceSink:
                     queues[seg.key].popleft()
                 continue
             try:
-                await self._match(ready)
+                await self._match(ready, early)
             except SalesforceRetriableError as exc:  # a match query failed: every write it was matching with it
                 await self._fail_all(ready, exc, queues, outcome)
                 continue
@@ -579,8 +597,13 @@ class SalesforceSink:
         return None
 
     # -- parents --------------------------------------------------------------------------
-    async def _resolve_parents(self, heads: list[_Segment], queues: Mapping[str, deque[_Segment]]) -> list[_Segment]:
-        """Heads whose parents all have an Id; the others wait (in-batch parent) or stay pending."""
+    async def _resolve_parents(
+        self, heads: list[_Segment], queues: Mapping[str, deque[_Segment]]
+    ) -> tuple[list[_Segment], _Asked]:
+        """Heads whose parents all have an Id; the others wait (in-batch parent) or stay pending.
+
+        The match steps of the heads without parents (ready whatever the lookups find) ride in the
+        room the lookups' last call leaves: what they answered comes second, for :meth:`_match`."""
         unresolved: dict[str, tuple[str, str, str]] = {}
         for seg in heads:
             for parent_key, _ in seg.parents.values():
@@ -588,8 +611,11 @@ class SalesforceSink:
                     ident = _key_identity(parent_key)
                     if ident is not None:
                         unresolved[parent_key] = ident
+        early: _Asked = {}
         if unresolved:
-            await self._lookup_parents(unresolved)
+            alone = [(s, candidates(s)) for s in heads if not s.parents and self._needs_query(s)]
+            depth = max((len(found) for _, found in alone), default=0)
+            early = await self._lookup_parents(unresolved, self._later(alone, range(depth), {}))
         ready: list[_Segment] = []
         for seg in heads:
             waiting = False
@@ -606,9 +632,13 @@ class SalesforceSink:
                 seg.parents_from_cache.append(parent_key)
             if not waiting:
                 ready.append(seg)
-        return ready
+        return ready, early
 
-    async def _lookup_parents(self, wanted: Mapping[str, tuple[str, str, str]]) -> None:
+    async def _lookup_parents(
+        self, wanted: Mapping[str, tuple[str, str, str]], ahead: Iterable[tuple[_GroupKey, _Select]] = ()
+    ) -> _Asked:
+        """Remember the Id of every parent key ``wanted`` that a record holds; ``ahead``: match groups
+        that ride in the room the lookups leave (:meth:`_select_all`), those answered returned."""
         groups: dict[tuple[str, str], dict[Any, list[str]]] = {}
         for parent_key, (sobject, key_field, value) in wanted.items():
             groups.setdefault((sobject, key_field), {}).setdefault(norm(value), []).append(parent_key)
@@ -621,13 +651,14 @@ class SalesforceSink:
             )
             for (sobject, key_field), by_value in groups.items()
         ]
-        selected, _ = await self._select_all(selects)
+        selected, answered = await self._select_all(selects, ahead)
         for ((sobject, key_field), by_value), rows in zip(groups.items(), selected, strict=True):
             for row in sorted(rows, key=lambda r: str(r["Id"]), reverse=True):
                 keys = by_value.get(norm(row.get(key_field)), [])
                 target = self._converted(sobject, row) or (sobject, str(row["Id"]))
                 for parent_key in keys:
                     self.remember(parent_key, *target)
+        return answered
 
     @staticmethod
     def _converted(sobject: str, row: Mapping[str, Any]) -> tuple[str, str] | None:
@@ -644,31 +675,37 @@ class SalesforceSink:
             return True  # the record type is for records sfsync creates: an upsert would re-type existing ones
         return bool(seg.if_empty) or len(seg.objects) > 1 or "Lead" in seg.objects
 
-    async def _match(self, ready: list[_Segment]) -> None:
+    async def _match(self, ready: list[_Segment], early: _Asked | None = None) -> None:
         """Set ``target`` and ``current`` of every ready segment that a record matches.
 
         Step by step through each segment's :func:`~sfsync.sinks.matching.candidates`: one query
-        per (object, key fields) and step for all the segments still looking, never one per record;
-        the next step's queries, for every segment looking at this one, ride in the room this step's
-        last call leaves (:meth:`_select_all` ``ahead``), and a group they answered is not asked again.
-        Their rows are a superset of what the next step would select (more keys, more fields); the
-        match takes from them only the keys it looks for.
+        per (object, key fields) and step for all the segments still looking, never one per record.
+        The later steps' queries, for every segment looking at this one (as if none were found
+        here), ride in the room this step's last call leaves (:meth:`_select_all` ``ahead``);
+        ``early``: those asked ahead with the parents' lookups. A group is asked only
+        for the keys that no query asked ahead with every field it reads covered; those rows are a
+        superset of what the group selects, and the match takes from them only the keys it looks for.
         """
         todo = {id(s): (s, candidates(s)) for s in ready if self._needs_query(s)}
+        depth = max((len(found) for _, found in todo.values()), default=0)
+        asked: _Asked = {key: list(known) for key, known in (early or {}).items()}
         step = 0
-        early: dict[_GroupKey, list[dict[str, Any]]] = {}
         while todo:
             for seg, found in list(todo.values()):
                 if step >= len(found):
                     del todo[id(seg)]
             groups, selects = self._step(todo.values(), step)
-            needed = [sel for key, sel in zip(groups, selects, strict=True) if key not in early]
-            # the next step's queries, as if no record were found at this one, ride in the room left
-            ahead_groups, ahead = self._step(todo.values(), step + 1)
-            selected, answered_early = await self._select_all(needed, ahead)
-            asked = iter(selected)
-            for (obj, names, guard), members in groups.items():
-                rows = early[(obj, names, guard)] if (obj, names, guard) in early else next(asked)
+            needed: list[_Select] = []
+            sources: list[tuple[list[dict[str, Any]], int | None]] = []  # rows asked ahead, index in needed
+            for key, sel in zip(groups, selects, strict=True):
+                rows_ahead, rest = _uncovered(sel, asked.get(key, ()))
+                sources.append((rows_ahead, len(needed) if rest is not None else None))
+                if rest is not None:
+                    needed.append(rest)
+            ahead = self._later(todo.values(), range(step + 1, depth), asked)
+            selected, answered = await self._select_all(needed, ahead)
+            for ((obj, names, guard), members), (rows_ahead, n) in zip(groups.items(), sources, strict=True):
+                rows = rows_ahead if n is None else [*rows_ahead, *selected[n]]
                 index = index_rows(rows, names)
                 for seg, cand in members:
                     hit = pick(cand if guard is not None or cand.guard is None else cand._replace(guard=None), index)
@@ -678,7 +715,8 @@ class SalesforceSink:
                     seg.current = {k: v for k, v in hit.items() if k != "attributes"}
                     seg.current["__matched_on__"] = names
                     del todo[id(seg)]
-            early = {key: rows for key, rows in zip(ahead_groups, answered_early, strict=True) if rows is not None}
+            for key, known in answered.items():
+                asked.setdefault(key, []).extend(known)
             step += 1
         await self._reload_converted(ready)
 
@@ -755,8 +793,8 @@ class SalesforceSink:
         return self._record_types.get(obj, {}).get(record_type.lower())
 
     async def _select_all(
-        self, selects: Sequence[_Select], ahead: Sequence[_Select] = ()
-    ) -> tuple[list[list[dict[str, Any]]], list[list[dict[str, Any]] | None]]:
+        self, selects: Sequence[_Select], ahead: Iterable[tuple[_GroupKey, _Select]] = ()
+    ) -> tuple[list[list[dict[str, Any]]], _Asked]:
         """The rows of every select, in order: ``SELECT Id, fields FROM obj WHERE k1 IN (...) [AND k2 IN
         (...)]`` over its keys in URL-sized chunks, every chunk of every select packed
         :data:`COMPOSITE_COLLECTIONS_MAX` to a ``/composite`` call (one API call, one governor call; a
@@ -765,21 +803,24 @@ class SalesforceSink:
         own call: the first that failed is raised (a drift answer as the :class:`DriftError` of its
         object), and no later call goes out.
 
-        ``ahead``: selects that may be needed next (a later match step's), sent only in the room the
-        last call leaves (an ``ahead`` select whose chunks do not all fit is not sent), so they cost
-        no call of their own; their rows, or None when not sent or not answered (a failure of theirs
-        is nobody's: the step that needs them asks again), come second."""
+        ``ahead``: match groups' selects that may be needed later, taken in order while room is left
+        in the last call (one whose chunks do not all fit is passed over), so they cost no call of
+        their own; those answered come second, per group. A failure of theirs is nobody's: the step
+        that needs them asks again."""
         queries = [(n, sel.obj, query) for n, sel in enumerate(selects) for query in self._queries(sel)]
         per_call = COMPOSITE_COLLECTIONS_MAX if self.client.composite_collections else 1
         room = -len(queries) % per_call if queries else 0
-        for m, sel in enumerate(ahead):
+        riding: list[tuple[_GroupKey, _Select]] = []
+        for key, sel in ahead if room else ():
             chunks = list(self._queries(sel))
             if len(chunks) <= room:
-                queries += [(len(selects) + m, sel.obj, query) for query in chunks]
+                queries += [(len(selects) + len(riding), sel.obj, query) for query in chunks]
+                riding.append((key, sel))
                 room -= len(chunks)
+                if not room:
+                    break
         rows: list[list[dict[str, Any]]] = [[] for _ in selects]
-        early: list[list[dict[str, Any]] | None] = [None] * len(ahead)
-        failed: set[int] = set()
+        early: list[list[dict[str, Any]] | None] = [[] for _ in riding]
         for start in range(0, len(queries), per_call):
             pack = queries[start : start + per_call]
             await self._call("query")
@@ -798,12 +839,28 @@ class SalesforceSink:
                     if isinstance(answer, SalesforceError):
                         raise _query_error(obj, answer) from answer
                     rows[n] += answer
-                elif isinstance(answer, SalesforceError) or n in failed:
-                    failed.add(n)
-                    early[n - len(selects)] = None
-                else:
-                    early[n - len(selects)] = [*(early[n - len(selects)] or []), *answer]
-        return rows, early
+                    continue
+                got = early[n - len(selects)]
+                if got is not None:
+                    early[n - len(selects)] = None if isinstance(answer, SalesforceError) else [*got, *answer]
+        answered: _Asked = {}
+        for (key, sel), got in zip(riding, early, strict=True):
+            if got is not None:
+                answered.setdefault(key, []).append((sel, got))
+        return rows, answered
+
+    def _later(
+        self, looking: Iterable[tuple[_Segment, list[Candidate]]], steps: range, asked: _Asked
+    ) -> Iterator[tuple[_GroupKey, _Select]]:
+        """The match groups of ``steps`` (for every segment ``looking``, as if none were found before
+        them) over the keys the queries ``asked`` do not cover yet, step by step: what may be asked ahead."""
+        looking = list(looking)
+        for step in steps:
+            groups, selects = self._step(looking, step)
+            for key, sel in zip(groups, selects, strict=True):
+                rest = _uncovered(sel, asked.get(key, ()))[1]
+                if rest is not None:
+                    yield key, rest
 
     async def _next_page(self) -> None:
         """A further page of a query's result: a call of its own, counted like any."""

@@ -20,7 +20,18 @@ from sfsync.keys import record_key
 from sfsync.salesforce.errors import SalesforceRecordError
 from sfsync.sinks.drift import QUARANTINED, MappingQuarantinedError
 from tests.kit import FaultyOrg
-from tests.kit.sink import WORKSPACE, Harness, Recorder, campaign, fv, make_sink, member, planned_member, write
+from tests.kit.sink import (
+    WORKSPACE,
+    Harness,
+    Recorder,
+    campaign,
+    fv,
+    make_sink,
+    member,
+    planned_member,
+    registration,
+    write,
+)
 
 CAMPAIGN_UPSERTS = "composite/sobjects/Campaign/Event_Id__c"
 
@@ -275,9 +286,9 @@ async def test_a_query_asked_ahead_but_never_needed_fails_nothing(r: Rig) -> Non
 
     outcome = await r.h.put(*(planned_member(f"u-{i}", f"m{i}@x.org", last=f"New{i}") for i in range(5)))
 
-    # the Contacts' member-id query and, in the room it left, the next step's (the Leads'): refused
-    assert [s.path for s in r.org.composites[0]] == ["query", "query"]
-    assert len(r.org.writes("GET", "query")) == 2  # every member found at the first step: nothing asked again
+    # the Contacts' member-id query and, in the room it left, the later steps' (the Leads' refused)
+    assert [s.path for s in r.org.composites[0]] == ["query"] * 4
+    assert len(r.org.writes("GET", "query")) == 4  # every member found at the first step: nothing asked again
     assert not r.h.rec.parked and not [e for e in r.h.rec.entries if e.code == QUARANTINED]
     assert sorted(res["created"] for res in outcome.results) == [False] * 5 and not outcome.pending
 
@@ -289,6 +300,24 @@ async def test_a_query_asked_ahead_that_failed_is_asked_again_by_the_step_that_n
 
     assert not r.h.rec.sleeps and not outcome.pending and not r.h.rec.parked  # no step failed: no retry
     assert [res["created"] for res in outcome.results] == [True]
-    leads = [s for c in r.org.composites for s in c if s.path == "query"]
-    assert len(leads) == 4  # Contact and Lead by member id (the Lead refused), Lead again with Contact by Email
-    assert outcome.api_calls == 3 + 1  # three calls of queries (the last step's rode ahead), the create
+    # Contact by member id with the later steps ahead (Lead by member id refused), then that one again
+    assert [[s.path for s in c] for c in r.org.composites if c[0].path == "query"] == [["query"] * 4]
+    assert r.calls("GET query") == 1 and len(r.org.writes("GET", "query")) == 5
+    assert outcome.api_calls == 2 + 1  # two calls of queries, the create
+
+
+async def test_the_parents_lookups_carry_the_match_queries_of_the_writes_without_parents(r: Rig) -> None:
+    r.h.emulator.store.create("Campaign", {"Name": "Meetup", "Event_Id__c": "evt-1"})
+    r.h.emulator.store.create("Contact", {"LastName": "Lovelace", "Email": "ada@x.org"})
+
+    outcome = await r.h.put(registration("evt-1", "ada@x.org"), planned_member("u-9", "new@x.org", last="New"))
+
+    # the registration's parents (Campaign, Contact) looked up, the new member's first three steps ahead
+    first = r.org.composites[0]
+    assert [s.path for s in first] == ["query"] * 5
+    assert outcome.api_calls == 3  # that; the registration's match with the member's last step; the writes
+    assert sorted((res["sobject"], res["created"]) for res in outcome.results) == [
+        ("CampaignMember", True),
+        ("Contact", True),
+    ]
+    assert not outcome.pending and not r.h.rec.parked
