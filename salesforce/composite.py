@@ -15,7 +15,8 @@ before anything is sent.
 (each one request's worth, at most :data:`COLLECTION_MAX` records) into one ``POST /composite``: one
 API call for all of them. Each is a transaction of its own (``allOrNone`` false) and has its own
 outcome: its results, as the single call returns them, or the error its subrequest was answered
-with, classified as a top-level answer would be.
+with, classified as a top-level answer would be. :meth:`CompositeApi.queries` does the same for up
+to five SOQL queries (their first pages in the one call; a further page is a call of its own).
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ from typing import Any, Literal, TypeVar
 from urllib.parse import urlencode
 
 from sfsync.salesforce.errors import SalesforceError, UnexpectedResponse, parse_error_body
+from sfsync.salesforce.query import NextPageHook, follow_pages
 from sfsync.salesforce.rest import API_NAME_RE, Record, RestCaller, api_name
+from sfsync.salesforce.soql import Query
 
 T = TypeVar("T")
 
@@ -248,6 +251,48 @@ class CompositeApi(RestCaller):
             if answer is None:
                 raise UnexpectedResponse(f"composite: no answer to subrequest {sub.reference_id}")
             out.append(answer.error or _results(answer.body, 0, request.created_default))
+        return out
+
+    async def queries(
+        self, soqls: Sequence[str | Query], *, before_next_page: NextPageHook | None = None
+    ) -> list[list[Record] | SalesforceError]:
+        """``soqls`` (1 to :data:`COMPOSITE_COLLECTIONS_MAX`) as ONE ``POST /composite`` of ``query``
+        subrequests (one API call; ``allOrNone`` false, run in order).
+
+        Returns, per query in order, every record it selects or the error its subrequest was answered
+        with, classified as the same answer to a single ``GET /query`` would be (not raised). A result
+        that is not ``done`` is followed with ordinary ``nextRecordsUrl`` calls (one API call each, as
+        :meth:`~sfsync.salesforce.query.QueryApi.query` makes them, ``before_next_page`` awaited before
+        each); one of those failing, or ``before_next_page`` raising a :class:`SalesforceError`, is that
+        query's error. A failure of the whole request raises as a single call's does. Too many or too
+        few queries, or an API version below :data:`COMPOSITE_COLLECTIONS_MIN_VERSION`, raise
+        :class:`ValueError` before anything is sent. Each query's SOQL goes URL-encoded in its
+        subrequest's URL: keep it as short as a ``GET /query`` needs it.
+        """
+        if not 1 <= len(soqls) <= COMPOSITE_COLLECTIONS_MAX:
+            raise ValueError(f"composite takes 1 to {COMPOSITE_COLLECTIONS_MAX} query subrequests")
+        if not self.composite_collections:
+            raise ValueError(f"queries in /composite are sent from API {COMPOSITE_COLLECTIONS_MIN_VERSION} on")
+        subrequests = [
+            CompositeSubrequest("GET", f"query/?{urlencode({'q': str(soql)})}", f"q{i}") for i, soql in enumerate(soqls)
+        ]
+        collate = False if float(self.settings.api_version) >= _COLLATE_MIN_VERSION else None
+        answers = await self.composite(subrequests, all_or_none=False, collate_subrequests=collate)
+        by_ref = {a.reference_id: a for a in answers}
+        out: list[list[Record] | SalesforceError] = []
+        for sub in subrequests:
+            answer = by_ref.get(sub.reference_id)
+            if answer is None:
+                raise UnexpectedResponse(f"composite: no answer to subrequest {sub.reference_id}")
+            if answer.error is not None:
+                out.append(answer.error)
+                continue
+            try:
+                out.append(
+                    [record async for record in follow_pages(self, answer.body, "query", None, before_next_page)]
+                )
+            except SalesforceError as exc:
+                out.append(exc)
         return out
 
     @property

@@ -16,6 +16,16 @@ waits for the earlier one, and:
    strategies in order (the external ID, then the match keys: the first that finds a record wins),
    each in the objects in order (Contacts then Leads); a fallback key only takes a record whose
    external-ID field is empty or the write's own; a converted Lead resolves to its Contact;
+   the queries of one step (the parents' lookups; one strategy's match queries; the converted
+   Leads' Contacts), each chunked to a URL's length, go packed five to a ``/composite`` call
+   (:meth:`~sfsync.salesforce.composite.CompositeApi.queries`, one API call; a further page of a
+   result is a call of its own), and their answers are taken in order as if each had been its own
+   call: the first failure fails the step, as it would have stopped it; the room a step's last call
+   leaves carries the later match steps' queries (as if no record were found before them; the
+   parents' lookups carry those of the writes without parents): a later step uses their rows
+   (a superset of what it selects) instead of asking again, and one of them that failed is asked
+   again by the step that needs it (never a failure of its own). They cost no call, only the org's
+   work of answering them when every record is found early;
 3. writes with sObject Collections: ``upsert_many`` by external ID, ``update_many`` for matches
    (a record found by a fallback key gets the external ID written, so it is found by it next time),
    ``create_many`` only when a match key guarantees a replay finds the record, ``delete_many``;
@@ -108,7 +118,7 @@ from sfsync.salesforce.errors import (
     classify,
 )
 from sfsync.salesforce.governor import BudgetPausedError
-from sfsync.salesforce.soql import Condition, field_name, literal, select, soql_in
+from sfsync.salesforce.soql import Condition, Query, field_name, literal, select, soql_in
 from sfsync.sinks.contract import (
     BatchOutcome,
     ErrorEntry,
@@ -194,6 +204,15 @@ def _error_fields(error: BaseException) -> list[str]:
 
 
 Coordinates = tuple[str, int, int]
+_GroupKey = tuple[str, tuple[str, ...], str | None]
+"""A match step's group: (object, key fields, the external-ID field its rows must be guarded on)."""
+
+
+def _query_error(obj: str, error: SalesforceError) -> SalesforceError | DriftError:
+    """What a failed query about ``obj`` raises: a drift answer as the object's :class:`DriftError`."""
+    if isinstance(error, SalesforceFatalError) and is_drift(error):
+        return DriftError(obj, error)
+    return error
 
 
 def _coordinates(write: IncomingWrite) -> Coordinates:
@@ -208,6 +227,32 @@ def _operation(plans: Sequence[_Plan]) -> CollectionOp:
     if first.kind == "update":
         return CollectionOp("update", first.sobject, [{"Id": p.record_id, **p.body} for p in plans])
     return CollectionOp(first.kind, first.sobject, [p.body for p in plans], ext_field=first.ext_field)
+
+
+@dataclass(frozen=True)
+class _Select:
+    """Rows of ``obj`` (``Id`` and ``fields``) whose ``names`` hold one of ``keys`` (a tuple of values each)."""
+
+    obj: str
+    fields: tuple[str, ...]
+    names: tuple[str, ...]
+    keys: Sequence[tuple[Any, ...]]
+
+
+_Asked = dict[_GroupKey, list[tuple[_Select, list[dict[str, Any]]]]]
+"""Match groups asked ahead: the selects sent for each, and their rows."""
+
+
+def _uncovered(
+    sel: _Select, asked: Iterable[tuple[_Select, list[dict[str, Any]]]]
+) -> tuple[list[dict[str, Any]], _Select | None]:
+    """The rows the queries ``asked`` already answered that ``sel`` can use (those that read every
+    field it reads), and ``sel`` over the keys they do not cover (None: none left to ask)."""
+    usable = [(was, rows) for was, rows in asked if set(sel.fields) <= set(was.fields)]
+    covered = {key for was, _ in usable for key in was.keys}
+    missing = [key for key in sel.keys if key not in covered]
+    rows = [row for _, answered in usable for row in answered]
+    return rows, (replace(sel, keys=missing) if missing else None)
 
 
 @dataclass
@@ -378,7 +423,7 @@ class SalesforceSink:
                 seg.parent_ids, seg.parents_from_cache, seg.target, seg.current = {}, [], None, {}
                 seg.again, seg.failure = False, None
             try:
-                ready = await self._resolve_parents(heads, queues)
+                ready, early = await self._resolve_parents(heads, queues)
             except SalesforceRetriableError as exc:  # a parent lookup failed: every head of this round with it
                 await self._fail_all(heads, exc, queues, outcome)
                 continue
@@ -387,7 +432,7 @@ class SalesforceSink:
                     queues[seg.key].popleft()
                 continue
             try:
-                await self._match(ready)
+                await self._match(ready, early)
             except SalesforceRetriableError as exc:  # a match query failed: every write it was matching with it
                 await self._fail_all(ready, exc, queues, outcome)
                 continue
@@ -552,8 +597,13 @@ class SalesforceSink:
         return None
 
     # -- parents --------------------------------------------------------------------------
-    async def _resolve_parents(self, heads: list[_Segment], queues: Mapping[str, deque[_Segment]]) -> list[_Segment]:
-        """Heads whose parents all have an Id; the others wait (in-batch parent) or stay pending."""
+    async def _resolve_parents(
+        self, heads: list[_Segment], queues: Mapping[str, deque[_Segment]]
+    ) -> tuple[list[_Segment], _Asked]:
+        """Heads whose parents all have an Id; the others wait (in-batch parent) or stay pending.
+
+        The match steps of the heads without parents (ready whatever the lookups find) ride in the
+        room the lookups' last call leaves: what they answered comes second, for :meth:`_match`."""
         unresolved: dict[str, tuple[str, str, str]] = {}
         for seg in heads:
             for parent_key, _ in seg.parents.values():
@@ -561,8 +611,11 @@ class SalesforceSink:
                     ident = _key_identity(parent_key)
                     if ident is not None:
                         unresolved[parent_key] = ident
+        early: _Asked = {}
         if unresolved:
-            await self._lookup_parents(unresolved)
+            alone = [(s, candidates(s)) for s in heads if not s.parents and self._needs_query(s)]
+            depth = max((len(found) for _, found in alone), default=0)
+            early = await self._lookup_parents(unresolved, self._later(alone, range(depth), {}))
         ready: list[_Segment] = []
         for seg in heads:
             waiting = False
@@ -579,21 +632,33 @@ class SalesforceSink:
                 seg.parents_from_cache.append(parent_key)
             if not waiting:
                 ready.append(seg)
-        return ready
+        return ready, early
 
-    async def _lookup_parents(self, wanted: Mapping[str, tuple[str, str, str]]) -> None:
+    async def _lookup_parents(
+        self, wanted: Mapping[str, tuple[str, str, str]], ahead: Iterable[tuple[_GroupKey, _Select]] = ()
+    ) -> _Asked:
+        """Remember the Id of every parent key ``wanted`` that a record holds; ``ahead``: match groups
+        that ride in the room the lookups leave (:meth:`_select_all`), those answered returned."""
         groups: dict[tuple[str, str], dict[Any, list[str]]] = {}
         for parent_key, (sobject, key_field, value) in wanted.items():
             groups.setdefault((sobject, key_field), {}).setdefault(norm(value), []).append(parent_key)
-        for (sobject, key_field), by_value in groups.items():
-            extra = _LEAD_EXTRA if sobject == "Lead" else ()
-            originals = [wanted[keys[0]][2] for keys in by_value.values()]
-            rows = await self._select(sobject, [key_field, *extra], [(key_field,)], [(v,) for v in originals])
+        selects = [
+            _Select(
+                sobject,
+                (key_field, *(_LEAD_EXTRA if sobject == "Lead" else ())),
+                (key_field,),
+                [(wanted[keys[0]][2],) for keys in by_value.values()],
+            )
+            for (sobject, key_field), by_value in groups.items()
+        ]
+        selected, answered = await self._select_all(selects, ahead)
+        for ((sobject, key_field), by_value), rows in zip(groups.items(), selected, strict=True):
             for row in sorted(rows, key=lambda r: str(r["Id"]), reverse=True):
                 keys = by_value.get(norm(row.get(key_field)), [])
                 target = self._converted(sobject, row) or (sobject, str(row["Id"]))
                 for parent_key in keys:
                     self.remember(parent_key, *target)
+        return answered
 
     @staticmethod
     def _converted(sobject: str, row: Mapping[str, Any]) -> tuple[str, str] | None:
@@ -610,30 +675,37 @@ class SalesforceSink:
             return True  # the record type is for records sfsync creates: an upsert would re-type existing ones
         return bool(seg.if_empty) or len(seg.objects) > 1 or "Lead" in seg.objects
 
-    async def _match(self, ready: list[_Segment]) -> None:
+    async def _match(self, ready: list[_Segment], early: _Asked | None = None) -> None:
         """Set ``target`` and ``current`` of every ready segment that a record matches.
 
         Step by step through each segment's :func:`~sfsync.sinks.matching.candidates`: one query
         per (object, key fields) and step for all the segments still looking, never one per record.
+        The later steps' queries, for every segment looking at this one (as if none were found
+        here), ride in the room this step's last call leaves (:meth:`_select_all` ``ahead``);
+        ``early``: those asked ahead with the parents' lookups. A group is asked only
+        for the keys that no query asked ahead with every field it reads covered; those rows are a
+        superset of what the group selects, and the match takes from them only the keys it looks for.
         """
         todo = {id(s): (s, candidates(s)) for s in ready if self._needs_query(s)}
+        depth = max((len(found) for _, found in todo.values()), default=0)
+        asked: _Asked = {key: list(known) for key, known in (early or {}).items()}
         step = 0
         while todo:
-            groups: dict[tuple[str, tuple[str, ...], str | None], list[tuple[_Segment, Candidate]]] = {}
             for seg, found in list(todo.values()):
                 if step >= len(found):
                     del todo[id(seg)]
-                    continue
-                cand = found[step]
-                guard = cand.guard[0] if cand.guard and self._on(cand.sobject, cand.guard[0]) else None
-                groups.setdefault((cand.sobject, cand.names, guard), []).append((seg, cand))
-            for (obj, names, guard), members in groups.items():
-                wanted = self._if_empty_fields(obj, [s for s, _ in members])
-                if guard is not None and guard not in wanted:
-                    wanted.append(guard)
-                if obj == "Lead":
-                    wanted += [f for f in _LEAD_EXTRA if f not in wanted]
-                rows = await self._select(obj, [*names, *wanted], [names], [c.values for _, c in members])
+            groups, selects = self._step(todo.values(), step)
+            needed: list[_Select] = []
+            sources: list[tuple[list[dict[str, Any]], int | None]] = []  # rows asked ahead, index in needed
+            for key, sel in zip(groups, selects, strict=True):
+                rows_ahead, rest = _uncovered(sel, asked.get(key, ()))
+                sources.append((rows_ahead, len(needed) if rest is not None else None))
+                if rest is not None:
+                    needed.append(rest)
+            ahead = self._later(todo.values(), range(step + 1, depth), asked)
+            selected, answered = await self._select_all(needed, ahead)
+            for ((obj, names, guard), members), (rows_ahead, n) in zip(groups.items(), sources, strict=True):
+                rows = rows_ahead if n is None else [*rows_ahead, *selected[n]]
                 index = index_rows(rows, names)
                 for seg, cand in members:
                     hit = pick(cand if guard is not None or cand.guard is None else cand._replace(guard=None), index)
@@ -643,8 +715,32 @@ class SalesforceSink:
                     seg.current = {k: v for k, v in hit.items() if k != "attributes"}
                     seg.current["__matched_on__"] = names
                     del todo[id(seg)]
+            for key, known in answered.items():
+                asked.setdefault(key, []).extend(known)
             step += 1
         await self._reload_converted(ready)
+
+    def _step(
+        self, looking: Iterable[tuple[_Segment, list[Candidate]]], step: int
+    ) -> tuple[dict[_GroupKey, list[tuple[_Segment, Candidate]]], list[_Select]]:
+        """The ``step``-th candidates of the segments ``looking``, grouped per (object, key fields, guard),
+        and one select per group (its key fields, the if_empty fields its segments read, the guard,
+        and a Lead's conversion)."""
+        groups: dict[_GroupKey, list[tuple[_Segment, Candidate]]] = {}
+        for seg, found in looking:
+            if step < len(found):
+                cand = found[step]
+                guard = cand.guard[0] if cand.guard and self._on(cand.sobject, cand.guard[0]) else None
+                groups.setdefault((cand.sobject, cand.names, guard), []).append((seg, cand))
+        selects = []
+        for (obj, names, guard), members in groups.items():
+            wanted = self._if_empty_fields(obj, [s for s, _ in members])
+            if guard is not None and guard not in wanted:
+                wanted.append(guard)
+            if obj == "Lead":
+                wanted += [f for f in _LEAD_EXTRA if f not in wanted]
+            selects.append(_Select(obj, (*names, *wanted), names, [c.values for _, c in members]))
+        return groups, selects
 
     async def _reload_converted(self, segments: list[_Segment]) -> None:
         """A converted Lead resolved to its Contact: read the Contact's values that if_empty needs."""
@@ -659,7 +755,7 @@ class SalesforceSink:
         if not wanted:
             return
         ids = [(s.target[1],) for s in moved if s.target is not None]
-        rows = await self._select("Contact", wanted, [("Id",)], ids)
+        (rows,), _ = await self._select_all([_Select("Contact", tuple(wanted), ("Id",), ids)])
         by_id = {str(r["Id"]): r for r in rows}
         for seg in moved:
             assert seg.target is not None
@@ -696,30 +792,90 @@ class SalesforceSink:
         await self._describe(obj)
         return self._record_types.get(obj, {}).get(record_type.lower())
 
-    async def _select(
-        self, obj: str, fields: Sequence[str], _shape: Sequence[tuple[str, ...]], keys: Sequence[tuple[Any, ...]]
-    ) -> list[dict[str, Any]]:
-        """``SELECT Id, fields FROM obj WHERE k1 IN (...) [AND k2 IN (...)]`` over ``keys`` in URL-sized chunks."""
-        names = _shape[0]
-        columns = list(dict.fromkeys(["Id", *fields]))
-        rows: list[dict[str, Any]] = []
-        for chunk in self._chunks(keys):
-            condition: Condition | None = None
-            for i, name in enumerate(names):
-                part = Condition(soql_in(name, [k[i] for k in chunk]))
-                condition = part if condition is None else condition & part
-            assert condition is not None
-            query = select(*columns).from_(obj).where(condition)
+    async def _select_all(
+        self, selects: Sequence[_Select], ahead: Iterable[tuple[_GroupKey, _Select]] = ()
+    ) -> tuple[list[list[dict[str, Any]]], _Asked]:
+        """The rows of every select, in order: ``SELECT Id, fields FROM obj WHERE k1 IN (...) [AND k2 IN
+        (...)]`` over its keys in URL-sized chunks, every chunk of every select packed
+        :data:`COMPOSITE_COLLECTIONS_MAX` to a ``/composite`` call (one API call, one governor call; a
+        call left with one query sends it alone, the same one call; a further page of a result is a
+        call of its own, counted too). The queries' answers are taken in order, as if each had been its
+        own call: the first that failed is raised (a drift answer as the :class:`DriftError` of its
+        object), and no later call goes out.
+
+        ``ahead``: match groups' selects that may be needed later, taken in order while room is left
+        in the last call (one whose chunks do not all fit is passed over), so they cost no call of
+        their own; those answered come second, per group. A failure of theirs is nobody's: the step
+        that needs them asks again."""
+        queries = [(n, sel.obj, query) for n, sel in enumerate(selects) for query in self._queries(sel)]
+        per_call = COMPOSITE_COLLECTIONS_MAX if self.client.composite_collections else 1
+        room = -len(queries) % per_call if queries else 0
+        riding: list[tuple[_GroupKey, _Select]] = []
+        for key, sel in ahead if room else ():
+            chunks = list(self._queries(sel))
+            if len(chunks) <= room:
+                queries += [(len(selects) + len(riding), sel.obj, query) for query in chunks]
+                riding.append((key, sel))
+                room -= len(chunks)
+                if not room:
+                    break
+        rows: list[list[dict[str, Any]]] = [[] for _ in selects]
+        early: list[list[dict[str, Any]] | None] = [[] for _ in riding]
+        for start in range(0, len(queries), per_call):
+            pack = queries[start : start + per_call]
             await self._call("query")
             try:
                 with self._answer():
-                    async for row in self.client.query(query):
-                        rows.append(row)
-            except SalesforceFatalError as exc:
-                if is_drift(exc):
-                    raise DriftError(obj, exc) from exc
-                raise
-        return rows
+                    if len(pack) == 1:
+                        rows_of = self.client.query(pack[0][2], before_next_page=self._next_page)
+                        answers: list[list[dict[str, Any]] | SalesforceError] = [[row async for row in rows_of]]
+                    else:
+                        soqls = [query for _, _, query in pack]
+                        answers = await self.client.queries(soqls, before_next_page=self._next_page)
+            except SalesforceError as exc:  # the whole call failed: as its first query's failure
+                raise _query_error(pack[0][1], exc) from exc
+            for (n, obj, _), answer in zip(pack, answers, strict=True):
+                if n < len(selects):
+                    if isinstance(answer, SalesforceError):
+                        raise _query_error(obj, answer) from answer
+                    rows[n] += answer
+                    continue
+                got = early[n - len(selects)]
+                if got is not None:
+                    early[n - len(selects)] = None if isinstance(answer, SalesforceError) else [*got, *answer]
+        answered: _Asked = {}
+        for (key, sel), got in zip(riding, early, strict=True):
+            if got is not None:
+                answered.setdefault(key, []).append((sel, got))
+        return rows, answered
+
+    def _later(
+        self, looking: Iterable[tuple[_Segment, list[Candidate]]], steps: range, asked: _Asked
+    ) -> Iterator[tuple[_GroupKey, _Select]]:
+        """The match groups of ``steps`` (for every segment ``looking``, as if none were found before
+        them) over the keys the queries ``asked`` do not cover yet, step by step: what may be asked ahead."""
+        looking = list(looking)
+        for step in steps:
+            groups, selects = self._step(looking, step)
+            for key, sel in zip(groups, selects, strict=True):
+                rest = _uncovered(sel, asked.get(key, ()))[1]
+                if rest is not None:
+                    yield key, rest
+
+    async def _next_page(self) -> None:
+        """A further page of a query's result: a call of its own, counted like any."""
+        await self._call("query")
+
+    def _queries(self, sel: _Select) -> Iterator[Query]:
+        """The queries of ``sel``: one per URL-sized chunk of its keys."""
+        columns = list(dict.fromkeys(["Id", *sel.fields]))
+        for chunk in self._chunks(sel.keys):
+            condition: Condition | None = None
+            for i, name in enumerate(sel.names):
+                part = Condition(soql_in(name, [k[i] for k in chunk]))
+                condition = part if condition is None else condition & part
+            assert condition is not None
+            yield select(*columns).from_(sel.obj).where(condition)
 
     def _chunks(self, keys: Sequence[tuple[Any, ...]]) -> Iterable[list[tuple[Any, ...]]]:
         budget = self.settings.query_max_chars

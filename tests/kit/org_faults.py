@@ -18,7 +18,8 @@ or refusal answers its records), the others reach the org in one ``/composite``;
 rejection of ``composite`` itself concerns the whole request.
 
 It records every request that reached it (``method``, path after ``/services/data/vXX.X/``, query
-string dropped), and after a ``/composite`` each of its subrequests.
+string dropped), and after a ``/composite`` each of its subrequests (also in :attr:`FaultyOrg.composites`,
+one list a ``/composite``). A rejection may name text the request's URL contains (a query's ``FROM Lead``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote_plus
 
 import httpx
 import orjson
@@ -65,6 +67,7 @@ class _Rejection:
     code: str
     message: str
     times: int | None
+    containing: str | None = None
 
 
 @dataclass
@@ -73,6 +76,8 @@ class FaultyOrg(httpx.AsyncBaseTransport):
 
     inner: httpx.AsyncBaseTransport
     sent: list[Sent] = field(default_factory=list)
+    composites: list[list[Sent]] = field(default_factory=list)
+    """Each ``/composite`` that reached this transport: its subrequests, in order."""
     _locked: Callable[[Mapping[str, Any]], bool] | None = None
     _refusal: dict[str, Any] = field(default_factory=lambda: dict(_LOCKED))
     _losses: list[_Loss] = field(default_factory=list)
@@ -96,10 +101,21 @@ class FaultyOrg(httpx.AsyncBaseTransport):
         """The next ``times`` ``method`` requests to ``path`` are committed by the org but answered 503."""
         self._losses.append(_Loss(method.upper(), path.strip("/"), times))
 
-    def reject(self, method: str, path: str, status: int, code: str, message: str, times: int | None = None) -> None:
+    def reject(
+        self,
+        method: str,
+        path: str,
+        status: int,
+        code: str,
+        message: str,
+        times: int | None = None,
+        *,
+        containing: str | None = None,
+    ) -> None:
         """Answer the next ``times`` (None: every) ``method`` requests to ``path`` with ``status`` and the
-        error ``code``/``message``, as Salesforce answers a whole request; the org never sees them."""
-        self._rejections.append(_Rejection(method.upper(), path.strip("/"), status, code, message, times))
+        error ``code``/``message``, as Salesforce answers a whole request; the org never sees them.
+        With ``containing``, only the requests whose decoded URL contains it (``"FROM Lead"``: a query's)."""
+        self._rejections.append(_Rejection(method.upper(), path.strip("/"), status, code, message, times, containing))
 
     def stop_rejecting(self) -> None:
         """Forget every :meth:`reject`: the requests reach the org again."""
@@ -115,7 +131,7 @@ class FaultyOrg(httpx.AsyncBaseTransport):
         is_json = request.headers.get("content-type", "").startswith("application/json")
         body = orjson.loads(content) if content and is_json else None
         self.sent.append(Sent(request.method, path, body))
-        rejection = self._rejection(request.method, path)
+        rejection = self._rejection(request.method, path, str(request.url))
         if rejection is not None:
             return httpx.Response(rejection.status, json=_rejected(rejection), request=request)
         locked = self._locked
@@ -132,9 +148,20 @@ class FaultyOrg(httpx.AsyncBaseTransport):
         loss.times -= 1
         return httpx.Response(503, json=_LOST, request=request)
 
-    def _rejection(self, method: str, path: str) -> _Rejection | None:
-        """The rejection that answers ``method`` ``path`` now (one of its ``times`` spent), if any."""
-        rejection = next((r for r in self._rejections if r.method == method and r.path == path and r.times != 0), None)
+    def _rejection(self, method: str, path: str, url: str) -> _Rejection | None:
+        """The rejection that answers ``method`` ``path`` (at ``url``) now (one of its ``times`` spent), if any."""
+        decoded = unquote_plus(url)
+        rejection = next(
+            (
+                r
+                for r in self._rejections
+                if r.method == method
+                and r.path == path
+                and r.times != 0
+                and (r.containing is None or r.containing in decoded)
+            ),
+            None,
+        )
         if rejection is not None and rejection.times is not None:
             rejection.times -= 1
         return rejection
@@ -145,6 +172,8 @@ class FaultyOrg(httpx.AsyncBaseTransport):
         held_at: dict[str, tuple[list[int], int]] = {}
         forwarded: list[dict[str, Any]] = []
         subrequests: list[dict[str, Any]] = list(body.get("compositeRequest") or [])
+        carried: list[Sent] = []
+        self.composites.append(carried)
         for sub in subrequests:
             method, path, ref = (
                 str(sub.get("method", "")).upper(),
@@ -153,7 +182,8 @@ class FaultyOrg(httpx.AsyncBaseTransport):
             )
             sub_body = sub.get("body")
             self.sent.append(Sent(method, path, sub_body))
-            rejection = self._rejection(method, path)
+            carried.append(Sent(method, path, sub_body))
+            rejection = self._rejection(method, path, str(sub.get("url", "")))
             if rejection is not None:
                 answered[ref] = _subresponse(ref, rejection.status, _rejected(rejection))
                 continue

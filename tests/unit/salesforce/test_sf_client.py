@@ -760,6 +760,78 @@ async def test_collections_whole_request_failure_raises_like_a_single_call():
         await old.aclose()
 
 
+async def test_queries_go_as_one_composite_call_each_with_its_records_or_its_error():
+    recorded = recorded_json("cci_composite_count_and_invalid_type.json")["compositeResponse"]
+    page1 = recorded_json("restforce_query_page1_nextRecordsUrl.json")
+    page2 = {"totalSize": 2, "done": True, "records": [{"attributes": {"type": "Whizbang"}, "Text_Label": "Last Page"}]}
+    busy = [{"errorCode": "QUERY_TIMEOUT", "message": "Your query request was running for too long."}]
+    composite = {
+        "compositeResponse": [
+            {**recorded[0], "referenceId": "q0"},
+            {"body": page1, "httpHeaders": {}, "httpStatusCode": 200, "referenceId": "q1"},
+            {**recorded[1], "referenceId": "q2"},
+            {"body": busy, "httpHeaders": {}, "httpStatusCode": 503, "referenceId": "q3"},
+        ]
+    }
+    org = FakeOrg().on("POST", f"{V}/composite", ok(composite))
+    org.on("GET", "/services/data/v26.0/query/01gD", ok(page2))
+    soqls = [
+        "SELECT COUNT() FROM Account",
+        select("Text_Label").from_("Whizbang").where("Text_Label", "!=", "it's & more"),
+        "select count() from XYZZY",
+        "SELECT Id FROM Contact",
+    ]
+    further: list[int] = []
+
+    async def before_next_page() -> None:
+        further.append(len(org.requests))
+
+    async with client(org) as sf:
+        counted, whizbangs, invalid, timeout = await sf.queries(soqls, before_next_page=before_next_page)
+        with pytest.raises(ValueError, match="1 to 5"):
+            await sf.queries([*soqls, *soqls])
+    assert len(org.requests) == 2  # the composite, then the one further page (a call of its own)
+    assert further == [1]  # the hook heard of the further page before it was asked for
+    sent = json.loads(org.requests[0].content)
+    assert sent["allOrNone"] is False and sent["collateSubrequests"] is False
+    subrequests = sent["compositeRequest"]
+    assert [(s["method"], s["referenceId"]) for s in subrequests] == [("GET", f"q{i}") for i in range(4)]
+    urls = [httpx.URL(s["url"]) for s in subrequests]
+    assert {u.path for u in urls} == {f"{V}/query/"}
+    assert [u.params["q"] for u in urls] == [str(q) for q in soqls]  # URL-encoded, decoded back the same
+    assert counted == []
+    assert isinstance(whizbangs, list) and [r["Text_Label"] for r in whizbangs] == ["First Page", "Last Page"]
+    assert isinstance(invalid, MetadataError) and invalid.error_code == "INVALID_TYPE"  # as a top-level 400 would be
+    assert isinstance(timeout, SalesforceRetriableError) and timeout.status == 503
+
+
+async def test_queries_a_failed_further_page_is_that_querys_error_and_a_whole_failure_raises():
+    first = {"totalSize": 3000, "done": False, "nextRecordsUrl": f"{V}/query/01gX-2000", "records": [{"Id": "003A"}]}
+    done = {"totalSize": 1, "done": True, "records": [{"Id": "00QA"}]}
+    composite = {
+        "compositeResponse": [
+            {"body": first, "httpHeaders": {}, "httpStatusCode": 200, "referenceId": "q0"},
+            {"body": done, "httpHeaders": {}, "httpStatusCode": 200, "referenceId": "q1"},
+        ]
+    }
+    expired = [{"errorCode": "INVALID_QUERY_LOCATOR", "message": "invalid query locator"}]
+    org = FakeOrg().on("POST", f"{V}/composite", ok(composite))
+    org.on("GET", f"{V}/query/01gX-2000", ok(expired, 400))
+    async with client(org) as sf:
+        contacts, leads = await sf.queries(["SELECT Id FROM Contact", "SELECT Id FROM Lead"])
+    assert isinstance(contacts, salesforce.SalesforceError) and contacts.error_code == "INVALID_QUERY_LOCATOR"
+    assert leads == [{"Id": "00QA"}]
+
+    down = FakeOrg().on("POST", f"{V}/composite", ok([{"errorCode": "SERVER_UNAVAILABLE", "message": "down"}], 503))
+    async with client(down) as sf:
+        with pytest.raises(SalesforceRetriableError):
+            await sf.queries(["SELECT Id FROM Contact", "SELECT Id FROM Lead"])
+        old = client(FakeOrg(), api_version="42.0")
+        with pytest.raises(ValueError, match=r"43\.0"):
+            await old.queries(["SELECT Id FROM Contact"])  # nothing sent: FakeOrg would fail the test on any request
+        await old.aclose()
+
+
 # -- Bulk API 2.0 ---------------------------------------------------------------------------------
 
 

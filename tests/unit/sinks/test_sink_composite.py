@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
@@ -19,7 +20,18 @@ from sfsync.keys import record_key
 from sfsync.salesforce.errors import SalesforceRecordError
 from sfsync.sinks.drift import QUARANTINED, MappingQuarantinedError
 from tests.kit import FaultyOrg
-from tests.kit.sink import WORKSPACE, Harness, Recorder, campaign, fv, make_sink, member, write
+from tests.kit.sink import (
+    WORKSPACE,
+    Harness,
+    Recorder,
+    campaign,
+    fv,
+    make_sink,
+    member,
+    planned_member,
+    registration,
+    write,
+)
 
 CAMPAIGN_UPSERTS = "composite/sobjects/Campaign/Event_Id__c"
 
@@ -38,7 +50,8 @@ class Rig:
         return sorted(str(r[field]) for r in await self.h.query(f"SELECT {field} FROM {sobject}"))
 
 
-async def rig_on(emulator: Emulator) -> AsyncIterator[Rig]:
+async def rig_on(emulator: Emulator, **overrides: Any) -> AsyncIterator[Rig]:
+    """A :class:`Rig` on ``emulator`` (``overrides``: :class:`~sfsync.sinks.settings.SinkSettings` fields)."""
     rec = Recorder()
     wrapped: list[FaultyOrg] = []
 
@@ -46,7 +59,7 @@ async def rig_on(emulator: Emulator) -> AsyncIterator[Rig]:
         wrapped.append(FaultyOrg(transport))
         return wrapped[0]
 
-    client, sink = make_sink(emulator, rec, wrap=wrap)
+    client, sink = make_sink(emulator, rec, wrap=wrap, **overrides)
     async with client:
         yield Rig(Harness(emulator, client, sink, rec), wrapped[0])
 
@@ -91,9 +104,11 @@ async def test_five_kinds_of_write_in_one_pass_go_in_one_call(r: Rig) -> None:
     )
 
     assert not outcome.parked and not outcome.pending
-    written = {"POST composite": 1}  # the five collection requests; the rest are the match queries
-    assert {k: v for k, v in r.h.emulator.calls_by_endpoint.items() if not k.startswith("GET query")} == written
-    assert outcome.api_calls == 1 + sum(v for k, v in r.h.emulator.calls_by_endpoint.items() if k.startswith("GET"))
+    assert r.h.emulator.calls_by_endpoint == {"POST composite": 2}  # the match queries, then the five writes
+    assert outcome.api_calls == 2
+    queries, writes = r.org.composites
+    assert [(s.method, s.path) for s in queries] == [("GET", "query")] * 2  # Contacts, Leads by Email
+    assert sorted(s.method for s in writes) == ["DELETE", "PATCH", "PATCH", "POST", "POST"]
     created = {res["key"]: res["created"] for res in outcome.results}
     assert created == {
         member(1)["key"]: False,
@@ -193,3 +208,116 @@ async def test_a_composite_committed_but_answered_503_is_matched_again_not_writt
     assert sorted(res["key"] for res in outcome.results) == sorted(
         [campaign("evt-1")["key"], member(1)["key"], member(2)["key"]]
     )
+
+
+# ---------------------------------------------------------------------- match queries
+def crowd(count: int) -> list[dict[str, object]]:
+    """``count`` members whose match queries (by Email) fill several URL-sized chunks."""
+    return [member(i) for i in range(count)]
+
+
+@pytest.mark.parametrize("members", [20, 120, 200, 400])
+async def test_a_step_needing_n_match_queries_costs_one_call_per_five(members: int) -> None:
+    async for r in rig_on(build(), query_max_chars=1000):  # ~28 emails a query: several queries a step
+        outcome = await r.h.put(*crowd(members))
+
+        queries = len(r.org.writes("GET", "query"))  # sent alone or inside a /composite
+        assert queries == math.ceil(members / 28)
+        writes = math.ceil(math.ceil(members / 200) / 5)
+        assert outcome.api_calls == r.h.emulator.api_calls == math.ceil(queries / 5) + writes
+        assert [len(c) for c in r.org.composites if c[0].path == "query"] == [5] * (queries // 5) + (
+            [queries % 5] if queries % 5 > 1 else []
+        )
+        assert r.calls("GET query") == (1 if queries % 5 == 1 else 0)  # a call left with one query: alone
+        assert len(outcome.results) == members and not outcome.parked and not outcome.pending
+
+
+async def test_a_query_refused_for_a_removed_field_quarantines_only_its_objects_mapping(r: Rig) -> None:
+    r.org.reject(
+        "GET", "query", 400, "INVALID_FIELD", "No such column 'Email' on entity 'Lead'", containing="FROM Lead"
+    )
+
+    outcome = await r.h.put(member(1), member(2), lead(1))
+
+    assert [(w.write["mapping"], type(e)) for w, e in r.h.rec.parked] == [("leads", MappingQuarantinedError)]
+    assert [e.mapping for e in r.h.rec.entries if e.code == QUARANTINED] == ["leads"]
+    assert sorted(res["key"] for res in outcome.results) == [member(1)["key"], member(2)["key"]]
+    assert not outcome.pending and r.h.sink.quarantine.get("members") is None
+    first = r.org.composites[0]  # both objects' queries in one call; the Contacts' answer was not lost with it
+    assert [(s.method, s.path) for s in first] == [("GET", "query")] * 2
+    assert outcome.api_calls == 3  # the packed queries; the Contacts' again (the next round); their create
+
+
+async def test_a_query_answered_503_inside_a_composite_fails_the_step_then_all_go_again(r: Rig) -> None:
+    r.org.reject("GET", "query", 503, "SERVER_UNAVAILABLE", "down", times=1, containing="FROM Lead")
+
+    outcome = await r.h.put(member(1), lead(1))
+
+    assert not outcome.parked and not outcome.pending and r.h.rec.sleeps  # the step waited, then went again
+    rounds = [[s.path for s in c] for c in r.org.composites]
+    assert rounds == [["query", "query"], ["query", "query"], ["composite/sobjects", "composite/sobjects"]]
+    assert len(r.org.writes("POST")) == 2  # the Contact's create and the Lead's, once each, in one call
+    assert await r.names("Contact") == ["member1@example.org"]
+    assert [row["Email"] for row in await r.h.query("SELECT Email FROM Lead")] == ["lead1@example.org"]
+
+
+async def test_a_packed_query_with_more_rows_than_a_page_is_followed(r: Rig) -> None:
+    crowded = [{"LastName": f"Twin{i}", "Email": "twin@example.org"} for i in range(2000)]  # one page's worth
+    await r.h.client.create_many("Contact", crowded)
+    await r.h.client.create_many("Contact", [{"LastName": "Member1", "Email": "member1@example.org"}])
+    r.h.emulator.calls_by_endpoint.clear()
+
+    outcome = await r.h.put(member(0, email="twin@example.org"), member(1, last="Renamed"), lead(1))
+
+    assert [s.path for s in r.org.composites[0]] == ["query", "query"]  # Contacts and Leads, one call
+    assert r.calls("GET query/{locator}") == 1  # member1's row is on the Contacts' second page
+    assert outcome.api_calls == 3  # the packed queries, the further page, the writes
+    by_key = {res["key"]: res["created"] for res in outcome.results}
+    assert by_key == {member(0, email="twin@example.org")["key"]: False, member(1)["key"]: False, lead(1)["key"]: True}
+    assert [
+        row["LastName"] for row in await r.h.query("SELECT LastName FROM Contact WHERE Email = 'member1@example.org'")
+    ] == ["Renamed"]
+
+
+async def test_a_query_asked_ahead_but_never_needed_fails_nothing(r: Rig) -> None:
+    for i in range(5):
+        r.h.emulator.store.create("Contact", {"LastName": f"M{i}", "Email": f"m{i}@x.org", "Member_Id__c": f"u-{i}"})
+    r.org.reject("GET", "query", 400, "INVALID_FIELD", "No such column 'Member_Id__c' on Lead", containing="FROM Lead")
+
+    outcome = await r.h.put(*(planned_member(f"u-{i}", f"m{i}@x.org", last=f"New{i}") for i in range(5)))
+
+    # the Contacts' member-id query and, in the room it left, the later steps' (the Leads' refused)
+    assert [s.path for s in r.org.composites[0]] == ["query"] * 4
+    assert len(r.org.writes("GET", "query")) == 4  # every member found at the first step: nothing asked again
+    assert not r.h.rec.parked and not [e for e in r.h.rec.entries if e.code == QUARANTINED]
+    assert sorted(res["created"] for res in outcome.results) == [False] * 5 and not outcome.pending
+
+
+async def test_a_query_asked_ahead_that_failed_is_asked_again_by_the_step_that_needs_it(r: Rig) -> None:
+    r.org.reject("GET", "query", 503, "SERVER_UNAVAILABLE", "down", times=1, containing="FROM Lead")
+
+    outcome = await r.h.put(planned_member("u-1", "ada@x.org", last="Lovelace"))  # a new member: every step
+
+    assert not r.h.rec.sleeps and not outcome.pending and not r.h.rec.parked  # no step failed: no retry
+    assert [res["created"] for res in outcome.results] == [True]
+    # Contact by member id with the later steps ahead (Lead by member id refused), then that one again
+    assert [[s.path for s in c] for c in r.org.composites if c[0].path == "query"] == [["query"] * 4]
+    assert r.calls("GET query") == 1 and len(r.org.writes("GET", "query")) == 5
+    assert outcome.api_calls == 2 + 1  # two calls of queries, the create
+
+
+async def test_the_parents_lookups_carry_the_match_queries_of_the_writes_without_parents(r: Rig) -> None:
+    r.h.emulator.store.create("Campaign", {"Name": "Meetup", "Event_Id__c": "evt-1"})
+    r.h.emulator.store.create("Contact", {"LastName": "Lovelace", "Email": "ada@x.org"})
+
+    outcome = await r.h.put(registration("evt-1", "ada@x.org"), planned_member("u-9", "new@x.org", last="New"))
+
+    # the registration's parents (Campaign, Contact) looked up, the new member's first three steps ahead
+    first = r.org.composites[0]
+    assert [s.path for s in first] == ["query"] * 5
+    assert outcome.api_calls == 3  # that; the registration's match with the member's last step; the writes
+    assert sorted((res["sobject"], res["created"]) for res in outcome.results) == [
+        ("CampaignMember", True),
+        ("Contact", True),
+    ]
+    assert not outcome.pending and not r.h.rec.parked
