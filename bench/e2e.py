@@ -441,7 +441,7 @@ def latency(
 ) -> dict[str, Any]:
     """Publish at ``rate`` events/s for ``seconds``; per event, sink acknowledgement - occurred_at; and the API
     calls the org counted per record the sink wrote (one result per record)."""
-    calls_before = api_calls(org)
+    calls_before, endpoints_before = api_calls(org)
     results_start = end_offsets(kafka, RESULTS.name(prefix), RESULTS.partitions)
     writes_start = end_offsets(kafka, WRITES.name(prefix), WRITES.partitions)
     count = int(rate * seconds)
@@ -472,7 +472,9 @@ def latency(
         acked[event_id] = max(acked.get(event_id, 0.0), at)
 
     records = read_topic(kafka, RESULTS.name(prefix), RESULTS.partitions, results_start, each)
-    calls = api_calls(org) - calls_before
+    calls_after, endpoints_after = api_calls(org)
+    calls = calls_after - calls_before
+    by_endpoint = {k: n - endpoints_before.get(k, 0) for k, n in endpoints_after.items()}
     planned: dict[str, float] = {}  # event id -> when the processor produced its last write (Kafka timestamp)
 
     def each_write(msg: Any) -> None:
@@ -498,12 +500,14 @@ def latency(
         "records_written": records,
         "api_calls": calls,
         "api_calls_per_record": round(calls / max(records, 1), 4),
+        "api_calls_by_endpoint": {k: n for k, n in sorted(by_endpoint.items()) if n},
     }
 
 
-def api_calls(org: str) -> int:
-    """The API calls the emulated org counted so far (its admin API; not an API call itself)."""
-    return int(httpx.get(f"{org}/__admin/stats", timeout=30).json()["api_calls"])
+def api_calls(org: str) -> tuple[int, dict[str, int]]:
+    """The API calls the emulated org counted so far, in all and per endpoint (its admin API; not an API call)."""
+    stats = httpx.get(f"{org}/__admin/stats", timeout=30).json()
+    return int(stats["api_calls"]), {str(k): int(n) for k, n in stats["by_endpoint"].items()}
 
 
 # ---------------------------------------------------------------------- main

@@ -620,10 +620,14 @@ class SalesforceSink:
         for seg in heads:
             waiting = False
             for lookup, (parent_key, declared) in seg.parents.items():
-                if queues.get(parent_key):
-                    waiting = True  # the parent is written first, in an earlier round of this batch
-                    continue
                 found = self.identity(parent_key)
+                parent_writes = queues.get(parent_key)
+                if parent_writes and (found is None or any(p.op == "DELETE" for p in parent_writes)):
+                    # the parent is written first, in an earlier round of this batch: its Id comes from that
+                    # write, or its delete goes before the child's write as the events said. A parent whose
+                    # Id is known and stays (updated) does not hold the child: both go in one round.
+                    waiting = True
+                    continue
                 if found is None:
                     waiting = True
                     seg.blocked = seg.orphan = True  # nowhere yet: try again next batch

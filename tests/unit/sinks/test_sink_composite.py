@@ -321,3 +321,31 @@ async def test_the_parents_lookups_carry_the_match_queries_of_the_writes_without
         ("Contact", True),
     ]
     assert not outcome.pending and not r.h.rec.parked
+
+
+# ---------------------------------------------------------------------- parents and children in one round
+async def test_a_child_whose_parents_id_is_known_goes_in_the_parents_round_one_call_for_both(r: Rig) -> None:
+    await r.h.put(member(1), campaign("evt-1"))  # both parents exist: their Ids are known
+    r.org.composites.clear()
+
+    outcome = await r.h.put(
+        member(1, last="Renamed", at=1_700_000_000_001, n=1), registration("evt-1", "member1@example.org")
+    )
+
+    assert not outcome.parked and not outcome.pending and len(outcome.results) == 2
+    writes = [c for c in r.org.composites if any(s.method != "GET" for s in c)]
+    assert len(writes) == 1  # the Contact's update and the CampaignMember's write: one call
+    assert sorted(s.path for s in writes[0]) == ["composite/sobjects", "composite/sobjects"]
+    assert outcome.api_calls == 2  # the match queries, then the writes
+    members = await r.h.query("SELECT ContactId, CampaignId FROM CampaignMember")
+    assert len(members) == 1
+
+
+async def test_a_child_whose_parent_is_deleted_in_the_same_batch_is_not_written_with_the_delete(r: Rig) -> None:
+    await r.h.put(member(1), campaign("evt-1"))
+    r.org.sent.clear()
+
+    outcome = await r.h.put(member(1, operation="DELETE", n=1), registration("evt-1", "member1@example.org"))
+
+    assert [s.method for s in r.org.sent if s.method != "GET"] == ["DELETE"]  # the child did not ride along
+    assert [w.write["sobject"] for w in outcome.pending] == ["CampaignMember"]  # its parent is gone: it waits
