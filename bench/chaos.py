@@ -88,6 +88,7 @@ from sfsync.settings import PublisherSettings, StackSettings  # noqa: E402
 from sfsync.topics import (  # noqa: E402
     ALL_TOPICS,
     CHANGES,
+    IDENTITIES,
     MEMBERS,
     MEMBERS_INBOUND,
     PRODUCT_TOPICS,
@@ -967,7 +968,7 @@ def _converge(
         bootstrap,
         {
             f"{run}.processor": [
-                *(s.name(prefix) for s in (*PRODUCT_TOPICS, RESULTS, SALESFORCE_EDITS)),
+                *(s.name(prefix) for s in (*PRODUCT_TOPICS, IDENTITIES, SALESFORCE_EDITS)),
                 planned_writes(f"{run}.processor", WRITES.partitions).name(prefix),  # its own repartition topic
             ],
             f"{run}.sink": [WRITES.name(prefix)],
@@ -983,7 +984,7 @@ def _converge(
         try:
             behind = lag.behind()
             stats = org.admin("GET", "stats")
-            ends = _ends(bootstrap, [s.name(prefix) for s in (WRITES, RESULTS, CHANGES, MEMBERS_INBOUND)])
+            ends = _ends(bootstrap, [s.name(prefix) for s in (WRITES, RESULTS, IDENTITIES, CHANGES, MEMBERS_INBOUND)])
         except Exception as exc:  # noqa: BLE001 - Kafka settling after the restarts: ask again
             log(f"converging: {exc}")
             time.sleep(2)

@@ -80,7 +80,7 @@ from sfsync.serde.codec import AvroDecoder  # noqa: E402
 from sfsync.serde.registry import SchemaRegistry  # noqa: E402
 from sfsync.settings import PublisherSettings, load  # noqa: E402
 from sfsync.sinks.settings import SinkSettings  # noqa: E402
-from sfsync.topics import ALL_TOPICS, MEMBERS, RESULTS, WRITES, TopicSpec  # noqa: E402
+from sfsync.topics import ALL_TOPICS, IDENTITIES, MEMBERS, RESULTS, WRITES, TopicSpec  # noqa: E402
 
 
 def _outbound() -> Any:
@@ -255,9 +255,9 @@ class Offsets:
     """Committed offsets of the processor's and the sink's groups vs the ends of what they read."""
 
     def __init__(self, kafka: dict[str, Any], prefix: str, processor_group: str, sink_group: str) -> None:
-        # the processor reads the sink's results too (its identity table)
+        # the processor reads the person identities the sink publishes too (its identity table)
         self.inputs = [TopicPartition(MEMBERS.name(prefix), p) for p in range(MEMBERS.partitions)] + [
-            TopicPartition(RESULTS.name(prefix), p) for p in range(RESULTS.partitions)
+            TopicPartition(IDENTITIES.name(prefix), p) for p in range(IDENTITIES.partitions)
         ]
         self.writes = [TopicPartition(WRITES.name(prefix), p) for p in range(WRITES.partitions)]
         self.processor = Consumer({**kafka, "group.id": processor_group, "log_level": 3})

@@ -127,6 +127,17 @@ class SinkSettings(KafkaConnection, RegistryConnection):
         50, ge=1, le=100_000, description="Batches a child waits for a missing parent before it is parked."
     )
     identity_cache_size: int = Field(100_000, ge=0, description="Record keys whose Salesforce Id is remembered.")
+    published_identities_size: int = Field(
+        100_000,
+        ge=0,
+        le=10_000_000,
+        description=(
+            "Person records (the most recently written) whose identity (object and Salesforce Id) the sink "
+            "remembers having published to sfsync.identities, so that it publishes one only when new or changed. "
+            "A forgotten one (evicted, or after a restart) is published once more: harmless, the topic is "
+            "compacted and the processor sets only changed values. 0: every person's result publishes it."
+        ),
+    )
     record_clock_size: int = Field(
         10_000,
         ge=0,

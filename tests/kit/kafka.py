@@ -377,9 +377,9 @@ class FakeProducer:
         self._messages.append(message)
         self._queued.append(len(self.produced) - 1)
 
-    def keys(self) -> list[bytes | None]:
-        """The key of every record produced, in order."""
-        return [key for _, key, _ in self.produced]
+    def keys(self, topic: str | None = None) -> list[bytes | None]:
+        """The key of every record produced (to ``topic``; None: to any), in order."""
+        return [key for to, key, _ in self.produced if topic is None or to == topic]
 
     def report(self, index: int, err: Any, msg: FakeMessage) -> None:
         """The delivery report of the ``index``-th record produced, served by the next ``flush()`` in

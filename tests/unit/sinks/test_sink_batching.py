@@ -49,6 +49,7 @@ async def run(messages: list[Any], writes: list[dict[str, Any]], batch_size: int
         producer=FakeProducer(),
         decoder=ByKey({w["key"].encode(): w for w in writes}),
         encoder=ByKey({w["key"]: w["key"].encode() for w in writes}),
+        identity_encoder=ByKey({}),
         on_parked=on_parked,
         clock=clock,
         sleep=clock.sleep,

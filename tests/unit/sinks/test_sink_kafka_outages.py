@@ -46,6 +46,7 @@ def worker_over(fake: FakeConsumer, writes: list[dict[str, Any]], clock: EpochCl
         producer=FakeProducer(),
         decoder=ByKey({w["key"].encode(): w for w in writes}),
         encoder=ByKey({}),
+        identity_encoder=ByKey({}),
         on_parked=on_parked,
         clock=clock,
         sleep=clock.sleep,
@@ -74,7 +75,7 @@ async def test_a_commit_refused_by_a_restarting_broker_is_made_later_and_the_wor
 
     assert not fake.commit_fails  # the three refusals were met, and ridden out
     assert fake.commits == {0: 4}  # every write committed in the end, by a later commit
-    assert len(worker.producer.produced) == 4  # each write's result once: nothing replayed in-process
+    assert len(worker.producer.keys("sfsync.results")) == 4  # each write's result once: nothing replayed in-process
     lines = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "sfsync.sinks.loop"]
     assert [level for level, _ in lines] == [logging.WARNING, logging.INFO]  # one per outage, not per attempt
     assert lines[0][1].startswith("Kafka: committing offsets failed, retrying for up to 120s")
