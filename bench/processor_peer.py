@@ -279,9 +279,18 @@ def cpu_seconds(pid: int) -> float:
 
 
 def watch(
-    kafka: dict[str, Any], group: str, source: str, output: str, proc: subprocess.Popen[bytes], timeout_s: float
+    kafka: dict[str, Any],
+    group: str,
+    source: str,
+    output: str,
+    proc: subprocess.Popen[bytes],
+    timeout_s: float,
+    then: str | None = None,
 ) -> Timing:
-    """Time ``proc`` (just started) over ``source`` by its group's committed offsets and ``output``'s watermarks."""
+    """Time ``proc`` (just started) over ``source`` by its group's committed offsets and ``output``'s watermarks;
+    ``then``: a topic the group writes from ``source`` and reads after it (sfsync's planned writes, which its
+    ordering agent reads): its first record starts the timing too, and the run is done once the group's
+    committed offsets reach its end offsets as well (``source`` done, that end stays)."""
     from confluent_kafka import Consumer, TopicPartition
 
     consumer = Consumer({**kafka, "group.id": group, "enable.auto.commit": False})
@@ -299,15 +308,40 @@ def watch(
                 raise SystemExit(f"{group}: the processor exited ({proc.returncode})")
             if now > deadline:
                 raise SystemExit(f"{group}: not done in {timeout_s:.0f}s")
-            if first is None and any(consumer.get_watermark_offsets(tp, timeout=10)[1] > 0 for tp in outputs):
+            if first is None and (
+                any(consumer.get_watermark_offsets(tp, timeout=10)[1] > 0 for tp in outputs)
+                or (then is not None and _written(consumer, then))
+            ):  # its first output: sfsync's first planned write, or its first ordered one
                 first, cpu_first = now, cpu_seconds(proc.pid)
             if first is not None:
                 committed = [max(tp.offset, 0) for tp in consumer.committed(sources, timeout=10)]
-                if committed == ends:
+                if committed == ends and (then is None or _caught_up(consumer, then)):
                     return Timing(round(first - started, 2), now - first, cpu_seconds(proc.pid) - cpu_first)
             time.sleep(0.05)
     finally:
         consumer.close()
+
+
+def _written(consumer: Any, topic: str) -> bool:
+    """Whether ``topic`` exists and holds a record."""
+    from confluent_kafka import TopicPartition
+
+    found = consumer.list_topics(topic, timeout=10).topics.get(topic)
+    if found is None or found.error is not None:
+        return False
+    return any(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] > 0 for p in found.partitions)
+
+
+def _caught_up(consumer: Any, topic: str) -> bool:
+    """Whether the consumer's group committed every partition of ``topic`` up to its end offset."""
+    from confluent_kafka import TopicPartition
+
+    found = consumer.list_topics(topic, timeout=10).topics.get(topic)
+    if found is None or found.error is not None:
+        return False
+    partitions = [TopicPartition(topic, p) for p in sorted(found.partitions)]
+    ends = [consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in partitions]
+    return [max(tp.offset, 0) for tp in consumer.committed(partitions, timeout=10)] == ends
 
 
 def count_records(kafka: dict[str, Any], topic: str) -> int:
@@ -362,8 +396,9 @@ def run_ours(
     command: tuple[str, ...] = ("-m", "sfsync.processors.outbound.app"),
     extra_env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Run the processor (``command`` after the interpreter) until it committed the whole input topic."""
-    from sfsync.topics import WRITES
+    """Run the processor (``command`` after the interpreter) until it committed the whole input topic, and its
+    ordering agent the whole of its planned writes."""
+    from sfsync.topics import WRITES, planned_writes
 
     env = {
         **os.environ,
@@ -386,7 +421,8 @@ def run_ours(
             start_new_session=True,
         )
         try:
-            timing = watch(kafka, app_id, prefix + INPUT_BASE, WRITES.name(prefix), proc, timeout_s)
+            planned = planned_writes(app_id, WRITES.partitions).name(prefix)
+            timing = watch(kafka, app_id, prefix + INPUT_BASE, WRITES.name(prefix), proc, timeout_s, then=planned)
         except BaseException:
             print((work / f"{app_id}.log").read_text(errors="replace")[-3000:], file=sys.stderr)
             raise
