@@ -88,6 +88,7 @@ from sfsync.settings import PublisherSettings, StackSettings  # noqa: E402
 from sfsync.topics import (  # noqa: E402
     ALL_TOPICS,
     CHANGES,
+    IDENTITIES,
     MEMBERS,
     MEMBERS_INBOUND,
     PRODUCT_TOPICS,
@@ -275,6 +276,7 @@ def build_workers(
         **salesforce,
         "SFSYNC_SINK_GROUP_ID": f"{run}.sink",
         "SFSYNC_SINK_SESSION_TIMEOUT_MS": "10000",
+        "SFSYNC_SINK_BATCH_LINGER_S": str(batch_age_s),
         "SFSYNC_SINK_BATCH_MAX_AGE_S": str(batch_age_s),
         "SFSYNC_SINK_RETRY_WAIT_MAX_S": "3",
     }
@@ -656,7 +658,10 @@ def parse(argv: list[str] | None = None) -> Options:
     parser.add_argument("--edits", type=int, default=None, help="rep edits (default events/100, at least 20)")
     parser.add_argument("--expire-every", type=float, default=60.0, help="access tokens expire after N s (60)")
     parser.add_argument(
-        "--batch-age", type=float, default=1.0, help="the sinks' batch max age, s (1; shorter: more API calls)"
+        "--batch-age",
+        type=float,
+        default=1.0,
+        help="the sinks' batch linger and max age, s (1; shorter: more API calls)",
     )
     parser.add_argument(
         "--commit504", type=float, default=0.01, help="share of write requests committed, then answered 504 (0.01)"
@@ -963,7 +968,7 @@ def _converge(
         bootstrap,
         {
             f"{run}.processor": [
-                *(s.name(prefix) for s in (*PRODUCT_TOPICS, RESULTS, SALESFORCE_EDITS)),
+                *(s.name(prefix) for s in (*PRODUCT_TOPICS, IDENTITIES, SALESFORCE_EDITS)),
                 planned_writes(f"{run}.processor", WRITES.partitions).name(prefix),  # its own repartition topic
             ],
             f"{run}.sink": [WRITES.name(prefix)],
@@ -979,7 +984,7 @@ def _converge(
         try:
             behind = lag.behind()
             stats = org.admin("GET", "stats")
-            ends = _ends(bootstrap, [s.name(prefix) for s in (WRITES, RESULTS, CHANGES, MEMBERS_INBOUND)])
+            ends = _ends(bootstrap, [s.name(prefix) for s in (WRITES, RESULTS, IDENTITIES, CHANGES, MEMBERS_INBOUND)])
         except Exception as exc:  # noqa: BLE001 - Kafka settling after the restarts: ask again
             log(f"converging: {exc}")
             time.sleep(2)

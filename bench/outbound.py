@@ -295,7 +295,7 @@ async def ours(
         async with httpx.AsyncClient(base_url=base, timeout=30) as admin:
             warm = await publish(publisher, members)
             await wait_acked(tracker, {e.event_id: per_type["UserCreated"] for _, e in warm}, procs, 150, "warm-up")
-            await asyncio.sleep(1.5)  # the processor's identity table reads the results meanwhile
+            await asyncio.sleep(1.5)  # the processor's identity table reads the new identities meanwhile
             before, calls_before = await stats(admin), Counter(tracker.calls)
             results_before, writes_before, parked_before = (
                 Counter(tracker.results),
@@ -337,7 +337,7 @@ async def ours(
         "latency_p50_s": round(percentile(latencies, 0.5), 3),
         "latency_p99_s": round(percentile(latencies, 0.99), 3),
         "sink_batch_size": sink_settings.batch_size,
-        "sink_batch_max_age_s": sink_settings.batch_max_age_s,
+        "sink_batch_linger_s": sink_settings.batch_linger_s,
     }, [t - first for t, _ in published]
 
 

@@ -10,6 +10,10 @@ kit's in-memory registry, tests/kit/registry.py, serves the schemas):
 - ``processor``: ``Processor.handle`` (decode -> plan with the shipped default mapping ->
   drop_stale against a record clock -> encode each Write), a fresh clock each round.
 
+The warm-up also checks that every Write the processor encoded is byte for byte what fastavro's
+generic ``schemaless_writer`` makes of the same record (``writes_identical_to_fastavro``), and
+prints the SHA-256 of all of them (key and value, in order: compare it across versions).
+
 Rounds alternate (bare, processor, ...) and the best round of each is kept. Times are the process's
 CPU time (``time.process_time``: the machine is shared, and this is single-threaded work), wall
 time alongside. Prints one JSON line. Goal: processor <= 150 µs per event (>= 6,667 events/s on
@@ -21,6 +25,7 @@ one core; issue 6 needs 5,000 events/s through the whole pipeline on two).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import json
 import platform
@@ -106,9 +111,19 @@ def main() -> None:
 
     # warm-up: also what the bare side encodes (the Writes each record causes, after drop_stale)
     clock: dict[str, Any] = {}
-    planned = [processor.handle(v, t, p, o, clock=clock).planned for v, t, p, o in rows]
+    handled = [processor.handle(v, t, p, o, clock=clock) for v, t, p, o in rows]
+    planned = [h.planned for h in handled]
     parked = sum(len(processor.handle(v, t, p, o).parked) for v, t, p, o in rows[:2000])
     header, write_schema = writes_encoder._plain["Write"]  # the prefix and the branch encode_checked writes
+    # byte identity: every encoded Write is what fastavro's generic writer makes of the same record
+    digest, identical = hashlib.sha256(), True
+    for h in handled:
+        for (key, data), write in zip(h.writes, h.planned, strict=True):
+            buf = io.BytesIO()
+            buf.write(header)
+            fastavro.schemaless_writer(buf, write_schema, write)
+            identical = identical and data == buf.getvalue()
+            digest.update(key + b"\0" + data + b"\1")
     bare_rows = [(value, registry.writer_schema(HEADER.unpack_from(value)[1])) for value, *_ in rows]
 
     bare, ours = [], []
@@ -126,6 +141,8 @@ def main() -> None:
                 "rounds": args.rounds,
                 "writes_per_event": round(sum(map(len, planned)) / args.events, 3),
                 "parked_in_first_2000": parked,
+                "writes_identical_to_fastavro": identical,
+                "writes_sha256": digest.hexdigest(),
                 "processor_events_per_s": round(1e6 / us),
                 "processor_us_per_event": round(us, 1),
                 "processor_wall_us_per_event": round(wall_us, 1),

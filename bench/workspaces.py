@@ -132,7 +132,7 @@ from sfsync.serde.registry import SchemaRegistry  # noqa: E402
 from sfsync.settings import PublisherSettings, load  # noqa: E402
 from sfsync.sinks.settings import SinkSettings  # noqa: E402
 from sfsync.sources.settings import SourceSettings  # noqa: E402
-from sfsync.topics import ALL_TOPICS, CHANGES, DLQ, MEMBERS, RESULTS, WRITES, planned_writes  # noqa: E402
+from sfsync.topics import ALL_TOPICS, CHANGES, DLQ, IDENTITIES, MEMBERS, RESULTS, WRITES, planned_writes  # noqa: E402
 from sfsync.workspaces import (  # noqa: E402
     Connection,
     ConnectionFlow,
@@ -467,7 +467,7 @@ class Drain:
         repartition = planned_writes(app_id, MEMBERS.partitions).name(prefix)
         self.processor_tps = [
             TopicPartition(t, p)
-            for t, n in ((MEMBERS.name(prefix), MEMBERS.partitions), (RESULTS.name(prefix), RESULTS.partitions))
+            for t, n in ((MEMBERS.name(prefix), MEMBERS.partitions), (IDENTITIES.name(prefix), IDENTITIES.partitions))
             for p in range(n)
         ]
         self.repartition = repartition

@@ -17,8 +17,10 @@ ALL_OR_NONE_OPERATION_ROLLED_BACK. Without it each record succeeds or fails alon
 fails with UNABLE_TO_LOCK_ROW or, in a trigger, CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY when the record
 faults say so (:func:`sfsync.emulator.rest_routing.faulty_write`).
 
-``POST /composite`` runs up to 25 subrequests in order, through the same router as top-level calls
-(not counted as API calls of their own). ``@{ref.field}`` / ``@{ref.records[0].Id}`` in a URL or body
+``POST /composite`` runs up to 25 subrequests in order, through the same router as top-level calls;
+the whole request is one API call, its subrequests are not counted. At most 5 of them may be sObject
+Collections or query (``query``, ``queryAll``) subrequests; more, or more than 25 in all, and the
+whole request is refused (400 LIMIT_EXCEEDED, nothing run). ``@{ref.field}`` / ``@{ref.records[0].Id}`` in a URL or body
 refer to an earlier subrequest's result (INVALID_REFERENCE when there is none). With ``allOrNone``
 the whole request is one transaction: the first failure (an error status, or a collection item that
 failed) rolls everything back and the subrequests that had succeeded, and those not yet run, report
@@ -40,6 +42,13 @@ from sfsync.emulator.errors import ApiError
 from sfsync.emulator.model import ObjectDef
 from sfsync.emulator.rest_routing import Req, Resp, Router, ServedOrg, faulty_write, object_named, upsert_target
 from sfsync.emulator.rest_sobjects import record_json
+
+COMPOSITE_MAX = 25
+"""Subrequests per ``/composite`` request."""
+COMPOSITE_COLLECTIONS_MAX = 5
+"""sObject Collections or query subrequests per ``/composite`` request."""
+_LIMITED_RE = re.compile(r"^/services/data/v\d+\.\d/(?:composite/sobjects|query|queryAll)(?:[/?]|$)")
+"""The subrequest URLs that count toward :data:`COMPOSITE_COLLECTIONS_MAX`."""
 
 REF_RE = re.compile(r"@\{([A-Za-z0-9_]+)((?:\.[A-Za-z0-9_]+|\[\d+\])*)\}")
 
@@ -332,8 +341,18 @@ class CompositeApi:
         if not isinstance(body, dict) or not isinstance(body.get("compositeRequest"), list):
             raise ApiError(400, "JSON_PARSER_ERROR", "compositeRequest is required")
         subrequests = body["compositeRequest"]
-        if len(subrequests) > 25:
-            raise ApiError(400, "LIMIT_EXCEEDED", "Composite requests cannot have more than 25 subrequests")
+        if len(subrequests) > COMPOSITE_MAX:
+            raise ApiError(
+                400, "LIMIT_EXCEEDED", f"Composite requests cannot have more than {COMPOSITE_MAX} subrequests"
+            )
+        limited = sum(1 for sub in subrequests if isinstance(sub, dict) and _LIMITED_RE.match(str(sub.get("url", ""))))
+        if limited > COMPOSITE_COLLECTIONS_MAX:
+            raise ApiError(
+                400,
+                "LIMIT_EXCEEDED",
+                f"Composite requests cannot have more than {COMPOSITE_COLLECTIONS_MAX} sObject Collections or "
+                f"query subrequests (this one has {limited})",
+            )
         all_or_none = bool(body.get("allOrNone", False))
         if not all_or_none:  # each subrequest is a transaction of its own
             return self._composite(req, subrequests, all_or_none)

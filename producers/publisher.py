@@ -31,7 +31,7 @@ from types import TracebackType
 from typing import Any, ClassVar, Protocol, Self
 
 from sfsync.errors import DeliveryError, FatalError, RecordValidationError, ServiceUnavailableError
-from sfsync.kafka.clients import RawDeliveryCallback, new_producer
+from sfsync.kafka.clients import ProducerTuning, RawDeliveryCallback, new_producer
 from sfsync.kafka.delivery import ANY_TOPIC, DeliveryReport, Outbox, ProducerLike
 from sfsync.serde.codec import AvroEncoder
 from sfsync.serde.registry import SchemaRegistry
@@ -73,13 +73,12 @@ class _Core:
     ) -> None:
         self.settings = settings
         options: dict[str, Any] = {
-            "batch.size": settings.batch_size_bytes,
             "compression.type": settings.compression,
             "queue.buffering.max.messages": 500_000,
             "socket.connection.setup.timeout.ms": int(settings.connect_timeout_s * 1000),
-            "linger.ms": settings.linger_ms,
             **(extra_config or {}),
         }
+        tuning = ProducerTuning(linger_ms=settings.linger_ms, batch_bytes=settings.batch_size_bytes)
 
         def producer(own_callback: RawDeliveryCallback | None) -> ProducerLike:
             return new_producer(
@@ -88,6 +87,7 @@ class _Core:
                 delivery_timeout_s=settings.delivery_timeout_s,
                 on_delivery=own_callback,
                 errors_only=own_callback is not None,
+                tuning=tuning,
                 options=options,
             )
 

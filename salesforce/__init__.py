@@ -30,7 +30,7 @@ from sfsync.salesforce.auth import (
 )
 from sfsync.salesforce.bulk import BulkFailure, BulkIngestResult, BulkJob, BulkSuccess, records_to_csv
 from sfsync.salesforce.client import SalesforceClient
-from sfsync.salesforce.composite import CompositeSubrequest, CompositeSubresponse, RecordResult
+from sfsync.salesforce.composite import CollectionOp, CompositeSubrequest, CompositeSubresponse, RecordResult
 from sfsync.salesforce.errors import (
     AuthenticationError,
     DailyLimitExceeded,
@@ -90,6 +90,7 @@ __all__ = [
     "BulkJob",
     "BulkSuccess",
     "ClientCredentialsAuth",
+    "CollectionOp",
     "CompositeSubrequest",
     "CompositeSubresponse",
     "Condition",

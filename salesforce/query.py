@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, Literal
@@ -77,6 +77,35 @@ def _json_body(response: httpx.Response, resource: str) -> Any:
         ) from exc
 
 
+NextPageHook = Callable[[], Awaitable[None]]
+"""Awaited before each further page of a query is asked for (one API call each): e.g. a governor's
+``before_call``; it may sleep or raise (then no call goes out)."""
+
+
+async def follow_pages(
+    caller: RestCaller,
+    first: object,
+    resource: str,
+    headers: Mapping[str, str] | None = None,
+    before_next_page: NextPageHook | None = None,
+) -> AsyncIterator[Record]:
+    """The records of a query whose first page (``{totalSize, done, records, nextRecordsUrl?}``, as
+    ``/query`` answers it alone or inside ``/composite``) is ``first``: that page's, then each
+    ``nextRecordsUrl``'s (one ``GET`` each, with ``headers``, ``before_next_page`` awaited first) until
+    ``done``. A page of another shape raises :class:`UnexpectedResponse`; a failed call raises as
+    :meth:`QueryApi.query`'s do."""
+    data = first
+    while True:
+        page = parse_model(_QueryPage, data, resource)
+        for record in page.records:
+            yield record
+        if page.done or not page.next_records_url:
+            return
+        if before_next_page is not None:
+            await before_next_page()
+        data = await caller._json("GET", page.next_records_url, headers=dict(headers or {}))
+
+
 class QueryApi(RestCaller):
     """The query and search calls of :class:`~sfsync.salesforce.client.SalesforceClient`."""
 
@@ -87,13 +116,15 @@ class QueryApi(RestCaller):
         batch_size: int | None = None,
         include_deleted: bool = False,
         on_first_response: Callable[[ServerTime], None] | None = None,
+        before_next_page: NextPageHook | None = None,
     ) -> AsyncIterator[Record]:
         """Every record of a SOQL query: ``GET /query?q=``, then each ``nextRecordsUrl`` until ``done``.
 
         ``batch_size`` (200-2000, else :class:`ValueError`) is sent as
         ``Sforce-Query-Options: batchSize=N``; ``include_deleted`` uses ``/queryAll`` (deleted and
         archived rows too). ``on_first_response`` is told the :class:`ServerTime` of the first call
-        (the one that runs the query) before its rows are yielded.
+        (the one that runs the query) before its rows are yielded; ``before_next_page`` is awaited
+        before each further page is asked for.
         """
         if batch_size is not None and not 200 <= batch_size <= 2000:
             raise ValueError("batch_size must be between 200 and 2000")
@@ -107,13 +138,8 @@ class QueryApi(RestCaller):
             round_trip = dt.timedelta(seconds=time.monotonic() - sent)
             on_first_response(ServerTime(server_date(response.headers.get("Date")), round_trip))
             data = _json_body(response, resource)
-        while True:
-            page = parse_model(_QueryPage, data, resource)
-            for record in page.records:
-                yield record
-            if page.done or not page.next_records_url:
-                return
-            data = await self._json("GET", page.next_records_url, headers=headers)
+        async for record in follow_pages(self, data, resource, headers, before_next_page):
+            yield record
 
     async def query_all(self, soql: str | Query, *, batch_size: int | None = None) -> AsyncIterator[Record]:
         """Like :meth:`query` via ``/queryAll``: includes deleted (``IsDeleted = true``) and archived rows."""

@@ -8,6 +8,10 @@ Keys of ``sfsync.writes``, ``sfsync.results``, the processor's tables and a writ
 references all have this form; a key planned before workspaces (``<sobject>:<field>:<value>``) reads
 as the workspace ``""``.
 
+Which records' identities the pipeline keeps is decided here too, once, on the key's object
+(:func:`person_identity`): the sink publishes them to ``sfsync.identities``, the outbound processor
+keeps them in its ``identity`` table.
+
 Workspace ids hold neither ``|`` nor ``:`` (:func:`sfsync.workspaces.records.id_problems` refuses
 them), and Salesforce object and field API names hold neither, so a ``|`` before the first ``:``
 ends the workspace.
@@ -15,11 +19,24 @@ ends the workspace.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["WORKSPACE_SEPARATOR", "RecordKey", "parse_record_key", "record_key", "workspace_of"]
+__all__ = [
+    "PERSON_OBJECTS",
+    "WORKSPACE_SEPARATOR",
+    "RecordKey",
+    "parse_record_key",
+    "person_identity",
+    "record_key",
+    "workspace_of",
+]
 
 WORKSPACE_SEPARATOR = "|"
+
+PERSON_OBJECTS = ("Contact", "Lead")
+"""The objects a person's record may be in (a Lead converts to a Contact; a person mapping searches both)."""
 
 
 @dataclass(frozen=True)
@@ -60,3 +77,20 @@ def _split(key: str) -> tuple[str, str]:
     if not separator or ":" in workspace:
         return "", key
     return workspace, rest
+
+
+def person_identity(value: Mapping[str, Any]) -> tuple[str, tuple[str, str]] | None:
+    """The identity a write's outcome gives, ``(record key, (sobject, salesforce_id))``, when it is one
+    the pipeline keeps; None otherwise.
+
+    ``value`` has ``key``, ``sobject`` and ``salesforce_id`` (a WriteResult, an Identity record). Kept:
+    person records only (a record key of a Contact or Lead mapping; ``sobject`` is where the record is,
+    a converted Lead's Contact). Planning reads identities only to order a person's ``search_objects``,
+    and keeping the others (an activity record per event) would grow the table and its changelog
+    without end. A value without a record key, an object or an id gives None.
+    """
+    key, sobject, sf_id = value.get("key"), value.get("sobject"), value.get("salesforce_id")
+    parsed = parse_record_key(str(key or ""))
+    if parsed is None or not sobject or not sf_id or parsed.sobject not in PERSON_OBJECTS:
+        return None
+    return str(key), (str(sobject), str(sf_id))

@@ -164,12 +164,35 @@ class PublisherSettings(KafkaConnection, RegistryConnection):
 
     model_config = SettingsConfigDict(env_prefix="SFSYNC_PUBLISHER_", extra="ignore", populate_by_name=True)
 
-    linger_ms: int = Field(5, ge=0, le=10_000)
-    batch_size_bytes: int = Field(262_144, ge=1_024)
-    compression: str = Field("lz4")
-    delivery_timeout_s: float = Field(30.0, gt=0, le=3_600)
-    connect_timeout_s: float = Field(10.0, gt=0, le=300)
-    register_schemas: bool = True
+    linger_ms: int = Field(
+        10,
+        ge=0,
+        le=10_000,
+        description=(
+            "How long a published event waits for others to join its batch (linger.ms): latency added to every "
+            "event at low rates; under load what makes the batches (the broker pays ~260 µs per produce request, "
+            "~2 µs per batched record). flush() sends at once whatever the linger."
+        ),
+    )
+    batch_size_bytes: int = Field(
+        262_144, ge=1_024, description="The most bytes of a partition's batch (batch.size); a full one goes at once."
+    )
+    compression: str = Field(
+        "lz4",
+        description=(
+            "Batch compression (none, gzip, snappy, lz4, zstd): lz4 costs little CPU and shrinks the JSON-like "
+            "Avro of product events on the wire and on the broker's disk."
+        ),
+    )
+    delivery_timeout_s: float = Field(
+        30.0, gt=0, le=3_600, description="How long an event may take to be acknowledged before it counts as failed."
+    )
+    connect_timeout_s: float = Field(
+        10.0, gt=0, le=300, description="How long the first contact with Kafka (and its topics' metadata) may take."
+    )
+    register_schemas: bool = Field(
+        True, description="Register the product topics' schemas at start-up (else they must be registered already)."
+    )
 
     @field_validator("compression")
     @classmethod

@@ -51,6 +51,7 @@ ATTENDANCE = TopicSpec("product.attendance", "member id", ("member", "member_id"
 FORUM = TopicSpec("product.forum", "post id", ("post", "id"))
 WRITES = TopicSpec("sfsync.writes", "record key (sfsync.keys)")
 RESULTS = TopicSpec("sfsync.results", "record key (sfsync.keys)")
+"""Every write the sink carried out (a WriteResult each): the inbound processor's echo hold and identity links."""
 CHANGES = TopicSpec("salesforce.changes", "<sobject>:<Id>")
 MEMBERS_INBOUND = TopicSpec("product.members.inbound", "member id")
 SALESFORCE_EDITS = TopicSpec("sfsync.salesforce_edits", "record key (sfsync.keys)")
@@ -64,6 +65,11 @@ CONNECTIONS = TopicSpec("sfsync.connections", "connection id", config=_COMPACTED
 """The registry's connections: how to reach and log in to each org, secrets sealed (decision 0009)."""
 WORKSPACES = TopicSpec("sfsync.workspaces", "workspace id", config=_COMPACTED)
 """The registry's workspaces: each one's connection, mapping and state (decision 0009)."""
+IDENTITIES = TopicSpec("sfsync.identities", "record key (sfsync.keys)", config=_COMPACTED)
+"""Person records' Salesforce identities (an Identity each: :func:`sfsync.keys.person_identity`), published
+by the sink when it learns one it had not published yet: the outbound processor's ``identity`` table reads
+only these, not every result. Compacted (a key's latest identity is all it needs), and partitioned like
+``sfsync.writes`` (the same count, murmur2 by record key: :data:`OUTBOUND_TABLE_FEEDS`)."""
 REGISTRY_TOPICS: tuple[TopicSpec, ...] = (CONNECTIONS, WORKSPACES)
 """The compacted topics of the workspace registry (:mod:`sfsync.workspaces`)."""
 
@@ -72,11 +78,12 @@ CONTRACT_TOPICS: tuple[TopicSpec, ...] = (*PRODUCT_TOPICS, MEMBERS_INBOUND)
 """The topics the product reads or writes: their schemas are a released contract (``schemas/released``),
 evolved BACKWARD-compatibly (``sfsync schemas register/check/snapshot``)."""
 ALL_TOPICS: tuple[TopicSpec, ...] = (
-    *PRODUCT_TOPICS, WRITES, RESULTS, CHANGES, MEMBERS_INBOUND, SALESFORCE_EDITS, ERRORS, DLQ, *REGISTRY_TOPICS,
+    *PRODUCT_TOPICS, WRITES, RESULTS, IDENTITIES, CHANGES, MEMBERS_INBOUND, SALESFORCE_EDITS, ERRORS, DLQ,
+    *REGISTRY_TOPICS,
 )  # fmt: skip
 
 
-OUTBOUND_TABLE_FEEDS: tuple[TopicSpec, ...] = (RESULTS, SALESFORCE_EDITS)
+OUTBOUND_TABLE_FEEDS: tuple[TopicSpec, ...] = (IDENTITIES, SALESFORCE_EDITS)
 """The topics, keyed by write key, whose records the outbound processor keeps in tables keyed the same
 way (identities, the record clock): co-partitioned with its :func:`planned_writes` topic."""
 

@@ -1,13 +1,16 @@
 """The thin loop around a :class:`~sfsync.sinks.contract.Sink`: Kafka in, Salesforce, Kafka out, commit.
 
 Per batch: consume ``sfsync.writes`` (manual commits, ``read_committed``) until ``batch_size`` or
-``batch_max_age_s``; decode (:func:`write_decoder`: timestamps stay epoch milliseconds; undecodable
-records are parked); ``await sink.put``; produce the results (:class:`WriteResultEncoder`) to
-``sfsync.results`` with an idempotent producer and flush; only then commit the offsets the outcome
-says are done. Writes still pending (a missing parent, a transient fault inside its retry deadline)
-are carried into the next batch, where the sink retries them; their offsets stay uncommitted, so a
-crash replays them. The carry is bounded: the sink parks a write whose retries outlast
-``retry_timeout_s`` and a child whose parent is still missing after ``max_parent_waits`` batches.
+``batch_linger_s`` after the first write (under load a batch fills; at low rates it goes after the
+linger); decode (:func:`write_decoder`: timestamps stay epoch milliseconds; undecodable records are
+parked); ``await sink.put``; produce the results (:class:`WriteResultEncoder`) to
+``sfsync.results``, and the person identities they give that this process has not published yet
+(:class:`PublishedIdentities`) to ``sfsync.identities``, with one idempotent producer and flush; only
+then commit the offsets the outcome says are done. Writes still pending (a missing parent, a
+transient fault inside its retry deadline) are carried into the next batch, where the sink retries
+them; their offsets stay uncommitted, so a crash replays them. The carry is bounded: the sink parks
+a write whose retries outlast ``retry_timeout_s`` and a child whose parent is still missing after
+``max_parent_waits`` batches.
 
 The API budget's pause (the outcome's ``budget_pause_s``; the connection router, which holds a paused
 connection's writes while the others go on, never sets it): the loop does not sleep it out inside a
@@ -61,12 +64,14 @@ import logging
 import signal
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sfsync.errors import RetriableError, ServiceUnavailableError, SfsyncError, SkippableRecordError
 from sfsync.kafka.clients import TopicPartition, new_consumer, new_producer
-from sfsync.kafka.delivery import Outbox
+from sfsync.kafka.delivery import ANY_TOPIC, Outbox
+from sfsync.keys import person_identity
 from sfsync.ops.dlq import SourceEvent
 from sfsync.sinks.contract import (
     BatchOutcome,
@@ -86,14 +91,19 @@ if TYPE_CHECKING:
 from sfsync.serde.codec import AvroDecoder, AvroEncoder
 from sfsync.serde.registry import SchemaRegistry
 from sfsync.serde.schema import collect_named, load_topic_schema
+from sfsync.time import now_millis, to_millis
+from sfsync.topics import IDENTITIES as IDENTITIES_SPEC
 
 __all__ = [
+    "IdentityEncoder",
+    "PublishedIdentities",
     "ResultEncoder",
     "SinkWorker",
     "SyncParker",
     "WriteDecoder",
     "WriteResultEncoder",
     "dlq_parker",
+    "identity_record",
     "log_error_entry",
     "write_decoder",
 ]
@@ -102,6 +112,7 @@ log = logging.getLogger(__name__)
 
 WRITES = "sfsync.writes"
 RESULTS = "sfsync.results"
+IDENTITIES = IDENTITIES_SPEC.base
 
 _READING = "reading sfsync.writes"
 _COMMITTING = "committing offsets"
@@ -123,9 +134,17 @@ class ResultEncoder(Protocol):
     def encode(self, record_name: str, value: Any) -> bytes: ...
 
 
+class IdentityEncoder(Protocol):
+    """Encodes an Identity in Avro's storage form (``sfsync.serde.codec.AvroEncoder`` for ``sfsync.identities``)."""
+
+    def encode_checked(self, record_name: str, value: Mapping[str, Any]) -> bytes: ...
+
+
 def write_decoder(registry: SchemaRegistry) -> AvroDecoder:
     """The sink's decoder of ``sfsync.writes``: timestamps stay epoch milliseconds (``updated_at``,
-    ``source.occurred_at``), which is what the sink computes with, instead of datetimes made per value."""
+    ``source.occurred_at``), which is what the sink computes with, instead of datetimes made per value;
+    each Write is read by a reader compiled for its writer schema, and the sink merges its decoded
+    ``fields`` as they are (:mod:`sfsync.sinks.merge`)."""
     return AvroDecoder(registry, logical_types=False)
 
 
@@ -185,6 +204,54 @@ class WriteResultEncoder:
         if type(source["occurred_at"]) is not int:
             source = {**source, "occurred_at": occurred}
         return {**value, "acknowledged_at": acknowledged, "source": source}
+
+
+def identity_record(result: Mapping[str, Any], sobject: str, salesforce_id: str) -> dict[str, Any]:
+    """The Identity (``sfsync.identities``) of the person record ``result`` (a WriteResult) wrote, in
+    storage form: learnt when Salesforce acknowledged the write (a naive time read as UTC; none: now)."""
+    acknowledged = result.get("acknowledged_at")
+    learnt = to_millis(acknowledged) if isinstance(acknowledged, int | dt.datetime) else None
+    return {
+        "key": str(result["key"]),
+        "sobject": sobject,
+        "salesforce_id": salesforce_id,
+        "workspace_id": str(result.get("workspace_id") or ""),
+        "learnt_at": learnt if learnt is not None else now_millis(),
+    }
+
+
+class PublishedIdentities:
+    """The person identities this sink process published to ``sfsync.identities``: record key ->
+    ``(sobject, salesforce_id)``, the ``size`` most recently used (0: none kept, every one published).
+
+    A result whose identity is here with the same value publishes nothing; a new key or a changed
+    value (a Lead converted to a Contact) publishes one. Forgetting a key (evicted, or a restart)
+    publishes its identity once more: harmless, the topic is compacted and the processor sets only a
+    value that changed.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._known: OrderedDict[str, tuple[str, str]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._known)
+
+    def published(self, key: str, identity: tuple[str, str]) -> bool:
+        """Whether ``identity`` is what this process last published for ``key`` (kept recently used)."""
+        if self._known.get(key) != identity:
+            return False
+        self._known.move_to_end(key)
+        return True
+
+    def remember(self, key: str, identity: tuple[str, str]) -> None:
+        """``identity`` was published for ``key`` (Kafka acknowledged it)."""
+        if self.size <= 0:
+            return
+        self._known[key] = identity
+        self._known.move_to_end(key)
+        while len(self._known) > self.size:
+            self._known.popitem(last=False)
 
 
 class SyncParker(Protocol):
@@ -276,6 +343,7 @@ class SinkWorker:
         producer: Any,
         decoder: WriteDecoder,
         encoder: ResultEncoder,
+        identity_encoder: IdentityEncoder,
         on_parked: OnParked,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -285,14 +353,16 @@ class SinkWorker:
         self.consumer = consumer
         self.decoder = decoder
         self.encoder = encoder
+        self.identity_encoder = identity_encoder
         self._on_parked = on_parked
         self._clock = clock
         self._sleep = sleep
         self.writes_topic = settings.topic_prefix + WRITES
         self.results_topic = settings.topic_prefix + RESULTS
-        self._results = Outbox(
-            producer, label=self.results_topic, timeout_s=settings.producer_flush_timeout_s, poll_every=1
-        )
+        self.identities_topic = settings.topic_prefix + IDENTITIES
+        self.published = PublishedIdentities(settings.published_identities_size)
+        # the results and the identities they give: one producer, one flush before each commit
+        self._results = Outbox(producer, label=ANY_TOPIC, timeout_s=settings.producer_flush_timeout_s, poll_every=1)
         self.stopping = asyncio.Event()
         self._carry: list[IncomingWrite] = []
         self._revoked: set[tuple[str, int]] = set()
@@ -310,7 +380,7 @@ class SinkWorker:
     # -- construction with real clients ----------------------------------------------------
     @property
     def producer(self) -> Any:
-        """The producer the results go out on (replacing it replaces it for the results too)."""
+        """The producer the results and identities go out on (replacing it replaces it for them too)."""
         return self._results.producer
 
     @producer.setter
@@ -332,6 +402,7 @@ class SinkWorker:
         consumer = new_consumer(
             base,
             settings.group_id,
+            fetch=settings.fetch(),
             options={
                 "client.id": settings.client_id,
                 "isolation.level": "read_committed",
@@ -346,6 +417,12 @@ class SinkWorker:
             load_topic_schema(RESULTS),
             register=settings.register_schemas,
         )
+        identity_encoder = AvroEncoder(
+            registry,
+            settings.topic_prefix + IDENTITIES,
+            load_topic_schema(IDENTITIES),
+            register=settings.register_schemas,
+        )
         return cls(
             sink,
             settings=settings,
@@ -353,6 +430,7 @@ class SinkWorker:
             producer=producer,
             decoder=write_decoder(registry),
             encoder=WriteResultEncoder(encoder),
+            identity_encoder=identity_encoder,
             on_parked=on_parked,
         )
 
@@ -494,7 +572,8 @@ class SinkWorker:
             self._held.update((tp.topic, tp.partition) for tp in fresh)
 
     async def _collect(self) -> list[IncomingWrite]:
-        """Up to ``batch_size`` decoded writes, waiting at most ``batch_max_age_s`` after the first."""
+        """Up to ``batch_size`` decoded writes, waiting at most ``batch_linger_s`` after the first (or, with writes
+        carried, after the call): under load a batch fills first, at low rates it goes after the linger."""
         out: list[IncomingWrite] = []
         first_at: float | None = None
         # Carried writes wait for parents that may sit further on in other partitions: always read
@@ -506,11 +585,14 @@ class SinkWorker:
             if first_at is not None or self._carry:
                 start = first_at if first_at is not None else self._clock()
                 first_at = start
-                timeout = min(timeout, self.settings.batch_max_age_s - (self._clock() - start))
+                timeout = min(timeout, self.settings.batch_linger_s - (self._clock() - start))
                 if timeout <= 0:
                     break
             self._revoked_now.clear()
-            messages = await self._consume(want - len(out), timeout)
+            # librdkafka's consume(n) waits its whole timeout for fewer than n: with nothing in hand, wait for
+            # one write only (it returns as that one arrives), then linger for the rest
+            count = want - len(out) if first_at is not None or self._carry else 1
+            messages = await self._consume(count, timeout)
             if self._revoked_now:  # read before a revocation: stale even if the partition came straight back
                 out = [w for w in out if (w.topic, w.partition) not in self._revoked_now]
             for message in messages:
@@ -609,15 +691,31 @@ class SinkWorker:
         return IncomingWrite(write=decoded, **coords)
 
     async def _deliver(self, outcome: BatchOutcome) -> None:
-        """Produce every result and wait for Kafka's acknowledgement (before any commit).
+        """Produce every result, and after it the identity it gives when it is a person's
+        (:func:`sfsync.keys.person_identity`) that :attr:`published` does not hold, then wait for
+        Kafka's acknowledgement of them all (before any commit); only then are those identities remembered.
 
         Raises:
-            DeliveryError: a result was not stored (nothing of the batch may be committed).
+            DeliveryError: a result or identity was not stored (nothing of the batch may be committed).
         """
+        learnt: dict[str, tuple[str, str]] = {}
         for result in outcome.results:
             value = self.encoder.encode("WriteResult", result)
-            self._results.send(self.results_topic, value, result["key"].encode())
+            key = result["key"].encode()
+            self._results.send(self.results_topic, value, key)
+            found = person_identity(result)
+            if found is None:
+                continue
+            record_key, identity = found
+            known = learnt.get(record_key)
+            if known == identity or (known is None and self.published.published(record_key, identity)):
+                continue
+            learnt[record_key] = identity
+            record = identity_record(result, *identity)
+            self._results.send(self.identities_topic, self.identity_encoder.encode_checked("Identity", record), key)
         await asyncio.to_thread(self._results.flush, self.settings.producer_flush_timeout_s)
+        for record_key, identity in learnt.items():
+            self.published.remember(record_key, identity)
 
     def _done_offsets(
         self, batch: Sequence[IncomingWrite], pending: Sequence[IncomingWrite]

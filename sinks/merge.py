@@ -16,21 +16,21 @@ an older value back.
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 from sfsync.sinks.contract import IncomingWrite
 from sfsync.time import to_millis
 
 Value = str | bool | int | float | None
 _EMPTY: tuple[Any, ...] = (None, "")
+IF_EMPTY = "IF_EMPTY"
 
-
-class _Field(NamedTuple):
-    value: Value
-    policy: str
-    updated_at: int
+FieldValue = Mapping[str, Any]
+"""One field of a Write as decoded: a ``FieldValue`` record in storage form, ``{"value": ..., "policy":
+"ALWAYS" | "IF_EMPTY", "updated_at": <epoch milliseconds, an int>}``. The sink merges these records as
+they are (it never mutates them): see :func:`_fields`."""
 
 
 @dataclass(slots=True)
@@ -42,13 +42,18 @@ class _Segment:
     writes: list[IncomingWrite]
     sobject: str
     mapping: str
-    fields: dict[str, _Field]
+    fields: Mapping[str, FieldValue]
+    """Field name -> its newest value (:func:`_merged`); the decoded Write's own map for a single write."""
     match: list[tuple[str, str]]
     external_id: tuple[str, str] | None
     search_objects: list[str]
     create_if_missing: bool
     parents: dict[str, tuple[str, str]]
     record_type: str | None = None
+    if_empty: tuple[str, ...] = ()
+    """The names of ``fields`` whose policy is IF_EMPTY, in field order (kept with ``fields``)."""
+    objects: tuple[str, ...] = ()
+    """The objects to look for the record in, in order, no repeats: ``search_objects``, else ``sobject``."""
     attempts: int = 0
     """Retriable failures of its writes so far (across batches: the sink keeps the count)."""
     failure: Exception | None = None
@@ -67,9 +72,9 @@ class _Segment:
     def last(self) -> Mapping[str, Any]:
         return self.writes[-1].write
 
-    @property
-    def objects(self) -> list[str]:
-        return list(dict.fromkeys(self.search_objects or [self.sobject]))
+
+def _objects(search_objects: list[str], sobject: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(search_objects or [sobject]))
 
 
 def _millis(value: Any) -> int:
@@ -82,42 +87,66 @@ def _enum(value: Any, default: str) -> str:
     return str(value) if value is not None else default
 
 
-def _fields(raw: Mapping[str, Mapping[str, Any]] | None) -> dict[str, _Field]:
-    """A Write's ``fields`` as :class:`_Field` values (this runs for every field of every write)."""
-    out: dict[str, _Field] = {}
+def _if_empty(fields: Mapping[str, FieldValue]) -> tuple[str, ...]:
+    return tuple(name for name, fv in fields.items() if fv["policy"] == IF_EMPTY)
+
+
+def _normalised(fv: Mapping[str, Any]) -> FieldValue:
+    """A field value decoded otherwise (datetimes, a writer schema without defaults) in storage form."""
+    policy = fv.get("policy")
+    at = fv.get("updated_at")
+    return {
+        "value": fv.get("value"),
+        "policy": policy if type(policy) is str else _enum(policy, "ALWAYS"),
+        "updated_at": at if type(at) is int else _millis(at),
+    }
+
+
+def _fields(raw: Mapping[str, Mapping[str, Any]] | None) -> Mapping[str, FieldValue]:
+    """A Write's ``fields`` as the sink merges them: the decoded map itself when every value is in storage
+    form (what the sink worker's decoder gives: nothing is copied), else a normalised copy (this runs for
+    every write, so the common case only looks)."""
     if not raw:
-        return out
-    for name, fv in raw.items():
-        policy = fv.get("policy")
-        at = fv.get("updated_at")
-        out[name if type(name) is str else str(name)] = _Field(
-            fv.get("value"),
-            policy if type(policy) is str else _enum(policy, "ALWAYS"),
-            at if type(at) is int else _millis(at),
-        )
-    return out
+        return {}
+    try:
+        for name, fv in raw.items():
+            if type(fv["updated_at"]) is not int or type(fv["policy"]) is not str or "value" not in fv:
+                break
+            if type(name) is not str:
+                break
+        else:
+            return raw
+    except (KeyError, TypeError):
+        pass
+    return {str(name): _normalised(fv) for name, fv in raw.items()}
 
 
 def _segment(incoming: IncomingWrite) -> _Segment:
     w = incoming.write
     ext = w.get("external_id")
+    fields = _fields(w.get("fields"))
+    sobject = str(w["sobject"])
+    search_objects = [str(o) for o in (w.get("search_objects") or [])]
+    op = w.get("operation")
     return _Segment(
         key=str(w["key"]),
-        op=_enum(w.get("operation"), "UPSERT"),
+        op=op if type(op) is str else _enum(op, "UPSERT"),
         writes=[incoming],
-        sobject=str(w["sobject"]),
+        sobject=sobject,
         mapping=str(w.get("mapping", "")),
-        fields=_fields(w.get("fields")),
+        fields=fields,
         match=[(str(m["field"]), str(m["value"])) for m in (w.get("match") or [])],
         external_id=(str(ext["field"]), str(ext["value"])) if ext else None,
-        search_objects=[str(o) for o in (w.get("search_objects") or [])],
+        search_objects=search_objects,
         create_if_missing=bool(w.get("create_if_missing", True)),
         parents={str(k): (str(p["key"]), str(p["sobject"])) for k, p in (w.get("parents") or {}).items()},
         record_type=str(w["record_type"]) if w.get("record_type") else None,
+        if_empty=_if_empty(fields),
+        objects=_objects(search_objects, sobject),
     )
 
 
-def _merged(old: _Field | None, new: _Field) -> _Field:
+def _merged(old: FieldValue | None, new: FieldValue) -> FieldValue:
     """One field of two writes to a record, ``new`` arriving later: what the record should get.
 
     Values of one policy: the newest ``updated_at`` wins (ties: the later write). An IF_EMPTY value
@@ -127,19 +156,26 @@ def _merged(old: _Field | None, new: _Field) -> _Field:
     """
     if old is None:
         return new
-    if (old.policy == "IF_EMPTY") == (new.policy == "IF_EMPTY"):
-        return new if new.updated_at >= old.updated_at else old
-    fill, real = (new, old) if new.policy == "IF_EMPTY" else (old, new)
-    fill_is_later = fill.updated_at > real.updated_at or (fill.updated_at == real.updated_at and fill is new)
-    if real.value in _EMPTY and fill_is_later:
-        return _Field(fill.value, real.policy, fill.updated_at)  # fills what the ALWAYS value cleared
+    if (old["policy"] == IF_EMPTY) == (new["policy"] == IF_EMPTY):
+        return new if new["updated_at"] >= old["updated_at"] else old
+    fill, real = (new, old) if new["policy"] == IF_EMPTY else (old, new)
+    fill_is_later = fill["updated_at"] > real["updated_at"] or (
+        fill["updated_at"] == real["updated_at"] and fill is new
+    )
+    if real["value"] in _EMPTY and fill_is_later:
+        # fills what the ALWAYS value cleared
+        return {"value": fill["value"], "policy": real["policy"], "updated_at": fill["updated_at"]}
     return real
 
 
 def _fold(into: _Segment, later: _Segment) -> None:
-    """Merge ``later`` (an UPSERT) into ``into``, field by field (:func:`_merged`)."""
+    """Merge ``later`` (an UPSERT) into ``into``, field by field (:func:`_merged`), into a map of its own
+    (the writes' decoded maps are left as they are)."""
+    fields = dict(into.fields)
     for name, value in later.fields.items():
-        into.fields[name] = _merged(into.fields.get(name), value)
+        fields[name] = _merged(fields.get(name), value)
+    into.fields = fields
+    into.if_empty = _if_empty(fields)
     into.match = list(dict.fromkeys([*later.match, *into.match]))
     into.external_id = later.external_id or into.external_id
     into.search_objects = later.search_objects or into.search_objects
@@ -149,6 +185,7 @@ def _fold(into: _Segment, later: _Segment) -> None:
     into.parents = {**into.parents, **later.parents}
     into.record_type = later.record_type or into.record_type
     into.sobject, into.mapping = later.sobject, later.mapping
+    into.objects = _objects(into.search_objects, into.sobject)
     into.writes.extend(later.writes)
 
 
@@ -173,22 +210,25 @@ def merge_writes(writes: Iterable[IncomingWrite]) -> OrderedDict[str, deque[_Seg
             seg.external_id = seg.external_id or tail.external_id
             if tail.op == "DELETE":
                 seg.search_objects = seg.search_objects or tail.search_objects
+                seg.objects = _objects(seg.search_objects, seg.sobject)
             queue[-1] = seg
         else:
             _fold(tail, seg)
     return out
 
 
-def drop_older(fields: Mapping[str, _Field], written: Mapping[str, int]) -> dict[str, _Field]:
+def drop_older(fields: Mapping[str, FieldValue], written: Mapping[str, int]) -> Mapping[str, FieldValue]:
     """The ``fields`` no newer value was written for: ``written`` is the record's field -> ``updated_at``
     of the newest value written (:func:`written_times`); a field older than that is left out, a tie is
-    kept (a replay writes the same value again)."""
-    if not written:
-        return dict(fields)
-    return {name: value for name, value in fields.items() if value.updated_at >= written.get(name, -1)}
+    kept (a replay writes the same value again). ``fields`` itself when none is left out (read-only)."""
+    if written:
+        for name, value in fields.items():
+            if value["updated_at"] < written.get(name, -1):
+                return {n: v for n, v in fields.items() if v["updated_at"] >= written.get(n, -1)}
+    return fields
 
 
-def written_times(written: Mapping[str, int], fields: Mapping[str, _Field], sent: Collection[str]) -> dict[str, int]:
+def written_times(written: Mapping[str, int], fields: Mapping[str, FieldValue], sent: Iterable[str]) -> dict[str, int]:
     """The record's ``written`` times once the ``sent`` names of ``fields`` were written.
 
     An IF_EMPTY value does not move its field's time: it only fills an empty field, so it is no
@@ -197,6 +237,6 @@ def written_times(written: Mapping[str, int], fields: Mapping[str, _Field], sent
     out = dict(written)
     for name in sent:
         value = fields.get(name)
-        if value is not None and value.policy != "IF_EMPTY" and value.updated_at > out.get(name, -1):
-            out[name] = value.updated_at
+        if value is not None and value["policy"] != IF_EMPTY and value["updated_at"] > out.get(name, -1):
+            out[name] = value["updated_at"]
     return out

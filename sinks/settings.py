@@ -15,6 +15,7 @@ from typing import Any, Self
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from sfsync.kafka.clients import FetchTuning
 from sfsync.retry import RetryPolicy
 from sfsync.salesforce.composite import COLLECTION_MAX
 from sfsync.settings import KafkaConnection, RegistryConnection, load
@@ -44,13 +45,25 @@ class SinkSettings(KafkaConnection, RegistryConnection):
             "object and operation goes out in sObject Collections of <= 200, so 400 fills both of those."
         ),
     )
+    batch_linger_s: float = Field(
+        0.3,
+        gt=0,
+        le=600,
+        description=(
+            "How long a batch waits for more writes after its first one before it goes to Salesforce. Under load "
+            "a batch fills to batch_size first (the writes that arrived during the previous batch's calls); at low "
+            "rates it goes this long after its first write: the latency a write pays for sharing its calls. Longer "
+            "means fewer API calls per record, shorter a faster sync."
+        ),
+    )
     batch_max_age_s: float = Field(
         2.0,
         gt=0,
         le=600,
         description=(
-            "Flush a partial batch this long after its first write. Below ~200 writes/s batches close on age, "
-            "and every batch costs its queries and collections: longer means fewer API calls per record."
+            "The longest one pass of the many-org sink waits for the batches on their way to Salesforce before it "
+            "reads on (a slow org's batch goes on meanwhile, and is picked up by a later pass); at least "
+            "batch_linger_s."
         ),
     )
     retry_timeout_s: float = Field(
@@ -114,6 +127,17 @@ class SinkSettings(KafkaConnection, RegistryConnection):
         50, ge=1, le=100_000, description="Batches a child waits for a missing parent before it is parked."
     )
     identity_cache_size: int = Field(100_000, ge=0, description="Record keys whose Salesforce Id is remembered.")
+    published_identities_size: int = Field(
+        100_000,
+        ge=0,
+        le=10_000_000,
+        description=(
+            "Person records (the most recently written) whose identity (object and Salesforce Id) the sink "
+            "remembers having published to sfsync.identities, so that it publishes one only when new or changed. "
+            "A forgotten one (evicted, or after a restart) is published once more: harmless, the topic is "
+            "compacted and the processor sets only changed values. 0: every person's result publishes it."
+        ),
+    )
     record_clock_size: int = Field(
         10_000,
         ge=0,
@@ -139,6 +163,25 @@ class SinkSettings(KafkaConnection, RegistryConnection):
     group_id: str = Field("sfsync-sink", min_length=1)
     client_id: str = Field("sfsync-sink", min_length=1)
     poll_timeout_s: float = Field(0.5, gt=0, le=60)
+    fetch_min_bytes: int = Field(
+        65_536,
+        ge=1,
+        le=52_428_800,
+        description=(
+            "What the broker gathers before it answers a fetch of sfsync.writes (fetch.min.bytes; librdkafka's "
+            "own: 1). A consumer tailing a busy topic a record or two per fetch costs the broker ~144 µs a record, "
+            "at 64 KB ~22 µs; below that much traffic fetch_wait_max_ms bounds the wait."
+        ),
+    )
+    fetch_wait_max_ms: int = Field(
+        50,
+        ge=0,
+        le=10_000,
+        description=(
+            "The longest the broker holds a fetch of sfsync.writes short of fetch_min_bytes (fetch.wait.max.ms; "
+            "librdkafka's own: 500): the latency it adds to a write at low rates."
+        ),
+    )
     session_timeout_ms: int = Field(45_000, ge=6_000, le=300_000)
     max_poll_interval_ms: int = Field(600_000, ge=10_000)
     producer_flush_timeout_s: float = Field(30.0, gt=0, le=600)
@@ -180,6 +223,8 @@ class SinkSettings(KafkaConnection, RegistryConnection):
             problems.append("retry_timeout_s must be >= retry_wait_max_s")
         if self.hold_recheck_max_s < self.hold_recheck_initial_s:
             problems.append("hold_recheck_max_s must be >= hold_recheck_initial_s")
+        if self.batch_max_age_s < self.batch_linger_s:
+            problems.append("batch_max_age_s must be >= batch_linger_s")
         if self.carry_max < self.batch_size:
             problems.append("carry_max must be >= batch_size (a batch's pending writes are carried)")
         if self.budget_wait_max_s + self.retry_wait_max_s >= self.max_poll_interval_ms / 1000:
@@ -187,6 +232,10 @@ class SinkSettings(KafkaConnection, RegistryConnection):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def fetch(self) -> FetchTuning:
+        """How the consumer of sfsync.writes fetches (``fetch_*``)."""
+        return FetchTuning(min_bytes=self.fetch_min_bytes, wait_max_ms=self.fetch_wait_max_ms)
 
     def retry_policy(self) -> RetryPolicy:
         """The policy of the sink's write retries (``retry_*``)."""

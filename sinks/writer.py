@@ -16,11 +16,25 @@ waits for the earlier one, and:
    strategies in order (the external ID, then the match keys: the first that finds a record wins),
    each in the objects in order (Contacts then Leads); a fallback key only takes a record whose
    external-ID field is empty or the write's own; a converted Lead resolves to its Contact;
+   the queries of one step (the parents' lookups; one strategy's match queries; the converted
+   Leads' Contacts), each chunked to a URL's length, go packed five to a ``/composite`` call
+   (:meth:`~sfsync.salesforce.composite.CompositeApi.queries`, one API call; a further page of a
+   result is a call of its own), and their answers are taken in order as if each had been its own
+   call: the first failure fails the step, as it would have stopped it; the room a step's last call
+   leaves carries the later match steps' queries (as if no record were found before them; the
+   parents' lookups carry those of the writes without parents): a later step uses their rows
+   (a superset of what it selects) instead of asking again, and one of them that failed is asked
+   again by the step that needs it (never a failure of its own). They cost no call, only the org's
+   work of answering them when every record is found early;
 3. writes with sObject Collections: ``upsert_many`` by external ID, ``update_many`` for matches
    (a record found by a fallback key gets the external ID written, so it is found by it next time),
    ``create_many`` only when a match key guarantees a replay finds the record, ``delete_many``;
    a field is left out when a newer value of it was already written to that record, in this batch
-   or an earlier one, under any write key (:func:`~sfsync.sinks.merge.drop_older`);
+   or an earlier one, under any write key (:func:`~sfsync.sinks.merge.drop_older`); the round's
+   collection requests (one per kind, object and external ID and 200 records, in that order) go out
+   packed five to a ``/composite`` call (:meth:`~sfsync.salesforce.composite.CompositeApi.collections`,
+   one API call; a call left with one request sends it alone, the same one call), and each request's
+   answer is handled as its own call's would be: its records' results, or its error for all of them;
 4. classifies every record's result: success → a WriteResult; retriable → retried (below);
    skippable → parked (awaited) with a SYNC error entry; fatal → raised.
 
@@ -90,7 +104,7 @@ from sfsync.errors import FatalError, SfsyncError
 from sfsync.keys import parse_record_key
 from sfsync.mapping import MappingFile
 from sfsync.salesforce.client import SalesforceClient
-from sfsync.salesforce.composite import COLLECTION_MAX, RecordResult
+from sfsync.salesforce.composite import COLLECTION_MAX, COMPOSITE_COLLECTIONS_MAX, CollectionOp, RecordResult
 from sfsync.salesforce.errors import (
     NO_RESPONSE,
     DailyLimitExceeded,
@@ -104,7 +118,7 @@ from sfsync.salesforce.errors import (
     classify,
 )
 from sfsync.salesforce.governor import BudgetPausedError
-from sfsync.salesforce.soql import Condition, field_name, literal, select, soql_in
+from sfsync.salesforce.soql import Condition, Query, field_name, literal, select, soql_in
 from sfsync.sinks.contract import (
     BatchOutcome,
     ErrorEntry,
@@ -129,7 +143,7 @@ from sfsync.sinks.drift import (
 from sfsync.sinks.matching import Candidate, candidates, index_rows, norm, pick, usable
 from sfsync.sinks.merge import (
     _EMPTY,
-    _Field,
+    FieldValue,
     _Segment,
     drop_older,
     merge_writes,
@@ -190,10 +204,55 @@ def _error_fields(error: BaseException) -> list[str]:
 
 
 Coordinates = tuple[str, int, int]
+_GroupKey = tuple[str, tuple[str, ...], str | None]
+"""A match step's group: (object, key fields, the external-ID field its rows must be guarded on)."""
+
+
+def _query_error(obj: str, error: SalesforceError) -> SalesforceError | DriftError:
+    """What a failed query about ``obj`` raises: a drift answer as the object's :class:`DriftError`."""
+    if isinstance(error, SalesforceFatalError) and is_drift(error):
+        return DriftError(obj, error)
+    return error
 
 
 def _coordinates(write: IncomingWrite) -> Coordinates:
     return (write.topic, write.partition, write.offset)
+
+
+def _operation(plans: Sequence[_Plan]) -> CollectionOp:
+    """The collection request of ``plans`` (≤ 200, one kind, object and external ID, in order)."""
+    first = plans[0]
+    if first.kind == "delete":
+        return CollectionOp("delete", ids=[p.record_id or "" for p in plans])
+    if first.kind == "update":
+        return CollectionOp("update", first.sobject, [{"Id": p.record_id, **p.body} for p in plans])
+    return CollectionOp(first.kind, first.sobject, [p.body for p in plans], ext_field=first.ext_field)
+
+
+@dataclass(frozen=True)
+class _Select:
+    """Rows of ``obj`` (``Id`` and ``fields``) whose ``names`` hold one of ``keys`` (a tuple of values each)."""
+
+    obj: str
+    fields: tuple[str, ...]
+    names: tuple[str, ...]
+    keys: Sequence[tuple[Any, ...]]
+
+
+_Asked = dict[_GroupKey, list[tuple[_Select, list[dict[str, Any]]]]]
+"""Match groups asked ahead: the selects sent for each, and their rows."""
+
+
+def _uncovered(
+    sel: _Select, asked: Iterable[tuple[_Select, list[dict[str, Any]]]]
+) -> tuple[list[dict[str, Any]], _Select | None]:
+    """The rows the queries ``asked`` already answered that ``sel`` can use (those that read every
+    field it reads), and ``sel`` over the keys they do not cover (None: none left to ask)."""
+    usable = [(was, rows) for was, rows in asked if set(sel.fields) <= set(was.fields)]
+    covered = {key for was, _ in usable for key in was.keys}
+    missing = [key for key in sel.keys if key not in covered]
+    rows = [row for _, answered in usable for row in answered]
+    return rows, (replace(sel, keys=missing) if missing else None)
 
 
 @dataclass
@@ -215,7 +274,7 @@ class _Plan:
     body: dict[str, Any]
     ext_field: str | None = None
     record_id: str | None = None
-    fields: Mapping[str, _Field] | None = None
+    fields: Mapping[str, FieldValue] | None = None
     """The segment's field values this plan sends (their times move the record's clock once written)."""
     refused: SalesforceError | None = None
     """Set when the record cannot be sent at all (e.g. an unknown record type): parked as is."""
@@ -314,10 +373,10 @@ class SalesforceSink:
         """Field -> ``updated_at`` of the newest value this sink wrote to ``record`` ((sobject, Id))."""
         return self._written.get(record, {})
 
-    def _wrote(self, record: tuple[str, str], fields: Mapping[str, _Field], sent: Iterable[str]) -> None:
+    def _wrote(self, record: tuple[str, str], fields: Mapping[str, FieldValue], sent: Iterable[str]) -> None:
         if self.settings.record_clock_size <= 0:
             return
-        self._written[record] = written_times(self._written.get(record, {}), fields, list(sent))
+        self._written[record] = written_times(self._written.get(record, {}), fields, sent)
         self._written.move_to_end(record)
         while len(self._written) > self.settings.record_clock_size:
             self._written.popitem(last=False)
@@ -364,7 +423,7 @@ class SalesforceSink:
                 seg.parent_ids, seg.parents_from_cache, seg.target, seg.current = {}, [], None, {}
                 seg.again, seg.failure = False, None
             try:
-                ready = await self._resolve_parents(heads, queues)
+                ready, early = await self._resolve_parents(heads, queues)
             except SalesforceRetriableError as exc:  # a parent lookup failed: every head of this round with it
                 await self._fail_all(heads, exc, queues, outcome)
                 continue
@@ -373,7 +432,7 @@ class SalesforceSink:
                     queues[seg.key].popleft()
                 continue
             try:
-                await self._match(ready)
+                await self._match(ready, early)
             except SalesforceRetriableError as exc:  # a match query failed: every write it was matching with it
                 await self._fail_all(ready, exc, queues, outcome)
                 continue
@@ -538,8 +597,13 @@ class SalesforceSink:
         return None
 
     # -- parents --------------------------------------------------------------------------
-    async def _resolve_parents(self, heads: list[_Segment], queues: Mapping[str, deque[_Segment]]) -> list[_Segment]:
-        """Heads whose parents all have an Id; the others wait (in-batch parent) or stay pending."""
+    async def _resolve_parents(
+        self, heads: list[_Segment], queues: Mapping[str, deque[_Segment]]
+    ) -> tuple[list[_Segment], _Asked]:
+        """Heads whose parents all have an Id; the others wait (in-batch parent) or stay pending.
+
+        The match steps of the heads without parents (ready whatever the lookups find) ride in the
+        room the lookups' last call leaves: what they answered comes second, for :meth:`_match`."""
         unresolved: dict[str, tuple[str, str, str]] = {}
         for seg in heads:
             for parent_key, _ in seg.parents.values():
@@ -547,16 +611,23 @@ class SalesforceSink:
                     ident = _key_identity(parent_key)
                     if ident is not None:
                         unresolved[parent_key] = ident
+        early: _Asked = {}
         if unresolved:
-            await self._lookup_parents(unresolved)
+            alone = [(s, candidates(s)) for s in heads if not s.parents and self._needs_query(s)]
+            depth = max((len(found) for _, found in alone), default=0)
+            early = await self._lookup_parents(unresolved, self._later(alone, range(depth), {}))
         ready: list[_Segment] = []
         for seg in heads:
             waiting = False
             for lookup, (parent_key, declared) in seg.parents.items():
-                if queues.get(parent_key):
-                    waiting = True  # the parent is written first, in an earlier round of this batch
-                    continue
                 found = self.identity(parent_key)
+                parent_writes = queues.get(parent_key)
+                if parent_writes and (found is None or any(p.op == "DELETE" for p in parent_writes)):
+                    # the parent is written first, in an earlier round of this batch: its Id comes from that
+                    # write, or its delete goes before the child's write as the events said. A parent whose
+                    # Id is known and stays (updated) does not hold the child: both go in one round.
+                    waiting = True
+                    continue
                 if found is None:
                     waiting = True
                     seg.blocked = seg.orphan = True  # nowhere yet: try again next batch
@@ -565,21 +636,33 @@ class SalesforceSink:
                 seg.parents_from_cache.append(parent_key)
             if not waiting:
                 ready.append(seg)
-        return ready
+        return ready, early
 
-    async def _lookup_parents(self, wanted: Mapping[str, tuple[str, str, str]]) -> None:
+    async def _lookup_parents(
+        self, wanted: Mapping[str, tuple[str, str, str]], ahead: Iterable[tuple[_GroupKey, _Select]] = ()
+    ) -> _Asked:
+        """Remember the Id of every parent key ``wanted`` that a record holds; ``ahead``: match groups
+        that ride in the room the lookups leave (:meth:`_select_all`), those answered returned."""
         groups: dict[tuple[str, str], dict[Any, list[str]]] = {}
         for parent_key, (sobject, key_field, value) in wanted.items():
             groups.setdefault((sobject, key_field), {}).setdefault(norm(value), []).append(parent_key)
-        for (sobject, key_field), by_value in groups.items():
-            extra = _LEAD_EXTRA if sobject == "Lead" else ()
-            originals = [wanted[keys[0]][2] for keys in by_value.values()]
-            rows = await self._select(sobject, [key_field, *extra], [(key_field,)], [(v,) for v in originals])
+        selects = [
+            _Select(
+                sobject,
+                (key_field, *(_LEAD_EXTRA if sobject == "Lead" else ())),
+                (key_field,),
+                [(wanted[keys[0]][2],) for keys in by_value.values()],
+            )
+            for (sobject, key_field), by_value in groups.items()
+        ]
+        selected, answered = await self._select_all(selects, ahead)
+        for ((sobject, key_field), by_value), rows in zip(groups.items(), selected, strict=True):
             for row in sorted(rows, key=lambda r: str(r["Id"]), reverse=True):
                 keys = by_value.get(norm(row.get(key_field)), [])
                 target = self._converted(sobject, row) or (sobject, str(row["Id"]))
                 for parent_key in keys:
                     self.remember(parent_key, *target)
+        return answered
 
     @staticmethod
     def _converted(sobject: str, row: Mapping[str, Any]) -> tuple[str, str] | None:
@@ -594,44 +677,74 @@ class SalesforceSink:
             return True
         if seg.record_type is not None:
             return True  # the record type is for records sfsync creates: an upsert would re-type existing ones
-        has_if_empty = any(f.policy == "IF_EMPTY" for f in seg.fields.values())
-        return has_if_empty or len(seg.objects) > 1 or "Lead" in seg.objects
+        return bool(seg.if_empty) or len(seg.objects) > 1 or "Lead" in seg.objects
 
-    async def _match(self, ready: list[_Segment]) -> None:
+    async def _match(self, ready: list[_Segment], early: _Asked | None = None) -> None:
         """Set ``target`` and ``current`` of every ready segment that a record matches.
 
         Step by step through each segment's :func:`~sfsync.sinks.matching.candidates`: one query
         per (object, key fields) and step for all the segments still looking, never one per record.
+        The later steps' queries, for every segment looking at this one (as if none were found
+        here), ride in the room this step's last call leaves (:meth:`_select_all` ``ahead``);
+        ``early``: those asked ahead with the parents' lookups. A group is asked only
+        for the keys that no query asked ahead with every field it reads covered; those rows are a
+        superset of what the group selects, and the match takes from them only the keys it looks for.
         """
         todo = {id(s): (s, candidates(s)) for s in ready if self._needs_query(s)}
+        depth = max((len(found) for _, found in todo.values()), default=0)
+        asked: _Asked = {key: list(known) for key, known in (early or {}).items()}
         step = 0
         while todo:
-            groups: dict[tuple[str, tuple[str, ...], str | None], list[tuple[_Segment, Candidate]]] = {}
             for seg, found in list(todo.values()):
                 if step >= len(found):
                     del todo[id(seg)]
-                    continue
-                cand = found[step]
-                guard = cand.guard[0] if cand.guard and self._on(cand.sobject, cand.guard[0]) else None
-                groups.setdefault((cand.sobject, cand.names, guard), []).append((seg, cand))
-            for (obj, names, guard), members in groups.items():
-                wanted = self._if_empty_fields(obj, [s for s, _ in members])
-                if guard is not None and guard not in wanted:
-                    wanted.append(guard)
-                if obj == "Lead":
-                    wanted += [f for f in _LEAD_EXTRA if f not in wanted]
-                rows = await self._select(obj, [*names, *wanted], [names], [c.values for _, c in members])
+            groups, selects = self._step(todo.values(), step)
+            needed: list[_Select] = []
+            sources: list[tuple[list[dict[str, Any]], int | None]] = []  # rows asked ahead, index in needed
+            for key, sel in zip(groups, selects, strict=True):
+                rows_ahead, rest = _uncovered(sel, asked.get(key, ()))
+                sources.append((rows_ahead, len(needed) if rest is not None else None))
+                if rest is not None:
+                    needed.append(rest)
+            ahead = self._later(todo.values(), range(step + 1, depth), asked)
+            selected, answered = await self._select_all(needed, ahead)
+            for ((obj, names, guard), members), (rows_ahead, n) in zip(groups.items(), sources, strict=True):
+                rows = rows_ahead if n is None else [*rows_ahead, *selected[n]]
                 index = index_rows(rows, names)
                 for seg, cand in members:
-                    hit = pick(cand if guard is not None else cand._replace(guard=None), index)
+                    hit = pick(cand if guard is not None or cand.guard is None else cand._replace(guard=None), index)
                     if hit is None:
                         continue
                     seg.target = self._converted(obj, hit) or (obj, str(hit["Id"]))
                     seg.current = {k: v for k, v in hit.items() if k != "attributes"}
                     seg.current["__matched_on__"] = names
                     del todo[id(seg)]
+            for key, known in answered.items():
+                asked.setdefault(key, []).extend(known)
             step += 1
         await self._reload_converted(ready)
+
+    def _step(
+        self, looking: Iterable[tuple[_Segment, list[Candidate]]], step: int
+    ) -> tuple[dict[_GroupKey, list[tuple[_Segment, Candidate]]], list[_Select]]:
+        """The ``step``-th candidates of the segments ``looking``, grouped per (object, key fields, guard),
+        and one select per group (its key fields, the if_empty fields its segments read, the guard,
+        and a Lead's conversion)."""
+        groups: dict[_GroupKey, list[tuple[_Segment, Candidate]]] = {}
+        for seg, found in looking:
+            if step < len(found):
+                cand = found[step]
+                guard = cand.guard[0] if cand.guard and self._on(cand.sobject, cand.guard[0]) else None
+                groups.setdefault((cand.sobject, cand.names, guard), []).append((seg, cand))
+        selects = []
+        for (obj, names, guard), members in groups.items():
+            wanted = self._if_empty_fields(obj, [s for s, _ in members])
+            if guard is not None and guard not in wanted:
+                wanted.append(guard)
+            if obj == "Lead":
+                wanted += [f for f in _LEAD_EXTRA if f not in wanted]
+            selects.append(_Select(obj, (*names, *wanted), names, [c.values for _, c in members]))
+        return groups, selects
 
     async def _reload_converted(self, segments: list[_Segment]) -> None:
         """A converted Lead resolved to its Contact: read the Contact's values that if_empty needs."""
@@ -646,7 +759,7 @@ class SalesforceSink:
         if not wanted:
             return
         ids = [(s.target[1],) for s in moved if s.target is not None]
-        rows = await self._select("Contact", wanted, [("Id",)], ids)
+        (rows,), _ = await self._select_all([_Select("Contact", tuple(wanted), ("Id",), ids)])
         by_id = {str(r["Id"]): r for r in rows}
         for seg in moved:
             assert seg.target is not None
@@ -655,8 +768,8 @@ class SalesforceSink:
     def _if_empty_fields(self, obj: str, segments: Iterable[_Segment]) -> list[str]:
         names: dict[str, None] = {}
         for seg in segments:
-            for name, value in seg.fields.items():
-                if value.policy == "IF_EMPTY" and (obj == seg.sobject or self._on(obj, name)):
+            for name in seg.if_empty:
+                if obj == seg.sobject or self._on(obj, name):
                     names[name] = None
         return list(names)
 
@@ -683,30 +796,90 @@ class SalesforceSink:
         await self._describe(obj)
         return self._record_types.get(obj, {}).get(record_type.lower())
 
-    async def _select(
-        self, obj: str, fields: Sequence[str], _shape: Sequence[tuple[str, ...]], keys: Sequence[tuple[Any, ...]]
-    ) -> list[dict[str, Any]]:
-        """``SELECT Id, fields FROM obj WHERE k1 IN (...) [AND k2 IN (...)]`` over ``keys`` in URL-sized chunks."""
-        names = _shape[0]
-        columns = list(dict.fromkeys(["Id", *fields]))
-        rows: list[dict[str, Any]] = []
-        for chunk in self._chunks(keys):
-            condition: Condition | None = None
-            for i, name in enumerate(names):
-                part = Condition(soql_in(name, [k[i] for k in chunk]))
-                condition = part if condition is None else condition & part
-            assert condition is not None
-            query = select(*columns).from_(obj).where(condition)
+    async def _select_all(
+        self, selects: Sequence[_Select], ahead: Iterable[tuple[_GroupKey, _Select]] = ()
+    ) -> tuple[list[list[dict[str, Any]]], _Asked]:
+        """The rows of every select, in order: ``SELECT Id, fields FROM obj WHERE k1 IN (...) [AND k2 IN
+        (...)]`` over its keys in URL-sized chunks, every chunk of every select packed
+        :data:`COMPOSITE_COLLECTIONS_MAX` to a ``/composite`` call (one API call, one governor call; a
+        call left with one query sends it alone, the same one call; a further page of a result is a
+        call of its own, counted too). The queries' answers are taken in order, as if each had been its
+        own call: the first that failed is raised (a drift answer as the :class:`DriftError` of its
+        object), and no later call goes out.
+
+        ``ahead``: match groups' selects that may be needed later, taken in order while room is left
+        in the last call (one whose chunks do not all fit is passed over), so they cost no call of
+        their own; those answered come second, per group. A failure of theirs is nobody's: the step
+        that needs them asks again."""
+        queries = [(n, sel.obj, query) for n, sel in enumerate(selects) for query in self._queries(sel)]
+        per_call = COMPOSITE_COLLECTIONS_MAX if self.client.composite_collections else 1
+        room = -len(queries) % per_call if queries else 0
+        riding: list[tuple[_GroupKey, _Select]] = []
+        for key, sel in ahead if room else ():
+            chunks = list(self._queries(sel))
+            if len(chunks) <= room:
+                queries += [(len(selects) + len(riding), sel.obj, query) for query in chunks]
+                riding.append((key, sel))
+                room -= len(chunks)
+                if not room:
+                    break
+        rows: list[list[dict[str, Any]]] = [[] for _ in selects]
+        early: list[list[dict[str, Any]] | None] = [[] for _ in riding]
+        for start in range(0, len(queries), per_call):
+            pack = queries[start : start + per_call]
             await self._call("query")
             try:
                 with self._answer():
-                    async for row in self.client.query(query):
-                        rows.append(row)
-            except SalesforceFatalError as exc:
-                if is_drift(exc):
-                    raise DriftError(obj, exc) from exc
-                raise
-        return rows
+                    if len(pack) == 1:
+                        rows_of = self.client.query(pack[0][2], before_next_page=self._next_page)
+                        answers: list[list[dict[str, Any]] | SalesforceError] = [[row async for row in rows_of]]
+                    else:
+                        soqls = [query for _, _, query in pack]
+                        answers = await self.client.queries(soqls, before_next_page=self._next_page)
+            except SalesforceError as exc:  # the whole call failed: as its first query's failure
+                raise _query_error(pack[0][1], exc) from exc
+            for (n, obj, _), answer in zip(pack, answers, strict=True):
+                if n < len(selects):
+                    if isinstance(answer, SalesforceError):
+                        raise _query_error(obj, answer) from answer
+                    rows[n] += answer
+                    continue
+                got = early[n - len(selects)]
+                if got is not None:
+                    early[n - len(selects)] = None if isinstance(answer, SalesforceError) else [*got, *answer]
+        answered: _Asked = {}
+        for (key, sel), got in zip(riding, early, strict=True):
+            if got is not None:
+                answered.setdefault(key, []).append((sel, got))
+        return rows, answered
+
+    def _later(
+        self, looking: Iterable[tuple[_Segment, list[Candidate]]], steps: range, asked: _Asked
+    ) -> Iterator[tuple[_GroupKey, _Select]]:
+        """The match groups of ``steps`` (for every segment ``looking``, as if none were found before
+        them) over the keys the queries ``asked`` do not cover yet, step by step: what may be asked ahead."""
+        looking = list(looking)
+        for step in steps:
+            groups, selects = self._step(looking, step)
+            for key, sel in zip(groups, selects, strict=True):
+                rest = _uncovered(sel, asked.get(key, ()))[1]
+                if rest is not None:
+                    yield key, rest
+
+    async def _next_page(self) -> None:
+        """A further page of a query's result: a call of its own, counted like any."""
+        await self._call("query")
+
+    def _queries(self, sel: _Select) -> Iterator[Query]:
+        """The queries of ``sel``: one per URL-sized chunk of its keys."""
+        columns = list(dict.fromkeys(["Id", *sel.fields]))
+        for chunk in self._chunks(sel.keys):
+            condition: Condition | None = None
+            for i, name in enumerate(sel.names):
+                part = Condition(soql_in(name, [k[i] for k in chunk]))
+                condition = part if condition is None else condition & part
+            assert condition is not None
+            yield select(*columns).from_(sel.obj).where(condition)
 
     def _chunks(self, keys: Sequence[tuple[Any, ...]]) -> Iterable[list[tuple[Any, ...]]]:
         budget = self.settings.query_max_chars
@@ -722,12 +895,12 @@ class SalesforceSink:
         if chunk:
             yield chunk
 
-    async def _call(self, kind: str, count: int = 1) -> None:
+    async def _call(self, kind: str) -> None:
         if self._budget_pause_s is not None:  # no call while the budget is paused (later rounds, other groups)
             raise BudgetPausedError(self._budget_pause_s, "this batch met the budget's pause")
         if self._before_call is not None:
             await self._before_call(kind)
-        self._calls += count
+        self._calls += 1
 
     # -- planning and writing -----------------------------------------------------------------
     async def _plan(self, seg: _Segment, claimed: set[Any]) -> _Plan | bool | None:
@@ -750,17 +923,20 @@ class SalesforceSink:
         obj = seg.target[0] if seg.target else seg.sobject
         if obj != seg.sobject:
             await self._describe(obj)
-        body: dict[str, Any] = {}
-        known = self._describes.get(obj)  # what _on looks at, once per segment rather than per field
-        for name, value in fields.items():
-            if known is not None and name.lower() not in known:
-                continue
-            if value.policy == "IF_EMPTY" and seg.target is not None:
-                current = seg.current.get(name)
-                if current not in _EMPTY and current is not None:
-                    self._skip_if_empty(seg, obj, name)
-                    continue
-            body[name] = value.value
+        # Every field's value, in field order, less those the object lacks (what _on looks at, once per
+        # segment) and the if_empty values of a record that has one already.
+        body: dict[str, Any] = {name: value["value"] for name, value in fields.items()}
+        known = self._describes.get(obj)
+        if known is not None and not known.issuperset(map(str.lower, body)):
+            for name in [name for name in body if name.lower() not in known]:
+                del body[name]
+        if seg.target is not None:
+            for name in seg.if_empty:
+                if name in body:
+                    current = seg.current.get(name)
+                    if current not in _EMPTY and current is not None:
+                        self._skip_if_empty(seg, obj, name)
+                        del body[name]
         matched_on = set(seg.current.get("__matched_on__", ()))
         for name, parent_id in seg.parent_ids.values():
             if seg.target is not None and name in matched_on:
@@ -823,40 +999,68 @@ class SalesforceSink:
         groups: dict[tuple[str, str, str | None], list[_Plan]] = {}
         for plan in plans:
             groups.setdefault((plan.kind, plan.sobject, plan.ext_field), []).append(plan)
-        for (kind, obj, ext_field), members in groups.items():
+        subrequests = [
+            members[i : i + COLLECTION_MAX]
+            for members in groups.values()
+            for i in range(0, len(members), COLLECTION_MAX)
+        ]
+        per_call = COMPOSITE_COLLECTIONS_MAX if self.client.composite_collections else 1
+        for start in range(0, len(subrequests), per_call):
+            request = subrequests[start : start + per_call]
+            answers: Sequence[list[RecordResult] | SalesforceError]
             try:
-                results = await self._send(kind, obj, ext_field, members)
-            except SalesforceRetriableError as exc:  # the collection call failed: every record of it
-                for plan in members:
-                    if await self._fail(plan.seg, exc, outcome):
-                        finished.append(plan.seg)
-                continue
-            except SalesforceRecordError as exc:
-                results = [RecordResult(i, None, False, None, [exc]) for i in range(len(members))]
-            except SalesforceFatalError as exc:
-                if not is_drift(exc):
-                    raise
-                finished += await self._drifted(DriftError(obj, exc), [p.seg for p in members], outcome)
-                continue
-            for plan, result in zip(members, results, strict=True):
-                if await self._settle(plan, result, outcome):
-                    finished.append(plan.seg)
+                answers = await self._send(request)
+            except SalesforceError as exc:  # the whole call failed: every subrequest of it with it
+                answers = [exc] * len(request)
+            for members, answer in zip(request, answers, strict=True):
+                finished += await self._settle_all(members, answer, outcome)
         return finished
 
-    async def _send(self, kind: str, obj: str, ext_field: str | None, plans: list[_Plan]) -> list[RecordResult]:
-        await self._call(kind, math.ceil(len(plans) / COLLECTION_MAX))
+    async def _send(self, request: list[list[_Plan]]) -> list[list[RecordResult] | SalesforceError]:
+        """One API call for ``request`` (subrequests of ≤ 200 plans of one kind, object and external ID):
+        one subrequest goes as its plain sObject Collections call (the same one call, without the
+        envelope), several as one ``/composite``; per subrequest, its results or its error."""
+        if len(request) == 1:
+            op = _operation(request[0])
+            await self._call(op.kind)
+            with self._answer():
+                return [await self._collection(op)]
+        await self._call("composite")
         with self._answer():
-            return await self._collection(kind, obj, ext_field, plans)
+            return await self.client.collections([_operation(members) for members in request])
 
-    async def _collection(self, kind: str, obj: str, ext_field: str | None, plans: list[_Plan]) -> list[RecordResult]:
-        if kind == "delete":
-            return await self.client.delete_many([p.record_id or "" for p in plans])
-        if kind == "update":
-            return await self.client.update_many(obj, [{"Id": p.record_id, **p.body} for p in plans])
-        if kind == "upsert":
-            assert ext_field is not None
-            return await self.client.upsert_many(obj, ext_field, [p.body for p in plans])
-        return await self.client.create_many(obj, [p.body for p in plans])
+    async def _collection(self, op: CollectionOp) -> list[RecordResult]:
+        if op.kind == "delete":
+            return await self.client.delete_many(op.ids)
+        if op.kind == "update":
+            return await self.client.update_many(op.sobject, op.records)
+        if op.kind == "upsert":
+            assert op.ext_field is not None
+            return await self.client.upsert_many(op.sobject, op.ext_field, op.records)
+        return await self.client.create_many(op.sobject, op.records)
+
+    async def _settle_all(
+        self, members: list[_Plan], answer: list[RecordResult] | SalesforceError, outcome: BatchOutcome
+    ) -> list[_Segment]:
+        """Account for one subrequest's answer (its results, or the error of the subrequest or of the
+        whole call); returns the segments done. A retriable error retries each of its records, a
+        record error fails each of them, drift quarantines their mappings, another fatal error is raised."""
+        finished: list[_Segment] = []
+        if isinstance(answer, SalesforceRetriableError):
+            for plan in members:
+                if await self._fail(plan.seg, answer, outcome):
+                    finished.append(plan.seg)
+            return finished
+        if isinstance(answer, SalesforceRecordError):
+            answer = [RecordResult(i, None, False, None, [answer]) for i in range(len(members))]
+        elif isinstance(answer, SalesforceError):
+            if isinstance(answer, SalesforceFatalError) and is_drift(answer):
+                return await self._drifted(DriftError(members[0].sobject, answer), [p.seg for p in members], outcome)
+            raise answer
+        for plan, result in zip(members, answer, strict=True):
+            if await self._settle(plan, result, outcome):
+                finished.append(plan.seg)
+        return finished
 
     async def _settle(self, plan: _Plan, result: RecordResult, outcome: BatchOutcome) -> bool:
         """Account for one record's result; True when the segment is done (written or parked)."""
@@ -868,7 +1072,7 @@ class SalesforceSink:
                 self._written.pop((plan.sobject, record_id), None)
             else:
                 self.remember(seg.key, plan.sobject, record_id)
-                self._wrote((plan.sobject, record_id), plan.fields or {}, plan.body)
+                self._wrote((plan.sobject, record_id), plan.fields or {}, plan.body.keys())
             created = bool(result.created) if plan.kind == "upsert" else plan.kind == "create"
             outcome.results.append(self._result(seg, plan, record_id, created))
             return True
@@ -904,7 +1108,7 @@ class SalesforceSink:
             "sobject": plan.sobject,
             "salesforce_id": record_id,
             "created": created,
-            "fields": {k: v for k, v in plan.body.items()},
+            "fields": plan.body,  # as sent: nothing changes it once sent
             "acknowledged_at": datetime.fromtimestamp(self._clock(), UTC),
             "workspace_id": str(last.get("workspace_id", "")),
             "source": last.get("source"),

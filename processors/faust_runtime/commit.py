@@ -26,6 +26,7 @@ from typing import Any
 from faust.tables.table import Table
 from faust.types import TP
 
+from sfsync.kafka.clients import FetchTuning
 from sfsync.processors.faust_runtime.recovery import SnapshotConsumer, SnapshotTransport
 
 __all__ = ["BeforeCommit", "CoalescedTable", "HookedTransport", "install_before_commit"]
@@ -53,10 +54,12 @@ class HookedTransport(SnapshotTransport):
     before_commit: BeforeCommit | None = None
 
 
-def install_before_commit(app: Any, before_commit: BeforeCommit) -> None:
-    """Give ``app`` (a ``faust.App`` whose consumer does not exist yet) a consumer that awaits ``before_commit``."""
+def install_before_commit(app: Any, before_commit: BeforeCommit, fetch: FetchTuning | None = None) -> None:
+    """Give ``app`` (a ``faust.App`` whose consumer does not exist yet) a consumer that awaits ``before_commit``
+    and fetches as ``fetch`` says (None: as Faust does)."""
     transport = HookedTransport(app.conf.broker_consumer, app)
     transport.before_commit = before_commit
+    transport.fetch = fetch
     app.transport = transport
 
 

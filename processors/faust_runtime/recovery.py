@@ -29,9 +29,11 @@ from typing import Any
 
 from faust.tables.manager import TableManager
 from faust.tables.recovery import Recovery
-from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.transport.drivers.aiokafka import ensure_aiokafka_TPset
 from faust.types import TP
+
+from sfsync.kafka.clients import FetchTuning
+from sfsync.processors.faust_runtime.fetching import FetchTunedConsumer, FetchTunedTransport
 
 __all__ = [
     "SeekFirstRecovery",
@@ -119,7 +121,7 @@ class SeekFirstTableManager(TableManager):
         return self._recovery
 
 
-class SnapshotConsumer(aiokafka_driver.Consumer):
+class SnapshotConsumer(FetchTunedConsumer):
     """Faust's aiokafka consumer, fetching for a snapshot of its active partitions (see the module doc)."""
 
     async def _getmany(self, active_partitions: set[TP] | None, timeout: float) -> Any:
@@ -132,12 +134,15 @@ class SnapshotConsumer(aiokafka_driver.Consumer):
         return await super()._getmany(snapshot, timeout)
 
 
-class SnapshotTransport(aiokafka_driver.Transport):
-    """Faust's aiokafka transport with :class:`SnapshotConsumer`."""
+class SnapshotTransport(FetchTunedTransport):
+    """Faust's aiokafka transport with :class:`SnapshotConsumer` (fetching as its ``fetch`` says)."""
 
     Consumer = SnapshotConsumer
 
 
-def install_snapshot_consumer(app: Any) -> None:
-    """Give ``app`` (a ``faust.App`` whose consumer does not exist yet) a :class:`SnapshotConsumer`."""
-    app.transport = SnapshotTransport(app.conf.broker_consumer, app)
+def install_snapshot_consumer(app: Any, fetch: FetchTuning | None = None) -> None:
+    """Give ``app`` (a ``faust.App`` whose consumer does not exist yet) a :class:`SnapshotConsumer` that
+    fetches as ``fetch`` says (None: as Faust does)."""
+    transport = SnapshotTransport(app.conf.broker_consumer, app)
+    transport.fetch = fetch
+    app.transport = transport

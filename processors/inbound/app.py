@@ -288,7 +288,7 @@ def _build(
 
     app.agent(raw_topic(app, RESULTS, prefix), name="inbound_results")(results_agent(on_result))
     app.agent(raw_topic(app, CHANGES, prefix), name="inbound_changes")(changes_agent)
-    install_snapshot_consumer(app)
+    install_snapshot_consumer(app, settings.consumer_fetch())
     ensure_changelogs(app, kafka)
     return _Built(app, processor, dlq)
 

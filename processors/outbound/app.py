@@ -28,7 +28,7 @@ app id) plans exactly what one would:
 2. the ``order_writes`` agent reads that topic: each write against its record's clock and identity
    (:meth:`~.processor.Processor.order_write`), what is left goes to ``sfsync.writes``. The tables
    are keyed by record key and fed only by topics keyed by record key: the repartition topic,
-   ``sfsync.results`` (``identity``) and ``sfsync.salesforce_edits`` (``record_clock``). Every
+   ``sfsync.identities`` (``identity``) and ``sfsync.salesforce_edits`` (``record_clock``). Every
    producer of those partitions like the Java client (murmur2: sfsync's librdkafka producers and
    Faust's), and they have one partition count, so a record key is on the same partition number
    of each, and Faust assigns that partition of every one of them (and of the changelogs) to one
@@ -76,6 +76,7 @@ from prometheus_client import CollectorRegistry
 
 from sfsync.errors import SkippableRecordError
 from sfsync.kafka.admin import copartitioned, ensure_topics
+from sfsync.keys import person_identity
 from sfsync.mapping import MappingFile, MappingLibrary, load_mapping_settings
 from sfsync.ops.dlq import DeadLetterQueue, Stage
 from sfsync.processors.faust_runtime.changelogs import changelog_specs, ensure_changelogs
@@ -86,17 +87,17 @@ from sfsync.processors.faust_runtime.parking import Parked, message_headers, ori
 from sfsync.processors.faust_runtime.worker import command_main, run_faust_worker
 from sfsync.processors.outbound.edits import learn_edit
 from sfsync.processors.outbound.metrics import LagProbe, ProcessorMetrics
-from sfsync.processors.outbound.processor import Processor, TableIdentity, identity_of_result, send_writes
+from sfsync.processors.outbound.processor import Processor, TableIdentity, send_writes
 from sfsync.processors.outbound.settings import ProcessorSettings, load_processor_settings
 from sfsync.processors.outbound.writes import WritesProducer
 from sfsync.serde.codec import AvroDecoder
 from sfsync.serde.registry import SchemaRegistry
 from sfsync.topics import (
     DLQ,
+    IDENTITIES,
     OUTBOUND_TABLE_FEEDS,
     PRODUCT_TOPICS,
     REGISTRY_TOPICS,
-    RESULTS,
     SALESFORCE_EDITS,
     WRITES,
     TopicSpec,
@@ -203,7 +204,7 @@ def _build(
     env = surroundings(
         settings,
         component=COMPONENT,
-        topics=(*PRODUCT_TOPICS, WRITES, RESULTS, SALESFORCE_EDITS, DLQ, *(REGISTRY_TOPICS if library else ())),
+        topics=(*PRODUCT_TOPICS, WRITES, IDENTITIES, SALESFORCE_EDITS, DLQ, *(REGISTRY_TOPICS if library else ())),
         registry=registry,
         mappings=mappings,
     )
@@ -227,10 +228,15 @@ def _build(
     identity = TableIdentity(identity_table)
     timeout_s = settings.producer_flush_timeout_s
     # a write too large for sfsync.writes is refused when planned (its event parked), not when ordered
+    tuning = settings.writes_tuning()
     planned = WritesProducer(
-        kafka, planned_topic, delivery_timeout_s=timeout_s, limit_topics=[planned_topic, WRITES.name(prefix)]
+        kafka,
+        planned_topic,
+        delivery_timeout_s=timeout_s,
+        limit_topics=[planned_topic, WRITES.name(prefix)],
+        tuning=tuning,
     )
-    writes = WritesProducer(kafka, WRITES.name(prefix), delivery_timeout_s=timeout_s)
+    writes = WritesProducer(kafka, WRITES.name(prefix), delivery_timeout_s=timeout_s, tuning=tuning)
 
     async def crash(exc: BaseException) -> None:
         log.error("stopping: %s", exc)
@@ -249,7 +255,7 @@ def _build(
             await crash(exc)
             raise
 
-    install_before_commit(app, before_commit)
+    install_before_commit(app, before_commit, settings.consumer_fetch())
 
     # Every agent acks by hand, once a record is handled: a record whose handling failed (the registry or
     # Kafka away) stays unacked, so uncommitted, and is handled again after the restart. Faust's own
@@ -330,6 +336,7 @@ def _build(
     decoder = AvroDecoder(registry)
 
     async def identities(stream: Any) -> None:
+        """Person records' identities the sink published (``sfsync.identities``): on the ``identity`` table."""
         manual = stream.noack()
         async for event in manual.events():
             message = event.message
@@ -338,21 +345,21 @@ def _build(
                 if fetch is not None:
                     await fetch
                 try:
-                    _, result = decoder.decode(message.value or b"")
+                    _, learnt = decoder.decode(message.value or b"")
                 except SkippableRecordError as exc:
                     await park_all(dlq, [Parked(original_record(message), exc, Stage.VALUE_CONVERTER)], metrics.parked)
                 else:
-                    entry = identity_of_result(result)
+                    entry = person_identity(learnt)
                     # an identity already known is not set again: each set is a changelog record
-                    if entry is not None and identity_table.get(entry[0]) != entry[1]:
+                    if entry is not None and identity_table.get(entry[0]) != list(entry[1]):
                         metrics.identity_learnt(entry[1][0])
-                        identity_table[entry[0]] = entry[1]
+                        identity_table[entry[0]] = list(entry[1])
             except Exception as exc:  # noqa: BLE001
                 await crash(exc)
                 return
             await manual.ack(event)
 
-    app.agent(raw_topic(app, RESULTS, prefix), name="identities")(identities)
+    app.agent(raw_topic(app, IDENTITIES, prefix), name="identities")(identities)
 
     async def salesforce_edits(stream: Any) -> None:
         """Salesforce-side edits the product accepted: on the record clock (sfsync.processors.outbound.edits)."""
@@ -379,7 +386,7 @@ def _build(
         # committed offsets vs end offsets of this worker's source partitions (see sfsync.processors.outbound.metrics)
         lag_probe = LagProbe(kafka, settings.app_id, reset=settings.auto_offset_reset)
         probe = lag_probe
-        sources = {spec.name(prefix) for spec in (*PRODUCT_TOPICS, RESULTS, SALESFORCE_EDITS)} | {planned_topic}
+        sources = {spec.name(prefix) for spec in (*PRODUCT_TOPICS, IDENTITIES, SALESFORCE_EDITS)} | {planned_topic}
 
         async def observe_lag() -> None:
             try:

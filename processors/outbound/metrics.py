@@ -90,7 +90,7 @@ class ProcessorMetrics:
         )
         self.identities = Counter(
             "sfsync_processor_identities_learnt_total",
-            "Identities (record key -> Salesforce id) learnt from sfsync.results, new or changed.",
+            "Identities (record key -> Salesforce id) learnt from sfsync.identities, new or changed.",
             ["sobject"],
             registry=r,
         )

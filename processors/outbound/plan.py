@@ -23,7 +23,7 @@ parent mappings they point at, and returns ``sfsync.pipeline.Write`` dicts ready
 
 :func:`drop_stale` is the per-record, per-field clock that keeps a late event from overwriting a
 newer value (DESIGN.md §4, guarantee 3). Nothing here talks to Kafka or Salesforce: ``identity``
-only refines what is already known from ``sfsync.results``.
+only refines what is already known from ``sfsync.identities``.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
-from sfsync.keys import record_key
+from sfsync.keys import PERSON_OBJECTS, record_key
 from sfsync.mapping import (
     Mapping as MappingRule,
 )
@@ -66,7 +66,6 @@ __all__ = [
     "salesforce_datetime",
 ]
 
-PERSON_OBJECTS = ("Contact", "Lead")
 DELETED = "__deleted__"
 """The clock entry of a record's last DELETE (see :func:`drop_stale`)."""
 
@@ -87,7 +86,7 @@ class SourceLike(Protocol):
 
 
 class Identity(NamedTuple):
-    """A record sfsync already wrote or found (from ``sfsync.results``)."""
+    """A record sfsync already wrote or found (from ``sfsync.identities``)."""
 
     sobject: str
     salesforce_id: str

@@ -10,8 +10,9 @@ It is done in two steps, because the two need different partitioning (see
    encodes them, each keyed by its record key (:mod:`sfsync.keys`: the workspace first). It reads no
    state.
 2. :meth:`Processor.order_write` (read from a topic keyed by record key): one planned write against
-   what is known of its record: the object it is (``identity``, learnt from ``sfsync.results``: record
-   key -> ``[sobject, salesforce_id]``) orders a person's ``search_objects``
+   what is known of its record: the object it is (``identity``, learnt from ``sfsync.identities``: record
+   key -> ``[sobject, salesforce_id]``, person records only: :func:`sfsync.keys.person_identity`)
+   orders a person's ``search_objects``
    (:func:`~sfsync.processors.outbound.plan.known_first`), and its clock
    (:func:`~sfsync.processors.outbound.plan.drop_stale`, ``record_clock``: record key -> field ->
    ``updated_at``) drops what is older than what was already planned, so a late event never
@@ -47,7 +48,6 @@ from typing import Any, NamedTuple
 
 from sfsync.errors import SkippableRecordError
 from sfsync.kafka.errors import RecordRejectedError
-from sfsync.keys import parse_record_key
 from sfsync.mapping import Mapping as MappingRule
 from sfsync.mapping import MappingFile
 from sfsync.ops.dlq import OriginalRecord, Stage
@@ -55,7 +55,6 @@ from sfsync.processors.faust_runtime.parking import Parked, original_record
 from sfsync.processors.outbound.metrics import ProcessorMetrics
 from sfsync.processors.outbound.plan import (
     NO_IDENTITY,
-    PERSON_OBJECTS,
     Identity,
     IdentityView,
     Plan,
@@ -64,7 +63,7 @@ from sfsync.processors.outbound.plan import (
     plan,
 )
 
-__all__ = ["Handled", "Processor", "TableIdentity", "identity_of_result", "per_event_mappings", "send_writes"]
+__all__ = ["Handled", "Processor", "TableIdentity", "per_event_mappings", "send_writes"]
 
 log = logging.getLogger(__name__)
 
@@ -143,20 +142,6 @@ def per_event_mappings(mappings: MappingFile) -> frozenset[str]:
         if not shared:
             out.add(mapping.name)
     return frozenset(out)
-
-
-def identity_of_result(result: dict[str, Any]) -> tuple[str, list[str]] | None:
-    """The identity table entry a WriteResult gives: (record key, [sobject, salesforce_id]).
-
-    Only for person records (a key of a Contact or Lead mapping): planning reads identities only to
-    order a person's ``search_objects``, and keeping the others (an activity record per event) would
-    grow the table and its changelog without end.
-    """
-    key, sobject, sf_id = result.get("key"), result.get("sobject"), result.get("salesforce_id")
-    parsed = parse_record_key(str(key or ""))
-    if parsed is None or not sobject or not sf_id or parsed.sobject not in PERSON_OBJECTS:
-        return None
-    return str(key), [str(sobject), str(sf_id)]
 
 
 @dataclass

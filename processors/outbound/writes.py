@@ -28,7 +28,7 @@ from typing import Any
 
 from sfsync.errors import SfsyncError
 from sfsync.kafka.admin import max_message_bytes
-from sfsync.kafka.clients import RawDeliveryCallback, new_producer
+from sfsync.kafka.clients import FLUSHED_AT_ONCE, ProducerTuning, RawDeliveryCallback, new_producer
 from sfsync.kafka.delivery import MAX_FAILURES_KEPT, Outbox, ProducerLike
 from sfsync.kafka.errors import RecordRejectedError
 
@@ -42,10 +42,11 @@ def new_writes_producer(
     on_delivery: RawDeliveryCallback,
     delivery_timeout_s: float,
     max_message_bytes: int | None = None,
+    tuning: ProducerTuning = FLUSHED_AT_ONCE,
 ) -> ProducerLike:
-    """An idempotent ``acks=all`` librdkafka producer that reports failed deliveries only, to
-    ``on_delivery``; with ``max_message_bytes`` (the topic's), it refuses in ``produce()`` a record
-    the topic would refuse.
+    """An idempotent ``acks=all`` librdkafka producer batching as ``tuning`` says, that reports failed
+    deliveries only, to ``on_delivery``; with ``max_message_bytes`` (the topic's), it refuses in
+    ``produce()`` a record the topic would refuse.
 
     Raises:
         ConfigError: the Kafka settings are invalid.
@@ -57,6 +58,7 @@ def new_writes_producer(
         on_delivery=on_delivery,
         errors_only=True,  # no Python callback per delivered record
         max_message_bytes=max_message_bytes,
+        tuning=tuning,
     )
 
 
@@ -76,7 +78,8 @@ class WritesProducer:
     ``factory(on_delivery)`` builds the producer (a ``confluent_kafka.Producer``-like object:
     ``produce``, ``poll``, ``flush``, ``len``); the default is :func:`new_writes_producer`, fitted
     to the smallest ``max.message.bytes`` of ``limit_topics`` (default: ``topic``), e.g. the topic
-    the writes go on to after this one, so that a write too large for it is refused here.
+    the writes go on to after this one, so that a write too large for it is refused here, and
+    batching as ``tuning`` says (the processor's ``writes_*`` settings).
 
     Raises (building it):
         ConfigError: the Kafka settings are invalid.
@@ -90,6 +93,7 @@ class WritesProducer:
         delivery_timeout_s: float = 30.0,
         factory: Callable[[RawDeliveryCallback], ProducerLike] | None = None,
         limit_topics: Sequence[str] | None = None,
+        tuning: ProducerTuning = FLUSHED_AT_ONCE,
     ) -> None:
         self.topic = topic
         self.delivery_timeout_s = delivery_timeout_s
@@ -104,6 +108,7 @@ class WritesProducer:
                 kafka_config,
                 delivery_timeout_s=delivery_timeout_s,
                 max_message_bytes=limits.get(self.limited_by),
+                tuning=tuning,
             )
         self._outbox = Outbox(factory=factory, label=topic, timeout_s=delivery_timeout_s, sticky=True)
 

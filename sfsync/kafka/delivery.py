@@ -238,7 +238,9 @@ class TransactionalProducer:
     """One transactional id's producer: :meth:`commit` writes records atomically, or raises.
 
     Creating it calls ``init_transactions``, which fences an older producer of the same id (its
-    open transaction is aborted). ``timeout_s`` bounds each transaction and each wait for Kafka.
+    open transaction is aborted). ``timeout_s`` bounds each transaction and each wait for Kafka. It
+    batches as :data:`~sfsync.kafka.clients.FLUSHED_AT_ONCE`: the commit sends a transaction's
+    records at once, in one batch per partition.
 
     Raises (creating it):
         ConfigError: the Kafka settings are invalid.

@@ -3,21 +3,38 @@ call, running a compiled program, and compile checks.
 
 Outbound expressions see ``source`` (the event payload) and ``event`` (its envelope:
 :func:`~sfsync.mapping.products.envelope_of`); inbound filters see ``record`` (the Salesforce values).
+
+Building a CEL context converts every value in it to CEL (a couple of µs each) and wraps every
+function given: far more than running a compiled expression (under 1 µs). So a mapping's outbound
+expressions are analysed once (:class:`OutboundScope`): the paths of ``source`` and ``event`` they
+read and the functions they call; an event's context (:class:`OutboundEvaluation`) holds only those
+values and functions. ``json(<path>)`` and ``json_object(<path>, 'k', 'v')`` over plain JSON-like
+values are evaluated in Python, without the round trip through CEL values (the same text).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import threading
+import re
+from collections.abc import Iterable
 from collections.abc import Mapping as MappingABC
 from typing import Any
 
 import cel
 import cel.stdlib
 
-from sfsync.mapping.model import Mapping
 from sfsync.mapping.values import json_text, jsonable
+
+__all__ = [
+    "CEL_FUNCTIONS",
+    "CompiledExpression",
+    "OutboundEvaluation",
+    "OutboundScope",
+    "compile_problem",
+    "read_paths",
+    "run_cel",
+]
 
 
 def _json_object(items: list[Any], key: str, value: str) -> str:
@@ -57,46 +74,184 @@ def run_cel(program: cel.Program, variables: MappingABC[str, Any]) -> Any:
     return program.execute(cel.Context(variables=dict(variables), functions=CEL_FUNCTIONS))
 
 
-class _SharedContext:
-    """The CEL contexts of the event being evaluated, built once for all of its expressions.
+_Paths = dict[str, Any]
+"""A tree of the paths read below a value: key -> the paths read below it; an empty tree: all of it."""
 
-    Building a ``cel.Context`` converts every variable (the whole event payload) to CEL values:
-    ~45 µs, against ~5 µs to run a compiled expression in it. A plan evaluates a dozen
-    expressions over the same ``source`` object with one of a few small ``event`` envelopes
-    (compared by value), so their contexts are kept while ``source`` stays the same object (it is
-    held here, so its id cannot be reused meanwhile). Callers must not change ``source`` in place
-    between evaluations (``plan()`` works on its own copy).
-    """
-
-    __slots__ = ("contexts", "source")
-
-    def __init__(self) -> None:
-        self.source: object = None
-        self.contexts: list[tuple[MappingABC[str, Any], cel.Context]] = []
-
-    def get(self, source: MappingABC[str, Any], event: MappingABC[str, Any]) -> cel.Context:
-        if source is not self.source:
-            self.source, self.contexts = source, []
-        for known, context in self.contexts:
-            if known is event or known == event:
-                return context
-        context = cel.Context(variables={"source": source, "event": event}, functions=CEL_FUNCTIONS)
-        if len(self.contexts) < 4:
-            self.contexts.append((dict(event), context))
-        return context
+_OUTBOUND_VARIABLES = ("source", "event")
+# A variable and the field names selected after it (`source.post.author`); a name followed by `(` is a
+# method call, not a field. Text in string literals may add paths: more is kept, never less.
+_REFERENCE = re.compile(r"(?<![\w.])(source|event)\b((?:\s*\.\s*[A-Za-z_]\w*)*)(\s*\()?")
+_PATH = r"(?:source|event)(?:\.[A-Za-z_]\w*)*"
+_JSON = re.compile(rf"^\s*json\(\s*({_PATH})\s*\)\s*$")
+_JSON_OBJECT = re.compile(rf"""^\s*json_object\(\s*({_PATH})\s*,\s*'([^'\\]*)'\s*,\s*'([^'\\]*)'\s*\)\s*$""")
+_FIELD = re.compile(r"^\s*((?:source|event)(?:\.[A-Za-z_]\w*)+)\s*$")
+_NOT_NATIVE = object()
 
 
-_shared = threading.local()
+def read_paths(expression: str) -> dict[str, _Paths]:
+    """The paths of ``source`` and ``event`` that ``expression`` may read: variable -> path tree (a
+    variable it never names is left out). A path read whole (``json(source)``, ``source.tags.size()``)
+    keeps all below it."""
+    out: dict[str, _Paths] = {}
+    for match in _REFERENCE.finditer(expression):
+        names = [n.strip() for n in match.group(2).split(".")[1:]]
+        if match.group(3) and names:
+            names.pop()  # `source.title.substring(` : substring is a method of source.title
+        _add_path(out.setdefault(match.group(1), {}), names)
+    return out
 
 
-def run_expression(mapping: Mapping, expression: str, source: MappingABC[str, Any], event: MappingABC[str, Any]) -> Any:
-    """Evaluate one of ``mapping``'s outbound expressions over ``source`` and ``event`` with CEL, in a
-    context shared by every expression of the same event (see :class:`_SharedContext`). Raises what
-    CEL raises."""
-    shared = getattr(_shared, "context", None)
-    if shared is None:
-        shared = _shared.context = _SharedContext()
-    return mapping.program(expression).execute(shared.get(source, event))
+def _add_path(tree: _Paths, names: list[str]) -> None:
+    node = tree
+    for name in names:
+        if "" in node:
+            return  # read whole already
+        node = node.setdefault(name, {})
+    node.clear()
+    node[""] = None  # marker: read whole
+
+
+def _merge(into: dict[str, _Paths], paths: dict[str, _Paths]) -> None:
+    for variable, tree in paths.items():
+        _merge_tree(into.setdefault(variable, {}), tree)
+
+
+def _merge_tree(into: _Paths, tree: _Paths) -> None:
+    if "" in into:
+        return
+    if "" in tree:
+        into.clear()
+        into[""] = None
+        return
+    for key, sub in tree.items():
+        _merge_tree(into.setdefault(key, {}), sub)
+
+
+def _pruned(value: Any, tree: _Paths) -> Any:
+    """``value`` with only the paths of ``tree`` (whole where the tree says so, or where it is no map)."""
+    if "" in tree or type(value) is not dict:
+        return value
+    return {key: _pruned(value[key], sub) for key, sub in tree.items() if key in value}
+
+
+def _json_like(value: Any) -> bool:
+    """Whether ``value`` goes through CEL and back unchanged for the JSON helpers: text, numbers
+    (int64), booleans, null, aware datetimes, and lists and string-keyed maps of them."""
+    kind = type(value)
+    if kind is str or kind is bool or kind is float or value is None:
+        return True
+    if kind is int:
+        return bool(-(2**63) <= value < 2**63)
+    if kind is dict:
+        return all(type(k) is str and _json_like(v) for k, v in value.items())
+    if kind is list:
+        return all(_json_like(v) for v in value)
+    return kind is dt.datetime and value.tzinfo is not None
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _at(variables: MappingABC[str, Any], path: str) -> Any:
+    """The plain value at ``path`` (``source.a.b``), or ``_NOT_NATIVE`` when CEL must decide (a missing
+    key, a value that is not a map on the way, or one CEL would convert)."""
+    names = path.split(".")
+    node: Any = variables.get(names[0], _NOT_NATIVE)
+    for name in names[1:]:
+        if type(node) is not dict or name not in node:
+            return _NOT_NATIVE
+        node = node[name]
+    return node if node is not _NOT_NATIVE and _json_like(node) else _NOT_NATIVE
+
+
+class CompiledExpression:
+    """One outbound expression: its program, what it reads, and its Python form when it has one."""
+
+    __slots__ = ("functions", "native", "paths", "program")
+
+    def __init__(self, expression: str) -> None:
+        self.program = cel.compile(expression)
+        self.paths = read_paths(expression)
+        used = set(self.program.functions())
+        self.functions = {name: f for name, f in CEL_FUNCTIONS.items() if name in used}
+        self.native: tuple[str, str, str, str] | None = None
+        """(kind, path, key, value) of an expression evaluated in Python: ("json", path, "", ""),
+        ("json_object", path, key, value) or ("field", path, "", "") (a field's text, number,
+        boolean or null, as CEL gives it back)."""
+        if (found := _JSON.match(expression)) is not None:
+            self.native = ("json", found.group(1), "", "")
+        elif (found := _JSON_OBJECT.match(expression)) is not None:
+            self.native = ("json_object", found.group(1), found.group(2), found.group(3))
+        elif (found := _FIELD.match(expression)) is not None:
+            self.native = ("field", found.group(1), "", "")
+
+    def run_native(self, variables: MappingABC[str, Any]) -> Any:
+        """The value in Python, or ``_NOT_NATIVE`` when it has no Python form for these values."""
+        assert self.native is not None
+        kind, path, key, value = self.native
+        found = _at(variables, path)
+        if found is _NOT_NATIVE:
+            return _NOT_NATIVE
+        if kind == "field":
+            return found if type(found) in _SCALARS else _NOT_NATIVE
+        if kind == "json":
+            return json_text(found)
+        if type(found) is not list:
+            return _NOT_NATIVE
+        return _json_object(found, key, value)
+
+
+class OutboundScope:
+    """A mapping's outbound expressions, compiled and analysed once: for each its program, and for the
+    context they run in only the paths of ``source``/``event`` and the functions those run by CEL use."""
+
+    __slots__ = ("expressions", "functions", "paths")
+
+    def __init__(self, expressions: Iterable[str]) -> None:
+        self.expressions: dict[str, CompiledExpression] = {}
+        self.paths: dict[str, _Paths] = {}
+        self.functions: dict[str, Any] = {}
+        for expression in dict.fromkeys(expressions):
+            compiled = self.expressions[expression] = CompiledExpression(expression)
+            if compiled.native is None:
+                _merge(self.paths, compiled.paths)
+                self.functions.update(compiled.functions)
+
+    def context(self, source: MappingABC[str, Any], event: MappingABC[str, Any]) -> cel.Context:
+        """A context holding what this scope's expressions read of ``source`` and ``event``."""
+        return _context(self.paths, self.functions, {"source": source, "event": event})
+
+
+def _context(paths: dict[str, _Paths], functions: dict[str, Any], variables: MappingABC[str, Any]) -> cel.Context:
+    values = {name: _pruned(variables[name], tree) for name, tree in paths.items() if name in variables}
+    return cel.Context(variables=values, functions=functions)
+
+
+class OutboundEvaluation:
+    """One event's evaluation of one mapping's outbound expressions (``source`` and ``event`` must not
+    change meanwhile): the CEL context is built on first use and shared by its expressions."""
+
+    __slots__ = ("_context", "scope", "variables")
+
+    def __init__(self, scope: OutboundScope, source: MappingABC[str, Any], event: MappingABC[str, Any]) -> None:
+        self.scope = scope
+        self.variables = {"source": source, "event": event}
+        self._context: cel.Context | None = None
+
+    def run(self, expression: str) -> Any:
+        """The value of one of the scope's expressions. Raises what CEL raises (KeyError for a missing key)."""
+        compiled = self.scope.expressions.get(expression)
+        if compiled is None:  # not one of the mapping's expressions when the scope was made
+            compiled = CompiledExpression(expression)
+            return compiled.program.execute(_context(compiled.paths, compiled.functions, self.variables))
+        if compiled.native is not None:
+            found = compiled.run_native(self.variables)
+            if found is not _NOT_NATIVE:
+                return found
+            return compiled.program.execute(_context(compiled.paths, compiled.functions, self.variables))
+        if self._context is None:
+            self._context = _context(self.scope.paths, self.scope.functions, self.variables)
+        return compiled.program.execute(self._context)
 
 
 def compile_problem(expression: str) -> str | None:

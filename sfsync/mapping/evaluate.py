@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from sfsync.mapping.cel import run_cel, run_expression
+from sfsync.mapping.cel import OutboundEvaluation, run_cel
 from sfsync.mapping.errors import MappingEvaluationError
 from sfsync.mapping.model import FieldMap, Mapping
 from sfsync.mapping.products import envelope_of
@@ -60,12 +60,28 @@ def apply_value_map(value: Any, value_map: MappingABC[str, str] | None) -> Any:
     return value_map.get(str(value), value) if isinstance(value, str) else value
 
 
-def passes_outbound_filter(mapping: Mapping, source: MappingABC[str, Any], event: MappingABC[str, Any]) -> bool:
-    """Whether the mapping's outbound filter lets this event through (no filter: yes)."""
+def outbound_evaluation(
+    mapping: Mapping, source: MappingABC[str, Any], event: MappingABC[str, Any]
+) -> OutboundEvaluation:
+    """Where ``mapping``'s outbound expressions run for one event (``source`` its payload, ``event`` its
+    envelope; neither changed meanwhile): one CEL context of what they read, built on first use."""
+    return OutboundEvaluation(mapping.outbound_scope(), source, event)
+
+
+def passes_outbound_filter(
+    mapping: Mapping,
+    source: MappingABC[str, Any],
+    event: MappingABC[str, Any],
+    evaluation: OutboundEvaluation | None = None,
+) -> bool:
+    """Whether the mapping's outbound filter lets this event through (no filter: yes). ``evaluation``:
+    the event's :func:`outbound_evaluation` for ``mapping``, when the caller has one."""
     if not mapping.outbound_filter:
         return True
+    if evaluation is None:
+        evaluation = outbound_evaluation(mapping, source, event)
     try:
-        result = run_expression(mapping, mapping.outbound_filter, source, event)
+        result = evaluation.run(mapping.outbound_filter)
     except (KeyError, ValueError, TypeError, RuntimeError) as exc:
         raise MappingEvaluationError(mapping.name, "outbound_filter", f"{type(exc).__name__}: {exc}") from exc
     if not isinstance(result, bool):
@@ -73,14 +89,23 @@ def passes_outbound_filter(mapping: Mapping, source: MappingABC[str, Any], event
     return result
 
 
-def field_value(mapping: Mapping, field: FieldMap, source: MappingABC[str, Any], event: MappingABC[str, Any]) -> Any:
+def field_value(
+    mapping: Mapping,
+    field: FieldMap,
+    source: MappingABC[str, Any],
+    event: MappingABC[str, Any],
+    evaluation: OutboundEvaluation | None = None,
+) -> Any:
     """One field's raw value for this event (before defaults and conversion); ``_ABSENT`` when the
-    event does not carry it (a ``from`` path it lacks, or a CEL expression reading a missing key)."""
+    event does not carry it (a ``from`` path it lacks, or a CEL expression reading a missing key).
+    ``evaluation``: as for :func:`passes_outbound_filter`."""
     if field.constant is not None:
         return field.constant
     if field.expr is not None:
+        if evaluation is None:
+            evaluation = outbound_evaluation(mapping, source, event)
         try:
-            return run_expression(mapping, field.expr, source, event)
+            return evaluation.run(field.expr)
         except KeyError:
             return _ABSENT
         except (ValueError, TypeError, RuntimeError) as exc:
@@ -154,12 +179,15 @@ def _evaluate(
             return None
         if action == "update" and mapping.delete is not None:
             fields = mapping.delete.fields
-    if not passes_outbound_filter(mapping, source, envelope):
+    evaluation = outbound_evaluation(mapping, source, envelope)
+    if not passes_outbound_filter(mapping, source, envelope, evaluation):
         return None
     out: dict[str, Any] = {}
     for field in mapping.outbound_fields(fields):
         path = field.from_
-        value = get_path(source, path) if type(path) is str else field_value(mapping, field, source, envelope)
+        value = (
+            get_path(source, path) if type(path) is str else field_value(mapping, field, source, envelope, evaluation)
+        )
         policy = field.policy
         if value is _ABSENT:
             if field.default is None:
@@ -183,6 +211,7 @@ def match_values(
     """The match alternatives this event can use, in order: ``{field: value}`` each. A key without
     ``from`` (a parent lookup) maps to ``ParentLookup``; alternatives whose value is empty are left out."""
     envelope = _envelope(source, event)
+    evaluation: OutboundEvaluation | None = None
     out: list[dict[str, Any]] = []
     for keys in mapping.match_alternatives:
         values: dict[str, Any] = {}
@@ -192,8 +221,10 @@ def match_values(
                 values[key.field] = ParentLookup(ref.mapping if ref else key.field)
                 continue
             if key.expr is not None:
+                if evaluation is None:
+                    evaluation = outbound_evaluation(mapping, source, envelope)
                 try:
-                    found = run_expression(mapping, key.expr, source, envelope)
+                    found = evaluation.run(key.expr)
                 except KeyError:
                     found = _ABSENT
                 except (ValueError, TypeError, RuntimeError) as exc:

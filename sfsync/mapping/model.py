@@ -15,6 +15,7 @@ from typing import Any, Literal
 import cel
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
+from sfsync.mapping.cel import OutboundScope
 from sfsync.mapping.products import entity_event_types
 
 Direction = Literal["to_salesforce", "to_product", "both"]
@@ -176,6 +177,7 @@ class Mapping(_Strict):
     inbound: InboundOptions = Field(default_factory=lambda: InboundOptions.model_validate({}))
 
     _programs: dict[str, cel.Program] = PrivateAttr(default_factory=dict)
+    _scope: OutboundScope | None = PrivateAttr(None)
     _outbound: dict[int, tuple[list[FieldMap], int, str, list[FieldMap]]] = PrivateAttr(default_factory=dict)
 
     @field_validator("name")
@@ -284,6 +286,26 @@ class Mapping(_Strict):
             found = cel.compile(expression)
             programs[expression] = found
         return found
+
+    def outbound_expressions(self) -> list[str]:
+        """Every CEL expression evaluated on product events: the outbound filter's, the fields' (and the
+        delete policy's fields') and the match keys'."""
+        out = [self.outbound_filter] if self.outbound_filter else []
+        out += [f.expr for f in self.fields if f.expr is not None]
+        if self.delete is not None:
+            out += [f.expr for f in self.delete.fields if f.expr is not None]
+        out += [key.expr for keys in self.match_alternatives for key in keys if key.expr is not None]
+        return out
+
+    def outbound_scope(self) -> OutboundScope:
+        """:meth:`outbound_expressions` compiled and analysed (:class:`~sfsync.mapping.cel.OutboundScope`),
+        once per mapping; an expression added later is evaluated on its own (see
+        :class:`~sfsync.mapping.cel.OutboundEvaluation`)."""
+        private = self._private()
+        scope: OutboundScope | None = private["_scope"]
+        if scope is None:
+            scope = private["_scope"] = OutboundScope(self.outbound_expressions())
+        return scope
 
     def _private(self) -> dict[str, Any]:
         # the private attributes' dict: reading it directly skips pydantic's __getattr__ (per-event path)

@@ -91,6 +91,43 @@ def test_composite_allows_at_most_25_subrequests(org: Org) -> None:
     assert response.status_code == 400
 
 
+def collection_subrequests(n: int) -> list[dict]:
+    return [
+        {
+            "method": "POST",
+            "url": f"{V}/composite/sobjects",
+            "referenceId": f"c{i}",
+            "body": {"records": contacts(1, i)},
+        }
+        for i in range(n)
+    ]
+
+
+def test_composite_allows_at_most_5_collection_or_query_subrequests_and_runs_none_of_more(org: Org) -> None:
+    query = {"method": "GET", "url": f"{V}/query/?q=SELECT+Id+FROM+Contact", "referenceId": "q"}
+    others = [{"method": "GET", "url": f"{V}/limits", "referenceId": f"l{i}"} for i in range(19)]
+    six = {"allOrNone": False, "compositeRequest": [*collection_subrequests(5), query, *others]}
+    response = org.post("composite", six)
+    assert response.status_code == 400
+    (error,) = response.json()
+    assert error["errorCode"] == "LIMIT_EXCEEDED" and "5 sObject Collections or query subrequests" in error["message"]
+    assert org.get("query/", params={"q": "SELECT COUNT() FROM Contact"}).json()["totalSize"] == 0  # none ran
+
+    five = {"allOrNone": False, "compositeRequest": [*collection_subrequests(4), query, *others]}
+    answers = org.post("composite", five).json()["compositeResponse"]
+    assert [a["httpStatusCode"] for a in answers] == [200] * 24
+
+
+def test_a_composite_is_one_api_call_and_its_subrequests_none(org: Org) -> None:
+    before = org.emulator.api_calls
+    body = {"allOrNone": False, "compositeRequest": collection_subrequests(5)}
+    response = org.post("composite", body)
+    assert [a["body"][0]["success"] for a in response.json()["compositeResponse"]] == [True] * 5
+    assert org.emulator.api_calls == before + 1
+    assert org.emulator.calls_by_endpoint == {"POST composite": 1}
+    assert response.headers["Sforce-Limit-Info"].startswith(f"api-usage={before + 1}/")
+
+
 def test_query_offset_is_capped_at_2000(org: Org) -> None:
     response = org.get("query/", params={"q": "SELECT Id FROM Contact LIMIT 10 OFFSET 2001"})
     assert response.status_code == 400

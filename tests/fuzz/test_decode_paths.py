@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 
 from sfsync.cli.ops import parked_line
 from sfsync.errors import SkippableRecordError
+from sfsync.keys import person_identity
 from sfsync.mapping import load_mappings
 from sfsync.ops.dlq import (
     H_ATTEMPTS,
@@ -51,7 +52,7 @@ from sfsync.ops.dlq import (
 from sfsync.ops.errorlog import ErrorLogEntry, entry_of
 from sfsync.processors.inbound.processor import InboundProcessor
 from sfsync.processors.outbound.edits import learn_edit
-from sfsync.processors.outbound.processor import Processor, identity_of_result
+from sfsync.processors.outbound.processor import Processor
 from sfsync.serde.codec import AvroDecoder, AvroEncoder
 from sfsync.serde.registry import SchemaRegistry
 from sfsync.serde.schema import load_topic_schema
@@ -62,6 +63,7 @@ from sfsync.sources.rules import Checkpoint
 from sfsync.topics import (
     CHANGES,
     ERRORS,
+    IDENTITIES,
     MEMBERS_INBOUND,
     PRODUCT_TOPICS,
     RESULTS,
@@ -72,7 +74,7 @@ from tests.kit import FakeConsumer, FakeMessage, FakeProducer, FakeRegistry
 from tests.kit.sink import ByKey, Recorder
 
 TOPICS = [*(t.base for t in PRODUCT_TOPICS), WRITES.base, RESULTS.base, CHANGES.base, MEMBERS_INBOUND.base]
-TOPICS += [SALESFORCE_EDITS.base, ERRORS.base]
+TOPICS += [SALESFORCE_EDITS.base, ERRORS.base, IDENTITIES.base]
 
 REGISTRY = FakeRegistry()
 ENCODERS = {t: AvroEncoder(cast(SchemaRegistry, REGISTRY), t, load_topic_schema(t)) for t in TOPICS}
@@ -183,11 +185,12 @@ def test_the_sink_parks_every_record_it_cannot_carry_out_and_goes_on(values: lis
     consumer, producer, rec, sink = FakeConsumer(messages), FakeProducer(), Recorder(), AcceptingSink()
     worker = SinkWorker(
         sink,
-        settings=SinkSettings(batch_size=4, batch_max_age_s=0.01, poll_timeout_s=0.01),
+        settings=SinkSettings(batch_size=4, batch_linger_s=0.01, poll_timeout_s=0.01),
         consumer=consumer,
         producer=producer,
         decoder=write_decoder(cast(SchemaRegistry, REGISTRY)),
         encoder=ByKey({}),
+        identity_encoder=ByKey({}),
         on_parked=rec.park,
         sleep=_no_sleep,
     )
@@ -230,11 +233,11 @@ def test_the_outbound_processor_plans_or_parks_every_product_record(value: bytes
         assert name == "Write" and write["key"].encode() == key
 
 
-@given(value=wire_values(RESULTS.base))
-def test_the_outbound_identities_learn_from_a_result_or_park_it(value: bytes) -> None:
+@given(value=wire_values(IDENTITIES.base))
+def test_the_outbound_identities_learn_from_an_identity_or_park_it(value: bytes) -> None:
     outcome = decoded_or_skipped(AvroDecoder(cast(SchemaRegistry, REGISTRY)).decode, value)
     if not isinstance(outcome, SkippableRecordError):
-        entry = identity_of_result(outcome[1])
+        entry = person_identity(outcome[1])
         assert entry is None or (isinstance(entry[0], str) and len(entry[1]) == 2)
 
 

@@ -29,7 +29,7 @@ def sink_settings(services: Any, prefix: str, group: str, **overrides: Any) -> S
         "schema_registry_url": services.registry,
         "topic_prefix": prefix,
         "group_id": group,
-        "batch_max_age_s": 0.3,
+        "batch_linger_s": 0.3,
         "poll_timeout_s": 0.2,
         "max_parent_waits": 1000,
         "retry_wait_initial_s": 0.01,

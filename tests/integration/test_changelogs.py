@@ -14,7 +14,7 @@ from sfsync.processors.inbound.settings import InboundProcessorSettings
 from sfsync.processors.outbound.app import build_app
 from sfsync.processors.outbound.settings import ProcessorSettings
 from sfsync.serde.registry import SchemaRegistry
-from sfsync.topics import CHANGES, RESULTS, WRITES
+from sfsync.topics import CHANGES, IDENTITIES, RESULTS, WRITES
 
 
 def _assert_compacted_changelogs(admin: AdminClient, names: dict[str, int]) -> None:
@@ -39,7 +39,10 @@ def test_the_outbound_processor_creates_its_changelogs_before_it_starts(
         }
     )
     admin = AdminClient({"bootstrap.servers": services.bootstrap})
-    names = {f"{app_id}-record_clock-changelog": WRITES.partitions, f"{app_id}-identity-changelog": RESULTS.partitions}
+    names = {
+        f"{app_id}-record_clock-changelog": WRITES.partitions,
+        f"{app_id}-identity-changelog": IDENTITIES.partitions,
+    }
     assert not set(names) & set(admin.list_topics(timeout=10).topics)
     build_app(settings, registry=registry)  # built, never started
     _assert_compacted_changelogs(admin, names)

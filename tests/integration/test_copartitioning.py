@@ -1,6 +1,6 @@
 """The outbound processor's tables and the topics that feed them are co-partitioned, or it does not start.
 
-Its ``identity`` and ``record_clock`` tables are keyed by write key and fed by ``sfsync.results``,
+Its ``identity`` and ``record_clock`` tables are keyed by write key and fed by ``sfsync.identities``,
 ``sfsync.salesforce_edits`` and its own repartition topic of planned writes; a key is on the same
 partition number of each only when they have one partition count. Built on a real broker, the app
 takes that count from the topics that feed its tables, and refuses (a ConfigError naming every topic
@@ -19,7 +19,7 @@ from sfsync.kafka.admin import ensure_topics, topic_partition_counts
 from sfsync.processors.outbound.app import build_app
 from sfsync.processors.outbound.settings import ProcessorSettings
 from sfsync.serde.registry import SchemaRegistry
-from sfsync.topics import RESULTS, SALESFORCE_EDITS, TopicSpec, planned_writes
+from sfsync.topics import IDENTITIES, SALESFORCE_EDITS, TopicSpec, planned_writes
 
 
 def settings(services: Any, prefix: str) -> ProcessorSettings:
@@ -41,7 +41,7 @@ def test_the_processor_gives_its_own_topics_the_partition_count_of_the_topics_th
     services: Any, prefix: str, registry: SchemaRegistry
 ) -> None:
     kafka = {"bootstrap.servers": services.bootstrap}
-    ensure_topics(kafka, [with_partitions(RESULTS, 4), with_partitions(SALESFORCE_EDITS, 4)], prefix)
+    ensure_topics(kafka, [with_partitions(IDENTITIES, 4), with_partitions(SALESFORCE_EDITS, 4)], prefix)
     app_settings = settings(services, prefix)
     build_app(app_settings, registry=registry)  # built, never started
     app_id = app_settings.app_id
@@ -54,13 +54,13 @@ def test_the_processor_refuses_to_start_when_the_topics_that_feed_its_tables_dif
     services: Any, prefix: str, registry: SchemaRegistry
 ) -> None:
     kafka = {"bootstrap.servers": services.bootstrap}
-    ensure_topics(kafka, [with_partitions(RESULTS, 6), with_partitions(SALESFORCE_EDITS, 12)], prefix)
+    ensure_topics(kafka, [with_partitions(IDENTITIES, 6), with_partitions(SALESFORCE_EDITS, 12)], prefix)
     app_settings = settings(services, prefix)
     with pytest.raises(ConfigError) as caught:
         build_app(app_settings, registry=registry)
     message = str(caught.value)
     assert "the outbound processor needs these topics co-partitioned" in message
-    assert f"{RESULTS.name(prefix)} has 6" in message and f"{SALESFORCE_EDITS.name(prefix)} has 12" in message
+    assert f"{IDENTITIES.name(prefix)} has 6" in message and f"{SALESFORCE_EDITS.name(prefix)} has 12" in message
     assert planned_writes(app_settings.app_id, 0).name(prefix) not in topic_partition_counts(kafka)  # nothing made
 
 
@@ -74,4 +74,4 @@ def test_a_changelog_left_with_another_partition_count_stops_the_processor_befor
     with pytest.raises(ConfigError) as caught:
         build_app(app_settings, registry=registry)
     message = str(caught.value)
-    assert f"{changelog} has 3" in message and f"{RESULTS.name(prefix)} has {RESULTS.partitions}" in message
+    assert f"{changelog} has 3" in message and f"{IDENTITIES.name(prefix)} has {IDENTITIES.partitions}" in message

@@ -448,10 +448,10 @@ async def test_a_realistic_community_stream_ends_in_the_org_exactly_as_computed_
             assert proc.running, proc.log_tail()
             await _drain(runner, services.bootstrap, group, writes_topic, timeout_s=120)
             synced_s = time.monotonic() - started
-            # let the processor read every result into its identity table before it is stopped
-            results_topic = prefix + "sfsync.results"
+            # let the processor read every identity into its identity table before it is stopped
+            identities_topic = prefix + "sfsync.identities"
             await wait_until(
-                lambda: caught_up(services.bootstrap, app_id, results_topic), 60, "identities caught up", 1.0
+                lambda: caught_up(services.bootstrap, app_id, identities_topic), 60, "identities caught up", 1.0
             )
         finally:
             runner.stop()

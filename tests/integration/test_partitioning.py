@@ -2,7 +2,7 @@
 choose for it (murmur2), on a real broker.
 
 That is what keeps the outbound processor's tables co-partitioned with the topics that feed them
-(``sfsync.results`` comes from the sink's producer, ``sfsync.salesforce_edits`` from Faust's, the
+(``sfsync.identities`` comes from the sink's producer, ``sfsync.salesforce_edits`` from Faust's, the
 planned writes from the processor's own), and a product topic partitioned the same way whichever
 client the product uses. librdkafka's default (``consistent_random``, CRC32) puts most keys elsewhere.
 """
@@ -51,7 +51,7 @@ def misplaced(bootstrap: str, topic: str, expected: int, partitions: int) -> lis
 
 
 def _outbox(config: dict[str, Any], topic: str, tag: str) -> None:
-    """The sink's results, the DLQ and the error log: new_producer under an Outbox."""
+    """The sink's results and identities, the DLQ and the error log: new_producer under an Outbox."""
     outbox = Outbox(new_producer(config, "test-outbox"), label=topic, timeout_s=30)
     for key in keys(tag):
         outbox.send(topic, b"v", key)

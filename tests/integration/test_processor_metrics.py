@@ -19,7 +19,7 @@ from sfsync.mapping import load_mappings
 from sfsync.processors.outbound.metrics import LagProbe
 from sfsync.processors.outbound.plan import plan
 from sfsync.producers.fake import CommunitySimulator
-from sfsync.topics import PRODUCT_TOPICS, RESULTS, SALESFORCE_EDITS, TopicSpec
+from sfsync.topics import IDENTITIES, PRODUCT_TOPICS, SALESFORCE_EDITS, TopicSpec
 from tests.integration.helpers import PARTITIONS, planned_topic, publish_all
 from tests.integration.processes import Spawned, processor_env
 from tests.kit.outbound import decoded
@@ -75,7 +75,9 @@ def test_the_processor_serves_events_writes_and_consumer_lag_per_partition(
         services, prefix, app_id, SFSYNC_PROCESSOR_METRICS_PORT=str(port), SFSYNC_PROCESSOR_LAG_INTERVAL_S="1"
     )
     every_partition = {
-        (spec.name(prefix), p) for spec in (*PRODUCT_TOPICS, RESULTS, SALESFORCE_EDITS) for p in range(spec.partitions)
+        (spec.name(prefix), p)
+        for spec in (*PRODUCT_TOPICS, IDENTITIES, SALESFORCE_EDITS)
+        for p in range(spec.partitions)
     } | {(planned_topic(prefix, app_id), p) for p in range(PARTITIONS)}  # its planned writes, ordered
     url = f"http://127.0.0.1:{port}/metrics"
     samples: Samples = {}

@@ -47,7 +47,7 @@ async def test_worker_writes_the_org_produces_results_and_commits(
         schema_registry_url=services.registry,
         topic_prefix=prefix,
         group_id=group,
-        batch_max_age_s=0.5,
+        batch_linger_s=0.5,
         max_parent_waits=1000,
     )
     parked: list[tuple[IncomingWrite, SfsyncError]] = []

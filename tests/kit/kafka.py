@@ -163,8 +163,9 @@ class FakeConsumer:
     (keyed by ``(topic, partition)``, or by the partition alone for every topic), what
     ``get_watermark_offsets`` answers; ``partitions``: topic name -> partition ids, what
     ``list_topics`` answers (None, the default: it raises as when no broker answers); ``clock``: a
-    fake clock that a ``poll``/``consume`` finding nothing moves on by its timeout (as the real wait
-    would), and that stamps every such call in :attr:`polled_at`.
+    fake clock that a ``poll`` finding nothing, or a ``consume(n)`` finding fewer than ``n``, moves on by its
+    timeout (as librdkafka's waits do: ``consume`` returns early only with ``n`` messages), and that stamps
+    every such call in :attr:`polled_at`.
 
     :meth:`rebalance` queues a group rebalance that the next ``poll``/``consume`` serves first, calling
     the ``on_revoke`` / ``on_assign`` given to ``subscribe`` from inside the call, as librdkafka does
@@ -288,7 +289,7 @@ class FakeConsumer:
         self._maybe_fail()
         self._serve_rebalances()
         out = self._take(num_messages)
-        self._waited(timeout, bool(out))
+        self._waited(timeout, len(out) >= num_messages)  # librdkafka waits its whole timeout for fewer than asked
         if not out:
             self._idle()
         return out
@@ -376,9 +377,9 @@ class FakeProducer:
         self._messages.append(message)
         self._queued.append(len(self.produced) - 1)
 
-    def keys(self) -> list[bytes | None]:
-        """The key of every record produced, in order."""
-        return [key for _, key, _ in self.produced]
+    def keys(self, topic: str | None = None) -> list[bytes | None]:
+        """The key of every record produced (to ``topic``; None: to any), in order."""
+        return [key for to, key, _ in self.produced if topic is None or to == topic]
 
     def report(self, index: int, err: Any, msg: FakeMessage) -> None:
         """The delivery report of the ``index``-th record produced, served by the next ``flush()`` in

@@ -46,6 +46,7 @@ __all__ = ["Org", "RoutedRig", "SentBatch", "in_workspace", "rekey"]
 SETTINGS: dict[str, Any] = {
     "batch_size": 50,
     "batch_max_age_s": 0.2,
+    "batch_linger_s": 0.2,
     "poll_timeout_s": 0.02,
     "retry_wait_initial_s": 0.01,
     "retry_wait_max_s": 0.05,

@@ -332,7 +332,8 @@ def message(write: dict[str, Any], partition: int, offset: int) -> FakeMessage:
 
 @dataclass
 class ByKey:
-    """Decodes the fake value (the record key) back to its Write; encodes a result as its key."""
+    """Decodes the fake value (the record key) back to its Write; encodes a result (or an Identity) as
+    ``<record name>|<key>``: which record went where, readable in a fake producer's records."""
 
     writes: dict[bytes, dict[str, Any]]
 
@@ -344,7 +345,10 @@ class ByKey:
         return "Write", self.writes[data]
 
     def encode(self, record_name: str, value: Any) -> bytes:
-        return str(value["key"]).encode()
+        return f"{record_name}|{value['key']}".encode()
+
+    def encode_checked(self, record_name: str, value: Any) -> bytes:
+        return self.encode(record_name, value)
 
 
 class _FlushedLog:

@@ -5,13 +5,28 @@ from __future__ import annotations
 import pytest
 
 from sfsync.errors import ConfigError
-from sfsync.topics import OUTBOUND_TABLE_FEEDS, RESULTS, SALESFORCE_EDITS, WRITES, planned_writes, shared_partitions
+from sfsync.topics import (
+    ALL_TOPICS,
+    IDENTITIES,
+    OUTBOUND_TABLE_FEEDS,
+    RESULTS,
+    SALESFORCE_EDITS,
+    WRITES,
+    planned_writes,
+    shared_partitions,
+)
 
 
 def test_the_topics_feeding_the_outbound_tables_are_created_co_partitioned() -> None:
-    assert [spec.base for spec in OUTBOUND_TABLE_FEEDS] == [RESULTS.base, SALESFORCE_EDITS.base]
-    assert {spec.partitions for spec in OUTBOUND_TABLE_FEEDS} == {WRITES.partitions}
+    assert [spec.base for spec in OUTBOUND_TABLE_FEEDS] == [IDENTITIES.base, SALESFORCE_EDITS.base]
+    assert {spec.partitions for spec in OUTBOUND_TABLE_FEEDS} == {WRITES.partitions, RESULTS.partitions}
     assert planned_writes("sfsync-processor", 6).name("staging.") == "staging.sfsync-processor-writes-repartition"
+
+
+def test_identities_are_a_compacted_topic_keyed_like_the_writes_that_every_command_creates() -> None:
+    assert IDENTITIES in ALL_TOPICS and RESULTS not in OUTBOUND_TABLE_FEEDS
+    assert IDENTITIES.config == {"cleanup.policy": "compact"}
+    assert IDENTITIES.key_doc == WRITES.key_doc and IDENTITIES.avro_value
 
 
 def test_topics_with_one_partition_count_share_it() -> None:

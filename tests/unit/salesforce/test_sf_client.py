@@ -687,6 +687,151 @@ async def test_composite_304_subresponses_have_no_error():
     assert out[0].headers["ETag"] == '"baf7f695"'
 
 
+async def test_collections_go_as_one_composite_call_each_subrequest_with_its_own_outcome():
+    saved = [{"id": "003A", "success": True, "errors": []}, {"id": "003B", "success": True, "errors": []}]
+    upserted = [{"id": "701A", "success": True, "errors": [], "created": True}]
+    refused = [{"errorCode": "INVALID_FIELD", "message": "No such column 'Nope__c' on Campaign", "fields": []}]
+    locked = [{"errorCode": "UNABLE_TO_LOCK_ROW", "message": "unable to obtain exclusive access"}]
+    deleted = [{"id": "00QA", "success": True, "errors": []}]
+
+    def answer(status: int, body: Any, ref: str) -> dict[str, Any]:
+        return {"body": body, "httpHeaders": {}, "httpStatusCode": status, "referenceId": ref}
+
+    composite = {
+        "compositeResponse": [
+            answer(200, saved, "c0"),
+            answer(200, upserted, "c1"),
+            answer(400, refused, "c2"),
+            answer(503, locked, "c3"),
+            answer(200, deleted, "c4"),
+        ]
+    }
+    org = FakeOrg().on("POST", "/services/data/v58.0/composite", ok(composite))
+    ops = [
+        salesforce.CollectionOp("update", "Contact", [{"Id": "003A", "Title": "x"}, {"Id": "003B", "Title": "y"}]),
+        salesforce.CollectionOp("upsert", "Campaign", [{"Event_Id__c": "e1", "Name": "M"}], ext_field="Event_Id__c"),
+        salesforce.CollectionOp("upsert", "Campaign", [{"Event_Id__c": "e2", "Nope__c": 1}], ext_field="Event_Id__c"),
+        salesforce.CollectionOp("create", "Contact", [{"LastName": "Z"}]),
+        salesforce.CollectionOp("delete", ids=["00QA"]),
+    ]
+    async with client(org, api_version="58.0") as sf:
+        out = await sf.collections(ops)
+        with pytest.raises(ValueError, match="1 to 5"):
+            await sf.collections([*ops, ops[0]])
+        with pytest.raises(ValueError, match="at most 200"):
+            await sf.collections([salesforce.CollectionOp("create", "Contact", [{"LastName": "Z"}] * 201)])
+    (request,) = org.requests  # one call for the five
+    sent = json.loads(request.content)
+    assert sent["allOrNone"] is False and sent["collateSubrequests"] is False
+    assert [(s["method"], s["url"], s["referenceId"]) for s in sent["compositeRequest"]] == [
+        ("PATCH", "/services/data/v58.0/composite/sobjects", "c0"),
+        ("PATCH", "/services/data/v58.0/composite/sobjects/Campaign/Event_Id__c", "c1"),
+        ("PATCH", "/services/data/v58.0/composite/sobjects/Campaign/Event_Id__c", "c2"),
+        ("POST", "/services/data/v58.0/composite/sobjects", "c3"),
+        ("DELETE", "/services/data/v58.0/composite/sobjects?ids=00QA&allOrNone=false", "c4"),
+    ]
+    assert sent["compositeRequest"][0]["body"] == {
+        "allOrNone": False,
+        "records": [
+            {"attributes": {"type": "Contact"}, "Id": "003A", "Title": "x"},
+            {"attributes": {"type": "Contact"}, "Id": "003B", "Title": "y"},
+        ],
+    }
+    updates, upserts, invalid, lock, deletes = out
+    assert isinstance(updates, list) and [(r.index, r.id, r.created) for r in updates] == [
+        (0, "003A", False),
+        (1, "003B", False),
+    ]
+    assert isinstance(upserts, list) and upserts[0].created is True
+    assert isinstance(invalid, MetadataError) and invalid.error_code == "INVALID_FIELD"  # as a top-level 400 would be
+    assert isinstance(lock, SalesforceRetriableError) and lock.status == 503
+    assert isinstance(deletes, list) and deletes[0].success
+
+
+async def test_collections_whole_request_failure_raises_like_a_single_call():
+    org = FakeOrg().on("POST", f"{V}/composite", ok([{"errorCode": "SERVER_UNAVAILABLE", "message": "down"}], 503))
+    ops = [salesforce.CollectionOp("create", "Contact", [{"LastName": "Z"}])] * 2
+    async with client(org) as sf:
+        with pytest.raises(SalesforceRetriableError):
+            await sf.collections(ops)
+        old = client(FakeOrg(), api_version="42.0")
+        with pytest.raises(ValueError, match=r"43\.0"):
+            await old.collections(ops)  # nothing sent: FakeOrg would fail the test on any request
+        await old.aclose()
+
+
+async def test_queries_go_as_one_composite_call_each_with_its_records_or_its_error():
+    recorded = recorded_json("cci_composite_count_and_invalid_type.json")["compositeResponse"]
+    page1 = recorded_json("restforce_query_page1_nextRecordsUrl.json")
+    page2 = {"totalSize": 2, "done": True, "records": [{"attributes": {"type": "Whizbang"}, "Text_Label": "Last Page"}]}
+    busy = [{"errorCode": "QUERY_TIMEOUT", "message": "Your query request was running for too long."}]
+    composite = {
+        "compositeResponse": [
+            {**recorded[0], "referenceId": "q0"},
+            {"body": page1, "httpHeaders": {}, "httpStatusCode": 200, "referenceId": "q1"},
+            {**recorded[1], "referenceId": "q2"},
+            {"body": busy, "httpHeaders": {}, "httpStatusCode": 503, "referenceId": "q3"},
+        ]
+    }
+    org = FakeOrg().on("POST", f"{V}/composite", ok(composite))
+    org.on("GET", "/services/data/v26.0/query/01gD", ok(page2))
+    soqls = [
+        "SELECT COUNT() FROM Account",
+        select("Text_Label").from_("Whizbang").where("Text_Label", "!=", "it's & more"),
+        "select count() from XYZZY",
+        "SELECT Id FROM Contact",
+    ]
+    further: list[int] = []
+
+    async def before_next_page() -> None:
+        further.append(len(org.requests))
+
+    async with client(org) as sf:
+        counted, whizbangs, invalid, timeout = await sf.queries(soqls, before_next_page=before_next_page)
+        with pytest.raises(ValueError, match="1 to 5"):
+            await sf.queries([*soqls, *soqls])
+    assert len(org.requests) == 2  # the composite, then the one further page (a call of its own)
+    assert further == [1]  # the hook heard of the further page before it was asked for
+    sent = json.loads(org.requests[0].content)
+    assert sent["allOrNone"] is False and sent["collateSubrequests"] is False
+    subrequests = sent["compositeRequest"]
+    assert [(s["method"], s["referenceId"]) for s in subrequests] == [("GET", f"q{i}") for i in range(4)]
+    urls = [httpx.URL(s["url"]) for s in subrequests]
+    assert {u.path for u in urls} == {f"{V}/query/"}
+    assert [u.params["q"] for u in urls] == [str(q) for q in soqls]  # URL-encoded, decoded back the same
+    assert counted == []
+    assert isinstance(whizbangs, list) and [r["Text_Label"] for r in whizbangs] == ["First Page", "Last Page"]
+    assert isinstance(invalid, MetadataError) and invalid.error_code == "INVALID_TYPE"  # as a top-level 400 would be
+    assert isinstance(timeout, SalesforceRetriableError) and timeout.status == 503
+
+
+async def test_queries_a_failed_further_page_is_that_querys_error_and_a_whole_failure_raises():
+    first = {"totalSize": 3000, "done": False, "nextRecordsUrl": f"{V}/query/01gX-2000", "records": [{"Id": "003A"}]}
+    done = {"totalSize": 1, "done": True, "records": [{"Id": "00QA"}]}
+    composite = {
+        "compositeResponse": [
+            {"body": first, "httpHeaders": {}, "httpStatusCode": 200, "referenceId": "q0"},
+            {"body": done, "httpHeaders": {}, "httpStatusCode": 200, "referenceId": "q1"},
+        ]
+    }
+    expired = [{"errorCode": "INVALID_QUERY_LOCATOR", "message": "invalid query locator"}]
+    org = FakeOrg().on("POST", f"{V}/composite", ok(composite))
+    org.on("GET", f"{V}/query/01gX-2000", ok(expired, 400))
+    async with client(org) as sf:
+        contacts, leads = await sf.queries(["SELECT Id FROM Contact", "SELECT Id FROM Lead"])
+    assert isinstance(contacts, salesforce.SalesforceError) and contacts.error_code == "INVALID_QUERY_LOCATOR"
+    assert leads == [{"Id": "00QA"}]
+
+    down = FakeOrg().on("POST", f"{V}/composite", ok([{"errorCode": "SERVER_UNAVAILABLE", "message": "down"}], 503))
+    async with client(down) as sf:
+        with pytest.raises(SalesforceRetriableError):
+            await sf.queries(["SELECT Id FROM Contact", "SELECT Id FROM Lead"])
+        old = client(FakeOrg(), api_version="42.0")
+        with pytest.raises(ValueError, match=r"43\.0"):
+            await old.queries(["SELECT Id FROM Contact"])  # nothing sent: FakeOrg would fail the test on any request
+        await old.aclose()
+
+
 # -- Bulk API 2.0 ---------------------------------------------------------------------------------
 
 

@@ -107,11 +107,12 @@ def worker_over(r: Rig, consumer: FakeConsumer, writes: list[dict[str, Any]]) ->
 
     return SinkWorker(
         r.sink,
-        settings=SinkSettings(batch_size=50, batch_max_age_s=0.5, poll_timeout_s=POLL_S),
+        settings=SinkSettings(batch_size=50, batch_linger_s=0.5, poll_timeout_s=POLL_S),
         consumer=consumer,
         producer=FakeProducer(),
         decoder=ByKey({w["key"].encode(): w for w in writes}),
         encoder=ByKey({}),
+        identity_encoder=ByKey({}),
         on_parked=no_parking,
         clock=r.clock,
         sleep=r.clock.sleep,
@@ -162,7 +163,7 @@ async def test_a_long_budget_pause_keeps_polling_pauses_then_resumes_and_writes_
 
     # the first batch commits where its carried writes start, nothing more while paused; then all
     assert sorted(consumer.commit_log) == [(0, 0), (0, 3), (1, 0), (1, 2)]
-    keys = worker.producer.keys()
+    keys = worker.producer.keys("sfsync.results")
     assert sorted(keys) == sorted({w["key"].encode() for w in writes})  # each record's result once
     assert [(c["Email"], c["LastName"]) for c in contacts] == [
         ("member0@example.org", "Second"),  # the later write of the record won: written in order

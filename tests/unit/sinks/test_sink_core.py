@@ -76,8 +76,8 @@ def test_merge_keeps_the_newest_value_per_field_and_a_delete_wins() -> None:
     incoming = [IncomingWrite(w, TOPIC, 0, i) for i, w in enumerate([a, b])]
     (segments,) = merge_writes(incoming).values()
     (seg,) = segments
-    assert seg.fields["LastName"].value == "New"  # the later-arriving but older value lost
-    assert seg.fields["Title"].value == "CTO"
+    assert seg.fields["LastName"]["value"] == "New"  # the later-arriving but older value lost
+    assert seg.fields["Title"]["value"] == "CTO"
     assert [w.offset for w in seg.writes] == [0, 1]
     d = member(1, operation="DELETE", n=2)
     c = member(1, last="Again", at=T0 + 20, n=3)
@@ -94,7 +94,7 @@ async def test_a_newer_fill_if_empty_value_in_the_batch_does_not_cancel_an_updat
     renamed = write(key, "Campaign", {"Name": fv("Launch v2", T0 + 10)}, external_id=ext, mapping="events", n=1)
     ensured = write(key, "Campaign", {"Name": fv("Launch v2", T0 + 20, "IF_EMPTY")}, external_id=ext, n=2)
     (segments,) = merge_writes([IncomingWrite(w, TOPIC, 0, i) for i, w in enumerate([renamed, ensured])]).values()
-    assert segments[0].fields["Name"].policy == "ALWAYS"
+    assert segments[0].fields["Name"]["policy"] == "ALWAYS"
     await h.put(renamed, ensured)
     (row,) = await h.query("SELECT Name FROM Campaign WHERE Event_Id__c = 'evt-8'")
     assert row["Name"] == "Launch v2"
@@ -110,7 +110,7 @@ async def test_a_fill_if_empty_value_first_in_the_batch_does_not_cancel_an_older
     ensured = write(key, "Contact", {"Email": fv("new@example.org", T0 + 20, "IF_EMPTY")}, external_id=ext, n=1)
     updated = write(key, "Contact", {"Email": fv("new@example.org", T0 + 10)}, external_id=ext, mapping="members", n=2)
     (segments,) = merge_writes([IncomingWrite(w, TOPIC, 0, i) for i, w in enumerate([ensured, updated])]).values()
-    assert segments[0].fields["Email"].policy == "ALWAYS"
+    assert segments[0].fields["Email"]["policy"] == "ALWAYS"
     await h.put(ensured, updated)
     (row,) = await h.query("SELECT Email FROM Contact WHERE Member_Id__c = 'm-1'")
     assert row["Email"] == "new@example.org"
@@ -123,10 +123,10 @@ def test_a_fill_newer_than_a_cleared_value_fills_it_whichever_comes_first_in_the
     stale_fill = write(key, "Contact", {"Title": fv("CEO", T0 + 5, "IF_EMPTY")}, external_id=ext, n=2)
     for order in ([cleared, filled], [filled, cleared]):
         (segments,) = merge_writes([IncomingWrite(w, TOPIC, 0, i) for i, w in enumerate(order)]).values()
-        assert segments[0].fields["Title"] == ("CTO", "ALWAYS", T0 + 20)
+        assert segments[0].fields["Title"] == fv("CTO", T0 + 20, "ALWAYS")
     for order in ([cleared, stale_fill], [stale_fill, cleared]):
         (segments,) = merge_writes([IncomingWrite(w, TOPIC, 0, i) for i, w in enumerate(order)]).values()
-        assert segments[0].fields["Title"] == (None, "ALWAYS", T0 + 10)
+        assert segments[0].fields["Title"] == fv(None, T0 + 10, "ALWAYS")
 
 
 async def test_an_older_write_never_overwrites_a_newer_value_across_batches(h: Harness) -> None:
@@ -393,7 +393,7 @@ def test_merging_keeps_the_record_type_of_either_write() -> None:
         (segments,) = merge_writes([IncomingWrite(w, TOPIC, 0, i) for i, w in enumerate(order)]).values()
         (seg,) = segments
         assert seg.record_type == "Community_Member"
-        assert seg.fields["LastName"].value == "Later"
+        assert seg.fields["LastName"]["value"] == "Later"
 
 
 async def test_a_merged_batch_creates_the_record_with_its_record_type(h: Harness) -> None:

@@ -41,11 +41,12 @@ def worker_over(fake: FakeConsumer, writes: list[dict[str, Any]], clock: EpochCl
 
     worker = SinkWorker(
         sink,
-        settings=SinkSettings(batch_size=2, batch_max_age_s=0.01, poll_timeout_s=0.5, **settings),
+        settings=SinkSettings(batch_size=2, batch_linger_s=0.01, poll_timeout_s=0.5, **settings),
         consumer=KafkaConsumer(fake, "consumer of group sink"),  # type: ignore[arg-type]
         producer=FakeProducer(),
         decoder=ByKey({w["key"].encode(): w for w in writes}),
         encoder=ByKey({}),
+        identity_encoder=ByKey({}),
         on_parked=on_parked,
         clock=clock,
         sleep=clock.sleep,
@@ -74,7 +75,7 @@ async def test_a_commit_refused_by_a_restarting_broker_is_made_later_and_the_wor
 
     assert not fake.commit_fails  # the three refusals were met, and ridden out
     assert fake.commits == {0: 4}  # every write committed in the end, by a later commit
-    assert len(worker.producer.produced) == 4  # each write's result once: nothing replayed in-process
+    assert len(worker.producer.keys("sfsync.results")) == 4  # each write's result once: nothing replayed in-process
     lines = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "sfsync.sinks.loop"]
     assert [level for level, _ in lines] == [logging.WARNING, logging.INFO]  # one per outage, not per attempt
     assert lines[0][1].startswith("Kafka: committing offsets failed, retrying for up to 120s")

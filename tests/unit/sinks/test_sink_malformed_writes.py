@@ -23,7 +23,7 @@ async def test_a_write_without_its_object_is_parked_and_the_next_writes_are_done
     rec = Recorder()
     parked: list[tuple[IncomingWrite, Any]] = []
     client, sink = make_sink(build(), rec)
-    settings = SinkSettings(batch_size=10, batch_max_age_s=0.01, poll_timeout_s=0.01)
+    settings = SinkSettings(batch_size=10, batch_linger_s=0.01, poll_timeout_s=0.01)
 
     async def on_parked(write: IncomingWrite, error: Any) -> None:
         parked.append((write, error))
@@ -39,6 +39,7 @@ async def test_a_write_without_its_object_is_parked_and_the_next_writes_are_done
             producer=producer,
             decoder=ByKey({w["key"].encode(): w for w in writes}),
             encoder=ByKey({}),
+            identity_encoder=ByKey({}),
             on_parked=on_parked,
             sleep=no_sleep,
         )
@@ -48,5 +49,5 @@ async def test_a_write_without_its_object_is_parked_and_the_next_writes_are_done
     [(write, error)] = parked
     assert write.offset == 0 and isinstance(error, MalformedWriteError)
     assert "sobject" in str(error) and category_and_code(error)[1] == "MALFORMED_WRITE"
-    assert len(producer.produced) == 2  # the two good writes' results
+    assert len(producer.keys("sfsync.results")) == 2  # the two good writes' results
     assert consumer.commits == {0: 3}  # past the parked record

@@ -6,7 +6,7 @@ from typing import Any
 
 from sfsync.sinks.contract import IncomingWrite
 from sfsync.sinks.matching import Candidate, candidates, index_rows, pick, usable
-from sfsync.sinks.merge import _Field, _Segment, drop_older, merge_writes, written_times
+from sfsync.sinks.merge import FieldValue, _Segment, drop_older, merge_writes, written_times
 from tests.kit.sink import T0, TOPIC, member, planned_member, write
 
 
@@ -76,8 +76,8 @@ def test_a_key_finds_the_smallest_id_and_a_fallback_only_a_record_without_anothe
 
 
 # ---------------------------------------------------------------------- the record clock
-def f(value: Any, at: int, policy: str = "ALWAYS") -> _Field:
-    return _Field(value, policy, at)
+def f(value: Any, at: int, policy: str = "ALWAYS") -> FieldValue:
+    return {"value": value, "policy": policy, "updated_at": at}
 
 
 def test_a_field_older_than_the_value_written_to_the_record_is_dropped_a_tie_is_kept() -> None:
@@ -93,3 +93,9 @@ def test_written_times_move_with_real_values_only_never_back() -> None:
     # a fill (if_empty) is no newer value; a time never goes back; names not sent do not count
     assert after == {"LastName": T0 + 200, "Title": T0 + 10}
     assert written_times(after, fields, ["Email"]) == after
+
+
+def test_nothing_older_than_the_record_clock_means_the_fields_as_they_are_not_a_copy() -> None:
+    fields = {"LastName": f("New", T0 + 200), "Title": f("CTO", T0 + 10)}
+    assert drop_older(fields, {"LastName": T0 + 200, "Email": T0 + 999}) is fields
+    assert drop_older(fields, {}) is fields

@@ -102,8 +102,8 @@ def test_merging_int_timestamps_gives_what_datetimes_gave() -> None:
     ints = merged([older, newer, late])
     assert ints == merged([with_datetimes(w) for w in (older, newer, late)])
     ((_, fields, offsets),) = ints
-    assert fields["LastName"] == ("New", "ALWAYS", T0 + 6) and offsets == [0, 1, 2]
-    assert fields["Title"].policy == "IF_EMPTY" and type(fields["Title"].updated_at) is int
+    assert fields["LastName"] == {"value": "New", "policy": "ALWAYS", "updated_at": T0 + 6} and offsets == [0, 1, 2]
+    assert fields["Title"]["policy"] == "IF_EMPTY" and type(fields["Title"]["updated_at"]) is int
 
 
 async def test_put_passes_int_timestamps_through_to_the_result() -> None:
@@ -218,3 +218,20 @@ def test_the_runner_observes_latency_of_writes_decoded_with_int_timestamps() -> 
     assert get("sfsync_end_to_end_latency_seconds_count") == 1
     assert 2.9 <= (get("sfsync_end_to_end_latency_seconds_sum") or 0) < 60
     assert get("sfsync_writes_total", {"sobject": "Contact", "outcome": "created"}) == 1
+
+
+def test_a_single_write_is_merged_from_its_decoded_fields_and_a_fold_leaves_them_as_they_were() -> None:
+    first, second = member(1, last="Old", at=T0 + 5), member(1, last="New", at=T0 + 6, n=1)
+    decoded = [{**w, "fields": {k: dict(v) for k, v in w["fields"].items()}} for w in (first, second)]
+    before = [{k: dict(v) for k, v in w["fields"].items()} for w in decoded]
+    ((alone,),) = merge_writes([IncomingWrite(decoded[0], TOPIC, 0, 0)]).values()
+    assert alone.fields is decoded[0]["fields"]  # storage form: merged as decoded, nothing copied
+    ((folded,),) = merge_writes([IncomingWrite(w, TOPIC, 0, i) for i, w in enumerate(decoded)]).values()
+    assert folded.fields["LastName"]["value"] == "New" and folded.fields is not decoded[0]["fields"]
+    assert [w["fields"] for w in decoded] == before  # the writes' own maps are untouched
+    dated = with_datetimes(first)
+    ((normalised,),) = merge_writes([IncomingWrite(dated, TOPIC, 0, 0)]).values()
+    assert normalised.fields is not dated["fields"] and normalised.fields == first["fields"]
+    no_policy = {**first, "fields": {"LastName": {"value": "X", "updated_at": T0}}}
+    ((defaulted,),) = merge_writes([IncomingWrite(no_policy, TOPIC, 0, 0)]).values()
+    assert defaulted.fields == {"LastName": fv("X", T0, "ALWAYS")} and defaulted.if_empty == ()

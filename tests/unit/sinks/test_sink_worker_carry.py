@@ -20,7 +20,7 @@ async def run_worker(
     consumer, producer = FakeConsumer(messages), FakeProducer()
     rec = Recorder()
     client, sink = make_sink(build(), rec, max_parent_waits=50)
-    settings = SinkSettings(batch_size=batch_size, batch_max_age_s=0.01, poll_timeout_s=0.01, max_parent_waits=50)
+    settings = SinkSettings(batch_size=batch_size, batch_linger_s=0.01, poll_timeout_s=0.01, max_parent_waits=50)
 
     async def no_sleep(seconds: float) -> None:
         pass
@@ -36,6 +36,7 @@ async def run_worker(
             producer=producer,
             decoder=ByKey({w["key"].encode(): w for w in writes}),
             encoder=ByKey({}),
+            identity_encoder=ByKey({}),
             on_parked=on_parked,
             sleep=no_sleep,
         )
@@ -58,7 +59,7 @@ async def test_a_carry_as_large_as_a_batch_does_not_stop_the_worker_reading_the_
     messages += [message(w, 1, n) for n, w in enumerate(parents)]
     consumer, producer, rec, worker = await run_worker(messages, children + parents)
     assert not rec.parked
-    assert sorted(producer.keys()) == sorted(w["key"].encode() for w in children + parents)
+    assert sorted(producer.keys("sfsync.results")) == sorted(w["key"].encode() for w in children + parents)
     assert consumer.commits == {0: len(children), 1: len(parents)}
     assert not worker._carry
 
@@ -73,7 +74,7 @@ async def test_writes_done_behind_a_carried_write_are_committed_once_it_is_done(
     messages = [message(w, 0, n) for n, w in enumerate([child, *later])]
     messages += [message(w, 1, n) for n, w in enumerate(parents)]
     consumer, producer, rec, _ = await run_worker(messages, [child, *later, *parents], batch_size=3)
-    assert not rec.parked and len(producer.produced) == 5
+    assert not rec.parked and len(producer.keys("sfsync.results")) == 5
     assert consumer.commits == {0: 3, 1: 2}
 
 
@@ -99,7 +100,7 @@ async def test_a_write_read_before_a_revocation_is_dropped_even_when_its_partiti
     writes = [member(0), member(1), member(2)]
     first, later = message(writes[0], 0, 0), message(writes[2], 0, 2)
     consumer, sink = FakeConsumer([first]), _Taking()
-    settings = SinkSettings(batch_size=4, batch_max_age_s=5, poll_timeout_s=0.01)
+    settings = SinkSettings(batch_size=4, batch_linger_s=5, batch_max_age_s=5, poll_timeout_s=0.01)
 
     async def no_sleep(seconds: float) -> None:
         pass
@@ -114,6 +115,7 @@ async def test_a_write_read_before_a_revocation_is_dropped_even_when_its_partiti
         producer=FakeProducer(),
         decoder=ByKey({w["key"].encode(): w for w in writes}),
         encoder=ByKey({}),
+        identity_encoder=ByKey({}),
         on_parked=on_parked,
         sleep=no_sleep,
     )

@@ -49,6 +49,7 @@ def worker_over(rig: RoutedRig, consumer: FakeConsumer, writes: list[dict[str, A
         producer=FakeProducer(),
         decoder=ByKey({w["key"].encode(): w for w in writes}),
         encoder=ByKey({}),
+        identity_encoder=ByKey({}),
         on_parked=no_parking,
     )
 
@@ -94,12 +95,14 @@ async def test_a_down_orgs_partitions_commit_behind_its_oldest_write_the_others_
     await run_until(worker, lambda: len(a.emails()) == 5 and consumer.commits.get(2) == 1)
     assert b.emails() == [] and consumer.commits.get(0) == 3
     assert consumer.commits.get(1, 0) == 0 and consumer.commits[2] == 1  # behind B's oldest carried write
-    assert sorted(worker.producer.keys()) == sorted(w["key"].encode() for w in [*a_writes, mixed[0], mixed[2]])
+    assert sorted(worker.producer.keys("sfsync.results")) == sorted(
+        w["key"].encode() for w in [*a_writes, mixed[0], mixed[2]]
+    )
 
     b.up()
     await run_until(worker, lambda: consumer.commits.get(1) == 1 and consumer.commits.get(2) == 3)
     assert b.emails() == ["member10@example.org", "member11@example.org"]
-    assert len(worker.producer.keys()) == 7  # every result once
+    assert len(worker.producer.keys("sfsync.results")) == 7  # every result once
     assert not worker._carry
 
 
@@ -155,7 +158,7 @@ async def test_a_stopping_worker_waits_for_the_batches_on_their_way_and_commits_
     await asyncio.wait_for(worker.run(max_batches=1), 20)
 
     assert b.emails() == ["member0@example.org", "member1@example.org"]
-    assert consumer.commits == {0: 2} and len(worker.producer.keys()) == 2
+    assert consumer.commits == {0: 2} and len(worker.producer.keys("sfsync.results")) == 2
     assert not rig.router.busy()
 
 

@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 
 from sfsync.errors import ConfigError, ServiceUnavailableError
+from sfsync.keys import person_identity
 from sfsync.mapping import MatchKey, load_mappings, parse_mappings
 from sfsync.ops.dlq import Stage
-from sfsync.processors.outbound.processor import TableIdentity, identity_of_result, per_event_mappings
+from sfsync.processors.outbound.processor import TableIdentity, per_event_mappings
 from sfsync.processors.outbound.settings import ProcessorSettings
 from tests.kit import BROKEN_MAPPING
 from tests.kit.outbound import MEMBERS_TOPIC, ProcessorRig, user_created
@@ -119,18 +120,14 @@ def test_a_registry_outage_is_raised_not_parked() -> None:
     assert rig.clock == {}
 
 
-def test_results_feed_the_identity_that_planning_reads() -> None:
+def test_an_identity_feeds_the_identity_that_planning_reads() -> None:
     rig = ProcessorRig()
     event = user_created()
     key = f"ws-demo|Contact:Member_Id__c:{event['member']['member_id']}"
     table: dict[str, Any] = {}
-    entry = identity_of_result({"key": key, "sobject": "Lead", "salesforce_id": "00Q000000000001"})
+    entry = person_identity({"key": key, "sobject": "Lead", "salesforce_id": "00Q000000000001", "workspace_id": ""})
     assert entry is not None
-    table[entry[0]] = entry[1]
-    assert identity_of_result({"key": key, "sobject": "Lead", "salesforce_id": ""}) is None
-    # planning reads person identities only: the others (a record per event) are not kept
-    activity = {"key": "ws-demo|Community_Activity__c:Event_Key__c:e-1", "sobject": "Community_Activity__c"}
-    assert identity_of_result({**activity, "salesforce_id": "a00000000000001"}) is None
+    table[entry[0]] = list(entry[1])  # as the app's identity table holds it
     handled = rig.handle(rig.members.encode_checked("UserCreated", event), 5, identity=TableIdentity(table))
     assert rig.writes(handled)[0]["search_objects"] == ["Lead", "Contact"]  # the known object first
     assert TableIdentity({}).get(key) is None
@@ -139,7 +136,7 @@ def test_results_feed_the_identity_that_planning_reads() -> None:
 def test_settings_defaults() -> None:
     settings = ProcessorSettings()
     assert settings.processing_guarantee == "at_least_once" and settings.store == "memory://"
-    assert settings.producer_linger_ms == 0 and settings.broker_commit_every == 10_000
+    assert settings.producer_linger_ms == 10 and settings.broker_commit_every == 10_000
     assert settings.web_enabled is False
 
 

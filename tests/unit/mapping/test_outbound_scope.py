@@ -1,0 +1,116 @@
+"""A mapping's outbound expressions run in a context of only what they read (paths, functions), and
+the JSON helpers run in Python: the same values as CEL over the whole payload with every function."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from sfsync.mapping import load_mappings, run_cel
+from sfsync.mapping.cel import OutboundEvaluation, OutboundScope, read_paths
+from sfsync.mapping.products import envelope_of
+from sfsync.processors.outbound.plan import _plain
+from sfsync.producers.fake import CommunitySimulator
+from sfsync.serde.codec import AvroDecoder, AvroEncoder
+from sfsync.serde.schema import load_topic_schema
+from sfsync.topics import PRODUCT_TOPICS
+from tests.kit import FakeRegistry
+
+EXTRA = [
+    "json(source.answers)",
+    "json(event)",
+    "json(source.member)",
+    "json_object(source.answers, 'question', 'answer')",
+    "json_object(source.member.spaces, 'id', 'name')",
+    "json(source.no_such_field)",
+    "has(source.member.email) ? source.member.email.lowerAscii() : 'none'",
+    "size(source) > 3",
+    "source.member.first_name + ' ' + source.member.last_name",
+    "event.type + ':' + string(event.occurred_at)",
+    "event.type",
+    "event.occurred_at",
+    "source.member.email",
+    "source.member",
+    "source.event.location",
+    "source.event.location.city",
+]
+
+
+def _decoded_events(count: int) -> list[tuple[str, dict[str, Any]]]:
+    """The simulator's events as the processor plans them: encoded, decoded, uuids as text."""
+    registry = FakeRegistry()
+    encoders: dict[str, AvroEncoder] = {}
+    for spec in PRODUCT_TOPICS:
+        encoder = AvroEncoder(registry, spec.base, load_topic_schema(spec.base))  # type: ignore[arg-type]
+        encoders.update(dict.fromkeys(encoder.schema.record_names, encoder))
+    decoder = AvroDecoder(registry)  # type: ignore[arg-type]
+    out = []
+    for event in CommunitySimulator(seed=3).stream(count):
+        name, value = decoder.decode(encoders[event.RECORD_NAME].encode_checked(event.RECORD_NAME, event.to_avro()))
+        out.append((name, _plain(value)))
+    return out
+
+
+def _outcome(run: Any, *args: Any) -> tuple[str, Any]:
+    try:
+        return "value", run(*args)
+    except Exception as exc:  # the kind of failure is what is compared
+        return "error", type(exc).__name__
+
+
+def test_every_outbound_expression_gives_what_cel_gives_over_the_whole_payload() -> None:
+    mappings = load_mappings().mappings
+    events = _decoded_events(600)
+    compared = 0
+    for mapping in mappings:
+        expressions = [*mapping.outbound_expressions(), *EXTRA]
+        scope = OutboundScope(expressions)
+        assert any(c.native for c in scope.expressions.values()), "the JSON helpers run in Python"
+        for event_type, source in events:
+            envelope = envelope_of(source, event_type)
+            evaluation = OutboundEvaluation(scope, source, envelope)
+            for expression in expressions:
+                full = _outcome(run_cel, mapping.program(expression), {"source": source, "event": envelope})
+                assert _outcome(evaluation.run, expression) == full, (expression, event_type)
+                compared += 1
+    assert compared > 10_000
+
+
+def test_an_expression_added_after_the_scope_was_made_still_evaluates() -> None:
+    scope = OutboundScope(["event.type"])
+    source = {"member": {"email": "a@b.c"}}
+    evaluation = OutboundEvaluation(scope, source, {"type": "UserCreated"})
+    assert evaluation.run("source.member.email") == "a@b.c"
+    assert evaluation.run("event.type") == "UserCreated"
+
+
+def test_the_context_holds_only_the_paths_read() -> None:
+    scope = OutboundScope(["source.member.email != ''", "event.type == 'x'", "json(source)", "event.event_id"])
+    assert scope.paths == {"source": {"member": {"email": {"": None}}}, "event": {"type": {"": None}}}
+    assert scope.functions == {}  # none of sfsync's or the extension functions is called by CEL here
+
+
+@pytest.mark.parametrize(
+    ("expression", "paths"),
+    [
+        ("source.a.b + source.a", {"source": {"a": {"": None}}}),
+        ("source.title.substring(0, 3)", {"source": {"title": {"": None}}}),
+        ("size(source)", {"source": {"": None}}),
+        ("x.source.y", {}),
+        ("source['a'].b", {"source": {"": None}}),
+        ("[source.p.a, source.p.b].join(' ')", {"source": {"p": {"a": {"": None}, "b": {"": None}}}}),
+    ],
+)
+def test_read_paths_keeps_every_path_an_expression_may_read(expression: str, paths: dict[str, Any]) -> None:
+    assert read_paths(expression) == paths
+
+
+@pytest.mark.parametrize("value", [2**64, b"\x00\xff", ("a", 1)])
+def test_a_value_cel_would_convert_is_left_to_cel_by_the_json_helpers(value: Any) -> None:
+    source = {"member": {"x": value}}
+    mapping = load_mappings().mappings[0]
+    for expression in ("json(source)", "json(source.member)", "json_object([source.member], 'x', 'x')"):
+        full = _outcome(run_cel, mapping.program(expression), {"source": source, "event": {}})
+        scoped = OutboundEvaluation(OutboundScope([expression]), source, {})
+        assert _outcome(scoped.run, expression) == full
