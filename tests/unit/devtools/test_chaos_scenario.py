@@ -115,7 +115,9 @@ def test_an_org_that_is_what_the_events_imply_differs_in_nothing() -> None:
 def test_every_kind_of_difference_is_counted() -> None:
     org = expected_org(stream(3, 2000))
     contacts, campaigns, members = org_rows(org)
-    cancelled = next(iter(org.cancelled - set(org.attendance)))
+    altered = {str(c["Member_Id__c"]) for c in contacts[:4]}  # the contacts changed below
+    # a cancellation of a member whose contact stays as it is (the first in order: set order is per process)
+    cancelled = min(pair for pair in org.cancelled - set(org.attendance) if pair[0] not in altered)
     contacts[0]["Email"] = "older@x.org"  # stale value
     contacts[1]["LastName"] = None  # lost value
     lost_contact = contacts.pop(2)["Member_Id__c"]  # lost record
