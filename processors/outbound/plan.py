@@ -43,6 +43,7 @@ from sfsync.mapping import (
 from sfsync.mapping import (
     MappingEvaluationError,
     MappingFile,
+    MappingIndex,
     ParentLookup,
     evaluate_fields,
     evaluate_outbound,
@@ -134,6 +135,12 @@ def _wire_value(value: Any) -> Any:
     return salesforce_datetime(value) if isinstance(value, str) else value
 
 
+def _converted_wire_value(value: Any) -> Any:
+    """:func:`_wire_value` of a value already converted by ``to_salesforce_value`` (the evaluated
+    fields are): that conversion gives back what it is given, so only the datetime form is left."""
+    return salesforce_datetime(value) if isinstance(value, str) else value
+
+
 def _text(value: Any) -> str:
     value = _wire_value(value)
     if isinstance(value, bool):
@@ -179,8 +186,10 @@ class _Planner:
     mappings: MappingFile
     identity: IdentityView
     external_ids: Collection[str] | None
+    index: MappingIndex
+    occurred_at: int | None = None
+    """The event's ``occurred_at`` in epoch ms, once a write needs it."""
     firing: set[str] = field(default_factory=set)
-    order: dict[str, int] = field(default_factory=dict)
     done: dict[str, _Planned | MappingEvaluationError] = field(default_factory=dict)
     visiting: set[str] = field(default_factory=set)
     writes: list[dict[str, Any]] = field(default_factory=list)
@@ -192,9 +201,8 @@ class _Planner:
         return str(self.event.get("workspace_id") or "")
 
     def run(self) -> Plan:
-        acting = self.mappings.for_event(self.event_type)
+        acting = self.index.for_event(self.event_type)
         self.firing = {m.name for m in acting}
-        self.order = {m.name: i for i, m in enumerate(self.mappings.mappings)}
         for mapping in acting:
             self.resolve(mapping)
         return Plan(self.writes, self.rejects)
@@ -247,11 +255,15 @@ class _Planner:
         if ensure_only:
             return _Planned(key, mapping.target, written=False)
         if firing:
-            policies = self.policies(mapping, values, always)
+            policies = self.policies(
+                mapping, values, always, reads_before_write=self.index.reads_before_write[mapping.name]
+            )
         else:  # ensuring a parent: fill what is empty, never overwrite what the parent's own events set
             values = {name: value for name, value in values.items() if value is not None}
             policies = dict.fromkeys(values, "IF_EMPTY")
-        at = event_millis(self.event["occurred_at"])
+        at = self.occurred_at
+        if at is None:
+            at = self.occurred_at = event_millis(self.event["occurred_at"])
         write = {
             "write_id": f"{self.event['event_id']}:{mapping.name}:{len(self.writes)}",
             "key": key,
@@ -264,7 +276,7 @@ class _Planner:
             "create_if_missing": mapping.create_if_missing and action == "upsert",
             "record_type": mapping.record_type if action == "upsert" else None,
             "fields": {
-                name: {"value": _wire_value(value), "policy": policies[name], "updated_at": at}
+                name: {"value": _converted_wire_value(value), "policy": policies[name], "updated_at": at}
                 for name, value in values.items()
             },
             "parents": {lookup: {"key": k, "sobject": s} for lookup, (k, s) in parents.items()},
@@ -292,9 +304,7 @@ class _Planner:
     def parents(self, mapping: MappingRule) -> dict[str, tuple[str, str]] | None:
         """Lookup -> (parent key, parent object); None when a required parent is not identified."""
         out: dict[str, tuple[str, str]] = {}
-        ordered = sorted(mapping.parents.items(), key=lambda item: self.order.get(item[1].mapping, len(self.order)))
-        for lookup, ref in ordered:
-            parent = self.mappings.get(ref.mapping)
+        for lookup, ref, parent in self.index.parents[mapping.name]:
             found: _Planned | MappingEvaluationError | None = self.resolve(parent) if parent is not None else None
             if isinstance(found, _Planned) and found.key is not None:
                 out[lookup] = (found.key, found.sobject)
@@ -359,10 +369,13 @@ class _Planner:
         return _known_first([target, *(o for o in PERSON_OBJECTS if o != target)], self.identity.get(key))
 
     @staticmethod
-    def policies(mapping: MappingRule, values: Mapping[str, Any], always: Collection[str]) -> dict[str, str]:
+    def policies(
+        mapping: MappingRule, values: Mapping[str, Any], always: Collection[str], *, reads_before_write: bool
+    ) -> dict[str, str]:
         """ALWAYS, or IF_EMPTY for what the mapping leaves out when the record already has a value
-        (``always``: the fields :func:`~sfsync.mapping.evaluate_outbound` writes over a filled record)."""
-        if not values or not mapping.reads_before_write:
+        (``always``: the fields :func:`~sfsync.mapping.evaluate_outbound` writes over a filled record;
+        ``reads_before_write``: the mapping's :attr:`~sfsync.mapping.Mapping.reads_before_write`)."""
+        if not values or not reads_before_write:
             return dict.fromkeys(values, "ALWAYS")
         return {name: "ALWAYS" if name in always else "IF_EMPTY" for name in values}
 
@@ -383,7 +396,7 @@ def plan(
     default mapping and org). Mappings that fail on this event (:class:`MappingEvaluationError`) are
     in ``rejects`` together with the children that needed them; the other writes still go out.
     """
-    planner = _Planner(event_type, _plain(event), source, mappings, identity, external_ids)
+    planner = _Planner(event_type, _plain(event), source, mappings, identity, external_ids, mappings.index())
     return planner.run()
 
 
