@@ -49,7 +49,6 @@ from sfsync.mapping import (
     evaluate_outbound,
     match_values,
     passes_outbound_filter,
-    to_salesforce_value,
 )
 
 __all__ = [
@@ -131,13 +130,9 @@ def salesforce_datetime(text: str) -> str:
 
 
 def _wire_value(value: Any) -> Any:
-    value = to_salesforce_value(value)
-    return salesforce_datetime(value) if isinstance(value, str) else value
-
-
-def _converted_wire_value(value: Any) -> Any:
-    """:func:`_wire_value` of a value already converted by ``to_salesforce_value`` (the evaluated
-    fields are): that conversion gives back what it is given, so only the datetime form is left."""
+    """A value as a Write carries it, from one ``to_salesforce_value`` already converted (the evaluated
+    fields and match values are): that conversion gives back what it is given, so only the datetime
+    form Salesforce returns is left to apply."""
     return salesforce_datetime(value) if isinstance(value, str) else value
 
 
@@ -156,7 +151,15 @@ def _plain(value: Any) -> Any:
     """The decoded payload with uuids as text (fastavro decodes the uuid logical type; CEL cannot)."""
     kind = type(value)
     if kind is dict:
-        return {k: _plain(v) for k, v in value.items()}
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            item_kind = type(item)
+            out[key] = (
+                item
+                if item_kind is str or item_kind is int or item_kind is bool or item_kind is float or item is None
+                else _plain(item)
+            )
+        return out
     if kind is str or kind is int or kind is bool or kind is float or value is None:
         return value
     if isinstance(value, uuid.UUID):
@@ -276,7 +279,7 @@ class _Planner:
             "create_if_missing": mapping.create_if_missing and action == "upsert",
             "record_type": mapping.record_type if action == "upsert" else None,
             "fields": {
-                name: {"value": _converted_wire_value(value), "policy": policies[name], "updated_at": at}
+                name: {"value": _wire_value(value), "policy": policies[name], "updated_at": at}
                 for name, value in values.items()
             },
             "parents": {lookup: {"key": k, "sobject": s} for lookup, (k, s) in parents.items()},
