@@ -43,12 +43,12 @@ from sfsync.mapping import (
 from sfsync.mapping import (
     MappingEvaluationError,
     MappingFile,
+    MappingIndex,
     ParentLookup,
     evaluate_fields,
     evaluate_outbound,
     match_values,
     passes_outbound_filter,
-    to_salesforce_value,
 )
 
 __all__ = [
@@ -130,7 +130,9 @@ def salesforce_datetime(text: str) -> str:
 
 
 def _wire_value(value: Any) -> Any:
-    value = to_salesforce_value(value)
+    """A value as a Write carries it, from one ``to_salesforce_value`` already converted (the evaluated
+    fields and match values are): that conversion gives back what it is given, so only the datetime
+    form Salesforce returns is left to apply."""
     return salesforce_datetime(value) if isinstance(value, str) else value
 
 
@@ -149,7 +151,15 @@ def _plain(value: Any) -> Any:
     """The decoded payload with uuids as text (fastavro decodes the uuid logical type; CEL cannot)."""
     kind = type(value)
     if kind is dict:
-        return {k: _plain(v) for k, v in value.items()}
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            item_kind = type(item)
+            out[key] = (
+                item
+                if item_kind is str or item_kind is int or item_kind is bool or item_kind is float or item is None
+                else _plain(item)
+            )
+        return out
     if kind is str or kind is int or kind is bool or kind is float or value is None:
         return value
     if isinstance(value, uuid.UUID):
@@ -179,8 +189,10 @@ class _Planner:
     mappings: MappingFile
     identity: IdentityView
     external_ids: Collection[str] | None
+    index: MappingIndex
+    occurred_at: int | None = None
+    """The event's ``occurred_at`` in epoch ms, once a write needs it."""
     firing: set[str] = field(default_factory=set)
-    order: dict[str, int] = field(default_factory=dict)
     done: dict[str, _Planned | MappingEvaluationError] = field(default_factory=dict)
     visiting: set[str] = field(default_factory=set)
     writes: list[dict[str, Any]] = field(default_factory=list)
@@ -192,9 +204,8 @@ class _Planner:
         return str(self.event.get("workspace_id") or "")
 
     def run(self) -> Plan:
-        acting = self.mappings.for_event(self.event_type)
+        acting = self.index.for_event(self.event_type)
         self.firing = {m.name for m in acting}
-        self.order = {m.name: i for i, m in enumerate(self.mappings.mappings)}
         for mapping in acting:
             self.resolve(mapping)
         return Plan(self.writes, self.rejects)
@@ -247,11 +258,15 @@ class _Planner:
         if ensure_only:
             return _Planned(key, mapping.target, written=False)
         if firing:
-            policies = self.policies(mapping, values, always)
+            policies = self.policies(
+                mapping, values, always, reads_before_write=self.index.reads_before_write[mapping.name]
+            )
         else:  # ensuring a parent: fill what is empty, never overwrite what the parent's own events set
             values = {name: value for name, value in values.items() if value is not None}
             policies = dict.fromkeys(values, "IF_EMPTY")
-        at = event_millis(self.event["occurred_at"])
+        at = self.occurred_at
+        if at is None:
+            at = self.occurred_at = event_millis(self.event["occurred_at"])
         write = {
             "write_id": f"{self.event['event_id']}:{mapping.name}:{len(self.writes)}",
             "key": key,
@@ -292,9 +307,7 @@ class _Planner:
     def parents(self, mapping: MappingRule) -> dict[str, tuple[str, str]] | None:
         """Lookup -> (parent key, parent object); None when a required parent is not identified."""
         out: dict[str, tuple[str, str]] = {}
-        ordered = sorted(mapping.parents.items(), key=lambda item: self.order.get(item[1].mapping, len(self.order)))
-        for lookup, ref in ordered:
-            parent = self.mappings.get(ref.mapping)
+        for lookup, ref, parent in self.index.parents[mapping.name]:
             found: _Planned | MappingEvaluationError | None = self.resolve(parent) if parent is not None else None
             if isinstance(found, _Planned) and found.key is not None:
                 out[lookup] = (found.key, found.sobject)
@@ -359,10 +372,13 @@ class _Planner:
         return _known_first([target, *(o for o in PERSON_OBJECTS if o != target)], self.identity.get(key))
 
     @staticmethod
-    def policies(mapping: MappingRule, values: Mapping[str, Any], always: Collection[str]) -> dict[str, str]:
+    def policies(
+        mapping: MappingRule, values: Mapping[str, Any], always: Collection[str], *, reads_before_write: bool
+    ) -> dict[str, str]:
         """ALWAYS, or IF_EMPTY for what the mapping leaves out when the record already has a value
-        (``always``: the fields :func:`~sfsync.mapping.evaluate_outbound` writes over a filled record)."""
-        if not values or not mapping.reads_before_write:
+        (``always``: the fields :func:`~sfsync.mapping.evaluate_outbound` writes over a filled record;
+        ``reads_before_write``: the mapping's :attr:`~sfsync.mapping.Mapping.reads_before_write`)."""
+        if not values or not reads_before_write:
             return dict.fromkeys(values, "ALWAYS")
         return {name: "ALWAYS" if name in always else "IF_EMPTY" for name in values}
 
@@ -383,7 +399,7 @@ def plan(
     default mapping and org). Mappings that fail on this event (:class:`MappingEvaluationError`) are
     in ``rejects`` together with the children that needed them; the other writes still go out.
     """
-    planner = _Planner(event_type, _plain(event), source, mappings, identity, external_ids)
+    planner = _Planner(event_type, _plain(event), source, mappings, identity, external_ids, mappings.index())
     return planner.run()
 
 

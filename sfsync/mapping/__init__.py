@@ -55,6 +55,7 @@ from sfsync.mapping.model import (
     InboundOptions,
     Mapping,
     MappingFile,
+    MappingIndex,
     MatchKey,
     ParentRef,
 )
@@ -82,6 +83,7 @@ __all__ = [
     "MappingError",
     "MappingEvaluationError",
     "MappingFile",
+    "MappingIndex",
     "MappingLibrary",
     "MappingSettings",
     "MatchKey",

@@ -24,7 +24,7 @@ from typing import Any
 import cel
 import cel.stdlib
 
-from sfsync.mapping.values import json_text, jsonable
+from sfsync.mapping.values import json_text, jsonable, jsonable_text
 
 __all__ = [
     "CEL_FUNCTIONS",
@@ -152,16 +152,51 @@ def _json_like(value: Any) -> bool:
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
+def _native_json(value: Any) -> Any:
+    """``jsonable(value)`` when ``value`` is JSON-like (:func:`_json_like`), else ``_NOT_NATIVE``: the
+    check and the conversion in one pass."""
+    kind = type(value)
+    if kind is str or kind is bool or kind is float or value is None:
+        return value
+    if kind is int:
+        return value if -(2**63) <= value < 2**63 else _NOT_NATIVE
+    if kind is dict:
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if type(key) is not str:
+                return _NOT_NATIVE
+            item_kind = type(item)
+            if item_kind is str or item_kind is bool or item_kind is float or item is None:
+                out[key] = item
+            else:
+                converted = _native_json(item)
+                if converted is _NOT_NATIVE:
+                    return _NOT_NATIVE
+                out[key] = converted
+        return out
+    if kind is list:
+        items: list[Any] = []
+        for item in value:
+            converted = _native_json(item)
+            if converted is _NOT_NATIVE:
+                return _NOT_NATIVE
+            items.append(converted)
+        return items
+    if kind is dt.datetime and value.tzinfo is not None:
+        return jsonable(value)
+    return _NOT_NATIVE
+
+
 def _at(variables: MappingABC[str, Any], path: str) -> Any:
-    """The plain value at ``path`` (``source.a.b``), or ``_NOT_NATIVE`` when CEL must decide (a missing
-    key, a value that is not a map on the way, or one CEL would convert)."""
+    """The value at ``path`` (``source.a.b``), or ``_NOT_NATIVE`` when CEL must decide (a missing key,
+    or a value that is not a map on the way). Whether CEL would convert the value is the caller's check."""
     names = path.split(".")
     node: Any = variables.get(names[0], _NOT_NATIVE)
     for name in names[1:]:
         if type(node) is not dict or name not in node:
             return _NOT_NATIVE
         node = node[name]
-    return node if node is not _NOT_NATIVE and _json_like(node) else _NOT_NATIVE
+    return node
 
 
 class CompiledExpression:
@@ -193,10 +228,13 @@ class CompiledExpression:
         if found is _NOT_NATIVE:
             return _NOT_NATIVE
         if kind == "field":
-            return found if type(found) in _SCALARS else _NOT_NATIVE
+            return found if type(found) in _SCALARS and _json_like(found) else _NOT_NATIVE
         if kind == "json":
-            return json_text(found)
-        if type(found) is not list:
+            converted = _native_json(found)
+            if converted is _NOT_NATIVE:
+                return _NOT_NATIVE
+            return jsonable_text(converted)
+        if type(found) is not list or not _json_like(found):
             return _NOT_NATIVE
         return _json_object(found, key, value)
 

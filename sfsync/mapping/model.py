@@ -179,6 +179,7 @@ class Mapping(_Strict):
     _programs: dict[str, cel.Program] = PrivateAttr(default_factory=dict)
     _scope: OutboundScope | None = PrivateAttr(None)
     _outbound: dict[int, tuple[list[FieldMap], int, str, list[FieldMap]]] = PrivateAttr(default_factory=dict)
+    _alternatives: tuple[list[MatchKey | list[MatchKey]], int, list[list[MatchKey]]] | None = PrivateAttr(None)
 
     @field_validator("name")
     @classmethod
@@ -200,7 +201,12 @@ class Mapping(_Strict):
     def match_alternatives(self) -> list[list[MatchKey]]:
         """``match`` as ordered alternatives, each a list of keys (one, or a composite key's). They are
         tried in order and the first that finds a record wins; an alternative that repeats an earlier
-        one (variables choosing Email for both keys) counts once."""
+        one (variables choosing Email for both keys) counts once. Remembered per ``match`` list (and its
+        length), as the outbound rule asks for them on every event."""
+        private = self._private()
+        found: tuple[list[MatchKey | list[MatchKey]], int, list[list[MatchKey]]] | None = private["_alternatives"]
+        if found is not None and found[0] is self.match and found[1] == len(self.match):
+            return found[2]
         out: list[list[MatchKey]] = []
         seen: set[tuple[tuple[str, str | None, str | None], ...]] = set()
         for entry in self.match:
@@ -209,6 +215,7 @@ class Mapping(_Strict):
             if signature not in seen:
                 seen.add(signature)
                 out.append(keys)
+        private["_alternatives"] = (self.match, len(self.match), out)
         return out
 
     def event_types(self) -> list[str]:
@@ -326,6 +333,7 @@ class MappingFile(_Strict):
 
     _source: str = PrivateAttr("<mappings>")
     _lines: dict[tuple[str | int, ...], int] = PrivateAttr(default_factory=dict)
+    _index: MappingIndex | None = PrivateAttr(None)
 
     @model_validator(mode="after")
     def _unique_names(self) -> MappingFile:
@@ -355,6 +363,16 @@ class MappingFile(_Strict):
         """The enabled mappings that act on ``event_type`` (upsert, update or delete), in file order."""
         return [m for m in self.enabled() if m.action_for(event_type) != "ignore"]
 
+    def index(self) -> MappingIndex:
+        """The file's mappings indexed for planning (:class:`MappingIndex`), built once per list of
+        mappings: a copy of the file with other mappings (``model_copy(update=...)``) gets its own."""
+        private = self.__pydantic_private__  # read directly: pydantic's __getattr__ is slow (per-event path)
+        assert private is not None
+        index: MappingIndex | None = private["_index"]
+        if index is None or index.mappings is not self.mappings:
+            index = private["_index"] = MappingIndex(self.mappings)
+        return index
+
     def line_of(self, loc: Sequence[str | int]) -> int | None:
         """The line (1-based) of the deepest known prefix of ``loc`` in the source file."""
         for end in range(len(loc), 0, -1):
@@ -362,3 +380,39 @@ class MappingFile(_Strict):
             if line is not None:
                 return line
         return None
+
+
+class MappingIndex:
+    """A list of mappings (loaded, so no longer changed) indexed for the per-event outbound path: what
+    :meth:`MappingFile.for_event`, :meth:`MappingFile.get`, the file order of each parent mapping and
+    :attr:`Mapping.reads_before_write` give, computed once (per event type for ``for_event``)."""
+
+    __slots__ = ("_acting", "by_name", "mappings", "parents", "position", "reads_before_write")
+
+    def __init__(self, mappings: list[Mapping]) -> None:
+        self.mappings = mappings
+        self.by_name: dict[str, Mapping] = {}
+        for mapping in mappings:
+            self.by_name.setdefault(mapping.name, mapping)
+        self.position = {m.name: i for i, m in enumerate(mappings)}
+        """Mapping name -> its place in the file."""
+        last = len(self.position)
+        self.parents: dict[str, list[tuple[str, ParentRef, Mapping | None]]] = {
+            m.name: [
+                (lookup, ref, self.by_name.get(ref.mapping))
+                for lookup, ref in sorted(m.parents.items(), key=lambda item: self.position.get(item[1].mapping, last))
+            ]
+            for m in mappings
+        }
+        """Mapping name -> (lookup field, reference, parent mapping or None), parents in file order (unknown last)."""
+        self.reads_before_write = {m.name: m.reads_before_write for m in mappings}
+        self._acting: dict[str, list[Mapping]] = {}
+
+    def for_event(self, event_type: str) -> list[Mapping]:
+        """As :meth:`MappingFile.for_event`: the enabled mappings acting on ``event_type``, in file order."""
+        found = self._acting.get(event_type)
+        if found is None:
+            found = self._acting[event_type] = [
+                m for m in self.mappings if m.enabled and m.action_for(event_type) != "ignore"
+            ]
+        return found

@@ -37,7 +37,12 @@ _SCALARS = frozenset({str, int, float, bool, type(None)})
 def json_text(value: Any) -> str:
     """Compact JSON with sorted keys: the same value always gives the same text (echo suppression
     compares what was written)."""
-    return json.dumps(jsonable(value), ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    return jsonable_text(jsonable(value))
+
+
+def jsonable_text(value: Any) -> str:
+    """:func:`json_text` of a value that has only JSON types already (as :func:`jsonable` gives)."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
 
 
 def jsonable(value: Any) -> Any:

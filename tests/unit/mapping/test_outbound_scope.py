@@ -3,6 +3,7 @@ the JSON helpers run in Python: the same values as CEL over the whole payload wi
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import pytest
@@ -106,7 +107,11 @@ def test_read_paths_keeps_every_path_an_expression_may_read(expression: str, pat
     assert read_paths(expression) == paths
 
 
-@pytest.mark.parametrize("value", [2**64, b"\x00\xff", ("a", 1)])
+@pytest.mark.parametrize(
+    "value",
+    [2**64, b"\x00\xff", ("a", 1), [1, 2**64], {"y": [b"\x00"]}, {1: "a"}, dt.datetime(2026, 1, 2, 3, 4, 5)],
+    ids=["big-int", "bytes", "tuple", "big-int-in-list", "bytes-in-map", "int-key", "naive-datetime"],
+)
 def test_a_value_cel_would_convert_is_left_to_cel_by_the_json_helpers(value: Any) -> None:
     source = {"member": {"x": value}}
     mapping = load_mappings().mappings[0]
