@@ -132,8 +132,11 @@ def _segment(incoming: IncomingWrite) -> _Segment:
     ext = w.get("external_id")
     fields, if_empty = _fields(w.get("fields"))
     sobject = str(w["sobject"])
-    search_objects = [str(o) for o in (w.get("search_objects") or [])]
+    raw_objects = w.get("search_objects")
+    search_objects = [str(o) for o in raw_objects] if raw_objects else []
     op = w.get("operation")
+    match = w.get("match")
+    parents = w.get("parents")
     return _Segment(
         key=str(w["key"]),
         op=op if type(op) is str else _enum(op, "UPSERT"),
@@ -141,11 +144,11 @@ def _segment(incoming: IncomingWrite) -> _Segment:
         sobject=sobject,
         mapping=str(w.get("mapping", "")),
         fields=fields,
-        match=[(str(m["field"]), str(m["value"])) for m in (w.get("match") or [])],
+        match=[(str(m["field"]), str(m["value"])) for m in match] if match else [],
         external_id=(str(ext["field"]), str(ext["value"])) if ext else None,
         search_objects=search_objects,
         create_if_missing=bool(w.get("create_if_missing", True)),
-        parents={str(k): (str(p["key"]), str(p["sobject"])) for k, p in (w.get("parents") or {}).items()},
+        parents={str(k): (str(p["key"]), str(p["sobject"])) for k, p in parents.items()} if parents else {},
         record_type=str(w["record_type"]) if w.get("record_type") else None,
         if_empty=if_empty,
         objects=_objects(search_objects, sobject),
