@@ -110,7 +110,8 @@ def _collection_request(op: CollectionOp, all_or_none: bool = False) -> _Collect
     if op.kind == "delete":
         params = {"ids": ",".join(op.ids), "allOrNone": "true" if all_or_none else "false"}
         return _CollectionRequest("DELETE", "composite/sobjects", params, None, False)
-    body = {"allOrNone": all_or_none, "records": [_typed(op.sobject, r) for r in op.records]}
+    attributes = {"type": op.sobject}  # one per request: only serialized, never changed
+    body = {"allOrNone": all_or_none, "records": [_typed(attributes, r) for r in op.records]}
     if op.kind == "create":
         return _CollectionRequest("POST", "composite/sobjects", None, body, True)
     if op.kind == "update":
@@ -170,8 +171,14 @@ def _check_all_or_none(count: int, all_or_none: bool, size: int = COLLECTION_MAX
         raise ValueError(f"all_or_none needs one transaction: at most {size} records")
 
 
-def _typed(sobject: str, record: Mapping[str, Any]) -> dict[str, Any]:
-    return {"attributes": {"type": sobject}, **{k: v for k, v in record.items() if k != "attributes"}}
+def _typed(attributes: dict[str, str], record: Mapping[str, Any]) -> dict[str, Any]:
+    """``record`` as a collection item: ``attributes`` first, then its fields in order (an ``attributes``
+    of its own replaced). One copy of the record."""
+    typed = {"attributes": attributes}
+    typed.update(record)
+    if "attributes" in record:
+        typed["attributes"] = attributes  # the first key still: the position is kept, the value replaced
+    return typed
 
 
 class CompositeApi(RestCaller):

@@ -102,32 +102,41 @@ def _normalised(fv: Mapping[str, Any]) -> FieldValue:
     }
 
 
-def _fields(raw: Mapping[str, Mapping[str, Any]] | None) -> Mapping[str, FieldValue]:
-    """A Write's ``fields`` as the sink merges them: the decoded map itself when every value is in storage
-    form (what the sink worker's decoder gives: nothing is copied), else a normalised copy (this runs for
-    every write, so the common case only looks)."""
+def _fields(raw: Mapping[str, Mapping[str, Any]] | None) -> tuple[Mapping[str, FieldValue], tuple[str, ...]]:
+    """A Write's ``fields`` as the sink merges them, and the names of those whose policy is IF_EMPTY
+    (:func:`_if_empty`), in one pass: the decoded map itself when every value is in storage form (what
+    the sink worker's decoder gives: nothing is copied), else a normalised copy (this runs for every
+    write, so the common case only looks)."""
     if not raw:
-        return {}
+        return {}, ()
+    if_empty: list[str] = []
     try:
         for name, fv in raw.items():
-            if type(fv["updated_at"]) is not int or type(fv["policy"]) is not str or "value" not in fv:
+            policy = fv["policy"]
+            if type(fv["updated_at"]) is not int or type(policy) is not str or "value" not in fv:
                 break
             if type(name) is not str:
                 break
+            if policy == IF_EMPTY:
+                if_empty.append(name)
         else:
-            return raw
+            return raw, tuple(if_empty)
     except (KeyError, TypeError):
         pass
-    return {str(name): _normalised(fv) for name, fv in raw.items()}
+    normalised = {str(name): _normalised(fv) for name, fv in raw.items()}
+    return normalised, _if_empty(normalised)
 
 
 def _segment(incoming: IncomingWrite) -> _Segment:
     w = incoming.write
     ext = w.get("external_id")
-    fields = _fields(w.get("fields"))
+    fields, if_empty = _fields(w.get("fields"))
     sobject = str(w["sobject"])
-    search_objects = [str(o) for o in (w.get("search_objects") or [])]
+    raw_objects = w.get("search_objects")
+    search_objects = [str(o) for o in raw_objects] if raw_objects else []
     op = w.get("operation")
+    match = w.get("match")
+    parents = w.get("parents")
     return _Segment(
         key=str(w["key"]),
         op=op if type(op) is str else _enum(op, "UPSERT"),
@@ -135,13 +144,13 @@ def _segment(incoming: IncomingWrite) -> _Segment:
         sobject=sobject,
         mapping=str(w.get("mapping", "")),
         fields=fields,
-        match=[(str(m["field"]), str(m["value"])) for m in (w.get("match") or [])],
+        match=[(str(m["field"]), str(m["value"])) for m in match] if match else [],
         external_id=(str(ext["field"]), str(ext["value"])) if ext else None,
         search_objects=search_objects,
         create_if_missing=bool(w.get("create_if_missing", True)),
-        parents={str(k): (str(p["key"]), str(p["sobject"])) for k, p in (w.get("parents") or {}).items()},
+        parents={str(k): (str(p["key"]), str(p["sobject"])) for k, p in parents.items()} if parents else {},
         record_type=str(w["record_type"]) if w.get("record_type") else None,
-        if_empty=_if_empty(fields),
+        if_empty=if_empty,
         objects=_objects(search_objects, sobject),
     )
 

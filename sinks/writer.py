@@ -156,6 +156,17 @@ __all__ = ["SalesforceSink"]
 
 _LEAD_EXTRA = ("IsConverted", "ConvertedContactId")
 _SEPARATOR_COST = len(quote(", ", safe=""))
+_URL_SAFE = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~"
+"""The bytes ``urllib.parse.quote`` never escapes (with ``safe=""``); every other byte becomes ``%XX``."""
+
+
+def _url_length(text: str) -> int:
+    """``len(quote(text, safe=""))`` without building the quoted text: each UTF-8 byte of ``text`` counts
+    1 if :data:`_URL_SAFE`, else 3 (its ``%XX``)."""
+    data = text.encode()
+    return len(data) + 2 * len(data.translate(None, _URL_SAFE))
+
+
 _API_NAMES_KEPT = 10_000
 
 
@@ -886,7 +897,7 @@ class SalesforceSink:
         chunk: list[tuple[Any, ...]] = []
         size = 0
         for key in dict.fromkeys(keys):
-            cost = sum(len(quote(literal(v), safe="")) + _SEPARATOR_COST for v in key)
+            cost = sum(_url_length(literal(v)) + _SEPARATOR_COST for v in key)
             if chunk and size + cost > budget:
                 yield chunk
                 chunk, size = [], 0

@@ -623,6 +623,29 @@ async def test_all_or_none_rollback_items_are_retriable_and_culprit_skippable():
     assert isinstance(out[1].errors[0], SalesforceRecordError)
 
 
+async def test_collection_records_go_typed_first_in_their_field_order_their_own_attributes_replaced():
+    org = FakeOrg().on(
+        "PATCH",
+        f"{V}/composite/sobjects/Contact/Member_Id__c",
+        ok([{"id": "003A", "success": True, "errors": [], "created": False}] * 3),
+    )
+    records = [
+        {"Member_Id__c": "u-1", "LastName": "Ng", "Title": None},
+        {"Title": "x", "attributes": {"type": "Lead", "url": "/x"}, "Member_Id__c": "u-2"},
+        {},
+    ]
+    async with client(org) as sf:
+        await sf.upsert_many("Contact", "Member_Id__c", records)
+    sent = org.requests[0].content
+    assert sent == (
+        b'{"allOrNone":false,"records":['
+        b'{"attributes":{"type":"Contact"},"Member_Id__c":"u-1","LastName":"Ng","Title":null},'
+        b'{"attributes":{"type":"Contact"},"Title":"x","Member_Id__c":"u-2"},'
+        b'{"attributes":{"type":"Contact"}}]}'
+    )
+    assert records[1]["attributes"] == {"type": "Lead", "url": "/x"}  # the caller's records are left as they are
+
+
 async def test_delete_many_and_retrieve_many():
     deleted = [
         {"id": "003A", "success": True, "errors": []},

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
+
+import pytest
 
 from sfsync.sinks.contract import IncomingWrite
 from sfsync.sinks.matching import Candidate, candidates, index_rows, pick, usable
 from sfsync.sinks.merge import FieldValue, _Segment, drop_older, merge_writes, written_times
+from sfsync.sinks.writer import _url_length
 from tests.kit.sink import T0, TOPIC, member, planned_member, write
 
 
@@ -99,3 +103,19 @@ def test_nothing_older_than_the_record_clock_means_the_fields_as_they_are_not_a_
     fields = {"LastName": f("New", T0 + 200), "Title": f("CTO", T0 + 10)}
     assert drop_older(fields, {"LastName": T0 + 200, "Email": T0 + 999}) is fields
     assert drop_older(fields, {}) is fields
+
+
+# ---------------------------------------------------------------------- query chunk sizes
+def test_a_key_value_costs_in_a_query_chunk_exactly_the_length_of_its_url_quoted_text() -> None:
+    texts = [
+        "",
+        "'ada.lovelace+1@example.org'",
+        "'O\\'Brien & Sons, 50% off ~ #1'",
+        "'Zoë Ångström — 東京 🚀'",
+        "".join(chr(c) for c in range(1, 0x300)),
+        "2026-12-07T10:15:36.419+0000",
+    ]
+    for text in texts:
+        assert _url_length(text) == len(quote(text, safe="")), text
+    with pytest.raises(UnicodeEncodeError):
+        _url_length("\ud800")  # as quote refuses a lone surrogate

@@ -235,3 +235,28 @@ def test_a_single_write_is_merged_from_its_decoded_fields_and_a_fold_leaves_them
     no_policy = {**first, "fields": {"LastName": {"value": "X", "updated_at": T0}}}
     ((defaulted,),) = merge_writes([IncomingWrite(no_policy, TOPIC, 0, 0)]).values()
     assert defaulted.fields == {"LastName": fv("X", T0, "ALWAYS")} and defaulted.if_empty == ()
+
+
+def test_a_segment_names_its_if_empty_fields_in_field_order_whether_merged_as_decoded_or_normalised() -> None:
+    write = member(1, last="Lovelace", at=T0 + 5)
+    fields = {
+        "Title": fv("Eng", T0, "IF_EMPTY"),
+        "LastName": fv("Lovelace", T0),
+        "Phone": fv(None, T0 + 1, "IF_EMPTY"),
+        "Email": fv("a@example.com", T0),
+    }
+    decoded = {**write, "fields": fields}
+    ((as_decoded,),) = merge_writes([IncomingWrite(decoded, TOPIC, 0, 0)]).values()
+    assert as_decoded.fields is fields
+    assert as_decoded.if_empty == ("Title", "Phone")
+    dated = with_datetimes(decoded)
+    ((normalised,),) = merge_writes([IncomingWrite(dated, TOPIC, 0, 0)]).values()
+    assert normalised.fields is not dated["fields"]
+    assert normalised.if_empty == ("Title", "Phone")
+    # the check stops at the first value not in storage form: the names come from the normalised copy
+    mixed = {**decoded, "fields": {**fields, "Email": {**fields["Email"], "updated_at": at(T0)}}}
+    ((copied,),) = merge_writes([IncomingWrite(mixed, TOPIC, 0, 0)]).values()
+    assert copied.if_empty == ("Title", "Phone")
+    none = {**decoded, "fields": {"LastName": fv("Lovelace", T0)}}
+    ((plain,),) = merge_writes([IncomingWrite(none, TOPIC, 0, 0)]).values()
+    assert plain.if_empty == ()
