@@ -24,6 +24,8 @@ from typing import Any
 
 import fastavro
 
+from sfsync.serde.schema import PRIMITIVE_TYPES
+
 __all__ = ["UnsupportedSchemaError", "Writer", "compile_writer", "write_like_fastavro"]
 
 Writer = Callable[[bytearray, Any], None]
@@ -118,16 +120,9 @@ _PRIMITIVES: dict[str, Writer] = {
     "bytes": _write_bytes,
 }
 
-# The Python types each kind of branch accepts (what fastavro's validation accepts, narrowed to exact types).
+# The Python types each kind of branch accepts: a primitive's as validation accepts them, and the named kinds'.
 _BRANCH_TYPES: dict[str, tuple[type, ...]] = {
-    "null": (type(None),),
-    "boolean": (bool,),
-    "int": (int,),
-    "long": (int,),
-    "float": (int, float),
-    "double": (int, float),
-    "string": (str,),
-    "bytes": (bytes, bytearray),
+    **PRIMITIVE_TYPES,
     "fixed": (bytes,),
     "enum": (str,),
     "array": (list,),

@@ -120,7 +120,7 @@ def collect_named(schema: Any, named: dict[str, Any]) -> None:
                 collect_named(schema[key], named)
 
 
-_PRIMITIVE_CHECKS: dict[str, tuple[type, ...]] = {
+PRIMITIVE_TYPES: dict[str, tuple[type, ...]] = {
     "null": (type(None),),
     "boolean": (bool,),
     "int": (int,),
@@ -130,6 +130,8 @@ _PRIMITIVE_CHECKS: dict[str, tuple[type, ...]] = {
     "bytes": (bytes, bytearray),
     "string": (str,),
 }
+"""The Python types a value of each primitive Avro type may be (what fastavro's validation accepts, narrowed to
+exact types)."""
 
 
 def first_problem(schema: Any, value: Any, path: str, named: dict[str, Any]) -> tuple[str, str] | None:
@@ -137,7 +139,7 @@ def first_problem(schema: Any, value: Any, path: str, named: dict[str, Any]) -> 
     if isinstance(schema, str):
         if schema in named:
             return first_problem(named[schema], value, path, named)
-        expected = _PRIMITIVE_CHECKS.get(schema)
+        expected = PRIMITIVE_TYPES.get(schema)
         if expected is None:
             return None
         if isinstance(value, bool) and schema in ("int", "long", "float", "double"):
