@@ -69,6 +69,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Collection, Mapping
+from functools import partial
 from typing import Any, NamedTuple
 
 import faust
@@ -78,7 +79,7 @@ from sfsync.errors import SkippableRecordError
 from sfsync.kafka.admin import copartitioned, ensure_topics
 from sfsync.keys import person_identity
 from sfsync.mapping import MappingFile, MappingLibrary, load_mapping_settings
-from sfsync.ops.dlq import DeadLetterQueue, Stage
+from sfsync.ops.dlq import DeadLetterQueue, OriginalRecord, Stage
 from sfsync.processors.faust_runtime.changelogs import changelog_specs, ensure_changelogs
 from sfsync.processors.faust_runtime.commit import CoalescedTable, install_before_commit
 from sfsync.processors.faust_runtime.connection import raw_topic
@@ -87,9 +88,10 @@ from sfsync.processors.faust_runtime.parking import Parked, message_headers, ori
 from sfsync.processors.faust_runtime.worker import command_main, run_faust_worker
 from sfsync.processors.outbound.edits import learn_edit
 from sfsync.processors.outbound.metrics import LagProbe, ProcessorMetrics
+from sfsync.processors.outbound.packs import WritePacks, is_pack, unpack
 from sfsync.processors.outbound.processor import Processor, TableIdentity, send_writes
 from sfsync.processors.outbound.settings import ProcessorSettings, load_processor_settings
-from sfsync.processors.outbound.writes import WritesProducer
+from sfsync.processors.outbound.writes import WritesProducer, pack_budget
 from sfsync.serde.codec import AvroDecoder
 from sfsync.serde.registry import SchemaRegistry
 from sfsync.topics import (
@@ -237,6 +239,13 @@ def _build(
         tuning=tuning,
     )
     writes = WritesProducer(kafka, WRITES.name(prefix), delivery_timeout_s=timeout_s, tuning=tuning)
+    packs = WritePacks(
+        partitions,
+        planned.send_pack,
+        planned.send,
+        max_writes=settings.writes_pack_max_writes,
+        max_bytes=pack_budget(planned.max_message_bytes, settings.writes_batch_bytes),
+    )
 
     async def crash(exc: BaseException) -> None:
         log.error("stopping: %s", exc)
@@ -245,6 +254,7 @@ def _build(
     async def before_commit(offsets: Mapping[Any, int]) -> None:
         """Deliver the writes and send the tables' changes before ``offsets`` commit (faust_runtime.commit)."""
         try:
+            packs.seal()
             planned.flush()  # blocks the loop: no record is handled (nor acked) until every write is in
             writes.flush()
             changes = [(table, table.take_changes()) for table in (clock, identity_table)]
@@ -257,13 +267,22 @@ def _build(
 
     install_before_commit(app, before_commit, settings.consumer_fetch())
 
+    async def seal_packs() -> None:
+        """The planned writes waiting in packs go out (every ``writes_pack_linger_ms``)."""
+        try:
+            packs.seal()
+        except Exception as exc:  # noqa: BLE001 - a write not queued: stop, uncommitted
+            await crash(exc)
+
+    app.timer(settings.writes_pack_linger_ms / 1000, name="seal_packs")(seal_packs)
+
     # Every agent acks by hand, once a record is handled: a record whose handling failed (the registry or
     # Kafka away) stays unacked, so uncommitted, and is handled again after the restart. Faust's own
     # acking acks the record an agent is on when it leaves its loop, and the commit at stop would then
     # skip that record for good (as in the inbound app).
     def plan_agent(spec: TopicSpec) -> None:
         async def planner(stream: Any) -> None:
-            send = planned.send
+            send = packs.add
             manual = stream.noack()
             async for event in manual.events():
                 message = event.message
@@ -279,7 +298,7 @@ def _build(
                         key=message.key,
                         headers=message_headers(message),
                     )
-                    parked = send_writes(send, handled, message)
+                    parked = send_writes(send, handled, partial(original_record, message))
                     processor.counts["parked"] += len(parked) - len(handled.parked)  # writes Kafka refused
                     if parked:
                         await park_all(dlq, parked, metrics.parked)
@@ -299,25 +318,26 @@ def _build(
         async for event in manual.events():
             message = event.message
             try:
-                fetch = processor.plans_decoder.prefetch(message.value)
-                if fetch is not None:
-                    await fetch
-                handled = processor.order_write(
-                    message.value,
-                    message.topic,
-                    message.partition,
-                    message.offset,
-                    key=message.key,
-                    headers=message_headers(message),
-                    identity=identity,
-                    clock=clock,
-                )
-                parked = send_writes(send, handled, message)
-                if len(parked) > len(handled.parked):  # Kafka refused the write: parked, not sent
-                    processor.counts["writes"] -= 1
-                    processor.counts["parked"] += 1
-                if parked:
-                    await park_all(dlq, parked, metrics.parked)
+                headers = message_headers(message)
+                try:
+                    packed = is_pack(headers)
+                    planned_writes = unpack(message.value) if packed else [(message.key, message.value)]
+                except SkippableRecordError as exc:
+                    await park_all(dlq, [Parked(original_record(message), exc, Stage.VALUE_CONVERTER)], metrics.parked)
+                    planned_writes = []
+                at = (message.topic, message.partition, message.offset)
+                for key, value in planned_writes:
+                    fetch = processor.plans_decoder.prefetch(value)
+                    if fetch is not None:
+                        await fetch
+                    own = () if packed else headers  # a packed write is parked (and replayed) as one write alone
+                    handled = processor.order_write(value, *at, key=key, headers=own, identity=identity, clock=clock)
+                    parked = send_writes(send, handled, partial(OriginalRecord, *at, key, value, tuple(own)))
+                    if len(parked) > len(handled.parked):  # Kafka refused the write: parked, not sent
+                        processor.counts["writes"] -= 1
+                        processor.counts["parked"] += 1
+                    if parked:
+                        await park_all(dlq, parked, metrics.parked)
             except Exception as exc:  # noqa: BLE001 - not the record's fault: stop, uncommitted
                 await crash(exc)
                 return

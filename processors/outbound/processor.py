@@ -51,7 +51,7 @@ from sfsync.kafka.errors import RecordRejectedError
 from sfsync.mapping import Mapping as MappingRule
 from sfsync.mapping import MappingFile
 from sfsync.ops.dlq import OriginalRecord, Stage
-from sfsync.processors.faust_runtime.parking import Parked, original_record
+from sfsync.processors.faust_runtime.parking import Parked
 from sfsync.processors.outbound.metrics import ProcessorMetrics
 from sfsync.processors.outbound.plan import (
     NO_IDENTITY,
@@ -418,10 +418,12 @@ class Processor:
             )
 
 
-def send_writes(send: Callable[[bytes, bytes], None], handled: Handled, message: Any) -> list[Parked]:
+def send_writes(
+    send: Callable[[bytes, bytes], None], handled: Handled, original: Callable[[], OriginalRecord]
+) -> list[Parked]:
     """Send ``handled``'s writes in order; the parked records of ``handled`` plus one per write Kafka
-    refused (:class:`~sfsync.kafka.errors.RecordRejectedError` from ``send``): ``message`` (the Faust
-    message the writes were planned from) at stage ``KAFKA_PRODUCE``, with the write's mapping.
+    refused (:class:`~sfsync.kafka.errors.RecordRejectedError` from ``send``): ``original()`` (the record
+    the writes were planned or read from) at stage ``KAFKA_PRODUCE``, with the write's mapping.
     Anything else ``send`` raises propagates (not the record's fault)."""
     parked = handled.parked
     for (key, value), write in zip(handled.writes, handled.planned, strict=True):
@@ -429,5 +431,5 @@ def send_writes(send: Callable[[bytes, bytes], None], handled: Handled, message:
             send(key, value)
         except RecordRejectedError as exc:
             mapping = str(write.get("mapping") or "") or None
-            parked = [*parked, Parked(original_record(message), exc, Stage.KAFKA_PRODUCE, mapping=mapping)]
+            parked = [*parked, Parked(original(), exc, Stage.KAFKA_PRODUCE, mapping=mapping)]
     return parked

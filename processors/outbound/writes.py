@@ -26,13 +26,20 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
-from sfsync.errors import SfsyncError
+from sfsync.errors import DeliveryError, SfsyncError
 from sfsync.kafka.admin import max_message_bytes
-from sfsync.kafka.clients import FLUSHED_AT_ONCE, ProducerTuning, RawDeliveryCallback, new_producer
+from sfsync.kafka.clients import (
+    FLUSHED_AT_ONCE,
+    RECORD_BATCH_OVERHEAD,
+    ProducerTuning,
+    RawDeliveryCallback,
+    new_producer,
+)
 from sfsync.kafka.delivery import MAX_FAILURES_KEPT, Outbox, ProducerLike
 from sfsync.kafka.errors import RecordRejectedError
+from sfsync.processors.outbound.packs import PACK_FORMAT, PACK_HEADER, Pack
 
-__all__ = ["MAX_FAILURES_KEPT", "WritesProducer", "new_writes_producer"]
+__all__ = ["MAX_FAILURES_KEPT", "WritesProducer", "new_writes_producer", "pack_budget"]
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +79,22 @@ def _topic_limit(kafka_config: Mapping[str, Any], topic: str) -> int | None:
         return None
 
 
+PACK_MARGIN_BYTES = 4_096
+"""Room a pack leaves under the topic's limit for its key, headers and record overhead."""
+UNKNOWN_LIMIT_PACK_BYTES = 256 * 1024
+"""The most bytes of a pack when the topics' ``max.message.bytes`` is unknown (a quarter of Kafka's default)."""
+
+
+def pack_budget(max_message_bytes: int | None, ceiling: int) -> int:
+    """The most bytes of a pack of writes (:class:`~sfsync.processors.outbound.packs.WritePacks` ``max_bytes``)
+    for topics that accept ``max_message_bytes`` (None: unknown): at most ``ceiling``, always under the
+    limit by :data:`PACK_MARGIN_BYTES`, so a pack is never refused for its size, and a write packed is
+    smaller than the topics accept (a larger one goes alone, and is refused at once)."""
+    if max_message_bytes is None:
+        return min(ceiling, UNKNOWN_LIMIT_PACK_BYTES)
+    return max(1, min(ceiling, max_message_bytes - RECORD_BATCH_OVERHEAD - PACK_MARGIN_BYTES))
+
+
 class WritesProducer:
     """Queues writes for one topic; :meth:`flush` returns once each was acknowledged, or raises.
 
@@ -99,10 +122,13 @@ class WritesProducer:
         self.delivery_timeout_s = delivery_timeout_s
         self.limited_by = topic
         """The topic whose ``max.message.bytes`` bounds the writes (named when one is refused)."""
+        self.max_message_bytes: int | None = None
+        """That topic's ``max.message.bytes`` (None: unknown, or a ``factory`` given)."""
         if factory is None:
             limits = {t: n for t in limit_topics or [topic] if (n := _topic_limit(kafka_config, t)) is not None}
             if limits:
                 self.limited_by = min(limits, key=lambda t: (limits[t], t != topic))
+                self.max_message_bytes = limits[self.limited_by]
             factory = partial(
                 new_writes_producer,
                 kafka_config,
@@ -132,6 +158,19 @@ class WritesProducer:
                 raise
             reason = f"{exc.reason} (the limit of {self.limited_by}, where the write goes next)"
             raise RecordRejectedError(self.limited_by, exc.key, exc.code, reason) from exc
+
+    def send_pack(self, pack: Pack) -> None:
+        """Queue a pack of writes (:mod:`sfsync.processors.outbound.packs`) to its partition, with the pack header.
+
+        Raises:
+            DeliveryError: it could not be queued, or Kafka refuses it (a pack is never larger than the
+                topics accept, see :func:`pack_budget`): do not commit the offsets of its writes' events.
+        """
+        headers = [(PACK_HEADER, PACK_FORMAT)]
+        try:
+            self._outbox.send(self.topic, pack.value, pack.key, partition=pack.partition, headers=headers)
+        except RecordRejectedError as exc:
+            raise DeliveryError([(self.topic, None, f"a pack of {pack.writes} writes refused: {exc.reason}")]) from exc
 
     def flush(self) -> None:
         """Block until every write queued so far was acknowledged.

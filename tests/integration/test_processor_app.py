@@ -15,11 +15,12 @@ from confluent_kafka import Producer
 
 from sfsync.mapping import load_mappings
 from sfsync.ops.dlq import H_STAGE, H_TOPIC
+from sfsync.processors.outbound.packs import PACK_FORMAT, PACK_HEADER, unpack
 from sfsync.processors.outbound.plan import plan
 from sfsync.producers.fake import CommunitySimulator
 from sfsync.serde.codec import AvroDecoder
 from sfsync.serde.registry import SchemaRegistry
-from tests.integration.helpers import consume_all, normalize, open_publisher
+from tests.integration.helpers import consume_all, normalize, open_publisher, planned_topic
 from tests.integration.processes import Spawned, processor_env
 from tests.kit.outbound import decoded
 
@@ -54,7 +55,8 @@ def test_processor_plans_product_events_onto_sfsync_writes(
         expected.update({w["write_id"]: w["key"] for w in planned.writes})
     assert len(expected) > len(events)
 
-    env = processor_env(services, prefix, f"proc-{uuid.uuid4().hex[:10]}")
+    app_id = f"proc-{uuid.uuid4().hex[:10]}"
+    env = processor_env(services, prefix, app_id)
     proc = Spawned("sfsync.processors.outbound.app", "75", env=env, log=tmp_path / "processor.log")
     try:
         # read_committed: what a transactional (exactly_once) processor wrote shows once committed
@@ -62,6 +64,7 @@ def test_processor_plans_product_events_onto_sfsync_writes(
             services.bootstrap, [prefix + "sfsync.writes"], len(expected), timeout_s=60, read_committed=True
         )
         parked = consume_all(services.bootstrap, [prefix + "sfsync.dlq"], 1, timeout_s=10)
+        repartition = consume_all(services.bootstrap, [planned_topic(prefix, app_id)], len(expected), timeout_s=8)
     finally:
         proc.stop(timeout_s=20)
     log = proc.output()
@@ -85,6 +88,11 @@ def test_processor_plans_product_events_onto_sfsync_writes(
         assert len({sp for _, _, sp in seen}) == 1, key  # one member's events: one source partition
         assert [o for _, o, _ in seen] == sorted(o for _, o, _ in seen), key  # in source order
     assert {w["source"]["topic"] for _, _, w in got} == {prefix + "product.members"}
+
+    # the planned writes crossed the repartition topic packed: fewer records than writes, each a pack
+    assert 0 < len(repartition) < len(expected) / 2
+    assert all((PACK_HEADER, PACK_FORMAT) in (m.headers() or []) for m in repartition)
+    assert sum(len(unpack(m.value())) for m in repartition) == len(expected)
 
     assert len(parked) == 1
     headers = {k: v.decode() for k, v in parked[0].headers() or []}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ from confluent_kafka import KafkaError
 from sfsync.errors import DeliveryError
 from sfsync.kafka.errors import RecordRejectedError
 from sfsync.ops.dlq import Stage
-from sfsync.processors.faust_runtime.parking import Parked
+from sfsync.processors.faust_runtime.parking import Parked, original_record
 from sfsync.processors.outbound.processor import Handled, send_writes
 from sfsync.processors.outbound.writes import WritesProducer
 from tests.kit import FakeProducer, kafka_exception
@@ -49,7 +50,7 @@ def test_a_refused_write_parks_its_event_and_the_other_writes_go_out() -> None:
         parked=[earlier],
         planned=[{"mapping": "members"}, {"mapping": "activities"}],
     )
-    parked = send_writes(send, handled, FaustMessage())
+    parked = send_writes(send, handled, partial(original_record, FaustMessage()))
     assert sent == [b"Task:1"]
     assert parked[0] is earlier
     (refusal,) = parked[1:]
@@ -69,7 +70,9 @@ def test_a_write_that_could_not_be_queued_is_not_parked_but_raised() -> None:
         raise DeliveryError([("p.sfsync.writes", key.decode(), "local queue full")])
 
     with pytest.raises(DeliveryError):
-        send_writes(send, Handled([(b"k", b"v")], [], [{"mapping": "members"}]), FaustMessage())
+        send_writes(
+            send, Handled([(b"k", b"v")], [], [{"mapping": "members"}]), partial(original_record, FaustMessage())
+        )
 
 
 def rig() -> tuple[WritesProducer, FakeProducer]:
