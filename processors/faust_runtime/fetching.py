@@ -21,6 +21,7 @@ from typing import Any
 from faust.transport.drivers import aiokafka as aiokafka_driver
 
 from sfsync.kafka.clients import FetchTuning
+from sfsync.processors.faust_runtime.draining import drain_messages
 
 __all__ = ["FetchTunedConsumer", "FetchTunedConsumerThread", "FetchTunedTransport", "tune_fetch"]
 
@@ -41,10 +42,14 @@ class FetchTunedConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
 
 
 class FetchTunedConsumer(aiokafka_driver.Consumer):
-    """Faust's aiokafka consumer, on a :class:`FetchTunedConsumerThread`."""
+    """Faust's aiokafka consumer, on a :class:`FetchTunedConsumerThread`, draining its fetches without a
+    task per message (:mod:`sfsync.processors.faust_runtime.draining`)."""
 
     def _new_consumer_thread(self) -> aiokafka_driver.AIOKafkaConsumerThread:
         return FetchTunedConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - the worker's loop
+        await drain_messages(self, fetcher)
 
 
 class FetchTunedTransport(aiokafka_driver.Transport):

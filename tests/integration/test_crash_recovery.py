@@ -32,6 +32,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, To
 
 from sfsync.emulator.server import RunningEmulator, serve_in_thread
 from sfsync.mapping import load_mappings
+from sfsync.processors.outbound.packs import is_pack, unpack
 from sfsync.processors.outbound.processor import Processor
 from sfsync.producers.fake import CommunitySimulator
 from sfsync.serde.codec import AvroDecoder, AvroEncoder
@@ -191,7 +192,8 @@ def _problems(log: Path) -> str:
 def _read_writes(
     bootstrap: str, topic: str, isolation: str, decoder: AvroDecoder
 ) -> list[tuple[int, int, dict[str, Any]]]:
-    """Every Write in ``topic`` as a consumer with ``isolation.level=isolation`` sees it: (partition, offset, Write)."""
+    """Every Write in ``topic`` as a consumer with ``isolation.level=isolation`` sees it: (partition, offset, Write);
+    each write of a pack (:mod:`sfsync.processors.outbound.packs`) at the pack's offset."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -216,7 +218,9 @@ def _read_writes(
                 at_end.add(msg.partition())
                 continue
             at_end.discard(msg.partition())
-            writes.append((msg.partition(), msg.offset(), decoder.decode(msg.value())[1]))
+            packed = is_pack(msg.headers() or [])  # the repartition topic: packs of writes
+            for _, value in unpack(msg.value()) if packed else [(msg.key(), msg.value())]:
+                writes.append((msg.partition(), msg.offset(), decoder.decode(value)[1]))
         return writes
     finally:
         consumer.close()
