@@ -118,15 +118,15 @@ def test_a_full_pack_goes_at_once_and_the_rest_waits_for_seal() -> None:
 
 
 def test_a_write_larger_than_a_pack_goes_alone_after_its_partitions_pack() -> None:
-    out = Recorder(1)
     order: list[str] = []
-    packs = WritePacks(
-        1,
-        lambda p: (order.append(f"pack of {p.writes}"), out.send(p))[1],
-        lambda k, v: (order.append(f"alone {k.decode()}"), out.send_alone(k, v))[1],
-        max_writes=100,
-        max_bytes=64,
-    )
+
+    def send(p: Pack) -> None:
+        order.append(f"pack of {p.writes}")
+
+    def send_alone(key: bytes, value: bytes) -> None:
+        order.append(f"alone {key.decode()}")
+
+    packs = WritePacks(1, send, send_alone, max_writes=100, max_bytes=64)
     packs.add(b"a", b"1")
     packs.add(b"b", b"2")
     packs.add(b"big", b"x" * (64 - FRAMING_BYTES - 2))  # one byte over
