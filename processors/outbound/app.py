@@ -22,10 +22,12 @@ app id) plans exactly what one would:
 1. one agent per product topic plans each event (:meth:`~.processor.Processor.plan_record`: no
    state) with its workspace's mapping and sends its writes, keyed by record key
    (:mod:`sfsync.keys`: ``<workspace_id>|<sobject>:<identity>``), to the app's own repartition topic
-   (:func:`sfsync.topics.planned_writes`, ``<prefix><app_id>-writes-repartition``). The writes of one
+   (:func:`sfsync.topics.planned_writes`, ``<prefix><app_id>-writes-repartition``), packed per partition
+   (:mod:`sfsync.processors.outbound.packs`: one record carries many writes, so the ordering agent pays
+   Faust's per-message cost once a pack; decision 0011). The writes of one
    Salesforce record come from several product topics and keys (a Campaign from its event's records
    and from every registration to it), so they only meet after this step.
-2. the ``order_writes`` agent reads that topic: each write against its record's clock and identity
+2. the ``order_writes`` agent reads that topic: each write of each pack, in order, against its record's clock and identity
    (:meth:`~.processor.Processor.order_write`), what is left goes to ``sfsync.writes``. The tables
    are keyed by record key and fed only by topics keyed by record key: the repartition topic,
    ``sfsync.identities`` (``identity``) and ``sfsync.salesforce_edits`` (``record_clock``). Every
