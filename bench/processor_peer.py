@@ -323,13 +323,18 @@ def watch(
 
 
 def _written(consumer: Any, topic: str) -> bool:
-    """Whether ``topic`` exists and holds a record."""
-    from confluent_kafka import TopicPartition
+    """Whether ``topic`` exists and holds a record (not yet, while a topic just created has no leader)."""
+    from confluent_kafka import KafkaException, TopicPartition
 
     found = consumer.list_topics(topic, timeout=10).topics.get(topic)
     if found is None or found.error is not None:
         return False
-    return any(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] > 0 for p in found.partitions)
+    try:
+        return any(
+            consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] > 0 for p in found.partitions
+        )
+    except KafkaException:  # NOT_LEADER_FOR_PARTITION right after the side created it
+        return False
 
 
 def _caught_up(consumer: Any, topic: str) -> bool:
