@@ -8,12 +8,15 @@ members in turn (each event: one Contact write matched by Email + one Community_
 
 Default run (four phases, one JSON line):
 
-1. ``throughput``: ``--events`` events pre-filled on the topic (not timed), then the sink and the
-   processor start; timed from the processor's start to the sink having acknowledged the last
-   write (the Kafka timestamp of the last ``sfsync.results`` record, produced right after Salesforce
-   acknowledged it). ``steady_events_per_s`` leaves out the processor's start-up (start to first
-   result). ``cpu_us_per_event`` per process over the phase (utime + stime from /proc) says where
-   the time goes; ``broker`` is the Kafka broker's process when it runs on this machine.
+1. ``throughput``: the workers (sink, processor) start on ``--warmup-events`` events and drain them: their
+   start-up (imports, group joins, table recovery, the org's login: ``startup_s``, and ``startup_cpu_s`` per
+   worker) is measured apart, as it is paid once per process, not per event. Then they are stopped
+   (SIGSTOP), ``--events`` events are pre-filled on the topic (not timed), and they continue (SIGCONT):
+   timed from there to the sink having acknowledged the last write (the Kafka timestamp of the last
+   ``sfsync.results`` record, produced right after Salesforce acknowledged it). ``steady_events_per_s``
+   runs from the first result to the last. ``cpu_us_per_event`` per process over the timed part (utime +
+   stime from /proc) says where the time goes; ``broker`` is the Kafka broker's process when it runs on
+   this machine.
 2. ``raw``: one confluent-kafka consumer reads the same ``--events`` messages and one producer writes
    the same bytes (key, value, partition) to a scratch topic, in this process; timed from the first poll
    to the producer's last acknowledgement; the best of three rounds. ``ratio`` = pipeline / raw, for
@@ -54,9 +57,11 @@ import argparse
 import contextlib
 import dataclasses
 import datetime as dt
+import itertools
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import tempfile
@@ -392,16 +397,19 @@ def raw_copy(kafka: dict[str, Any], source: str, target: str, events: int) -> di
 def throughput(
     kafka: dict[str, Any],
     prefix: str,
-    events: int,
+    fill: Callable[[], int],
     start: Callable[[], dict[str, subprocess.Popen[bytes]]],
     offsets: Offsets,
     extra_pids: dict[str, int],
     timeout_s: float,
     sampler_interval_s: float | None = None,
 ) -> tuple[dict[str, Any], dict[str, subprocess.Popen[bytes]], Sampler | None]:
-    """Start the workers on a pre-filled topic and time them until the sink acknowledged the last write."""
-    results_start = end_offsets(kafka, RESULTS.name(prefix), RESULTS.partitions)
-    cpu_before = {name: cpu_seconds(pid) for name, pid in extra_pids.items()}
+    """Start the workers on the warm-up events already on the topic and let them drain those (their start-up:
+    imports, group joins, table recovery, the org's login, each measured apart as ``startup_cpu_s``); then
+    stop them (SIGSTOP), ``fill()`` the topic with the timed events, and time the workers from their
+    continuation (SIGCONT) until the sink acknowledged the last write. ``cpu_us_per_event``: each process's
+    CPU from the continuation to the drain, per timed event."""
+    cpu_start = {name: cpu_seconds(pid) for name, pid in extra_pids.items()}
     started = time.time()
     procs = start()
     pids = {name: p.pid for name, p in procs.items()} | extra_pids
@@ -409,7 +417,18 @@ def throughput(
     if sampler_interval_s is not None:
         sampler = Sampler(pids, sampler_interval_s)
         sampler.start()
-    cpu_before |= {name: 0.0 for name in procs}
+    wait_drained(offsets, list(procs.values()), timeout_s, "warm-up")
+    warm_s = time.time() - started
+    for proc in procs.values():
+        proc.send_signal(signal.SIGSTOP)
+    try:
+        events = fill()
+        results_start = end_offsets(kafka, RESULTS.name(prefix), RESULTS.partitions)
+        cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    finally:
+        for proc in procs.values():
+            proc.send_signal(signal.SIGCONT)
+    resumed = time.time()
     wait_drained(offsets, list(procs.values()), timeout_s, "throughput")
     cpu_after = {name: cpu_seconds(pid) for name, pid in pids.items()}
     if sampler is not None:
@@ -423,9 +442,10 @@ def throughput(
         {
             "events": events,
             "results": count,
-            "seconds": round(last - started, 2),
-            "events_per_s": round(events / (last - started)),
-            "startup_s": round(first - started, 2),
+            "seconds": round(last - resumed, 2),
+            "events_per_s": round(events / (last - resumed)),
+            "startup_s": round(warm_s, 2),
+            "startup_cpu_s": {name: round(cpu_before[name] - cpu_start.get(name, 0.0), 2) for name in procs},
             "steady_events_per_s": round(events / (last - first)),
             "cpu_us_per_event": {
                 name: round((cpu_after[name] - cpu_before[name]) / events * 1e6, 1) for name in cpu_after
@@ -533,9 +553,16 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     events = args.rss_events or args.events
     workload = Workload(args.members)
     publisher = Publisher(settings)
-    started = time.perf_counter()
-    prefill(publisher, workload.stream(events))
-    prefill_s = time.perf_counter() - started
+    stream = workload.stream(args.warmup_events + events)
+    prefill(publisher, itertools.islice(stream, args.warmup_events))  # drained by the workers as they start
+    fill_s: list[float] = []
+
+    def fill() -> int:
+        started = time.perf_counter()
+        n = prefill(publisher, stream)
+        fill_s.append(time.perf_counter() - started)
+        return n
+
     result: dict[str, Any] = {
         "bench": "e2e",
         "mode": "rss" if args.rss_events else "+".join(["throughput", *args.phases]),
@@ -547,7 +574,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "sink_batch_size": int(
             os.environ.get("SFSYNC_SINK_BATCH_SIZE", SinkSettings.model_fields["batch_size"].default)
         ),
-        "prefill_s": round(prefill_s, 1),
+        "warmup_events": args.warmup_events,
     }
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -572,8 +599,9 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
         extra = {"emulator": emulator.pid} | ({"broker": broker} if broker else {})
         figures, _, sampler = throughput(
-            kafka, prefix, events, start, offsets, extra, timeout_s, 1.0 if args.rss_events else None
+            kafka, prefix, fill, start, offsets, extra, timeout_s, 1.0 if args.rss_events else None
         )
+        result["prefill_s"] = round(fill_s[0], 1)
         result["throughput"] = figures
         if args.rss_events:
             assert sampler is not None
@@ -644,6 +672,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--members", type=int, default=5_000)
+    parser.add_argument(
+        "--warmup-events",
+        type=int,
+        default=1_000,
+        help="Events the workers drain as they start, before the timed ones (their start-up is measured apart).",
+    )
     parser.add_argument("--latency-rate", type=float, default=500.0)
     parser.add_argument("--latency-s", type=float, default=30.0)
     parser.add_argument("--low-rate", type=float, default=50.0, help="The second latency phase's rate (the demo's).")
