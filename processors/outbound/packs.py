@@ -27,6 +27,7 @@ its value's length (4 bytes), the value (the Avro ``Write`` in Confluent's wire 
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
@@ -47,6 +48,7 @@ FRAMING_BYTES = 2 * _LENGTH.size
 """Bytes a pack adds to each write (two lengths)."""
 
 
+@functools.lru_cache(maxsize=65_536)  # a record's key recurs with each of its writes; murmur2 in Python is 5-10 µs
 def partition_of(key: bytes, partitions: int) -> int:
     """``key``'s partition by the Java client's default partitioner (Faust's, librdkafka's ``murmur2_random``)."""
     hashed: int = murmur2(key)
