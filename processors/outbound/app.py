@@ -27,10 +27,8 @@ app id) plans exactly what one would:
    Faust's per-message cost once a pack; decision 0011). The writes of one
    Salesforce record come from several product topics and keys (a Campaign from its event's records
    and from every registration to it), so they only meet after this step.
-   A write ordering cannot change (:attr:`~.processor.Handled.final`: a per-event record's, e.g. an
-   activity's, which has no clock and searches no person objects) goes straight to ``sfsync.writes``.
-2. the ``order_writes`` agent reads that topic: each write of each pack, in order, against its record's
-   clock and identity (:meth:`~.processor.Processor.order_write`), what is left goes to ``sfsync.writes``. The tables
+2. the ``order_writes`` agent reads that topic: each write of each pack, in order, against its record's clock and identity
+   (:meth:`~.processor.Processor.order_write`), what is left goes to ``sfsync.writes``. The tables
    are keyed by record key and fed only by topics keyed by record key: the repartition topic,
    ``sfsync.identities`` (``identity``) and ``sfsync.salesforce_edits`` (``record_clock``). Every
    producer of those partitions like the Java client (murmur2: sfsync's librdkafka producers and
@@ -286,7 +284,7 @@ def _build(
     # skip that record for good (as in the inbound app).
     def plan_agent(spec: TopicSpec) -> None:
         async def planner(stream: Any) -> None:
-            send, send_final = packs.add, writes.send
+            send = packs.add
             manual = stream.noack()
             async for event in manual.events():
                 message = event.message
@@ -302,12 +300,7 @@ def _build(
                         key=message.key,
                         headers=message_headers(message),
                     )
-                    original = partial(original_record, message)
-                    to_order, final = handled.split()
-                    parked = send_writes(send, to_order, original)
-                    refused = send_writes(send_final, final, original)  # straight to sfsync.writes
-                    processor.counts["writes"] -= len(refused)
-                    parked = [*parked, *refused]
+                    parked = send_writes(send, handled, partial(original_record, message))
                     processor.counts["parked"] += len(parked) - len(handled.parked)  # writes Kafka refused
                     if parked:
                         await park_all(dlq, parked, metrics.parked)

@@ -98,21 +98,6 @@ class Handled(NamedTuple):
     parked: list[Parked]
     planned: list[dict[str, Any]]
     """The writes as dicts, after :func:`drop_stale` (what ``writes`` encodes)."""
-    final: tuple[bool, ...] = ()
-    """From :meth:`Processor.plan_record`, per write: whether ordering cannot change it (a write of a
-    :func:`per_event_mappings` mapping, no clock, that searches no person objects): it goes straight to
-    ``sfsync.writes``, already counted as written. Empty: none is."""
-
-    def split(self) -> tuple[Handled, Handled]:
-        """(the writes still to order, with every parked record; the final writes, with none)."""
-        if not any(self.final):
-            return self, Handled([], [], [])
-        rest = [i for i, done in enumerate(self.final) if not done]
-        done = [i for i, final in enumerate(self.final) if final]
-        return (
-            Handled([self.writes[i] for i in rest], self.parked, [self.planned[i] for i in rest]),
-            Handled([self.writes[i] for i in done], [], [self.planned[i] for i in done]),
-        )
 
 
 class TableIdentity:
@@ -294,10 +279,9 @@ class Processor:
         headers: Iterable[tuple[str, bytes]] = (),
     ) -> Handled:
         """The writes one product record causes, encoded and keyed by record key, not yet ordered
-        (no identity, no clock: :meth:`order_write` does that, where the writes of a record meet),
-        each marked :attr:`Handled.final` when ordering could not change it.
+        (no identity, no clock: :meth:`order_write` does that, where the writes of a record meet).
 
-        Counts the event (and what it parks); the writes are counted once ordered, the final ones now.
+        Counts the event (and what it parks); the writes are counted once ordered.
         Raises only what is not the record's fault (e.g. the registry being unreachable).
         """
         started = time.perf_counter()
@@ -308,7 +292,6 @@ class Processor:
         event_type, planned_writes, parked = planned
         writes: list[tuple[bytes, bytes]] = []
         kept: list[dict[str, Any]] = []
-        final: list[bool] = []
         for write in planned_writes.writes:
             try:
                 data = self.encoder.encode_checked("Write", write)
@@ -317,13 +300,9 @@ class Processor:
                 continue
             writes.append((str(write["key"]).encode(), data))
             kept.append(write)
-            final.append(not write.get("search_objects") and self._unclocked(write))
         self.counts["parked"] += len(parked)
-        done = [w for w, f in zip(kept, final, strict=True) if f]
-        self.counts["writes"] += len(done)
-        self._settled(done, [])
         self._observe(event_type, [], [], started)
-        return Handled(writes, parked, kept, tuple(final))
+        return Handled(writes, parked, kept)
 
     def order_write(
         self,

@@ -73,14 +73,9 @@ class ProcessorRig:
         return self.processor.plan_record(value, MEMBERS_TOPIC, 2, offset, key=b"u-1")
 
     def order(self, planned: Handled, **kwargs: Any) -> list[Handled]:
-        """Each write of ``planned`` ordered (on the rig's clock), as read in turn from :data:`PLANNED_TOPIC`;
-        a :attr:`~Handled.final` one as the app sends it, straight (already counted), in its place."""
+        """Each write of ``planned`` ordered (on the rig's clock), as read in turn from :data:`PLANNED_TOPIC`."""
         out = []
-        final = planned.final or (False,) * len(planned.writes)
-        for i, ((key, value), done) in enumerate(zip(planned.writes, final, strict=True)):
-            if done:
-                out.append(Handled([(key, value)], [], [planned.planned[i]]))
-                continue
+        for key, value in planned.writes:
             offset, self.planned_offset = self.planned_offset, self.planned_offset + 1
             out.append(self.processor.order_write(value, PLANNED_TOPIC, 0, offset, key=key, clock=self.clock, **kwargs))
         return out

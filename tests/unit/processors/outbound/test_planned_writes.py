@@ -89,21 +89,3 @@ def test_a_planned_record_that_is_not_a_write_is_parked_with_its_bytes() -> None
         assert parked.stage == Stage.VALUE_CONVERTER
         assert (parked.original.topic, parked.original.offset, parked.original.value) == (PLANNED_TOPIC, 9, value)
     assert rig.clock == {} and rig.processor.counts["parked"] == 3
-
-
-def test_a_per_event_record_is_final_when_planned_and_goes_apart_from_the_writes_to_order() -> None:
-    """An activity record (its own event's, no clock, no person search) cannot change when ordered: it is
-    marked final and counted as written at planning; the person write still goes to be ordered."""
-    rig = ProcessorRig()
-    planned = rig.plan(rig.members.encode_checked("UserCreated", user_created()), 1)
-    person, activity = planned.planned
-    assert planned.final == (False, True)
-    assert person["search_objects"] and not activity["search_objects"]
-    assert rig.processor.counts["writes"] == 1  # the final one; the person write is counted once ordered
-    to_order, final = planned.split()
-    assert to_order.writes == [planned.writes[0]] and to_order.planned == [person]
-    assert final.writes == [planned.writes[1]] and final.planned == [activity] and final.parked == []
-    (ordered, as_sent) = rig.order(planned)
-    assert ordered.writes == [planned.writes[0]] and as_sent.writes == [planned.writes[1]]
-    assert rig.processor.counts["writes"] == 2
-    assert set(rig.clock) == {person["key"]}
