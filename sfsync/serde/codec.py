@@ -64,7 +64,7 @@ class AvroEncoder:
             with suppress(UnsupportedSchemaError):
                 self._compiled[name] = (prefix, compile_writer(plain, union))
         self._named: dict[str, Any] = {}
-        collect_named(schema.schema, self._named)
+        collect_named(schema.schema, self._named, keep_first=False)
         self._branch_schemas = {str(b["name"]).rsplit(".", 1)[-1]: b for b in schema.schema}
 
     def _unknown(self, record_name: str) -> RecordValidationError:
@@ -255,7 +255,7 @@ def _record_branches(schema: Any) -> list[_Branch] | None:
     if not isinstance(schema, list) or not all(isinstance(b, dict) and b.get("type") == "record" for b in schema):
         return None
     named: dict[str, Any] = {}
-    collect_named(schema, named)
+    collect_named(schema, named, keep_first=False)
 
     def is_record(node: Any) -> bool:
         node = named.get(node, node) if isinstance(node, str) else node

@@ -24,7 +24,7 @@ from typing import Any
 
 import fastavro
 
-from sfsync.serde.schema import PRIMITIVE_TYPES
+from sfsync.serde.schema import PRIMITIVE_TYPES, collect_named
 
 __all__ = ["UnsupportedSchemaError", "Writer", "compile_writer", "write_like_fastavro"]
 
@@ -149,25 +149,9 @@ def compile_writer(schema: Any, within: Any = None) -> Writer:
             records); use fastavro's writer for such a schema.
     """
     named: dict[str, Any] = {}
-    _collect_named(within, named)
+    collect_named(within, named, keep_first=True)
     compiled: dict[str, Writer] = {}
     return _compile(schema, named, compiled)
-
-
-def _collect_named(schema: Any, named: dict[str, Any]) -> None:
-    if isinstance(schema, list):
-        for branch in schema:
-            _collect_named(branch, named)
-    elif isinstance(schema, dict):
-        if schema.get("type") in ("record", "enum", "fixed") and "name" in schema:
-            named.setdefault(schema["name"], schema)
-        for field in schema.get("fields", ()):
-            _collect_named(field["type"], named)
-        for key in ("items", "values"):
-            if key in schema:
-                _collect_named(schema[key], named)
-        if isinstance(schema.get("type"), dict | list):
-            _collect_named(schema["type"], named)
 
 
 def _compile(schema: Any, named: dict[str, Any], compiled: dict[str, Writer]) -> Writer:

@@ -13,6 +13,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from sfsync.serde.schema import collect_named
+
 __all__ = ["Converter", "compile_converter"]
 
 Converter = Callable[[Any], Any]
@@ -46,22 +48,8 @@ def compile_converter(schema: Any, *, within: Any = None) -> Converter | None:
         UnsupportedLogicalTypeError: see the class; read such a schema with fastavro's logical types.
     """
     named: dict[str, Any] = {}
-    _collect_named(within, named)
+    collect_named(within, named, keep_first=True)
     return _compile(schema, named, _LOGICAL, ())
-
-
-def _collect_named(schema: Any, named: dict[str, Any]) -> None:
-    if isinstance(schema, list):
-        for branch in schema:
-            _collect_named(branch, named)
-    elif isinstance(schema, dict):
-        if schema.get("type") in ("record", "enum", "fixed") and isinstance(schema.get("name"), str):
-            named.setdefault(schema["name"], schema)
-        for field in schema.get("fields", ()):
-            _collect_named(field["type"], named)
-        for key in ("items", "values", "type"):
-            if isinstance(schema.get(key), dict | list):
-                _collect_named(schema[key], named)
 
 
 def _compile(
