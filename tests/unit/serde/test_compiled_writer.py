@@ -157,3 +157,43 @@ def test_a_recursive_record_compiles_and_writes_fastavros_bytes() -> None:
     out = bytearray()
     compile_writer(schema)(out, value)
     assert bytes(out) == _fastavro(schema, value)
+
+
+def test_records_written_inside_each_other_mutually_recursive_write_fastavros_bytes() -> None:
+    # records, arrays and maps are written inline inside a record's writer, down to a reference to a
+    # record being written further out
+    inner = {
+        "type": "record",
+        "name": "t.B",
+        "fields": [
+            {"name": "a", "type": ["null", "t.A"]},
+            {"name": "xs", "type": {"type": "array", "items": {"type": "map", "values": ["null", "t.B", "long"]}}},
+        ],
+    }
+    schema = fastavro.parse_schema(
+        {
+            "type": "record",
+            "name": "t.A",
+            "fields": [
+                {"name": "b", "type": ["null", inner]},
+                {"name": "n", "type": "string"},
+                {"name": "bs", "type": {"type": "array", "items": "t.B"}},
+            ],
+        }
+    )
+    writer = compile_writer(schema)
+    values = [
+        {"b": None, "n": "x", "bs": []},
+        {
+            "b": {
+                "a": {"b": None, "n": "y", "bs": [{"a": None, "xs": []}]},
+                "xs": [{"k": None, "j": {"a": None, "xs": [{"z": 3}]}, "m": -5}],
+            },
+            "n": "é",
+            "bs": [{"a": None, "xs": [{}]}, {"a": {"b": {"a": None, "xs": []}, "n": "", "bs": []}, "xs": []}],
+        },
+    ]
+    for value in values:
+        out = bytearray()
+        writer(out, value)
+        assert bytes(out) == _fastavro(schema, value)
