@@ -188,13 +188,16 @@ def _native_json(value: Any) -> Any:
 
 
 def _at(variables: MappingABC[str, Any], path: str) -> Any:
-    """The value at ``path`` (``source.a.b``), or ``_NOT_NATIVE`` when CEL must decide (a missing key,
-    or a value that is not a map on the way). Whether CEL would convert the value is the caller's check."""
+    """The value at ``path`` (``source.a.b``); ``_NOT_NATIVE`` when CEL must decide (a value that is not a
+    map on the way). Raises KeyError, as CEL does, for a key missing from a map on the way. Whether CEL
+    would convert the value is the caller's check."""
     names = path.split(".")
     node: Any = variables.get(names[0], _NOT_NATIVE)
     for name in names[1:]:
-        if type(node) is not dict or name not in node:
+        if type(node) is not dict:
             return _NOT_NATIVE
+        if name not in node:
+            raise KeyError(name)
         node = node[name]
     return node
 
@@ -221,7 +224,8 @@ class CompiledExpression:
             self.native = ("field", found.group(1), "", "")
 
     def run_native(self, variables: MappingABC[str, Any]) -> Any:
-        """The value in Python, or ``_NOT_NATIVE`` when it has no Python form for these values."""
+        """The value in Python, or ``_NOT_NATIVE`` when it has no Python form for these values. Raises
+        KeyError, as CEL does, when the path names a key missing from a map."""
         assert self.native is not None
         kind, path, key, value = self.native
         found = _at(variables, path)
@@ -234,6 +238,8 @@ class CompiledExpression:
             if converted is _NOT_NATIVE:
                 return _NOT_NATIVE
             return jsonable_text(converted)
+        if found is None:
+            return "{}"  # json_object(null, ...): no items
         if type(found) is not list or not _json_like(found):
             return _NOT_NATIVE
         return _json_object(found, key, value)

@@ -119,3 +119,23 @@ def test_a_value_cel_would_convert_is_left_to_cel_by_the_json_helpers(value: Any
         full = _outcome(run_cel, mapping.program(expression), {"source": source, "event": {}})
         scoped = OutboundEvaluation(OutboundScope([expression]), source, {})
         assert _outcome(scoped.run, expression) == full
+
+
+@pytest.mark.parametrize(
+    ("source", "expression"),
+    [
+        ({}, "json_object(source.answers, 'question', 'answer')"),
+        ({"answers": None}, "json_object(source.answers, 'question', 'answer')"),
+        ({"member": {}}, "json(source.member.email)"),
+        ({}, "source.member.email"),
+    ],
+    ids=["json_object-missing", "json_object-null", "json-missing", "field-missing"],
+)
+def test_the_json_helpers_answer_a_missing_or_null_path_in_python_as_cel_does(
+    source: dict[str, Any], expression: str
+) -> None:
+    mapping = load_mappings().mappings[0]
+    full = _outcome(run_cel, mapping.program(expression), {"source": source, "event": {}})
+    scope = OutboundScope([expression])
+    assert scope.expressions[expression].native is not None
+    assert _outcome(scope.expressions[expression].run_native, {"source": source, "event": {}}) == full
