@@ -148,24 +148,30 @@ def _json(values: Iterable[str]) -> str:
 
 
 def _plain(value: Any) -> Any:
-    """The decoded payload with uuids as text (fastavro decodes the uuid logical type; CEL cannot)."""
+    """The decoded payload with uuids as text (CEL cannot take a ``uuid.UUID``), maps as dicts: ``value``
+    itself when it holds neither (decoded with uuids as text, the processor's payloads are left as they are)."""
     kind = type(value)
     if kind is dict:
-        out: dict[str, Any] = {}
+        out: dict[str, Any] | None = None
         for key, item in value.items():
             item_kind = type(item)
-            out[key] = (
-                item
-                if item_kind is str or item_kind is int or item_kind is bool or item_kind is float or item is None
-                else _plain(item)
-            )
-        return out
+            if item_kind is str or item_kind is int or item_kind is bool or item_kind is float or item is None:
+                continue
+            plain = _plain(item)
+            if plain is not item:
+                if out is None:
+                    out = dict(value)
+                out[key] = plain
+        return value if out is None else out
     if kind is str or kind is int or kind is bool or kind is float or value is None:
         return value
     if isinstance(value, uuid.UUID):
         return str(value)
     if isinstance(value, Mapping):
         return {k: _plain(v) for k, v in value.items()}
+    if kind is list:
+        items = [_plain(v) for v in value]
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
     if isinstance(value, list):
         return [_plain(v) for v in value]
     return value

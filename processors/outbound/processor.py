@@ -149,7 +149,8 @@ class Processor:
     """Decode, plan, order and encode one product record (see the module doc)."""
 
     decoder: Any
-    """``decode(bytes) -> (record name, dict)``: :class:`~sfsync.serde.codec.AvroDecoder`."""
+    """``decode(bytes) -> (record name, dict)``: :class:`~sfsync.serde.codec.AvroDecoder`, best with
+    ``uuids_as_text=True`` (the plan takes a uuid as text; a ``uuid.UUID`` costs a conversion back)."""
     encoder: Any
     """``encode_checked("Write", dict) -> bytes``: :class:`~sfsync.serde.codec.AvroEncoder` for sfsync.writes."""
     mappings: MappingFile

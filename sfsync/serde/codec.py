@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import struct
+import uuid
 from collections.abc import Awaitable, Mapping
 from contextlib import suppress
 from typing import Any
@@ -129,11 +130,16 @@ class AvroDecoder:
     strings, decimals bytes): for a consumer that wants the numbers anyway (the sink). Every other
     value is the same either way. In storage form, each record type of a topic is read by a reader
     compiled for its writer schema (:mod:`sfsync.serde.compiled_reader`): fastavro's values, for less.
+
+    ``uuids_as_text=True`` (with logical types) gives a uuid as the text of its ``uuid.UUID`` (checked
+    and canonical: a record whose uuid is none fails to decode as without it), where the ``uuid.UUID``
+    would be made only to be turned back into text (the outbound processor plans from text).
     """
 
-    def __init__(self, registry: SchemaRegistry, *, logical_types: bool = True) -> None:
+    def __init__(self, registry: SchemaRegistry, *, logical_types: bool = True, uuids_as_text: bool = False) -> None:
         self.registry = registry
         self.logical_types = logical_types
+        self.uuids_as_text = uuids_as_text
         self._storage: dict[int, tuple[Any, list[_Branch] | None]] = {}
         """schema id -> (writer schema without logical types, its record branches when read one by one)"""
         self._converters: dict[int, dict[str, Converter | None] | None] = {}
@@ -189,7 +195,7 @@ class AvroDecoder:
             return None
         try:
             return {
-                name: compile_converter(branch, within=branches)
+                name: compile_converter(branch, within=branches, uuids_as_text=self.uuids_as_text)
                 for (name, _, _), branch in zip(records, branches, strict=True)
             }
         except UnsupportedLogicalTypeError:
@@ -239,7 +245,20 @@ class AvroDecoder:
             name, value = branches[0].get("name", "?"), decoded
         if not isinstance(value, dict):
             raise SkippableRecordError(f"schema id {schema_id} is not a record schema")
+        if self.logical_types and self.uuids_as_text:
+            value = _uuids_as_text(value)
         return str(name).rsplit(".", 1)[-1], value
+
+
+def _uuids_as_text(value: Any) -> Any:
+    """``value`` (as fastavro decodes it with logical types) with every ``uuid.UUID`` as its text."""
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _uuids_as_text(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_uuids_as_text(v) for v in value]
+    return value
 
 
 _Branch = tuple[str, Any, Reader | None]
