@@ -151,6 +151,7 @@ def compile_writer(schema: Any, within: Any = None) -> Writer:
     """
     named: dict[str, Any] = {}
     collect_named(within, named, keep_first=True)
+    collect_named(schema, named, keep_first=True)  # a type defined inside and referenced by name after
     compiled: dict[str, Writer] = {}
     return _compile(schema, named, compiled)
 
@@ -231,6 +232,8 @@ def _compile(schema: Any, named: dict[str, Any], compiled: dict[str, Writer]) ->
 
 
 _NO_DEFAULT = object()
+_PROLOGUE = "\x00prologue"
+"""The key in a generated writer's ``env`` of the lines it starts with (locals set once per call)."""
 _STARTED = "\x00started:"
 """Prefix of the marker entries in ``compiled`` of the named types being compiled (no Avro name has it)."""
 
@@ -243,9 +246,12 @@ def _compile_record(schema: dict[str, Any], named: dict[str, Any], compiled: dic
     """A record's writer as one generated function: its fields written inline (no call per value), and
     so are the records, arrays and maps inside it and their fields, down to a reference to a record
     being written further out (a recursive type), which calls its compiled writer."""
-    env: dict[str, Any] = {"_NO_DEFAULT": _NO_DEFAULT, "_DOUBLE": _DOUBLE, "_FLOAT": _FLOAT}
+    prologue: list[str] = []
+    env: dict[str, Any] = {"_NO_DEFAULT": _NO_DEFAULT, "_DOUBLE": _DOUBLE, "_FLOAT": _FLOAT, _PROLOGUE: prologue}
     inlining = frozenset({schema["name"]}) if schema.get("name") is not None else frozenset()
-    lines = ["def write_record(out, v):", *_inline_record(schema, "f", "    ", env, named, compiled, inlining)]
+    body = _inline_record(schema, "f", "    ", env, named, compiled, inlining)
+    lines = ["def write_record(out, v):", *("    " + line for line in prologue), *body]
+    del env[_PROLOGUE]
     namespace: dict[str, Any] = dict(env)
     exec("\n".join(lines), namespace)  # noqa: S102 - code generated from the schema alone
     writer: Writer = namespace["write_record"]
@@ -260,6 +266,7 @@ def _inline_record(
     named: dict[str, Any],
     compiled: dict[str, Writer],
     inlining: frozenset[str],
+    looped: bool = False,
 ) -> list[str]:
     """Lines writing the record ``v`` (of ``schema``) to ``out``; ``key`` names what they put in ``env``
     and the local names they use (unique within the generated function)."""
@@ -281,7 +288,7 @@ def _inline_record(
         if default is _NO_DEFAULT:
             code.append("if v is _NO_DEFAULT:")
             code.append(f"    raise ValueError({'no value and no default for ' + field['name']!r})")
-        code += _inline(field_type, f"{key}{i}", "", env, named, compiled, inlining)
+        code += _inline(field_type, f"{key}{i}", "", env, named, compiled, inlining, looped)
     return [pad + line for line in code]
 
 
@@ -312,9 +319,12 @@ def _inline(
     named: dict[str, Any],
     compiled: dict[str, Writer],
     inlining: frozenset[str],
+    looped: bool = False,
 ) -> list[str]:
     """Lines writing ``v`` (of ``schema``) to ``out``; ``key`` names what they put in ``env`` and the local
-    names they use; ``inlining``: the records being written further out (a reference to one is a call)."""
+    names they use; ``inlining``: the records being written further out (a reference to one is a call);
+    ``looped``: written once per item of an array or map (a long there keeps its last bytes, see
+    :data:`_PROLOGUE`)."""
     reference, schema = schema, _resolve(schema, named)
     code: list[str]
     if schema == "string":
@@ -334,8 +344,20 @@ def _inline(
         code = [
             f"if type(v) is not int or not {low} <= v <= {high}:",
             f"    raise TypeError('expected a {schema}, got ' + type(v).__name__)",
-            *_VARINT,
         ]
+        if looped:  # the items of one value often repeat it (a Write's fields share their updated_at)
+            env[_PROLOGUE].append(f"{key}_last = None")
+            code += [
+                f"if v == {key}_last:",
+                f"    out += {key}_bytes",
+                "else:",
+                f"    {key}_last = v",
+                f"    {key}_start = len(out)",
+                *("    " + line for line in _VARINT),
+                f"    {key}_bytes = out[{key}_start:]",
+            ]
+        else:
+            code += _VARINT
     elif schema == "boolean":
         code = [
             "if type(v) is not bool:",
@@ -357,10 +379,10 @@ def _inline(
             f"out += {key}_symbols[v]",
         ]
     elif isinstance(schema, list):
-        code = _inline_union(schema, key, env, named, compiled, inlining)
+        code = _inline_union(schema, key, env, named, compiled, inlining, looped)
     elif isinstance(schema, dict) and schema.get("type") == "record" and schema.get("name") not in inlining:
         within = inlining | {str(schema["name"])} if schema.get("name") is not None else inlining
-        code = _inline_record(schema, key, "", env, named, compiled, within)
+        code = _inline_record(schema, key, "", env, named, compiled, within, looped)
     elif isinstance(schema, dict) and schema.get("type") == "array":
         code = [
             "if type(v) is not list and type(v) is not tuple:",
@@ -370,7 +392,7 @@ def _inline(
             "    v = len(v)",
             *("    " + line for line in _VARINT),
             f"    for v in {key}_items:",
-            *_inline(schema["items"], f"{key}i", "        ", env, named, compiled, inlining),
+            *_inline(schema["items"], f"{key}i", "        ", env, named, compiled, inlining, looped=True),
             "out.append(0)",
         ]
     elif isinstance(schema, dict) and schema.get("type") == "map":
@@ -391,7 +413,7 @@ def _inline(
             "            n >>= 7",
             "        out.append(n)",
             "        out += b",
-            *_inline(schema["values"], f"{key}v", "        ", env, named, compiled, inlining),
+            *_inline(schema["values"], f"{key}v", "        ", env, named, compiled, inlining, looped=True),
             "out.append(0)",
         ]
     else:  # a record being written further out (by its name: a recursive type), a fixed
@@ -407,6 +429,7 @@ def _inline_union(
     named: dict[str, Any],
     compiled: dict[str, Writer],
     inlining: frozenset[str],
+    looped: bool,
 ) -> list[str]:
     _compile_union(schema, named, compiled)  # raises for a union no Python type decides
     code = ["t = type(v)"]
@@ -426,7 +449,7 @@ def _inline_union(
             if python_type is dict:
                 code.append("    if '-type' in v:")
                 code.append("        raise TypeError('a record naming its type: left to fastavro')")
-            code += _inline(branch, f"{key}_{index}", "    ", env, named, compiled, inlining)
+            code += _inline(branch, f"{key}_{index}", "    ", env, named, compiled, inlining, looped)
     code.append("else:")
     code.append("    raise TypeError('no branch of the union takes a ' + t.__name__)")
     return code

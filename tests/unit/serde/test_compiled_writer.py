@@ -197,3 +197,39 @@ def test_records_written_inside_each_other_mutually_recursive_write_fastavros_by
         out = bytearray()
         writer(out, value)
         assert bytes(out) == _fastavro(schema, value)
+
+
+def test_longs_repeated_and_changing_across_items_write_fastavros_bytes() -> None:
+    # a long inside an array or map keeps its last value's bytes for the next item: each item must still
+    # get its own value's bytes
+    item = {
+        "type": "record",
+        "name": "t.Item",
+        "fields": [{"name": "at", "type": "long"}, {"name": "n", "type": ["null", "int", "string"]}],
+    }
+    schema = fastavro.parse_schema(
+        {
+            "type": "record",
+            "name": "t.Outer",
+            "fields": [
+                {"name": "by", "type": {"type": "map", "values": item}},
+                {"name": "xs", "type": {"type": "array", "items": "t.Item"}},
+                {"name": "ls", "type": {"type": "array", "items": "long"}},
+            ],
+        }
+    )
+    at = 1_772_357_400_123
+    runs = [at, at, at + 1, at, 0, 0, -1, -1, 2**63 - 1, 2**63 - 1, -(2**63), 63, 64, 64]
+    value = {
+        "by": {f"k{i}": {"at": v, "n": v % 2**31 if i % 2 else None} for i, v in enumerate(runs)},
+        "xs": [{"at": v, "n": str(v)} for v in reversed(runs)],
+        "ls": runs,
+    }
+    writer = compile_writer(schema)
+    for _ in range(2):  # a second call starts afresh
+        out = bytearray()
+        writer(out, value)
+        assert bytes(out) == _fastavro(schema, value)
+    out = bytearray()
+    writer(out, {"by": {"a": {"at": 5, "n": None}}, "xs": [{"at": at, "n": 1}], "ls": [at]})
+    assert bytes(out) == _fastavro(schema, {"by": {"a": {"at": 5, "n": None}}, "xs": [{"at": at, "n": 1}], "ls": [at]})
