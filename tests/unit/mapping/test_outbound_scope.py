@@ -19,6 +19,17 @@ from sfsync.topics import PRODUCT_TOPICS
 from tests.kit import FakeRegistry
 
 EXTRA = [
+    # the subset of CEL evaluated in Python (filters, choices)
+    "has(source.member.email) && source.member.email != null && source.member.email != ''",
+    "!has(source.member.email) || source.member.email == 'a@b.c'",
+    "event.type in ['UserCreated', 'EventAttend', 1, null] ? 'in' : 'out'",
+    "source.member.member_type == null ? 'none' : source.member.member_type == 'GUEST' ? 'g' : 'other'",
+    "source.member.location.country != null && source.member.location.country < 'M'",
+    "has(source.member.location.city) || has(source.event.title)",
+    "source.member == null || !(source.member.first_name == source.member.last_name)",
+    "source.event.published == true && !(source.event.title in [''])",
+    "source.member.joined_at == null",
+    "source.post.priority >= 'b' ? 1 : 0",
     "json(source.answers)",
     "json(event)",
     "json(source.member)",
@@ -87,7 +98,9 @@ def test_an_expression_added_after_the_scope_was_made_still_evaluates() -> None:
 
 
 def test_the_context_holds_only_the_paths_read() -> None:
-    scope = OutboundScope(["source.member.email != ''", "event.type == 'x'", "json(source)", "event.event_id"])
+    scope = OutboundScope(
+        ["source.member.email.startsWith('a')", "event.type + 'x' == 'y'", "json(source)", "event.event_id"]
+    )
     assert scope.paths == {"source": {"member": {"email": {"": None}}}, "event": {"type": {"": None}}}
     assert scope.functions == {}  # none of sfsync's or the extension functions is called by CEL here
 
@@ -139,3 +152,76 @@ def test_the_json_helpers_answer_a_missing_or_null_path_in_python_as_cel_does(
     scope = OutboundScope([expression])
     assert scope.expressions[expression].native is not None
     assert _outcome(scope.expressions[expression].run_native, {"source": source, "event": {}}) == full
+
+
+_TRICKY = {"source": {"a": "x", "n": 2, "t": True, "z": None, "m": {"k": "v"}, "l": ["x"], "big": 2**64}, "event": {}}
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "source.t == 1",
+        "source.n == 2",
+        "source.a != null",
+        "source.z == null",
+        "source.z != ''",
+        "source.n in ['2', 2]",
+        "source.t in [1, true]",
+        "source.a < 'y'",
+        "source.n >= 3",
+        "source.a < 3",
+        "source.t < false",
+        "source.z < 1",
+        "!source.n",
+        "source.n && true",
+        "false && source.n",
+        "true || source.n",
+        "source.missing && false",
+        "false && source.missing",
+        "source.n ? 1 : 2",
+        "has(source.z)",
+        "has(source.m.k)",
+        "has(source.m.q)",
+        "has(source.a.q)",
+        "has(source.missing.q)",
+        "source.m == null",
+        "source.l == null",
+        "source.big == 1",
+        "source.m.k == 'v' ? source.a : source.z",
+        "(source.n == 2) == (source.a == 'x')",
+        "9223372036854775807 == source.n",
+    ],
+)
+def test_the_subset_evaluated_in_python_gives_what_cel_gives_or_leaves_it_to_cel(expression: str) -> None:
+    mapping = load_mappings().mappings[0]
+    full = _outcome(run_cel, mapping.program(expression), _TRICKY)
+    scoped = OutboundEvaluation(OutboundScope([expression]), _TRICKY["source"], _TRICKY["event"])
+    assert _outcome(scoped.run, expression) == full
+
+
+def test_the_default_mappings_filters_and_choices_run_in_python_without_a_cel_context() -> None:
+    mappings = {m.name: m for m in load_mappings().mappings}
+    decided = 0
+    for event_type, source in _decoded_events(300):
+        envelope = envelope_of(source, event_type)
+        for name, expression in (
+            ("members", mappings["members"].outbound_filter),
+            ("events", mappings["events"].outbound_filter),
+            ("attendance", "event.type in ['EventAttend', 'EventCheckIn'] ? 'attended' : 'registered'"),
+        ):
+            assert expression is not None
+            compiled = OutboundScope([expression]).expressions[expression]
+            assert compiled.subset is not None, name
+            found = compiled.run_native({"source": source, "event": envelope})
+            if name == "attendance" or (name == "members" and "member" in source):
+                assert found in (True, False, "attended", "registered"), (name, event_type)
+                decided += 1
+    assert decided > 300
+
+
+@pytest.mark.parametrize(
+    "expression",
+    ["size(source.a) > 1", "source.a + 'x' == 'y'", "source.a.startsWith('x')", "source.n * 2 == 4", "x.y == 1"],
+)
+def test_calls_arithmetic_and_other_variables_are_left_to_cel(expression: str) -> None:
+    assert OutboundScope([expression]).expressions[expression].subset is None
