@@ -306,7 +306,20 @@ class _SubsetParser:
         operand that is no boolean, or any doubt on the left, leaves the whole to CEL (commutative there)."""
 
         def logical(variables: MappingABC[str, Any]) -> Any:
-            first = left(variables)
+            try:
+                first = left(variables)
+            except _UndecidedError:
+                raise
+            except KeyError:  # CEL's error on the left: the right may still decide (false && ..., ... || true)
+                try:
+                    second = right(variables)
+                except KeyError:
+                    raise _UndecidedError from None  # two errors: which one CEL reports is CEL's
+                if type(second) is not bool:
+                    raise _UndecidedError from None
+                if second is stop:
+                    return stop
+                raise
             if type(first) is not bool:
                 raise _UndecidedError
             if first is stop:
@@ -416,10 +429,13 @@ class _SubsetParser:
 
     @staticmethod
     def _walk(variables: MappingABC[str, Any], names: list[str]) -> Any:
+        """The value at the path; KeyError, as CEL raises, for a key missing from a map on the way."""
         node: Any = variables.get(names[0], _NOT_NATIVE)
         for name in names[1:]:
-            if type(node) is not dict or name not in node:
-                raise _UndecidedError  # CEL says why (no such key, no such overload)
+            if type(node) is not dict:
+                raise _UndecidedError  # CEL says why (no such overload)
+            if name not in node:
+                raise KeyError(name)
             node = node[name]
         return node
 
@@ -431,7 +447,10 @@ class _SubsetParser:
         walk, parent, last = self._walk, names[:-1], names[-1]
 
         def has(variables: MappingABC[str, Any]) -> bool:
-            node = walk(variables, parent)
+            try:
+                node = walk(variables, parent)
+            except KeyError:
+                raise _UndecidedError from None  # CEL's error for has() over a missing map
             if type(node) is not dict:
                 raise _UndecidedError
             return last in node
@@ -441,7 +460,8 @@ class _SubsetParser:
 
 def _subset_program(expression: str) -> _Evaluate | None:
     """The expression in Python when it is in :class:`_SubsetParser`'s subset, else None. The program
-    raises :class:`_UndecidedError` for values it cannot decide as CEL would (CEL then evaluates it)."""
+    raises KeyError where CEL does (a key missing from a map), and :class:`_UndecidedError` for values it
+    cannot decide as CEL would (CEL then evaluates it)."""
     tokens = _tokens(expression)
     if not tokens:
         return None

@@ -67,6 +67,8 @@ def _decoded_events(count: int) -> list[tuple[str, dict[str, Any]]]:
 def _outcome(run: Any, *args: Any) -> tuple[str, Any]:
     try:
         return "value", run(*args)
+    except KeyError as exc:  # a missing key: which one (the reason a filter's failure gives)
+        return "error", f"KeyError: {exc}"
     except Exception as exc:  # the kind of failure is what is compared
         return "error", type(exc).__name__
 
@@ -190,6 +192,21 @@ _TRICKY = {"source": {"a": "x", "n": 2, "t": True, "z": None, "m": {"k": "v"}, "
         "source.m.k == 'v' ? source.a : source.z",
         "(source.n == 2) == (source.a == 'x')",
         "9223372036854775807 == source.n",
+        "source.missing == null",
+        "source.missing in ['a']",
+        "'a' in [source.missing]",
+        "source.missing || true",
+        "source.missing || false",
+        "source.missing && true",
+        "source.missing && source.gone",
+        "source.missing && source.n",
+        "true && source.missing",
+        "source.missing ? 1 : 2",
+        "true ? source.missing : 1",
+        "false ? source.missing : 1",
+        "source.m.missing == 'v'",
+        "!source.missing",
+        "has(source.m.missing.q)",
     ],
 )
 def test_the_subset_evaluated_in_python_gives_what_cel_gives_or_leaves_it_to_cel(expression: str) -> None:
