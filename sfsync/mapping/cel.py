@@ -11,8 +11,9 @@ read and the functions they call; an event's context (:class:`OutboundEvaluation
 values and functions. ``json(<path>)`` and ``json_object(<path>, 'k', 'v')`` over plain JSON-like
 values are evaluated in Python, without the round trip through CEL values (the same text); so are
 expressions in a small subset of CEL (paths, ``has``, literals, comparisons, ``in`` a list, ``!``,
-``&&``, ``||``, ``? :``: the filters and choices of mappings) over text, booleans, null and int64
-values. Wherever Python could answer otherwise than CEL (another type, a missing key), CEL answers.
+``&&``, ``||``, ``? :``, ``size``, ``substring`` and ``date``: the filters, choices and cuts of
+mappings) over text, booleans, null and int64 values. Wherever Python could answer otherwise than CEL
+(another type, a failing call), CEL answers.
 """
 
 from __future__ import annotations
@@ -247,7 +248,8 @@ def _tokens(expression: str) -> list[tuple[str, str]] | None:
 class _SubsetParser:
     """Compiles the subset of CEL that mapping filters and simple fields use into Python: ``source``/``event``
     paths, ``has(path)``, text/int/bool/null literals, list literals on the right of ``in``, ``!``, ``&&``,
-    ``||``, ``? :`` and comparisons. Anything else (calls, arithmetic, macros...) is left to CEL."""
+    ``||``, ``? :``, comparisons, ``size(text)``, ``path.substring(...)`` and ``date(path)``. Anything else
+    (other calls, arithmetic, macros...) is left to CEL."""
 
     def __init__(self, tokens: list[tuple[str, str]]) -> None:
         self.tokens = tokens
@@ -409,8 +411,29 @@ class _SubsetParser:
             if len(names) < 2:
                 raise ValueError("not in the subset")
             return self._has(names)
+        elif text == "date" and self.peek() == "(":
+            self.take("(")
+            names = self.path(self.take()[1])
+            self.take(")")
+            return self._date(names)
+        elif text == "size" and self.peek() == "(":
+            self.take("(")
+            operand = self.ternary()
+            self.take(")")
+            return self._size(operand)
         elif text in _OUTBOUND_VARIABLES:
-            return self._read(self.path(text))
+            names = self.path(text)
+            if self.peek() != ".":
+                return self._read(names)
+            self.take(".")  # a method call (path stops before one): only substring is in the subset
+            self.take("substring")
+            self.take("(")
+            arguments = [self.ternary()]
+            while self.peek() == ",":
+                self.take(",")
+                arguments.append(self.ternary())
+            self.take(")")
+            return self._substring(self._read(names), arguments)
         else:
             raise ValueError("not in the subset")
         return lambda variables: literal
@@ -420,10 +443,12 @@ class _SubsetParser:
             raise ValueError("not in the subset")
         names = [first]
         while self.peek() == ".":
+            if self.at + 2 < len(self.tokens) and self.tokens[self.at + 2][1] == "(":
+                break  # `.name(`: a method call on the path so far
             self.take(".")
             kind, name = self.take()
-            if kind != "name" or self.peek() == "(":
-                raise ValueError("not in the subset")  # a method call
+            if kind != "name":
+                raise ValueError("not in the subset")
             names.append(name)
         return names
 
@@ -442,6 +467,51 @@ class _SubsetParser:
     def _read(self, names: list[str]) -> _Evaluate:
         walk = self._walk
         return lambda variables: _plain_value(walk(variables, names))
+
+    def _date(self, names: list[str]) -> _Evaluate:
+        """``date(path)``: sfsync's ``date`` of the value as CEL hands it over (an aware datetime, an int, text
+        or null as they are; a naive datetime CEL would take as UTC, left to CEL)."""
+        walk = self._walk
+
+        def date(variables: MappingABC[str, Any]) -> Any:
+            value = walk(variables, names)
+            kind = type(value)
+            if (kind is dt.datetime and value.tzinfo is not None) or kind is str or value is None:
+                return _date(value)
+            if kind is int and _INT64[0] <= value < _INT64[1]:
+                return _date(value)
+            raise _UndecidedError
+
+        return date
+
+    @staticmethod
+    def _size(operand: _Evaluate) -> _Evaluate:
+        """``size(text)`` as the CEL runtime counts it: the text's UTF-8 bytes (the equivalence tests pin it)."""
+
+        def size(variables: MappingABC[str, Any]) -> int:
+            value = operand(variables)
+            if type(value) is not str:
+                raise _UndecidedError
+            return len(value.encode())
+
+        return size
+
+    @staticmethod
+    def _substring(target: _Evaluate, arguments: list[_Evaluate]) -> _Evaluate:
+        """``text.substring(start[, end])``: the function CEL calls, called directly; a failure is CEL's to report."""
+        substring = CEL_FUNCTIONS["substring"]
+
+        def call(variables: MappingABC[str, Any]) -> Any:
+            text = target(variables)
+            bounds = [argument(variables) for argument in arguments]
+            if type(text) is not str or len(bounds) > 2 or any(type(b) is not int for b in bounds):
+                raise _UndecidedError
+            try:
+                return substring(text, *bounds)
+            except Exception:  # noqa: BLE001 - CEL raises its own error for it
+                raise _UndecidedError from None
+
+        return call
 
     def _has(self, names: list[str]) -> _Evaluate:
         walk, parent, last = self._walk, names[:-1], names[-1]

@@ -30,6 +30,12 @@ EXTRA = [
     "source.event.published == true && !(source.event.title in [''])",
     "source.member.joined_at == null",
     "source.post.priority >= 'b' ? 1 : 0",
+    "size(source.event.title) > 20 ? source.event.title.substring(0, 20) : source.event.title",
+    "source.member.first_name.substring(1)",
+    "date(source.member.joined_at)",
+    "date(event.occurred_at)",
+    "source.event.end_at == null ? date(source.event.start_at) : date(source.event.end_at)",
+    "size(source.member.email) >= 0",
     "json(source.answers)",
     "json(event)",
     "json(source.member)",
@@ -156,7 +162,23 @@ def test_the_json_helpers_answer_a_missing_or_null_path_in_python_as_cel_does(
     assert _outcome(scope.expressions[expression].run_native, {"source": source, "event": {}}) == full
 
 
-_TRICKY = {"source": {"a": "x", "n": 2, "t": True, "z": None, "m": {"k": "v"}, "l": ["x"], "big": 2**64}, "event": {}}
+_TRICKY = {
+    "source": {
+        "a": "x",
+        "u": "héllo",
+        "n": 2,
+        "t": True,
+        "z": None,
+        "m": {"k": "v"},
+        "l": ["x"],
+        "big": 2**64,
+        "aware": dt.datetime(2026, 3, 1, 23, 30, tzinfo=dt.UTC),
+        "other_zone": dt.datetime(2026, 3, 1, 23, 30, tzinfo=dt.timezone(dt.timedelta(hours=2))),
+        "naive": dt.datetime(2026, 3, 1, 23, 30),
+        "ms": 1_772_357_400_123,
+    },
+    "event": {},
+}
 
 
 @pytest.mark.parametrize(
@@ -207,6 +229,26 @@ _TRICKY = {"source": {"a": "x", "n": 2, "t": True, "z": None, "m": {"k": "v"}, "
         "source.m.missing == 'v'",
         "!source.missing",
         "has(source.m.missing.q)",
+        "size(source.u) == 6",
+        "size(source.a)",
+        "size(source.n)",
+        "size(source.l)",
+        "size(source.missing)",
+        "source.u.substring(0, 2)",
+        "source.u.substring(0, 6)",
+        "source.u.substring(2)",
+        "source.u.substring(3, 1)",
+        "source.u.substring(0, source.n)",
+        "source.a.substring('x')",
+        "source.n.substring(0, 1)",
+        "date(source.aware)",
+        "date(source.other_zone)",
+        "date(source.naive)",
+        "date(source.ms)",
+        "date(source.a)",
+        "date(source.z)",
+        "date(source.t)",
+        "date(source.missing)",
     ],
 )
 def test_the_subset_evaluated_in_python_gives_what_cel_gives_or_leaves_it_to_cel(expression: str) -> None:
@@ -238,7 +280,15 @@ def test_the_default_mappings_filters_and_choices_run_in_python_without_a_cel_co
 
 @pytest.mark.parametrize(
     "expression",
-    ["size(source.a) > 1", "source.a + 'x' == 'y'", "source.a.startsWith('x')", "source.n * 2 == 4", "x.y == 1"],
+    ["source.a.size() > 1", "source.a + 'x' == 'y'", "source.a.startsWith('x')", "source.n * 2 == 4", "x.y == 1"],
 )
 def test_calls_arithmetic_and_other_variables_are_left_to_cel(expression: str) -> None:
     assert OutboundScope([expression]).expressions[expression].subset is None
+
+
+def test_the_default_mappings_of_members_events_attendance_and_activities_need_no_cel_context() -> None:
+    for mapping in load_mappings().mappings:
+        if mapping.name in ("members", "events", "attendance", "activities"):
+            scope = mapping.outbound_scope()
+            assert scope.paths == {}, mapping.name  # every expression has a Python form
+            assert scope.functions == {}, mapping.name
