@@ -29,7 +29,6 @@ only refines what is already known from ``sfsync.identities``.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 import uuid
 from collections.abc import Collection, Iterable, Mapping
@@ -50,6 +49,7 @@ from sfsync.mapping import (
     match_values,
     passes_outbound_filter,
 )
+from sfsync.mapping.values import compact_json
 
 __all__ = [
     "DELETED",
@@ -144,7 +144,7 @@ def _text(value: Any) -> str:
 
 
 def _json(values: Iterable[str]) -> str:
-    return json.dumps(list(values), ensure_ascii=False, separators=(",", ":"))
+    return compact_json(list(values))
 
 
 def _plain(value: Any) -> Any:

@@ -19,7 +19,6 @@ mappings) over text, booleans, null and int64 values. Wherever Python could answ
 from __future__ import annotations
 
 import datetime as dt
-import json
 import operator as op
 import re
 from collections.abc import Callable, Iterable
@@ -29,7 +28,7 @@ from typing import Any
 import cel
 import cel.stdlib
 
-from sfsync.mapping.values import json_text, jsonable, jsonable_text
+from sfsync.mapping.values import compact_json, json_text, jsonable, jsonable_text
 
 __all__ = [
     "CEL_FUNCTIONS",
@@ -48,7 +47,7 @@ def _json_object(items: list[Any], key: str, value: str) -> str:
     for item in items or []:
         if isinstance(item, dict) and item.get(key) is not None:
             out[str(item[key])] = jsonable(item.get(value))
-    return json.dumps(out, ensure_ascii=False, separators=(",", ":"))
+    return compact_json(out)
 
 
 def _date(value: Any) -> str | None:
