@@ -397,15 +397,20 @@ def plan(
     identity: IdentityView = NO_IDENTITY,
     *,
     external_ids: Collection[str] | None = None,
+    uuids_as_text: bool = False,
 ) -> Plan:
     """The writes ``event`` (decoded payload of type ``event_type``) causes, parents first.
+
+    ``uuids_as_text``: ``event`` is a tree of dicts, lists and values that holds no ``uuid.UUID``
+    (decoded by ``AvroDecoder(..., uuids_as_text=True)``), used as it is; otherwise uuids are made text first.
 
     ``external_ids`` names the ``Object.Field`` match fields that are external IDs (upserted on);
     None: a custom field (``__c``) that is a mapping's first, single match key is one (as in the
     default mapping and org). Mappings that fail on this event (:class:`MappingEvaluationError`) are
     in ``rejects`` together with the children that needed them; the other writes still go out.
     """
-    planner = _Planner(event_type, _plain(event), source, mappings, identity, external_ids, mappings.index())
+    payload = event if uuids_as_text else _plain(event)
+    planner = _Planner(event_type, payload, source, mappings, identity, external_ids, mappings.index())
     return planner.run()
 
 

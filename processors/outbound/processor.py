@@ -174,6 +174,8 @@ class Processor:
 
     def __post_init__(self) -> None:
         self._profiles: OrderedDict[int, _Profile] = OrderedDict()
+        self._uuids_as_text = getattr(self.decoder, "uuids_as_text", False) is True
+        """The decoder gives uuids as text: the plan takes its payloads as they are."""
 
     def mappings_of(self, workspace_id: str) -> MappingFile:
         """The mapping file that plans ``workspace_id``'s events.
@@ -370,7 +372,9 @@ class Processor:
         self._count_if_unmapped(event_type, mappings)
         source = _Source(original.topic, original.partition, original.offset)
         try:
-            planned = plan(event_type, event, source, mappings, external_ids=self.external_ids)
+            planned = plan(
+                event_type, event, source, mappings, external_ids=self.external_ids, uuids_as_text=self._uuids_as_text
+            )
         except Exception as exc:  # noqa: BLE001 - a bug in a rule parks the record, never blocks the stream
             self.counts["parked"] += 1
             self._observe(event_type, [], [], started)
