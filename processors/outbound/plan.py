@@ -71,6 +71,7 @@ DELETED = "__deleted__"
 
 _Z_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MILLISECOND = dt.timedelta(milliseconds=1)
 
 
 # ---------------------------------------------------------------------- inputs
@@ -119,14 +120,15 @@ def event_millis(value: Any) -> int:
     """A timestamp-millis value (aware datetime or epoch ms) as epoch milliseconds."""
     if isinstance(value, dt.datetime):
         aware = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-        return (aware - _EPOCH) // dt.timedelta(milliseconds=1)
+        return (aware - _EPOCH) // _MILLISECOND
     return int(value)
 
 
 def salesforce_datetime(text: str) -> str:
     """``2026-03-01T09:30:00.000Z`` -> ``2026-03-01T09:30:00.000+0000``: the form Salesforce returns,
     so what sfsync writes compares equal to what the poller reads back."""
-    return text[:-1] + "+0000" if text[-1:] in ("Z", "\n") and _Z_DATETIME.match(text) else text
+    size = len(text)  # only 24 characters match (25 with a final newline, which ``$`` allows)
+    return text[:-1] + "+0000" if (size == 24 or size == 25) and _Z_DATETIME.match(text) else text
 
 
 def _wire_value(value: Any) -> Any:

@@ -7,8 +7,11 @@ from __future__ import annotations
 import hashlib
 from typing import Any, cast
 
+import pytest
+
 from sfsync.mapping import MappingFile, load_mappings
 from sfsync.mapping.products import known_event_types
+from sfsync.processors.outbound.plan import salesforce_datetime
 from sfsync.processors.outbound.processor import Processor
 from sfsync.producers.fake import CommunitySimulator
 from sfsync.serde.codec import AvroDecoder, AvroEncoder
@@ -107,3 +110,21 @@ def test_an_index_of_an_unknown_parent_keeps_it_last_and_unresolved() -> None:
         (lookup, mappings.get(ref.mapping)),
         ("X__c", None),
     ]
+
+
+@pytest.mark.parametrize(
+    ("text", "written"),
+    [
+        ("2026-03-01T09:30:00.000Z", "2026-03-01T09:30:00.000+0000"),
+        ("2026-03-01T09:30:00.000Z\n", "2026-03-01T09:30:00.000Z+0000"),  # what the regex's `$` has always let by
+        ("2026-03-01T09:30:00.000+0000", "2026-03-01T09:30:00.000+0000"),
+        ("2026-03-01T09:30:00Z", "2026-03-01T09:30:00Z"),
+        ("2026-03-01T09:30:00.0000Z", "2026-03-01T09:30:00.0000Z"),
+        ("x2026-03-01T09:30:00.000Z", "x2026-03-01T09:30:00.000Z"),
+        ("aaaaaaaaaaaaaaaaaaaaaaaZ", "aaaaaaaaaaaaaaaaaaaaaaaZ"),
+        ("Z", "Z"),
+        ("", ""),
+    ],
+)
+def test_salesforce_datetime_rewrites_only_utc_millisecond_text(text: str, written: str) -> None:
+    assert salesforce_datetime(text) == written
