@@ -27,9 +27,12 @@ def get_path(source: MappingABC[str, Any], path: str) -> Any:
     """The value at dotted ``path``, or the ``_ABSENT`` marker when the payload does not carry it."""
     node: Any = source
     for part in _path_parts(path):
-        if type(node) is not dict and not isinstance(node, MappingABC):
-            return _ABSENT
-        if part not in node:
+        if type(node) is dict:  # one lookup (the payload's maps are dicts)
+            node = node.get(part, _ABSENT)
+            if node is _ABSENT:
+                return _ABSENT
+            continue
+        if not isinstance(node, MappingABC) or part not in node:
             return _ABSENT
         node = node[part]
     return node
