@@ -103,8 +103,11 @@ class AvroEncoder:
         if compiled is not None:
             prefix, writer = compiled
             out = bytearray(prefix)
-            with suppress(Exception):  # refused: fastavro writes it, or says why it does not fit
+            try:
                 writer(out, value)
+            except Exception:  # noqa: BLE001, S110 - refused: fastavro writes it, or says why it does not fit
+                pass
+            else:
                 return bytes(out)
         entry = self._plain.get(record_name)
         if entry is None:
