@@ -83,13 +83,6 @@ class _Profile:
     """Event type -> whether an enabled mapping acts on it."""
 
 
-@dataclass(frozen=True)
-class _Source:
-    topic: str
-    partition: int
-    offset: int
-
-
 class Handled(NamedTuple):
     """What one product record causes: the writes to send (in order) and the records to park."""
 
@@ -370,10 +363,9 @@ class Processor:
             self._observe(event_type, [], [], started)
             return Handled([], [Parked(original, exc, Stage.TRANSFORMATION)], [])
         self._count_if_unmapped(event_type, mappings)
-        source = _Source(original.topic, original.partition, original.offset)
         try:
-            planned = plan(
-                event_type, event, source, mappings, external_ids=self.external_ids, uuids_as_text=self._uuids_as_text
+            planned = plan(  # the record's coordinates are the plan's source
+                event_type, event, original, mappings, external_ids=self.external_ids, uuids_as_text=self._uuids_as_text
             )
         except Exception as exc:  # noqa: BLE001 - a bug in a rule parks the record, never blocks the stream
             self.counts["parked"] += 1
