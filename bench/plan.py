@@ -107,7 +107,9 @@ def main() -> None:
     registry = FakeRegistry()
     rows = records(registry, args.events)
     writes_encoder = AvroEncoder(registry, WRITES.name(""), load_topic_schema(WRITES.base))  # type: ignore[arg-type]
-    processor = Processor(AvroDecoder(registry), writes_encoder, load_mappings())  # type: ignore[arg-type]
+    # as the app builds it (processors/outbound/app.py): uuids decoded as the text the plan takes
+    decoder = AvroDecoder(registry, uuids_as_text=True)  # type: ignore[arg-type]
+    processor = Processor(decoder, writes_encoder, load_mappings())  # type: ignore[arg-type]
 
     # warm-up: also what the bare side encodes (the Writes each record causes, after drop_stale)
     clock: dict[str, Any] = {}

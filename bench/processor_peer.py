@@ -122,7 +122,7 @@ def peer_worker(config_path: str) -> None:
 
     cfg = json.loads(Path(config_path).read_text())
     registry = PrefetchedRegistry(cfg["schemas"], cfg["subjects"])
-    decoder = AvroDecoder(registry)  # type: ignore[arg-type]
+    decoder = AvroDecoder(registry, uuids_as_text=True)  # type: ignore[arg-type]  # as the processor decodes
     encoder = AvroEncoder(registry, cfg["output"], load_topic_schema(WRITES.base))  # type: ignore[arg-type]
     mappings = load_mappings(None)
 
@@ -226,7 +226,7 @@ def work_us_per_event(events: list[Any], rounds: int = 3) -> float:
     registry = FakeRegistry()
     members = AvroEncoder(registry, MEMBERS.name(""), load_topic_schema(MEMBERS.base))  # type: ignore[arg-type]
     writes = AvroEncoder(registry, WRITES.name(""), load_topic_schema(WRITES.base))  # type: ignore[arg-type]
-    processor = Processor(AvroDecoder(registry), writes, load_mappings())  # type: ignore[arg-type]
+    processor = Processor(AvroDecoder(registry, uuids_as_text=True), writes, load_mappings())  # type: ignore[arg-type]
     rows = [members.encode_checked(e.RECORD_NAME, e.to_avro()) for e in events]
     best = float("inf")
     for _ in range(rounds + 1):  # the first warms up

@@ -174,7 +174,7 @@ class WriteResultEncoder:
     def __init__(self, avro: AvroEncoder) -> None:
         self.avro = avro
         named: dict[str, Any] = {}
-        collect_named(avro.schema.schema, named)
+        collect_named(avro.schema.schema, named, keep_first=False)
         result = named.get("sfsync.pipeline.WriteResult")
         self._keys: frozenset[str] = frozenset()
         self._source_keys: frozenset[str] = frozenset()

@@ -219,7 +219,7 @@ def _build(
     planned_topic = planned_spec.name(prefix)
     ensure_topics(kafka, [planned_spec], prefix)
     processor = Processor(
-        AvroDecoder(registry),
+        AvroDecoder(registry, uuids_as_text=True),
         env.encoder(WRITES),
         mappings,
         external_ids=external_ids,

@@ -29,7 +29,6 @@ only refines what is already known from ``sfsync.identities``.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 import uuid
 from collections.abc import Collection, Iterable, Mapping
@@ -50,6 +49,7 @@ from sfsync.mapping import (
     match_values,
     passes_outbound_filter,
 )
+from sfsync.mapping.values import compact_json
 
 __all__ = [
     "DELETED",
@@ -71,6 +71,7 @@ DELETED = "__deleted__"
 
 _Z_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MILLISECOND = dt.timedelta(milliseconds=1)
 
 
 # ---------------------------------------------------------------------- inputs
@@ -119,14 +120,15 @@ def event_millis(value: Any) -> int:
     """A timestamp-millis value (aware datetime or epoch ms) as epoch milliseconds."""
     if isinstance(value, dt.datetime):
         aware = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-        return (aware - _EPOCH) // dt.timedelta(milliseconds=1)
+        return (aware - _EPOCH) // _MILLISECOND
     return int(value)
 
 
 def salesforce_datetime(text: str) -> str:
     """``2026-03-01T09:30:00.000Z`` -> ``2026-03-01T09:30:00.000+0000``: the form Salesforce returns,
     so what sfsync writes compares equal to what the poller reads back."""
-    return text[:-1] + "+0000" if text[-1:] in ("Z", "\n") and _Z_DATETIME.match(text) else text
+    size = len(text)  # only 24 characters match (25 with a final newline, which ``$`` allows)
+    return text[:-1] + "+0000" if (size == 24 or size == 25) and _Z_DATETIME.match(text) else text
 
 
 def _wire_value(value: Any) -> Any:
@@ -144,28 +146,34 @@ def _text(value: Any) -> str:
 
 
 def _json(values: Iterable[str]) -> str:
-    return json.dumps(list(values), ensure_ascii=False, separators=(",", ":"))
+    return compact_json(list(values))
 
 
 def _plain(value: Any) -> Any:
-    """The decoded payload with uuids as text (fastavro decodes the uuid logical type; CEL cannot)."""
+    """The decoded payload with uuids as text (CEL cannot take a ``uuid.UUID``), maps as dicts: ``value``
+    itself when it holds neither (decoded with uuids as text, the processor's payloads are left as they are)."""
     kind = type(value)
     if kind is dict:
-        out: dict[str, Any] = {}
+        out: dict[str, Any] | None = None
         for key, item in value.items():
             item_kind = type(item)
-            out[key] = (
-                item
-                if item_kind is str or item_kind is int or item_kind is bool or item_kind is float or item is None
-                else _plain(item)
-            )
-        return out
+            if item_kind is str or item_kind is int or item_kind is bool or item_kind is float or item is None:
+                continue
+            plain = _plain(item)
+            if plain is not item:
+                if out is None:
+                    out = dict(value)
+                out[key] = plain
+        return value if out is None else out
     if kind is str or kind is int or kind is bool or kind is float or value is None:
         return value
     if isinstance(value, uuid.UUID):
         return str(value)
     if isinstance(value, Mapping):
         return {k: _plain(v) for k, v in value.items()}
+    if kind is list:
+        items = [_plain(v) for v in value]
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
     if isinstance(value, list):
         return [_plain(v) for v in value]
     return value
@@ -391,15 +399,20 @@ def plan(
     identity: IdentityView = NO_IDENTITY,
     *,
     external_ids: Collection[str] | None = None,
+    uuids_as_text: bool = False,
 ) -> Plan:
     """The writes ``event`` (decoded payload of type ``event_type``) causes, parents first.
+
+    ``uuids_as_text``: ``event`` is a tree of dicts, lists and values that holds no ``uuid.UUID``
+    (decoded by ``AvroDecoder(..., uuids_as_text=True)``), used as it is; otherwise uuids are made text first.
 
     ``external_ids`` names the ``Object.Field`` match fields that are external IDs (upserted on);
     None: a custom field (``__c``) that is a mapping's first, single match key is one (as in the
     default mapping and org). Mappings that fail on this event (:class:`MappingEvaluationError`) are
     in ``rejects`` together with the children that needed them; the other writes still go out.
     """
-    planner = _Planner(event_type, _plain(event), source, mappings, identity, external_ids, mappings.index())
+    payload = event if uuids_as_text else _plain(event)
+    planner = _Planner(event_type, payload, source, mappings, identity, external_ids, mappings.index())
     return planner.run()
 
 

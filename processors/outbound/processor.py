@@ -83,13 +83,6 @@ class _Profile:
     """Event type -> whether an enabled mapping acts on it."""
 
 
-@dataclass(frozen=True)
-class _Source:
-    topic: str
-    partition: int
-    offset: int
-
-
 class Handled(NamedTuple):
     """What one product record causes: the writes to send (in order) and the records to park."""
 
@@ -149,7 +142,8 @@ class Processor:
     """Decode, plan, order and encode one product record (see the module doc)."""
 
     decoder: Any
-    """``decode(bytes) -> (record name, dict)``: :class:`~sfsync.serde.codec.AvroDecoder`."""
+    """``decode(bytes) -> (record name, dict)``: :class:`~sfsync.serde.codec.AvroDecoder`, best with
+    ``uuids_as_text=True`` (the plan takes a uuid as text; a ``uuid.UUID`` costs a conversion back)."""
     encoder: Any
     """``encode_checked("Write", dict) -> bytes``: :class:`~sfsync.serde.codec.AvroEncoder` for sfsync.writes."""
     mappings: MappingFile
@@ -173,6 +167,8 @@ class Processor:
 
     def __post_init__(self) -> None:
         self._profiles: OrderedDict[int, _Profile] = OrderedDict()
+        self._uuids_as_text = getattr(self.decoder, "uuids_as_text", False) is True
+        """The decoder gives uuids as text: the plan takes its payloads as they are."""
 
     def mappings_of(self, workspace_id: str) -> MappingFile:
         """The mapping file that plans ``workspace_id``'s events.
@@ -367,9 +363,10 @@ class Processor:
             self._observe(event_type, [], [], started)
             return Handled([], [Parked(original, exc, Stage.TRANSFORMATION)], [])
         self._count_if_unmapped(event_type, mappings)
-        source = _Source(original.topic, original.partition, original.offset)
         try:
-            planned = plan(event_type, event, source, mappings, external_ids=self.external_ids)
+            planned = plan(  # the record's coordinates are the plan's source
+                event_type, event, original, mappings, external_ids=self.external_ids, uuids_as_text=self._uuids_as_text
+            )
         except Exception as exc:  # noqa: BLE001 - a bug in a rule parks the record, never blocks the stream
             self.counts["parked"] += 1
             self._observe(event_type, [], [], started)

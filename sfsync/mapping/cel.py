@@ -9,22 +9,26 @@ function given: far more than running a compiled expression (under 1 µs). So a 
 expressions are analysed once (:class:`OutboundScope`): the paths of ``source`` and ``event`` they
 read and the functions they call; an event's context (:class:`OutboundEvaluation`) holds only those
 values and functions. ``json(<path>)`` and ``json_object(<path>, 'k', 'v')`` over plain JSON-like
-values are evaluated in Python, without the round trip through CEL values (the same text).
+values are evaluated in Python, without the round trip through CEL values (the same text); so are
+expressions in a small subset of CEL (paths, ``has``, literals, comparisons, ``in`` a list, ``!``,
+``&&``, ``||``, ``? :``, ``size``, ``substring`` and ``date``: the filters, choices and cuts of
+mappings) over text, booleans, null and int64 values. Wherever Python could answer otherwise than CEL
+(another type, a failing call), CEL answers.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
+import operator as op
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from collections.abc import Mapping as MappingABC
 from typing import Any
 
 import cel
 import cel.stdlib
 
-from sfsync.mapping.values import json_text, jsonable, jsonable_text
+from sfsync.mapping.values import compact_json, json_text, jsonable, jsonable_text
 
 __all__ = [
     "CEL_FUNCTIONS",
@@ -43,7 +47,7 @@ def _json_object(items: list[Any], key: str, value: str) -> str:
     for item in items or []:
         if isinstance(item, dict) and item.get(key) is not None:
             out[str(item[key])] = jsonable(item.get(value))
-    return json.dumps(out, ensure_ascii=False, separators=(",", ":"))
+    return compact_json(out)
 
 
 def _date(value: Any) -> str | None:
@@ -188,21 +192,358 @@ def _native_json(value: Any) -> Any:
 
 
 def _at(variables: MappingABC[str, Any], path: str) -> Any:
-    """The value at ``path`` (``source.a.b``), or ``_NOT_NATIVE`` when CEL must decide (a missing key,
-    or a value that is not a map on the way). Whether CEL would convert the value is the caller's check."""
+    """The value at ``path`` (``source.a.b``); ``_NOT_NATIVE`` when CEL must decide (a value that is not a
+    map on the way). Raises KeyError, as CEL does, for a key missing from a map on the way. Whether CEL
+    would convert the value is the caller's check."""
     names = path.split(".")
     node: Any = variables.get(names[0], _NOT_NATIVE)
     for name in names[1:]:
-        if type(node) is not dict or name not in node:
+        if type(node) is not dict:
             return _NOT_NATIVE
+        if name not in node:
+            raise KeyError(name)
         node = node[name]
     return node
+
+
+class _UndecidedError(Exception):
+    """A value :func:`_subset_program` does not decide as CEL would: CEL evaluates the expression."""
+
+
+_Evaluate = Callable[[MappingABC[str, Any]], Any]
+_TOKEN = re.compile(
+    r"\s*(?:(?P<text>'[^'\\\n]*')|(?P<int>\d+)(?![\w.])|(?P<name>[A-Za-z_]\w*)"
+    r"|(?P<op>==|!=|<=|>=|&&|\|\||[<>!?:()\[\],.]))"
+)
+_ORDER: dict[str, Callable[[Any, Any], Any]] = {"<": op.lt, "<=": op.le, ">": op.gt, ">=": op.ge}
+_INT64 = (-(2**63), 2**63)
+
+
+def _plain_value(value: Any) -> Any:
+    """``value`` when it is text, a boolean, null or an int64 (what the subset compares); else undecided."""
+    kind = type(value)
+    if kind is str or kind is bool or value is None or (kind is int and _INT64[0] <= value < _INT64[1]):
+        return value
+    raise _UndecidedError
+
+
+def _equal(a: Any, b: Any) -> bool:
+    """CEL's ``==`` over plain values: values of different types are not equal (``true != 1``)."""
+    return type(a) is type(b) and a == b
+
+
+def _tokens(expression: str) -> list[tuple[str, str]] | None:
+    out: list[tuple[str, str]] = []
+    pos, end = 0, len(expression.rstrip())
+    while pos < end:
+        found = _TOKEN.match(expression, pos)
+        if found is None or found.lastgroup is None:
+            return None
+        out.append((found.lastgroup, found.group(found.lastgroup)))
+        pos = found.end()
+    return out
+
+
+class _SubsetParser:
+    """Compiles the subset of CEL that mapping filters and simple fields use into Python: ``source``/``event``
+    paths, ``has(path)``, text/int/bool/null literals, list literals on the right of ``in``, ``!``, ``&&``,
+    ``||``, ``? :``, comparisons, ``size(text)``, ``path.substring(...)`` and ``date(path)``. Anything else
+    (other calls, arithmetic, macros...) is left to CEL."""
+
+    def __init__(self, tokens: list[tuple[str, str]]) -> None:
+        self.tokens = tokens
+        self.at = 0
+
+    def peek(self) -> str | None:
+        return self.tokens[self.at][1] if self.at < len(self.tokens) else None
+
+    def take(self, text: str | None = None) -> tuple[str, str]:
+        if self.at >= len(self.tokens) or (text is not None and self.tokens[self.at][1] != text):
+            raise ValueError("not in the subset")
+        token = self.tokens[self.at]
+        self.at += 1
+        return token
+
+    def program(self) -> _Evaluate:
+        evaluate = self.ternary()
+        if self.at != len(self.tokens):
+            raise ValueError("not in the subset")
+        return evaluate
+
+    def ternary(self) -> _Evaluate:
+        condition = self.either()
+        if self.peek() != "?":
+            return condition
+        self.take("?")
+        then = self.ternary()
+        self.take(":")
+        otherwise = self.ternary()
+
+        def choose(variables: MappingABC[str, Any]) -> Any:
+            chosen = condition(variables)
+            if type(chosen) is not bool:
+                raise _UndecidedError
+            return then(variables) if chosen else otherwise(variables)
+
+        return choose
+
+    def either(self) -> _Evaluate:
+        left = self.both()
+        while self.peek() == "||":
+            self.take("||")
+            left = self._logical(left, self.both(), stop=True)
+        return left
+
+    def both(self) -> _Evaluate:
+        left = self.relation()
+        while self.peek() == "&&":
+            self.take("&&")
+            left = self._logical(left, self.relation(), stop=False)
+        return left
+
+    @staticmethod
+    def _logical(left: _Evaluate, right: _Evaluate, *, stop: bool) -> _Evaluate:
+        """``||`` (``stop=True``: true on the left decides) or ``&&`` (false decides), left to right: an
+        operand that is no boolean, or any doubt on the left, leaves the whole to CEL (commutative there)."""
+
+        def logical(variables: MappingABC[str, Any]) -> Any:
+            try:
+                first = left(variables)
+            except _UndecidedError:
+                raise
+            except KeyError:  # CEL's error on the left: the right may still decide (false && ..., ... || true)
+                try:
+                    second = right(variables)
+                except KeyError:
+                    raise _UndecidedError from None  # two errors: which one CEL reports is CEL's
+                if type(second) is not bool:
+                    raise _UndecidedError from None
+                if second is stop:
+                    return stop
+                raise
+            if type(first) is not bool:
+                raise _UndecidedError
+            if first is stop:
+                return stop
+            second = right(variables)
+            if type(second) is not bool:
+                raise _UndecidedError
+            return second
+
+        return logical
+
+    def relation(self) -> _Evaluate:
+        left = self.unary()
+        operator = self.peek()
+        if operator not in ("==", "!=", "<", "<=", ">", ">=", "in"):
+            return left
+        self.take()
+        if operator == "in":
+            items = self.list_literal()
+
+            def contains(variables: MappingABC[str, Any]) -> bool:
+                value = _plain_value(left(variables))
+                return any(_equal(value, _plain_value(item(variables))) for item in items)
+
+            return contains
+        right = self.unary()
+        if operator in ("==", "!="):
+            negate = operator == "!="
+
+            def equal(variables: MappingABC[str, Any]) -> bool:
+                return _equal(_plain_value(left(variables)), _plain_value(right(variables))) is not negate
+
+            return equal
+        compare: Callable[[Any, Any], Any] = _ORDER[operator]
+
+        def ordered(variables: MappingABC[str, Any]) -> bool:
+            a, b = _plain_value(left(variables)), _plain_value(right(variables))
+            if type(a) is not type(b) or a is None or type(a) is bool:
+                raise _UndecidedError  # no such overload, or an order CEL may define otherwise
+            return bool(compare(a, b))
+
+        return ordered
+
+    def list_literal(self) -> list[_Evaluate]:
+        self.take("[")
+        items: list[_Evaluate] = []
+        while self.peek() != "]":
+            items.append(self.ternary())
+            if self.peek() != ",":
+                break
+            self.take(",")
+        self.take("]")
+        return items
+
+    def unary(self) -> _Evaluate:
+        if self.peek() != "!":
+            return self.primary()
+        self.take("!")
+        operand = self.unary()
+
+        def negate(variables: MappingABC[str, Any]) -> bool:
+            value = operand(variables)
+            if type(value) is not bool:
+                raise _UndecidedError
+            return not value
+
+        return negate
+
+    def primary(self) -> _Evaluate:
+        kind, text = self.take()
+        if kind == "text":
+            literal: Any = text[1:-1]
+        elif kind == "int":
+            literal = int(text)
+            if not _INT64[0] <= literal < _INT64[1]:
+                raise ValueError("not in the subset")
+        elif text in ("true", "false", "null"):
+            literal = {"true": True, "false": False, "null": None}[text]
+        elif text == "(":
+            inner = self.ternary()
+            self.take(")")
+            return inner
+        elif text == "has" and self.peek() == "(":
+            self.take("(")
+            names = self.path(self.take()[1])
+            self.take(")")
+            if len(names) < 2:
+                raise ValueError("not in the subset")
+            return self._has(names)
+        elif text == "date" and self.peek() == "(":
+            self.take("(")
+            names = self.path(self.take()[1])
+            self.take(")")
+            return self._date(names)
+        elif text == "size" and self.peek() == "(":
+            self.take("(")
+            operand = self.ternary()
+            self.take(")")
+            return self._size(operand)
+        elif text in _OUTBOUND_VARIABLES:
+            names = self.path(text)
+            if self.peek() != ".":
+                return self._read(names)
+            self.take(".")  # a method call (path stops before one): only substring is in the subset
+            self.take("substring")
+            self.take("(")
+            arguments = [self.ternary()]
+            while self.peek() == ",":
+                self.take(",")
+                arguments.append(self.ternary())
+            self.take(")")
+            return self._substring(self._read(names), arguments)
+        else:
+            raise ValueError("not in the subset")
+        return lambda variables: literal
+
+    def path(self, first: str) -> list[str]:
+        if first not in _OUTBOUND_VARIABLES:
+            raise ValueError("not in the subset")
+        names = [first]
+        while self.peek() == ".":
+            if self.at + 2 < len(self.tokens) and self.tokens[self.at + 2][1] == "(":
+                break  # `.name(`: a method call on the path so far
+            self.take(".")
+            kind, name = self.take()
+            if kind != "name":
+                raise ValueError("not in the subset")
+            names.append(name)
+        return names
+
+    @staticmethod
+    def _walk(variables: MappingABC[str, Any], names: list[str]) -> Any:
+        """The value at the path; KeyError, as CEL raises, for a key missing from a map on the way."""
+        node: Any = variables.get(names[0], _NOT_NATIVE)
+        for name in names[1:]:
+            if type(node) is not dict:
+                raise _UndecidedError  # CEL says why (no such overload)
+            if name not in node:
+                raise KeyError(name)
+            node = node[name]
+        return node
+
+    def _read(self, names: list[str]) -> _Evaluate:
+        walk = self._walk
+        return lambda variables: _plain_value(walk(variables, names))
+
+    def _date(self, names: list[str]) -> _Evaluate:
+        """``date(path)``: sfsync's ``date`` of the value as CEL hands it over (an aware datetime, an int, text
+        or null as they are; a naive datetime CEL would take as UTC, left to CEL)."""
+        walk = self._walk
+
+        def date(variables: MappingABC[str, Any]) -> Any:
+            value = walk(variables, names)
+            kind = type(value)
+            if (kind is dt.datetime and value.tzinfo is not None) or kind is str or value is None:
+                return _date(value)
+            if kind is int and _INT64[0] <= value < _INT64[1]:
+                return _date(value)
+            raise _UndecidedError
+
+        return date
+
+    @staticmethod
+    def _size(operand: _Evaluate) -> _Evaluate:
+        """``size(text)`` as the CEL runtime counts it: the text's UTF-8 bytes (the equivalence tests pin it)."""
+
+        def size(variables: MappingABC[str, Any]) -> int:
+            value = operand(variables)
+            if type(value) is not str:
+                raise _UndecidedError
+            return len(value.encode())
+
+        return size
+
+    @staticmethod
+    def _substring(target: _Evaluate, arguments: list[_Evaluate]) -> _Evaluate:
+        """``text.substring(start[, end])``: the function CEL calls, called directly; a failure is CEL's to report."""
+        substring = CEL_FUNCTIONS["substring"]
+
+        def call(variables: MappingABC[str, Any]) -> Any:
+            text = target(variables)
+            bounds = [argument(variables) for argument in arguments]
+            if type(text) is not str or len(bounds) > 2 or any(type(b) is not int for b in bounds):
+                raise _UndecidedError
+            try:
+                return substring(text, *bounds)
+            except Exception:  # noqa: BLE001 - CEL raises its own error for it
+                raise _UndecidedError from None
+
+        return call
+
+    def _has(self, names: list[str]) -> _Evaluate:
+        walk, parent, last = self._walk, names[:-1], names[-1]
+
+        def has(variables: MappingABC[str, Any]) -> bool:
+            try:
+                node = walk(variables, parent)
+            except KeyError:
+                raise _UndecidedError from None  # CEL's error for has() over a missing map
+            if type(node) is not dict:
+                raise _UndecidedError
+            return last in node
+
+        return has
+
+
+def _subset_program(expression: str) -> _Evaluate | None:
+    """The expression in Python when it is in :class:`_SubsetParser`'s subset, else None. The program
+    raises KeyError where CEL does (a key missing from a map), and :class:`_UndecidedError` for values it
+    cannot decide as CEL would (CEL then evaluates it)."""
+    tokens = _tokens(expression)
+    if not tokens:
+        return None
+    try:
+        return _SubsetParser(tokens).program()
+    except ValueError:
+        return None
 
 
 class CompiledExpression:
     """One outbound expression: its program, what it reads, and its Python form when it has one."""
 
-    __slots__ = ("functions", "native", "paths", "program")
+    __slots__ = ("functions", "native", "paths", "program", "subset")
 
     def __init__(self, expression: str) -> None:
         self.program = cel.compile(expression)
@@ -211,19 +552,29 @@ class CompiledExpression:
         self.functions = {name: f for name, f in CEL_FUNCTIONS.items() if name in used}
         self.native: tuple[str, str, str, str] | None = None
         """(kind, path, key, value) of an expression evaluated in Python: ("json", path, "", ""),
-        ("json_object", path, key, value) or ("field", path, "", "") (a field's text, number,
-        boolean or null, as CEL gives it back)."""
+        ("json_object", path, key, value), ("field", path, "", "") (a field's text, number,
+        boolean or null, as CEL gives it back) or ("subset", "", "", "") (:attr:`subset`)."""
+        self.subset: _Evaluate | None = None
+        """The expression in Python when it is in the subset of :class:`_SubsetParser` (filters, choices)."""
         if (found := _JSON.match(expression)) is not None:
             self.native = ("json", found.group(1), "", "")
         elif (found := _JSON_OBJECT.match(expression)) is not None:
             self.native = ("json_object", found.group(1), found.group(2), found.group(3))
         elif (found := _FIELD.match(expression)) is not None:
             self.native = ("field", found.group(1), "", "")
+        elif (subset := _subset_program(expression)) is not None:
+            self.native, self.subset = ("subset", "", "", ""), subset
 
     def run_native(self, variables: MappingABC[str, Any]) -> Any:
-        """The value in Python, or ``_NOT_NATIVE`` when it has no Python form for these values."""
+        """The value in Python, or ``_NOT_NATIVE`` when it has no Python form for these values. Raises
+        KeyError, as CEL does, when the path names a key missing from a map."""
         assert self.native is not None
         kind, path, key, value = self.native
+        if self.subset is not None:
+            try:
+                return self.subset(variables)
+            except _UndecidedError:
+                return _NOT_NATIVE
         found = _at(variables, path)
         if found is _NOT_NATIVE:
             return _NOT_NATIVE
@@ -234,6 +585,8 @@ class CompiledExpression:
             if converted is _NOT_NATIVE:
                 return _NOT_NATIVE
             return jsonable_text(converted)
+        if found is None:
+            return "{}"  # json_object(null, ...): no items
         if type(found) is not list or not _json_like(found):
             return _NOT_NATIVE
         return _json_object(found, key, value)

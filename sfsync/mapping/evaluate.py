@@ -27,9 +27,12 @@ def get_path(source: MappingABC[str, Any], path: str) -> Any:
     """The value at dotted ``path``, or the ``_ABSENT`` marker when the payload does not carry it."""
     node: Any = source
     for part in _path_parts(path):
-        if type(node) is not dict and not isinstance(node, MappingABC):
-            return _ABSENT
-        if part not in node:
+        if type(node) is dict:  # one lookup (the payload's maps are dicts)
+            node = node.get(part, _ABSENT)
+            if node is _ABSENT:
+                return _ABSENT
+            continue
+        if not isinstance(node, MappingABC) or part not in node:
             return _ABSENT
         node = node[part]
     return node
@@ -183,25 +186,23 @@ def _evaluate(
     if not passes_outbound_filter(mapping, source, envelope, evaluation):
         return None
     out: dict[str, Any] = {}
-    for field in mapping.outbound_fields(fields):
-        path = field.from_
+    for field, sf, path, policy, default, value_map in mapping.outbound_specs(fields):
         value = (
-            get_path(source, path) if type(path) is str else field_value(mapping, field, source, envelope, evaluation)
+            get_path(source, path) if path is not None else field_value(mapping, field, source, envelope, evaluation)
         )
-        policy = field.policy
         if value is _ABSENT:
-            if field.default is None:
+            if default is None:
                 continue
-            value, policy = field.default, "if_empty"
-        if field.value_map:
-            value = apply_value_map(value, field.value_map)
-        if field.default is not None and _empty(value):
-            value = field.default
-        if policy == "if_empty" and current is not None and not _empty(_current_value(current, field.sf)):
+            value, policy = default, "if_empty"
+        if value_map:
+            value = apply_value_map(value, value_map)
+        if default is not None and _empty(value):
+            value = default
+        if policy == "if_empty" and current is not None and not _empty(_current_value(current, sf)):
             continue
         if always is not None and policy != "if_empty":
-            always.add(field.sf)
-        out[field.sf] = to_salesforce_value(value)
+            always.add(sf)
+        out[sf] = to_salesforce_value(value)
     return out
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import cel
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
@@ -155,6 +155,18 @@ class InboundOptions(_Strict):
         return self
 
 
+class OutboundField(NamedTuple):
+    """What the outbound rule reads of one field, read once per mapping (see :meth:`Mapping.outbound_specs`)."""
+
+    field: FieldMap
+    sf: str
+    path: str | None
+    """``from_`` when it is one path; None: a list of paths, a constant or an expression (``field_value``)."""
+    policy: Policy
+    default: str | None
+    value_map: dict[str, str] | None
+
+
 class Mapping(_Strict):
     """One product entity to one Salesforce object."""
 
@@ -178,7 +190,9 @@ class Mapping(_Strict):
 
     _programs: dict[str, cel.Program] = PrivateAttr(default_factory=dict)
     _scope: OutboundScope | None = PrivateAttr(None)
-    _outbound: dict[int, tuple[list[FieldMap], int, str, list[FieldMap]]] = PrivateAttr(default_factory=dict)
+    _outbound: dict[int, tuple[list[FieldMap], int, str, list[FieldMap], list[OutboundField]]] = PrivateAttr(
+        default_factory=dict
+    )
     _alternatives: tuple[list[MatchKey | list[MatchKey]], int, list[list[MatchKey]]] | None = PrivateAttr(None)
 
     @field_validator("name")
@@ -242,13 +256,29 @@ class Mapping(_Strict):
     def outbound_fields(self, fields: list[FieldMap]) -> list[FieldMap]:
         """``active_fields(fields)`` that flow to Salesforce; remembered per list (and its length and the
         target), as the outbound rule asks for them on every event."""
-        cache: dict[int, tuple[list[FieldMap], int, str, list[FieldMap]]] = self._private()["_outbound"]
+        return self._outbound_of(fields)[3]
+
+    def outbound_specs(self, fields: list[FieldMap]) -> list[OutboundField]:
+        """:meth:`outbound_fields` as :class:`OutboundField` tuples (what the outbound rule reads of each,
+        read once), remembered with them."""
+        return self._outbound_of(fields)[4]
+
+    def _outbound_of(
+        self, fields: list[FieldMap]
+    ) -> tuple[list[FieldMap], int, str, list[FieldMap], list[OutboundField]]:
+        cache: dict[int, tuple[list[FieldMap], int, str, list[FieldMap], list[OutboundField]]] = self._private()[
+            "_outbound"
+        ]
         found = cache.get(id(fields))
         if found is not None and found[0] is fields and found[1] == len(fields) and found[2] == self.target:
-            return found[3]
+            return found
         selected = [f for f in self.active_fields(fields) if f.outbound]
-        cache[id(fields)] = (fields, len(fields), self.target, selected)
-        return selected
+        specs = [
+            OutboundField(f, f.sf, f.from_ if isinstance(f.from_, str) else None, f.policy, f.default, f.value_map)
+            for f in selected
+        ]
+        found = cache[id(fields)] = (fields, len(fields), self.target, selected, specs)
+        return found
 
     @property
     def reads_before_write(self) -> bool:

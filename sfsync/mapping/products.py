@@ -38,7 +38,7 @@ def _product_schemas() -> tuple[dict[str, Any], dict[str, Any], dict[str, list[s
     topics: dict[str, list[str]] = {}
     for topic in ENTITY_TOPICS.values():
         schema = load_topic_schema(topic)
-        collect_named(schema.schema, named)
+        collect_named(schema.schema, named, keep_first=False)
         topics[topic] = list(schema.record_names)
         for branch in schema.schema:
             records[str(branch["name"]).rsplit(".", 1)[-1]] = branch

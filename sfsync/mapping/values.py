@@ -5,7 +5,10 @@ lists as compact JSON with sorted keys (the same value always gives the same tex
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
+import json.encoder
+from collections.abc import Callable
 from typing import Any
 
 from sfsync.time import format_salesforce
@@ -40,9 +43,33 @@ def json_text(value: Any) -> str:
     return jsonable_text(jsonable(value))
 
 
+def _compact_encoder(*, sort_keys: bool) -> Callable[[Any], str]:
+    """``json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=sort_keys)``, by one C
+    encoder made once (``json.dumps`` makes an encoder per call for these arguments: about as much as
+    encoding a small value). Values are trees: a reference cycle is not looked for (RecursionError)."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # no C accelerator: json.dumps itself
+        return functools.partial(json.dumps, ensure_ascii=False, separators=(",", ":"), sort_keys=sort_keys)
+    # markers (None: no cycle check), default, the string encoder of ensure_ascii=False, indent, separators,
+    # sort_keys, skipkeys, allow_nan
+    encode = make(
+        None, json.JSONEncoder().default, json.encoder.encode_basestring, None, ":", ",", sort_keys, False, True
+    )
+
+    def compact(value: Any) -> str:
+        return "".join(encode(value, 0))
+
+    return compact
+
+
+_SORTED_JSON = _compact_encoder(sort_keys=True)
+compact_json = _compact_encoder(sort_keys=False)
+"""Compact JSON in the value's own key order: ``json.dumps(value, ensure_ascii=False, separators=(",", ":"))``."""
+
+
 def jsonable_text(value: Any) -> str:
     """:func:`json_text` of a value that has only JSON types already (as :func:`jsonable` gives)."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    return _SORTED_JSON(value)
 
 
 def jsonable(value: Any) -> Any:

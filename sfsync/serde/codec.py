@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import struct
+import uuid
 from collections.abc import Awaitable, Mapping
 from contextlib import suppress
 from typing import Any
@@ -64,7 +65,7 @@ class AvroEncoder:
             with suppress(UnsupportedSchemaError):
                 self._compiled[name] = (prefix, compile_writer(plain, union))
         self._named: dict[str, Any] = {}
-        collect_named(schema.schema, self._named)
+        collect_named(schema.schema, self._named, keep_first=False)
         self._branch_schemas = {str(b["name"]).rsplit(".", 1)[-1]: b for b in schema.schema}
 
     def _unknown(self, record_name: str) -> RecordValidationError:
@@ -102,8 +103,11 @@ class AvroEncoder:
         if compiled is not None:
             prefix, writer = compiled
             out = bytearray(prefix)
-            with suppress(Exception):  # refused: fastavro writes it, or says why it does not fit
+            try:
                 writer(out, value)
+            except Exception:  # noqa: BLE001, S110 - refused: fastavro writes it, or says why it does not fit
+                pass
+            else:
                 return bytes(out)
         entry = self._plain.get(record_name)
         if entry is None:
@@ -129,11 +133,16 @@ class AvroDecoder:
     strings, decimals bytes): for a consumer that wants the numbers anyway (the sink). Every other
     value is the same either way. In storage form, each record type of a topic is read by a reader
     compiled for its writer schema (:mod:`sfsync.serde.compiled_reader`): fastavro's values, for less.
+
+    ``uuids_as_text=True`` (with logical types) gives a uuid as the text of its ``uuid.UUID`` (checked
+    and canonical: a record whose uuid is none fails to decode as without it), where the ``uuid.UUID``
+    would be made only to be turned back into text (the outbound processor plans from text).
     """
 
-    def __init__(self, registry: SchemaRegistry, *, logical_types: bool = True) -> None:
+    def __init__(self, registry: SchemaRegistry, *, logical_types: bool = True, uuids_as_text: bool = False) -> None:
         self.registry = registry
         self.logical_types = logical_types
+        self.uuids_as_text = uuids_as_text
         self._storage: dict[int, tuple[Any, list[_Branch] | None]] = {}
         """schema id -> (writer schema without logical types, its record branches when read one by one)"""
         self._converters: dict[int, dict[str, Converter | None] | None] = {}
@@ -189,7 +198,7 @@ class AvroDecoder:
             return None
         try:
             return {
-                name: compile_converter(branch, within=branches)
+                name: compile_converter(branch, within=branches, uuids_as_text=self.uuids_as_text)
                 for (name, _, _), branch in zip(records, branches, strict=True)
             }
         except UnsupportedLogicalTypeError:
@@ -239,7 +248,20 @@ class AvroDecoder:
             name, value = branches[0].get("name", "?"), decoded
         if not isinstance(value, dict):
             raise SkippableRecordError(f"schema id {schema_id} is not a record schema")
+        if self.logical_types and self.uuids_as_text:
+            value = _uuids_as_text(value)
         return str(name).rsplit(".", 1)[-1], value
+
+
+def _uuids_as_text(value: Any) -> Any:
+    """``value`` (as fastavro decodes it with logical types) with every ``uuid.UUID`` as its text."""
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _uuids_as_text(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_uuids_as_text(v) for v in value]
+    return value
 
 
 _Branch = tuple[str, Any, Reader | None]
@@ -255,7 +277,7 @@ def _record_branches(schema: Any) -> list[_Branch] | None:
     if not isinstance(schema, list) or not all(isinstance(b, dict) and b.get("type") == "record" for b in schema):
         return None
     named: dict[str, Any] = {}
-    collect_named(schema, named)
+    collect_named(schema, named, keep_first=False)
 
     def is_record(node: Any) -> bool:
         node = named.get(node, node) if isinstance(node, str) else node

@@ -27,6 +27,8 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
+from sfsync.serde.schema import collect_named
+
 __all__ = ["Reader", "UnreadableSchemaError", "compile_reader"]
 
 Reader = Callable[[bytes, int], tuple[Any, int]]
@@ -253,20 +255,6 @@ class _Compiler:
         return "\n".join([f"def {name}(data, pos):", *body, "    return value, pos", ""])
 
 
-def _collect_named(schema: Any, named: dict[str, Any]) -> None:
-    if isinstance(schema, list):
-        for branch in schema:
-            _collect_named(branch, named)
-    elif isinstance(schema, dict):
-        if schema.get("type") in ("record", "enum", "fixed") and "name" in schema:
-            named.setdefault(str(schema["name"]), schema)
-        for fld in schema.get("fields", ()):
-            _collect_named(fld["type"], named)
-        for key in ("items", "values"):
-            if key in schema:
-                _collect_named(schema[key], named)
-
-
 def compile_reader(schema: Any, named: dict[str, Any] | None = None) -> Reader:
     """The reader of ``schema``, a schema parsed by ``fastavro.parse_schema`` (names are full names,
     references resolved from the types defined in it, and from ``named`` when given).
@@ -275,7 +263,7 @@ def compile_reader(schema: Any, named: dict[str, Any] | None = None) -> Reader:
         UnreadableSchemaError: a union of several records, or a type name defined nowhere.
     """
     types: dict[str, Any] = dict(named or {})
-    _collect_named(schema, types)
+    collect_named(schema, types, keep_first=True)
     compiler = _Compiler(types)
     top = compiler.fresh("read_")
     compiler.sources.append(compiler.define(top, schema))

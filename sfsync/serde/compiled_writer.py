@@ -1,6 +1,7 @@
-"""Schema-specific Avro writers: one schema compiled once into nested closures that write a value's
-Avro binary, byte for byte what ``fastavro.schemaless_writer`` writes for it, at about half the cost
-(no per-value lookup of the schema, no union search by validation).
+"""Schema-specific Avro writers: one schema compiled once into a generated function per record (the
+records, arrays and maps inside it written inline) that writes a value's Avro binary, byte for byte
+what ``fastavro.schemaless_writer`` writes for it, at about half the cost (no per-value lookup of the
+schema, no union search by validation).
 
 A compiled writer is exact on the values it accepts and refuses the rest by raising (never writing
 something fastavro would write differently or refuse): every value must have the Python type fastavro
@@ -24,7 +25,7 @@ from typing import Any
 
 import fastavro
 
-from sfsync.serde.schema import PRIMITIVE_TYPES
+from sfsync.serde.schema import PRIMITIVE_TYPES, collect_named
 
 __all__ = ["UnsupportedSchemaError", "Writer", "compile_writer", "write_like_fastavro"]
 
@@ -149,25 +150,10 @@ def compile_writer(schema: Any, within: Any = None) -> Writer:
             records); use fastavro's writer for such a schema.
     """
     named: dict[str, Any] = {}
-    _collect_named(within, named)
+    collect_named(within, named, keep_first=True)
+    collect_named(schema, named, keep_first=True)  # a type defined inside and referenced by name after
     compiled: dict[str, Writer] = {}
     return _compile(schema, named, compiled)
-
-
-def _collect_named(schema: Any, named: dict[str, Any]) -> None:
-    if isinstance(schema, list):
-        for branch in schema:
-            _collect_named(branch, named)
-    elif isinstance(schema, dict):
-        if schema.get("type") in ("record", "enum", "fixed") and "name" in schema:
-            named.setdefault(schema["name"], schema)
-        for field in schema.get("fields", ()):
-            _collect_named(field["type"], named)
-        for key in ("items", "values"):
-            if key in schema:
-                _collect_named(schema[key], named)
-        if isinstance(schema.get("type"), dict | list):
-            _collect_named(schema["type"], named)
 
 
 def _compile(schema: Any, named: dict[str, Any], compiled: dict[str, Writer]) -> Writer:
@@ -190,6 +176,8 @@ def _compile(schema: Any, named: dict[str, Any], compiled: dict[str, Writer]) ->
     if not isinstance(kind, str) or kind in named:  # {"type": <a schema>}
         return _compile(kind, named, compiled)
     name = schema.get("name")
+    if name is not None and (name in compiled or _STARTED + name in compiled):
+        return _compile(name, named, compiled)  # its definition met again (from a union's check, a reference)
     if name is not None:
         named[name] = schema
         compiled[_STARTED + name] = _refused  # being compiled: a reference to it from inside is deferred
@@ -244,6 +232,8 @@ def _compile(schema: Any, named: dict[str, Any], compiled: dict[str, Writer]) ->
 
 
 _NO_DEFAULT = object()
+_PROLOGUE = "\x00prologue"
+"""The key in a generated writer's ``env`` of the lines it starts with (locals set once per call)."""
 _STARTED = "\x00started:"
 """Prefix of the marker entries in ``compiled`` of the named types being compiled (no Avro name has it)."""
 
@@ -253,14 +243,37 @@ def _refused(out: bytearray, value: Any) -> None:
 
 
 def _compile_record(schema: dict[str, Any], named: dict[str, Any], compiled: dict[str, Writer]) -> Writer:
-    """A record's writer as one generated function: its fields' primitives, enums and unions of them
-    written inline (no call per value), its arrays, maps and records by their compiled writers."""
-    env: dict[str, Any] = {"_NO_DEFAULT": _NO_DEFAULT, "_DOUBLE": _DOUBLE, "_FLOAT": _FLOAT}
-    lines = [
-        "def write_record(out, value):",
-        "    if type(value) is not dict:",
-        "        raise TypeError('expected a record, got ' + type(value).__name__)",
-        "    get = value.get",
+    """A record's writer as one generated function: its fields written inline (no call per value), and
+    so are the records, arrays and maps inside it and their fields, down to a reference to a record
+    being written further out (a recursive type), which calls its compiled writer."""
+    prologue: list[str] = []
+    env: dict[str, Any] = {"_NO_DEFAULT": _NO_DEFAULT, "_DOUBLE": _DOUBLE, "_FLOAT": _FLOAT, _PROLOGUE: prologue}
+    inlining = frozenset({schema["name"]}) if schema.get("name") is not None else frozenset()
+    body = _inline_record(schema, "f", "    ", env, named, compiled, inlining)
+    lines = ["def write_record(out, v):", *("    " + line for line in prologue), *body]
+    del env[_PROLOGUE]
+    namespace: dict[str, Any] = dict(env)
+    exec("\n".join(lines), namespace)  # noqa: S102 - code generated from the schema alone
+    writer: Writer = namespace["write_record"]
+    return writer
+
+
+def _inline_record(
+    schema: dict[str, Any],
+    key: str,
+    pad: str,
+    env: dict[str, Any],
+    named: dict[str, Any],
+    compiled: dict[str, Writer],
+    inlining: frozenset[str],
+    looped: bool = False,
+) -> list[str]:
+    """Lines writing the record ``v`` (of ``schema``) to ``out``; ``key`` names what they put in ``env``
+    and the local names they use (unique within the generated function)."""
+    code = [
+        "if type(v) is not dict:",
+        "    raise TypeError('expected a record, got ' + type(v).__name__)",
+        f"{key}_get = v.get",
     ]
     for i, field in enumerate(schema["fields"]):
         field_type = field["type"]
@@ -270,24 +283,21 @@ def _compile_record(schema: dict[str, Any], named: dict[str, Any], compiled: dic
             default = None  # fastavro writes a missing optional field as null
         else:
             default = _NO_DEFAULT
-        env[f"d{i}"] = default
-        lines.append(f"    v = get({field['name']!r}, d{i})")
+        env[f"{key}{i}_d"] = default
+        code.append(f"v = {key}_get({field['name']!r}, {key}{i}_d)")
         if default is _NO_DEFAULT:
-            lines.append("    if v is _NO_DEFAULT:")
-            lines.append(f"        raise ValueError({'no value and no default for ' + field['name']!r})")
-        lines += _inline(field_type, f"f{i}", "    ", env, named, compiled)
-    namespace: dict[str, Any] = dict(env)
-    exec("\n".join(lines), namespace)  # noqa: S102 - code generated from the schema alone
-    writer: Writer = namespace["write_record"]
-    return writer
+            code.append("if v is _NO_DEFAULT:")
+            code.append(f"    raise ValueError({'no value and no default for ' + field['name']!r})")
+        code += _inline(field_type, f"{key}{i}", "", env, named, compiled, inlining, looped)
+    return [pad + line for line in code]
 
 
 def _resolve(schema: Any, named: dict[str, Any]) -> Any:
-    """``schema`` with a primitive in a dict (``{"type": "long"}``) or a named enum's name replaced by
-    its definition."""
+    """``schema`` with a primitive in a dict (``{"type": "long"}``) replaced by its name, and a named
+    type's name (enum, record, fixed) by its definition."""
     if isinstance(schema, dict) and isinstance(schema.get("type"), str) and schema["type"] in _PRIMITIVES:
         return schema["type"]
-    if isinstance(schema, str) and schema not in _PRIMITIVES and named.get(schema, {}).get("type") == "enum":
+    if isinstance(schema, str) and schema not in _PRIMITIVES and schema in named:
         return named[schema]
     return schema
 
@@ -302,10 +312,20 @@ _VARINT = [
 
 
 def _inline(
-    schema: Any, key: str, pad: str, env: dict[str, Any], named: dict[str, Any], compiled: dict[str, Writer]
+    schema: Any,
+    key: str,
+    pad: str,
+    env: dict[str, Any],
+    named: dict[str, Any],
+    compiled: dict[str, Writer],
+    inlining: frozenset[str],
+    looped: bool = False,
 ) -> list[str]:
-    """Lines writing ``v`` (of ``schema``) to ``out``; ``key`` names what they put in ``env``."""
-    schema = _resolve(schema, named)
+    """Lines writing ``v`` (of ``schema``) to ``out``; ``key`` names what they put in ``env`` and the local
+    names they use; ``inlining``: the records being written further out (a reference to one is a call);
+    ``looped``: written once per item of an array or map (a long there keeps its last bytes, see
+    :data:`_PROLOGUE`)."""
+    reference, schema = schema, _resolve(schema, named)
     code: list[str]
     if schema == "string":
         code = [
@@ -324,8 +344,20 @@ def _inline(
         code = [
             f"if type(v) is not int or not {low} <= v <= {high}:",
             f"    raise TypeError('expected a {schema}, got ' + type(v).__name__)",
-            *_VARINT,
         ]
+        if looped:  # the items of one value often repeat it (a Write's fields share their updated_at)
+            env[_PROLOGUE].append(f"{key}_last = None")
+            code += [
+                f"if v == {key}_last:",
+                f"    out += {key}_bytes",
+                "else:",
+                f"    {key}_last = v",
+                f"    {key}_start = len(out)",
+                *("    " + line for line in _VARINT),
+                f"    {key}_bytes = out[{key}_start:]",
+            ]
+        else:
+            code += _VARINT
     elif schema == "boolean":
         code = [
             "if type(v) is not bool:",
@@ -347,15 +379,57 @@ def _inline(
             f"out += {key}_symbols[v]",
         ]
     elif isinstance(schema, list):
-        code = _inline_union(schema, key, env, named, compiled)
-    else:
-        env[f"{key}_write"] = _compile(schema, named, compiled)
+        code = _inline_union(schema, key, env, named, compiled, inlining, looped)
+    elif isinstance(schema, dict) and schema.get("type") == "record" and schema.get("name") not in inlining:
+        within = inlining | {str(schema["name"])} if schema.get("name") is not None else inlining
+        code = _inline_record(schema, key, "", env, named, compiled, within, looped)
+    elif isinstance(schema, dict) and schema.get("type") == "array":
+        code = [
+            "if type(v) is not list and type(v) is not tuple:",
+            "    raise TypeError('expected an array, got ' + type(v).__name__)",
+            "if v:",
+            f"    {key}_items = v",
+            "    v = len(v)",
+            *("    " + line for line in _VARINT),
+            f"    for v in {key}_items:",
+            *_inline(schema["items"], f"{key}i", "        ", env, named, compiled, inlining, looped=True),
+            "out.append(0)",
+        ]
+    elif isinstance(schema, dict) and schema.get("type") == "map":
+        code = [
+            "if type(v) is not dict:",
+            "    raise TypeError('expected a map, got ' + type(v).__name__)",
+            "if v:",
+            f"    {key}_items = v",
+            "    v = len(v)",
+            *("    " + line for line in _VARINT),
+            f"    for {key}_k, v in {key}_items.items():",
+            f"        if type({key}_k) is not str:",
+            f"            raise TypeError('expected a string, got ' + type({key}_k).__name__)",
+            f"        b = {key}_k.encode()",
+            "        n = len(b) << 1",
+            "        while n > 127:",
+            "            out.append((n & 127) | 128)",
+            "            n >>= 7",
+            "        out.append(n)",
+            "        out += b",
+            *_inline(schema["values"], f"{key}v", "        ", env, named, compiled, inlining, looped=True),
+            "out.append(0)",
+        ]
+    else:  # a record being written further out (by its name: a recursive type), a fixed
+        env[f"{key}_write"] = _compile(reference, named, compiled)
         code = [f"{key}_write(out, v)"]
     return [pad + line for line in code]
 
 
 def _inline_union(
-    schema: list[Any], key: str, env: dict[str, Any], named: dict[str, Any], compiled: dict[str, Writer]
+    schema: list[Any],
+    key: str,
+    env: dict[str, Any],
+    named: dict[str, Any],
+    compiled: dict[str, Writer],
+    inlining: frozenset[str],
+    looped: bool,
 ) -> list[str]:
     _compile_union(schema, named, compiled)  # raises for a union no Python type decides
     code = ["t = type(v)"]
@@ -375,7 +449,7 @@ def _inline_union(
             if python_type is dict:
                 code.append("    if '-type' in v:")
                 code.append("        raise TypeError('a record naming its type: left to fastavro')")
-            code += _inline(branch, f"{key}_{index}", "    ", env, named, compiled)
+            code += _inline(branch, f"{key}_{index}", "    ", env, named, compiled, inlining, looped)
     code.append("else:")
     code.append("    raise TypeError('no branch of the union takes a ' + t.__name__)")
     return code

@@ -9,9 +9,12 @@ every value read. :func:`compile_converter` compiles the conversion of one schem
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from collections.abc import Callable
 from typing import Any
+
+from sfsync.serde.schema import collect_named
 
 __all__ = ["Converter", "compile_converter"]
 
@@ -31,37 +34,35 @@ def _timestamp_millis(value: Any) -> Any:
     return _EPOCH + dt.timedelta(microseconds=value * 1000)  # fastavro's read_timestamp_millis
 
 
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def _uuid_text(value: Any) -> Any:
+    """``str(uuid.UUID(value))`` (ValueError when ``value`` is no uuid), without making the UUID when
+    ``value`` is that text already (lower-case, hyphenated: what ``str`` of a UUID gives)."""
+    return value if _CANONICAL_UUID.fullmatch(value) else str(uuid.UUID(value))
+
+
 _LOGICAL: dict[tuple[str, str], Converter] = {
     ("long", "timestamp-millis"): _timestamp_millis,
     ("string", "uuid"): uuid.UUID,
 }
+"""(Avro type, logical type) -> its conversion from storage form."""
+_UUIDS_AS_TEXT: dict[tuple[str, str], Converter] = {**_LOGICAL, ("string", "uuid"): _uuid_text}
 
 
-def compile_converter(schema: Any, *, within: Any = None) -> Converter | None:
+def compile_converter(schema: Any, *, within: Any = None, uuids_as_text: bool = False) -> Converter | None:
     """The conversion of a value read in storage form with ``schema`` (a writer schema as JSON, with
-    its logical types), or None when it holds no logical type. ``within``: the schema it is part of
-    (a topic's union), where the named types it refers to are defined.
+    its logical types), or None when it holds nothing to convert. ``within``: the schema it is part of
+    (a topic's union), where the named types it refers to are defined. ``uuids_as_text``: a uuid
+    becomes the text of its ``uuid.UUID`` (checked and canonical), without the ``uuid.UUID``.
 
     Raises:
         UnsupportedLogicalTypeError: see the class; read such a schema with fastavro's logical types.
     """
     named: dict[str, Any] = {}
-    _collect_named(within, named)
-    return _compile(schema, named, _LOGICAL, ())
-
-
-def _collect_named(schema: Any, named: dict[str, Any]) -> None:
-    if isinstance(schema, list):
-        for branch in schema:
-            _collect_named(branch, named)
-    elif isinstance(schema, dict):
-        if schema.get("type") in ("record", "enum", "fixed") and isinstance(schema.get("name"), str):
-            named.setdefault(schema["name"], schema)
-        for field in schema.get("fields", ()):
-            _collect_named(field["type"], named)
-        for key in ("items", "values", "type"):
-            if isinstance(schema.get(key), dict | list):
-                _collect_named(schema[key], named)
+    collect_named(within, named, keep_first=True)
+    return _compile(schema, named, _UUIDS_AS_TEXT if uuids_as_text else _LOGICAL, ())
 
 
 def _compile(

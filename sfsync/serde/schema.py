@@ -96,7 +96,7 @@ def explain_invalid(schema: TopicSchema, record_name: str, value: Any, cause: Ex
     branches = schema.schema if isinstance(schema.schema, list) else [schema.schema]
     named: dict[str, Any] = {}
     for b in branches:
-        collect_named(b, named)
+        collect_named(b, named, keep_first=False)
     branch = next(b for b in branches if str(b["name"]).endswith(f".{record_name}"))
     problem = first_problem(branch, value, record_name, named)
     if problem is None:
@@ -105,19 +105,28 @@ def explain_invalid(schema: TopicSchema, record_name: str, value: Any, cause: Ex
     return RecordValidationError(record_name, path.split(".", 1)[1] if "." in path else path, reason)
 
 
-def collect_named(schema: Any, named: dict[str, Any]) -> None:
-    """Index every named type defined inside ``schema`` by its full name."""
+def collect_named(schema: Any, named: dict[str, Any], *, keep_first: bool) -> None:
+    """Index every named type (record, enum, fixed) defined inside ``schema`` by its full name, into ``named``.
+
+    Looks through union branches, record fields, array items, map values and a nested ``{"type": <schema>}``.
+    ``keep_first``: a name defined twice (or already in ``named``) keeps its first definition (what a
+    reader or writer compiled over a topic's union resolves to); otherwise the last one seen wins.
+    """
     if isinstance(schema, list):
         for branch in schema:
-            collect_named(branch, named)
+            collect_named(branch, named, keep_first=keep_first)
     elif isinstance(schema, dict):
-        if schema.get("type") in ("record", "enum", "fixed"):
-            named[schema["name"]] = schema
+        name = schema.get("name")
+        if schema.get("type") in ("record", "enum", "fixed") and isinstance(name, str):
+            if keep_first:
+                named.setdefault(name, schema)
+            else:
+                named[name] = schema
         for fld in schema.get("fields", ()):
-            collect_named(fld["type"], named)
+            collect_named(fld["type"], named, keep_first=keep_first)
         for key in ("items", "values", "type"):
-            if isinstance(schema.get(key), (dict, list)):
-                collect_named(schema[key], named)
+            if isinstance(schema.get(key), dict | list):
+                collect_named(schema[key], named, keep_first=keep_first)
 
 
 PRIMITIVE_TYPES: dict[str, tuple[type, ...]] = {

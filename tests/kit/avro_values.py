@@ -6,6 +6,8 @@ import math
 import random
 from typing import Any
 
+from sfsync.serde.schema import collect_named
+
 __all__ = ["AvroValues", "named_types"]
 
 _LONGS = [0, 1, -1, 63, 64, -64, -65, 8191, 8192, 2**31 - 1, -(2**31), 2**31, 1772357400123, 2**63 - 1, -(2**63)]
@@ -73,15 +75,6 @@ class AvroValues:
 
 
 def named_types(schema: Any, out: dict[str, Any]) -> dict[str, Any]:
-    if isinstance(schema, list):
-        for branch in schema:
-            named_types(branch, out)
-    elif isinstance(schema, dict):
-        if schema.get("type") in ("record", "enum", "fixed"):
-            out.setdefault(schema["name"], schema)
-        for field in schema.get("fields", ()):
-            named_types(field["type"], out)
-        for key in ("items", "values", "type"):
-            if isinstance(schema.get(key), dict | list):
-                named_types(schema[key], out)
+    """``out`` with every named type defined in ``schema`` (the first definition of a name kept)."""
+    collect_named(schema, out, keep_first=True)
     return out

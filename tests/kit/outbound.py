@@ -55,7 +55,7 @@ class ProcessorRig:
         registry = cast(SchemaRegistry, self.registry)  # the two methods the codecs call
         self.members = AvroEncoder(registry, MEMBERS_TOPIC, load_topic_schema("product.members"))
         writes = AvroEncoder(registry, "t.sfsync.writes", load_topic_schema("sfsync.writes"))
-        self.decoder = AvroDecoder(registry)
+        self.decoder = AvroDecoder(registry, uuids_as_text=True)  # as the app's processor decodes
         self.processor = Processor(
             self.decoder,
             writes,

@@ -28,6 +28,26 @@ def test_salesforce_text_is_utc_with_milliseconds_whatever_the_zone_given() -> N
 
 
 @pytest.mark.parametrize(
+    "value",
+    [
+        T,
+        T.replace(microsecond=0),
+        T.replace(microsecond=999_999),
+        T.replace(microsecond=1_000),
+        dt.datetime(1, 1, 1, tzinfo=dt.UTC),
+        dt.datetime(999, 12, 31, 23, 59, 59, 999_999, tzinfo=dt.UTC),
+        dt.datetime(1000, 1, 1, tzinfo=dt.UTC),
+        dt.datetime(9999, 12, 31, 23, 59, 59, 999_000, tzinfo=dt.UTC),
+    ],
+    ids=["ms", "whole-second", "last-us", "one-ms", "year-1", "year-999", "year-1000", "year-9999"],
+)
+def test_salesforce_text_of_a_utc_datetime_is_strftimes_text(value: dt.datetime) -> None:
+    # the text every version wrote (compared by echo suppression and the clock): strftime's, truncated to ms
+    expected = value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    assert format_salesforce(value) == expected
+
+
+@pytest.mark.parametrize(
     "text", ["2026-01-02T03:04:05.678+0000", "2026-01-02T03:04:05.678Z", "2026-01-02T05:04:05.678+02:00"]
 )
 def test_salesforce_datetime_text_parses_to_the_same_aware_instant(text: str) -> None:

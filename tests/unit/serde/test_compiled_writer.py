@@ -157,3 +157,79 @@ def test_a_recursive_record_compiles_and_writes_fastavros_bytes() -> None:
     out = bytearray()
     compile_writer(schema)(out, value)
     assert bytes(out) == _fastavro(schema, value)
+
+
+def test_records_written_inside_each_other_mutually_recursive_write_fastavros_bytes() -> None:
+    # records, arrays and maps are written inline inside a record's writer, down to a reference to a
+    # record being written further out
+    inner = {
+        "type": "record",
+        "name": "t.B",
+        "fields": [
+            {"name": "a", "type": ["null", "t.A"]},
+            {"name": "xs", "type": {"type": "array", "items": {"type": "map", "values": ["null", "t.B", "long"]}}},
+        ],
+    }
+    schema = fastavro.parse_schema(
+        {
+            "type": "record",
+            "name": "t.A",
+            "fields": [
+                {"name": "b", "type": ["null", inner]},
+                {"name": "n", "type": "string"},
+                {"name": "bs", "type": {"type": "array", "items": "t.B"}},
+            ],
+        }
+    )
+    writer = compile_writer(schema)
+    values = [
+        {"b": None, "n": "x", "bs": []},
+        {
+            "b": {
+                "a": {"b": None, "n": "y", "bs": [{"a": None, "xs": []}]},
+                "xs": [{"k": None, "j": {"a": None, "xs": [{"z": 3}]}, "m": -5}],
+            },
+            "n": "é",
+            "bs": [{"a": None, "xs": [{}]}, {"a": {"b": {"a": None, "xs": []}, "n": "", "bs": []}, "xs": []}],
+        },
+    ]
+    for value in values:
+        out = bytearray()
+        writer(out, value)
+        assert bytes(out) == _fastavro(schema, value)
+
+
+def test_longs_repeated_and_changing_across_items_write_fastavros_bytes() -> None:
+    # a long inside an array or map keeps its last value's bytes for the next item: each item must still
+    # get its own value's bytes
+    item = {
+        "type": "record",
+        "name": "t.Item",
+        "fields": [{"name": "at", "type": "long"}, {"name": "n", "type": ["null", "int", "string"]}],
+    }
+    schema = fastavro.parse_schema(
+        {
+            "type": "record",
+            "name": "t.Outer",
+            "fields": [
+                {"name": "by", "type": {"type": "map", "values": item}},
+                {"name": "xs", "type": {"type": "array", "items": "t.Item"}},
+                {"name": "ls", "type": {"type": "array", "items": "long"}},
+            ],
+        }
+    )
+    at = 1_772_357_400_123
+    runs = [at, at, at + 1, at, 0, 0, -1, -1, 2**63 - 1, 2**63 - 1, -(2**63), 63, 64, 64]
+    value = {
+        "by": {f"k{i}": {"at": v, "n": v % 2**31 if i % 2 else None} for i, v in enumerate(runs)},
+        "xs": [{"at": v, "n": str(v)} for v in reversed(runs)],
+        "ls": runs,
+    }
+    writer = compile_writer(schema)
+    for _ in range(2):  # a second call starts afresh
+        out = bytearray()
+        writer(out, value)
+        assert bytes(out) == _fastavro(schema, value)
+    out = bytearray()
+    writer(out, {"by": {"a": {"at": 5, "n": None}}, "xs": [{"at": at, "n": 1}], "ls": [at]})
+    assert bytes(out) == _fastavro(schema, {"by": {"a": {"at": 5, "n": None}}, "xs": [{"at": at, "n": 1}], "ls": [at]})

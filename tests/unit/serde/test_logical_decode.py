@@ -4,6 +4,7 @@ fastavro's reader with logical types, for every record type of every topic."""
 from __future__ import annotations
 
 import io
+import uuid
 import zlib
 from typing import Any
 
@@ -88,3 +89,56 @@ def test_a_logical_type_it_does_not_convert_is_left_to_fastavro() -> None:
     schema = {"type": "record", "name": "R", "fields": [{"name": "d", "type": {"type": "int", "logicalType": "date"}}]}
     with pytest.raises(UnsupportedLogicalTypeError):
         compile_converter(schema)
+
+
+def _uuids_as_text(value: Any) -> Any:
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _uuids_as_text(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_uuids_as_text(v) for v in value]
+    return value
+
+
+@pytest.mark.parametrize("base", TOPIC_BASES)
+def test_with_uuids_as_text_every_record_type_decodes_as_fastavro_with_each_uuid_as_its_text(base: str) -> None:
+    registry = FakeRegistry()
+    topic = load_topic_schema(base)
+    encoder = AvroEncoder(registry, base, topic)  # type: ignore[arg-type]
+    decoder = AvroDecoder(registry, uuids_as_text=True)  # type: ignore[arg-type]
+    values = AvroValues(zlib.crc32(base.encode()), named_types(topic.schema, {}))
+    for name in topic.branches:
+        branch = next(b for b in topic.schema if str(b["name"]).rsplit(".", 1)[-1] == name)
+        for _ in range(30):
+            data = encoder.encode_checked(name, values.of(branch))
+            name_found, value = _fastavro_logical(decoder, data)
+            assert _same(decoder.decode(data), (name_found, _uuids_as_text(value))), name
+
+
+@pytest.mark.parametrize(
+    ("stored", "decoded"),
+    [
+        ("0B6F3F4E-5F1C-4B8E-9A57-1F2E3D4C5B6A", "0b6f3f4e-5f1c-4b8e-9a57-1f2e3d4c5b6a"),
+        ("{0b6f3f4e-5f1c-4b8e-9a57-1f2e3d4c5b6a}", "0b6f3f4e-5f1c-4b8e-9a57-1f2e3d4c5b6a"),
+        ("0b6f3f4e5f1c4b8e9a571f2e3d4c5b6a", "0b6f3f4e-5f1c-4b8e-9a57-1f2e3d4c5b6a"),
+        ("0b6f3f4e-5f1c-4b8e-9a57-1f2e3d4c5b6a", "0b6f3f4e-5f1c-4b8e-9a57-1f2e3d4c5b6a"),
+    ],
+    ids=["upper-case", "braces", "no-hyphens", "canonical"],
+)
+def test_with_uuids_as_text_a_uuid_decodes_to_the_text_of_its_uuid(stored: str, decoded: str) -> None:
+    registry = FakeRegistry()
+    encoder = AvroEncoder(registry, "product.members", load_topic_schema("product.members"))  # type: ignore[arg-type]
+    event = next(e for e in CommunitySimulator(seed=5).stream(50) if e.RECORD_NAME == "UserCreated").to_avro()
+    event["event_id"] = stored
+    _, value = AvroDecoder(registry, uuids_as_text=True).decode(encoder.encode_checked("UserCreated", event))  # type: ignore[arg-type]
+    assert value["event_id"] == decoded == str(uuid.UUID(stored))
+
+
+def test_with_uuids_as_text_a_uuid_that_is_not_one_parks_as_with_fastavro() -> None:
+    registry = FakeRegistry()
+    encoder = AvroEncoder(registry, "product.members", load_topic_schema("product.members"))  # type: ignore[arg-type]
+    event = next(e for e in CommunitySimulator(seed=5).stream(50) if e.RECORD_NAME == "UserCreated").to_avro()
+    event["event_id"] = "not-a-uuid"
+    with pytest.raises(SkippableRecordError, match="cannot decode"):
+        AvroDecoder(registry, uuids_as_text=True).decode(encoder.encode_checked("UserCreated", event))  # type: ignore[arg-type]

@@ -7,8 +7,11 @@ from __future__ import annotations
 import hashlib
 from typing import Any, cast
 
+import pytest
+
 from sfsync.mapping import MappingFile, load_mappings
 from sfsync.mapping.products import known_event_types
+from sfsync.processors.outbound.plan import salesforce_datetime
 from sfsync.processors.outbound.processor import Processor
 from sfsync.producers.fake import CommunitySimulator
 from sfsync.serde.codec import AvroDecoder, AvroEncoder
@@ -22,7 +25,7 @@ REFERENCE_SHA256 = "41d5cff2649e8c5d62e838939a79c2a81f105c70649c9726620e457d42c2
 ``CommunitySimulator(seed=11)``, in order: computed with the planner before its per-file index."""
 
 
-def _writes_digest(count: int) -> str:
+def _writes_digest(count: int, *, uuids_as_text: bool = True) -> str:
     registry = cast(SchemaRegistry, FakeRegistry())
     encoders: dict[str, tuple[str, AvroEncoder]] = {}
     for spec in PRODUCT_TOPICS:
@@ -30,7 +33,9 @@ def _writes_digest(count: int) -> str:
         encoder = AvroEncoder(registry, topic, load_topic_schema(spec.base))
         encoders.update(dict.fromkeys(encoder.schema.record_names, (topic, encoder)))
     processor = Processor(
-        AvroDecoder(registry), AvroEncoder(registry, WRITES.name(""), load_topic_schema(WRITES.base)), load_mappings()
+        AvroDecoder(registry, uuids_as_text=uuids_as_text),
+        AvroEncoder(registry, WRITES.name(""), load_topic_schema(WRITES.base)),
+        load_mappings(),
     )
     clock: dict[str, Any] = {}
     digest = hashlib.sha256()
@@ -48,6 +53,10 @@ def _writes_digest(count: int) -> str:
 
 def test_the_writes_of_a_community_stream_are_byte_identical_to_the_reference() -> None:
     assert _writes_digest(3000) == REFERENCE_SHA256
+
+
+def test_events_decoded_with_uuid_objects_plan_the_same_writes_as_with_uuids_as_text() -> None:
+    assert _writes_digest(1000, uuids_as_text=False) == _writes_digest(1000, uuids_as_text=True)
 
 
 def _event_types() -> list[str]:
@@ -101,3 +110,21 @@ def test_an_index_of_an_unknown_parent_keeps_it_last_and_unresolved() -> None:
         (lookup, mappings.get(ref.mapping)),
         ("X__c", None),
     ]
+
+
+@pytest.mark.parametrize(
+    ("text", "written"),
+    [
+        ("2026-03-01T09:30:00.000Z", "2026-03-01T09:30:00.000+0000"),
+        ("2026-03-01T09:30:00.000Z\n", "2026-03-01T09:30:00.000Z+0000"),  # what the regex's `$` has always let by
+        ("2026-03-01T09:30:00.000+0000", "2026-03-01T09:30:00.000+0000"),
+        ("2026-03-01T09:30:00Z", "2026-03-01T09:30:00Z"),
+        ("2026-03-01T09:30:00.0000Z", "2026-03-01T09:30:00.0000Z"),
+        ("x2026-03-01T09:30:00.000Z", "x2026-03-01T09:30:00.000Z"),
+        ("aaaaaaaaaaaaaaaaaaaaaaaZ", "aaaaaaaaaaaaaaaaaaaaaaaZ"),
+        ("Z", "Z"),
+        ("", ""),
+    ],
+)
+def test_salesforce_datetime_rewrites_only_utc_millisecond_text(text: str, written: str) -> None:
+    assert salesforce_datetime(text) == written
