@@ -27,8 +27,8 @@ app id) plans exactly what one would:
    Faust's per-message cost once a pack; decision 0011). The writes of one
    Salesforce record come from several product topics and keys (a Campaign from its event's records
    and from every registration to it), so they only meet after this step.
-2. the ``order_writes`` agent reads that topic: each write of each pack, in order, against its record's clock and identity
-   (:meth:`~.processor.Processor.order_write`), what is left goes to ``sfsync.writes``. The tables
+2. the ``order_writes`` agent reads that topic: each write of each pack, in order, against its record's
+   clock and identity (:meth:`~.processor.Processor.order_write`), what is left goes to ``sfsync.writes``. The tables
    are keyed by record key and fed only by topics keyed by record key: the repartition topic,
    ``sfsync.identities`` (``identity``) and ``sfsync.salesforce_edits`` (``record_clock``). Every
    producer of those partitions like the Java client (murmur2: sfsync's librdkafka producers and
