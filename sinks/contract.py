@@ -3,7 +3,8 @@
 :class:`Sink` is what the loop (:mod:`sfsync.sinks.loop`) drives. ``put(writes)`` is handed decoded
 ``sfsync.writes`` records with their Kafka coordinates and returns a :class:`BatchOutcome`:
 
-- ``results``: one WriteResult per write Salesforce acknowledged (for ``sfsync.results``);
+- ``results``: one WriteResult per write Salesforce acknowledged (for ``sfsync.results``), in Avro's
+  storage form as the sink builds it (``acknowledged_at`` epoch milliseconds, ``source`` as decoded);
 - ``parked``: the writes that were bad as they are (a :class:`~sfsync.errors.SkippableRecordError`),
   each already handed to ``on_parked`` (the DLQ) and awaited;
 - ``pending``: writes not done yet (a transient fault inside its retry deadline, a parent not there

@@ -244,8 +244,17 @@ def written_times(written: Mapping[str, int], fields: Mapping[str, FieldValue], 
     newer value, and an older real value still goes out after it (as the processor's clock has it).
     """
     out = dict(written)
+    advance_written(out, fields, sent)
+    return out
+
+
+def advance_written(written: dict[str, int], fields: Mapping[str, FieldValue], sent: Iterable[str]) -> None:
+    """Move the record's ``written`` times on, in place, to :func:`written_times` of them (no copy: the
+    sink keeps one map per record and moves it on with every write)."""
+    times = written.get
     for name in sent:
         value = fields.get(name)
-        if value is not None and value["policy"] != IF_EMPTY and value["updated_at"] > out.get(name, -1):
-            out[name] = value["updated_at"]
-    return out
+        if value is not None and value["policy"] != IF_EMPTY:
+            at = value["updated_at"]
+            if at > times(name, -1):
+                written[name] = at

@@ -119,6 +119,24 @@ async def test_put_passes_int_timestamps_through_to_the_result() -> None:
     assert data == avro.encode("WriteResult", as_before)  # the bytes the datetime form gave
 
 
+async def test_results_carry_acknowledged_at_in_epoch_millis_and_are_encoded_as_they_are() -> None:
+    rec = Recorder()
+    client, sink = make_sink(build(), rec)  # its clock reads T0
+    async with client:
+        outcome = await sink.put([IncomingWrite(storage_form(member(i)), TOPIC, 0, i) for i in range(2)])
+    assert [(r["acknowledged_at"], type(r["acknowledged_at"])) for r in outcome.results] == [(T0, int)] * 2
+    _, avro = results_encoder()
+    encoder = WriteResultEncoder(avro)
+    for result in outcome.results:
+        assert encoder._storage_form(result) is result  # in storage form already: not copied
+        as_datetimes = {
+            **result,
+            "acknowledged_at": at(T0),
+            "source": {**result["source"], "occurred_at": at(result["source"]["occurred_at"])},
+        }
+        assert encoder.encode("WriteResult", result) == avro.encode("WriteResult", as_datetimes)
+
+
 async def test_names_are_checked_on_every_write_though_valid_ones_are_remembered() -> None:
     rec = Recorder()
     client, sink = make_sink(build(), rec)
