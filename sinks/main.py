@@ -52,6 +52,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import gc
 import logging
 import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
@@ -371,10 +372,19 @@ class SinkRunner:
                 self.stop()
 
     async def run(
-        self, *, max_batches: int | None = None, idle_exit_s: float | None = None, signals: bool = True
+        self,
+        *,
+        max_batches: int | None = None,
+        idle_exit_s: float | None = None,
+        signals: bool = True,
+        freeze_heap: bool = False,
     ) -> RunReport:
         """Sync until stopped (SIGTERM/SIGINT, :meth:`stop`), ``max_batches`` batches ran, or no write
-        arrived for ``idle_exit_s`` seconds. Closes the process's clients when done."""
+        arrived for ``idle_exit_s`` seconds. Closes the process's clients when done.
+
+        ``freeze_heap``: once the org is checked, before the first write is consumed, the start-up heap
+        is frozen (:func:`freeze_start_up_heap`); for the process that is the sink (``sfsync sink``),
+        not for one that runs it beside other work (a test)."""
         if signals:
             self.worker.install_signal_handlers()
         if self.settings.metrics_port and self.metrics_server is None:
@@ -387,6 +397,8 @@ class SinkRunner:
             except StoppingError:
                 log.info("stopped while checking the mappings against the org: nothing consumed")
             else:
+                if freeze_heap:
+                    freeze_start_up_heap()
                 await self.worker.run(max_batches=max_batches)
         finally:
             if watch is not None:
@@ -419,6 +431,22 @@ class SinkRunner:
                 owned.close()
         if self.metrics_server is not None:
             self.metrics_server.stop()
+
+
+def freeze_start_up_heap() -> None:
+    """Leave what start-up made (modules, settings, clients, mappings, describes) out of every later
+    garbage collection: collect once, then ``gc.freeze()`` the survivors.
+
+    The collector's older generations walk every tracked object they hold, and start-up leaves some
+    90,000 (the imported modules, mostly) that live as long as the process; the batches' own objects
+    (decoded writes, requests, answers), many of them alive for a whole batch, make those collections
+    run every few hundred writes. Frozen, start-up's objects are no longer walked: decoding batches of
+    writes took ~5 µs less CPU per write (30 → 24-25). Frozen objects are never collected: a cycle
+    among them that became garbage later would stay in memory, which start-up's long-lived objects do
+    not make. Process-wide: called once, by the process that is the sink.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def build_runner(
@@ -593,6 +621,6 @@ async def run_sink(
     """Build the sink process, run it until stopped (or bounded), close it; returns what it did."""
     runner = build_runner(sink_settings, salesforce_settings, governor_settings=governor_settings, **wiring)
     try:
-        return await runner.run(max_batches=max_batches, idle_exit_s=idle_exit_s, signals=signals)
+        return await runner.run(max_batches=max_batches, idle_exit_s=idle_exit_s, signals=signals, freeze_heap=True)
     finally:
         await runner.close()
