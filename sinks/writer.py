@@ -147,7 +147,7 @@ from sfsync.sinks.merge import (
     FieldValue,
     _Segment,
     advance_written,
-    drop_older,
+    kept_values,
     merge_writes,
 )
 from sfsync.sinks.settings import SinkSettings
@@ -466,8 +466,9 @@ class SalesforceSink:
             finished = await self._write(ready, outcome)
             for seg in finished:
                 queues[seg.key].popleft()
-                for w in seg.writes:
-                    self._parent_waits.pop(str(w.write.get("write_id")), None)
+                if self._parent_waits:  # (a child waiting for its parent: rare)
+                    for w in seg.writes:
+                        self._parent_waits.pop(str(w.write.get("write_id")), None)
             if not finished and not any(s.again and not s.blocked for s in ready):
                 break
         await self._park_orphans(queues, outcome)
@@ -859,9 +860,9 @@ class SalesforceSink:
         room = -len(queries) % per_call if queries else 0
         riding: list[tuple[_GroupKey, _Select]] = []
         for key, sel in ahead if room else ():
-            chunks = list(self._queries(sel))
+            chunks = list(self._chunks(sel.keys))  # sized first: a select passed over is never written out
             if len(chunks) <= room:
-                queries += [(len(selects) + len(riding), sel.obj, query) for query in chunks]
+                queries += [(len(selects) + len(riding), sel.obj, self._query(sel, chunk)) for chunk in chunks]
                 riding.append((key, sel))
                 room -= len(chunks)
                 if not room:
@@ -915,14 +916,18 @@ class SalesforceSink:
 
     def _queries(self, sel: _Select) -> Iterator[Query]:
         """The queries of ``sel``: one per URL-sized chunk of its keys."""
-        columns = list(dict.fromkeys(["Id", *sel.fields]))
         for chunk in self._chunks(sel.keys):
-            condition: Condition | None = None
-            for i, name in enumerate(sel.names):
-                part = Condition(soql_in(name, [k[i] for k in chunk]))
-                condition = part if condition is None else condition & part
-            assert condition is not None
-            yield select(*columns).from_(sel.obj).where(condition)
+            yield self._query(sel, chunk)
+
+    @staticmethod
+    def _query(sel: _Select, chunk: Sequence[tuple[Any, ...]]) -> Query:
+        """The query of ``sel`` over one chunk of its keys."""
+        condition: Condition | None = None
+        for i, name in enumerate(sel.names):
+            part = Condition(soql_in(name, [k[i] for k in chunk]))
+            condition = part if condition is None else condition & part
+        assert condition is not None
+        return select(*dict.fromkeys(["Id", *sel.fields])).from_(sel.obj).where(condition)
 
     def _chunks(self, keys: Sequence[tuple[Any, ...]]) -> Iterable[list[tuple[Any, ...]]]:
         budget = self.settings.query_max_chars
@@ -960,15 +965,15 @@ class SalesforceSink:
             claimed.add(("id", seg.target[1]))
             return _Plan(seg, "delete", seg.target[0], {}, record_id=seg.target[1])
         record = seg.target if seg.target is not None or self._needs_query(seg) else self.identity(seg.key)
-        fields = drop_older(seg.fields, self.written(record)) if record is not None else seg.fields
+        # Every field's value, in field order, less those older than what the record has (kept_values:
+        # drop_older and the values in one pass), those the object lacks (what _on looks at, once per
+        # segment) and the if_empty values of a record that has one already.
+        fields, body = kept_values(seg.fields, self.written(record) if record is not None else _NO_TIMES)
         if seg.fields and not fields:
             return None  # every value is older than one already written to this record
         obj = seg.target[0] if seg.target else seg.sobject
         if obj != seg.sobject:
             await self._describe(obj)
-        # Every field's value, in field order, less those the object lacks (what _on looks at, once per
-        # segment) and the if_empty values of a record that has one already.
-        body: dict[str, Any] = {name: value["value"] for name, value in fields.items()}
         known = self._describes.get(obj)
         if (
             known is not None

@@ -9,7 +9,15 @@ import pytest
 
 from sfsync.sinks.contract import IncomingWrite
 from sfsync.sinks.matching import Candidate, candidates, index_rows, pick, usable
-from sfsync.sinks.merge import FieldValue, _Segment, advance_written, drop_older, merge_writes, written_times
+from sfsync.sinks.merge import (
+    FieldValue,
+    _Segment,
+    advance_written,
+    drop_older,
+    kept_values,
+    merge_writes,
+    written_times,
+)
 from sfsync.sinks.writer import _url_length
 from tests.kit.sink import T0, TOPIC, member, planned_member, write
 
@@ -106,6 +114,15 @@ def test_the_record_clock_moved_on_in_place_is_what_written_times_gives() -> Non
         clock = dict(before)
         advance_written(clock, fields, sent)
         assert clock == written_times(before, fields, sent)
+
+
+def test_the_fields_kept_and_their_values_come_in_one_pass_as_drop_older_keeps_them() -> None:
+    fields = {"LastName": f("Older", T0 + 50), "Title": f(None, T0 + 10), "Email": f("a@x.org", T0 + 1)}
+    for written in ({}, {"LastName": T0 + 100, "Title": T0 + 10}, {"Other": T0 + 999}, {"Email": T0 + 2}):
+        kept, values = kept_values(fields, written)
+        assert kept == drop_older(fields, written)
+        assert list(values.items()) == [(name, fv["value"]) for name, fv in kept.items()]
+        assert (kept is fields) == (drop_older(fields, written) is fields)  # not a copy when none is left out
 
 
 def test_nothing_older_than_the_record_clock_means_the_fields_as_they_are_not_a_copy() -> None:
