@@ -54,6 +54,22 @@ class IncomingWrite:
     value: bytes | None = None
     headers: Sequence[tuple[str, bytes]] = ()
 
+    def __init__(
+        self,
+        write: Mapping[str, Any],
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None = None,
+        value: bytes | None = None,
+        headers: Sequence[tuple[str, bytes]] = (),
+    ) -> None:
+        # The generated __init__ of a frozen dataclass sets each field through object.__setattr__: one
+        # call per field, made for every write consumed. The same attributes, set in one update.
+        self.__dict__.update(
+            write=write, topic=topic, partition=partition, offset=offset, key=key, value=value, headers=headers
+        )
+
 
 @dataclass(frozen=True)
 class ErrorEntry:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import inspect
 from typing import Any
 
 import pytest
@@ -278,3 +280,26 @@ def test_a_segment_names_its_if_empty_fields_in_field_order_whether_merged_as_de
     none = {**decoded, "fields": {"LastName": fv("Lovelace", T0)}}
     ((plain,),) = merge_writes([IncomingWrite(none, TOPIC, 0, 0)]).values()
     assert plain.if_empty == ()
+
+
+# ---------------------------------------------------------------------- the contract's IncomingWrite
+def test_an_incoming_write_is_built_with_every_field_and_stays_frozen_comparable_and_hashable() -> None:
+    full = IncomingWrite({"key": "k"}, TOPIC, 3, 7, b"k", b"v", (("h", b"1"),))
+    assert [(f.name, getattr(full, f.name)) for f in dataclasses.fields(IncomingWrite)] == [
+        ("write", {"key": "k"}),
+        ("topic", TOPIC),
+        ("partition", 3),
+        ("offset", 7),
+        ("key", b"k"),
+        ("value", b"v"),
+        ("headers", (("h", b"1"),)),
+    ]
+    # the hand-written __init__ takes exactly the dataclass's fields, with the same defaults
+    assert list(inspect.signature(IncomingWrite).parameters) == [f.name for f in dataclasses.fields(IncomingWrite)]
+    bare = IncomingWrite({"key": "k"}, TOPIC, 3, 7)
+    assert (bare.key, bare.value, bare.headers) == (None, None, ())
+    assert dataclasses.replace(full, key=None, value=None, headers=()) == bare
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        bare.offset = 8  # type: ignore[misc]
+    unhashed = IncomingWrite(None, TOPIC, 3, 7)  # type: ignore[arg-type]
+    assert hash(unhashed) == hash(IncomingWrite(None, TOPIC, 3, 7))  # type: ignore[arg-type]
