@@ -193,10 +193,13 @@ class WriteResultEncoder:
         return self.avro.encode_checked(record_name, stored)
 
     def _storage_form(self, value: Any) -> Mapping[str, Any] | None:
-        if not isinstance(value, Mapping) or value.keys() != self._keys or type(value["created"]) is not bool:
+        # (a dict is a Mapping: looked at first, isinstance of an ABC costs a call through its __instancecheck__)
+        if type(value) is not dict and not isinstance(value, Mapping):
+            return None
+        if value.keys() != self._keys or type(value["created"]) is not bool:
             return None
         source = value["source"]
-        if not isinstance(source, Mapping) or source.keys() != self._source_keys:
+        if (type(source) is not dict and not isinstance(source, Mapping)) or source.keys() != self._source_keys:
             return None
         acknowledged = value["acknowledged_at"]
         if type(acknowledged) is int and type(source["occurred_at"]) is int:
