@@ -97,6 +97,7 @@ from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from operator import attrgetter
 from types import MappingProxyType
 from typing import Any, Literal
 from urllib.parse import quote
@@ -232,6 +233,10 @@ def _query_error(obj: str, error: SalesforceError) -> SalesforceError | DriftErr
 
 def _coordinates(write: IncomingWrite) -> Coordinates:
     return (write.topic, write.partition, write.offset)
+
+
+_KAFKA_ORDER = attrgetter("topic", "partition", "offset")
+"""A write's (topic, partition, offset): :func:`_coordinates` without a Python call, to sort by."""
 
 
 def _operation(plans: Sequence[_Plan]) -> CollectionOp:
@@ -419,7 +424,7 @@ class SalesforceSink:
         failing_before = {c: replace(f) for c, f in self._failing.items()}
         started = self._monotonic()
         outcome = BatchOutcome()
-        queues = merge_writes(sorted(writes, key=lambda w: (w.topic, w.partition, w.offset)))
+        queues = merge_writes(sorted(writes, key=_KAFKA_ORDER))
         await self._recheck_quarantines()
         for queue in queues.values():
             for seg in list(queue):
