@@ -8,7 +8,9 @@ a Community_Activity__c upsert). No Kafka and no registry server (the test kit's
 tests/kit/registry.py, serves the schemas); the org is the emulator, served over loopback HTTP from a
 thread of this process.
 
-Warm-up (untimed): the sign-ups' writes (Contacts created, the sink's describe cache warm). Then
+Warm-up (untimed): the sign-ups' writes (Contacts created, the sink's describe cache warm), then the
+garbage collector set as the sink process sets it before its first batch
+(``sfsync.sinks.main.tune_collector_for_batches``, when it exists). Then
 ``--rounds`` rounds over the update writes, each in batches of ``--batch-size`` as the worker hands
 them over: per batch, decode every record as the worker does (``sfsync.sinks.loop.write_decoder`` when
 it exists, else ``AvroDecoder``), ``await sink.put``, encode every WriteResult as the worker does
@@ -57,6 +59,7 @@ from sfsync.salesforce.settings import SalesforceSettings  # noqa: E402
 from sfsync.serde.codec import AvroDecoder, AvroEncoder  # noqa: E402
 from sfsync.serde.schema import load_topic_schema  # noqa: E402
 from sfsync.sinks import loop as sink_worker  # noqa: E402
+from sfsync.sinks import main as sink_process  # noqa: E402
 from sfsync.sinks.contract import ErrorEntry, IncomingWrite  # noqa: E402
 from sfsync.sinks.settings import SinkSettings  # noqa: E402
 from sfsync.sinks.writer import SalesforceSink  # noqa: E402
@@ -209,6 +212,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 on_error_entry=_noop_entry,
             )
             await one_pass(sink, decoder, encoder, warm, args.batch_size, 0)
+            tune_collector = getattr(sink_process, "tune_collector_for_batches", None)
+            if tune_collector is not None:
+                tune_collector()
             rounds = []
             for r in range(args.rounds):
                 rounds.append(await one_pass(sink, decoder, encoder, timed, args.batch_size, (r + 1) * len(timed)))
@@ -236,6 +242,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "all_rounds_us_per_write": [round((s["decode"] + s["put"] + s["encode"]) / n * 1e6, 1) for s in rounds],
         "decoder": "sfsync.sinks.loop.write_decoder" if hasattr(sink_worker, "write_decoder") else "AvroDecoder",
         "encoder": type(encoder).__name__,
+        "collector_tuned": hasattr(sink_process, "tune_collector_for_batches"),
         "python": platform.python_version(),
     }
 

@@ -68,8 +68,10 @@ class RecordResult:
 @dataclass(frozen=True)
 class CollectionOp:
     """One sObject Collections request: ``create`` / ``update`` / ``upsert`` ``records`` of ``sobject``
-    (an update's records carry their ``Id``; an upsert's, their ``ext_field`` value), or ``delete``
-    ``ids``; at most :data:`COLLECTION_MAX` of them, ``allOrNone`` false."""
+    (an update's records carry their ``Id``, or ``ids`` gives them, record by record: each goes out as
+    ``{"Id": id, **record}``, without a copy of the record made first; an upsert's carry their
+    ``ext_field`` value), or ``delete`` ``ids``; at most :data:`COLLECTION_MAX` of them, ``allOrNone``
+    false."""
 
     kind: CollectionKind
     sobject: str = ""
@@ -96,7 +98,10 @@ def _check(op: CollectionOp) -> None:
     if op.kind == "delete":
         return
     api_name(op.sobject)
-    if op.kind == "update" and any(not (r.get("Id") or r.get("id")) for r in op.records):
+    if op.kind == "update" and op.ids:
+        if len(op.ids) != len(op.records) or not all(op.ids):
+            raise ValueError("update: one Id per record")
+    elif op.kind == "update" and any(not (r.get("Id") or r.get("id")) for r in op.records):
         raise ValueError("update_many: every record needs an Id")
     if op.kind == "upsert":
         if op.ext_field is None:
@@ -111,7 +116,11 @@ def _collection_request(op: CollectionOp, all_or_none: bool = False) -> _Collect
         params = {"ids": ",".join(op.ids), "allOrNone": "true" if all_or_none else "false"}
         return _CollectionRequest("DELETE", "composite/sobjects", params, None, False)
     attributes = {"type": op.sobject}  # one per request: only serialized, never changed
-    body = {"allOrNone": all_or_none, "records": [_typed(attributes, r) for r in op.records]}
+    if op.kind == "update" and op.ids:
+        records = [_typed(attributes, r, record_id) for r, record_id in zip(op.records, op.ids, strict=True)]
+    else:
+        records = [_typed(attributes, r) for r in op.records]
+    body = {"allOrNone": all_or_none, "records": records}
     if op.kind == "create":
         return _CollectionRequest("POST", "composite/sobjects", None, body, True)
     if op.kind == "update":
@@ -163,7 +172,7 @@ def _results(data: object, offset: int, created_default: bool | None) -> list[Re
 def _chunk(op: CollectionOp, start: int, stop: int) -> CollectionOp:
     if op.kind == "delete":
         return replace(op, ids=op.ids[start:stop])
-    return replace(op, records=op.records[start:stop])
+    return replace(op, records=op.records[start:stop], ids=op.ids[start:stop])
 
 
 def _check_all_or_none(count: int, all_or_none: bool, size: int = COLLECTION_MAX) -> None:
@@ -171,10 +180,13 @@ def _check_all_or_none(count: int, all_or_none: bool, size: int = COLLECTION_MAX
         raise ValueError(f"all_or_none needs one transaction: at most {size} records")
 
 
-def _typed(attributes: dict[str, str], record: Mapping[str, Any]) -> dict[str, Any]:
-    """``record`` as a collection item: ``attributes`` first, then its fields in order (an ``attributes``
-    of its own replaced). One copy of the record."""
-    typed = {"attributes": attributes}
+def _typed(attributes: dict[str, str], record: Mapping[str, Any], record_id: str | None = None) -> dict[str, Any]:
+    """``record`` as a collection item: ``attributes`` first, then ``Id`` when ``record_id`` is given,
+    then its fields in order (an ``attributes`` of its own replaced; an ``Id`` of its own wins, as in
+    ``{"Id": record_id, **record}``). One copy of the record."""
+    typed: dict[str, Any] = {"attributes": attributes}
+    if record_id is not None:
+        typed["Id"] = record_id
     typed.update(record)
     if "attributes" in record:
         typed["attributes"] = attributes  # the first key still: the position is kept, the value replaced
@@ -195,10 +207,16 @@ class CompositeApi(RestCaller):
         return await self._many(CollectionOp("create", sobject, records), all_or_none)
 
     async def update_many(
-        self, sobject: str, records: Sequence[Mapping[str, Any]], *, all_or_none: bool = False
+        self,
+        sobject: str,
+        records: Sequence[Mapping[str, Any]],
+        *,
+        all_or_none: bool = False,
+        ids: Sequence[str] = (),
     ) -> list[RecordResult]:
-        """``PATCH /composite/sobjects`` in chunks of 200; every record needs its ``Id`` (else :class:`ValueError`)."""
-        return await self._many(CollectionOp("update", sobject, records), all_or_none)
+        """``PATCH /composite/sobjects`` in chunks of 200; every record needs its ``Id``, or ``ids`` gives
+        them in order (else :class:`ValueError`)."""
+        return await self._many(CollectionOp("update", sobject, records, ids=ids), all_or_none)
 
     async def upsert_many(
         self, sobject: str, ext_field: str, records: Sequence[Mapping[str, Any]], *, all_or_none: bool = False

@@ -3,7 +3,8 @@
 :class:`Sink` is what the loop (:mod:`sfsync.sinks.loop`) drives. ``put(writes)`` is handed decoded
 ``sfsync.writes`` records with their Kafka coordinates and returns a :class:`BatchOutcome`:
 
-- ``results``: one WriteResult per write Salesforce acknowledged (for ``sfsync.results``);
+- ``results``: one WriteResult per write Salesforce acknowledged (for ``sfsync.results``), in Avro's
+  storage form as the sink builds it (``acknowledged_at`` epoch milliseconds, ``source`` as decoded);
 - ``parked``: the writes that were bad as they are (a :class:`~sfsync.errors.SkippableRecordError`),
   each already handed to ``on_parked`` (the DLQ) and awaited;
 - ``pending``: writes not done yet (a transient fault inside its retry deadline, a parent not there
@@ -52,6 +53,22 @@ class IncomingWrite:
     key: bytes | None = None
     value: bytes | None = None
     headers: Sequence[tuple[str, bytes]] = ()
+
+    def __init__(
+        self,
+        write: Mapping[str, Any],
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None = None,
+        value: bytes | None = None,
+        headers: Sequence[tuple[str, bytes]] = (),
+    ) -> None:
+        # The generated __init__ of a frozen dataclass sets each field through object.__setattr__: one
+        # call per field, made for every write consumed. The same attributes, set in one update.
+        self.__dict__.update(
+            write=write, topic=topic, partition=partition, offset=offset, key=key, value=value, headers=headers
+        )
 
 
 @dataclass(frozen=True)

@@ -167,8 +167,9 @@ class WriteResultEncoder:
     ``encode`` checks every value field by field before writing, which is over half its time. The
     sink builds each WriteResult itself, from a decoded Write and Salesforce's answer: when one has
     exactly the WriteResult's fields (and its ``source`` exactly SourceRef's) and ``created`` is a
-    bool, its timestamps are put in storage form and it goes to ``encode_checked``, which checks only
-    to explain a value fastavro refused. Anything else goes to ``encode``, as before.
+    bool, its timestamps are put in storage form (the sink's are already: then it is not copied) and
+    it goes to ``encode_checked``, which checks only to explain a value fastavro refused. Anything
+    else goes to ``encode``, as before.
     """
 
     def __init__(self, avro: AvroEncoder) -> None:
@@ -191,13 +192,19 @@ class WriteResultEncoder:
             return self.avro.encode(record_name, value)
         return self.avro.encode_checked(record_name, stored)
 
-    def _storage_form(self, value: Any) -> dict[str, Any] | None:
-        if not isinstance(value, Mapping) or value.keys() != self._keys or type(value["created"]) is not bool:
+    def _storage_form(self, value: Any) -> Mapping[str, Any] | None:
+        # (a dict is a Mapping: looked at first, isinstance of an ABC costs a call through its __instancecheck__)
+        if type(value) is not dict and not isinstance(value, Mapping):
+            return None
+        if value.keys() != self._keys or type(value["created"]) is not bool:
             return None
         source = value["source"]
-        if not isinstance(source, Mapping) or source.keys() != self._source_keys:
+        if (type(source) is not dict and not isinstance(source, Mapping)) or source.keys() != self._source_keys:
             return None
-        acknowledged = _epoch_millis(value["acknowledged_at"])
+        acknowledged = value["acknowledged_at"]
+        if type(acknowledged) is int and type(source["occurred_at"]) is int:
+            return value  # in storage form already, as the sink builds it: written as it is
+        acknowledged = _epoch_millis(acknowledged)
         occurred = _epoch_millis(source["occurred_at"])
         if acknowledged is None or occurred is None:
             return None

@@ -65,6 +65,8 @@ def _strategies(seg: _Segment) -> list[tuple[str, str]]:
 
 def _lookup(seg: _Segment, fields_text: str, value: str) -> tuple[tuple[str, ...], tuple[Any, ...]] | None:
     """(key field names, values) of one strategy; None when its value is malformed."""
+    if "+" not in fields_text and fields_text not in seg.parents:
+        return (fields_text,), (value,)  # one field of the write's own: what the general case gives
     components = fields_text.split("+")
     own = [c for c in components if c not in seg.parents]
     own_values: list[Any] = [value]

@@ -237,6 +237,24 @@ def drop_older(fields: Mapping[str, FieldValue], written: Mapping[str, int]) -> 
     return fields
 
 
+def kept_values(
+    fields: Mapping[str, FieldValue], written: Mapping[str, int]
+) -> tuple[Mapping[str, FieldValue], dict[str, Value]]:
+    """:func:`drop_older` of ``fields`` (``fields`` itself when none is left out), and the value of each
+    field kept, by name in field order: both in one pass over the fields."""
+    if not written:
+        return fields, {name: fv["value"] for name, fv in fields.items()}
+    values: dict[str, Value] = {}
+    older = False
+    times = written.get
+    for name, fv in fields.items():
+        if fv["updated_at"] < times(name, -1):
+            older = True
+        else:
+            values[name] = fv["value"]
+    return ({name: fields[name] for name in values} if older else fields), values
+
+
 def written_times(written: Mapping[str, int], fields: Mapping[str, FieldValue], sent: Iterable[str]) -> dict[str, int]:
     """The record's ``written`` times once the ``sent`` names of ``fields`` were written.
 
@@ -244,8 +262,17 @@ def written_times(written: Mapping[str, int], fields: Mapping[str, FieldValue], 
     newer value, and an older real value still goes out after it (as the processor's clock has it).
     """
     out = dict(written)
+    advance_written(out, fields, sent)
+    return out
+
+
+def advance_written(written: dict[str, int], fields: Mapping[str, FieldValue], sent: Iterable[str]) -> None:
+    """Move the record's ``written`` times on, in place, to :func:`written_times` of them (no copy: the
+    sink keeps one map per record and moves it on with every write)."""
+    times = written.get
     for name in sent:
         value = fields.get(name)
-        if value is not None and value["policy"] != IF_EMPTY and value["updated_at"] > out.get(name, -1):
-            out[name] = value["updated_at"]
-    return out
+        if value is not None and value["policy"] != IF_EMPTY:
+            at = value["updated_at"]
+            if at > times(name, -1):
+                written[name] = at

@@ -97,6 +97,8 @@ from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from operator import attrgetter
+from types import MappingProxyType
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -145,12 +147,13 @@ from sfsync.sinks.merge import (
     _EMPTY,
     FieldValue,
     _Segment,
-    drop_older,
+    advance_written,
+    kept_values,
     merge_writes,
-    written_times,
 )
 from sfsync.sinks.settings import SinkSettings
 from sfsync.time import monotonic as monotonic_clock
+from sfsync.time import to_millis
 
 __all__ = ["SalesforceSink"]
 
@@ -168,6 +171,8 @@ def _url_length(text: str) -> int:
 
 
 _API_NAMES_KEPT = 10_000
+_NO_TIMES: Mapping[str, int] = MappingProxyType({})
+"""The clock of a record this sink wrote nothing to."""
 
 
 # ---------------------------------------------------------------------- helpers
@@ -230,13 +235,17 @@ def _coordinates(write: IncomingWrite) -> Coordinates:
     return (write.topic, write.partition, write.offset)
 
 
+_KAFKA_ORDER = attrgetter("topic", "partition", "offset")
+"""A write's (topic, partition, offset): :func:`_coordinates` without a Python call, to sort by."""
+
+
 def _operation(plans: Sequence[_Plan]) -> CollectionOp:
     """The collection request of ``plans`` (≤ 200, one kind, object and external ID, in order)."""
     first = plans[0]
     if first.kind == "delete":
         return CollectionOp("delete", ids=[p.record_id or "" for p in plans])
     if first.kind == "update":
-        return CollectionOp("update", first.sobject, [{"Id": p.record_id, **p.body} for p in plans])
+        return CollectionOp("update", first.sobject, [p.body for p in plans], ids=[p.record_id or "" for p in plans])
     return CollectionOp(first.kind, first.sobject, [p.body for p in plans], ext_field=first.ext_field)
 
 
@@ -302,7 +311,7 @@ class SalesforceSink:
         on_error_entry: records an error-log entry (SYNC errors, INFO policy skips).
         before_call: awaited before every Salesforce call with its kind (``query``/``update``/...),
             e.g. the API-budget governor; it may sleep or raise.
-        clock: epoch seconds, for ``acknowledged_at``.
+        clock: epoch seconds, for ``acknowledged_at`` (a result's, in epoch milliseconds).
         sleep: how to wait between retry rounds (tests pass a fake).
         monotonic: the clock of the retry deadlines (tests pass the fake clock that ``sleep`` moves).
         rng: the jitter of the retry waits.
@@ -354,6 +363,9 @@ class SalesforceSink:
         self._written: OrderedDict[tuple[str, str], dict[str, int]] = OrderedDict()
         self._parent_waits: dict[str, int] = {}
         self._describes: dict[str, frozenset[str]] = {}
+        """object -> its fields' names, lower case (Salesforce's names are case-insensitive)"""
+        self._described_names: dict[str, frozenset[str]] = {}
+        """object -> its fields' names as the describe spells them (most writes name them so: checked first)"""
         self._record_types: dict[str, dict[str, str]] = {}
         self._if_empty_skips: dict[tuple[str, str, str], list[Any]] = {}
         self._calls = 0
@@ -381,14 +393,19 @@ class SalesforceSink:
 
     # -- record clock -----------------------------------------------------------------------
     def written(self, record: tuple[str, str]) -> Mapping[str, int]:
-        """Field -> ``updated_at`` of the newest value this sink wrote to ``record`` ((sobject, Id))."""
-        return self._written.get(record, {})
+        """Field -> ``updated_at`` of the newest value this sink wrote to ``record`` ((sobject, Id)): the
+        sink's own map, moved on by later writes (read it, do not keep it)."""
+        return self._written.get(record, _NO_TIMES)
 
     def _wrote(self, record: tuple[str, str], fields: Mapping[str, FieldValue], sent: Iterable[str]) -> None:
         if self.settings.record_clock_size <= 0:
             return
-        self._written[record] = written_times(self._written.get(record, {}), fields, sent)
-        self._written.move_to_end(record)
+        times = self._written.get(record)
+        if times is None:
+            times = self._written[record] = {}
+        else:
+            self._written.move_to_end(record)
+        advance_written(times, fields, sent)
         while len(self._written) > self.settings.record_clock_size:
             self._written.popitem(last=False)
 
@@ -407,7 +424,7 @@ class SalesforceSink:
         failing_before = {c: replace(f) for c, f in self._failing.items()}
         started = self._monotonic()
         outcome = BatchOutcome()
-        queues = merge_writes(sorted(writes, key=lambda w: (w.topic, w.partition, w.offset)))
+        queues = merge_writes(sorted(writes, key=_KAFKA_ORDER))
         await self._recheck_quarantines()
         for queue in queues.values():
             for seg in list(queue):
@@ -454,8 +471,9 @@ class SalesforceSink:
             finished = await self._write(ready, outcome)
             for seg in finished:
                 queues[seg.key].popleft()
-                for w in seg.writes:
-                    self._parent_waits.pop(str(w.write.get("write_id")), None)
+                if self._parent_waits:  # (a child waiting for its parent: rare)
+                    for w in seg.writes:
+                        self._parent_waits.pop(str(w.write.get("write_id")), None)
             if not finished and not any(s.again and not s.blocked for s in ready):
                 break
         await self._park_orphans(queues, outcome)
@@ -583,6 +601,34 @@ class SalesforceSink:
                 queues[seg.key].popleft()
 
     def _unsafe(self, seg: _Segment) -> UnsafeWriteError | None:
+        problem = None if self._names_known(seg) else self._invalid_name(seg)
+        if problem is not None:
+            return problem
+        for lookup, (parent_key, _) in seg.parents.items():
+            if not parent_key:
+                return UnsafeWriteError(f"parent {lookup} has no key", fields=[lookup])
+        if seg.external_id is None and not any(usable(seg, m) for m in seg.match):
+            return UnsafeWriteError(
+                f"{seg.key}: the write has no match key and no external ID, so a replay would create a "
+                f"duplicate; give mapping {seg.mapping!r} a match strategy or an external ID",
+                code="NO_IDEMPOTENT_KEY",
+            )
+        return None
+
+    def _names_known(self, seg: _Segment) -> bool:
+        """Whether every name ``seg`` uses already passed ``field_name`` (the same few, write after write)."""
+        valid = self._api_names
+        return (
+            seg.sobject in valid
+            and valid.issuperset(seg.fields)
+            and valid.issuperset(seg.objects)
+            and valid.issuperset(seg.parents)
+            and (seg.external_id is None or seg.external_id[0] in valid)
+            and all(f in valid or valid.issuperset(f.split("+")) for f, _ in seg.match)
+        )
+
+    def _invalid_name(self, seg: _Segment) -> UnsafeWriteError | None:
+        """The first name ``seg`` uses that is not a Salesforce API name; the good ones are kept as known."""
         names = [*seg.fields, *seg.parents, *(f for f, _ in seg.match for f in f.split("+"))]
         if seg.external_id:
             names.append(seg.external_id[0])
@@ -596,15 +642,6 @@ class SalesforceSink:
                 return UnsafeWriteError(f"{name!r} is not a Salesforce API name", code="INVALID_NAME", fields=[name])
             if len(valid) < _API_NAMES_KEPT:
                 valid.add(name)
-        for lookup, (parent_key, _) in seg.parents.items():
-            if not parent_key:
-                return UnsafeWriteError(f"parent {lookup} has no key", fields=[lookup])
-        if seg.external_id is None and not any(usable(seg, m) for m in seg.match):
-            return UnsafeWriteError(
-                f"{seg.key}: the write has no match key and no external ID, so a replay would create a "
-                f"duplicate; give mapping {seg.mapping!r} a match strategy or an external ID",
-                code="NO_IDEMPOTENT_KEY",
-            )
         return None
 
     # -- parents --------------------------------------------------------------------------
@@ -794,6 +831,7 @@ class SalesforceSink:
             with self._answer():
                 described = await self.client.describe(obj)
             self._describes[obj] = frozenset(f.name.lower() for f in described.fields)
+            self._described_names[obj] = frozenset(f.name for f in described.fields)
             self._record_types[obj] = {
                 name.lower(): info.record_type_id
                 for info in described.record_type_infos
@@ -827,9 +865,9 @@ class SalesforceSink:
         room = -len(queries) % per_call if queries else 0
         riding: list[tuple[_GroupKey, _Select]] = []
         for key, sel in ahead if room else ():
-            chunks = list(self._queries(sel))
+            chunks = list(self._chunks(sel.keys))  # sized first: a select passed over is never written out
             if len(chunks) <= room:
-                queries += [(len(selects) + len(riding), sel.obj, query) for query in chunks]
+                queries += [(len(selects) + len(riding), sel.obj, self._query(sel, chunk)) for chunk in chunks]
                 riding.append((key, sel))
                 room -= len(chunks)
                 if not room:
@@ -883,14 +921,18 @@ class SalesforceSink:
 
     def _queries(self, sel: _Select) -> Iterator[Query]:
         """The queries of ``sel``: one per URL-sized chunk of its keys."""
-        columns = list(dict.fromkeys(["Id", *sel.fields]))
         for chunk in self._chunks(sel.keys):
-            condition: Condition | None = None
-            for i, name in enumerate(sel.names):
-                part = Condition(soql_in(name, [k[i] for k in chunk]))
-                condition = part if condition is None else condition & part
-            assert condition is not None
-            yield select(*columns).from_(sel.obj).where(condition)
+            yield self._query(sel, chunk)
+
+    @staticmethod
+    def _query(sel: _Select, chunk: Sequence[tuple[Any, ...]]) -> Query:
+        """The query of ``sel`` over one chunk of its keys."""
+        condition: Condition | None = None
+        for i, name in enumerate(sel.names):
+            part = Condition(soql_in(name, [k[i] for k in chunk]))
+            condition = part if condition is None else condition & part
+        assert condition is not None
+        return select(*dict.fromkeys(["Id", *sel.fields])).from_(sel.obj).where(condition)
 
     def _chunks(self, keys: Sequence[tuple[Any, ...]]) -> Iterable[list[tuple[Any, ...]]]:
         budget = self.settings.query_max_chars
@@ -928,17 +970,21 @@ class SalesforceSink:
             claimed.add(("id", seg.target[1]))
             return _Plan(seg, "delete", seg.target[0], {}, record_id=seg.target[1])
         record = seg.target if seg.target is not None or self._needs_query(seg) else self.identity(seg.key)
-        fields = drop_older(seg.fields, self.written(record)) if record is not None else seg.fields
+        # Every field's value, in field order, less those older than what the record has (kept_values:
+        # drop_older and the values in one pass), those the object lacks (what _on looks at, once per
+        # segment) and the if_empty values of a record that has one already.
+        fields, body = kept_values(seg.fields, self.written(record) if record is not None else _NO_TIMES)
         if seg.fields and not fields:
             return None  # every value is older than one already written to this record
         obj = seg.target[0] if seg.target else seg.sobject
         if obj != seg.sobject:
             await self._describe(obj)
-        # Every field's value, in field order, less those the object lacks (what _on looks at, once per
-        # segment) and the if_empty values of a record that has one already.
-        body: dict[str, Any] = {name: value["value"] for name, value in fields.items()}
         known = self._describes.get(obj)
-        if known is not None and not known.issuperset(map(str.lower, body)):
+        if (
+            known is not None
+            and not self._described_names.get(obj, frozenset()).issuperset(body)
+            and not known.issuperset(map(str.lower, body))
+        ):
             for name in [name for name in body if name.lower() not in known]:
                 del body[name]
         if seg.target is not None:
@@ -1044,7 +1090,7 @@ class SalesforceSink:
         if op.kind == "delete":
             return await self.client.delete_many(op.ids)
         if op.kind == "update":
-            return await self.client.update_many(op.sobject, op.records)
+            return await self.client.update_many(op.sobject, op.records, ids=op.ids)
         if op.kind == "upsert":
             assert op.ext_field is not None
             return await self.client.upsert_many(op.sobject, op.ext_field, op.records)
@@ -1068,13 +1114,22 @@ class SalesforceSink:
             if isinstance(answer, SalesforceFatalError) and is_drift(answer):
                 return await self._drifted(DriftError(members[0].sobject, answer), [p.seg for p in members], outcome)
             raise answer
+        acknowledged = self._acknowledged()  # one answer: its records were acknowledged together
         for plan, result in zip(members, answer, strict=True):
-            if await self._settle(plan, result, outcome):
+            if await self._settle(plan, result, outcome, acknowledged):
                 finished.append(plan.seg)
         return finished
 
-    async def _settle(self, plan: _Plan, result: RecordResult, outcome: BatchOutcome) -> bool:
-        """Account for one record's result; True when the segment is done (written or parked)."""
+    def _acknowledged(self) -> int:
+        """Now, as a WriteResult's ``acknowledged_at`` in storage form: the epoch milliseconds of the
+        clock's time to the microsecond (what the encoder made of that time as a datetime)."""
+        return to_millis(datetime.fromtimestamp(self._clock(), UTC)) or 0
+
+    async def _settle(
+        self, plan: _Plan, result: RecordResult, outcome: BatchOutcome, acknowledged: int | None = None
+    ) -> bool:
+        """Account for one record's result; True when the segment is done (written or parked).
+        ``acknowledged``: when Salesforce answered (None: now)."""
         seg = plan.seg
         if result.success:
             record_id = result.id or plan.record_id or ""
@@ -1085,7 +1140,8 @@ class SalesforceSink:
                 self.remember(seg.key, plan.sobject, record_id)
                 self._wrote((plan.sobject, record_id), plan.fields or {}, plan.body.keys())
             created = bool(result.created) if plan.kind == "upsert" else plan.kind == "create"
-            outcome.results.append(self._result(seg, plan, record_id, created))
+            at = self._acknowledged() if acknowledged is None else acknowledged
+            outcome.results.append(self._result(seg, plan, record_id, created, at))
             return True
         error: SalesforceError = (
             result.errors[0]
@@ -1110,7 +1166,8 @@ class SalesforceSink:
         await self._park(seg, error, outcome)
         return True
 
-    def _result(self, seg: _Segment, plan: _Plan, record_id: str, created: bool) -> dict[str, Any]:
+    @staticmethod
+    def _result(seg: _Segment, plan: _Plan, record_id: str, created: bool, acknowledged: int) -> dict[str, Any]:
         last = seg.last
         return {
             "write_id": str(last["write_id"]),
@@ -1120,7 +1177,7 @@ class SalesforceSink:
             "salesforce_id": record_id,
             "created": created,
             "fields": plan.body,  # as sent: nothing changes it once sent
-            "acknowledged_at": datetime.fromtimestamp(self._clock(), UTC),
+            "acknowledged_at": acknowledged,
             "workspace_id": str(last.get("workspace_id", "")),
             "source": last.get("source"),
         }
@@ -1203,6 +1260,7 @@ class SalesforceSink:
 
         for lifted in await self.quarantine.recheck(describe):
             self._describes.pop(lifted.sobject, None)
+            self._described_names.pop(lifted.sobject, None)
             await self._on_error_entry(
                 ErrorEntry(
                     category="CONNECTION",

@@ -646,6 +646,24 @@ async def test_collection_records_go_typed_first_in_their_field_order_their_own_
     assert records[1]["attributes"] == {"type": "Lead", "url": "/x"}  # the caller's records are left as they are
 
 
+async def test_update_records_given_their_ids_apart_go_out_byte_for_byte_as_records_carrying_them():
+    answer = ok([{"id": "003A", "success": True, "errors": []}, {"id": "003B", "success": True, "errors": []}])
+    org = FakeOrg().on("PATCH", f"{V}/composite/sobjects", answer)
+    bodies = [{"LastName": "Ng", "Title": None}, {"attributes": {"type": "Lead"}, "Title": "x"}]
+    async with client(org) as sf:
+        await sf.update_many("Contact", [{"Id": i, **b} for i, b in zip(["003A", "003B"], bodies, strict=True)])
+        apart = await sf.update_many("Contact", bodies, ids=["003A", "003B"])
+        with pytest.raises(ValueError, match="one Id per record"):
+            await sf.update_many("Contact", bodies, ids=["003A"])
+        with pytest.raises(ValueError, match="one Id per record"):
+            await sf.update_many("Contact", bodies, ids=["003A", ""])
+    assert [r.id for r in apart] == ["003A", "003B"]
+    carried, given = (r.content for r in org.requests)
+    assert given == carried
+    assert given.startswith(b'{"allOrNone":false,"records":[{"attributes":{"type":"Contact"},"Id":"003A","LastName"')
+    assert bodies[0] == {"LastName": "Ng", "Title": None}  # the caller's records are left as they are
+
+
 async def test_delete_many_and_retrieve_many():
     deleted = [
         {"id": "003A", "success": True, "errors": []},
@@ -731,7 +749,8 @@ async def test_collections_go_as_one_composite_call_each_subrequest_with_its_own
     }
     org = FakeOrg().on("POST", "/services/data/v58.0/composite", ok(composite))
     ops = [
-        salesforce.CollectionOp("update", "Contact", [{"Id": "003A", "Title": "x"}, {"Id": "003B", "Title": "y"}]),
+        # the records' Ids apart (as the sink gives them): each goes out {"attributes", "Id", its fields}
+        salesforce.CollectionOp("update", "Contact", [{"Title": "x"}, {"Title": "y"}], ids=["003A", "003B"]),
         salesforce.CollectionOp("upsert", "Campaign", [{"Event_Id__c": "e1", "Name": "M"}], ext_field="Event_Id__c"),
         salesforce.CollectionOp("upsert", "Campaign", [{"Event_Id__c": "e2", "Nope__c": 1}], ext_field="Event_Id__c"),
         salesforce.CollectionOp("create", "Contact", [{"LastName": "Z"}]),
@@ -760,6 +779,7 @@ async def test_collections_go_as_one_composite_call_each_subrequest_with_its_own
             {"attributes": {"type": "Contact"}, "Id": "003B", "Title": "y"},
         ],
     }
+    assert b'{"attributes":{"type":"Contact"},"Id":"003A","Title":"x"}' in request.content
     updates, upserts, invalid, lock, deletes = out
     assert isinstance(updates, list) and [(r.index, r.id, r.created) for r in updates] == [
         (0, "003A", False),

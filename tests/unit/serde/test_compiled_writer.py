@@ -138,6 +138,48 @@ def test_a_value_that_does_not_fit_ends_as_with_fastavro(change: dict[str, Any])
         assert write_like_fastavro(compile_writer(plain), plain, write, prefix) == expected
 
 
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {},
+        {"A": None, "B": "é€", "C": True, "D": -(2**63), "E": 2.5, "F": 7},  # every branch, written inline
+        {"A": b"bytes"},  # no branch takes bytes
+        {"A": ("string", "x")},  # fastavro's tuple notation
+        {"A": 2**63},  # out of a long's range: a double for fastavro
+        {1: "x"},  # a key that is not a string
+        {"A": {"value": "x"}},  # a record for a union of primitives
+    ],
+)
+def test_a_results_fields_map_is_written_as_fastavro_writes_it_or_refused_as_it_refuses_it(
+    fields: dict[Any, Any],
+) -> None:
+    plain = load_topic_schema("sfsync.results").branches["WriteResult"][2]
+    result = {
+        "write_id": "w",
+        "key": "k",
+        "mapping": "m",
+        "sobject": "Contact",
+        "salesforce_id": "003",
+        "created": False,
+        "fields": fields,
+        "acknowledged_at": 1,
+        "workspace_id": "ws",
+        "source": {"topic": "t", "partition": 0, "offset": 0, "event_id": "e", "event_type": "T", "occurred_at": 0},
+    }
+    encoder = _encoder("sfsync.results")
+    prefix, _ = encoder._plain["WriteResult"]
+    try:
+        expected: bytes | None = _fastavro(plain, result, prefix)
+    except Exception:  # fastavro refuses it: so must encode_checked
+        expected = None
+    if expected is None:
+        with pytest.raises(RecordValidationError):
+            encoder.encode_checked("WriteResult", result)
+    else:
+        assert encoder.encode_checked("WriteResult", result) == expected
+        assert write_like_fastavro(compile_writer(plain), plain, result, prefix) == expected
+
+
 def test_a_union_no_python_type_decides_is_left_to_fastavro() -> None:
     for union in (["string", {"type": "enum", "name": "E", "symbols": ["A"]}], ["null", "int", "long"], ["float"]):
         record = fastavro.parse_schema({"type": "record", "name": "R", "fields": [{"name": "f", "type": union}]})

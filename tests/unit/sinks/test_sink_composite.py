@@ -306,6 +306,17 @@ async def test_a_query_asked_ahead_that_failed_is_asked_again_by_the_step_that_n
     assert outcome.api_calls == 2 + 1  # two calls of queries, the create
 
 
+async def test_a_query_ahead_whose_chunks_do_not_fit_the_room_left_is_passed_over_and_asked_by_its_step() -> None:
+    async for r in rig_on(build(), query_max_chars=1000):  # ~28 emails a query: two for 40 members
+        outcome = await r.h.put(*(planned_member(f"u-{i:03d}", f"member{i}@x.org") for i in range(40)))
+
+        # Contact by member id (one query), in the room it leaves Lead by member id (one) and Contact
+        # by Email (two); Lead by Email (two) does not fit the last room left: its own step asks it
+        assert [len(c) for c in r.org.composites if c[0].path == "query"] == [4, 2]
+        assert len(r.org.writes("GET", "query")) == 6
+        assert outcome.api_calls == 3 and len(outcome.results) == 40 and not outcome.pending
+
+
 async def test_the_parents_lookups_carry_the_match_queries_of_the_writes_without_parents(r: Rig) -> None:
     r.h.emulator.store.create("Campaign", {"Name": "Meetup", "Event_Id__c": "evt-1"})
     r.h.emulator.store.create("Contact", {"LastName": "Lovelace", "Email": "ada@x.org"})

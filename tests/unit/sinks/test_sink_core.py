@@ -256,6 +256,22 @@ async def test_contacts_then_leads_and_a_converted_lead_resolves_to_its_contact(
     assert contact["Title"] == "Member"
 
 
+async def test_a_write_matched_to_a_lead_leaves_out_what_leads_lack_whatever_the_case_of_the_names(h: Harness) -> None:
+    lead_id = h.emulator.store.create("Lead", {"LastName": "L", "Company": "Acme", "Email": "lead@x.org"})
+    spelled = member(1, email="lead@x.org", search_objects=["Contact", "Lead"])
+    spelled["fields"] |= {"Title": fv("Member"), "Department": fv("Ops"), "MailingCity": fv("Porto")}
+    other_case = member(2, email="lead@x.org", search_objects=["Contact", "Lead"])
+    other_case["fields"] |= {"title": fv("Chair", T0 + 1), "department": fv("Ops")}
+    for w in (spelled, other_case):
+        outcome = await h.put(w)
+        assert not outcome.parked and not outcome.pending
+        (result,) = outcome.results
+        assert result["sobject"] == "Lead" and result["salesforce_id"][:15] == lead_id[:15]
+        assert not {"Department", "department", "MailingCity"} & set(result["fields"])  # Contact's, not a Lead's
+    (lead,) = await h.query(f"SELECT Title FROM Lead WHERE Id = '{lead_id}'")
+    assert lead["Title"] == "Chair"  # a name in another case is still the field's
+
+
 # ---------------------------------------------------------------------- parents
 
 

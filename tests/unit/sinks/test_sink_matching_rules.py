@@ -9,7 +9,15 @@ import pytest
 
 from sfsync.sinks.contract import IncomingWrite
 from sfsync.sinks.matching import Candidate, candidates, index_rows, pick, usable
-from sfsync.sinks.merge import FieldValue, _Segment, drop_older, merge_writes, written_times
+from sfsync.sinks.merge import (
+    FieldValue,
+    _Segment,
+    advance_written,
+    drop_older,
+    kept_values,
+    merge_writes,
+    written_times,
+)
 from sfsync.sinks.writer import _url_length
 from tests.kit.sink import T0, TOPIC, member, planned_member, write
 
@@ -97,6 +105,24 @@ def test_written_times_move_with_real_values_only_never_back() -> None:
     # a fill (if_empty) is no newer value; a time never goes back; names not sent do not count
     assert after == {"LastName": T0 + 200, "Title": T0 + 10}
     assert written_times(after, fields, ["Email"]) == after
+
+
+def test_the_record_clock_moved_on_in_place_is_what_written_times_gives() -> None:
+    fields = {"LastName": f("New", T0 + 200), "Title": f("Old", T0 + 5), "LeadSource": f("Web", T0 + 300, "IF_EMPTY")}
+    for before in ({}, {"Title": T0 + 10}, {"LastName": T0 + 500, "Email": T0}):
+        sent = ["LastName", "Title", "LeadSource", "Id"]
+        clock = dict(before)
+        advance_written(clock, fields, sent)
+        assert clock == written_times(before, fields, sent)
+
+
+def test_the_fields_kept_and_their_values_come_in_one_pass_as_drop_older_keeps_them() -> None:
+    fields = {"LastName": f("Older", T0 + 50), "Title": f(None, T0 + 10), "Email": f("a@x.org", T0 + 1)}
+    for written in ({}, {"LastName": T0 + 100, "Title": T0 + 10}, {"Other": T0 + 999}, {"Email": T0 + 2}):
+        kept, values = kept_values(fields, written)
+        assert kept == drop_older(fields, written)
+        assert list(values.items()) == [(name, fv["value"]) for name, fv in kept.items()]
+        assert (kept is fields) == (drop_older(fields, written) is fields)  # not a copy when none is left out
 
 
 def test_nothing_older_than_the_record_clock_means_the_fields_as_they_are_not_a_copy() -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import inspect
 from typing import Any
 
 import pytest
@@ -117,6 +119,24 @@ async def test_put_passes_int_timestamps_through_to_the_result() -> None:
     data = WriteResultEncoder(avro).encode("WriteResult", result)
     as_before = {**result, "source": {**result["source"], "occurred_at": at(T0 - 250)}}
     assert data == avro.encode("WriteResult", as_before)  # the bytes the datetime form gave
+
+
+async def test_results_carry_acknowledged_at_in_epoch_millis_and_are_encoded_as_they_are() -> None:
+    rec = Recorder()
+    client, sink = make_sink(build(), rec)  # its clock reads T0
+    async with client:
+        outcome = await sink.put([IncomingWrite(storage_form(member(i)), TOPIC, 0, i) for i in range(2)])
+    assert [(r["acknowledged_at"], type(r["acknowledged_at"])) for r in outcome.results] == [(T0, int)] * 2
+    _, avro = results_encoder()
+    encoder = WriteResultEncoder(avro)
+    for result in outcome.results:
+        assert encoder._storage_form(result) is result  # in storage form already: not copied
+        as_datetimes = {
+            **result,
+            "acknowledged_at": at(T0),
+            "source": {**result["source"], "occurred_at": at(result["source"]["occurred_at"])},
+        }
+        assert encoder.encode("WriteResult", result) == avro.encode("WriteResult", as_datetimes)
 
 
 async def test_names_are_checked_on_every_write_though_valid_ones_are_remembered() -> None:
@@ -260,3 +280,26 @@ def test_a_segment_names_its_if_empty_fields_in_field_order_whether_merged_as_de
     none = {**decoded, "fields": {"LastName": fv("Lovelace", T0)}}
     ((plain,),) = merge_writes([IncomingWrite(none, TOPIC, 0, 0)]).values()
     assert plain.if_empty == ()
+
+
+# ---------------------------------------------------------------------- the contract's IncomingWrite
+def test_an_incoming_write_is_built_with_every_field_and_stays_frozen_comparable_and_hashable() -> None:
+    full = IncomingWrite({"key": "k"}, TOPIC, 3, 7, b"k", b"v", (("h", b"1"),))
+    assert [(f.name, getattr(full, f.name)) for f in dataclasses.fields(IncomingWrite)] == [
+        ("write", {"key": "k"}),
+        ("topic", TOPIC),
+        ("partition", 3),
+        ("offset", 7),
+        ("key", b"k"),
+        ("value", b"v"),
+        ("headers", (("h", b"1"),)),
+    ]
+    # the hand-written __init__ takes exactly the dataclass's fields, with the same defaults
+    assert list(inspect.signature(IncomingWrite).parameters) == [f.name for f in dataclasses.fields(IncomingWrite)]
+    bare = IncomingWrite({"key": "k"}, TOPIC, 3, 7)
+    assert (bare.key, bare.value, bare.headers) == (None, None, ())
+    assert dataclasses.replace(full, key=None, value=None, headers=()) == bare
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        bare.offset = 8  # type: ignore[misc]
+    unhashed = IncomingWrite(None, TOPIC, 3, 7)  # type: ignore[arg-type]
+    assert hash(unhashed) == hash(IncomingWrite(None, TOPIC, 3, 7))  # type: ignore[arg-type]
