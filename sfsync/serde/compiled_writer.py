@@ -283,21 +283,13 @@ def _inline_record(
 
 
 def _compile_map(schema: dict[str, Any], named: dict[str, Any], compiled: dict[str, Writer]) -> Writer:
-    """A map's writer as one generated function: its keys, and its values when primitives, enums or
-    unions of them, written inline (no call per entry), other values by their compiled writers."""
-    env: dict[str, Any] = {"_long": _long, "_DOUBLE": _DOUBLE, "_FLOAT": _FLOAT}
-    lines = [
-        "def write_map(out, value):",
-        "    if type(value) is not dict:",
-        "        raise TypeError('expected a map, got ' + type(value).__name__)",
-        "    if value:",
-        "        _long(out, len(value))",
-        "        for v, item in value.items():",
-        *_inline("string", "k", "            ", env, named, compiled),
-        "            v = item",
-        *_inline(schema["values"], "m", "            ", env, named, compiled),
-        "    out.append(0)",
-    ]
+    """A map's writer as one generated function: its keys and values written inline, as a map inside a
+    record is (no call per entry), down to a reference to a record being written further out."""
+    prologue: list[str] = []
+    env: dict[str, Any] = {"_NO_DEFAULT": _NO_DEFAULT, "_DOUBLE": _DOUBLE, "_FLOAT": _FLOAT, _PROLOGUE: prologue}
+    body = _inline(schema, "m", "    ", env, named, compiled, frozenset())
+    lines = ["def write_map(out, v):", *("    " + line for line in prologue), *body]
+    del env[_PROLOGUE]
     namespace: dict[str, Any] = dict(env)
     exec("\n".join(lines), namespace)  # noqa: S102 - code generated from the schema alone
     writer: Writer = namespace["write_map"]
