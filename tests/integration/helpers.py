@@ -104,10 +104,18 @@ _SETTLING = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.UNKNOWN_TOPIC_OR_PA
 
 class Offsets:
     """A group's committed offsets and the end offsets of topics, through one consumer that never joins
-    the group (``close()`` it, or use ``with``)."""
+    the group (``close()`` it, or use ``with``).
 
-    def __init__(self, bootstrap: str, group: str, partitions: int = PARTITIONS) -> None:
-        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    ``stable`` (the default): a committed offset is asked for as a read_committed consumer asks (KIP-447),
+    so while a transaction of the group holds offsets not yet committed the broker answers only once it
+    ends. False: the offsets committed so far, at once (e.g. right after a transactional worker was killed
+    mid-transaction, which stays open until its restart fences it)."""
+
+    def __init__(self, bootstrap: str, group: str, partitions: int = PARTITIONS, *, stable: bool = True) -> None:
+        config = {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False}
+        if not stable:
+            config["isolation.level"] = "read_uncommitted"
+        self.consumer = Consumer(config)
         self.partitions = partitions
 
     def by_partition(self, topic: str) -> list[int]:

@@ -43,9 +43,9 @@ from tests.integration.outbound_org import assert_org, expected_org
 from tests.integration.processes import Spawned, pipeline_env, processor_env, salesforce_env, unexpected_tracebacks
 from tests.kit.events import decoded
 
-EVENTS = 2500
+EVENTS = 5000
 EDITED = 24  # members whose Title a rep edits: half get a product update stamped before, half after
-KILL_PROCESSOR_AT = 0.25  # share of the events the processors committed when one of them is killed
+KILL_PROCESSOR_AT = 0.1  # share of the events the processors committed when one of them is killed
 KILL_SINK_AT = 300  # writes the sinks committed when one of them is killed
 
 
@@ -171,7 +171,7 @@ async def test_two_processors_and_two_sinks_with_a_rebalance_leave_the_org_as_on
         SFSYNC_SINK_METRICS_PORT="0",
         **salesforce_env(running),
     )
-    proc_env = processor_env(  # commits every 0.1 s: the processors plan ~2,000 events/s, a kill lands mid-run
+    proc_env = processor_env(  # commits every 0.1 s: the processors plan ~5,000 events/s, a kill lands mid-run
         services,
         prefix,
         app_id,
